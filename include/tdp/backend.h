@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Private backend: the component that performs the real change to a
+ * confidential VM's private page tables (for Intel TDX, SEAMCALLs into the
+ * TDX module's Secure EPT).  The engine keeps a mirror of the private tree
+ * and forwards every change of it here.
+ *
+ * Contract (who calls what, under which lock, what may fail):
+ *
+ *   callback      mmu_lock  may fail                 must guarantee
+ *   link_table    read      busy or hard error       fully linked, or nothing changed
+ *   set_leaf      read      busy or hard error       mapped, or nothing changed
+ *   remove_leaf   write     no                       unmapped and out of every
+ *                                                    vCPU's TLB on return
+ *   free_table    write     reports failure; the     backend page reclaimed
+ *                           engine leaks the page
+ *
+ * Ordering the engine guarantees:
+ *   - a table is linked (link_table returned 0) before any callback names
+ *     a GFN below it: the entry is frozen while the backend works, and
+ *     every fault that meets a frozen entry retries;
+ *   - link_table and set_leaf may run concurrently, on different entries;
+ *   - remove_leaf and free_table run with mmu_lock held for write, never
+ *     concurrently with any other callback of the same MMU;
+ *   - a table's leaves and child tables are removed before free_table is
+ *     called for it, children before their parent.
+ *
+ * Return values of link_table / set_leaf: 0 on success, -EBUSY for a
+ * transient conflict (the engine restores the mirror entry and the fault
+ * reports TDP_FAULT_RETRY), any other negative errno for a hard error (the
+ * engine restores the mirror entry and returns that value to the caller
+ * of tdp_map()).  Backends should not return -EIO from map callbacks:
+ * -EIO from the engine means the MMU is dead.
+ *
+ * A non-zero return from remove_leaf, or from free_table, is a broken
+ * contract: the engine puts the MMU in the dead state (every later
+ * operation returns -EIO) and never frees a page the backend may still
+ * reference (a table whose free_table failed leaks its backend page).
+ *
+ * Levels: @level is the level of the mirror SPTE being changed.  For
+ * link_table and free_table that SPTE points at a table whose entries are
+ * at @level - 1; @gfn is the first GFN the SPTE covers (aligned to the
+ * level).  GFNs are always unaliased private GFNs.
+ */
+#ifndef TDP_BACKEND_H
+#define TDP_BACKEND_H
+
+#include <tdp/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * A page owned by the backend, allocated by the engine (ext_table_size
+ * bytes, zeroed, page aligned) for each mirror table, handed to
+ * link_table and free_table and freed by the engine after free_table
+ * succeeded.  The engine never reads or writes it: the type is incomplete
+ * on purpose.
+ */
+struct tdp_ext_table;
+
+struct tdp_private_backend {
+	int (*link_table)(void *ctx, tdp_gfn_t gfn, int level,
+			  struct tdp_ext_table *ext_table);
+	int (*set_leaf)(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn);
+	int (*remove_leaf)(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn);
+	int (*free_table)(void *ctx, tdp_gfn_t gfn, int level,
+			  struct tdp_ext_table *ext_table);
+	/* Passed as the first argument of every callback. */
+	void *ctx;
+	/* Bytes of the backend page per mirror table; 0 for none. */
+	size_t ext_table_size;
+};
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TDP_BACKEND_H */

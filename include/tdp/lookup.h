@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Lockless lookup: read the SPTE that translates a GFN without mmu_lock,
+ * inside an RCU read-side section (tables stay allocated until every such
+ * reader left).
+ */
+#ifndef TDP_LOOKUP_H
+#define TDP_LOOKUP_H
+
+#include <tdp/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * tdp_lookup() - walk the valid root of @alias (exactly one of
+ * TDP_ALIAS_PRIVATE or TDP_ALIAS_SHARED) toward unaliased @gfn and report
+ * the last SPTE reached: a present leaf (and its level), or the
+ * non-present or frozen SPTE where the walk stopped (and that level).
+ * Lock: none; RCU only.  The result may be stale as soon as it returns.
+ * Returns 0; -EINVAL (NULL, bad alias, GFN beyond the width, private alias
+ * on an MMU without backend); -EIO; -ESHUTDOWN.
+ */
+TDP_API int tdp_lookup(struct tdp_mmu *mmu, tdp_gfn_t gfn, enum tdp_alias alias,
+	       tdp_spte_t *spte, int *level);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TDP_LOOKUP_H */

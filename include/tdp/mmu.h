@@ -1,0 +1,124 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * MMU lifetime: one struct tdp_mmu owns the second-stage page tables of one
+ * virtual machine.  It always has a direct root; created with a private
+ * backend it also keeps a mirror root of the private tree.
+ *
+ * Threads: every thread that calls into an MMU (vCPU threads, the thread
+ * that zaps, benchmark and test threads) must call tdp_thread_register()
+ * once before its first call and tdp_thread_unregister() before it exits.
+ * Page tables are freed after an RCU grace period, and registration is how
+ * the grace period knows about the thread.
+ */
+#ifndef TDP_MMU_H
+#define TDP_MMU_H
+
+#include <tdp/backend.h>
+#include <tdp/spte.h>
+#include <tdp/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * TLB maintenance the engine asks of the host.  GFNs are as the hardware
+ * indexes the direct tree: the shared bit is included.  Both callbacks are
+ * required.  They are called with mmu_lock held (read or write) and must
+ * not call back into the MMU.
+ */
+struct tdp_host_ops {
+	/* Invalidate cached translations of [gfn, gfn + nr_pages). */
+	void (*flush_range)(void *ctx, tdp_gfn_t gfn, uint64_t nr_pages);
+	/* Invalidate every cached translation of the VM. */
+	void (*flush_all)(void *ctx);
+	void *ctx;
+};
+
+enum tdp_mmu_flags {
+	/*
+	 * Debug: every long walk yields at every step that made progress, as
+	 * if mmu_lock were always contended.  For tests of the restart rules.
+	 */
+	TDP_MMU_FORCE_YIELD = 1 << 0,
+};
+
+struct tdp_mmu_config {
+	/* 4 or 5: levels of the tree; 4 translates 48 GPA bits, 5 57. */
+	int root_level;
+	/*
+	 * GFN bits the VM uses; GFNs must be below 1 << gfn_bits.  0 means
+	 * the root level's full width (36 for 4 levels, 45 for 5).
+	 */
+	unsigned int gfn_bits;
+	/*
+	 * The shared bit as a GFN bit (for TDX with 4 levels: 1 << 35, GPA
+	 * bit 47), or 0 for a VM without aliases.  Required (non-zero) with
+	 * a backend; must be a single bit below 1 << gfn_bits, and every
+	 * unaliased GFN must be below it.
+	 */
+	tdp_gfn_t direct_bits;
+	/* SPTE layout; NULL selects tdp_spte_format_ept. */
+	const struct tdp_spte_format *format;
+	/* Required TLB callbacks. */
+	struct tdp_host_ops host;
+	/* Private backend; NULL for a VM with no private memory. */
+	const struct tdp_private_backend *backend;
+	/* Mask of enum tdp_mmu_flags. */
+	unsigned int flags;
+};
+
+/*
+ * tdp_mmu_create() - create an MMU with an empty direct root, and an empty
+ * mirror root if @cfg names a backend.  The config is copied.
+ * Returns 0 and stores the MMU in @out; -EINVAL for a bad config (root
+ * level not 4 or 5, gfn_bits too wide, direct_bits not a single bit in
+ * range or missing with a backend, a missing host or backend callback, a
+ * format that fails tdp_spte_format_check()); -ENOMEM.
+ */
+TDP_API int tdp_mmu_create(const struct tdp_mmu_config *cfg, struct tdp_mmu **out);
+
+/*
+ * tdp_mmu_teardown() - tear the MMU down and keep it for inspection:
+ * takes mmu_lock for write, invalidates every root, zaps each (every
+ * mirror leaf through remove_leaf, every mirror table through free_table),
+ * waits for all RCU callbacks, and leaves zero tables in the statistics.
+ * Every vCPU context must be destroyed first.  Afterwards every operation
+ * except tdp_mmu_get_stats() and tdp_mmu_destroy() returns -ESHUTDOWN.
+ * Returns 0, -EIO if the MMU is (or became) dead, -EINVAL for NULL or
+ * while vCPU contexts still exist.
+ */
+TDP_API int tdp_mmu_teardown(struct tdp_mmu *mmu);
+
+/*
+ * tdp_mmu_destroy() - tear down (if not done yet) and free the MMU.
+ * A dead MMU leaks whatever the backend may still reference.
+ * Every vCPU context must have been destroyed.  NULL is ignored.
+ */
+TDP_API void tdp_mmu_destroy(struct tdp_mmu *mmu);
+
+/*
+ * tdp_mmu_is_dead() - true once a no-fail backend callback failed.
+ * Lock: none.
+ */
+TDP_API bool tdp_mmu_is_dead(const struct tdp_mmu *mmu);
+
+/* The SPTE layout the MMU was created with. */
+TDP_API const struct tdp_spte_format *tdp_mmu_format(const struct tdp_mmu *mmu);
+
+/* The configured shared bit (0 for a VM without aliases). */
+TDP_API tdp_gfn_t tdp_mmu_direct_bits(const struct tdp_mmu *mmu);
+
+/*
+ * tdp_thread_register() / tdp_thread_unregister() - make the calling
+ * thread known to the RCU implementation.  Required once per thread
+ * before any other call; nesting is counted.
+ */
+TDP_API void tdp_thread_register(void);
+TDP_API void tdp_thread_unregister(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TDP_MMU_H */

@@ -1,0 +1,59 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Per-MMU statistics.  Counts of live objects (tables, leaves, pages) are
+ * exact once the MMU is quiescent; while operations run they are a
+ * consistent-enough snapshot for monitoring.
+ */
+#ifndef TDP_STATS_H
+#define TDP_STATS_H
+
+#include <tdp/root.h>
+#include <tdp/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct tdp_stats {
+	/*
+	 * Live page tables linked into a tree, by root type and by the level
+	 * of the entries they hold (a root of a 4-level tree counts at 4, a
+	 * table of 4 KiB leaves at 1).  Roots are included.
+	 */
+	uint64_t tables[TDP_NR_ROOT_TYPES][TDP_MAX_LEVEL + 1];
+	/* Present leaf SPTEs by root type and level (1 = 4 KiB). */
+	uint64_t leaves[TDP_NR_ROOT_TYPES][TDP_MAX_LEVEL + 1];
+	uint64_t faults_fixed;
+	uint64_t faults_spurious;
+	uint64_t faults_retried;
+	/* Present leaf SPTEs zapped, and tables unlinked by zaps. */
+	uint64_t zapped_leaves;
+	uint64_t zapped_tables;
+	/* Host TLB callbacks issued. */
+	uint64_t flushes_range;
+	uint64_t flushes_all;
+	/* Roots allocated and freed over the MMU's life. */
+	uint64_t roots_allocated;
+	uint64_t roots_freed;
+	/* Private-backend callbacks that returned -EBUSY / a hard error. */
+	uint64_t backend_busy;
+	uint64_t backend_errors;
+	/*
+	 * Page-table pages (and backend pages) this MMU holds: linked,
+	 * cached in vCPU contexts, or waiting for a grace period.  Zero
+	 * after tdp_mmu_teardown().
+	 */
+	uint64_t pages_in_use;
+};
+
+/*
+ * tdp_mmu_get_stats() - copy the statistics.  Works after teardown too.
+ * Lock: none.  Returns 0, or -EINVAL for NULL.
+ */
+TDP_API int tdp_mmu_get_stats(const struct tdp_mmu *mmu, struct tdp_stats *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TDP_STATS_H */

@@ -1,0 +1,316 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Writing SPTEs: the freeze protocol of the mirror root, the single
+ * compare-exchange of the direct root, zaps under either lock mode, and the
+ * teardown of a table that was unlinked.  Every write that involves the
+ * frozen value lives in this file.
+ *
+ * Making a mirror SPTE present (mmu_lock held for read):
+ *   1. compare-exchange old -> FROZEN; on failure the caller's copy of the
+ *      SPTE is refreshed and the fault retries;
+ *   2. call the backend: link_table for a table, set_leaf for a leaf;
+ *   3. store the new value, or on failure store the old value back.
+ * Only the thread that froze an SPTE writes it next, and every walk that
+ * meets FROZEN retries before allocating, so the backend always sees a
+ * parent table linked before anything below it.
+ *
+ * Removing (mmu_lock held for write, must not fail): a mirror leaf goes
+ * through remove_leaf; an unlinked table has every entry frozen, its
+ * leaves removed and child tables torn down first, then free_table, then
+ * it is freed after a grace period.  A backend that fails a removal puts
+ * the MMU in the dead state and nothing it may reference is freed.
+ */
+#include "iter.h"
+
+void tdp_mmu_set_dead(struct tdp_mmu *mmu, const char *why)
+{
+	if (!tdp_mmu_dead(mmu))
+		tdp_log_err("MMU is dead: %s", why);
+	tdp_flag_set(&mmu->dead, true);
+}
+
+static void account_leaf(struct tdp_op *op, int level, int delta)
+{
+	TDP_COUNT(&op->ctr, leaves[op->root->type][level], delta);
+}
+
+static void account_table(struct tdp_op *op, int level, int delta)
+{
+	TDP_COUNT(&op->ctr, tables[op->root->type][level], delta);
+}
+
+/*
+ * Account a successful change of a present-making write: a new leaf, a
+ * new table, a huge leaf split into a table, or a leaf given more rights.
+ */
+static void account_install(struct tdp_op *op, int level, tdp_spte_t old,
+			    tdp_spte_t new_spte)
+{
+	const struct tdp_spte_format *fmt = &op->mmu->fmt;
+	bool old_leaf = tdp_spte_is_present(fmt, old) &&
+			tdp_spte_is_leaf(fmt, old, level);
+
+	if (old_leaf)
+		account_leaf(op, level, -1);
+	if (tdp_spte_is_leaf(fmt, new_spte, level))
+		account_leaf(op, level, 1);
+	else
+		account_table(op, level - 1, 1);
+}
+
+static int mirror_set_spte_atomic(struct tdp_op *op, struct tdp_iter *it,
+				  tdp_spte_t new_spte, struct tdp_table *child)
+{
+	struct tdp_mmu *mmu = op->mmu;
+	const struct tdp_private_backend *be = &mmu->backend;
+	tdp_spte_t old = it->old_spte;
+	int ret;
+
+	/* The mirror only ever goes from non-present to present here. */
+	TDP_ASSERT(!tdp_spte_is_present(&mmu->fmt, old));
+
+	if (!tdp_spte_cmpxchg(it->sptep, &it->old_spte, mmu->fmt.frozen))
+		return -EBUSY;
+
+	if (child)
+		ret = be->link_table(be->ctx, it->gfn, it->level,
+				     child->ext_table);
+	else
+		ret = be->set_leaf(be->ctx, it->gfn, it->level,
+				   tdp_spte_pfn(&mmu->fmt, new_spte));
+	if (ret) {
+		/* Unfreeze: the entry and the caller's view are as before. */
+		tdp_spte_write_release(it->sptep, old);
+		if (ret == -EBUSY)
+			TDP_COUNT(&op->ctr, backend_busy, 1);
+		else
+			TDP_COUNT(&op->ctr, backend_errors, 1);
+		return ret;
+	}
+	tdp_spte_write_release(it->sptep, new_spte);
+	it->old_spte = new_spte;
+	return 0;
+}
+
+/*
+ * tdp_set_spte_atomic() - replace it->old_spte with @new_spte under
+ * mmu_lock held for read.  @child is the table @new_spte points at, or
+ * NULL for a leaf.  Returns 0; -EBUSY if another thread changed the SPTE
+ * first (it->old_spte then holds the current value) or the backend was
+ * busy; a backend's hard error.  On any failure the SPTE is unchanged.
+ */
+int tdp_set_spte_atomic(struct tdp_op *op, struct tdp_iter *it,
+			tdp_spte_t new_spte, struct tdp_table *child)
+{
+	struct tdp_mmu *mmu = op->mmu;
+	int ret;
+
+	tdp_lockdep_assert_held_read(&mmu->mmu_lock);
+	/* Nobody writes a frozen SPTE but the thread that froze it. */
+	TDP_ASSERT(!tdp_spte_is_frozen(&mmu->fmt, it->old_spte));
+	TDP_ASSERT(!it->yielded);
+
+	if (tdp_root_is_mirror(op->root)) {
+		ret = mirror_set_spte_atomic(op, it, new_spte, child);
+	} else {
+		ret = tdp_spte_cmpxchg(it->sptep, &it->old_spte, new_spte) ? 0
+									   : -EBUSY;
+		if (!ret) {
+			tdp_spte_t old = it->old_spte;
+
+			it->old_spte = new_spte;
+			account_install(op, it->level, old, new_spte);
+			return 0;
+		}
+		return ret;
+	}
+	if (!ret)
+		account_install(op, it->level, mmu->fmt.nonpresent, new_spte);
+	return ret;
+}
+
+/* Account a present SPTE at @level going away, and tear down its table. */
+static void handle_removed_spte(struct tdp_op *op, tdp_gfn_t gfn, int level,
+				tdp_spte_t old)
+{
+	const struct tdp_spte_format *fmt = &op->mmu->fmt;
+
+	(void)gfn;
+	if (tdp_spte_is_leaf(fmt, old, level)) {
+		account_leaf(op, level, -1);
+		TDP_COUNT(&op->ctr, zapped_leaves, 1);
+		return;
+	}
+	tdp_handle_removed_table(op, tdp_spte_child(op->mmu, old));
+}
+
+/* Remove one present mirror leaf through the backend; false if it failed. */
+static bool mirror_remove_leaf(struct tdp_op *op, tdp_gfn_t gfn, int level,
+			       tdp_spte_t old)
+{
+	struct tdp_mmu *mmu = op->mmu;
+	const struct tdp_private_backend *be = &mmu->backend;
+
+	if (tdp_mmu_dead(mmu))
+		return false;
+	if (be->remove_leaf(be->ctx, gfn, level, tdp_spte_pfn(&mmu->fmt, old))) {
+		tdp_mmu_set_dead(mmu, "private backend failed remove_leaf");
+		return false;
+	}
+	return true;
+}
+
+/*
+ * tdp_zap_spte_write_locked() - make the SPTE at @it non-present under
+ * mmu_lock held for write, tearing down a table it pointed at.  A direct
+ * leaf whose dirty bit hardware may still set is exchanged, not stored.
+ * Returns 0, or -EIO when a mirror removal failed (the MMU is dead and the
+ * SPTE keeps its old value).
+ */
+int tdp_zap_spte_write_locked(struct tdp_op *op, struct tdp_iter *it)
+{
+	struct tdp_mmu *mmu = op->mmu;
+	const struct tdp_spte_format *fmt = &mmu->fmt;
+	tdp_spte_t old = it->old_spte;
+	bool leaf;
+
+	tdp_lockdep_assert_held_write(&mmu->mmu_lock);
+	TDP_ASSERT(tdp_spte_is_present(fmt, old));
+	leaf = tdp_spte_is_leaf(fmt, old, it->level);
+
+	if (tdp_root_is_mirror(op->root)) {
+		if (leaf) {
+			/* Frozen while the backend works: no reader may
+			 * take the entry for a usable mapping. */
+			tdp_spte_write(it->sptep, fmt->frozen);
+			if (!mirror_remove_leaf(op, it->gfn, it->level, old)) {
+				tdp_spte_write(it->sptep, old);
+				op->err = -EIO;
+				return -EIO;
+			}
+		}
+		tdp_spte_write_release(it->sptep, fmt->nonpresent);
+	} else {
+		if (tdp_spte_has_volatile_bits(fmt, old, it->level))
+			old = tdp_spte_xchg(it->sptep, fmt->nonpresent);
+		else
+			tdp_spte_write_release(it->sptep, fmt->nonpresent);
+		tdp_flush_add(op, it->gfn, tdp_level_pages(it->level));
+	}
+	it->old_spte = fmt->nonpresent;
+	if (!leaf)
+		account_table(op, it->level - 1, -1);
+	handle_removed_spte(op, it->gfn, it->level, old);
+	return op->err;
+}
+
+/*
+ * tdp_zap_spte_atomic() - make a direct SPTE non-present under mmu_lock
+ * held for read, with compare-exchange.  Returns 0, or -EBUSY if the SPTE
+ * changed first (it->old_spte holds the new value; the caller re-checks).
+ */
+int tdp_zap_spte_atomic(struct tdp_op *op, struct tdp_iter *it)
+{
+	struct tdp_mmu *mmu = op->mmu;
+	const struct tdp_spte_format *fmt = &mmu->fmt;
+	tdp_spte_t old = it->old_spte;
+
+	tdp_lockdep_assert_held_read(&mmu->mmu_lock);
+	/* Mirror SPTEs are only removed with the write lock held. */
+	TDP_ASSERT(!tdp_root_is_mirror(op->root));
+	TDP_ASSERT(tdp_spte_is_present(fmt, old));
+
+	if (!tdp_spte_cmpxchg(it->sptep, &it->old_spte, fmt->nonpresent))
+		return -EBUSY;
+	it->old_spte = fmt->nonpresent;
+	if (!tdp_flag_read(&op->root->invalid))
+		tdp_flush_add(op, it->gfn, tdp_level_pages(it->level));
+	if (!tdp_spte_is_leaf(fmt, old, it->level))
+		account_table(op, it->level - 1, -1);
+	handle_removed_spte(op, it->gfn, it->level, old);
+	return 0;
+}
+
+/*
+ * Freeze one entry of an unlinked table and return what it held.  With the
+ * read lock another thread may hold the entry frozen (a freezer in the
+ * middle of its protocol): exchange in a loop until the value replaced is
+ * not FROZEN, so the freezer's final value is seen and torn down.
+ */
+static tdp_spte_t freeze_removed_entry(struct tdp_op *op, tdp_spte_t *sptep,
+				       int level)
+{
+	const struct tdp_spte_format *fmt = &op->mmu->fmt;
+	tdp_spte_t old;
+
+	if (op->shared) {
+		for (unsigned int spins = 0;; spins++) {
+			old = tdp_spte_xchg(sptep, fmt->frozen);
+			if (!tdp_spte_is_frozen(fmt, old))
+				return old;
+			if (spins > 64)
+				tdp_cond_resched();
+		}
+	}
+	old = tdp_spte_read(sptep);
+	/* With the write lock held nobody else can hold an entry frozen. */
+	TDP_ASSERT(!tdp_spte_is_frozen(fmt, old));
+	if (tdp_spte_has_volatile_bits(fmt, old, level))
+		return tdp_spte_xchg(sptep, fmt->frozen);
+	tdp_spte_write(sptep, fmt->frozen);
+	return old;
+}
+
+/*
+ * tdp_handle_removed_table() - tear down table @t, already unlinked from
+ * its parent: freeze every entry (forever: a walker still inside sees only
+ * FROZEN and installs nothing), remove its leaves and child tables,
+ * children before parent, hand a mirror table to free_table, and free it
+ * after a grace period.  The caller flushed, or will flush, the span of
+ * the parent entry.
+ */
+void tdp_handle_removed_table(struct tdp_op *op, struct tdp_table *t)
+{
+	struct tdp_mmu *mmu = op->mmu;
+	const struct tdp_spte_format *fmt = &mmu->fmt;
+	bool mirror = t->root_type == TDP_ROOT_MIRROR;
+	bool backend_ok = true;
+	uint64_t step = tdp_level_pages(t->level);
+
+	TDP_ASSERT(!mirror || !op->shared);
+	TDP_COUNT(&op->ctr, zapped_tables, 1);
+
+	for (int i = 0; i < TDP_SPTES_PER_TABLE; i++) {
+		tdp_gfn_t gfn = t->gfn + (uint64_t)i * step;
+		tdp_spte_t old = freeze_removed_entry(op, &t->spt[i], t->level);
+
+		if (!tdp_spte_is_present(fmt, old))
+			continue;
+		if (tdp_spte_is_leaf(fmt, old, t->level)) {
+			if (mirror && !mirror_remove_leaf(op, gfn, t->level, old))
+				backend_ok = false;
+		} else {
+			account_table(op, t->level - 1, -1);
+		}
+		handle_removed_spte(op, gfn, t->level, old);
+	}
+
+	if (mirror) {
+		const struct tdp_private_backend *be = &mmu->backend;
+
+		/*
+		 * A child the backend could not remove still hangs below
+		 * this table in the private tree: keep the backend page.
+		 */
+		if (!backend_ok || tdp_mmu_dead(mmu)) {
+			t->ext_table = NULL;
+			op->err = -EIO;
+		} else if (be->free_table(be->ctx, t->gfn, t->level + 1,
+					  t->ext_table)) {
+			t->ext_table = NULL;
+			tdp_mmu_set_dead(mmu, "private backend failed free_table");
+			op->err = -EIO;
+		}
+	}
+	tdp_table_free_rcu(t);
+}

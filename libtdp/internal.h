@@ -1,0 +1,268 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Engine-internal structures shared by the libtdp sources.  Every shared
+ * field names what protects it.
+ */
+#ifndef TDP_INTERNAL_H
+#define TDP_INTERNAL_H
+
+#include "port/port.h"
+
+#include <tdp/tdp.h>
+
+struct tdp_iter;
+
+/*
+ * Metadata of one page table, kept outside the hardware page and found
+ * from it through the page's private pointer.
+ */
+struct tdp_table {
+	tdp_spte_t *spt; /* the 512 SPTEs; immutable */
+	struct tdp_mmu *mmu;
+	/* Backend page of a mirror table; NULL when leaked or none. */
+	struct tdp_ext_table *ext_table;
+	/* First GFN the table covers, as the tree indexes it; set before
+	 * the table is linked, immutable while linked. */
+	tdp_gfn_t gfn;
+	int level;     /* level of the table's entries; immutable while linked */
+	int root_type; /* enum tdp_root_type; immutable while linked */
+	struct tdp_rcu_head rcu;
+	struct tdp_table *next; /* vCPU cache link; owned by the vCPU */
+};
+
+struct tdp_root {
+	struct tdp_table *table; /* immutable */
+	enum tdp_root_type type; /* immutable */
+	/* Atomic; the MMU's own reference is dropped after the zap that
+	 * follows invalidation. */
+	int refcount;
+	/* Set under mmu_lock held for write; read with atomics anywhere. */
+	bool invalid;
+	/* Set with invalid; claimed (exchanged to false) by the one caller
+	 * that zaps the root. */
+	int scheduled_zap;
+	struct tdp_root *next; /* root list; protected by mmu->roots_mutex */
+	struct tdp_rcu_head rcu;
+};
+
+/*
+ * Counters.  The MMU's set is updated with atomic adds from any thread;
+ * a vCPU's set is written only by the thread using the vCPU (relaxed
+ * load + store) and read by tdp_mmu_get_stats().  Live counts are signed
+ * deltas so a vCPU may remove what another added.
+ */
+struct tdp_counters {
+	uint64_t tables[TDP_NR_ROOT_TYPES][TDP_MAX_LEVEL + 1];
+	uint64_t leaves[TDP_NR_ROOT_TYPES][TDP_MAX_LEVEL + 1];
+	uint64_t faults_fixed;
+	uint64_t faults_spurious;
+	uint64_t faults_retried;
+	uint64_t zapped_leaves;
+	uint64_t zapped_tables;
+	uint64_t flushes_range;
+	uint64_t flushes_all;
+	uint64_t backend_busy;
+	uint64_t backend_errors;
+};
+
+/* Tables a vCPU keeps ready: enough for one walk from root to leaf. */
+#define TDP_VCPU_CACHE_MIN (TDP_MAX_LEVEL + 1)
+
+struct tdp_vcpu {
+	struct tdp_mmu *mmu;
+	/* Roots this vCPU loaded, each with a reference; owned by the vCPU. */
+	struct tdp_root *root[TDP_NR_ROOT_TYPES];
+	/* Ready tables (direct and mirror alike); owned by the vCPU. */
+	struct tdp_table *cache;
+	int cache_count;
+	/* Ready backend pages (MMUs with a backend page size); owned. */
+	void *ext_cache[TDP_VCPU_CACHE_MIN];
+	int ext_count;
+	struct tdp_counters ctr; /* see struct tdp_counters */
+	struct tdp_vcpu *next;   /* protected by mmu->vcpus_mutex */
+};
+
+struct tdp_mmu {
+	/* Immutable after creation. */
+	struct tdp_mmu_config cfg;
+	struct tdp_spte_format fmt;
+	struct tdp_private_backend backend;
+	bool has_mirror;
+	tdp_gfn_t gfn_limit; /* unaliased GFNs are below this */
+
+	tdp_mmu_lock_t mmu_lock;
+
+	/* Set once (atomic): a no-fail backend callback failed. */
+	bool dead;
+	/* Set once under mmu_lock held for write (atomic reads). */
+	bool torn_down;
+
+	/*
+	 * Root list and the valid root of each type: protected by
+	 * roots_mutex; valid_root[] is cleared under mmu_lock held for
+	 * write too (invalidation), so it is stable under the read lock.
+	 */
+	tdp_mutex_t roots_mutex;
+	struct tdp_root *roots;
+	struct tdp_root *valid_root[TDP_NR_ROOT_TYPES];
+
+	/*
+	 * Invalidation: written under mmu_lock held for write, read under
+	 * the read lock (atomics, as tdp_mmu_seq() reads seq locklessly).
+	 */
+	uint64_t inval_seq;
+	uint64_t inval_in_progress;
+	tdp_gfn_t inval_start;
+	tdp_gfn_t inval_end;
+
+	/* Generation of new MMIO SPTEs; written under the write lock. */
+	uint64_t mmio_gen;
+
+	/* Live vCPU contexts: protected by vcpus_mutex. */
+	tdp_mutex_t vcpus_mutex;
+	struct tdp_vcpu *vcpus;
+	int nr_vcpus;
+
+	struct tdp_counters ctr;  /* atomic adds */
+	uint64_t roots_allocated; /* atomic */
+	uint64_t roots_freed;     /* atomic */
+	uint64_t pages_in_use;    /* atomic */
+};
+
+/*
+ * Where the counters of one operation go: a vCPU's own set (fault path)
+ * or the MMU's shared set.
+ */
+struct tdp_ctr_ref {
+	struct tdp_counters *set;
+	bool owner_only;
+};
+
+static inline void tdp_count(const struct tdp_ctr_ref *ref, uint64_t *field,
+			     int64_t delta)
+{
+	(void)ref;
+	if (ref->owner_only)
+		tdp_atomic64_set(field, tdp_atomic64_read(field) + (uint64_t)delta);
+	else
+		tdp_atomic64_add(field, delta);
+}
+
+#define TDP_COUNT(ref, member, delta) \
+	tdp_count((ref), &(ref)->set->member, (delta))
+
+/* Pending TLB invalidation of a direct-root walk. */
+struct tdp_flush {
+	tdp_gfn_t start, end; /* empty when start == end */
+	bool all;
+};
+
+/*
+ * One operation in progress: the MMU, the lock mode it holds, the
+ * counters it updates and its pending flush.
+ */
+struct tdp_op {
+	struct tdp_mmu *mmu;
+	struct tdp_root *root;
+	bool shared; /* mmu_lock held for read */
+	struct tdp_ctr_ref ctr;
+	struct tdp_flush flush;
+	int err; /* first fatal error (-EIO) met by the walk */
+};
+
+static inline bool tdp_mmu_dead(const struct tdp_mmu *mmu)
+{
+	return tdp_flag_read(&mmu->dead);
+}
+
+/* Common entry check: -EIO when dead, -ESHUTDOWN after teardown. */
+static inline int tdp_mmu_usable(const struct tdp_mmu *mmu)
+{
+	if (tdp_mmu_dead(mmu))
+		return -EIO;
+	if (tdp_flag_read(&mmu->torn_down))
+		return -ESHUTDOWN;
+	return 0;
+}
+
+static inline bool tdp_root_is_mirror(const struct tdp_root *root)
+{
+	return root->type == TDP_ROOT_MIRROR;
+}
+
+/* GFN bits the tree of @type adds to unaliased GFNs when indexing. */
+static inline tdp_gfn_t tdp_root_gfn_bits(const struct tdp_mmu *mmu, int type)
+{
+	return type == TDP_ROOT_DIRECT ? mmu->cfg.direct_bits : 0;
+}
+
+static inline struct tdp_table *tdp_table_of_page(const void *page)
+{
+	return tdp_table_page_private(page);
+}
+
+static inline struct tdp_table *tdp_spte_child(const struct tdp_mmu *mmu,
+					       tdp_spte_t spte)
+{
+	return tdp_table_of_page(tdp_pfn_to_virt(tdp_spte_pfn(&mmu->fmt, spte)));
+}
+
+static inline unsigned int tdp_spte_index(tdp_gfn_t gfn, int level)
+{
+	return (unsigned int)(gfn >> ((level - 1) * TDP_LEVEL_BITS)) &
+	       (TDP_SPTES_PER_TABLE - 1);
+}
+
+static inline tdp_gfn_t tdp_gfn_round_down(tdp_gfn_t gfn, int level)
+{
+	return gfn & ~(tdp_level_pages(level) - 1);
+}
+
+/* spte.c */
+bool tdp_spte_has_volatile_bits(const struct tdp_spte_format *fmt,
+				tdp_spte_t spte, int level);
+
+tdp_spte_t tdp_spte_make_small(const struct tdp_spte_format *fmt,
+			       tdp_spte_t huge, int huge_level, int index);
+
+/* table.c */
+struct tdp_table *tdp_table_alloc(struct tdp_mmu *mmu, bool with_ext);
+void tdp_table_free_now(struct tdp_table *t);
+void tdp_table_free_rcu(struct tdp_table *t);
+int tdp_vcpu_cache_topup(struct tdp_vcpu *vcpu);
+struct tdp_table *tdp_vcpu_cache_take(struct tdp_vcpu *vcpu, bool mirror);
+void tdp_vcpu_cache_return(struct tdp_vcpu *vcpu, struct tdp_table *t);
+void tdp_vcpu_cache_drain(struct tdp_vcpu *vcpu);
+void tdp_table_init(struct tdp_table *t, tdp_gfn_t gfn, int level,
+		    int root_type);
+
+/* flush.c */
+void tdp_flush_add(struct tdp_op *op, tdp_gfn_t gfn, uint64_t pages);
+void tdp_flush_issue(struct tdp_op *op);
+
+/* freeze.c: every write that involves the frozen value */
+int tdp_set_spte_atomic(struct tdp_op *op, struct tdp_iter *it,
+			tdp_spte_t new_spte, struct tdp_table *child);
+int tdp_zap_spte_write_locked(struct tdp_op *op, struct tdp_iter *it);
+int tdp_zap_spte_atomic(struct tdp_op *op, struct tdp_iter *it);
+void tdp_handle_removed_table(struct tdp_op *op, struct tdp_table *t);
+void tdp_mmu_set_dead(struct tdp_mmu *mmu, const char *why);
+
+/* root.c */
+struct tdp_root *tdp_root_next(struct tdp_mmu *mmu, struct tdp_root *prev,
+			       unsigned int types, bool only_valid);
+int tdp_root_create_initial(struct tdp_mmu *mmu, int type);
+int tdp_root_get_locked_out(struct tdp_mmu *mmu, int type,
+			    struct tdp_root **out);
+void tdp_roots_invalidate_locked(struct tdp_mmu *mmu, unsigned int types);
+unsigned int tdp_alias_to_root_types(const struct tdp_mmu *mmu,
+				     enum tdp_alias alias);
+
+/* zap.c */
+int tdp_zap_root_locked(struct tdp_op *op);
+int tdp_zap_leafs_locked(struct tdp_op *op, tdp_gfn_t start, tdp_gfn_t end);
+
+/* mmu.c */
+void tdp_counters_fold(struct tdp_counters *dst, const struct tdp_counters *src);
+
+#endif /* TDP_INTERNAL_H */

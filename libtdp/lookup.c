@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Lockless lookup of the SPTE that translates a GFN (RCU only). */
+#include "internal.h"
+
+int tdp_lookup(struct tdp_mmu *mmu, tdp_gfn_t gfn, enum tdp_alias alias,
+	       tdp_spte_t *spte, int *level)
+{
+	const struct tdp_spte_format *fmt;
+	struct tdp_root *root;
+	tdp_gfn_t tree_gfn;
+	int type, lvl, ret;
+
+	if (!mmu || !spte || !level || gfn >= mmu->gfn_limit)
+		return -EINVAL;
+	if (alias == TDP_ALIAS_PRIVATE && mmu->has_mirror)
+		type = TDP_ROOT_MIRROR;
+	else if (alias == TDP_ALIAS_SHARED)
+		type = TDP_ROOT_DIRECT;
+	else
+		return -EINVAL;
+	ret = tdp_mmu_usable(mmu);
+	if (ret)
+		return ret;
+
+	fmt = &mmu->fmt;
+	tree_gfn = gfn + tdp_root_gfn_bits(mmu, type);
+	lvl = mmu->cfg.root_level;
+	*spte = fmt->nonpresent;
+
+	tdp_rcu_read_lock();
+	/* Roots are freed after a grace period: safe to load here. */
+	root = tdp_rcu_dereference(mmu->valid_root[type]);
+	if (root) {
+		const tdp_spte_t *table = root->table->spt;
+
+		for (;;) {
+			tdp_spte_t s = tdp_spte_read_acquire(
+				&table[tdp_spte_index(tree_gfn, lvl)]);
+
+			*spte = s;
+			if (!tdp_spte_is_present(fmt, s) ||
+			    tdp_spte_is_leaf(fmt, s, lvl))
+				break;
+			table = tdp_pfn_to_virt(tdp_spte_pfn(fmt, s));
+			lvl--;
+		}
+	}
+	tdp_rcu_read_unlock();
+	*level = lvl;
+	return 0;
+}

@@ -1,0 +1,297 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * MMU lifetime, statistics, the invalidation sequence and the MMIO
+ * generation.
+ */
+#include "iter.h"
+
+void tdp_thread_register(void)
+{
+	tdp_rcu_thread_register();
+}
+
+void tdp_thread_unregister(void)
+{
+	tdp_rcu_thread_unregister();
+}
+
+static bool single_bit(uint64_t v)
+{
+	return v && !(v & (v - 1));
+}
+
+static int check_config(const struct tdp_mmu_config *cfg)
+{
+	const struct tdp_private_backend *be = cfg->backend;
+	unsigned int width;
+
+	if (cfg->root_level != 4 && cfg->root_level != 5)
+		return -EINVAL;
+	width = cfg->gfn_bits ? cfg->gfn_bits
+			      : (unsigned int)cfg->root_level * TDP_LEVEL_BITS;
+	if (width < TDP_LEVEL_BITS ||
+	    width > (unsigned int)cfg->root_level * TDP_LEVEL_BITS)
+		return -EINVAL;
+	if (!cfg->host.flush_range || !cfg->host.flush_all)
+		return -EINVAL;
+	if (cfg->flags & ~TDP_MMU_FORCE_YIELD)
+		return -EINVAL;
+	if (tdp_spte_format_check(cfg->format ? cfg->format
+					      : &tdp_spte_format_ept))
+		return -EINVAL;
+	if (!be)
+		return cfg->direct_bits ? -EINVAL : 0;
+	if (!be->link_table || !be->set_leaf || !be->remove_leaf ||
+	    !be->free_table)
+		return -EINVAL;
+	/* The shared bit: one bit inside the GFN width, above 1 GiB. */
+	if (!single_bit(cfg->direct_bits) ||
+	    cfg->direct_bits >= (1ULL << width) ||
+	    cfg->direct_bits < tdp_level_pages(TDP_LEVEL_1G + 1))
+		return -EINVAL;
+	return 0;
+}
+
+int tdp_mmu_create(const struct tdp_mmu_config *cfg, struct tdp_mmu **out)
+{
+	struct tdp_mmu *mmu;
+	int ret;
+
+	if (!cfg || !out)
+		return -EINVAL;
+	ret = check_config(cfg);
+	if (ret)
+		return ret;
+
+	mmu = tdp_zalloc(sizeof(*mmu));
+	if (!mmu)
+		return -ENOMEM;
+	mmu->cfg = *cfg;
+	if (!mmu->cfg.gfn_bits)
+		mmu->cfg.gfn_bits = (unsigned int)cfg->root_level * TDP_LEVEL_BITS;
+	mmu->fmt = cfg->format ? *cfg->format : tdp_spte_format_ept;
+	mmu->cfg.format = &mmu->fmt;
+	mmu->has_mirror = cfg->backend != NULL;
+	if (mmu->has_mirror)
+		mmu->backend = *cfg->backend;
+	mmu->cfg.backend = mmu->has_mirror ? &mmu->backend : NULL;
+	mmu->gfn_limit = cfg->direct_bits ? cfg->direct_bits
+					  : 1ULL << mmu->cfg.gfn_bits;
+
+	ret = tdp_mmu_lock_init(&mmu->mmu_lock,
+				cfg->flags & TDP_MMU_FORCE_YIELD);
+	if (ret) {
+		tdp_free(mmu);
+		return ret;
+	}
+	tdp_mutex_init(&mmu->roots_mutex);
+	tdp_mutex_init(&mmu->vcpus_mutex);
+
+	ret = tdp_root_create_initial(mmu, TDP_ROOT_DIRECT);
+	if (!ret && mmu->has_mirror)
+		ret = tdp_root_create_initial(mmu, TDP_ROOT_MIRROR);
+	if (ret) {
+		/* Nothing is mapped: the teardown path frees what exists. */
+		tdp_mmu_destroy(mmu);
+		return ret;
+	}
+	*out = mmu;
+	return 0;
+}
+
+/*
+ * Zap every root under the write lock, each one once, and drop the MMU's
+ * references.  A mirror root whose zap failed is leaked with everything
+ * the backend may still reference.
+ */
+static void teardown_roots_locked(struct tdp_mmu *mmu)
+{
+	const unsigned int all = (1U << TDP_NR_ROOT_TYPES) - 1;
+	struct tdp_root *root;
+
+	tdp_roots_invalidate_locked(mmu, all);
+	for (root = tdp_root_next(mmu, NULL, all, false); root;
+	     root = tdp_root_next(mmu, root, all, false)) {
+		struct tdp_op op = {
+			.mmu = mmu,
+			.root = root,
+			.ctr = { .set = &mmu->ctr },
+		};
+
+		if (!tdp_atomic_xchg(&root->scheduled_zap, 0))
+			continue;
+		if (tdp_root_is_mirror(root) && tdp_mmu_dead(mmu))
+			continue;
+		if (tdp_zap_root_locked(&op) && tdp_root_is_mirror(root))
+			continue;
+		tdp_root_put(mmu, root);
+	}
+}
+
+int tdp_mmu_teardown(struct tdp_mmu *mmu)
+{
+	int nr_vcpus;
+
+	if (!mmu)
+		return -EINVAL;
+	tdp_mutex_lock(&mmu->vcpus_mutex);
+	nr_vcpus = mmu->nr_vcpus;
+	tdp_mutex_unlock(&mmu->vcpus_mutex);
+	if (nr_vcpus)
+		return -EINVAL;
+
+	tdp_write_lock(&mmu->mmu_lock);
+	if (!tdp_flag_read(&mmu->torn_down)) {
+		tdp_flag_set(&mmu->torn_down, true);
+		teardown_roots_locked(mmu);
+	}
+	tdp_write_unlock(&mmu->mmu_lock);
+	/* Every table and root freed by the zaps is gone after this. */
+	tdp_rcu_barrier();
+	return tdp_mmu_dead(mmu) ? -EIO : 0;
+}
+
+void tdp_mmu_destroy(struct tdp_mmu *mmu)
+{
+	if (!mmu)
+		return;
+	TDP_WARN_ON(mmu->nr_vcpus != 0);
+	tdp_mmu_teardown(mmu);
+	tdp_mutex_destroy(&mmu->vcpus_mutex);
+	tdp_mutex_destroy(&mmu->roots_mutex);
+	tdp_mmu_lock_destroy(&mmu->mmu_lock);
+	tdp_free(mmu);
+}
+
+bool tdp_mmu_is_dead(const struct tdp_mmu *mmu)
+{
+	return mmu && tdp_mmu_dead(mmu);
+}
+
+const struct tdp_spte_format *tdp_mmu_format(const struct tdp_mmu *mmu)
+{
+	return mmu ? &mmu->fmt : NULL;
+}
+
+tdp_gfn_t tdp_mmu_direct_bits(const struct tdp_mmu *mmu)
+{
+	return mmu ? mmu->cfg.direct_bits : 0;
+}
+
+/* ---- statistics --------------------------------------------------------- */
+
+static void fold_field(uint64_t *dst, const uint64_t *src)
+{
+	tdp_atomic64_add(dst, (int64_t)tdp_atomic64_read(src));
+}
+
+void tdp_counters_fold(struct tdp_counters *dst, const struct tdp_counters *src)
+{
+	const uint64_t *s = (const uint64_t *)src;
+	uint64_t *d = (uint64_t *)dst;
+
+	for (size_t i = 0; i < sizeof(*src) / sizeof(uint64_t); i++)
+		fold_field(&d[i], &s[i]);
+}
+
+int tdp_mmu_get_stats(const struct tdp_mmu *mmu, struct tdp_stats *out)
+{
+	struct tdp_counters sum = { 0 };
+	struct tdp_mmu *m = (struct tdp_mmu *)mmu;
+
+	if (!mmu || !out)
+		return -EINVAL;
+	tdp_mutex_lock(&m->vcpus_mutex);
+	tdp_counters_fold(&sum, &mmu->ctr);
+	for (const struct tdp_vcpu *v = mmu->vcpus; v; v = v->next)
+		tdp_counters_fold(&sum, &v->ctr);
+	tdp_mutex_unlock(&m->vcpus_mutex);
+
+	memset(out, 0, sizeof(*out));
+	memcpy(out->tables, sum.tables, sizeof(out->tables));
+	memcpy(out->leaves, sum.leaves, sizeof(out->leaves));
+	out->faults_fixed = sum.faults_fixed;
+	out->faults_spurious = sum.faults_spurious;
+	out->faults_retried = sum.faults_retried;
+	out->zapped_leaves = sum.zapped_leaves;
+	out->zapped_tables = sum.zapped_tables;
+	out->flushes_range = sum.flushes_range;
+	out->flushes_all = sum.flushes_all;
+	out->backend_busy = sum.backend_busy;
+	out->backend_errors = sum.backend_errors;
+	out->roots_allocated = tdp_atomic64_read(&mmu->roots_allocated);
+	out->roots_freed = tdp_atomic64_read(&mmu->roots_freed);
+	out->pages_in_use = tdp_atomic64_read(&mmu->pages_in_use);
+	return 0;
+}
+
+/* ---- invalidation sequence --------------------------------------------- */
+
+uint64_t tdp_mmu_seq(const struct tdp_mmu *mmu)
+{
+	return mmu ? tdp_atomic64_read_acquire(&mmu->inval_seq) : 0;
+}
+
+int tdp_invalidate_begin(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end)
+{
+	int ret;
+
+	if (!mmu || start >= end || end > mmu->gfn_limit)
+		return -EINVAL;
+	tdp_write_lock(&mmu->mmu_lock);
+	ret = tdp_mmu_usable(mmu);
+	if (!ret) {
+		uint64_t n = mmu->inval_in_progress;
+
+		/* The range of all running invalidations, as one span. */
+		if (!n || start < mmu->inval_start)
+			tdp_atomic64_set(&mmu->inval_start, start);
+		if (!n || end > mmu->inval_end)
+			tdp_atomic64_set(&mmu->inval_end, end);
+		tdp_atomic64_set_release(&mmu->inval_in_progress, n + 1);
+	}
+	tdp_write_unlock(&mmu->mmu_lock);
+	return ret;
+}
+
+int tdp_invalidate_end(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end)
+{
+	int ret;
+
+	if (!mmu || start >= end || end > mmu->gfn_limit)
+		return -EINVAL;
+	tdp_write_lock(&mmu->mmu_lock);
+	ret = tdp_mmu_usable(mmu);
+	if (!ret && (!mmu->inval_in_progress || start < mmu->inval_start ||
+		     end > mmu->inval_end))
+		ret = -EINVAL;
+	if (!ret) {
+		/* Faults that resolved their PFN before this point retry. */
+		tdp_atomic64_set_release(&mmu->inval_seq, mmu->inval_seq + 1);
+		tdp_atomic64_set_release(&mmu->inval_in_progress,
+					 mmu->inval_in_progress - 1);
+	}
+	tdp_write_unlock(&mmu->mmu_lock);
+	return ret;
+}
+
+/* ---- MMIO generation ----------------------------------------------------- */
+
+uint32_t tdp_mmu_mmio_generation(const struct tdp_mmu *mmu)
+{
+	return mmu ? (uint32_t)tdp_atomic64_read(&mmu->mmio_gen) : 0;
+}
+
+int tdp_mmu_set_mmio_generation(struct tdp_mmu *mmu, uint32_t gen)
+{
+	int ret;
+
+	if (!mmu)
+		return -EINVAL;
+	tdp_write_lock(&mmu->mmu_lock);
+	ret = tdp_mmu_usable(mmu);
+	if (!ret)
+		tdp_atomic64_set(&mmu->mmio_gen, gen & TDP_MMIO_GEN_MASK);
+	tdp_write_unlock(&mmu->mmu_lock);
+	return ret;
+}

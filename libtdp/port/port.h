@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The port layer: the only way engine sources reach their environment.
+ * Every environment provides the same names:
+ *
+ *   atomics      tdp_spte_read/_acquire, tdp_spte_write/_release,
+ *                tdp_spte_cmpxchg, tdp_spte_xchg, tdp_spte_fetch_and,
+ *                tdp_atomic_read/_set/_add/_inc_not_zero/_xchg (int),
+ *                tdp_atomic64_read/_add (uint64_t counters),
+ *                tdp_flag_read/_set (bool)
+ *   mmu_lock     tdp_mmu_lock_t, tdp_mmu_lock_init/_destroy,
+ *                tdp_read_lock/_unlock, tdp_write_lock/_unlock,
+ *                tdp_mmu_lock_needbreak, tdp_lockdep_assert_held_read/_write,
+ *                tdp_cond_resched
+ *   mutex        tdp_mutex_t, tdp_mutex_init/_destroy/_lock/_unlock
+ *   RCU          struct tdp_rcu_head, tdp_rcu_read_lock/_unlock, tdp_call_rcu,
+ *                tdp_rcu_barrier, tdp_rcu_thread_register/_unregister,
+ *                tdp_rcu_callback_begin
+ *   memory       tdp_zalloc, tdp_free, tdp_table_page_alloc/_free,
+ *                tdp_table_page_private/_set_private, tdp_virt_to_pfn,
+ *                tdp_pfn_to_virt, tdp_ext_page_alloc/_free
+ *   logging      tdp_log_err, tdp_log_warn, TDP_WARN_ON, TDP_ASSERT
+ *
+ * The kernel port (kernel/) provides tdp_port_kernel.h; everything else
+ * uses the user-space port built on liburcu and compiler atomics.
+ */
+#ifndef TDP_PORT_H
+#define TDP_PORT_H
+
+#ifdef __KERNEL__
+#include "tdp_port_kernel.h"
+#else
+#include "port/user.h"
+#endif
+
+#endif /* TDP_PORT_H */
