@@ -30,6 +30,7 @@ static void root_free_rcu_cb(struct rcu_head *head)
 	tdp_table_free_now(root->table);
 	tdp_atomic64_add(&mmu->roots_freed, 1);
 	tdp_free(root);
+	tdp_rcu_callback_end();
 }
 
 void tdp_root_put(struct tdp_mmu *mmu, struct tdp_root *root)

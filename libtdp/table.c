@@ -84,6 +84,7 @@ static void table_free_rcu_cb(struct rcu_head *head)
 
 	tdp_rcu_callback_begin();
 	tdp_table_free_now(t);
+	tdp_rcu_callback_end();
 }
 
 /*

@@ -23,6 +23,7 @@
 #ifndef TDP_TYPES_H
 #define TDP_TYPES_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

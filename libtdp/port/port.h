@@ -15,7 +15,7 @@
  *   mutex        tdp_mutex_t, tdp_mutex_init/_destroy/_lock/_unlock
  *   RCU          struct tdp_rcu_head, tdp_rcu_read_lock/_unlock, tdp_call_rcu,
  *                tdp_rcu_barrier, tdp_rcu_thread_register/_unregister,
- *                tdp_rcu_callback_begin
+ *                tdp_rcu_callback_begin/_end
  *   memory       tdp_zalloc, tdp_free, tdp_table_page_alloc/_free,
  *                tdp_table_page_private/_set_private, tdp_virt_to_pfn,
  *                tdp_pfn_to_virt, tdp_ext_page_alloc/_free

@@ -6,11 +6,12 @@
  * word outside the page (the role of the kernel's struct page).
  *
  * ThreadSanitizer: liburcu 0.13 synchronizes in inline assembly and
- * futexes that TSan cannot see.  In TSan builds the read-side unlock
- * releases, and every RCU callback acquires, one annotation address, so
- * TSan learns that a callback runs after every read-side section that
- * could have seen the object (tests/tsan.supp lists the two remaining
- * liburcu-internal reports).
+ * futexes that TSan cannot see.  In TSan builds the read-side unlock and
+ * call_rcu release, and every RCU callback acquires, one annotation
+ * address, so TSan learns that a callback runs after every read-side
+ * section that could have seen the object and after the code that queued
+ * it.  Readers only release, so concurrent readers stay unordered
+ * (tests/tsan.supp lists the two remaining liburcu-internal reports).
  */
 #ifndef TDP_PORT_USER_H
 #define TDP_PORT_USER_H
@@ -324,9 +325,22 @@ static inline void tdp_rcu_callback_begin(void)
 #endif
 }
 
+/* Last statement of every RCU callback: what it did happens before the
+ * return of a later tdp_rcu_barrier(). */
+static inline void tdp_rcu_callback_end(void)
+{
+#ifdef TDP_TSAN
+	__tsan_release(&tdp_port_rcu_tsan_token);
+#endif
+}
+
 static inline void tdp_call_rcu(struct tdp_rcu_head *h,
 				void (*fn)(struct rcu_head *))
 {
+#ifdef TDP_TSAN
+	/* What the caller did to the object happens before the callback. */
+	__tsan_release(&tdp_port_rcu_tsan_token);
+#endif
 	urcu_memb_call_rcu(&h->head, fn);
 }
 
