@@ -141,7 +141,7 @@ static void handle_removed_spte(struct tdp_op *op, tdp_gfn_t gfn, int level,
 		TDP_COUNT(&op->ctr, zapped_leaves, 1);
 		return;
 	}
-	tdp_handle_removed_table(op, tdp_spte_child(op->mmu, old));
+	tdp_handle_removed_table(op, tdp_spte_child(op->mmu, old), NULL);
 }
 
 /* Remove one present mirror leaf through the backend; false if it failed. */
@@ -267,9 +267,11 @@ static tdp_spte_t freeze_removed_entry(struct tdp_op *op, tdp_spte_t *sptep,
  * FROZEN and installs nothing), remove its leaves and child tables,
  * children before parent, hand a mirror table to free_table, and free it
  * after a grace period.  The caller flushed, or will flush, the span of
- * the parent entry.
+ * the parent entry.  @sum, if not NULL, receives the OR and the AND of
+ * the values the present entries held when they were frozen.
  */
-void tdp_handle_removed_table(struct tdp_op *op, struct tdp_table *t)
+void tdp_handle_removed_table(struct tdp_op *op, struct tdp_table *t,
+			      struct tdp_removed_summary *sum)
 {
 	struct tdp_mmu *mmu = op->mmu;
 	const struct tdp_spte_format *fmt = &mmu->fmt;
@@ -286,6 +288,10 @@ void tdp_handle_removed_table(struct tdp_op *op, struct tdp_table *t)
 
 		if (!tdp_spte_is_present(fmt, old))
 			continue;
+		if (sum) {
+			sum->any |= old;
+			sum->all &= old;
+		}
 		if (tdp_spte_is_leaf(fmt, old, t->level)) {
 			if (mirror && !mirror_remove_leaf(op, gfn, t->level, old))
 				backend_ok = false;

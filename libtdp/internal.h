@@ -245,7 +245,13 @@ int tdp_set_spte_atomic(struct tdp_op *op, struct tdp_iter *it,
 			tdp_spte_t new_spte, struct tdp_table *child);
 int tdp_zap_spte_write_locked(struct tdp_op *op, struct tdp_iter *it);
 int tdp_zap_spte_atomic(struct tdp_op *op, struct tdp_iter *it);
-void tdp_handle_removed_table(struct tdp_op *op, struct tdp_table *t);
+/* What the present entries of a removed table held (see freeze.c). */
+struct tdp_removed_summary {
+	tdp_spte_t any; /* OR; start at 0 */
+	tdp_spte_t all; /* AND; start at ~0 */
+};
+void tdp_handle_removed_table(struct tdp_op *op, struct tdp_table *t,
+			      struct tdp_removed_summary *sum);
 void tdp_mmu_set_dead(struct tdp_mmu *mmu, const char *why);
 
 /* root.c */
@@ -261,6 +267,17 @@ unsigned int tdp_alias_to_root_types(const struct tdp_mmu *mmu,
 /* zap.c */
 int tdp_zap_root_locked(struct tdp_op *op);
 int tdp_zap_leafs_locked(struct tdp_op *op, tdp_gfn_t start, tdp_gfn_t end);
+
+/* walk.c */
+typedef int64_t (*tdp_leaf_visit_fn)(struct tdp_op *op, struct tdp_iter *it,
+				     void *arg);
+int tdp_check_direct_range(const struct tdp_mmu *mmu, tdp_gfn_t start,
+			   tdp_gfn_t end, enum tdp_alias alias);
+int64_t tdp_walk_direct_leaves(struct tdp_mmu *mmu, tdp_gfn_t start,
+			       tdp_gfn_t end, enum tdp_alias alias, bool shared,
+			       tdp_leaf_visit_fn visit, void *arg);
+bool tdp_spte_update_leaf(struct tdp_iter *it, tdp_spte_t clear,
+			  tdp_spte_t set);
 
 /* mmu.c */
 void tdp_counters_fold(struct tdp_counters *dst, const struct tdp_counters *src);

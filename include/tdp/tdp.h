@@ -3,8 +3,11 @@
 #ifndef TDP_TDP_H
 #define TDP_TDP_H
 
+#include <tdp/age.h>
 #include <tdp/backend.h>
+#include <tdp/dirty.h>
 #include <tdp/fault.h>
+#include <tdp/huge.h>
 #include <tdp/lookup.h>
 #include <tdp/mmu.h>
 #include <tdp/root.h>

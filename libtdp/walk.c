@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Leaf walks of the direct root shared by dirty logging: argument checks,
+ * the walk over the valid direct roots with yielding and flushing, and the
+ * compare-exchange update of one leaf.
+ */
+#include "iter.h"
+
+/*
+ * Checks shared by direct-root-only range operations.  The private alias
+ * on an MMU with a backend is refused: the mirror does not support them.
+ */
+int tdp_check_direct_range(const struct tdp_mmu *mmu, tdp_gfn_t start,
+			   tdp_gfn_t end, enum tdp_alias alias)
+{
+	if (!mmu || start >= end || end > mmu->gfn_limit || !alias ||
+	    (alias & ~TDP_ALIAS_BOTH))
+		return -EINVAL;
+	if ((alias & TDP_ALIAS_PRIVATE) && mmu->has_mirror)
+		return -EOPNOTSUPP;
+	return tdp_mmu_usable(mmu);
+}
+
+/*
+ * tdp_spte_update_leaf() - clear then set bits of the present leaf at @it
+ * with compare-exchange, retrying while hardware or another thread changes
+ * it.  Returns true if the leaf changed; false if it already had the
+ * value, or stopped being a present leaf (a concurrent removal froze it).
+ */
+bool tdp_spte_update_leaf(struct tdp_iter *it, tdp_spte_t clear,
+			  tdp_spte_t set)
+{
+	const struct tdp_spte_format *fmt = it->fmt;
+
+	for (;;) {
+		tdp_spte_t old = it->old_spte;
+		tdp_spte_t new_spte = (old & ~clear) | set;
+
+		if (!tdp_spte_is_present(fmt, old) ||
+		    !tdp_spte_is_leaf(fmt, old, it->level) || new_spte == old)
+			return false;
+		if (tdp_spte_cmpxchg(it->sptep, &it->old_spte, new_spte)) {
+			it->old_spte = new_spte;
+			return true;
+		}
+	}
+}
+
+/*
+ * Call @visit for every present leaf of the valid direct roots in
+ * [start, end) (unaliased), with mmu_lock held for read (@shared) or
+ * write, yielding when contended.  The visitor adds what it changed to
+ * op->flush; the walk flushes before every unlock.  Returns the sum of
+ * what the visitor returned, or an entry-check error.
+ */
+int64_t tdp_walk_direct_leaves(struct tdp_mmu *mmu, tdp_gfn_t start,
+			       tdp_gfn_t end, enum tdp_alias alias, bool shared,
+			       tdp_leaf_visit_fn visit, void *arg)
+{
+	const unsigned int direct = 1U << TDP_ROOT_DIRECT;
+	const struct tdp_spte_format *fmt = &mmu->fmt;
+	tdp_gfn_t bits = mmu->cfg.direct_bits;
+	struct tdp_root *root;
+	int64_t total = 0;
+	int ret;
+
+	if (shared)
+		tdp_read_lock(&mmu->mmu_lock);
+	else
+		tdp_write_lock(&mmu->mmu_lock);
+	ret = tdp_mmu_usable(mmu);
+	for (root = ret || !(alias & TDP_ALIAS_SHARED)
+			    ? NULL
+			    : tdp_root_next(mmu, NULL, direct, true);
+	     root; root = tdp_root_next(mmu, root, direct, true)) {
+		struct tdp_op op = {
+			.mmu = mmu,
+			.root = root,
+			.shared = shared,
+			.ctr = { .set = &mmu->ctr },
+		};
+		struct tdp_iter it;
+
+		tdp_rcu_read_lock();
+		tdp_for_each_spte(it, root->table, fmt, start + bits, end + bits) {
+			if (tdp_iter_cond_resched(&op, &it))
+				continue;
+			if (!tdp_spte_is_present(fmt, it.old_spte) ||
+			    !tdp_spte_is_leaf(fmt, it.old_spte, it.level))
+				continue;
+			total += visit(&op, &it, arg);
+		}
+		tdp_flush_issue(&op);
+		tdp_rcu_read_unlock();
+	}
+	if (shared)
+		tdp_read_unlock(&mmu->mmu_lock);
+	else
+		tdp_write_unlock(&mmu->mmu_lock);
+	return ret ? ret : total;
+}
