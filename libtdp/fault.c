@@ -87,6 +87,23 @@ static int vcpu_load_root(struct tdp_vcpu *vcpu, int type)
 	return 0;
 }
 
+int tdp_vcpu_load_root(struct tdp_vcpu *vcpu, enum tdp_alias alias,
+		       tdp_pfn_t *root_pfn, int *root_level)
+{
+	int ret;
+
+	if (!vcpu || !root_pfn || !root_level || alias != TDP_ALIAS_SHARED)
+		return -EINVAL;
+	ret = tdp_mmu_usable(vcpu->mmu);
+	if (!ret)
+		ret = vcpu_load_root(vcpu, TDP_ROOT_DIRECT);
+	if (ret)
+		return ret;
+	*root_pfn = tdp_virt_to_pfn(vcpu->root[TDP_ROOT_DIRECT]->table->spt);
+	*root_level = vcpu->root[TDP_ROOT_DIRECT]->table->level;
+	return 0;
+}
+
 /* An invalidation overlapping @gfn is running, or one ended since @seq. */
 static bool fault_is_stale(const struct tdp_mmu *mmu, tdp_gfn_t gfn,
 			   uint64_t seq)

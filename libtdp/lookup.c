@@ -49,3 +49,18 @@ int tdp_lookup(struct tdp_mmu *mmu, tdp_gfn_t gfn, enum tdp_alias alias,
 	*level = lvl;
 	return 0;
 }
+
+void tdp_walk_begin(void)
+{
+	tdp_rcu_read_lock();
+}
+
+void tdp_walk_end(void)
+{
+	tdp_rcu_read_unlock();
+}
+
+const tdp_spte_t *tdp_pfn_to_table(tdp_pfn_t pfn)
+{
+	return tdp_pfn_to_virt(pfn);
+}

@@ -46,6 +46,19 @@ TDP_API void tdp_vcpu_destroy(struct tdp_vcpu *vcpu);
 TDP_API int tdp_vcpu_topup(struct tdp_vcpu *vcpu);
 
 /*
+ * tdp_vcpu_load_root() - the root hardware walks for the shared alias on
+ * the next VM entry (the EPT pointer): the vCPU keeps its root while it is
+ * valid and loads the current one after an invalidation.  Stores the root
+ * table's frame (see tdp_pfn_to_table()) and the number of levels.
+ * @alias must be TDP_ALIAS_SHARED: the mirror root is never walked by
+ * hardware.
+ * Lock: must not hold mmu_lock (takes it for read to allocate a root).
+ * Returns 0; -EINVAL; -ENOMEM; -EIO; -ESHUTDOWN.
+ */
+TDP_API int tdp_vcpu_load_root(struct tdp_vcpu *vcpu, enum tdp_alias alias,
+			       tdp_pfn_t *root_pfn, int *root_level);
+
+/*
  * tdp_mmu_seq() - the invalidation sequence.  A fault reads it before it
  * resolves the PFN and passes it in struct tdp_fault; tdp_map() refuses to
  * map if the sequence moved since, so a PFN that an invalidation revoked

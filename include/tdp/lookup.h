@@ -25,6 +25,23 @@ extern "C" {
 TDP_API int tdp_lookup(struct tdp_mmu *mmu, tdp_gfn_t gfn, enum tdp_alias alias,
 	       tdp_spte_t *spte, int *level);
 
+/*
+ * tdp_walk_begin() / tdp_walk_end() - bracket a walk of page tables that
+ * runs outside the library, the way hardware walks them (a simulated CPU,
+ * a debugger).  Tables stay allocated, with only frozen entries once
+ * unlinked, until every such walk that could have reached them ended.
+ * The calling thread must be registered.  Walks do not nest.
+ */
+TDP_API void tdp_walk_begin(void);
+TDP_API void tdp_walk_end(void);
+
+/*
+ * tdp_pfn_to_table() - the host view of the page table whose frame a
+ * non-leaf SPTE (or tdp_vcpu_load_root()) names: what hardware reads.
+ * Read entries with atomic loads.  Only valid inside tdp_walk_begin/end.
+ */
+TDP_API const tdp_spte_t *tdp_pfn_to_table(tdp_pfn_t pfn);
+
 #ifdef __cplusplus
 }
 #endif
