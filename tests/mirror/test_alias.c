@@ -1,0 +1,297 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The alias table of tdp/zap.h, one test per row: both aliases of the same
+ * GFNs are mapped, one event's helper zaps a range, and each alias is
+ * checked with tdp_lookup() and (private) against the recorder, inside and
+ * around the range.
+ *
+ *   memory slot deleted or moved           private and shared
+ *   host unmaps backing memory             shared only
+ *   guest converts a range to shared       private only
+ *   guest converts a range to private      shared only
+ */
+#include "harness.h"
+
+#include <errno.h>
+
+/* Mapped: [MAP_START, MAP_END), crossing a 2 MiB boundary. */
+#define REGION ((3ULL << 27) | (21ULL << 18) | (100ULL << 9))
+#define MAP_START (REGION + 500)
+#define MAP_END (REGION + 540)
+/* Zapped: [ZAP_START, ZAP_END), strictly inside, also crossing it. */
+#define ZAP_START (REGION + 505)
+#define ZAP_END (REGION + 530)
+/* A 2 MiB leaf of each alias that the range below overlaps in part. */
+#define HUGE_REGION (REGION + 4 * 512)
+
+#define PFN_PRIVATE(g) ((g) + (1ULL << 36))
+#define PFN_SHARED(g) ((g) + (2ULL << 36))
+
+static int setup_thread(void **state)
+{
+	(void)state;
+	tdp_thread_register();
+	return 0;
+}
+
+static int teardown_thread(void **state)
+{
+	(void)state;
+	tdp_thread_unregister();
+	return 0;
+}
+
+static tdp_pfn_t pfn_of(enum tdp_alias alias, tdp_gfn_t g)
+{
+	return alias == TDP_ALIAS_PRIVATE ? PFN_PRIVATE(g) : PFN_SHARED(g);
+}
+
+static void map_both_aliases(struct menv *e)
+{
+	static const enum tdp_alias aliases[] = { TDP_ALIAS_PRIVATE,
+						  TDP_ALIAS_SHARED };
+
+	for (int a = 0; a < 2; a++) {
+		for (tdp_gfn_t g = MAP_START; g < MAP_END; g++)
+			assert_int_equal(menv_map_retry(e->mmu, e->vcpu, g,
+							aliases[a],
+							pfn_of(aliases[a], g),
+							TDP_LEVEL_4K, NULL),
+					 TDP_FAULT_FIXED);
+		assert_int_equal(
+			menv_map_retry(e->mmu, e->vcpu, HUGE_REGION + 3,
+				       aliases[a],
+				       pfn_of(aliases[a], HUGE_REGION + 3),
+				       TDP_LEVEL_2M, NULL),
+			TDP_FAULT_FIXED);
+	}
+}
+
+/* Every GFN of [start, end) is mapped in @alias (or not) as expected. */
+static void assert_alias(struct menv *e, enum tdp_alias alias, tdp_gfn_t start,
+			 tdp_gfn_t end, bool mapped)
+{
+	for (tdp_gfn_t g = start; g < end; g++) {
+		int level = 0;
+		tdp_pfn_t pfn = 0;
+		bool present = menv_lookup_leaf(e->mmu, g, alias, &level, &pfn);
+
+		if (present != mapped)
+			fail_msg("gfn %#llx %s: %s, expected %s",
+				 (unsigned long long)g,
+				 alias == TDP_ALIAS_PRIVATE ? "private"
+							    : "shared",
+				 present ? "mapped" : "not mapped",
+				 mapped ? "mapped" : "not mapped");
+		if (present)
+			assert_int_equal(
+				pfn, pfn_of(alias, menv_round_down(g, level)));
+		if (alias == TDP_ALIAS_PRIVATE)
+			assert_int_equal(rec_leaf_at(e->rec, g, NULL, NULL),
+					 mapped);
+	}
+}
+
+/* The 4 KiB range and the 2 MiB leaf of @alias, zapped or not. */
+static void assert_alias_state(struct menv *e, enum tdp_alias alias,
+			       bool zapped)
+{
+	assert_alias(e, alias, MAP_START, ZAP_START, true);
+	assert_alias(e, alias, ZAP_START, ZAP_END, !zapped);
+	assert_alias(e, alias, ZAP_END, MAP_END, true);
+	assert_alias(e, alias, HUGE_REGION, HUGE_REGION + 512, !zapped);
+}
+
+/* The backend saw exactly the private leaves of the range go. */
+static void assert_private_removals(struct menv *e, bool zapped)
+{
+	size_t n = rec_log_count(e->rec);
+	size_t small = 0, huge = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct rec_event ev = rec_log_get(e->rec, i);
+
+		assert_int_equal(ev.call, REC_REMOVE_LEAF);
+		assert_int_equal(ev.ret, 0);
+		if (ev.level == TDP_LEVEL_4K) {
+			assert_in_range(ev.gfn, ZAP_START, ZAP_END - 1);
+			assert_int_equal(ev.pfn, PFN_PRIVATE(ev.gfn));
+			small++;
+		} else {
+			assert_int_equal(ev.level, TDP_LEVEL_2M);
+			assert_int_equal(ev.gfn, HUGE_REGION);
+			assert_int_equal(ev.pfn, PFN_PRIVATE(HUGE_REGION));
+			huge++;
+		}
+	}
+	assert_int_equal(small, zapped ? ZAP_END - ZAP_START : 0);
+	assert_int_equal(huge, zapped ? 1 : 0);
+}
+
+typedef int (*zap_fn)(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end);
+
+static void run_alias_row(zap_fn zap, bool private_zapped, bool shared_zapped)
+{
+	struct menv e;
+
+	menv_init(&e, 4096, 0);
+	map_both_aliases(&e);
+	assert_alias_state(&e, TDP_ALIAS_PRIVATE, false);
+	assert_alias_state(&e, TDP_ALIAS_SHARED, false);
+
+	rec_log_enable(e.rec, true);
+	/* The range covers the first GFN of the 2 MiB leaves, not all. */
+	assert_int_equal(zap(e.mmu, ZAP_START, ZAP_END), 0);
+	assert_int_equal(zap(e.mmu, HUGE_REGION + 8, HUGE_REGION + 9), 0);
+
+	assert_alias_state(&e, TDP_ALIAS_PRIVATE, private_zapped);
+	assert_alias_state(&e, TDP_ALIAS_SHARED, shared_zapped);
+	assert_private_removals(&e, private_zapped);
+
+	/* Zapping again finds nothing more to tell the backend. */
+	rec_log_clear(e.rec);
+	assert_int_equal(zap(e.mmu, ZAP_START, ZAP_END), 0);
+	assert_int_equal(rec_log_count(e.rec), 0);
+
+	assert_int_equal(rec_compare(e.rec, e.mmu, 0, MENV_GFN_LIMIT), 0);
+	assert_int_equal(rec_violations(e.rec), 0);
+	menv_fini(&e);
+}
+
+static void test_slot_deleted_zaps_both(void **state)
+{
+	(void)state;
+	run_alias_row(tdp_zap_slot_deleted, true, true);
+}
+
+static void test_host_unmap_zaps_shared_only(void **state)
+{
+	(void)state;
+	run_alias_row(tdp_zap_host_unmap, false, true);
+}
+
+static void test_convert_to_shared_zaps_private_only(void **state)
+{
+	(void)state;
+	run_alias_row(tdp_zap_convert_to_shared, true, false);
+}
+
+static void test_convert_to_private_zaps_shared_only(void **state)
+{
+	(void)state;
+	run_alias_row(tdp_zap_convert_to_private, false, true);
+}
+
+/* tdp_zap_range with each filter selects the same roots as the helpers. */
+static void test_zap_range_filters(void **state)
+{
+	static const struct {
+		enum tdp_alias alias;
+		bool private_zapped, shared_zapped;
+	} rows[] = {
+		{ TDP_ALIAS_PRIVATE, true, false },
+		{ TDP_ALIAS_SHARED, false, true },
+		{ TDP_ALIAS_BOTH, true, true },
+	};
+
+	(void)state;
+	for (unsigned int i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct menv e;
+
+		menv_init(&e, 0, 0);
+		map_both_aliases(&e);
+		rec_log_enable(e.rec, true);
+		assert_int_equal(
+			tdp_zap_range(e.mmu, ZAP_START, ZAP_END, rows[i].alias),
+			0);
+		assert_int_equal(tdp_zap_range(e.mmu, HUGE_REGION + 8,
+					       HUGE_REGION + 9, rows[i].alias),
+				 0);
+		assert_alias_state(&e, TDP_ALIAS_PRIVATE,
+				   rows[i].private_zapped);
+		assert_alias_state(&e, TDP_ALIAS_SHARED, rows[i].shared_zapped);
+		assert_private_removals(&e, rows[i].private_zapped);
+		assert_int_equal(rec_compare(e.rec, e.mmu, 0, MENV_GFN_LIMIT),
+				 0);
+		assert_int_equal(rec_violations(e.rec), 0);
+		menv_fini(&e);
+	}
+}
+
+/* tdp_zap_all is the "host address space goes away" event: shared only. */
+static void test_zap_all_leaves_private_alone(void **state)
+{
+	struct menv e;
+
+	(void)state;
+	menv_init(&e, 0, 0);
+	map_both_aliases(&e);
+	rec_log_enable(e.rec, true);
+	assert_int_equal(tdp_zap_all(e.mmu), 0);
+	assert_alias(&e, TDP_ALIAS_SHARED, MAP_START, MAP_END, false);
+	assert_alias(&e, TDP_ALIAS_SHARED, HUGE_REGION, HUGE_REGION + 512,
+		     false);
+	assert_alias(&e, TDP_ALIAS_PRIVATE, MAP_START, MAP_END, true);
+	assert_alias(&e, TDP_ALIAS_PRIVATE, HUGE_REGION, HUGE_REGION + 512,
+		     true);
+	assert_int_equal(rec_log_count(e.rec), 0);
+	assert_int_equal(rec_compare(e.rec, e.mmu, 0, MENV_GFN_LIMIT), 0);
+	assert_int_equal(rec_violations(e.rec), 0);
+	menv_fini(&e);
+}
+
+/* A conversion round trip: private -> shared -> private, same GFNs. */
+static void test_conversion_round_trip(void **state)
+{
+	struct menv e;
+
+	(void)state;
+	menv_init(&e, 4096, 0);
+	for (tdp_gfn_t g = ZAP_START; g < ZAP_END; g++)
+		assert_int_equal(
+			menv_map_retry(e.mmu, e.vcpu, g, TDP_ALIAS_PRIVATE,
+				       PFN_PRIVATE(g), TDP_LEVEL_4K, NULL),
+			TDP_FAULT_FIXED);
+
+	/* To shared: the private leaves go, the guest faults shared. */
+	assert_int_equal(tdp_zap_convert_to_shared(e.mmu, ZAP_START, ZAP_END),
+			 0);
+	assert_alias(&e, TDP_ALIAS_PRIVATE, ZAP_START, ZAP_END, false);
+	for (tdp_gfn_t g = ZAP_START; g < ZAP_END; g++)
+		assert_int_equal(menv_map_retry(e.mmu, e.vcpu, g,
+						TDP_ALIAS_SHARED, PFN_SHARED(g),
+						TDP_LEVEL_4K, NULL),
+				 TDP_FAULT_FIXED);
+	assert_alias(&e, TDP_ALIAS_SHARED, ZAP_START, ZAP_END, true);
+
+	/* Back to private: the shared leaves go, private is mapped anew. */
+	assert_int_equal(tdp_zap_convert_to_private(e.mmu, ZAP_START, ZAP_END),
+			 0);
+	assert_alias(&e, TDP_ALIAS_SHARED, ZAP_START, ZAP_END, false);
+	assert_alias(&e, TDP_ALIAS_PRIVATE, ZAP_START, ZAP_END, false);
+	for (tdp_gfn_t g = ZAP_START; g < ZAP_END; g++)
+		assert_int_equal(
+			menv_map_retry(e.mmu, e.vcpu, g, TDP_ALIAS_PRIVATE,
+				       PFN_PRIVATE(g), TDP_LEVEL_4K, NULL),
+			TDP_FAULT_FIXED);
+	assert_alias(&e, TDP_ALIAS_PRIVATE, ZAP_START, ZAP_END, true);
+
+	assert_int_equal(rec_compare(e.rec, e.mmu, 0, MENV_GFN_LIMIT), 0);
+	assert_int_equal(rec_violations(e.rec), 0);
+	menv_fini(&e);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_slot_deleted_zaps_both),
+		cmocka_unit_test(test_host_unmap_zaps_shared_only),
+		cmocka_unit_test(test_convert_to_shared_zaps_private_only),
+		cmocka_unit_test(test_convert_to_private_zaps_shared_only),
+		cmocka_unit_test(test_zap_range_filters),
+		cmocka_unit_test(test_zap_all_leaves_private_alone),
+		cmocka_unit_test(test_conversion_round_trip),
+	};
+
+	return cmocka_run_group_tests(tests, setup_thread, teardown_thread);
+}
