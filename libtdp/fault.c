@@ -104,12 +104,16 @@ int tdp_vcpu_load_root(struct tdp_vcpu *vcpu, enum tdp_alias alias,
 	return 0;
 }
 
-/* An invalidation overlapping @gfn is running, or one ended since @seq. */
+/*
+ * An invalidation overlapping [gfn, gfn + pages) is running, or one ended
+ * since @seq.  The span is what the leaf may map: a huge leaf must not
+ * cover a GFN whose backing is being revoked.
+ */
 static bool fault_is_stale(const struct tdp_mmu *mmu, tdp_gfn_t gfn,
-			   uint64_t seq)
+			   uint64_t pages, uint64_t seq)
 {
 	if (tdp_atomic64_read_acquire(&mmu->inval_in_progress) &&
-	    gfn >= tdp_atomic64_read(&mmu->inval_start) &&
+	    gfn + pages > tdp_atomic64_read(&mmu->inval_start) &&
 	    gfn < tdp_atomic64_read(&mmu->inval_end))
 		return true;
 	return tdp_atomic64_read_acquire(&mmu->inval_seq) != seq;
@@ -343,8 +347,12 @@ int tdp_map(struct tdp_vcpu *vcpu, const struct tdp_fault *f)
 	tdp_rcu_read_lock();
 	ret = tdp_mmu_usable(mmu);
 	if (!ret) {
+		int span = f->mmio ? TDP_LEVEL_4K
+				   : fault_goal_level(gfn, f->pfn, f->max_level);
+
 		if (tdp_flag_read(&op.root->invalid) ||
-		    fault_is_stale(mmu, gfn, f->mmu_seq))
+		    fault_is_stale(mmu, tdp_gfn_round_down(gfn, span),
+				   tdp_level_pages(span), f->mmu_seq))
 			ret = TDP_FAULT_RETRY;
 		else
 			ret = map_walk(&op, vcpu, f, gfn, gfn + bits);

@@ -52,6 +52,9 @@ static void account_install(struct tdp_op *op, int level, tdp_spte_t old,
 
 	if (old_leaf)
 		account_leaf(op, level, -1);
+	/* An MMIO SPTE is not present: neither a leaf nor a table. */
+	if (!tdp_spte_is_present(fmt, new_spte))
+		return;
 	if (tdp_spte_is_leaf(fmt, new_spte, level))
 		account_leaf(op, level, 1);
 	else

@@ -30,6 +30,12 @@ struct tdp_table {
 	struct tdp_table *next; /* vCPU cache link; owned by the vCPU */
 };
 
+/* One running invalidation, between begin and end. */
+struct tdp_inval {
+	tdp_gfn_t start, end;
+	struct tdp_inval *next;
+};
+
 struct tdp_root {
 	struct tdp_table *table; /* immutable */
 	enum tdp_root_type type; /* immutable */
@@ -107,9 +113,12 @@ struct tdp_mmu {
 	struct tdp_root *valid_root[TDP_NR_ROOT_TYPES];
 
 	/*
-	 * Invalidation: written under mmu_lock held for write, read under
-	 * the read lock (atomics, as tdp_mmu_seq() reads seq locklessly).
+	 * Invalidation: the running invalidations (a list), how many, and
+	 * the span covering them.  Written under mmu_lock held for write,
+	 * read under the read lock (atomics, as tdp_mmu_seq() reads seq
+	 * locklessly).
 	 */
+	struct tdp_inval *invals;
 	uint64_t inval_seq;
 	uint64_t inval_in_progress;
 	tdp_gfn_t inval_start;

@@ -141,9 +141,17 @@ int tdp_mmu_teardown(struct tdp_mmu *mmu)
 		return -EINVAL;
 
 	tdp_write_lock(&mmu->mmu_lock);
-	if (!tdp_flag_read(&mmu->torn_down)) {
-		tdp_flag_set(&mmu->torn_down, true);
-		teardown_roots_locked(mmu);
+	if (tdp_flag_read(&mmu->torn_down)) {
+		tdp_write_unlock(&mmu->mmu_lock);
+		return -ESHUTDOWN;
+	}
+	tdp_flag_set(&mmu->torn_down, true);
+	teardown_roots_locked(mmu);
+	while (mmu->invals) {
+		struct tdp_inval *iv = mmu->invals;
+
+		mmu->invals = iv->next;
+		tdp_free(iv);
 	}
 	tdp_write_unlock(&mmu->mmu_lock);
 	/* Every table and root freed by the zaps is gone after this. */
@@ -232,46 +240,77 @@ uint64_t tdp_mmu_seq(const struct tdp_mmu *mmu)
 	return mmu ? tdp_atomic64_read_acquire(&mmu->inval_seq) : 0;
 }
 
+/* Publish the span of all running invalidations; write lock held. */
+static void inval_publish_locked(struct tdp_mmu *mmu)
+{
+	tdp_gfn_t start = ~0ULL, end = 0;
+	uint64_t n = 0;
+
+	for (const struct tdp_inval *iv = mmu->invals; iv; iv = iv->next, n++) {
+		start = iv->start < start ? iv->start : start;
+		end = iv->end > end ? iv->end : end;
+	}
+	tdp_atomic64_set(&mmu->inval_start, n ? start : 0);
+	tdp_atomic64_set(&mmu->inval_end, end);
+	tdp_atomic64_set_release(&mmu->inval_in_progress, n);
+}
+
 int tdp_invalidate_begin(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end)
 {
+	struct tdp_inval *iv;
 	int ret;
 
 	if (!mmu || start >= end || end > mmu->gfn_limit)
 		return -EINVAL;
+	/* Allocated before the lock; freed unused on failure. */
+	iv = tdp_zalloc(sizeof(*iv));
+	if (!iv)
+		return -ENOMEM;
+	iv->start = start;
+	iv->end = end;
+
 	tdp_write_lock(&mmu->mmu_lock);
 	ret = tdp_mmu_usable(mmu);
 	if (!ret) {
-		uint64_t n = mmu->inval_in_progress;
-
-		/* The range of all running invalidations, as one span. */
-		if (!n || start < mmu->inval_start)
-			tdp_atomic64_set(&mmu->inval_start, start);
-		if (!n || end > mmu->inval_end)
-			tdp_atomic64_set(&mmu->inval_end, end);
-		tdp_atomic64_set_release(&mmu->inval_in_progress, n + 1);
+		iv->next = mmu->invals;
+		mmu->invals = iv;
+		inval_publish_locked(mmu);
+		iv = NULL;
 	}
 	tdp_write_unlock(&mmu->mmu_lock);
+	tdp_free(iv);
 	return ret;
 }
 
 int tdp_invalidate_end(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end)
 {
+	struct tdp_inval *iv = NULL;
 	int ret;
 
 	if (!mmu || start >= end || end > mmu->gfn_limit)
 		return -EINVAL;
 	tdp_write_lock(&mmu->mmu_lock);
 	ret = tdp_mmu_usable(mmu);
-	if (!ret && (!mmu->inval_in_progress || start < mmu->inval_start ||
-		     end > mmu->inval_end))
-		ret = -EINVAL;
 	if (!ret) {
-		/* Faults that resolved their PFN before this point retry. */
-		tdp_atomic64_set_release(&mmu->inval_seq, mmu->inval_seq + 1);
-		tdp_atomic64_set_release(&mmu->inval_in_progress,
-					 mmu->inval_in_progress - 1);
+		struct tdp_inval **pp;
+
+		/* Only the exact range of a running begin ends. */
+		for (pp = &mmu->invals; *pp; pp = &(*pp)->next)
+			if ((*pp)->start == start && (*pp)->end == end)
+				break;
+		if (*pp) {
+			iv = *pp;
+			*pp = iv->next;
+			/* Faults that resolved their PFN before this retry. */
+			tdp_atomic64_set_release(&mmu->inval_seq,
+						 mmu->inval_seq + 1);
+			inval_publish_locked(mmu);
+		} else {
+			ret = -EINVAL;
+		}
 	}
 	tdp_write_unlock(&mmu->mmu_lock);
+	tdp_free(iv);
 	return ret;
 }
 

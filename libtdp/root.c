@@ -23,10 +23,12 @@ unsigned int tdp_alias_to_root_types(const struct tdp_mmu *mmu,
 
 static void root_free_rcu_cb(struct rcu_head *head)
 {
-	struct tdp_root *root = tdp_rcu_head_container(head, struct tdp_root, rcu);
-	struct tdp_mmu *mmu = root->table->mmu;
+	struct tdp_root *root;
+	struct tdp_mmu *mmu;
 
 	tdp_rcu_callback_begin();
+	root = tdp_rcu_head_container(head, struct tdp_root, rcu);
+	mmu = root->table->mmu;
 	tdp_table_free_now(root->table);
 	tdp_atomic64_add(&mmu->roots_freed, 1);
 	tdp_free(root);

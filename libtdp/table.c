@@ -80,10 +80,8 @@ void tdp_table_free_now(struct tdp_table *t)
 
 static void table_free_rcu_cb(struct rcu_head *head)
 {
-	struct tdp_table *t = tdp_rcu_head_container(head, struct tdp_table, rcu);
-
 	tdp_rcu_callback_begin();
-	tdp_table_free_now(t);
+	tdp_table_free_now(tdp_rcu_head_container(head, struct tdp_table, rcu));
 	tdp_rcu_callback_end();
 }
 

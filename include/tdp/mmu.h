@@ -83,10 +83,12 @@ TDP_API int tdp_mmu_create(const struct tdp_mmu_config *cfg, struct tdp_mmu **ou
  * takes mmu_lock for write, invalidates every root, zaps each (every
  * mirror leaf through remove_leaf, every mirror table through free_table),
  * waits for all RCU callbacks, and leaves zero tables in the statistics.
- * Every vCPU context must be destroyed first.  Afterwards every operation
- * except tdp_mmu_get_stats() and tdp_mmu_destroy() returns -ESHUTDOWN.
+ * Every vCPU context must be destroyed, and every reference taken with
+ * tdp_root_get() put, first (a root still referenced keeps its table).
+ * Afterwards every operation except tdp_mmu_get_stats() and
+ * tdp_mmu_destroy() returns -ESHUTDOWN, this one included.
  * Returns 0, -EIO if the MMU is (or became) dead, -EINVAL for NULL or
- * while vCPU contexts still exist.
+ * while vCPU contexts still exist, -ESHUTDOWN if already torn down.
  */
 TDP_API int tdp_mmu_teardown(struct tdp_mmu *mmu);
 

@@ -41,7 +41,7 @@ TDP_API int tdp_root_get(struct tdp_mmu *mmu, enum tdp_root_type type,
 /*
  * tdp_root_put() - drop a reference taken by tdp_root_get().  The last
  * reference of an invalidated root frees its tables after a grace period.
- * Lock: none needed; must not be called with mmu_lock held.
+ * Lock: any; takes the root-list mutex.  NULL arguments are ignored.
  */
 TDP_API void tdp_root_put(struct tdp_mmu *mmu, struct tdp_root *root);
 

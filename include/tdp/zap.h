@@ -73,8 +73,9 @@ TDP_API int tdp_zap_convert_to_private(struct tdp_mmu *mmu, tdp_gfn_t start,
  * its PFN before the end also retries.  Ranges may nest and overlap; the
  * caller zaps the range (usually with tdp_zap_host_unmap) in between.
  * Lock: each takes mmu_lock for write briefly.
- * Returns 0; -EINVAL (NULL, bad range, end without begin); -EIO;
- * -ESHUTDOWN.
+ * tdp_invalidate_end() must name exactly the range of a running begin.
+ * Returns 0; -EINVAL (NULL, bad range, end without a begin of the same
+ * range); -ENOMEM (begin only, nothing changed); -EIO; -ESHUTDOWN.
  */
 TDP_API int tdp_invalidate_begin(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end);
 TDP_API int tdp_invalidate_end(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end);
