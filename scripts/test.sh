@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Build libtdp three times and run the whole test suite (`meson test`) in
+# each build:
+#
+#   build       gcc, debugoptimized
+#   build-asan  gcc, AddressSanitizer + UndefinedBehaviorSanitizer
+#               (meson test --setup asan)
+#   build-tsan  clang, ThreadSanitizer (meson test --setup tsan, which
+#               loads tests/tsan.supp and disables ASLR with setarch -R)
+#
+# A failing build or run does not stop the others.  The last line printed
+# is the total over all three runs:
+#
+#   N passed, M failed[, K skipped]
+#
+# where failed counts failed, unexpectedly passing and timed-out tests, and
+# a build that failed (or a run that overran its time limit) counts as one
+# failure.  The exit status is non-zero when anything failed.
+#
+# Environment: TDP_TEST_QUICK=1 is passed through to every test; the
+# stress programs then run shorter.  Each `meson test` run is stopped
+# after a fixed limit (below), so the whole script ends within about
+# 15 minutes on 2 cores even if a test hangs.
+#
+# Usage: bash scripts/test.sh
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+
+bash scripts/deps.sh || exit 1
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+total_passed=0
+total_failed=0
+total_skipped=0
+report=()
+
+# Run a command with its output kept in $tmp/step.log; print it on failure.
+quiet() {
+	"$@" >"$tmp/step.log" 2>&1 && return 0
+	cat "$tmp/step.log"
+	return 1
+}
+
+# The last value meson's summary printed for @label in @file (0 if none).
+summary_count() {
+	local n
+	n=$(sed 's/\x1b\[[0-9;]*m//g' "$2" |
+	    sed -n "s/^[[:space:]]*$1:[[:space:]]*\([0-9][0-9]*\).*/\1/p" |
+	    tail -n 1)
+	echo "${n:-0}"
+}
+
+# run_build DIR CC CXX SETUP LIMIT [meson options...]
+#   Configure (or reconfigure) DIR, build it, and run `meson test` with
+#   test setup SETUP ("" for none), stopped after LIMIT seconds.
+run_build() {
+	local dir=$1 cc=$2 cxx=$3 setup=$4 limit=$5
+	shift 5
+	local start=$SECONDS t_build t_test rc log="$tmp/$dir.log"
+	local ok xfail fail xpass skip tout passed failed
+
+	echo "== $dir: configure and build"
+	if [ -f "$dir/meson-private/coredata.dat" ]; then
+		quiet meson setup --reconfigure "$dir" "$@"
+	else
+		quiet env CC="$cc" CXX="$cxx" meson setup "$dir" "$@"
+	fi && quiet ninja -C "$dir"
+	rc=$?
+	t_build=$((SECONDS - start))
+	if [ "$rc" -ne 0 ]; then
+		echo "== $dir: build FAILED"
+		total_failed=$((total_failed + 1))
+		report+=("$(printf '%-11s build FAILED after %ds' "$dir:" "$t_build")")
+		return
+	fi
+
+	echo "== $dir: meson test${setup:+ --setup $setup}"
+	start=$SECONDS
+	timeout -k 30 "$limit" meson test -C "$dir" --no-rebuild \
+		--print-errorlogs ${setup:+--setup "$setup"} 2>&1 | tee "$log"
+	rc=${PIPESTATUS[0]}
+	t_test=$((SECONDS - start))
+
+	ok=$(summary_count 'Ok' "$log")
+	xfail=$(summary_count 'Expected Fail' "$log")
+	fail=$(summary_count 'Fail' "$log")
+	xpass=$(summary_count 'Unexpected Pass' "$log")
+	skip=$(summary_count 'Skipped' "$log")
+	tout=$(summary_count 'Timeout' "$log")
+	passed=$((ok + xfail))
+	failed=$((fail + xpass + tout))
+	if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+		echo "== $dir: meson test stopped after ${limit}s"
+		[ "$failed" -eq 0 ] && failed=1
+	elif [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
+		# meson test failed without a test result to show for it.
+		echo "== $dir: meson test exited with status $rc"
+		failed=1
+	fi
+
+	total_passed=$((total_passed + passed))
+	total_failed=$((total_failed + failed))
+	total_skipped=$((total_skipped + skip))
+	report+=("$(printf '%-11s build %3ds, tests %3ds: %d passed, %d failed, %d skipped' \
+		"$dir:" "$t_build" "$t_test" "$passed" "$failed" "$skip")")
+}
+
+begin=$SECONDS
+run_build build gcc g++ "" 180
+run_build build-asan gcc g++ asan 240 \
+	-Db_sanitize=address,undefined -Db_lundef=false
+run_build build-tsan clang clang++ tsan 360 \
+	-Db_sanitize=thread -Db_lundef=false
+
+echo
+printf '%s\n' "${report[@]}"
+echo "total time $((SECONDS - begin))s"
+line="$total_passed passed, $total_failed failed"
+[ "$total_skipped" -gt 0 ] && line+=", $total_skipped skipped"
+echo "$line"
+[ "$total_failed" -eq 0 ]
