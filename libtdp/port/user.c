@@ -46,11 +46,11 @@ void tdp_port_assert_fail(const char *cond, const char *file, int line)
 }
 #endif
 
-/* ---- mmu_lock ---------------------------------------------------------- */
+/* ---- mmu_lock (see user.h) ------------------------------------------- */
 
+__thread bool tdp_port_read_fast;
 #ifndef NDEBUG
-/* mmu_lock read sections this thread holds (any MMU). */
-static __thread int read_depth;
+__thread int tdp_port_read_depth;
 #endif
 
 int tdp_mmu_lock_init(tdp_mmu_lock_t *l, bool force_contended)
@@ -61,47 +61,38 @@ int tdp_mmu_lock_init(tdp_mmu_lock_t *l, bool force_contended)
 	memset(l, 0, sizeof(*l));
 	l->force_contended = force_contended;
 	pthread_rwlockattr_init(&attr);
-	/* Writers (zaps, teardown) must not starve behind a fault storm. */
+	/* A waiting writer stops new slow readers: no writer starvation. */
 	pthread_rwlockattr_setkind_np(&attr,
 				      PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-	ret = pthread_rwlock_init(&l->rw, &attr);
+	ret = pthread_rwlock_init(&l->slow, &attr);
 	pthread_rwlockattr_destroy(&attr);
 	return ret ? -ENOMEM : 0;
 }
 
 void tdp_mmu_lock_destroy(tdp_mmu_lock_t *l)
 {
-	pthread_rwlock_destroy(&l->rw);
+	pthread_rwlock_destroy(&l->slow);
 }
 
-void tdp_read_lock(tdp_mmu_lock_t *l)
+void tdp_read_lock_slow(tdp_mmu_lock_t *l)
 {
-	if (pthread_rwlock_tryrdlock(&l->rw) != 0) {
-		__atomic_add_fetch(&l->readers_waiting, 1, __ATOMIC_RELAXED);
-		pthread_rwlock_rdlock(&l->rw);
-		__atomic_sub_fetch(&l->readers_waiting, 1, __ATOMIC_RELAXED);
-	}
-#ifndef NDEBUG
-	read_depth++;
-#endif
-}
-
-void tdp_read_unlock(tdp_mmu_lock_t *l)
-{
-#ifndef NDEBUG
-	TDP_ASSERT(read_depth > 0);
-	read_depth--;
-#endif
-	pthread_rwlock_unlock(&l->rw);
+	__atomic_add_fetch(&l->readers_waiting, 1, __ATOMIC_RELAXED);
+	pthread_rwlock_rdlock(&l->slow);
+	__atomic_sub_fetch(&l->readers_waiting, 1, __ATOMIC_RELAXED);
+	tdp_port_read_fast = false;
 }
 
 void tdp_write_lock(tdp_mmu_lock_t *l)
 {
-	if (pthread_rwlock_trywrlock(&l->rw) != 0) {
-		__atomic_add_fetch(&l->writers_waiting, 1, __ATOMIC_RELAXED);
-		pthread_rwlock_wrlock(&l->rw);
-		__atomic_sub_fetch(&l->writers_waiting, 1, __ATOMIC_RELAXED);
-	}
+	/* A writer inside an RCU section would wait for itself. */
+	TDP_ASSERT(!urcu_memb_read_ongoing());
+	__atomic_add_fetch(&l->writers, 1, __ATOMIC_SEQ_CST);
+	pthread_rwlock_wrlock(&l->slow);
+	/* Fast readers that did not see @writers have left after this. */
+	urcu_memb_synchronize_rcu();
+#ifdef TDP_TSAN
+	__tsan_acquire(&l->tsan_readers);
+#endif
 #ifndef NDEBUG
 	l->writer = pthread_self();
 	__atomic_store_n(&l->write_held, true, __ATOMIC_RELAXED);
@@ -113,14 +104,16 @@ void tdp_write_unlock(tdp_mmu_lock_t *l)
 #ifndef NDEBUG
 	__atomic_store_n(&l->write_held, false, __ATOMIC_RELAXED);
 #endif
-	pthread_rwlock_unlock(&l->rw);
+	pthread_rwlock_unlock(&l->slow);
+	/* Release: a fast reader that sees no writer sees this section. */
+	__atomic_sub_fetch(&l->writers, 1, __ATOMIC_RELEASE);
 }
 
 #ifndef NDEBUG
 bool tdp_port_lock_held_read(tdp_mmu_lock_t *l)
 {
 	(void)l;
-	return read_depth > 0;
+	return tdp_port_read_depth > 0;
 }
 
 bool tdp_port_lock_held_write(tdp_mmu_lock_t *l)

@@ -207,29 +207,78 @@ static inline void tdp_flag_set(bool *p, bool v)
 #define tdp_rcu_dereference(p) __atomic_load_n(&(p), __ATOMIC_ACQUIRE)
 #define tdp_rcu_assign_pointer(p, v) __atomic_store_n(&(p), (v), __ATOMIC_RELEASE)
 
-/* ---- mmu_lock ---------------------------------------------------------- */
-
-/*
- * A writer-preferring pthread reader-writer lock, plus counts of threads
- * waiting for it so that long walks can tell when to yield.
+/* ---- mmu_lock ----------------------------------------------------------
+ *
+ * A reader-writer lock whose read side writes no shared memory: a reader
+ * enters an RCU read-side section and checks that no writer is active or
+ * waiting; if one is, it leaves the section and takes @slow for read.  A
+ * writer announces itself in @writers, takes @slow for write (which
+ * excludes slow readers and other writers) and waits for a grace period,
+ * after which every reader that missed the announcement has left.  Faults
+ * thus pay a TLS increment and one load instead of a contended atomic
+ * read-modify-write (see docs/PERFORMANCE.md for the numbers).
+ *
+ * Rules this implies: a thread inside tdp_walk_begin() (an RCU section)
+ * must not take mmu_lock, and a writer must not hold an RCU read lock.
+ * Read locks do not nest.
  */
 typedef struct {
-	pthread_rwlock_t rw;
-	int writers_waiting; /* atomic */
-	int readers_waiting; /* atomic */
-	bool force_contended; /* set at init: every needbreak says yes */
+	pthread_rwlock_t slow; /* writers; readers that met a writer */
+	int writers;           /* atomic: writers holding or waiting */
+	int readers_waiting;   /* atomic: readers blocked on @slow */
+	bool force_contended;  /* immutable: every needbreak says yes */
+#ifdef TDP_TSAN
+	char tsan_readers;     /* released by fast readers, acquired by writers */
+#endif
 #ifndef NDEBUG
 	pthread_t writer; /* valid while write_held; written by the holder */
 	bool write_held;  /* atomic; written by the holder */
 #endif
 } tdp_mmu_lock_t;
 
+/* This thread's read lock went the fast (RCU) way; read locks don't nest. */
+extern __thread bool tdp_port_read_fast;
+#ifndef NDEBUG
+extern __thread int tdp_port_read_depth;
+#endif
+
 int tdp_mmu_lock_init(tdp_mmu_lock_t *l, bool force_contended);
 void tdp_mmu_lock_destroy(tdp_mmu_lock_t *l);
-void tdp_read_lock(tdp_mmu_lock_t *l);
-void tdp_read_unlock(tdp_mmu_lock_t *l);
+void tdp_read_lock_slow(tdp_mmu_lock_t *l);
 void tdp_write_lock(tdp_mmu_lock_t *l);
 void tdp_write_unlock(tdp_mmu_lock_t *l);
+
+static inline void tdp_read_lock(tdp_mmu_lock_t *l)
+{
+#ifndef NDEBUG
+	TDP_ASSERT(tdp_port_read_depth == 0);
+	tdp_port_read_depth++;
+#endif
+	urcu_memb_read_lock();
+	if (TDP_LIKELY(!__atomic_load_n(&l->writers, __ATOMIC_ACQUIRE))) {
+		tdp_port_read_fast = true;
+		return;
+	}
+	urcu_memb_read_unlock();
+	tdp_read_lock_slow(l);
+}
+
+static inline void tdp_read_unlock(tdp_mmu_lock_t *l)
+{
+#ifndef NDEBUG
+	TDP_ASSERT(tdp_port_read_depth == 1);
+	tdp_port_read_depth--;
+#endif
+	if (TDP_LIKELY(tdp_port_read_fast)) {
+		tdp_port_read_fast = false;
+#ifdef TDP_TSAN
+		__tsan_release(&l->tsan_readers);
+#endif
+		urcu_memb_read_unlock();
+		return;
+	}
+	pthread_rwlock_unlock(&l->slow);
+}
 
 /*
  * True when another thread waits for the lock in a mode the holder blocks:
@@ -239,9 +288,9 @@ static inline bool tdp_mmu_lock_needbreak(tdp_mmu_lock_t *l, bool shared)
 {
 	if (l->force_contended)
 		return true;
-	if (__atomic_load_n(&l->writers_waiting, __ATOMIC_RELAXED))
-		return true;
-	return !shared &&
+	if (shared)
+		return __atomic_load_n(&l->writers, __ATOMIC_RELAXED) != 0;
+	return __atomic_load_n(&l->writers, __ATOMIC_RELAXED) > 1 ||
 	       __atomic_load_n(&l->readers_waiting, __ATOMIC_RELAXED) != 0;
 }
 

@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "bench.h"
+
+#include <stdio.h>
+#include <sched.h>
+#include <stdlib.h>
+
+static void flush_range(void *ctx, tdp_gfn_t gfn, uint64_t n)
+{
+	(void)ctx, (void)gfn, (void)n;
+}
+
+static void flush_all(void *ctx)
+{
+	(void)ctx;
+}
+
+static int noop_link(void *ctx, tdp_gfn_t gfn, int level, struct tdp_ext_table *e)
+{
+	(void)ctx, (void)gfn, (void)level, (void)e;
+	return 0;
+}
+
+static int noop_leaf(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn)
+{
+	(void)ctx, (void)gfn, (void)level, (void)pfn;
+	return 0;
+}
+
+static const struct tdp_private_backend noop_backend = {
+	.link_table  = noop_link,
+	.set_leaf    = noop_leaf,
+	.remove_leaf = noop_leaf,
+	.free_table  = noop_link,
+};
+
+/* Published by thread 0 before the start barrier of the run. */
+static struct bench_vm *current_vm;
+
+struct bench_vm *bench_vm_start(tdpb_state *st, enum bench_tree tree)
+{
+	if (tdpb_thread_index(st) == 0) {
+		struct bench_vm *vm = calloc(1, sizeof(*vm));
+		struct tdp_mmu_config cfg = {
+			.root_level = 4,
+			.host = { .flush_range = flush_range, .flush_all = flush_all },
+		};
+
+		if (tree == BENCH_MIRROR_NOOP) {
+			cfg.backend = &noop_backend;
+			cfg.direct_bits = BENCH_SHARED_BIT;
+		}
+		vm->tree = tree;
+		pthread_barrier_init(&vm->done, NULL, (unsigned)tdpb_thread_count(st));
+		pthread_mutex_init(&vm->global_lock, NULL);
+		if (tdp_mmu_create(&cfg, &vm->mmu)) {
+			fprintf(stderr, "bench: cannot create the MMU\n");
+			abort();
+		}
+		__atomic_store_n(&current_vm, vm, __ATOMIC_RELEASE);
+	}
+	tdp_thread_register();
+	/* Runs are sequential: the previous run's thread 0 cleared it. */
+	while (!__atomic_load_n(&current_vm, __ATOMIC_ACQUIRE))
+		sched_yield();
+	return current_vm;
+}
+
+void bench_vm_finish(tdpb_state *st, struct bench_vm *vm)
+{
+	pthread_barrier_wait(&vm->done);
+	if (tdpb_thread_index(st) == 0) {
+		tdp_mmu_destroy(vm->mmu);
+		pthread_barrier_destroy(&vm->done);
+		pthread_mutex_destroy(&vm->global_lock);
+		__atomic_store_n(&current_vm, NULL, __ATOMIC_RELEASE);
+		free(vm);
+	}
+	tdp_thread_unregister();
+}
+
+int bench_fault(struct bench_vm *vm, struct tdp_vcpu *vcpu, tdp_gfn_t gfn,
+		int max_level)
+{
+	struct tdp_fault f = {
+		.fault_gfn = vm->tree == BENCH_DIRECT ? gfn : gfn & ~BENCH_SHARED_BIT,
+		.pfn = 0x1000000 + gfn,
+		.prot = TDP_PROT_READ | TDP_PROT_WRITE,
+		.max_level = max_level,
+	};
+	int ret;
+
+	do {
+		f.mmu_seq = tdp_mmu_seq(vm->mmu);
+		ret = tdp_map(vcpu, &f);
+	} while (ret == TDP_FAULT_RETRY);
+	return ret;
+}
+
+double bench_table_bytes_per_page(struct tdp_mmu *mmu, int root_type)
+{
+	struct tdp_stats s;
+	double tables = 0, pages = 0;
+
+	tdp_mmu_get_stats(mmu, &s);
+	for (int l = 1; l <= TDP_MAX_LEVEL; l++) {
+		tables += (double)s.tables[root_type][l];
+		pages += (double)s.leaves[root_type][l] * (double)tdp_level_pages(l);
+	}
+	return pages ? tables * 4096.0 / pages : 0;
+}
