@@ -138,10 +138,15 @@ static void handle_removed_spte(struct tdp_op *op, tdp_gfn_t gfn, int level,
 {
 	const struct tdp_spte_format *fmt = &op->mmu->fmt;
 
-	(void)gfn;
 	if (tdp_spte_is_leaf(fmt, old, level)) {
+		const struct tdp_host_ops *host = &op->mmu->cfg.host;
+
 		account_leaf(op, level, -1);
 		TDP_COUNT(&op->ctr, zapped_leaves, 1);
+		/* @old came from an exchange: the dirty bit is final. */
+		if ((old & fmt->dirty) && host->mark_dirty &&
+		    !tdp_root_is_mirror(op->root))
+			host->mark_dirty(host->ctx, gfn, tdp_level_pages(level));
 		return;
 	}
 	tdp_handle_removed_table(op, tdp_spte_child(op->mmu, old), NULL);

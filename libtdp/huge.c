@@ -72,6 +72,7 @@ static int split_root(struct tdp_op *op, tdp_gfn_t start, tdp_gfn_t end,
 int tdp_split_huge_range(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end,
 			 int target_level, enum tdp_alias alias)
 {
+	struct tdp_counters local = { 0 };
 	const unsigned int direct = 1U << TDP_ROOT_DIRECT;
 	struct tdp_table *spare = NULL;
 	struct tdp_root *root;
@@ -93,7 +94,7 @@ int tdp_split_huge_range(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end,
 			.mmu = mmu,
 			.root = root,
 			.shared = true,
-			.ctr = { .set = &mmu->ctr },
+			.ctr = { .set = &local, .owner_only = true },
 		};
 
 		ret = split_root(&op, start + mmu->cfg.direct_bits,
@@ -103,6 +104,7 @@ int tdp_split_huge_range(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end,
 			break;
 		}
 	}
+	tdp_counters_fold(&mmu->ctr, &local);
 	tdp_read_unlock(&mmu->mmu_lock);
 	/* Another thread split first: the table was never linked. */
 	if (spare)
@@ -202,6 +204,7 @@ static int recover_root(struct tdp_op *op, tdp_gfn_t start, tdp_gfn_t end,
 int tdp_recover_huge_pages(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end,
 			   int max_level, enum tdp_alias alias)
 {
+	struct tdp_counters local = { 0 };
 	const unsigned int direct = 1U << TDP_ROOT_DIRECT;
 	const uint64_t huge_2m = tdp_level_pages(TDP_LEVEL_2M);
 	struct tdp_root *root;
@@ -224,7 +227,7 @@ int tdp_recover_huge_pages(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end,
 			.mmu = mmu,
 			.root = root,
 			.shared = true,
-			.ctr = { .set = &mmu->ctr },
+			.ctr = { .set = &local, .owner_only = true },
 		};
 
 		/* Smallest first, so 2 MiB leaves made here can form 1 GiB. */
@@ -232,6 +235,7 @@ int tdp_recover_huge_pages(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end,
 			made += recover_root(&op, start + mmu->cfg.direct_bits,
 					     end + mmu->cfg.direct_bits, level);
 	}
+	tdp_counters_fold(&mmu->ctr, &local);
 	tdp_read_unlock(&mmu->mmu_lock);
 	return ret ? ret : made;
 }

@@ -139,8 +139,9 @@ struct tdp_mmu {
 };
 
 /*
- * Where the counters of one operation go: a vCPU's own set (fault path)
- * or the MMU's shared set.
+ * Where the counters of one operation go: a vCPU's own set (fault path),
+ * or a set local to the operation that is folded into the MMU's shared
+ * set when it ends (zaps and walks: no shared cache line per SPTE).
  */
 struct tdp_ctr_ref {
 	struct tdp_counters *set;

@@ -107,6 +107,7 @@ int tdp_mmu_create(const struct tdp_mmu_config *cfg, struct tdp_mmu **out)
 static void teardown_roots_locked(struct tdp_mmu *mmu)
 {
 	const unsigned int all = (1U << TDP_NR_ROOT_TYPES) - 1;
+	struct tdp_counters local = { 0 };
 	struct tdp_root *root;
 
 	tdp_roots_invalidate_locked(mmu, all);
@@ -115,7 +116,7 @@ static void teardown_roots_locked(struct tdp_mmu *mmu)
 		struct tdp_op op = {
 			.mmu = mmu,
 			.root = root,
-			.ctr = { .set = &mmu->ctr },
+			.ctr = { .set = &local, .owner_only = true },
 		};
 
 		if (!tdp_atomic_xchg(&root->scheduled_zap, 0))
@@ -126,6 +127,7 @@ static void teardown_roots_locked(struct tdp_mmu *mmu)
 			continue;
 		tdp_root_put(mmu, root);
 	}
+	tdp_counters_fold(&mmu->ctr, &local);
 }
 
 int tdp_mmu_teardown(struct tdp_mmu *mmu)
@@ -190,7 +192,10 @@ tdp_gfn_t tdp_mmu_direct_bits(const struct tdp_mmu *mmu)
 
 static void fold_field(uint64_t *dst, const uint64_t *src)
 {
-	tdp_atomic64_add(dst, (int64_t)tdp_atomic64_read(src));
+	uint64_t v = tdp_atomic64_read(src);
+
+	if (v)
+		tdp_atomic64_add(dst, (int64_t)v);
 }
 
 void tdp_counters_fold(struct tdp_counters *dst, const struct tdp_counters *src)

@@ -270,11 +270,12 @@ int tdp_mmu_invalidate_roots(struct tdp_mmu *mmu, enum tdp_alias alias)
  */
 static int zap_claimed_root(struct tdp_mmu *mmu, struct tdp_root *root)
 {
+	struct tdp_counters local = { 0 };
 	struct tdp_op op = {
 		.mmu = mmu,
 		.root = root,
 		.shared = !tdp_root_is_mirror(root),
-		.ctr = { .set = &mmu->ctr },
+		.ctr = { .set = &local, .owner_only = true },
 	};
 	int ret;
 
@@ -287,6 +288,7 @@ static int zap_claimed_root(struct tdp_mmu *mmu, struct tdp_root *root)
 		tdp_read_unlock(&mmu->mmu_lock);
 	else
 		tdp_write_unlock(&mmu->mmu_lock);
+	tdp_counters_fold(&mmu->ctr, &local);
 	return ret;
 }
 

@@ -57,6 +57,7 @@ int64_t tdp_walk_direct_leaves(struct tdp_mmu *mmu, tdp_gfn_t start,
 			       tdp_gfn_t end, enum tdp_alias alias, bool shared,
 			       tdp_leaf_visit_fn visit, void *arg)
 {
+	struct tdp_counters local = { 0 };
 	const unsigned int direct = 1U << TDP_ROOT_DIRECT;
 	const struct tdp_spte_format *fmt = &mmu->fmt;
 	tdp_gfn_t bits = mmu->cfg.direct_bits;
@@ -77,7 +78,7 @@ int64_t tdp_walk_direct_leaves(struct tdp_mmu *mmu, tdp_gfn_t start,
 			.mmu = mmu,
 			.root = root,
 			.shared = shared,
-			.ctr = { .set = &mmu->ctr },
+			.ctr = { .set = &local, .owner_only = true },
 		};
 		struct tdp_iter it;
 
@@ -93,6 +94,7 @@ int64_t tdp_walk_direct_leaves(struct tdp_mmu *mmu, tdp_gfn_t start,
 		tdp_flush_issue(&op);
 		tdp_rcu_read_unlock();
 	}
+	tdp_counters_fold(&mmu->ctr, &local);
 	if (shared)
 		tdp_read_unlock(&mmu->mmu_lock);
 	else

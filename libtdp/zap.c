@@ -99,6 +99,7 @@ int tdp_zap_root_locked(struct tdp_op *op)
 static int zap_range_roots(struct tdp_mmu *mmu, tdp_gfn_t start,
 			   tdp_gfn_t end, unsigned int types)
 {
+	struct tdp_counters local = { 0 };
 	struct tdp_root *root;
 	int ret = 0;
 
@@ -109,7 +110,7 @@ static int zap_range_roots(struct tdp_mmu *mmu, tdp_gfn_t start,
 		struct tdp_op op = {
 			.mmu = mmu,
 			.root = root,
-			.ctr = { .set = &mmu->ctr },
+			.ctr = { .set = &local, .owner_only = true },
 		};
 
 		ret = tdp_zap_leafs_locked(&op, start + bits, end + bits);
@@ -118,6 +119,7 @@ static int zap_range_roots(struct tdp_mmu *mmu, tdp_gfn_t start,
 			break;
 		}
 	}
+	tdp_counters_fold(&mmu->ctr, &local);
 	return ret;
 }
 
@@ -141,6 +143,7 @@ int tdp_zap_range(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end,
 
 int tdp_zap_all(struct tdp_mmu *mmu)
 {
+	struct tdp_counters local = { 0 };
 	const unsigned int direct = 1U << TDP_ROOT_DIRECT;
 	struct tdp_root *root;
 	int ret;
@@ -154,11 +157,12 @@ int tdp_zap_all(struct tdp_mmu *mmu)
 		struct tdp_op op = {
 			.mmu = mmu,
 			.root = root,
-			.ctr = { .set = &mmu->ctr },
+			.ctr = { .set = &local, .owner_only = true },
 		};
 
 		tdp_zap_root_locked(&op);
 	}
+	tdp_counters_fold(&mmu->ctr, &local);
 	tdp_write_unlock(&mmu->mmu_lock);
 	return ret;
 }

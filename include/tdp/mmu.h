@@ -22,16 +22,24 @@ extern "C" {
 #endif
 
 /*
- * TLB maintenance the engine asks of the host.  GFNs are as the hardware
- * indexes the direct tree: the shared bit is included.  Both callbacks are
- * required.  They are called with mmu_lock held (read or write) and must
- * not call back into the MMU.
+ * TLB maintenance and dirty reporting the engine asks of the host.  GFNs
+ * are as the hardware indexes the direct tree: the shared bit is included.
+ * The flush callbacks are required.  All are called with mmu_lock held
+ * (read or write) and must not call back into the MMU.
  */
 struct tdp_host_ops {
 	/* Invalidate cached translations of [gfn, gfn + nr_pages). */
 	void (*flush_range)(void *ctx, tdp_gfn_t gfn, uint64_t nr_pages);
 	/* Invalidate every cached translation of the VM. */
 	void (*flush_all)(void *ctx);
+	/*
+	 * Optional: a direct-root leaf mapping [gfn, gfn + nr_pages) was
+	 * removed (zap, teardown, table removal) with its hardware dirty bit
+	 * set; the host marks the backing memory dirty.  Every dirty bit
+	 * hardware set before the removal is reported here or by
+	 * tdp_harvest_dirty(), never lost.
+	 */
+	void (*mark_dirty)(void *ctx, tdp_gfn_t gfn, uint64_t nr_pages);
 	void *ctx;
 };
 
