@@ -23,12 +23,22 @@ struct bench_vm {
 	enum bench_tree tree;
 	pthread_barrier_t done; /* every thread destroyed its vCPU */
 	pthread_mutex_t global_lock; /* for baseline/global_lock */
+	uint64_t items;              /* atomic: items of all threads */
+	double t_start, t_end;       /* thread 0's loop, in seconds */
 };
 
 /* Thread 0 creates the VM before its loop; every thread gets it. */
 struct bench_vm *bench_vm_start(tdpb_state *st, enum bench_tree tree);
-/* Every thread calls this after its loop; thread 0 destroys the VM. */
+/*
+ * Every thread calls this after its loop with the items it did; thread 0
+ * reports wall_items_per_second (all threads' items over the wall time of
+ * its loop, which the start and end barriers bracket) and destroys the VM.
+ */
 void bench_vm_finish(tdpb_state *st, struct bench_vm *vm);
+void bench_vm_add_items(struct bench_vm *vm, int64_t items);
+/* Thread 0 calls these right before and right after its loop. */
+void bench_wall_start(tdpb_state *st, struct bench_vm *vm);
+void bench_wall_end(tdpb_state *st, struct bench_vm *vm);
 
 /* One fault of a GFN on the tree the VM benchmarks, retried until done. */
 int bench_fault(struct bench_vm *vm, struct tdp_vcpu *vcpu, tdp_gfn_t gfn,
@@ -37,7 +47,14 @@ int bench_fault(struct bench_vm *vm, struct tdp_vcpu *vcpu, tdp_gfn_t gfn,
 /* Page-table bytes per mapped 4 KiB page of @tree. */
 double bench_table_bytes_per_page(struct tdp_mmu *mmu, int root_type);
 
+/* The plain radix tree of limit/radix_plain, for other baselines. */
+struct bench_radix;
+struct bench_radix *bench_radix_new(void);
+void bench_radix_insert(struct bench_radix *r, uint64_t gfn, uint64_t pfn);
+void bench_radix_free(struct bench_radix *r);
+
 void bench_register_faults(void);
+void bench_register_replay(void);
 void bench_register_zaps(void);
 void bench_register_lockless(void);
 void bench_register_limits(void);

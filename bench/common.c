@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <time.h>
 
 static void flush_range(void *ctx, tdp_gfn_t gfn, uint64_t n)
 {
@@ -66,10 +67,41 @@ struct bench_vm *bench_vm_start(tdpb_state *st, enum bench_tree tree)
 	return current_vm;
 }
 
+static double now_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+void bench_wall_start(tdpb_state *st, struct bench_vm *vm)
+{
+	if (tdpb_thread_index(st) == 0)
+		vm->t_start = now_seconds();
+}
+
+void bench_wall_end(tdpb_state *st, struct bench_vm *vm)
+{
+	if (tdpb_thread_index(st) == 0)
+		vm->t_end = now_seconds();
+}
+
+void bench_vm_add_items(struct bench_vm *vm, int64_t items)
+{
+	__atomic_add_fetch(&vm->items, (uint64_t)items, __ATOMIC_RELAXED);
+}
+
 void bench_vm_finish(tdpb_state *st, struct bench_vm *vm)
 {
 	pthread_barrier_wait(&vm->done);
 	if (tdpb_thread_index(st) == 0) {
+		double wall = vm->t_end - vm->t_start;
+		uint64_t items = __atomic_load_n(&vm->items, __ATOMIC_RELAXED);
+
+		if (wall > 0 && items)
+			tdpb_counter(st, "wall_items_per_second",
+				     (double)items / wall, false);
 		tdp_mmu_destroy(vm->mmu);
 		pthread_barrier_destroy(&vm->done);
 		pthread_mutex_destroy(&vm->global_lock);

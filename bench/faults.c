@@ -41,6 +41,7 @@ static void populate(tdpb_state *st, void *argp)
 		gfn = (tdp_gfn_t)(t + 1) * BENCH_THREAD_SPAN;
 		limit = gfn + BENCH_THREAD_SPAN;
 	}
+	bench_wall_start(st, vm);
 	while (tdpb_keep_running_batch(st, BATCH)) {
 		for (int i = 0; i < BATCH; i++, gfn += step) {
 			int ret;
@@ -61,6 +62,8 @@ static void populate(tdpb_state *st, void *argp)
 		}
 		items += BATCH;
 	}
+	bench_wall_end(st, vm);
+	bench_vm_add_items(vm, items);
 	tdpb_set_items_processed(st, items);
 	if (t == 0)
 		tdpb_counter(st, "pt_bytes_per_4k_page",

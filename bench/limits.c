@@ -71,6 +71,29 @@ static void plain_insert(uint64_t *root, uint64_t gfn, uint64_t pfn)
 	t[gfn & 511] = PRESENT | 0x107 | (pfn << 12);
 }
 
+struct bench_radix {
+	uint64_t *root;
+};
+
+struct bench_radix *bench_radix_new(void)
+{
+	struct bench_radix *r = malloc(sizeof(*r));
+
+	r->root = plain_table();
+	return r;
+}
+
+void bench_radix_insert(struct bench_radix *r, uint64_t gfn, uint64_t pfn)
+{
+	plain_insert(r->root, gfn, pfn);
+}
+
+void bench_radix_free(struct bench_radix *r)
+{
+	plain_free(r->root, 4);
+	free(r);
+}
+
 static void radix_plain(tdpb_state *st, void *arg)
 {
 	uint64_t *root = plain_table();

@@ -8,5 +8,6 @@ int main(int argc, char **argv)
 	bench_register_faults();
 	bench_register_zaps();
 	bench_register_lockless();
+	bench_register_replay();
 	return tdpb_main(argc, argv);
 }
