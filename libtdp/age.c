@@ -85,10 +85,14 @@ int tdp_fast_fix(struct tdp_mmu *mmu, tdp_gfn_t fault_gfn, unsigned int prot)
 			} else if ((prot & ~tdp_spte_prot(fmt, old)) ==
 					   TDP_PROT_WRITE &&
 				   (old & fmt->mmu_writable)) {
-				/* Write-protected for dirty logging only. */
-				fixed = tdp_spte_update_leaf(&it, 0,
-							     fmt->writable) ||
-					(it.old_spte & fmt->writable);
+				/*
+				 * Write-protected for dirty logging only.  One
+				 * attempt from the value checked: if anything
+				 * changed it (a zap and a read-only remap, a
+				 * split), the full fault path decides.
+				 */
+				fixed = tdp_spte_cmpxchg(it.sptep, &old,
+							 old | fmt->writable);
 			}
 			break;
 		}

@@ -19,22 +19,13 @@ int tdp_wrprot_range(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end,
 
 	if (ret)
 		return ret;
-	n = tdp_walk_direct_leaves(mmu, start, end, alias, true, wrprot_leaf,
-				   NULL);
-	if (n < 0)
-		return (int)n;
 	/*
-	 * Always flush: a TLB may hold a writable translation of a leaf this
-	 * walk found already write-protected (changed by a racing zap and
-	 * refault), and the write would then not be logged.
+	 * Always flush, under the lock: a TLB may hold a writable translation
+	 * of a leaf this walk found already write-protected (changed by a
+	 * racing zap and refault), and the write would then not be logged.
 	 */
-	if (alias & TDP_ALIAS_SHARED) {
-		const struct tdp_host_ops *host = &mmu->cfg.host;
-
-		host->flush_range(host->ctx, start + mmu->cfg.direct_bits,
-				  end - start);
-		tdp_atomic64_add(&mmu->ctr.flushes_range, 1);
-	}
+	n = tdp_walk_direct_leaves(mmu, start, end, alias, true, true,
+				   wrprot_leaf, NULL);
 	return (int)n;
 }
 
@@ -55,7 +46,7 @@ int tdp_clear_dirty_range(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end,
 
 	if (ret)
 		return ret;
-	return (int)tdp_walk_direct_leaves(mmu, start, end, alias, true,
+	return (int)tdp_walk_direct_leaves(mmu, start, end, alias, true, false,
 					   clear_dirty_leaf, NULL);
 }
 
@@ -95,7 +86,7 @@ int tdp_clear_dirty_masked(struct tdp_mmu *mmu, tdp_gfn_t base, uint64_t mask,
 		.clear = wrprot ? mmu->fmt.writable : mmu->fmt.dirty,
 	};
 	return (int)tdp_walk_direct_leaves(mmu, base, base + 64, alias, false,
-					   clear_masked_leaf, &m);
+					   false, clear_masked_leaf, &m);
 }
 
 struct harvest_arg {
@@ -109,15 +100,28 @@ static int64_t harvest_leaf(struct tdp_op *op, struct tdp_iter *it, void *arg)
 	tdp_gfn_t first, last;
 	int64_t n = 0;
 
-	if (!tdp_spte_update_leaf(it, op->mmu->fmt.dirty, 0))
+	if (!(it->old_spte & op->mmu->fmt.dirty))
 		return 0;
-	tdp_flush_add(op, it->gfn, tdp_level_pages(it->level));
-	/* A huge leaf reports every GFN of it inside the range. */
 	first = it->gfn > h->start ? it->gfn : h->start;
 	last = it->gfn + tdp_level_pages(it->level);
 	last = last < h->end ? last : h->end;
-	for (tdp_gfn_t g = first; g < last; g++, n++)
-		h->bitmap[(g - h->start) / 64] |= 1ULL << ((g - h->start) % 64);
+	/*
+	 * A huge leaf that sticks out of the range is reported for the part
+	 * inside and keeps its dirty bit, so the rest is reported by the
+	 * harvest that covers it.
+	 */
+	if (first == it->gfn && last == it->gfn + tdp_level_pages(it->level)) {
+		if (!tdp_spte_update_leaf(it, op->mmu->fmt.dirty, 0))
+			return 0;
+		tdp_flush_add(op, it->gfn, tdp_level_pages(it->level));
+	}
+	for (tdp_gfn_t g = first; g < last; g++) {
+		uint64_t *word = &h->bitmap[(g - h->start) / 64];
+		uint64_t bit = 1ULL << ((g - h->start) % 64);
+
+		n += !(*word & bit);
+		*word |= bit;
+	}
 	return n;
 }
 
@@ -136,6 +140,6 @@ int64_t tdp_harvest_dirty(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end,
 		.end = end + mmu->cfg.direct_bits,
 		.bitmap = bitmap,
 	};
-	return tdp_walk_direct_leaves(mmu, start, end, alias, true,
+	return tdp_walk_direct_leaves(mmu, start, end, alias, true, false,
 				      harvest_leaf, &h);
 }

@@ -276,7 +276,8 @@ static tdp_spte_t freeze_removed_entry(struct tdp_op *op, tdp_spte_t *sptep,
  * children before parent, hand a mirror table to free_table, and free it
  * after a grace period.  The caller flushed, or will flush, the span of
  * the parent entry.  @sum, if not NULL, receives the OR and the AND of
- * the values the present entries held when they were frozen.
+ * the values the leaves below @t, at every depth, held when they were
+ * frozen.
  */
 void tdp_handle_removed_table(struct tdp_op *op, struct tdp_table *t,
 			      struct tdp_removed_summary *sum)
@@ -296,16 +297,18 @@ void tdp_handle_removed_table(struct tdp_op *op, struct tdp_table *t,
 
 		if (!tdp_spte_is_present(fmt, old))
 			continue;
+		if (!tdp_spte_is_leaf(fmt, old, t->level)) {
+			/* The summary covers leaves at every depth. */
+			account_table(op, t->level - 1, -1);
+			tdp_handle_removed_table(op, tdp_spte_child(mmu, old), sum);
+			continue;
+		}
 		if (sum) {
 			sum->any |= old;
 			sum->all &= old;
 		}
-		if (tdp_spte_is_leaf(fmt, old, t->level)) {
-			if (mirror && !mirror_remove_leaf(op, gfn, t->level, old))
-				backend_ok = false;
-		} else {
-			account_table(op, t->level - 1, -1);
-		}
+		if (mirror && !mirror_remove_leaf(op, gfn, t->level, old))
+			backend_ok = false;
 		handle_removed_spte(op, gfn, t->level, old);
 	}
 

@@ -162,6 +162,7 @@ static void reconcile_huge_leaf(struct tdp_op *op, struct tdp_iter *it,
 		tdp_spte_update_leaf(it, clear, set);
 }
 
+/* One pass at @level; RCU read lock held, the caller flushes. */
 static int recover_root(struct tdp_op *op, tdp_gfn_t start, tdp_gfn_t end,
 			int level)
 {
@@ -170,7 +171,6 @@ static int recover_root(struct tdp_op *op, tdp_gfn_t start, tdp_gfn_t end,
 	struct tdp_iter it;
 	int made = 0;
 
-	tdp_rcu_read_lock();
 	tdp_for_each_spte_min_level(it, op->root->table, fmt, level, start, end) {
 		struct tdp_removed_summary sum = { .any = 0, .all = ~0ULL };
 		struct tdp_table *child;
@@ -196,8 +196,6 @@ static int recover_root(struct tdp_op *op, tdp_gfn_t start, tdp_gfn_t end,
 		tdp_flush_add(op, it.gfn, tdp_level_pages(level));
 		made++;
 	}
-	tdp_flush_issue(op);
-	tdp_rcu_read_unlock();
 	return made;
 }
 
@@ -230,10 +228,17 @@ int tdp_recover_huge_pages(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end,
 			.ctr = { .set = &local, .owner_only = true },
 		};
 
-		/* Smallest first, so 2 MiB leaves made here can form 1 GiB. */
+		/*
+		 * Smallest first, so 2 MiB leaves made here can form 1 GiB.
+		 * One RCU section and one flush (before leaving it, so no
+		 * replaced table is freed while a TLB may still use it).
+		 */
+		tdp_rcu_read_lock();
 		for (int level = TDP_LEVEL_2M; level <= max_level; level++)
 			made += recover_root(&op, start + mmu->cfg.direct_bits,
 					     end + mmu->cfg.direct_bits, level);
+		tdp_flush_issue(&op);
+		tdp_rcu_read_unlock();
 	}
 	tdp_counters_fold(&mmu->ctr, &local);
 	tdp_read_unlock(&mmu->mmu_lock);

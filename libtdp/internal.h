@@ -285,7 +285,8 @@ int tdp_check_direct_range(const struct tdp_mmu *mmu, tdp_gfn_t start,
 			   tdp_gfn_t end, enum tdp_alias alias);
 int64_t tdp_walk_direct_leaves(struct tdp_mmu *mmu, tdp_gfn_t start,
 			       tdp_gfn_t end, enum tdp_alias alias, bool shared,
-			       tdp_leaf_visit_fn visit, void *arg);
+			       bool flush_always, tdp_leaf_visit_fn visit,
+			       void *arg);
 bool tdp_spte_update_leaf(struct tdp_iter *it, tdp_spte_t clear,
 			  tdp_spte_t set);
 

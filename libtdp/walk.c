@@ -50,12 +50,14 @@ bool tdp_spte_update_leaf(struct tdp_iter *it, tdp_spte_t clear,
  * Call @visit for every present leaf of the valid direct roots in
  * [start, end) (unaliased), with mmu_lock held for read (@shared) or
  * write, yielding when contended.  The visitor adds what it changed to
- * op->flush; the walk flushes before every unlock.  Returns the sum of
- * what the visitor returned, or an entry-check error.
+ * op->flush; the walk flushes before every unlock, and with
+ * @flush_always flushes the whole range even if nothing changed.  Returns
+ * the sum of what the visitor returned, or an entry-check error.
  */
 int64_t tdp_walk_direct_leaves(struct tdp_mmu *mmu, tdp_gfn_t start,
 			       tdp_gfn_t end, enum tdp_alias alias, bool shared,
-			       tdp_leaf_visit_fn visit, void *arg)
+			       bool flush_always, tdp_leaf_visit_fn visit,
+			       void *arg)
 {
 	struct tdp_counters local = { 0 };
 	const unsigned int direct = 1U << TDP_ROOT_DIRECT;
@@ -91,6 +93,8 @@ int64_t tdp_walk_direct_leaves(struct tdp_mmu *mmu, tdp_gfn_t start,
 				continue;
 			total += visit(&op, &it, arg);
 		}
+		if (flush_always)
+			tdp_flush_add(&op, start + bits, end - start);
 		tdp_flush_issue(&op);
 		tdp_rcu_read_unlock();
 	}

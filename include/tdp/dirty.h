@@ -56,10 +56,12 @@ TDP_API int tdp_clear_dirty_masked(struct tdp_mmu *mmu, tdp_gfn_t base,
 /*
  * tdp_harvest_dirty() - for every dirty leaf in [start, end), set the bits
  * of its GFNs (bit gfn - start of @bitmap, which holds end - start bits)
- * and clear its dirty bit atomically, so a dirty bit is reported exactly
- * once.  Lock: takes mmu_lock for read.  Returns the number of GFNs
- * reported (>= 0); -EINVAL (NULL bitmap, bad range or filter);
- * -EOPNOTSUPP; -EIO; -ESHUTDOWN.
+ * and clear its dirty bit atomically.  A huge leaf only partly inside the
+ * range is reported for that part and keeps its dirty bit, so the harvest
+ * of the rest reports it too: a dirty GFN may be reported twice, never
+ * missed.  Lock: takes mmu_lock for read.  Returns the number of bits it
+ * set that were clear (>= 0); -EINVAL (NULL bitmap, bad range or
+ * filter); -EOPNOTSUPP; -EIO; -ESHUTDOWN.
  */
 TDP_API int64_t tdp_harvest_dirty(struct tdp_mmu *mmu, tdp_gfn_t start,
 				  tdp_gfn_t end, uint64_t *bitmap,

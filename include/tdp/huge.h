@@ -42,6 +42,10 @@ TDP_API int tdp_split_huge_range(struct tdp_mmu *mmu, tdp_gfn_t start,
  * (2 MiB, and 1 GiB when @max_level is TDP_LEVEL_1G), smallest level
  * first.  The huge leaf is dirty if any small leaf was.  The replaced
  * tables are freed after a grace period; one TLB flush at the end.
+ * Recovery is meant for when dirty logging is off: a write-protect of the
+ * same range running concurrently may find the small leaves already
+ * replaced and leave the huge leaf writable (dirty bits are kept either
+ * way).
  * Lock: takes mmu_lock for read; compare-exchange on the parent SPTE.
  * Returns the number of huge leaves made (>= 0); -EINVAL (NULL, range not
  * aligned to 2 MiB, bad max level or filter); -EOPNOTSUPP (private alias
