@@ -1,0 +1,930 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Huge pages on the direct root, one operation at a time: faults that map
+ * 2 MiB and 1 GiB leaves, eager splitting (tdp_split_huge_range) and
+ * recovery (tdp_recover_huge_pages), their round trips, statistics, TLB
+ * flushes, allocation failures and bad inputs.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+/* White-box: tdp_port_fail_alloc_after() and tdp_rcu_barrier(). */
+#include "internal.h"
+
+#include "helpers.h"
+
+#define P2M HH_PAGES_2M
+#define P1G HH_PAGES_1G
+/* Host frames: GFN + PFN_OFFSET, so GFN and PFN line up at every level. */
+#define PFN_OFFSET (1ULL << 28)
+
+static tdp_pfn_t pfn_of(tdp_gfn_t gfn)
+{
+	return gfn + PFN_OFFSET;
+}
+
+/* First GFN of the @n-th 1 GiB region, and of 2 MiB block @b inside it. */
+static tdp_gfn_t gig(unsigned int n)
+{
+	return (tdp_gfn_t)n * P1G;
+}
+
+static tdp_gfn_t blk(unsigned int n, unsigned int b)
+{
+	return gig(n) + (tdp_gfn_t)b * P2M;
+}
+
+static int setup(void **state)
+{
+	struct hh_env *env = calloc(1, sizeof(*env));
+
+	assert_non_null(env);
+	hh_env_init(env, 0);
+	*state = env;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct hh_env *env = *state;
+
+	assert_int_equal(hh_stats_match_tree(env->mmu), 0);
+	hh_env_fini(env);
+	free(env);
+	return 0;
+}
+
+/* The leaf mapping @gfn: present, at @level, mapping @pfn. */
+static struct hh_leaf expect_leaf(struct tdp_mmu *mmu, tdp_gfn_t gfn, int level,
+				  tdp_pfn_t pfn)
+{
+	struct hh_leaf l = hh_lookup(mmu, gfn);
+
+	if (!l.present || l.level != level || l.pfn != pfn)
+		fail_msg("gfn %#llx: present %d level %d pfn %#llx, expected "
+			 "level %d pfn %#llx",
+			 (unsigned long long)gfn, l.present, l.level,
+			 (unsigned long long)l.pfn, level,
+			 (unsigned long long)pfn);
+	return l;
+}
+
+static void expect_absent(struct tdp_mmu *mmu, tdp_gfn_t gfn)
+{
+	struct hh_leaf l = hh_lookup(mmu, gfn);
+
+	if (l.present)
+		fail_msg("gfn %#llx: mapped at level %d, expected nothing",
+			 (unsigned long long)gfn, l.level);
+}
+
+/* Direct-root leaves and tables of levels 1..3, and a tree cross-check. */
+static void expect_stats(struct tdp_mmu *mmu, uint64_t l1, uint64_t l2,
+			 uint64_t l3, uint64_t t1, uint64_t t2, uint64_t t3)
+{
+	struct tdp_stats st = hh_stats(mmu);
+	const uint64_t *leaves = st.leaves[TDP_ROOT_DIRECT];
+	const uint64_t *tables = st.tables[TDP_ROOT_DIRECT];
+
+	assert_int_equal(leaves[1], l1);
+	assert_int_equal(leaves[2], l2);
+	assert_int_equal(leaves[3], l3);
+	assert_int_equal(tables[1], t1);
+	assert_int_equal(tables[2], t2);
+	assert_int_equal(tables[3], t3);
+	assert_int_equal(tables[4], 1);
+	assert_int_equal(hh_stats_match_tree(mmu), 0);
+}
+
+/* The SPTE a split makes for @gfn out of huge leaf @huge (same bits). */
+static tdp_spte_t split_spte(const struct tdp_spte_format *fmt, tdp_spte_t huge,
+			     int level, tdp_pfn_t pfn)
+{
+	tdp_spte_t s = (huge & ~fmt->pfn_mask) | (pfn << TDP_PAGE_SHIFT);
+
+	return level == TDP_LEVEL_4K ? s & ~fmt->leaf_size : s;
+}
+
+/* Every GFN of [start, end) maps pfn_of(gfn) at @level. */
+static void expect_range(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end,
+			 int level)
+{
+	for (tdp_gfn_t g = start; g < end; g += tdp_level_pages(level)) {
+		struct hh_leaf l = hh_lookup(mmu, g);
+
+		if (!l.present || l.level != level || l.pfn != pfn_of(g))
+			fail_msg("gfn %#llx: present %d level %d pfn %#llx, "
+				 "expected level %d pfn %#llx",
+				 (unsigned long long)g, l.present, l.level,
+				 (unsigned long long)l.pfn, level,
+				 (unsigned long long)pfn_of(g));
+	}
+}
+
+/* ---- faults map huge leaves ------------------------------------------------ */
+
+static void test_fault_levels(void **state)
+{
+	struct hh_env *env = *state;
+	struct tdp_mmu *mmu = env->mmu;
+	tdp_gfn_t g;
+
+	/* max_level 1G, aligned: one 1 GiB leaf. */
+	g = gig(1);
+	assert_int_equal(hh_map(env->vcpu, g, pfn_of(g), TDP_PROT_RWX, 3),
+			 TDP_FAULT_FIXED);
+	expect_leaf(mmu, g + 12345, 3, pfn_of(g + 12345));
+	expect_leaf(mmu, g + P1G - 1, 3, pfn_of(g + P1G - 1));
+	expect_stats(mmu, 0, 0, 1, 0, 0, 1);
+
+	/* max_level 2M in an empty, 1 GiB-aligned region: never above it.
+	 * The fault GFN is inside the 2 MiB page; the leaf covers it all. */
+	g = gig(2);
+	assert_int_equal(hh_map(env->vcpu, g + 7, pfn_of(g + 7), HH_PROT_RW, 2),
+			 TDP_FAULT_FIXED);
+	expect_leaf(mmu, g, 2, pfn_of(g));
+	expect_leaf(mmu, g + P2M - 1, 2, pfn_of(g + P2M - 1));
+	expect_absent(mmu, g + P2M);
+	expect_stats(mmu, 0, 1, 1, 0, 1, 1);
+
+	/* max_level 1G, GFN and PFN aligned only to 2 MiB: a 2 MiB leaf. */
+	g = blk(3, 5);
+	assert_int_equal(
+		hh_map(env->vcpu, g, pfn_of(g) + P2M, TDP_PROT_READ, 3),
+		TDP_FAULT_FIXED);
+	expect_leaf(mmu, g + 3, 2, pfn_of(g) + P2M + 3);
+	expect_stats(mmu, 0, 2, 1, 0, 2, 1);
+
+	/* Misaligned PFN: falls back to 4 KiB. */
+	g = gig(4);
+	assert_int_equal(hh_map(env->vcpu, g, pfn_of(g) + 1, HH_PROT_RW, 3),
+			 TDP_FAULT_FIXED);
+	expect_leaf(mmu, g, 1, pfn_of(g) + 1);
+	expect_absent(mmu, g + 1);
+	expect_stats(mmu, 1, 2, 1, 1, 3, 1);
+
+	/* max_level 4K, aligned: 4 KiB. */
+	g = gig(5);
+	assert_int_equal(hh_map(env->vcpu, g, pfn_of(g), HH_PROT_RW, 1),
+			 TDP_FAULT_FIXED);
+	expect_leaf(mmu, g, 1, pfn_of(g));
+	expect_stats(mmu, 2, 2, 1, 2, 4, 1);
+
+	/* A smaller mapping below forces a lower level: a 4 KiB leaf in
+	 * block 1 makes a 1 GiB fault at block 0 map 2 MiB, and a 2 MiB
+	 * fault in block 1 map 4 KiB. */
+	g = gig(6);
+	assert_int_equal(
+		hh_map(env->vcpu, g + 600, pfn_of(g + 600), HH_PROT_RW, 1),
+		TDP_FAULT_FIXED);
+	assert_int_equal(hh_map(env->vcpu, g, pfn_of(g), HH_PROT_RW, 3),
+			 TDP_FAULT_FIXED);
+	expect_leaf(mmu, g + 100, 2, pfn_of(g + 100));
+	assert_int_equal(
+		hh_map(env->vcpu, g + 515, pfn_of(g + 515), HH_PROT_RW, 2),
+		TDP_FAULT_FIXED);
+	expect_leaf(mmu, g + 515, 1, pfn_of(g + 515));
+	expect_absent(mmu, g + 516);
+	expect_stats(mmu, 4, 3, 1, 3, 5, 1);
+
+	/* The same faults again are spurious and change nothing. */
+	assert_int_equal(hh_map(env->vcpu, gig(1) + 9, pfn_of(gig(1) + 9),
+				TDP_PROT_READ, 3),
+			 TDP_FAULT_SPURIOUS);
+	assert_int_equal(hh_map(env->vcpu, gig(2) + 9, pfn_of(gig(2) + 9),
+				HH_PROT_RW, 2),
+			 TDP_FAULT_SPURIOUS);
+	expect_stats(mmu, 4, 3, 1, 3, 5, 1);
+}
+
+/* A fault that needs a smaller mapping splits the huge leaf above it. */
+static void test_fault_splits_huge(void **state)
+{
+	struct hh_env *env = *state;
+	struct tdp_mmu *mmu = env->mmu;
+	const struct tdp_spte_format *fmt = tdp_mmu_format(mmu);
+	tdp_gfn_t b = blk(1, 0), b2 = blk(1, 1), b3 = blk(1, 2), g = gig(2);
+	struct hh_leaf l;
+
+	assert_int_equal(hh_map(env->vcpu, b, pfn_of(b),
+				TDP_PROT_READ | TDP_PROT_EXEC, 2),
+			 TDP_FAULT_FIXED);
+	assert_int_equal(hh_map(env->vcpu, b2, pfn_of(b2), TDP_PROT_READ, 2),
+			 TDP_FAULT_FIXED);
+	assert_int_equal(hh_map(env->vcpu, b3, pfn_of(b3), HH_PROT_RW, 2),
+			 TDP_FAULT_FIXED);
+	assert_int_equal(hh_map(env->vcpu, g, pfn_of(g), HH_PROT_RW, 3),
+			 TDP_FAULT_FIXED);
+	expect_stats(mmu, 0, 3, 1, 0, 1, 1);
+	hh_log_reset(&env->log);
+
+	/* Same rights: the leaf is split and the fault is spurious. */
+	assert_int_equal(
+		hh_map(env->vcpu, b + 9, pfn_of(b + 9), TDP_PROT_READ, 1),
+		TDP_FAULT_SPURIOUS);
+	expect_range(mmu, b, b + P2M, 1);
+	expect_stats(mmu, 512, 2, 1, 1, 1, 1);
+
+	/* More rights: split, then only the faulting GFN gains them. */
+	assert_int_equal(
+		hh_map(env->vcpu, b2 + 9, pfn_of(b2 + 9), HH_PROT_RW, 1),
+		TDP_FAULT_FIXED);
+	l = expect_leaf(mmu, b2 + 9, 1, pfn_of(b2 + 9));
+	assert_true(l.spte & fmt->writable);
+	l = expect_leaf(mmu, b2 + 10, 1, pfn_of(b2 + 10));
+	assert_false(l.spte & fmt->writable);
+	expect_stats(mmu, 1024, 1, 1, 2, 1, 1);
+
+	/* Another PFN under a huge leaf: refused before anything changes. */
+	assert_int_equal(
+		hh_map(env->vcpu, b3 + 9, pfn_of(b3 + 9) + 1, HH_PROT_RW, 1),
+		-EINVAL);
+	expect_leaf(mmu, b3 + 9, 2, pfn_of(b3 + 9));
+
+	/* Under a 1 GiB leaf: 1G -> 2M -> 4K on the way down. */
+	assert_int_equal(hh_map(env->vcpu, g + 3 * P2M + 9,
+				pfn_of(g + 3 * P2M + 9), HH_PROT_RW, 1),
+			 TDP_FAULT_SPURIOUS);
+	expect_leaf(mmu, g, 2, pfn_of(g));
+	expect_range(mmu, g + 3 * P2M, g + 4 * P2M, 1);
+	expect_leaf(mmu, g + 4 * P2M, 2, pfn_of(g + 4 * P2M));
+	expect_stats(mmu, 1536, 1 + 511, 0, 3, 2, 1);
+
+	/* Splitting never needs a TLB flush. */
+	assert_int_equal(hh_log_flushes(&env->log), 0);
+}
+
+/* ---- eager splitting -------------------------------------------------------- */
+
+static void test_split_1g_to_4k(void **state)
+{
+	struct hh_env *env = *state;
+	struct tdp_mmu *mmu = env->mmu;
+	const struct tdp_spte_format *fmt = tdp_mmu_format(mmu);
+	tdp_gfn_t g = gig(1);
+	struct tdp_stats before;
+	struct hh_leaf orig;
+
+	assert_int_equal(hh_map(env->vcpu, g, pfn_of(g), HH_PROT_RW, 3),
+			 TDP_FAULT_FIXED);
+	orig = expect_leaf(mmu, g, 3, pfn_of(g));
+	before = hh_stats(mmu);
+	hh_log_reset(&env->log);
+
+	/* One call, pre-order: the 1 GiB leaf and then each 2 MiB leaf. */
+	assert_int_equal(tdp_split_huge_range(mmu, g, g + P1G, TDP_LEVEL_4K,
+					      TDP_ALIAS_SHARED),
+			 0);
+	for (tdp_gfn_t x = g; x < g + P1G; x++) {
+		struct hh_leaf l = hh_lookup(mmu, x);
+
+		if (!l.present || l.level != 1 || l.pfn != pfn_of(x) ||
+		    l.spte != split_spte(fmt, orig.spte, 1, pfn_of(x)))
+			fail_msg("gfn %#llx: level %d spte %#llx after split",
+				 (unsigned long long)x, l.level,
+				 (unsigned long long)l.spte);
+	}
+	assert_int_equal(hh_log_flushes(&env->log), 0);
+	expect_stats(mmu, P1G, 0, 0, 512, 1, 1);
+	/* One table for the 1 GiB leaf, one for each 2 MiB leaf. */
+	assert_int_equal(hh_stats(mmu).pages_in_use, before.pages_in_use + 513);
+
+	/* Nothing huge is left: a second split changes nothing. */
+	assert_int_equal(tdp_split_huge_range(mmu, g, g + P1G, TDP_LEVEL_4K,
+					      TDP_ALIAS_SHARED),
+			 0);
+	expect_stats(mmu, P1G, 0, 0, 512, 1, 1);
+
+	/* Recovery gives the original leaf back, bit for bit. */
+	assert_int_equal(tdp_recover_huge_pages(mmu, g, g + P1G, TDP_LEVEL_1G,
+						TDP_ALIAS_SHARED),
+			 513);
+	assert_int_equal(expect_leaf(mmu, g + 77, 3, pfn_of(g + 77)).spte,
+			 orig.spte);
+	expect_stats(mmu, 0, 0, 1, 0, 0, 1);
+	tdp_rcu_barrier();
+	assert_int_equal(hh_stats(mmu).pages_in_use, before.pages_in_use);
+}
+
+static void test_split_1g_to_2m(void **state)
+{
+	struct hh_env *env = *state;
+	struct tdp_mmu *mmu = env->mmu;
+	const struct tdp_spte_format *fmt = tdp_mmu_format(mmu);
+	tdp_gfn_t g = gig(3);
+	struct hh_leaf orig;
+
+	assert_int_equal(hh_map(env->vcpu, g, pfn_of(g), TDP_PROT_RWX, 3),
+			 TDP_FAULT_FIXED);
+	orig = expect_leaf(mmu, g, 3, pfn_of(g));
+	hh_log_reset(&env->log);
+
+	/* A range of one GFN splits the whole leaf that overlaps it. */
+	assert_int_equal(tdp_split_huge_range(mmu, g + 5, g + 6, TDP_LEVEL_2M,
+					      TDP_ALIAS_SHARED),
+			 0);
+	for (unsigned int b = 0; b < 512; b++) {
+		struct hh_leaf l = expect_leaf(mmu, blk(3, b) + b, 2,
+					       pfn_of(blk(3, b) + b));
+
+		assert_int_equal(l.spte, split_spte(fmt, orig.spte, 2,
+						    pfn_of(blk(3, b))));
+	}
+	expect_stats(mmu, 0, 512, 0, 0, 1, 1);
+
+	/* Split one 2 MiB block to 4 KiB; its neighbours stay 2 MiB. */
+	assert_int_equal(tdp_split_huge_range(mmu, blk(3, 3) + 1, blk(3, 3) + 2,
+					      TDP_LEVEL_4K, TDP_ALIAS_SHARED),
+			 0);
+	expect_leaf(mmu, blk(3, 2) + P2M - 1, 2, pfn_of(blk(3, 2) + P2M - 1));
+	expect_range(mmu, blk(3, 3), blk(3, 4), 1);
+	expect_leaf(mmu, blk(3, 4), 2, pfn_of(blk(3, 4)));
+	expect_stats(mmu, 512, 511, 0, 1, 1, 1);
+	assert_int_equal(hh_log_flushes(&env->log), 0);
+
+	/* Splitting to 2 MiB leaves 2 MiB leaves alone. */
+	assert_int_equal(tdp_split_huge_range(mmu, g, g + P1G, TDP_LEVEL_2M,
+					      TDP_ALIAS_SHARED),
+			 0);
+	expect_stats(mmu, 512, 511, 0, 1, 1, 1);
+
+	/* Recover to 2 MiB: only block 3; nothing left the second time. */
+	assert_int_equal(tdp_recover_huge_pages(mmu, g, g + P1G, TDP_LEVEL_2M,
+						TDP_ALIAS_SHARED),
+			 1);
+	expect_leaf(mmu, blk(3, 3) + 8, 2, pfn_of(blk(3, 3) + 8));
+	expect_stats(mmu, 0, 512, 0, 0, 1, 1);
+	hh_log_reset(&env->log);
+	assert_int_equal(tdp_recover_huge_pages(mmu, g, g + P1G, TDP_LEVEL_2M,
+						TDP_ALIAS_SHARED),
+			 0);
+	assert_int_equal(hh_log_flushes(&env->log), 0);
+
+	/* And to 1 GiB: the original leaf. */
+	assert_int_equal(tdp_recover_huge_pages(mmu, g, g + P1G, TDP_LEVEL_1G,
+						TDP_ALIAS_SHARED),
+			 1);
+	assert_int_equal(expect_leaf(mmu, g, 3, pfn_of(g)).spte, orig.spte);
+	expect_stats(mmu, 0, 0, 1, 0, 0, 1);
+}
+
+/* Split then recover, 2 MiB, for every set of rights and A/D state. */
+static void test_split_recover_roundtrip(void **state)
+{
+	static const unsigned int prots[] = {
+		TDP_PROT_READ,
+		TDP_PROT_READ | TDP_PROT_EXEC,
+		HH_PROT_RW,
+		TDP_PROT_RWX,
+	};
+	struct hh_env *env = *state;
+	struct tdp_mmu *mmu = env->mmu;
+	const struct tdp_spte_format *fmt = tdp_mmu_format(mmu);
+	const tdp_spte_t ad = fmt->accessed | fmt->dirty;
+	struct hh_leaf orig, l;
+	tdp_gfn_t b;
+
+	for (unsigned int i = 0; i < 4; i++) {
+		b = blk(1, i);
+		assert_int_equal(hh_map(env->vcpu, b, pfn_of(b), prots[i], 2),
+				 TDP_FAULT_FIXED);
+		orig = expect_leaf(mmu, b, 2, pfn_of(b));
+		assert_int_equal(tdp_split_huge_range(mmu, b, b + P2M,
+						      TDP_LEVEL_4K,
+						      TDP_ALIAS_SHARED),
+				 0);
+		expect_range(mmu, b, b + P2M, 1);
+		assert_int_equal(tdp_recover_huge_pages(mmu, b, b + P2M,
+							TDP_LEVEL_2M,
+							TDP_ALIAS_SHARED),
+				 1);
+		assert_int_equal(expect_leaf(mmu, b + 1, 2, pfn_of(b + 1)).spte,
+				 orig.spte);
+	}
+
+	/* A dirty huge leaf: every small leaf is dirty, and so is the
+	 * recovered one. */
+	b = blk(1, 8);
+	assert_int_equal(hh_map(env->vcpu, b, pfn_of(b), HH_PROT_RW, 2),
+			 TDP_FAULT_FIXED);
+	assert_int_equal(hh_hw_access(mmu, b + 3, true), HH_HW_WRITTEN);
+	orig = expect_leaf(mmu, b, 2, pfn_of(b));
+	assert_true(orig.spte & fmt->dirty);
+	assert_int_equal(tdp_split_huge_range(mmu, b, b + P2M, TDP_LEVEL_4K,
+					      TDP_ALIAS_SHARED),
+			 0);
+	for (tdp_gfn_t x = b; x < b + P2M; x++)
+		assert_true(hh_lookup(mmu, x).spte & fmt->dirty);
+	assert_int_equal(tdp_recover_huge_pages(mmu, b, b + P2M, TDP_LEVEL_2M,
+						TDP_ALIAS_SHARED),
+			 1);
+	assert_int_equal(hh_lookup(mmu, b).spte, orig.spte);
+
+	/* A/D differ between small leaves: the recovered leaf ORs them. */
+	b = blk(1, 9);
+	assert_int_equal(hh_map(env->vcpu, b, pfn_of(b), HH_PROT_RW, 2),
+			 TDP_FAULT_FIXED);
+	orig = expect_leaf(mmu, b, 2, pfn_of(b));
+	assert_int_equal(tdp_split_huge_range(mmu, b, b + P2M, TDP_LEVEL_4K,
+					      TDP_ALIAS_SHARED),
+			 0);
+	assert_int_equal(tdp_age_range(mmu, b, b + P2M, true, TDP_ALIAS_SHARED),
+			 512);
+	/* No small leaf accessed: the huge leaf is old and clean. */
+	assert_int_equal(tdp_recover_huge_pages(mmu, b, b + P2M, TDP_LEVEL_2M,
+						TDP_ALIAS_SHARED),
+			 1);
+	assert_int_equal(hh_lookup(mmu, b).spte, orig.spte & ~ad);
+	assert_int_equal(tdp_split_huge_range(mmu, b, b + P2M, TDP_LEVEL_4K,
+					      TDP_ALIAS_SHARED),
+			 0);
+	/* One small leaf read, another written. */
+	assert_int_equal(hh_hw_access(mmu, b + 100, false), HH_HW_READ);
+	assert_int_equal(hh_hw_access(mmu, b + 511, true), HH_HW_WRITTEN);
+	l = hh_lookup(mmu, b + 100);
+	assert_int_equal(l.spte & ad, fmt->accessed);
+	assert_int_equal(tdp_recover_huge_pages(mmu, b, b + P2M, TDP_LEVEL_2M,
+						TDP_ALIAS_SHARED),
+			 1);
+	assert_int_equal(hh_lookup(mmu, b).spte, orig.spte | fmt->dirty);
+	expect_stats(mmu, 0, 6, 0, 0, 1, 1);
+}
+
+/* ---- recovery refuses tables that do not collapse ------------------------- */
+
+static int recover_2m(struct tdp_mmu *mmu, tdp_gfn_t b)
+{
+	return tdp_recover_huge_pages(mmu, b, b + P2M, TDP_LEVEL_2M,
+				      TDP_ALIAS_SHARED);
+}
+
+/* Map a 2 MiB leaf at @b and split it; returns the huge SPTE. */
+static tdp_spte_t map_split_2m(struct hh_env *env, tdp_gfn_t b,
+			       unsigned int prot)
+{
+	tdp_spte_t spte;
+
+	assert_int_equal(hh_map(env->vcpu, b, pfn_of(b), prot, 2),
+			 TDP_FAULT_FIXED);
+	spte = expect_leaf(env->mmu, b, 2, pfn_of(b)).spte;
+	assert_int_equal(tdp_split_huge_range(env->mmu, b, b + P2M,
+					      TDP_LEVEL_4K, TDP_ALIAS_SHARED),
+			 0);
+	return spte;
+}
+
+static void test_recover_refuses_nonuniform(void **state)
+{
+	struct hh_env *env = *state;
+	struct tdp_mmu *mmu = env->mmu;
+	tdp_gfn_t b0 = blk(1, 0), b1 = blk(1, 1), b2 = blk(1, 2),
+		  b3 = blk(1, 3);
+	tdp_gfn_t b4 = blk(1, 4), g = gig(2);
+	tdp_spte_t orig0, orig1, orig4, orig_g;
+	struct tdp_stats before;
+
+	/* One missing leaf. */
+	orig0 = map_split_2m(env, b0, HH_PROT_RW);
+	assert_int_equal(tdp_zap_range(mmu, b0 + 17, b0 + 18, TDP_ALIAS_SHARED),
+			 0);
+	/* Different rights: one leaf write-protected. */
+	orig1 = map_split_2m(env, b1, HH_PROT_RW);
+	assert_int_equal(
+		tdp_wrprot_range(mmu, b1 + 5, b1 + 6, TDP_ALIAS_SHARED), 1);
+	/* A PFN out of sequence. */
+	map_split_2m(env, b2, HH_PROT_RW);
+	assert_int_equal(
+		tdp_zap_range(mmu, b2 + 100, b2 + 101, TDP_ALIAS_SHARED), 0);
+	assert_int_equal(hh_map(env->vcpu, b2 + 100, pfn_of(b2 + 100) + 4096,
+				HH_PROT_RW, 1),
+			 TDP_FAULT_FIXED);
+	/* Contiguous PFNs whose base is not 2 MiB aligned. */
+	for (tdp_gfn_t x = b3; x < b3 + P2M; x++)
+		assert_int_equal(
+			hh_map(env->vcpu, x, pfn_of(x) + 1, HH_PROT_RW, 2),
+			TDP_FAULT_FIXED);
+	/* Different rights: one leaf executable. */
+	orig4 = map_split_2m(env, b4, HH_PROT_RW);
+	assert_int_equal(tdp_zap_range(mmu, b4 + 9, b4 + 10, TDP_ALIAS_SHARED),
+			 0);
+	assert_int_equal(
+		hh_map(env->vcpu, b4 + 9, pfn_of(b4 + 9), TDP_PROT_RWX, 1),
+		TDP_FAULT_FIXED);
+	/* 1 GiB: one 2 MiB child write-protected. */
+	assert_int_equal(hh_map(env->vcpu, g, pfn_of(g), HH_PROT_RW, 3),
+			 TDP_FAULT_FIXED);
+	orig_g = expect_leaf(mmu, g, 3, pfn_of(g)).spte;
+	assert_int_equal(tdp_split_huge_range(mmu, g, g + P1G, TDP_LEVEL_2M,
+					      TDP_ALIAS_SHARED),
+			 0);
+	assert_int_equal(tdp_wrprot_range(mmu, blk(2, 200), blk(2, 200) + 1,
+					  TDP_ALIAS_SHARED),
+			 1);
+
+	before = hh_stats(mmu);
+	hh_log_reset(&env->log);
+	assert_int_equal(tdp_recover_huge_pages(mmu, gig(1), gig(3),
+						TDP_LEVEL_1G, TDP_ALIAS_SHARED),
+			 0);
+	/* Nothing recovered: nothing changed, nothing flushed. */
+	assert_int_equal(hh_log_flushes(&env->log), 0);
+	assert_int_equal(hh_stats(mmu).leaves[TDP_ROOT_DIRECT][1],
+			 before.leaves[TDP_ROOT_DIRECT][1]);
+	expect_stats(mmu, 5 * 512 - 1, 512, 0, 5, 2, 1);
+	expect_leaf(mmu, b0, 1, pfn_of(b0));
+	expect_leaf(mmu, b1, 1, pfn_of(b1));
+	expect_leaf(mmu, b2, 1, pfn_of(b2));
+	expect_leaf(mmu, b3, 1, pfn_of(b3) + 1);
+	expect_leaf(mmu, b4, 1, pfn_of(b4));
+
+	/* A range that does not cover the whole 1 GiB table. */
+	assert_int_equal(tdp_fast_fix(mmu, blk(2, 200), HH_PROT_RW), 1);
+	assert_int_equal(tdp_recover_huge_pages(mmu, g, g + P1G - P2M,
+						TDP_LEVEL_1G, TDP_ALIAS_SHARED),
+			 0);
+	expect_leaf(mmu, g, 2, pfn_of(g));
+	assert_int_equal(tdp_recover_huge_pages(mmu, g, g + P1G, TDP_LEVEL_1G,
+						TDP_ALIAS_SHARED),
+			 1);
+	assert_int_equal(expect_leaf(mmu, g, 3, pfn_of(g)).spte, orig_g);
+
+	/* Repair each table: then each recovers to the original leaf. */
+	assert_int_equal(
+		hh_map(env->vcpu, b0 + 17, pfn_of(b0 + 17), HH_PROT_RW, 1),
+		TDP_FAULT_FIXED);
+	assert_int_equal(recover_2m(mmu, b0), 1);
+	assert_int_equal(expect_leaf(mmu, b0, 2, pfn_of(b0)).spte, orig0);
+
+	assert_int_equal(tdp_fast_fix(mmu, b1 + 5, HH_PROT_RW), 1);
+	assert_int_equal(recover_2m(mmu, b1), 1);
+	assert_int_equal(expect_leaf(mmu, b1, 2, pfn_of(b1)).spte, orig1);
+
+	assert_int_equal(tdp_zap_range(mmu, b4 + 9, b4 + 10, TDP_ALIAS_SHARED),
+			 0);
+	assert_int_equal(
+		hh_map(env->vcpu, b4 + 9, pfn_of(b4 + 9), HH_PROT_RW, 1),
+		TDP_FAULT_FIXED);
+	assert_int_equal(recover_2m(mmu, b4), 1);
+	assert_int_equal(expect_leaf(mmu, b4, 2, pfn_of(b4)).spte, orig4);
+
+	assert_int_equal(recover_2m(mmu, b2), 0);
+	assert_int_equal(recover_2m(mmu, b3), 0);
+	expect_stats(mmu, 2 * 512, 3, 1, 2, 1, 1);
+}
+
+/* ---- TLB flushes of recovery ------------------------------------------------ */
+
+static void test_recover_flushes(void **state)
+{
+	struct hh_env *env = *state;
+	struct tdp_mmu *mmu = env->mmu;
+	struct hh_flush_log *log = &env->log;
+	tdp_gfn_t g = gig(2);
+
+	/* Four adjacent tables: one flush at the end, covering them. */
+	for (unsigned int b = 0; b < 4; b++)
+		map_split_2m(env, blk(1, b), HH_PROT_RW);
+	hh_log_reset(log);
+	assert_int_equal(tdp_recover_huge_pages(mmu, blk(1, 0), blk(1, 8),
+						TDP_LEVEL_2M, TDP_ALIAS_SHARED),
+			 4);
+	assert_int_equal(log->nr_range + log->nr_all, 1);
+	assert_true(hh_log_covers_range(log, blk(1, 0), blk(1, 4)));
+	if (log->nr_range)
+		assert_true(log->ranges[0].gfn >= blk(1, 0) &&
+			    log->ranges[0].gfn + log->ranges[0].nr_pages <=
+				    blk(1, 4));
+
+	/* Two tables apart: still one flush, covering both. */
+	for (unsigned int b = 0; b < 4; b += 2)
+		assert_int_equal(
+			tdp_split_huge_range(mmu, blk(1, b), blk(1, b) + 1,
+					     TDP_LEVEL_4K, TDP_ALIAS_SHARED),
+			0);
+	hh_log_reset(log);
+	assert_int_equal(tdp_recover_huge_pages(mmu, blk(1, 0), blk(1, 8),
+						TDP_LEVEL_2M, TDP_ALIAS_SHARED),
+			 2);
+	assert_int_equal(log->nr_range + log->nr_all, 1);
+	assert_true(hh_log_covers_range(log, blk(1, 0), blk(1, 1)));
+	assert_true(hh_log_covers_range(log, blk(1, 2), blk(1, 3)));
+
+	/* Nothing to recover: no flush. */
+	hh_log_reset(log);
+	assert_int_equal(tdp_recover_huge_pages(mmu, blk(1, 0), blk(1, 8),
+						TDP_LEVEL_1G, TDP_ALIAS_SHARED),
+			 0);
+	assert_int_equal(hh_log_flushes(log), 0);
+
+	/* 1 GiB from 4 KiB: flushes only of the recovered range, at least
+	 * one (the implementation issues one per level it collapsed). */
+	assert_int_equal(hh_map(env->vcpu, g, pfn_of(g), HH_PROT_RW, 3),
+			 TDP_FAULT_FIXED);
+	assert_int_equal(tdp_split_huge_range(mmu, g, g + P1G, TDP_LEVEL_4K,
+					      TDP_ALIAS_SHARED),
+			 0);
+	hh_log_reset(log);
+	assert_int_equal(tdp_recover_huge_pages(mmu, g, g + P1G, TDP_LEVEL_1G,
+						TDP_ALIAS_SHARED),
+			 513);
+	assert_true(hh_log_flushes(log) >= 1);
+	assert_true(hh_log_flushes(log) <= 2);
+	assert_int_equal(log->nr_all, 0);
+	assert_true(hh_log_covers_range(log, g, g + P1G));
+	for (uint64_t i = 0; i < log->nr_range; i++)
+		assert_true(log->ranges[i].gfn >= g &&
+			    log->ranges[i].gfn + log->ranges[i].nr_pages <=
+				    g + P1G);
+	expect_stats(mmu, 0, 4, 1, 0, 1, 1);
+}
+
+/* Splitting issues no flush, and a range with nothing huge is a no-op. */
+static void test_split_no_flush(void **state)
+{
+	struct hh_env *env = *state;
+	struct tdp_mmu *mmu = env->mmu;
+
+	assert_int_equal(
+		hh_map(env->vcpu, blk(1, 0), pfn_of(blk(1, 0)), HH_PROT_RW, 2),
+		TDP_FAULT_FIXED);
+	assert_int_equal(hh_map(env->vcpu, blk(1, 1) + 3, pfn_of(blk(1, 1) + 3),
+				HH_PROT_RW, 1),
+			 TDP_FAULT_FIXED);
+	assert_int_equal(
+		hh_map(env->vcpu, gig(2), pfn_of(gig(2)), HH_PROT_RW, 3),
+		TDP_FAULT_FIXED);
+	hh_log_reset(&env->log);
+	/* Nothing huge here: no change. */
+	assert_int_equal(tdp_split_huge_range(mmu, blk(1, 1), blk(1, 2),
+					      TDP_LEVEL_4K, TDP_ALIAS_SHARED),
+			 0);
+	assert_int_equal(tdp_split_huge_range(mmu, gig(5), gig(6), TDP_LEVEL_4K,
+					      TDP_ALIAS_SHARED),
+			 0);
+	expect_stats(mmu, 1, 1, 1, 1, 1, 1);
+	assert_int_equal(tdp_split_huge_range(mmu, gig(1), gig(3), TDP_LEVEL_4K,
+					      TDP_ALIAS_SHARED),
+			 0);
+	expect_stats(mmu, 1 + 512 + P1G, 0, 0, 2 + 512, 2, 1);
+	assert_int_equal(hh_log_flushes(&env->log), 0);
+	/* The private alias of a VM without backend selects nothing. */
+	assert_int_equal(tdp_split_huge_range(mmu, gig(1), gig(3), TDP_LEVEL_4K,
+					      TDP_ALIAS_PRIVATE),
+			 0);
+	assert_int_equal(tdp_recover_huge_pages(mmu, gig(1), gig(3),
+						TDP_LEVEL_1G,
+						TDP_ALIAS_PRIVATE),
+			 0);
+	expect_stats(mmu, 1 + 512 + P1G, 0, 0, 2 + 512, 2, 1);
+}
+
+/* ---- allocation failure ----------------------------------------------------- */
+
+/* Every GFN of the 1 GiB region at @g maps pfn_of(gfn), at any level. */
+static void expect_consistent(struct tdp_mmu *mmu, tdp_gfn_t g)
+{
+	for (tdp_gfn_t x = g; x < g + P1G;) {
+		struct hh_leaf l = hh_lookup(mmu, x);
+
+		if (!l.present || l.pfn != pfn_of(x))
+			fail_msg("gfn %#llx: present %d pfn %#llx",
+				 (unsigned long long)x, l.present,
+				 (unsigned long long)l.pfn);
+		x = l.base + tdp_level_pages(l.level);
+	}
+}
+
+static void test_split_enomem(void **state)
+{
+	struct hh_env *env = *state;
+	struct tdp_mmu *mmu = env->mmu;
+	tdp_gfn_t g = gig(1);
+	struct tdp_stats before;
+	tdp_spte_t orig;
+
+	assert_int_equal(hh_map(env->vcpu, g, pfn_of(g), HH_PROT_RW, 3),
+			 TDP_FAULT_FIXED);
+	orig = expect_leaf(mmu, g, 3, pfn_of(g)).spte;
+	before = hh_stats(mmu);
+
+	/* The first allocation fails: nothing changes. */
+	tdp_port_fail_alloc_after(0);
+	assert_int_equal(tdp_split_huge_range(mmu, g, g + P1G, TDP_LEVEL_4K,
+					      TDP_ALIAS_SHARED),
+			 -ENOMEM);
+	tdp_port_fail_alloc_after(-1);
+	assert_int_equal(expect_leaf(mmu, g, 3, pfn_of(g)).spte, orig);
+	expect_stats(mmu, 0, 0, 1, 0, 0, 1);
+	assert_int_equal(hh_stats(mmu).pages_in_use, before.pages_in_use);
+
+	/*
+	 * Five tables (two allocations each: metadata and page) and then a
+	 * failure: the 1 GiB leaf and 2 MiB blocks 0..3 are split, in
+	 * pre-order, and stay split; every GFN still maps its PFN.
+	 */
+	tdp_port_fail_alloc_after(10);
+	assert_int_equal(tdp_split_huge_range(mmu, g, g + P1G, TDP_LEVEL_4K,
+					      TDP_ALIAS_SHARED),
+			 -ENOMEM);
+	tdp_port_fail_alloc_after(-1);
+	expect_consistent(mmu, g);
+	expect_range(mmu, blk(1, 0), blk(1, 4), 1);
+	expect_range(mmu, blk(1, 4), g + P1G, 2);
+	expect_stats(mmu, 4 * 512, 508, 0, 4, 1, 1);
+	assert_int_equal(hh_stats(mmu).pages_in_use, before.pages_in_use + 5);
+	assert_int_equal(hh_log_flushes(&env->log), 0);
+
+	/* A later split finishes the job. */
+	assert_int_equal(tdp_split_huge_range(mmu, g, g + P1G, TDP_LEVEL_4K,
+					      TDP_ALIAS_SHARED),
+			 0);
+	expect_range(mmu, g, g + P1G, 1);
+	expect_stats(mmu, P1G, 0, 0, 512, 1, 1);
+
+	/* And the round trip still gives the original leaf. */
+	assert_int_equal(tdp_recover_huge_pages(mmu, g, g + P1G, TDP_LEVEL_1G,
+						TDP_ALIAS_SHARED),
+			 513);
+	assert_int_equal(expect_leaf(mmu, g, 3, pfn_of(g)).spte, orig);
+	tdp_rcu_barrier();
+	assert_int_equal(hh_stats(mmu).pages_in_use, before.pages_in_use);
+}
+
+/* ---- bad inputs ------------------------------------------------------------- */
+
+static void test_bad_inputs(void **state)
+{
+	struct hh_env *env = *state;
+	struct tdp_mmu *mmu = env->mmu;
+	const tdp_gfn_t s = blk(1, 0), e = blk(1, 4);
+
+	assert_int_equal(hh_map(env->vcpu, s, pfn_of(s), HH_PROT_RW, 2),
+			 TDP_FAULT_FIXED);
+
+	/* Split: NULL, bad range, bad target level, bad alias filter. */
+	assert_int_equal(tdp_split_huge_range(NULL, s, e, 1, TDP_ALIAS_SHARED),
+			 -EINVAL);
+	assert_int_equal(tdp_split_huge_range(mmu, e, s, 1, TDP_ALIAS_SHARED),
+			 -EINVAL);
+	assert_int_equal(tdp_split_huge_range(mmu, s, s, 1, TDP_ALIAS_SHARED),
+			 -EINVAL);
+	assert_int_equal(tdp_split_huge_range(mmu, s, HH_GFN_LIMIT + 1, 1,
+					      TDP_ALIAS_SHARED),
+			 -EINVAL);
+	for (int level = -1; level <= 6; level++) {
+		if (level == TDP_LEVEL_4K || level == TDP_LEVEL_2M)
+			continue;
+		assert_int_equal(tdp_split_huge_range(mmu, s, e, level,
+						      TDP_ALIAS_SHARED),
+				 -EINVAL);
+	}
+	assert_int_equal(tdp_split_huge_range(mmu, s, e, 1, (enum tdp_alias)0),
+			 -EINVAL);
+	assert_int_equal(tdp_split_huge_range(mmu, s, e, 1, (enum tdp_alias)4),
+			 -EINVAL);
+	assert_int_equal(
+		tdp_split_huge_range(mmu, s, e, 1,
+				     (enum tdp_alias)(TDP_ALIAS_SHARED | 8)),
+		-EINVAL);
+
+	/* Recover: NULL, misaligned or empty range, bad level or filter. */
+	assert_int_equal(
+		tdp_recover_huge_pages(NULL, s, e, 2, TDP_ALIAS_SHARED),
+		-EINVAL);
+	assert_int_equal(
+		tdp_recover_huge_pages(mmu, s + 1, e, 2, TDP_ALIAS_SHARED),
+		-EINVAL);
+	assert_int_equal(
+		tdp_recover_huge_pages(mmu, s, e + 1, 2, TDP_ALIAS_SHARED),
+		-EINVAL);
+	assert_int_equal(
+		tdp_recover_huge_pages(mmu, s, e - 256, 2, TDP_ALIAS_SHARED),
+		-EINVAL);
+	assert_int_equal(tdp_recover_huge_pages(mmu, e, s, 2, TDP_ALIAS_SHARED),
+			 -EINVAL);
+	assert_int_equal(tdp_recover_huge_pages(mmu, s, s, 2, TDP_ALIAS_SHARED),
+			 -EINVAL);
+	assert_int_equal(tdp_recover_huge_pages(mmu, s, HH_GFN_LIMIT + P2M, 2,
+						TDP_ALIAS_SHARED),
+			 -EINVAL);
+	for (int level = -1; level <= 6; level++) {
+		if (level == TDP_LEVEL_2M || level == TDP_LEVEL_1G)
+			continue;
+		assert_int_equal(tdp_recover_huge_pages(mmu, s, e, level,
+							TDP_ALIAS_SHARED),
+				 -EINVAL);
+	}
+	assert_int_equal(
+		tdp_recover_huge_pages(mmu, s, e, 2, (enum tdp_alias)0),
+		-EINVAL);
+	assert_int_equal(
+		tdp_recover_huge_pages(mmu, s, e, 2, (enum tdp_alias)4),
+		-EINVAL);
+
+	/* Nothing changed. */
+	expect_leaf(mmu, s, 2, pfn_of(s));
+	expect_stats(mmu, 0, 1, 0, 0, 1, 1);
+	assert_int_equal(hh_log_flushes(&env->log), 0);
+}
+
+/* ---- MMUs with a private backend -------------------------------------------- */
+
+static void test_backend_private_refused(void **state)
+{
+	struct hh_env env;
+	const tdp_gfn_t s = blk(1, 0), e = blk(1, 4);
+
+	(void)state;
+	hh_env_init_backend(&env);
+	assert_int_equal(
+		tdp_split_huge_range(env.mmu, s, e, 1, TDP_ALIAS_PRIVATE),
+		-EOPNOTSUPP);
+	assert_int_equal(tdp_split_huge_range(env.mmu, s, e, 1, TDP_ALIAS_BOTH),
+			 -EOPNOTSUPP);
+	assert_int_equal(
+		tdp_recover_huge_pages(env.mmu, s, e, 2, TDP_ALIAS_PRIVATE),
+		-EOPNOTSUPP);
+	assert_int_equal(
+		tdp_recover_huge_pages(env.mmu, s, e, 2, TDP_ALIAS_BOTH),
+		-EOPNOTSUPP);
+	/* The shared alias is supported. */
+	assert_int_equal(
+		tdp_split_huge_range(env.mmu, s, e, 1, TDP_ALIAS_SHARED), 0);
+	assert_int_equal(
+		tdp_recover_huge_pages(env.mmu, s, e, 2, TDP_ALIAS_SHARED), 0);
+	/* Unaliased GFNs are below the shared bit. */
+	assert_int_equal(tdp_split_huge_range(env.mmu, s, HH_SHARED_BIT + 1, 1,
+					      TDP_ALIAS_SHARED),
+			 -EINVAL);
+	hh_env_fini(&env);
+}
+
+/* Split and recovery of the shared alias; flushes name the shared GFN. */
+static void test_backend_shared_alias(void **state)
+{
+	struct hh_env env;
+	const tdp_gfn_t b = blk(1, 0);
+	struct hh_leaf orig;
+
+	(void)state;
+	hh_env_init_backend(&env);
+	assert_int_equal(
+		hh_map(env.vcpu, b | HH_SHARED_BIT, pfn_of(b), HH_PROT_RW, 2),
+		TDP_FAULT_FIXED);
+	orig = expect_leaf(env.mmu, b + 3, 2, pfn_of(b + 3));
+	assert_int_equal(
+		tdp_split_huge_range(env.mmu, b, b + P2M, 1, TDP_ALIAS_SHARED),
+		0);
+	expect_range(env.mmu, b, b + P2M, 1);
+	hh_log_reset(&env.log);
+	assert_int_equal(tdp_recover_huge_pages(env.mmu, b, b + P2M, 2,
+						TDP_ALIAS_SHARED),
+			 1);
+	assert_int_equal(expect_leaf(env.mmu, b, 2, pfn_of(b)).spte, orig.spte);
+	assert_int_equal(hh_log_flushes(&env.log), 1);
+	assert_true(hh_log_covers_range(&env.log, b | HH_SHARED_BIT,
+					(b + P2M) | HH_SHARED_BIT));
+	assert_int_equal(hh_stats_match_tree(env.mmu), 0);
+	hh_env_fini(&env);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_fault_levels, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_fault_splits_huge, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_split_1g_to_4k, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_split_1g_to_2m, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_split_recover_roundtrip,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_recover_refuses_nonuniform,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(test_recover_flushes, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_split_no_flush, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_split_enomem, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_bad_inputs, setup,
+						teardown),
+		cmocka_unit_test(test_backend_private_refused),
+		cmocka_unit_test(test_backend_shared_alias),
+	};
+	int ret;
+
+	hh_apply_test_filter();
+	tdp_thread_register();
+	ret = cmocka_run_group_tests(tests, NULL, NULL);
+	tdp_thread_unregister();
+	return ret;
+}
