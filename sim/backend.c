@@ -1,0 +1,324 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The private-backend adapter (see backend.h). */
+#include "backend.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+#include "sim.h"
+
+/* Retries of a busy removal SEAMCALL with vCPUs held out before giving up. */
+#define REMOVAL_MAX_TRIES 100000
+
+static int status_to_errno(tdx_status_t st)
+{
+	if (st == TDX_SUCCESS)
+		return 0;
+	if (tdx_status_is_busy(st))
+		return -EBUSY;
+	if (tdx_status_class(st) == TDX_SIM_INJECTED_FAILURE)
+		return SIM_ERR_INJECTED;
+	return SIM_ERR_TDX;
+}
+
+/* ---- the engine's side of the contract ----------------------------------- */
+
+static void map_begin(struct sim *s, const char *what, tdp_gfn_t gfn)
+{
+	__atomic_add_fetch(&s->backend.maps_in_flight, 1, __ATOMIC_ACQ_REL);
+	if (__atomic_load_n(&s->backend.removals_in_flight, __ATOMIC_ACQUIRE))
+		sim_violation(&s->report, SIM_V_CONTRACT, 0, gfn, SIM_NO_VCPU,
+			      "%s ran while a removal callback was running "
+			      "(removals need mmu_lock for write)", what);
+}
+
+static void map_end(struct sim *s)
+{
+	__atomic_sub_fetch(&s->backend.maps_in_flight, 1, __ATOMIC_RELEASE);
+}
+
+static void removal_begin(struct sim *s, const char *what, tdp_gfn_t gfn)
+{
+	int64_t others = __atomic_add_fetch(&s->backend.removals_in_flight, 1,
+					    __ATOMIC_ACQ_REL) - 1;
+
+	if (others || __atomic_load_n(&s->backend.maps_in_flight,
+				      __ATOMIC_ACQUIRE))
+		sim_violation(&s->report, SIM_V_CONTRACT, 0, gfn, SIM_NO_VCPU,
+			      "%s ran concurrently with another backend "
+			      "callback", what);
+}
+
+static void removal_end(struct sim *s)
+{
+	__atomic_sub_fetch(&s->backend.removals_in_flight, 1,
+			   __ATOMIC_RELEASE);
+}
+
+/* ---- removal-path SEAMCALLs ---------------------------------------------- */
+
+enum removal_op { REMOVAL_BLOCK, REMOVAL_PAGE_REMOVE, REMOVAL_SEPT_REMOVE };
+
+struct removal_call {
+	enum removal_op op;
+	tdp_gfn_t gfn;
+	int level;
+	tdp_pfn_t removed; /* output of the REMOVE calls */
+};
+
+static tdx_status_t removal_try_once(struct sim *s, struct removal_call *c)
+{
+	switch (c->op) {
+	case REMOVAL_BLOCK:
+		return tdx_range_block(s->module, c->gfn, c->level, NULL);
+	case REMOVAL_PAGE_REMOVE:
+		return tdx_page_remove(s->module, c->gfn, c->level, &c->removed,
+				       NULL);
+	case REMOVAL_SEPT_REMOVE:
+		return tdx_sept_remove(s->module, c->gfn, c->level, &c->removed,
+				       NULL);
+	}
+	return TDX_OPERAND_INVALID;
+}
+
+/*
+ * One removal SEAMCALL that must succeed: on OPERAND_BUSY, hold every
+ * vCPU out of guest mode (no TDCALL or VM entry can contend then) and
+ * retry until it goes through.
+ */
+static tdx_status_t removal_call(struct sim *s, struct removal_call *c)
+{
+	tdx_status_t st = removal_try_once(s, c);
+
+	if (!tdx_status_is_busy(st))
+		return st;
+	sim_vcpus_hold_out_begin(s);
+	for (int tries = 0; tdx_status_is_busy(st) && tries < REMOVAL_MAX_TRIES;
+	     tries++) {
+		sim_count(&s->stats, SIM_C_RETRY_REMOVE_BUSY, 1);
+		st = removal_try_once(s, c);
+	}
+	sim_vcpus_hold_out_end(s);
+	if (tdx_status_is_busy(st))
+		sim_violation(&s->report, SIM_V_LIVELOCK, st, c->gfn,
+			      SIM_NO_VCPU,
+			      "removal SEAMCALL still busy after %d tries with "
+			      "vCPUs held out", REMOVAL_MAX_TRIES);
+	return st;
+}
+
+tdx_status_t sim_backend_track(struct sim *s)
+{
+	tdx_status_t st;
+	bool held_out = false;
+
+	for (int tries = 0; tries < REMOVAL_MAX_TRIES; tries++) {
+		st = tdx_track(s->module);
+		if (st == TDX_SUCCESS)
+			break;
+		if (tdx_status_class(st) == TDX_PREVIOUS_TLB_EPOCH_BUSY) {
+			/* vCPUs still run in the epoch before: make them
+			 * leave it. */
+			sim_count(&s->stats, SIM_C_RETRY_TRACK_EPOCH, 1);
+			sim_vcpus_kick_all(s);
+		} else if (tdx_status_is_busy(st)) {
+			sim_count(&s->stats, SIM_C_RETRY_REMOVE_BUSY, 1);
+			if (!held_out) {
+				sim_vcpus_hold_out_begin(s);
+				held_out = true;
+			}
+		} else {
+			break;
+		}
+	}
+	if (held_out)
+		sim_vcpus_hold_out_end(s);
+	if (st != TDX_SUCCESS) {
+		/* TRACK fails only with busy statuses: retried too often. */
+		sim_violation(&s->report, SIM_V_LIVELOCK, st, SIM_NO_GFN,
+			      SIM_NO_VCPU, "TRACK never succeeded: %s",
+			      tdx_status_name(st));
+		return st;
+	}
+	/* Every vCPU that entered before the TRACK leaves guest mode. */
+	sim_vcpus_kick_all(s);
+	return st;
+}
+
+/* BLOCK, TRACK and kick: the common start of both removals. */
+static tdx_status_t block_and_track(struct sim *s, tdp_gfn_t gfn, int level)
+{
+	struct removal_call block = {
+		.op = REMOVAL_BLOCK, .gfn = gfn, .level = level,
+	};
+	tdx_status_t st = removal_call(s, &block);
+
+	if (st == TDX_GPA_RANGE_ALREADY_BLOCKED) {
+		sim_violation(&s->report, SIM_V_CONTRACT, st, gfn, SIM_NO_VCPU,
+			      "level %d entry was already blocked: removed "
+			      "twice, or an earlier removal stopped halfway",
+			      level);
+		return st;
+	}
+	if (st != TDX_SUCCESS)
+		return st;
+	return sim_backend_track(s);
+}
+
+/* ---- callbacks ----------------------------------------------------------- */
+
+static int be_link_table(void *ctx, tdp_gfn_t gfn, int level,
+			 struct tdp_ext_table *ext_table)
+{
+	struct sim *s = ctx;
+	struct sim_ext_record *rec = (struct sim_ext_record *)ext_table;
+	tdp_pfn_t pfn;
+	tdx_status_t st;
+	int ret;
+
+	map_begin(s, "link_table", gfn);
+	if (rec->magic) {
+		sim_violation(&s->report, SIM_V_CONTRACT, 0, gfn, SIM_NO_VCPU,
+			      "link_table(level %d) got a backend page still "
+			      "in use for gfn %#" PRIx64 " level %d",
+			      level, rec->gfn, rec->level);
+		map_end(s);
+		return SIM_ERR_TDX;
+	}
+	pfn = host_mem_alloc(&s->mem, HOST_POOL_TDX, HOST_PAGE_SEPT, 0);
+	if (!pfn) {
+		sim_violation(&s->report, SIM_V_INCONSISTENT, 0, gfn,
+			      SIM_NO_VCPU, "host memory exhausted: no page "
+			      "for a new S-EPT table");
+		map_end(s);
+		return -ENOMEM;
+	}
+	st = tdx_sept_add(s->module, gfn, level, pfn, NULL);
+	ret = status_to_errno(st);
+	if (ret) {
+		host_mem_free(&s->mem, pfn);
+	} else {
+		*rec = (struct sim_ext_record){
+			.magic    = SIM_EXT_MAGIC,
+			.sept_pfn = pfn,
+			.gfn      = gfn,
+			.level    = level,
+		};
+	}
+	map_end(s);
+	return ret;
+}
+
+static int be_set_leaf(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn)
+{
+	struct sim *s = ctx;
+	int ret;
+
+	map_begin(s, "set_leaf", gfn);
+	/* Every page of the leaf is the host's private page of its GFN. */
+	for (uint64_t i = 0; i < tdp_level_pages(level); i++) {
+		tdp_pfn_t resolved = sim_host_private_pfn(s, gfn + i);
+
+		if (pfn + i == resolved)
+			continue;
+		sim_violation(&s->report, SIM_V_CONTRACT, 0, gfn + i,
+			      SIM_NO_VCPU,
+			      "set_leaf(level %d) maps pfn %#" PRIx64
+			      " but the host's private page is %#" PRIx64,
+			      level, pfn + i, resolved);
+		break;
+	}
+	ret = status_to_errno(tdx_page_aug(s->module, gfn, level, pfn, NULL));
+	map_end(s);
+	return ret;
+}
+
+static int be_remove_leaf(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn)
+{
+	struct sim *s = ctx;
+	struct removal_call remove = {
+		.op = REMOVAL_PAGE_REMOVE, .gfn = gfn, .level = level,
+	};
+	tdp_gfn_t stale_gfn = 0;
+	tdx_status_t st;
+	int holder;
+
+	removal_begin(s, "remove_leaf", gfn);
+	st = block_and_track(s, gfn, level);
+	if (st == TDX_SUCCESS)
+		st = removal_call(s, &remove);
+	if (st != TDX_SUCCESS) {
+		removal_end(s);
+		return -EIO;
+	}
+	if (remove.removed != pfn)
+		sim_violation(&s->report, SIM_V_CONTRACT, 0, gfn, SIM_NO_VCPU,
+			      "remove_leaf(level %d) names pfn %#" PRIx64
+			      " but the S-EPT mapped %#" PRIx64,
+			      level, pfn, remove.removed);
+	/* The epoch rule must leave no usable private translation. */
+	holder = sim_tlb_find_live(s, gfn, tdp_level_pages(level), true,
+				   &stale_gfn);
+	sim_count(&s->stats, SIM_C_CHECK_REMOVE, 1);
+	if (holder >= 0)
+		sim_violation(&s->report, SIM_V_STALE_TRANSLATION, 0,
+			      stale_gfn, holder,
+			      "a live private TLB entry survived PAGE.REMOVE "
+			      "of level %d gfn %#" PRIx64, level, gfn);
+	sim_count(&s->stats, SIM_C_ZAP_PRIVATE_LEAVES, 1);
+	removal_end(s);
+	return 0;
+}
+
+static int be_free_table(void *ctx, tdp_gfn_t gfn, int level,
+			 struct tdp_ext_table *ext_table)
+{
+	struct sim *s = ctx;
+	struct sim_ext_record *rec = (struct sim_ext_record *)ext_table;
+	struct removal_call remove = {
+		.op = REMOVAL_SEPT_REMOVE, .gfn = gfn, .level = level,
+	};
+	tdx_status_t st;
+
+	removal_begin(s, "free_table", gfn);
+	if (rec->magic != SIM_EXT_MAGIC || rec->gfn != gfn ||
+	    rec->level != level)
+		sim_violation(&s->report, SIM_V_CONTRACT, 0, gfn, SIM_NO_VCPU,
+			      "free_table(level %d) names a table link_table "
+			      "did not create (record: magic %#" PRIx64
+			      " gfn %#" PRIx64 " level %d)",
+			      level, rec->magic, rec->gfn, rec->level);
+	st = block_and_track(s, gfn, level);
+	if (st == TDX_SUCCESS)
+		st = removal_call(s, &remove);
+	if (st != TDX_SUCCESS) {
+		removal_end(s);
+		return -EIO;
+	}
+	if (rec->magic == SIM_EXT_MAGIC && remove.removed != rec->sept_pfn)
+		sim_violation(&s->report, SIM_V_CONTRACT, 0, gfn, SIM_NO_VCPU,
+			      "SEPT.REMOVE returned page %#" PRIx64
+			      " but link_table added %#" PRIx64,
+			      remove.removed, rec->sept_pfn);
+	if (!host_mem_free(&s->mem, remove.removed))
+		sim_violation(&s->report, SIM_V_PAGE_OWNERSHIP, 0, gfn,
+			      SIM_NO_VCPU, "S-EPT page %#" PRIx64
+			      " was not allocated", remove.removed);
+	memset(rec, 0, sizeof(*rec));
+	sim_count(&s->stats, SIM_C_ZAP_PRIVATE_TABLES, 1);
+	removal_end(s);
+	return 0;
+}
+
+void sim_backend_init(struct sim *s, struct tdp_private_backend *ops)
+{
+	s->backend = (struct sim_backend){ .sim = s };
+	*ops = (struct tdp_private_backend){
+		.link_table     = be_link_table,
+		.set_leaf       = be_set_leaf,
+		.remove_leaf    = be_remove_leaf,
+		.free_table     = be_free_table,
+		.ctx            = s,
+		.ext_table_size = sizeof(struct sim_ext_record),
+	};
+}

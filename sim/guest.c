@@ -1,0 +1,592 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The simulated guest (see guest.h). */
+#include "guest.h"
+
+#include <inttypes.h>
+#include <sched.h>
+#include <stdlib.h>
+
+#include "sim.h"
+
+/* Pages a small region converts or lazily accepts at most at once. */
+#define SMALL_RUN 16
+/* Host faults an ACCEPT may see answered as spurious before it is a bug. */
+#define ACCEPT_MAX_SPURIOUS 64
+/* Attempts of one access or ACCEPT before it counts as a livelock. */
+#define OP_MAX_TRIES 1000000
+
+static struct sim_guest *guest_of(struct sim_vcpu *v)
+{
+	return &v->sim->guest;
+}
+
+int sim_guest_init(struct sim *s)
+{
+	struct sim_guest *g = &s->guest;
+	struct sim_rng rng;
+	uint32_t private_ppm = sim_pct_to_ppm(s->cfg.private_pct);
+	pthread_rwlockattr_t attr;
+
+	g->state = calloc(s->nr_gfns, sizeof(*g->state));
+	g->version = calloc(s->nr_gfns, sizeof(*g->version));
+	g->region_huge = calloc(s->nr_regions, sizeof(*g->region_huge));
+	g->region_lock = calloc(s->nr_regions, sizeof(*g->region_lock));
+	if (!g->state || !g->version || !g->region_huge || !g->region_lock)
+		return -ENOMEM;
+	g->convert_ppm = sim_pct_to_ppm(s->cfg.convert_pct);
+
+	/* Writers first: a slot deletion must not starve behind accesses. */
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(
+		&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	for (uint64_t r = 0; r < s->nr_regions; r++)
+		pthread_rwlock_init(&g->region_lock[r], &attr);
+	pthread_rwlockattr_destroy(&attr);
+	for (int i = 0; i < GUEST_STRIPES; i++)
+		pthread_mutex_init(&g->stripe[i], NULL);
+
+	/* The boot layout: which memory the VMM created shared. */
+	sim_rng_seed(&rng, s->cfg.seed, 1);
+	for (uint64_t r = 0; r < s->nr_regions; r++) {
+		tdp_gfn_t base = r * SIM_REGION_PAGES;
+		uint64_t run = SMALL_RUN;
+
+		g->region_huge[r] = sim_rng_below(&rng, 2) == 0;
+		if (g->region_huge[r])
+			run = SIM_REGION_PAGES;
+		for (uint64_t i = 0; i < SIM_REGION_PAGES; i += run) {
+			bool shared = !sim_rng_ppm(&rng, private_ppm);
+			enum guest_page_state gs = shared
+					? GUEST_SHARED
+					: GUEST_PRIVATE_UNACCEPTED;
+
+			for (uint64_t j = i; j < i + run; j++) {
+				g->state[base + j] = gs;
+				sim_host_set_initial_attr(
+					s, base + j,
+					shared ? SIM_ATTR_SHARED
+					       : SIM_ATTR_PRIVATE);
+			}
+		}
+	}
+	return 0;
+}
+
+void sim_guest_fini(struct sim *s)
+{
+	struct sim_guest *g = &s->guest;
+
+	if (g->region_lock) {
+		for (uint64_t r = 0; r < s->nr_regions; r++)
+			pthread_rwlock_destroy(&g->region_lock[r]);
+		for (int i = 0; i < GUEST_STRIPES; i++)
+			pthread_mutex_destroy(&g->stripe[i]);
+	}
+	free(g->state);
+	free(g->version);
+	free(g->region_huge);
+	free(g->region_lock);
+	g->state = NULL;
+	g->version = NULL;
+	g->region_huge = NULL;
+	g->region_lock = NULL;
+}
+
+/* ---- locks: try in guest mode, exit before blocking ---------------------- */
+
+static void region_lock(struct sim_vcpu *v, uint64_t region, bool write)
+{
+	pthread_rwlock_t *l = &guest_of(v)->region_lock[region];
+	int busy = write ? pthread_rwlock_trywrlock(l)
+			 : pthread_rwlock_tryrdlock(l);
+
+	if (!busy)
+		return;
+	sim_vcpu_exit(v);
+	if (write)
+		pthread_rwlock_wrlock(l);
+	else
+		pthread_rwlock_rdlock(l);
+}
+
+static void region_unlock(struct sim_vcpu *v, uint64_t region)
+{
+	pthread_rwlock_unlock(&guest_of(v)->region_lock[region]);
+}
+
+static pthread_mutex_t *stripe_of(struct sim_guest *g, tdp_gfn_t gfn)
+{
+	return &g->stripe[gfn % GUEST_STRIPES];
+}
+
+static void stripe_lock(struct sim_vcpu *v, tdp_gfn_t gfn)
+{
+	pthread_mutex_t *m = stripe_of(guest_of(v), gfn);
+
+	if (pthread_mutex_trylock(m) == 0)
+		return;
+	sim_vcpu_exit(v);
+	pthread_mutex_lock(m);
+}
+
+/* ---- ACCEPT -------------------------------------------------------------- */
+
+/*
+ * Report an error of the host's fault handler seen by the guest; the
+ * module and the host report TDX and engine errors themselves.
+ */
+static void report_fault_error(struct sim_vcpu *v, tdp_gfn_t gfn, int ret,
+			       const char *during)
+{
+	struct sim *s = v->sim;
+
+	if (ret == -EAGAIN)
+		sim_violation(&s->report, SIM_V_INCONSISTENT, 0,
+			      gfn & ~SIM_SHARED_BIT, (int)v->id,
+			      "%s: the host's attribute of the GFN is not %s",
+			      during,
+			      (gfn & SIM_SHARED_BIT) ? "shared" : "private");
+}
+
+/*
+ * One TDG.MEM.PAGE.ACCEPT at @level, retried until it completes: an
+ * OPERAND_BUSY is retried, an EPT-violation exit goes to the host's
+ * fault handler (with the ACCEPT level, so the host maps at that size)
+ * and the TDCALL is repeated.  Returns 0, -EAGAIN for a size mismatch
+ * (try smaller), or another negative errno (reported).
+ */
+static int accept_page(struct sim_vcpu *v, tdp_gfn_t gfn, int level)
+{
+	struct sim *s = v->sim;
+	int spurious = 0;
+
+	for (long tries = 0; tries < OP_MAX_TRIES; tries++) {
+		struct tdx_err_info err = { 0 };
+		tdx_status_t st;
+		int ret;
+
+		if (sim_stopping(s) || !sim_vcpu_enter(v))
+			return -ESHUTDOWN;
+		st = tdx_page_accept(s->module, v->id, gfn, level, &err);
+		switch (tdx_status_class(st)) {
+		case TDX_SUCCESS:
+			sim_count(&s->stats, level == TDP_LEVEL_2M
+						     ? SIM_C_ACCEPT_2M
+						     : SIM_C_ACCEPT_4K, 1);
+			return 0;
+		case TDX_OPERAND_BUSY:
+			sim_count(&s->stats, SIM_C_RETRY_ACCEPT_BUSY, 1);
+			if (sim_vcpu_should_exit(v))
+				sim_vcpu_exit(v);
+			continue;
+		case TDX_PAGE_SIZE_MISMATCH:
+			sim_count(&s->stats, SIM_C_ACCEPT_SIZE_MISMATCH, 1);
+			return -EAGAIN;
+		case TDX_PAGE_ALREADY_ACCEPTED:
+			sim_count(&s->stats, SIM_C_ACCEPT_ALREADY, 1);
+			sim_violation(&s->report, SIM_V_ACCEPT, st, gfn,
+				      (int)v->id,
+				      "level %d ACCEPT of a page the guest "
+				      "never accepted: already MAPPED at level "
+				      "%d (a private mapping outlived a "
+				      "conversion or slot deletion)",
+				      level, err.level);
+			return 0;
+		case TDX_SIM_TD_EXIT_EPT_VIOLATION:
+			break;
+		default:
+			return -EINVAL;
+		}
+
+		/* TD exit: the host maps the page at the ACCEPT level. */
+		sim_count(&s->stats, SIM_C_ACCEPT_EXIT, 1);
+		sim_vcpu_exit(v);
+		ret = sim_host_fault(s, v->tdp, (int)v->id, gfn, true, level);
+		if (ret == TDP_FAULT_SPURIOUS &&
+		    ++spurious > ACCEPT_MAX_SPURIOUS) {
+			sim_violation(&s->report, SIM_V_LIVELOCK, 0, gfn,
+				      (int)v->id,
+				      "level %d ACCEPT exits again and again "
+				      "(walk stops at level %d, %s) but the "
+				      "host's fault is spurious", level,
+				      err.level, sept_state_name(err.state));
+			return -EIO;
+		}
+		if (ret == TDP_FAULT_FIXED)
+			spurious = 0;
+		else if (ret == TDP_FAULT_RETRY)
+			sim_count(&s->stats, SIM_C_RETRY_REENTRY, 1);
+		else if (ret < 0 && ret != SIM_ERR_INJECTED) {
+			report_fault_error(v, gfn, ret, "ACCEPT");
+			return ret;
+		}
+	}
+	sim_violation(&s->report, SIM_V_LIVELOCK, 0, gfn, (int)v->id,
+		      "level %d ACCEPT did not complete", level);
+	return -EIO;
+}
+
+/* Accept one page of @level at *@gfn if the range allows it (the step
+ * of the fallback loop). */
+static int try_accept_one(struct sim_vcpu *v, tdp_gfn_t *gfn, tdp_gfn_t end,
+			  int level)
+{
+	struct sim_guest *g = guest_of(v);
+	uint64_t pages = tdp_level_pages(level);
+	int ret;
+
+	if ((*gfn & (pages - 1)) || end - *gfn < pages)
+		return -EINVAL;
+	ret = accept_page(v, *gfn, level);
+	if (ret)
+		return ret;
+	for (uint64_t i = 0; i < pages; i++) {
+		g->state[*gfn + i] = GUEST_PRIVATE_ACCEPTED;
+		g->version[*gfn + i] = 0;
+	}
+	*gfn += pages;
+	return 0;
+}
+
+/*
+ * Accept [start, start + n), all private and not accepted, with the
+ * region's lock held for write: 2 MiB where aligned, else 4 KiB.
+ */
+static int accept_range(struct sim_vcpu *v, tdp_gfn_t start, uint64_t n)
+{
+	struct sim *s = v->sim;
+	tdp_gfn_t gfn = start, end = start + n;
+
+	while (gfn < end) {
+		int ret;
+
+		if (!try_accept_one(v, &gfn, end, TDP_LEVEL_2M))
+			continue;
+		ret = try_accept_one(v, &gfn, end, TDP_LEVEL_4K);
+		if (ret) {
+			if (ret != -ESHUTDOWN)
+				sim_violation(&s->report, SIM_V_ACCEPT, 0, gfn,
+					      (int)v->id,
+					      "4 KiB ACCEPT failed: %d", ret);
+			return ret;
+		}
+	}
+	return 0;
+}
+
+/* Accept, before first use, the unit of memory @gfn belongs to. */
+static int accept_lazily(struct sim_vcpu *v, tdp_gfn_t gfn)
+{
+	struct sim_guest *g = guest_of(v);
+	uint64_t region = gfn / SIM_REGION_PAGES;
+	tdp_gfn_t start, end;
+	int ret = 0;
+
+	region_lock(v, region, true);
+	if (g->region_huge[region]) {
+		start = region * SIM_REGION_PAGES;
+		end = start + SIM_REGION_PAGES;
+	} else {
+		start = gfn & ~(tdp_gfn_t)(SMALL_RUN - 1);
+		end = start + SMALL_RUN;
+	}
+	/* Accept each run of pages the guest has not accepted yet. */
+	for (tdp_gfn_t run = start; run < end && !ret;) {
+		tdp_gfn_t stop = run;
+
+		while (stop < end && g->state[stop] == GUEST_PRIVATE_UNACCEPTED)
+			stop++;
+		if (stop > run)
+			ret = accept_range(v, run, stop - run);
+		run = stop > run ? stop : run + 1;
+	}
+	region_unlock(v, region);
+	return ret;
+}
+
+/* ---- accesses ------------------------------------------------------------ */
+
+/*
+ * Check one access: the frame must be the page backing this GFN (else
+ * the translation was stale: the page was freed or reused while still
+ * mapped), and the data must be what the guest wrote last (else the
+ * access read corrupted data).  Both are reported.  True if all is well.
+ */
+static bool check_access(struct sim_vcpu *v, tdp_gfn_t gfn, bool private,
+			 const struct sim_access *acc, uint32_t expected)
+{
+	struct sim *s = v->sim;
+	const char *alias = private ? "private" : "shared";
+	uint32_t want_use = private ? HOST_PAGE_PRIVATE : HOST_PAGE_SHARED;
+	uint64_t tag = acc->old_tag;
+	bool ok = true;
+
+	sim_count(&s->stats, SIM_C_CHECK_ACCESS, 1);
+	if (acc->page_use != want_use || acc->page_gfn != gfn) {
+		sim_violation(&s->report, SIM_V_STALE_TRANSLATION, 0, gfn,
+			      (int)v->id,
+			      "%s %s through %s translation to pfn %#" PRIx64
+			      ", which is a %s page (gfn %#" PRIx64 ")",
+			      alias, acc->write ? "write" : "read",
+			      acc->tlb_hit ? "a TLB" : "a walked",
+			      acc->pfn, host_page_use_name(acc->page_use),
+			      acc->page_gfn);
+		ok = false;
+	} else if (private &&
+		   (acc->pamt.type != PAMT_REG || acc->pamt.gfn != gfn)) {
+		sim_violation(&s->report, SIM_V_STALE_TRANSLATION, 0, gfn,
+			      (int)v->id,
+			      "private access to pfn %#" PRIx64 " which the "
+			      "PAMT does not give to this GFN (type %d, gfn %#"
+			      PRIx64 ")", acc->pfn, (int)acc->pamt.type,
+			      acc->pamt.gfn);
+		ok = false;
+	}
+	if (tag != SIM_TAG(gfn, expected)) {
+		const char *why = "data newer than written";
+
+		if (tag == SIM_TAG_POISON)
+			why = "a freed page";
+		else if (SIM_TAG_GFN(tag) != gfn)
+			why = "another GFN's data";
+		else if (SIM_TAG_VERSION(tag) < expected)
+			why = "stale data (a write was lost)";
+
+		sim_violation(&s->report, SIM_V_CORRUPTION, 0, gfn, (int)v->id,
+			      "%s %s found (gfn %#" PRIx64 ", version %" PRIu64
+			      ") where (gfn %#" PRIx64 ", version %u) was "
+			      "expected: %s", alias,
+			      acc->write ? "write" : "read",
+			      SIM_TAG_GFN(tag), SIM_TAG_VERSION(tag), gfn,
+			      expected, why);
+		ok = false;
+	}
+	return ok;
+}
+
+/* An EPT violation on a private GFN the guest accepted: a lost mapping. */
+static void report_lost_private(struct sim_vcpu *v, tdp_gfn_t gfn,
+				const struct sim_access *acc)
+{
+	struct sim *s = v->sim;
+
+	sim_violation(&s->report, SIM_V_LOST_MAPPING, 0, gfn, (int)v->id,
+		      "the guest accepted this page but the S-EPT walk stops "
+		      "at level %d in state %s: the guest would touch an "
+		      "unaccepted or unmapped page", acc->level,
+		      sept_state_name(sept_entry_state(acc->stop_entry)));
+}
+
+/*
+ * Translate and access one GFN with the locks held, taking EPT
+ * violations to the host until the access goes through.  Returns true
+ * if the access happened.
+ */
+static bool access_locked(struct sim_vcpu *v, tdp_gfn_t gfn, bool private,
+			  struct sim_access *acc)
+{
+	struct sim *s = v->sim;
+	tdp_gfn_t gpa_gfn = private ? gfn : gfn | SIM_SHARED_BIT;
+
+	for (long tries = 0; tries < OP_MAX_TRIES; tries++) {
+		enum sim_access_result res;
+		int ret;
+
+		if (sim_stopping(s) || !sim_vcpu_enter(v))
+			return false;
+		res = sim_vcpu_access(v, gpa_gfn, acc);
+		if (res == SIM_ACCESS_OK)
+			return true;
+		if (res == SIM_ACCESS_BAD_FRAME) {
+			sim_violation(&s->report, SIM_V_STALE_TRANSLATION, 0,
+				      gfn, (int)v->id,
+				      "%s translation to frame %#" PRIx64
+				      " that is not host memory",
+				      private ? "private" : "shared", acc->pfn);
+			return false;
+		}
+		if (private) {
+			report_lost_private(v, gfn, acc);
+			return false;
+		}
+		sim_vcpu_exit(v);
+		ret = sim_host_fault(s, v->tdp, (int)v->id, gpa_gfn, acc->write,
+				     0);
+		if (ret == TDP_FAULT_RETRY) {
+			sim_count(&s->stats, SIM_C_RETRY_REENTRY, 1);
+			if (tries > 64)
+				sched_yield();
+		} else if (ret < 0 && ret != SIM_ERR_INJECTED) {
+			report_fault_error(v, gpa_gfn, ret, "access");
+			return false;
+		}
+	}
+	sim_violation(&s->report, SIM_V_LIVELOCK, 0, gfn, (int)v->id,
+		      "shared access never got a mapping");
+	return false;
+}
+
+int sim_guest_access(struct sim_vcpu *v, tdp_gfn_t gfn, bool write)
+{
+	struct sim_guest *g = guest_of(v);
+	uint64_t region = gfn / SIM_REGION_PAGES;
+	struct sim_access acc = { .write = write };
+	enum guest_page_state state;
+	uint32_t expected;
+	int ret;
+
+	region_lock(v, region, false);
+	state = (enum guest_page_state)g->state[gfn];
+	if (state == GUEST_PRIVATE_UNACCEPTED) {
+		region_unlock(v, region);
+		ret = accept_lazily(v, gfn);
+		if (ret)
+			return ret;
+		region_lock(v, region, false);
+		state = (enum guest_page_state)g->state[gfn];
+		if (state == GUEST_PRIVATE_UNACCEPTED) {
+			/* Converted or offlined meanwhile: try later. */
+			region_unlock(v, region);
+			return 0;
+		}
+	}
+	stripe_lock(v, gfn);
+	expected = g->version[gfn];
+	acc.new_tag = SIM_TAG(gfn, (expected + 1) & SIM_TAG_VERSION_MASK);
+	ret = -EIO;
+	if (access_locked(v, gfn, state == GUEST_PRIVATE_ACCEPTED, &acc)) {
+		check_access(v, gfn, state == GUEST_PRIVATE_ACCEPTED, &acc,
+			     expected);
+		if (write)
+			g->version[gfn] = (expected + 1) & SIM_TAG_VERSION_MASK;
+		ret = 0;
+	}
+	pthread_mutex_unlock(stripe_of(g, gfn));
+	region_unlock(v, region);
+	return ret;
+}
+
+/* ---- conversions --------------------------------------------------------- */
+
+/* MapGPA of [gfn, gfn + n) with the region's lock held for write. */
+static int convert_locked(struct sim_vcpu *v, tdp_gfn_t gfn, uint64_t n,
+			  bool to_private)
+{
+	struct sim *s = v->sim;
+	struct sim_guest *g = guest_of(v);
+	int ret;
+
+	/* TDVMCALL<MapGPA>: a TD exit; the host converts and zaps. */
+	sim_vcpu_exit(v);
+	ret = sim_host_map_gpa(s, gfn, n, to_private);
+	if (ret)
+		return ret;
+	sim_count(&s->stats, to_private ? SIM_C_CONV_TO_PRIVATE
+					: SIM_C_CONV_TO_SHARED, 1);
+	sim_count(&s->stats, to_private ? SIM_C_CONV_TO_PRIVATE_PAGES
+					: SIM_C_CONV_TO_SHARED_PAGES, n);
+	for (uint64_t i = 0; i < n; i++) {
+		g->state[gfn + i] = to_private ? GUEST_PRIVATE_UNACCEPTED
+					       : GUEST_SHARED;
+		g->version[gfn + i] = 0;
+	}
+	/* Shared to private is complete only once the guest accepted. */
+	return to_private ? accept_range(v, gfn, n) : 0;
+}
+
+int sim_guest_convert(struct sim_vcpu *v, tdp_gfn_t gfn, uint64_t n,
+		      bool to_private)
+{
+	uint64_t region = gfn / SIM_REGION_PAGES;
+	int ret;
+
+	if (!n || (gfn + n - 1) / SIM_REGION_PAGES != region)
+		return -EINVAL;
+	region_lock(v, region, true);
+	ret = convert_locked(v, gfn, n, to_private);
+	region_unlock(v, region);
+	return ret;
+}
+
+/* Convert a random run of one region to the other alias. */
+static void convert_random(struct sim_vcpu *v, uint64_t region)
+{
+	struct sim_guest *g = guest_of(v);
+	tdp_gfn_t base = region * SIM_REGION_PAGES;
+	tdp_gfn_t start, end;
+	bool shared;
+
+	region_lock(v, region, true);
+	if (g->region_huge[region]) {
+		start = base;
+		end = base + SIM_REGION_PAGES;
+	} else {
+		start = base + sim_rng_below(&v->rng, SIM_REGION_PAGES);
+		end = start + 1 + sim_rng_below(&v->rng, SMALL_RUN);
+		if (end > base + SIM_REGION_PAGES)
+			end = base + SIM_REGION_PAGES;
+	}
+	/* The run ends where the page state class changes. */
+	shared = g->state[start] == GUEST_SHARED;
+	for (tdp_gfn_t gfn = start + 1; gfn < end; gfn++) {
+		if ((g->state[gfn] == GUEST_SHARED) != shared) {
+			end = gfn;
+			break;
+		}
+	}
+	convert_locked(v, start, end - start, shared);
+	region_unlock(v, region);
+}
+
+/* ---- the guest's workload ------------------------------------------------ */
+
+static tdp_gfn_t pick_gfn(struct sim_vcpu *v)
+{
+	struct sim *s = v->sim;
+	uint64_t region;
+	uint64_t x = sim_rng_next(&v->rng);
+
+	if ((x & 0xff) == 0)
+		v->home_region = sim_rng_below(&v->rng, s->nr_regions);
+	region = (x >> 8) % 5 ? v->home_region
+			      : sim_rng_below(&v->rng, s->nr_regions);
+	/* Half the accesses stay in a small window so the TLB hits. */
+	if ((x >> 16) & 1)
+		return region * SIM_REGION_PAGES +
+		       (((x >> 20) % 16) + v->id * 16) % SIM_REGION_PAGES;
+	return region * SIM_REGION_PAGES + (x >> 20) % SIM_REGION_PAGES;
+}
+
+void sim_guest_step(struct sim_vcpu *v)
+{
+	struct sim_guest *g = guest_of(v);
+	tdp_gfn_t gfn = pick_gfn(v);
+
+	if (sim_rng_ppm(&v->rng, g->convert_ppm)) {
+		convert_random(v, gfn / SIM_REGION_PAGES);
+		return;
+	}
+	sim_guest_access(v, gfn, sim_rng_below(&v->rng, 100) < 40);
+}
+
+/* ---- slot deletion ------------------------------------------------------- */
+
+void sim_guest_offline(struct sim *s, uint64_t first, uint64_t nr)
+{
+	for (uint64_t r = first; r < first + nr; r++)
+		pthread_rwlock_wrlock(&s->guest.region_lock[r]);
+}
+
+void sim_guest_online(struct sim *s, uint64_t first, uint64_t nr)
+{
+	struct sim_guest *g = &s->guest;
+
+	for (uint64_t r = first; r < first + nr; r++) {
+		for (uint64_t i = 0; i < SIM_REGION_PAGES; i++) {
+			g->state[r * SIM_REGION_PAGES + i] =
+				GUEST_PRIVATE_UNACCEPTED;
+			g->version[r * SIM_REGION_PAGES + i] = 0;
+		}
+		pthread_rwlock_unlock(&g->region_lock[r]);
+	}
+}

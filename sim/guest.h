@@ -1,0 +1,86 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The simulated guest (a TDX guest kernel, reduced to what matters for
+ * the host's page tables).
+ *
+ * It keeps its own view of every GFN: private and not yet accepted,
+ * private and accepted, or shared, and the version it last wrote.  Every
+ * read checks that the page holds (gfn, expected version); every write
+ * stores (gfn, version + 1).  Pages start with version 0: an ACCEPT
+ * zeroes the page, and a page that becomes shared is a fresh host page.
+ *
+ * Memory is handled in 2 MiB regions.  Half of them (chosen by the seed)
+ * are "huge" regions the guest converts and accepts whole, the rest
+ * convert in runs of 1..16 pages and accept 4 KiB at a time.  ACCEPT
+ * always tries 2 MiB first where the range allows it and falls back to
+ * 4 KiB on PAGE_SIZE_MISMATCH.  libtdp cannot split a private huge
+ * mapping, so a 2 MiB private page is only ever made where the guest
+ * will not convert a part of it.
+ *
+ * Conversions are MapGPA calls: to shared (no accept needed), or to
+ * private followed at once by ACCEPT of the range.  Private pages the
+ * guest has not accepted are accepted lazily before first use.
+ *
+ * Locks: a rwlock per region (write: conversions, accepts, offlining;
+ * read: accesses) and striped GFN locks for the version of one GFN
+ * under the read lock.  A vCPU in guest mode only try-locks; it exits
+ * guest mode before it blocks.
+ */
+#ifndef SIM_GUEST_H
+#define SIM_GUEST_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <tdp/types.h>
+
+struct sim;
+struct sim_vcpu;
+
+enum guest_page_state {
+	GUEST_PRIVATE_UNACCEPTED,
+	GUEST_PRIVATE_ACCEPTED,
+	GUEST_SHARED,
+};
+
+#define GUEST_STRIPES 1024
+
+struct sim_guest {
+	uint8_t *state;       /* enum guest_page_state; region lock */
+	uint32_t *version;    /* expected version; see the lock rule above */
+	bool *region_huge;    /* immutable */
+	pthread_rwlock_t *region_lock;
+	pthread_mutex_t stripe[GUEST_STRIPES];
+	uint32_t convert_ppm; /* immutable */
+};
+
+/* Lay out the guest's memory and the host's matching attributes. */
+int sim_guest_init(struct sim *s);
+void sim_guest_fini(struct sim *s);
+
+/* One random guest operation on vCPU @v (which is in guest mode). */
+void sim_guest_step(struct sim_vcpu *v);
+
+/*
+ * The operations, for the scenario and for tests.  Each returns 0, or a
+ * negative errno when it could not complete (the cause is reported).
+ * sim_guest_access() accepts the page first if the guest has not yet.
+ */
+int sim_guest_access(struct sim_vcpu *v, tdp_gfn_t gfn, bool write);
+int sim_guest_convert(struct sim_vcpu *v, tdp_gfn_t gfn, uint64_t n,
+		      bool to_private);
+
+/* Host-driven slot deletion: take [first, first + nr) regions from the
+ * guest (no access until online), then give them back reset: private,
+ * not accepted. */
+void sim_guest_offline(struct sim *s, uint64_t first, uint64_t nr);
+void sim_guest_online(struct sim *s, uint64_t first, uint64_t nr);
+
+static inline enum guest_page_state sim_guest_state(const struct sim_guest *g,
+						    tdp_gfn_t gfn)
+{
+	return (enum guest_page_state)g->state[gfn];
+}
+
+#endif /* SIM_GUEST_H */

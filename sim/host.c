@@ -1,0 +1,475 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The simulated host (see host.h). */
+#include "host.h"
+
+#include <inttypes.h>
+#include <sched.h>
+#include <stdlib.h>
+
+#include "sim.h"
+
+/* Retries of a pre-fault before the host gives up on a GFN. */
+#define PREFAULT_MAX_TRIES 64
+
+int sim_host_init(struct sim *s)
+{
+	struct sim_host *h = &s->host;
+	int ret;
+
+	h->attr = calloc(s->nr_gfns, sizeof(*h->attr));
+	h->private_pfn = calloc(s->nr_gfns, sizeof(*h->private_pfn));
+	h->shared_pfn = calloc(s->nr_gfns, sizeof(*h->shared_pfn));
+	h->backing_lock = calloc(s->nr_regions, sizeof(*h->backing_lock));
+	if (!h->attr || !h->private_pfn || !h->shared_pfn || !h->backing_lock)
+		return -ENOMEM;
+	for (uint64_t r = 0; r < s->nr_regions; r++)
+		pthread_mutex_init(&h->backing_lock[r], NULL);
+	ret = tdp_vcpu_create(s->mmu, &h->ctx);
+	return ret;
+}
+
+void sim_host_fini(struct sim *s)
+{
+	struct sim_host *h = &s->host;
+
+	tdp_vcpu_destroy(h->ctx);
+	h->ctx = NULL;
+	if (h->backing_lock)
+		for (uint64_t r = 0; r < s->nr_regions; r++)
+			pthread_mutex_destroy(&h->backing_lock[r]);
+	free(h->backing_lock);
+	free(h->attr);
+	free(h->private_pfn);
+	free(h->shared_pfn);
+	h->backing_lock = NULL;
+	h->attr = NULL;
+	h->private_pfn = h->shared_pfn = NULL;
+}
+
+void sim_host_set_initial_attr(struct sim *s, tdp_gfn_t gfn, enum sim_attr a)
+{
+	__atomic_store_n(&s->host.attr[gfn], (uint8_t)a, __ATOMIC_RELEASE);
+}
+
+static tdp_pfn_t *backing_slot(struct sim *s, tdp_gfn_t gfn, bool private)
+{
+	return private ? &s->host.private_pfn[gfn] : &s->host.shared_pfn[gfn];
+}
+
+static tdp_pfn_t backing_read(struct sim *s, tdp_gfn_t gfn, bool private)
+{
+	return __atomic_load_n(backing_slot(s, gfn, private), __ATOMIC_ACQUIRE);
+}
+
+static void backing_write(struct sim *s, tdp_gfn_t gfn, bool private,
+			  tdp_pfn_t pfn)
+{
+	__atomic_store_n(backing_slot(s, gfn, private), pfn, __ATOMIC_RELEASE);
+}
+
+tdp_pfn_t sim_host_private_pfn(struct sim *s, tdp_gfn_t gfn)
+{
+	return backing_read(s, gfn, true);
+}
+
+tdp_pfn_t sim_host_shared_pfn(struct sim *s, tdp_gfn_t gfn)
+{
+	return backing_read(s, gfn, false);
+}
+
+/* ---- TLB callbacks ------------------------------------------------------- */
+
+static void host_flush_range(void *ctx, tdp_gfn_t gfn, uint64_t nr_pages)
+{
+	struct sim *s = ctx;
+
+	sim_count(&s->stats, SIM_C_FLUSH_RANGE, 1);
+	sim_tlb_shoot_down(s, gfn, nr_pages, false);
+}
+
+static void host_flush_all(void *ctx)
+{
+	struct sim *s = ctx;
+
+	sim_count(&s->stats, SIM_C_FLUSH_ALL, 1);
+	sim_tlb_shoot_down(s, 0, 0, true);
+}
+
+void sim_host_ops_init(struct sim *s, struct tdp_host_ops *ops)
+{
+	*ops = (struct tdp_host_ops){
+		.flush_range = host_flush_range,
+		.flush_all   = host_flush_all,
+		.ctx         = s,
+	};
+}
+
+/* ---- backing ------------------------------------------------------------- */
+
+static void backing_lock_range(struct sim *s, tdp_gfn_t start, tdp_gfn_t end)
+{
+	for (uint64_t r = start / SIM_REGION_PAGES;
+	     r <= (end - 1) / SIM_REGION_PAGES; r++)
+		pthread_mutex_lock(&s->host.backing_lock[r]);
+}
+
+static void backing_unlock_range(struct sim *s, tdp_gfn_t start,
+				 tdp_gfn_t end)
+{
+	for (uint64_t r = start / SIM_REGION_PAGES;
+	     r <= (end - 1) / SIM_REGION_PAGES; r++)
+		pthread_mutex_unlock(&s->host.backing_lock[r]);
+}
+
+static bool region_attr_uniform(struct sim *s, uint64_t region,
+				enum sim_attr a)
+{
+	for (uint64_t i = 0; i < SIM_REGION_PAGES; i++)
+		if (sim_host_attr(&s->host, region * SIM_REGION_PAGES + i) != a)
+			return false;
+	return true;
+}
+
+/* Every GFN of the region backed, by one aligned 2 MiB run (or none). */
+static bool region_backing_is(struct sim *s, uint64_t region, bool private,
+			      bool huge)
+{
+	tdp_gfn_t base = region * SIM_REGION_PAGES;
+	tdp_pfn_t first = backing_read(s, base, private);
+
+	if (huge && (!first || (first & (SIM_REGION_PAGES - 1))))
+		return false;
+	for (uint64_t i = 0; i < SIM_REGION_PAGES; i++) {
+		tdp_pfn_t p = backing_read(s, base + i, private);
+
+		if (huge ? p != first + i : p != 0)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Find or allocate the frame backing @gfn's alias, with the region's
+ * backing lock held.  Returns 0 with the frame and the largest level the
+ * backing allows; -EAGAIN if the attribute no longer matches the alias
+ * (a conversion won the race); -ENOMEM.
+ */
+static int resolve_backing(struct sim *s, tdp_gfn_t gfn, bool private,
+			   int want_level, tdp_pfn_t *pfn, int *max_level)
+{
+	uint64_t region = gfn / SIM_REGION_PAGES;
+	enum sim_attr a = private ? SIM_ATTR_PRIVATE : SIM_ATTR_SHARED;
+	enum host_page_use use = private ? HOST_PAGE_PRIVATE : HOST_PAGE_SHARED;
+	enum host_pool pool = !private ? HOST_POOL_ANY
+			      : s->cfg.break_private_outside_tdx
+				      ? HOST_POOL_NON_TDX
+				      : HOST_POOL_TDX;
+	bool huge_ok;
+	int ret = 0;
+
+	pthread_mutex_lock(&s->host.backing_lock[region]);
+	if (sim_host_attr(&s->host, gfn) != a) {
+		ret = -EAGAIN;
+		goto out;
+	}
+	huge_ok = want_level >= TDP_LEVEL_2M &&
+		  region_attr_uniform(s, region, a);
+	if (!backing_read(s, gfn, private) && huge_ok &&
+	    region_backing_is(s, region, private, false)) {
+		tdp_pfn_t base = host_mem_alloc_2m(&s->mem, pool, use,
+						   region * SIM_REGION_PAGES);
+
+		if (base) {
+			for (uint64_t i = 0; i < SIM_REGION_PAGES; i++)
+				backing_write(s, region * SIM_REGION_PAGES + i,
+					      private, base + i);
+			sim_count(&s->stats, SIM_C_HOST_ALLOC_2M, 1);
+		} else {
+			sim_count(&s->stats, SIM_C_HOST_ALLOC_2M_FAILED, 1);
+		}
+	}
+	if (!backing_read(s, gfn, private)) {
+		tdp_pfn_t p = host_mem_alloc(&s->mem, pool, use, gfn);
+
+		if (!p) {
+			sim_violation(&s->report, SIM_V_INCONSISTENT, 0, gfn,
+				      SIM_NO_VCPU, "host memory exhausted");
+			ret = -ENOMEM;
+			goto out;
+		}
+		backing_write(s, gfn, private, p);
+	}
+	*pfn = backing_read(s, gfn, private);
+	*max_level = huge_ok && region_backing_is(s, region, private, true)
+			     ? TDP_LEVEL_2M
+			     : TDP_LEVEL_4K;
+out:
+	pthread_mutex_unlock(&s->host.backing_lock[region]);
+	return ret;
+}
+
+/*
+ * Free one backing page after checking nobody can still reach it: no live
+ * TLB entry, not the TD's in the PAMT, no tree maps it.  A page the TD
+ * still owns is kept (leaked): handing it out again would hide the bug.
+ * The caller holds the region's backing lock.
+ */
+static void free_backing_page(struct sim *s, tdp_gfn_t gfn, bool private,
+			      tdp_pfn_t pfn)
+{
+	const struct tdp_spte_format *fmt = tdp_mmu_format(s->mmu);
+	struct tdx_pamt_info pamt = tdx_pamt_get(s->module, pfn);
+	tdp_gfn_t tlb_gfn = 0;
+	tdp_spte_t spte;
+	int holder, level;
+
+	sim_count(&s->stats, SIM_C_CHECK_FREE, 1);
+	if (pamt.type == PAMT_REG || pamt.type == PAMT_EPT) {
+		sim_violation(&s->report, SIM_V_PAGE_OWNERSHIP, 0, gfn,
+			      SIM_NO_VCPU,
+			      "host discards the %s page %#" PRIx64
+			      " but the TD still owns it (PAMT %s at gfn %#"
+			      PRIx64 "): its private mapping was never "
+			      "removed", private ? "private" : "shared", pfn,
+			      pamt.type == PAMT_REG ? "REG" : "EPT", pamt.gfn);
+		return;
+	}
+	holder = sim_tlb_find_live(s, pfn, 1, false, &tlb_gfn);
+	if (holder >= 0)
+		sim_violation(&s->report, SIM_V_STALE_TRANSLATION, 0,
+			      tlb_gfn & ~SIM_SHARED_BIT, holder,
+			      "host page %#" PRIx64 " (backing %s gfn %#"
+			      PRIx64 ") freed while the vCPU's TLB still "
+			      "translates %s gfn %#" PRIx64 " to it",
+			      pfn, private ? "private" : "shared", gfn,
+			      (tlb_gfn & SIM_SHARED_BIT) ? "shared" : "private",
+			      tlb_gfn & ~SIM_SHARED_BIT);
+	if (tdp_lookup(s->mmu, gfn, private ? TDP_ALIAS_PRIVATE
+					     : TDP_ALIAS_SHARED,
+		       &spte, &level) == 0 &&
+	    tdp_spte_is_present(fmt, spte) &&
+	    tdp_spte_is_leaf(fmt, spte, level) &&
+	    tdp_spte_pfn(fmt, spte) + (gfn & (tdp_level_pages(level) - 1)) ==
+		    pfn)
+		sim_violation(&s->report, SIM_V_PAGE_OWNERSHIP, 0, gfn,
+			      SIM_NO_VCPU,
+			      "host page %#" PRIx64 " freed while the %s "
+			      "tree still maps gfn %#" PRIx64 " to it",
+			      pfn, private ? "mirror" : "direct", gfn);
+	if (!host_mem_free(&s->mem, pfn))
+		sim_violation(&s->report, SIM_V_PAGE_OWNERSHIP, 0, gfn,
+			      SIM_NO_VCPU, "host page %#" PRIx64
+			      " freed twice", pfn);
+	sim_count(&s->stats, SIM_C_HOST_PAGES_FREED, 1);
+}
+
+static void discard_backing(struct sim *s, tdp_gfn_t gfn, bool private)
+{
+	tdp_pfn_t pfn = backing_read(s, gfn, private);
+
+	if (!pfn)
+		return;
+	backing_write(s, gfn, private, 0);
+	free_backing_page(s, gfn, private, pfn);
+}
+
+/* ---- faults -------------------------------------------------------------- */
+
+static void count_fault(struct sim *s, bool private, int ret)
+{
+	static const enum sim_counter by_outcome[2][4] = {
+		{ SIM_C_FAULT_SHARED_FIXED, SIM_C_FAULT_SHARED_SPURIOUS,
+		  SIM_C_FAULT_SHARED_RETRY, SIM_C_FAULT_SHARED_ERROR },
+		{ SIM_C_FAULT_PRIVATE_FIXED, SIM_C_FAULT_PRIVATE_SPURIOUS,
+		  SIM_C_FAULT_PRIVATE_RETRY, SIM_C_FAULT_PRIVATE_ERROR },
+	};
+	int outcome = ret < 0 ? 3 : ret;
+
+	sim_count(&s->stats, by_outcome[private][outcome], 1);
+	if (ret == SIM_ERR_INJECTED)
+		sim_count(&s->stats, SIM_C_FAULT_INJECTED_SURVIVED, 1);
+}
+
+int sim_host_fault(struct sim *s, struct tdp_vcpu *ctx, int vcpu,
+		   tdp_gfn_t fault_gfn, bool write, int accept_level)
+{
+	bool private = !(fault_gfn & SIM_SHARED_BIT);
+	tdp_gfn_t gfn = fault_gfn & ~SIM_SHARED_BIT;
+	/* Read before the attribute and the frame: a conversion or unmap
+	 * that ends after this makes tdp_map() refuse the stale frame. */
+	uint64_t seq = tdp_mmu_seq(s->mmu);
+	int want = TDP_LEVEL_4K, max_level;
+	struct tdp_fault f;
+	tdp_pfn_t pfn;
+	int ret;
+
+	if (s->cfg.huge)
+		want = private ? (accept_level ? accept_level : TDP_LEVEL_4K)
+			       : TDP_LEVEL_2M;
+	ret = resolve_backing(s, gfn, private, want, &pfn, &max_level);
+	if (ret)
+		return ret;
+	f = (struct tdp_fault){
+		.fault_gfn = fault_gfn,
+		.pfn       = pfn,
+		.prot      = TDP_PROT_READ | TDP_PROT_EXEC |
+			     (write || private ? TDP_PROT_WRITE : 0),
+		.max_level = max_level,
+		.mmu_seq   = seq,
+	};
+	ret = tdp_map(ctx, &f);
+	count_fault(s, private, ret);
+	if (ret < 0 && ret != SIM_ERR_INJECTED && ret != SIM_ERR_TDX) {
+		sim_violation(&s->report, SIM_V_ENGINE_ERROR, 0, gfn, vcpu,
+			      "tdp_map(%s gfn, pfn %#" PRIx64 ", max level %d)"
+			      " failed: %d", private ? "private" : "shared",
+			      pfn, max_level, ret);
+		if (ret == -EIO || ret == -ESHUTDOWN)
+			sim_request_stop(s);
+	}
+	return ret;
+}
+
+/* ---- events -------------------------------------------------------------- */
+
+static bool engine_ok(struct sim *s, int ret, const char *what, tdp_gfn_t gfn)
+{
+	if (!ret)
+		return true;
+	sim_violation(&s->report, SIM_V_ENGINE_ERROR, 0, gfn, SIM_NO_VCPU,
+		      "%s failed: %d", what, ret);
+	if (ret == -EIO || ret == -ESHUTDOWN)
+		sim_request_stop(s);
+	return false;
+}
+
+int sim_host_map_gpa(struct sim *s, tdp_gfn_t gfn, uint64_t n,
+		     bool to_private)
+{
+	tdp_gfn_t end = gfn + n;
+	int ret;
+
+	ret = tdp_invalidate_begin(s->mmu, gfn, end);
+	if (!engine_ok(s, ret, "tdp_invalidate_begin", gfn))
+		return ret;
+	backing_lock_range(s, gfn, end);
+	for (tdp_gfn_t g = gfn; g < end; g++)
+		__atomic_store_n(&s->host.attr[g],
+				 (uint8_t)(to_private ? SIM_ATTR_PRIVATE
+						      : SIM_ATTR_SHARED),
+				 __ATOMIC_RELEASE);
+	if (to_private) {
+		ret = tdp_zap_convert_to_private(s->mmu, gfn, end);
+		sim_count(&s->stats, SIM_C_ZAP_TO_PRIVATE, 1);
+		sim_count(&s->stats, SIM_C_ZAP_TO_PRIVATE_PAGES, n);
+	} else {
+		ret = tdp_zap_convert_to_shared(s->mmu, gfn, end);
+		sim_count(&s->stats, SIM_C_ZAP_TO_SHARED, 1);
+		sim_count(&s->stats, SIM_C_ZAP_TO_SHARED_PAGES, n);
+	}
+	if (engine_ok(s, ret, to_private ? "tdp_zap_convert_to_private"
+					 : "tdp_zap_convert_to_shared", gfn))
+		/* The alias that went away loses its backing. */
+		for (tdp_gfn_t g = gfn; g < end; g++)
+			discard_backing(s, g, !to_private);
+	backing_unlock_range(s, gfn, end);
+	engine_ok(s, tdp_invalidate_end(s->mmu, gfn, end),
+		  "tdp_invalidate_end", gfn);
+	return ret;
+}
+
+void sim_host_unmap_shared(struct sim *s, tdp_gfn_t gfn, uint64_t n)
+{
+	tdp_gfn_t end = gfn + n;
+	int ret;
+
+	sim_count(&s->stats, SIM_C_EVENT_UNMAP, 1);
+	if (!engine_ok(s, tdp_invalidate_begin(s->mmu, gfn, end),
+		       "tdp_invalidate_begin", gfn))
+		return;
+	backing_lock_range(s, gfn, end);
+	ret = tdp_zap_host_unmap(s->mmu, gfn, end);
+	sim_count(&s->stats, SIM_C_ZAP_HOST_UNMAP, 1);
+	sim_count(&s->stats, SIM_C_ZAP_HOST_UNMAP_PAGES, n);
+	if (engine_ok(s, ret, "tdp_zap_host_unmap", gfn)) {
+		/* Migrate: copy each page, switch the backing, free the old
+		 * page.  No vCPU can reach the old page any more. */
+		for (tdp_gfn_t g = gfn; g < end; g++) {
+			tdp_pfn_t old = backing_read(s, g, false);
+			tdp_pfn_t new_pfn;
+
+			if (!old)
+				continue;
+			new_pfn = host_mem_alloc(&s->mem, HOST_POOL_ANY,
+						 HOST_PAGE_SHARED, g);
+			if (!new_pfn)
+				continue;
+			host_page_set_tag(host_mem_page(&s->mem, new_pfn),
+					  host_page_tag(host_mem_page(&s->mem,
+								      old)));
+			backing_write(s, g, false, new_pfn);
+			free_backing_page(s, g, false, old);
+			sim_count(&s->stats, SIM_C_EVENT_PAGES_MIGRATED, 1);
+		}
+	}
+	backing_unlock_range(s, gfn, end);
+	engine_ok(s, tdp_invalidate_end(s->mmu, gfn, end),
+		  "tdp_invalidate_end", gfn);
+}
+
+void sim_host_slot_delete(struct sim *s, tdp_gfn_t gfn, uint64_t n)
+{
+	tdp_gfn_t end = gfn + n;
+	int ret;
+
+	sim_count(&s->stats, SIM_C_EVENT_SLOT_DELETE, 1);
+	if (!engine_ok(s, tdp_invalidate_begin(s->mmu, gfn, end),
+		       "tdp_invalidate_begin", gfn))
+		return;
+	backing_lock_range(s, gfn, end);
+	ret = tdp_zap_slot_deleted(s->mmu, gfn, end);
+	sim_count(&s->stats, SIM_C_ZAP_SLOT_DELETED, 1);
+	sim_count(&s->stats, SIM_C_ZAP_SLOT_DELETED_PAGES, n);
+	if (engine_ok(s, ret, "tdp_zap_slot_deleted", gfn)) {
+		for (tdp_gfn_t g = gfn; g < end; g++) {
+			discard_backing(s, g, true);
+			discard_backing(s, g, false);
+			/* The re-created slot starts private, as at boot. */
+			__atomic_store_n(&s->host.attr[g],
+					 (uint8_t)SIM_ATTR_PRIVATE,
+					 __ATOMIC_RELEASE);
+		}
+	}
+	backing_unlock_range(s, gfn, end);
+	engine_ok(s, tdp_invalidate_end(s->mmu, gfn, end),
+		  "tdp_invalidate_end", gfn);
+}
+
+void sim_host_prefault(struct sim *s, tdp_gfn_t gfn, uint64_t n)
+{
+	sim_count(&s->stats, SIM_C_EVENT_PREFAULT, 1);
+	for (tdp_gfn_t g = gfn; g < gfn + n && !sim_stopping(s); g++) {
+		for (int tries = 0; tries < PREFAULT_MAX_TRIES; tries++) {
+			int ret = sim_host_fault(s, s->host.ctx, SIM_NO_VCPU,
+						 g, true, 0);
+
+			/* A shared GFN, or one converted meanwhile, is not
+			 * pre-faulted; errors were reported. */
+			if (ret != TDP_FAULT_RETRY && ret != SIM_ERR_INJECTED)
+				break;
+			sched_yield();
+		}
+	}
+}
+
+void sim_host_release_all(struct sim *s)
+{
+	for (tdp_gfn_t g = 0; g < s->nr_gfns; g++) {
+		uint64_t region = g / SIM_REGION_PAGES;
+
+		pthread_mutex_lock(&s->host.backing_lock[region]);
+		discard_backing(s, g, true);
+		discard_backing(s, g, false);
+		pthread_mutex_unlock(&s->host.backing_lock[region]);
+	}
+}

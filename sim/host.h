@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The simulated host (VMM) that embeds libtdp, the way KVM with
+ * guest_memfd does:
+ *   - memory attributes: per GFN, private or shared, changed by the
+ *     guest's MapGPA and reset by slot deletion;
+ *   - backing: a private page per GFN (guest_memfd, from TDX-usable
+ *     memory) and a shared page per GFN (ordinary host memory), each
+ *     allocated at the first fault and, with huge pages on, as a whole
+ *     2 MiB chunk when the 2 MiB region is uniform;
+ *   - the fault handler: capture tdp_mmu_seq(), check the attribute,
+ *     resolve the frame, tdp_map();
+ *   - events, each a tdp_invalidate_begin/end bracket around the zap the
+ *     event calls for and the backing change: MapGPA to private
+ *     (tdp_zap_convert_to_private, shared page discarded), MapGPA to
+ *     shared (tdp_zap_convert_to_shared, private page discarded), host
+ *     unmap of shared memory (tdp_zap_host_unmap, pages migrated),
+ *     slot deletion (tdp_zap_slot_deleted, all backing freed);
+ *   - the TLB callbacks libtdp calls: synchronous shootdowns.
+ *
+ * Every page the host frees is checked first: no live TLB entry may
+ * translate to it, the PAMT must show it is not the TD's, and no tree
+ * may map it.
+ */
+#ifndef SIM_HOST_H
+#define SIM_HOST_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <tdp/tdp.h>
+
+struct sim;
+
+enum sim_attr {
+	SIM_ATTR_PRIVATE = 0,
+	SIM_ATTR_SHARED = 1,
+};
+
+struct sim_host {
+	/*
+	 * Per GFN (unaliased), atomics.  attr, private_pfn and shared_pfn
+	 * change only with the region's backing_lock held; attr changes
+	 * also only inside an invalidate_begin/end bracket of the GFN.
+	 */
+	uint8_t *attr;
+	tdp_pfn_t *private_pfn; /* 0: none */
+	tdp_pfn_t *shared_pfn;  /* 0: none */
+	pthread_mutex_t *backing_lock; /* one per 2 MiB region */
+	/* Engine context of the host-event thread (pre-faults). */
+	struct tdp_vcpu *ctx;
+};
+
+int sim_host_init(struct sim *s);
+void sim_host_fini(struct sim *s);
+
+/* The TLB callbacks handed to tdp_mmu_create(). */
+void sim_host_ops_init(struct sim *s, struct tdp_host_ops *ops);
+
+/* Set the attribute of @gfn before anything runs. */
+void sim_host_set_initial_attr(struct sim *s, tdp_gfn_t gfn, enum sim_attr a);
+
+static inline enum sim_attr sim_host_attr(const struct sim_host *h,
+					  tdp_gfn_t gfn)
+{
+	return (enum sim_attr)__atomic_load_n(&h->attr[gfn], __ATOMIC_ACQUIRE);
+}
+
+tdp_pfn_t sim_host_private_pfn(struct sim *s, tdp_gfn_t gfn);
+tdp_pfn_t sim_host_shared_pfn(struct sim *s, tdp_gfn_t gfn);
+
+/*
+ * sim_host_fault() - handle an EPT violation on @fault_gfn (shared bit
+ * set for the shared alias) from engine context @ctx; @vcpu is the vCPU
+ * id for reports or SIM_NO_VCPU.  @accept_level is the level of the
+ * guest's ACCEPT that exited, 0 for an ordinary access.
+ * Returns tdp_map()'s result; -EAGAIN if the attribute of the GFN does
+ * not match the alias (the caller decides whether that is a bug).
+ */
+int sim_host_fault(struct sim *s, struct tdp_vcpu *ctx, int vcpu,
+		   tdp_gfn_t fault_gfn, bool write, int accept_level);
+
+/*
+ * sim_host_map_gpa() - the guest's MapGPA of [gfn, gfn + n) (unaliased):
+ * attribute change, zap of the alias that goes away, discard of its
+ * backing.  The caller is outside guest mode.  Returns 0 or an engine
+ * error (reported).
+ */
+int sim_host_map_gpa(struct sim *s, tdp_gfn_t gfn, uint64_t n,
+		     bool to_private);
+
+/* Host unmap (page migration) of the shared backing of [gfn, gfn + n). */
+void sim_host_unmap_shared(struct sim *s, tdp_gfn_t gfn, uint64_t n);
+
+/*
+ * Slot deletion and re-creation of [gfn, gfn + n): every mapping and all
+ * backing go, the attributes return to private.  The guest must have
+ * offlined the range (sim_guest_offline()).
+ */
+void sim_host_slot_delete(struct sim *s, tdp_gfn_t gfn, uint64_t n);
+
+/* Pre-fault private GFNs of [gfn, gfn + n) (KVM_PRE_FAULT_MEMORY). */
+void sim_host_prefault(struct sim *s, tdp_gfn_t gfn, uint64_t n);
+
+/* After TD teardown: discard every backing page (checked). */
+void sim_host_release_all(struct sim *s);
+
+#endif /* SIM_HOST_H */

@@ -1,0 +1,198 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Simulator counters.  One table (SIM_COUNTERS) names every counter, the
+ * section it is printed in and its key in the JSON output, so the summary
+ * table and the JSON file always carry the same numbers.  Counters are
+ * updated with relaxed atomic adds from any thread.
+ */
+#ifndef SIM_STATS_H
+#define SIM_STATS_H
+
+#include <stdint.h>
+
+/* X(id, section, key, description) */
+#define SIM_COUNTERS(X)                                                        \
+	X(FAULT_PRIVATE_FIXED, "faults", "private_fixed",                      \
+	  "private faults that installed a mapping")                           \
+	X(FAULT_PRIVATE_SPURIOUS, "faults", "private_spurious",                \
+	  "private faults already mapped")                                     \
+	X(FAULT_PRIVATE_RETRY, "faults", "private_retry",                      \
+	  "private faults that returned TDP_FAULT_RETRY")                      \
+	X(FAULT_PRIVATE_ERROR, "faults", "private_error",                      \
+	  "private faults that failed with an error")                          \
+	X(FAULT_SHARED_FIXED, "faults", "shared_fixed",                        \
+	  "shared faults that installed a mapping")                            \
+	X(FAULT_SHARED_SPURIOUS, "faults", "shared_spurious",                  \
+	  "shared faults already mapped")                                      \
+	X(FAULT_SHARED_RETRY, "faults", "shared_retry",                        \
+	  "shared faults that returned TDP_FAULT_RETRY")                       \
+	X(FAULT_SHARED_ERROR, "faults", "shared_error",                        \
+	  "shared faults that failed with an error")                           \
+	X(FAULT_INJECTED_SURVIVED, "faults", "injected_failures_survived",     \
+	  "faults failed by an injected SEAMCALL failure, then retried")       \
+	X(RETRY_REENTRY, "retries", "fault_reentries",                         \
+	  "guest re-entries after a retried fault")                            \
+	X(RETRY_REMOVE_BUSY, "retries", "removal_busy",                        \
+	  "removal SEAMCALLs retried with vCPUs held out")                     \
+	X(RETRY_TRACK_EPOCH, "retries", "track_previous_epoch",                \
+	  "TRACK retried after PREVIOUS_TLB_EPOCH_BUSY")                       \
+	X(RETRY_ACCEPT_BUSY, "retries", "accept_busy",                         \
+	  "guest ACCEPTs retried after OPERAND_BUSY")                          \
+	X(RETRY_VP_ENTER_BUSY, "retries", "vp_enter_busy",                     \
+	  "VM entries retried after OPERAND_BUSY")                             \
+	X(ZAP_TO_SHARED, "zaps", "convert_to_shared",                          \
+	  "tdp_zap_convert_to_shared calls")                                   \
+	X(ZAP_TO_SHARED_PAGES, "zaps", "convert_to_shared_pages",              \
+	  "pages in those ranges")                                             \
+	X(ZAP_TO_PRIVATE, "zaps", "convert_to_private",                        \
+	  "tdp_zap_convert_to_private calls")                                  \
+	X(ZAP_TO_PRIVATE_PAGES, "zaps", "convert_to_private_pages",            \
+	  "pages in those ranges")                                             \
+	X(ZAP_HOST_UNMAP, "zaps", "host_unmap", "tdp_zap_host_unmap calls")    \
+	X(ZAP_HOST_UNMAP_PAGES, "zaps", "host_unmap_pages",                    \
+	  "pages in those ranges")                                             \
+	X(ZAP_SLOT_DELETED, "zaps", "slot_deleted",                            \
+	  "tdp_zap_slot_deleted calls")                                        \
+	X(ZAP_SLOT_DELETED_PAGES, "zaps", "slot_deleted_pages",                \
+	  "pages in those ranges")                                             \
+	X(ZAP_PRIVATE_LEAVES, "zaps", "private_leaves_removed",                \
+	  "remove_leaf callbacks (BLOCK, TRACK, kick, REMOVE)")                \
+	X(ZAP_PRIVATE_TABLES, "zaps", "private_tables_removed",                \
+	  "free_table callbacks (BLOCK, TRACK, kick, SEPT.REMOVE)")            \
+	X(FLUSH_RANGE, "flushes", "range_callbacks",                           \
+	  "host flush_range callbacks")                                        \
+	X(FLUSH_ALL, "flushes", "all_callbacks", "host flush_all callbacks")   \
+	X(FLUSH_TLB_ENTRIES, "flushes", "tlb_entries_shot_down",               \
+	  "shared TLB entries invalidated by host flushes")                    \
+	X(FLUSH_EPOCH, "flushes", "epoch_flushes_at_entry",                    \
+	  "private TLB flushes at VM entry after a TRACK")                     \
+	X(FLUSH_ROOT_SWITCH, "flushes", "root_switch_flushes",                 \
+	  "shared TLB flushes because the loaded root changed")                \
+	X(KICK_ALL, "flushes", "kick_all",                                     \
+	  "kicks of every vCPU (after TRACK)")                                 \
+	X(KICK_WAITS, "flushes", "kick_waits",                                 \
+	  "vCPUs a kick had to wait for")                                      \
+	X(HOLD_OUTS, "flushes", "hold_outs",                                   \
+	  "times vCPUs were held out of guest mode")                           \
+	X(CONV_TO_SHARED, "conversions", "to_shared", "MapGPA to shared")      \
+	X(CONV_TO_SHARED_PAGES, "conversions", "to_shared_pages",              \
+	  "pages converted to shared")                                         \
+	X(CONV_TO_PRIVATE, "conversions", "to_private", "MapGPA to private")   \
+	X(CONV_TO_PRIVATE_PAGES, "conversions", "to_private_pages",            \
+	  "pages converted to private")                                        \
+	X(ACCEPT_2M, "accepts", "accepted_2m", "2 MiB ACCEPTs that succeeded") \
+	X(ACCEPT_4K, "accepts", "accepted_4k", "4 KiB ACCEPTs that succeeded") \
+	X(ACCEPT_SIZE_MISMATCH, "accepts", "size_mismatch",                    \
+	  "ACCEPTs that returned PAGE_SIZE_MISMATCH (fallback to 4 KiB)")      \
+	X(ACCEPT_ALREADY, "accepts", "already_accepted",                       \
+	  "ACCEPTs that returned PAGE_ALREADY_ACCEPTED")                       \
+	X(ACCEPT_EXIT, "accepts", "ept_violation_exits",                       \
+	  "ACCEPTs that exited to the host with an EPT violation")             \
+	X(ACCESS_READ, "accesses", "reads", "guest reads")                     \
+	X(ACCESS_WRITE, "accesses", "writes", "guest writes")                  \
+	X(TLB_HIT, "accesses", "tlb_hits", "translations found in the TLB")    \
+	X(WALK_PRIVATE, "accesses", "private_walks",                           \
+	  "hardware walks of the Secure EPT")                                  \
+	X(WALK_SHARED, "accesses", "shared_walks",                             \
+	  "hardware walks of the direct tree")                                 \
+	X(EPT_VIOLATION, "accesses", "ept_violations",                         \
+	  "accesses that exited with an EPT violation")                        \
+	X(CHECK_ACCESS, "checks", "access_checks",                             \
+	  "page owner and (gfn, version) checks on guest accesses")            \
+	X(CHECK_FREE, "checks", "page_free_checks",                            \
+	  "host page frees checked against TLBs and the PAMT")                 \
+	X(CHECK_REMOVE, "checks", "remove_checks",                             \
+	  "PAGE.REMOVEs checked against live vCPU TLB entries")                \
+	X(CHECK_QUIESCE, "checks", "quiesce_checks",                           \
+	  "stop-the-world consistency checks")                                 \
+	X(CHECK_QUIESCE_PAGES, "checks", "quiesce_pages",                      \
+	  "GFNs compared across guest, host, mirror and S-EPT")                \
+	X(CHECK_FINAL, "checks", "final_checks",                               \
+	  "checks after TD teardown")                                          \
+	X(EVENT_UNMAP, "events", "host_unmaps",                                \
+	  "host unmaps (shared pages migrated)")                               \
+	X(EVENT_PAGES_MIGRATED, "events", "pages_migrated",                    \
+	  "shared pages copied to a new host page")                            \
+	X(EVENT_SLOT_DELETE, "events", "slot_deletions",                       \
+	  "memory slots deleted and re-added")                                 \
+	X(EVENT_PREFAULT, "events", "prefaults",                               \
+	  "host pre-faults of private memory")                                 \
+	X(EVENT_TEARDOWN, "events", "td_teardowns", "TD teardowns")            \
+	X(HOST_ALLOC_2M, "host_memory", "chunks_2m",                           \
+	  "2 MiB backing chunks allocated")                                    \
+	X(HOST_ALLOC_2M_FAILED, "host_memory", "chunks_2m_unavailable",        \
+	  "2 MiB chunks wanted but fragmented (4 KiB used)")                   \
+	X(HOST_PAGES_FREED, "host_memory", "pages_freed",                      \
+	  "backing pages returned to the host")
+
+enum sim_counter {
+#define SIM_COUNTER_ENUM(id, section, key, desc) SIM_C_##id,
+	SIM_COUNTERS(SIM_COUNTER_ENUM)
+#undef SIM_COUNTER_ENUM
+	SIM_NR_COUNTERS
+};
+
+/* SEAMCALLs and TDCALLs the module counts, by outcome. */
+enum sim_seamcall {
+	SIM_SC_SEPT_ADD,
+	SIM_SC_PAGE_AUG_4K,
+	SIM_SC_PAGE_AUG_2M,
+	SIM_SC_RANGE_BLOCK,
+	SIM_SC_RANGE_UNBLOCK,
+	SIM_SC_TRACK,
+	SIM_SC_PAGE_REMOVE,
+	SIM_SC_SEPT_REMOVE,
+	SIM_SC_VP_ENTER,
+	SIM_SC_PAGE_ACCEPT,
+	SIM_SC_PAGE_RECLAIM,
+	SIM_NR_SEAMCALLS
+};
+
+enum sim_outcome {
+	SIM_OUT_OK,            /* success (including non-error statuses) */
+	SIM_OUT_BUSY,          /* OPERAND_BUSY from a real lock conflict */
+	SIM_OUT_BUSY_INJECTED, /* OPERAND_BUSY injected by --busy-rate */
+	SIM_OUT_FAIL_INJECTED, /* hard failure injected by --fail-rate */
+	SIM_OUT_ERROR,         /* any other error status */
+	SIM_NR_OUTCOMES
+};
+
+struct sim_stats {
+	uint64_t c[SIM_NR_COUNTERS];
+	uint64_t seamcall[SIM_NR_SEAMCALLS][SIM_NR_OUTCOMES];
+};
+
+static inline void sim_count(struct sim_stats *st, enum sim_counter id,
+			     uint64_t n)
+{
+	if (st)
+		__atomic_add_fetch(&st->c[id], n, __ATOMIC_RELAXED);
+}
+
+static inline uint64_t sim_counter_read(const struct sim_stats *st,
+					enum sim_counter id)
+{
+	return __atomic_load_n(&st->c[id], __ATOMIC_RELAXED);
+}
+
+static inline void sim_count_seamcall(struct sim_stats *st,
+				      enum sim_seamcall op,
+				      enum sim_outcome out)
+{
+	if (st)
+		__atomic_add_fetch(&st->seamcall[op][out], 1,
+				   __ATOMIC_RELAXED);
+}
+
+/* Names for printing and JSON. */
+const char *sim_counter_section(enum sim_counter id);
+const char *sim_counter_key(enum sim_counter id);
+const char *sim_counter_desc(enum sim_counter id);
+const char *sim_seamcall_name(enum sim_seamcall op);
+const char *sim_seamcall_key(enum sim_seamcall op);
+const char *sim_outcome_key(enum sim_outcome out);
+
+/* A consistent-enough copy for printing. */
+void sim_stats_snapshot(const struct sim_stats *st, struct sim_stats *out);
+
+#endif /* SIM_STATS_H */

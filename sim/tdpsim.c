@@ -1,0 +1,260 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * tdpsim: run libtdp against a simulated TDX module, simulated vCPUs and
+ * a simulated guest, and fail if anything went wrong.  See sim/README.md.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "sim.h"
+
+static void usage(FILE *f, const char *prog)
+{
+	struct sim_config d;
+
+	sim_config_default(&d);
+	fprintf(f,
+"Usage: %s [options]\n"
+"\n"
+"Runs libtdp as the EPT engine of a simulated confidential VM (Intel TDX):\n"
+"a strict simulated TDX module is the private backend, simulated vCPUs\n"
+"translate through the Secure EPT and libtdp's direct tree with a TLB, and\n"
+"a simulated guest accepts, converts and checks its memory.  Host events\n"
+"(unmaps with page migration, pre-faults, slot deletions) race with it.\n"
+"Exits 0 only if no violation was found.\n"
+"\n"
+"Options:\n"
+"  -v, --vcpus=N            vCPU threads, 1..%d (default %u)\n"
+"  -m, --memory=SIZE        guest memory, a multiple of 2M; suffixes K, M, G\n"
+"                           (default %" PRIu64 "M)\n"
+"  -p, --private=PCT        percent of guest memory private at boot\n"
+"                           (default %.0f)\n"
+"  -c, --convert-rate=PCT   percent of guest operations that convert memory\n"
+"                           with MapGPA (default %.2g)\n"
+"  -e, --event-rate=N       host events per second (default %.0f; 0: none)\n"
+"  -b, --busy-rate=PCT      percent of SEAMCALLs answered OPERAND_BUSY on\n"
+"                           purpose (default %.2g)\n"
+"  -f, --fail-rate=PCT      percent of SEPT.ADD/PAGE.AUG failed on purpose\n"
+"                           (default %.2g)\n"
+"  -H, --huge=on|off        2 MiB mappings of both aliases (default %s)\n"
+"  -d, --duration=SEC       run time in seconds (default %.0f)\n"
+"  -s, --seed=N             seed of every random choice (default: from the\n"
+"                           clock); always printed\n"
+"  -k, --check-interval=SEC seconds between stop-the-world checks\n"
+"                           (default %.0f; 0: only at the end)\n"
+"  -j, --json=FILE          also write the summary to FILE as JSON\n"
+"  -q, --quiet              no progress line on stderr\n"
+"  -h, --help               this text\n"
+"\n"
+"Output: the seed, a progress line on stderr about once a second, every\n"
+"violation as it is found (the first ones in full), then a summary table\n"
+"on stdout: faults by alias and outcome, SEAMCALLs by outcome, retries,\n"
+"zaps by event, flushes and kicks, conversions, accepts, accesses, checks,\n"
+"host events, host memory, the engine's own statistics and the violations\n"
+"by kind.\n",
+		prog, SIM_MAX_VCPUS, d.nr_vcpus, d.guest_bytes >> 20,
+		d.private_pct, d.convert_pct, d.event_rate, d.busy_pct,
+		d.fail_pct, d.huge ? "on" : "off", d.duration,
+		d.check_interval);
+}
+
+static int parse_size(const char *arg, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	errno = 0;
+	v = strtoull(arg, &end, 0);
+	if (errno || end == arg)
+		return -EINVAL;
+	switch (*end) {
+	case 'G':
+	case 'g':
+		v <<= 10;
+		/* fall through */
+	case 'M':
+	case 'm':
+		v <<= 10;
+		/* fall through */
+	case 'K':
+	case 'k':
+		v <<= 10;
+		end++;
+		break;
+	}
+	if (*end)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static int parse_double(const char *arg, double min, double max, double *out)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(arg, &end);
+	if (errno || end == arg || *end || v < min || v > max)
+		return -EINVAL;
+	*out = v;
+	return 0;
+}
+
+static uint64_t seed_from_clock(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return ((uint64_t)ts.tv_sec * 1000003ULL) ^ (uint64_t)ts.tv_nsec;
+}
+
+/* What the command line asked for. */
+enum parse_result { PARSE_RUN, PARSE_HELP, PARSE_BAD };
+
+/* Apply one option to @cfg; returns 0 or -EINVAL for a bad value. */
+static int apply_option(int opt, const char *arg, struct sim_config *cfg,
+			const char **json, bool *seeded)
+{
+	double vcpus;
+	char *end;
+	int ret = 0;
+
+	switch (opt) {
+	case 'v':
+		ret = parse_double(arg, 1, SIM_MAX_VCPUS, &vcpus);
+		cfg->nr_vcpus = (unsigned int)vcpus;
+		if (!ret && vcpus != cfg->nr_vcpus)
+			ret = -EINVAL;
+		return ret;
+	case 'm':
+		ret = parse_size(arg, &cfg->guest_bytes);
+		if (!ret && (!cfg->guest_bytes ||
+			     cfg->guest_bytes % (2ULL << 20)))
+			ret = -EINVAL;
+		return ret;
+	case 'p':
+		return parse_double(arg, 0, 100, &cfg->private_pct);
+	case 'c':
+		return parse_double(arg, 0, 100, &cfg->convert_pct);
+	case 'e':
+		return parse_double(arg, 0, 1e6, &cfg->event_rate);
+	case 'b':
+		return parse_double(arg, 0, 100, &cfg->busy_pct);
+	case 'f':
+		return parse_double(arg, 0, 100, &cfg->fail_pct);
+	case 'H':
+		if (strcmp(arg, "on") && strcmp(arg, "off"))
+			return -EINVAL;
+		cfg->huge = !strcmp(arg, "on");
+		return 0;
+	case 'd':
+		return parse_double(arg, 0, 1e6, &cfg->duration);
+	case 's':
+		errno = 0;
+		cfg->seed = strtoull(arg, &end, 0);
+		*seeded = true;
+		return errno || end == arg || *end ? -EINVAL : 0;
+	case 'k':
+		return parse_double(arg, 0, 1e6, &cfg->check_interval);
+	case 'j':
+		*json = arg;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static enum parse_result parse_options(int argc, char **argv,
+				       struct sim_config *cfg,
+				       const char **json)
+{
+	static const struct option options[] = {
+		{ "vcpus", required_argument, NULL, 'v' },
+		{ "memory", required_argument, NULL, 'm' },
+		{ "private", required_argument, NULL, 'p' },
+		{ "convert-rate", required_argument, NULL, 'c' },
+		{ "event-rate", required_argument, NULL, 'e' },
+		{ "busy-rate", required_argument, NULL, 'b' },
+		{ "fail-rate", required_argument, NULL, 'f' },
+		{ "huge", required_argument, NULL, 'H' },
+		{ "duration", required_argument, NULL, 'd' },
+		{ "seed", required_argument, NULL, 's' },
+		{ "check-interval", required_argument, NULL, 'k' },
+		{ "json", required_argument, NULL, 'j' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	bool seeded = false;
+	int opt;
+
+	while ((opt = getopt_long(argc, argv, "v:m:p:c:e:b:f:H:d:s:k:j:qh",
+				  options, NULL)) != -1) {
+		if (opt == 'h')
+			return PARSE_HELP;
+		if (opt == 'q') {
+			cfg->progress = false;
+			continue;
+		}
+		if (opt == '?')
+			return PARSE_BAD;
+		if (apply_option(opt, optarg, cfg, json, &seeded)) {
+			fprintf(stderr, "tdpsim: bad value for -%c: %s\n", opt,
+				optarg);
+			return PARSE_BAD;
+		}
+	}
+	if (optind < argc)
+		return PARSE_BAD;
+	if (!seeded)
+		cfg->seed = seed_from_clock();
+	return PARSE_RUN;
+}
+
+int main(int argc, char **argv)
+{
+	struct sim_config cfg;
+	const char *json = NULL;
+	uint64_t violations;
+	struct sim *s;
+	int ret;
+
+	sim_config_default(&cfg);
+	switch (parse_options(argc, argv, &cfg, &json)) {
+	case PARSE_HELP:
+		usage(stdout, argv[0]);
+		return 0;
+	case PARSE_BAD:
+		usage(stderr, argv[0]);
+		return 2;
+	case PARSE_RUN:
+		break;
+	}
+
+	printf("tdpsim: seed %" PRIu64 " (rerun with --seed %" PRIu64 ")\n",
+	       cfg.seed, cfg.seed);
+	fflush(stdout);
+	ret = sim_create(&cfg, &s);
+	if (ret) {
+		fprintf(stderr, "tdpsim: cannot set up the simulation: %s\n",
+			strerror(-ret));
+		return 2;
+	}
+	violations = sim_run(s);
+	sim_print_summary(s, stdout);
+	if (json && sim_write_json(s, json)) {
+		fprintf(stderr, "tdpsim: cannot write %s\n", json);
+		ret = 2;
+	}
+	sim_destroy(s);
+	printf("tdpsim: seed %" PRIu64 ", %" PRIu64 " violation%s\n", cfg.seed,
+	       violations, violations == 1 ? "" : "s");
+	if (ret)
+		return ret;
+	return violations ? 1 : 0;
+}

@@ -1,0 +1,441 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Simulated vCPUs (see vcpu.h). */
+#include "vcpu.h"
+
+#include <inttypes.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sim.h"
+
+_Thread_local struct sim_vcpu *sim_vcpu_current;
+
+int sim_vcpus_init(struct sim *s, unsigned int nr)
+{
+	struct sim_vcpus *vs = &s->vcpus;
+
+	vs->v = calloc(nr, sizeof(*vs->v));
+	if (!vs->v)
+		return -ENOMEM;
+	vs->nr = nr;
+	pthread_mutex_init(&vs->hold_lock, NULL);
+	pthread_cond_init(&vs->hold_cond, NULL);
+	for (unsigned int i = 0; i < nr; i++) {
+		struct sim_vcpu *v = &vs->v[i];
+		int ret;
+
+		v->sim = s;
+		v->id = i;
+		sim_rng_seed(&v->rng, s->cfg.seed, 100 + i);
+		v->home_region = sim_rng_below(&v->rng, s->nr_regions);
+		pthread_mutex_init(&v->tlb_lock, NULL);
+		pthread_mutex_init(&v->state_lock, NULL);
+		pthread_cond_init(&v->state_cond, NULL);
+		ret = tdp_vcpu_create(s->mmu, &v->tdp);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+void sim_vcpus_destroy_contexts(struct sim *s)
+{
+	for (unsigned int i = 0; i < s->vcpus.nr; i++) {
+		tdp_vcpu_destroy(s->vcpus.v[i].tdp);
+		s->vcpus.v[i].tdp = NULL;
+	}
+}
+
+void sim_vcpus_fini(struct sim *s)
+{
+	struct sim_vcpus *vs = &s->vcpus;
+
+	if (!vs->v)
+		return;
+	sim_vcpus_destroy_contexts(s);
+	for (unsigned int i = 0; i < vs->nr; i++) {
+		pthread_mutex_destroy(&vs->v[i].tlb_lock);
+		pthread_mutex_destroy(&vs->v[i].state_lock);
+		pthread_cond_destroy(&vs->v[i].state_cond);
+	}
+	pthread_mutex_destroy(&vs->hold_lock);
+	pthread_cond_destroy(&vs->hold_cond);
+	free(vs->v);
+	vs->v = NULL;
+}
+
+void sim_vcpu_attach(struct sim_vcpu *v)
+{
+	sim_vcpu_current = v;
+	sim_rng_current = &v->rng;
+}
+
+/* ---- TLB ----------------------------------------------------------------- */
+
+static unsigned int tlb_index(tdp_gfn_t gfn)
+{
+	/* Mix in the shared bit so both aliases of a GFN can be cached. */
+	return (unsigned int)((gfn ^ (gfn >> 35) * 17) % SIM_TLB_ENTRIES);
+}
+
+/* Drop the entries of one alias; tlb_lock held.  Returns how many. */
+static unsigned int tlb_drop_alias_locked(struct sim_vcpu *v, bool private)
+{
+	unsigned int n = 0;
+
+	for (int i = 0; i < SIM_TLB_ENTRIES; i++) {
+		struct sim_tlb_entry *e = &v->tlb[i];
+
+		if (e->valid && e->private == private) {
+			e->valid = false;
+			n++;
+		}
+	}
+	return n;
+}
+
+void sim_tlb_shoot_down(struct sim *s, tdp_gfn_t gpa_gfn, uint64_t nr_pages,
+			bool all)
+{
+	uint64_t dropped = 0;
+
+	for (unsigned int i = 0; i < s->vcpus.nr; i++) {
+		struct sim_vcpu *v = &s->vcpus.v[i];
+
+		pthread_mutex_lock(&v->tlb_lock);
+		for (int j = 0; j < SIM_TLB_ENTRIES; j++) {
+			struct sim_tlb_entry *e = &v->tlb[j];
+
+			if (!e->valid || e->private)
+				continue;
+			if (all || (e->gfn >= gpa_gfn &&
+				    e->gfn - gpa_gfn < nr_pages)) {
+				e->valid = false;
+				dropped++;
+			}
+		}
+		pthread_mutex_unlock(&v->tlb_lock);
+	}
+	sim_count(&s->stats, SIM_C_FLUSH_TLB_ENTRIES, dropped);
+}
+
+int sim_tlb_find_live(struct sim *s, uint64_t start, uint64_t nr,
+		      bool by_gfn, tdp_gfn_t *gfn_out)
+{
+	uint64_t epoch = tdx_td_epoch(s->module);
+	int found = -1;
+
+	for (unsigned int i = 0; i < s->vcpus.nr && found < 0; i++) {
+		struct sim_vcpu *v = &s->vcpus.v[i];
+		bool private_live;
+
+		pthread_mutex_lock(&v->state_lock);
+		pthread_mutex_lock(&v->tlb_lock);
+		private_live = v->in_guest ||
+			       tdx_vp_entered_epoch(s->module, i) == epoch;
+		for (int j = 0; j < SIM_TLB_ENTRIES; j++) {
+			const struct sim_tlb_entry *e = &v->tlb[j];
+			uint64_t key = by_gfn ? e->gfn : e->pfn;
+
+			if (!e->valid || (by_gfn && !e->private))
+				continue;
+			if (key < start || key - start >= nr)
+				continue;
+			if (e->private && !private_live)
+				continue;
+			found = (int)i;
+			*gfn_out = e->gfn;
+			break;
+		}
+		pthread_mutex_unlock(&v->tlb_lock);
+		pthread_mutex_unlock(&v->state_lock);
+	}
+	return found;
+}
+
+/* ---- guest mode ---------------------------------------------------------- */
+
+static void wait_while_held_out(struct sim_vcpus *vs)
+{
+	pthread_mutex_lock(&vs->hold_lock);
+	while (__atomic_load_n(&vs->hold_out, __ATOMIC_ACQUIRE))
+		pthread_cond_wait(&vs->hold_cond, &vs->hold_lock);
+	pthread_mutex_unlock(&vs->hold_lock);
+}
+
+/* The EPT pointer of the shared alias for this entry. */
+static bool load_shared_root(struct sim_vcpu *v)
+{
+	struct sim *s = v->sim;
+	tdp_pfn_t root;
+	int level, ret;
+
+	ret = tdp_vcpu_load_root(v->tdp, TDP_ALIAS_SHARED, &root, &level);
+	if (ret) {
+		if (!sim_stopping(s))
+			sim_violation(&s->report, SIM_V_ENGINE_ERROR, 0,
+				      SIM_NO_GFN, (int)v->id,
+				      "tdp_vcpu_load_root failed: %d", ret);
+		sim_request_stop(s);
+		return false;
+	}
+	if (root != v->root_pfn) {
+		if (v->root_pfn) {
+			/* A new EPTP: translations tagged with the old
+			 * one are never used again. */
+			pthread_mutex_lock(&v->tlb_lock);
+			tlb_drop_alias_locked(v, false);
+			pthread_mutex_unlock(&v->tlb_lock);
+			sim_count(&s->stats, SIM_C_FLUSH_ROOT_SWITCH, 1);
+		}
+		v->root_pfn = root;
+		v->root_level = level;
+	}
+	return true;
+}
+
+bool sim_vcpu_enter(struct sim_vcpu *v)
+{
+	struct sim *s = v->sim;
+	struct sim_vcpus *vs = &s->vcpus;
+
+	if (v->in_guest)
+		return true;
+	if (!load_shared_root(v))
+		return false;
+	for (;;) {
+		bool flush;
+		tdx_status_t st;
+
+		wait_while_held_out(vs);
+		pthread_mutex_lock(&v->state_lock);
+		/* Checked under state_lock: a hold-out that started after
+		 * this check finds the vCPU in guest mode and kicks it. */
+		if (__atomic_load_n(&vs->hold_out, __ATOMIC_ACQUIRE)) {
+			pthread_mutex_unlock(&v->state_lock);
+			continue;
+		}
+		st = tdx_vp_enter(s->module, v->id, &flush);
+		if (st != TDX_SUCCESS) {
+			pthread_mutex_unlock(&v->state_lock);
+			sim_count(&s->stats, SIM_C_RETRY_VP_ENTER_BUSY, 1);
+			sched_yield();
+			continue;
+		}
+		if (flush) {
+			pthread_mutex_lock(&v->tlb_lock);
+			tlb_drop_alias_locked(v, true);
+			pthread_mutex_unlock(&v->tlb_lock);
+			sim_count(&s->stats, SIM_C_FLUSH_EPOCH, 1);
+		}
+		__atomic_store_n(&v->kick, false, __ATOMIC_RELAXED);
+		v->in_guest = true;
+		pthread_mutex_unlock(&v->state_lock);
+		break;
+	}
+	v->slice = 1 + (unsigned int)sim_rng_below(&v->rng, 32);
+	return true;
+}
+
+void sim_vcpu_exit(struct sim_vcpu *v)
+{
+	if (!v->in_guest)
+		return;
+	pthread_mutex_lock(&v->state_lock);
+	tdx_vp_exit(v->sim->module, v->id);
+	v->in_guest = false;
+	v->exits++;
+	__atomic_store_n(&v->kick, false, __ATOMIC_RELAXED);
+	pthread_cond_broadcast(&v->state_cond);
+	pthread_mutex_unlock(&v->state_lock);
+}
+
+bool sim_vcpu_should_exit(struct sim_vcpu *v)
+{
+	return v->in_guest &&
+	       (__atomic_load_n(&v->kick, __ATOMIC_RELAXED) || v->slice == 0);
+}
+
+void sim_vcpus_kick_all(struct sim *s)
+{
+	struct sim_vcpu *self = sim_vcpu_current;
+
+	sim_count(&s->stats, SIM_C_KICK_ALL, 1);
+	if (self && self->in_guest) {
+		/* Host work runs outside guest mode; waiting for our own
+		 * exit would never end. */
+		sim_violation(&s->report, SIM_V_LIVELOCK, 0, SIM_NO_GFN,
+			      (int)self->id,
+			      "host work ran while the vCPU was in guest mode");
+		sim_vcpu_exit(self);
+	}
+	for (unsigned int i = 0; i < s->vcpus.nr; i++) {
+		struct sim_vcpu *v = &s->vcpus.v[i];
+
+		pthread_mutex_lock(&v->state_lock);
+		if (v->in_guest) {
+			uint64_t exits = v->exits;
+
+			sim_count(&s->stats, SIM_C_KICK_WAITS, 1);
+			__atomic_store_n(&v->kick, true, __ATOMIC_RELAXED);
+			while (v->in_guest && v->exits == exits)
+				pthread_cond_wait(&v->state_cond,
+						  &v->state_lock);
+		}
+		pthread_mutex_unlock(&v->state_lock);
+	}
+}
+
+void sim_vcpus_hold_out_begin(struct sim *s)
+{
+	struct sim_vcpus *vs = &s->vcpus;
+
+	pthread_mutex_lock(&vs->hold_lock);
+	__atomic_store_n(&vs->hold_out, true, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&vs->hold_lock);
+	sim_count(&s->stats, SIM_C_HOLD_OUTS, 1);
+	sim_vcpus_kick_all(s);
+}
+
+void sim_vcpus_hold_out_end(struct sim *s)
+{
+	struct sim_vcpus *vs = &s->vcpus;
+
+	pthread_mutex_lock(&vs->hold_lock);
+	__atomic_store_n(&vs->hold_out, false, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&vs->hold_cond);
+	pthread_mutex_unlock(&vs->hold_lock);
+}
+
+/* ---- hardware walks ------------------------------------------------------ */
+
+/*
+ * Walk libtdp's direct tree from the loaded root as the CPU walks EPT.
+ * Returns SIM_ACCESS_OK with the frame and writability of the leaf.
+ */
+static enum sim_access_result walk_shared(struct sim_vcpu *v, tdp_gfn_t gfn,
+					  struct sim_access *acc,
+					  bool *writable)
+{
+	const struct tdp_spte_format *fmt = tdp_mmu_format(v->sim->mmu);
+	const uint64_t rwx = fmt->readable | fmt->writable | fmt->executable;
+	enum sim_access_result res = SIM_ACCESS_EPT_VIOLATION;
+	const tdp_spte_t *table;
+
+	tdp_walk_begin();
+	table = tdp_pfn_to_table(v->root_pfn);
+	for (int level = v->root_level; level >= TDP_LEVEL_4K; level--) {
+		unsigned int idx = (unsigned int)(gfn >> ((level - 1) *
+							 TDP_LEVEL_BITS)) &
+				   (TDP_SPTES_PER_TABLE - 1);
+		tdp_spte_t spte =
+			__atomic_load_n(&table[idx], __ATOMIC_ACQUIRE);
+
+		acc->level = level;
+		acc->stop_entry = spte;
+		if (!(spte & rwx))
+			break;
+		if (level == TDP_LEVEL_4K || (spte & fmt->leaf_size)) {
+			acc->pfn = tdp_spte_pfn(fmt, spte) +
+				   (gfn & (tdp_level_pages(level) - 1));
+			*writable = (spte & fmt->writable) != 0;
+			res = SIM_ACCESS_OK;
+			break;
+		}
+		table = tdp_pfn_to_table(tdp_spte_pfn(fmt, spte));
+	}
+	tdp_walk_end();
+	return res;
+}
+
+/* Walk the module's Secure EPT as the CPU does for a private GPA. */
+static enum sim_access_result walk_private(struct sim_vcpu *v, tdp_gfn_t gfn,
+					   struct sim_access *acc,
+					   bool *writable)
+{
+	struct tdx_module *mod = v->sim->module;
+	const uint64_t *table = tdx_sept_root_table(mod);
+
+	for (int level = tdx_root_level(mod); level >= TDP_LEVEL_4K; level--) {
+		unsigned int idx = (unsigned int)(gfn >> ((level - 1) *
+							 TDP_LEVEL_BITS)) &
+				   (TDP_SPTES_PER_TABLE - 1);
+		uint64_t e = __atomic_load_n(&table[idx], __ATOMIC_ACQUIRE);
+
+		acc->level = level;
+		acc->stop_entry = e;
+		if (!(e & SEPT_RWX))
+			return SIM_ACCESS_EPT_VIOLATION;
+		if (level == TDP_LEVEL_4K || (e & SEPT_PS)) {
+			acc->pfn = sept_entry_pfn(e) +
+				   (gfn & (tdp_level_pages(level) - 1));
+			*writable = (e & SEPT_W) != 0;
+			return SIM_ACCESS_OK;
+		}
+		table = tdx_sept_table(mod, sept_entry_pfn(e));
+		if (!table)
+			return SIM_ACCESS_BAD_FRAME;
+	}
+	return SIM_ACCESS_EPT_VIOLATION;
+}
+
+enum sim_access_result sim_vcpu_access(struct sim_vcpu *v, tdp_gfn_t gpa_gfn,
+				       struct sim_access *acc)
+{
+	struct sim *s = v->sim;
+	bool private = !(gpa_gfn & SIM_SHARED_BIT);
+	struct sim_tlb_entry *e = &v->tlb[tlb_index(gpa_gfn)];
+	enum sim_access_result res;
+	struct host_page *page;
+	bool writable = false;
+
+	if (v->slice)
+		v->slice--;
+	pthread_mutex_lock(&v->tlb_lock);
+	acc->tlb_hit = e->valid && e->gfn == gpa_gfn &&
+		       (!acc->write || e->writable);
+	if (acc->tlb_hit) {
+		acc->pfn = e->pfn;
+		acc->level = e->level;
+		sim_count(&s->stats, SIM_C_TLB_HIT, 1);
+	} else {
+		res = private ? walk_private(v, gpa_gfn, acc, &writable)
+			      : walk_shared(v, gpa_gfn, acc, &writable);
+		sim_count(&s->stats, private ? SIM_C_WALK_PRIVATE
+					     : SIM_C_WALK_SHARED, 1);
+		if (res == SIM_ACCESS_OK && acc->write && !writable)
+			res = SIM_ACCESS_EPT_VIOLATION;
+		if (res != SIM_ACCESS_OK) {
+			pthread_mutex_unlock(&v->tlb_lock);
+			if (res == SIM_ACCESS_EPT_VIOLATION)
+				sim_count(&s->stats, SIM_C_EPT_VIOLATION, 1);
+			return res;
+		}
+		*e = (struct sim_tlb_entry){
+			.gfn      = gpa_gfn,
+			.pfn      = acc->pfn,
+			.level    = (uint8_t)acc->level,
+			.valid    = true,
+			.writable = writable,
+			.private  = private,
+		};
+	}
+	page = host_mem_page(&s->mem, acc->pfn);
+	if (!page) {
+		pthread_mutex_unlock(&v->tlb_lock);
+		return SIM_ACCESS_BAD_FRAME;
+	}
+	acc->page_use = host_page_use(page);
+	acc->page_gfn = host_page_gfn(page);
+	acc->old_tag = host_page_tag(page);
+	if (private)
+		acc->pamt = tdx_pamt_get(s->module, acc->pfn);
+	/* The CPU stores whatever the translation says, right or wrong. */
+	if (acc->write)
+		host_page_set_tag(page, acc->new_tag);
+	pthread_mutex_unlock(&v->tlb_lock);
+	sim_count(&s->stats, acc->write ? SIM_C_ACCESS_WRITE
+					: SIM_C_ACCESS_READ, 1);
+	return SIM_ACCESS_OK;
+}

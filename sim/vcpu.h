@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Simulated vCPUs: guest mode, a TLB, and address translation the way the
+ * CPU does it.
+ *
+ * Translation: a private GPA (shared bit clear) is walked through the TDX
+ * module's Secure EPT, a shared GPA through libtdp's direct tree from the
+ * root loaded at VM entry (tdp_vcpu_load_root), with atomic loads inside
+ * tdp_walk_begin/end.  Neither walk looks at the engine's mirror.  An
+ * entry translates if any of R/W/X is set; a leaf is a level-1 entry or
+ * one with the page-size bit.  A miss (or a write through a read-only
+ * leaf) is an EPT violation that the caller takes to the host.
+ *
+ * TLB: SIM_TLB_ENTRIES direct-mapped 4 KiB entries.  The vCPU holds its
+ * TLB lock across translate + access, so a host flush callback (which
+ * takes every TLB lock) is a synchronous shootdown: once it returns, no
+ * vCPU uses an entry it invalidated.  Host flushes invalidate shared
+ * entries only; private entries are dropped only at VM entry when the TD
+ * epoch moved (the module's rule), so a host that skips BLOCK/TRACK/kick
+ * leaves live stale private translations behind.
+ *
+ * Guest mode: VM entry (tdx_vp_enter) and exit (tdx_vp_exit) maintain the
+ * module's epoch counts.  A kick asks a vCPU in guest mode to exit and
+ * waits until it did; a hold-out keeps every vCPU out of guest mode.
+ */
+#ifndef SIM_VCPU_H
+#define SIM_VCPU_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <tdp/tdp.h>
+
+#include "rng.h"
+#include "tdx_module.h"
+
+struct sim;
+
+#define SIM_TLB_ENTRIES 64
+
+struct sim_tlb_entry {
+	tdp_gfn_t gfn; /* as issued: the shared bit set for the shared alias */
+	tdp_pfn_t pfn;
+	uint8_t level; /* level of the leaf the entry came from */
+	bool valid;
+	bool writable;
+	bool private;
+};
+
+struct sim_vcpu {
+	struct sim *sim;
+	unsigned int id;
+	/* Engine context; used by one thread at a time (the vCPU's). */
+	struct tdp_vcpu *tdp;
+	struct sim_rng rng;
+	pthread_t thread;
+	/* Root of the shared alias loaded at the last VM entry; owner. */
+	tdp_pfn_t root_pfn;
+	int root_level;
+	/* Guest operations left before a voluntary exit; owner. */
+	unsigned int slice;
+	/* Region the guest works in mostly; owner. */
+	uint64_t home_region;
+
+	/* The TLB: every entry is protected by tlb_lock. */
+	pthread_mutex_t tlb_lock;
+	struct sim_tlb_entry tlb[SIM_TLB_ENTRIES];
+
+	/*
+	 * Guest mode: in_guest and exits are written by the owner with
+	 * state_lock held; kick is atomic.
+	 */
+	pthread_mutex_t state_lock;
+	pthread_cond_t state_cond;
+	bool in_guest;
+	uint64_t exits;
+	bool kick;
+};
+
+struct sim_vcpus {
+	struct sim_vcpu *v;
+	unsigned int nr;
+	/* While hold_out is set no vCPU enters guest mode; hold_lock. */
+	bool hold_out;
+	pthread_mutex_t hold_lock;
+	pthread_cond_t hold_cond;
+};
+
+/* The vCPU the calling thread runs, or NULL (host threads). */
+extern _Thread_local struct sim_vcpu *sim_vcpu_current;
+
+int sim_vcpus_init(struct sim *s, unsigned int nr);
+/* Destroys the engine contexts; every vCPU must be out of guest mode. */
+void sim_vcpus_destroy_contexts(struct sim *s);
+void sim_vcpus_fini(struct sim *s);
+
+/* Make the calling thread run @v (sets sim_vcpu_current and the RNG). */
+void sim_vcpu_attach(struct sim_vcpu *v);
+
+/*
+ * VM entry: load the shared root, wait while vCPUs are held out, enter
+ * (retrying OPERAND_BUSY), flush private TLB entries if the epoch moved.
+ * Returns false if the engine refused the root (the MMU is dead or torn
+ * down).  No-op in guest mode.
+ */
+bool sim_vcpu_enter(struct sim_vcpu *v);
+/* VM exit.  No-op outside guest mode. */
+void sim_vcpu_exit(struct sim_vcpu *v);
+/* In guest mode and asked to leave (kicked, or the slice is spent). */
+bool sim_vcpu_should_exit(struct sim_vcpu *v);
+
+enum sim_access_result {
+	SIM_ACCESS_OK,
+	SIM_ACCESS_EPT_VIOLATION, /* the walk found no usable leaf */
+	SIM_ACCESS_BAD_FRAME,     /* a translation to a frame that is not
+				     host memory or not an S-EPT table */
+};
+
+struct sim_access {
+	/* Input. */
+	bool write;
+	uint64_t new_tag; /* stored on a write */
+	/* Output. */
+	tdp_pfn_t pfn;
+	int level;          /* leaf level, or where the walk stopped */
+	uint64_t stop_entry;/* the entry where the walk stopped */
+	bool tlb_hit;
+	uint64_t old_tag;   /* the page's tag before the access */
+	uint32_t page_use;  /* enum host_page_use at access time */
+	tdp_gfn_t page_gfn; /* GFN the host page backs */
+	struct tdx_pamt_info pamt; /* private accesses: PAMT of the page */
+};
+
+/*
+ * sim_vcpu_access() - one guest access to @gpa_gfn (shared bit included
+ * for the shared alias) in guest mode: translate through the TLB or a
+ * hardware walk, then read the page's tag and, for a write, store
+ * acc->new_tag, all under the TLB lock.
+ */
+enum sim_access_result sim_vcpu_access(struct sim_vcpu *v, tdp_gfn_t gpa_gfn,
+				       struct sim_access *acc);
+
+/* Kick every vCPU out of guest mode and wait until each left once. */
+void sim_vcpus_kick_all(struct sim *s);
+/* Keep every vCPU out of guest mode until sim_vcpus_hold_out_end(). */
+void sim_vcpus_hold_out_begin(struct sim *s);
+void sim_vcpus_hold_out_end(struct sim *s);
+
+/* Host TLB shootdown of shared entries (engine flush callbacks). */
+void sim_tlb_shoot_down(struct sim *s, tdp_gfn_t gpa_gfn, uint64_t nr_pages,
+			bool all);
+
+/*
+ * A live translation (one a vCPU can still use) to host frames
+ * [pfn, pfn + nr) or, with @by_gfn, of private GFNs [pfn, pfn + nr).
+ * Returns the vCPU id and stores the entry's GFN, or returns -1.  A
+ * private entry is live while its vCPU is in guest mode, or until its
+ * next VM entry if the epoch has not moved since it entered.
+ */
+int sim_tlb_find_live(struct sim *s, uint64_t start, uint64_t nr,
+		      bool by_gfn, tdp_gfn_t *gfn_out);
+
+#endif /* SIM_VCPU_H */

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Shared pieces of the strictness tests (see strict.h). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "strict.h"
+
+struct breakage brk;
+
+void base_config(struct sim_config *cfg)
+{
+	sim_config_default(cfg);
+	cfg->nr_vcpus = 2;
+	cfg->guest_bytes = 16ULL << 20;
+	cfg->private_pct = 100;
+	cfg->busy_pct = 0;
+	cfg->fail_pct = 0;
+	cfg->event_rate = 0;
+	cfg->progress = false;
+	cfg->print_limit = 0;
+	cfg->seed = 7;
+	cfg->wrap_arg = &brk;
+	memset(&brk, 0, sizeof(brk));
+}
+
+struct sim *create(const struct sim_config *cfg)
+{
+	struct sim *s;
+
+	assert_int_equal(sim_create(cfg, &s), 0);
+	return s;
+}
+
+tdp_gfn_t small_region_gfn(struct sim *s, uint64_t offset)
+{
+	for (uint64_t r = 0; r < s->nr_regions; r++)
+		if (!s->guest.region_huge[r])
+			return r * SIM_REGION_PAGES + offset;
+	fail_msg("no small region");
+	return 0;
+}
+
+const struct sim_violation *find(struct sim *s, enum sim_violation_kind kind,
+				 tdx_status_t st, tdp_gfn_t gfn, int vcpu)
+{
+	return sim_report_find(&s->report, kind, st, gfn, vcpu);
+}
