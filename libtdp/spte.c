@@ -2,36 +2,35 @@
 /* SPTE format: the EPT layout, its creation-time check, and encoders. */
 #include "internal.h"
 
-#define BIT(n) (1ULL << (n))
-#define GENMASK(h, l) ((~0ULL >> (63 - (h))) & ~((1ULL << (l)) - 1))
+/* Engine-private names: the kernel has its own BIT() and GENMASK(). */
+#define SPTE_BIT(n) (1ULL << (n))
+#define SPTE_MASK(h, l) ((~0ULL >> (63 - (h))) & ~((1ULL << (l)) - 1))
 
+/* One aligned line per field (STYLE.md section 7). */
+/* clang-format off */
 const struct tdp_spte_format tdp_spte_format_ept = {
-	.readable      = BIT(0),
-	.writable      = BIT(1),
-	.executable    = BIT(2),
+	.readable      = SPTE_BIT(0),
+	.writable      = SPTE_BIT(1),
+	.executable    = SPTE_BIT(2),
 	.memtype_wb    = 6ULL << 3,
-	.leaf_size     = BIT(7),
-	.accessed      = BIT(8),
-	.dirty         = BIT(9),
-	.mmu_present   = BIT(11),
-	.pfn_mask      = GENMASK(51, 12),
-	.host_writable = BIT(57),
-	.mmu_writable  = BIT(58),
-	.suppress_ve   = BIT(63),
-	.nonpresent    = BIT(63),
+	.leaf_size     = SPTE_BIT(7),
+	.accessed      = SPTE_BIT(8),
+	.dirty         = SPTE_BIT(9),
+	.mmu_present   = SPTE_BIT(11),
+	.pfn_mask      = SPTE_MASK(51, 12),
+	.host_writable = SPTE_BIT(57),
+	.mmu_writable  = SPTE_BIT(58),
+	.suppress_ve   = SPTE_BIT(63),
+	.nonpresent    = SPTE_BIT(63),
 	/* Non-present, no RWX, no PFN, not MMU-present: bits 5, 7, 8, 10. */
-	.frozen        = BIT(63) | 0x5a0,
+	.frozen        = SPTE_BIT(63) | 0x5a0,
 	/* EPT misconfiguration: write+execute without read. */
-	.mmio_mask     = GENMASK(2, 0) | BIT(11) | BIT(63),
-	.mmio_value    = BIT(1) | BIT(2) | BIT(63),
-	.mmio_gen_low  = GENMASK(10, 3),
-	.mmio_gen_high = GENMASK(62, 52),
+	.mmio_mask     = SPTE_MASK(2, 0) | SPTE_BIT(11) | SPTE_BIT(63),
+	.mmio_value    = SPTE_BIT(1) | SPTE_BIT(2) | SPTE_BIT(63),
+	.mmio_gen_low  = SPTE_MASK(10, 3),
+	.mmio_gen_high = SPTE_MASK(62, 52),
 };
-
-static int popcount64(uint64_t v)
-{
-	return __builtin_popcountll(v);
-}
+/* clang-format on */
 
 int tdp_spte_format_check(const struct tdp_spte_format *fmt)
 {
@@ -43,14 +42,14 @@ int tdp_spte_format_check(const struct tdp_spte_format *fmt)
 	gen = fmt->mmio_gen_low | fmt->mmio_gen_high;
 
 	/* Single-bit flags. */
-	if (popcount64(fmt->readable) != 1 || popcount64(fmt->writable) != 1 ||
-	    popcount64(fmt->executable) != 1 || popcount64(fmt->leaf_size) != 1 ||
-	    popcount64(fmt->accessed) != 1 || popcount64(fmt->dirty) != 1 ||
-	    popcount64(fmt->mmu_present) != 1 ||
-	    popcount64(fmt->host_writable) != 1 ||
-	    popcount64(fmt->mmu_writable) != 1)
+	if (tdp_hweight64(fmt->readable) != 1 || tdp_hweight64(fmt->writable) != 1 ||
+	    tdp_hweight64(fmt->executable) != 1 || tdp_hweight64(fmt->leaf_size) != 1 ||
+	    tdp_hweight64(fmt->accessed) != 1 || tdp_hweight64(fmt->dirty) != 1 ||
+	    tdp_hweight64(fmt->mmu_present) != 1 ||
+	    tdp_hweight64(fmt->host_writable) != 1 ||
+	    tdp_hweight64(fmt->mmu_writable) != 1)
 		return -EINVAL;
-	if (popcount64(fmt->pfn_mask) < 20 || (fmt->pfn_mask & GENMASK(11, 0)))
+	if (tdp_hweight64(fmt->pfn_mask) < 20 || (fmt->pfn_mask & SPTE_MASK(11, 0)))
 		return -EINVAL;
 	/* Software and hardware fields must not share bits. */
 	if (fmt->pfn_mask & (rwx | fmt->leaf_size | fmt->accessed |
@@ -80,7 +79,7 @@ int tdp_spte_format_check(const struct tdp_spte_format *fmt)
 		return -EINVAL;
 	if ((fmt->nonpresent & fmt->mmio_mask) == fmt->mmio_value)
 		return -EINVAL;
-	if (popcount64(gen) < TDP_MMIO_GEN_BITS ||
+	if (tdp_hweight64(gen) < TDP_MMIO_GEN_BITS ||
 	    (gen & (fmt->mmio_mask | fmt->pfn_mask)) ||
 	    (fmt->mmio_gen_low & fmt->mmio_gen_high))
 		return -EINVAL;
@@ -159,7 +158,7 @@ static uint64_t extract(uint64_t spte, uint64_t mask)
 tdp_spte_t tdp_spte_make_mmio(const struct tdp_spte_format *fmt, tdp_gfn_t gfn,
 			      uint32_t gen)
 {
-	int low_bits = popcount64(fmt->mmio_gen_low);
+	int low_bits = tdp_hweight64(fmt->mmio_gen_low);
 
 	gen &= TDP_MMIO_GEN_MASK;
 	return fmt->mmio_value | ((gfn << TDP_PAGE_SHIFT) & fmt->pfn_mask) |
@@ -169,7 +168,7 @@ tdp_spte_t tdp_spte_make_mmio(const struct tdp_spte_format *fmt, tdp_gfn_t gfn,
 
 uint32_t tdp_spte_mmio_gen(const struct tdp_spte_format *fmt, tdp_spte_t spte)
 {
-	int low_bits = popcount64(fmt->mmio_gen_low);
+	int low_bits = tdp_hweight64(fmt->mmio_gen_low);
 
 	return (uint32_t)((extract(spte, fmt->mmio_gen_low) |
 			   extract(spte, fmt->mmio_gen_high) << low_bits) &

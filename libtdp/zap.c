@@ -37,23 +37,19 @@ int tdp_zap_leafs_locked(struct tdp_op *op, tdp_gfn_t start, tdp_gfn_t end)
 	return ret;
 }
 
-/* Zap one SPTE under the read lock, retrying while others change it. */
+/*
+ * Zap one direct SPTE under the read lock, retrying while others change
+ * it.  A frozen SPTE is left alone: the direct root is never frozen in
+ * passing, only inside a table another thread unlinked (recovery, or a
+ * zap of the same range) and is tearing down, where it stays frozen.
+ */
 static void zap_spte_shared(struct tdp_op *op, struct tdp_iter *it)
 {
 	const struct tdp_spte_format *fmt = &op->mmu->fmt;
 
-	for (;;) {
-		if (tdp_spte_is_frozen(fmt, it->old_spte)) {
-			/* Another thread owns it for a moment. */
-			tdp_cond_resched();
-			tdp_iter_refresh(it);
-			continue;
-		}
-		if (!tdp_spte_is_present(fmt, it->old_spte))
-			return;
-		if (!tdp_zap_spte_atomic(op, it))
-			return;
-	}
+	while (tdp_spte_is_present(fmt, it->old_spte) &&
+	       tdp_zap_spte_atomic(op, it))
+		;
 }
 
 /*

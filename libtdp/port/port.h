@@ -7,7 +7,7 @@
  *                tdp_spte_cmpxchg, tdp_spte_xchg, tdp_spte_fetch_and,
  *                tdp_atomic_read/_set/_add/_inc_not_zero/_xchg (int),
  *                tdp_atomic64_read/_add (uint64_t counters),
- *                tdp_flag_read/_set (bool)
+ *                tdp_flag_read/_set (bool), tdp_hweight64
  *   mmu_lock     tdp_mmu_lock_t, tdp_mmu_lock_init/_destroy,
  *                tdp_read_lock/_unlock, tdp_write_lock/_unlock,
  *                tdp_mmu_lock_needbreak, tdp_lockdep_assert_held_read/_write,

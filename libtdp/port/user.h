@@ -90,6 +90,12 @@ void tdp_port_assert_fail(const char *cond, const char *file, int line)
  * acquire; the store or compare-exchange that publishes a table uses
  * release, so the table's contents are visible before the pointer.
  */
+/* Number of set bits. */
+static inline int tdp_hweight64(uint64_t v)
+{
+	return __builtin_popcountll(v);
+}
+
 static inline tdp_spte_t tdp_spte_read(const tdp_spte_t *p)
 {
 	return __atomic_load_n(p, __ATOMIC_RELAXED);
