@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Build libtdp three times and run the whole test suite (`meson test`) in
-# each build:
+# each build, then the kernel port's boot test:
 #
 #   build       gcc, debugoptimized
 #   build-asan  gcc, AddressSanitizer + UndefinedBehaviorSanitizer
 #               (meson test --setup asan)
 #   build-tsan  clang, ThreadSanitizer (meson test --setup tsan, which
 #               loads tests/tsan.supp and disables ASLR with setarch -R)
+#   kernel      kernel/boot-test.sh --ci: the modules built against
+#               Debian's kernel headers, the self-test booted under qemu
 #
 # A failing build or run does not stop the others.  The last line printed
-# is the total over all three runs:
+# is the total over all runs:
 #
 #   N passed, M failed[, K skipped]
 #
@@ -20,7 +22,8 @@
 # Environment: TDP_TEST_QUICK=1 is passed through to every test; the
 # stress programs then run shorter.  Each `meson test` run is stopped
 # after a fixed limit (below), so the whole script ends within about
-# 15 minutes on 2 cores even if a test hangs.
+# 20 minutes on 2 cores even if a test hangs (a first run also downloads
+# the kernel packages).
 #
 # Usage: bash scripts/test.sh
 set -uo pipefail
@@ -107,12 +110,36 @@ run_build() {
 		"$dir:" "$t_build" "$t_test" "$passed" "$failed" "$skip")")
 }
 
+# The kernel port: build the modules against Debian's kernel headers (any
+# warning fails) and boot the self-test under qemu.  kernel/boot-test.sh
+# installs what it needs; with --ci it only builds where qemu cannot start.
+run_kernel() {
+	local start=$SECONDS log="$tmp/kernel.log" rc passed failed
+
+	echo "== kernel: build the modules and boot the self-test"
+	timeout -k 30 900 bash kernel/boot-test.sh --ci 2>&1 | tee "$log"
+	rc=${PIPESTATUS[0]}
+	passed=$(sed -n 's/^boot-test: \([0-9]*\) passed, [0-9]* failed.*/\1/p' "$log" | tail -n 1)
+	failed=$(sed -n 's/^boot-test: [0-9]* passed, \([0-9]*\) failed.*/\1/p' "$log" | tail -n 1)
+	passed=${passed:-0}
+	failed=${failed:-0}
+	if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
+		echo "== kernel: boot-test.sh exited with status $rc"
+		failed=1
+	fi
+	total_passed=$((total_passed + passed))
+	total_failed=$((total_failed + failed))
+	report+=("$(printf '%-11s build and boot %3ds: %d passed, %d failed' \
+		"kernel:" "$((SECONDS - start))" "$passed" "$failed")")
+}
+
 begin=$SECONDS
 run_build build gcc g++ "" 180
 run_build build-asan gcc g++ asan 240 \
 	-Db_sanitize=address,undefined -Db_lundef=false
 run_build build-tsan clang clang++ tsan 360 \
 	-Db_sanitize=thread -Db_lundef=false
+run_kernel
 
 echo
 printf '%s\n' "${report[@]}"

@@ -23,10 +23,21 @@
 #ifndef TDP_TYPES_H
 #define TDP_TYPES_H
 
+/*
+ * Standard types and errno values: the C library's in user space, the
+ * kernel's own when the headers are built into a kernel module (see
+ * kernel/README.md).
+ */
+#ifdef __KERNEL__
+#include <linux/errno.h>
+#include <linux/stddef.h>
+#include <linux/types.h>
+#else
 #include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#endif
 
 #ifdef __cplusplus
 extern "C" {
