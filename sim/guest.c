@@ -20,12 +20,82 @@ static struct sim_guest *guest_of(struct sim_vcpu *v)
 	return &v->sim->guest;
 }
 
-int sim_guest_init(struct sim *s)
+/* Dense page and region numbers of guest memory @gfn (layout.h). */
+static uint64_t page_of(const struct sim_guest *g, tdp_gfn_t gfn)
+{
+	return sim_layout_page(g->layout, gfn);
+}
+
+static uint64_t region_of(const struct sim_guest *g, tdp_gfn_t gfn)
+{
+	return sim_layout_region(g->layout, gfn);
+}
+
+/* Give every page of dense region @r its boot state and attribute. */
+static void boot_page(struct sim *s, uint64_t r, uint64_t i, bool shared)
+{
+	tdp_gfn_t gfn = sim_layout_region_gfn(&s->layout, r) + i;
+
+	s->guest.state[r * SIM_REGION_PAGES + i] =
+		shared ? GUEST_SHARED : GUEST_PRIVATE_UNACCEPTED;
+	sim_host_set_initial_attr(s, gfn,
+				  shared ? SIM_ATTR_SHARED : SIM_ATTR_PRIVATE);
+}
+
+/*
+ * The boot layout of a scenario: half the regions huge, by the seed; a
+ * huge region all private or all shared, the others in runs of
+ * SMALL_RUN pages.
+ */
+static void boot_layout_random(struct sim *s, uint32_t private_ppm)
 {
 	struct sim_guest *g = &s->guest;
 	struct sim_rng rng;
+
+	sim_rng_seed(&rng, s->cfg.seed, 1);
+	for (uint64_t r = 0; r < s->nr_regions; r++) {
+		uint64_t run = SMALL_RUN;
+
+		g->region_huge[r] = sim_rng_below(&rng, 2) == 0;
+		if (g->region_huge[r])
+			run = SIM_REGION_PAGES;
+		for (uint64_t i = 0; i < SIM_REGION_PAGES; i += run) {
+			bool shared = !sim_rng_ppm(&rng, private_ppm);
+
+			for (uint64_t j = i; j < i + run; j++)
+				boot_page(s, r, j, shared);
+		}
+	}
+}
+
+/*
+ * The boot layout of a trace replay: each region private or shared by
+ * the alias rule of replay.h; huge (accepted whole) with huge pages on.
+ */
+static void boot_layout_trace(struct sim *s, uint32_t private_ppm)
+{
+	struct sim_guest *g = &s->guest;
+
+	g->accept_run = 1;
+	for (uint64_t r = 0; r < s->nr_regions; r++) {
+		bool private = sim_trace_region_private(
+			s->cfg.seed, sim_layout_region_gfn(&s->layout, r),
+			private_ppm);
+
+		g->region_huge[r] = s->cfg.huge;
+		for (uint64_t i = 0; i < SIM_REGION_PAGES; i++)
+			boot_page(s, r, i, !private);
+	}
+}
+
+int sim_guest_init(struct sim *s)
+{
+	struct sim_guest *g = &s->guest;
 	uint32_t private_ppm = sim_pct_to_ppm(s->cfg.private_pct);
 	pthread_rwlockattr_t attr;
+
+	g->layout = &s->layout;
+	g->accept_run = SMALL_RUN;
 
 	g->state = calloc(s->nr_gfns, sizeof(*g->state));
 	g->version = calloc(s->nr_gfns, sizeof(*g->version));
@@ -46,29 +116,10 @@ int sim_guest_init(struct sim *s)
 		pthread_mutex_init(&g->stripe[i], NULL);
 
 	/* The boot layout: which memory the VMM created shared. */
-	sim_rng_seed(&rng, s->cfg.seed, 1);
-	for (uint64_t r = 0; r < s->nr_regions; r++) {
-		tdp_gfn_t base = r * SIM_REGION_PAGES;
-		uint64_t run = SMALL_RUN;
-
-		g->region_huge[r] = sim_rng_below(&rng, 2) == 0;
-		if (g->region_huge[r])
-			run = SIM_REGION_PAGES;
-		for (uint64_t i = 0; i < SIM_REGION_PAGES; i += run) {
-			bool shared = !sim_rng_ppm(&rng, private_ppm);
-			enum guest_page_state gs = shared
-					? GUEST_SHARED
-					: GUEST_PRIVATE_UNACCEPTED;
-
-			for (uint64_t j = i; j < i + run; j++) {
-				g->state[base + j] = gs;
-				sim_host_set_initial_attr(
-					s, base + j,
-					shared ? SIM_ATTR_SHARED
-					       : SIM_ATTR_PRIVATE);
-			}
-		}
-	}
+	if (s->cfg.trace)
+		boot_layout_trace(s, private_ppm);
+	else
+		boot_layout_random(s, private_ppm);
 	return 0;
 }
 
@@ -233,6 +284,7 @@ static int try_accept_one(struct sim_vcpu *v, tdp_gfn_t *gfn, tdp_gfn_t end,
 {
 	struct sim_guest *g = guest_of(v);
 	uint64_t pages = tdp_level_pages(level);
+	uint64_t page;
 	int ret;
 
 	if ((*gfn & (pages - 1)) || end - *gfn < pages)
@@ -240,9 +292,11 @@ static int try_accept_one(struct sim_vcpu *v, tdp_gfn_t *gfn, tdp_gfn_t end,
 	ret = accept_page(v, *gfn, level);
 	if (ret)
 		return ret;
+	/* At most a region: the pages are consecutive in the arrays. */
+	page = page_of(g, *gfn);
 	for (uint64_t i = 0; i < pages; i++) {
-		g->state[*gfn + i] = GUEST_PRIVATE_ACCEPTED;
-		g->version[*gfn + i] = 0;
+		g->state[page + i] = GUEST_PRIVATE_ACCEPTED;
+		g->version[page + i] = 0;
 	}
 	*gfn += pages;
 	return 0;
@@ -278,23 +332,24 @@ static int accept_range(struct sim_vcpu *v, tdp_gfn_t start, uint64_t n)
 static int accept_lazily(struct sim_vcpu *v, tdp_gfn_t gfn)
 {
 	struct sim_guest *g = guest_of(v);
-	uint64_t region = gfn / SIM_REGION_PAGES;
+	uint64_t region = region_of(g, gfn);
 	tdp_gfn_t start, end;
 	int ret = 0;
 
 	region_lock(v, region, true);
 	if (g->region_huge[region]) {
-		start = region * SIM_REGION_PAGES;
+		start = gfn & ~(SIM_REGION_PAGES - 1);
 		end = start + SIM_REGION_PAGES;
 	} else {
-		start = gfn & ~(tdp_gfn_t)(SMALL_RUN - 1);
-		end = start + SMALL_RUN;
+		start = gfn & ~(tdp_gfn_t)(g->accept_run - 1);
+		end = start + g->accept_run;
 	}
 	/* Accept each run of pages the guest has not accepted yet. */
 	for (tdp_gfn_t run = start; run < end && !ret;) {
 		tdp_gfn_t stop = run;
 
-		while (stop < end && g->state[stop] == GUEST_PRIVATE_UNACCEPTED)
+		while (stop < end && g->state[page_of(g, stop)] ==
+					     GUEST_PRIVATE_UNACCEPTED)
 			stop++;
 		if (stop > run)
 			ret = accept_range(v, run, stop - run);
@@ -429,21 +484,22 @@ static bool access_locked(struct sim_vcpu *v, tdp_gfn_t gfn, bool private,
 int sim_guest_access(struct sim_vcpu *v, tdp_gfn_t gfn, bool write)
 {
 	struct sim_guest *g = guest_of(v);
-	uint64_t region = gfn / SIM_REGION_PAGES;
+	uint64_t region = region_of(g, gfn);
+	uint64_t page = page_of(g, gfn);
 	struct sim_access acc = { .write = write };
 	enum guest_page_state state;
 	uint32_t expected;
 	int ret;
 
 	region_lock(v, region, false);
-	state = (enum guest_page_state)g->state[gfn];
+	state = (enum guest_page_state)g->state[page];
 	if (state == GUEST_PRIVATE_UNACCEPTED) {
 		region_unlock(v, region);
 		ret = accept_lazily(v, gfn);
 		if (ret)
 			return ret;
 		region_lock(v, region, false);
-		state = (enum guest_page_state)g->state[gfn];
+		state = (enum guest_page_state)g->state[page];
 		if (state == GUEST_PRIVATE_UNACCEPTED) {
 			/* Converted or offlined meanwhile: try later. */
 			region_unlock(v, region);
@@ -451,14 +507,15 @@ int sim_guest_access(struct sim_vcpu *v, tdp_gfn_t gfn, bool write)
 		}
 	}
 	stripe_lock(v, gfn);
-	expected = g->version[gfn];
+	expected = g->version[page];
 	acc.new_tag = SIM_TAG(gfn, (expected + 1) & SIM_TAG_VERSION_MASK);
 	ret = -EIO;
 	if (access_locked(v, gfn, state == GUEST_PRIVATE_ACCEPTED, &acc)) {
 		check_access(v, gfn, state == GUEST_PRIVATE_ACCEPTED, &acc,
 			     expected);
 		if (write)
-			g->version[gfn] = (expected + 1) & SIM_TAG_VERSION_MASK;
+			g->version[page] =
+				(expected + 1) & SIM_TAG_VERSION_MASK;
 		ret = 0;
 	}
 	pthread_mutex_unlock(stripe_of(g, gfn));
@@ -474,6 +531,7 @@ static int convert_locked(struct sim_vcpu *v, tdp_gfn_t gfn, uint64_t n,
 {
 	struct sim *s = v->sim;
 	struct sim_guest *g = guest_of(v);
+	uint64_t page;
 	int ret;
 
 	/* TDVMCALL<MapGPA>: a TD exit; the host converts and zaps. */
@@ -485,10 +543,12 @@ static int convert_locked(struct sim_vcpu *v, tdp_gfn_t gfn, uint64_t n,
 					: SIM_C_CONV_TO_SHARED, 1);
 	sim_count(&s->stats, to_private ? SIM_C_CONV_TO_PRIVATE_PAGES
 					: SIM_C_CONV_TO_SHARED_PAGES, n);
+	/* Within one region: the pages are consecutive in the arrays. */
+	page = page_of(g, gfn);
 	for (uint64_t i = 0; i < n; i++) {
-		g->state[gfn + i] = to_private ? GUEST_PRIVATE_UNACCEPTED
-					       : GUEST_SHARED;
-		g->version[gfn + i] = 0;
+		g->state[page + i] = to_private ? GUEST_PRIVATE_UNACCEPTED
+						: GUEST_SHARED;
+		g->version[page + i] = 0;
 	}
 	/* Shared to private is complete only once the guest accepted. */
 	return to_private ? accept_range(v, gfn, n) : 0;
@@ -497,10 +557,11 @@ static int convert_locked(struct sim_vcpu *v, tdp_gfn_t gfn, uint64_t n,
 int sim_guest_convert(struct sim_vcpu *v, tdp_gfn_t gfn, uint64_t n,
 		      bool to_private)
 {
-	uint64_t region = gfn / SIM_REGION_PAGES;
+	uint64_t region = region_of(guest_of(v), gfn);
 	int ret;
 
-	if (!n || (gfn + n - 1) / SIM_REGION_PAGES != region)
+	if (!n || region == SIM_NO_REGION ||
+	    (gfn + n - 1) / SIM_REGION_PAGES != gfn / SIM_REGION_PAGES)
 		return -EINVAL;
 	region_lock(v, region, true);
 	ret = convert_locked(v, gfn, n, to_private);
@@ -512,7 +573,7 @@ int sim_guest_convert(struct sim_vcpu *v, tdp_gfn_t gfn, uint64_t n,
 static void convert_random(struct sim_vcpu *v, uint64_t region)
 {
 	struct sim_guest *g = guest_of(v);
-	tdp_gfn_t base = region * SIM_REGION_PAGES;
+	tdp_gfn_t base = sim_layout_region_gfn(g->layout, region);
 	tdp_gfn_t start, end;
 	bool shared;
 
@@ -527,9 +588,9 @@ static void convert_random(struct sim_vcpu *v, uint64_t region)
 			end = base + SIM_REGION_PAGES;
 	}
 	/* The run ends where the page state class changes. */
-	shared = g->state[start] == GUEST_SHARED;
+	shared = g->state[page_of(g, start)] == GUEST_SHARED;
 	for (tdp_gfn_t gfn = start + 1; gfn < end; gfn++) {
-		if ((g->state[gfn] == GUEST_SHARED) != shared) {
+		if ((g->state[page_of(g, gfn)] == GUEST_SHARED) != shared) {
 			end = gfn;
 			break;
 		}
@@ -544,17 +605,19 @@ static tdp_gfn_t pick_gfn(struct sim_vcpu *v)
 {
 	struct sim *s = v->sim;
 	uint64_t region;
+	tdp_gfn_t base;
 	uint64_t x = sim_rng_next(&v->rng);
 
 	if ((x & 0xff) == 0)
 		v->home_region = sim_rng_below(&v->rng, s->nr_regions);
 	region = (x >> 8) % 5 ? v->home_region
 			      : sim_rng_below(&v->rng, s->nr_regions);
+	base = sim_layout_region_gfn(&s->layout, region);
 	/* Half the accesses stay in a small window so the TLB hits. */
 	if ((x >> 16) & 1)
-		return region * SIM_REGION_PAGES +
+		return base +
 		       (((x >> 20) % 16) + v->id * 16) % SIM_REGION_PAGES;
-	return region * SIM_REGION_PAGES + (x >> 20) % SIM_REGION_PAGES;
+	return base + (x >> 20) % SIM_REGION_PAGES;
 }
 
 void sim_guest_step(struct sim_vcpu *v)
@@ -563,7 +626,7 @@ void sim_guest_step(struct sim_vcpu *v)
 	tdp_gfn_t gfn = pick_gfn(v);
 
 	if (sim_rng_ppm(&v->rng, g->convert_ppm)) {
-		convert_random(v, gfn / SIM_REGION_PAGES);
+		convert_random(v, region_of(g, gfn));
 		return;
 	}
 	sim_guest_access(v, gfn, sim_rng_below(&v->rng, 100) < 40);

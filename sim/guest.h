@@ -11,7 +11,10 @@
  *
  * Memory is handled in 2 MiB regions.  Half of them (chosen by the seed)
  * are "huge" regions the guest converts and accepts whole, the rest
- * convert in runs of 1..16 pages and accept 4 KiB at a time.  ACCEPT
+ * convert in runs of 1..16 pages and accept 4 KiB at a time.  A guest
+ * that replays a trace (replay.h) instead has one alias per region,
+ * never converts, and accepts its private memory where it touches it: a
+ * page at a time, or with huge pages on the whole region.  ACCEPT
  * always tries 2 MiB first where the range allows it and falls back to
  * 4 KiB on PAGE_SIZE_MISMATCH.  libtdp cannot split a private huge
  * mapping, so a 2 MiB private page is only ever made where the guest
@@ -35,6 +38,8 @@
 
 #include <tdp/types.h>
 
+#include "layout.h"
+
 struct sim;
 struct sim_vcpu;
 
@@ -46,13 +51,19 @@ enum guest_page_state {
 
 #define GUEST_STRIPES 1024
 
+/* Per-page arrays are indexed by dense page number, per-region arrays by
+ * dense region number (layout.h). */
 struct sim_guest {
+	const struct sim_layout *layout; /* immutable */
 	uint8_t *state;       /* enum guest_page_state; region lock */
 	uint32_t *version;    /* expected version; see the lock rule above */
 	bool *region_huge;    /* immutable */
 	pthread_rwlock_t *region_lock;
 	pthread_mutex_t stripe[GUEST_STRIPES];
 	uint32_t convert_ppm; /* immutable */
+	/* Pages a small region accepts at once before first use, a power
+	 * of two: 16, or 1 when replaying a trace.  Immutable. */
+	uint64_t accept_run;
 };
 
 /* Lay out the guest's memory and the host's matching attributes. */
@@ -71,16 +82,24 @@ int sim_guest_access(struct sim_vcpu *v, tdp_gfn_t gfn, bool write);
 int sim_guest_convert(struct sim_vcpu *v, tdp_gfn_t gfn, uint64_t n,
 		      bool to_private);
 
-/* Host-driven slot deletion: take [first, first + nr) regions from the
- * guest (no access until online), then give them back reset: private,
- * not accepted. */
+/* Host-driven slot deletion: take dense regions [first, first + nr) from
+ * the guest (no access until online), then give them back reset:
+ * private, not accepted. */
 void sim_guest_offline(struct sim *s, uint64_t first, uint64_t nr);
 void sim_guest_online(struct sim *s, uint64_t first, uint64_t nr);
 
+/* The guest's view of guest memory @gfn (stable only when quiesced). */
 static inline enum guest_page_state sim_guest_state(const struct sim_guest *g,
 						    tdp_gfn_t gfn)
 {
-	return (enum guest_page_state)g->state[gfn];
+	return (enum guest_page_state)g->state[sim_layout_page(g->layout, gfn)];
+}
+
+/* The version the guest expects in @gfn (stable only when quiesced). */
+static inline uint32_t sim_guest_version(const struct sim_guest *g,
+					 tdp_gfn_t gfn)
+{
+	return g->version[sim_layout_page(g->layout, gfn)];
 }
 
 #endif /* SIM_GUEST_H */

@@ -16,6 +16,7 @@ int sim_host_init(struct sim *s)
 	struct sim_host *h = &s->host;
 	int ret;
 
+	h->layout = &s->layout;
 	h->attr = calloc(s->nr_gfns, sizeof(*h->attr));
 	h->private_pfn = calloc(s->nr_gfns, sizeof(*h->private_pfn));
 	h->shared_pfn = calloc(s->nr_gfns, sizeof(*h->shared_pfn));
@@ -46,14 +47,34 @@ void sim_host_fini(struct sim *s)
 	h->private_pfn = h->shared_pfn = NULL;
 }
 
+/* Dense page and region numbers of guest memory @gfn (layout.h). */
+static uint64_t page_of(const struct sim *s, tdp_gfn_t gfn)
+{
+	return sim_layout_page(&s->layout, gfn);
+}
+
+static uint64_t region_of(const struct sim *s, tdp_gfn_t gfn)
+{
+	return sim_layout_region(&s->layout, gfn);
+}
+
+static void attr_write(struct sim *s, tdp_gfn_t gfn, enum sim_attr a)
+{
+	__atomic_store_n(&s->host.attr[page_of(s, gfn)], (uint8_t)a,
+			 __ATOMIC_RELEASE);
+}
+
 void sim_host_set_initial_attr(struct sim *s, tdp_gfn_t gfn, enum sim_attr a)
 {
-	__atomic_store_n(&s->host.attr[gfn], (uint8_t)a, __ATOMIC_RELEASE);
+	attr_write(s, gfn, a);
 }
 
 static tdp_pfn_t *backing_slot(struct sim *s, tdp_gfn_t gfn, bool private)
 {
-	return private ? &s->host.private_pfn[gfn] : &s->host.shared_pfn[gfn];
+	uint64_t page = page_of(s, gfn);
+
+	return private ? &s->host.private_pfn[page]
+		       : &s->host.shared_pfn[page];
 }
 
 static tdp_pfn_t backing_read(struct sim *s, tdp_gfn_t gfn, bool private)
@@ -106,41 +127,47 @@ void sim_host_ops_init(struct sim *s, struct tdp_host_ops *ops)
 
 /* ---- backing ------------------------------------------------------------- */
 
+/* [start, end) is guest memory without a hole; regions in GFN order. */
 static void backing_lock_range(struct sim *s, tdp_gfn_t start, tdp_gfn_t end)
 {
-	for (uint64_t r = start / SIM_REGION_PAGES;
-	     r <= (end - 1) / SIM_REGION_PAGES; r++)
-		pthread_mutex_lock(&s->host.backing_lock[r]);
+	for (tdp_gfn_t g = start & ~(SIM_REGION_PAGES - 1); g < end;
+	     g += SIM_REGION_PAGES)
+		pthread_mutex_lock(&s->host.backing_lock[region_of(s, g)]);
 }
 
 static void backing_unlock_range(struct sim *s, tdp_gfn_t start,
 				 tdp_gfn_t end)
 {
-	for (uint64_t r = start / SIM_REGION_PAGES;
-	     r <= (end - 1) / SIM_REGION_PAGES; r++)
-		pthread_mutex_unlock(&s->host.backing_lock[r]);
+	for (tdp_gfn_t g = start & ~(SIM_REGION_PAGES - 1); g < end;
+	     g += SIM_REGION_PAGES)
+		pthread_mutex_unlock(&s->host.backing_lock[region_of(s, g)]);
 }
 
+/* Every page of dense region @region has attribute @a. */
 static bool region_attr_uniform(struct sim *s, uint64_t region,
 				enum sim_attr a)
 {
+	const uint8_t *attr = &s->host.attr[region * SIM_REGION_PAGES];
+
 	for (uint64_t i = 0; i < SIM_REGION_PAGES; i++)
-		if (sim_host_attr(&s->host, region * SIM_REGION_PAGES + i) != a)
+		if (__atomic_load_n(&attr[i], __ATOMIC_ACQUIRE) != a)
 			return false;
 	return true;
 }
 
-/* Every GFN of the region backed, by one aligned 2 MiB run (or none). */
+/* Every GFN of dense region @region backed, by one aligned 2 MiB run
+ * (or none). */
 static bool region_backing_is(struct sim *s, uint64_t region, bool private,
 			      bool huge)
 {
-	tdp_gfn_t base = region * SIM_REGION_PAGES;
-	tdp_pfn_t first = backing_read(s, base, private);
+	tdp_pfn_t *slot = private ? s->host.private_pfn : s->host.shared_pfn;
+	tdp_pfn_t *pfn = &slot[region * SIM_REGION_PAGES];
+	tdp_pfn_t first = __atomic_load_n(&pfn[0], __ATOMIC_ACQUIRE);
 
 	if (huge && (!first || (first & (SIM_REGION_PAGES - 1))))
 		return false;
 	for (uint64_t i = 0; i < SIM_REGION_PAGES; i++) {
-		tdp_pfn_t p = backing_read(s, base + i, private);
+		tdp_pfn_t p = __atomic_load_n(&pfn[i], __ATOMIC_ACQUIRE);
 
 		if (huge ? p != first + i : p != 0)
 			return false;
@@ -157,7 +184,8 @@ static bool region_backing_is(struct sim *s, uint64_t region, bool private,
 static int resolve_backing(struct sim *s, tdp_gfn_t gfn, bool private,
 			   int want_level, tdp_pfn_t *pfn, int *max_level)
 {
-	uint64_t region = gfn / SIM_REGION_PAGES;
+	uint64_t region = region_of(s, gfn);
+	tdp_gfn_t base = gfn & ~(SIM_REGION_PAGES - 1);
 	enum sim_attr a = private ? SIM_ATTR_PRIVATE : SIM_ATTR_SHARED;
 	enum host_page_use use = private ? HOST_PAGE_PRIVATE : HOST_PAGE_SHARED;
 	enum host_pool pool = !private ? HOST_POOL_ANY
@@ -176,13 +204,11 @@ static int resolve_backing(struct sim *s, tdp_gfn_t gfn, bool private,
 		  region_attr_uniform(s, region, a);
 	if (!backing_read(s, gfn, private) && huge_ok &&
 	    region_backing_is(s, region, private, false)) {
-		tdp_pfn_t base = host_mem_alloc_2m(&s->mem, pool, use,
-						   region * SIM_REGION_PAGES);
+		tdp_pfn_t chunk = host_mem_alloc_2m(&s->mem, pool, use, base);
 
-		if (base) {
+		if (chunk) {
 			for (uint64_t i = 0; i < SIM_REGION_PAGES; i++)
-				backing_write(s, region * SIM_REGION_PAGES + i,
-					      private, base + i);
+				backing_write(s, base + i, private, chunk + i);
 			sim_count(&s->stats, SIM_C_HOST_ALLOC_2M, 1);
 		} else {
 			sim_count(&s->stats, SIM_C_HOST_ALLOC_2M_FAILED, 1);
@@ -354,10 +380,8 @@ int sim_host_map_gpa(struct sim *s, tdp_gfn_t gfn, uint64_t n,
 		return ret;
 	backing_lock_range(s, gfn, end);
 	for (tdp_gfn_t g = gfn; g < end; g++)
-		__atomic_store_n(&s->host.attr[g],
-				 (uint8_t)(to_private ? SIM_ATTR_PRIVATE
-						      : SIM_ATTR_SHARED),
-				 __ATOMIC_RELEASE);
+		attr_write(s, g, to_private ? SIM_ATTR_PRIVATE
+					    : SIM_ATTR_SHARED);
 	if (to_private) {
 		ret = tdp_zap_convert_to_private(s->mmu, gfn, end);
 		sim_count(&s->stats, SIM_C_ZAP_TO_PRIVATE, 1);
@@ -435,9 +459,7 @@ void sim_host_slot_delete(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 			discard_backing(s, g, true);
 			discard_backing(s, g, false);
 			/* The re-created slot starts private, as at boot. */
-			__atomic_store_n(&s->host.attr[g],
-					 (uint8_t)SIM_ATTR_PRIVATE,
-					 __ATOMIC_RELEASE);
+			attr_write(s, g, SIM_ATTR_PRIVATE);
 		}
 	}
 	backing_unlock_range(s, gfn, end);
@@ -464,8 +486,9 @@ void sim_host_prefault(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 
 void sim_host_release_all(struct sim *s)
 {
-	for (tdp_gfn_t g = 0; g < s->nr_gfns; g++) {
-		uint64_t region = g / SIM_REGION_PAGES;
+	for (uint64_t page = 0; page < s->nr_gfns; page++) {
+		uint64_t region = page / SIM_REGION_PAGES;
+		tdp_gfn_t g = sim_layout_gfn(&s->layout, page);
 
 		pthread_mutex_lock(&s->host.backing_lock[region]);
 		discard_backing(s, g, true);

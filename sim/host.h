@@ -31,6 +31,8 @@
 
 #include <tdp/tdp.h>
 
+#include "layout.h"
+
 struct sim;
 
 enum sim_attr {
@@ -39,15 +41,17 @@ enum sim_attr {
 };
 
 struct sim_host {
+	const struct sim_layout *layout; /* immutable */
 	/*
-	 * Per GFN (unaliased), atomics.  attr, private_pfn and shared_pfn
-	 * change only with the region's backing_lock held; attr changes
-	 * also only inside an invalidate_begin/end bracket of the GFN.
+	 * Per page of guest memory (dense page number, see layout.h),
+	 * atomics.  attr, private_pfn and shared_pfn change only with the
+	 * region's backing_lock held; attr changes also only inside an
+	 * invalidate_begin/end bracket of the GFN.
 	 */
 	uint8_t *attr;
 	tdp_pfn_t *private_pfn; /* 0: none */
 	tdp_pfn_t *shared_pfn;  /* 0: none */
-	pthread_mutex_t *backing_lock; /* one per 2 MiB region */
+	pthread_mutex_t *backing_lock; /* one per region (dense number) */
 	/* Engine context of the host-event thread (pre-faults). */
 	struct tdp_vcpu *ctx;
 };
@@ -58,13 +62,14 @@ void sim_host_fini(struct sim *s);
 /* The TLB callbacks handed to tdp_mmu_create(). */
 void sim_host_ops_init(struct sim *s, struct tdp_host_ops *ops);
 
-/* Set the attribute of @gfn before anything runs. */
+/* Set the attribute of guest memory @gfn before anything runs. */
 void sim_host_set_initial_attr(struct sim *s, tdp_gfn_t gfn, enum sim_attr a);
 
 static inline enum sim_attr sim_host_attr(const struct sim_host *h,
 					  tdp_gfn_t gfn)
 {
-	return (enum sim_attr)__atomic_load_n(&h->attr[gfn], __ATOMIC_ACQUIRE);
+	return (enum sim_attr)__atomic_load_n(
+		&h->attr[sim_layout_page(h->layout, gfn)], __ATOMIC_ACQUIRE);
 }
 
 tdp_pfn_t sim_host_private_pfn(struct sim *s, tdp_gfn_t gfn);

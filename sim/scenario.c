@@ -57,12 +57,21 @@ void sim_config_default(struct sim_config *cfg)
 static int check_config(const struct sim_config *cfg)
 {
 	uint64_t gfns = cfg->guest_bytes >> TDP_PAGE_SHIFT;
+	const struct sim_trace *t = cfg->trace;
 
 	if (cfg->nr_vcpus < 1 || cfg->nr_vcpus > SIM_MAX_VCPUS)
 		return -EINVAL;
-	if (!cfg->guest_bytes || cfg->guest_bytes % (2ULL << 20) ||
-	    gfns > SIM_SHARED_BIT)
+	if (t) {
+		/* A replay is the trace alone, in memory below the shared
+		 * bit. */
+		if (!t->nr_regions || cfg->convert_pct || cfg->event_rate ||
+		    t->region_gfn[t->nr_regions - 1] + SIM_REGION_PAGES >
+			    SIM_SHARED_BIT)
+			return -EINVAL;
+	} else if (!cfg->guest_bytes || cfg->guest_bytes % (2ULL << 20) ||
+		   gfns > SIM_SHARED_BIT) {
 		return -EINVAL;
+	}
 	if (cfg->private_pct < 0 || cfg->private_pct > 100 ||
 	    cfg->convert_pct < 0 || cfg->convert_pct > 100 ||
 	    cfg->busy_pct < 0 || cfg->busy_pct > 100 || cfg->fail_pct < 0 ||
@@ -86,8 +95,18 @@ int sim_create(const struct sim_config *cfg, struct sim **out)
 	if (!s)
 		return -ENOMEM;
 	s->cfg = *cfg;
-	s->nr_gfns = cfg->guest_bytes >> TDP_PAGE_SHIFT;
-	s->nr_regions = s->nr_gfns / SIM_REGION_PAGES;
+	if (cfg->trace) {
+		sim_layout_init_sparse(&s->layout, cfg->trace->region_gfn,
+				       cfg->trace->nr_regions);
+		s->cfg.guest_bytes = s->layout.nr_pages << TDP_PAGE_SHIFT;
+	} else {
+		uint64_t pages = cfg->guest_bytes >> TDP_PAGE_SHIFT;
+
+		sim_layout_init_contiguous(&s->layout,
+					   pages / SIM_REGION_PAGES);
+	}
+	s->nr_gfns = s->layout.nr_pages;
+	s->nr_regions = s->layout.nr_regions;
 	sim_report_init(&s->report, cfg->print_limit);
 	pthread_mutex_init(&s->run_lock, NULL);
 	pthread_cond_init(&s->run_cond, NULL);
@@ -139,6 +158,8 @@ int sim_create(const struct sim_config *cfg, struct sim **out)
 		ret = sim_guest_init(s);
 	if (!ret)
 		ret = sim_vcpus_init(s, cfg->nr_vcpus);
+	if (!ret && cfg->trace)
+		ret = sim_replay_create(s, &s->replay);
 	if (ret)
 		goto err;
 	*out = s;
@@ -197,27 +218,72 @@ static void *vcpu_main(void *arg)
 	return NULL;
 }
 
+/*
+ * A vCPU that replays its share of a trace (replay.h), then finishes.
+ * Waiting for the feeder happens outside guest mode, and each wait is
+ * short, so a pause request is seen within milliseconds.
+ */
+static void *replay_vcpu_main(void *arg)
+{
+	struct sim_vcpu *v = arg;
+	struct sim *s = v->sim;
+
+	tdp_thread_register();
+	sim_vcpu_attach(v);
+	while (!sim_stopping(s)) {
+		tdp_gfn_t gfn;
+		enum sim_replay_next next;
+
+		if (__atomic_load_n(&s->pause, __ATOMIC_ACQUIRE)) {
+			sim_vcpu_exit(v);
+			pause_point(s);
+			continue;
+		}
+		next = sim_replay_next(s->replay, v->id, &gfn);
+		if (next == SIM_REPLAY_DONE)
+			break;
+		if (next == SIM_REPLAY_WAIT) {
+			sim_vcpu_exit(v);
+			sim_replay_wait(s->replay, v->id);
+			continue;
+		}
+		if (sim_vcpu_should_exit(v))
+			sim_vcpu_exit(v);
+		if (!sim_vcpu_enter(v))
+			break;
+		sim_replay_access(v, gfn);
+	}
+	sim_vcpu_exit(v);
+	worker_done(s);
+	tdp_thread_unregister();
+	return NULL;
+}
+
+/* One random host event; ranges stay inside guest memory. */
 static void run_host_event(struct sim *s, struct sim_rng *rng)
 {
 	uint64_t kind = sim_rng_below(rng, 100);
-	tdp_gfn_t gfn = sim_rng_below(rng, s->nr_gfns);
+	tdp_gfn_t gfn = sim_layout_gfn(&s->layout,
+				       sim_rng_below(rng, s->nr_gfns));
+	tdp_gfn_t end = sim_layout_run_end(&s->layout, gfn);
 	uint64_t n;
 
 	if (kind < 55) {
 		n = 1 + sim_rng_below(rng, 64);
-		if (gfn + n > s->nr_gfns)
-			n = s->nr_gfns - gfn;
+		if (gfn + n > end)
+			n = end - gfn;
 		sim_host_unmap_shared(s, gfn, n);
 	} else if (kind < 85) {
 		n = 1 + sim_rng_below(rng, 16);
-		if (gfn + n > s->nr_gfns)
-			n = s->nr_gfns - gfn;
+		if (gfn + n > end)
+			n = end - gfn;
 		sim_host_prefault(s, gfn, n);
 	} else {
-		uint64_t region = gfn / SIM_REGION_PAGES;
+		uint64_t region = sim_layout_region(&s->layout, gfn);
 
 		sim_guest_offline(s, region, 1);
-		sim_host_slot_delete(s, region * SIM_REGION_PAGES,
+		sim_host_slot_delete(s, sim_layout_region_gfn(&s->layout,
+							      region),
 				     SIM_REGION_PAGES);
 		sim_guest_online(s, region, 1);
 	}
@@ -274,28 +340,26 @@ static void resume_workers(struct sim *s)
 	pthread_mutex_unlock(&s->run_lock);
 }
 
-static uint64_t faults_total(const struct sim_stats *st)
-{
-	uint64_t n = 0;
-
-	for (int c = SIM_C_FAULT_PRIVATE_FIXED; c <= SIM_C_FAULT_SHARED_ERROR;
-	     c++)
-		n += st->c[c];
-	return n;
-}
-
 static void print_progress(struct sim *s, bool final)
 {
 	struct sim_stats st;
 	bool tty = isatty(STDERR_FILENO);
+	char when[64];
 
 	sim_stats_snapshot(&s->stats, &st);
+	if (s->cfg.trace)
+		snprintf(when, sizeof(when), "%5.1fs  replayed %" PRIu64
+			 "/%" PRIu64, sim_now() - s->start_time,
+			 st.c[SIM_C_REPLAY_PRIVATE] + st.c[SIM_C_REPLAY_SHARED],
+			 s->cfg.trace->accesses);
+	else
+		snprintf(when, sizeof(when), "%5.1fs/%.0fs",
+			 sim_now() - s->start_time, s->cfg.duration);
 	fprintf(stderr,
-		"%stdpsim: %5.1fs/%.0fs  faults %" PRIu64 "  accepts %" PRIu64
+		"%stdpsim: %s  faults %" PRIu64 "  accepts %" PRIu64
 		"  conversions %" PRIu64 "  zaps %" PRIu64 "  flushes %" PRIu64
 		"  checks %" PRIu64 "  violations %" PRIu64 "%s",
-		tty ? "\r" : "", sim_now() - s->start_time, s->cfg.duration,
-		faults_total(&st),
+		tty ? "\r" : "", when, sim_faults_total(&st),
 		st.c[SIM_C_ACCEPT_2M] + st.c[SIM_C_ACCEPT_4K],
 		st.c[SIM_C_CONV_TO_SHARED] + st.c[SIM_C_CONV_TO_PRIVATE],
 		st.c[SIM_C_ZAP_TO_SHARED] + st.c[SIM_C_ZAP_TO_PRIVATE] +
@@ -308,18 +372,50 @@ static void print_progress(struct sim *s, bool final)
 	fflush(stderr);
 }
 
-uint64_t sim_run(struct sim *s)
+/*
+ * Wait up to @seconds, or until every worker thread has finished (a
+ * replay ran out of trace).  Returns true in the latter case.
+ */
+static bool wait_workers(struct sim *s, double seconds)
 {
+	struct timespec ts;
+	bool done;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += (long)(seconds * 1e9);
+	ts.tv_sec += ts.tv_nsec / 1000000000L;
+	ts.tv_nsec %= 1000000000L;
+	pthread_mutex_lock(&s->run_lock);
+	if (s->running)
+		pthread_cond_timedwait(&s->run_cond, &s->run_lock, &ts);
+	done = s->running == 0;
+	pthread_mutex_unlock(&s->run_lock);
+	return done;
+}
+
+/* The page tables at the end of the workload, for the summary. */
+static void snapshot_tables(struct sim *s)
+{
+	if (tdp_mmu_get_stats(s->mmu, &s->tables_at_end))
+		return;
+	s->sept_pages_at_end = tdx_sept_pages(s->module);
+	s->have_tables_at_end = true;
+}
+
+uint64_t sim_run_workload(struct sim *s)
+{
+	void *(*vcpu_fn)(void *) = s->replay ? replay_vcpu_main : vcpu_main;
 	double deadline, next_progress, next_check;
 	unsigned int started = 0;
 
 	s->start_time = sim_now();
-	deadline = s->start_time + s->cfg.duration;
+	/* A replay lasts as long as the trace. */
+	deadline = s->replay ? INFINITY : s->start_time + s->cfg.duration;
 	pthread_mutex_lock(&s->run_lock);
 	s->running = s->vcpus.nr + (s->cfg.event_rate > 0);
 	pthread_mutex_unlock(&s->run_lock);
 	for (unsigned int i = 0; i < s->vcpus.nr; i++) {
-		if (pthread_create(&s->vcpus.v[i].thread, NULL, vcpu_main,
+		if (pthread_create(&s->vcpus.v[i].thread, NULL, vcpu_fn,
 				   &s->vcpus.v[i]))
 			break;
 		started++;
@@ -330,7 +426,8 @@ uint64_t sim_run(struct sim *s)
 	pthread_mutex_lock(&s->run_lock);
 	s->running = started + s->event_thread_started;
 	pthread_mutex_unlock(&s->run_lock);
-	if (started < s->vcpus.nr)
+	if (started < s->vcpus.nr ||
+	    (s->replay && sim_replay_start(s->replay)))
 		sim_request_stop(s);
 
 	next_progress = s->start_time + 1.0;
@@ -340,7 +437,8 @@ uint64_t sim_run(struct sim *s)
 	while (!sim_stopping(s) && sim_now() < deadline) {
 		double now;
 
-		usleep(10000);
+		if (wait_workers(s, 0.01))
+			break;
 		now = sim_now();
 		if (s->cfg.progress && now >= next_progress) {
 			print_progress(s, false);
@@ -359,11 +457,25 @@ uint64_t sim_run(struct sim *s)
 		pthread_join(s->vcpus.v[i].thread, NULL);
 	if (s->event_thread_started)
 		pthread_join(s->event_thread, NULL);
+	if (s->replay)
+		sim_replay_join(s->replay);
 	s->elapsed = sim_now() - s->start_time;
 	if (s->cfg.progress)
 		print_progress(s, true);
-	if (!s->engine_dead && !tdp_mmu_is_dead(s->mmu))
+	if (!s->engine_dead && !tdp_mmu_is_dead(s->mmu)) {
 		sim_check_quiesced(s);
+		snapshot_tables(s);
+		/* Only a replay that ran to its end maps every touched page. */
+		if (s->replay && !sim_replay_error(s->replay) &&
+		    started == s->vcpus.nr)
+			sim_replay_check(s);
+	}
+	return sim_report_total(&s->report);
+}
+
+uint64_t sim_run(struct sim *s)
+{
+	sim_run_workload(s);
 	sim_finish(s);
 	return sim_report_total(&s->report);
 }
@@ -426,7 +538,7 @@ static void check_private_gfn(struct sim *s, tdp_gfn_t gfn,
 		tdp_pfn_t pfn = sept_entry_pfn(entry) +
 				(gfn & (tdp_level_pages(slevel) - 1));
 		struct host_page *p = host_mem_page(&s->mem, pfn);
-		uint64_t want = SIM_TAG(gfn, s->guest.version[gfn]);
+		uint64_t want = SIM_TAG(gfn, sim_guest_version(&s->guest, gfn));
 
 		if (state != SEPT_MAPPED) {
 			QV(s, SIM_V_LOST_MAPPING, gfn,
@@ -486,11 +598,11 @@ static void check_shared_gfn(struct sim *s, tdp_gfn_t gfn,
 			   " but the shared page is %#" PRIx64, pfn, backing);
 	}
 	if (gs == GUEST_SHARED) {
-		uint64_t want = SIM_TAG(gfn, s->guest.version[gfn]);
+		uint32_t version = sim_guest_version(&s->guest, gfn);
+		uint64_t want = SIM_TAG(gfn, version);
 		struct host_page *p = host_mem_page(&s->mem, backing);
 
-		if (backing ? host_page_tag(p) != want
-			    : s->guest.version[gfn] != 0)
+		if (backing ? host_page_tag(p) != want : version != 0)
 			QV(s, SIM_V_CORRUPTION, gfn,
 			   "shared page %#" PRIx64 " holds %#" PRIx64
 			   ", the guest expects %#" PRIx64, backing,
@@ -534,7 +646,8 @@ uint64_t sim_check_quiesced(struct sim *s)
 
 	sim_count(&s->stats, SIM_C_CHECK_QUIESCE, 1);
 	s->quiesce_runs++;
-	for (tdp_gfn_t gfn = 0; gfn < s->nr_gfns; gfn++) {
+	for (uint64_t page = 0; page < s->nr_gfns; page++) {
+		tdp_gfn_t gfn = sim_layout_gfn(&s->layout, page);
 		bool guest_shared = sim_guest_state(&s->guest, gfn) ==
 				    GUEST_SHARED;
 
@@ -701,6 +814,7 @@ void sim_destroy(struct sim *s)
 		return;
 	if (s->mmu && !s->finished)
 		sim_finish(s);
+	sim_replay_destroy(s->replay);
 	sim_vcpus_fini(s);
 	sim_host_fini(s);
 	sim_guest_fini(s);
@@ -760,11 +874,14 @@ void sim_step_host_unmap(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 
 void sim_step_slot_delete(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 {
-	uint64_t first = gfn / SIM_REGION_PAGES;
-	uint64_t nr = (gfn + n - 1) / SIM_REGION_PAGES - first + 1;
+	uint64_t first = sim_layout_region(&s->layout, gfn);
+	uint64_t nr = (gfn + n - 1) / SIM_REGION_PAGES -
+		      gfn / SIM_REGION_PAGES + 1;
 
+	/* Whole regions without a hole: consecutive dense numbers. */
+	assert(gfn + n <= sim_layout_run_end(&s->layout, gfn));
 	sim_guest_offline(s, first, nr);
-	sim_host_slot_delete(s, first * SIM_REGION_PAGES,
+	sim_host_slot_delete(s, sim_layout_region_gfn(&s->layout, first),
 			     nr * SIM_REGION_PAGES);
 	sim_guest_online(s, first, nr);
 }

@@ -12,11 +12,16 @@
  *                 MapGPA, host events, TLB shootdown callbacks
  *   vcpu.c        vCPUs: guest mode, TLB, hardware walks, kicks
  *   guest.c       the guest: page states, ACCEPT, conversions, accesses
- *   scenario.c    lifetime, threads, quiesce checks, summary and JSON
+ *   layout.h      guest memory as 2 MiB regions at any GFN
+ *   trace.c       streaming reader of page-touch traces
+ *   replay.c      a trace as the guest's workload, and its final check
+ *   scenario.c    lifetime, threads, quiesce checks
+ *   summary.c     summary table and JSON
  *
  * Lock order (outer first): guest region lock, guest GFN stripe lock,
  * host backing lock, mmu_lock (inside libtdp), vCPU state lock, vCPU TLB
  * lock.  A vCPU in guest mode never blocks on anything but a TLB lock.
+ * A replay queue's lock is taken with no other lock held.
  */
 #ifndef SIM_SIM_H
 #define SIM_SIM_H
@@ -32,6 +37,8 @@
 #include "guest.h"
 #include "host.h"
 #include "host_mem.h"
+#include "layout.h"
+#include "replay.h"
 #include "report.h"
 #include "rng.h"
 #include "stats.h"
@@ -41,8 +48,6 @@
 /* The shared bit of a 4-level TD: GPA bit 47, GFN bit 35. */
 #define SIM_SHARED_BIT ((tdp_gfn_t)1 << 35)
 #define SIM_ROOT_LEVEL 4
-/* Guest memory is handled in 2 MiB regions. */
-#define SIM_REGION_PAGES ((uint64_t)512)
 #define SIM_MAX_VCPUS 64
 
 struct sim_config {
@@ -58,6 +63,14 @@ struct sim_config {
 	uint64_t seed;
 	double check_interval;  /* seconds between quiesce checks; 0: none */
 	bool progress;          /* progress line on stderr */
+	/*
+	 * Trace replay (replay.h): the guest's memory is the regions the
+	 * trace touches and its workload is the trace, split across the
+	 * vCPUs; the run ends when the trace does.  guest_bytes,
+	 * convert_pct, event_rate and duration are not used (conversions
+	 * and host events are off).  Not owned; it must outlive the sim.
+	 */
+	const struct sim_trace *trace;
 	unsigned int print_limit; /* violations printed in full */
 
 	/*
@@ -78,6 +91,9 @@ void sim_config_default(struct sim_config *cfg);
 
 struct sim {
 	struct sim_config cfg;
+	/* Guest memory; nr_gfns and nr_regions are its page and region
+	 * counts (dense numbers, see layout.h).  Immutable. */
+	struct sim_layout layout;
 	uint64_t nr_gfns;
 	uint64_t nr_regions;
 	struct sim_stats stats;
@@ -113,6 +129,15 @@ struct sim {
 	bool engine_dead;         /* the MMU went dead (reported) */
 	/* Engine statistics after teardown, for the summary. */
 	struct tdp_stats engine_stats;
+	/*
+	 * The page tables at the end of the workload, before teardown (the
+	 * final quiesce point): engine statistics and S-EPT pages.
+	 */
+	struct tdp_stats tables_at_end;
+	int64_t sept_pages_at_end;
+	bool have_tables_at_end;
+	/* Trace replay state; NULL without cfg.trace. */
+	struct sim_replay *replay;
 };
 
 /*
@@ -124,11 +149,19 @@ struct sim {
 int sim_create(const struct sim_config *cfg, struct sim **out);
 
 /*
- * sim_run() - run the scenario: vCPU threads and a host-event thread for
- * cfg.duration seconds with quiesce checks, then sim_finish().  Returns
- * the number of violations.
+ * sim_run() - run the workload and tear down: sim_run_workload(), then
+ * sim_finish().  Returns the number of violations.
  */
 uint64_t sim_run(struct sim *s);
+
+/*
+ * sim_run_workload() - run the workload and stop with everything still
+ * mapped: vCPU threads and a host-event thread for cfg.duration seconds,
+ * or the vCPUs replaying cfg.trace until it ends, with quiesce checks;
+ * then the final quiesce check (and, for a trace, sim_replay_check()).
+ * Returns the number of violations so far.
+ */
+uint64_t sim_run_workload(struct sim *s);
 
 /*
  * sim_finish() - TD teardown and the final checks: vCPU contexts are

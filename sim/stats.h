@@ -109,6 +109,11 @@
 	  "GFNs compared across guest, host, mirror and S-EPT")                \
 	X(CHECK_FINAL, "checks", "final_checks",                               \
 	  "checks after TD teardown")                                          \
+	X(CHECK_REPLAY_PAGES, "checks", "replay_pages",                        \
+	  "touched pages checked mapped once, in their alias, after a replay") \
+	X(CHECK_REPLAY_TABLES, "checks", "replay_table_counts",                \
+	  "trees whose tables per level were checked against the touched "     \
+	  "regions")                                                           \
 	X(EVENT_UNMAP, "events", "host_unmaps",                                \
 	  "host unmaps (shared pages migrated)")                               \
 	X(EVENT_PAGES_MIGRATED, "events", "pages_migrated",                    \
@@ -123,7 +128,11 @@
 	X(HOST_ALLOC_2M_FAILED, "host_memory", "chunks_2m_unavailable",        \
 	  "2 MiB chunks wanted but fragmented (4 KiB used)")                   \
 	X(HOST_PAGES_FREED, "host_memory", "pages_freed",                      \
-	  "backing pages returned to the host")
+	  "backing pages returned to the host")                                \
+	X(REPLAY_PRIVATE, "replay", "private_accesses",                        \
+	  "trace accesses to private pages")                                   \
+	X(REPLAY_SHARED, "replay", "shared_accesses",                          \
+	  "trace accesses to shared pages")
 
 enum sim_counter {
 #define SIM_COUNTER_ENUM(id, section, key, desc) SIM_C_##id,
@@ -182,6 +191,17 @@ static inline void sim_count_seamcall(struct sim_stats *st,
 	if (st)
 		__atomic_add_fetch(&st->seamcall[op][out], 1,
 				   __ATOMIC_RELAXED);
+}
+
+/* tdp_map() calls the host made: every fault outcome of both aliases. */
+static inline uint64_t sim_faults_total(const struct sim_stats *st)
+{
+	uint64_t n = 0;
+
+	for (int c = SIM_C_FAULT_PRIVATE_FIXED; c <= SIM_C_FAULT_SHARED_ERROR;
+	     c++)
+		n += st->c[c];
+	return n;
 }
 
 /* Names for printing and JSON. */

@@ -8,14 +8,95 @@
 #include <json-c/json.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "sim.h"
 
-/* Generic sections, in print order; "faults" has its own table. */
+/* Generic sections, in print order; "faults" has its own table.  The
+ * "replay" section is printed for a trace replay only. */
 static const char *const sections[] = {
 	"retries", "zaps", "flushes", "conversions", "accepts",
-	"accesses", "checks", "events", "host_memory",
+	"accesses", "checks", "events", "host_memory", "replay",
 };
+
+static bool section_shown(const struct sim *s, const char *section)
+{
+	return s->cfg.trace || strcmp(section, "replay");
+}
+
+/* ---- derived figures ----------------------------------------------------- */
+
+/* Page-table cost at the end of the workload (zero if not captured). */
+struct pt_figures {
+	uint64_t tables;       /* libtdp's tables, both trees, roots too */
+	uint64_t table_bytes;  /* their memory, 4 KiB each */
+	uint64_t mapped_pages; /* 4 KiB pages mapped, both aliases */
+	double bytes_per_page; /* table_bytes / mapped_pages */
+	/* Trace replay: table_bytes per distinct page touched (a huge
+	 * leaf maps pages the program never touched). */
+	double bytes_per_touched_page;
+};
+
+static void pt_figures(const struct sim *s, struct pt_figures *pf)
+{
+	const struct tdp_stats *t = &s->tables_at_end;
+
+	memset(pf, 0, sizeof(*pf));
+	if (!s->have_tables_at_end)
+		return;
+	for (int type = 0; type < TDP_NR_ROOT_TYPES; type++) {
+		for (int level = 1; level <= TDP_MAX_LEVEL; level++) {
+			pf->tables += t->tables[type][level];
+			pf->mapped_pages += t->leaves[type][level] *
+					    tdp_level_pages(level);
+		}
+	}
+	pf->table_bytes = pf->tables * TDP_PAGE_SIZE;
+	if (pf->mapped_pages)
+		pf->bytes_per_page =
+			(double)pf->table_bytes / (double)pf->mapped_pages;
+	if (s->cfg.trace)
+		pf->bytes_per_touched_page =
+			(double)pf->table_bytes /
+			(double)s->cfg.trace->distinct_pages;
+}
+
+/* Peak resident memory of the process so far, in bytes. */
+static uint64_t peak_rss_bytes(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru))
+		return 0;
+	return (uint64_t)ru.ru_maxrss * 1024; /* Linux: KiB */
+}
+
+static double faults_per_s(const struct sim *s, const struct sim_stats *st)
+{
+	return s->elapsed > 0 ? (double)sim_faults_total(st) / s->elapsed : 0;
+}
+
+/* ---- the table ----------------------------------------------------------- */
+
+static void print_header(FILE *f, const struct sim *s)
+{
+	const struct sim_trace *t = s->cfg.trace;
+
+	if (!t) {
+		fprintf(f, "\ntdpsim summary: seed %" PRIu64 ", %u vCPUs, %"
+			PRIu64 " MiB guest (%.0f%% private at boot), huge "
+			"pages %s, %.1f s\n\n", s->cfg.seed, s->cfg.nr_vcpus,
+			s->cfg.guest_bytes >> 20, s->cfg.private_pct,
+			s->cfg.huge ? "on" : "off", s->elapsed);
+		return;
+	}
+	fprintf(f, "\ntdpsim summary: seed %" PRIu64 ", %u vCPUs, trace %s "
+		"(%s placement, guest memory %" PRIu64 " x 2 MiB, %.0f%% "
+		"private regions), huge pages %s, %.2f s\n\n", s->cfg.seed,
+		s->cfg.nr_vcpus, t->path, sim_placement_name(t->placement),
+		t->nr_regions, s->cfg.private_pct, s->cfg.huge ? "on" : "off",
+		s->elapsed);
+}
 
 static void print_faults(FILE *f, const struct sim_stats *st)
 {
@@ -81,21 +162,114 @@ static void print_engine(FILE *f, const struct tdp_stats *e)
 	fprintf(f, "  %-28s %14" PRIu64 "\n", "pages_in_use", e->pages_in_use);
 }
 
+static void print_trace(FILE *f, const struct sim *s)
+{
+	const struct sim_trace *t = s->cfg.trace;
+	const struct sim_replay_result *res = sim_replay_result(s->replay);
+	static const char *const span[4] = { "", "2 MiB", "1 GiB",
+					     "512 GiB" };
+
+	fprintf(f, "trace (%s, %s placement)\n", t->path,
+		sim_placement_name(t->placement));
+	fprintf(f, "  %-28s %14" PRIu64 "  %s\n", "addresses", t->addresses,
+		t->limit ? "addresses read (--trace-limit)"
+			 : "addresses in the trace");
+	if (t->placement == SIM_PLACE_IDENTITY)
+		fprintf(f, "  %-28s %14" PRIu64 "  %s\n", "out_of_range",
+			t->out_of_range,
+			"rejected: at or above 2^47, beyond the unaliased "
+			"GPAs");
+	fprintf(f, "  %-28s %14" PRIu64 "  %s\n", "accesses", t->accesses,
+		"addresses replayed as guest writes");
+	fprintf(f, "  %-28s %14" PRIu64 "  %s\n", "distinct_pages",
+		t->distinct_pages, "4 KiB pages touched");
+	if (!res->checked)
+		return;
+	fprintf(f, "  %-28s %14s %14s\n", "touched, by alias", "private",
+		"shared");
+	fprintf(f, "  %-28s %14" PRIu64 " %14" PRIu64 "\n", "pages",
+		res->pages[0], res->pages[1]);
+	for (int level = 1; level <= 3; level++) {
+		char name[40];
+
+		snprintf(name, sizeof(name), "regions of %s", span[level]);
+		fprintf(f, "  %-28s %14" PRIu64 " %14" PRIu64 "\n", name,
+			res->regions[0][level], res->regions[1][level]);
+	}
+}
+
+static void print_page_tables(FILE *f, const struct sim *s)
+{
+	const struct tdp_stats *t = &s->tables_at_end;
+	static const char *const span[] = { "", "per 2 MiB", "per 1 GiB",
+					    "per 512 GiB", "root" };
+	struct pt_figures pf;
+
+	if (!s->have_tables_at_end)
+		return;
+	pt_figures(s, &pf);
+	fprintf(f, "page tables (at the end of the workload, before "
+		"teardown)\n");
+	fprintf(f, "  %-28s %14s %14s\n", "", "mirror", "direct");
+	for (int level = SIM_ROOT_LEVEL; level >= 1; level--) {
+		char name[40];
+
+		snprintf(name, sizeof(name), "tables level %d (%s)", level,
+			 span[level]);
+		fprintf(f, "  %-28s %14" PRIu64 " %14" PRIu64 "\n", name,
+			t->tables[TDP_ROOT_MIRROR][level],
+			t->tables[TDP_ROOT_DIRECT][level]);
+	}
+	fprintf(f, "  %-28s %14" PRIu64 " %14" PRIu64 "\n", "leaves 2 MiB",
+		t->leaves[TDP_ROOT_MIRROR][2], t->leaves[TDP_ROOT_DIRECT][2]);
+	fprintf(f, "  %-28s %14" PRIu64 " %14" PRIu64 "\n", "leaves 4 KiB",
+		t->leaves[TDP_ROOT_MIRROR][1], t->leaves[TDP_ROOT_DIRECT][1]);
+	fprintf(f, "  %-28s %14" PRId64 "  %s\n", "sept_pages",
+		s->sept_pages_at_end,
+		"the module's S-EPT pages below its root");
+	fprintf(f, "  %-28s %14" PRIu64 "  %s\n", "mapped_pages",
+		pf.mapped_pages, "4 KiB pages mapped, both aliases");
+	fprintf(f, "  %-28s %14" PRIu64 "  %s\n", "table_bytes",
+		pf.table_bytes, "libtdp's tables, both trees, 4 KiB each");
+	fprintf(f, "  %-28s %14.2f  %s\n", "bytes_per_mapped_page",
+		pf.bytes_per_page, "page-table bytes per mapped 4 KiB page");
+	if (s->cfg.trace)
+		fprintf(f, "  %-28s %14.2f  %s\n", "bytes_per_touched_page",
+			pf.bytes_per_touched_page,
+			"page-table bytes per page the trace touched");
+}
+
+static void print_performance(FILE *f, const struct sim *s,
+			      const struct sim_stats *st)
+{
+	fprintf(f, "performance\n");
+	fprintf(f, "  %-28s %14.3f  %s\n", "elapsed_s", s->elapsed,
+		s->cfg.trace ? "time to replay the trace" : "run time");
+	fprintf(f, "  %-28s %14" PRIu64 "  %s\n", "faults",
+		sim_faults_total(st), "tdp_map() calls, every outcome");
+	fprintf(f, "  %-28s %14.0f  %s\n", "faults_per_s",
+		faults_per_s(s, st), "faults per second of elapsed time");
+	fprintf(f, "  %-28s %14.1f  %s\n", "peak_rss_mib",
+		(double)peak_rss_bytes() / (1 << 20),
+		"peak resident memory of the process (getrusage)");
+}
+
 void sim_print_summary(struct sim *s, FILE *f)
 {
 	struct sim_stats st;
 	uint64_t total = sim_report_total(&s->report);
 
 	sim_stats_snapshot(&s->stats, &st);
-	fprintf(f, "\ntdpsim summary: seed %" PRIu64 ", %u vCPUs, %" PRIu64
-		" MiB guest (%.0f%% private at boot), huge pages %s, "
-		"%.1f s\n\n", s->cfg.seed, s->cfg.nr_vcpus,
-		s->cfg.guest_bytes >> 20, s->cfg.private_pct,
-		s->cfg.huge ? "on" : "off", s->elapsed);
+	print_header(f, s);
+	if (s->cfg.trace)
+		print_trace(f, s);
 	print_faults(f, &st);
 	print_seamcalls(f, &st);
 	for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++)
-		print_section(f, &st, sections[i]);
+		if (section_shown(s, sections[i]))
+			print_section(f, &st, sections[i]);
+	print_page_tables(f, s);
+	print_performance(f, s, &st);
 	print_engine(f, &s->engine_stats);
 	fprintf(f, "violations                     %14" PRIu64 "\n", total);
 	for (int k = 0; k < SIM_NR_VIOLATION_KINDS; k++)
@@ -148,6 +322,95 @@ static struct json_object *config_json(const struct sim *s)
 	return o;
 }
 
+static void add_double(struct json_object *o, const char *key, double v)
+{
+	json_object_object_add(o, key, json_object_new_double(v));
+}
+
+static struct json_object *tree_json(const struct tdp_stats *t, int type)
+{
+	struct json_object *o = json_object_new_object();
+
+	for (int level = 1; level <= SIM_ROOT_LEVEL; level++) {
+		char key[16];
+
+		snprintf(key, sizeof(key), "tables_l%d", level);
+		add_u64(o, key, t->tables[type][level]);
+	}
+	add_u64(o, "leaves_4k", t->leaves[type][1]);
+	add_u64(o, "leaves_2m", t->leaves[type][2]);
+	return o;
+}
+
+static struct json_object *page_tables_json(const struct sim *s)
+{
+	struct json_object *o = json_object_new_object();
+	struct pt_figures pf;
+
+	pt_figures(s, &pf);
+	json_object_object_add(o, "mirror",
+			       tree_json(&s->tables_at_end, TDP_ROOT_MIRROR));
+	json_object_object_add(o, "direct",
+			       tree_json(&s->tables_at_end, TDP_ROOT_DIRECT));
+	add_u64(o, "sept_pages", (uint64_t)s->sept_pages_at_end);
+	add_u64(o, "mapped_pages", pf.mapped_pages);
+	add_u64(o, "table_bytes", pf.table_bytes);
+	add_double(o, "bytes_per_mapped_page", pf.bytes_per_page);
+	if (s->cfg.trace)
+		add_double(o, "bytes_per_touched_page",
+			   pf.bytes_per_touched_page);
+	return o;
+}
+
+static struct json_object *performance_json(const struct sim *s,
+					    const struct sim_stats *st)
+{
+	struct json_object *o = json_object_new_object();
+
+	add_double(o, "elapsed_s", s->elapsed);
+	add_u64(o, "faults", sim_faults_total(st));
+	add_double(o, "faults_per_s", faults_per_s(s, st));
+	add_u64(o, "peak_rss_bytes", peak_rss_bytes());
+	return o;
+}
+
+static struct json_object *alias_json(const struct sim_replay_result *res,
+				      int alias)
+{
+	struct json_object *o = json_object_new_object();
+
+	add_u64(o, "pages", res->pages[alias]);
+	add_u64(o, "regions_2m", res->regions[alias][1]);
+	add_u64(o, "regions_1g", res->regions[alias][2]);
+	add_u64(o, "regions_512g", res->regions[alias][3]);
+	return o;
+}
+
+/* The trace and what the replay touched; the counters of the "replay"
+ * section are added to the same object. */
+static struct json_object *replay_json(const struct sim *s)
+{
+	const struct sim_trace *t = s->cfg.trace;
+	const struct sim_replay_result *res = sim_replay_result(s->replay);
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "trace", json_object_new_string(t->path));
+	json_object_object_add(
+		o, "placement",
+		json_object_new_string(sim_placement_name(t->placement)));
+	add_u64(o, "limit", t->limit);
+	add_u64(o, "addresses", t->addresses);
+	add_u64(o, "out_of_range", t->out_of_range);
+	add_u64(o, "accesses", t->accesses);
+	add_u64(o, "distinct_pages", t->distinct_pages);
+	add_u64(o, "guest_regions", t->nr_regions);
+	json_object_object_add(o, "checked",
+			       json_object_new_boolean(res->checked));
+	json_object_object_add(o, "private", alias_json(res, 0));
+	json_object_object_add(o, "shared", alias_json(res, 1));
+	return o;
+}
+
 static struct json_object *engine_json(const struct tdp_stats *e)
 {
 	struct json_object *o = json_object_new_object();
@@ -178,9 +441,12 @@ int sim_write_json(struct sim *s, const char *path)
 	json_object_object_add(root, "config", config_json(s));
 	json_object_object_add(root, "elapsed_s",
 			       json_object_new_double(s->elapsed));
+	if (s->cfg.trace)
+		json_object_object_add(root, "replay", replay_json(s));
 	for (int c = 0; c < SIM_NR_COUNTERS; c++)
-		add_u64(section_object(root, sim_counter_section(c)),
-			sim_counter_key(c), st.c[c]);
+		if (section_shown(s, sim_counter_section(c)))
+			add_u64(section_object(root, sim_counter_section(c)),
+				sim_counter_key(c), st.c[c]);
 	for (int op = 0; op < SIM_NR_SEAMCALLS; op++) {
 		struct json_object *o = json_object_new_object();
 
@@ -189,6 +455,8 @@ int sim_write_json(struct sim *s, const char *path)
 		json_object_object_add(calls, sim_seamcall_key(op), o);
 	}
 	json_object_object_add(root, "seamcalls", calls);
+	json_object_object_add(root, "page_tables", page_tables_json(s));
+	json_object_object_add(root, "performance", performance_json(s, &st));
 	json_object_object_add(root, "engine", engine_json(&s->engine_stats));
 	add_u64(viol, "total", total);
 	for (int k = 0; k < SIM_NR_VIOLATION_KINDS; k++)

@@ -41,7 +41,8 @@ static void usage(FILE *f, const char *prog)
 "                           purpose (default %.2g)\n"
 "  -f, --fail-rate=PCT      percent of SEPT.ADD/PAGE.AUG failed on purpose\n"
 "                           (default %.2g)\n"
-"  -H, --huge=on|off        2 MiB mappings of both aliases (default %s)\n"
+"  -H, --huge=on|off        2 MiB mappings of both aliases (default %s;\n"
+"                           off for a trace replay)\n"
 "  -d, --duration=SEC       run time in seconds (default %.0f)\n"
 "  -s, --seed=N             seed of every random choice (default: from the\n"
 "                           clock); always printed\n"
@@ -51,12 +52,28 @@ static void usage(FILE *f, const char *prog)
 "  -q, --quiet              no progress line on stderr\n"
 "  -h, --help               this text\n"
 "\n"
+"Trace replay (instead of the random scenario):\n"
+"  -t, --trace=FILE         replay a page-touch trace (one hexadecimal\n"
+"                           address per line, plain or zstd) as guest\n"
+"                           writes, split round robin across the vCPUs;\n"
+"                           the run lasts as long as the trace\n"
+"  -P, --placement=MODEL    identity: GPA = address (below 2^47, others\n"
+"                           are counted and skipped); allocator: the\n"
+"                           guest hands out frames in first-touch order\n"
+"                           (default identity)\n"
+"  -L, --trace-limit=N      replay only the first N addresses\n"
+"  With --trace, --private is the share of private 2 MiB regions (by a\n"
+"  hash of the seed and the region), --huge on also makes the guest accept\n"
+"  whole regions, and --memory, --duration, --convert-rate and\n"
+"  --event-rate do not apply.\n"
+"\n"
 "Output: the seed, a progress line on stderr about once a second, every\n"
 "violation as it is found (the first ones in full), then a summary table\n"
 "on stdout: faults by alias and outcome, SEAMCALLs by outcome, retries,\n"
 "zaps by event, flushes and kicks, conversions, accepts, accesses, checks,\n"
-"host events, host memory, the engine's own statistics and the violations\n"
-"by kind.\n",
+"host events, host memory, the page tables before teardown (tables per\n"
+"level, page-table bytes per mapped 4 KiB page), faults per second, peak\n"
+"resident memory, the engine's own statistics and the violations by kind.\n",
 		prog, SIM_MAX_VCPUS, d.nr_vcpus, d.guest_bytes >> 20,
 		d.private_pct, d.convert_pct, d.event_rate, d.busy_pct,
 		d.fail_pct, d.huge ? "on" : "off", d.duration,
@@ -117,14 +134,34 @@ static uint64_t seed_from_clock(void)
 /* What the command line asked for. */
 enum parse_result { PARSE_RUN, PARSE_HELP, PARSE_BAD };
 
+/* Options besides the simulation's configuration. */
+struct cmdline {
+	const char *json;
+	bool seeded;
+	const char *trace;
+	enum sim_placement placement;
+	uint64_t trace_limit;
+	/* A scenario option that a replay does not use, and an option only
+	 * a replay uses, if one was given. */
+	int scenario_only;
+	int replay_only;
+	bool huge_given;
+};
+
 /* Apply one option to @cfg; returns 0 or -EINVAL for a bad value. */
 static int apply_option(int opt, const char *arg, struct sim_config *cfg,
-			const char **json, bool *seeded)
+			struct cmdline *cl)
 {
 	double vcpus;
 	char *end;
 	int ret = 0;
 
+	if (strchr("mced", opt))
+		cl->scenario_only = opt;
+	if (strchr("PL", opt))
+		cl->replay_only = opt;
+	if (opt == 'H')
+		cl->huge_given = true;
 	switch (opt) {
 	case 'v':
 		ret = parse_double(arg, 1, SIM_MAX_VCPUS, &vcpus);
@@ -158,20 +195,31 @@ static int apply_option(int opt, const char *arg, struct sim_config *cfg,
 	case 's':
 		errno = 0;
 		cfg->seed = strtoull(arg, &end, 0);
-		*seeded = true;
+		cl->seeded = true;
 		return errno || end == arg || *end ? -EINVAL : 0;
 	case 'k':
 		return parse_double(arg, 0, 1e6, &cfg->check_interval);
 	case 'j':
-		*json = arg;
+		cl->json = arg;
 		return 0;
+	case 't':
+		cl->trace = arg;
+		return 0;
+	case 'P':
+		return sim_placement_parse(arg, &cl->placement);
+	case 'L':
+		errno = 0;
+		cl->trace_limit = strtoull(arg, &end, 0);
+		return errno || end == arg || *end || !cl->trace_limit
+			       ? -EINVAL
+			       : 0;
 	}
 	return -EINVAL;
 }
 
 static enum parse_result parse_options(int argc, char **argv,
 				       struct sim_config *cfg,
-				       const char **json)
+				       struct cmdline *cl)
 {
 	static const struct option options[] = {
 		{ "vcpus", required_argument, NULL, 'v' },
@@ -188,13 +236,16 @@ static enum parse_result parse_options(int argc, char **argv,
 		{ "json", required_argument, NULL, 'j' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
+		{ "trace", required_argument, NULL, 't' },
+		{ "placement", required_argument, NULL, 'P' },
+		{ "trace-limit", required_argument, NULL, 'L' },
 		{ NULL, 0, NULL, 0 },
 	};
-	bool seeded = false;
 	int opt;
 
-	while ((opt = getopt_long(argc, argv, "v:m:p:c:e:b:f:H:d:s:k:j:qh",
-				  options, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv,
+				  "v:m:p:c:e:b:f:H:d:s:k:j:qht:P:L:", options,
+				  NULL)) != -1) {
 		if (opt == 'h')
 			return PARSE_HELP;
 		if (opt == 'q') {
@@ -203,7 +254,7 @@ static enum parse_result parse_options(int argc, char **argv,
 		}
 		if (opt == '?')
 			return PARSE_BAD;
-		if (apply_option(opt, optarg, cfg, json, &seeded)) {
+		if (apply_option(opt, optarg, cfg, cl)) {
 			fprintf(stderr, "tdpsim: bad value for -%c: %s\n", opt,
 				optarg);
 			return PARSE_BAD;
@@ -211,21 +262,61 @@ static enum parse_result parse_options(int argc, char **argv,
 	}
 	if (optind < argc)
 		return PARSE_BAD;
-	if (!seeded)
+	if (cl->trace && cl->scenario_only) {
+		fprintf(stderr,
+			"tdpsim: -%c does not apply to a trace replay\n",
+			cl->scenario_only);
+		return PARSE_BAD;
+	}
+	if (!cl->trace && cl->replay_only) {
+		fprintf(stderr, "tdpsim: -%c needs --trace\n", cl->replay_only);
+		return PARSE_BAD;
+	}
+	if (cl->trace) {
+		/* The replay is the trace alone, one fault per touched page
+		 * unless huge pages are asked for. */
+		cfg->convert_pct = 0;
+		cfg->event_rate = 0;
+		if (!cl->huge_given)
+			cfg->huge = false;
+	}
+	if (!cl->seeded)
 		cfg->seed = seed_from_clock();
 	return PARSE_RUN;
 }
 
+/*
+ * Scan the trace of a replay before anything else: a malformed trace is
+ * an error with its line number, and nothing runs.
+ */
+static int scan_trace(const struct cmdline *cl, struct sim_config *cfg,
+		      struct sim_trace **trace)
+{
+	char err[400];
+
+	*trace = NULL;
+	if (!cl->trace)
+		return 0;
+	if (sim_trace_scan(cl->trace, cl->placement, cl->trace_limit, trace,
+			   err, sizeof(err))) {
+		fprintf(stderr, "tdpsim: %s\n", err);
+		return -EINVAL;
+	}
+	cfg->trace = *trace;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	struct cmdline cl = { 0 };
+	struct sim_trace *trace;
 	struct sim_config cfg;
-	const char *json = NULL;
 	uint64_t violations;
 	struct sim *s;
 	int ret;
 
 	sim_config_default(&cfg);
-	switch (parse_options(argc, argv, &cfg, &json)) {
+	switch (parse_options(argc, argv, &cfg, &cl)) {
 	case PARSE_HELP:
 		usage(stdout, argv[0]);
 		return 0;
@@ -235,6 +326,8 @@ int main(int argc, char **argv)
 	case PARSE_RUN:
 		break;
 	}
+	if (scan_trace(&cl, &cfg, &trace))
+		return 2;
 
 	printf("tdpsim: seed %" PRIu64 " (rerun with --seed %" PRIu64 ")\n",
 	       cfg.seed, cfg.seed);
@@ -243,15 +336,21 @@ int main(int argc, char **argv)
 	if (ret) {
 		fprintf(stderr, "tdpsim: cannot set up the simulation: %s\n",
 			strerror(-ret));
+		sim_trace_free(trace);
 		return 2;
 	}
 	violations = sim_run(s);
 	sim_print_summary(s, stdout);
-	if (json && sim_write_json(s, json)) {
-		fprintf(stderr, "tdpsim: cannot write %s\n", json);
+	if (s->replay && sim_replay_error(s->replay)) {
+		fprintf(stderr, "tdpsim: %s\n", sim_replay_error(s->replay));
+		ret = 2;
+	}
+	if (cl.json && sim_write_json(s, cl.json)) {
+		fprintf(stderr, "tdpsim: cannot write %s\n", cl.json);
 		ret = 2;
 	}
 	sim_destroy(s);
+	sim_trace_free(trace);
 	printf("tdpsim: seed %" PRIu64 ", %" PRIu64 " violation%s\n", cfg.seed,
 	       violations, violations == 1 ? "" : "s");
 	if (ret)

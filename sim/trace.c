@@ -29,11 +29,15 @@ struct trace {
 	char err[160];
 };
 
-static int fail(struct trace *t, const char *fmt, ...)
+/*
+ * Record an error on line @line: t->lineno while a complete line is
+ * parsed, t->lineno + 1 while the next one is still being read.
+ */
+static int fail(struct trace *t, uint64_t line, const char *fmt, ...)
 {
 	va_list ap;
 	int n = snprintf(t->err, sizeof(t->err), "line %llu: ",
-			 (unsigned long long)t->lineno);
+			 (unsigned long long)line);
 
 	va_start(ap, fmt);
 	vsnprintf(t->err + n, sizeof(t->err) - (size_t)n, fmt, ap);
@@ -87,7 +91,7 @@ static int refill(struct trace *t)
 		t->out_len = fread(t->out, 1, sizeof(t->out), t->f);
 		t->out_pos = 0;
 		if (ferror(t->f))
-			return fail(t, "read error");
+			return fail(t, t->lineno + 1, "read error");
 		t->eof = t->out_len < sizeof(t->out);
 		return (int)(t->out_len > 0);
 	}
@@ -100,14 +104,15 @@ static int refill(struct trace *t)
 			t->zin.size = fread(t->in, 1, sizeof(t->in), t->f);
 			t->zin.pos = 0;
 			if (ferror(t->f))
-				return fail(t, "read error");
+				return fail(t, t->lineno + 1, "read error");
 			t->eof = t->zin.size < sizeof(t->in);
 		}
 		in_before = t->zin.pos;
 		/* With no input left this still flushes buffered output. */
 		ret = ZSTD_decompressStream(t->zs, &zout, &t->zin);
 		if (ZSTD_isError(ret))
-			return fail(t, "corrupt compressed stream: %s",
+			return fail(t, t->lineno + 1,
+				    "corrupt compressed stream: %s",
 				    ZSTD_getErrorName(ret));
 		progress = zout.pos || t->zin.pos != in_before;
 		if (progress)
@@ -120,7 +125,8 @@ static int refill(struct trace *t)
 		if (!progress && t->zin.pos == t->zin.size && t->eof) {
 			/* The input ended inside a frame. */
 			if (!t->frame_done)
-				return fail(t, "truncated compressed stream");
+				return fail(t, t->lineno + 1,
+					    "truncated compressed stream");
 			return 0;
 		}
 	}
@@ -133,7 +139,8 @@ static int parse_line(struct trace *t, uint64_t *addr)
 	unsigned long long v;
 
 	if (t->line_too_long)
-		return fail(t, "line longer than %d characters", LINE_MAX_LEN);
+		return fail(t, t->lineno, "line longer than %d characters",
+			    LINE_MAX_LEN);
 	while (*s == ' ' || *s == '\t')
 		s++;
 	if (*s == '\0' || *s == '#')
@@ -142,13 +149,15 @@ static int parse_line(struct trace *t, uint64_t *addr)
 		s += 2;
 	if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f') ||
 	      (*s >= 'A' && *s <= 'F')))
-		return fail(t, "not a hexadecimal address: '%s'", t->line);
+		return fail(t, t->lineno, "not a hexadecimal address: '%s'",
+			    t->line);
 	errno = 0;
 	v = strtoull(s, &end, 16);
 	while (*end == ' ' || *end == '\t' || *end == '\r')
 		end++;
 	if (errno || *end != '\0')
-		return fail(t, "not a hexadecimal address: '%s'", t->line);
+		return fail(t, t->lineno, "not a hexadecimal address: '%s'",
+			    t->line);
 	*addr = v;
 	return 1;
 }
@@ -190,7 +199,8 @@ int trace_next(struct trace *t, uint64_t *addr)
 				continue;
 			}
 			if (c == '\0')
-				return fail(t, "binary data (NUL byte)");
+				return fail(t, t->lineno + 1,
+					    "binary data (NUL byte)");
 			if (t->line_len < LINE_MAX_LEN)
 				t->line[t->line_len++] = c;
 			else
