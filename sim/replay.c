@@ -2,6 +2,7 @@
 /* Trace replay (see replay.h). */
 #include "replay.h"
 
+#include <ck_ring.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -19,8 +20,8 @@
 #define QUEUE_LEN 1024
 /* How long a vCPU waits for its next access before it looks again
  * (for a pause or a stop), and the feeder for room in a queue. */
-#define VCPU_WAIT_NS 2000000L
-#define FEEDER_WAIT_NS 10000000L
+#define VCPU_WAIT_NS 20000L
+#define FEEDER_WAIT_NS 50000L
 
 /* ---- a map of 64-bit keys to 64-bit values ------------------------------- */
 
@@ -359,14 +360,18 @@ out:
 
 /* ---- queues and the feeder ----------------------------------------------- */
 
+/*
+ * One queue per vCPU.  The feeder is its only producer and the vCPU its
+ * only consumer, so it is a Concurrency Kit single-producer
+ * single-consumer ring: neither side takes a lock.  What crosses it is a
+ * GFN value, nothing the consumer dereferences.  ck_ring orders the slot
+ * copy with inline-assembly index updates that ThreadSanitizer cannot see;
+ * tests/tsan.supp names its two copy routines, and only them.
+ */
 struct replay_queue {
-	pthread_mutex_t lock;
-	pthread_cond_t queued; /* an access was queued, or the queue closed */
-	pthread_cond_t taken;  /* an access was taken */
-	/* Protected by lock. */
-	uint64_t head, count;
-	bool closed;
-	tdp_gfn_t gfn[QUEUE_LEN];
+	struct ck_ring ring;             /* feeder enqueues, vCPU dequeues */
+	struct ck_ring_buffer slot[QUEUE_LEN];
+	bool closed;                     /* atomic: no more accesses */
 };
 
 struct sim_replay {
@@ -383,20 +388,18 @@ struct sim_replay {
 	struct sim_replay_result result;
 };
 
-static void deadline_in(struct timespec *ts, long ns)
+/* Sleep @ns nanoseconds: the wait of a side that found its ring full or
+ * empty, after which it looks again (also for a pause or a stop). */
+static void nap(long ns)
 {
-	clock_gettime(CLOCK_MONOTONIC, ts);
-	ts->tv_nsec += ns;
-	if (ts->tv_nsec >= 1000000000L) {
-		ts->tv_sec += ts->tv_nsec / 1000000000L;
-		ts->tv_nsec %= 1000000000L;
-	}
+	struct timespec ts = { .tv_sec = 0, .tv_nsec = ns };
+
+	nanosleep(&ts, NULL);
 }
 
 int sim_replay_create(struct sim *s, struct sim_replay **out)
 {
 	struct sim_replay *r = calloc(1, sizeof(*r));
-	pthread_condattr_t attr;
 
 	if (!r)
 		return -ENOMEM;
@@ -408,14 +411,8 @@ int sim_replay_create(struct sim *s, struct sim_replay **out)
 		free(r);
 		return -ENOMEM;
 	}
-	pthread_condattr_init(&attr);
-	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-	for (unsigned int i = 0; i < r->nr_queues; i++) {
-		pthread_mutex_init(&r->queues[i].lock, NULL);
-		pthread_cond_init(&r->queues[i].queued, &attr);
-		pthread_cond_init(&r->queues[i].taken, &attr);
-	}
-	pthread_condattr_destroy(&attr);
+	for (unsigned int i = 0; i < r->nr_queues; i++)
+		ck_ring_init(&r->queues[i].ring, QUEUE_LEN);
 	*out = r;
 	return 0;
 }
@@ -425,11 +422,6 @@ void sim_replay_destroy(struct sim_replay *r)
 	if (!r)
 		return;
 	sim_replay_join(r);
-	for (unsigned int i = 0; i < r->nr_queues; i++) {
-		pthread_mutex_destroy(&r->queues[i].lock);
-		pthread_cond_destroy(&r->queues[i].queued);
-		pthread_cond_destroy(&r->queues[i].taken);
-	}
 	free(r->queues);
 	free(r);
 }
@@ -438,38 +430,20 @@ void sim_replay_destroy(struct sim_replay *r)
 static bool queue_push(struct sim_replay *r, struct replay_queue *q,
 		       tdp_gfn_t gfn)
 {
-	bool ok = true;
-
-	pthread_mutex_lock(&q->lock);
-	while (q->count == QUEUE_LEN) {
-		struct timespec ts;
-
-		if (sim_stopping(r->s)) {
-			ok = false;
-			break;
-		}
-		deadline_in(&ts, FEEDER_WAIT_NS);
-		pthread_cond_timedwait(&q->taken, &q->lock, &ts);
+	for (;;) {
+		if (ck_ring_enqueue_spsc(&q->ring, q->slot,
+					 (void *)(uintptr_t)gfn))
+			return true;
+		if (sim_stopping(r->s))
+			return false;
+		nap(FEEDER_WAIT_NS);
 	}
-	if (ok) {
-		q->gfn[(q->head + q->count) % QUEUE_LEN] = gfn;
-		q->count++;
-		pthread_cond_signal(&q->queued);
-	}
-	pthread_mutex_unlock(&q->lock);
-	return ok;
 }
 
 static void close_queues(struct sim_replay *r)
 {
-	for (unsigned int i = 0; i < r->nr_queues; i++) {
-		struct replay_queue *q = &r->queues[i];
-
-		pthread_mutex_lock(&q->lock);
-		q->closed = true;
-		pthread_cond_broadcast(&q->queued);
-		pthread_mutex_unlock(&q->lock);
-	}
+	for (unsigned int i = 0; i < r->nr_queues; i++)
+		__atomic_store_n(&r->queues[i].closed, true, __ATOMIC_RELEASE);
 }
 
 /*
@@ -563,36 +537,37 @@ const char *sim_replay_error(const struct sim_replay *r)
 	return r->failed ? r->error : NULL;
 }
 
+/* Take the next access of @q, if one is queued. */
+static bool queue_pop(struct replay_queue *q, tdp_gfn_t *gfn)
+{
+	void *v;
+
+	if (!ck_ring_dequeue_spsc(&q->ring, q->slot, &v))
+		return false;
+	*gfn = (tdp_gfn_t)(uintptr_t)v;
+	return true;
+}
+
 enum sim_replay_next sim_replay_next(struct sim_replay *r, unsigned int vcpu,
 				     tdp_gfn_t *gfn)
 {
 	struct replay_queue *q = &r->queues[vcpu];
-	enum sim_replay_next next = SIM_REPLAY_WAIT;
 
-	pthread_mutex_lock(&q->lock);
-	if (q->count) {
-		*gfn = q->gfn[q->head];
-		q->head = (q->head + 1) % QUEUE_LEN;
-		q->count--;
-		pthread_cond_signal(&q->taken);
-		next = SIM_REPLAY_GOT;
-	} else if (q->closed) {
-		next = SIM_REPLAY_DONE;
-	}
-	pthread_mutex_unlock(&q->lock);
-	return next;
+	if (queue_pop(q, gfn))
+		return SIM_REPLAY_GOT;
+	if (!__atomic_load_n(&q->closed, __ATOMIC_ACQUIRE))
+		return SIM_REPLAY_WAIT;
+	/* Closed after its last enqueue: look once more. */
+	return queue_pop(q, gfn) ? SIM_REPLAY_GOT : SIM_REPLAY_DONE;
 }
 
 void sim_replay_wait(struct sim_replay *r, unsigned int vcpu)
 {
 	struct replay_queue *q = &r->queues[vcpu];
-	struct timespec ts;
 
-	deadline_in(&ts, VCPU_WAIT_NS);
-	pthread_mutex_lock(&q->lock);
-	if (!q->count && !q->closed)
-		pthread_cond_timedwait(&q->queued, &q->lock, &ts);
-	pthread_mutex_unlock(&q->lock);
+	if (!ck_ring_size(&q->ring) &&
+	    !__atomic_load_n(&q->closed, __ATOMIC_ACQUIRE))
+		nap(VCPU_WAIT_NS);
 }
 
 void sim_replay_access(struct sim_vcpu *v, tdp_gfn_t gfn)
