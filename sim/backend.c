@@ -145,24 +145,33 @@ tdx_status_t sim_backend_track(struct sim *s)
 	return st;
 }
 
-/* BLOCK, TRACK and kick: the common start of both removals. */
-static tdx_status_t block_and_track(struct sim *s, tdp_gfn_t gfn, int level)
+/*
+ * Both removals: BLOCK the entry of @remove, TRACK, kick every vCPU, then
+ * the REMOVE call @remove (PAGE.REMOVE or SEPT.REMOVE), which stores the
+ * removed page in @remove->removed.  Stops at the first call that fails
+ * and returns its status.
+ */
+static tdx_status_t block_track_remove(struct sim *s,
+				       struct removal_call *remove)
 {
 	struct removal_call block = {
-		.op = REMOVAL_BLOCK, .gfn = gfn, .level = level,
+		.op = REMOVAL_BLOCK, .gfn = remove->gfn, .level = remove->level,
 	};
 	tdx_status_t st = removal_call(s, &block);
 
 	if (st == TDX_GPA_RANGE_ALREADY_BLOCKED) {
-		sim_violation(&s->report, SIM_V_CONTRACT, st, gfn, SIM_NO_VCPU,
+		sim_violation(&s->report, SIM_V_CONTRACT, st, remove->gfn,
+			      SIM_NO_VCPU,
 			      "level %d entry was already blocked: removed "
 			      "twice, or an earlier removal stopped halfway",
-			      level);
+			      remove->level);
 		return st;
 	}
-	if (st != TDX_SUCCESS)
-		return st;
-	return sim_backend_track(s);
+	if (st == TDX_SUCCESS)
+		st = sim_backend_track(s);
+	if (st == TDX_SUCCESS)
+		st = removal_call(s, remove);
+	return st;
 }
 
 /* ---- callbacks ----------------------------------------------------------- */
@@ -240,14 +249,10 @@ static int be_remove_leaf(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn)
 		.op = REMOVAL_PAGE_REMOVE, .gfn = gfn, .level = level,
 	};
 	tdp_gfn_t stale_gfn = 0;
-	tdx_status_t st;
 	int holder;
 
 	removal_begin(s, "remove_leaf", gfn);
-	st = block_and_track(s, gfn, level);
-	if (st == TDX_SUCCESS)
-		st = removal_call(s, &remove);
-	if (st != TDX_SUCCESS) {
+	if (block_track_remove(s, &remove) != TDX_SUCCESS) {
 		removal_end(s);
 		return -EIO;
 	}
@@ -278,7 +283,6 @@ static int be_free_table(void *ctx, tdp_gfn_t gfn, int level,
 	struct removal_call remove = {
 		.op = REMOVAL_SEPT_REMOVE, .gfn = gfn, .level = level,
 	};
-	tdx_status_t st;
 
 	removal_begin(s, "free_table", gfn);
 	if (rec->magic != SIM_EXT_MAGIC || rec->gfn != gfn ||
@@ -288,10 +292,7 @@ static int be_free_table(void *ctx, tdp_gfn_t gfn, int level,
 			      "did not create (record: magic %#" PRIx64
 			      " gfn %#" PRIx64 " level %d)",
 			      level, rec->magic, rec->gfn, rec->level);
-	st = block_and_track(s, gfn, level);
-	if (st == TDX_SUCCESS)
-		st = removal_call(s, &remove);
-	if (st != TDX_SUCCESS) {
+	if (block_track_remove(s, &remove) != TDX_SUCCESS) {
 		removal_end(s);
 		return -EIO;
 	}

@@ -185,6 +185,21 @@ static void pause_point(struct sim *s)
 	pthread_mutex_unlock(&s->run_lock);
 }
 
+/*
+ * A vCPU's pause point: when a pause is requested, leave guest mode and
+ * wait at pause_point().  Returns true if a pause was requested.
+ */
+static bool vcpu_pause_point(struct sim_vcpu *v)
+{
+	struct sim *s = v->sim;
+
+	if (!__atomic_load_n(&s->pause, __ATOMIC_ACQUIRE))
+		return false;
+	sim_vcpu_exit(v);
+	pause_point(s);
+	return true;
+}
+
 static void worker_done(struct sim *s)
 {
 	pthread_mutex_lock(&s->run_lock);
@@ -201,11 +216,8 @@ static void *vcpu_main(void *arg)
 	tdp_thread_register();
 	sim_vcpu_attach(v);
 	while (!sim_stopping(s)) {
-		if (__atomic_load_n(&s->pause, __ATOMIC_ACQUIRE)) {
-			sim_vcpu_exit(v);
-			pause_point(s);
+		if (vcpu_pause_point(v))
 			continue;
-		}
 		if (sim_vcpu_should_exit(v))
 			sim_vcpu_exit(v);
 		if (!sim_vcpu_enter(v))
@@ -234,11 +246,8 @@ static void *replay_vcpu_main(void *arg)
 		tdp_gfn_t gfn;
 		enum sim_replay_next next;
 
-		if (__atomic_load_n(&s->pause, __ATOMIC_ACQUIRE)) {
-			sim_vcpu_exit(v);
-			pause_point(s);
+		if (vcpu_pause_point(v))
 			continue;
-		}
 		next = sim_replay_next(s->replay, v->id, &gfn);
 		if (next == SIM_REPLAY_DONE)
 			break;

@@ -8,7 +8,10 @@
  * pages involved, then change the PAMT and publish the new entry value
  * with a release store (the CPU walks the S-EPT concurrently, with
  * acquire loads).  Checks happen before any change, so a failed call
- * changes nothing.
+ * changes nothing.  The host SEAMCALLs on one S-EPT entry share that path
+ * up to the entry lock (seamcall_enter()) and from the entry store on
+ * (seamcall_exit(), seamcall_commit()); each keeps only its own checks
+ * and effect.
  *
  * Any non-recoverable error status of a host SEAMCALL is a protocol
  * violation of the host (and of the engine that drives it): it is
@@ -444,57 +447,197 @@ static bool block_is_tracked(struct tdx_module *mod, tdp_pfn_t pfn)
 			       __ATOMIC_ACQUIRE) == 0;
 }
 
+/* ---- host SEAMCALLs on one S-EPT entry: the common path ------------------ */
+
+/*
+ * A host SEAMCALL on one S-EPT entry: SEPT.ADD, PAGE.AUG, RANGE.BLOCK,
+ * RANGE.UNBLOCK, PAGE.REMOVE, SEPT.REMOVE.  The operation fills in the
+ * call; seamcall_enter() checks the operands and locks the target entry;
+ * seamcall_exit() (entry unchanged) or seamcall_commit() (new entry) ends
+ * the call.
+ */
+struct seamcall {
+	struct tdx_module *mod;
+	enum sim_seamcall op;
+	tdp_gfn_t gfn; /* GPA operand (RCX) */
+	int level;
+	int min_level; /* levels the operation accepts */
+	int max_level;
+	bool tree_exclusive; /* S-EPT tree lock mode; shared if false */
+	/*
+	 * Page operand (R8) of a map operation (SEPT.ADD, PAGE.AUG): @pages
+	 * pages from @pfn, aligned to their size.  @pages is 0 for the
+	 * other operations.
+	 */
+	tdp_pfn_t pfn;
+	uint64_t pages;
+	struct tdx_err_info *err; /* may be NULL: then &local_err */
+
+	/* Set by seamcall_enter(). */
+	struct tdx_err_info local_err;
+	uint64_t *entry; /* the target entry, locked */
+	uint64_t old;    /* its value when it was locked */
+};
+
+static bool tree_trylock(struct seamcall *sc)
+{
+	return sc->tree_exclusive ? sharex_try_exclusive(&sc->mod->tree_lock)
+				  : sharex_try_shared(&sc->mod->tree_lock);
+}
+
+static void tree_unlock(struct seamcall *sc)
+{
+	if (sc->tree_exclusive)
+		sharex_release_exclusive(&sc->mod->tree_lock);
+	else
+		sharex_release_shared(&sc->mod->tree_lock);
+}
+
+/* End a call that failed before it took a lock: no error details. */
+static tdx_status_t seamcall_refuse(struct seamcall *sc, tdx_status_t st)
+{
+	return host_done(sc->mod, sc->op, st, sc->gfn, sc->level, NULL);
+}
+
+/*
+ * Try one host SEAMCALL on one S-EPT entry up to its own checks, in the
+ * module's order: the GPA operand, the page operand of a map operation,
+ * injection (only a map operation may fail by injection), the tree lock,
+ * the walk to the target entry, the entry lock.
+ *
+ * Returns TDX_SUCCESS with the tree lock and the entry lock held and
+ * @sc->entry, @sc->old set: end the call with seamcall_exit() or
+ * seamcall_commit().  Any other status has ended the call: no lock is
+ * held, nothing changed, the outcome is counted and a protocol error is
+ * reported (with the walk's error details in @sc->err).
+ */
+static tdx_status_t seamcall_enter(struct seamcall *sc)
+{
+	struct tdx_module *mod = sc->mod;
+	bool map = sc->pages > 0;
+	tdx_status_t st;
+
+	if (!sc->err)
+		sc->err = &sc->local_err;
+	if (!gpa_operand_ok(mod, sc->gfn, sc->level, sc->min_level,
+			    sc->max_level))
+		return seamcall_refuse(sc, TDX_OPERAND_INVALID |
+						   TDX_OPERAND_ID_RCX);
+	if (map && (sc->pfn & (sc->pages - 1)))
+		return seamcall_refuse(sc,
+				       TDX_OPERAND_INVALID | TDX_OPERAND_ID_R8);
+	if (map && !host_mem_tdx_usable(mod->mem, sc->pfn, sc->pages))
+		return seamcall_refuse(sc, TDX_OPERAND_ADDR_RANGE_ERROR |
+						   TDX_OPERAND_ID_R8);
+	st = inject(mod, sc->op, map);
+	if (st)
+		return st;
+	if (!tree_trylock(sc))
+		return seamcall_refuse(sc, TDX_OPERAND_BUSY |
+						   TDX_OPERAND_ID_SEPT_TREE);
+
+	sc->entry = sept_walk(mod, sc->gfn, sc->level, sc->err);
+	if (!sc->entry)
+		st = TDX_EPT_WALK_FAILED | TDX_OPERAND_ID_RCX;
+	else if (!entry_trylock(sc->entry, &sc->old))
+		st = TDX_OPERAND_BUSY | TDX_OPERAND_ID_RCX;
+	else
+		return TDX_SUCCESS;
+	tree_unlock(sc);
+	return host_done(mod, sc->op, st, sc->gfn, sc->level, sc->err);
+}
+
+/*
+ * End a call seamcall_enter() entered: store @entry and drop the entry
+ * lock in one release store, drop the tree lock, count the outcome @st
+ * and report a protocol error.  Returns @st.
+ */
+static tdx_status_t seamcall_end(struct seamcall *sc, tdx_status_t st,
+				 uint64_t entry)
+{
+	entry_unlock(sc->entry, entry);
+	tree_unlock(sc);
+	return host_done(sc->mod, sc->op, st, sc->gfn, sc->level, sc->err);
+}
+
+/* End the call with @st (an error, or a warning) and the entry unchanged. */
+static tdx_status_t seamcall_exit(struct seamcall *sc, tdx_status_t st)
+{
+	return seamcall_end(sc, st, sc->old);
+}
+
+/* End the call with TDX_SUCCESS: the entry becomes @entry. */
+static tdx_status_t seamcall_commit(struct seamcall *sc, uint64_t entry)
+{
+	return seamcall_end(sc, TDX_SUCCESS, entry);
+}
+
+/* The state of the locked target entry, recorded in the error details. */
+static int record_entry_state(struct seamcall *sc)
+{
+	int state = sept_entry_state(sc->old);
+
+	sc->err->level = sc->level;
+	sc->err->state = state;
+	return state;
+}
+
+/*
+ * The common start of SEPT.ADD and PAGE.AUG: seamcall_enter(), then the
+ * target entry must be FREE and the PAMT entries of the page operand,
+ * locked in order, must be NDA.  Returns TDX_SUCCESS with the PAMT
+ * entries locked too: end the call with map_commit().  Any other status
+ * has ended the call, as for seamcall_enter().
+ */
+static tdx_status_t map_enter(struct seamcall *sc)
+{
+	struct tdx_module *mod = sc->mod;
+	tdx_status_t st = seamcall_enter(sc);
+
+	if (st)
+		return st;
+	if (sept_entry_state(sc->old) != SEPT_FREE) {
+		record_entry_state(sc);
+		return seamcall_exit(sc, TDX_EPT_ENTRY_STATE_INCORRECT |
+						 TDX_OPERAND_ID_RCX);
+	}
+	if (!pamt_trylock_range(mod, sc->pfn, sc->pages))
+		return seamcall_exit(sc, TDX_OPERAND_BUSY | TDX_OPERAND_ID_R8);
+	for (uint64_t i = 0; i < sc->pages; i++) {
+		if (pamt_type(pamt_of(mod, sc->pfn + i)) != PAMT_NDA) {
+			pamt_unlock_range(mod, sc->pfn, sc->pages);
+			return seamcall_exit(sc, TDX_PAGE_METADATA_INCORRECT |
+							 TDX_OPERAND_ID_R8);
+		}
+	}
+	return TDX_SUCCESS;
+}
+
+/* End a call map_enter() entered: the entry maps the page operand in @state. */
+static tdx_status_t map_commit(struct seamcall *sc, int state)
+{
+	pamt_unlock_range(sc->mod, sc->pfn, sc->pages);
+	return seamcall_commit(sc, make_entry(state, sc->pfn, sc->level));
+}
+
 /* ---- SEPT.ADD ------------------------------------------------------------ */
 
 tdx_status_t tdx_sept_add(struct tdx_module *mod, tdp_gfn_t gfn, int level,
 			  tdp_pfn_t pfn, struct tdx_err_info *err)
 {
-	const enum sim_seamcall op = SIM_SC_SEPT_ADD;
-	struct tdx_err_info local = { 0 };
+	struct seamcall sc = {
+		.mod = mod, .gfn = gfn, .level = level, .err = err,
+		.op = SIM_SC_SEPT_ADD, .pfn = pfn, .pages = 1,
+		.min_level = TDP_LEVEL_2M, .max_level = mod->root_level,
+	};
 	struct pamt_entry *pamt;
-	uint64_t *e, *table;
-	uint64_t old;
+	uint64_t *table;
 	tdx_status_t st;
 
-	err = err ? err : &local;
-	if (!gpa_operand_ok(mod, gfn, level, TDP_LEVEL_2M, mod->root_level))
-		return host_done(mod, op, TDX_OPERAND_INVALID |
-					  TDX_OPERAND_ID_RCX, gfn, level, NULL);
-	if (!host_mem_tdx_usable(mod->mem, pfn, 1))
-		return host_done(mod, op, TDX_OPERAND_ADDR_RANGE_ERROR |
-					  TDX_OPERAND_ID_R8, gfn, level, NULL);
-	st = inject(mod, op, true);
+	st = map_enter(&sc);
 	if (st)
 		return st;
-	if (!sharex_try_shared(&mod->tree_lock))
-		return host_done(mod, op, TDX_OPERAND_BUSY |
-					  TDX_OPERAND_ID_SEPT_TREE,
-				 gfn, level, NULL);
-
-	e = sept_walk(mod, gfn, level, err);
-	if (!e) {
-		st = TDX_EPT_WALK_FAILED | TDX_OPERAND_ID_RCX;
-		goto out_tree;
-	}
-	if (!entry_trylock(e, &old)) {
-		st = TDX_OPERAND_BUSY | TDX_OPERAND_ID_RCX;
-		goto out_tree;
-	}
-	if (sept_entry_state(old) != SEPT_FREE) {
-		err->level = level;
-		err->state = sept_entry_state(old);
-		st = TDX_EPT_ENTRY_STATE_INCORRECT | TDX_OPERAND_ID_RCX;
-		goto out_entry;
-	}
 	pamt = pamt_of(mod, pfn);
-	if (!pamt_trylock(pamt)) {
-		st = TDX_OPERAND_BUSY | TDX_OPERAND_ID_R8;
-		goto out_entry;
-	}
-	if (pamt_type(pamt) != PAMT_NDA) {
-		st = TDX_PAGE_METADATA_INCORRECT | TDX_OPERAND_ID_R8;
-		goto out_pamt;
-	}
 	table = table_storage(mod, pfn);
 	if (!table) {
 		fprintf(stderr, "tdpsim: out of memory for S-EPT storage\n");
@@ -508,15 +651,7 @@ tdx_status_t tdx_sept_add(struct tdx_module *mod, tdp_gfn_t gfn, int level,
 	pamt_set(pamt, PAMT_EPT, 0, gfn);
 	__atomic_add_fetch(&mod->child_count, 1, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&mod->sept_pages, 1, __ATOMIC_RELAXED);
-	old = make_entry(SEPT_NL_MAPPED, pfn, level);
-	st = TDX_SUCCESS;
-out_pamt:
-	pamt_unlock(pamt);
-out_entry:
-	entry_unlock(e, old);
-out_tree:
-	sharex_release_shared(&mod->tree_lock);
-	return host_done(mod, op, st, gfn, level, err);
+	return map_commit(&sc, SEPT_NL_MAPPED);
 }
 
 /* ---- PAGE.AUG ------------------------------------------------------------ */
@@ -526,55 +661,17 @@ tdx_status_t tdx_page_aug(struct tdx_module *mod, tdp_gfn_t gfn, int level,
 {
 	const enum sim_seamcall op = level == TDP_LEVEL_2M ? SIM_SC_PAGE_AUG_2M
 							   : SIM_SC_PAGE_AUG_4K;
-	struct tdx_err_info local = { 0 };
 	uint64_t pages = tdp_level_pages(level);
-	uint64_t *e;
-	uint64_t old;
+	struct seamcall sc = {
+		.mod = mod, .gfn = gfn, .level = level, .err = err,
+		.op = op, .pfn = pfn, .pages = pages,
+		.min_level = TDP_LEVEL_4K, .max_level = TDP_LEVEL_2M,
+	};
 	tdx_status_t st;
 
-	err = err ? err : &local;
-	if (!gpa_operand_ok(mod, gfn, level, TDP_LEVEL_4K, TDP_LEVEL_2M))
-		return host_done(mod, op, TDX_OPERAND_INVALID |
-					  TDX_OPERAND_ID_RCX, gfn, level, NULL);
-	if (pfn & (pages - 1))
-		return host_done(mod, op, TDX_OPERAND_INVALID |
-					  TDX_OPERAND_ID_R8, gfn, level, NULL);
-	if (!host_mem_tdx_usable(mod->mem, pfn, pages))
-		return host_done(mod, op, TDX_OPERAND_ADDR_RANGE_ERROR |
-					  TDX_OPERAND_ID_R8, gfn, level, NULL);
-	st = inject(mod, op, true);
+	st = map_enter(&sc);
 	if (st)
 		return st;
-	if (!sharex_try_shared(&mod->tree_lock))
-		return host_done(mod, op, TDX_OPERAND_BUSY |
-					  TDX_OPERAND_ID_SEPT_TREE,
-				 gfn, level, NULL);
-
-	e = sept_walk(mod, gfn, level, err);
-	if (!e) {
-		st = TDX_EPT_WALK_FAILED | TDX_OPERAND_ID_RCX;
-		goto out_tree;
-	}
-	if (!entry_trylock(e, &old)) {
-		st = TDX_OPERAND_BUSY | TDX_OPERAND_ID_RCX;
-		goto out_tree;
-	}
-	if (sept_entry_state(old) != SEPT_FREE) {
-		err->level = level;
-		err->state = sept_entry_state(old);
-		st = TDX_EPT_ENTRY_STATE_INCORRECT | TDX_OPERAND_ID_RCX;
-		goto out_entry;
-	}
-	if (!pamt_trylock_range(mod, pfn, pages)) {
-		st = TDX_OPERAND_BUSY | TDX_OPERAND_ID_R8;
-		goto out_entry;
-	}
-	for (uint64_t i = 0; i < pages; i++) {
-		if (pamt_type(pamt_of(mod, pfn + i)) != PAMT_NDA) {
-			st = TDX_PAGE_METADATA_INCORRECT | TDX_OPERAND_ID_R8;
-			goto out_pamt;
-		}
-	}
 	for (uint64_t i = 0; i < pages; i++) {
 		struct pamt_entry *p = pamt_of(mod, pfn + i);
 
@@ -584,15 +681,7 @@ tdx_status_t tdx_page_aug(struct tdx_module *mod, tdp_gfn_t gfn, int level,
 	__atomic_add_fetch(&mod->child_count, (int64_t)pages,
 			   __ATOMIC_RELAXED);
 	/* Content is left alone: the guest's ACCEPT zeroes it. */
-	old = make_entry(SEPT_PENDING, pfn, level);
-	st = TDX_SUCCESS;
-out_pamt:
-	pamt_unlock_range(mod, pfn, pages);
-out_entry:
-	entry_unlock(e, old);
-out_tree:
-	sharex_release_shared(&mod->tree_lock);
-	return host_done(mod, op, st, gfn, level, err);
+	return map_commit(&sc, SEPT_PENDING);
 }
 
 /* ---- RANGE.BLOCK / RANGE.UNBLOCK ----------------------------------------- */
@@ -623,46 +712,27 @@ static int unblocked_state_of(int state)
 	return -1;
 }
 
-/*
- * Shared shape of BLOCK and UNBLOCK: tree lock exclusive, walk, entry
- * lock, then @block or unblock the entry.
- */
+/* BLOCK (@block) or UNBLOCK the entry at any level, tree lock exclusive. */
 static tdx_status_t range_block_or_unblock(struct tdx_module *mod,
 					   tdp_gfn_t gfn, int level,
 					   bool block,
 					   struct tdx_err_info *err)
 {
-	const enum sim_seamcall op = block ? SIM_SC_RANGE_BLOCK
-					   : SIM_SC_RANGE_UNBLOCK;
-	struct tdx_err_info local = { 0 };
-	uint64_t *e;
-	uint64_t old;
+	struct seamcall sc = {
+		.mod = mod, .gfn = gfn, .level = level, .err = err,
+		.op = block ? SIM_SC_RANGE_BLOCK : SIM_SC_RANGE_UNBLOCK,
+		.tree_exclusive = true,
+		.min_level = TDP_LEVEL_4K, .max_level = mod->root_level,
+	};
+	tdp_pfn_t pfn;
 	int state, next;
 	tdx_status_t st;
 
-	err = err ? err : &local;
-	if (!gpa_operand_ok(mod, gfn, level, TDP_LEVEL_4K, mod->root_level))
-		return host_done(mod, op, TDX_OPERAND_INVALID |
-					  TDX_OPERAND_ID_RCX, gfn, level, NULL);
-	st = inject(mod, op, false);
+	st = seamcall_enter(&sc);
 	if (st)
 		return st;
-	if (!sharex_try_exclusive(&mod->tree_lock))
-		return host_done(mod, op, TDX_OPERAND_BUSY |
-					  TDX_OPERAND_ID_SEPT_TREE,
-				 gfn, level, NULL);
-	e = sept_walk(mod, gfn, level, err);
-	if (!e) {
-		st = TDX_EPT_WALK_FAILED | TDX_OPERAND_ID_RCX;
-		goto out_tree;
-	}
-	if (!entry_trylock(e, &old)) {
-		st = TDX_OPERAND_BUSY | TDX_OPERAND_ID_RCX;
-		goto out_tree;
-	}
-	state = sept_entry_state(old);
-	err->level = level;
-	err->state = state;
+	state = record_entry_state(&sc);
+	pfn = sept_entry_pfn(sc.old);
 	if (block) {
 		next = blocked_state_of(state);
 		if (next < 0) {
@@ -670,9 +740,9 @@ static tdx_status_t range_block_or_unblock(struct tdx_module *mod,
 				     ? TDX_GPA_RANGE_ALREADY_BLOCKED
 				     : TDX_EPT_ENTRY_STATE_INCORRECT |
 					       TDX_OPERAND_ID_RCX;
-			goto out_entry;
+			return seamcall_exit(&sc, st);
 		}
-		__atomic_store_n(&pamt_of(mod, sept_entry_pfn(old))->bepoch,
+		__atomic_store_n(&pamt_of(mod, pfn)->bepoch,
 				 __atomic_load_n(&mod->td_epoch,
 						 __ATOMIC_ACQUIRE),
 				 __ATOMIC_RELAXED);
@@ -682,21 +752,13 @@ static tdx_status_t range_block_or_unblock(struct tdx_module *mod,
 			st = blocked_state_of(state) >= 0
 				     ? TDX_GPA_RANGE_NOT_BLOCKED
 				     : TDX_EPT_ENTRY_STATE_INCORRECT;
-			st |= TDX_OPERAND_ID_RCX;
-			goto out_entry;
+			return seamcall_exit(&sc, st | TDX_OPERAND_ID_RCX);
 		}
-		if (!block_is_tracked(mod, sept_entry_pfn(old))) {
-			st = TDX_TLB_TRACKING_NOT_DONE | TDX_OPERAND_ID_RCX;
-			goto out_entry;
-		}
+		if (!block_is_tracked(mod, pfn))
+			return seamcall_exit(&sc, TDX_TLB_TRACKING_NOT_DONE |
+							  TDX_OPERAND_ID_RCX);
 	}
-	old = make_entry(next, sept_entry_pfn(old), level);
-	st = TDX_SUCCESS;
-out_entry:
-	entry_unlock(e, old);
-out_tree:
-	sharex_release_exclusive(&mod->tree_lock);
-	return host_done(mod, op, st, gfn, level, err);
+	return seamcall_commit(&sc, make_entry(next, pfn, level));
 }
 
 tdx_status_t tdx_range_block(struct tdx_module *mod, tdp_gfn_t gfn,
@@ -744,63 +806,41 @@ tdx_status_t tdx_page_remove(struct tdx_module *mod, tdp_gfn_t gfn,
 			     int level, tdp_pfn_t *removed,
 			     struct tdx_err_info *err)
 {
-	const enum sim_seamcall op = SIM_SC_PAGE_REMOVE;
-	struct tdx_err_info local = { 0 };
+	struct seamcall sc = {
+		.mod = mod, .gfn = gfn, .level = level, .err = err,
+		.op = SIM_SC_PAGE_REMOVE,
+		.min_level = TDP_LEVEL_4K, .max_level = TDP_LEVEL_2M,
+	};
 	uint64_t pages = tdp_level_pages(level);
-	uint64_t *e;
-	uint64_t old;
 	tdp_pfn_t pfn;
 	int state;
 	tdx_status_t st;
 
-	err = err ? err : &local;
-	if (!gpa_operand_ok(mod, gfn, level, TDP_LEVEL_4K, TDP_LEVEL_2M))
-		return host_done(mod, op, TDX_OPERAND_INVALID |
-					  TDX_OPERAND_ID_RCX, gfn, level, NULL);
-	st = inject(mod, op, false);
+	st = seamcall_enter(&sc);
 	if (st)
 		return st;
-	if (!sharex_try_shared(&mod->tree_lock))
-		return host_done(mod, op, TDX_OPERAND_BUSY |
-					  TDX_OPERAND_ID_SEPT_TREE,
-				 gfn, level, NULL);
-	e = sept_walk(mod, gfn, level, err);
-	if (!e) {
-		st = TDX_EPT_WALK_FAILED | TDX_OPERAND_ID_RCX;
-		goto out_tree;
-	}
-	if (!entry_trylock(e, &old)) {
-		st = TDX_OPERAND_BUSY | TDX_OPERAND_ID_RCX;
-		goto out_tree;
-	}
-	state = sept_entry_state(old);
-	err->level = level;
-	err->state = state;
-	if (state == SEPT_MAPPED || state == SEPT_PENDING) {
-		st = TDX_GPA_RANGE_NOT_BLOCKED | TDX_OPERAND_ID_RCX;
-		goto out_entry;
-	}
-	if (state != SEPT_BLOCKED && state != SEPT_PENDING_BLOCKED) {
-		st = TDX_EPT_ENTRY_STATE_INCORRECT | TDX_OPERAND_ID_RCX;
-		goto out_entry;
-	}
-	pfn = sept_entry_pfn(old);
-	if (!block_is_tracked(mod, pfn)) {
-		st = TDX_TLB_TRACKING_NOT_DONE | TDX_OPERAND_ID_RCX;
-		goto out_entry;
-	}
-	if (!pamt_trylock_range(mod, pfn, pages)) {
-		st = TDX_OPERAND_BUSY | TDX_OPERAND_ID_R8;
-		goto out_entry;
-	}
+	state = record_entry_state(&sc);
+	if (state == SEPT_MAPPED || state == SEPT_PENDING)
+		return seamcall_exit(&sc, TDX_GPA_RANGE_NOT_BLOCKED |
+						  TDX_OPERAND_ID_RCX);
+	if (state != SEPT_BLOCKED && state != SEPT_PENDING_BLOCKED)
+		return seamcall_exit(&sc, TDX_EPT_ENTRY_STATE_INCORRECT |
+						  TDX_OPERAND_ID_RCX);
+	pfn = sept_entry_pfn(sc.old);
+	if (!block_is_tracked(mod, pfn))
+		return seamcall_exit(&sc, TDX_TLB_TRACKING_NOT_DONE |
+						  TDX_OPERAND_ID_RCX);
+	if (!pamt_trylock_range(mod, pfn, pages))
+		return seamcall_exit(&sc, TDX_OPERAND_BUSY | TDX_OPERAND_ID_R8);
 	for (uint64_t i = 0; i < pages; i++) {
 		struct pamt_entry *p = pamt_of(mod, pfn + i);
 
 		if (pamt_type(p) != PAMT_REG ||
 		    __atomic_load_n(&p->size_level, __ATOMIC_RELAXED) !=
 			    (uint32_t)level) {
-			st = TDX_PAGE_METADATA_INCORRECT | TDX_OPERAND_ID_R8;
-			goto out_pamt;
+			pamt_unlock_range(mod, pfn, pages);
+			return seamcall_exit(&sc, TDX_PAGE_METADATA_INCORRECT |
+							  TDX_OPERAND_ID_R8);
 		}
 	}
 	for (uint64_t i = 0; i < pages; i++)
@@ -809,15 +849,8 @@ tdx_status_t tdx_page_remove(struct tdx_module *mod, tdp_gfn_t gfn,
 			   __ATOMIC_RELAXED);
 	if (removed)
 		*removed = pfn;
-	old = make_entry(SEPT_FREE, 0, level);
-	st = TDX_SUCCESS;
-out_pamt:
 	pamt_unlock_range(mod, pfn, pages);
-out_entry:
-	entry_unlock(e, old);
-out_tree:
-	sharex_release_shared(&mod->tree_lock);
-	return host_done(mod, op, st, gfn, level, err);
+	return seamcall_commit(&sc, make_entry(SEPT_FREE, 0, level));
 }
 
 /* ---- SEPT.REMOVE --------------------------------------------------------- */
@@ -834,73 +867,43 @@ tdx_status_t tdx_sept_remove(struct tdx_module *mod, tdp_gfn_t gfn,
 			     int level, tdp_pfn_t *removed,
 			     struct tdx_err_info *err)
 {
-	const enum sim_seamcall op = SIM_SC_SEPT_REMOVE;
-	struct tdx_err_info local = { 0 };
+	struct seamcall sc = {
+		.mod = mod, .gfn = gfn, .level = level, .err = err,
+		.op = SIM_SC_SEPT_REMOVE, .tree_exclusive = true,
+		.min_level = TDP_LEVEL_2M, .max_level = mod->root_level,
+	};
 	struct pamt_entry *pamt;
-	uint64_t *e;
-	uint64_t old;
 	tdp_pfn_t child;
 	int state;
 	tdx_status_t st;
 
-	err = err ? err : &local;
-	if (!gpa_operand_ok(mod, gfn, level, TDP_LEVEL_2M, mod->root_level))
-		return host_done(mod, op, TDX_OPERAND_INVALID |
-					  TDX_OPERAND_ID_RCX, gfn, level, NULL);
-	st = inject(mod, op, false);
+	st = seamcall_enter(&sc);
 	if (st)
 		return st;
-	if (!sharex_try_exclusive(&mod->tree_lock))
-		return host_done(mod, op, TDX_OPERAND_BUSY |
-					  TDX_OPERAND_ID_SEPT_TREE,
-				 gfn, level, NULL);
-	e = sept_walk(mod, gfn, level, err);
-	if (!e) {
-		st = TDX_EPT_WALK_FAILED | TDX_OPERAND_ID_RCX;
-		goto out_tree;
-	}
-	if (!entry_trylock(e, &old)) {
-		st = TDX_OPERAND_BUSY | TDX_OPERAND_ID_RCX;
-		goto out_tree;
-	}
-	state = sept_entry_state(old);
-	err->level = level;
-	err->state = state;
-	if (state == SEPT_NL_MAPPED) {
-		st = TDX_GPA_RANGE_NOT_BLOCKED | TDX_OPERAND_ID_RCX;
-		goto out_entry;
-	}
-	if (state != SEPT_NL_BLOCKED) {
-		st = TDX_EPT_ENTRY_STATE_INCORRECT | TDX_OPERAND_ID_RCX;
-		goto out_entry;
-	}
-	child = sept_entry_pfn(old);
-	if (!block_is_tracked(mod, child)) {
-		st = TDX_TLB_TRACKING_NOT_DONE | TDX_OPERAND_ID_RCX;
-		goto out_entry;
-	}
-	if (!table_is_free(table_of(mod, child))) {
-		st = TDX_EPT_PAGE_NOT_FREE | TDX_OPERAND_ID_RCX;
-		goto out_entry;
-	}
+	state = record_entry_state(&sc);
+	if (state == SEPT_NL_MAPPED)
+		return seamcall_exit(&sc, TDX_GPA_RANGE_NOT_BLOCKED |
+						  TDX_OPERAND_ID_RCX);
+	if (state != SEPT_NL_BLOCKED)
+		return seamcall_exit(&sc, TDX_EPT_ENTRY_STATE_INCORRECT |
+						  TDX_OPERAND_ID_RCX);
+	child = sept_entry_pfn(sc.old);
+	if (!block_is_tracked(mod, child))
+		return seamcall_exit(&sc, TDX_TLB_TRACKING_NOT_DONE |
+						  TDX_OPERAND_ID_RCX);
+	if (!table_is_free(table_of(mod, child)))
+		return seamcall_exit(&sc, TDX_EPT_PAGE_NOT_FREE |
+						  TDX_OPERAND_ID_RCX);
 	pamt = pamt_of(mod, child);
-	if (!pamt_trylock(pamt)) {
-		st = TDX_OPERAND_BUSY | TDX_OPERAND_ID_R8;
-		goto out_entry;
-	}
+	if (!pamt_trylock(pamt))
+		return seamcall_exit(&sc, TDX_OPERAND_BUSY | TDX_OPERAND_ID_R8);
 	pamt_set(pamt, PAMT_NDA, 0, 0);
 	pamt_unlock(pamt);
 	__atomic_sub_fetch(&mod->child_count, 1, __ATOMIC_RELAXED);
 	__atomic_sub_fetch(&mod->sept_pages, 1, __ATOMIC_RELAXED);
 	if (removed)
 		*removed = child;
-	old = make_entry(SEPT_FREE, 0, level);
-	st = TDX_SUCCESS;
-out_entry:
-	entry_unlock(e, old);
-out_tree:
-	sharex_release_exclusive(&mod->tree_lock);
-	return host_done(mod, op, st, gfn, level, err);
+	return seamcall_commit(&sc, make_entry(SEPT_FREE, 0, level));
 }
 
 /* ---- vCPUs --------------------------------------------------------------- */
