@@ -1,0 +1,236 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * races: named tests for the race classes of a concurrent TDP MMU, one per
+ * class (research/kvm_tdp_mmu.md section 3).  Each test's comment names
+ * the race it targets and how it provokes it.
+ *
+ * Usage: races [-T test] [-s seed] [-t seconds] [-n max_ops] [-j threads]
+ *        races -l
+ * Without -T every test runs in turn.  TDP_TEST_QUICK=1 shortens each
+ * test to about a second.  The seed is printed first; rerun with -s to
+ * repeat a run's choices (thread interleavings differ).
+ */
+#include "races.h"
+
+#include <inttypes.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct race_test {
+	const char *name;
+	void (*run)(const struct st_opts *o);
+	const char *target;
+};
+
+/* clang-format off */
+static const struct race_test tests[] = {
+	{ "frozen_owner",       race_frozen_owner,
+	  "a frozen entry written by a non-owner" },
+	{ "parent_first",       race_parent_first,
+	  "a child reaching the backend before its parent" },
+	{ "rollback_stale",     race_rollback_stale,
+	  "rollback that leaves the caller a stale SPTE" },
+	{ "unlink_waits",       race_unlink_waits,
+	  "an unlinker that does not wait for a concurrent freezer" },
+	{ "dirty_wlock",        race_dirty_wlock,
+	  "a dirty bit lost under the write lock" },
+	{ "yield_restart",      race_yield_restart,
+	  "an iterator that advances instead of restarting after a yield" },
+	{ "yield_progress",     race_yield_progress,
+	  "a walk that yields without progress" },
+	{ "flush_before_yield", race_flush_before_yield,
+	  "a flush skipped before a yield" },
+	{ "flush_range_base",   race_flush_range_base,
+	  "a TLB flush for a removed table covering the wrong range" },
+	{ "rcu_reader",         race_rcu_reader,
+	  "a table freed before a lockless reader left" },
+	{ "root_zap_ref",       race_root_zap_ref,
+	  "a root freed while a zap still needs it" },
+	{ "root_zap_once",      race_root_zap_once,
+	  "an invalidated root zapped twice" },
+	{ "root_alloc_once",    race_root_alloc_once,
+	  "two roots allocated for one role" },
+	{ "inval_fault",        race_inval_fault,
+	  "a fault that maps after an overlapping invalidation began" },
+};
+/* clang-format on */
+
+#define NR_TESTS (sizeof(tests) / sizeof(tests[0]))
+
+/* ---- a backend callback that blocks ------------------------------------- */
+
+static void race_hold_hook(void *arg, enum rec_call call, tdp_gfn_t gfn,
+			   int level)
+{
+	struct race_hold *h = arg;
+	int armed = HOLD_ARMED;
+	double give_up;
+
+	if (__atomic_load_n(&h->state, __ATOMIC_ACQUIRE) != HOLD_ARMED ||
+	    (int)call != __atomic_load_n(&h->call, __ATOMIC_RELAXED) ||
+	    gfn != __atomic_load_n(&h->gfn, __ATOMIC_RELAXED) ||
+	    level != __atomic_load_n(&h->level, __ATOMIC_RELAXED))
+		return;
+	if (!__atomic_compare_exchange_n(&h->state, &armed, HOLD_HELD, false,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		return;
+	__atomic_add_fetch(&h->held_count, 1, __ATOMIC_RELAXED);
+	give_up = st_now() + RACE_HANG_S;
+	while (__atomic_load_n(&h->state, __ATOMIC_ACQUIRE) != HOLD_RELEASED) {
+		if (st_now() > give_up) {
+			ST_CHECK(false, "held backend callback never released");
+			break;
+		}
+		st_usleep(20);
+	}
+	__atomic_store_n(&h->state, HOLD_IDLE, __ATOMIC_RELEASE);
+}
+
+void race_hold_install(struct race_hold *h, struct recorder *rec)
+{
+	*h = (struct race_hold){ .state = HOLD_IDLE };
+	rec_set_hook(rec, race_hold_hook, h);
+}
+
+void race_hold_arm(struct race_hold *h, enum rec_call call, tdp_gfn_t gfn,
+		   int level)
+{
+	__atomic_store_n(&h->call, (int)call, __ATOMIC_RELAXED);
+	__atomic_store_n(&h->gfn, gfn, __ATOMIC_RELAXED);
+	__atomic_store_n(&h->level, level, __ATOMIC_RELAXED);
+	__atomic_store_n(&h->state, HOLD_ARMED, __ATOMIC_RELEASE);
+}
+
+bool race_hold_wait(struct race_hold *h, double timeout_s)
+{
+	double give_up = st_now() + timeout_s;
+
+	while (__atomic_load_n(&h->state, __ATOMIC_ACQUIRE) != HOLD_HELD) {
+		if (st_now() > give_up)
+			return ST_CHECK(false,
+					"no backend callback reached the hold "
+					"within %.1fs",
+					timeout_s);
+		st_usleep(20);
+	}
+	return true;
+}
+
+void race_hold_release(struct race_hold *h)
+{
+	int held = HOLD_HELD;
+
+	if (!__atomic_compare_exchange_n(&h->state, &held, HOLD_RELEASED, false,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+		race_hold_disarm(h);
+		return;
+	}
+	/* The held thread returns the state to idle when it leaves. */
+	while (__atomic_load_n(&h->state, __ATOMIC_ACQUIRE) == HOLD_RELEASED)
+		sched_yield();
+}
+
+void race_hold_disarm(struct race_hold *h)
+{
+	int armed = HOLD_ARMED;
+
+	__atomic_compare_exchange_n(&h->state, &armed, HOLD_IDLE, false,
+				    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
+/* ---- helpers -------------------------------------------------------------- */
+
+tdp_gfn_t race_fresh_region(unsigned int i)
+{
+	/* 256 entries of 512 GiB below the shared bit, 512 of 1 GiB each;
+	 * the 2 MiB offset leaves the last block free, so region + 2 MiB
+	 * is still inside the same 1 GiB entry. */
+	tdp_gfn_t l4 = i % 256, l3 = (i / 256) % 512;
+
+	return l4 * ST_PAGES_512G + l3 * ST_PAGES_1G +
+	       ((tdp_gfn_t)i * 37 % 511) * ST_PAGES_2M;
+}
+
+struct tdp_vcpu *race_vcpu(struct st_env *e)
+{
+	struct tdp_vcpu *v = NULL;
+	int ret = tdp_vcpu_create(e->mmu, &v);
+
+	ST_CHECK(ret == 0, "tdp_vcpu_create: %d", ret);
+	return v;
+}
+
+int race_fault(struct st_env *e, struct tdp_vcpu *v, tdp_gfn_t gfn,
+	       bool private, unsigned int prot, int max_level)
+{
+	return st_fault(e, v, gfn, private, prot, max_level, RACE_HANG_S, NULL);
+}
+
+bool race_fault_ok(int ret, tdp_gfn_t gfn, bool private)
+{
+	return ST_CHECK(ret == TDP_FAULT_FIXED || ret == TDP_FAULT_SPURIOUS,
+			"fault of %s GFN %#" PRIx64 " returned %d",
+			private ? "private" : "shared", gfn, ret);
+}
+
+tdp_spte_t race_lookup(struct st_env *e, tdp_gfn_t gfn, bool private,
+		       int *level)
+{
+	tdp_spte_t spte = 0;
+	int lvl = 0, ret;
+
+	ret = tdp_lookup(e->mmu, gfn, st_alias(private), &spte, &lvl);
+	ST_CHECK(ret == 0, "tdp_lookup(%#" PRIx64 "): %d", gfn, ret);
+	if (level)
+		*level = lvl;
+	return spte;
+}
+
+/* ---- driver ---------------------------------------------------------------- */
+
+int main(int argc, char **argv)
+{
+	struct st_opts o;
+	int ret, ran = 0;
+
+	ret = st_parse_opts(argc, argv, &o, 0.8, 5.0, 3);
+	if (ret)
+		return ret;
+	if (o.list) {
+		for (size_t i = 0; i < NR_TESTS; i++)
+			printf("%-20s %s\n", tests[i].name, tests[i].target);
+		return 0;
+	}
+	printf("races: seed=%" PRIu64 " seconds=%.2f threads=%d\n", o.seed,
+	       o.seconds, o.threads);
+	fflush(stdout);
+
+	tdp_thread_register();
+	for (size_t i = 0; i < NR_TESTS; i++) {
+		long ops = st_ops(), checks = st_checks();
+		long failures = st_failures();
+		double t0;
+
+		if (o.test && strcmp(o.test, tests[i].name) != 0)
+			continue;
+		st_set_test(tests[i].name);
+		printf("races: %s: targets %s\n", tests[i].name,
+		       tests[i].target);
+		fflush(stdout);
+		t0 = st_now();
+		tests[i].run(&o);
+		printf("races: %s: %.2fs ops=%ld checks=%ld failures=%ld\n",
+		       tests[i].name, st_now() - t0, st_ops() - ops,
+		       st_checks() - checks, st_failures() - failures);
+		fflush(stdout);
+		ran++;
+	}
+	tdp_thread_unregister();
+	if (!ran) {
+		fprintf(stderr, "races: no test named '%s' (see -l)\n", o.test);
+		return 2;
+	}
+	return st_summary("races");
+}

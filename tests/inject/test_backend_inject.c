@@ -1,0 +1,289 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Private-backend failures injected into concurrent faults and zaps.
+ *
+ * The recorder (tests/mirror) fails link_table and set_leaf with -EBUSY at
+ * a rate from 0 to 50% and with a hard error (-ENOSPC) at a few per cent,
+ * while vCPU threads fault both aliases and zap.  The window's first half
+ * is owned: GFN i belongs to thread i % threads, which alone faults it
+ * (4 KiB) and zaps it and so knows whether it must be mapped.  In the
+ * second half every thread faults at 4 KiB and 2 MiB, nobody zaps, and
+ * every GFN a fault reported mapped must stay mapped.  After quiescing:
+ *   - no lost mapping: the owned half is exactly what its owners left,
+ *     and nothing of the shared half that a fault mapped is missing;
+ *   - no mapping a failed fault should not have made;
+ *   - the mirror equals the backend entry for entry, nothing frozen;
+ * and after teardown no table, page or backend entry is left.
+ *
+ * Seeded by $TDP_TEST_SEED (or the clock; printed).  TDP_TEST_QUICK=1
+ * keeps each rate's run to a fraction of a second.
+ */
+/* cmocka.h needs these first. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "common.h"
+
+#define NR_THREADS 4
+#define BLOCKS 4
+#define GFNS (BLOCKS * ST_PAGES_2M)
+#define OWNED (GFNS / 2)
+
+static struct st_opts opts;
+
+struct inject_run {
+	struct st_env e;
+	struct st_budget b;
+	tdp_gfn_t base;
+	/* Owned half: what the owner left, per alias. */
+	bool *owned[2];
+	/* Shared half: some fault of the GFN succeeded (atomic). */
+	bool *mapped[2];
+	/* Per alias and block: a 2 MiB fault succeeded there (atomic). */
+	bool huge[2][BLOCKS];
+	/* Private GFNs whose faults all failed hard so far (atomic). */
+	long hard_errors;
+	long faults;
+};
+
+struct inject_thread {
+	struct inject_run *run;
+	int id;
+};
+
+/* GFN i of the window: blocks in two 1 GiB regions. */
+static tdp_gfn_t window_gfn(const struct inject_run *r, uint64_t i)
+{
+	uint64_t block = i / ST_PAGES_2M;
+
+	return r->base + (block % 2) * ST_PAGES_1G +
+	       (block / 2) * 5 * ST_PAGES_2M + i % ST_PAGES_2M;
+}
+
+static int fault(struct inject_run *r, struct tdp_vcpu *v, tdp_gfn_t g,
+		 bool private, int level)
+{
+	return st_fault(&r->e, v, g, private, TDP_PROT_RWX, level, 30.0, NULL);
+}
+
+static void *inject_vcpu(void *arg)
+{
+	struct inject_thread *t = arg;
+	struct inject_run *r = t->run;
+	struct tdp_vcpu *v = NULL;
+	uint64_t rng = st_seed_for(opts.seed, (uint64_t)t->id);
+	long faults = 0;
+
+	if (!ST_CHECK(tdp_vcpu_create(r->e.mmu, &v) == 0, "vcpu"))
+		return NULL;
+	while (st_budget_next(&r->b)) {
+		bool private = st_below(&rng, 3) != 0;
+		uint64_t i;
+		tdp_gfn_t g;
+		int ret, level;
+
+		if (st_below(&rng, 2)) {
+			i = st_below(&rng, OWNED / NR_THREADS) * NR_THREADS +
+			    (uint64_t)t->id;
+			g = window_gfn(r, i);
+			if (st_below(&rng, 4) == 0) {
+				ret = tdp_zap_range(r->e.mmu, g, g + 1,
+						    st_alias(private));
+				ST_CHECK(ret == 0, "zap: %d", ret);
+				r->owned[private][i] = false;
+				continue;
+			}
+			ret = fault(r, v, g, private, TDP_LEVEL_4K);
+			faults++;
+			if (ret == TDP_FAULT_FIXED || ret == TDP_FAULT_SPURIOUS)
+				r->owned[private][i] = true;
+			else if (ret == -ENOSPC && private)
+				__atomic_add_fetch(&r->hard_errors, 1,
+						   __ATOMIC_RELAXED);
+			else
+				ST_CHECK(false, "fault of %#" PRIx64 ": %d", g,
+					 ret);
+			continue;
+		}
+		i = OWNED + st_below(&rng, GFNS - OWNED);
+		g = window_gfn(r, i);
+		level = st_below(&rng, 4) ? TDP_LEVEL_4K : TDP_LEVEL_2M;
+		ret = fault(r, v, g, private, level);
+		faults++;
+		if (ret == TDP_FAULT_FIXED || ret == TDP_FAULT_SPURIOUS) {
+			__atomic_store_n(&r->mapped[private][i - OWNED], true,
+					 __ATOMIC_RELAXED);
+			if (level == TDP_LEVEL_2M)
+				__atomic_store_n(
+					&r->huge[private][i / ST_PAGES_2M],
+					true, __ATOMIC_RELAXED);
+		} else if (ret == -ENOSPC && private)
+			__atomic_add_fetch(&r->hard_errors, 1,
+					   __ATOMIC_RELAXED);
+		else
+			ST_CHECK(false, "fault of %#" PRIx64 ": %d", g, ret);
+	}
+	__atomic_add_fetch(&r->faults, faults, __ATOMIC_RELAXED);
+	tdp_vcpu_destroy(v);
+	return NULL;
+}
+
+static bool leaf_at(struct inject_run *r, tdp_gfn_t g, bool private, int *level)
+{
+	return st_lookup_leaf(&r->e, g, private, level, NULL);
+}
+
+/* Run the threads with @busy and @hard per-mille failure rates. */
+static void run_rates(unsigned int busy, unsigned int hard)
+{
+	struct inject_run r = { .e = { 0 } };
+	struct inject_thread th[NR_THREADS];
+	struct st_threads g = { .n = 0 };
+	struct tdp_stats st;
+	struct rec_counts c;
+	long before = st_failures();
+
+	assert_true(st_env_init(&r.e, 0, true, 4096));
+	r.base = (1 + busy / 100 + hard) * ST_PAGES_512G;
+	for (int a = 0; a < 2; a++) {
+		r.owned[a] = calloc(OWNED, sizeof(bool));
+		r.mapped[a] = calloc(GFNS - OWNED, sizeof(bool));
+		assert_non_null(r.owned[a]);
+		assert_non_null(r.mapped[a]);
+	}
+	rec_set_link_sleep(r.e.rec, 10);
+	rec_set_injection(r.e.rec, busy, hard, opts.seed + busy + hard);
+	st_budget_start(&r.b, opts.quick ? 0.25 : opts.seconds, opts.max_ops);
+	for (int i = 0; i < NR_THREADS; i++) {
+		th[i] = (struct inject_thread){ .run = &r, .id = i };
+		st_spawn(&g, inject_vcpu, &th[i]);
+	}
+	st_join(&g);
+	rec_set_injection(r.e.rec, 0, 0, 0);
+
+	/* No lost mapping, no mapping where every fault failed. */
+	for (uint64_t i = 0; i < OWNED; i++)
+		for (int a = 0; a < 2; a++)
+			ST_CHECK(leaf_at(&r, window_gfn(&r, i), a, NULL) ==
+					 r.owned[a][i],
+				 "owned %s GFN %#" PRIx64 " is %smapped, its "
+				 "owner left it %smapped",
+				 a ? "private" : "shared", window_gfn(&r, i),
+				 r.owned[a][i] ? "un" : "",
+				 r.owned[a][i] ? "" : "un");
+	for (uint64_t i = OWNED; i < GFNS; i++) {
+		for (int a = 0; a < 2; a++) {
+			tdp_gfn_t gfn = window_gfn(&r, i);
+			int level = 0;
+			bool have = leaf_at(&r, gfn, a, &level);
+
+			if (r.mapped[a][i - OWNED])
+				ST_CHECK(have,
+					 "%s GFN %#" PRIx64 " was mapped "
+					 "by a fault and is lost",
+					 a ? "private" : "shared", gfn);
+			else
+				/* Only a 2 MiB leaf another GFN's fault made
+				 * (perhaps split since) may cover a GFN no
+				 * fault mapped. */
+				ST_CHECK(!have || level > TDP_LEVEL_4K ||
+						 r.huge[a][i / ST_PAGES_2M],
+					 "%s GFN %#" PRIx64 " is mapped though "
+					 "no fault of it succeeded",
+					 a ? "private" : "shared", gfn);
+		}
+	}
+	st_check_quiesced(&r.e);
+	tdp_mmu_get_stats(r.e.mmu, &st);
+	c = rec_counts(r.e.rec);
+	printf("inject: busy %u.%u%% hard %u.%u%%: %ld faults, backend busy "
+	       "%" PRIu64 ", hard errors %" PRIu64 " (%ld reported), %" PRIu64
+	       " retries\n",
+	       busy / 10, busy % 10, hard / 10, hard % 10, r.faults,
+	       c.injected_busy, c.injected_errors, r.hard_errors,
+	       st.faults_retried);
+	if (busy && r.faults > 100)
+		ST_CHECK(c.injected_busy > 0, "no busy result injected");
+	if (hard && r.faults > 1000)
+		ST_CHECK(c.injected_errors > 0, "no hard error injected");
+	st_env_fini(&r.e);
+	for (int a = 0; a < 2; a++) {
+		free(r.owned[a]);
+		free(r.mapped[a]);
+	}
+	assert_int_equal(st_failures() - before, 0);
+}
+
+static void test_busy_0(void **state)
+{
+	(void)state;
+	run_rates(0, 0);
+}
+
+static void test_busy_10(void **state)
+{
+	(void)state;
+	run_rates(100, 10);
+}
+
+static void test_busy_20(void **state)
+{
+	(void)state;
+	run_rates(200, 10);
+}
+
+static void test_busy_30(void **state)
+{
+	(void)state;
+	run_rates(300, 20);
+}
+
+static void test_busy_40(void **state)
+{
+	(void)state;
+	run_rates(400, 20);
+}
+
+static void test_busy_50(void **state)
+{
+	(void)state;
+	run_rates(500, 30);
+}
+
+/* Hard failures alone, frequent: every one must leave nothing behind. */
+static void test_hard_only(void **state)
+{
+	(void)state;
+	run_rates(0, 200);
+}
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_busy_0),
+		cmocka_unit_test(test_busy_10),
+		cmocka_unit_test(test_busy_20),
+		cmocka_unit_test(test_busy_30),
+		cmocka_unit_test(test_busy_40),
+		cmocka_unit_test(test_busy_50),
+		cmocka_unit_test(test_hard_only),
+	};
+	int ret;
+
+	if (st_parse_opts(argc, argv, &opts, 0.25, 2.0, NR_THREADS))
+		return 2;
+	printf("inject: seed=%" PRIu64 "\n", opts.seed);
+	tdp_thread_register();
+	ret = cmocka_run_group_tests(tests, NULL, NULL);
+	tdp_thread_unregister();
+	st_summary("test-inject-backend");
+	return ret;
+}
