@@ -7,6 +7,8 @@
 #               (meson test --setup asan)
 #   build-tsan  clang, ThreadSanitizer (meson test --setup tsan, which
 #               loads tests/tsan.supp and disables ASLR with setarch -R)
+#   build-fuzz  clang, AddressSanitizer + UndefinedBehaviorSanitizer +
+#               libFuzzer; only the fuzz suite (corpus replay, 20 s run)
 #   kernel      kernel/boot-test.sh --ci: the modules built against
 #               Debian's kernel headers, the self-test booted under qemu
 #
@@ -69,7 +71,7 @@ run_build() {
 		quiet meson setup --reconfigure "$dir" "$@"
 	else
 		quiet env CC="$cc" CXX="$cxx" meson setup "$dir" "$@"
-	fi && quiet ninja -C "$dir"
+	fi && quiet ninja -C "$dir" ${targets:-}
 	rc=$?
 	t_build=$((SECONDS - start))
 	if [ "$rc" -ne 0 ]; then
@@ -82,7 +84,8 @@ run_build() {
 	echo "== $dir: meson test${setup:+ --setup $setup}"
 	start=$SECONDS
 	timeout -k 30 "$limit" meson test -C "$dir" --no-rebuild \
-		--print-errorlogs ${setup:+--setup "$setup"} 2>&1 | tee "$log"
+		--print-errorlogs ${setup:+--setup "$setup"} \
+		${suite:+--suite "$suite"} 2>&1 | tee "$log"
 	rc=${PIPESTATUS[0]}
 	t_test=$((SECONDS - start))
 
@@ -139,6 +142,11 @@ run_build build-asan gcc g++ asan 240 \
 	-Db_sanitize=address,undefined -Db_lundef=false
 run_build build-tsan clang clang++ tsan 360 \
 	-Db_sanitize=thread -Db_lundef=false
+# clang ASan+UBSan with libFuzzer: the seed-corpus replay and a 20 s fuzz
+# run of the API harness against its reference model.
+suite=fuzz targets="tests/fuzz/fuzz_ops tests/fuzz/fuzz_replay" \
+	run_build build-fuzz clang clang++ asan 180 \
+	-Db_sanitize=address,undefined -Db_lundef=false
 run_kernel
 
 echo
