@@ -40,7 +40,10 @@ void bench_vm_add_items(struct bench_vm *vm, int64_t items);
 void bench_wall_start(tdpb_state *st, struct bench_vm *vm);
 void bench_wall_end(tdpb_state *st, struct bench_vm *vm);
 
-/* One fault of a GFN on the tree the VM benchmarks, retried until done. */
+/*
+ * One fault of @gfn (for a mirror VM, BENCH_SHARED_BIT set selects the
+ * shared alias), retried until it is done.
+ */
 int bench_fault(struct bench_vm *vm, struct tdp_vcpu *vcpu, tdp_gfn_t gfn,
 		int max_level);
 

@@ -115,7 +115,7 @@ int bench_fault(struct bench_vm *vm, struct tdp_vcpu *vcpu, tdp_gfn_t gfn,
 		int max_level)
 {
 	struct tdp_fault f = {
-		.fault_gfn = vm->tree == BENCH_DIRECT ? gfn : gfn & ~BENCH_SHARED_BIT,
+		.fault_gfn = gfn, /* with BENCH_SHARED_BIT: the shared alias */
 		.pfn = 0x1000000 + gfn,
 		.prot = TDP_PROT_READ | TDP_PROT_WRITE,
 		.max_level = max_level,
