@@ -923,12 +923,22 @@ static int64_t harvest_leaf(struct model *m, tdp_spte_t *v, tdp_gfn_t gfn,
 	tdp_gfn_t last =
 		gfn + pages(level) < h->end ? gfn + pages(level) : h->end;
 
+	int64_t n = 0;
+
 	if (!(*v & m->fmt->dirty))
 		return 0;
-	*v &= ~m->fmt->dirty;
-	for (tdp_gfn_t g = first; g < last; g++)
-		h->bitmap[(g - h->start) / 64] |= 1ULL << ((g - h->start) % 64);
-	return (int64_t)(last - first);
+	/* A huge leaf only partly in range keeps its dirty bit (dirty.h). */
+	if (first == gfn && last == gfn + pages(level))
+		*v &= ~m->fmt->dirty;
+	/* The count is of bits that were clear. */
+	for (tdp_gfn_t g = first; g < last; g++) {
+		uint64_t *word = &h->bitmap[(g - h->start) / 64];
+		uint64_t bit = 1ULL << ((g - h->start) % 64);
+
+		n += !(*word & bit);
+		*word |= bit;
+	}
+	return n;
 }
 
 int64_t model_harvest(struct model *m, tdp_gfn_t start, tdp_gfn_t end,
