@@ -584,3 +584,23 @@ void hh_sleep_ms(unsigned int ms)
 
 	nanosleep(&ts, NULL);
 }
+
+int hh_cmocka_setup(void **state)
+{
+	struct hh_env *env = calloc(1, sizeof(*env));
+
+	assert_non_null(env);
+	hh_env_init(env, 0);
+	*state = env;
+	return 0;
+}
+
+int hh_cmocka_teardown(void **state)
+{
+	struct hh_env *env = *state;
+
+	assert_int_equal(hh_stats_match_tree(env->mmu), 0);
+	hh_env_fini(env);
+	free(env);
+	return 0;
+}

@@ -211,4 +211,31 @@ static inline bool hh_bit_test(const uint64_t *bm, uint64_t i)
 	return (bm[i / 64] >> (i % 64)) & 1;
 }
 
+/*
+ * GFNs and frames shared by the unit tests: host frame = GFN + an offset
+ * that keeps GFN and PFN aligned at every level; the first GFN of the
+ * @n-th 1 GiB region, and of 2 MiB block @b inside it.
+ */
+#define HH_PFN_OFFSET (1ULL << 28)
+
+static inline tdp_pfn_t hh_pfn_of(tdp_gfn_t gfn)
+{
+	return gfn + HH_PFN_OFFSET;
+}
+
+static inline tdp_gfn_t hh_gig(unsigned int n)
+{
+	return (tdp_gfn_t)n * HH_PAGES_1G;
+}
+
+static inline tdp_gfn_t hh_blk(unsigned int n, unsigned int b)
+{
+	return hh_gig(n) + (tdp_gfn_t)b * HH_PAGES_2M;
+}
+
+/* cmocka group fixtures: a plain MMU per test, whose statistics must
+ * match its tree at the end. */
+int hh_cmocka_setup(void **state);
+int hh_cmocka_teardown(void **state);
+
 #endif /* TDP_TEST_HUGE_HELPERS_H */

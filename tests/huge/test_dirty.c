@@ -19,56 +19,19 @@
 
 #define P2M HH_PAGES_2M
 #define P1G HH_PAGES_1G
-#define PFN_OFFSET (1ULL << 28)
-
-static tdp_pfn_t pfn_of(tdp_gfn_t gfn)
-{
-	return gfn + PFN_OFFSET;
-}
-
-static tdp_gfn_t gig(unsigned int n)
-{
-	return (tdp_gfn_t)n * P1G;
-}
-
-static tdp_gfn_t blk(unsigned int n, unsigned int b)
-{
-	return gig(n) + (tdp_gfn_t)b * P2M;
-}
-
-static int setup(void **state)
-{
-	struct hh_env *env = calloc(1, sizeof(*env));
-
-	assert_non_null(env);
-	hh_env_init(env, 0);
-	*state = env;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct hh_env *env = *state;
-
-	assert_int_equal(hh_stats_match_tree(env->mmu), 0);
-	hh_env_fini(env);
-	free(env);
-	return 0;
-}
-
 static void map(struct hh_env *env, tdp_gfn_t gfn, unsigned int prot,
 		int max_level)
 {
-	assert_int_equal(hh_map(env->vcpu, gfn, pfn_of(gfn), prot, max_level),
+	assert_int_equal(hh_map(env->vcpu, gfn, hh_pfn_of(gfn), prot, max_level),
 			 TDP_FAULT_FIXED);
 }
 
-/* The present leaf's SPTE for @gfn (asserting it maps pfn_of(gfn)). */
+/* The present leaf's SPTE for @gfn (asserting it maps hh_pfn_of(gfn)). */
 static tdp_spte_t spte_of(struct tdp_mmu *mmu, tdp_gfn_t gfn)
 {
 	struct hh_leaf l = hh_lookup(mmu, gfn);
 
-	if (!l.present || l.pfn != pfn_of(gfn))
+	if (!l.present || l.pfn != hh_pfn_of(gfn))
 		fail_msg("gfn %#llx: present %d pfn %#llx",
 			 (unsigned long long)gfn, l.present,
 			 (unsigned long long)l.pfn);
@@ -92,7 +55,7 @@ static void test_wrprot(void **state)
 	struct hh_env *env = *state;
 	struct tdp_mmu *mmu = env->mmu;
 	const struct tdp_spte_format *fmt = tdp_mmu_format(mmu);
-	const tdp_gfn_t a = blk(1, 0), big = blk(1, 1), big_ro = blk(1, 2);
+	const tdp_gfn_t a = hh_blk(1, 0), big = hh_blk(1, 1), big_ro = hh_blk(1, 2);
 	tdp_spte_t before[5];
 	uint64_t nr_leaves;
 
@@ -109,7 +72,7 @@ static void test_wrprot(void **state)
 	hh_log_reset(&env->log);
 
 	/* Only leaves with W change; MMU-writable and host-writable stay. */
-	assert_int_equal(tdp_wrprot_range(mmu, a, blk(1, 3), TDP_ALIAS_SHARED),
+	assert_int_equal(tdp_wrprot_range(mmu, a, hh_blk(1, 3), TDP_ALIAS_SHARED),
 			 3);
 	assert_int_equal(spte_of(mmu, a + 1), before[1] & ~fmt->writable);
 	assert_int_equal(spte_of(mmu, a + 2), before[2] & ~fmt->writable);
@@ -126,18 +89,18 @@ static void test_wrprot(void **state)
 
 	/* Nothing left to change: returns 0 and still flushes the range. */
 	hh_log_reset(&env->log);
-	assert_int_equal(tdp_wrprot_range(mmu, a, blk(1, 3), TDP_ALIAS_SHARED),
+	assert_int_equal(tdp_wrprot_range(mmu, a, hh_blk(1, 3), TDP_ALIAS_SHARED),
 			 0);
 	assert_true(hh_log_flushes(&env->log) >= 1);
-	assert_true(hh_log_covers_range(&env->log, a, blk(1, 3)));
+	assert_true(hh_log_covers_range(&env->log, a, hh_blk(1, 3)));
 
 	/* Nothing mapped at all: also flushes. */
 	hh_log_reset(&env->log);
 	assert_int_equal(
-		tdp_wrprot_range(mmu, gig(5), gig(5) + 100, TDP_ALIAS_SHARED),
+		tdp_wrprot_range(mmu, hh_gig(5), hh_gig(5) + 100, TDP_ALIAS_SHARED),
 		0);
 	assert_true(hh_log_flushes(&env->log) >= 1);
-	assert_true(hh_log_covers_range(&env->log, gig(5), gig(5) + 100));
+	assert_true(hh_log_covers_range(&env->log, hh_gig(5), hh_gig(5) + 100));
 
 	/* A range inside a huge leaf write-protects the whole leaf. */
 	assert_int_equal(tdp_fast_fix(mmu, big, HH_PROT_RW), 1);
@@ -157,7 +120,7 @@ static void test_fast_fix(void **state)
 	struct hh_env *env = *state;
 	struct tdp_mmu *mmu = env->mmu;
 	const struct tdp_spte_format *fmt = tdp_mmu_format(mmu);
-	const tdp_gfn_t a = blk(1, 0), big = blk(1, 1);
+	const tdp_gfn_t a = hh_blk(1, 0), big = hh_blk(1, 1);
 	tdp_spte_t rw, ro, big_rw, s;
 
 	map(env, a, HH_PROT_RW, 1);
@@ -166,7 +129,7 @@ static void test_fast_fix(void **state)
 	rw = spte_of(mmu, a);
 	ro = spte_of(mmu, a + 1);
 	big_rw = spte_of(mmu, big);
-	assert_int_equal(tdp_wrprot_range(mmu, a, blk(1, 2), TDP_ALIAS_SHARED),
+	assert_int_equal(tdp_wrprot_range(mmu, a, hh_blk(1, 2), TDP_ALIAS_SHARED),
 			 2);
 	hh_log_reset(&env->log);
 
@@ -196,7 +159,7 @@ static void test_fast_fix(void **state)
 
 	/* Nothing mapped: below a table, and with no table at all. */
 	assert_int_equal(tdp_fast_fix(mmu, a + 100, HH_PROT_RW), 0);
-	assert_int_equal(tdp_fast_fix(mmu, gig(7) + 3, TDP_PROT_READ), 0);
+	assert_int_equal(tdp_fast_fix(mmu, hh_gig(7) + 3, TDP_PROT_READ), 0);
 	assert_false(hh_lookup(mmu, a + 100).present);
 
 	/* A huge leaf gets W back as a whole. */
@@ -224,7 +187,7 @@ static void test_clear_dirty_range(void **state)
 	struct hh_env *env = *state;
 	struct tdp_mmu *mmu = env->mmu;
 	const struct tdp_spte_format *fmt = tdp_mmu_format(mmu);
-	const tdp_gfn_t a = blk(1, 0), big = blk(1, 1);
+	const tdp_gfn_t a = hh_blk(1, 0), big = hh_blk(1, 1);
 	tdp_spte_t dirty_a, dirty_big, clean_a1;
 
 	for (int i = 0; i < 4; i++)
@@ -245,7 +208,7 @@ static void test_clear_dirty_range(void **state)
 	hh_log_reset(&env->log);
 
 	assert_int_equal(
-		tdp_clear_dirty_range(mmu, a, blk(1, 2), TDP_ALIAS_SHARED), 3);
+		tdp_clear_dirty_range(mmu, a, hh_blk(1, 2), TDP_ALIAS_SHARED), 3);
 	assert_int_equal(spte_of(mmu, a), dirty_a & ~fmt->dirty);
 	assert_int_equal(spte_of(mmu, a + 2) & ~fmt->pfn_mask,
 			 dirty_a & ~(fmt->dirty | fmt->pfn_mask));
@@ -257,7 +220,7 @@ static void test_clear_dirty_range(void **state)
 
 	/* Nothing dirty any more. */
 	assert_int_equal(
-		tdp_clear_dirty_range(mmu, a, blk(1, 2), TDP_ALIAS_SHARED), 0);
+		tdp_clear_dirty_range(mmu, a, hh_blk(1, 2), TDP_ALIAS_SHARED), 0);
 
 	/* Only leaves inside the range. */
 	assert_int_equal(hh_hw_access(mmu, a, true), HH_HW_WRITTEN);
@@ -273,8 +236,8 @@ static void test_clear_dirty_masked(void **state)
 	struct hh_env *env = *state;
 	struct tdp_mmu *mmu = env->mmu;
 	const struct tdp_spte_format *fmt = tdp_mmu_format(mmu);
-	const tdp_gfn_t base = blk(1, 0), base2 = base + 64;
-	const tdp_gfn_t big = blk(1, 1);
+	const tdp_gfn_t base = hh_blk(1, 0), base2 = base + 64;
+	const tdp_gfn_t big = hh_blk(1, 1);
 	const uint64_t mask = 0x00ff00ff00ff00f0ULL;
 	const uint64_t mask2 = 0xf0f0f0f0f0f0f0f1ULL;
 	tdp_spte_t dirty_big;
@@ -374,7 +337,7 @@ static void test_harvest(void **state)
 	struct hh_env *env = *state;
 	struct tdp_mmu *mmu = env->mmu;
 	const struct tdp_spte_format *fmt = tdp_mmu_format(mmu);
-	const tdp_gfn_t a = blk(1, 0), big = blk(1, 1), g = gig(2);
+	const tdp_gfn_t a = hh_blk(1, 0), big = hh_blk(1, 1), g = hh_gig(2);
 	uint64_t bm[1024 / 64];
 	uint64_t *bm1g;
 	tdp_spte_t before[2];
@@ -466,7 +429,7 @@ static void test_harvest_partial_huge_leaf(void **state)
 {
 	struct hh_env *env = *state;
 	struct tdp_mmu *mmu = env->mmu;
-	const tdp_gfn_t big = blk(1, 1);
+	const tdp_gfn_t big = hh_blk(1, 1);
 	uint64_t bm[P2M / 64];
 	int64_t first, second;
 
@@ -520,12 +483,12 @@ static void test_mark_dirty_on_zap(void **state)
 {
 	struct hh_env *env = *state;
 	struct tdp_mmu *mmu = env->mmu;
-	const tdp_gfn_t a = blk(1, 0), big = blk(1, 1), g = gig(2);
+	const tdp_gfn_t a = hh_blk(1, 0), big = hh_blk(1, 1), g = hh_gig(2);
 
 	for (int i = 0; i < 4; i++)
 		map(env, a + i, HH_PROT_RW, 1);
 	map(env, big, HH_PROT_RW, 2);
-	map(env, blk(1, 2), HH_PROT_RW, 2);
+	map(env, hh_blk(1, 2), HH_PROT_RW, 2);
 	map(env, g, HH_PROT_RW, 3);
 	assert_int_equal(hh_hw_access(mmu, a + 1, true), HH_HW_WRITTEN);
 	assert_int_equal(hh_hw_access(mmu, a + 3, true), HH_HW_WRITTEN);
@@ -545,7 +508,7 @@ static void test_mark_dirty_on_zap(void **state)
 	/* Clean leaves: nothing. */
 	hh_log_reset(&env->log);
 	assert_int_equal(
-		tdp_zap_range(mmu, blk(1, 2), blk(1, 3), TDP_ALIAS_SHARED), 0);
+		tdp_zap_range(mmu, hh_blk(1, 2), hh_blk(1, 3), TDP_ALIAS_SHARED), 0);
 	assert_int_equal(hh_log_marks(&env->log), 0);
 
 	/* Harvested first: reported once, by the harvest. */
@@ -562,7 +525,7 @@ static void test_mark_dirty_on_zap(void **state)
 static void test_mark_dirty_on_teardown(void **state)
 {
 	struct hh_env env;
-	const tdp_gfn_t a = blk(1, 0), big = blk(1, 1);
+	const tdp_gfn_t a = hh_blk(1, 0), big = hh_blk(1, 1);
 
 	(void)state;
 	hh_env_init(&env, 0);
@@ -591,7 +554,7 @@ static void test_aging(void **state)
 	struct hh_env *env = *state;
 	struct tdp_mmu *mmu = env->mmu;
 	const struct tdp_spte_format *fmt = tdp_mmu_format(mmu);
-	const tdp_gfn_t a = blk(1, 0), big = blk(1, 1), g = gig(2);
+	const tdp_gfn_t a = hh_blk(1, 0), big = hh_blk(1, 1), g = hh_gig(2);
 	struct tdp_stats before;
 	tdp_spte_t s;
 
@@ -663,7 +626,7 @@ static void test_bad_inputs(void **state)
 {
 	struct hh_env *env = *state;
 	struct tdp_mmu *mmu = env->mmu;
-	const tdp_gfn_t a = blk(1, 0);
+	const tdp_gfn_t a = hh_blk(1, 0);
 
 	map(env, a, HH_PROT_RW, 1);
 	assert_int_equal(tdp_wrprot_range(NULL, a, a + 1, TDP_ALIAS_SHARED),
@@ -707,7 +670,7 @@ static void test_bad_inputs(void **state)
 static void test_backend(void **state)
 {
 	struct hh_env env;
-	const tdp_gfn_t a = blk(1, 0), shared = a | HH_SHARED_BIT;
+	const tdp_gfn_t a = hh_blk(1, 0), shared = a | HH_SHARED_BIT;
 	uint64_t bm[1] = { 0 };
 
 	(void)state;
@@ -739,7 +702,7 @@ static void test_backend(void **state)
 
 	/* The shared alias works, and flushes name the shared GFN. */
 	assert_int_equal(tdp_fast_fix(env.mmu, shared, HH_PROT_RW), 0);
-	assert_int_equal(hh_map(env.vcpu, shared, pfn_of(a), HH_PROT_RW, 1),
+	assert_int_equal(hh_map(env.vcpu, shared, hh_pfn_of(a), HH_PROT_RW, 1),
 			 TDP_FAULT_FIXED);
 	hh_log_reset(&env.log);
 	assert_int_equal(tdp_wrprot_range(env.mmu, a, a + 64, TDP_ALIAS_SHARED),
@@ -789,7 +752,7 @@ static void test_flushes_under_mmu_lock(void **state)
 {
 	struct hh_env *env = *state;
 	struct tdp_mmu *mmu = env->mmu;
-	const tdp_gfn_t a = blk(1, 0), big = blk(1, 1);
+	const tdp_gfn_t a = hh_blk(1, 0), big = hh_blk(1, 1);
 	uint64_t bm[P2M * 2 / 64];
 
 #ifdef NDEBUG
@@ -836,24 +799,24 @@ static void test_flushes_under_mmu_lock(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_wrprot, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_fast_fix, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_clear_dirty_range, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_clear_dirty_masked, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_harvest, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wrprot, hh_cmocka_setup, hh_cmocka_teardown),
+		cmocka_unit_test_setup_teardown(test_fast_fix, hh_cmocka_setup, hh_cmocka_teardown),
+		cmocka_unit_test_setup_teardown(test_clear_dirty_range, hh_cmocka_setup,
+						hh_cmocka_teardown),
+		cmocka_unit_test_setup_teardown(test_clear_dirty_masked, hh_cmocka_setup,
+						hh_cmocka_teardown),
+		cmocka_unit_test_setup_teardown(test_harvest, hh_cmocka_setup, hh_cmocka_teardown),
 		cmocka_unit_test_setup_teardown(test_harvest_partial_huge_leaf,
-						setup, teardown),
-		cmocka_unit_test_setup_teardown(test_mark_dirty_on_zap, setup,
-						teardown),
+						hh_cmocka_setup, hh_cmocka_teardown),
+		cmocka_unit_test_setup_teardown(test_mark_dirty_on_zap, hh_cmocka_setup,
+						hh_cmocka_teardown),
 		cmocka_unit_test(test_mark_dirty_on_teardown),
-		cmocka_unit_test_setup_teardown(test_aging, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bad_inputs, setup,
-						teardown),
+		cmocka_unit_test_setup_teardown(test_aging, hh_cmocka_setup, hh_cmocka_teardown),
+		cmocka_unit_test_setup_teardown(test_bad_inputs, hh_cmocka_setup,
+						hh_cmocka_teardown),
 		cmocka_unit_test(test_backend),
 		cmocka_unit_test_setup_teardown(test_flushes_under_mmu_lock,
-						setup, teardown),
+						hh_cmocka_setup, hh_cmocka_teardown),
 	};
 	int ret;
 

@@ -21,45 +21,6 @@
 
 #define P2M HH_PAGES_2M
 #define P1G HH_PAGES_1G
-/* Host frames: GFN + PFN_OFFSET, so GFN and PFN line up at every level. */
-#define PFN_OFFSET (1ULL << 28)
-
-static tdp_pfn_t pfn_of(tdp_gfn_t gfn)
-{
-	return gfn + PFN_OFFSET;
-}
-
-/* First GFN of the @n-th 1 GiB region, and of 2 MiB block @b inside it. */
-static tdp_gfn_t gig(unsigned int n)
-{
-	return (tdp_gfn_t)n * P1G;
-}
-
-static tdp_gfn_t blk(unsigned int n, unsigned int b)
-{
-	return gig(n) + (tdp_gfn_t)b * P2M;
-}
-
-static int setup(void **state)
-{
-	struct hh_env *env = calloc(1, sizeof(*env));
-
-	assert_non_null(env);
-	hh_env_init(env, 0);
-	*state = env;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct hh_env *env = *state;
-
-	assert_int_equal(hh_stats_match_tree(env->mmu), 0);
-	hh_env_fini(env);
-	free(env);
-	return 0;
-}
-
 /* The leaf mapping @gfn: present, at @level, mapping @pfn. */
 static struct hh_leaf expect_leaf(struct tdp_mmu *mmu, tdp_gfn_t gfn, int level,
 				  tdp_pfn_t pfn)
@@ -111,19 +72,19 @@ static tdp_spte_t split_spte(const struct tdp_spte_format *fmt, tdp_spte_t huge,
 	return level == TDP_LEVEL_4K ? s & ~fmt->leaf_size : s;
 }
 
-/* Every GFN of [start, end) maps pfn_of(gfn) at @level. */
+/* Every GFN of [start, end) maps hh_pfn_of(gfn) at @level. */
 static void expect_range(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end,
 			 int level)
 {
 	for (tdp_gfn_t g = start; g < end; g += tdp_level_pages(level)) {
 		struct hh_leaf l = hh_lookup(mmu, g);
 
-		if (!l.present || l.level != level || l.pfn != pfn_of(g))
+		if (!l.present || l.level != level || l.pfn != hh_pfn_of(g))
 			fail_msg("gfn %#llx: present %d level %d pfn %#llx, "
 				 "expected level %d pfn %#llx",
 				 (unsigned long long)g, l.present, l.level,
 				 (unsigned long long)l.pfn, level,
-				 (unsigned long long)pfn_of(g));
+				 (unsigned long long)hh_pfn_of(g));
 	}
 }
 
@@ -136,68 +97,68 @@ static void test_fault_levels(void **state)
 	tdp_gfn_t g;
 
 	/* max_level 1G, aligned: one 1 GiB leaf. */
-	g = gig(1);
-	assert_int_equal(hh_map(env->vcpu, g, pfn_of(g), TDP_PROT_RWX, 3),
+	g = hh_gig(1);
+	assert_int_equal(hh_map(env->vcpu, g, hh_pfn_of(g), TDP_PROT_RWX, 3),
 			 TDP_FAULT_FIXED);
-	expect_leaf(mmu, g + 12345, 3, pfn_of(g + 12345));
-	expect_leaf(mmu, g + P1G - 1, 3, pfn_of(g + P1G - 1));
+	expect_leaf(mmu, g + 12345, 3, hh_pfn_of(g + 12345));
+	expect_leaf(mmu, g + P1G - 1, 3, hh_pfn_of(g + P1G - 1));
 	expect_stats(mmu, 0, 0, 1, 0, 0, 1);
 
 	/* max_level 2M in an empty, 1 GiB-aligned region: never above it.
 	 * The fault GFN is inside the 2 MiB page; the leaf covers it all. */
-	g = gig(2);
-	assert_int_equal(hh_map(env->vcpu, g + 7, pfn_of(g + 7), HH_PROT_RW, 2),
+	g = hh_gig(2);
+	assert_int_equal(hh_map(env->vcpu, g + 7, hh_pfn_of(g + 7), HH_PROT_RW, 2),
 			 TDP_FAULT_FIXED);
-	expect_leaf(mmu, g, 2, pfn_of(g));
-	expect_leaf(mmu, g + P2M - 1, 2, pfn_of(g + P2M - 1));
+	expect_leaf(mmu, g, 2, hh_pfn_of(g));
+	expect_leaf(mmu, g + P2M - 1, 2, hh_pfn_of(g + P2M - 1));
 	expect_absent(mmu, g + P2M);
 	expect_stats(mmu, 0, 1, 1, 0, 1, 1);
 
 	/* max_level 1G, GFN and PFN aligned only to 2 MiB: a 2 MiB leaf. */
-	g = blk(3, 5);
+	g = hh_blk(3, 5);
 	assert_int_equal(
-		hh_map(env->vcpu, g, pfn_of(g) + P2M, TDP_PROT_READ, 3),
+		hh_map(env->vcpu, g, hh_pfn_of(g) + P2M, TDP_PROT_READ, 3),
 		TDP_FAULT_FIXED);
-	expect_leaf(mmu, g + 3, 2, pfn_of(g) + P2M + 3);
+	expect_leaf(mmu, g + 3, 2, hh_pfn_of(g) + P2M + 3);
 	expect_stats(mmu, 0, 2, 1, 0, 2, 1);
 
 	/* Misaligned PFN: falls back to 4 KiB. */
-	g = gig(4);
-	assert_int_equal(hh_map(env->vcpu, g, pfn_of(g) + 1, HH_PROT_RW, 3),
+	g = hh_gig(4);
+	assert_int_equal(hh_map(env->vcpu, g, hh_pfn_of(g) + 1, HH_PROT_RW, 3),
 			 TDP_FAULT_FIXED);
-	expect_leaf(mmu, g, 1, pfn_of(g) + 1);
+	expect_leaf(mmu, g, 1, hh_pfn_of(g) + 1);
 	expect_absent(mmu, g + 1);
 	expect_stats(mmu, 1, 2, 1, 1, 3, 1);
 
 	/* max_level 4K, aligned: 4 KiB. */
-	g = gig(5);
-	assert_int_equal(hh_map(env->vcpu, g, pfn_of(g), HH_PROT_RW, 1),
+	g = hh_gig(5);
+	assert_int_equal(hh_map(env->vcpu, g, hh_pfn_of(g), HH_PROT_RW, 1),
 			 TDP_FAULT_FIXED);
-	expect_leaf(mmu, g, 1, pfn_of(g));
+	expect_leaf(mmu, g, 1, hh_pfn_of(g));
 	expect_stats(mmu, 2, 2, 1, 2, 4, 1);
 
 	/* A smaller mapping below forces a lower level: a 4 KiB leaf in
 	 * block 1 makes a 1 GiB fault at block 0 map 2 MiB, and a 2 MiB
 	 * fault in block 1 map 4 KiB. */
-	g = gig(6);
+	g = hh_gig(6);
 	assert_int_equal(
-		hh_map(env->vcpu, g + 600, pfn_of(g + 600), HH_PROT_RW, 1),
+		hh_map(env->vcpu, g + 600, hh_pfn_of(g + 600), HH_PROT_RW, 1),
 		TDP_FAULT_FIXED);
-	assert_int_equal(hh_map(env->vcpu, g, pfn_of(g), HH_PROT_RW, 3),
+	assert_int_equal(hh_map(env->vcpu, g, hh_pfn_of(g), HH_PROT_RW, 3),
 			 TDP_FAULT_FIXED);
-	expect_leaf(mmu, g + 100, 2, pfn_of(g + 100));
+	expect_leaf(mmu, g + 100, 2, hh_pfn_of(g + 100));
 	assert_int_equal(
-		hh_map(env->vcpu, g + 515, pfn_of(g + 515), HH_PROT_RW, 2),
+		hh_map(env->vcpu, g + 515, hh_pfn_of(g + 515), HH_PROT_RW, 2),
 		TDP_FAULT_FIXED);
-	expect_leaf(mmu, g + 515, 1, pfn_of(g + 515));
+	expect_leaf(mmu, g + 515, 1, hh_pfn_of(g + 515));
 	expect_absent(mmu, g + 516);
 	expect_stats(mmu, 4, 3, 1, 3, 5, 1);
 
 	/* The same faults again are spurious and change nothing. */
-	assert_int_equal(hh_map(env->vcpu, gig(1) + 9, pfn_of(gig(1) + 9),
+	assert_int_equal(hh_map(env->vcpu, hh_gig(1) + 9, hh_pfn_of(hh_gig(1) + 9),
 				TDP_PROT_READ, 3),
 			 TDP_FAULT_SPURIOUS);
-	assert_int_equal(hh_map(env->vcpu, gig(2) + 9, pfn_of(gig(2) + 9),
+	assert_int_equal(hh_map(env->vcpu, hh_gig(2) + 9, hh_pfn_of(hh_gig(2) + 9),
 				HH_PROT_RW, 2),
 			 TDP_FAULT_SPURIOUS);
 	expect_stats(mmu, 4, 3, 1, 3, 5, 1);
@@ -209,51 +170,51 @@ static void test_fault_splits_huge(void **state)
 	struct hh_env *env = *state;
 	struct tdp_mmu *mmu = env->mmu;
 	const struct tdp_spte_format *fmt = tdp_mmu_format(mmu);
-	tdp_gfn_t b = blk(1, 0), b2 = blk(1, 1), b3 = blk(1, 2), g = gig(2);
+	tdp_gfn_t b = hh_blk(1, 0), b2 = hh_blk(1, 1), b3 = hh_blk(1, 2), g = hh_gig(2);
 	struct hh_leaf l;
 
-	assert_int_equal(hh_map(env->vcpu, b, pfn_of(b),
+	assert_int_equal(hh_map(env->vcpu, b, hh_pfn_of(b),
 				TDP_PROT_READ | TDP_PROT_EXEC, 2),
 			 TDP_FAULT_FIXED);
-	assert_int_equal(hh_map(env->vcpu, b2, pfn_of(b2), TDP_PROT_READ, 2),
+	assert_int_equal(hh_map(env->vcpu, b2, hh_pfn_of(b2), TDP_PROT_READ, 2),
 			 TDP_FAULT_FIXED);
-	assert_int_equal(hh_map(env->vcpu, b3, pfn_of(b3), HH_PROT_RW, 2),
+	assert_int_equal(hh_map(env->vcpu, b3, hh_pfn_of(b3), HH_PROT_RW, 2),
 			 TDP_FAULT_FIXED);
-	assert_int_equal(hh_map(env->vcpu, g, pfn_of(g), HH_PROT_RW, 3),
+	assert_int_equal(hh_map(env->vcpu, g, hh_pfn_of(g), HH_PROT_RW, 3),
 			 TDP_FAULT_FIXED);
 	expect_stats(mmu, 0, 3, 1, 0, 1, 1);
 	hh_log_reset(&env->log);
 
 	/* Same rights: the leaf is split and the fault is spurious. */
 	assert_int_equal(
-		hh_map(env->vcpu, b + 9, pfn_of(b + 9), TDP_PROT_READ, 1),
+		hh_map(env->vcpu, b + 9, hh_pfn_of(b + 9), TDP_PROT_READ, 1),
 		TDP_FAULT_SPURIOUS);
 	expect_range(mmu, b, b + P2M, 1);
 	expect_stats(mmu, 512, 2, 1, 1, 1, 1);
 
 	/* More rights: split, then only the faulting GFN gains them. */
 	assert_int_equal(
-		hh_map(env->vcpu, b2 + 9, pfn_of(b2 + 9), HH_PROT_RW, 1),
+		hh_map(env->vcpu, b2 + 9, hh_pfn_of(b2 + 9), HH_PROT_RW, 1),
 		TDP_FAULT_FIXED);
-	l = expect_leaf(mmu, b2 + 9, 1, pfn_of(b2 + 9));
+	l = expect_leaf(mmu, b2 + 9, 1, hh_pfn_of(b2 + 9));
 	assert_true(l.spte & fmt->writable);
-	l = expect_leaf(mmu, b2 + 10, 1, pfn_of(b2 + 10));
+	l = expect_leaf(mmu, b2 + 10, 1, hh_pfn_of(b2 + 10));
 	assert_false(l.spte & fmt->writable);
 	expect_stats(mmu, 1024, 1, 1, 2, 1, 1);
 
 	/* Another PFN under a huge leaf: refused before anything changes. */
 	assert_int_equal(
-		hh_map(env->vcpu, b3 + 9, pfn_of(b3 + 9) + 1, HH_PROT_RW, 1),
+		hh_map(env->vcpu, b3 + 9, hh_pfn_of(b3 + 9) + 1, HH_PROT_RW, 1),
 		-EINVAL);
-	expect_leaf(mmu, b3 + 9, 2, pfn_of(b3 + 9));
+	expect_leaf(mmu, b3 + 9, 2, hh_pfn_of(b3 + 9));
 
 	/* Under a 1 GiB leaf: 1G -> 2M -> 4K on the way down. */
 	assert_int_equal(hh_map(env->vcpu, g + 3 * P2M + 9,
-				pfn_of(g + 3 * P2M + 9), HH_PROT_RW, 1),
+				hh_pfn_of(g + 3 * P2M + 9), HH_PROT_RW, 1),
 			 TDP_FAULT_SPURIOUS);
-	expect_leaf(mmu, g, 2, pfn_of(g));
+	expect_leaf(mmu, g, 2, hh_pfn_of(g));
 	expect_range(mmu, g + 3 * P2M, g + 4 * P2M, 1);
-	expect_leaf(mmu, g + 4 * P2M, 2, pfn_of(g + 4 * P2M));
+	expect_leaf(mmu, g + 4 * P2M, 2, hh_pfn_of(g + 4 * P2M));
 	expect_stats(mmu, 1536, 1 + 511, 0, 3, 2, 1);
 
 	/* Splitting never needs a TLB flush. */
@@ -267,13 +228,13 @@ static void test_split_1g_to_4k(void **state)
 	struct hh_env *env = *state;
 	struct tdp_mmu *mmu = env->mmu;
 	const struct tdp_spte_format *fmt = tdp_mmu_format(mmu);
-	tdp_gfn_t g = gig(1);
+	tdp_gfn_t g = hh_gig(1);
 	struct tdp_stats before;
 	struct hh_leaf orig;
 
-	assert_int_equal(hh_map(env->vcpu, g, pfn_of(g), HH_PROT_RW, 3),
+	assert_int_equal(hh_map(env->vcpu, g, hh_pfn_of(g), HH_PROT_RW, 3),
 			 TDP_FAULT_FIXED);
-	orig = expect_leaf(mmu, g, 3, pfn_of(g));
+	orig = expect_leaf(mmu, g, 3, hh_pfn_of(g));
 	before = hh_stats(mmu);
 	hh_log_reset(&env->log);
 
@@ -284,8 +245,8 @@ static void test_split_1g_to_4k(void **state)
 	for (tdp_gfn_t x = g; x < g + P1G; x++) {
 		struct hh_leaf l = hh_lookup(mmu, x);
 
-		if (!l.present || l.level != 1 || l.pfn != pfn_of(x) ||
-		    l.spte != split_spte(fmt, orig.spte, 1, pfn_of(x)))
+		if (!l.present || l.level != 1 || l.pfn != hh_pfn_of(x) ||
+		    l.spte != split_spte(fmt, orig.spte, 1, hh_pfn_of(x)))
 			fail_msg("gfn %#llx: level %d spte %#llx after split",
 				 (unsigned long long)x, l.level,
 				 (unsigned long long)l.spte);
@@ -305,7 +266,7 @@ static void test_split_1g_to_4k(void **state)
 	assert_int_equal(tdp_recover_huge_pages(mmu, g, g + P1G, TDP_LEVEL_1G,
 						TDP_ALIAS_SHARED),
 			 513);
-	assert_int_equal(expect_leaf(mmu, g + 77, 3, pfn_of(g + 77)).spte,
+	assert_int_equal(expect_leaf(mmu, g + 77, 3, hh_pfn_of(g + 77)).spte,
 			 orig.spte);
 	expect_stats(mmu, 0, 0, 1, 0, 0, 1);
 	tdp_rcu_barrier();
@@ -317,12 +278,12 @@ static void test_split_1g_to_2m(void **state)
 	struct hh_env *env = *state;
 	struct tdp_mmu *mmu = env->mmu;
 	const struct tdp_spte_format *fmt = tdp_mmu_format(mmu);
-	tdp_gfn_t g = gig(3);
+	tdp_gfn_t g = hh_gig(3);
 	struct hh_leaf orig;
 
-	assert_int_equal(hh_map(env->vcpu, g, pfn_of(g), TDP_PROT_RWX, 3),
+	assert_int_equal(hh_map(env->vcpu, g, hh_pfn_of(g), TDP_PROT_RWX, 3),
 			 TDP_FAULT_FIXED);
-	orig = expect_leaf(mmu, g, 3, pfn_of(g));
+	orig = expect_leaf(mmu, g, 3, hh_pfn_of(g));
 	hh_log_reset(&env->log);
 
 	/* A range of one GFN splits the whole leaf that overlaps it. */
@@ -330,21 +291,21 @@ static void test_split_1g_to_2m(void **state)
 					      TDP_ALIAS_SHARED),
 			 0);
 	for (unsigned int b = 0; b < 512; b++) {
-		struct hh_leaf l = expect_leaf(mmu, blk(3, b) + b, 2,
-					       pfn_of(blk(3, b) + b));
+		struct hh_leaf l = expect_leaf(mmu, hh_blk(3, b) + b, 2,
+					       hh_pfn_of(hh_blk(3, b) + b));
 
 		assert_int_equal(l.spte, split_spte(fmt, orig.spte, 2,
-						    pfn_of(blk(3, b))));
+						    hh_pfn_of(hh_blk(3, b))));
 	}
 	expect_stats(mmu, 0, 512, 0, 0, 1, 1);
 
 	/* Split one 2 MiB block to 4 KiB; its neighbours stay 2 MiB. */
-	assert_int_equal(tdp_split_huge_range(mmu, blk(3, 3) + 1, blk(3, 3) + 2,
+	assert_int_equal(tdp_split_huge_range(mmu, hh_blk(3, 3) + 1, hh_blk(3, 3) + 2,
 					      TDP_LEVEL_4K, TDP_ALIAS_SHARED),
 			 0);
-	expect_leaf(mmu, blk(3, 2) + P2M - 1, 2, pfn_of(blk(3, 2) + P2M - 1));
-	expect_range(mmu, blk(3, 3), blk(3, 4), 1);
-	expect_leaf(mmu, blk(3, 4), 2, pfn_of(blk(3, 4)));
+	expect_leaf(mmu, hh_blk(3, 2) + P2M - 1, 2, hh_pfn_of(hh_blk(3, 2) + P2M - 1));
+	expect_range(mmu, hh_blk(3, 3), hh_blk(3, 4), 1);
+	expect_leaf(mmu, hh_blk(3, 4), 2, hh_pfn_of(hh_blk(3, 4)));
 	expect_stats(mmu, 512, 511, 0, 1, 1, 1);
 	assert_int_equal(hh_log_flushes(&env->log), 0);
 
@@ -358,7 +319,7 @@ static void test_split_1g_to_2m(void **state)
 	assert_int_equal(tdp_recover_huge_pages(mmu, g, g + P1G, TDP_LEVEL_2M,
 						TDP_ALIAS_SHARED),
 			 1);
-	expect_leaf(mmu, blk(3, 3) + 8, 2, pfn_of(blk(3, 3) + 8));
+	expect_leaf(mmu, hh_blk(3, 3) + 8, 2, hh_pfn_of(hh_blk(3, 3) + 8));
 	expect_stats(mmu, 0, 512, 0, 0, 1, 1);
 	hh_log_reset(&env->log);
 	assert_int_equal(tdp_recover_huge_pages(mmu, g, g + P1G, TDP_LEVEL_2M,
@@ -370,7 +331,7 @@ static void test_split_1g_to_2m(void **state)
 	assert_int_equal(tdp_recover_huge_pages(mmu, g, g + P1G, TDP_LEVEL_1G,
 						TDP_ALIAS_SHARED),
 			 1);
-	assert_int_equal(expect_leaf(mmu, g, 3, pfn_of(g)).spte, orig.spte);
+	assert_int_equal(expect_leaf(mmu, g, 3, hh_pfn_of(g)).spte, orig.spte);
 	expect_stats(mmu, 0, 0, 1, 0, 0, 1);
 }
 
@@ -391,10 +352,10 @@ static void test_split_recover_roundtrip(void **state)
 	tdp_gfn_t b;
 
 	for (unsigned int i = 0; i < 4; i++) {
-		b = blk(1, i);
-		assert_int_equal(hh_map(env->vcpu, b, pfn_of(b), prots[i], 2),
+		b = hh_blk(1, i);
+		assert_int_equal(hh_map(env->vcpu, b, hh_pfn_of(b), prots[i], 2),
 				 TDP_FAULT_FIXED);
-		orig = expect_leaf(mmu, b, 2, pfn_of(b));
+		orig = expect_leaf(mmu, b, 2, hh_pfn_of(b));
 		assert_int_equal(tdp_split_huge_range(mmu, b, b + P2M,
 						      TDP_LEVEL_4K,
 						      TDP_ALIAS_SHARED),
@@ -404,17 +365,17 @@ static void test_split_recover_roundtrip(void **state)
 							TDP_LEVEL_2M,
 							TDP_ALIAS_SHARED),
 				 1);
-		assert_int_equal(expect_leaf(mmu, b + 1, 2, pfn_of(b + 1)).spte,
+		assert_int_equal(expect_leaf(mmu, b + 1, 2, hh_pfn_of(b + 1)).spte,
 				 orig.spte);
 	}
 
 	/* A dirty huge leaf: every small leaf is dirty, and so is the
 	 * recovered one. */
-	b = blk(1, 8);
-	assert_int_equal(hh_map(env->vcpu, b, pfn_of(b), HH_PROT_RW, 2),
+	b = hh_blk(1, 8);
+	assert_int_equal(hh_map(env->vcpu, b, hh_pfn_of(b), HH_PROT_RW, 2),
 			 TDP_FAULT_FIXED);
 	assert_int_equal(hh_hw_access(mmu, b + 3, true), HH_HW_WRITTEN);
-	orig = expect_leaf(mmu, b, 2, pfn_of(b));
+	orig = expect_leaf(mmu, b, 2, hh_pfn_of(b));
 	assert_true(orig.spte & fmt->dirty);
 	assert_int_equal(tdp_split_huge_range(mmu, b, b + P2M, TDP_LEVEL_4K,
 					      TDP_ALIAS_SHARED),
@@ -427,10 +388,10 @@ static void test_split_recover_roundtrip(void **state)
 	assert_int_equal(hh_lookup(mmu, b).spte, orig.spte);
 
 	/* A/D differ between small leaves: the recovered leaf ORs them. */
-	b = blk(1, 9);
-	assert_int_equal(hh_map(env->vcpu, b, pfn_of(b), HH_PROT_RW, 2),
+	b = hh_blk(1, 9);
+	assert_int_equal(hh_map(env->vcpu, b, hh_pfn_of(b), HH_PROT_RW, 2),
 			 TDP_FAULT_FIXED);
-	orig = expect_leaf(mmu, b, 2, pfn_of(b));
+	orig = expect_leaf(mmu, b, 2, hh_pfn_of(b));
 	assert_int_equal(tdp_split_huge_range(mmu, b, b + P2M, TDP_LEVEL_4K,
 					      TDP_ALIAS_SHARED),
 			 0);
@@ -470,9 +431,9 @@ static tdp_spte_t map_split_2m(struct hh_env *env, tdp_gfn_t b,
 {
 	tdp_spte_t spte;
 
-	assert_int_equal(hh_map(env->vcpu, b, pfn_of(b), prot, 2),
+	assert_int_equal(hh_map(env->vcpu, b, hh_pfn_of(b), prot, 2),
 			 TDP_FAULT_FIXED);
-	spte = expect_leaf(env->mmu, b, 2, pfn_of(b)).spte;
+	spte = expect_leaf(env->mmu, b, 2, hh_pfn_of(b)).spte;
 	assert_int_equal(tdp_split_huge_range(env->mmu, b, b + P2M,
 					      TDP_LEVEL_4K, TDP_ALIAS_SHARED),
 			 0);
@@ -483,9 +444,9 @@ static void test_recover_refuses_nonuniform(void **state)
 {
 	struct hh_env *env = *state;
 	struct tdp_mmu *mmu = env->mmu;
-	tdp_gfn_t b0 = blk(1, 0), b1 = blk(1, 1), b2 = blk(1, 2),
-		  b3 = blk(1, 3);
-	tdp_gfn_t b4 = blk(1, 4), g = gig(2);
+	tdp_gfn_t b0 = hh_blk(1, 0), b1 = hh_blk(1, 1), b2 = hh_blk(1, 2),
+		  b3 = hh_blk(1, 3);
+	tdp_gfn_t b4 = hh_blk(1, 4), g = hh_gig(2);
 	tdp_spte_t orig0, orig1, orig4, orig_g;
 	struct tdp_stats before;
 
@@ -501,35 +462,35 @@ static void test_recover_refuses_nonuniform(void **state)
 	map_split_2m(env, b2, HH_PROT_RW);
 	assert_int_equal(
 		tdp_zap_range(mmu, b2 + 100, b2 + 101, TDP_ALIAS_SHARED), 0);
-	assert_int_equal(hh_map(env->vcpu, b2 + 100, pfn_of(b2 + 100) + 4096,
+	assert_int_equal(hh_map(env->vcpu, b2 + 100, hh_pfn_of(b2 + 100) + 4096,
 				HH_PROT_RW, 1),
 			 TDP_FAULT_FIXED);
 	/* Contiguous PFNs whose base is not 2 MiB aligned. */
 	for (tdp_gfn_t x = b3; x < b3 + P2M; x++)
 		assert_int_equal(
-			hh_map(env->vcpu, x, pfn_of(x) + 1, HH_PROT_RW, 2),
+			hh_map(env->vcpu, x, hh_pfn_of(x) + 1, HH_PROT_RW, 2),
 			TDP_FAULT_FIXED);
 	/* Different rights: one leaf executable. */
 	orig4 = map_split_2m(env, b4, HH_PROT_RW);
 	assert_int_equal(tdp_zap_range(mmu, b4 + 9, b4 + 10, TDP_ALIAS_SHARED),
 			 0);
 	assert_int_equal(
-		hh_map(env->vcpu, b4 + 9, pfn_of(b4 + 9), TDP_PROT_RWX, 1),
+		hh_map(env->vcpu, b4 + 9, hh_pfn_of(b4 + 9), TDP_PROT_RWX, 1),
 		TDP_FAULT_FIXED);
 	/* 1 GiB: one 2 MiB child write-protected. */
-	assert_int_equal(hh_map(env->vcpu, g, pfn_of(g), HH_PROT_RW, 3),
+	assert_int_equal(hh_map(env->vcpu, g, hh_pfn_of(g), HH_PROT_RW, 3),
 			 TDP_FAULT_FIXED);
-	orig_g = expect_leaf(mmu, g, 3, pfn_of(g)).spte;
+	orig_g = expect_leaf(mmu, g, 3, hh_pfn_of(g)).spte;
 	assert_int_equal(tdp_split_huge_range(mmu, g, g + P1G, TDP_LEVEL_2M,
 					      TDP_ALIAS_SHARED),
 			 0);
-	assert_int_equal(tdp_wrprot_range(mmu, blk(2, 200), blk(2, 200) + 1,
+	assert_int_equal(tdp_wrprot_range(mmu, hh_blk(2, 200), hh_blk(2, 200) + 1,
 					  TDP_ALIAS_SHARED),
 			 1);
 
 	before = hh_stats(mmu);
 	hh_log_reset(&env->log);
-	assert_int_equal(tdp_recover_huge_pages(mmu, gig(1), gig(3),
+	assert_int_equal(tdp_recover_huge_pages(mmu, hh_gig(1), hh_gig(3),
 						TDP_LEVEL_1G, TDP_ALIAS_SHARED),
 			 0);
 	/* Nothing recovered: nothing changed, nothing flushed. */
@@ -537,41 +498,41 @@ static void test_recover_refuses_nonuniform(void **state)
 	assert_int_equal(hh_stats(mmu).leaves[TDP_ROOT_DIRECT][1],
 			 before.leaves[TDP_ROOT_DIRECT][1]);
 	expect_stats(mmu, 5 * 512 - 1, 512, 0, 5, 2, 1);
-	expect_leaf(mmu, b0, 1, pfn_of(b0));
-	expect_leaf(mmu, b1, 1, pfn_of(b1));
-	expect_leaf(mmu, b2, 1, pfn_of(b2));
-	expect_leaf(mmu, b3, 1, pfn_of(b3) + 1);
-	expect_leaf(mmu, b4, 1, pfn_of(b4));
+	expect_leaf(mmu, b0, 1, hh_pfn_of(b0));
+	expect_leaf(mmu, b1, 1, hh_pfn_of(b1));
+	expect_leaf(mmu, b2, 1, hh_pfn_of(b2));
+	expect_leaf(mmu, b3, 1, hh_pfn_of(b3) + 1);
+	expect_leaf(mmu, b4, 1, hh_pfn_of(b4));
 
 	/* A range that does not cover the whole 1 GiB table. */
-	assert_int_equal(tdp_fast_fix(mmu, blk(2, 200), HH_PROT_RW), 1);
+	assert_int_equal(tdp_fast_fix(mmu, hh_blk(2, 200), HH_PROT_RW), 1);
 	assert_int_equal(tdp_recover_huge_pages(mmu, g, g + P1G - P2M,
 						TDP_LEVEL_1G, TDP_ALIAS_SHARED),
 			 0);
-	expect_leaf(mmu, g, 2, pfn_of(g));
+	expect_leaf(mmu, g, 2, hh_pfn_of(g));
 	assert_int_equal(tdp_recover_huge_pages(mmu, g, g + P1G, TDP_LEVEL_1G,
 						TDP_ALIAS_SHARED),
 			 1);
-	assert_int_equal(expect_leaf(mmu, g, 3, pfn_of(g)).spte, orig_g);
+	assert_int_equal(expect_leaf(mmu, g, 3, hh_pfn_of(g)).spte, orig_g);
 
 	/* Repair each table: then each recovers to the original leaf. */
 	assert_int_equal(
-		hh_map(env->vcpu, b0 + 17, pfn_of(b0 + 17), HH_PROT_RW, 1),
+		hh_map(env->vcpu, b0 + 17, hh_pfn_of(b0 + 17), HH_PROT_RW, 1),
 		TDP_FAULT_FIXED);
 	assert_int_equal(recover_2m(mmu, b0), 1);
-	assert_int_equal(expect_leaf(mmu, b0, 2, pfn_of(b0)).spte, orig0);
+	assert_int_equal(expect_leaf(mmu, b0, 2, hh_pfn_of(b0)).spte, orig0);
 
 	assert_int_equal(tdp_fast_fix(mmu, b1 + 5, HH_PROT_RW), 1);
 	assert_int_equal(recover_2m(mmu, b1), 1);
-	assert_int_equal(expect_leaf(mmu, b1, 2, pfn_of(b1)).spte, orig1);
+	assert_int_equal(expect_leaf(mmu, b1, 2, hh_pfn_of(b1)).spte, orig1);
 
 	assert_int_equal(tdp_zap_range(mmu, b4 + 9, b4 + 10, TDP_ALIAS_SHARED),
 			 0);
 	assert_int_equal(
-		hh_map(env->vcpu, b4 + 9, pfn_of(b4 + 9), HH_PROT_RW, 1),
+		hh_map(env->vcpu, b4 + 9, hh_pfn_of(b4 + 9), HH_PROT_RW, 1),
 		TDP_FAULT_FIXED);
 	assert_int_equal(recover_2m(mmu, b4), 1);
-	assert_int_equal(expect_leaf(mmu, b4, 2, pfn_of(b4)).spte, orig4);
+	assert_int_equal(expect_leaf(mmu, b4, 2, hh_pfn_of(b4)).spte, orig4);
 
 	assert_int_equal(recover_2m(mmu, b2), 0);
 	assert_int_equal(recover_2m(mmu, b3), 0);
@@ -585,46 +546,46 @@ static void test_recover_flushes(void **state)
 	struct hh_env *env = *state;
 	struct tdp_mmu *mmu = env->mmu;
 	struct hh_flush_log *log = &env->log;
-	tdp_gfn_t g = gig(2);
+	tdp_gfn_t g = hh_gig(2);
 
 	/* Four adjacent tables: one flush at the end, covering them. */
 	for (unsigned int b = 0; b < 4; b++)
-		map_split_2m(env, blk(1, b), HH_PROT_RW);
+		map_split_2m(env, hh_blk(1, b), HH_PROT_RW);
 	hh_log_reset(log);
-	assert_int_equal(tdp_recover_huge_pages(mmu, blk(1, 0), blk(1, 8),
+	assert_int_equal(tdp_recover_huge_pages(mmu, hh_blk(1, 0), hh_blk(1, 8),
 						TDP_LEVEL_2M, TDP_ALIAS_SHARED),
 			 4);
 	assert_int_equal(log->nr_range + log->nr_all, 1);
-	assert_true(hh_log_covers_range(log, blk(1, 0), blk(1, 4)));
+	assert_true(hh_log_covers_range(log, hh_blk(1, 0), hh_blk(1, 4)));
 	if (log->nr_range)
-		assert_true(log->ranges[0].gfn >= blk(1, 0) &&
+		assert_true(log->ranges[0].gfn >= hh_blk(1, 0) &&
 			    log->ranges[0].gfn + log->ranges[0].nr_pages <=
-				    blk(1, 4));
+				    hh_blk(1, 4));
 
 	/* Two tables apart: still one flush, covering both. */
 	for (unsigned int b = 0; b < 4; b += 2)
 		assert_int_equal(
-			tdp_split_huge_range(mmu, blk(1, b), blk(1, b) + 1,
+			tdp_split_huge_range(mmu, hh_blk(1, b), hh_blk(1, b) + 1,
 					     TDP_LEVEL_4K, TDP_ALIAS_SHARED),
 			0);
 	hh_log_reset(log);
-	assert_int_equal(tdp_recover_huge_pages(mmu, blk(1, 0), blk(1, 8),
+	assert_int_equal(tdp_recover_huge_pages(mmu, hh_blk(1, 0), hh_blk(1, 8),
 						TDP_LEVEL_2M, TDP_ALIAS_SHARED),
 			 2);
 	assert_int_equal(log->nr_range + log->nr_all, 1);
-	assert_true(hh_log_covers_range(log, blk(1, 0), blk(1, 1)));
-	assert_true(hh_log_covers_range(log, blk(1, 2), blk(1, 3)));
+	assert_true(hh_log_covers_range(log, hh_blk(1, 0), hh_blk(1, 1)));
+	assert_true(hh_log_covers_range(log, hh_blk(1, 2), hh_blk(1, 3)));
 
 	/* Nothing to recover: no flush. */
 	hh_log_reset(log);
-	assert_int_equal(tdp_recover_huge_pages(mmu, blk(1, 0), blk(1, 8),
+	assert_int_equal(tdp_recover_huge_pages(mmu, hh_blk(1, 0), hh_blk(1, 8),
 						TDP_LEVEL_1G, TDP_ALIAS_SHARED),
 			 0);
 	assert_int_equal(hh_log_flushes(log), 0);
 
 	/* 1 GiB from 4 KiB: flushes only of the recovered range, at least
 	 * one (the implementation issues one per level it collapsed). */
-	assert_int_equal(hh_map(env->vcpu, g, pfn_of(g), HH_PROT_RW, 3),
+	assert_int_equal(hh_map(env->vcpu, g, hh_pfn_of(g), HH_PROT_RW, 3),
 			 TDP_FAULT_FIXED);
 	assert_int_equal(tdp_split_huge_range(mmu, g, g + P1G, TDP_LEVEL_4K,
 					      TDP_ALIAS_SHARED),
@@ -651,33 +612,33 @@ static void test_split_no_flush(void **state)
 	struct tdp_mmu *mmu = env->mmu;
 
 	assert_int_equal(
-		hh_map(env->vcpu, blk(1, 0), pfn_of(blk(1, 0)), HH_PROT_RW, 2),
+		hh_map(env->vcpu, hh_blk(1, 0), hh_pfn_of(hh_blk(1, 0)), HH_PROT_RW, 2),
 		TDP_FAULT_FIXED);
-	assert_int_equal(hh_map(env->vcpu, blk(1, 1) + 3, pfn_of(blk(1, 1) + 3),
+	assert_int_equal(hh_map(env->vcpu, hh_blk(1, 1) + 3, hh_pfn_of(hh_blk(1, 1) + 3),
 				HH_PROT_RW, 1),
 			 TDP_FAULT_FIXED);
 	assert_int_equal(
-		hh_map(env->vcpu, gig(2), pfn_of(gig(2)), HH_PROT_RW, 3),
+		hh_map(env->vcpu, hh_gig(2), hh_pfn_of(hh_gig(2)), HH_PROT_RW, 3),
 		TDP_FAULT_FIXED);
 	hh_log_reset(&env->log);
 	/* Nothing huge here: no change. */
-	assert_int_equal(tdp_split_huge_range(mmu, blk(1, 1), blk(1, 2),
+	assert_int_equal(tdp_split_huge_range(mmu, hh_blk(1, 1), hh_blk(1, 2),
 					      TDP_LEVEL_4K, TDP_ALIAS_SHARED),
 			 0);
-	assert_int_equal(tdp_split_huge_range(mmu, gig(5), gig(6), TDP_LEVEL_4K,
+	assert_int_equal(tdp_split_huge_range(mmu, hh_gig(5), hh_gig(6), TDP_LEVEL_4K,
 					      TDP_ALIAS_SHARED),
 			 0);
 	expect_stats(mmu, 1, 1, 1, 1, 1, 1);
-	assert_int_equal(tdp_split_huge_range(mmu, gig(1), gig(3), TDP_LEVEL_4K,
+	assert_int_equal(tdp_split_huge_range(mmu, hh_gig(1), hh_gig(3), TDP_LEVEL_4K,
 					      TDP_ALIAS_SHARED),
 			 0);
 	expect_stats(mmu, 1 + 512 + P1G, 0, 0, 2 + 512, 2, 1);
 	assert_int_equal(hh_log_flushes(&env->log), 0);
 	/* The private alias of a VM without backend selects nothing. */
-	assert_int_equal(tdp_split_huge_range(mmu, gig(1), gig(3), TDP_LEVEL_4K,
+	assert_int_equal(tdp_split_huge_range(mmu, hh_gig(1), hh_gig(3), TDP_LEVEL_4K,
 					      TDP_ALIAS_PRIVATE),
 			 0);
-	assert_int_equal(tdp_recover_huge_pages(mmu, gig(1), gig(3),
+	assert_int_equal(tdp_recover_huge_pages(mmu, hh_gig(1), hh_gig(3),
 						TDP_LEVEL_1G,
 						TDP_ALIAS_PRIVATE),
 			 0);
@@ -686,13 +647,13 @@ static void test_split_no_flush(void **state)
 
 /* ---- allocation failure ----------------------------------------------------- */
 
-/* Every GFN of the 1 GiB region at @g maps pfn_of(gfn), at any level. */
+/* Every GFN of the 1 GiB region at @g maps hh_pfn_of(gfn), at any level. */
 static void expect_consistent(struct tdp_mmu *mmu, tdp_gfn_t g)
 {
 	for (tdp_gfn_t x = g; x < g + P1G;) {
 		struct hh_leaf l = hh_lookup(mmu, x);
 
-		if (!l.present || l.pfn != pfn_of(x))
+		if (!l.present || l.pfn != hh_pfn_of(x))
 			fail_msg("gfn %#llx: present %d pfn %#llx",
 				 (unsigned long long)x, l.present,
 				 (unsigned long long)l.pfn);
@@ -704,13 +665,13 @@ static void test_split_enomem(void **state)
 {
 	struct hh_env *env = *state;
 	struct tdp_mmu *mmu = env->mmu;
-	tdp_gfn_t g = gig(1);
+	tdp_gfn_t g = hh_gig(1);
 	struct tdp_stats before;
 	tdp_spte_t orig;
 
-	assert_int_equal(hh_map(env->vcpu, g, pfn_of(g), HH_PROT_RW, 3),
+	assert_int_equal(hh_map(env->vcpu, g, hh_pfn_of(g), HH_PROT_RW, 3),
 			 TDP_FAULT_FIXED);
-	orig = expect_leaf(mmu, g, 3, pfn_of(g)).spte;
+	orig = expect_leaf(mmu, g, 3, hh_pfn_of(g)).spte;
 	before = hh_stats(mmu);
 
 	/* The first allocation fails: nothing changes. */
@@ -719,7 +680,7 @@ static void test_split_enomem(void **state)
 					      TDP_ALIAS_SHARED),
 			 -ENOMEM);
 	tdp_port_fail_alloc_after(-1);
-	assert_int_equal(expect_leaf(mmu, g, 3, pfn_of(g)).spte, orig);
+	assert_int_equal(expect_leaf(mmu, g, 3, hh_pfn_of(g)).spte, orig);
 	expect_stats(mmu, 0, 0, 1, 0, 0, 1);
 	assert_int_equal(hh_stats(mmu).pages_in_use, before.pages_in_use);
 
@@ -734,8 +695,8 @@ static void test_split_enomem(void **state)
 			 -ENOMEM);
 	tdp_port_fail_alloc_after(-1);
 	expect_consistent(mmu, g);
-	expect_range(mmu, blk(1, 0), blk(1, 4), 1);
-	expect_range(mmu, blk(1, 4), g + P1G, 2);
+	expect_range(mmu, hh_blk(1, 0), hh_blk(1, 4), 1);
+	expect_range(mmu, hh_blk(1, 4), g + P1G, 2);
 	expect_stats(mmu, 4 * 512, 508, 0, 4, 1, 1);
 	assert_int_equal(hh_stats(mmu).pages_in_use, before.pages_in_use + 5);
 	assert_int_equal(hh_log_flushes(&env->log), 0);
@@ -751,7 +712,7 @@ static void test_split_enomem(void **state)
 	assert_int_equal(tdp_recover_huge_pages(mmu, g, g + P1G, TDP_LEVEL_1G,
 						TDP_ALIAS_SHARED),
 			 513);
-	assert_int_equal(expect_leaf(mmu, g, 3, pfn_of(g)).spte, orig);
+	assert_int_equal(expect_leaf(mmu, g, 3, hh_pfn_of(g)).spte, orig);
 	tdp_rcu_barrier();
 	assert_int_equal(hh_stats(mmu).pages_in_use, before.pages_in_use);
 }
@@ -762,9 +723,9 @@ static void test_bad_inputs(void **state)
 {
 	struct hh_env *env = *state;
 	struct tdp_mmu *mmu = env->mmu;
-	const tdp_gfn_t s = blk(1, 0), e = blk(1, 4);
+	const tdp_gfn_t s = hh_blk(1, 0), e = hh_blk(1, 4);
 
-	assert_int_equal(hh_map(env->vcpu, s, pfn_of(s), HH_PROT_RW, 2),
+	assert_int_equal(hh_map(env->vcpu, s, hh_pfn_of(s), HH_PROT_RW, 2),
 			 TDP_FAULT_FIXED);
 
 	/* Split: NULL, bad range, bad target level, bad alias filter. */
@@ -828,7 +789,7 @@ static void test_bad_inputs(void **state)
 		-EINVAL);
 
 	/* Nothing changed. */
-	expect_leaf(mmu, s, 2, pfn_of(s));
+	expect_leaf(mmu, s, 2, hh_pfn_of(s));
 	expect_stats(mmu, 0, 1, 0, 0, 1, 1);
 	assert_int_equal(hh_log_flushes(&env->log), 0);
 }
@@ -838,7 +799,7 @@ static void test_bad_inputs(void **state)
 static void test_backend_private_refused(void **state)
 {
 	struct hh_env env;
-	const tdp_gfn_t s = blk(1, 0), e = blk(1, 4);
+	const tdp_gfn_t s = hh_blk(1, 0), e = hh_blk(1, 4);
 
 	(void)state;
 	hh_env_init_backend(&env);
@@ -869,15 +830,15 @@ static void test_backend_private_refused(void **state)
 static void test_backend_shared_alias(void **state)
 {
 	struct hh_env env;
-	const tdp_gfn_t b = blk(1, 0);
+	const tdp_gfn_t b = hh_blk(1, 0);
 	struct hh_leaf orig;
 
 	(void)state;
 	hh_env_init_backend(&env);
 	assert_int_equal(
-		hh_map(env.vcpu, b | HH_SHARED_BIT, pfn_of(b), HH_PROT_RW, 2),
+		hh_map(env.vcpu, b | HH_SHARED_BIT, hh_pfn_of(b), HH_PROT_RW, 2),
 		TDP_FAULT_FIXED);
-	orig = expect_leaf(env.mmu, b + 3, 2, pfn_of(b + 3));
+	orig = expect_leaf(env.mmu, b + 3, 2, hh_pfn_of(b + 3));
 	assert_int_equal(
 		tdp_split_huge_range(env.mmu, b, b + P2M, 1, TDP_ALIAS_SHARED),
 		0);
@@ -886,7 +847,7 @@ static void test_backend_shared_alias(void **state)
 	assert_int_equal(tdp_recover_huge_pages(env.mmu, b, b + P2M, 2,
 						TDP_ALIAS_SHARED),
 			 1);
-	assert_int_equal(expect_leaf(env.mmu, b, 2, pfn_of(b)).spte, orig.spte);
+	assert_int_equal(expect_leaf(env.mmu, b, 2, hh_pfn_of(b)).spte, orig.spte);
 	assert_int_equal(hh_log_flushes(&env.log), 1);
 	assert_true(hh_log_covers_range(&env.log, b | HH_SHARED_BIT,
 					(b + P2M) | HH_SHARED_BIT));
@@ -897,26 +858,26 @@ static void test_backend_shared_alias(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_fault_levels, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_fault_splits_huge, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_split_1g_to_4k, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_split_1g_to_2m, setup,
-						teardown),
+		cmocka_unit_test_setup_teardown(test_fault_levels, hh_cmocka_setup,
+						hh_cmocka_teardown),
+		cmocka_unit_test_setup_teardown(test_fault_splits_huge, hh_cmocka_setup,
+						hh_cmocka_teardown),
+		cmocka_unit_test_setup_teardown(test_split_1g_to_4k, hh_cmocka_setup,
+						hh_cmocka_teardown),
+		cmocka_unit_test_setup_teardown(test_split_1g_to_2m, hh_cmocka_setup,
+						hh_cmocka_teardown),
 		cmocka_unit_test_setup_teardown(test_split_recover_roundtrip,
-						setup, teardown),
+						hh_cmocka_setup, hh_cmocka_teardown),
 		cmocka_unit_test_setup_teardown(test_recover_refuses_nonuniform,
-						setup, teardown),
-		cmocka_unit_test_setup_teardown(test_recover_flushes, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_split_no_flush, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_split_enomem, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_bad_inputs, setup,
-						teardown),
+						hh_cmocka_setup, hh_cmocka_teardown),
+		cmocka_unit_test_setup_teardown(test_recover_flushes, hh_cmocka_setup,
+						hh_cmocka_teardown),
+		cmocka_unit_test_setup_teardown(test_split_no_flush, hh_cmocka_setup,
+						hh_cmocka_teardown),
+		cmocka_unit_test_setup_teardown(test_split_enomem, hh_cmocka_setup,
+						hh_cmocka_teardown),
+		cmocka_unit_test_setup_teardown(test_bad_inputs, hh_cmocka_setup,
+						hh_cmocka_teardown),
 		cmocka_unit_test(test_backend_private_refused),
 		cmocka_unit_test(test_backend_shared_alias),
 	};
