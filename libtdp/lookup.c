@@ -52,12 +52,12 @@ int tdp_lookup(struct tdp_mmu *mmu, tdp_gfn_t gfn, enum tdp_alias alias,
 
 void tdp_walk_begin(void)
 {
-	tdp_rcu_read_lock();
+	tdp_walk_enter();
 }
 
 void tdp_walk_end(void)
 {
-	tdp_rcu_read_unlock();
+	tdp_walk_exit();
 }
 
 const tdp_spte_t *tdp_pfn_to_table(tdp_pfn_t pfn)

@@ -8,10 +8,12 @@
 void tdp_thread_register(void)
 {
 	tdp_rcu_thread_register();
+	tdp_port_thread_register();
 }
 
 void tdp_thread_unregister(void)
 {
+	tdp_port_thread_unregister();
 	tdp_rcu_thread_unregister();
 }
 

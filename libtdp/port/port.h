@@ -11,7 +11,10 @@
  *   mmu_lock     tdp_mmu_lock_t, tdp_mmu_lock_init/_destroy,
  *                tdp_read_lock/_unlock, tdp_write_lock/_unlock,
  *                tdp_mmu_lock_needbreak, tdp_lockdep_assert_held_read/_write,
- *                tdp_cond_resched
+ *                tdp_port_lock_held_read/_write, tdp_cond_resched,
+ *                tdp_port_thread_register/_unregister (the lock's view of
+ *                a thread), tdp_walk_enter/_exit (a lockless walk: no
+ *                mmu_lock may be taken inside)
  *   mutex        tdp_mutex_t, tdp_mutex_init/_destroy/_lock/_unlock
  *   RCU          struct tdp_rcu_head, tdp_rcu_read_lock/_unlock, tdp_call_rcu,
  *                tdp_rcu_barrier, tdp_rcu_thread_register/_unregister,

@@ -5,7 +5,10 @@
  */
 #include "port/port.h"
 
+#include <linux/membarrier.h>
 #include <stdarg.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -48,81 +51,467 @@ void tdp_port_assert_fail(const char *cond, const char *file, int line)
 
 /* ---- mmu_lock (see user.h) ------------------------------------------- */
 
-__thread bool tdp_port_read_fast;
-#ifndef NDEBUG
-__thread int tdp_port_read_depth;
+/*
+ * Tuning, chosen by measurement (docs/PERFORMANCE.md, "The mmu_lock"):
+ *
+ * TDP_LOCK_SPIN_NS        how long a reader that met a writer, or a writer
+ *                         waiting for a reader, polls before it sleeps.
+ *                         Write sections of an MMU-notifier event last a
+ *                         few microseconds; sleeping costs a futex wake.
+ * TDP_LOCK_HOLD_NS        how long a write holder runs before it yields to
+ *                         a queued reader.  Queued readers have already
+ *                         spun TDP_LOCK_SPIN_NS, so a reader waits at most
+ *                         about their sum for a long zap.
+ * TDP_LOCK_FAST_AFTER_NS  how long a lock stays FENCED after its last
+ *                         writer before readers return it to FAST.
+ */
+#define TDP_LOCK_SPIN_NS 20000
+#define TDP_LOCK_HOLD_NS 50000
+#define TDP_LOCK_FAST_AFTER_NS 4000000
+
+__thread struct tdp_port_thread *tdp_port_self
+	__attribute__((tls_model("initial-exec")));
+
+/* Every record ever registered; push-only, so writers scan it unlocked. */
+static struct tdp_port_thread *all_threads; /* atomic head */
+
+/* True when membarrier(2) private expedited is usable; set once. */
+static bool have_membarrier;
+static pthread_once_t membarrier_once = PTHREAD_ONCE_INIT;
+
+static void membarrier_setup(void)
+{
+	have_membarrier =
+		syscall(__NR_membarrier,
+			MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+}
+
+static int64_t clock_ns(clockid_t clock)
+{
+	struct timespec ts;
+
+	clock_gettime(clock, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#else
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
 #endif
+}
+
+void tdp_port_lock_misuse(const char *rule)
+{
+	tdp_port_log("bug", "mmu_lock misuse: %s", rule);
+	abort();
+}
+
+void tdp_port_check_may_lock(const struct tdp_port_thread *self)
+{
+	if (!self)
+		tdp_port_lock_misuse("mmu_lock taken by a thread that did not "
+				     "call tdp_thread_register()");
+	if (self->walk_depth)
+		tdp_port_lock_misuse("libtdp call that takes mmu_lock inside "
+				     "tdp_walk_begin()/tdp_walk_end()");
+	if (self->reading || self->writing)
+		tdp_port_lock_misuse("mmu_lock taken by a thread that already "
+				     "holds an mmu_lock (locks never nest, "
+				     "not even across MMUs)");
+}
+
+void tdp_port_thread_register(void)
+{
+	struct tdp_port_thread *t = tdp_port_self;
+
+	if (t) {
+		t->registered++;
+		return;
+	}
+	pthread_once(&membarrier_once, membarrier_setup);
+	/* Reuse a record a finished thread released, or add a new one. */
+	for (t = __atomic_load_n(&all_threads, __ATOMIC_ACQUIRE); t;
+	     t = t->next) {
+		bool free_rec = false;
+
+		if (__atomic_compare_exchange_n(&t->in_use, &free_rec, true,
+						false, __ATOMIC_ACQUIRE,
+						__ATOMIC_RELAXED))
+			break;
+	}
+	if (!t) {
+		t = aligned_alloc(64, sizeof(*t));
+		if (!t)
+			tdp_port_lock_misuse("no memory for a thread record");
+		memset(t, 0, sizeof(*t));
+		t->in_use = true;
+		t->next = __atomic_load_n(&all_threads, __ATOMIC_RELAXED);
+		while (!__atomic_compare_exchange_n(&all_threads, &t->next, t,
+						    false, __ATOMIC_RELEASE,
+						    __ATOMIC_RELAXED))
+			;
+	}
+	t->registered = 1;
+	tdp_port_self = t;
+}
+
+void tdp_port_thread_unregister(void)
+{
+	struct tdp_port_thread *t = tdp_port_self;
+
+	if (!t)
+		tdp_port_lock_misuse("tdp_thread_unregister() by a thread that "
+				     "is not registered");
+	if (--t->registered)
+		return;
+	if (t->reading || t->writing || t->walk_depth)
+		tdp_port_lock_misuse("tdp_thread_unregister() while holding an "
+				     "mmu_lock or inside tdp_walk_begin()");
+	tdp_port_self = NULL;
+	__atomic_store_n(&t->in_use, false, __ATOMIC_RELEASE);
+}
 
 int tdp_mmu_lock_init(tdp_mmu_lock_t *l, bool force_contended)
 {
-	pthread_rwlockattr_t attr;
-	int ret;
-
+	pthread_once(&membarrier_once, membarrier_setup);
 	memset(l, 0, sizeof(*l));
 	l->force_contended = force_contended;
-	pthread_rwlockattr_init(&attr);
-	/* A waiting writer stops new slow readers: no writer starvation. */
-	pthread_rwlockattr_setkind_np(&attr,
-				      PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-	ret = pthread_rwlock_init(&l->slow, &attr);
-	pthread_rwlockattr_destroy(&attr);
-	return ret ? -ENOMEM : 0;
+	/* Without membarrier(2) readers always fence: never FAST. */
+	l->state = have_membarrier ? TDP_LOCK_FAST : TDP_LOCK_FENCED;
+	l->fast_after_ns = have_membarrier ? 0 : INT64_MAX;
+	if (pthread_mutex_init(&l->wait_lock, NULL))
+		return -ENOMEM;
+	if (pthread_cond_init(&l->readers_cv, NULL)) {
+		pthread_mutex_destroy(&l->wait_lock);
+		return -ENOMEM;
+	}
+	if (pthread_cond_init(&l->writers_cv, NULL)) {
+		pthread_cond_destroy(&l->readers_cv);
+		pthread_mutex_destroy(&l->wait_lock);
+		return -ENOMEM;
+	}
+#ifdef TDP_MMU_LOCK_RWLOCK
+	{
+		pthread_rwlockattr_t attr;
+		int ret;
+
+		pthread_rwlockattr_init(&attr);
+		pthread_rwlockattr_setkind_np(
+			&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+		ret = pthread_rwlock_init(&l->rw, &attr);
+		pthread_rwlockattr_destroy(&attr);
+		if (ret) {
+			pthread_cond_destroy(&l->writers_cv);
+			pthread_cond_destroy(&l->readers_cv);
+			pthread_mutex_destroy(&l->wait_lock);
+			return -ENOMEM;
+		}
+	}
+#endif
+	return 0;
 }
 
 void tdp_mmu_lock_destroy(tdp_mmu_lock_t *l)
 {
-	pthread_rwlock_destroy(&l->slow);
+	TDP_WARN_ON(l->writer_active || l->readers_waiting ||
+		    l->writers_waiting);
+#ifdef TDP_MMU_LOCK_RWLOCK
+	pthread_rwlock_destroy(&l->rw);
+#endif
+	pthread_cond_destroy(&l->writers_cv);
+	pthread_cond_destroy(&l->readers_cv);
+	pthread_mutex_destroy(&l->wait_lock);
 }
 
-void tdp_read_lock_slow(tdp_mmu_lock_t *l)
+#ifdef TDP_MMU_LOCK_RWLOCK
+
+void tdp_rwlock_read_lock(tdp_mmu_lock_t *l)
 {
-	__atomic_add_fetch(&l->readers_waiting, 1, __ATOMIC_RELAXED);
-	pthread_rwlock_rdlock(&l->slow);
-	__atomic_sub_fetch(&l->readers_waiting, 1, __ATOMIC_RELAXED);
-	tdp_port_read_fast = false;
+	if (pthread_rwlock_tryrdlock(&l->rw)) {
+		__atomic_add_fetch(&l->readers_waiting, 1, __ATOMIC_RELAXED);
+		pthread_rwlock_rdlock(&l->rw);
+		__atomic_sub_fetch(&l->readers_waiting, 1, __ATOMIC_RELAXED);
+	}
+	__atomic_store_n(&tdp_port_self->reading, l, __ATOMIC_RELAXED);
+}
+
+void tdp_rwlock_read_unlock(tdp_mmu_lock_t *l)
+{
+	__atomic_store_n(&tdp_port_self->reading, NULL, __ATOMIC_RELAXED);
+	pthread_rwlock_unlock(&l->rw);
+}
+
+void tdp_read_lock_slow(tdp_mmu_lock_t *l, struct tdp_port_thread *self)
+{
+	(void)l;
+	(void)self;
+}
+
+void tdp_read_unlock_slow(tdp_mmu_lock_t *l)
+{
+	(void)l;
 }
 
 void tdp_write_lock(tdp_mmu_lock_t *l)
 {
-	/* A writer inside an RCU section would wait for itself. */
-	TDP_ASSERT(!urcu_memb_read_ongoing());
-	__atomic_add_fetch(&l->writers, 1, __ATOMIC_SEQ_CST);
-	pthread_rwlock_wrlock(&l->slow);
-	/* Fast readers that did not see @writers have left after this. */
-	urcu_memb_synchronize_rcu();
-#ifdef TDP_TSAN
-	__tsan_acquire(&l->tsan_readers);
-#endif
-#ifndef NDEBUG
-	l->writer = pthread_self();
-	__atomic_store_n(&l->write_held, true, __ATOMIC_RELAXED);
-#endif
+	struct tdp_port_thread *self = tdp_port_self;
+
+	if (!self || self->reading || self->writing || self->walk_depth)
+		tdp_port_check_may_lock(self);
+	if (pthread_rwlock_trywrlock(&l->rw)) {
+		__atomic_add_fetch(&l->writers_waiting, 1, __ATOMIC_RELAXED);
+		pthread_rwlock_wrlock(&l->rw);
+		__atomic_sub_fetch(&l->writers_waiting, 1, __ATOMIC_RELAXED);
+	}
+	self->writing = l;
+	__atomic_store_n(&l->writer, self, __ATOMIC_RELAXED);
 }
 
 void tdp_write_unlock(tdp_mmu_lock_t *l)
 {
-#ifndef NDEBUG
-	__atomic_store_n(&l->write_held, false, __ATOMIC_RELAXED);
-#endif
-	pthread_rwlock_unlock(&l->slow);
-	/* Release: a fast reader that sees no writer sees this section. */
-	__atomic_sub_fetch(&l->writers, 1, __ATOMIC_RELEASE);
+	struct tdp_port_thread *self = tdp_port_self;
+
+	if (!self || self->writing != l)
+		tdp_port_lock_misuse("write unlock of an mmu_lock this thread "
+				     "does not hold for write");
+	self->writing = NULL;
+	__atomic_store_n(&l->writer, NULL, __ATOMIC_RELAXED);
+	pthread_rwlock_unlock(&l->rw);
 }
 
-#ifndef NDEBUG
-bool tdp_port_lock_held_read(tdp_mmu_lock_t *l)
+bool tdp_write_needbreak_slow(tdp_mmu_lock_t *l)
 {
 	(void)l;
-	return tdp_port_read_depth > 0;
+	return true;
 }
 
-bool tdp_port_lock_held_write(tdp_mmu_lock_t *l)
+#else /* the per-MMU lock */
+
+/* Wake writers asleep in drain_readers(); after this thread's record no
+ * longer names the lock. */
+static void wake_drainers(tdp_mmu_lock_t *l)
 {
-	/* Only the holder can see write_held true with writer == self. */
-	return __atomic_load_n(&l->write_held, __ATOMIC_RELAXED) &&
-	       pthread_equal(l->writer, pthread_self());
+	/* Pairs with the fence in wait_for_reader(): one of the two sees the
+	 * other's store. */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (!__atomic_load_n(&l->drain_waiting, __ATOMIC_RELAXED))
+		return;
+	pthread_mutex_lock(&l->wait_lock);
+	pthread_cond_broadcast(&l->writers_cv);
+	pthread_mutex_unlock(&l->wait_lock);
 }
-#endif
+
+void tdp_read_unlock_slow(tdp_mmu_lock_t *l)
+{
+	wake_drainers(l);
+}
+
+/* A FENCED lock whose last writer left long enough ago turns FAST. */
+static void maybe_return_to_fast(tdp_mmu_lock_t *l)
+{
+	int64_t now = clock_ns(CLOCK_MONOTONIC_COARSE);
+
+	if (now < __atomic_load_n(&l->fast_after_ns, __ATOMIC_RELAXED))
+		return;
+	pthread_mutex_lock(&l->wait_lock);
+	if (l->state == TDP_LOCK_FENCED && !l->writer_active &&
+	    !l->writers_waiting && now >= l->fast_after_ns)
+		__atomic_store_n(&l->state, TDP_LOCK_FAST, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&l->wait_lock);
+}
+
+/* Poll for up to TDP_LOCK_SPIN_NS; true if the lock stopped being
+ * BLOCKED meanwhile. */
+static bool spin_while_blocked(tdp_mmu_lock_t *l)
+{
+	int64_t deadline = clock_ns(CLOCK_MONOTONIC) + TDP_LOCK_SPIN_NS;
+
+	do {
+		for (int i = 0; i < 64; i++) {
+			if (__atomic_load_n(&l->state, __ATOMIC_RELAXED) !=
+			    TDP_LOCK_BLOCKED)
+				return true;
+			cpu_relax();
+		}
+	} while (clock_ns(CLOCK_MONOTONIC) < deadline);
+	return false;
+}
+
+/*
+ * Queue behind the writer and wait for admission: when a writer unlocks,
+ * every reader queued at that moment (an older @phase) is admitted, and
+ * the next writer waits until they all entered (@granted).  The record is
+ * published under @wait_lock, so a writer that claims the lock later
+ * finds it in its scan.
+ */
+static void wait_for_admission(tdp_mmu_lock_t *l, struct tdp_port_thread *self)
+{
+	unsigned int phase;
+
+	pthread_mutex_lock(&l->wait_lock);
+	phase = l->phase;
+	__atomic_store_n(&l->readers_waiting, l->readers_waiting + 1,
+			 __ATOMIC_RELAXED);
+	while (l->writer_active || (l->writers_waiting && l->phase == phase))
+		pthread_cond_wait(&l->readers_cv, &l->wait_lock);
+	__atomic_store_n(&l->readers_waiting, l->readers_waiting - 1,
+			 __ATOMIC_RELAXED);
+	if (l->phase != phase && --l->granted == 0)
+		pthread_cond_broadcast(&l->writers_cv);
+	__atomic_store_n(&self->reading, l, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&l->wait_lock);
+}
+
+void tdp_read_lock_slow(tdp_mmu_lock_t *l, struct tdp_port_thread *self)
+{
+	for (;;) {
+		int state;
+
+		/* Pairs with the writer's fence after it set BLOCKED. */
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		state = __atomic_load_n(&l->state, __ATOMIC_ACQUIRE);
+		if (state == TDP_LOCK_FENCED) {
+			maybe_return_to_fast(l);
+			return;
+		}
+		if (state == TDP_LOCK_FAST)
+			return;
+		/* BLOCKED: withdraw, and wake a writer that saw us. */
+		__atomic_store_n(&self->reading, NULL, __ATOMIC_RELEASE);
+		wake_drainers(l);
+		if (!spin_while_blocked(l)) {
+			wait_for_admission(l, self);
+			return;
+		}
+		__atomic_store_n(&self->reading, l, __ATOMIC_RELAXED);
+	}
+}
+
+/* Wait until @t no longer reads @l: spin first, then sleep. */
+static void wait_for_reader(tdp_mmu_lock_t *l, struct tdp_port_thread *t)
+{
+	int64_t deadline = clock_ns(CLOCK_MONOTONIC) + TDP_LOCK_SPIN_NS;
+
+	do {
+		for (int i = 0; i < 64; i++) {
+			if (__atomic_load_n(&t->reading, __ATOMIC_ACQUIRE) != l)
+				return;
+			cpu_relax();
+		}
+	} while (clock_ns(CLOCK_MONOTONIC) < deadline);
+
+	pthread_mutex_lock(&l->wait_lock);
+	__atomic_store_n(&l->drain_waiting, l->drain_waiting + 1,
+			 __ATOMIC_RELAXED);
+	/* Pairs with the fence in wake_drainers(). */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	while (__atomic_load_n(&t->reading, __ATOMIC_ACQUIRE) == l)
+		pthread_cond_wait(&l->writers_cv, &l->wait_lock);
+	__atomic_store_n(&l->drain_waiting, l->drain_waiting - 1,
+			 __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&l->wait_lock);
+}
+
+/* Wait until no thread record names @l: every reader has left. */
+static void drain_readers(tdp_mmu_lock_t *l, struct tdp_port_thread *self)
+{
+	for (struct tdp_port_thread *t =
+		     __atomic_load_n(&all_threads, __ATOMIC_ACQUIRE);
+	     t; t = t->next) {
+		if (t != self &&
+		    __atomic_load_n(&t->reading, __ATOMIC_ACQUIRE) == l)
+			wait_for_reader(l, t);
+	}
+}
+
+void tdp_write_lock(tdp_mmu_lock_t *l)
+{
+	struct tdp_port_thread *self = tdp_port_self;
+	unsigned int ticket;
+	bool was_fast;
+
+	if (!self || self->reading || self->writing || self->walk_depth)
+		tdp_port_check_may_lock(self);
+
+	pthread_mutex_lock(&l->wait_lock);
+	ticket = l->next_ticket++;
+	__atomic_store_n(&l->writers_waiting, l->writers_waiting + 1,
+			 __ATOMIC_RELAXED);
+	/* Only the first writer after a FAST period finds it FAST. */
+	was_fast = l->state == TDP_LOCK_FAST;
+	__atomic_store_n(&l->state, TDP_LOCK_BLOCKED, __ATOMIC_SEQ_CST);
+	while (l->writer_active || l->granted || ticket != l->serving)
+		pthread_cond_wait(&l->writers_cv, &l->wait_lock);
+	__atomic_store_n(&l->writers_waiting, l->writers_waiting - 1,
+			 __ATOMIC_RELAXED);
+	l->writer_active = true;
+	pthread_mutex_unlock(&l->wait_lock);
+
+	/*
+	 * Make BLOCKED visible to every reader and every reader's record
+	 * visible to us: FAST readers only had a compiler barrier, so they
+	 * need membarrier; FENCED readers fenced themselves.
+	 */
+	if (was_fast)
+		syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
+	else
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	drain_readers(l, self);
+
+	self->writing = l;
+	__atomic_store_n(&l->writer, self, __ATOMIC_RELAXED);
+	l->write_since_ns = clock_ns(CLOCK_MONOTONIC);
+	l->break_checks = 0;
+}
+
+void tdp_write_unlock(tdp_mmu_lock_t *l)
+{
+	struct tdp_port_thread *self = tdp_port_self;
+
+	if (!self || self->writing != l)
+		tdp_port_lock_misuse("write unlock of an mmu_lock this thread "
+				     "does not hold for write");
+	self->writing = NULL;
+	__atomic_store_n(&l->writer, NULL, __ATOMIC_RELAXED);
+
+	pthread_mutex_lock(&l->wait_lock);
+	l->writer_active = false;
+	l->serving++;
+	if (l->readers_waiting) {
+		/* Phase-fair: every queued reader goes before the next writer. */
+		l->phase++;
+		l->granted = (unsigned int)l->readers_waiting;
+		pthread_cond_broadcast(&l->readers_cv);
+	}
+	if (l->writers_waiting) {
+		pthread_cond_broadcast(&l->writers_cv);
+	} else {
+		__atomic_store_n(&l->fast_after_ns,
+				 clock_ns(CLOCK_MONOTONIC_COARSE) +
+					 TDP_LOCK_FAST_AFTER_NS,
+				 __ATOMIC_RELAXED);
+		/* Release: a reader that sees FENCED sees this section. */
+		__atomic_store_n(&l->state, TDP_LOCK_FENCED, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&l->wait_lock);
+}
+
+/*
+ * A reader is queued: yield once the holder has had the lock for
+ * TDP_LOCK_HOLD_NS.  The clock is read on every 16th call only.
+ */
+bool tdp_write_needbreak_slow(tdp_mmu_lock_t *l)
+{
+	if (++l->break_checks % 16)
+		return false;
+	return clock_ns(CLOCK_MONOTONIC) - l->write_since_ns >=
+	       TDP_LOCK_HOLD_NS;
+}
+
+#endif /* TDP_MMU_LOCK_RWLOCK */
 
 /* ---- RCU --------------------------------------------------------------- */
 

@@ -215,105 +215,191 @@ static inline void tdp_flag_set(bool *p, bool v)
 
 /* ---- mmu_lock ----------------------------------------------------------
  *
- * A reader-writer lock whose read side writes no shared memory: a reader
- * enters an RCU read-side section and checks that no writer is active or
- * waiting; if one is, it leaves the section and takes @slow for read.  A
- * writer announces itself in @writers, takes @slow for write (which
- * excludes slow readers and other writers) and waits for a grace period,
- * after which every reader that missed the announcement has left.  Faults
- * thus pay a TLS increment and one load instead of a contended atomic
- * read-modify-write (see docs/PERFORMANCE.md for the numbers).
+ * A per-MMU reader-writer lock in the manner of the kernel's
+ * percpu_rw_semaphore: a reader writes only its own thread record, and a
+ * writer waits only for the readers of its own lock.
  *
- * Rules this implies: a thread inside tdp_walk_begin() (an RCU section)
- * must not take mmu_lock, and a writer must not hold an RCU read lock.
- * Read locks do not nest.
+ * Every registered thread owns one struct tdp_port_thread (a cache line,
+ * never freed, reused after the thread unregisters).  A reader stores the
+ * lock it takes in its record's @reading, then loads the lock's @state:
+ *
+ *   FAST     no writer for a while.  The reader is in after a compiler
+ *            barrier only.  A writer leaving FAST calls membarrier(2)
+ *            (private expedited), which puts a full barrier into every
+ *            running thread of the process: afterwards every reader that
+ *            saw FAST is visible in its record, and every later reader
+ *            sees the new state.  This is the asymmetric Dekker pattern.
+ *   FENCED   a writer left recently.  Readers are in after a full fence;
+ *            writers need only a fence too, so bursts of writers (an
+ *            MMU-notifier begin/zap/end, or a zap that yields) pay no
+ *            membarrier.  The first reader that finds the lock FENCED for
+ *            longer than TDP_LOCK_FAST_AFTER_NS returns it to FAST, the
+ *            user-space counterpart of the kernel's rcu_sync.
+ *   BLOCKED  a writer holds the lock or waits for it.  Readers clear their
+ *            record, spin briefly, then queue on @wait_lock.
+ *
+ * A writer takes a ticket and waits for its turn on @wait_lock, sets
+ * BLOCKED, then scans every thread record and waits until none reads this
+ * lock.  Fairness is phase-fair: when a writer unlocks, every reader that
+ * was queued at that moment is admitted before the next writer; readers
+ * that arrive while a writer waits queue behind it.  Writers are served in
+ * ticket order.
+ *
+ * Misuse that would break mutual exclusion aborts with a message naming
+ * the rule, in every build: a lock taken by a thread that did not call
+ * tdp_thread_register(), a lock taken while the thread holds an mmu_lock
+ * (of any MMU: locks never nest), a lock taken inside
+ * tdp_walk_begin()/tdp_walk_end(), and an unlock of a lock the thread
+ * does not hold.
+ *
+ * With -Dmmu_lock=rwlock (TDP_MMU_LOCK_RWLOCK) the same names are a plain
+ * writer-preferring pthread_rwlock, kept as a benchmark baseline.
  */
-typedef struct {
-	pthread_rwlock_t slow; /* writers; readers that met a writer */
-	int writers;           /* atomic: writers holding or waiting */
-	int readers_waiting;   /* atomic: readers blocked on @slow */
-	bool force_contended;  /* immutable: every needbreak says yes */
-#ifdef TDP_TSAN
-	char tsan_readers;     /* released by fast readers, acquired by writers */
-#endif
-#ifndef NDEBUG
-	pthread_t writer; /* valid while write_held; written by the holder */
-	bool write_held;  /* atomic; written by the holder */
-#endif
-} tdp_mmu_lock_t;
+struct tdp_mmu_lock;
 
-/* This thread's read lock went the fast (RCU) way; read locks don't nest. */
-extern __thread bool tdp_port_read_fast;
-#ifndef NDEBUG
-extern __thread int tdp_port_read_depth;
+/* One per registered thread; only its owner writes it, except @in_use. */
+struct tdp_port_thread {
+	struct tdp_mmu_lock *reading; /* atomic: lock held (or being taken)
+				       * for read; written by the owner,
+				       * read by writers of that lock */
+	struct tdp_mmu_lock *writing; /* owner only: lock held for write */
+	int walk_depth;               /* owner only: tdp_walk_begin() depth */
+	int registered;               /* owner only: registration depth */
+	bool in_use;                  /* atomic: claimed by a live thread */
+	struct tdp_port_thread *next; /* immutable once published */
+} __attribute__((aligned(64)));
+
+extern __thread struct tdp_port_thread *tdp_port_self
+	__attribute__((tls_model("initial-exec")));
+
+enum {
+	TDP_LOCK_FAST,
+	TDP_LOCK_FENCED,
+	TDP_LOCK_BLOCKED,
+};
+
+typedef struct tdp_mmu_lock {
+#ifdef TDP_MMU_LOCK_RWLOCK
+	pthread_rwlock_t rw;
 #endif
+	int state;            /* atomic; written under @wait_lock */
+	int readers_waiting;  /* atomic; written under @wait_lock */
+	int writers_waiting;  /* atomic; written under @wait_lock */
+	int drain_waiting;    /* atomic; writers asleep until a reader leaves */
+	bool force_contended; /* immutable: every needbreak says yes */
+	/* Coarse clock time after which a FENCED lock may turn FAST; atomic,
+	 * written under @wait_lock. */
+	int64_t fast_after_ns;
+	pthread_mutex_t wait_lock;
+	pthread_cond_t readers_cv; /* queued readers wait for admission */
+	pthread_cond_t writers_cv; /* writers wait for their turn or a drain */
+	/* Protected by @wait_lock: */
+	bool writer_active;      /* a writer holds the lock or drains readers */
+	unsigned int phase;      /* bumped when a writer admits queued readers */
+	unsigned int granted;    /* readers admitted that have not entered */
+	unsigned int next_ticket; /* writers' FIFO */
+	unsigned int serving;
+	/* Written by the write holder only: */
+	struct tdp_port_thread *writer; /* atomic: the holder, or NULL */
+	int64_t write_since_ns;         /* when the holder got the lock */
+	unsigned int break_checks;      /* needbreak calls since then */
+} tdp_mmu_lock_t;
 
 int tdp_mmu_lock_init(tdp_mmu_lock_t *l, bool force_contended);
 void tdp_mmu_lock_destroy(tdp_mmu_lock_t *l);
-void tdp_read_lock_slow(tdp_mmu_lock_t *l);
+void tdp_read_lock_slow(tdp_mmu_lock_t *l, struct tdp_port_thread *self);
+void tdp_read_unlock_slow(tdp_mmu_lock_t *l);
 void tdp_write_lock(tdp_mmu_lock_t *l);
 void tdp_write_unlock(tdp_mmu_lock_t *l);
+bool tdp_write_needbreak_slow(tdp_mmu_lock_t *l);
+void tdp_port_thread_register(void);
+void tdp_port_thread_unregister(void);
+void tdp_port_lock_misuse(const char *rule) __attribute__((noreturn, cold));
+void tdp_port_check_may_lock(const struct tdp_port_thread *self);
+#ifdef TDP_MMU_LOCK_RWLOCK
+void tdp_rwlock_read_lock(tdp_mmu_lock_t *l);
+void tdp_rwlock_read_unlock(tdp_mmu_lock_t *l);
+#endif
 
 static inline void tdp_read_lock(tdp_mmu_lock_t *l)
 {
-#ifndef NDEBUG
-	TDP_ASSERT(tdp_port_read_depth == 0);
-	tdp_port_read_depth++;
-#endif
-	urcu_memb_read_lock();
-	if (TDP_LIKELY(!__atomic_load_n(&l->writers, __ATOMIC_ACQUIRE))) {
-		tdp_port_read_fast = true;
+	struct tdp_port_thread *self = tdp_port_self;
+
+	/* Unregistered, nested, or inside a walk: abort with the rule. */
+	if (TDP_UNLIKELY(!self || self->reading || self->writing ||
+			 self->walk_depth))
+		tdp_port_check_may_lock(self);
+#ifdef TDP_MMU_LOCK_RWLOCK
+	tdp_rwlock_read_lock(l);
+#else
+	__atomic_store_n(&self->reading, l, __ATOMIC_RELAXED);
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	if (TDP_LIKELY(__atomic_load_n(&l->state, __ATOMIC_ACQUIRE) ==
+		       TDP_LOCK_FAST))
 		return;
-	}
-	urcu_memb_read_unlock();
-	tdp_read_lock_slow(l);
+	tdp_read_lock_slow(l, self);
+#endif
 }
 
 static inline void tdp_read_unlock(tdp_mmu_lock_t *l)
 {
-#ifndef NDEBUG
-	TDP_ASSERT(tdp_port_read_depth == 1);
-	tdp_port_read_depth--;
-#endif
-	if (TDP_LIKELY(tdp_port_read_fast)) {
-		tdp_port_read_fast = false;
-#ifdef TDP_TSAN
-		__tsan_release(&l->tsan_readers);
-#endif
-		urcu_memb_read_unlock();
+	struct tdp_port_thread *self = tdp_port_self;
+
+	if (TDP_UNLIKELY(!self || self->reading != l))
+		tdp_port_lock_misuse("read unlock of an mmu_lock this thread "
+				     "does not hold for read");
+#ifdef TDP_MMU_LOCK_RWLOCK
+	tdp_rwlock_read_unlock(l);
+#else
+	__atomic_store_n(&self->reading, NULL, __ATOMIC_RELEASE);
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+	if (TDP_LIKELY(__atomic_load_n(&l->state, __ATOMIC_RELAXED) ==
+		       TDP_LOCK_FAST))
 		return;
-	}
-	pthread_rwlock_unlock(&l->slow);
+	tdp_read_unlock_slow(l);
+#endif
 }
 
 /*
  * True when another thread waits for the lock in a mode the holder blocks:
- * a writer, for a read holder; anyone, for the write holder.
+ * a writer, for a read holder; a writer, or a reader that has waited out
+ * its spin while the holder had the lock for TDP_LOCK_HOLD_NS, for the
+ * write holder.
  */
 static inline bool tdp_mmu_lock_needbreak(tdp_mmu_lock_t *l, bool shared)
 {
 	if (l->force_contended)
 		return true;
 	if (shared)
-		return __atomic_load_n(&l->writers, __ATOMIC_RELAXED) != 0;
-	return __atomic_load_n(&l->writers, __ATOMIC_RELAXED) > 1 ||
-	       __atomic_load_n(&l->readers_waiting, __ATOMIC_RELAXED) != 0;
+		return __atomic_load_n(&l->writers_waiting, __ATOMIC_RELAXED) != 0;
+	if (__atomic_load_n(&l->writers_waiting, __ATOMIC_RELAXED))
+		return true;
+	if (TDP_LIKELY(!__atomic_load_n(&l->readers_waiting, __ATOMIC_RELAXED)))
+		return false;
+	return tdp_write_needbreak_slow(l);
 }
 
-#ifdef NDEBUG
-#define tdp_lockdep_assert_held_read(l) ((void)(l))
-#define tdp_lockdep_assert_held_write(l) ((void)(l))
-#define tdp_lockdep_assert_held(l) ((void)(l))
-#else
-bool tdp_port_lock_held_read(tdp_mmu_lock_t *l);
-bool tdp_port_lock_held_write(tdp_mmu_lock_t *l);
+/* Exact: the calling thread's record says which lock it holds. */
+static inline bool tdp_port_lock_held_read(const tdp_mmu_lock_t *l)
+{
+	const struct tdp_port_thread *self = tdp_port_self;
+
+	return self && __atomic_load_n(&self->reading, __ATOMIC_RELAXED) == l;
+}
+
+static inline bool tdp_port_lock_held_write(const tdp_mmu_lock_t *l)
+{
+	const struct tdp_port_thread *self = tdp_port_self;
+
+	return self && self->writing == l;
+}
+
 #define tdp_lockdep_assert_held_read(l) TDP_ASSERT(tdp_port_lock_held_read(l))
 #define tdp_lockdep_assert_held_write(l) \
 	TDP_ASSERT(tdp_port_lock_held_write(l))
 #define tdp_lockdep_assert_held(l)                                   \
 	TDP_ASSERT(tdp_port_lock_held_read(l) ||                     \
 		   tdp_port_lock_held_write(l))
-#endif
 
 static inline void tdp_cond_resched(void)
 {
@@ -406,6 +492,33 @@ void tdp_rcu_thread_unregister(void);
 /* Recover the embedding object in a callback. */
 #define tdp_rcu_head_container(rh, type, member) \
 	TDP_CONTAINER_OF(TDP_CONTAINER_OF(rh, struct tdp_rcu_head, head), type, member)
+
+/* ---- lockless walks ------------------------------------------------- */
+
+/*
+ * tdp_walk_enter()/tdp_walk_exit(): bracket a lockless walk (an RCU
+ * read-side section).  The thread may take no mmu_lock inside.
+ */
+static inline void tdp_walk_enter(void)
+{
+	struct tdp_port_thread *self = tdp_port_self;
+
+	if (TDP_UNLIKELY(!self))
+		tdp_port_lock_misuse("tdp_walk_begin() by a thread that did not "
+				     "call tdp_thread_register()");
+	self->walk_depth++;
+	tdp_rcu_read_lock();
+}
+
+static inline void tdp_walk_exit(void)
+{
+	struct tdp_port_thread *self = tdp_port_self;
+
+	if (TDP_UNLIKELY(!self || self->walk_depth <= 0))
+		tdp_port_lock_misuse("tdp_walk_end() without tdp_walk_begin()");
+	tdp_rcu_read_unlock();
+	self->walk_depth--;
+}
 
 /* ---- memory ------------------------------------------------------------ */
 
