@@ -25,6 +25,14 @@
  *   - a table's leaves and child tables are removed before free_table is
  *     called for it, children before their parent.
  *
+ * Blocking: every callback runs with this MMU's mmu_lock held and, as a
+ * rule, inside an RCU read-side section.  It may sleep (a SEAMCALL retry loop, a wait
+ * for an IPI to vCPUs that are running the guest); that delays this MMU's
+ * writers and the freeing of unlinked tables, never another MMU's writers.
+ * It must not call any libtdp function (mmu_locks never nest: the call
+ * aborts), nor wait for a thread that waits for this MMU's mmu_lock, nor
+ * wait for an RCU grace period.
+ *
  * Return values of link_table / set_leaf: 0 on success, -EBUSY for a
  * transient conflict (the engine restores the mirror entry and the fault
  * reports TDP_FAULT_RETRY), any other negative errno for a hard error (the

@@ -30,9 +30,10 @@ TDP_API int tdp_lookup(struct tdp_mmu *mmu, tdp_gfn_t gfn, enum tdp_alias alias,
  * runs outside the library, the way hardware walks them (a simulated CPU,
  * a debugger).  Tables stay allocated, with only frozen entries once
  * unlinked, until every such walk that could have reached them ended.
- * The calling thread must be registered.  Walks do not nest, and no
- * other libtdp function may be called inside one (a writer waiting for
- * the walk to end could otherwise wait for itself).
+ * The calling thread must be registered (else it aborts).  Walks may
+ * nest.  No other libtdp function may be called inside one except
+ * tdp_pfn_to_table(): a call that takes mmu_lock aborts with a message,
+ * and one that waits for the freeing of tables would wait for itself.
  */
 TDP_API void tdp_walk_begin(void);
 TDP_API void tdp_walk_end(void);

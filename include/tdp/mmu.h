@@ -7,8 +7,9 @@
  * Threads: every thread that calls into an MMU (vCPU threads, the thread
  * that zaps, benchmark and test threads) must call tdp_thread_register()
  * once before its first call and tdp_thread_unregister() before it exits.
- * Page tables are freed after an RCU grace period, and registration is how
- * the grace period knows about the thread.
+ * Registration gives the thread its record in every mmu_lock (a call that
+ * takes mmu_lock from an unregistered thread aborts with a message) and
+ * makes it known to RCU, which defers the freeing of page tables.
  */
 #ifndef TDP_MMU_H
 #define TDP_MMU_H
@@ -25,7 +26,11 @@ extern "C" {
  * TLB maintenance and dirty reporting the engine asks of the host.  GFNs
  * are as the hardware indexes the direct tree: the shared bit is included.
  * The flush callbacks are required.  All are called with mmu_lock held
- * (read or write) and must not call back into the MMU.
+ * (read or write), usually inside an RCU read-side section.  They may
+ * sleep and wait for threads that do not need this MMU's mmu_lock; they
+ * must not call any libtdp function (locks never nest: it aborts), wait
+ * for a thread blocked on this MMU's mmu_lock, or wait for an RCU grace
+ * period.  Blocking delays this MMU's writers only.
  */
 struct tdp_host_ops {
 	/* Invalidate cached translations of [gfn, gfn + nr_pages). */
@@ -121,8 +126,9 @@ TDP_API tdp_gfn_t tdp_mmu_direct_bits(const struct tdp_mmu *mmu);
 
 /*
  * tdp_thread_register() / tdp_thread_unregister() - make the calling
- * thread known to the RCU implementation.  Required once per thread
- * before any other call; nesting is counted.
+ * thread known to mmu_lock and to the RCU implementation.  Required once
+ * per thread before any other call; nesting is counted.  Unregistering
+ * while holding mmu_lock or inside tdp_walk_begin() aborts.
  */
 TDP_API void tdp_thread_register(void);
 TDP_API void tdp_thread_unregister(void);
