@@ -74,7 +74,11 @@ TDP_API int tdp_mmu_invalidate_roots(struct tdp_mmu *mmu, enum tdp_alias alias);
  * and cache what it maps: when the call returns, no TLB holds a
  * translation the zapped root had, and the host may free or reuse the
  * pages it mapped.
- * Lock: takes mmu_lock for read and yields while walking.
+ * May run concurrently with tdp_mmu_teardown(): it then returns
+ * -ESHUTDOWN, or teardown waits until it is done with the MMU (see
+ * tdp/mmu.h).
+ * Lock: takes mmu_lock for read (for write to finish a mirror root it
+ * claimed from a running teardown) and yields while walking.
  * Returns 0; -EIO; -ESHUTDOWN.
  */
 TDP_API int tdp_mmu_zap_invalidated_roots(struct tdp_mmu *mmu);

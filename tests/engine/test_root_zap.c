@@ -13,6 +13,10 @@
  * miss).  The test models that vCPU: a TLB filled by walking the old root
  * the way hardware does, refilled after every flush the engine issues.
  *
+ * A zap of an invalidated root also races tdp_mmu_teardown(), which skips
+ * a root whose zap another thread claimed: teardown must not return while
+ * that zap still runs, so that tdp_mmu_destroy() may follow it at once.
+ *
  * White-box only for tdp_rcu_barrier().
  */
 #include <errno.h>
@@ -23,6 +27,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -297,6 +303,145 @@ static void test_zap_invalidated_flushes_aliased_yielding(void **state)
 	check_zap_flushes_stale_vcpu(TDP_MMU_FORCE_YIELD, true);
 }
 
+/* ---- teardown against a running zap of an invalidated root -------------- */
+
+/* 4 KiB leaves in the root being zapped: eight full leaf tables. */
+#define NR_SLOW_LEAVES (8 * TDP_SPTES_PER_TABLE)
+/* Each host flush sleeps this long, so the zap outlasts a teardown. */
+#define SLOW_FLUSH_US 50
+
+/* Host callbacks that sleep, and note whether teardown had returned. */
+struct slow_host {
+	int flushes;		/* atomic */
+	int after_teardown;	/* atomic: flushes once teardown returned */
+	bool teardown_returned; /* atomic */
+};
+
+static void slow_flush(struct slow_host *h)
+{
+	__atomic_add_fetch(&h->flushes, 1, __ATOMIC_ACQ_REL);
+	if (__atomic_load_n(&h->teardown_returned, __ATOMIC_ACQUIRE))
+		__atomic_add_fetch(&h->after_teardown, 1, __ATOMIC_ACQ_REL);
+	usleep(SLOW_FLUSH_US);
+}
+
+static void slow_flush_range(void *ctx, tdp_gfn_t gfn, uint64_t nr_pages)
+{
+	(void)gfn, (void)nr_pages;
+	slow_flush(ctx);
+}
+
+static void slow_flush_all(void *ctx)
+{
+	slow_flush(ctx);
+}
+
+struct zapper {
+	pthread_t thread;
+	struct tdp_mmu *mmu;
+	int ret;
+};
+
+static void *zapper_main(void *arg)
+{
+	struct zapper *z = arg;
+
+	tdp_thread_register();
+	z->ret = tdp_mmu_zap_invalidated_roots(z->mmu);
+	tdp_thread_unregister();
+	return NULL;
+}
+
+/* Wait up to 10 s for the zap to issue its first flush. */
+static bool wait_for_first_flush(struct slow_host *h)
+{
+	for (int i = 0; i < 100000; i++) {
+		if (__atomic_load_n(&h->flushes, __ATOMIC_ACQUIRE))
+			return true;
+		usleep(100);
+	}
+	return false;
+}
+
+/*
+ * One thread zaps a large invalidated root, yielding at every step and
+ * sleeping in every flush; teardown starts while it runs (after the zap
+ * claimed the root) and tdp_mmu_destroy() follows teardown at once.
+ * When teardown returns, the zap must be over: the statistics show no
+ * table, page or root left (what teardown promises), no host callback
+ * runs any more, and destroy frees nothing the zapper still uses (ASan).
+ */
+static void test_teardown_waits_for_root_zap(void **state)
+{
+	struct slow_host host = { 0 };
+	struct tdp_mmu_config cfg = th_config(NULL, TDP_MMU_FORCE_YIELD);
+	struct zapper z = { 0 };
+	struct tdp_vcpu *vcpu;
+	struct tdp_stats st;
+	bool zap_outlived_teardown;
+	int ret;
+
+	(void)state;
+	cfg.host.flush_range = slow_flush_range;
+	cfg.host.flush_all = slow_flush_all;
+	cfg.host.ctx = &host;
+	assert_int_equal(tdp_mmu_create(&cfg, &z.mmu), 0);
+	assert_int_equal(tdp_vcpu_create(z.mmu, &vcpu), 0);
+	for (tdp_gfn_t g = 0; g < NR_SLOW_LEAVES; g++)
+		assert_int_equal(th_map(z.mmu, vcpu, g, 0x10000 + g,
+					TDP_PROT_READ, TDP_LEVEL_4K),
+				 TDP_FAULT_FIXED);
+	assert_int_equal(tdp_mmu_invalidate_roots(z.mmu, TDP_ALIAS_SHARED), 0);
+	tdp_vcpu_destroy(vcpu);
+
+	assert_int_equal(pthread_create(&z.thread, NULL, zapper_main, &z), 0);
+	/* The zapper claimed the root and is clearing it. */
+	if (!wait_for_first_flush(&host)) {
+		pthread_join(z.thread, NULL);
+		tdp_mmu_destroy(z.mmu);
+		fail_msg("the zap of the invalidated root issued no flush");
+	}
+
+	ret = tdp_mmu_teardown(z.mmu);
+	__atomic_store_n(&host.teardown_returned, true, __ATOMIC_RELEASE);
+	st = th_stats(z.mmu);
+	zap_outlived_teardown = st.pages_in_use != 0 ||
+				th_tables(&st, TDP_ROOT_DIRECT) != 0 ||
+				st.roots_freed != st.roots_allocated;
+
+	if (zap_outlived_teardown) {
+		print_error("teardown returned %d while the zap still ran: "
+			    "%" PRIu64 " pages in use, %" PRIu64
+			    " direct tables, %" PRIu64 " of %" PRIu64
+			    " roots freed, %" PRIu64 " leaves zapped\n",
+			    ret, st.pages_in_use,
+			    th_tables(&st, TDP_ROOT_DIRECT), st.roots_freed,
+			    st.roots_allocated, st.zapped_leaves);
+		/*
+		 * Let the zap finish so the MMU's fate is only what
+		 * teardown left behind: the root it put last is freed
+		 * after teardown's grace period, by a callback that reads
+		 * the MMU (after destroy: a use after free).
+		 */
+		pthread_join(z.thread, NULL);
+		tdp_mmu_destroy(z.mmu);
+		tdp_rcu_barrier();
+	} else {
+		/* Teardown is all destroy needs, even with the zapper
+		 * thread not yet returned to its caller. */
+		tdp_mmu_destroy(z.mmu);
+		tdp_rcu_barrier();
+		pthread_join(z.thread, NULL);
+	}
+
+	assert_int_equal(ret, 0);
+	assert_false(zap_outlived_teardown);
+	assert_int_equal(z.ret, 0);
+	assert_int_equal(
+		__atomic_load_n(&host.after_teardown, __ATOMIC_ACQUIRE), 0);
+	assert_int_equal(st.zapped_leaves, NR_SLOW_LEAVES);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -304,6 +449,7 @@ int main(void)
 		cmocka_unit_test(test_zap_invalidated_flushes_yielding),
 		cmocka_unit_test(test_zap_invalidated_flushes_aliased),
 		cmocka_unit_test(test_zap_invalidated_flushes_aliased_yielding),
+		cmocka_unit_test(test_teardown_waits_for_root_zap),
 	};
 	int ret;
 
