@@ -214,8 +214,15 @@ int tdp_zap_spte_write_locked(struct tdp_op *op, struct tdp_iter *it)
 
 /*
  * tdp_zap_spte_atomic() - make a direct SPTE non-present under mmu_lock
- * held for read, with compare-exchange.  Returns 0, or -EBUSY if the SPTE
- * changed first (it->old_spte holds the new value; the caller re-checks).
+ * held for read, with compare-exchange, and add its span to the pending
+ * flush.  Returns 0, or -EBUSY if the SPTE changed first (it->old_spte
+ * holds the new value; the caller re-checks).
+ *
+ * The flush is needed on an invalidated root too: a vCPU that loaded the
+ * root before the invalidation runs on it until its next VM entry, and
+ * may have cached any translation the root held until it was cleared.
+ * Nothing in the engine makes it leave guest mode, so only a host flush
+ * issued after the clear removes that translation.
  */
 int tdp_zap_spte_atomic(struct tdp_op *op, struct tdp_iter *it)
 {
@@ -231,8 +238,7 @@ int tdp_zap_spte_atomic(struct tdp_op *op, struct tdp_iter *it)
 	if (!tdp_spte_cmpxchg(it->sptep, &it->old_spte, fmt->nonpresent))
 		return -EBUSY;
 	it->old_spte = fmt->nonpresent;
-	if (!tdp_flag_read(&op->root->invalid))
-		tdp_flush_add(op, it->gfn, tdp_level_pages(it->level));
+	tdp_flush_add(op, it->gfn, tdp_level_pages(it->level));
 	if (!tdp_spte_is_leaf(fmt, old, it->level))
 		account_table(op, it->level - 1, -1);
 	handle_removed_spte(op, it->gfn, it->level, old);

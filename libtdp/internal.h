@@ -102,6 +102,15 @@ struct tdp_mmu {
 	bool dead;
 	/* Set once under mmu_lock held for write (atomic reads). */
 	bool torn_down;
+	/*
+	 * Calls of tdp_mmu_zap_invalidated_roots() inside the MMU (atomic).
+	 * Raised under roots_mutex, only while torn_down is clear; dropped
+	 * by each call as its last access to the MMU.  Teardown sets
+	 * torn_down, takes roots_mutex, and then waits (holding no lock)
+	 * for zero: such a call may be zapping a root it claimed, which
+	 * teardown skipped.
+	 */
+	int root_zappers;
 
 	/*
 	 * Root list and the valid root of each type: protected by

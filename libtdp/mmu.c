@@ -132,6 +132,28 @@ static void teardown_roots_locked(struct tdp_mmu *mmu)
 	tdp_counters_fold(&mmu->ctr, &local);
 }
 
+/*
+ * Wait until no tdp_mmu_zap_invalidated_roots() call is inside the MMU:
+ * one may still be zapping a root it claimed before teardown_roots_locked()
+ * ran, which that function skipped.  torn_down is set, so a call that
+ * takes roots_mutex after this one did is never counted; one counted
+ * before is seen here.  mmu_lock must not be held: a zapper takes it to
+ * finish its root.
+ */
+static void wait_for_root_zappers(struct tdp_mmu *mmu)
+{
+	for (;;) {
+		int zappers;
+
+		tdp_mutex_lock(&mmu->roots_mutex);
+		zappers = tdp_atomic_read(&mmu->root_zappers);
+		tdp_mutex_unlock(&mmu->roots_mutex);
+		if (!zappers)
+			return;
+		tdp_cond_resched();
+	}
+}
+
 int tdp_mmu_teardown(struct tdp_mmu *mmu)
 {
 	int nr_vcpus;
@@ -158,6 +180,7 @@ int tdp_mmu_teardown(struct tdp_mmu *mmu)
 		tdp_free(iv);
 	}
 	tdp_write_unlock(&mmu->mmu_lock);
+	wait_for_root_zappers(mmu);
 	/* Every table and root freed by the zaps is gone after this. */
 	tdp_rcu_barrier();
 	return tdp_mmu_dead(mmu) ? -EIO : 0;

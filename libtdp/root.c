@@ -292,17 +292,15 @@ static int zap_claimed_root(struct tdp_mmu *mmu, struct tdp_root *root)
 	return ret;
 }
 
-int tdp_mmu_zap_invalidated_roots(struct tdp_mmu *mmu)
+/*
+ * Zap every root scheduled for it that no one claimed yet.  The caller is
+ * counted in mmu->root_zappers, so teardown waits for what it claims.
+ */
+static int zap_invalidated_roots(struct tdp_mmu *mmu)
 {
 	const unsigned int all = (1U << TDP_NR_ROOT_TYPES) - 1;
 	struct tdp_root *root;
 	int ret;
-
-	if (!mmu)
-		return -EINVAL;
-	ret = tdp_mmu_usable(mmu);
-	if (ret)
-		return ret;
 
 	for (root = tdp_root_next(mmu, NULL, all, false); root;
 	     root = tdp_root_next(mmu, root, all, false)) {
@@ -319,4 +317,40 @@ int tdp_mmu_zap_invalidated_roots(struct tdp_mmu *mmu)
 		tdp_root_put(mmu, root);
 	}
 	return 0;
+}
+
+/*
+ * Count a caller of tdp_mmu_zap_invalidated_roots() in mmu->root_zappers,
+ * unless the MMU is dead or torn down.  The check and the count are one
+ * step under roots_mutex, which teardown takes after it set torn_down:
+ * a caller either sees torn_down or is seen by teardown's wait.
+ */
+static int root_zappers_enter(struct tdp_mmu *mmu)
+{
+	int ret;
+
+	tdp_mutex_lock(&mmu->roots_mutex);
+	ret = tdp_mmu_usable(mmu);
+	if (!ret)
+		tdp_atomic_add(&mmu->root_zappers, 1);
+	tdp_mutex_unlock(&mmu->roots_mutex);
+	return ret;
+}
+
+int tdp_mmu_zap_invalidated_roots(struct tdp_mmu *mmu)
+{
+	int ret;
+
+	if (!mmu)
+		return -EINVAL;
+	ret = root_zappers_enter(mmu);
+	if (ret)
+		return ret;
+	ret = zap_invalidated_roots(mmu);
+	/*
+	 * The last access to the MMU: once the count is zero, teardown
+	 * returns and the MMU may be freed.
+	 */
+	tdp_atomic_add(&mmu->root_zappers, -1);
+	return ret;
 }

@@ -100,6 +100,19 @@ TDP_API int tdp_mmu_create(const struct tdp_mmu_config *cfg, struct tdp_mmu **ou
  * tdp_root_get() put, first (a root still referenced keeps its table).
  * Afterwards every operation except tdp_mmu_get_stats() and
  * tdp_mmu_destroy() returns -ESHUTDOWN, this one included.
+ *
+ * Concurrency: tdp_mmu_zap_invalidated_roots() and tdp_mmu_get_stats()
+ * may run on other threads meanwhile; no other call on the MMU may be
+ * running when teardown starts, nor another teardown or destroy.  A
+ * tdp_mmu_zap_invalidated_roots() either returns -ESHUTDOWN without
+ * touching a root, or is waited for: after dropping mmu_lock, teardown
+ * waits until every such call that got in has made its last access to
+ * the MMU (it may be zapping a root that teardown had to leave to it).
+ * So when teardown returns no zap is running, the statistics hold no
+ * table, and tdp_mmu_destroy() may follow at once, even if those calls
+ * have not returned to their callers yet.
+ * Lock: takes mmu_lock for write; must not be called with it held or
+ * from a host or backend callback.
  * Returns 0, -EIO if the MMU is (or became) dead, -EINVAL for NULL or
  * while vCPU contexts still exist, -ESHUTDOWN if already torn down.
  */
@@ -108,7 +121,11 @@ TDP_API int tdp_mmu_teardown(struct tdp_mmu *mmu);
 /*
  * tdp_mmu_destroy() - tear down (if not done yet) and free the MMU.
  * A dead MMU leaks whatever the backend may still reference.
- * Every vCPU context must have been destroyed.  NULL is ignored.
+ * Every vCPU context must have been destroyed.  No other call on the MMU
+ * may be running or start from now on; the only exception is the
+ * tdp_mmu_zap_invalidated_roots() calls that a tdp_mmu_teardown(), which
+ * returned before destroy was called, waited for (see there).  NULL is
+ * ignored.
  */
 TDP_API void tdp_mmu_destroy(struct tdp_mmu *mmu);
 

@@ -52,8 +52,10 @@ TDP_API int tdp_root_refcount(const struct tdp_root *root);
 
 /*
  * tdp_mmu_invalidate_roots() - mark the valid roots selected by @alias
- * invalid and schedule each to be zapped once.  Nothing is zapped here;
- * vCPUs load a fresh root at their next fault.
+ * invalid and schedule each to be zapped once.  Nothing is zapped or
+ * flushed here.  A vCPU keeps the root it loaded, and hardware may keep
+ * walking it, until its next tdp_vcpu_load_root() (or tdp_map()), which
+ * loads a fresh one.
  * Lock: takes mmu_lock for write.
  * Returns 0; -EINVAL for a bad filter; -EOPNOTSUPP when @alias includes
  * TDP_ALIAS_PRIVATE on an MMU with a backend (the mirror root is only
@@ -66,8 +68,17 @@ TDP_API int tdp_mmu_invalidate_roots(struct tdp_mmu *mmu, enum tdp_alias alias);
  * tdp_mmu_invalidate_roots() that no one zapped yet, then drop the MMU's
  * reference to it.  Each root is zapped exactly once even with
  * concurrent callers.  Tables are unlinked atomically and freed after a
- * grace period.  No TLB flush: an invalid root is never loaded again.
- * Lock: takes mmu_lock for read and yields while walking.
+ * grace period.  Every translation cleared is flushed through the host
+ * callbacks before the lock is dropped (also before each yield), because
+ * a vCPU that loaded the root before the invalidation may still run on it
+ * and cache what it maps: when the call returns, no TLB holds a
+ * translation the zapped root had, and the host may free or reuse the
+ * pages it mapped.
+ * May run concurrently with tdp_mmu_teardown(): it then returns
+ * -ESHUTDOWN, or teardown waits until it is done with the MMU (see
+ * tdp/mmu.h).
+ * Lock: takes mmu_lock for read (for write to finish a mirror root it
+ * claimed from a running teardown) and yields while walking.
  * Returns 0; -EIO; -ESHUTDOWN.
  */
 TDP_API int tdp_mmu_zap_invalidated_roots(struct tdp_mmu *mmu);
