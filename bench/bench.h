@@ -11,6 +11,8 @@
 /* GFNs each benchmark thread owns: 64 GiB apart, never reused in a run. */
 #define BENCH_THREAD_SPAN (1ULL << 24)
 #define BENCH_SHARED_BIT (1ULL << 35)
+/* The host frame bench_fault() maps @gfn (as passed to it) to. */
+#define BENCH_PFN(gfn) (0x1000000 + (gfn))
 
 enum bench_tree {
 	BENCH_DIRECT,      /* plain VM: direct root */
@@ -26,6 +28,16 @@ struct bench_vm {
 	uint64_t items;              /* atomic: items of all threads */
 	double t_start, t_end;       /* thread 0's loop, in seconds */
 };
+
+/*
+ * A VM that one thread sets up and tears down itself (benchmarks that
+ * start their own threads): a plain VM (direct root only) when @backend
+ * is NULL, else a confidential one whose private alias goes to @backend,
+ * with the shared bit BENCH_SHARED_BIT.  NULL if the MMU cannot be made.
+ * bench_vm_destroy() wants every vCPU context destroyed first.
+ */
+struct bench_vm *bench_vm_create(const struct tdp_private_backend *backend);
+void bench_vm_destroy(struct bench_vm *vm);
 
 /* Thread 0 creates the VM before its loop; every thread gets it. */
 struct bench_vm *bench_vm_start(tdpb_state *st, enum bench_tree tree);
@@ -47,6 +59,15 @@ void bench_wall_end(tdpb_state *st, struct bench_vm *vm);
 int bench_fault(struct bench_vm *vm, struct tdp_vcpu *vcpu, tdp_gfn_t gfn,
 		int max_level);
 
+/*
+ * Map [start, start + pages) with leaves of @level (the shared alias of a
+ * confidential VM when @shared), one bench_fault() per leaf.  Returns 0
+ * when every fault installed a new leaf, the first negative error, or
+ * -EEXIST when a leaf was already there (a spurious fault).
+ */
+int bench_populate(struct bench_vm *vm, struct tdp_vcpu *vcpu, tdp_gfn_t start,
+		   uint64_t pages, int level, bool shared);
+
 /* Page-table bytes per mapped 4 KiB page of @tree. */
 double bench_table_bytes_per_page(struct tdp_mmu *mmu, int root_type);
 
@@ -61,5 +82,6 @@ void bench_register_replay(void);
 void bench_register_zaps(void);
 void bench_register_lockless(void);
 void bench_register_limits(void);
+void bench_register_mixed(void);
 
 #endif /* TDP_BENCH_H */

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include "bench.h"
 
-#include <stdio.h>
+#include <errno.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -38,26 +39,46 @@ static const struct tdp_private_backend noop_backend = {
 /* Published by thread 0 before the start barrier of the run. */
 static struct bench_vm *current_vm;
 
+struct bench_vm *bench_vm_create(const struct tdp_private_backend *backend)
+{
+	struct bench_vm *vm = calloc(1, sizeof(*vm));
+	struct tdp_mmu_config cfg = {
+		.root_level = 4,
+		.host = { .flush_range = flush_range, .flush_all = flush_all },
+		.backend = backend,
+		.direct_bits = backend ? BENCH_SHARED_BIT : 0,
+	};
+
+	if (!vm)
+		return NULL;
+	vm->tree = backend ? BENCH_MIRROR_NOOP : BENCH_DIRECT;
+	pthread_mutex_init(&vm->global_lock, NULL);
+	if (tdp_mmu_create(&cfg, &vm->mmu)) {
+		pthread_mutex_destroy(&vm->global_lock);
+		free(vm);
+		return NULL;
+	}
+	return vm;
+}
+
+void bench_vm_destroy(struct bench_vm *vm)
+{
+	tdp_mmu_destroy(vm->mmu);
+	pthread_mutex_destroy(&vm->global_lock);
+	free(vm);
+}
+
 struct bench_vm *bench_vm_start(tdpb_state *st, enum bench_tree tree)
 {
 	if (tdpb_thread_index(st) == 0) {
-		struct bench_vm *vm = calloc(1, sizeof(*vm));
-		struct tdp_mmu_config cfg = {
-			.root_level = 4,
-			.host = { .flush_range = flush_range, .flush_all = flush_all },
-		};
+		struct bench_vm *vm = bench_vm_create(
+			tree == BENCH_MIRROR_NOOP ? &noop_backend : NULL);
 
-		if (tree == BENCH_MIRROR_NOOP) {
-			cfg.backend = &noop_backend;
-			cfg.direct_bits = BENCH_SHARED_BIT;
-		}
-		vm->tree = tree;
-		pthread_barrier_init(&vm->done, NULL, (unsigned)tdpb_thread_count(st));
-		pthread_mutex_init(&vm->global_lock, NULL);
-		if (tdp_mmu_create(&cfg, &vm->mmu)) {
+		if (!vm) {
 			fprintf(stderr, "bench: cannot create the MMU\n");
 			abort();
 		}
+		pthread_barrier_init(&vm->done, NULL, (unsigned)tdpb_thread_count(st));
 		__atomic_store_n(&current_vm, vm, __ATOMIC_RELEASE);
 	}
 	tdp_thread_register();
@@ -102,11 +123,9 @@ void bench_vm_finish(tdpb_state *st, struct bench_vm *vm)
 		if (wall > 0 && items)
 			tdpb_counter(st, "wall_items_per_second",
 				     (double)items / wall, false);
-		tdp_mmu_destroy(vm->mmu);
 		pthread_barrier_destroy(&vm->done);
-		pthread_mutex_destroy(&vm->global_lock);
 		__atomic_store_n(&current_vm, NULL, __ATOMIC_RELEASE);
-		free(vm);
+		bench_vm_destroy(vm);
 	}
 	tdp_thread_unregister();
 }
@@ -116,7 +135,7 @@ int bench_fault(struct bench_vm *vm, struct tdp_vcpu *vcpu, tdp_gfn_t gfn,
 {
 	struct tdp_fault f = {
 		.fault_gfn = gfn, /* with BENCH_SHARED_BIT: the shared alias */
-		.pfn = 0x1000000 + gfn,
+		.pfn = BENCH_PFN(gfn),
 		.prot = TDP_PROT_READ | TDP_PROT_WRITE,
 		.max_level = max_level,
 	};
@@ -127,6 +146,18 @@ int bench_fault(struct bench_vm *vm, struct tdp_vcpu *vcpu, tdp_gfn_t gfn,
 		ret = tdp_map(vcpu, &f);
 	} while (ret == TDP_FAULT_RETRY);
 	return ret;
+}
+
+int bench_populate(struct bench_vm *vm, struct tdp_vcpu *vcpu, tdp_gfn_t start,
+		   uint64_t pages, int level, bool shared)
+{
+	for (tdp_gfn_t g = start; g < start + pages; g += tdp_level_pages(level)) {
+		int ret = bench_fault(vm, vcpu, shared ? g | BENCH_SHARED_BIT : g, level);
+
+		if (ret != TDP_FAULT_FIXED)
+			return ret < 0 ? ret : -EEXIST;
+	}
+	return 0;
 }
 
 double bench_table_bytes_per_page(struct tdp_mmu *mmu, int root_type)

@@ -9,5 +9,6 @@ int main(int argc, char **argv)
 	bench_register_zaps();
 	bench_register_lockless();
 	bench_register_replay();
+	bench_register_mixed();
 	return tdpb_main(argc, argv);
 }

@@ -5,6 +5,9 @@
 
 #include <benchmark/benchmark.h>
 
+#include <cstdio>
+#include <memory>
+
 namespace {
 benchmark::State &S(tdpb_state *st) { return *reinterpret_cast<benchmark::State *>(st); }
 benchmark::internal::Benchmark *B(tdpb_bench *b)
@@ -12,6 +15,26 @@ benchmark::internal::Benchmark *B(tdpb_bench *b)
 	return reinterpret_cast<benchmark::internal::Benchmark *>(b);
 }
 tdpb_bench *H(benchmark::internal::Benchmark *b) { return reinterpret_cast<tdpb_bench *>(b); }
+
+// The display reporter --benchmark_format selects, counting the runs that
+// failed, so that a failed check fails the program and not only its row.
+class FailureCounter : public benchmark::BenchmarkReporter {
+public:
+	explicit FailureCounter(benchmark::BenchmarkReporter *inner) : inner_(inner) {}
+	bool ReportContext(const Context &context) override { return inner_->ReportContext(context); }
+	void ReportRuns(const std::vector<Run> &runs) override
+	{
+		for (const Run &run : runs)
+			failed_ += run.error_occurred;
+		inner_->ReportRuns(runs);
+	}
+	void Finalize() override { inner_->Finalize(); }
+	int failed() const { return failed_; }
+
+private:
+	std::unique_ptr<benchmark::BenchmarkReporter> inner_;
+	int failed_ = 0;
+};
 } // namespace
 
 extern "C" {
@@ -32,11 +55,13 @@ tdpb_bench *tdpb_real_time(tdpb_bench *b) { return H(B(b)->UseRealTime()); }
 tdpb_bench *tdpb_min_time(tdpb_bench *b, double seconds) { return H(B(b)->MinTime(seconds)); }
 tdpb_bench *tdpb_iterations(tdpb_bench *b, int64_t n) { return H(B(b)->Iterations(n)); }
 tdpb_bench *tdpb_unit_ns(tdpb_bench *b) { return H(B(b)->Unit(benchmark::kNanosecond)); }
+tdpb_bench *tdpb_manual_time(tdpb_bench *b) { return H(B(b)->UseManualTime()); }
 
 bool tdpb_keep_running(tdpb_state *st) { return S(st).KeepRunning(); }
 bool tdpb_keep_running_batch(tdpb_state *st, int64_t n) { return S(st).KeepRunningBatch(n); }
 void tdpb_pause(tdpb_state *st) { S(st).PauseTiming(); }
 void tdpb_resume(tdpb_state *st) { S(st).ResumeTiming(); }
+void tdpb_set_iteration_time(tdpb_state *st, double seconds) { S(st).SetIterationTime(seconds); }
 
 int64_t tdpb_range_arg(tdpb_state *st, int index) { return S(st).range(static_cast<size_t>(index)); }
 int tdpb_thread_index(tdpb_state *st) { return S(st).thread_index(); }
@@ -65,8 +90,13 @@ int tdpb_main(int argc, char **argv)
 	benchmark::Initialize(&argc, argv);
 	if (benchmark::ReportUnrecognizedArguments(argc, argv))
 		return 1;
-	benchmark::RunSpecifiedBenchmarks();
+	FailureCounter display(benchmark::CreateDefaultDisplayReporter());
+	benchmark::RunSpecifiedBenchmarks(&display);
 	benchmark::Shutdown();
+	if (display.failed()) {
+		fprintf(stderr, "tdpbench: %d run(s) failed\n", display.failed());
+		return 1;
+	}
 	return 0;
 }
 

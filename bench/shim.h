@@ -40,12 +40,20 @@ tdpb_bench *tdpb_real_time(tdpb_bench *b);
 tdpb_bench *tdpb_min_time(tdpb_bench *b, double seconds);
 tdpb_bench *tdpb_iterations(tdpb_bench *b, int64_t n);
 tdpb_bench *tdpb_unit_ns(tdpb_bench *b);
+/*
+ * The benchmark times itself: each iteration reports its own duration
+ * with tdpb_set_iteration_time(), and only that time counts (the name
+ * gets a "/manual_time" suffix).
+ */
+tdpb_bench *tdpb_manual_time(tdpb_bench *b);
 
 /* The keep-running loop. */
 bool tdpb_keep_running(tdpb_state *st);
 bool tdpb_keep_running_batch(tdpb_state *st, int64_t n);
 void tdpb_pause(tdpb_state *st);
 void tdpb_resume(tdpb_state *st);
+/* With tdpb_manual_time(): the time of the current iteration. */
+void tdpb_set_iteration_time(tdpb_state *st, double seconds);
 
 int64_t tdpb_range_arg(tdpb_state *st, int index);
 int tdpb_thread_index(tdpb_state *st);
@@ -60,13 +68,21 @@ void tdpb_counter(tdpb_state *st, const char *name, double value,
 		  bool avg_threads);
 /* A value divided by the run time (items per second of a sub-metric). */
 void tdpb_counter_rate(tdpb_state *st, const char *name, double value);
+/*
+ * Fail the run: no time is reported for it, only @msg, and tdpb_main()
+ * returns non-zero.  tdpb_keep_running*() returns false from then on.
+ */
 void tdpb_skip_with_error(tdpb_state *st, const char *msg);
 void tdpb_set_label(tdpb_state *st, const char *label);
 
 /* Keep @p's value alive for the optimizer, as benchmark::DoNotOptimize. */
 #define tdpb_do_not_optimize(p) __asm__ volatile("" : : "g"(p) : "memory")
 
-/* Run everything registered; parses and removes --benchmark_* flags. */
+/*
+ * Run everything registered; parses and removes --benchmark_* flags.
+ * Returns 0, or 1 if an argument was not recognized or any run failed
+ * through tdpb_skip_with_error().
+ */
 int tdpb_main(int argc, char **argv);
 
 #ifdef __cplusplus

@@ -8,13 +8,6 @@
 
 #define GIB_PAGES (1ULL << 18)
 
-static void populate_range(struct bench_vm *vm, struct tdp_vcpu *vcpu,
-			   tdp_gfn_t start, uint64_t pages, int level, bool shared)
-{
-	for (tdp_gfn_t g = start; g < start + pages; g += tdp_level_pages(level))
-		bench_fault(vm, vcpu, shared ? g | BENCH_SHARED_BIT : g, level);
-}
-
 struct zap_arg {
 	enum bench_tree tree;
 	int level;
@@ -31,22 +24,28 @@ static void zap_bench(tdpb_state *st, void *argp)
 
 	tdp_vcpu_create(vm->mmu, &vcpu);
 	while (tdpb_keep_running(st)) {
+		int ret;
+
 		tdpb_pause(st);
 		switch (a->op) {
 		case OP_RECOVER:
-			populate_range(vm, vcpu, 0, GIB_PAGES, TDP_LEVEL_1G, false);
+			ret = bench_populate(vm, vcpu, 0, GIB_PAGES, TDP_LEVEL_1G, false);
 			tdp_split_huge_range(vm->mmu, 0, GIB_PAGES, TDP_LEVEL_4K,
 					     TDP_ALIAS_SHARED);
 			break;
 		case OP_CONVERT:
 			/* 2 MiB chunks of private memory converted to shared:
 			 * the private alias is zapped, the shared one mapped. */
-			populate_range(vm, vcpu, 0, 512 * 64, TDP_LEVEL_4K, false);
+			ret = bench_populate(vm, vcpu, 0, 512 * 64, TDP_LEVEL_4K, false);
 			break;
 		default:
-			populate_range(vm, vcpu, 0, GIB_PAGES, a->level, false);
-			if (both)
-				populate_range(vm, vcpu, 0, GIB_PAGES, a->level, true);
+			ret = bench_populate(vm, vcpu, 0, GIB_PAGES, a->level, false);
+			if (both && !ret)
+				ret = bench_populate(vm, vcpu, 0, GIB_PAGES, a->level, true);
+			break;
+		}
+		if (ret) {
+			tdpb_skip_with_error(st, "populate failed");
 			break;
 		}
 		tdpb_resume(st);
@@ -70,7 +69,7 @@ static void zap_bench(tdpb_state *st, void *argp)
 		case OP_CONVERT:
 			for (tdp_gfn_t g = 0; g < 512 * 64; g += 512) {
 				tdp_zap_convert_to_shared(vm->mmu, g, g + 512);
-				populate_range(vm, vcpu, g, 512, TDP_LEVEL_4K, true);
+				bench_populate(vm, vcpu, g, 512, TDP_LEVEL_4K, true);
 			}
 			break;
 		}

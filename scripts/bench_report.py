@@ -2,7 +2,13 @@
 """Turn a tdpbench JSON run into docs/PERFORMANCE.md and gnuplot PNGs.
 
 Every ratio compares benchmarks of the same run.  Medians of the
-repetitions are used.  Usage: bench_report.py RUN.json DOCS_DIR
+repetitions are used.
+
+Usage: bench_report.py RUN.json DOCS_DIR [RWLOCK_RUN.json]
+
+RWLOCK_RUN.json is a run of the mixed/ benchmarks on an engine built with
+-Dmmu_lock=rwlock; its rows join the "Mixed load" section with the suffix
+RWLOCK_SUFFIX, each compared with its baseline from that same run.
 """
 import json
 import os
@@ -10,16 +16,29 @@ import platform
 import subprocess
 import sys
 
+RWLOCK_SUFFIX = " [rwlock build]"
+# Counters the mixed/ benchmarks export (bench/mixed.c).
+MIXED_COUNTERS = ("mean_ns", "p50_ns", "p99_ns", "max_ns",
+                  "bg_faults_per_second", "writes_in_a_read_section")
+
 
 def load(path):
+    """Rates, extra counters, mixed/ counters and failures of one run."""
     with open(path) as f:
         run = json.load(f)
     rate = {}
     extra = {}
+    mixed = {}
+    failed = {}
     for b in run["benchmarks"]:
         name = b.get("run_name", b["name"])
+        if b.get("error_occurred"):
+            failed[name] = b.get("error_message", "failed")
+            continue
         if b.get("aggregate_name", "median") != "median":
             continue
+        if name.startswith("mixed/"):
+            mixed[name] = {k: b[k] for k in MIXED_COUNTERS if k in b}
         if "items_per_second" in b:
             rate[name] = b["items_per_second"]
         # Threaded runs: every thread's items over the wall time.
@@ -28,7 +47,7 @@ def load(path):
         for key in ("pt_bytes_per_4k_page",):
             if key in b:
                 extra.setdefault(name, {})[key] = b[key]
-    return run["context"], rate, extra
+    return run["context"], rate, extra, mixed, failed
 
 
 def ns(rate):
@@ -86,6 +105,138 @@ def targets(rate, extra):
         ("page-table bytes per mapped 4 KiB page (direct populate)",
          pt, "<=", 8.1),
     ] + trace_rows
+
+
+def fmt_ns(v):
+    if v is None:
+        return "—"
+    if v < 1e3:
+        return f"{v:.0f} ns"
+    if v < 1e6:
+        return f"{v / 1e3:.1f} µs"
+    return f"{v / 1e6:.2f} ms"
+
+
+def fmt_rate(v):
+    return "—" if v is None else f"{v / 1e6:.2f} M/s"
+
+
+ZAP = "zap_1g_4k_under_faults/threads:{}/manual_time"
+STORM = "invalidate_pairs_under_faults/{}/manual_time"
+FAULT_ONLY = "invalidate_pairs_fault_only/manual_time"
+CROSS = "cross_vm_writer/manual_time"
+CROSS_IDLE = "cross_vm_writer_idle/manual_time"
+
+
+def mixed_targets(mixed, failed, prefix, suffix):
+    """Rows (benchmark, what, measured, against, value, op, goal, why, unit).
+
+    @prefix selects the family ("mixed/" or "mixed/baseline/global_lock/")
+    in @mixed and @failed, the counters and failures of one run; @suffix
+    names the build in the benchmark column.  value is what the goal applies to (in unit);
+    why says why there is none (a benchmark of the row failed or did not
+    run); goal is None for figures reported without a target.
+    """
+    def get(name, key):
+        return mixed.get(prefix + name, {}).get(key)
+
+    def status(*names):
+        for n in names:
+            full = prefix + n
+            if full in failed:
+                return f"failed: {failed[full]}"
+            if full not in mixed:
+                return "not run"
+        return None
+
+    def ratio(a, b):
+        return a / b if a is not None and b else None
+
+    rows = []
+    zap1, zap2 = get(ZAP.format(1), "mean_ns"), get(ZAP.format(2), "mean_ns")
+    rows.append((ZAP.format(2), "1 GiB zap of 4 KiB leaves, 1 background faulter "
+                 f"({fmt_rate(get(ZAP.format(2), 'bg_faults_per_second'))} faults during the zap)",
+                 fmt_ns(zap2), f"zap alone (threads:1) {fmt_ns(zap1)}",
+                 ratio(zap2, zap1), "<=", 1.5,
+                 status(ZAP.format(1), ZAP.format(2)), ""))
+    only = get(FAULT_ONLY, "bg_faults_per_second")
+    for size, p99_goal in (("4k", 20.0), ("2m", None)):
+        name = STORM.format(size)
+        p50, p99 = get(name, "p50_ns"), get(name, "p99_ns")
+        rows.append((name, f"begin + zap + end of one {size.upper()} range: p99 "
+                     f"(p50 {fmt_ns(p50)})",
+                     fmt_ns(p99), "—", None if p99 is None else p99 / 1e3,
+                     "<=", p99_goal, status(name), " µs"))
+        bg = get(name, "bg_faults_per_second")
+        rows.append((name, "background fault throughput under the storm",
+                     fmt_rate(bg), f"fault-only {fmt_rate(only)}",
+                     ratio(bg, only), ">=", 0.8, status(name, FAULT_ONLY), ""))
+    cross, idle = get(CROSS, "p50_ns"), get(CROSS_IDLE, "p50_ns")
+    rows.append((CROSS, "median begin + zap + end on VM B while VM A's "
+                 "reader sits 2 ms in its read section",
+                 fmt_ns(cross), f"no VM A reader {fmt_ns(idle)}",
+                 ratio(cross, idle), "<=", 1.2, status(CROSS, CROSS_IDLE), ""))
+    return [(prefix + r[0] + suffix,) + r[1:] for r in rows]
+
+
+def mixed_section(mixed, failed, rw_mixed, rw_failed):
+    lines = ["## Mixed load", "",
+             "Writers of `mmu_lock` timed while readers fault "
+             "(`bench/mixed.c`). Each row is compared with its baseline "
+             "from the same run; `mixed/baseline/global_lock/` rows "
+             "serialize every operation (faults and writes) behind one "
+             "process mutex and are compared with their own global-lock "
+             "baselines. The value column is the ratio the goal applies to, "
+             "or the p99 for the per-pair latency rows.",
+             ""]
+    if rw_mixed is not None:
+        lines += [f"Rows ending in `{RWLOCK_SUFFIX.strip()}` come from "
+                  "`build-bench-rwlock`, the engine built with "
+                  "`-Dmmu_lock=rwlock` (a plain `pthread_rwlock_t`), "
+                  "run right after the main run.", ""]
+    lines += ["| benchmark | measure | measured | baseline (same run) | "
+              "value | goal | met |", "|---|---|---|---|---|---|---|"]
+    sets = [(mixed, failed, "mixed/", ""),
+            (mixed, failed, "mixed/baseline/global_lock/", "")]
+    if rw_mixed is not None:
+        sets.append((rw_mixed, rw_failed, "mixed/", RWLOCK_SUFFIX))
+    for m, f, prefix, suffix in sets:
+        for name, what, measured, against, value, op, goal, why, unit in \
+                mixed_targets(m, f, prefix, suffix):
+            if why:
+                lines.append(f"| `{name}` | {what} | {why} | — | — | "
+                             f"{goal_text(op, goal, unit)} | **no** |")
+                continue
+            if goal is None:
+                met = "reported"
+            else:
+                ok = value <= goal if op == "<=" else value >= goal
+                met = "yes" if ok else "**no**"
+            lines.append(f"| `{name}` | {what} | {measured} | {against} | "
+                         f"{value:.2f}{unit} | {goal_text(op, goal, unit)} | {met} |")
+    lines += ["", "All mixed-load figures (time per timed operation; "
+              "background faults per second while the timed thread ran):", "",
+              "| benchmark | mean | p50 | p99 | max | background faults/s |",
+              "|---|---|---|---|---|---|"]
+    every = dict(mixed)
+    every_failed = dict(failed)
+    if rw_mixed is not None:
+        every.update({n + RWLOCK_SUFFIX: c for n, c in rw_mixed.items()})
+        every_failed.update({n + RWLOCK_SUFFIX: e for n, e in rw_failed.items()})
+    for name in sorted(set(every) | {n for n in every_failed if n.startswith("mixed/")}):
+        if name in every_failed:
+            lines.append(f"| `{name}` | failed: {every_failed[name]} | | | | |")
+            continue
+        c = every[name]
+        lines.append(f"| `{name}` | {fmt_ns(c.get('mean_ns'))} | "
+                     f"{fmt_ns(c.get('p50_ns'))} | {fmt_ns(c.get('p99_ns'))} | "
+                     f"{fmt_ns(c.get('max_ns'))} | "
+                     f"{fmt_rate(c.get('bg_faults_per_second'))} |")
+    return lines + [""]
+
+
+def goal_text(op, goal, unit):
+    return "—" if goal is None else f"{op} {goal:g}{unit}"
 
 
 def plot(docs, rate):
@@ -147,8 +298,14 @@ def machine(context):
 
 
 def main():
+    if len(sys.argv) not in (3, 4):
+        sys.exit("usage: bench_report.py RUN.json DOCS_DIR [RWLOCK_RUN.json]")
     run_path, docs = sys.argv[1], sys.argv[2]
-    context, rate, extra = load(run_path)
+    context, rate, extra, mixed, failed = load(run_path)
+    rw_mixed = rw_failed = None
+    if len(sys.argv) == 4:
+        _, rw_rate, _, rw_mixed, rw_failed = load(sys.argv[3])
+        rate.update({n + RWLOCK_SUFFIX: r for n, r in rw_rate.items()})
     plot(docs, rate)
     rows = targets(rate, extra)
     lines = ["# Performance", "",
@@ -162,10 +319,19 @@ def main():
         ok = value <= goal if op == "<=" else value >= goal
         lines.append(f"| {label} | {value:.2f} | {op} {goal} | "
                      f"{'yes' if ok else '**no**'} |")
-    lines += ["", "## All results", "",
+    lines += [""] + mixed_section(mixed, failed, rw_mixed, rw_failed)
+    lines += ["## All results", "",
               "| benchmark | items per second | ns per item |", "|---|---|---|"]
     for name in sorted(rate):
-        lines.append(f"| `{name}` | {rate[name]:,.0f} | {ns(rate[name]):.2f} |")
+        # A run with no items (an empty trace) has a rate of 0.
+        per_item = f"{ns(rate[name]):.2f}" if rate[name] else "—"
+        lines.append(f"| `{name}` | {rate[name]:,.0f} | {per_item} |")
+    if failed or rw_failed:
+        lines += ["", "Runs that failed a check (no time reported):", ""]
+        for name, msg in sorted(failed.items()):
+            lines.append(f"- `{name}`: {msg}")
+        for name, msg in sorted((rw_failed or {}).items()):
+            lines.append(f"- `{name}{RWLOCK_SUFFIX}`: {msg}")
     lines += ["", "## Plots", "", "![ns per fault](perf/fault_ns.png)", "",
               "![throughput against threads](perf/threads.png)", ""]
     notes = os.path.join(docs, "perf", "NOTES.md")
