@@ -246,7 +246,9 @@ typedef void (*st_leaf_fn)(void *arg, int root_type, bool valid, tdp_gfn_t gfn,
  * root list (valid and invalidated), call @fn (may be NULL) for each
  * present leaf and count tables and leaves as the statistics do.  Frozen
  * SPTEs are counted and reported as failed checks.  The MMU must be
- * quiescent: no other thread inside it.
+ * quiescent: no other thread inside it, or the caller holds mmu_lock for
+ * write (no operation holds an SPTE frozen across a release of the lock,
+ * so none is frozen while the caller holds it for write).
  */
 void st_walk_trees(struct st_env *e, st_leaf_fn fn, void *arg,
 		   struct st_tree_count *out);

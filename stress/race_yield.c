@@ -130,19 +130,6 @@ static void pattern_scan_leaf(void *arg, int root_type, bool valid,
 	s->dirty += (spte & fmt->dirty) != 0;
 }
 
-/* What the valid root of @private holds of the pattern. */
-static struct pattern_scan pattern_scan(struct st_env *e, bool private)
-{
-	struct pattern_scan s = {
-		.fmt = e->fmt,
-		.type = private ? TDP_ROOT_MIRROR : TDP_ROOT_DIRECT,
-	};
-	struct st_tree_count c;
-
-	st_walk_trees(e, pattern_scan_leaf, &s, &c);
-	return s;
-}
-
 static uint64_t pattern_total(const struct pattern_scan *s)
 {
 	uint64_t n = 0;
@@ -154,11 +141,123 @@ static uint64_t pattern_total(const struct pattern_scan *s)
 
 /* ---- yield_restart --------------------------------------------------------------- */
 
+/* How long set_leaf sleeps in yield_restart_slow, in microseconds. */
+#define YR_SLOW_SET_LEAF_US 300
+/* How long a scan of yield_restart_slow waits for a sleeping set_leaf. */
+#define YR_SCAN_WAIT_S 0.01
+
 struct noise {
 	struct st_env *e;
 	uint64_t seed;
 	bool stop; /* atomic */
+	/*
+	 * yield_restart_slow: the recorder hook (installed before the noise
+	 * thread starts) makes every set_leaf sleep.  in_set_leaf counts the
+	 * calls inside the hook; scanning is set while pattern_scan() walks
+	 * the trees; the scan counts are the main thread's.
+	 */
+	bool slow_set_leaf;
+	int in_set_leaf; /* atomic */
+	bool scanning;	 /* atomic */
+	long scans, scans_in_set_leaf;
 };
+
+/*
+ * Recorder hook of yield_restart_slow: set_leaf sleeps YR_SLOW_SET_LEAF_US,
+ * and then for as long as a scan walks the trees, so the private fault
+ * that called it holds its leaf frozen (under the read lock) that long.
+ */
+static void noise_slow_set_leaf(void *arg, enum rec_call call, tdp_gfn_t gfn,
+				int level)
+{
+	struct noise *n = arg;
+	double give_up;
+
+	if (call != REC_SET_LEAF)
+		return;
+	__atomic_add_fetch(&n->in_set_leaf, 1, __ATOMIC_RELAXED);
+	st_usleep(YR_SLOW_SET_LEAF_US);
+	give_up = st_now() + RACE_HANG_S;
+	while (__atomic_load_n(&n->scanning, __ATOMIC_ACQUIRE)) {
+		if (st_now() > give_up) {
+			ST_CHECK(false,
+				 "set_leaf(gfn %#" PRIx64 ", level %d) waited "
+				 "%.0fs for a scan to end",
+				 gfn, level, RACE_HANG_S);
+			break;
+		}
+		st_usleep(20);
+	}
+	__atomic_sub_fetch(&n->in_set_leaf, 1, __ATOMIC_RELAXED);
+}
+
+/*
+ * In yield_restart_slow, wait (up to YR_SCAN_WAIT_S) until a set_leaf
+ * sleeps in the hook.  The main thread is not faulting, so that is a
+ * private fault of the noise thread holding its leaf frozen.
+ */
+static void noise_wait_set_leaf(struct noise *n)
+{
+	double give_up = st_now() + YR_SCAN_WAIT_S;
+
+	while (!__atomic_load_n(&n->in_set_leaf, __ATOMIC_RELAXED) &&
+	       st_now() < give_up)
+		st_usleep(10);
+	n->scans++;
+	n->scans_in_set_leaf +=
+		__atomic_load_n(&n->in_set_leaf, __ATOMIC_RELAXED) > 0;
+}
+
+/*
+ * What the valid root of @private holds of the pattern, while @noise
+ * (NULL: no other thread) may be changing the MMU.  Walks with mmu_lock
+ * held for write.
+ *
+ * st_walk_trees() fails a check for every frozen SPTE it reaches, which
+ * is right only when no operation can hold an entry frozen.  The noise
+ * thread keeps faulting while the main thread scans, and a private fault
+ * holds its entry frozen, with mmu_lock held for read, for as long as the
+ * backend's link_table or set_leaf runs: an unlocked walk can meet that
+ * entry and report a leak that is none.  The write lock waits for every
+ * read-locked fault to store its final value and keeps new ones out, and
+ * no operation holds a reachable SPTE frozen across a release of mmu_lock
+ * (a fault freezes and resolves under one hold of the read lock, a
+ * removal under the write lock; a table being torn down stays frozen,
+ * but only once it is unlinked).  So under the write lock no frozen SPTE
+ * is legitimately reachable and every one the walk finds is a real leak:
+ * the check is as strict as on an idle MMU, and the leaf counts come from
+ * one consistent state.  Stopping the noise thread for each scan would
+ * do too, but the noise must keep changing the trees between the yields
+ * of the walks; the scan is one more write-locked section between them.
+ *
+ * yield_restart_slow starts each scan while a private fault of the noise
+ * thread sleeps in set_leaf, and its hook keeps that fault there while
+ * scanning is set: a scan that did not exclude faults would meet the
+ * frozen leaf every time.  scanning is set only with the write lock
+ * held, when no set_leaf can be running, so the hold never delays the
+ * scan itself.
+ */
+static struct pattern_scan pattern_scan(struct st_env *e, struct noise *noise,
+					bool private)
+{
+	struct pattern_scan s = {
+		.fmt = e->fmt,
+		.type = private ? TDP_ROOT_MIRROR : TDP_ROOT_DIRECT,
+	};
+	bool slow = noise && noise->slow_set_leaf;
+	struct st_tree_count c;
+
+	if (slow)
+		noise_wait_set_leaf(noise);
+	tdp_write_lock(&e->mmu->mmu_lock);
+	if (slow)
+		__atomic_store_n(&noise->scanning, true, __ATOMIC_RELEASE);
+	st_walk_trees(e, pattern_scan_leaf, &s, &c);
+	if (slow)
+		__atomic_store_n(&noise->scanning, false, __ATOMIC_RELEASE);
+	tdp_write_unlock(&e->mmu->mmu_lock);
+	return s;
+}
 
 /* GFNs the noise thread changes: between and beside the pattern. */
 static tdp_gfn_t noise_gfn(uint64_t *rng)
@@ -202,11 +301,14 @@ static void *noise_main(void *arg)
 
 /*
  * One pass of every long walk over the pattern, checking after each that
- * it visited every pattern leaf exactly once.  With @exact, nothing else
- * runs: counts returned by the walks must equal the pattern's.
+ * it visited every pattern leaf exactly once.  Without @noise (NULL),
+ * nothing else runs: counts returned by the walks must equal the
+ * pattern's.
  */
-static void yield_walks(struct st_env *e, struct tdp_vcpu *v, bool exact)
+static void yield_walks(struct st_env *e, struct tdp_vcpu *v,
+			struct noise *noise)
 {
+	const bool exact = !noise;
 	uint64_t *bitmap = calloc(PATTERN_HARVEST_END / 64, sizeof(uint64_t));
 	const uint64_t harvest_pages = 2 * (PATTERN_SMALL * PATTERN_SMALL +
 					    PATTERN_HUGE * ST_PAGES_2M);
@@ -222,12 +324,12 @@ static void yield_walks(struct st_env *e, struct tdp_vcpu *v, bool exact)
 	/* Range zap of the private alias. */
 	ret = tdp_zap_range(e->mmu, 0, PATTERN_END, TDP_ALIAS_PRIVATE);
 	ST_CHECK(ret == 0, "zap_range: %d", ret);
-	s = pattern_scan(e, true);
+	s = pattern_scan(e, noise, true);
 	ST_CHECK(pattern_total(&s) == 0,
 		 "a private zap of the pattern's range left %" PRIu64
 		 " pattern leaves",
 		 pattern_total(&s));
-	s = pattern_scan(e, false);
+	s = pattern_scan(e, noise, false);
 	ST_CHECK(pattern_total(&s) == PATTERN_LEAVES,
 		 "a private zap changed the shared alias (%" PRIu64
 		 " leaves left)",
@@ -238,7 +340,7 @@ static void yield_walks(struct st_env *e, struct tdp_vcpu *v, bool exact)
 	ST_CHECK(exact ? ret == PATTERN_LEAVES : ret >= PATTERN_LEAVES,
 		 "wrprot changed %d leaves, the pattern has %d", ret,
 		 PATTERN_LEAVES);
-	s = pattern_scan(e, false);
+	s = pattern_scan(e, noise, false);
 	ST_CHECK(s.writable == 0, "%" PRIu64 " pattern leaves still writable",
 		 s.writable);
 
@@ -264,7 +366,7 @@ static void yield_walks(struct st_env *e, struct tdp_vcpu *v, bool exact)
 	ret = tdp_split_huge_range(e->mmu, 0, PATTERN_END, TDP_LEVEL_4K,
 				   TDP_ALIAS_SHARED);
 	ST_CHECK(ret == 0, "split: %d", ret);
-	s = pattern_scan(e, false);
+	s = pattern_scan(e, noise, false);
 	ST_CHECK(s.leaves[TDP_LEVEL_2M] == 0 &&
 			 s.leaves[TDP_LEVEL_4K] ==
 				 NR_PATTERN_REGIONS *
@@ -279,7 +381,7 @@ static void yield_walks(struct st_env *e, struct tdp_vcpu *v, bool exact)
 		       : ret >= NR_PATTERN_REGIONS * PATTERN_HUGE,
 		 "recovery made %d huge leaves, expected %d", ret,
 		 NR_PATTERN_REGIONS * PATTERN_HUGE);
-	s = pattern_scan(e, false);
+	s = pattern_scan(e, noise, false);
 	ST_CHECK(s.leaves[TDP_LEVEL_2M] == NR_PATTERN_REGIONS * PATTERN_HUGE,
 		 "after recovery: %" PRIu64 " huge pattern leaves",
 		 s.leaves[TDP_LEVEL_2M]);
@@ -290,14 +392,14 @@ static void yield_walks(struct st_env *e, struct tdp_vcpu *v, bool exact)
 	ST_CHECK(exact ? ret == PATTERN_LEAVES : ret >= PATTERN_LEAVES,
 		 "clear_dirty cleared %d leaves, the pattern has %d", ret,
 		 PATTERN_LEAVES);
-	s = pattern_scan(e, false);
+	s = pattern_scan(e, noise, false);
 	ST_CHECK(s.dirty == 0, "%" PRIu64 " pattern leaves still dirty",
 		 s.dirty);
 
 	/* Zap everything of the direct root. */
 	ret = tdp_zap_all(e->mmu);
 	ST_CHECK(ret == 0, "zap_all: %d", ret);
-	s = pattern_scan(e, false);
+	s = pattern_scan(e, noise, false);
 	ST_CHECK(pattern_total(&s) == 0,
 		 "zap_all left %" PRIu64 " pattern leaves", pattern_total(&s));
 	if (exact) {
@@ -338,6 +440,46 @@ static void yield_walks(struct st_env *e, struct tdp_vcpu *v, bool exact)
 	free(bitmap);
 }
 
+/* The body of yield_restart; @slow_set_leaf makes set_leaf sleep. */
+static void yield_restart_run(const struct st_opts *o, const char *name,
+			      bool slow_set_leaf)
+{
+	struct st_env e = { 0 };
+	struct noise n = { .e = &e, .seed = o->seed };
+	struct st_threads g = { .n = 0 };
+	struct tdp_vcpu *v;
+	struct st_budget b;
+	long passes = 0;
+
+	if (!st_env_init(&e, TDP_MMU_FORCE_YIELD, true, 4096))
+		return;
+	if (slow_set_leaf) {
+		n.slow_set_leaf = true;
+		rec_set_hook(e.rec, noise_slow_set_leaf, &n);
+	}
+	v = race_vcpu(&e);
+	yield_walks(&e, v, NULL);
+	st_check_quiesced(&e);
+
+	st_spawn(&g, noise_main, &n);
+	st_budget_start(&b, o->seconds, o->max_ops);
+	while (st_budget_next(&b) || passes == 0) {
+		yield_walks(&e, v, &n);
+		passes++;
+	}
+	__atomic_store_n(&n.stop, true, __ATOMIC_RELEASE);
+	st_join(&g);
+	printf("races: %s: 1 exact pass, %ld passes with noise\n", name,
+	       passes);
+	if (slow_set_leaf)
+		printf("races: %s: %ld of %ld scans began while a private "
+		       "fault slept in set_leaf\n",
+		       name, n.scans_in_set_leaf, n.scans);
+	tdp_vcpu_destroy(v);
+	st_check_quiesced(&e);
+	st_env_fini(&e);
+}
+
 /*
  * yield_restart - race: an iterator that advances instead of restarting
  * after a yield.
@@ -356,32 +498,22 @@ static void yield_walks(struct st_env *e, struct tdp_vcpu *v, bool exact)
  */
 void race_yield_restart(const struct st_opts *o)
 {
-	struct st_env e = { 0 };
-	struct noise n = { .e = &e, .seed = o->seed };
-	struct st_threads g = { .n = 0 };
-	struct tdp_vcpu *v;
-	struct st_budget b;
-	long passes = 0;
+	yield_restart_run(o, "yield_restart", false);
+}
 
-	if (!st_env_init(&e, TDP_MMU_FORCE_YIELD, true, 4096))
-		return;
-	v = race_vcpu(&e);
-	yield_walks(&e, v, true);
-	st_check_quiesced(&e);
-
-	st_spawn(&g, noise_main, &n);
-	st_budget_start(&b, o->seconds, o->max_ops);
-	while (st_budget_next(&b) || passes == 0) {
-		yield_walks(&e, v, false);
-		passes++;
-	}
-	__atomic_store_n(&n.stop, true, __ATOMIC_RELEASE);
-	st_join(&g);
-	printf("races: yield_restart: 1 exact pass, %ld passes with noise\n",
-	       passes);
-	tdp_vcpu_destroy(v);
-	st_check_quiesced(&e);
-	st_env_fini(&e);
+/*
+ * yield_restart_slow - yield_restart with a private backend whose
+ * set_leaf sleeps YR_SLOW_SET_LEAF_US, and scans that begin while a
+ * private fault of the noise thread sleeps there holding its leaf frozen
+ * under the read lock.  The walks still run against faults that stay in
+ * the backend long enough to span many of their yields, and every scan
+ * between them must still find every pattern leaf and no frozen SPTE:
+ * it has to exclude the faults in flight instead of relying on the
+ * timing of an instant backend.
+ */
+void race_yield_restart_slow(const struct st_opts *o)
+{
+	yield_restart_run(o, "yield_restart_slow", true);
 }
 
 /* ---- yield_progress ---------------------------------------------------------------- */

@@ -38,6 +38,8 @@ static const struct race_test tests[] = {
 	  "a dirty bit lost under the write lock" },
 	{ "yield_restart",      race_yield_restart,
 	  "an iterator that advances instead of restarting after a yield" },
+	{ "yield_restart_slow", race_yield_restart_slow,
+	  "yield_restart with private faults held frozen in a slow set_leaf" },
 	{ "yield_progress",     race_yield_progress,
 	  "a walk that yields without progress" },
 	{ "flush_before_yield", race_flush_before_yield,

@@ -84,6 +84,7 @@ void race_rollback_stale(const struct st_opts *o);
 void race_unlink_waits(const struct st_opts *o);
 void race_dirty_wlock(const struct st_opts *o);
 void race_yield_restart(const struct st_opts *o);
+void race_yield_restart_slow(const struct st_opts *o);
 void race_yield_progress(const struct st_opts *o);
 void race_flush_before_yield(const struct st_opts *o);
 void race_flush_range_base(const struct st_opts *o);
