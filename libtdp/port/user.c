@@ -184,12 +184,7 @@ int tdp_mmu_lock_init(tdp_mmu_lock_t *l, bool force_contended)
 	l->fast_after_ns = have_membarrier ? 0 : INT64_MAX;
 	if (pthread_mutex_init(&l->wait_lock, NULL))
 		return -ENOMEM;
-	if (pthread_cond_init(&l->readers_cv, NULL)) {
-		pthread_mutex_destroy(&l->wait_lock);
-		return -ENOMEM;
-	}
-	if (pthread_cond_init(&l->writers_cv, NULL)) {
-		pthread_cond_destroy(&l->readers_cv);
+	if (pthread_cond_init(&l->wait_cv, NULL)) {
 		pthread_mutex_destroy(&l->wait_lock);
 		return -ENOMEM;
 	}
@@ -204,8 +199,7 @@ int tdp_mmu_lock_init(tdp_mmu_lock_t *l, bool force_contended)
 		ret = pthread_rwlock_init(&l->rw, &attr);
 		pthread_rwlockattr_destroy(&attr);
 		if (ret) {
-			pthread_cond_destroy(&l->writers_cv);
-			pthread_cond_destroy(&l->readers_cv);
+			pthread_cond_destroy(&l->wait_cv);
 			pthread_mutex_destroy(&l->wait_lock);
 			return -ENOMEM;
 		}
@@ -221,8 +215,7 @@ void tdp_mmu_lock_destroy(tdp_mmu_lock_t *l)
 #ifdef TDP_MMU_LOCK_RWLOCK
 	pthread_rwlock_destroy(&l->rw);
 #endif
-	pthread_cond_destroy(&l->writers_cv);
-	pthread_cond_destroy(&l->readers_cv);
+	pthread_cond_destroy(&l->wait_cv);
 	pthread_mutex_destroy(&l->wait_lock);
 }
 
@@ -290,7 +283,50 @@ bool tdp_write_needbreak_slow(tdp_mmu_lock_t *l)
 
 #else /* the per-MMU lock */
 
-/* Wake writers asleep in drain_readers(); after this thread's record no
+/*
+ * Waiting.  A thread whose condition is false spins (unlocked, polling
+ * @events) for up to TDP_LOCK_SPIN_NS, then sleeps on @wait_cv: a
+ * hand-over between a yielding zap and a fault then costs a few cache
+ * misses, not two futex wake-ups.  notify_locked() is called, with
+ * @wait_lock held, by everything that can make a waiter's condition true.
+ */
+static void notify_locked(tdp_mmu_lock_t *l)
+{
+	__atomic_store_n(&l->events, l->events + 1, __ATOMIC_RELEASE);
+	if (l->sleepers)
+		pthread_cond_broadcast(&l->wait_cv);
+}
+
+typedef bool (*wait_cond_fn)(const tdp_mmu_lock_t *l, unsigned int arg);
+
+/* Called and returns with @wait_lock held, @ready true. */
+static void wait_locked(tdp_mmu_lock_t *l, wait_cond_fn ready, unsigned int arg)
+{
+	int64_t deadline = clock_ns(CLOCK_MONOTONIC) + TDP_LOCK_SPIN_NS;
+
+	while (!ready(l, arg)) {
+		unsigned int seen = l->events;
+		bool changed = false;
+
+		if (clock_ns(CLOCK_MONOTONIC) >= deadline) {
+			l->sleepers++;
+			pthread_cond_wait(&l->wait_cv, &l->wait_lock);
+			l->sleepers--;
+			continue;
+		}
+		pthread_mutex_unlock(&l->wait_lock);
+		do {
+			for (int i = 0; i < 64 && !changed; i++) {
+				changed = __atomic_load_n(&l->events,
+							  __ATOMIC_ACQUIRE) != seen;
+				cpu_relax();
+			}
+		} while (!changed && clock_ns(CLOCK_MONOTONIC) < deadline);
+		pthread_mutex_lock(&l->wait_lock);
+	}
+}
+
+/* Wake writers asleep in wait_for_reader(); after this thread's record no
  * longer names the lock. */
 static void wake_drainers(tdp_mmu_lock_t *l)
 {
@@ -300,7 +336,7 @@ static void wake_drainers(tdp_mmu_lock_t *l)
 	if (!__atomic_load_n(&l->drain_waiting, __ATOMIC_RELAXED))
 		return;
 	pthread_mutex_lock(&l->wait_lock);
-	pthread_cond_broadcast(&l->writers_cv);
+	pthread_cond_broadcast(&l->wait_cv);
 	pthread_mutex_unlock(&l->wait_lock);
 }
 
@@ -340,6 +376,12 @@ static bool spin_while_blocked(tdp_mmu_lock_t *l)
 	return false;
 }
 
+/* A queued reader of @phase may enter. */
+static bool reader_admitted(const tdp_mmu_lock_t *l, unsigned int phase)
+{
+	return !l->writer_active && (!l->writers_waiting || l->phase != phase);
+}
+
 /*
  * Queue behind the writer and wait for admission: when a writer unlocks,
  * every reader queued at that moment (an older @phase) is admitted, and
@@ -355,12 +397,11 @@ static void wait_for_admission(tdp_mmu_lock_t *l, struct tdp_port_thread *self)
 	phase = l->phase;
 	__atomic_store_n(&l->readers_waiting, l->readers_waiting + 1,
 			 __ATOMIC_RELAXED);
-	while (l->writer_active || (l->writers_waiting && l->phase == phase))
-		pthread_cond_wait(&l->readers_cv, &l->wait_lock);
+	wait_locked(l, reader_admitted, phase);
 	__atomic_store_n(&l->readers_waiting, l->readers_waiting - 1,
 			 __ATOMIC_RELAXED);
 	if (l->phase != phase && --l->granted == 0)
-		pthread_cond_broadcast(&l->writers_cv);
+		notify_locked(l);
 	__atomic_store_n(&self->reading, l, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&l->wait_lock);
 }
@@ -408,8 +449,11 @@ static void wait_for_reader(tdp_mmu_lock_t *l, struct tdp_port_thread *t)
 			 __ATOMIC_RELAXED);
 	/* Pairs with the fence in wake_drainers(). */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	while (__atomic_load_n(&t->reading, __ATOMIC_ACQUIRE) == l)
-		pthread_cond_wait(&l->writers_cv, &l->wait_lock);
+	while (__atomic_load_n(&t->reading, __ATOMIC_ACQUIRE) == l) {
+		l->sleepers++;
+		pthread_cond_wait(&l->wait_cv, &l->wait_lock);
+		l->sleepers--;
+	}
 	__atomic_store_n(&l->drain_waiting, l->drain_waiting - 1,
 			 __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&l->wait_lock);
@@ -425,6 +469,12 @@ static void drain_readers(tdp_mmu_lock_t *l, struct tdp_port_thread *self)
 		    __atomic_load_n(&t->reading, __ATOMIC_ACQUIRE) == l)
 			wait_for_reader(l, t);
 	}
+}
+
+/* The writer holding @ticket may claim the lock. */
+static bool writer_turn(const tdp_mmu_lock_t *l, unsigned int ticket)
+{
+	return !l->writer_active && !l->granted && ticket == l->serving;
 }
 
 void tdp_write_lock(tdp_mmu_lock_t *l)
@@ -443,8 +493,7 @@ void tdp_write_lock(tdp_mmu_lock_t *l)
 	/* Only the first writer after a FAST period finds it FAST. */
 	was_fast = l->state == TDP_LOCK_FAST;
 	__atomic_store_n(&l->state, TDP_LOCK_BLOCKED, __ATOMIC_SEQ_CST);
-	while (l->writer_active || l->granted || ticket != l->serving)
-		pthread_cond_wait(&l->writers_cv, &l->wait_lock);
+	wait_locked(l, writer_turn, ticket);
 	__atomic_store_n(&l->writers_waiting, l->writers_waiting - 1,
 			 __ATOMIC_RELAXED);
 	l->writer_active = true;
@@ -484,11 +533,8 @@ void tdp_write_unlock(tdp_mmu_lock_t *l)
 		/* Phase-fair: every queued reader goes before the next writer. */
 		l->phase++;
 		l->granted = (unsigned int)l->readers_waiting;
-		pthread_cond_broadcast(&l->readers_cv);
 	}
-	if (l->writers_waiting) {
-		pthread_cond_broadcast(&l->writers_cv);
-	} else {
+	if (!l->writers_waiting) {
 		__atomic_store_n(&l->fast_after_ns,
 				 clock_ns(CLOCK_MONOTONIC_COARSE) +
 					 TDP_LOCK_FAST_AFTER_NS,
@@ -496,6 +542,7 @@ void tdp_write_unlock(tdp_mmu_lock_t *l)
 		/* Release: a reader that sees FENCED sees this section. */
 		__atomic_store_n(&l->state, TDP_LOCK_FENCED, __ATOMIC_RELEASE);
 	}
+	notify_locked(l);
 	pthread_mutex_unlock(&l->wait_lock);
 }
 

@@ -291,9 +291,12 @@ typedef struct tdp_mmu_lock {
 	 * written under @wait_lock. */
 	int64_t fast_after_ns;
 	pthread_mutex_t wait_lock;
-	pthread_cond_t readers_cv; /* queued readers wait for admission */
-	pthread_cond_t writers_cv; /* writers wait for their turn or a drain */
+	pthread_cond_t wait_cv; /* sleeping readers and writers */
+	/* Bumped under @wait_lock whenever a waiter's condition may have
+	 * become true; atomic, so that waiters spin on it unlocked. */
+	unsigned int events;
 	/* Protected by @wait_lock: */
+	unsigned int sleepers;   /* threads in pthread_cond_wait(@wait_cv) */
 	bool writer_active;      /* a writer holds the lock or drains readers */
 	unsigned int phase;      /* bumped when a writer admits queued readers */
 	unsigned int granted;    /* readers admitted that have not entered */
