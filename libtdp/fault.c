@@ -112,9 +112,10 @@ int tdp_vcpu_load_root(struct tdp_vcpu *vcpu, enum tdp_alias alias,
 static bool fault_is_stale(const struct tdp_mmu *mmu, tdp_gfn_t gfn,
 			   uint64_t pages, uint64_t seq)
 {
+	/* Acquire: a span from after an end comes with that end's seq. */
 	if (tdp_atomic64_read_acquire(&mmu->inval_in_progress) &&
-	    gfn + pages > tdp_atomic64_read(&mmu->inval_start) &&
-	    gfn < tdp_atomic64_read(&mmu->inval_end))
+	    gfn + pages > tdp_atomic64_read_acquire(&mmu->inval_start) &&
+	    gfn < tdp_atomic64_read_acquire(&mmu->inval_end))
 		return true;
 	return tdp_atomic64_read_acquire(&mmu->inval_seq) != seq;
 }

@@ -122,11 +122,18 @@ struct tdp_mmu {
 	struct tdp_root *valid_root[TDP_NR_ROOT_TYPES];
 
 	/*
-	 * Invalidation: the running invalidations (a list), how many, and
-	 * the span covering them.  Written under mmu_lock held for write,
-	 * read under the read lock (atomics, as tdp_mmu_seq() reads seq
-	 * locklessly).
+	 * Invalidation: the running invalidations (a list, protected by
+	 * inval_mutex), and, published from it under inval_mutex with
+	 * release stores, how many run, the span covering them and the
+	 * sequence.  Faults read the published words with acquire loads
+	 * under the read lock; tdp_mmu_seq() reads seq locklessly.
+	 * tdp_invalidate_end() advances seq before it publishes the smaller
+	 * span, so a fault that sees the range gone also sees the new seq.
+	 * No mmu_lock is needed: a fault that missed a begin's publication
+	 * was inside mmu_lock when the caller's zap took it for write, so
+	 * the zap removes what that fault installed.
 	 */
+	tdp_mutex_t inval_mutex;
 	struct tdp_inval *invals;
 	uint64_t inval_seq;
 	uint64_t inval_in_progress;

@@ -88,6 +88,7 @@ int tdp_mmu_create(const struct tdp_mmu_config *cfg, struct tdp_mmu **out)
 	}
 	tdp_mutex_init(&mmu->roots_mutex);
 	tdp_mutex_init(&mmu->vcpus_mutex);
+	tdp_mutex_init(&mmu->inval_mutex);
 
 	ret = tdp_root_create_initial(mmu, TDP_ROOT_DIRECT);
 	if (!ret && mmu->has_mirror)
@@ -173,12 +174,15 @@ int tdp_mmu_teardown(struct tdp_mmu *mmu)
 	}
 	tdp_flag_set(&mmu->torn_down, true);
 	teardown_roots_locked(mmu);
+	/* A begin that ran before torn_down was set left its entry here. */
+	tdp_mutex_lock(&mmu->inval_mutex);
 	while (mmu->invals) {
 		struct tdp_inval *iv = mmu->invals;
 
 		mmu->invals = iv->next;
 		tdp_free(iv);
 	}
+	tdp_mutex_unlock(&mmu->inval_mutex);
 	tdp_write_unlock(&mmu->mmu_lock);
 	wait_for_root_zappers(mmu);
 	/* Every table and root freed by the zaps is gone after this. */
@@ -192,6 +196,7 @@ void tdp_mmu_destroy(struct tdp_mmu *mmu)
 		return;
 	TDP_WARN_ON(mmu->nr_vcpus != 0);
 	tdp_mmu_teardown(mmu);
+	tdp_mutex_destroy(&mmu->inval_mutex);
 	tdp_mutex_destroy(&mmu->vcpus_mutex);
 	tdp_mutex_destroy(&mmu->roots_mutex);
 	tdp_mmu_lock_destroy(&mmu->mmu_lock);
@@ -270,7 +275,7 @@ uint64_t tdp_mmu_seq(const struct tdp_mmu *mmu)
 	return mmu ? tdp_atomic64_read_acquire(&mmu->inval_seq) : 0;
 }
 
-/* Publish the span of all running invalidations; write lock held. */
+/* Publish the span of all running invalidations; inval_mutex held. */
 static void inval_publish_locked(struct tdp_mmu *mmu)
 {
 	tdp_gfn_t start = ~0ULL, end = 0;
@@ -280,8 +285,8 @@ static void inval_publish_locked(struct tdp_mmu *mmu)
 		start = iv->start < start ? iv->start : start;
 		end = iv->end > end ? iv->end : end;
 	}
-	tdp_atomic64_set(&mmu->inval_start, n ? start : 0);
-	tdp_atomic64_set(&mmu->inval_end, end);
+	tdp_atomic64_set_release(&mmu->inval_start, n ? start : 0);
+	tdp_atomic64_set_release(&mmu->inval_end, end);
 	tdp_atomic64_set_release(&mmu->inval_in_progress, n);
 }
 
@@ -299,7 +304,7 @@ int tdp_invalidate_begin(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end)
 	iv->start = start;
 	iv->end = end;
 
-	tdp_write_lock(&mmu->mmu_lock);
+	tdp_mutex_lock(&mmu->inval_mutex);
 	ret = tdp_mmu_usable(mmu);
 	if (!ret) {
 		iv->next = mmu->invals;
@@ -307,7 +312,7 @@ int tdp_invalidate_begin(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end)
 		inval_publish_locked(mmu);
 		iv = NULL;
 	}
-	tdp_write_unlock(&mmu->mmu_lock);
+	tdp_mutex_unlock(&mmu->inval_mutex);
 	tdp_free(iv);
 	return ret;
 }
@@ -319,7 +324,7 @@ int tdp_invalidate_end(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end)
 
 	if (!mmu || start >= end || end > mmu->gfn_limit)
 		return -EINVAL;
-	tdp_write_lock(&mmu->mmu_lock);
+	tdp_mutex_lock(&mmu->inval_mutex);
 	ret = tdp_mmu_usable(mmu);
 	if (!ret) {
 		struct tdp_inval **pp;
@@ -339,7 +344,7 @@ int tdp_invalidate_end(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end)
 			ret = -EINVAL;
 		}
 	}
-	tdp_write_unlock(&mmu->mmu_lock);
+	tdp_mutex_unlock(&mmu->inval_mutex);
 	tdp_free(iv);
 	return ret;
 }

@@ -72,7 +72,9 @@ TDP_API int tdp_zap_convert_to_private(struct tdp_mmu *mmu, tdp_gfn_t start,
  * advances the sequence read by tdp_mmu_seq(), so a fault that resolved
  * its PFN before the end also retries.  Ranges may nest and overlap; the
  * caller zaps the range (usually with tdp_zap_host_unmap) in between.
- * Lock: each takes mmu_lock for write briefly.
+ * Lock: takes no mmu_lock (a per-MMU mutex orders begins and ends), so
+ * faults keep running; the zap in between takes mmu_lock for write and so
+ * waits for every fault that started before the begin.
  * tdp_invalidate_end() must name exactly the range of a running begin.
  * Returns 0; -EINVAL (NULL, bad range, end without a begin of the same
  * range); -ENOMEM (begin only, nothing changed); -EIO; -ESHUTDOWN.
