@@ -274,6 +274,19 @@ void tdp_write_lock(tdp_mmu_lock_t *l);
 void tdp_write_unlock(tdp_mmu_lock_t *l);
 
 /*
+ * The lock's view of a thread: nothing to record.  Every kernel task is
+ * known to RCU, and the rw_semaphore keeps no per-task state, so kernel
+ * tasks need no registration.
+ */
+static inline void tdp_port_thread_register(void)
+{
+}
+
+static inline void tdp_port_thread_unregister(void)
+{
+}
+
+/*
  * True when the holder should let others in: the scheduler wants the CPU
  * back, or a task waits for the lock in a mode the holder blocks (a
  * writer, for a read holder; anyone, for the write holder).
@@ -400,6 +413,22 @@ static inline void tdp_rcu_thread_unregister(void)
 /* Recover the embedding object in a callback. */
 #define tdp_rcu_head_container(rh, type, member) \
 	container_of(container_of(rh, struct tdp_rcu_head, head), type, member)
+
+/* ---- lockless walks ------------------------------------------------------ */
+
+/*
+ * tdp_walk_enter()/tdp_walk_exit(): bracket a lockless walk, an RCU
+ * read-side section; no mmu_lock may be taken inside.
+ */
+static inline void tdp_walk_enter(void)
+{
+	rcu_read_lock();
+}
+
+static inline void tdp_walk_exit(void)
+{
+	rcu_read_unlock();
+}
 
 /* ---- memory -------------------------------------------------------------- */
 
