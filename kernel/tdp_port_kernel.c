@@ -28,6 +28,24 @@ EXPORT_SYMBOL_GPL(tdp_port_invariant_failures);
 
 /* ---- mmu_lock ------------------------------------------------------------ */
 
+/*
+ * The lock's functions and the misuse count are exported for the
+ * self-test (selftest/st_lock.c), which takes an MMU's mmu_lock the way
+ * the engine does.
+ */
+static atomic_long_t lock_misuses = ATOMIC_LONG_INIT(0);
+
+void tdp_port_lock_misused(void)
+{
+	atomic_long_inc(&lock_misuses);
+}
+
+long tdp_port_lock_misuses(void)
+{
+	return atomic_long_read(&lock_misuses);
+}
+EXPORT_SYMBOL_GPL(tdp_port_lock_misuses);
+
 int tdp_mmu_lock_init(tdp_mmu_lock_t *l, bool force_contended)
 {
 	init_rwsem(&l->rw);
@@ -35,52 +53,128 @@ int tdp_mmu_lock_init(tdp_mmu_lock_t *l, bool force_contended)
 	atomic_set(&l->readers_waiting, 0);
 	atomic_set(&l->readers, 0);
 	l->writer = NULL;
+	l->refused = 0;
 	l->force_contended = force_contended;
 	return 0;
 }
+EXPORT_SYMBOL_GPL(tdp_mmu_lock_init);
 
 void tdp_mmu_lock_destroy(tdp_mmu_lock_t *l)
 {
 	TDP_WARN_ON(rwsem_is_locked(&l->rw));
 }
+EXPORT_SYMBOL_GPL(tdp_mmu_lock_destroy);
 
 /*
- * Try first, so that only a task that really blocks is counted as
+ * The misuse checks of an acquisition (see tdp_port_kernel.h).  Returns
+ * false when the acquisition is refused: the caller already holds @l for
+ * write, which is then counted so that the matching unlock releases
+ * nothing.  Otherwise sets *may_sleep to whether the task may wait for
+ * the lock by sleeping.
+ */
+static bool lock_allowed(tdp_mmu_lock_t *l, bool *may_sleep)
+{
+	if (unlikely(READ_ONCE(l->writer) == current)) {
+		tdp_port_lock_misuse("mmu_lock taken by a task that already "
+				     "holds it for write (locks never nest); "
+				     "refused");
+		l->refused++;
+		return false;
+	}
+	*may_sleep = true;
+	if (likely(!tdp_port_may_not_sleep()))
+		return true;
+	if (rcu_preempt_depth())
+		tdp_port_lock_misuse("mmu_lock (a sleeping lock) taken inside "
+				     "tdp_walk_begin()/tdp_walk_end() or another "
+				     "RCU read-side section; taken anyway");
+	else
+		tdp_port_lock_misuse("mmu_lock (a sleeping lock) taken in "
+				     "atomic context (preemption or interrupts "
+				     "off, or a non-preemptible RCU reader); "
+				     "taken by spinning");
+	*may_sleep = preemptible();
+	return true;
+}
+
+/*
+ * Try first, so that only a task that really waits is counted as
  * waiting: a holder's needbreak then means someone is stuck behind it.
+ * A task that must not sleep spins on the trylock instead.
  */
 void tdp_read_lock(tdp_mmu_lock_t *l)
 {
+	bool may_sleep;
+
+	if (!lock_allowed(l, &may_sleep))
+		return;
 	if (!down_read_trylock(&l->rw)) {
 		atomic_inc(&l->readers_waiting);
-		down_read(&l->rw);
+		if (may_sleep)
+			down_read(&l->rw);
+		else
+			while (!down_read_trylock(&l->rw))
+				cpu_relax();
 		atomic_dec(&l->readers_waiting);
 	}
 	atomic_inc(&l->readers);
 }
+EXPORT_SYMBOL_GPL(tdp_read_lock);
 
 void tdp_read_unlock(tdp_mmu_lock_t *l)
 {
-	TDP_ASSERT(atomic_read(&l->readers) > 0);
-	atomic_dec(&l->readers);
+	if (unlikely(READ_ONCE(l->writer) == current)) {
+		if (l->refused) {
+			l->refused--;
+			return;
+		}
+		tdp_port_lock_misuse("read unlock of an mmu_lock this task "
+				     "holds for write; refused");
+		return;
+	}
+	if (unlikely(atomic_dec_if_positive(&l->readers) < 0)) {
+		tdp_port_lock_misuse("read unlock of an mmu_lock no task holds "
+				     "for read; refused");
+		return;
+	}
 	up_read(&l->rw);
 }
+EXPORT_SYMBOL_GPL(tdp_read_unlock);
 
 void tdp_write_lock(tdp_mmu_lock_t *l)
 {
+	bool may_sleep;
+
+	if (!lock_allowed(l, &may_sleep))
+		return;
 	if (!down_write_trylock(&l->rw)) {
 		atomic_inc(&l->writers_waiting);
-		down_write(&l->rw);
+		if (may_sleep)
+			down_write(&l->rw);
+		else
+			while (!down_write_trylock(&l->rw))
+				cpu_relax();
 		atomic_dec(&l->writers_waiting);
 	}
 	WRITE_ONCE(l->writer, current);
 }
+EXPORT_SYMBOL_GPL(tdp_write_lock);
 
 void tdp_write_unlock(tdp_mmu_lock_t *l)
 {
-	TDP_ASSERT(READ_ONCE(l->writer) == current);
+	if (unlikely(READ_ONCE(l->writer) != current)) {
+		tdp_port_lock_misuse("write unlock of an mmu_lock this task "
+				     "does not hold for write; refused");
+		return;
+	}
+	if (l->refused) {
+		l->refused--;
+		return;
+	}
 	WRITE_ONCE(l->writer, NULL);
 	up_write(&l->rw);
 }
+EXPORT_SYMBOL_GPL(tdp_write_unlock);
 
 bool tdp_port_lock_held_read(tdp_mmu_lock_t *l)
 {

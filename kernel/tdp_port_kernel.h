@@ -7,23 +7,47 @@
  *   atomics   SPTE words with READ_ONCE/WRITE_ONCE, smp_load_acquire/
  *             smp_store_release, try_cmpxchg64 and xchg; int, bool and
  *             counter fields through atomic_t / atomic64_t views
- *   mmu_lock  an rw_semaphore plus counts of waiting readers and writers
- *             (for tdp_mmu_lock_needbreak) and the identity of the write
- *             holder (for the lock assertions)
+ *   mmu_lock  an rw_semaphore per MMU plus counts of waiting readers and
+ *             writers (for tdp_mmu_lock_needbreak) and the identity of the
+ *             write holder (for the lock assertions and the misuse
+ *             checks, which run in every build: see "mmu_lock" below)
  *   RCU       rcu_read_lock, call_rcu, rcu_barrier; no thread registration
+ *   walks     tdp_walk_begin()/tdp_walk_end() are rcu_read_lock() and
+ *             rcu_read_unlock()
  *   memory    table pages from the page allocator, their private pointer
  *             in struct page's private field, metadata and backend pages
  *             from kmalloc
  *   logging   pr_err/pr_warn; broken invariants and assertions are
  *             WARN_ONCE and are also counted (tdp_port_invariant_failures)
  *
- * Context rules the kernel adds to the engine's contract: every walk runs
- * inside rcu_read_lock() with mmu_lock held, so the private backend's
- * callbacks and the host TLB callbacks must not sleep (no mutex, no
- * GFP_KERNEL allocation, no msleep; spinlocks, udelay and SEAMCALLs are
- * fine).  Every public call may sleep (it takes mmu_lock, an rw_semaphore,
- * and allocates with GFP_KERNEL_ACCOUNT): call the API from process
- * context only.
+ * The callback contract in kernel terms.  The engine calls every host
+ * callback and every private backend callback with mmu_lock held and
+ * inside rcu_read_lock(), always:
+ *
+ *   link_table, set_leaf               mmu_lock held for read
+ *   remove_leaf, free_table            mmu_lock held for write
+ *   flush_range, flush_all, mark_dirty held for read or for write (what
+ *                                      the operation holds)
+ *
+ * So a callback must not sleep or block: no mutex, no rw_semaphore (no
+ * mmu_lock of any MMU, hence no libtdp call: the port reports one), no
+ * GFP_KERNEL allocation, no msleep, wait_event or synchronize_rcu.  It
+ * may take spinlocks, spin or udelay for a bounded time, send IPIs and
+ * issue SEAMCALLs (answering a busy one with -EBUSY rather than waiting
+ * for it).  It must not wait for anything that needs this MMU's
+ * mmu_lock: with the lock held for write, every other user of the MMU
+ * waits behind the callback.  (In user space docs/BACKEND.md allows
+ * blocking; the kernel's RCU does not.)
+ *
+ * Every public call may sleep (it takes mmu_lock, an rw_semaphore, and
+ * allocates with GFP_KERNEL_ACCOUNT): call the API from process context
+ * only, outside RCU read-side sections and spinlocks.
+ *
+ * The kernel port keeps the user port's guarantees: a writer waits only
+ * for its own MMU's readers, writers are not starved by readers (both by
+ * the rw_semaphore's design), and misuse that would break mutual
+ * exclusion is caught in every build, or by lockdep where the kernel
+ * cannot tell cheaply (see "mmu_lock" below).
  *
  * Out-of-line parts live in kernel/tdp_port_kernel.c.
  */
@@ -251,9 +275,60 @@ static inline void tdp_flag_set(bool *p, bool v)
 /* ---- mmu_lock ------------------------------------------------------------ */
 
 /*
- * An rw_semaphore (writers are not starved by a stream of readers), plus
- * counts of tasks blocked on it so that long walks can tell when to
- * yield, plus what the lock assertions need.
+ * An rw_semaphore per MMU, plus counts of tasks blocked on it so that long
+ * walks can tell when to yield, plus what the lock assertions and the
+ * misuse checks need.
+ *
+ * The user port's guarantees hold by the rw_semaphore's design: a writer
+ * waits only for the readers of its own MMU (one semaphore per MMU,
+ * nothing process-wide); a waiting writer makes later readers queue
+ * behind it and, after a few milliseconds, has the lock handed off to it,
+ * so a stream of readers cannot starve it; when a writer leaves, the
+ * readers queued at the head of the queue are admitted together.
+ *
+ * Misuse that would break mutual exclusion, or deadlock, is reported in
+ * every build (not only with lockdep): a WARN_ONCE per rule naming it,
+ * and every occurrence counted (tdp_port_lock_misuses()).  A warning and
+ * a safe outcome rather than BUG(): the lock functions return nothing the
+ * engine could act on, and killing the task would leave whatever it holds
+ * held forever.  Then:
+ *
+ *   lock inside tdp_walk_begin()/tdp_walk_end() or another RCU read-side
+ *   section, or in atomic context (mmu_lock is a sleeping lock)
+ *       The lock is still taken, because the engine's caller cannot be
+ *       told no and running its section unlocked would break exclusion.
+ *       Where preemption is enabled (a preemptible-RCU reader, which is
+ *       what tdp_walk_begin() is in a CONFIG_PREEMPT_RCU kernel) it is
+ *       taken normally: such a reader may block (RCU only waits longer
+ *       for it, and the kernel warns of the voluntary context switch; the
+ *       engine never waits for a grace period with mmu_lock held, so
+ *       nothing deadlocks).  With preemption or interrupts disabled the
+ *       task must not
+ *       call the scheduler at all, so it spins on the trylock instead of
+ *       sleeping.
+ *   lock (read or write) by the task that holds it for write
+ *       Refused: the task already excludes everyone, so its section runs
+ *       as exclusive as it asked; the matching unlock is then a no-op.
+ *       Taking it would deadlock the task on itself.
+ *   write unlock by a task that does not hold it for write
+ *   read unlock by the write holder, or when no task holds it for read
+ *       Refused (nothing released): releasing would let another task in
+ *       beside the real holder.
+ *   tdp_walk_end() outside every RCU read-side section
+ *       Refused: an unmatched rcu_read_unlock() corrupts the task's RCU
+ *       nesting.
+ *
+ * Not detected without lockdep, because the kernel keeps no cheap record
+ * of which tasks hold an rw_semaphore for read: a lock taken by a task
+ * that holds the same mmu_lock for read (nested reads deadlock as soon as
+ * a writer queues between them; a write inside a read always does), a
+ * lock taken while holding another MMU's mmu_lock, and a read unlock by a
+ * task that is not one of the readers.  CONFIG_PROVE_LOCKING reports all
+ * of them: every mmu_lock is initialised at one site, so all share one
+ * lock class, and lockdep reports any nesting of that class (even across
+ * MMUs) and any unbalanced release.  Without lockdep a deadlock shows as
+ * hung tasks (the hung-task detector names them after 120 s).
+ *
  */
 typedef struct {
 	struct rw_semaphore rw;
@@ -263,6 +338,11 @@ typedef struct {
 	atomic_t readers;
 	/* The write holder, or NULL; written by the holder only. */
 	struct task_struct *writer;
+	/*
+	 * Acquisitions refused to the write holder (it already held the
+	 * lock); their unlocks release nothing.  Written by the holder only.
+	 */
+	unsigned int refused;
 	bool force_contended; /* set at init: every needbreak says yes */
 } tdp_mmu_lock_t;
 
@@ -274,9 +354,33 @@ void tdp_write_lock(tdp_mmu_lock_t *l);
 void tdp_write_unlock(tdp_mmu_lock_t *l);
 
 /*
- * True when the holder should let others in: the scheduler wants the CPU
- * back, or a task waits for the lock in a mode the holder blocks (a
- * writer, for a read holder; anyone, for the write holder).
+ * The lock's view of a thread: nothing to record.  Every kernel task is
+ * known to RCU, and the rw_semaphore keeps no per-task state, so kernel
+ * tasks need no registration.
+ */
+static inline void tdp_port_thread_register(void)
+{
+}
+
+static inline void tdp_port_thread_unregister(void)
+{
+}
+
+/* Misuse of mmu_lock or of a walk detected so far (any MMU, any task). */
+void tdp_port_lock_misused(void);
+long tdp_port_lock_misuses(void);
+
+/* Report one misuse: counted every time, a warning once per rule. */
+#define tdp_port_lock_misuse(rule)                                   \
+	do {                                                         \
+		tdp_port_lock_misused();                             \
+		WARN_ONCE(1, "libtdp: mmu_lock misuse: %s\n", rule); \
+	} while (0)
+
+/*
+ * True when a task waits for the lock in a mode the holder blocks (a
+ * writer, for a read holder; anyone, for the write holder) or the
+ * scheduler wants the CPU back.
  */
 static inline bool tdp_mmu_lock_needbreak(tdp_mmu_lock_t *l, bool shared)
 {
@@ -311,6 +415,19 @@ static inline bool tdp_port_in_rcu_reader(void)
 #else
 	return !IS_ENABLED(CONFIG_PREEMPT_COUNT) || preempt_count() != 0;
 #endif
+}
+
+/*
+ * True when the task certainly must not sleep: inside a preemptible-RCU
+ * read-side section (so inside tdp_walk_begin()), with preemption or
+ * interrupts disabled, or in interrupt context.  A non-preemptible-RCU
+ * reader counts when the kernel keeps a preemption count; without one
+ * (CONFIG_PREEMPT_COUNT=n) only interrupt context is visible.
+ */
+static inline bool tdp_port_may_not_sleep(void)
+{
+	return rcu_preempt_depth() != 0 || preempt_count() != 0 ||
+	       irqs_disabled();
 }
 
 /*
@@ -400,6 +517,34 @@ static inline void tdp_rcu_thread_unregister(void)
 /* Recover the embedding object in a callback. */
 #define tdp_rcu_head_container(rh, type, member) \
 	container_of(container_of(rh, struct tdp_rcu_head, head), type, member)
+
+/* ---- lockless walks ------------------------------------------------------ */
+
+/*
+ * tdp_walk_enter()/tdp_walk_exit(): bracket a lockless walk, an RCU
+ * read-side section; no mmu_lock may be taken inside (tdp_read_lock()
+ * and tdp_write_lock() report it, see mmu_lock above).
+ */
+static inline void tdp_walk_enter(void)
+{
+	rcu_read_lock();
+}
+
+/*
+ * An exit with no RCU read-side section to end is refused: an unmatched
+ * rcu_read_unlock() would leave the task's later readers unprotected.
+ * Detected where the kernel tells (preemptible RCU, or a preemption
+ * count); elsewhere it cannot be seen.
+ */
+static inline void tdp_walk_exit(void)
+{
+	if (unlikely(!tdp_port_in_rcu_reader())) {
+		tdp_port_lock_misuse("tdp_walk_end() without tdp_walk_begin(); "
+				     "refused");
+		return;
+	}
+	rcu_read_unlock();
+}
 
 /* ---- memory -------------------------------------------------------------- */
 

@@ -8,7 +8,8 @@
  * prints one line per test and a final "N passed, M failed" line.
  *
  * Tests use only the public API (include/tdp/), plus the engine's
- * internal header for white-box lock checks in the test backend.
+ * internal header and the port's mmu_lock names for white-box lock checks
+ * (the test backend, st_lock.c).
  */
 #ifndef TDP_SELFTEST_H
 #define TDP_SELFTEST_H
@@ -28,6 +29,8 @@ struct st {
 	const char *name;
 	atomic_t failed_checks; /* any thread of the test may fail a check */
 	u64 seed;		/* per test, derived from the module's seed */
+	/* mmu_lock misuses the test provokes on purpose (test thread only). */
+	long expected_misuses;
 };
 
 /* Record a failed check; prints the first few of each test. */
@@ -265,6 +268,8 @@ extern const struct st_case st_mirror_cases[];
 extern const unsigned int st_mirror_nr_cases;
 extern const struct st_case st_stress_cases[];
 extern const unsigned int st_stress_nr_cases;
+extern const struct st_case st_lock_cases[];
+extern const unsigned int st_lock_nr_cases;
 
 /* Module parameters (st_main.c). */
 extern unsigned int st_stress_ms;

@@ -1,16 +1,17 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * tdp_selftest.ko: at load time, a kernel thread runs every test of
- * st_engine.c, st_mirror.c and st_stress.c in turn and prints
+ * st_engine.c, st_mirror.c, st_stress.c and st_lock.c in turn and prints
  *
  *   tdp_selftest: ok   <name> (<ms> ms)
  *   tdp_selftest: FAIL <name> (<n> checks failed)
  *
  * one line per test, then "tdp_selftest: N passed, M failed".  Loading
  * returns once that line is printed; it succeeds whatever the result (the
- * line is the result).  A test fails if one of its checks fails or if the
+ * line is the result).  A test fails if one of its checks fails, if the
  * engine reported a broken invariant (TDP_WARN_ON / TDP_ASSERT) while it
- * ran.
+ * ran, or if the port caught a misuse of mmu_lock the test did not
+ * provoke on purpose.
  *
  * Parameters: seed (0: a random one, printed), stress_ms (time budget of
  * the stress test), stress_vcpus, filter (run only tests whose name
@@ -151,6 +152,7 @@ static const struct st_group groups[] = {
 	{ st_engine_cases, &st_engine_nr_cases },
 	{ st_mirror_cases, &st_mirror_nr_cases },
 	{ st_stress_cases, &st_stress_nr_cases },
+	{ st_lock_cases, &st_lock_nr_cases },
 };
 
 static struct {
@@ -163,6 +165,7 @@ static bool run_case(const struct st_case *c, u64 case_seed)
 {
 	struct st t = { .name = c->name, .seed = case_seed };
 	long warnings = tdp_port_invariant_failures();
+	long misuses = tdp_port_lock_misuses();
 	u64 start = ktime_get_ns();
 	unsigned long ms;
 	long broken;
@@ -173,6 +176,11 @@ static bool run_case(const struct st_case *c, u64 case_seed)
 	if (broken)
 		st_fail(&t, __FILE__, __LINE__,
 			"the engine reported %ld broken invariants", broken);
+	misuses = tdp_port_lock_misuses() - misuses;
+	if (misuses != t.expected_misuses)
+		st_fail(&t, __FILE__, __LINE__,
+			"the port caught %ld mmu_lock misuses, %ld expected",
+			misuses, t.expected_misuses);
 	ms = (unsigned long)div_u64(ktime_get_ns() - start, NSEC_PER_MSEC);
 	if (!st_failed(&t)) {
 		pr_info("tdp_selftest: ok   %s (%lu ms)\n", c->name, ms);
@@ -233,4 +241,5 @@ module_init(tdp_selftest_init);
 module_exit(tdp_selftest_exit);
 
 MODULE_LICENSE("GPL");
-MODULE_DESCRIPTION("libtdp self-test: engine, mirror freeze protocol, stress");
+MODULE_DESCRIPTION(
+	"libtdp self-test: engine, mirror freeze protocol, stress, mmu_lock");
