@@ -62,11 +62,15 @@ void tdp_port_assert_fail(const char *cond, const char *file, int line)
  *                         a queued reader.  Queued readers have already
  *                         spun TDP_LOCK_SPIN_NS, so a reader waits at most
  *                         about their sum for a long zap.
+ * TDP_LOCK_ADMIT_SPIN_NS  how long a queued reader polls before it sleeps:
+ *                         longer than TDP_LOCK_HOLD_NS, so that the hand-over
+ *                         from a yielding zap finds it awake.
  * TDP_LOCK_FAST_AFTER_NS  how long a lock stays FENCED after its last
  *                         writer before readers return it to FAST.
  */
 #define TDP_LOCK_SPIN_NS 20000
 #define TDP_LOCK_HOLD_NS 50000
+#define TDP_LOCK_ADMIT_SPIN_NS 100000
 #define TDP_LOCK_FAST_AFTER_NS 4000000
 
 __thread struct tdp_port_thread *tdp_port_self
@@ -299,10 +303,12 @@ static void notify_locked(tdp_mmu_lock_t *l)
 
 typedef bool (*wait_cond_fn)(const tdp_mmu_lock_t *l, unsigned int arg);
 
-/* Called and returns with @wait_lock held, @ready true. */
-static void wait_locked(tdp_mmu_lock_t *l, wait_cond_fn ready, unsigned int arg)
+/* Called and returns with @wait_lock held, @ready true; spins for up to
+ * @spin_ns before it sleeps. */
+static void wait_locked(tdp_mmu_lock_t *l, wait_cond_fn ready, unsigned int arg,
+			int64_t spin_ns)
 {
-	int64_t deadline = clock_ns(CLOCK_MONOTONIC) + TDP_LOCK_SPIN_NS;
+	int64_t deadline = clock_ns(CLOCK_MONOTONIC) + spin_ns;
 
 	while (!ready(l, arg)) {
 		unsigned int seen = l->events;
@@ -326,15 +332,16 @@ static void wait_locked(tdp_mmu_lock_t *l, wait_cond_fn ready, unsigned int arg)
 	}
 }
 
-/* Wake writers asleep in wait_for_reader(); after this thread's record no
- * longer names the lock. */
+/*
+ * Wake writers asleep in wait_for_reader(); called once this thread's
+ * record no longer names the lock and @drain_waiting was seen set.  The
+ * reader's side of that check has no fence: a writer sets @drain_waiting
+ * and calls membarrier before it looks at the record a last time and
+ * sleeps, so either it sees the record cleared or the reader sees the
+ * flag (the asymmetric Dekker pattern again).
+ */
 static void wake_drainers(tdp_mmu_lock_t *l)
 {
-	/* Pairs with the fence in wait_for_reader(): one of the two sees the
-	 * other's store. */
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-	if (!__atomic_load_n(&l->drain_waiting, __ATOMIC_RELAXED))
-		return;
 	pthread_mutex_lock(&l->wait_lock);
 	pthread_cond_broadcast(&l->wait_cv);
 	pthread_mutex_unlock(&l->wait_lock);
@@ -345,10 +352,18 @@ void tdp_read_unlock_slow(tdp_mmu_lock_t *l)
 	wake_drainers(l);
 }
 
-/* A FENCED lock whose last writer left long enough ago turns FAST. */
-static void maybe_return_to_fast(tdp_mmu_lock_t *l)
+/*
+ * A FENCED lock whose last writer left long enough ago turns FAST.  The
+ * clock is read on every 64th FENCED read lock of a thread only.
+ */
+static void maybe_return_to_fast(tdp_mmu_lock_t *l,
+				 struct tdp_port_thread *self)
 {
-	int64_t now = clock_ns(CLOCK_MONOTONIC_COARSE);
+	int64_t now;
+
+	if (++self->fenced_reads % 64)
+		return;
+	now = clock_ns(CLOCK_MONOTONIC_COARSE);
 
 	if (now < __atomic_load_n(&l->fast_after_ns, __ATOMIC_RELAXED))
 		return;
@@ -397,7 +412,9 @@ static void wait_for_admission(tdp_mmu_lock_t *l, struct tdp_port_thread *self)
 	phase = l->phase;
 	__atomic_store_n(&l->readers_waiting, l->readers_waiting + 1,
 			 __ATOMIC_RELAXED);
-	wait_locked(l, reader_admitted, phase);
+	/* Outlast the holder's TDP_LOCK_HOLD_NS: a sleeping reader would
+	 * turn each hand-over into two futex wake-ups. */
+	wait_locked(l, reader_admitted, phase, TDP_LOCK_ADMIT_SPIN_NS);
 	__atomic_store_n(&l->readers_waiting, l->readers_waiting - 1,
 			 __ATOMIC_RELAXED);
 	if (l->phase != phase && --l->granted == 0)
@@ -415,14 +432,16 @@ void tdp_read_lock_slow(tdp_mmu_lock_t *l, struct tdp_port_thread *self)
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
 		state = __atomic_load_n(&l->state, __ATOMIC_ACQUIRE);
 		if (state == TDP_LOCK_FENCED) {
-			maybe_return_to_fast(l);
+			maybe_return_to_fast(l, self);
 			return;
 		}
 		if (state == TDP_LOCK_FAST)
 			return;
 		/* BLOCKED: withdraw, and wake a writer that saw us. */
 		__atomic_store_n(&self->reading, NULL, __ATOMIC_RELEASE);
-		wake_drainers(l);
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&l->drain_waiting, __ATOMIC_RELAXED))
+			wake_drainers(l);
 		if (!spin_while_blocked(l)) {
 			wait_for_admission(l, self);
 			return;
@@ -444,11 +463,18 @@ static void wait_for_reader(tdp_mmu_lock_t *l, struct tdp_port_thread *t)
 		}
 	} while (clock_ns(CLOCK_MONOTONIC) < deadline);
 
+	/* Without membarrier readers do not look at @drain_waiting safely:
+	 * keep polling, letting other threads run. */
+	if (!have_membarrier) {
+		while (__atomic_load_n(&t->reading, __ATOMIC_ACQUIRE) == l)
+			sched_yield();
+		return;
+	}
 	pthread_mutex_lock(&l->wait_lock);
 	__atomic_store_n(&l->drain_waiting, l->drain_waiting + 1,
 			 __ATOMIC_RELAXED);
-	/* Pairs with the fence in wake_drainers(). */
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	/* Pairs with the reader's unlock: see wake_drainers(). */
+	syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
 	while (__atomic_load_n(&t->reading, __ATOMIC_ACQUIRE) == l) {
 		l->sleepers++;
 		pthread_cond_wait(&l->wait_cv, &l->wait_lock);
@@ -493,7 +519,7 @@ void tdp_write_lock(tdp_mmu_lock_t *l)
 	/* Only the first writer after a FAST period finds it FAST. */
 	was_fast = l->state == TDP_LOCK_FAST;
 	__atomic_store_n(&l->state, TDP_LOCK_BLOCKED, __ATOMIC_SEQ_CST);
-	wait_locked(l, writer_turn, ticket);
+	wait_locked(l, writer_turn, ticket, TDP_LOCK_SPIN_NS);
 	__atomic_store_n(&l->writers_waiting, l->writers_waiting - 1,
 			 __ATOMIC_RELAXED);
 	l->writer_active = true;

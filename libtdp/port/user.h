@@ -264,6 +264,7 @@ struct tdp_port_thread {
 				       * read by writers of that lock */
 	struct tdp_mmu_lock *writing; /* owner only: lock held for write */
 	int walk_depth;               /* owner only: tdp_walk_begin() depth */
+	unsigned int fenced_reads;    /* owner only: read locks taken FENCED */
 	int registered;               /* owner only: registration depth */
 	bool in_use;                  /* atomic: claimed by a live thread */
 	struct tdp_port_thread *next; /* immutable once published */
@@ -355,9 +356,9 @@ static inline void tdp_read_unlock(tdp_mmu_lock_t *l)
 	tdp_rwlock_read_unlock(l);
 #else
 	__atomic_store_n(&self->reading, NULL, __ATOMIC_RELEASE);
+	/* A writer about to sleep for us calls membarrier first. */
 	__atomic_signal_fence(__ATOMIC_SEQ_CST);
-	if (TDP_LIKELY(__atomic_load_n(&l->state, __ATOMIC_RELAXED) ==
-		       TDP_LOCK_FAST))
+	if (TDP_LIKELY(!__atomic_load_n(&l->drain_waiting, __ATOMIC_RELAXED)))
 		return;
 	tdp_read_unlock_slow(l);
 #endif
