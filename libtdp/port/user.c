@@ -90,7 +90,7 @@ static void membarrier_setup(void)
 			MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
 }
 
-static int64_t clock_ns(clockid_t clock)
+static inline int64_t clock_ns(clockid_t clock)
 {
 	struct timespec ts;
 
