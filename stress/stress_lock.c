@@ -237,46 +237,41 @@ static void *hold_writer(void *arg)
 	return NULL;
 }
 
-static void test_fairness(void)
+/*
+ * Three threads of one kind against one of the other (@one_writer: three
+ * readers and a writer; else three writers and a reader); every thread
+ * must finish at least 10 sections in @seconds.
+ */
+static void fairness_round(bool one_writer, double seconds)
 {
 	static struct guarded g;
 	struct worker w[4];
-	double half = run_seconds / 2;
 
-	/* Three overlapping readers against one writer. */
 	guarded_init(&g, false);
 	for (int i = 0; i < 4; i++)
-		w[i] = (struct worker){ .g = &g, .id = i, .writer = i == 3,
-					.until = now_s() + half };
+		w[i] = (struct worker){ .g = &g, .id = i,
+					.writer = (i == 3) == one_writer,
+					.until = now_s() + seconds };
 	for (int i = 0; i < 4; i++)
 		pthread_create(&w[i].thread, NULL,
 			       w[i].writer ? hold_writer : hold_reader, &w[i]);
 	for (int i = 0; i < 4; i++)
 		pthread_join(w[i].thread, NULL);
-	/* Phase-fair: a writer waits for at most one batch of readers. */
-	CHECK(w[3].done >= 10, "writer starved by readers: %" PRIu64
-	      " sections in %.1f s", w[3].done, half);
-	for (int i = 0; i < 3; i++)
-		CHECK(w[i].done >= 10, "reader %d starved: %" PRIu64, i,
-		      w[i].done);
+	for (int i = 0; i < 4; i++)
+		CHECK(w[i].done >= 10, "%s %d starved (%s): %" PRIu64
+		      " sections in %.1f s", w[i].writer ? "writer" : "reader",
+		      i, one_writer ? "three readers, one writer"
+				    : "three writers, one reader",
+		      w[i].done, seconds);
 	tdp_mmu_lock_destroy(&g.lock);
+}
 
-	/* Three back-to-back writers against one reader. */
-	guarded_init(&g, false);
-	for (int i = 0; i < 4; i++)
-		w[i] = (struct worker){ .g = &g, .id = i, .writer = i != 3,
-					.until = now_s() + half };
-	for (int i = 0; i < 4; i++)
-		pthread_create(&w[i].thread, NULL,
-			       w[i].writer ? hold_writer : hold_reader, &w[i]);
-	for (int i = 0; i < 4; i++)
-		pthread_join(w[i].thread, NULL);
-	CHECK(w[3].done >= 10, "reader starved by writers: %" PRIu64
-	      " sections in %.1f s", w[3].done, half);
-	for (int i = 0; i < 3; i++)
-		CHECK(w[i].done >= 10, "writer %d starved: %" PRIu64, i,
-		      w[i].done);
-	tdp_mmu_lock_destroy(&g.lock);
+/* Phase-fair: a writer waits for at most one batch of readers, and a
+ * reader for at most one writer. */
+static void test_fairness(void)
+{
+	fairness_round(true, run_seconds / 2);
+	fairness_round(false, run_seconds / 2);
 }
 
 /* ---- two MMUs ------------------------------------------------------------- */

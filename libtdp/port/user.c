@@ -178,6 +178,18 @@ void tdp_port_thread_unregister(void)
 	__atomic_store_n(&t->in_use, false, __ATOMIC_RELEASE);
 }
 
+/* The write holder gives up its record of @l; aborts unless it holds it. */
+static void forget_writer(tdp_mmu_lock_t *l)
+{
+	struct tdp_port_thread *self = tdp_port_self;
+
+	if (!self || self->writing != l)
+		tdp_port_lock_misuse("write unlock of an mmu_lock this thread "
+				     "does not hold for write");
+	self->writing = NULL;
+	__atomic_store_n(&l->writer, NULL, __ATOMIC_RELAXED);
+}
+
 int tdp_mmu_lock_init(tdp_mmu_lock_t *l, bool force_contended)
 {
 	pthread_once(&membarrier_once, membarrier_setup);
@@ -269,13 +281,7 @@ void tdp_write_lock(tdp_mmu_lock_t *l)
 
 void tdp_write_unlock(tdp_mmu_lock_t *l)
 {
-	struct tdp_port_thread *self = tdp_port_self;
-
-	if (!self || self->writing != l)
-		tdp_port_lock_misuse("write unlock of an mmu_lock this thread "
-				     "does not hold for write");
-	self->writing = NULL;
-	__atomic_store_n(&l->writer, NULL, __ATOMIC_RELAXED);
+	forget_writer(l);
 	pthread_rwlock_unlock(&l->rw);
 }
 
@@ -544,13 +550,7 @@ void tdp_write_lock(tdp_mmu_lock_t *l)
 
 void tdp_write_unlock(tdp_mmu_lock_t *l)
 {
-	struct tdp_port_thread *self = tdp_port_self;
-
-	if (!self || self->writing != l)
-		tdp_port_lock_misuse("write unlock of an mmu_lock this thread "
-				     "does not hold for write");
-	self->writing = NULL;
-	__atomic_store_n(&l->writer, NULL, __ATOMIC_RELAXED);
+	forget_writer(l);
 
 	pthread_mutex_lock(&l->wait_lock);
 	l->writer_active = false;
