@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * User-space port: out-of-line parts (logging, mmu_lock, RCU registration,
- * the table-page pool).
+ * User-space port: out-of-line parts (logging, mmu_lock, the table-page
+ * pool); RCU is in user_rcu.c.
  */
 #include "port/port.h"
 
@@ -585,40 +585,6 @@ bool tdp_write_needbreak_slow(tdp_mmu_lock_t *l)
 }
 
 #endif /* TDP_MMU_LOCK_RWLOCK */
-
-/* ---- RCU --------------------------------------------------------------- */
-
-#ifdef TDP_TSAN
-char tdp_port_rcu_tsan_token;
-#endif
-
-#ifndef NDEBUG
-__thread int tdp_port_rcu_registered;
-#else
-static __thread int tdp_port_rcu_registered;
-#endif
-
-void tdp_rcu_thread_register(void)
-{
-	if (tdp_port_rcu_registered++ == 0)
-		urcu_memb_register_thread();
-}
-
-void tdp_rcu_thread_unregister(void)
-{
-	TDP_ASSERT(tdp_port_rcu_registered > 0);
-	if (--tdp_port_rcu_registered == 0)
-		urcu_memb_unregister_thread();
-}
-
-void tdp_rcu_barrier(void)
-{
-	urcu_memb_barrier();
-#ifdef TDP_TSAN
-	/* Everything the callbacks did happens before our return. */
-	__tsan_acquire(&tdp_port_rcu_tsan_token);
-#endif
-}
 
 /* ---- allocation-failure injection --------------------------------------- */
 

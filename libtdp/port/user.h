@@ -11,7 +11,7 @@
  * address, so TSan learns that a callback runs after every read-side
  * section that could have seen the object and after the code that queued
  * it.  Readers only release, so concurrent readers stay unordered
- * (tests/tsan.supp lists the two remaining liburcu-internal reports).
+ * (tests/tsan.supp lists the one remaining liburcu-internal report).
  */
 #ifndef TDP_PORT_USER_H
 #define TDP_PORT_USER_H
@@ -434,10 +434,21 @@ static inline void tdp_mutex_unlock(tdp_mutex_t *m)
 	pthread_mutex_unlock(m);
 }
 
-/* ---- RCU --------------------------------------------------------------- */
+/* ---- RCU ---------------------------------------------------------------
+ *
+ * Read-side sections are liburcu's (memb flavour).  Deferred frees are the
+ * port's own (user_rcu.c): tdp_call_rcu() pushes onto a pending list and
+ * never waits, so it may be called inside a read-side section and under
+ * mmu_lock.  A batch is the whole list taken at once, then one
+ * urcu_memb_synchronize_rcu(), then its callbacks in the order they were
+ * queued.  The port's reclaim thread runs a batch some milliseconds after
+ * the list becomes non-empty; tdp_rcu_barrier() runs one in the caller.
+ */
 
 struct tdp_rcu_head {
-	struct rcu_head head;
+	struct tdp_rcu_head *next;           /* set by call_rcu: pending list */
+	void (*func)(struct rcu_head *head); /* set by call_rcu */
+	struct rcu_head head; /* what @func receives, as in the kernel */
 };
 
 #ifdef TDP_TSAN
@@ -479,17 +490,28 @@ static inline void tdp_rcu_callback_end(void)
 #endif
 }
 
-static inline void tdp_call_rcu(struct tdp_rcu_head *h,
-				void (*fn)(struct rcu_head *))
-{
-#ifdef TDP_TSAN
-	/* What the caller did to the object happens before the callback. */
-	__tsan_release(&tdp_port_rcu_tsan_token);
-#endif
-	urcu_memb_call_rcu(&h->head, fn);
-}
+/*
+ * tdp_call_rcu() - run @func(&h->head) after a grace period, in the reclaim
+ * thread or in a later tdp_rcu_barrier().  Never waits (a lock-free push
+ * and a semaphore post): callable inside a read-side section and under
+ * mmu_lock, from any thread.
+ */
+void tdp_call_rcu(struct tdp_rcu_head *h, void (*func)(struct rcu_head *));
 
+/*
+ * tdp_rcu_barrier() - return once every callback queued before the call
+ * has run: waits for a batch the reclaim thread is running, then runs the
+ * pending callbacks in the caller after a grace period (none when nothing
+ * is pending).  Never inside a read-side section, so never with mmu_lock
+ * held for read.
+ */
 void tdp_rcu_barrier(void);
+
+/*
+ * tdp_rcu_thread_register() / _unregister() - nesting count of the
+ * calling thread's liburcu registration.  The first registration in the
+ * process starts the reclaim thread (retried by later ones if it failed).
+ */
 void tdp_rcu_thread_register(void);
 void tdp_rcu_thread_unregister(void);
 

@@ -4,7 +4,10 @@
  *
  * The model is one chained hash of entries keyed by (level, gfn): a table
  * entry for every link_table that succeeded, a leaf entry for every
- * set_leaf that succeeded.  While a map callback runs its entry is in the
+ * set_leaf that succeeded.  It and the hash of known backend pages start
+ * small and double whenever they hold more entries than buckets, so a
+ * recorder costs little to create, scan and destroy when it holds little
+ * (the fuzzer makes one per input).  While a map callback runs its entry is in the
  * hash but not live, so a callback that names a GFN below it is caught as
  * "child before parent".  Everything in the model is protected by
  * r->lock; the in-flight counters used to catch overlaps are atomics.
@@ -22,7 +25,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define REC_BUCKETS (1U << 16)
+#define REC_MIN_BUCKETS 64U
 #define REC_PRINT_LIMIT 40
 #define REC_EXT_MAGIC 0x5245434f52444552ULL /* "RECORDER" */
 
@@ -71,8 +74,10 @@ struct recorder {
 
 	/* Model, log and counts: protected by lock. */
 	pthread_mutex_t lock;
-	struct ent *buckets[REC_BUCKETS];
-	struct ext_node *ext_buckets[REC_BUCKETS];
+	struct ent **buckets;	       /* ent_mask + 1 chains */
+	struct ext_node **ext_buckets; /* ext_mask + 1 chains */
+	size_t ent_mask, ext_mask;     /* bucket counts - 1, powers of two */
+	size_t nr_ents, nr_exts;       /* entries in each hash */
 	size_t nr_tables, nr_leaves, nr_in_flight;
 	struct rec_counts counts;
 	bool log_on;
@@ -120,68 +125,140 @@ uint64_t rec_violations(struct recorder *r)
 
 /* ---- the model ---------------------------------------------------------- */
 
-static unsigned int ent_hash(tdp_gfn_t gfn, int level)
+static void *xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n, size);
+
+	if (!p)
+		abort();
+	return p;
+}
+
+static uint64_t ent_hash(tdp_gfn_t gfn, int level)
 {
 	uint64_t h =
 		(gfn >> ((level - 1) * TDP_LEVEL_BITS)) * 0x9e3779b97f4a7c15ULL;
 
 	h ^= (uint64_t)level * 0xc2b2ae3d27d4eb4fULL;
 	h ^= h >> 29;
-	return (unsigned int)(h & (REC_BUCKETS - 1));
+	return h;
+}
+
+static struct ent **ent_bucket(struct recorder *r, tdp_gfn_t gfn, int level)
+{
+	return &r->buckets[ent_hash(gfn, level) & r->ent_mask];
 }
 
 static struct ent *ent_find(struct recorder *r, tdp_gfn_t gfn, int level)
 {
-	for (struct ent *e = r->buckets[ent_hash(gfn, level)]; e; e = e->next)
+	for (struct ent *e = *ent_bucket(r, gfn, level); e; e = e->next)
 		if (e->gfn == gfn && e->level == level)
 			return e;
 	return NULL;
 }
 
+/* Twice the buckets, every entry moved over.  Called with r->lock held. */
+static void ent_grow(struct recorder *r)
+{
+	struct ent **old = r->buckets;
+	size_t old_count = r->ent_mask + 1;
+
+	r->ent_mask = 2 * old_count - 1;
+	r->buckets = xcalloc(2 * old_count, sizeof(*r->buckets));
+	for (size_t i = 0; i < old_count; i++) {
+		while (old[i]) {
+			struct ent *e = old[i];
+			struct ent **b = ent_bucket(r, e->gfn, e->level);
+
+			old[i] = e->next;
+			e->next = *b;
+			*b = e;
+		}
+	}
+	free(old);
+}
+
+static void ent_insert(struct recorder *r, struct ent *e)
+{
+	struct ent **b;
+
+	if (++r->nr_ents > r->ent_mask + 1)
+		ent_grow(r);
+	b = ent_bucket(r, e->gfn, e->level);
+	e->next = *b;
+	*b = e;
+}
+
 static void ent_unlink(struct recorder *r, struct ent *e)
 {
-	struct ent **pp = &r->buckets[ent_hash(e->gfn, e->level)];
+	struct ent **pp = ent_bucket(r, e->gfn, e->level);
 
 	while (*pp != e)
 		pp = &(*pp)->next;
 	*pp = e->next;
+	r->nr_ents--;
 }
 
-static unsigned int ext_hash(const struct tdp_ext_table *ext)
+static struct ext_node **ext_bucket(struct recorder *r,
+				    const struct tdp_ext_table *ext)
 {
 	uint64_t h = (uint64_t)(uintptr_t)ext * 0x9e3779b97f4a7c15ULL;
 
-	return (unsigned int)(h >> 48) & (REC_BUCKETS - 1);
+	return &r->ext_buckets[(h >> 32) & r->ext_mask];
 }
 
 static bool ext_known(struct recorder *r, const struct tdp_ext_table *ext)
 {
-	for (struct ext_node *n = r->ext_buckets[ext_hash(ext)]; n; n = n->next)
+	for (struct ext_node *n = *ext_bucket(r, ext); n; n = n->next)
 		if (n->ext == ext)
 			return true;
 	return false;
 }
 
+/* Twice the buckets, every node moved over.  Called with r->lock held. */
+static void ext_grow(struct recorder *r)
+{
+	struct ext_node **old = r->ext_buckets;
+	size_t old_count = r->ext_mask + 1;
+
+	r->ext_mask = 2 * old_count - 1;
+	r->ext_buckets = xcalloc(2 * old_count, sizeof(*r->ext_buckets));
+	for (size_t i = 0; i < old_count; i++) {
+		while (old[i]) {
+			struct ext_node *n = old[i];
+			struct ext_node **b = ext_bucket(r, n->ext);
+
+			old[i] = n->next;
+			n->next = *b;
+			*b = n;
+		}
+	}
+	free(old);
+}
+
 static void ext_add(struct recorder *r, const struct tdp_ext_table *ext)
 {
-	struct ext_node *n = calloc(1, sizeof(*n));
+	struct ext_node *n = xcalloc(1, sizeof(*n));
+	struct ext_node **b;
 
-	if (!n)
-		abort();
+	if (++r->nr_exts > r->ext_mask + 1)
+		ext_grow(r);
+	b = ext_bucket(r, ext);
 	n->ext = ext;
-	n->next = r->ext_buckets[ext_hash(ext)];
-	r->ext_buckets[ext_hash(ext)] = n;
+	n->next = *b;
+	*b = n;
 }
 
 static void ext_del(struct recorder *r, const struct tdp_ext_table *ext)
 {
-	for (struct ext_node **pp = &r->ext_buckets[ext_hash(ext)]; *pp;
+	for (struct ext_node **pp = ext_bucket(r, ext); *pp;
 	     pp = &(*pp)->next) {
 		if ((*pp)->ext == ext) {
 			struct ext_node *n = *pp;
 
 			*pp = n->next;
 			free(n);
+			r->nr_exts--;
 			return;
 		}
 	}
@@ -430,14 +507,11 @@ static struct ent *claim_entry(struct recorder *r, enum rec_call call,
 			      old->live ? "" : " (callback in flight)");
 		return NULL;
 	}
-	e = calloc(1, sizeof(*e));
-	if (!e)
-		abort();
+	e = xcalloc(1, sizeof(*e));
 	e->gfn = gfn;
 	e->level = level;
 	e->kind = kind;
-	e->next = r->buckets[ent_hash(gfn, level)];
-	r->buckets[ent_hash(gfn, level)] = e;
+	ent_insert(r, e);
 	if (parent)
 		parent->children++;
 	r->nr_in_flight++;
@@ -706,6 +780,16 @@ struct recorder *rec_create(int root_level, tdp_gfn_t direct_bits,
 	r->root_level = root_level;
 	r->direct_bits = direct_bits;
 	r->ext_size = ext_table_size;
+	r->ent_mask = REC_MIN_BUCKETS - 1;
+	r->ext_mask = REC_MIN_BUCKETS - 1;
+	r->buckets = calloc(REC_MIN_BUCKETS, sizeof(*r->buckets));
+	r->ext_buckets = calloc(REC_MIN_BUCKETS, sizeof(*r->ext_buckets));
+	if (!r->buckets || !r->ext_buckets) {
+		free(r->buckets);
+		free(r->ext_buckets);
+		free(r);
+		return NULL;
+	}
 	pthread_mutex_init(&r->lock, NULL);
 	/* One table, lined up (STYLE.md section 7). */
 	/* clang-format off */
@@ -725,13 +809,15 @@ void rec_destroy(struct recorder *r)
 {
 	if (!r)
 		return;
-	for (unsigned int i = 0; i < REC_BUCKETS; i++) {
+	for (size_t i = 0; i <= r->ent_mask; i++) {
 		while (r->buckets[i]) {
 			struct ent *e = r->buckets[i];
 
 			r->buckets[i] = e->next;
 			free(e);
 		}
+	}
+	for (size_t i = 0; i <= r->ext_mask; i++) {
 		while (r->ext_buckets[i]) {
 			struct ext_node *n = r->ext_buckets[i];
 
@@ -739,6 +825,8 @@ void rec_destroy(struct recorder *r)
 			free(n);
 		}
 	}
+	free(r->buckets);
+	free(r->ext_buckets);
 	free(r->log);
 	pthread_mutex_destroy(&r->lock);
 	free(r);
@@ -1030,7 +1118,7 @@ unsigned long rec_compare(struct recorder *r, struct tdp_mmu *mmu,
 			break;
 	}
 
-	for (unsigned int i = 0; i < REC_BUCKETS; i++) {
+	for (size_t i = 0; i <= r->ent_mask; i++) {
 		for (struct ent *e = r->buckets[i]; e; e = e->next) {
 			tdp_gfn_t last = e->gfn + tdp_level_pages(e->level) - 1;
 
