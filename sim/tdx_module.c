@@ -465,12 +465,13 @@ struct seamcall {
 	int max_level;
 	bool tree_exclusive; /* S-EPT tree lock mode; shared if false */
 	/*
-	 * Page operand (R8) of a map operation (SEPT.ADD, PAGE.AUG): @pages
-	 * pages from @pfn, aligned to their size.  @pages is 0 for the
-	 * other operations.
+	 * Page operand (R8) of an operation that hands the module pages
+	 * (SEPT.ADD, PAGE.AUG): @pages pages from @pfn, aligned to their
+	 * size.  @pages is 0 for the other operations.
 	 */
 	tdp_pfn_t pfn;
 	uint64_t pages;
+	bool may_fail; /* the failure rate applies (SEPT.ADD, PAGE.AUG) */
 	struct tdx_err_info *err; /* may be NULL: then &local_err */
 
 	/* Set by seamcall_enter(). */
@@ -501,9 +502,9 @@ static tdx_status_t seamcall_refuse(struct seamcall *sc, tdx_status_t st)
 
 /*
  * Try one host SEAMCALL on one S-EPT entry up to its own checks, in the
- * module's order: the GPA operand, the page operand of a map operation,
- * injection (only a map operation may fail by injection), the tree lock,
- * the walk to the target entry, the entry lock.
+ * module's order: the GPA operand, the page operand, injection (a failure
+ * only if @sc->may_fail), the tree lock, the walk to the target entry,
+ * the entry lock.
  *
  * Returns TDX_SUCCESS with the tree lock and the entry lock held and
  * @sc->entry, @sc->old set: end the call with seamcall_exit() or
@@ -514,7 +515,7 @@ static tdx_status_t seamcall_refuse(struct seamcall *sc, tdx_status_t st)
 static tdx_status_t seamcall_enter(struct seamcall *sc)
 {
 	struct tdx_module *mod = sc->mod;
-	bool map = sc->pages > 0;
+	bool page_operand = sc->pages > 0;
 	tdx_status_t st;
 
 	if (!sc->err)
@@ -523,13 +524,13 @@ static tdx_status_t seamcall_enter(struct seamcall *sc)
 			    sc->max_level))
 		return seamcall_refuse(sc, TDX_OPERAND_INVALID |
 						   TDX_OPERAND_ID_RCX);
-	if (map && (sc->pfn & (sc->pages - 1)))
+	if (page_operand && (sc->pfn & (sc->pages - 1)))
 		return seamcall_refuse(sc,
 				       TDX_OPERAND_INVALID | TDX_OPERAND_ID_R8);
-	if (map && !host_mem_tdx_usable(mod->mem, sc->pfn, sc->pages))
+	if (page_operand && !host_mem_tdx_usable(mod->mem, sc->pfn, sc->pages))
 		return seamcall_refuse(sc, TDX_OPERAND_ADDR_RANGE_ERROR |
 						   TDX_OPERAND_ID_R8);
-	st = inject(mod, sc->op, map);
+	st = inject(mod, sc->op, sc->may_fail);
 	if (st)
 		return st;
 	if (!tree_trylock(sc))
@@ -583,6 +584,36 @@ static int record_entry_state(struct seamcall *sc)
 }
 
 /*
+ * The check of every call that removes or restructures an entry the CPU
+ * may have cached (PAGE.REMOVE, SEPT.REMOVE): the locked target entry is
+ * a blocked leaf (@leaf) or NL_BLOCKED, and its block is tracked.
+ * Returns TDX_SUCCESS, or the status that ends the call:
+ * GPA_RANGE_NOT_BLOCKED for the unblocked state of that kind,
+ * EPT_ENTRY_STATE_INCORRECT for any other state, TLB_TRACKING_NOT_DONE.
+ */
+static tdx_status_t check_blocked_and_tracked(struct seamcall *sc, bool leaf)
+{
+	int state = record_entry_state(sc);
+	bool unblocked, blocked;
+
+	if (leaf) {
+		unblocked = state == SEPT_MAPPED || state == SEPT_PENDING;
+		blocked =
+			state == SEPT_BLOCKED || state == SEPT_PENDING_BLOCKED;
+	} else {
+		unblocked = state == SEPT_NL_MAPPED;
+		blocked = state == SEPT_NL_BLOCKED;
+	}
+	if (unblocked)
+		return TDX_GPA_RANGE_NOT_BLOCKED | TDX_OPERAND_ID_RCX;
+	if (!blocked)
+		return TDX_EPT_ENTRY_STATE_INCORRECT | TDX_OPERAND_ID_RCX;
+	if (!block_is_tracked(sc->mod, sept_entry_pfn(sc->old)))
+		return TDX_TLB_TRACKING_NOT_DONE | TDX_OPERAND_ID_RCX;
+	return TDX_SUCCESS;
+}
+
+/*
  * The common start of SEPT.ADD and PAGE.AUG: seamcall_enter(), then the
  * target entry must be FREE and the PAMT entries of the page operand,
  * locked in order, must be NDA.  Returns TDX_SUCCESS with the PAMT
@@ -627,7 +658,7 @@ tdx_status_t tdx_sept_add(struct tdx_module *mod, tdp_gfn_t gfn, int level,
 {
 	struct seamcall sc = {
 		.mod = mod, .gfn = gfn, .level = level, .err = err,
-		.op = SIM_SC_SEPT_ADD, .pfn = pfn, .pages = 1,
+		.op = SIM_SC_SEPT_ADD, .pfn = pfn, .pages = 1, .may_fail = true,
 		.min_level = TDP_LEVEL_2M, .max_level = mod->root_level,
 	};
 	struct pamt_entry *pamt;
@@ -664,7 +695,7 @@ tdx_status_t tdx_page_aug(struct tdx_module *mod, tdp_gfn_t gfn, int level,
 	uint64_t pages = tdp_level_pages(level);
 	struct seamcall sc = {
 		.mod = mod, .gfn = gfn, .level = level, .err = err,
-		.op = op, .pfn = pfn, .pages = pages,
+		.op = op, .pfn = pfn, .pages = pages, .may_fail = true,
 		.min_level = TDP_LEVEL_4K, .max_level = TDP_LEVEL_2M,
 	};
 	tdx_status_t st;
@@ -813,23 +844,15 @@ tdx_status_t tdx_page_remove(struct tdx_module *mod, tdp_gfn_t gfn,
 	};
 	uint64_t pages = tdp_level_pages(level);
 	tdp_pfn_t pfn;
-	int state;
 	tdx_status_t st;
 
 	st = seamcall_enter(&sc);
 	if (st)
 		return st;
-	state = record_entry_state(&sc);
-	if (state == SEPT_MAPPED || state == SEPT_PENDING)
-		return seamcall_exit(&sc, TDX_GPA_RANGE_NOT_BLOCKED |
-						  TDX_OPERAND_ID_RCX);
-	if (state != SEPT_BLOCKED && state != SEPT_PENDING_BLOCKED)
-		return seamcall_exit(&sc, TDX_EPT_ENTRY_STATE_INCORRECT |
-						  TDX_OPERAND_ID_RCX);
+	st = check_blocked_and_tracked(&sc, true);
+	if (st)
+		return seamcall_exit(&sc, st);
 	pfn = sept_entry_pfn(sc.old);
-	if (!block_is_tracked(mod, pfn))
-		return seamcall_exit(&sc, TDX_TLB_TRACKING_NOT_DONE |
-						  TDX_OPERAND_ID_RCX);
 	if (!pamt_trylock_range(mod, pfn, pages))
 		return seamcall_exit(&sc, TDX_OPERAND_BUSY | TDX_OPERAND_ID_R8);
 	for (uint64_t i = 0; i < pages; i++) {
@@ -874,23 +897,15 @@ tdx_status_t tdx_sept_remove(struct tdx_module *mod, tdp_gfn_t gfn,
 	};
 	struct pamt_entry *pamt;
 	tdp_pfn_t child;
-	int state;
 	tdx_status_t st;
 
 	st = seamcall_enter(&sc);
 	if (st)
 		return st;
-	state = record_entry_state(&sc);
-	if (state == SEPT_NL_MAPPED)
-		return seamcall_exit(&sc, TDX_GPA_RANGE_NOT_BLOCKED |
-						  TDX_OPERAND_ID_RCX);
-	if (state != SEPT_NL_BLOCKED)
-		return seamcall_exit(&sc, TDX_EPT_ENTRY_STATE_INCORRECT |
-						  TDX_OPERAND_ID_RCX);
+	st = check_blocked_and_tracked(&sc, false);
+	if (st)
+		return seamcall_exit(&sc, st);
 	child = sept_entry_pfn(sc.old);
-	if (!block_is_tracked(mod, child))
-		return seamcall_exit(&sc, TDX_TLB_TRACKING_NOT_DONE |
-						  TDX_OPERAND_ID_RCX);
 	if (!table_is_free(table_of(mod, child)))
 		return seamcall_exit(&sc, TDX_EPT_PAGE_NOT_FREE |
 						  TDX_OPERAND_ID_RCX);
