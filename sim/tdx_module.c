@@ -103,6 +103,8 @@ const char *tdx_status_name(tdx_status_t st)
 		return "TDX_GPA_RANGE_ALREADY_BLOCKED";
 	case TDX_TLB_TRACKING_NOT_DONE:
 		return "TDX_TLB_TRACKING_NOT_DONE";
+	case TDX_EPT_INVALID_PROMOTE_CONDITIONS:
+		return "TDX_EPT_INVALID_PROMOTE_CONDITIONS";
 	case TDX_PAGE_ALREADY_ACCEPTED:
 		return "TDX_PAGE_ALREADY_ACCEPTED";
 	case TDX_PAGE_SIZE_MISMATCH:
@@ -327,6 +329,12 @@ static tdx_status_t host_done(struct tdx_module *mod, enum sim_seamcall op,
 			snprintf(detail, sizeof(detail),
 				 " (walk stopped at level %d, state %s)",
 				 err->level, sept_state_name(err->state));
+		else if (err && tdx_status_class(st) ==
+					TDX_EPT_INVALID_PROMOTE_CONDITIONS)
+			snprintf(detail, sizeof(detail),
+				 " (a level %d child is %s or maps the wrong "
+				 "page)",
+				 err->level, sept_state_name(err->state));
 		sim_violation(mod->report, SIM_V_TDX_ERROR, st, gfn,
 			      SIM_NO_VCPU, "SEAMCALL %s(gfn %#" PRIx64
 			      ", level %d) failed: %s%s",
@@ -451,10 +459,10 @@ static bool block_is_tracked(struct tdx_module *mod, tdp_pfn_t pfn)
 
 /*
  * A host SEAMCALL on one S-EPT entry: SEPT.ADD, PAGE.AUG, RANGE.BLOCK,
- * RANGE.UNBLOCK, PAGE.REMOVE, SEPT.REMOVE.  The operation fills in the
- * call; seamcall_enter() checks the operands and locks the target entry;
- * seamcall_exit() (entry unchanged) or seamcall_commit() (new entry) ends
- * the call.
+ * RANGE.UNBLOCK, PAGE.REMOVE, SEPT.REMOVE, PAGE.DEMOTE, PAGE.PROMOTE.
+ * The operation fills in the call; seamcall_enter() checks the operands
+ * and locks the target entry; seamcall_exit() (entry unchanged) or
+ * seamcall_commit() (new entry) ends the call.
  */
 struct seamcall {
 	struct tdx_module *mod;
@@ -466,8 +474,8 @@ struct seamcall {
 	bool tree_exclusive; /* S-EPT tree lock mode; shared if false */
 	/*
 	 * Page operand (R8) of an operation that hands the module pages
-	 * (SEPT.ADD, PAGE.AUG): @pages pages from @pfn, aligned to their
-	 * size.  @pages is 0 for the other operations.
+	 * (SEPT.ADD, PAGE.AUG, PAGE.DEMOTE): @pages pages from @pfn,
+	 * aligned to their size.  @pages is 0 for the other operations.
 	 */
 	tdp_pfn_t pfn;
 	uint64_t pages;
@@ -585,10 +593,10 @@ static int record_entry_state(struct seamcall *sc)
 
 /*
  * The check of every call that removes or restructures an entry the CPU
- * may have cached (PAGE.REMOVE, SEPT.REMOVE): the locked target entry is
- * a blocked leaf (@leaf) or NL_BLOCKED, and its block is tracked.
- * Returns TDX_SUCCESS, or the status that ends the call:
- * GPA_RANGE_NOT_BLOCKED for the unblocked state of that kind,
+ * may have cached (PAGE.REMOVE, SEPT.REMOVE, PAGE.DEMOTE, PAGE.PROMOTE):
+ * the locked target entry is a blocked leaf (@leaf) or NL_BLOCKED, and
+ * its block is tracked.  Returns TDX_SUCCESS, or the status that ends
+ * the call: GPA_RANGE_NOT_BLOCKED for the unblocked state of that kind,
  * EPT_ENTRY_STATE_INCORRECT for any other state, TLB_TRACKING_NOT_DONE.
  */
 static tdx_status_t check_blocked_and_tracked(struct seamcall *sc, bool leaf)
@@ -921,6 +929,189 @@ tdx_status_t tdx_sept_remove(struct tdx_module *mod, tdp_gfn_t gfn,
 	return seamcall_commit(&sc, make_entry(SEPT_FREE, 0, level));
 }
 
+/* ---- PAGE.DEMOTE / PAGE.PROMOTE ------------------------------------------ */
+
+tdx_status_t tdx_page_demote(struct tdx_module *mod, tdp_gfn_t gfn,
+			     int level, tdp_pfn_t sept_pfn,
+			     struct tdx_err_info *err)
+{
+	struct seamcall sc = {
+		.mod = mod, .gfn = gfn, .level = level, .err = err,
+		.op = SIM_SC_PAGE_DEMOTE, .pfn = sept_pfn, .pages = 1,
+		.min_level = TDP_LEVEL_2M, .max_level = TDP_LEVEL_2M,
+	};
+	const int child_level = level - 1;
+	struct pamt_entry *pamt;
+	uint64_t *table, pages, step;
+	tdp_pfn_t pfn;
+	int child_state;
+	tdx_status_t st;
+
+	st = seamcall_enter(&sc);
+	if (st)
+		return st;
+	/* Sizes only now: @level is valid once the operands are checked. */
+	pages = tdp_level_pages(level);
+	step = tdp_level_pages(child_level);
+	st = check_blocked_and_tracked(&sc, true);
+	if (st)
+		return seamcall_exit(&sc, st);
+	pfn = sept_entry_pfn(sc.old);
+	pamt = pamt_of(mod, sept_pfn);
+	if (!pamt_trylock(pamt))
+		return seamcall_exit(&sc, TDX_OPERAND_BUSY | TDX_OPERAND_ID_R8);
+	if (pamt_type(pamt) != PAMT_NDA) {
+		pamt_unlock(pamt);
+		return seamcall_exit(&sc, TDX_PAGE_METADATA_INCORRECT |
+						  TDX_OPERAND_ID_R8);
+	}
+	if (!pamt_trylock_range(mod, pfn, pages)) {
+		pamt_unlock(pamt);
+		return seamcall_exit(&sc,
+				     TDX_OPERAND_BUSY | TDX_OPERAND_ID_RCX);
+	}
+
+	table = table_storage(mod, sept_pfn);
+	if (!table) {
+		fprintf(stderr, "tdpsim: out of memory for S-EPT storage\n");
+		abort();
+	}
+	/* The children are complete before the entry publishes the table. */
+	child_state = unblocked_state_of(sept_entry_state(sc.old));
+	for (int i = 0; i < TDP_SPTES_PER_TABLE; i++)
+		__atomic_store_n(
+			&table[i],
+			make_entry(child_state, pfn + i * step, child_level),
+			__ATOMIC_RELAXED);
+	for (uint64_t i = 0; i < pages; i++)
+		pamt_set(pamt_of(mod, pfn + i), PAMT_REG, child_level, gfn + i);
+	__atomic_store_n(&pamt->bepoch, 0, __ATOMIC_RELAXED);
+	pamt_set(pamt, PAMT_EPT, 0, gfn);
+	__atomic_add_fetch(&mod->child_count, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&mod->sept_pages, 1, __ATOMIC_RELAXED);
+	pamt_unlock_range(mod, pfn, pages);
+	pamt_unlock(pamt);
+	return seamcall_commit(&sc,
+			       make_entry(SEPT_NL_MAPPED, sept_pfn, level));
+}
+
+/*
+ * Lock all 512 entries of @table, storing their values in @child; all or
+ * none.  False if another operation holds one of them.
+ */
+static bool children_trylock(uint64_t *table, uint64_t *child)
+{
+	for (int i = 0; i < TDP_SPTES_PER_TABLE; i++) {
+		if (!entry_trylock(&table[i], &child[i])) {
+			while (i--)
+				entry_unlock(&table[i], child[i]);
+			return false;
+		}
+	}
+	return true;
+}
+
+static void children_unlock(uint64_t *table, const uint64_t *child)
+{
+	for (int i = 0; i < TDP_SPTES_PER_TABLE; i++)
+		entry_unlock(&table[i], child[i]);
+}
+
+/*
+ * The merge condition of PAGE.PROMOTE on the 512 locked entries @child of
+ * a table at @child_level: child 0 a MAPPED or PENDING leaf whose host
+ * page is aligned to the merged size, and every child i the same entry
+ * mapping the host page i steps further.  Returns the index of the first
+ * child that breaks it, or -1.
+ */
+static int promote_breaker(const uint64_t *child, int child_level)
+{
+	const uint64_t step = tdp_level_pages(child_level);
+	const uint64_t size = step * TDP_SPTES_PER_TABLE;
+	int state = sept_entry_state(child[0]);
+	tdp_pfn_t pfn = sept_entry_pfn(child[0]);
+
+	if ((state != SEPT_MAPPED && state != SEPT_PENDING) ||
+	    (pfn & (size - 1)))
+		return 0;
+	for (int i = 1; i < TDP_SPTES_PER_TABLE; i++)
+		if (child[i] != make_entry(state, pfn + i * step, child_level))
+			return i;
+	return -1;
+}
+
+tdx_status_t tdx_page_promote(struct tdx_module *mod, tdp_gfn_t gfn,
+			      int level, tdp_pfn_t *released,
+			      struct tdx_err_info *err)
+{
+	struct seamcall sc = {
+		.mod = mod, .gfn = gfn, .level = level, .err = err,
+		.op = SIM_SC_PAGE_PROMOTE,
+		.min_level = TDP_LEVEL_2M, .max_level = TDP_LEVEL_2M,
+	};
+	const int child_level = level - 1;
+	uint64_t child[TDP_SPTES_PER_TABLE];
+	struct pamt_entry *pamt;
+	uint64_t *table, pages;
+	tdp_pfn_t table_pfn, pfn;
+	int state, breaker;
+	tdx_status_t st;
+
+	st = seamcall_enter(&sc);
+	if (st)
+		return st;
+	/* Sizes only now: @level is valid once the operands are checked. */
+	pages = tdp_level_pages(level);
+	st = check_blocked_and_tracked(&sc, false);
+	if (st)
+		return seamcall_exit(&sc, st);
+	table_pfn = sept_entry_pfn(sc.old);
+	table = table_of(mod, table_pfn);
+	if (!children_trylock(table, child))
+		return seamcall_exit(&sc,
+				     TDX_OPERAND_BUSY | TDX_OPERAND_ID_RCX);
+	breaker = promote_breaker(child, child_level);
+	if (breaker >= 0) {
+		sc.err->level = child_level;
+		sc.err->state = sept_entry_state(child[breaker]);
+		children_unlock(table, child);
+		return seamcall_exit(&sc, TDX_EPT_INVALID_PROMOTE_CONDITIONS |
+						  TDX_OPERAND_ID_RCX);
+	}
+	state = sept_entry_state(child[0]);
+	pfn = sept_entry_pfn(child[0]);
+	pamt = pamt_of(mod, table_pfn);
+	if (!pamt_trylock(pamt)) {
+		children_unlock(table, child);
+		return seamcall_exit(&sc,
+				     TDX_OPERAND_BUSY | TDX_OPERAND_ID_RCX);
+	}
+	if (!pamt_trylock_range(mod, pfn, pages)) {
+		pamt_unlock(pamt);
+		children_unlock(table, child);
+		return seamcall_exit(&sc,
+				     TDX_OPERAND_BUSY | TDX_OPERAND_ID_RCX);
+	}
+
+	for (uint64_t i = 0; i < pages; i++)
+		pamt_set(pamt_of(mod, pfn + i), PAMT_REG, level, gfn + i);
+	pamt_unlock_range(mod, pfn, pages);
+	pamt_set(pamt, PAMT_NDA, 0, 0);
+	pamt_unlock(pamt);
+	__atomic_sub_fetch(&mod->child_count, 1, __ATOMIC_RELAXED);
+	__atomic_sub_fetch(&mod->sept_pages, 1, __ATOMIC_RELAXED);
+	/*
+	 * The released table holds only FREE entries: whatever still reads
+	 * it (an ACCEPT that walked past the entry before the block) finds
+	 * nothing mapped.
+	 */
+	for (int i = 0; i < TDP_SPTES_PER_TABLE; i++)
+		entry_unlock(&table[i], make_entry(SEPT_FREE, 0, child_level));
+	if (released)
+		*released = table_pfn;
+	return seamcall_commit(&sc, make_entry(state, pfn, level));
+}
+
 /* ---- vCPUs --------------------------------------------------------------- */
 
 tdx_status_t tdx_vp_enter(struct tdx_module *mod, unsigned int vp,
@@ -1119,6 +1310,41 @@ void tdx_module_set_injection(struct tdx_module *mod, uint32_t busy_ppm,
 {
 	__atomic_store_n(&mod->busy_ppm, busy_ppm, __ATOMIC_RELAXED);
 	__atomic_store_n(&mod->fail_ppm, fail_ppm, __ATOMIC_RELAXED);
+}
+
+/* ---- test hooks ---------------------------------------------------------- */
+
+/* The entry at (@gfn, @level) through NL_MAPPED and NL_BLOCKED entries. */
+static uint64_t *debug_walk(struct tdx_module *mod, tdp_gfn_t gfn, int level)
+{
+	uint64_t *table = table_of(mod, mod->root_pfn);
+
+	for (int l = mod->root_level; l > level; l--) {
+		uint64_t v = entry_load(&table[entry_index(gfn, l)]);
+		int state = sept_entry_state(v);
+
+		if (state != SEPT_NL_MAPPED && state != SEPT_NL_BLOCKED)
+			return NULL;
+		table = table_of(mod, sept_entry_pfn(v));
+	}
+	return &table[entry_index(gfn, level)];
+}
+
+bool tdx_debug_hold_entry(struct tdx_module *mod, tdp_gfn_t gfn, int level)
+{
+	uint64_t *e = debug_walk(mod, gfn, level);
+	uint64_t old;
+
+	return e && entry_trylock(e, &old);
+}
+
+void tdx_debug_release_entry(struct tdx_module *mod, tdp_gfn_t gfn,
+			     int level)
+{
+	uint64_t *e = debug_walk(mod, gfn, level);
+
+	if (e)
+		entry_unlock(e, entry_load(e));
 }
 
 /* ---- creation and teardown ----------------------------------------------- */
