@@ -25,6 +25,8 @@ static const struct {
 	[SIM_SC_TRACK]         = { "TRACK", "track" },
 	[SIM_SC_PAGE_REMOVE]   = { "PAGE.REMOVE", "page_remove" },
 	[SIM_SC_SEPT_REMOVE]   = { "SEPT.REMOVE", "sept_remove" },
+	[SIM_SC_PAGE_DEMOTE]   = { "PAGE.DEMOTE", "page_demote" },
+	[SIM_SC_PAGE_PROMOTE]  = { "PAGE.PROMOTE", "page_promote" },
 	[SIM_SC_VP_ENTER]      = { "VP.ENTER", "vp_enter" },
 	[SIM_SC_PAGE_ACCEPT]   = { "TDG.PAGE.ACCEPT", "page_accept" },
 	[SIM_SC_PAGE_RECLAIM]  = { "PHYMEM.PAGE.RECLAIM", "page_reclaim" },

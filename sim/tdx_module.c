@@ -103,6 +103,8 @@ const char *tdx_status_name(tdx_status_t st)
 		return "TDX_GPA_RANGE_ALREADY_BLOCKED";
 	case TDX_TLB_TRACKING_NOT_DONE:
 		return "TDX_TLB_TRACKING_NOT_DONE";
+	case TDX_EPT_INVALID_PROMOTE_CONDITIONS:
+		return "TDX_EPT_INVALID_PROMOTE_CONDITIONS";
 	case TDX_PAGE_ALREADY_ACCEPTED:
 		return "TDX_PAGE_ALREADY_ACCEPTED";
 	case TDX_PAGE_SIZE_MISMATCH:
@@ -327,6 +329,12 @@ static tdx_status_t host_done(struct tdx_module *mod, enum sim_seamcall op,
 			snprintf(detail, sizeof(detail),
 				 " (walk stopped at level %d, state %s)",
 				 err->level, sept_state_name(err->state));
+		else if (err && tdx_status_class(st) ==
+					TDX_EPT_INVALID_PROMOTE_CONDITIONS)
+			snprintf(detail, sizeof(detail),
+				 " (a level %d child is %s or maps the wrong "
+				 "page)",
+				 err->level, sept_state_name(err->state));
 		sim_violation(mod->report, SIM_V_TDX_ERROR, st, gfn,
 			      SIM_NO_VCPU, "SEAMCALL %s(gfn %#" PRIx64
 			      ", level %d) failed: %s%s",
@@ -451,10 +459,10 @@ static bool block_is_tracked(struct tdx_module *mod, tdp_pfn_t pfn)
 
 /*
  * A host SEAMCALL on one S-EPT entry: SEPT.ADD, PAGE.AUG, RANGE.BLOCK,
- * RANGE.UNBLOCK, PAGE.REMOVE, SEPT.REMOVE.  The operation fills in the
- * call; seamcall_enter() checks the operands and locks the target entry;
- * seamcall_exit() (entry unchanged) or seamcall_commit() (new entry) ends
- * the call.
+ * RANGE.UNBLOCK, PAGE.REMOVE, SEPT.REMOVE, PAGE.DEMOTE, PAGE.PROMOTE.
+ * The operation fills in the call; seamcall_enter() checks the operands
+ * and locks the target entry; seamcall_exit() (entry unchanged) or
+ * seamcall_commit() (new entry) ends the call.
  */
 struct seamcall {
 	struct tdx_module *mod;
@@ -465,12 +473,13 @@ struct seamcall {
 	int max_level;
 	bool tree_exclusive; /* S-EPT tree lock mode; shared if false */
 	/*
-	 * Page operand (R8) of a map operation (SEPT.ADD, PAGE.AUG): @pages
-	 * pages from @pfn, aligned to their size.  @pages is 0 for the
-	 * other operations.
+	 * Page operand (R8) of an operation that hands the module pages
+	 * (SEPT.ADD, PAGE.AUG, PAGE.DEMOTE): @pages pages from @pfn,
+	 * aligned to their size.  @pages is 0 for the other operations.
 	 */
 	tdp_pfn_t pfn;
 	uint64_t pages;
+	bool may_fail; /* the failure rate applies (SEPT.ADD, PAGE.AUG) */
 	struct tdx_err_info *err; /* may be NULL: then &local_err */
 
 	/* Set by seamcall_enter(). */
@@ -501,9 +510,9 @@ static tdx_status_t seamcall_refuse(struct seamcall *sc, tdx_status_t st)
 
 /*
  * Try one host SEAMCALL on one S-EPT entry up to its own checks, in the
- * module's order: the GPA operand, the page operand of a map operation,
- * injection (only a map operation may fail by injection), the tree lock,
- * the walk to the target entry, the entry lock.
+ * module's order: the GPA operand, the page operand, injection (a failure
+ * only if @sc->may_fail), the tree lock, the walk to the target entry,
+ * the entry lock.
  *
  * Returns TDX_SUCCESS with the tree lock and the entry lock held and
  * @sc->entry, @sc->old set: end the call with seamcall_exit() or
@@ -514,7 +523,7 @@ static tdx_status_t seamcall_refuse(struct seamcall *sc, tdx_status_t st)
 static tdx_status_t seamcall_enter(struct seamcall *sc)
 {
 	struct tdx_module *mod = sc->mod;
-	bool map = sc->pages > 0;
+	bool page_operand = sc->pages > 0;
 	tdx_status_t st;
 
 	if (!sc->err)
@@ -523,13 +532,13 @@ static tdx_status_t seamcall_enter(struct seamcall *sc)
 			    sc->max_level))
 		return seamcall_refuse(sc, TDX_OPERAND_INVALID |
 						   TDX_OPERAND_ID_RCX);
-	if (map && (sc->pfn & (sc->pages - 1)))
+	if (page_operand && (sc->pfn & (sc->pages - 1)))
 		return seamcall_refuse(sc,
 				       TDX_OPERAND_INVALID | TDX_OPERAND_ID_R8);
-	if (map && !host_mem_tdx_usable(mod->mem, sc->pfn, sc->pages))
+	if (page_operand && !host_mem_tdx_usable(mod->mem, sc->pfn, sc->pages))
 		return seamcall_refuse(sc, TDX_OPERAND_ADDR_RANGE_ERROR |
 						   TDX_OPERAND_ID_R8);
-	st = inject(mod, sc->op, map);
+	st = inject(mod, sc->op, sc->may_fail);
 	if (st)
 		return st;
 	if (!tree_trylock(sc))
@@ -583,6 +592,36 @@ static int record_entry_state(struct seamcall *sc)
 }
 
 /*
+ * The check of every call that removes or restructures an entry the CPU
+ * may have cached (PAGE.REMOVE, SEPT.REMOVE, PAGE.DEMOTE, PAGE.PROMOTE):
+ * the locked target entry is a blocked leaf (@leaf) or NL_BLOCKED, and
+ * its block is tracked.  Returns TDX_SUCCESS, or the status that ends
+ * the call: GPA_RANGE_NOT_BLOCKED for the unblocked state of that kind,
+ * EPT_ENTRY_STATE_INCORRECT for any other state, TLB_TRACKING_NOT_DONE.
+ */
+static tdx_status_t check_blocked_and_tracked(struct seamcall *sc, bool leaf)
+{
+	int state = record_entry_state(sc);
+	bool unblocked, blocked;
+
+	if (leaf) {
+		unblocked = state == SEPT_MAPPED || state == SEPT_PENDING;
+		blocked =
+			state == SEPT_BLOCKED || state == SEPT_PENDING_BLOCKED;
+	} else {
+		unblocked = state == SEPT_NL_MAPPED;
+		blocked = state == SEPT_NL_BLOCKED;
+	}
+	if (unblocked)
+		return TDX_GPA_RANGE_NOT_BLOCKED | TDX_OPERAND_ID_RCX;
+	if (!blocked)
+		return TDX_EPT_ENTRY_STATE_INCORRECT | TDX_OPERAND_ID_RCX;
+	if (!block_is_tracked(sc->mod, sept_entry_pfn(sc->old)))
+		return TDX_TLB_TRACKING_NOT_DONE | TDX_OPERAND_ID_RCX;
+	return TDX_SUCCESS;
+}
+
+/*
  * The common start of SEPT.ADD and PAGE.AUG: seamcall_enter(), then the
  * target entry must be FREE and the PAMT entries of the page operand,
  * locked in order, must be NDA.  Returns TDX_SUCCESS with the PAMT
@@ -627,7 +666,7 @@ tdx_status_t tdx_sept_add(struct tdx_module *mod, tdp_gfn_t gfn, int level,
 {
 	struct seamcall sc = {
 		.mod = mod, .gfn = gfn, .level = level, .err = err,
-		.op = SIM_SC_SEPT_ADD, .pfn = pfn, .pages = 1,
+		.op = SIM_SC_SEPT_ADD, .pfn = pfn, .pages = 1, .may_fail = true,
 		.min_level = TDP_LEVEL_2M, .max_level = mod->root_level,
 	};
 	struct pamt_entry *pamt;
@@ -664,7 +703,7 @@ tdx_status_t tdx_page_aug(struct tdx_module *mod, tdp_gfn_t gfn, int level,
 	uint64_t pages = tdp_level_pages(level);
 	struct seamcall sc = {
 		.mod = mod, .gfn = gfn, .level = level, .err = err,
-		.op = op, .pfn = pfn, .pages = pages,
+		.op = op, .pfn = pfn, .pages = pages, .may_fail = true,
 		.min_level = TDP_LEVEL_4K, .max_level = TDP_LEVEL_2M,
 	};
 	tdx_status_t st;
@@ -813,23 +852,15 @@ tdx_status_t tdx_page_remove(struct tdx_module *mod, tdp_gfn_t gfn,
 	};
 	uint64_t pages = tdp_level_pages(level);
 	tdp_pfn_t pfn;
-	int state;
 	tdx_status_t st;
 
 	st = seamcall_enter(&sc);
 	if (st)
 		return st;
-	state = record_entry_state(&sc);
-	if (state == SEPT_MAPPED || state == SEPT_PENDING)
-		return seamcall_exit(&sc, TDX_GPA_RANGE_NOT_BLOCKED |
-						  TDX_OPERAND_ID_RCX);
-	if (state != SEPT_BLOCKED && state != SEPT_PENDING_BLOCKED)
-		return seamcall_exit(&sc, TDX_EPT_ENTRY_STATE_INCORRECT |
-						  TDX_OPERAND_ID_RCX);
+	st = check_blocked_and_tracked(&sc, true);
+	if (st)
+		return seamcall_exit(&sc, st);
 	pfn = sept_entry_pfn(sc.old);
-	if (!block_is_tracked(mod, pfn))
-		return seamcall_exit(&sc, TDX_TLB_TRACKING_NOT_DONE |
-						  TDX_OPERAND_ID_RCX);
 	if (!pamt_trylock_range(mod, pfn, pages))
 		return seamcall_exit(&sc, TDX_OPERAND_BUSY | TDX_OPERAND_ID_R8);
 	for (uint64_t i = 0; i < pages; i++) {
@@ -874,23 +905,15 @@ tdx_status_t tdx_sept_remove(struct tdx_module *mod, tdp_gfn_t gfn,
 	};
 	struct pamt_entry *pamt;
 	tdp_pfn_t child;
-	int state;
 	tdx_status_t st;
 
 	st = seamcall_enter(&sc);
 	if (st)
 		return st;
-	state = record_entry_state(&sc);
-	if (state == SEPT_NL_MAPPED)
-		return seamcall_exit(&sc, TDX_GPA_RANGE_NOT_BLOCKED |
-						  TDX_OPERAND_ID_RCX);
-	if (state != SEPT_NL_BLOCKED)
-		return seamcall_exit(&sc, TDX_EPT_ENTRY_STATE_INCORRECT |
-						  TDX_OPERAND_ID_RCX);
+	st = check_blocked_and_tracked(&sc, false);
+	if (st)
+		return seamcall_exit(&sc, st);
 	child = sept_entry_pfn(sc.old);
-	if (!block_is_tracked(mod, child))
-		return seamcall_exit(&sc, TDX_TLB_TRACKING_NOT_DONE |
-						  TDX_OPERAND_ID_RCX);
 	if (!table_is_free(table_of(mod, child)))
 		return seamcall_exit(&sc, TDX_EPT_PAGE_NOT_FREE |
 						  TDX_OPERAND_ID_RCX);
@@ -904,6 +927,189 @@ tdx_status_t tdx_sept_remove(struct tdx_module *mod, tdp_gfn_t gfn,
 	if (removed)
 		*removed = child;
 	return seamcall_commit(&sc, make_entry(SEPT_FREE, 0, level));
+}
+
+/* ---- PAGE.DEMOTE / PAGE.PROMOTE ------------------------------------------ */
+
+tdx_status_t tdx_page_demote(struct tdx_module *mod, tdp_gfn_t gfn,
+			     int level, tdp_pfn_t sept_pfn,
+			     struct tdx_err_info *err)
+{
+	struct seamcall sc = {
+		.mod = mod, .gfn = gfn, .level = level, .err = err,
+		.op = SIM_SC_PAGE_DEMOTE, .pfn = sept_pfn, .pages = 1,
+		.min_level = TDP_LEVEL_2M, .max_level = TDP_LEVEL_2M,
+	};
+	const int child_level = level - 1;
+	struct pamt_entry *pamt;
+	uint64_t *table, pages, step;
+	tdp_pfn_t pfn;
+	int child_state;
+	tdx_status_t st;
+
+	st = seamcall_enter(&sc);
+	if (st)
+		return st;
+	/* Sizes only now: @level is valid once the operands are checked. */
+	pages = tdp_level_pages(level);
+	step = tdp_level_pages(child_level);
+	st = check_blocked_and_tracked(&sc, true);
+	if (st)
+		return seamcall_exit(&sc, st);
+	pfn = sept_entry_pfn(sc.old);
+	pamt = pamt_of(mod, sept_pfn);
+	if (!pamt_trylock(pamt))
+		return seamcall_exit(&sc, TDX_OPERAND_BUSY | TDX_OPERAND_ID_R8);
+	if (pamt_type(pamt) != PAMT_NDA) {
+		pamt_unlock(pamt);
+		return seamcall_exit(&sc, TDX_PAGE_METADATA_INCORRECT |
+						  TDX_OPERAND_ID_R8);
+	}
+	if (!pamt_trylock_range(mod, pfn, pages)) {
+		pamt_unlock(pamt);
+		return seamcall_exit(&sc,
+				     TDX_OPERAND_BUSY | TDX_OPERAND_ID_RCX);
+	}
+
+	table = table_storage(mod, sept_pfn);
+	if (!table) {
+		fprintf(stderr, "tdpsim: out of memory for S-EPT storage\n");
+		abort();
+	}
+	/* The children are complete before the entry publishes the table. */
+	child_state = unblocked_state_of(sept_entry_state(sc.old));
+	for (int i = 0; i < TDP_SPTES_PER_TABLE; i++)
+		__atomic_store_n(
+			&table[i],
+			make_entry(child_state, pfn + i * step, child_level),
+			__ATOMIC_RELAXED);
+	for (uint64_t i = 0; i < pages; i++)
+		pamt_set(pamt_of(mod, pfn + i), PAMT_REG, child_level, gfn + i);
+	__atomic_store_n(&pamt->bepoch, 0, __ATOMIC_RELAXED);
+	pamt_set(pamt, PAMT_EPT, 0, gfn);
+	__atomic_add_fetch(&mod->child_count, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&mod->sept_pages, 1, __ATOMIC_RELAXED);
+	pamt_unlock_range(mod, pfn, pages);
+	pamt_unlock(pamt);
+	return seamcall_commit(&sc,
+			       make_entry(SEPT_NL_MAPPED, sept_pfn, level));
+}
+
+/*
+ * Lock all 512 entries of @table, storing their values in @child; all or
+ * none.  False if another operation holds one of them.
+ */
+static bool children_trylock(uint64_t *table, uint64_t *child)
+{
+	for (int i = 0; i < TDP_SPTES_PER_TABLE; i++) {
+		if (!entry_trylock(&table[i], &child[i])) {
+			while (i--)
+				entry_unlock(&table[i], child[i]);
+			return false;
+		}
+	}
+	return true;
+}
+
+static void children_unlock(uint64_t *table, const uint64_t *child)
+{
+	for (int i = 0; i < TDP_SPTES_PER_TABLE; i++)
+		entry_unlock(&table[i], child[i]);
+}
+
+/*
+ * The merge condition of PAGE.PROMOTE on the 512 locked entries @child of
+ * a table at @child_level: child 0 a MAPPED or PENDING leaf whose host
+ * page is aligned to the merged size, and every child i the same entry
+ * mapping the host page i steps further.  Returns the index of the first
+ * child that breaks it, or -1.
+ */
+static int promote_breaker(const uint64_t *child, int child_level)
+{
+	const uint64_t step = tdp_level_pages(child_level);
+	const uint64_t size = step * TDP_SPTES_PER_TABLE;
+	int state = sept_entry_state(child[0]);
+	tdp_pfn_t pfn = sept_entry_pfn(child[0]);
+
+	if ((state != SEPT_MAPPED && state != SEPT_PENDING) ||
+	    (pfn & (size - 1)))
+		return 0;
+	for (int i = 1; i < TDP_SPTES_PER_TABLE; i++)
+		if (child[i] != make_entry(state, pfn + i * step, child_level))
+			return i;
+	return -1;
+}
+
+tdx_status_t tdx_page_promote(struct tdx_module *mod, tdp_gfn_t gfn,
+			      int level, tdp_pfn_t *released,
+			      struct tdx_err_info *err)
+{
+	struct seamcall sc = {
+		.mod = mod, .gfn = gfn, .level = level, .err = err,
+		.op = SIM_SC_PAGE_PROMOTE,
+		.min_level = TDP_LEVEL_2M, .max_level = TDP_LEVEL_2M,
+	};
+	const int child_level = level - 1;
+	uint64_t child[TDP_SPTES_PER_TABLE];
+	struct pamt_entry *pamt;
+	uint64_t *table, pages;
+	tdp_pfn_t table_pfn, pfn;
+	int state, breaker;
+	tdx_status_t st;
+
+	st = seamcall_enter(&sc);
+	if (st)
+		return st;
+	/* Sizes only now: @level is valid once the operands are checked. */
+	pages = tdp_level_pages(level);
+	st = check_blocked_and_tracked(&sc, false);
+	if (st)
+		return seamcall_exit(&sc, st);
+	table_pfn = sept_entry_pfn(sc.old);
+	table = table_of(mod, table_pfn);
+	if (!children_trylock(table, child))
+		return seamcall_exit(&sc,
+				     TDX_OPERAND_BUSY | TDX_OPERAND_ID_RCX);
+	breaker = promote_breaker(child, child_level);
+	if (breaker >= 0) {
+		sc.err->level = child_level;
+		sc.err->state = sept_entry_state(child[breaker]);
+		children_unlock(table, child);
+		return seamcall_exit(&sc, TDX_EPT_INVALID_PROMOTE_CONDITIONS |
+						  TDX_OPERAND_ID_RCX);
+	}
+	state = sept_entry_state(child[0]);
+	pfn = sept_entry_pfn(child[0]);
+	pamt = pamt_of(mod, table_pfn);
+	if (!pamt_trylock(pamt)) {
+		children_unlock(table, child);
+		return seamcall_exit(&sc,
+				     TDX_OPERAND_BUSY | TDX_OPERAND_ID_RCX);
+	}
+	if (!pamt_trylock_range(mod, pfn, pages)) {
+		pamt_unlock(pamt);
+		children_unlock(table, child);
+		return seamcall_exit(&sc,
+				     TDX_OPERAND_BUSY | TDX_OPERAND_ID_RCX);
+	}
+
+	for (uint64_t i = 0; i < pages; i++)
+		pamt_set(pamt_of(mod, pfn + i), PAMT_REG, level, gfn + i);
+	pamt_unlock_range(mod, pfn, pages);
+	pamt_set(pamt, PAMT_NDA, 0, 0);
+	pamt_unlock(pamt);
+	__atomic_sub_fetch(&mod->child_count, 1, __ATOMIC_RELAXED);
+	__atomic_sub_fetch(&mod->sept_pages, 1, __ATOMIC_RELAXED);
+	/*
+	 * The released table holds only FREE entries: whatever still reads
+	 * it (an ACCEPT that walked past the entry before the block) finds
+	 * nothing mapped.
+	 */
+	for (int i = 0; i < TDP_SPTES_PER_TABLE; i++)
+		entry_unlock(&table[i], make_entry(SEPT_FREE, 0, child_level));
+	if (released)
+		*released = table_pfn;
+	return seamcall_commit(&sc, make_entry(state, pfn, level));
 }
 
 /* ---- vCPUs --------------------------------------------------------------- */
@@ -1104,6 +1310,41 @@ void tdx_module_set_injection(struct tdx_module *mod, uint32_t busy_ppm,
 {
 	__atomic_store_n(&mod->busy_ppm, busy_ppm, __ATOMIC_RELAXED);
 	__atomic_store_n(&mod->fail_ppm, fail_ppm, __ATOMIC_RELAXED);
+}
+
+/* ---- test hooks ---------------------------------------------------------- */
+
+/* The entry at (@gfn, @level) through NL_MAPPED and NL_BLOCKED entries. */
+static uint64_t *debug_walk(struct tdx_module *mod, tdp_gfn_t gfn, int level)
+{
+	uint64_t *table = table_of(mod, mod->root_pfn);
+
+	for (int l = mod->root_level; l > level; l--) {
+		uint64_t v = entry_load(&table[entry_index(gfn, l)]);
+		int state = sept_entry_state(v);
+
+		if (state != SEPT_NL_MAPPED && state != SEPT_NL_BLOCKED)
+			return NULL;
+		table = table_of(mod, sept_entry_pfn(v));
+	}
+	return &table[entry_index(gfn, level)];
+}
+
+bool tdx_debug_hold_entry(struct tdx_module *mod, tdp_gfn_t gfn, int level)
+{
+	uint64_t *e = debug_walk(mod, gfn, level);
+	uint64_t old;
+
+	return e && entry_trylock(e, &old);
+}
+
+void tdx_debug_release_entry(struct tdx_module *mod, tdp_gfn_t gfn,
+			     int level)
+{
+	uint64_t *e = debug_walk(mod, gfn, level);
+
+	if (e)
+		entry_unlock(e, entry_load(e));
 }
 
 /* ---- creation and teardown ----------------------------------------------- */

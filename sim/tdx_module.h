@@ -18,17 +18,19 @@
  *
  * TLB epoch rule: RANGE.BLOCK stamps the mapped page with the current TD
  * epoch; TRACK advances the epoch and fails while a vCPU still runs in the
- * epoch before the current one; PAGE.REMOVE, SEPT.REMOVE and RANGE.UNBLOCK
- * need the block to be tracked: stamped before the previous epoch, or in
- * the previous epoch and no vCPU left in guest mode that entered in it.
+ * epoch before the current one; PAGE.REMOVE, SEPT.REMOVE, PAGE.DEMOTE,
+ * PAGE.PROMOTE and RANGE.UNBLOCK need the block to be tracked: stamped
+ * before the previous epoch, or in the previous epoch and no vCPU left in
+ * guest mode that entered in it.
  * A vCPU's private TLB is flushed at VP.ENTER when the epoch moved since
  * its last entry; nothing else flushes private translations.
  *
  * Locks are try-locks, as in the module: the S-EPT tree lock (shared for
- * SEPT.ADD, PAGE.AUG, PAGE.REMOVE; exclusive for RANGE.BLOCK,
- * RANGE.UNBLOCK, SEPT.REMOVE), one lock bit per S-EPT entry, one lock per
- * PAMT entry, and the epoch lock (shared for VP.ENTER, exclusive for
- * TRACK).  A conflict returns TDX_OPERAND_BUSY with the operand id.
+ * SEPT.ADD, PAGE.AUG, PAGE.REMOVE, PAGE.DEMOTE, PAGE.PROMOTE; exclusive
+ * for RANGE.BLOCK, RANGE.UNBLOCK, SEPT.REMOVE), one lock bit per S-EPT
+ * entry (PAGE.PROMOTE takes the 512 children's too), one lock per PAMT
+ * entry, and the epoch lock (shared for VP.ENTER, exclusive for TRACK).
+ * A conflict returns TDX_OPERAND_BUSY with the operand id.
  */
 #ifndef SIM_TDX_MODULE_H
 #define SIM_TDX_MODULE_H
@@ -57,6 +59,7 @@ typedef uint64_t tdx_status_t;
 #define TDX_GPA_RANGE_NOT_BLOCKED     TDX_STATUS(0xC0000B06)
 #define TDX_GPA_RANGE_ALREADY_BLOCKED TDX_STATUS(0x00000B07)
 #define TDX_TLB_TRACKING_NOT_DONE     TDX_STATUS(0xC0000B08)
+#define TDX_EPT_INVALID_PROMOTE_CONDITIONS TDX_STATUS(0xC0000B09)
 #define TDX_PAGE_ALREADY_ACCEPTED     TDX_STATUS(0x00000B0A)
 #define TDX_PAGE_SIZE_MISMATCH        TDX_STATUS(0xC0000B0B)
 #define TDX_EPT_ENTRY_STATE_INCORRECT TDX_STATUS(0xC0000B0D)
@@ -244,6 +247,62 @@ tdx_status_t tdx_sept_remove(struct tdx_module *mod, tdp_gfn_t gfn,
 			     int level, tdp_pfn_t *removed,
 			     struct tdx_err_info *err);
 
+/*
+ * TDH.MEM.PAGE.DEMOTE: split the 2 MiB leaf at (@gfn, @level), @level 2
+ * only (this model has no 1 GiB leaves), into the 4 KiB host page
+ * @sept_pfn made an S-EPT table.  Tree lock shared.
+ *
+ * Preconditions, in order, each with its status: @gfn private and
+ * aligned, @level 2 (OPERAND_INVALID); @sept_pfn TDX-usable
+ * (OPERAND_ADDR_RANGE_ERROR); the tree lock (OPERAND_BUSY); the walk
+ * (EPT_WALK_FAILED); the entry lock (OPERAND_BUSY); the entry a blocked
+ * leaf, BLOCKED or PENDING_BLOCKED (GPA_RANGE_NOT_BLOCKED for MAPPED or
+ * PENDING, else EPT_ENTRY_STATE_INCORRECT); the block tracked
+ * (TLB_TRACKING_NOT_DONE); the PAMT locks of @sept_pfn and of the 2 MiB
+ * page (OPERAND_BUSY); @sept_pfn free in the PAMT
+ * (PAGE_METADATA_INCORRECT).  Busy is injected at the busy rate; the
+ * failure rate does not apply.
+ *
+ * Effect: the new table holds 512 4 KiB leaves mapping the 512 host pages
+ * of the 2 MiB page in order, each in the unblocked state of the parent
+ * (MAPPED for BLOCKED, PENDING for PENDING_BLOCKED); the entry becomes
+ * NL_MAPPED (not blocked: the guest regains access at once); the PAMT of
+ * the 2 MiB page becomes 512 private 4 KiB pages at the same GFNs and
+ * @sept_pfn an S-EPT page of the TD (child count + 1).  Page contents
+ * are untouched.
+ */
+tdx_status_t tdx_page_demote(struct tdx_module *mod, tdp_gfn_t gfn,
+			     int level, tdp_pfn_t sept_pfn,
+			     struct tdx_err_info *err);
+
+/*
+ * TDH.MEM.PAGE.PROMOTE: merge the 512 4 KiB leaves below the non-leaf
+ * entry at (@gfn, @level), @level 2 only, into one 2 MiB leaf and release
+ * their S-EPT table.  Tree lock shared.
+ *
+ * Preconditions, in order: @gfn private and aligned, @level 2
+ * (OPERAND_INVALID); the tree lock (OPERAND_BUSY); the walk
+ * (EPT_WALK_FAILED); the entry lock (OPERAND_BUSY); the entry
+ * NL_BLOCKED (GPA_RANGE_NOT_BLOCKED for NL_MAPPED, else
+ * EPT_ENTRY_STATE_INCORRECT); the block tracked
+ * (TLB_TRACKING_NOT_DONE); the locks of all 512 child entries
+ * (OPERAND_BUSY, e.g. a guest ACCEPT still in flight on one); child 0
+ * MAPPED or PENDING and mapping a 2 MiB-aligned host page, every other
+ * child in the same state mapping the next host page
+ * (EPT_INVALID_PROMOTE_CONDITIONS, with level 1 and the state of the
+ * first child that breaks it in @err); the PAMT locks of the table page
+ * and of the 512 pages (OPERAND_BUSY).  Busy is injected as for DEMOTE.
+ *
+ * Effect: the entry becomes a 2 MiB leaf in the children's (unblocked)
+ * state mapping the 512 pages; their PAMT becomes one 2 MiB private page;
+ * the table page is free in the PAMT again (child count - 1) and is
+ * stored in @released for the host to take back.  Page contents are
+ * untouched.
+ */
+tdx_status_t tdx_page_promote(struct tdx_module *mod, tdp_gfn_t gfn,
+			      int level, tdp_pfn_t *released,
+			      struct tdx_err_info *err);
+
 /* ---- vCPU entry and exit, guest TDCALLs ---------------------------------- */
 
 /*
@@ -265,7 +324,9 @@ void tdx_vp_exit(struct tdx_module *mod, unsigned int vp);
  *   TDX_PAGE_ALREADY_ACCEPTED: a MAPPED leaf at or above @level;
  *   TDX_PAGE_SIZE_MISMATCH: a table at @level (the host mapped smaller);
  *   TDX_SIM_TD_EXIT_EPT_VIOLATION: nothing mapped, or blocked, or a
- *     PENDING leaf above @level: the host must map and the guest retry;
+ *     PENDING leaf above @level: the host must map and the guest retry
+ *     (the guest hands the host its ACCEPT level; @err->level above it
+ *     with state PENDING means the host must demote that leaf first);
  *   TDX_OPERAND_BUSY: the entry is locked; TDX_OPERAND_INVALID.
  * @err receives the level and state where the walk stopped.
  */
@@ -304,5 +365,19 @@ uint64_t tdx_vp_entered_epoch(const struct tdx_module *mod, unsigned int vp);
 int64_t tdx_td_child_count(const struct tdx_module *mod);
 /* S-EPT pages in use, the root excluded. */
 int64_t tdx_sept_pages(const struct tdx_module *mod);
+
+/* ---- test hooks ---------------------------------------------------------- */
+
+/*
+ * Take (tdx_debug_hold_entry) or drop (tdx_debug_release_entry) the lock
+ * of the S-EPT entry at (@gfn, @level) the way an in-flight SEAMCALL or
+ * guest ACCEPT holds it, so that a test can make a lock conflict happen
+ * deterministically.  The walk follows NL_MAPPED and NL_BLOCKED entries.
+ * Hold returns false if the walk does not reach @level or the entry is
+ * already locked.  Not a module interface: tests only.
+ */
+bool tdx_debug_hold_entry(struct tdx_module *mod, tdp_gfn_t gfn, int level);
+void tdx_debug_release_entry(struct tdx_module *mod, tdp_gfn_t gfn,
+			     int level);
 
 #endif /* SIM_TDX_MODULE_H */
