@@ -75,6 +75,8 @@ void tdp_port_assert_fail(const char *cond, const char *file, int line)
 
 __thread struct tdp_port_thread *tdp_port_self
 	__attribute__((tls_model("initial-exec")));
+__thread unsigned int tdp_port_resched_calls
+	__attribute__((tls_model("initial-exec")));
 
 /* Every record ever registered; push-only, so writers scan it unlocked. */
 static struct tdp_port_thread *all_threads; /* atomic head */

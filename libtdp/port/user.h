@@ -405,9 +405,26 @@ static inline bool tdp_port_lock_held_write(const tdp_mmu_lock_t *l)
 	TDP_ASSERT(tdp_port_lock_held_read(l) ||                     \
 		   tdp_port_lock_held_write(l))
 
+/*
+ * Let other threads run: the user-space counterpart of cond_resched(),
+ * which gives up the CPU only when the scheduler asks.  User space cannot
+ * ask, so every 16th call of a thread yields and the others only relax
+ * the CPU: lock hand-overs do not need it (the mmu_lock admits queued
+ * readers before a yielding writer returns), and a thread that spins on
+ * a frozen SPTE or a running zap still lets a preempted holder run.
+ */
+extern __thread unsigned int tdp_port_resched_calls
+	__attribute__((tls_model("initial-exec")));
+
 static inline void tdp_cond_resched(void)
 {
-	sched_yield();
+	if (++tdp_port_resched_calls % 16 == 0) {
+		sched_yield();
+		return;
+	}
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
 }
 
 /* ---- mutex ------------------------------------------------------------- */
