@@ -69,6 +69,8 @@ struct recorder {
 	bool forbid;	      /* atomic */
 	rec_hook_fn hook;
 	void *hook_arg;
+	rec_hook_fn remove_hook;
+	void *remove_hook_arg;
 
 	/* Overlap detection: atomics. */
 	int maps_in_flight;
@@ -721,6 +723,8 @@ static int rec_remove_leaf(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn)
 	pthread_mutex_unlock(&r->lock);
 
 	removal_end(r);
+	if (r->remove_hook)
+		r->remove_hook(r->remove_hook_arg, REC_REMOVE_LEAF, gfn, level);
 	return ret;
 }
 
@@ -1011,6 +1015,12 @@ void rec_set_hook(struct recorder *r, rec_hook_fn fn, void *arg)
 {
 	r->hook_arg = arg;
 	r->hook = fn;
+}
+
+void rec_set_remove_hook(struct recorder *r, rec_hook_fn fn, void *arg)
+{
+	r->remove_hook_arg = arg;
+	r->remove_hook = fn;
 }
 
 void rec_log_enable(struct recorder *r, bool on)

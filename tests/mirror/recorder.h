@@ -132,6 +132,12 @@ typedef void (*rec_hook_fn)(void *arg, enum rec_call call, tdp_gfn_t gfn,
 			    int level);
 void rec_set_hook(struct recorder *r, rec_hook_fn fn, void *arg);
 
+/*
+ * A hook run at the end of every remove_leaf, with mmu_lock held for
+ * write by the caller (the removal itself is recorded already).
+ */
+void rec_set_remove_hook(struct recorder *r, rec_hook_fn fn, void *arg);
+
 /* Event log: off by default; clearing also empties it. */
 void rec_log_enable(struct recorder *r, bool on);
 void rec_log_clear(struct recorder *r);

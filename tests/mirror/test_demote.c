@@ -15,7 +15,10 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
+#include <unistd.h>
 
 /* Two adjacent 2 MiB regions inside one 1 GiB entry, and a 1 GiB one. */
 #define R2M_A ((3ULL << 27) | (4ULL << 18) | (6ULL << 9))
@@ -537,6 +540,107 @@ static void test_repeated_partial_zaps(void **state)
 	menv_fini(&e);
 }
 
+/* ---- a huge leaf mapped across an end while the zap yields ------------ */
+
+struct late_fault {
+	struct menv *e;
+	struct tdp_vcpu *vcpu; /* the faulting thread's own context */
+	int go;		       /* atomic: the zap removed its first leaf */
+	int ret;	       /* the fault's result, read after the join */
+};
+
+/* First removal of the zap: let the faulting thread run and queue. */
+static void start_late_fault(void *arg, enum rec_call call, tdp_gfn_t gfn,
+			     int level)
+{
+	struct late_fault *lf = arg;
+
+	(void)call;
+	(void)gfn;
+	(void)level;
+	if (__atomic_exchange_n(&lf->go, 1, __ATOMIC_ACQ_REL))
+		return;
+	/* It waits for mmu_lock now; the zap's next yield lets it in. */
+	usleep(5000);
+}
+
+static void *late_fault_thread(void *arg)
+{
+	struct late_fault *lf = arg;
+
+	tdp_thread_register();
+	while (!__atomic_load_n(&lf->go, __ATOMIC_ACQUIRE))
+		sched_yield();
+	lf->ret = menv_map_retry(lf->e->mmu, lf->vcpu, R2M_B,
+				 TDP_ALIAS_PRIVATE, PFN_PRIVATE(R2M_B),
+				 TDP_LEVEL_2M, NULL);
+	tdp_thread_unregister();
+	return NULL;
+}
+
+/*
+ * The ends of a range are demoted before the zap removes anything, but a
+ * zap that yields lets faults in: one maps a 2 MiB leaf across the far end
+ * of the range after the zap started.  The zap demotes it when it meets
+ * it (allocating the table with mmu_lock dropped) and removes only the
+ * covered pages.  The fault lands while the zap yields (every step, with
+ * TDP_MMU_FORCE_YIELD), which the test arranges but cannot force: it
+ * tries a few times and needs one run where the zap met the new leaf.
+ */
+static void test_leaf_mapped_while_zap_yields(void **state)
+{
+	const tdp_gfn_t start = R2M_A + 300, end = R2M_B + 100;
+	bool met = false;
+
+	(void)state;
+	for (int attempt = 0; attempt < 5 && !met; attempt++) {
+		struct late_fault lf = { 0 };
+		struct tdp_stats st;
+		pthread_t thread;
+		struct menv e;
+
+		menv_init_backend(&e, 4096, TDP_MMU_FORCE_YIELD, true);
+		for (tdp_gfn_t g = start; g < R2M_B; g++)
+			assert_int_equal(menv_map_retry(e.mmu, e.vcpu, g,
+							TDP_ALIAS_PRIVATE,
+							PFN_PRIVATE(g),
+							TDP_LEVEL_4K, NULL),
+					 TDP_FAULT_FIXED);
+		lf.e = &e;
+		assert_int_equal(tdp_vcpu_create(e.mmu, &lf.vcpu), 0);
+		rec_set_remove_hook(e.rec, start_late_fault, &lf);
+		assert_int_equal(pthread_create(&thread, NULL,
+						late_fault_thread, &lf),
+				 0);
+
+		assert_int_equal(tdp_zap_convert_to_shared(e.mmu, start, end),
+				 0);
+		assert_int_equal(pthread_join(thread, NULL), 0);
+		rec_set_remove_hook(e.rec, NULL, NULL);
+		assert_int_equal(lf.ret, TDP_FAULT_FIXED);
+
+		assert_pages(&e, start, R2M_B, start, end, 0);
+		st = stats_of(&e);
+		if (st.demotes) {
+			/* The zap met the new leaf and cut only its head. */
+			met = true;
+			assert_int_equal(st.demotes, 1);
+			assert_pages(&e, R2M_B, R2M_B + 512, start, end,
+				     TDP_LEVEL_4K);
+		} else {
+			/* The fault came after the zap: the leaf is whole. */
+			assert_pages(&e, R2M_B, R2M_B + 512, 0, 0,
+				     TDP_LEVEL_2M);
+		}
+		assert_in_step(&e);
+		fprintf(stderr, "attempt %d: the zap %s the late 2 MiB leaf\n",
+			attempt, st.demotes ? "met and demoted" : "missed");
+		tdp_vcpu_destroy(lf.vcpu);
+		menv_fini(&e);
+	}
+	assert_true(met);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -552,6 +656,7 @@ int main(void)
 		cmocka_unit_test(test_demote_hard_error),
 		cmocka_unit_test(test_demote_enomem),
 		cmocka_unit_test(test_repeated_partial_zaps),
+		cmocka_unit_test(test_leaf_mapped_while_zap_yields),
 	};
 
 	return cmocka_run_group_tests(tests, setup_thread, teardown_thread);
