@@ -25,7 +25,8 @@
  * inside rcu_read_lock(), always:
  *
  *   link_table, set_leaf               mmu_lock held for read
- *   remove_leaf, free_table            mmu_lock held for write
+ *   remove_leaf, free_table,           mmu_lock held for write
+ *   demote_leaf
  *   flush_range, flush_all, mark_dirty held for read or for write (what
  *                                      the operation holds)
  *

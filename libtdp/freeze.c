@@ -19,6 +19,11 @@
  * leaves removed and child tables torn down first, then free_table, then
  * it is freed after a grace period.  A backend that fails a removal puts
  * the MMU in the dead state and nothing it may reference is freed.
+ *
+ * Demoting a private huge leaf (mmu_lock held for write, may fail): the
+ * new table is filled with the 512 smaller leaves first, the leaf is
+ * frozen while demote_leaf works, then the table is linked, or on failure
+ * the leaf is stored back and the table was never reachable.
  */
 #include "iter.h"
 
@@ -210,6 +215,61 @@ int tdp_zap_spte_write_locked(struct tdp_op *op, struct tdp_iter *it)
 		account_table(op, it->level - 1, -1);
 	handle_removed_spte(op, it->gfn, it->level, old);
 	return op->err;
+}
+
+/*
+ * tdp_demote_spte_write_locked() - split the present private huge leaf at
+ * @it into table @t (allocated with a backend page, not linked anywhere)
+ * of 512 leaves one level down that translate exactly as it did, through
+ * the backend's demote_leaf.  mmu_lock held for write, mirror root only.
+ * Returns 0: @t is linked and it->old_spte is the new non-leaf SPTE.
+ * -EBUSY or a hard error of demote_leaf, -EIO when the MMU is dead: the
+ * SPTE, the private tree and the counts of live objects are as before,
+ * and @t is still the caller's.
+ */
+int tdp_demote_spte_write_locked(struct tdp_op *op, struct tdp_iter *it,
+				 struct tdp_table *t)
+{
+	struct tdp_mmu *mmu = op->mmu;
+	const struct tdp_spte_format *fmt = &mmu->fmt;
+	const struct tdp_private_backend *be = &mmu->backend;
+	tdp_spte_t huge = it->old_spte;
+	int level = it->level;
+	int ret;
+
+	tdp_lockdep_assert_held_write(&mmu->mmu_lock);
+	TDP_ASSERT(tdp_root_is_mirror(op->root) && be->demote_leaf);
+	TDP_ASSERT(level > TDP_LEVEL_4K && tdp_spte_is_present(fmt, huge) &&
+		   tdp_spte_is_leaf(fmt, huge, level));
+	if (tdp_mmu_dead(mmu))
+		return -EIO;
+
+	tdp_table_init(t, it->gfn, level - 1, op->root->type);
+	/* Not reachable yet: plain stores, published by the release store
+	 * of the link below. */
+	for (int i = 0; i < TDP_SPTES_PER_TABLE; i++)
+		tdp_spte_write(&t->spt[i],
+			       tdp_spte_make_small(fmt, huge, level, i));
+
+	/* Frozen while the backend works, as for a removal. */
+	tdp_spte_write(it->sptep, fmt->frozen);
+	ret = be->demote_leaf(be->ctx, it->gfn, level, tdp_spte_pfn(fmt, huge),
+			      t->ext_table);
+	if (ret) {
+		tdp_spte_write_release(it->sptep, huge);
+		if (ret == -EBUSY)
+			TDP_COUNT(&op->ctr, demote_busy, 1);
+		else
+			TDP_COUNT(&op->ctr, demote_errors, 1);
+		return ret;
+	}
+	it->old_spte = tdp_spte_make_nonleaf(fmt, tdp_virt_to_pfn(t->spt));
+	tdp_spte_write_release(it->sptep, it->old_spte);
+	account_leaf(op, level, -1);
+	account_table(op, level - 1, 1);
+	account_leaf(op, level - 1, TDP_SPTES_PER_TABLE);
+	TDP_COUNT(&op->ctr, demotes, 1);
+	return 0;
 }
 
 /*

@@ -69,6 +69,9 @@ struct tdp_counters {
 	uint64_t flushes_all;
 	uint64_t backend_busy;
 	uint64_t backend_errors;
+	uint64_t demotes;
+	uint64_t demote_busy;
+	uint64_t demote_errors;
 };
 
 /* Tables a vCPU keeps ready: enough for one walk from root to leaf. */
@@ -270,6 +273,8 @@ void tdp_flush_issue(struct tdp_op *op);
 int tdp_set_spte_atomic(struct tdp_op *op, struct tdp_iter *it,
 			tdp_spte_t new_spte, struct tdp_table *child);
 int tdp_zap_spte_write_locked(struct tdp_op *op, struct tdp_iter *it);
+int tdp_demote_spte_write_locked(struct tdp_op *op, struct tdp_iter *it,
+				 struct tdp_table *t);
 int tdp_zap_spte_atomic(struct tdp_op *op, struct tdp_iter *it);
 /* What the present entries of a removed table held (see freeze.c). */
 struct tdp_removed_summary {
@@ -292,7 +297,6 @@ unsigned int tdp_alias_to_root_types(const struct tdp_mmu *mmu,
 
 /* zap.c */
 int tdp_zap_root_locked(struct tdp_op *op);
-int tdp_zap_leafs_locked(struct tdp_op *op, tdp_gfn_t start, tdp_gfn_t end);
 
 /* walk.c */
 typedef int64_t (*tdp_leaf_visit_fn)(struct tdp_op *op, struct tdp_iter *it,

@@ -262,6 +262,9 @@ int tdp_mmu_get_stats(const struct tdp_mmu *mmu, struct tdp_stats *out)
 	out->flushes_all = sum.flushes_all;
 	out->backend_busy = sum.backend_busy;
 	out->backend_errors = sum.backend_errors;
+	out->demotes = sum.demotes;
+	out->demote_busy = sum.demote_busy;
+	out->demote_errors = sum.demote_errors;
 	out->roots_allocated = tdp_atomic64_read(&mmu->roots_allocated);
 	out->roots_freed = tdp_atomic64_read(&mmu->roots_freed);
 	out->pages_in_use = tdp_atomic64_read(&mmu->pages_in_use);

@@ -11,12 +11,123 @@ static bool range_ok(const struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end)
 }
 
 /*
- * Zap the leaves of op->root translating tree GFNs [start, end).
- * mmu_lock held for write.  Returns 0 or -EIO (dead).
+ * Demotes of private huge leaves that a range zap covers only partly.
+ * [start, end) is the zap range; spare is a mirror table allocated with
+ * mmu_lock dropped and not linked yet (freed by the caller after the
+ * unlock); busy counts demote_leaf's busy answers in a row.
  */
-int tdp_zap_leafs_locked(struct tdp_op *op, tdp_gfn_t start, tdp_gfn_t end)
+struct zap_demote {
+	tdp_gfn_t start, end;
+	struct tdp_table *spare;
+	int busy;
+};
+
+/* The present leaf at @it maps GFNs on both sides of an end of the range. */
+static bool leaf_partly_covered(const struct tdp_iter *it,
+				const struct zap_demote *zd)
+{
+	return it->gfn < zd->start ||
+	       it->gfn + tdp_level_pages(it->level) > zd->end;
+}
+
+/*
+ * Drop mmu_lock and RCU, allocate the spare table if @alloc, and take them
+ * again; the walk at @it restarts from the root at its first unfinished
+ * GFN.  Used only before the walk changes anything at @it.
+ */
+static void zap_relock(struct tdp_op *op, struct tdp_iter *it,
+		       struct zap_demote *zd, bool alloc)
+{
+	struct tdp_mmu *mmu = op->mmu;
+
+	tdp_flush_issue(op);
+	tdp_rcu_read_unlock();
+	tdp_write_unlock(&mmu->mmu_lock);
+	if (alloc)
+		zd->spare = tdp_table_alloc(mmu, true);
+	else
+		tdp_cond_resched();
+	tdp_write_lock(&mmu->mmu_lock);
+	tdp_rcu_read_lock();
+	it->yielded = true;
+}
+
+/*
+ * Demote the private huge leaf at @it, which the zap covers partly.
+ * Returns 0 when it was demoted (the walk steps down into the new
+ * table); 1 when the walk must restart from the root (the lock was
+ * dropped to allocate, or to let a busy backend finish); -ENOMEM,
+ * -EBUSY after TDP_DEMOTE_BUSY_TRIES busy answers, a hard error of
+ * demote_leaf, or -EIO, with the leaf unchanged.
+ */
+static int demote_partial_leaf(struct tdp_op *op, struct tdp_iter *it,
+			       struct zap_demote *zd)
+{
+	int ret;
+
+	if (!zd->spare) {
+		zap_relock(op, it, zd, true);
+		return zd->spare ? 1 : -ENOMEM;
+	}
+	ret = tdp_demote_spte_write_locked(op, it, zd->spare);
+	if (!ret) {
+		zd->spare = NULL;
+		zd->busy = 0;
+		return 0;
+	}
+	if (ret != -EBUSY || ++zd->busy >= TDP_DEMOTE_BUSY_TRIES)
+		return ret;
+	zap_relock(op, it, zd, false);
+	return 1;
+}
+
+/* Whether the walk of op->root must demote instead of zapping whole. */
+static bool zap_demotes(const struct tdp_op *op)
+{
+	return tdp_root_is_mirror(op->root) && op->mmu->backend.demote_leaf;
+}
+
+/*
+ * Demote every private huge leaf of op->root that covers tree GFN @gfn
+ * (an end of the range) and is covered only partly, from the top down,
+ * until the leaf that maps @gfn lies inside the range.  Changes no
+ * mapping.  mmu_lock held for write.  Returns 0 or demote_partial_leaf()'s
+ * error.
+ */
+static int demote_range_end(struct tdp_op *op, tdp_gfn_t gfn,
+			    struct zap_demote *zd)
 {
 	const struct tdp_spte_format *fmt = &op->mmu->fmt;
+	struct tdp_iter it;
+	int ret = 0;
+
+	tdp_rcu_read_lock();
+	tdp_for_each_spte(it, op->root->table, fmt, gfn, gfn + 1) {
+		if (!tdp_spte_is_present(fmt, it.old_spte) ||
+		    !tdp_spte_is_leaf(fmt, it.old_spte, it.level) ||
+		    it.level == TDP_LEVEL_4K || !leaf_partly_covered(&it, zd))
+			continue;
+		ret = demote_partial_leaf(op, &it, zd);
+		if (ret < 0)
+			break;
+	}
+	tdp_rcu_read_unlock();
+	return ret < 0 ? ret : 0;
+}
+
+/*
+ * Zap the leaves of op->root translating tree GFNs [start, end).
+ * mmu_lock held for write.  On a mirror root whose backend demotes, a
+ * huge leaf covered only partly is demoted first and only its covered
+ * leaves are zapped (the ends were demoted before the walk; one met here
+ * was mapped while the walk yielded).  Returns 0, -EIO (dead), or
+ * demote_partial_leaf()'s error.
+ */
+static int zap_leafs_locked(struct tdp_op *op, tdp_gfn_t start, tdp_gfn_t end,
+			    struct zap_demote *zd)
+{
+	const struct tdp_spte_format *fmt = &op->mmu->fmt;
+	bool demotes = zap_demotes(op);
 	struct tdp_iter it;
 	int ret = 0;
 
@@ -28,6 +139,14 @@ int tdp_zap_leafs_locked(struct tdp_op *op, tdp_gfn_t start, tdp_gfn_t end)
 		if (!tdp_spte_is_present(fmt, it.old_spte) ||
 		    !tdp_spte_is_leaf(fmt, it.old_spte, it.level))
 			continue;
+		if (demotes && it.level > TDP_LEVEL_4K &&
+		    leaf_partly_covered(&it, zd)) {
+			ret = demote_partial_leaf(op, &it, zd);
+			if (ret < 0)
+				break;
+			ret = 0;
+			continue;
+		}
 		ret = tdp_zap_spte_write_locked(op, &it);
 		if (ret)
 			break;
@@ -92,15 +211,56 @@ int tdp_zap_root_locked(struct tdp_op *op)
 	return ret ? ret : op->err;
 }
 
-static int zap_range_roots(struct tdp_mmu *mmu, tdp_gfn_t start,
-			   tdp_gfn_t end, unsigned int types)
+/*
+ * Before a private range zap removes anything: demote the private huge
+ * leaves that cover an end of the range only partly, in every mirror root
+ * @types selects, so that a failure leaves every mapping in place.
+ */
+static int demote_range_ends(struct tdp_mmu *mmu, unsigned int types,
+			     struct tdp_counters *local, struct zap_demote *zd)
 {
-	struct tdp_counters local = { 0 };
+	const unsigned int mirror = 1U << TDP_ROOT_MIRROR;
 	struct tdp_root *root;
 	int ret = 0;
 
+	if (!(types & mirror) || !mmu->backend.demote_leaf)
+		return 0;
+	for (root = tdp_root_next(mmu, NULL, mirror, false); root;
+	     root = tdp_root_next(mmu, root, mirror, false)) {
+		struct tdp_op op = {
+			.mmu = mmu,
+			.root = root,
+			.ctr = { .set = local, .owner_only = true },
+		};
+
+		ret = demote_range_end(&op, zd->start, zd);
+		if (!ret)
+			ret = demote_range_end(&op, zd->end - 1, zd);
+		if (ret) {
+			tdp_root_put(mmu, root);
+			break;
+		}
+	}
+	return ret;
+}
+
+/*
+ * The zap of tdp_zap_range(), with mmu_lock held for write.  Returns a
+ * spare table the demotes did not use in *spare, for the caller to free
+ * once it dropped the lock.
+ */
+static int zap_range_roots(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end,
+			   unsigned int types, struct tdp_table **spare)
+{
+	struct tdp_counters local = { 0 };
+	struct zap_demote zd = { .start = start, .end = end };
+	struct tdp_root *root;
+	int ret;
+
 	tdp_lockdep_assert_held_write(&mmu->mmu_lock);
-	for (root = tdp_root_next(mmu, NULL, types, false); root;
+	/* Private GFNs are unaliased: the demote range needs no bits. */
+	ret = demote_range_ends(mmu, types, &local, &zd);
+	for (root = ret ? NULL : tdp_root_next(mmu, NULL, types, false); root;
 	     root = tdp_root_next(mmu, root, types, false)) {
 		tdp_gfn_t bits = tdp_root_gfn_bits(mmu, root->type);
 		struct tdp_op op = {
@@ -109,19 +269,21 @@ static int zap_range_roots(struct tdp_mmu *mmu, tdp_gfn_t start,
 			.ctr = { .set = &local, .owner_only = true },
 		};
 
-		ret = tdp_zap_leafs_locked(&op, start + bits, end + bits);
+		ret = zap_leafs_locked(&op, start + bits, end + bits, &zd);
 		if (ret) {
 			tdp_root_put(mmu, root);
 			break;
 		}
 	}
 	tdp_counters_fold(&mmu->ctr, &local);
+	*spare = zd.spare;
 	return ret;
 }
 
 int tdp_zap_range(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end,
 		  enum tdp_alias alias)
 {
+	struct tdp_table *spare = NULL;
 	int ret;
 
 	if (!mmu || !range_ok(mmu, start, end) || !alias ||
@@ -132,8 +294,12 @@ int tdp_zap_range(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end,
 	ret = tdp_mmu_usable(mmu);
 	if (!ret)
 		ret = zap_range_roots(mmu, start, end,
-				      tdp_alias_to_root_types(mmu, alias));
+				      tdp_alias_to_root_types(mmu, alias),
+				      &spare);
 	tdp_write_unlock(&mmu->mmu_lock);
+	/* Allocated for a demote that another zap or a failure made moot. */
+	if (spare)
+		tdp_table_free_now(spare);
 	return ret;
 }
 

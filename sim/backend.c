@@ -57,13 +57,20 @@ static void removal_end(struct sim *s)
 
 /* ---- removal-path SEAMCALLs ---------------------------------------------- */
 
-enum removal_op { REMOVAL_BLOCK, REMOVAL_PAGE_REMOVE, REMOVAL_SEPT_REMOVE };
+enum removal_op {
+	REMOVAL_BLOCK,
+	REMOVAL_PAGE_REMOVE,
+	REMOVAL_SEPT_REMOVE,
+	REMOVAL_PAGE_DEMOTE,
+	REMOVAL_UNBLOCK,
+};
 
 struct removal_call {
 	enum removal_op op;
 	tdp_gfn_t gfn;
 	int level;
-	tdp_pfn_t removed; /* output of the REMOVE calls */
+	tdp_pfn_t removed;  /* output of the REMOVE calls */
+	tdp_pfn_t sept_pfn; /* input of PAGE.DEMOTE: the new S-EPT page */
 };
 
 static tdx_status_t removal_try_once(struct sim *s, struct removal_call *c)
@@ -77,6 +84,11 @@ static tdx_status_t removal_try_once(struct sim *s, struct removal_call *c)
 	case REMOVAL_SEPT_REMOVE:
 		return tdx_sept_remove(s->module, c->gfn, c->level, &c->removed,
 				       NULL);
+	case REMOVAL_PAGE_DEMOTE:
+		return tdx_page_demote(s->module, c->gfn, c->level, c->sept_pfn,
+				       NULL);
+	case REMOVAL_UNBLOCK:
+		return tdx_range_unblock(s->module, c->gfn, c->level, NULL);
 	}
 	return TDX_OPERAND_INVALID;
 }
@@ -311,6 +323,94 @@ static int be_free_table(void *ctx, tdp_gfn_t gfn, int level,
 	return 0;
 }
 
+/*
+ * Demote the 2 MiB leaf at (@gfn, @level) into a new S-EPT page: BLOCK,
+ * TRACK and kick (no vCPU may keep the 2 MiB translation while the entry
+ * changes shape), PAGE.DEMOTE.  The entry comes back unblocked, its 512
+ * children in the leaf's state (MAPPED or PENDING), contents untouched.
+ *
+ * Busy: a busy BLOCK changed nothing and is returned as -EBUSY (the
+ * engine retries).  Once the entry is blocked the demote is carried
+ * through like a removal (busy SEAMCALLs retried with vCPUs held out), so
+ * the engine never sees a blocked entry left behind.  A hard error of
+ * PAGE.DEMOTE unblocks the entry again (the block is tracked by then) and
+ * returns SIM_ERR_TDX with nothing changed.
+ */
+static int be_demote_leaf(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn,
+			  struct tdp_ext_table *new_table)
+{
+	struct sim *s = ctx;
+	struct sim_ext_record *rec = (struct sim_ext_record *)new_table;
+	struct removal_call demote = {
+		.op = REMOVAL_PAGE_DEMOTE, .gfn = gfn, .level = level,
+	};
+	struct removal_call unblock = {
+		.op = REMOVAL_UNBLOCK, .gfn = gfn, .level = level,
+	};
+	tdx_status_t st;
+	tdp_pfn_t sept_pfn;
+
+	removal_begin(s, "demote_leaf", gfn);
+	if (rec->magic) {
+		sim_violation(&s->report, SIM_V_CONTRACT, 0, gfn, SIM_NO_VCPU,
+			      "demote_leaf(level %d) got a backend page still "
+			      "in use for gfn %#" PRIx64 " level %d",
+			      level, rec->gfn, rec->level);
+		removal_end(s);
+		return SIM_ERR_TDX;
+	}
+	for (uint64_t i = 0; i < tdp_level_pages(level); i++) {
+		if (pfn + i == sim_host_private_pfn(s, gfn + i))
+			continue;
+		sim_violation(&s->report, SIM_V_CONTRACT, 0, gfn + i,
+			      SIM_NO_VCPU,
+			      "demote_leaf(level %d) names pfn %#" PRIx64
+			      " but the host's private page is %#" PRIx64,
+			      level, pfn + i,
+			      sim_host_private_pfn(s, gfn + i));
+		break;
+	}
+
+	st = tdx_range_block(s->module, gfn, level, NULL);
+	if (st != TDX_SUCCESS) {
+		if (st == TDX_GPA_RANGE_ALREADY_BLOCKED)
+			sim_violation(&s->report, SIM_V_CONTRACT, st, gfn,
+				      SIM_NO_VCPU,
+				      "level %d leaf was already blocked at "
+				      "demote_leaf", level);
+		removal_end(s);
+		return status_to_errno(st);
+	}
+	sept_pfn = host_mem_alloc(&s->mem, HOST_POOL_TDX, HOST_PAGE_SEPT, 0);
+	st = sim_backend_track(s);
+	if (st == TDX_SUCCESS && sept_pfn) {
+		demote.sept_pfn = sept_pfn;
+		st = removal_call(s, &demote);
+	}
+	if (st != TDX_SUCCESS || !sept_pfn) {
+		/* Undo the block: tracked by now, or TRACK itself failed
+		 * (reported) and the unblock reports the state. */
+		if (!sept_pfn)
+			sim_violation(&s->report, SIM_V_INCONSISTENT, 0, gfn,
+				      SIM_NO_VCPU, "host memory exhausted: no "
+				      "page for a demoted S-EPT table");
+		else
+			host_mem_free(&s->mem, sept_pfn);
+		removal_call(s, &unblock);
+		removal_end(s);
+		return sept_pfn ? SIM_ERR_TDX : -ENOMEM;
+	}
+	*rec = (struct sim_ext_record){
+		.magic    = SIM_EXT_MAGIC,
+		.sept_pfn = sept_pfn,
+		.gfn      = gfn,
+		.level    = level,
+	};
+	sim_count(&s->stats, SIM_C_DEMOTE_PRIVATE, 1);
+	removal_end(s);
+	return 0;
+}
+
 void sim_backend_init(struct sim *s, struct tdp_private_backend *ops)
 {
 	s->backend = (struct sim_backend){ .sim = s };
@@ -321,5 +421,6 @@ void sim_backend_init(struct sim *s, struct tdp_private_backend *ops)
 		.free_table     = be_free_table,
 		.ctx            = s,
 		.ext_table_size = sizeof(struct sim_ext_record),
+		.demote_leaf    = be_demote_leaf,
 	};
 }

@@ -19,7 +19,10 @@
  * retried with every vCPU held out of guest mode (KVM's answer to busy
  * during a zap); TRACK that finds vCPUs in the previous epoch kicks them
  * and retries.  A removal the module still refuses fails with -EIO and
- * the engine goes dead.
+ * the engine goes dead.  demote_leaf answers -EBUSY for a busy first
+ * BLOCK (nothing changed); once the leaf is blocked it finishes like a
+ * removal, and a hard PAGE.DEMOTE error is undone with UNBLOCK and
+ * answered SIM_ERR_TDX.
  *
  * Besides the module's own checks the adapter checks the engine's side of
  * the contract: no map callback runs during a removal, set_leaf maps the
@@ -54,7 +57,8 @@ struct sim_ext_record {
 struct sim_backend {
 	struct sim *sim;
 	int64_t maps_in_flight;     /* atomic: link_table/set_leaf running */
-	int64_t removals_in_flight; /* atomic: remove_leaf/free_table running */
+	int64_t removals_in_flight; /* atomic: remove_leaf/free_table/
+				     * demote_leaf running */
 };
 
 /* Fill @ops with the adapter's callbacks for @s. */

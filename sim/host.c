@@ -369,6 +369,28 @@ static bool engine_ok(struct sim *s, int ret, const char *what, tdp_gfn_t gfn)
 	return false;
 }
 
+/* Zaps repeated after -EBUSY before the host gives up (and reports). */
+#define ZAP_MAX_TRIES 1000
+
+typedef int (*zap_fn)(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end);
+
+/*
+ * One zap of [start, end).  A private zap answers -EBUSY when a demote of
+ * a huge leaf at an end of the range stayed busy; nothing was unmapped
+ * then, so the host simply calls it again.
+ */
+static int zap_until_done(struct sim *s, zap_fn zap, tdp_gfn_t start,
+			  tdp_gfn_t end)
+{
+	int ret = zap(s->mmu, start, end);
+
+	for (int tries = 1; ret == -EBUSY && tries < ZAP_MAX_TRIES; tries++) {
+		sim_count(&s->stats, SIM_C_RETRY_ZAP_BUSY, 1);
+		ret = zap(s->mmu, start, end);
+	}
+	return ret;
+}
+
 int sim_host_map_gpa(struct sim *s, tdp_gfn_t gfn, uint64_t n,
 		     bool to_private)
 {
@@ -387,7 +409,7 @@ int sim_host_map_gpa(struct sim *s, tdp_gfn_t gfn, uint64_t n,
 		sim_count(&s->stats, SIM_C_ZAP_TO_PRIVATE, 1);
 		sim_count(&s->stats, SIM_C_ZAP_TO_PRIVATE_PAGES, n);
 	} else {
-		ret = tdp_zap_convert_to_shared(s->mmu, gfn, end);
+		ret = zap_until_done(s, tdp_zap_convert_to_shared, gfn, end);
 		sim_count(&s->stats, SIM_C_ZAP_TO_SHARED, 1);
 		sim_count(&s->stats, SIM_C_ZAP_TO_SHARED_PAGES, n);
 	}
@@ -451,7 +473,7 @@ void sim_host_slot_delete(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 		       "tdp_invalidate_begin", gfn))
 		return;
 	backing_lock_range(s, gfn, end);
-	ret = tdp_zap_slot_deleted(s->mmu, gfn, end);
+	ret = zap_until_done(s, tdp_zap_slot_deleted, gfn, end);
 	sim_count(&s->stats, SIM_C_ZAP_SLOT_DELETED, 1);
 	sim_count(&s->stats, SIM_C_ZAP_SLOT_DELETED_PAGES, n);
 	if (engine_ok(s, ret, "tdp_zap_slot_deleted", gfn)) {

@@ -40,6 +40,8 @@
 	  "guest ACCEPTs retried after OPERAND_BUSY")                          \
 	X(RETRY_VP_ENTER_BUSY, "retries", "vp_enter_busy",                     \
 	  "VM entries retried after OPERAND_BUSY")                             \
+	X(RETRY_ZAP_BUSY, "retries", "zap_busy",                               \
+	  "zaps repeated after -EBUSY (a demote stayed busy)")                 \
 	X(ZAP_TO_SHARED, "zaps", "convert_to_shared",                          \
 	  "tdp_zap_convert_to_shared calls")                                   \
 	X(ZAP_TO_SHARED_PAGES, "zaps", "convert_to_shared_pages",              \
@@ -59,6 +61,8 @@
 	  "remove_leaf callbacks (BLOCK, TRACK, kick, REMOVE)")                \
 	X(ZAP_PRIVATE_TABLES, "zaps", "private_tables_removed",                \
 	  "free_table callbacks (BLOCK, TRACK, kick, SEPT.REMOVE)")            \
+	X(DEMOTE_PRIVATE, "zaps", "private_leaves_demoted",                    \
+	  "demote_leaf callbacks done (BLOCK, TRACK, kick, PAGE.DEMOTE)")      \
 	X(FLUSH_RANGE, "flushes", "range_callbacks",                           \
 	  "host flush_range callbacks")                                        \
 	X(FLUSH_ALL, "flushes", "all_callbacks", "host flush_all callbacks")   \

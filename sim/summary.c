@@ -160,6 +160,10 @@ static void print_engine(FILE *f, const struct tdp_stats *e)
 	fprintf(f, "  %-28s %14" PRIu64 "\n", "backend_errors",
 		e->backend_errors);
 	fprintf(f, "  %-28s %14" PRIu64 "\n", "pages_in_use", e->pages_in_use);
+	fprintf(f, "  %-28s %14" PRIu64 "\n", "demotes", e->demotes);
+	fprintf(f, "  %-28s %14" PRIu64 "\n", "demote_busy", e->demote_busy);
+	fprintf(f, "  %-28s %14" PRIu64 "\n", "demote_errors",
+		e->demote_errors);
 }
 
 static void print_trace(FILE *f, const struct sim *s)
@@ -425,6 +429,9 @@ static struct json_object *engine_json(const struct tdp_stats *e)
 	add_u64(o, "backend_busy", e->backend_busy);
 	add_u64(o, "backend_errors", e->backend_errors);
 	add_u64(o, "pages_in_use", e->pages_in_use);
+	add_u64(o, "demotes", e->demotes);
+	add_u64(o, "demote_busy", e->demote_busy);
+	add_u64(o, "demote_errors", e->demote_errors);
 	return o;
 }
 

@@ -14,14 +14,18 @@
  *                                                    vCPU's TLB on return
  *   free_table    write     reports failure; the     backend page reclaimed
  *                           engine leaks the page
+ *   demote_leaf   write     busy or hard error       the huge leaf replaced by a
+ *   (optional)                                       linked table of 512 leaves
+ *                                                    one level down, or nothing
+ *                                                    changed
  *
  * Ordering the engine guarantees:
  *   - a table is linked (link_table returned 0) before any callback names
  *     a GFN below it: the entry is frozen while the backend works, and
  *     every fault that meets a frozen entry retries;
  *   - link_table and set_leaf may run concurrently, on different entries;
- *   - remove_leaf and free_table run with mmu_lock held for write, never
- *     concurrently with any other callback of the same MMU;
+ *   - remove_leaf, free_table and demote_leaf run with mmu_lock held for
+ *     write, never concurrently with any other callback of the same MMU;
  *   - a table's leaves and child tables are removed before free_table is
  *     called for it, children before their parent.
  *
@@ -39,6 +43,26 @@
  * engine restores the mirror entry and returns that value to the caller
  * of tdp_map()).  Backends should not return -EIO from map callbacks:
  * -EIO from the engine means the MMU is dead.
+ *
+ * demote_leaf(gfn, level, pfn, new_table): split the private huge leaf at
+ * (@gfn, @level), which maps @pfn (the first frame, aligned to the level),
+ * into a table linked at the same entry, using the backend page
+ * @new_table (allocated by the engine as for link_table; NULL when
+ * ext_table_size is 0).  The table holds 512 leaves at @level - 1; leaf i
+ * maps @pfn + i * tdp_level_pages(@level - 1) and keeps the state the huge
+ * leaf had (TDX: accepted or pending), so the guest loses no data and no
+ * mapping.  The engine calls it when a private range zap covers a huge
+ * leaf only partly, before it removes anything, and afterwards removes
+ * only the covered leaves.  Return values: 0 on success; -EBUSY for a
+ * transient conflict, with nothing changed (the engine drops mmu_lock,
+ * yields and tries again, and after TDP_DEMOTE_BUSY_TRIES busy answers
+ * in a row the zap returns -EBUSY); any other negative errno for a hard
+ * error, with nothing changed (the zap returns it).  Either way the zap
+ * has removed nothing when it returns the error, except in one case: if
+ * it had yielded mmu_lock and a fault mapped a new huge leaf across an
+ * end of the range meanwhile, leaves inside the range zapped before may
+ * be gone.  A leaf outside the range is never removed.  Optional: without
+ * it a zap that covers a huge private leaf partly removes the whole leaf.
  *
  * A non-zero return from remove_leaf, or from free_table, is a broken
  * contract: the engine puts the MMU in the dead state (every later
@@ -62,9 +86,9 @@ extern "C" {
 /*
  * A page owned by the backend, allocated by the engine (ext_table_size
  * bytes, zeroed, page aligned) for each mirror table, handed to
- * link_table and free_table and freed by the engine after free_table
- * succeeded.  The engine never reads or writes it: the type is incomplete
- * on purpose.
+ * link_table (or demote_leaf, for a table a demote creates) and
+ * free_table and freed by the engine after free_table succeeded.  The
+ * engine never reads or writes it: the type is incomplete on purpose.
  */
 struct tdp_ext_table;
 
@@ -79,7 +103,13 @@ struct tdp_private_backend {
 	void *ctx;
 	/* Bytes of the backend page per mirror table; 0 for none. */
 	size_t ext_table_size;
+	/* Optional (NULL: partial zaps remove whole huge leaves). */
+	int (*demote_leaf)(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn,
+			   struct tdp_ext_table *new_table);
 };
+
+/* Busy answers of demote_leaf in a row after which a zap returns -EBUSY. */
+#define TDP_DEMOTE_BUSY_TRIES 8
 
 #ifdef __cplusplus
 }

@@ -35,7 +35,8 @@ struct tdp_stats {
 	/* Roots allocated and freed over the MMU's life. */
 	uint64_t roots_allocated;
 	uint64_t roots_freed;
-	/* Private-backend callbacks that returned -EBUSY / a hard error. */
+	/* Map callbacks (link_table, set_leaf) of the private backend that
+	 * returned -EBUSY / a hard error. */
 	uint64_t backend_busy;
 	uint64_t backend_errors;
 	/*
@@ -44,6 +45,14 @@ struct tdp_stats {
 	 * after tdp_mmu_teardown().
 	 */
 	uint64_t pages_in_use;
+	/*
+	 * Private huge leaves split by demote_leaf for a zap that covered
+	 * them only partly, and demote_leaf calls that returned -EBUSY / a
+	 * hard error (not counted in backend_busy / backend_errors).
+	 */
+	uint64_t demotes;
+	uint64_t demote_busy;
+	uint64_t demote_errors;
 };
 
 /*

@@ -33,15 +33,29 @@ extern "C" {
 /*
  * tdp_zap_range() - zap the leaf SPTEs mapping [start, end) in the roots
  * @alias selects.  Page tables stay (they are freed by root zaps and
- * teardown).  A huge leaf that overlaps the range only partly is zapped
- * whole.  Present leaves are cleared with an atomic exchange, so an
- * accessed/dirty bit set by hardware until the flush is never lost.
+ * teardown).  A direct (shared) huge leaf that overlaps the range only
+ * partly is zapped whole.  A private huge leaf that overlaps it only
+ * partly is first demoted through the backend's demote_leaf (a new table
+ * of 512 leaves one level down, same frames), then only its covered
+ * leaves are removed; the private huge leaves at the two ends of the range
+ * are demoted before anything is zapped.  Without demote_leaf a private
+ * huge leaf is zapped whole too.  Present leaves are cleared with an
+ * atomic exchange, so an accessed/dirty bit set by hardware until the
+ * flush is never lost.
  * Lock: takes mmu_lock for write; yields when contended, after progress,
- * flushing first, restarting from the root at the first unfinished GFN.
+ * flushing first, restarting from the root at the first unfinished GFN;
+ * also drops it to allocate the table of a demote and after a busy
+ * demote_leaf.
  * Returns 0; -EINVAL (NULL, start >= end, end beyond the address width,
  * bad filter); -EIO (dead, including when a remove_leaf fails here);
- * -ESHUTDOWN.  TDP_ALIAS_PRIVATE on an MMU without backend selects no
- * root and returns 0.
+ * -ESHUTDOWN.  With demote_leaf, also -ENOMEM (no table for a demote),
+ * -EBUSY (demote_leaf answered busy TDP_DEMOTE_BUSY_TRIES times in a
+ * row) or demote_leaf's hard error: then nothing was unmapped in any tree
+ * (private huge leaves already demoted stay demoted, with the same
+ * translations), unless the zap yielded and a fault mapped a new private
+ * huge leaf across an end of the range meanwhile (see tdp/backend.h).
+ * The call may be repeated.  TDP_ALIAS_PRIVATE on an MMU without backend
+ * selects no root and returns 0.
  */
 TDP_API int tdp_zap_range(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end,
 		  enum tdp_alias alias);

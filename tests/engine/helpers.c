@@ -223,6 +223,9 @@ int th_stats_diff(const char *what, const struct tdp_stats *a,
 	TH_DIFF(backend_busy);
 	TH_DIFF(backend_errors);
 	TH_DIFF(pages_in_use);
+	TH_DIFF(demotes);
+	TH_DIFF(demote_busy);
+	TH_DIFF(demote_errors);
 #undef TH_DIFF
 	return n;
 }

@@ -34,11 +34,18 @@ static void menv_flush_all(void *ctx)
 
 void menv_init(struct menv *e, size_t ext_size, unsigned int mmu_flags)
 {
+	menv_init_backend(e, ext_size, mmu_flags, false);
+}
+
+void menv_init_backend(struct menv *e, size_t ext_size,
+		       unsigned int mmu_flags, bool demote)
+{
 	struct tdp_mmu_config cfg;
 
 	*e = (struct menv){ 0 };
 	e->rec = rec_create(MENV_ROOT_LEVEL, MENV_SHARED_BIT, ext_size);
 	assert_non_null(e->rec);
+	rec_set_demote(e->rec, demote);
 	/* One table, lined up (STYLE.md section 7). */
 	/* clang-format off */
 	cfg = (struct tdp_mmu_config){

@@ -41,6 +41,10 @@ struct menv {
  */
 void menv_init(struct menv *e, size_t ext_size, unsigned int mmu_flags);
 
+/* menv_init() with the recorder's demote_leaf offered when @demote. */
+void menv_init_backend(struct menv *e, size_t ext_size,
+		       unsigned int mmu_flags, bool demote);
+
 /* Destroy the vCPU (if any), then the MMU, then the recorder. */
 void menv_fini(struct menv *e);
 

@@ -64,9 +64,13 @@ struct recorder {
 	int fail_next_set;    /* atomic */
 	int fail_next_remove; /* atomic flag */
 	int fail_next_free;   /* atomic flag */
+	int fail_demote_err;  /* errno for the next fail_demote_left calls */
+	int fail_demote_left; /* both protected by lock */
 	bool forbid;	      /* atomic */
 	rec_hook_fn hook;
 	void *hook_arg;
+	rec_hook_fn remove_hook;
+	void *remove_hook_arg;
 
 	/* Overlap detection: atomics. */
 	int maps_in_flight;
@@ -92,6 +96,7 @@ static const char *const call_names[] = {
 	[REC_SET_LEAF] = "set_leaf",
 	[REC_REMOVE_LEAF] = "remove_leaf",
 	[REC_FREE_TABLE] = "free_table",
+	[REC_DEMOTE_LEAF] = "demote_leaf",
 };
 
 /* ---- violations -------------------------------------------------------- */
@@ -535,6 +540,50 @@ static void drop_entry(struct recorder *r, struct ent *e)
 
 /* ---- callbacks ------------------------------------------------------------ */
 
+/*
+ * Check the backend page of a new table (link_table, demote_leaf): none
+ * without a backend page size, else page aligned, not owned by a live
+ * table, zeroed.  Returns @ext, or NULL when it must not be recorded.
+ * Called with r->lock held.
+ */
+static struct tdp_ext_table *check_new_ext(struct recorder *r,
+					   enum rec_call call, tdp_gfn_t gfn,
+					   int level, struct tdp_ext_table *ext)
+{
+	const char *name = call_names[call];
+	unsigned long long g = (unsigned long long)gfn;
+
+	if (!r->ext_size) {
+		if (ext)
+			rec_violation(r,
+				      "%s(gfn %#llx, level %d): backend page "
+				      "%p without a backend page size",
+				      name, g, level, (void *)ext);
+	} else if (!ext) {
+		rec_violation(r, "%s(gfn %#llx, level %d): no backend page",
+			      name, g, level);
+	} else if ((uintptr_t)ext & (TDP_PAGE_SIZE - 1)) {
+		rec_violation(r,
+			      "%s(gfn %#llx, level %d): backend page %p not "
+			      "page aligned",
+			      name, g, level, (void *)ext);
+		return NULL;
+	} else if (ext_known(r, ext)) {
+		rec_violation(r,
+			      "%s(gfn %#llx, level %d): backend page %p "
+			      "already belongs to a live table",
+			      name, g, level, (void *)ext);
+		return NULL;
+	} else if (!ext_is_zero(r, ext)) {
+		rec_violation(r,
+			      "%s(gfn %#llx, level %d): backend page %p not "
+			      "zeroed",
+			      name, g, level, (void *)ext);
+	}
+	return ext;
+}
+
+
 static int rec_link_table(void *ctx, tdp_gfn_t gfn, int level,
 			  struct tdp_ext_table *ext)
 {
@@ -547,35 +596,7 @@ static int rec_link_table(void *ctx, tdp_gfn_t gfn, int level,
 			r->root_level);
 
 	pthread_mutex_lock(&r->lock);
-	if (!r->ext_size) {
-		if (ext)
-			rec_violation(
-				r,
-				"link_table(gfn %#llx, level %d): backend "
-				"page %p without a backend page size",
-				(unsigned long long)gfn, level, (void *)ext);
-	} else if (!ext) {
-		rec_violation(
-			r, "link_table(gfn %#llx, level %d): no backend page",
-			(unsigned long long)gfn, level);
-	} else if ((uintptr_t)ext & (TDP_PAGE_SIZE - 1)) {
-		rec_violation(r,
-			      "link_table(gfn %#llx, level %d): backend page "
-			      "%p not page aligned",
-			      (unsigned long long)gfn, level, (void *)ext);
-		ext = NULL;
-	} else if (ext_known(r, ext)) {
-		rec_violation(r,
-			      "link_table(gfn %#llx, level %d): backend page "
-			      "%p already belongs to a live table",
-			      (unsigned long long)gfn, level, (void *)ext);
-		ext = NULL;
-	} else if (!ext_is_zero(r, ext)) {
-		rec_violation(r,
-			      "link_table(gfn %#llx, level %d): backend page "
-			      "%p not zeroed",
-			      (unsigned long long)gfn, level, (void *)ext);
-	}
+	ext = check_new_ext(r, REC_LINK_TABLE, gfn, level, ext);
 	e = claim_entry(r, REC_LINK_TABLE, gfn, level, ENT_TABLE);
 	if (e && ext && r->ext_size) {
 		e->ext = ext;
@@ -702,6 +723,8 @@ static int rec_remove_leaf(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn)
 	pthread_mutex_unlock(&r->lock);
 
 	removal_end(r);
+	if (r->remove_hook)
+		r->remove_hook(r->remove_hook_arg, REC_REMOVE_LEAF, gfn, level);
 	return ret;
 }
 
@@ -762,6 +785,104 @@ static int rec_free_table(void *ctx, tdp_gfn_t gfn, int level,
 		r->nr_tables--;
 	}
 	log_event(r, REC_FREE_TABLE, gfn, level, 0, ext, ret);
+	pthread_mutex_unlock(&r->lock);
+
+	removal_end(r);
+	return ret;
+}
+
+/*
+ * A huge leaf becomes a linked table of 512 leaves one level down that map
+ * its frames in order.  Checked like a removal (mmu_lock held for write,
+ * no other callback at the same time), plus: the leaf exists at that level
+ * with that PFN, nothing is recorded below it yet (the new table's
+ * children are exactly the 512 made here), and the backend page is a new
+ * one.  A one-shot failure leaves the model unchanged.
+ */
+static int rec_demote_leaf(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn,
+			   struct tdp_ext_table *ext)
+{
+	struct recorder *r = ctx;
+	unsigned long long g = (unsigned long long)gfn;
+	struct ent *e;
+	int ret;
+
+	removal_begin(r, REC_DEMOTE_LEAF, gfn, level);
+	check_gfn_level(r, REC_DEMOTE_LEAF, gfn, level, TDP_LEVEL_2M,
+			TDP_LEVEL_1G);
+	if (level < TDP_LEVEL_2M || level > TDP_LEVEL_1G) {
+		removal_end(r);
+		return -EINVAL;
+	}
+	if (pfn & (tdp_level_pages(level) - 1))
+		rec_violation(r,
+			      "demote_leaf(gfn %#llx, level %d): pfn %#llx "
+			      "not aligned to the level",
+			      g, level, (unsigned long long)pfn);
+
+	pthread_mutex_lock(&r->lock);
+	ext = check_new_ext(r, REC_DEMOTE_LEAF, gfn, level, ext);
+	e = ent_find(r, gfn, level);
+	if (!e || e->kind != ENT_LEAF || !e->live) {
+		rec_violation(r,
+			      "demote_leaf(gfn %#llx, level %d): no such "
+			      "leaf%s",
+			      g, level,
+			      !e ? ""
+			      : e->kind == ENT_TABLE ? " (entry is a table)"
+						     : " (set_leaf in flight)");
+		e = NULL;
+	} else if (e->pfn != pfn) {
+		rec_violation(r,
+			      "demote_leaf(gfn %#llx, level %d): pfn %#llx "
+			      "but the leaf maps %#llx",
+			      g, level, (unsigned long long)pfn,
+			      (unsigned long long)e->pfn);
+	}
+	for (int i = 0; e && i < TDP_SPTES_PER_TABLE; i++) {
+		uint64_t step = tdp_level_pages(level - 1);
+
+		if (ent_find(r, gfn + (uint64_t)i * step, level - 1)) {
+			rec_violation(r,
+				      "demote_leaf(gfn %#llx, level %d): "
+				      "entry %d below the leaf already exists",
+				      g, level, i);
+			e = NULL;
+		}
+	}
+
+	ret = 0;
+	if (r->fail_demote_left > 0) {
+		r->fail_demote_left--;
+		ret = r->fail_demote_err;
+	}
+	if (!ret && e) {
+		uint64_t step = tdp_level_pages(level - 1);
+
+		e->kind = ENT_TABLE;
+		e->pfn = 0;
+		e->children = 0;
+		r->nr_leaves--;
+		r->nr_tables++;
+		if (ext && r->ext_size) {
+			e->ext = ext;
+			ext_add(r, ext);
+			ext_write_mark(r, ext, ext_mark(ext));
+		}
+		for (int i = 0; i < TDP_SPTES_PER_TABLE; i++) {
+			struct ent *c = xcalloc(1, sizeof(*c));
+
+			c->gfn = gfn + (uint64_t)i * step;
+			c->level = level - 1;
+			c->kind = ENT_LEAF;
+			c->live = true;
+			c->pfn = pfn + (uint64_t)i * step;
+			ent_insert(r, c);
+			e->children++;
+			r->nr_leaves++;
+		}
+	}
+	log_event(r, REC_DEMOTE_LEAF, gfn, level, pfn, ext, ret);
 	pthread_mutex_unlock(&r->lock);
 
 	removal_end(r);
@@ -872,6 +993,19 @@ void rec_fail_next_free(struct recorder *r)
 	__atomic_store_n(&r->fail_next_free, 1, __ATOMIC_RELEASE);
 }
 
+void rec_set_demote(struct recorder *r, bool on)
+{
+	r->be.demote_leaf = on ? rec_demote_leaf : NULL;
+}
+
+void rec_fail_next_demotes(struct recorder *r, int err, int n)
+{
+	pthread_mutex_lock(&r->lock);
+	r->fail_demote_err = err;
+	r->fail_demote_left = n;
+	pthread_mutex_unlock(&r->lock);
+}
+
 void rec_forbid_calls(struct recorder *r, bool forbid)
 {
 	__atomic_store_n(&r->forbid, forbid, __ATOMIC_RELEASE);
@@ -881,6 +1015,12 @@ void rec_set_hook(struct recorder *r, rec_hook_fn fn, void *arg)
 {
 	r->hook_arg = arg;
 	r->hook = fn;
+}
+
+void rec_set_remove_hook(struct recorder *r, rec_hook_fn fn, void *arg)
+{
+	r->remove_hook_arg = arg;
+	r->remove_hook = fn;
 }
 
 void rec_log_enable(struct recorder *r, bool on)

@@ -17,9 +17,13 @@
  *   - remove_leaf of a leaf the recorder does not have (or with another
  *     PFN), free_table of an unknown table, of a table that still has
  *     children, or with another backend page than was linked;
- *   - remove_leaf / free_table without mmu_lock held for write, two
- *     removals at once, a map callback overlapping a removal, a map
- *     callback without mmu_lock held for read;
+ *   - remove_leaf / free_table / demote_leaf without mmu_lock held for
+ *     write, two of them at once, a map callback overlapping one of them,
+ *     a map callback without mmu_lock held for read;
+ *   - demote_leaf of a leaf the recorder does not have at that level (or
+ *     with another PFN), or with entries already below it; on success
+ *     the leaf becomes a linked table of 512 leaves one level down
+ *     mapping its frames in order;
  *   - backend pages: page aligned, zeroed when linked, distinct among live
  *     tables, untouched by the engine while linked, NULL when the MMU has
  *     no backend page size;
@@ -29,7 +33,8 @@
  * Injection (all thread-safe): a sleep inside link_table, a rate of -EBUSY
  * and of hard errors (-ENOSPC) for link_table and set_leaf drawn from a
  * seeded generator, one-shot failures of the next map callback with a
- * chosen errno, and one-shot failures of the next remove_leaf / free_table.
+ * chosen errno, one-shot failures of the next remove_leaf / free_table,
+ * and of the next demote_leaf with a chosen errno.
  * A failed callback leaves the model unchanged.
  */
 #ifndef TDP_TESTS_MIRROR_RECORDER_H
@@ -44,6 +49,8 @@ enum rec_call {
 	REC_SET_LEAF,
 	REC_REMOVE_LEAF,
 	REC_FREE_TABLE,
+	REC_DEMOTE_LEAF,
+	REC_NR_CALLS,
 };
 
 /* One callback as the engine made it, with what the recorder returned. */
@@ -51,15 +58,15 @@ struct rec_event {
 	enum rec_call call;
 	tdp_gfn_t gfn;
 	int level;
-	tdp_pfn_t pfn;		   /* set_leaf, remove_leaf */
-	struct tdp_ext_table *ext; /* link_table, free_table */
+	tdp_pfn_t pfn;		   /* set_leaf, remove_leaf, demote_leaf */
+	struct tdp_ext_table *ext; /* link_table, free_table, demote_leaf */
 	int ret;
 };
 
 /* Callback counts; "ok" counts calls that returned 0. */
 struct rec_counts {
-	uint64_t calls[4];
-	uint64_t ok[4];
+	uint64_t calls[REC_NR_CALLS];
+	uint64_t ok[REC_NR_CALLS];
 	uint64_t injected_busy;	  /* -EBUSY returned by link/set */
 	uint64_t injected_errors; /* other errors returned by link/set */
 	uint64_t violations;
@@ -101,6 +108,19 @@ void rec_fail_next_map(struct recorder *r, enum rec_call call, int err);
 void rec_fail_next_remove(struct recorder *r);
 void rec_fail_next_free(struct recorder *r);
 
+/*
+ * Offer demote_leaf (off by default: partial private zaps then remove
+ * whole huge leaves).  Call before tdp_mmu_create(), which copies the
+ * backend.
+ */
+void rec_set_demote(struct recorder *r, bool on);
+
+/*
+ * Fail the next @n demote_leaf calls with @err (-EBUSY or a hard error);
+ * call while no zap runs.
+ */
+void rec_fail_next_demotes(struct recorder *r, int err, int n);
+
 /* Record a violation for every callback from now on (after death). */
 void rec_forbid_calls(struct recorder *r, bool forbid);
 
@@ -111,6 +131,12 @@ void rec_forbid_calls(struct recorder *r, bool forbid);
 typedef void (*rec_hook_fn)(void *arg, enum rec_call call, tdp_gfn_t gfn,
 			    int level);
 void rec_set_hook(struct recorder *r, rec_hook_fn fn, void *arg);
+
+/*
+ * A hook run at the end of every remove_leaf, with mmu_lock held for
+ * write by the caller (the removal itself is recorded already).
+ */
+void rec_set_remove_hook(struct recorder *r, rec_hook_fn fn, void *arg);
 
 /* Event log: off by default; clearing also empties it. */
 void rec_log_enable(struct recorder *r, bool on);

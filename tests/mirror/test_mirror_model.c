@@ -21,7 +21,11 @@
  *     either size is accepted;
  *   - otherwise a 4 KiB leaf, with PFN = pfn_of(alias, first GFN);
  *   - a zap removes every leaf of the selected aliases that overlaps the
- *     range, huge leaves whole;
+ *     range, huge leaves whole, except that with a backend that demotes
+ *     (the runs with demote_leaf) a private 2 MiB leaf the range covers
+ *     only partly becomes 512 4 KiB leaves of which the covered ones go;
+ *     those runs also make demote_leaf busy now and then, which the
+ *     engine retries inside the zap;
  *   - inside tdp_invalidate_begin/end a shared fault of the range
  *     retries, and a fault whose sequence was read before the end retries.
  */
@@ -68,7 +72,8 @@ struct model {
 	int step;
 	char op[160];
 	unsigned long maps, spurious, hard_errors, zaps, huge, huge_private,
-		splits;
+		splits, demotes;
+	bool demote; /* the backend offers demote_leaf */
 	bool trace; /* $TDP_MODEL_TRACE: print every fault */
 };
 
@@ -263,19 +268,40 @@ static void step_map(struct model *m, int a, int w, int max_level)
 	}
 }
 
-/* Model of a zap of [start, end) in alias @a: huge leaves go whole. */
+/*
+ * Model of a zap of [start, end) in alias @a: huge leaves go whole, or
+ * for the private alias with demote, a huge leaf the range covers only
+ * partly is split into 4 KiB leaves first.
+ */
 static void model_zap(struct model *m, int a, tdp_gfn_t start, tdp_gfn_t end)
 {
 	for (int w = 0; w < WINDOW; w++) {
 		tdp_gfn_t g = gfn_of(w);
+		int first = w - w % 512;
 
 		if (g < start || g >= end || !m->lvl[a][w])
 			continue;
-		if (m->lvl[a][w] == TDP_LEVEL_2M)
-			memset(&m->lvl[a][w - w % 512], 0, 512);
-		else
+		if (m->lvl[a][w] != TDP_LEVEL_2M) {
 			m->lvl[a][w] = 0;
+			continue;
+		}
+		if (a == PRIV && m->demote &&
+		    (gfn_of(first) < start || gfn_of(first) + 512 > end)) {
+			memset(&m->lvl[a][first], TDP_LEVEL_4K, 512);
+			m->lvl[a][w] = 0;
+			m->demotes++;
+			continue;
+		}
+		memset(&m->lvl[a][first], 0, 512);
 	}
+}
+
+/* With demote, make the next demote_leaf calls busy now and then. */
+static void maybe_busy_demotes(struct model *m)
+{
+	if (m->demote && rnd(m, 4) == 0)
+		rec_fail_next_demotes(m->e.rec, -EBUSY,
+				      1 + (int)rnd(m, TDP_DEMOTE_BUSY_TRIES - 1));
 }
 
 /* A random range: mostly inside one region, sometimes past its end. */
@@ -404,6 +430,7 @@ static void one_step(struct model *m)
 		snprintf(m->op, sizeof(m->op),
 			 "convert to shared [%#llx, %#llx)",
 			 (unsigned long long)start, (unsigned long long)end);
+		maybe_busy_demotes(m);
 		if (tdp_zap_convert_to_shared(m->e.mmu, start, end))
 			MODEL_FAIL(m, "tdp_zap_convert_to_shared failed");
 		model_zap(m, PRIV, start, end);
@@ -421,6 +448,7 @@ static void one_step(struct model *m)
 	} else if (kind < 92) {
 		snprintf(m->op, sizeof(m->op), "slot deleted [%#llx, %#llx)",
 			 (unsigned long long)start, (unsigned long long)end);
+		maybe_busy_demotes(m);
 		if (tdp_zap_slot_deleted(m->e.mmu, start, end))
 			MODEL_FAIL(m, "tdp_zap_slot_deleted failed");
 		model_zap(m, PRIV, start, end);
@@ -432,7 +460,7 @@ static void one_step(struct model *m)
 	}
 }
 
-static void run_model(uint64_t seed, unsigned int mmu_flags)
+static void run_model(uint64_t seed, unsigned int mmu_flags, bool demote)
 {
 	struct model *m = calloc(1, sizeof(*m));
 	struct tdp_stats st;
@@ -444,7 +472,8 @@ static void run_model(uint64_t seed, unsigned int mmu_flags)
 	m->trace = getenv("TDP_MODEL_TRACE") != NULL;
 	fprintf(stderr, "model: seed %#llx (TDP_TEST_SEED=%#llx replays it)\n",
 		(unsigned long long)seed, (unsigned long long)seed);
-	menv_init(&m->e, 4096, mmu_flags);
+	m->demote = demote;
+	menv_init_backend(&m->e, 4096, mmu_flags, demote);
 	rec_set_injection(m->e.rec, 100, 20, seed ^ 0x5eed);
 
 	for (m->step = 0; m->step < STEPS; m->step++) {
@@ -457,6 +486,20 @@ static void run_model(uint64_t seed, unsigned int mmu_flags)
 	/* Teardown returns every mirror table once; nothing stays. */
 	snprintf(m->op, sizeof(m->op), "teardown");
 	c = rec_counts(m->e.rec);
+	if (m->demote) {
+		struct tdp_stats mid;
+
+		assert_int_equal(tdp_mmu_get_stats(m->e.mmu, &mid), 0);
+		if (!m->demotes || mid.demotes != m->demotes ||
+		    !mid.demote_busy || mid.demote_errors)
+			MODEL_FAIL(m,
+				   "demotes: model %lu, engine %llu (%llu "
+				   "busy, %llu errors)",
+				   m->demotes,
+				   (unsigned long long)mid.demotes,
+				   (unsigned long long)mid.demote_busy,
+				   (unsigned long long)mid.demote_errors);
+	}
 	if (!c.injected_busy || !c.injected_errors || !m->huge_private ||
 	    m->huge == m->huge_private)
 		MODEL_FAIL(m,
@@ -473,15 +516,17 @@ static void run_model(uint64_t seed, unsigned int mmu_flags)
 	c = rec_counts(m->e.rec);
 	assert_int_equal(rec_nr_tables(m->e.rec), 0);
 	assert_int_equal(rec_nr_leaves(m->e.rec), 0);
-	assert_int_equal(c.ok[REC_FREE_TABLE], c.ok[REC_LINK_TABLE]);
+	assert_int_equal(c.ok[REC_FREE_TABLE],
+			 c.ok[REC_LINK_TABLE] + c.ok[REC_DEMOTE_LEAF]);
+	assert_int_equal(c.ok[REC_DEMOTE_LEAF], m->demotes);
 	assert_int_equal(tdp_mmu_get_stats(m->e.mmu, &st), 0);
 	assert_int_equal(st.pages_in_use, 0);
 	assert_int_equal(rec_violations(m->e.rec), 0);
 	fprintf(stderr,
 		"model: %lu maps (%lu spurious, %lu hard errors, %lu "
-		"huge, %lu splits), %lu zaps\n",
+		"huge, %lu splits), %lu zaps, %lu demotes\n",
 		m->maps, m->spurious, m->hard_errors, m->huge, m->splits,
-		m->zaps);
+		m->zaps, m->demotes);
 	menv_fini(&m->e);
 	free(m);
 }
@@ -489,7 +534,7 @@ static void run_model(uint64_t seed, unsigned int mmu_flags)
 static void test_model_seed_a(void **state)
 {
 	(void)state;
-	run_model(menv_seed(0x6d6f64656c01ULL), 0);
+	run_model(menv_seed(0x6d6f64656c01ULL), 0, false);
 }
 
 static void test_model_seed_b(void **state)
@@ -497,7 +542,7 @@ static void test_model_seed_b(void **state)
 	(void)state;
 	if (getenv("TDP_TEST_SEED"))
 		skip();
-	run_model(0x6d6f64656c02ULL, 0);
+	run_model(0x6d6f64656c02ULL, 0, false);
 }
 
 /* Every long walk yields at every step: restarts must not lose a leaf. */
@@ -506,7 +551,23 @@ static void test_model_forced_yield(void **state)
 	(void)state;
 	if (getenv("TDP_TEST_SEED"))
 		skip();
-	run_model(0x6d6f64656c03ULL, TDP_MMU_FORCE_YIELD);
+	run_model(0x6d6f64656c03ULL, TDP_MMU_FORCE_YIELD, false);
+}
+
+/* A backend that demotes: partial private zaps split huge leaves. */
+static void test_model_demote(void **state)
+{
+	(void)state;
+	run_model(menv_seed(0x6d6f64656c04ULL), 0, true);
+}
+
+/* Demotes with yields (and busy relocks) at every step of every walk. */
+static void test_model_demote_forced_yield(void **state)
+{
+	(void)state;
+	if (getenv("TDP_TEST_SEED"))
+		skip();
+	run_model(0x6d6f64656c05ULL, TDP_MMU_FORCE_YIELD, true);
 }
 
 int main(void)
@@ -515,6 +576,8 @@ int main(void)
 		cmocka_unit_test(test_model_seed_a),
 		cmocka_unit_test(test_model_seed_b),
 		cmocka_unit_test(test_model_forced_yield),
+		cmocka_unit_test(test_model_demote),
+		cmocka_unit_test(test_model_demote_forced_yield),
 	};
 
 	return cmocka_run_group_tests(tests, setup_thread, teardown_thread);
