@@ -156,7 +156,8 @@ struct worker {
 	int id;
 	bool writer;
 	double until;
-	uint64_t done; /* sections completed */
+	uint64_t done; /* atomic: sections completed */
+	int stop;      /* atomic: set by the controller (fairness) */
 };
 
 static void *exclusion_worker(void *arg)
@@ -216,9 +217,9 @@ static void *hold_reader(void *arg)
 
 	tdp_thread_register();
 	/* Overlapping sections of 300 us: some reader is nearly always in. */
-	while (now_s() < w->until) {
+	while (!__atomic_load_n(&w->stop, __ATOMIC_RELAXED)) {
 		read_section(w->g, 300);
-		w->done++;
+		__atomic_add_fetch(&w->done, 1, __ATOMIC_RELAXED);
 	}
 	tdp_thread_unregister();
 	return NULL;
@@ -229,40 +230,61 @@ static void *hold_writer(void *arg)
 	struct worker *w = arg;
 
 	tdp_thread_register();
-	while (now_s() < w->until) {
+	while (!__atomic_load_n(&w->stop, __ATOMIC_RELAXED)) {
 		write_section(w->g, 50);
-		w->done++;
+		__atomic_add_fetch(&w->done, 1, __ATOMIC_RELAXED);
 	}
 	tdp_thread_unregister();
 	return NULL;
 }
 
+#define FAIR_MIN_SECTIONS 10
+#define FAIR_CAP_SECONDS 30.0
+
+static bool fairness_done(struct worker *w, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (__atomic_load_n(&w[i].done, __ATOMIC_RELAXED) <
+		    FAIR_MIN_SECTIONS)
+			return false;
+	return true;
+}
+
 /*
  * Three threads of one kind against one of the other (@one_writer: three
- * readers and a writer; else three writers and a reader); every thread
- * must finish at least 10 sections in @seconds.
+ * readers and a writer; else three writers and a reader), for @seconds
+ * and on until every thread finished FAIR_MIN_SECTIONS sections, or
+ * FAIR_CAP_SECONDS passed: a thread short of them then is starved.
+ * Progress, not speed, is checked (a sanitizer or a loaded machine may be
+ * many times slower).
  */
 static void fairness_round(bool one_writer, double seconds)
 {
 	static struct guarded g;
 	struct worker w[4];
+	double start = now_s();
 
 	guarded_init(&g, false);
 	for (int i = 0; i < 4; i++)
 		w[i] = (struct worker){ .g = &g, .id = i,
-					.writer = (i == 3) == one_writer,
-					.until = now_s() + seconds };
+					.writer = (i == 3) == one_writer };
 	for (int i = 0; i < 4; i++)
 		pthread_create(&w[i].thread, NULL,
 			       w[i].writer ? hold_writer : hold_reader, &w[i]);
+	while (now_s() < start + seconds ||
+	       (now_s() < start + FAIR_CAP_SECONDS && !fairness_done(w, 4)))
+		sleep_us(10000);
+	for (int i = 0; i < 4; i++)
+		__atomic_store_n(&w[i].stop, 1, __ATOMIC_RELAXED);
 	for (int i = 0; i < 4; i++)
 		pthread_join(w[i].thread, NULL);
 	for (int i = 0; i < 4; i++)
-		CHECK(w[i].done >= 10, "%s %d starved (%s): %" PRIu64
-		      " sections in %.1f s", w[i].writer ? "writer" : "reader",
-		      i, one_writer ? "three readers, one writer"
-				    : "three writers, one reader",
-		      w[i].done, seconds);
+		CHECK(w[i].done >= FAIR_MIN_SECTIONS, "%s %d starved (%s): %"
+		      PRIu64 " sections in %.1f s",
+		      w[i].writer ? "writer" : "reader", i,
+		      one_writer ? "three readers, one writer"
+				 : "three writers, one reader",
+		      w[i].done, now_s() - start);
 	tdp_mmu_lock_destroy(&g.lock);
 }
 
