@@ -81,12 +81,21 @@ __thread unsigned int tdp_port_resched_calls
 /* Every record ever registered; push-only, so writers scan it unlocked. */
 static struct tdp_port_thread *all_threads; /* atomic head */
 
-/* True when membarrier(2) private expedited is usable; set once. */
+/*
+ * True when membarrier(2) private expedited is usable; set once.  Without
+ * it readers always fence (the lock is never FAST) and writers never sleep
+ * waiting for a reader.  TDP_PORT_NO_MEMBARRIER=1 in the environment
+ * selects that mode on a kernel that has membarrier, so tests cover it.
+ */
 static bool have_membarrier;
 static pthread_once_t membarrier_once = PTHREAD_ONCE_INIT;
 
 static void membarrier_setup(void)
 {
+	const char *off = getenv("TDP_PORT_NO_MEMBARRIER");
+
+	if (off && *off && strcmp(off, "0"))
+		return;
 	have_membarrier =
 		syscall(__NR_membarrier,
 			MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
@@ -369,7 +378,8 @@ static void maybe_return_to_fast(tdp_mmu_lock_t *l,
 {
 	int64_t now;
 
-	if (++self->fenced_reads % 64)
+	/* Without membarrier(2) a writer could not leave FAST safely. */
+	if (!have_membarrier || ++self->fenced_reads % 64)
 		return;
 	now = clock_ns(CLOCK_MONOTONIC_COARSE);
 
