@@ -171,3 +171,17 @@ void menv_expect_leaks_end(void)
 	__lsan_enable();
 #endif
 }
+
+int menv_group_setup(void **state)
+{
+	(void)state;
+	tdp_thread_register();
+	return 0;
+}
+
+int menv_group_teardown(void **state)
+{
+	(void)state;
+	tdp_thread_unregister();
+	return 0;
+}

@@ -105,4 +105,8 @@ static inline uint64_t menv_rand(uint64_t *state)
 void menv_expect_leaks_begin(void);
 void menv_expect_leaks_end(void);
 
+/* cmocka group setup and teardown: register the test's main thread. */
+int menv_group_setup(void **state);
+int menv_group_teardown(void **state);
+
 #endif /* TDP_TESTS_MIRROR_HARNESS_H */

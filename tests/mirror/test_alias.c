@@ -27,20 +27,6 @@
 #define PFN_PRIVATE(g) ((g) + (1ULL << 36))
 #define PFN_SHARED(g) ((g) + (2ULL << 36))
 
-static int setup_thread(void **state)
-{
-	(void)state;
-	tdp_thread_register();
-	return 0;
-}
-
-static int teardown_thread(void **state)
-{
-	(void)state;
-	tdp_thread_unregister();
-	return 0;
-}
-
 static tdp_pfn_t pfn_of(enum tdp_alias alias, tdp_gfn_t g)
 {
 	return alias == TDP_ALIAS_PRIVATE ? PFN_PRIVATE(g) : PFN_SHARED(g);
@@ -293,5 +279,5 @@ int main(void)
 		cmocka_unit_test(test_conversion_round_trip),
 	};
 
-	return cmocka_run_group_tests(tests, setup_thread, teardown_thread);
+	return cmocka_run_group_tests(tests, menv_group_setup, menv_group_teardown);
 }

@@ -27,20 +27,6 @@
 /* Private frame of GFN g: congruent to g modulo 1 GiB, so huge leaves fit. */
 #define PFN_PRIVATE(g) ((g) + (1ULL << 36))
 
-static int setup_thread(void **state)
-{
-	(void)state;
-	tdp_thread_register();
-	return 0;
-}
-
-static int teardown_thread(void **state)
-{
-	(void)state;
-	tdp_thread_unregister();
-	return 0;
-}
-
 static struct tdp_stats stats_of(struct menv *e)
 {
 	struct tdp_stats st;
@@ -659,5 +645,5 @@ int main(void)
 		cmocka_unit_test(test_leaf_mapped_while_zap_yields),
 	};
 
-	return cmocka_run_group_tests(tests, setup_thread, teardown_thread);
+	return cmocka_run_group_tests(tests, menv_group_setup, menv_group_teardown);
 }

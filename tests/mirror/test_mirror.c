@@ -20,20 +20,6 @@
 #define PFN_PRIVATE(g) ((g) + (1ULL << 36))
 #define PFN_SHARED(g) ((g) + (2ULL << 36))
 
-static int setup_thread(void **state)
-{
-	(void)state;
-	tdp_thread_register();
-	return 0;
-}
-
-static int teardown_thread(void **state)
-{
-	(void)state;
-	tdp_thread_unregister();
-	return 0;
-}
-
 static void assert_event(struct recorder *rec, size_t i, enum rec_call call,
 			 tdp_gfn_t gfn, int level, int ret)
 {
@@ -1004,5 +990,5 @@ int main(void)
 		cmocka_unit_test(test_ext_pages_odd_size),
 	};
 
-	return cmocka_run_group_tests(tests, setup_thread, teardown_thread);
+	return cmocka_run_group_tests(tests, menv_group_setup, menv_group_teardown);
 }

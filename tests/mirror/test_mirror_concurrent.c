@@ -25,20 +25,6 @@
 #define PFN_PRIVATE(g) ((g) + (1ULL << 36))
 #define PFN_SHARED(g) ((g) + (2ULL << 36))
 
-static int setup_thread(void **state)
-{
-	(void)state;
-	tdp_thread_register();
-	return 0;
-}
-
-static int teardown_thread(void **state)
-{
-	(void)state;
-	tdp_thread_unregister();
-	return 0;
-}
-
 /*
  * Region @i: a 2 MiB region under a 1 GiB entry no earlier region used
  * (and, for the first five, under a fresh 512 GiB entry), so faulting it
@@ -310,5 +296,5 @@ int main(void)
 		cmocka_unit_test(test_faults_race_zaps_forced_yield),
 	};
 
-	return cmocka_run_group_tests(tests, setup_thread, teardown_thread);
+	return cmocka_run_group_tests(tests, menv_group_setup, menv_group_teardown);
 }

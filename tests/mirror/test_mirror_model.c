@@ -77,20 +77,6 @@ struct model {
 	bool trace; /* $TDP_MODEL_TRACE: print every fault */
 };
 
-static int setup_thread(void **state)
-{
-	(void)state;
-	tdp_thread_register();
-	return 0;
-}
-
-static int teardown_thread(void **state)
-{
-	(void)state;
-	tdp_thread_unregister();
-	return 0;
-}
-
 #define MODEL_FAIL(m, ...)                                                   \
 	do {                                                                 \
 		fprintf(stderr, "model failure: seed %#llx step %d op %s\n", \
@@ -580,5 +566,5 @@ int main(void)
 		cmocka_unit_test(test_model_demote_forced_yield),
 	};
 
-	return cmocka_run_group_tests(tests, setup_thread, teardown_thread);
+	return cmocka_run_group_tests(tests, menv_group_setup, menv_group_teardown);
 }

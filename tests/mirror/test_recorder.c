@@ -317,20 +317,6 @@ static void test_injection(void **state)
 	rec_destroy(r);
 }
 
-static int setup_thread(void **state)
-{
-	(void)state;
-	tdp_thread_register();
-	return 0;
-}
-
-static int teardown_thread(void **state)
-{
-	(void)state;
-	tdp_thread_unregister();
-	return 0;
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -347,5 +333,5 @@ int main(void)
 
 	fprintf(stderr, "recorder self-test: the violations printed below are "
 			"expected\n");
-	return cmocka_run_group_tests(tests, setup_thread, teardown_thread);
+	return cmocka_run_group_tests(tests, menv_group_setup, menv_group_teardown);
 }

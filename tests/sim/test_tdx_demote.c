@@ -16,64 +16,20 @@
 
 #include <cmocka.h>
 
-#include "host_mem.h"
-#include "report.h"
-#include "stats.h"
-#include "tdx_module.h"
+#include "module_fixture.h"
 
-#define SHARED_BIT (1ULL << 35)
+#define SHARED_BIT FX_SHARED_BIT
 /* The 2 MiB page every test splits and merges. */
 #define GFN 512ULL
 
-/* The status class of @call, whatever its operand id. */
-#define assert_status(call, st) \
-	assert_int_equal(tdx_status_class(call), (st))
-
-struct fixture {
-	struct host_mem mem;
-	struct sim_report report;
-	struct sim_stats stats;
-	struct tdx_module *mod;
-};
-
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
-	struct tdx_module_config cfg;
-
-	assert_non_null(f);
-	assert_int_equal(host_mem_init(&f->mem, 16 * 512, 2 * 512), 0);
-	sim_report_init(&f->report, 0);
-	cfg = (struct tdx_module_config){
-		.mem        = &f->mem,
-		.root_level = 4,
-		.shared_bit = SHARED_BIT,
-		.nr_vcpus   = 2,
-		.report     = &f->report,
-		.stats      = &f->stats,
-	};
-	assert_int_equal(tdx_module_create(&cfg, &f->mod), 0);
-	*state = f;
-	return 0;
+	return fx_setup(state, 16 * 512);
 }
 
 static int teardown(void **state)
 {
-	struct fixture *f = *state;
-
-	tdx_module_destroy(f->mod);
-	host_mem_destroy(&f->mem);
-	sim_report_destroy(&f->report);
-	free(f);
-	return 0;
-}
-
-static tdp_pfn_t page(struct fixture *f, enum host_page_use use)
-{
-	tdp_pfn_t pfn = host_mem_alloc(&f->mem, HOST_POOL_TDX, use, 0);
-
-	assert_int_not_equal(pfn, 0);
-	return pfn;
+	return fx_teardown(state);
 }
 
 static tdp_pfn_t chunk_2m(struct fixture *f)
@@ -105,22 +61,13 @@ static tdp_pfn_t chunk_4m(struct fixture *f)
 	return 0;
 }
 
-/* Link the tables down to the entries of @level covering @gfn. */
-static void link_down_to(struct fixture *f, tdp_gfn_t gfn, int level)
-{
-	for (int l = 4; l > level; l--)
-		assert_int_equal(tdx_sept_add(f->mod,
-					      gfn & ~(tdp_level_pages(l) - 1),
-					      l, page(f, HOST_PAGE_SEPT), NULL),
-				 TDX_SUCCESS);
-}
 
 /* The tables down to level 2 and a PENDING 2 MiB page at GFN. */
 static tdp_pfn_t aug_2m(struct fixture *f)
 {
 	tdp_pfn_t chunk = chunk_2m(f);
 
-	link_down_to(f, GFN, 2);
+	fx_link_down_to(f, GFN, 2);
 	assert_int_equal(tdx_page_aug(f->mod, GFN, 2, chunk, NULL),
 			 TDX_SUCCESS);
 	return chunk;
@@ -132,7 +79,7 @@ static tdp_pfn_t aug_2m(struct fixture *f)
  */
 static void aug_children(struct fixture *f, const tdp_pfn_t *pfn)
 {
-	link_down_to(f, GFN, 1);
+	fx_link_down_to(f, GFN, 1);
 	for (int i = 0; i < 512; i++)
 		if (pfn[i])
 			assert_int_equal(tdx_page_aug(f->mod, GFN + i, 1,
@@ -174,12 +121,6 @@ static uint64_t sept_entry(struct fixture *f, tdp_gfn_t gfn, int level)
 	}
 }
 
-static bool reported(struct fixture *f, tdx_status_t st)
-{
-	return sim_report_find(&f->report, SIM_V_TDX_ERROR, st, SIM_NO_GFN,
-			       SIM_NO_VCPU) != NULL;
-}
-
 /* The PAMT says the 512 pages from @pfn are one private 2 MiB page. */
 static void assert_pamt_2m(struct fixture *f, tdp_pfn_t pfn)
 {
@@ -216,7 +157,7 @@ static void test_demote_operands(void **state)
 {
 	struct fixture *f = *state;
 	struct tdx_err_info err;
-	tdp_pfn_t p = page(f, HOST_PAGE_SEPT);
+	tdp_pfn_t p = fx_page(f, HOST_PAGE_SEPT);
 
 	aug_2m(f);
 	block_tracked(f, GFN, 2);
@@ -238,7 +179,7 @@ static void test_demote_operands(void **state)
 	assert_status(tdx_page_demote(f->mod, GFN + 512, 2, p, &err),
 		      TDX_EPT_ENTRY_STATE_INCORRECT);
 	assert_int_equal(err.state, SEPT_FREE);
-	assert_true(reported(f, TDX_EPT_ENTRY_STATE_INCORRECT));
+	assert_true(fx_reported(f, TDX_EPT_ENTRY_STATE_INCORRECT));
 	assert_int_equal(tdx_pamt_get(f->mod, p).type, PAMT_NDA);
 	assert_int_equal(tdx_sept_pages(f->mod), 2);
 	assert_int_equal(f->stats.seamcall[SIM_SC_PAGE_DEMOTE][SIM_OUT_ERROR],
@@ -249,7 +190,7 @@ static void test_demote_needs_block(void **state)
 {
 	struct fixture *f = *state;
 	struct tdx_err_info err;
-	tdp_pfn_t p = page(f, HOST_PAGE_SEPT);
+	tdp_pfn_t p = fx_page(f, HOST_PAGE_SEPT);
 	tdp_pfn_t chunk = aug_2m(f);
 	int64_t children = tdx_td_child_count(f->mod);
 	uint64_t before;
@@ -259,7 +200,7 @@ static void test_demote_needs_block(void **state)
 		      TDX_GPA_RANGE_NOT_BLOCKED);
 	assert_int_equal(err.level, 2);
 	assert_int_equal(err.state, SEPT_PENDING);
-	assert_true(reported(f, TDX_GPA_RANGE_NOT_BLOCKED));
+	assert_true(fx_reported(f, TDX_GPA_RANGE_NOT_BLOCKED));
 	/* MAPPED, not blocked. */
 	assert_int_equal(tdx_page_accept(f->mod, 0, GFN, 2, NULL),
 			 TDX_SUCCESS);
@@ -278,7 +219,7 @@ static void test_demote_needs_block(void **state)
 static void test_demote_needs_tracking(void **state)
 {
 	struct fixture *f = *state;
-	tdp_pfn_t p = page(f, HOST_PAGE_SEPT);
+	tdp_pfn_t p = fx_page(f, HOST_PAGE_SEPT);
 	bool flush;
 
 	aug_2m(f);
@@ -287,7 +228,7 @@ static void test_demote_needs_tracking(void **state)
 	assert_int_equal(tdx_range_block(f->mod, GFN, 2, NULL), TDX_SUCCESS);
 	assert_status(tdx_page_demote(f->mod, GFN, 2, p, NULL),
 		      TDX_TLB_TRACKING_NOT_DONE);
-	assert_true(reported(f, TDX_TLB_TRACKING_NOT_DONE));
+	assert_true(fx_reported(f, TDX_TLB_TRACKING_NOT_DONE));
 	/* TRACK, but the vCPU has not left guest mode since. */
 	assert_int_equal(tdx_track(f->mod), TDX_SUCCESS);
 	assert_status(tdx_page_demote(f->mod, GFN, 2, p, NULL),
@@ -301,11 +242,11 @@ static void test_demote_needs_tracking(void **state)
 			 TDX_SUCCESS);
 	/* Demoted already: a table, not a leaf. */
 	assert_status(tdx_page_demote(f->mod, GFN, 2,
-				      page(f, HOST_PAGE_SEPT), NULL),
+				      fx_page(f, HOST_PAGE_SEPT), NULL),
 		      TDX_EPT_ENTRY_STATE_INCORRECT);
 	block_tracked(f, GFN, 2);
 	assert_status(tdx_page_demote(f->mod, GFN, 2,
-				      page(f, HOST_PAGE_SEPT), NULL),
+				      fx_page(f, HOST_PAGE_SEPT), NULL),
 		      TDX_EPT_ENTRY_STATE_INCORRECT);
 }
 
@@ -314,8 +255,8 @@ static void test_demote_new_page(void **state)
 	struct fixture *f = *state;
 	tdp_pfn_t outside = host_mem_alloc(&f->mem, HOST_POOL_NON_TDX,
 					   HOST_PAGE_SEPT, 0);
-	tdp_pfn_t table = page(f, HOST_PAGE_SEPT);
-	tdp_pfn_t p = page(f, HOST_PAGE_SEPT);
+	tdp_pfn_t table = fx_page(f, HOST_PAGE_SEPT);
+	tdp_pfn_t p = fx_page(f, HOST_PAGE_SEPT);
 	tdp_pfn_t chunk;
 
 	assert_int_not_equal(outside, 0);
@@ -327,13 +268,13 @@ static void test_demote_new_page(void **state)
 	/* Not TDX-usable memory. */
 	assert_status(tdx_page_demote(f->mod, GFN, 2, outside, NULL),
 		      TDX_OPERAND_ADDR_RANGE_ERROR);
-	assert_true(reported(f, TDX_OPERAND_ADDR_RANGE_ERROR));
+	assert_true(fx_reported(f, TDX_OPERAND_ADDR_RANGE_ERROR));
 	/* Not free: an S-EPT page, a private page (of this very 2 MiB). */
 	assert_status(tdx_page_demote(f->mod, GFN, 2, table, NULL),
 		      TDX_PAGE_METADATA_INCORRECT);
 	assert_status(tdx_page_demote(f->mod, GFN, 2, chunk + 3, NULL),
 		      TDX_PAGE_METADATA_INCORRECT);
-	assert_true(reported(f, TDX_PAGE_METADATA_INCORRECT));
+	assert_true(fx_reported(f, TDX_PAGE_METADATA_INCORRECT));
 	/* Nothing changed; a free TDX page works. */
 	assert_int_equal(sept_entry_state(entry_at(f, GFN, 2)),
 			 SEPT_PENDING_BLOCKED);
@@ -347,7 +288,7 @@ static void test_demote_new_page(void **state)
 static void test_demote_pending_children(void **state)
 {
 	struct fixture *f = *state;
-	tdp_pfn_t p = page(f, HOST_PAGE_SEPT);
+	tdp_pfn_t p = fx_page(f, HOST_PAGE_SEPT);
 	tdp_pfn_t chunk = aug_2m(f);
 	int64_t children = tdx_td_child_count(f->mod);
 	uint64_t e;
@@ -375,7 +316,7 @@ static void test_demote_pending_children(void **state)
 static void test_demote_mapped_children(void **state)
 {
 	struct fixture *f = *state;
-	tdp_pfn_t p = page(f, HOST_PAGE_SEPT);
+	tdp_pfn_t p = fx_page(f, HOST_PAGE_SEPT);
 	tdp_pfn_t chunk = aug_2m(f);
 	const uint64_t *table;
 
@@ -424,7 +365,7 @@ static void test_accept_4k_under_2m_pending(void **state)
 	/* The host demotes; the guest's retry accepts that one page. */
 	block_tracked(f, GFN, 2);
 	assert_int_equal(tdx_page_demote(f->mod, GFN, 2,
-					 page(f, HOST_PAGE_SEPT), NULL),
+					 fx_page(f, HOST_PAGE_SEPT), NULL),
 			 TDX_SUCCESS);
 	assert_int_equal(tdx_page_accept(f->mod, 0, GFN + 5, 1, &err),
 			 TDX_SUCCESS);
@@ -459,7 +400,7 @@ static void test_promote_needs_block_and_tracking(void **state)
 		      TDX_EPT_ENTRY_STATE_INCORRECT);
 	assert_int_equal(err.state, SEPT_PENDING_BLOCKED);
 	assert_int_equal(tdx_page_demote(f->mod, GFN, 2,
-					 page(f, HOST_PAGE_SEPT), NULL),
+					 fx_page(f, HOST_PAGE_SEPT), NULL),
 			 TDX_SUCCESS);
 	/* Operands; nothing at the next 2 MiB; no tables elsewhere. */
 	assert_status(tdx_page_promote(f->mod, GFN, 1, &released, NULL),
@@ -475,7 +416,7 @@ static void test_promote_needs_block_and_tracking(void **state)
 	assert_status(tdx_page_promote(f->mod, GFN, 2, &released, &err),
 		      TDX_GPA_RANGE_NOT_BLOCKED);
 	assert_int_equal(err.state, SEPT_NL_MAPPED);
-	assert_true(reported(f, TDX_GPA_RANGE_NOT_BLOCKED));
+	assert_true(fx_reported(f, TDX_GPA_RANGE_NOT_BLOCKED));
 	/* Blocked while vCPU 0 runs: not tracked until it has left. */
 	assert_int_equal(tdx_vp_enter(f->mod, 0, &flush), TDX_SUCCESS);
 	assert_int_equal(tdx_range_block(f->mod, GFN, 2, NULL), TDX_SUCCESS);
@@ -484,7 +425,7 @@ static void test_promote_needs_block_and_tracking(void **state)
 	assert_int_equal(tdx_track(f->mod), TDX_SUCCESS);
 	assert_status(tdx_page_promote(f->mod, GFN, 2, &released, NULL),
 		      TDX_TLB_TRACKING_NOT_DONE);
-	assert_true(reported(f, TDX_TLB_TRACKING_NOT_DONE));
+	assert_true(fx_reported(f, TDX_TLB_TRACKING_NOT_DONE));
 	assert_int_equal(released, 0);
 	assert_int_equal(tdx_sept_pages(f->mod), 3);
 	tdx_vp_exit(f->mod, 0);
@@ -511,7 +452,7 @@ static void test_promote_child_missing(void **state)
 		      TDX_EPT_INVALID_PROMOTE_CONDITIONS);
 	assert_int_equal(err.level, 1);
 	assert_int_equal(err.state, SEPT_FREE);
-	assert_true(reported(f, TDX_EPT_INVALID_PROMOTE_CONDITIONS));
+	assert_true(fx_reported(f, TDX_EPT_INVALID_PROMOTE_CONDITIONS));
 	assert_int_equal(f->stats.seamcall[SIM_SC_PAGE_PROMOTE][SIM_OUT_ERROR],
 			 1);
 	/* Nothing changed: the entry and children are as before. */
@@ -555,7 +496,7 @@ static void test_promote_first_child_missing(void **state)
 static void test_promote_children_differ(void **state)
 {
 	struct fixture *f = *state;
-	tdp_pfn_t p = page(f, HOST_PAGE_SEPT);
+	tdp_pfn_t p = fx_page(f, HOST_PAGE_SEPT);
 	tdp_pfn_t chunk = aug_2m(f);
 	struct tdx_err_info err;
 	tdp_pfn_t released = 0;
@@ -607,7 +548,7 @@ static void test_promote_not_contiguous(void **state)
 
 	/* Child 100 maps a page from elsewhere. */
 	for (int i = 0; i < 512; i++)
-		pfn[i] = i == 100 ? page(f, HOST_PAGE_PRIVATE) : chunk + i;
+		pfn[i] = i == 100 ? fx_page(f, HOST_PAGE_PRIVATE) : chunk + i;
 	aug_children(f, pfn);
 	block_tracked(f, GFN, 2);
 	assert_status(tdx_page_promote(f->mod, GFN, 2, NULL, &err),
@@ -680,7 +621,7 @@ static void remove_all(struct fixture *f, tdp_pfn_t chunk)
 static void test_round_trip_mapped(void **state)
 {
 	struct fixture *f = *state;
-	tdp_pfn_t p = page(f, HOST_PAGE_SEPT), released = 0;
+	tdp_pfn_t p = fx_page(f, HOST_PAGE_SEPT), released = 0;
 	tdp_pfn_t chunk = aug_2m(f);
 	int64_t children, sept_pages;
 	uint64_t original;
@@ -729,7 +670,7 @@ static void test_round_trip_mapped(void **state)
 static void test_round_trip_pending(void **state)
 {
 	struct fixture *f = *state;
-	tdp_pfn_t p = page(f, HOST_PAGE_SEPT), released = 0;
+	tdp_pfn_t p = fx_page(f, HOST_PAGE_SEPT), released = 0;
 	tdp_pfn_t chunk = aug_2m(f);
 	uint64_t original = entry_at(f, GFN, 2);
 
@@ -754,7 +695,7 @@ static void test_round_trip_pending(void **state)
 static void test_busy(void **state)
 {
 	struct fixture *f = *state;
-	tdp_pfn_t p = page(f, HOST_PAGE_SEPT), released = 0;
+	tdp_pfn_t p = fx_page(f, HOST_PAGE_SEPT), released = 0;
 	const uint64_t *table;
 	tdx_status_t st;
 

@@ -12,85 +12,26 @@
 
 #include <cmocka.h>
 
-#include "host_mem.h"
-#include "report.h"
-#include "stats.h"
-#include "tdx_module.h"
+#include "module_fixture.h"
 
-#define SHARED_BIT (1ULL << 35)
-
-/* The status class of @call, whatever its operand id. */
-#define assert_status(call, st) \
-	assert_int_equal(tdx_status_class(call), (st))
-
-struct fixture {
-	struct host_mem mem;
-	struct sim_report report;
-	struct sim_stats stats;
-	struct tdx_module *mod;
-};
+#define SHARED_BIT FX_SHARED_BIT
 
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
-	struct tdx_module_config cfg;
-
-	assert_non_null(f);
-	assert_int_equal(host_mem_init(&f->mem, 8 * 512, 2 * 512), 0);
-	sim_report_init(&f->report, 0);
-	cfg = (struct tdx_module_config){
-		.mem        = &f->mem,
-		.root_level = 4,
-		.shared_bit = SHARED_BIT,
-		.nr_vcpus   = 2,
-		.report     = &f->report,
-		.stats      = &f->stats,
-	};
-	assert_int_equal(tdx_module_create(&cfg, &f->mod), 0);
-	*state = f;
-	return 0;
+	return fx_setup(state, 8 * 512);
 }
 
 static int teardown(void **state)
 {
-	struct fixture *f = *state;
-
-	tdx_module_destroy(f->mod);
-	host_mem_destroy(&f->mem);
-	sim_report_destroy(&f->report);
-	free(f);
-	return 0;
+	return fx_teardown(state);
 }
 
-static tdp_pfn_t page(struct fixture *f, enum host_page_use use)
-{
-	tdp_pfn_t pfn = host_mem_alloc(&f->mem, HOST_POOL_TDX, use, 0);
-
-	assert_int_not_equal(pfn, 0);
-	return pfn;
-}
-
-/* Link the tables down to the entries of @level covering @gfn. */
-static void link_down_to(struct fixture *f, tdp_gfn_t gfn, int level)
-{
-	for (int l = 4; l > level; l--)
-		assert_int_equal(tdx_sept_add(f->mod,
-					      gfn & ~(tdp_level_pages(l) - 1),
-					      l, page(f, HOST_PAGE_SEPT), NULL),
-				 TDX_SUCCESS);
-}
-
-static uint64_t reported(struct fixture *f, tdx_status_t st)
-{
-	return sim_report_find(&f->report, SIM_V_TDX_ERROR, st, SIM_NO_GFN,
-			       SIM_NO_VCPU) != NULL;
-}
 
 static void test_sept_add_preconditions(void **state)
 {
 	struct fixture *f = *state;
 	struct tdx_err_info err;
-	tdp_pfn_t p = page(f, HOST_PAGE_SEPT);
+	tdp_pfn_t p = fx_page(f, HOST_PAGE_SEPT);
 	tdp_pfn_t outside = host_mem_alloc(&f->mem, HOST_POOL_NON_TDX,
 					   HOST_PAGE_SEPT, 0);
 
@@ -99,7 +40,7 @@ static void test_sept_add_preconditions(void **state)
 		      TDX_EPT_WALK_FAILED);
 	assert_int_equal(err.level, 4);
 	assert_int_equal(err.state, SEPT_FREE);
-	assert_true(reported(f, TDX_EPT_WALK_FAILED));
+	assert_true(fx_reported(f, TDX_EPT_WALK_FAILED));
 	/* Operands: misaligned, shared, a leaf level. */
 	assert_status(tdx_sept_add(f->mod, 1, 4, p, NULL),
 		      TDX_OPERAND_INVALID);
@@ -110,10 +51,10 @@ static void test_sept_add_preconditions(void **state)
 	/* A page outside the TDX-usable ranges. */
 	assert_status(tdx_sept_add(f->mod, 0, 4, outside, NULL),
 		      TDX_OPERAND_ADDR_RANGE_ERROR);
-	assert_true(reported(f, TDX_OPERAND_ADDR_RANGE_ERROR));
+	assert_true(fx_reported(f, TDX_OPERAND_ADDR_RANGE_ERROR));
 	assert_int_equal(tdx_sept_add(f->mod, 0, 4, p, NULL), TDX_SUCCESS);
 	/* The entry is taken; and the page is already an S-EPT page. */
-	assert_status(tdx_sept_add(f->mod, 0, 4, page(f, HOST_PAGE_SEPT), NULL),
+	assert_status(tdx_sept_add(f->mod, 0, 4, fx_page(f, HOST_PAGE_SEPT), NULL),
 		      TDX_EPT_ENTRY_STATE_INCORRECT);
 	assert_status(tdx_sept_add(f->mod, 1ULL << 27, 4, p, NULL),
 		      TDX_PAGE_METADATA_INCORRECT);
@@ -124,7 +65,7 @@ static void test_sept_add_preconditions(void **state)
 static void test_aug_preconditions(void **state)
 {
 	struct fixture *f = *state;
-	tdp_pfn_t p = page(f, HOST_PAGE_PRIVATE);
+	tdp_pfn_t p = fx_page(f, HOST_PAGE_PRIVATE);
 	tdp_pfn_t outside = host_mem_alloc(&f->mem, HOST_POOL_NON_TDX,
 					   HOST_PAGE_PRIVATE, 0);
 	tdp_pfn_t chunk;
@@ -132,14 +73,14 @@ static void test_aug_preconditions(void **state)
 	/* No tables yet. */
 	assert_status(tdx_page_aug(f->mod, 0, 1, p, NULL),
 		      TDX_EPT_WALK_FAILED);
-	link_down_to(f, 0, 1);
+	fx_link_down_to(f, 0, 1);
 	assert_status(tdx_page_aug(f->mod, 0, 1, outside, NULL),
 		      TDX_OPERAND_ADDR_RANGE_ERROR);
 	assert_status(tdx_page_aug(f->mod, 0 | SHARED_BIT, 1, p, NULL),
 		      TDX_OPERAND_INVALID);
 	assert_int_equal(tdx_page_aug(f->mod, 0, 1, p, NULL), TDX_SUCCESS);
 	/* Entry no longer FREE; page no longer free. */
-	assert_status(tdx_page_aug(f->mod, 0, 1, page(f, HOST_PAGE_PRIVATE),
+	assert_status(tdx_page_aug(f->mod, 0, 1, fx_page(f, HOST_PAGE_PRIVATE),
 				   NULL),
 		      TDX_EPT_ENTRY_STATE_INCORRECT);
 	assert_status(tdx_page_aug(f->mod, 1, 1, p, NULL),
@@ -158,23 +99,23 @@ static void test_aug_preconditions(void **state)
 	assert_int_equal(tdx_pamt_get(f->mod, chunk + 7).gfn, 512 + 7);
 	/* 4 KiB below a 2 MiB leaf: the walk stops at the leaf. */
 	assert_status(tdx_page_aug(f->mod, 513, 1,
-				   page(f, HOST_PAGE_PRIVATE), NULL),
+				   fx_page(f, HOST_PAGE_PRIVATE), NULL),
 		      TDX_EPT_WALK_FAILED);
 }
 
 static void test_epoch_rule(void **state)
 {
 	struct fixture *f = *state;
-	tdp_pfn_t p = page(f, HOST_PAGE_PRIVATE), removed = 0;
+	tdp_pfn_t p = fx_page(f, HOST_PAGE_PRIVATE), removed = 0;
 	bool flush;
 
-	link_down_to(f, 0, 1);
+	fx_link_down_to(f, 0, 1);
 	assert_int_equal(tdx_page_aug(f->mod, 0, 1, p, NULL), TDX_SUCCESS);
 
 	/* Not blocked. */
 	assert_status(tdx_page_remove(f->mod, 0, 1, &removed, NULL),
 		      TDX_GPA_RANGE_NOT_BLOCKED);
-	assert_true(reported(f, TDX_GPA_RANGE_NOT_BLOCKED));
+	assert_true(fx_reported(f, TDX_GPA_RANGE_NOT_BLOCKED));
 
 	/* vCPU 0 runs in the current epoch while the host blocks. */
 	assert_int_equal(tdx_vp_enter(f->mod, 0, &flush), TDX_SUCCESS);
@@ -184,7 +125,7 @@ static void test_epoch_rule(void **state)
 	/* No TRACK yet. */
 	assert_status(tdx_page_remove(f->mod, 0, 1, &removed, NULL),
 		      TDX_TLB_TRACKING_NOT_DONE);
-	assert_true(reported(f, TDX_TLB_TRACKING_NOT_DONE));
+	assert_true(fx_reported(f, TDX_TLB_TRACKING_NOT_DONE));
 	/* TRACK, but the vCPU has not left guest mode since. */
 	assert_int_equal(tdx_track(f->mod), TDX_SUCCESS);
 	assert_status(tdx_page_remove(f->mod, 0, 1, &removed, NULL),
@@ -209,11 +150,11 @@ static void test_epoch_rule(void **state)
 static void test_unblock(void **state)
 {
 	struct fixture *f = *state;
-	tdp_pfn_t p = page(f, HOST_PAGE_PRIVATE);
+	tdp_pfn_t p = fx_page(f, HOST_PAGE_PRIVATE);
 	uint64_t e;
 	int level;
 
-	link_down_to(f, 0, 1);
+	fx_link_down_to(f, 0, 1);
 	assert_int_equal(tdx_page_aug(f->mod, 0, 1, p, NULL), TDX_SUCCESS);
 	assert_status(tdx_range_unblock(f->mod, 0, 1, NULL),
 		      TDX_GPA_RANGE_NOT_BLOCKED);
@@ -234,13 +175,13 @@ static void test_sept_remove(void **state)
 	struct fixture *f = *state;
 	tdp_pfn_t removed;
 
-	link_down_to(f, 0, 1);
+	fx_link_down_to(f, 0, 1);
 	/* Parent before child: the level-3 table still links a table. */
 	assert_int_equal(tdx_range_block(f->mod, 0, 3, NULL), TDX_SUCCESS);
 	assert_int_equal(tdx_track(f->mod), TDX_SUCCESS);
 	assert_status(tdx_sept_remove(f->mod, 0, 3, &removed, NULL),
 		      TDX_EPT_PAGE_NOT_FREE);
-	assert_true(reported(f, TDX_EPT_PAGE_NOT_FREE));
+	assert_true(fx_reported(f, TDX_EPT_PAGE_NOT_FREE));
 	/* The blocked parent stops every walk below it. */
 	assert_status(tdx_range_block(f->mod, 0, 2, NULL),
 		      TDX_EPT_WALK_FAILED);
@@ -275,8 +216,8 @@ static void test_accept(void **state)
 	assert_int_equal(tdx_page_accept(f->mod, 0, 0, 1, &err),
 			 TDX_SIM_TD_EXIT_EPT_VIOLATION);
 	assert_int_equal(err.level, 4);
-	link_down_to(f, 0, 1);
-	assert_int_equal(tdx_page_aug(f->mod, 0, 1, page(f, HOST_PAGE_PRIVATE),
+	fx_link_down_to(f, 0, 1);
+	assert_int_equal(tdx_page_aug(f->mod, 0, 1, fx_page(f, HOST_PAGE_PRIVATE),
 				      NULL),
 			 TDX_SUCCESS);
 	/* The host mapped 4 KiB: a 2 MiB ACCEPT is a size mismatch. */
@@ -310,7 +251,7 @@ static void test_accept(void **state)
 	assert_int_equal(tdx_page_accept(f->mod, 0, 0, 1, &err),
 			 TDX_SIM_TD_EXIT_EPT_VIOLATION);
 	/* Guest-side outcomes are not host protocol violations. */
-	assert_false(reported(f, TDX_PAGE_SIZE_MISMATCH));
+	assert_false(fx_reported(f, TDX_PAGE_SIZE_MISMATCH));
 }
 
 static void test_injection(void **state)
@@ -321,12 +262,12 @@ static void test_injection(void **state)
 
 	tdx_module_set_injection(f->mod, 1000000, 0);
 	assert_true(tdx_status_is_busy(tdx_sept_add(f->mod, 0, 4,
-						    page(f, HOST_PAGE_SEPT),
+						    fx_page(f, HOST_PAGE_SEPT),
 						    NULL)));
 	assert_true(tdx_status_is_busy(tdx_track(f->mod)));
 	assert_true(tdx_status_is_busy(tdx_vp_enter(f->mod, 0, &flush)));
 	tdx_module_set_injection(f->mod, 0, 1000000);
-	assert_int_equal(tdx_sept_add(f->mod, 0, 4, page(f, HOST_PAGE_SEPT),
+	assert_int_equal(tdx_sept_add(f->mod, 0, 4, fx_page(f, HOST_PAGE_SEPT),
 				      NULL),
 			 TDX_SIM_INJECTED_FAILURE);
 	/* Injected statuses are neither changes nor violations. */
@@ -341,10 +282,10 @@ static void test_teardown_with_pages(void **state)
 {
 	struct fixture *f = *state;
 
-	link_down_to(f, 0, 3);
+	fx_link_down_to(f, 0, 3);
 	assert_int_equal(tdx_module_teardown(f->mod),
 			 TDX_TD_ASSOCIATED_PAGES_EXIST);
-	assert_true(reported(f, TDX_TD_ASSOCIATED_PAGES_EXIST));
+	assert_true(fx_reported(f, TDX_TD_ASSOCIATED_PAGES_EXIST));
 }
 
 int main(void)
