@@ -393,6 +393,18 @@ static inline bool tdp_mmu_lock_needbreak(tdp_mmu_lock_t *l, bool shared)
 }
 
 /*
+ * True when tdp_mmu_lock_needbreak() said yes only because the MMU forces
+ * yields and nobody waits: the caller then skips cond_resched().
+ */
+static inline bool tdp_mmu_lock_yield_is_forced(tdp_mmu_lock_t *l, bool shared)
+{
+	if (!l->force_contended || need_resched() ||
+	    atomic_read(&l->writers_waiting))
+		return false;
+	return shared || atomic_read(&l->readers_waiting) == 0;
+}
+
+/*
  * "Held for write" is exact (the holder is recorded); "held for read"
  * means some task holds it for read, which is as much as an rw_semaphore
  * can tell without lockdep.

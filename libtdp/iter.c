@@ -97,26 +97,24 @@ void tdp_iter_next(struct tdp_iter *it)
 	it->valid = false;
 }
 
-bool tdp_iter_cond_resched(struct tdp_op *op, struct tdp_iter *it)
+/* The slow half of tdp_iter_cond_resched(): needbreak said yes.  Always
+ * yields, returns true. */
+bool tdp_iter_yield(struct tdp_op *op, struct tdp_iter *it)
 {
 	struct tdp_mmu *mmu = op->mmu;
-
-	TDP_ASSERT(!it->yielded);
-	/* Forward progress: never yield twice at the same GFN. */
-	if (it->next_last_level_gfn == it->yielded_gfn)
-		return false;
-	if (!tdp_mmu_lock_needbreak(&mmu->mmu_lock, op->shared))
-		return false;
+	bool forced = tdp_mmu_lock_yield_is_forced(&mmu->mmu_lock, op->shared);
 
 	tdp_flush_issue(op);
 	tdp_rcu_read_unlock();
 	if (op->shared) {
 		tdp_read_unlock(&mmu->mmu_lock);
-		tdp_cond_resched();
+		if (!forced)
+			tdp_cond_resched();
 		tdp_read_lock(&mmu->mmu_lock);
 	} else {
 		tdp_write_unlock(&mmu->mmu_lock);
-		tdp_cond_resched();
+		if (!forced)
+			tdp_cond_resched();
 		tdp_write_lock(&mmu->mmu_lock);
 	}
 	tdp_rcu_read_lock();

@@ -63,6 +63,18 @@ static inline void tdp_iter_refresh(struct tdp_iter *it)
  * Returns true if it yielded; the caller must then `continue` so the
  * iterator restarts from the root.
  */
-bool tdp_iter_cond_resched(struct tdp_op *op, struct tdp_iter *it);
+bool tdp_iter_yield(struct tdp_op *op, struct tdp_iter *it);
+
+static inline bool tdp_iter_cond_resched(struct tdp_op *op,
+					 struct tdp_iter *it)
+{
+	TDP_ASSERT(!it->yielded);
+	/* Forward progress: never yield twice at the same GFN. */
+	if (it->next_last_level_gfn == it->yielded_gfn)
+		return false;
+	if (TDP_LIKELY(!tdp_mmu_lock_needbreak(&op->mmu->mmu_lock, op->shared)))
+		return false;
+	return tdp_iter_yield(op, it);
+}
 
 #endif /* TDP_ITER_H */

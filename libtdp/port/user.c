@@ -58,10 +58,11 @@ void tdp_port_assert_fail(const char *cond, const char *file, int line)
  *                         waiting for a reader, polls before it sleeps.
  *                         Write sections of an MMU-notifier event last a
  *                         few microseconds; sleeping costs a futex wake.
- * TDP_LOCK_HOLD_NS        how long a write holder runs before it yields to
- *                         a queued reader.  Queued readers have already
- *                         spun TDP_LOCK_SPIN_NS, so a reader waits at most
- *                         about their sum for a long zap.
+ * TDP_LOCK_HOLD_NS        how long a write holder runs on, once it sees a
+ *                         queued reader, before it yields to it (so that
+ *                         taking the lock reads no clock).  Queued readers
+ *                         have already spun TDP_LOCK_SPIN_NS, so a reader
+ *                         waits at most about their sum for a long zap.
  * TDP_LOCK_ADMIT_SPIN_NS  how long a queued reader polls before it sleeps:
  *                         longer than TDP_LOCK_HOLD_NS, so that the hand-over
  *                         from a yielding zap finds it awake.
@@ -325,9 +326,12 @@ typedef bool (*wait_cond_fn)(const tdp_mmu_lock_t *l, unsigned int arg);
 static void wait_locked(tdp_mmu_lock_t *l, wait_cond_fn ready, unsigned int arg,
 			int64_t spin_ns)
 {
-	int64_t deadline = clock_ns(CLOCK_MONOTONIC) + spin_ns;
+	int64_t deadline;
 
-	while (!ready(l, arg)) {
+	if (ready(l, arg))
+		return; /* the common, uncontended case reads no clock */
+	deadline = clock_ns(CLOCK_MONOTONIC) + spin_ns;
+	do {
 		unsigned int seen = l->events;
 		bool changed = false;
 
@@ -346,7 +350,7 @@ static void wait_locked(tdp_mmu_lock_t *l, wait_cond_fn ready, unsigned int arg,
 			}
 		} while (!changed && clock_ns(CLOCK_MONOTONIC) < deadline);
 		pthread_mutex_lock(&l->wait_lock);
-	}
+	} while (!ready(l, arg));
 }
 
 /*
@@ -446,7 +450,8 @@ void tdp_read_lock_slow(tdp_mmu_lock_t *l, struct tdp_port_thread *self)
 	for (;;) {
 		int state;
 
-		/* Pairs with the writer's fence after it set BLOCKED. */
+		/* Pairs with the writer's seq_cst BLOCKED store and record
+		 * loads (drain_readers()). */
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
 		state = __atomic_load_n(&l->state, __ATOMIC_ACQUIRE);
 		if (state == TDP_LOCK_FENCED) {
@@ -503,14 +508,29 @@ static void wait_for_reader(tdp_mmu_lock_t *l, struct tdp_port_thread *t)
 	pthread_mutex_unlock(&l->wait_lock);
 }
 
-/* Wait until no thread record names @l: every reader has left. */
+/*
+ * Wait until no thread record names @l: every reader has left.
+ *
+ * Called after the writer's seq_cst store of BLOCKED (and, if the lock was
+ * FAST, membarrier).  A FENCED reader stores its record, issues a seq_cst
+ * fence, then loads @state; here the list head and each record are loaded
+ * seq_cst, with no fence.  That is enough (C11/C++20 seq_cst rules): if
+ * this scan missed a reader's record (or its record's insertion into
+ * @all_threads), the scan's load precedes the reader's fence in the single
+ * total order S; the reader's load of @state after its fence then cannot
+ * miss BLOCKED, or the fence would precede the BLOCKED store in S, which
+ * precedes the scan's load: a cycle.  On x86 the loads are plain moves,
+ * and the store an xchg; an mfence here cost a quarter of a forced-yield
+ * zap step.  Record @next pointers are written before the record is
+ * published and never change.
+ */
 static void drain_readers(tdp_mmu_lock_t *l, struct tdp_port_thread *self)
 {
 	for (struct tdp_port_thread *t =
-		     __atomic_load_n(&all_threads, __ATOMIC_ACQUIRE);
+		     __atomic_load_n(&all_threads, __ATOMIC_SEQ_CST);
 	     t; t = t->next) {
 		if (t != self &&
-		    __atomic_load_n(&t->reading, __ATOMIC_ACQUIRE) == l)
+		    __atomic_load_n(&t->reading, __ATOMIC_SEQ_CST) == l)
 			wait_for_reader(l, t);
 	}
 }
@@ -546,17 +566,19 @@ void tdp_write_lock(tdp_mmu_lock_t *l)
 	/*
 	 * Make BLOCKED visible to every reader and every reader's record
 	 * visible to us: FAST readers only had a compiler barrier, so they
-	 * need membarrier; FENCED readers fenced themselves.
+	 * need membarrier; FENCED readers fenced themselves, which pairs
+	 * with the seq_cst BLOCKED store above and drain_readers()' seq_cst
+	 * loads.
 	 */
 	if (was_fast)
 		syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
-	else
-		__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	drain_readers(l, self);
 
 	self->writing = l;
 	__atomic_store_n(&l->writer, self, __ATOMIC_RELAXED);
-	l->write_since_ns = clock_ns(CLOCK_MONOTONIC);
+	/* Read lazily, by the first needbreak that sees a queued reader:
+	 * most write sections never look at the clock. */
+	l->write_since_ns = 0;
 	l->break_checks = 0;
 }
 
@@ -585,15 +607,23 @@ void tdp_write_unlock(tdp_mmu_lock_t *l)
 }
 
 /*
- * A reader is queued: yield once the holder has had the lock for
- * TDP_LOCK_HOLD_NS.  The clock is read on every 16th call only.
+ * A reader is queued: yield once the holder has gone on for
+ * TDP_LOCK_HOLD_NS since it first saw a queued reader (the reader has
+ * spun for TDP_LOCK_ADMIT_SPIN_NS before it queued).  The clock is read
+ * on every 16th call only.
  */
 bool tdp_write_needbreak_slow(tdp_mmu_lock_t *l)
 {
+	int64_t now;
+
 	if (++l->break_checks % 16)
 		return false;
-	return clock_ns(CLOCK_MONOTONIC) - l->write_since_ns >=
-	       TDP_LOCK_HOLD_NS;
+	now = clock_ns(CLOCK_MONOTONIC);
+	if (!l->write_since_ns) {
+		l->write_since_ns = now;
+		return false;
+	}
+	return now - l->write_since_ns >= TDP_LOCK_HOLD_NS;
 }
 
 #endif /* TDP_MMU_LOCK_RWLOCK */

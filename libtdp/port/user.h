@@ -230,9 +230,10 @@ static inline void tdp_flag_set(bool *p, bool v)
  *            saw FAST is visible in its record, and every later reader
  *            sees the new state.  This is the asymmetric Dekker pattern.
  *   FENCED   a writer left recently.  Readers are in after a full fence;
- *            writers need only a fence too, so bursts of writers (an
- *            MMU-notifier begin/zap/end, or a zap that yields) pay no
- *            membarrier.  The first reader that finds the lock FENCED for
+ *            a writer's seq_cst store of BLOCKED and its seq_cst loads
+ *            of the records suffice on its side (see drain_readers()), so
+ *            bursts of writers (an MMU-notifier begin/zap/end, or a zap
+ *            that yields) pay neither membarrier nor a fence.  The first reader that finds the lock FENCED for
  *            longer than TDP_LOCK_FAST_AFTER_NS returns it to FAST, the
  *            user-space counterpart of the kernel's rcu_sync.
  *   BLOCKED  a writer holds the lock or waits for it.  Readers clear their
@@ -305,8 +306,8 @@ typedef struct tdp_mmu_lock {
 	unsigned int serving;
 	/* Written by the write holder only: */
 	struct tdp_port_thread *writer; /* atomic: the holder, or NULL */
-	int64_t write_since_ns;         /* when the holder got the lock */
-	unsigned int break_checks;      /* needbreak calls since then */
+	int64_t write_since_ns;  /* when the holder first saw a queued reader */
+	unsigned int break_checks; /* needbreak calls since it got the lock */
 } tdp_mmu_lock_t;
 
 int tdp_mmu_lock_init(tdp_mmu_lock_t *l, bool force_contended);
@@ -367,8 +368,7 @@ static inline void tdp_read_unlock(tdp_mmu_lock_t *l)
 /*
  * True when another thread waits for the lock in a mode the holder blocks:
  * a writer, for a read holder; a writer, or a reader that has waited out
- * its spin while the holder had the lock for TDP_LOCK_HOLD_NS, for the
- * write holder.
+ * its spin and has been seen for TDP_LOCK_HOLD_NS, for the write holder.
  */
 static inline bool tdp_mmu_lock_needbreak(tdp_mmu_lock_t *l, bool shared)
 {
@@ -381,6 +381,20 @@ static inline bool tdp_mmu_lock_needbreak(tdp_mmu_lock_t *l, bool shared)
 	if (TDP_LIKELY(!__atomic_load_n(&l->readers_waiting, __ATOMIC_RELAXED)))
 		return false;
 	return tdp_write_needbreak_slow(l);
+}
+
+/*
+ * True when tdp_mmu_lock_needbreak() said yes only because the MMU forces
+ * yields (TDP_MMU_FORCE_YIELD) and nobody waits: the yield then exercises
+ * the caller's restart path and need not give up the CPU.
+ */
+static inline bool tdp_mmu_lock_yield_is_forced(tdp_mmu_lock_t *l,
+						bool shared)
+{
+	if (!l->force_contended ||
+	    __atomic_load_n(&l->writers_waiting, __ATOMIC_RELAXED))
+		return false;
+	return shared || !__atomic_load_n(&l->readers_waiting, __ATOMIC_RELAXED);
 }
 
 /* Exact: the calling thread's record says which lock it holds. */
