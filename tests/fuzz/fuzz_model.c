@@ -114,7 +114,10 @@ static tdp_spte_t mmio_value(const struct model *m, tdp_gfn_t gfn, uint32_t gen)
 
 static struct m_table *table_new(void)
 {
-	return xcalloc(1, sizeof(struct m_table));
+	struct m_table *t = xcalloc(1, sizeof(struct m_table));
+
+	t->changed = true;
+	return t;
 }
 
 static void table_free(struct m_table *t)
@@ -208,14 +211,18 @@ static void count_table(const struct m_table *t, int type, int level,
 			uint64_t tables[TDP_NR_ROOT_TYPES][TDP_MAX_LEVEL + 1],
 			uint64_t leaves[TDP_NR_ROOT_TYPES][TDP_MAX_LEVEL + 1])
 {
-	for (int i = 0; i < NPTE; i++) {
-		if (t->kind[i] == M_LEAF) {
-			leaves[type][level]++;
-		} else if (t->kind[i] == M_TABLE) {
-			tables[type][level - 1]++;
-			count_table(t->child[i], type, level - 1, tables,
-				    leaves);
-		}
+	const unsigned char *k = t->kind, *next;
+	uint16_t n = 0; /* at most NPTE: narrow lanes vectorize wider */
+
+	/* Branch-free (vector code): counted after every operation. */
+	for (int i = 0; i < NPTE; i++)
+		n += t->kind[i] == M_LEAF;
+	leaves[type][level] += n;
+	while ((next = memchr(k, M_TABLE, t->kind + NPTE - k))) {
+		tables[type][level - 1]++;
+		count_table(t->child[next - t->kind], type, level - 1, tables,
+			    leaves);
+		k = next + 1;
 	}
 }
 
@@ -468,6 +475,7 @@ static void split_entry(struct model *m, struct m_table *t, int i, int level)
 	t->kind[i] = M_TABLE;
 	t->val[i] = 0;
 	t->child[i] = c;
+	t->changed = true;
 }
 
 static int map_result(struct model *m, int ret)
@@ -495,6 +503,7 @@ static int install(struct model *m, const struct m_fault *f, int type,
 	tdp_spte_t old = t->val[i];
 	int err;
 
+	t->changed = true;
 	if (f->mmio) {
 		if (t->kind[i] == M_MMIO &&
 		    old == mmio_value(m, gfn, m->mmio_gen))
@@ -576,6 +585,7 @@ int model_map_walk(struct model *m, const struct m_fault *f)
 			t->kind[i] = M_TABLE;
 			t->val[i] = 0;
 			t->child[i] = table_new();
+			t->changed = true;
 		}
 		t = t->child[i];
 	}
@@ -616,6 +626,7 @@ static bool zap_leaves(struct model *m, int type, struct m_table *t, int level,
 				return false;
 			t->kind[i] = M_NONE;
 			t->val[i] = 0;
+			t->changed = true;
 			m->ctr.zapped_leaves++;
 		}
 	}
@@ -648,6 +659,7 @@ int model_zap_range(struct model *m, tdp_gfn_t start, tdp_gfn_t end,
 /* Everything below table @t goes: leaves and tables, counted. */
 static void zap_everything(struct model *m, struct m_table *t)
 {
+	t->changed = true;
 	for (int i = 0; i < NPTE; i++) {
 		if (t->kind[i] == M_LEAF) {
 			m->ctr.zapped_leaves++;
@@ -826,8 +838,10 @@ static int64_t visit_leaves(struct model *m, struct m_table *t, int level,
 		if (t->kind[i] == M_TABLE)
 			n += visit_leaves(m, t->child[i], level - 1, g, start,
 					  end, fn, arg);
-		else if (t->kind[i] == M_LEAF)
+		else if (t->kind[i] == M_LEAF) {
 			n += fn(m, &t->val[i], g, level, arg);
+			t->changed = true;
+		}
 	}
 	return n;
 }
@@ -1027,6 +1041,7 @@ int model_fast_fix(struct model *m, tdp_gfn_t fault_gfn, unsigned int prot)
 	if ((prot & ~have) == TDP_PROT_WRITE &&
 	    (t->val[i] & m->fmt->mmu_writable)) {
 		t->val[i] |= m->fmt->writable;
+		t->changed = true;
 		return 1;
 	}
 	return 0;
@@ -1043,6 +1058,7 @@ int model_hw_access(struct model *m, tdp_gfn_t gfn, bool write)
 	if (write && !(t->val[i] & m->fmt->writable))
 		return 2;
 	t->val[i] |= m->fmt->accessed | (write ? m->fmt->dirty : 0);
+	t->changed = true;
 	return 0;
 }
 
@@ -1146,6 +1162,7 @@ static int64_t recover_level(struct model *m, struct m_table *t, int tlevel,
 		t->child[i] = NULL;
 		t->kind[i] = M_LEAF;
 		t->val[i] = huge;
+		t->changed = true;
 		made++;
 	}
 	return made;

@@ -28,6 +28,10 @@ enum m_kind {
 
 /* A table: 512 entries at one level. */
 struct m_table {
+	/* Set by every model write to this table (or a walk that may have
+	 * written it), cleared by the harness's comparison: the tables to
+	 * compare after an operation that is not followed by a full one. */
+	bool changed;
 	unsigned char kind[TDP_SPTES_PER_TABLE];
 	tdp_spte_t val[TDP_SPTES_PER_TABLE];
 	struct m_table *child[TDP_SPTES_PER_TABLE];
