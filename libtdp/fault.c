@@ -164,6 +164,26 @@ static int split_huge_leaf(struct tdp_op *op, struct tdp_vcpu *vcpu,
 	return 0;
 }
 
+/*
+ * The same for a private huge leaf: the backend demotes it under mmu_lock
+ * held for read, through the freeze protocol (tdp_demote_spte_atomic()).
+ * A busy backend, or another thread that changed the entry first, makes
+ * the fault retry; a hard error is the fault's result.  Nothing changed
+ * on failure.
+ */
+static int demote_huge_leaf(struct tdp_op *op, struct tdp_vcpu *vcpu,
+			    struct tdp_iter *it)
+{
+	struct tdp_table *t = tdp_vcpu_cache_take(vcpu, true);
+	int ret = tdp_demote_spte_atomic(op, it, t);
+
+	if (ret) {
+		tdp_vcpu_cache_return(vcpu, t);
+		return busy_to_retry(ret);
+	}
+	return 0;
+}
+
 /* Link a fresh table below the non-present SPTE at @it. */
 static int link_new_table(struct tdp_op *op, struct tdp_vcpu *vcpu,
 			  struct tdp_iter *it)
@@ -272,12 +292,14 @@ static int map_walk(struct tdp_op *op, struct tdp_vcpu *vcpu,
 			if (leaf_pfn_for(fmt, spte, it.gfn, tree_gfn) != f->pfn ||
 			    f->mmio)
 				return -EINVAL;
-			if (tdp_root_is_mirror(op->root)) {
-				/* Private leaves have full rights; splitting
-				 * the mirror is not supported. */
+			if (!tdp_root_is_mirror(op->root))
+				ret = split_huge_leaf(op, vcpu, &it);
+			else if (op->mmu->backend.demote_in_faults)
+				ret = demote_huge_leaf(op, vcpu, &it);
+			else
+				/* Private leaves have full rights and the
+				 * backend cannot split them: nothing to do. */
 				return TDP_FAULT_SPURIOUS;
-			}
-			ret = split_huge_leaf(op, vcpu, &it);
 		} else {
 			ret = link_new_table(op, vcpu, &it);
 		}

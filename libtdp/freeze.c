@@ -20,10 +20,12 @@
  * it is freed after a grace period.  A backend that fails a removal puts
  * the MMU in the dead state and nothing it may reference is freed.
  *
- * Demoting a private huge leaf (mmu_lock held for write, may fail): the
- * new table is filled with the 512 smaller leaves first, the leaf is
- * frozen while demote_leaf works, then the table is linked, or on failure
- * the leaf is stored back and the table was never reachable.
+ * Demoting a private huge leaf (may fail): the new table is filled with
+ * the 512 smaller leaves first, the leaf is frozen while demote_leaf
+ * works (with a plain store under mmu_lock held for write, for a zap; by
+ * compare-exchange under mmu_lock held for read, for a fault), then the
+ * table is linked, or on failure the leaf is stored back and the table
+ * was never reachable.
  */
 #include "iter.h"
 
@@ -217,6 +219,53 @@ int tdp_zap_spte_write_locked(struct tdp_op *op, struct tdp_iter *it)
 	return op->err;
 }
 
+/* Fill table @t, not reachable yet, with the 512 leaves one level down
+ * that translate exactly as the huge leaf @huge at @it does. */
+static void demote_fill(struct tdp_op *op, const struct tdp_iter *it,
+			struct tdp_table *t, tdp_spte_t huge)
+{
+	const struct tdp_spte_format *fmt = &op->mmu->fmt;
+
+	tdp_table_init(t, it->gfn, it->level - 1, op->root->type);
+	/* Plain stores, published by the release store of the link. */
+	for (int i = 0; i < TDP_SPTES_PER_TABLE; i++)
+		tdp_spte_write(&t->spt[i],
+			       tdp_spte_make_small(fmt, huge, it->level, i));
+}
+
+/*
+ * The huge leaf @huge at @it is frozen by this thread: let the backend
+ * demote it, then link @t in its place, or store @huge back.
+ */
+static int demote_frozen(struct tdp_op *op, struct tdp_iter *it,
+			 struct tdp_table *t, tdp_spte_t huge)
+{
+	struct tdp_mmu *mmu = op->mmu;
+	const struct tdp_spte_format *fmt = &mmu->fmt;
+	const struct tdp_private_backend *be = &mmu->backend;
+	int level = it->level;
+	int ret;
+
+	ret = be->demote_leaf(be->ctx, it->gfn, level, tdp_spte_pfn(fmt, huge),
+			      t->ext_table);
+	if (ret) {
+		tdp_spte_write_release(it->sptep, huge);
+		it->old_spte = huge;
+		if (ret == -EBUSY)
+			TDP_COUNT(&op->ctr, demote_busy, 1);
+		else
+			TDP_COUNT(&op->ctr, demote_errors, 1);
+		return ret;
+	}
+	it->old_spte = tdp_spte_make_nonleaf(fmt, tdp_virt_to_pfn(t->spt));
+	tdp_spte_write_release(it->sptep, it->old_spte);
+	account_leaf(op, level, -1);
+	account_table(op, level - 1, 1);
+	account_leaf(op, level - 1, TDP_SPTES_PER_TABLE);
+	TDP_COUNT(&op->ctr, demotes, 1);
+	return 0;
+}
+
 /*
  * tdp_demote_spte_write_locked() - split the present private huge leaf at
  * @it into table @t (allocated with a backend page, not linked anywhere)
@@ -232,44 +281,53 @@ int tdp_demote_spte_write_locked(struct tdp_op *op, struct tdp_iter *it,
 {
 	struct tdp_mmu *mmu = op->mmu;
 	const struct tdp_spte_format *fmt = &mmu->fmt;
-	const struct tdp_private_backend *be = &mmu->backend;
 	tdp_spte_t huge = it->old_spte;
-	int level = it->level;
-	int ret;
 
 	tdp_lockdep_assert_held_write(&mmu->mmu_lock);
-	TDP_ASSERT(tdp_root_is_mirror(op->root) && be->demote_leaf);
-	TDP_ASSERT(level > TDP_LEVEL_4K && tdp_spte_is_present(fmt, huge) &&
-		   tdp_spte_is_leaf(fmt, huge, level));
+	TDP_ASSERT(tdp_root_is_mirror(op->root) && mmu->backend.demote_leaf);
+	TDP_ASSERT(it->level > TDP_LEVEL_4K && tdp_spte_is_present(fmt, huge) &&
+		   tdp_spte_is_leaf(fmt, huge, it->level));
 	if (tdp_mmu_dead(mmu))
 		return -EIO;
 
-	tdp_table_init(t, it->gfn, level - 1, op->root->type);
-	/* Not reachable yet: plain stores, published by the release store
-	 * of the link below. */
-	for (int i = 0; i < TDP_SPTES_PER_TABLE; i++)
-		tdp_spte_write(&t->spt[i],
-			       tdp_spte_make_small(fmt, huge, level, i));
-
+	demote_fill(op, it, t, huge);
 	/* Frozen while the backend works, as for a removal. */
 	tdp_spte_write(it->sptep, fmt->frozen);
-	ret = be->demote_leaf(be->ctx, it->gfn, level, tdp_spte_pfn(fmt, huge),
-			      t->ext_table);
-	if (ret) {
-		tdp_spte_write_release(it->sptep, huge);
-		if (ret == -EBUSY)
-			TDP_COUNT(&op->ctr, demote_busy, 1);
-		else
-			TDP_COUNT(&op->ctr, demote_errors, 1);
-		return ret;
-	}
-	it->old_spte = tdp_spte_make_nonleaf(fmt, tdp_virt_to_pfn(t->spt));
-	tdp_spte_write_release(it->sptep, it->old_spte);
-	account_leaf(op, level, -1);
-	account_table(op, level - 1, 1);
-	account_leaf(op, level - 1, TDP_SPTES_PER_TABLE);
-	TDP_COUNT(&op->ctr, demotes, 1);
-	return 0;
+	return demote_frozen(op, it, t, huge);
+}
+
+/*
+ * tdp_demote_spte_atomic() - the same split under mmu_lock held for read
+ * (a fault that needs a smaller mapping below a private huge leaf),
+ * through the freeze protocol: compare-exchange the leaf to FROZEN, let
+ * demote_leaf work, then link @t or store the leaf back.  Other faults
+ * that meet the frozen entry retry; nobody else writes it.  Returns 0
+ * (@t linked, it->old_spte the non-leaf SPTE); -EBUSY when the SPTE
+ * changed first (it->old_spte refreshed) or the backend was busy; a hard
+ * error of demote_leaf.  On failure nothing changed and @t is the
+ * caller's.
+ */
+int tdp_demote_spte_atomic(struct tdp_op *op, struct tdp_iter *it,
+			   struct tdp_table *t)
+{
+	struct tdp_mmu *mmu = op->mmu;
+	const struct tdp_spte_format *fmt = &mmu->fmt;
+	tdp_spte_t huge = it->old_spte;
+	int ret;
+
+	tdp_lockdep_assert_held_read(&mmu->mmu_lock);
+	TDP_ASSERT(tdp_root_is_mirror(op->root) && mmu->backend.demote_leaf);
+	TDP_ASSERT(!it->yielded && it->level > TDP_LEVEL_4K &&
+		   tdp_spte_is_present(fmt, huge) &&
+		   tdp_spte_is_leaf(fmt, huge, it->level));
+
+	demote_fill(op, it, t, huge);
+	if (!tdp_spte_cmpxchg(it->sptep, &it->old_spte, fmt->frozen))
+		return -EBUSY;
+	ret = demote_frozen(op, it, t, huge);
+	if (!ret)
+		TDP_COUNT(&op->ctr, fault_demotes, 1);
+	return ret;
 }
 
 /*

@@ -70,6 +70,7 @@ struct tdp_counters {
 	uint64_t backend_busy;
 	uint64_t backend_errors;
 	uint64_t demotes;
+	uint64_t fault_demotes;
 	uint64_t demote_busy;
 	uint64_t demote_errors;
 };
@@ -275,6 +276,8 @@ int tdp_set_spte_atomic(struct tdp_op *op, struct tdp_iter *it,
 int tdp_zap_spte_write_locked(struct tdp_op *op, struct tdp_iter *it);
 int tdp_demote_spte_write_locked(struct tdp_op *op, struct tdp_iter *it,
 				 struct tdp_table *t);
+int tdp_demote_spte_atomic(struct tdp_op *op, struct tdp_iter *it,
+			   struct tdp_table *t);
 int tdp_zap_spte_atomic(struct tdp_op *op, struct tdp_iter *it);
 /* What the present entries of a removed table held (see freeze.c). */
 struct tdp_removed_summary {

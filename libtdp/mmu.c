@@ -44,7 +44,7 @@ static int check_config(const struct tdp_mmu_config *cfg)
 	if (!be)
 		return cfg->direct_bits ? -EINVAL : 0;
 	if (!be->link_table || !be->set_leaf || !be->remove_leaf ||
-	    !be->free_table)
+	    !be->free_table || (be->demote_in_faults && !be->demote_leaf))
 		return -EINVAL;
 	/* The shared bit: one bit inside the GFN width, above 1 GiB. */
 	if (!single_bit(cfg->direct_bits) ||
@@ -263,6 +263,7 @@ int tdp_mmu_get_stats(const struct tdp_mmu *mmu, struct tdp_stats *out)
 	out->backend_busy = sum.backend_busy;
 	out->backend_errors = sum.backend_errors;
 	out->demotes = sum.demotes;
+	out->fault_demotes = sum.fault_demotes;
 	out->demote_busy = sum.demote_busy;
 	out->demote_errors = sum.demote_errors;
 	out->roots_allocated = tdp_atomic64_read(&mmu->roots_allocated);

@@ -15,17 +15,22 @@
  *   free_table    write     reports failure; the     backend page reclaimed
  *                           engine leaks the page
  *   demote_leaf   write     busy or hard error       the huge leaf replaced by a
- *   (optional)                                       linked table of 512 leaves
- *                                                    one level down, or nothing
- *                                                    changed
+ *   (optional)    (zaps);                            linked table of 512 leaves
+ *                 read                               one level down, or nothing
+ *                 (faults,                           changed
+ *                 only with
+ *                 demote_in_faults)
  *
  * Ordering the engine guarantees:
  *   - a table is linked (link_table returned 0) before any callback names
  *     a GFN below it: the entry is frozen while the backend works, and
  *     every fault that meets a frozen entry retries;
  *   - link_table and set_leaf may run concurrently, on different entries;
- *   - remove_leaf, free_table and demote_leaf run with mmu_lock held for
- *     write, never concurrently with any other callback of the same MMU;
+ *   - remove_leaf, free_table and a zap's demote_leaf run with mmu_lock
+ *     held for write, never concurrently with any other callback of the
+ *     same MMU; a fault's demote_leaf (demote_in_faults) runs with it held
+ *     for read, like link_table and set_leaf, concurrently with them on
+ *     other entries, while the huge leaf's mirror entry is frozen;
  *   - a table's leaves and child tables are removed before free_table is
  *     called for it, children before their parent.
  *
@@ -53,7 +58,13 @@
  * leaf had (TDX: accepted or pending), so the guest loses no data and no
  * mapping.  The engine calls it when a private range zap covers a huge
  * leaf only partly, before it removes anything, and afterwards removes
- * only the covered leaves.  Return values: 0 on success; -EBUSY for a
+ * only the covered leaves; and, if the backend sets demote_in_faults, when
+ * a fault needs a mapping smaller than a private huge leaf that covers
+ * its GFN (a 4 KiB fault under a 2 MiB leaf): mmu_lock is then held for
+ * read, the leaf's mirror entry was frozen by compare-exchange, -EBUSY
+ * makes the fault answer TDP_FAULT_RETRY and a hard error is returned by
+ * tdp_map(), with nothing changed either way.  No write lock is taken for
+ * a fault's demote.  Return values: 0 on success; -EBUSY for a
  * transient conflict, with nothing changed (the engine drops mmu_lock,
  * yields and tries again, and after TDP_DEMOTE_BUSY_TRIES busy answers
  * in a row the zap returns -EBUSY); any other negative errno for a hard
@@ -106,6 +117,13 @@ struct tdp_private_backend {
 	/* Optional (NULL: partial zaps remove whole huge leaves). */
 	int (*demote_leaf)(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn,
 			   struct tdp_ext_table *new_table);
+	/*
+	 * The backend accepts demote_leaf from faults too, under mmu_lock
+	 * held for read (see above).  False: a fault that needs a smaller
+	 * mapping below a private huge leaf changes nothing and answers
+	 * TDP_FAULT_SPURIOUS.  Needs demote_leaf (else -EINVAL at create).
+	 */
+	bool demote_in_faults;
 };
 
 /* Busy answers of demote_leaf in a row after which a zap returns -EBUSY. */

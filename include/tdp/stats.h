@@ -46,13 +46,16 @@ struct tdp_stats {
 	 */
 	uint64_t pages_in_use;
 	/*
-	 * Private huge leaves split by demote_leaf for a zap that covered
-	 * them only partly, and demote_leaf calls that returned -EBUSY / a
-	 * hard error (not counted in backend_busy / backend_errors).
+	 * Private huge leaves split by demote_leaf (for a zap that covered
+	 * them only partly, or a fault that needed a smaller mapping below
+	 * one); of those, the ones faults made (under mmu_lock held for
+	 * read); and demote_leaf calls that returned -EBUSY / a hard error
+	 * (not counted in backend_busy / backend_errors).
 	 */
 	uint64_t demotes;
 	uint64_t demote_busy;
 	uint64_t demote_errors;
+	uint64_t fault_demotes;
 };
 
 /*

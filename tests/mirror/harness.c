@@ -38,14 +38,15 @@ void menv_init(struct menv *e, size_t ext_size, unsigned int mmu_flags)
 }
 
 void menv_init_backend(struct menv *e, size_t ext_size,
-		       unsigned int mmu_flags, bool demote)
+		       unsigned int mmu_flags, unsigned int demote)
 {
 	struct tdp_mmu_config cfg;
 
 	*e = (struct menv){ 0 };
 	e->rec = rec_create(MENV_ROOT_LEVEL, MENV_SHARED_BIT, ext_size);
 	assert_non_null(e->rec);
-	rec_set_demote(e->rec, demote);
+	rec_set_demote(e->rec, demote & MENV_DEMOTE,
+		       demote == MENV_DEMOTE_IN_FAULTS);
 	/* One table, lined up (STYLE.md section 7). */
 	/* clang-format off */
 	cfg = (struct tdp_mmu_config){

@@ -41,9 +41,16 @@ struct menv {
  */
 void menv_init(struct menv *e, size_t ext_size, unsigned int mmu_flags);
 
-/* menv_init() with the recorder's demote_leaf offered when @demote. */
+/* What menv_init_backend() offers of the recorder's demote_leaf. */
+enum {
+	MENV_DEMOTE = 1,	   /* to zaps (true works too) */
+	MENV_DEMOTE_IN_FAULTS = 3, /* to zaps and faults */
+};
+
+/* menv_init() with the recorder's demote_leaf offered as @demote says
+ * (0, MENV_DEMOTE or MENV_DEMOTE_IN_FAULTS). */
 void menv_init_backend(struct menv *e, size_t ext_size,
-		       unsigned int mmu_flags, bool demote);
+		       unsigned int mmu_flags, unsigned int demote);
 
 /* Destroy the vCPU (if any), then the MMU, then the recorder. */
 void menv_fini(struct menv *e);

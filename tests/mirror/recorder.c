@@ -794,7 +794,9 @@ static int rec_free_table(void *ctx, tdp_gfn_t gfn, int level,
 /*
  * A huge leaf becomes a linked table of 512 leaves one level down that map
  * its frames in order.  Checked like a removal (mmu_lock held for write,
- * no other callback at the same time), plus: the leaf exists at that level
+ * no other callback at the same time) when a zap demotes, like a map
+ * (mmu_lock held for read, no removal at the same time) when a fault
+ * does, plus: the leaf exists at that level
  * with that PFN, nothing is recorded below it yet (the new table's
  * children are exactly the 512 made here), and the backend page is a new
  * one.  A one-shot failure leaves the model unchanged.
@@ -807,11 +809,21 @@ static int rec_demote_leaf(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn,
 	struct ent *e;
 	int ret;
 
-	removal_begin(r, REC_DEMOTE_LEAF, gfn, level);
+	/* A zap demotes under the write lock, a fault under the read lock
+	 * (checked then like link_table and set_leaf). */
+	bool by_fault = r->mmu && !tdp_port_lock_held_write(&r->mmu->mmu_lock);
+
+	if (by_fault)
+		map_begin(r, REC_DEMOTE_LEAF, gfn, level);
+	else
+		removal_begin(r, REC_DEMOTE_LEAF, gfn, level);
 	check_gfn_level(r, REC_DEMOTE_LEAF, gfn, level, TDP_LEVEL_2M,
 			TDP_LEVEL_1G);
 	if (level < TDP_LEVEL_2M || level > TDP_LEVEL_1G) {
-		removal_end(r);
+		if (by_fault)
+			map_end(r, REC_DEMOTE_LEAF, gfn, level);
+		else
+			removal_end(r);
 		return -EINVAL;
 	}
 	if (pfn & (tdp_level_pages(level) - 1))
@@ -885,7 +897,10 @@ static int rec_demote_leaf(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn,
 	log_event(r, REC_DEMOTE_LEAF, gfn, level, pfn, ext, ret);
 	pthread_mutex_unlock(&r->lock);
 
-	removal_end(r);
+	if (by_fault)
+		map_end(r, REC_DEMOTE_LEAF, gfn, level);
+	else
+		removal_end(r);
 	return ret;
 }
 
@@ -993,9 +1008,10 @@ void rec_fail_next_free(struct recorder *r)
 	__atomic_store_n(&r->fail_next_free, 1, __ATOMIC_RELEASE);
 }
 
-void rec_set_demote(struct recorder *r, bool on)
+void rec_set_demote(struct recorder *r, bool on, bool in_faults)
 {
 	r->be.demote_leaf = on ? rec_demote_leaf : NULL;
+	r->be.demote_in_faults = on && in_faults;
 }
 
 void rec_fail_next_demotes(struct recorder *r, int err, int n)

@@ -19,7 +19,8 @@
  *     children, or with another backend page than was linked;
  *   - remove_leaf / free_table / demote_leaf without mmu_lock held for
  *     write, two of them at once, a map callback overlapping one of them,
- *     a map callback without mmu_lock held for read;
+ *     a map callback without mmu_lock held for read (a demote_leaf under
+ *     the read lock, a fault's, counts as a map callback);
  *   - demote_leaf of a leaf the recorder does not have at that level (or
  *     with another PFN), or with entries already below it; on success
  *     the leaf becomes a linked table of 512 leaves one level down
@@ -110,10 +111,10 @@ void rec_fail_next_free(struct recorder *r);
 
 /*
  * Offer demote_leaf (off by default: partial private zaps then remove
- * whole huge leaves).  Call before tdp_mmu_create(), which copies the
- * backend.
+ * whole huge leaves), to faults too when @in_faults (demote_in_faults).
+ * Call before tdp_mmu_create(), which copies the backend.
  */
-void rec_set_demote(struct recorder *r, bool on);
+void rec_set_demote(struct recorder *r, bool on, bool in_faults);
 
 /*
  * Fail the next @n demote_leaf calls with @err (-EBUSY or a hard error);

@@ -6,7 +6,8 @@
  * keep their frames; a zap that covers the whole leaf removes it whole;
  * busy and hard errors of demote_leaf and allocation failures leave every
  * mapping in place; a backend without demote_leaf keeps removing whole
- * leaves.  After every step the recorder's private tree must equal the
+ * leaves.  A 4 KiB fault below a private huge leaf demotes it under the
+ * read lock (alone, with injected errors, and racing other faults).  After every step the recorder's private tree must equal the
  * mirror entry for entry.
  */
 #include "harness.h"
@@ -627,6 +628,245 @@ static void test_leaf_mapped_while_zap_yields(void **state)
 	assert_true(met);
 }
 
+/* ---- demotes by faults (mmu_lock held for read) ----------------------- */
+
+/*
+ * A 4 KiB fault under a private 2 MiB leaf (the guest accepts one page,
+ * or the host allows only 4 KiB there): the fault demotes the leaf under
+ * the read lock, through the freeze protocol, and every page keeps its
+ * frame.  The fault then finds its 4 KiB leaf in place: SPURIOUS.
+ */
+static void test_fault_demotes(void **state)
+{
+	const tdp_gfn_t g = R2M_A + 77;
+	struct tdp_stats st;
+	struct rec_event ev;
+	struct menv e;
+
+	(void)state;
+	menv_init_backend(&e, 4096, 0, MENV_DEMOTE_IN_FAULTS);
+	map_huge(&e, R2M_A, TDP_LEVEL_2M);
+	rec_log_enable(e.rec, true);
+
+	assert_int_equal(menv_map(e.mmu, e.vcpu, g, TDP_ALIAS_PRIVATE,
+				  PFN_PRIVATE(g), TDP_LEVEL_4K),
+			 TDP_FAULT_SPURIOUS);
+	assert_int_equal(rec_log_count(e.rec), 1);
+	ev = rec_log_get(e.rec, 0);
+	assert_int_equal(ev.call, REC_DEMOTE_LEAF);
+	assert_int_equal(ev.gfn, R2M_A);
+	assert_int_equal(ev.level, TDP_LEVEL_2M);
+	assert_int_equal(ev.pfn, PFN_PRIVATE(R2M_A));
+	assert_int_equal(ev.ret, 0);
+	assert_non_null(ev.ext);
+	assert_pages(&e, R2M_A, R2M_A + 512, 0, 0, TDP_LEVEL_4K);
+	assert_in_step(&e);
+	st = stats_of(&e);
+	assert_int_equal(st.demotes, 1);
+	assert_int_equal(st.fault_demotes, 1);
+	assert_int_equal(st.leaves[TDP_ROOT_MIRROR][TDP_LEVEL_2M], 0);
+	assert_int_equal(st.leaves[TDP_ROOT_MIRROR][TDP_LEVEL_4K], 512);
+	assert_int_equal(st.tables[TDP_ROOT_MIRROR][TDP_LEVEL_4K], 1);
+	assert_int_equal(st.zapped_leaves, 0);
+
+	/* A second 4 KiB fault there finds its leaf: no second demote. */
+	assert_int_equal(menv_map(e.mmu, e.vcpu, g + 1, TDP_ALIAS_PRIVATE,
+				  PFN_PRIVATE(g + 1), TDP_LEVEL_4K),
+			 TDP_FAULT_SPURIOUS);
+	assert_int_equal(stats_of(&e).demotes, 1);
+
+	/* Now one page can be converted alone, no further demote. */
+	assert_int_equal(tdp_zap_convert_to_shared(e.mmu, g, g + 1), 0);
+	assert_pages(&e, R2M_A, R2M_A + 512, g, g + 1, TDP_LEVEL_4K);
+	assert_int_equal(stats_of(&e).demotes, 1);
+	assert_in_step(&e);
+	menv_fini(&e);
+}
+
+/*
+ * Busy and hard errors of a fault's demote: RETRY or the error, with the
+ * huge leaf, the recorder and every count as before; a fault into a 1 GiB
+ * leaf demotes it to 2 MiB leaves first, then the 2 MiB one.
+ */
+static void test_fault_demote_errors(void **state)
+{
+	const tdp_gfn_t g = R2M_A + 300;
+	struct snapshot before;
+	struct tdp_stats st;
+	struct menv e;
+
+	(void)state;
+	menv_init_backend(&e, 4096, 0, MENV_DEMOTE_IN_FAULTS);
+	map_huge(&e, R2M_A, TDP_LEVEL_2M);
+	/* Fill the vCPU's cache first: the faults' top-ups add no page. */
+	assert_int_equal(tdp_vcpu_topup(e.vcpu), 0);
+	before = snap(&e);
+
+	rec_fail_next_demotes(e.rec, -EBUSY, 1);
+	assert_int_equal(menv_map(e.mmu, e.vcpu, g, TDP_ALIAS_PRIVATE,
+				  PFN_PRIVATE(g), TDP_LEVEL_4K),
+			 TDP_FAULT_RETRY);
+	assert_same_tree(&e, &before);
+	assert_pages(&e, R2M_A, R2M_A + 512, 0, 0, TDP_LEVEL_2M);
+	assert_in_step(&e);
+
+	rec_fail_next_demotes(e.rec, -ENOSPC, 1);
+	assert_int_equal(menv_map(e.mmu, e.vcpu, g, TDP_ALIAS_PRIVATE,
+				  PFN_PRIVATE(g), TDP_LEVEL_4K),
+			 -ENOSPC);
+	assert_same_tree(&e, &before);
+	assert_pages(&e, R2M_A, R2M_A + 512, 0, 0, TDP_LEVEL_2M);
+	assert_in_step(&e);
+	st = stats_of(&e);
+	assert_int_equal(st.demotes, 0);
+	assert_int_equal(st.demote_busy, 1);
+	assert_int_equal(st.demote_errors, 1);
+	assert_int_equal(st.backend_busy, 0);
+	assert_int_equal(st.backend_errors, 0);
+
+	/* The vCPU's cache got its table back: the next try goes through. */
+	assert_int_equal(menv_map_retry(e.mmu, e.vcpu, g, TDP_ALIAS_PRIVATE,
+					PFN_PRIVATE(g), TDP_LEVEL_4K, NULL),
+			 TDP_FAULT_SPURIOUS);
+	assert_pages(&e, R2M_A, R2M_A + 512, 0, 0, TDP_LEVEL_4K);
+	assert_in_step(&e);
+	assert_int_equal(stats_of(&e).fault_demotes, 1);
+	menv_fini(&e);
+
+	/* 1 GiB: two demotes, down to the 4 KiB page. */
+	menv_init_backend(&e, 4096, 0, MENV_DEMOTE_IN_FAULTS);
+	map_huge(&e, R1G, TDP_LEVEL_1G);
+	assert_int_equal(menv_map_retry(e.mmu, e.vcpu, R1G + 5000,
+					TDP_ALIAS_PRIVATE,
+					PFN_PRIVATE(R1G + 5000),
+					TDP_LEVEL_4K, NULL),
+			 TDP_FAULT_SPURIOUS);
+	st = stats_of(&e);
+	assert_int_equal(st.fault_demotes, 2);
+	assert_int_equal(st.leaves[TDP_ROOT_MIRROR][TDP_LEVEL_2M], 511);
+	assert_int_equal(st.leaves[TDP_ROOT_MIRROR][TDP_LEVEL_4K], 512);
+	assert_in_step(&e);
+	menv_fini(&e);
+}
+
+/*
+ * Without demote_leaf, or with a backend that takes it from zaps only
+ * (demote_in_faults false), a fault below a private huge leaf changes
+ * nothing; demote_in_faults without demote_leaf is a bad config.
+ */
+static void test_fault_no_demote_callback(void **state)
+{
+	const tdp_gfn_t g = R2M_A + 9;
+	struct tdp_private_backend be;
+	struct tdp_mmu_config cfg;
+	struct tdp_mmu *mmu = NULL;
+	struct menv e;
+
+	(void)state;
+	for (unsigned int demote = 0; demote <= MENV_DEMOTE; demote++) {
+		menv_init_backend(&e, 4096, 0, demote);
+		map_huge(&e, R2M_A, TDP_LEVEL_2M);
+		rec_log_enable(e.rec, true);
+		assert_int_equal(menv_map(e.mmu, e.vcpu, g, TDP_ALIAS_PRIVATE,
+					  PFN_PRIVATE(g), TDP_LEVEL_4K),
+				 TDP_FAULT_SPURIOUS);
+		assert_int_equal(rec_log_count(e.rec), 0);
+		assert_pages(&e, R2M_A, R2M_A + 512, 0, 0, TDP_LEVEL_2M);
+		assert_int_equal(stats_of(&e).demotes, 0);
+		menv_fini(&e);
+	}
+
+	menv_init_backend(&e, 4096, 0, 0);
+	be = *rec_backend(e.rec);
+	be.demote_in_faults = true;
+	cfg = (struct tdp_mmu_config){
+		.root_level = MENV_ROOT_LEVEL,
+		.direct_bits = MENV_SHARED_BIT,
+		.host = e.mmu->cfg.host,
+		.backend = &be,
+	};
+	assert_int_equal(tdp_mmu_create(&cfg, &mmu), -EINVAL);
+	assert_null(mmu);
+	menv_fini(&e);
+}
+
+/*
+ * Race class: concurrent faults demoting the same huge leaf.  Threads,
+ * each with its own vCPU, fault distinct 4 KiB pages below one private
+ * 2 MiB leaf at once, with busy answers injected: exactly one demote
+ * wins, the others retry on the frozen entry or find the table, and
+ * every page keeps its frame.  Repeated on fresh leaves.
+ */
+#define RACE_THREADS 4
+
+struct fault_racer {
+	struct menv *e;
+	struct tdp_vcpu *vcpu;
+	tdp_gfn_t base;
+	int index;
+	pthread_barrier_t *go;
+	int ret;
+};
+
+static void *fault_racer_thread(void *arg)
+{
+	struct fault_racer *fr = arg;
+	tdp_gfn_t g = fr->base + 1 + (tdp_gfn_t)fr->index * 97;
+
+	tdp_thread_register();
+	pthread_barrier_wait(fr->go);
+	fr->ret = menv_map_retry(fr->e->mmu, fr->vcpu, g, TDP_ALIAS_PRIVATE,
+				 PFN_PRIVATE(g), TDP_LEVEL_4K, NULL);
+	tdp_thread_unregister();
+	return NULL;
+}
+
+static void test_race_fault_demotes(void **state)
+{
+	const int rounds = getenv("TDP_TEST_QUICK") ? 20 : 100;
+	struct fault_racer fr[RACE_THREADS];
+	pthread_t threads[RACE_THREADS];
+	pthread_barrier_t go;
+	struct tdp_stats st;
+	struct menv e;
+
+	(void)state;
+	menv_init_backend(&e, 4096, 0, MENV_DEMOTE_IN_FAULTS);
+	for (int i = 0; i < RACE_THREADS; i++)
+		assert_int_equal(tdp_vcpu_create(e.mmu, &fr[i].vcpu), 0);
+	for (int round = 0; round < rounds; round++) {
+		tdp_gfn_t base = R2M_A + (tdp_gfn_t)round * 512;
+
+		map_huge(&e, base, TDP_LEVEL_2M);
+		if (round % 3 == 1)
+			rec_fail_next_demotes(e.rec, -EBUSY, 2);
+		assert_int_equal(pthread_barrier_init(&go, NULL, RACE_THREADS),
+				 0);
+		for (int i = 0; i < RACE_THREADS; i++) {
+			fr[i].e = &e;
+			fr[i].base = base;
+			fr[i].index = i;
+			fr[i].go = &go;
+			assert_int_equal(pthread_create(&threads[i], NULL,
+							fault_racer_thread,
+							&fr[i]),
+					 0);
+		}
+		for (int i = 0; i < RACE_THREADS; i++) {
+			assert_int_equal(pthread_join(threads[i], NULL), 0);
+			assert_int_equal(fr[i].ret, TDP_FAULT_SPURIOUS);
+		}
+		pthread_barrier_destroy(&go);
+		assert_pages(&e, base, base + 512, 0, 0, TDP_LEVEL_4K);
+		st = stats_of(&e);
+		assert_int_equal(st.fault_demotes, (uint64_t)round + 1);
+		assert_in_step(&e);
+	}
+	for (int i = 0; i < RACE_THREADS; i++)
+		tdp_vcpu_destroy(fr[i].vcpu);
+	menv_fini(&e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -643,6 +883,10 @@ int main(void)
 		cmocka_unit_test(test_demote_enomem),
 		cmocka_unit_test(test_repeated_partial_zaps),
 		cmocka_unit_test(test_leaf_mapped_while_zap_yields),
+		cmocka_unit_test(test_fault_demotes),
+		cmocka_unit_test(test_fault_demote_errors),
+		cmocka_unit_test(test_fault_no_demote_callback),
+		cmocka_unit_test(test_race_fault_demotes),
 	};
 
 	return cmocka_run_group_tests(tests, menv_group_setup, menv_group_teardown);
