@@ -144,7 +144,7 @@ run_build build-tsan clang clang++ tsan 360 \
 	-Db_sanitize=thread -Db_lundef=false
 # clang ASan+UBSan with libFuzzer: the seed-corpus replay and a 20 s fuzz
 # run of the API harness against its reference model.
-suite=fuzz targets="tests/fuzz/fuzz_ops tests/fuzz/fuzz_replay" \
+suite=fuzz targets="tests/fuzz/fuzz_ops tests/fuzz/fuzz_ops_fast tests/fuzz/fuzz_replay" \
 	run_build build-fuzz clang clang++ asan 180 \
 	-Db_sanitize=address,undefined -Db_lundef=false
 run_kernel
