@@ -335,6 +335,10 @@ static int be_free_table(void *ctx, tdp_gfn_t gfn, int level,
  * the engine never sees a blocked entry left behind.  A hard error of
  * PAGE.DEMOTE unblocks the entry again (the block is tracked by then) and
  * returns SIM_ERR_TDX with nothing changed.
+ *
+ * Called by zaps (mmu_lock held for write, checked like a removal) and by
+ * faults (demote_in_faults: held for read, checked like a map, concurrent
+ * with other maps and other faults' demotes; the hold-outs nest).
  */
 static int be_demote_leaf(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn,
 			  struct tdp_ext_table *new_table)
@@ -347,17 +351,23 @@ static int be_demote_leaf(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn,
 	struct removal_call unblock = {
 		.op = REMOVAL_UNBLOCK, .gfn = gfn, .level = level,
 	};
+	bool by_fault = sim_host_in_fault;
 	tdx_status_t st;
 	tdp_pfn_t sept_pfn;
+	int ret = 0;
 
-	removal_begin(s, "demote_leaf", gfn);
+	/* A fault's demote runs under the read lock, like a map. */
+	if (by_fault)
+		map_begin(s, "demote_leaf", gfn);
+	else
+		removal_begin(s, "demote_leaf", gfn);
 	if (rec->magic) {
 		sim_violation(&s->report, SIM_V_CONTRACT, 0, gfn, SIM_NO_VCPU,
 			      "demote_leaf(level %d) got a backend page still "
 			      "in use for gfn %#" PRIx64 " level %d",
 			      level, rec->gfn, rec->level);
-		removal_end(s);
-		return SIM_ERR_TDX;
+		ret = SIM_ERR_TDX;
+		goto out;
 	}
 	for (uint64_t i = 0; i < tdp_level_pages(level); i++) {
 		if (pfn + i == sim_host_private_pfn(s, gfn + i))
@@ -378,8 +388,8 @@ static int be_demote_leaf(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn,
 				      SIM_NO_VCPU,
 				      "level %d leaf was already blocked at "
 				      "demote_leaf", level);
-		removal_end(s);
-		return status_to_errno(st);
+		ret = status_to_errno(st);
+		goto out;
 	}
 	sept_pfn = host_mem_alloc(&s->mem, HOST_POOL_TDX, HOST_PAGE_SEPT, 0);
 	st = sim_backend_track(s);
@@ -397,8 +407,8 @@ static int be_demote_leaf(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn,
 		else
 			host_mem_free(&s->mem, sept_pfn);
 		removal_call(s, &unblock);
-		removal_end(s);
-		return sept_pfn ? SIM_ERR_TDX : -ENOMEM;
+		ret = sept_pfn ? SIM_ERR_TDX : -ENOMEM;
+		goto out;
 	}
 	*rec = (struct sim_ext_record){
 		.magic    = SIM_EXT_MAGIC,
@@ -406,9 +416,14 @@ static int be_demote_leaf(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn,
 		.gfn      = gfn,
 		.level    = level,
 	};
-	sim_count(&s->stats, SIM_C_DEMOTE_PRIVATE, 1);
-	removal_end(s);
-	return 0;
+	sim_count(&s->stats, by_fault ? SIM_C_DEMOTE_PRIVATE_FAULT
+				       : SIM_C_DEMOTE_PRIVATE, 1);
+out:
+	if (by_fault)
+		map_end(s);
+	else
+		removal_end(s);
+	return ret;
 }
 
 void sim_backend_init(struct sim *s, struct tdp_private_backend *ops)
@@ -422,5 +437,6 @@ void sim_backend_init(struct sim *s, struct tdp_private_backend *ops)
 		.ctx            = s,
 		.ext_table_size = sizeof(struct sim_ext_record),
 		.demote_leaf    = be_demote_leaf,
+		.demote_in_faults = true,
 	};
 }

@@ -104,6 +104,7 @@ int sim_guest_init(struct sim *s)
 	if (!g->state || !g->version || !g->region_huge || !g->region_lock)
 		return -ENOMEM;
 	g->convert_ppm = sim_pct_to_ppm(s->cfg.convert_pct);
+	g->split_ppm = sim_pct_to_ppm(s->cfg.split_pct);
 
 	/* Writers first: a slot deletion must not starve behind accesses. */
 	pthread_rwlockattr_init(&attr);
@@ -337,7 +338,10 @@ static int accept_lazily(struct sim_vcpu *v, tdp_gfn_t gfn)
 	int ret = 0;
 
 	region_lock(v, region, true);
-	if (g->region_huge[region]) {
+	/* A huge region is accepted whole (2 MiB ACCEPTs) unless split_pct
+	 * says a run: its 4 KiB ACCEPTs then meet any 2 MiB PENDING page
+	 * the host pre-faulted, and exit until the host demoted it. */
+	if (g->region_huge[region] && !sim_rng_ppm(&v->rng, g->split_ppm)) {
 		start = gfn & ~(SIM_REGION_PAGES - 1);
 		end = start + SIM_REGION_PAGES;
 	} else {
@@ -460,6 +464,21 @@ static bool access_locked(struct sim_vcpu *v, tdp_gfn_t gfn, bool private,
 				      private ? "private" : "shared", acc->pfn);
 			return false;
 		}
+		if (private && sept_entry_state(acc->stop_entry) == SEPT_BLOCKED &&
+		    acc->level > TDP_LEVEL_4K) {
+			/*
+			 * A huge leaf blocked for a demote: on hardware an
+			 * EPT violation the host answers by retrying (the
+			 * mirror entry is frozen) until PAGE.DEMOTE is done.
+			 * Removals of accepted pages never race accesses
+			 * (the guest converts under its region lock).
+			 */
+			sim_vcpu_exit(v);
+			sim_count(&s->stats, SIM_C_RETRY_BLOCKED_HUGE, 1);
+			if (tries > 64)
+				sched_yield();
+			continue;
+		}
 		if (private) {
 			report_lost_private(v, gfn, acc);
 			return false;
@@ -578,7 +597,10 @@ static void convert_random(struct sim_vcpu *v, uint64_t region)
 	bool shared;
 
 	region_lock(v, region, true);
-	if (g->region_huge[region]) {
+	/* Huge regions convert whole unless split_pct says a run; runs of
+	 * 1..SMALL_RUN pages at any offset split a 2 MiB private page (the
+	 * zap demotes it). */
+	if (g->region_huge[region] && !sim_rng_ppm(&v->rng, g->split_ppm)) {
 		start = base;
 		end = base + SIM_REGION_PAGES;
 	} else {

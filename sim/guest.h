@@ -61,6 +61,7 @@ struct sim_guest {
 	pthread_rwlock_t *region_lock;
 	pthread_mutex_t stripe[GUEST_STRIPES];
 	uint32_t convert_ppm; /* immutable */
+	uint32_t split_ppm;   /* immutable: cfg.split_pct */
 	/* Pages a small region accepts at once before first use, a power
 	 * of two: 16, or 1 when replaying a trace.  Immutable. */
 	uint64_t accept_run;

@@ -316,6 +316,8 @@ static void count_fault(struct sim *s, bool private, int ret)
 		sim_count(&s->stats, SIM_C_FAULT_INJECTED_SURVIVED, 1);
 }
 
+__thread bool sim_host_in_fault;
+
 int sim_host_fault(struct sim *s, struct tdp_vcpu *ctx, int vcpu,
 		   tdp_gfn_t fault_gfn, bool write, int accept_level)
 {
@@ -329,9 +331,9 @@ int sim_host_fault(struct sim *s, struct tdp_vcpu *ctx, int vcpu,
 	tdp_pfn_t pfn;
 	int ret;
 
+	/* A private fault is an ACCEPT's exit or a pre-fault. */
 	if (s->cfg.huge)
-		want = private ? (accept_level ? accept_level : TDP_LEVEL_4K)
-			       : TDP_LEVEL_2M;
+		want = private && accept_level ? accept_level : TDP_LEVEL_2M;
 	ret = resolve_backing(s, gfn, private, want, &pfn, &max_level);
 	if (ret)
 		return ret;
@@ -343,7 +345,9 @@ int sim_host_fault(struct sim *s, struct tdp_vcpu *ctx, int vcpu,
 		.max_level = max_level,
 		.mmu_seq   = seq,
 	};
+	sim_host_in_fault = true;
 	ret = tdp_map(ctx, &f);
+	sim_host_in_fault = false;
 	count_fault(s, private, ret);
 	if (ret < 0 && ret != SIM_ERR_INJECTED && ret != SIM_ERR_TDX) {
 		sim_violation(&s->report, SIM_V_ENGINE_ERROR, 0, gfn, vcpu,
@@ -489,13 +493,13 @@ void sim_host_slot_delete(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 		  "tdp_invalidate_end", gfn);
 }
 
-void sim_host_prefault(struct sim *s, tdp_gfn_t gfn, uint64_t n)
+void sim_host_prefault(struct sim *s, tdp_gfn_t gfn, uint64_t n, int level)
 {
 	sim_count(&s->stats, SIM_C_EVENT_PREFAULT, 1);
 	for (tdp_gfn_t g = gfn; g < gfn + n && !sim_stopping(s); g++) {
 		for (int tries = 0; tries < PREFAULT_MAX_TRIES; tries++) {
 			int ret = sim_host_fault(s, s->host.ctx, SIM_NO_VCPU,
-						 g, true, 0);
+						 g, true, level);
 
 			/* A shared GFN, or one converted meanwhile, is not
 			 * pre-faulted; errors were reported. */

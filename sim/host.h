@@ -76,10 +76,18 @@ tdp_pfn_t sim_host_private_pfn(struct sim *s, tdp_gfn_t gfn);
 tdp_pfn_t sim_host_shared_pfn(struct sim *s, tdp_gfn_t gfn);
 
 /*
+ * True on a thread while its sim_host_fault() is inside tdp_map(): the
+ * private backend's callbacks then run under mmu_lock held for read (a
+ * demote_leaf from a fault, not from a zap).
+ */
+extern __thread bool sim_host_in_fault;
+
+/*
  * sim_host_fault() - handle an EPT violation on @fault_gfn (shared bit
  * set for the shared alias) from engine context @ctx; @vcpu is the vCPU
- * id for reports or SIM_NO_VCPU.  @accept_level is the level of the
- * guest's ACCEPT that exited, 0 for an ordinary access.
+ * id for reports or SIM_NO_VCPU.  @accept_level is the largest level
+ * the fault may map: the level of the guest's ACCEPT that exited, or of a
+ * pre-fault; 0 for as large as the backing allows.
  * Returns tdp_map()'s result; -EAGAIN if the attribute of the GFN does
  * not match the alias (the caller decides whether that is a bug).
  */
@@ -105,8 +113,13 @@ void sim_host_unmap_shared(struct sim *s, tdp_gfn_t gfn, uint64_t n);
  */
 void sim_host_slot_delete(struct sim *s, tdp_gfn_t gfn, uint64_t n);
 
-/* Pre-fault private GFNs of [gfn, gfn + n) (KVM_PRE_FAULT_MEMORY). */
-void sim_host_prefault(struct sim *s, tdp_gfn_t gfn, uint64_t n);
+/*
+ * Pre-fault private GFNs of [gfn, gfn + n) (KVM_PRE_FAULT_MEMORY), at most
+ * at @level (0: as large as the backing allows).  A 4 KiB pre-fault below
+ * a 2 MiB private page demotes it; a 2 MiB one leaves PENDING pages that
+ * the guest's 4 KiB ACCEPTs must have demoted.
+ */
+void sim_host_prefault(struct sim *s, tdp_gfn_t gfn, uint64_t n, int level);
 
 /* After TD teardown: discard every backing page (checked). */
 void sim_host_release_all(struct sim *s);

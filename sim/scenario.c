@@ -40,6 +40,7 @@ void sim_config_default(struct sim_config *cfg)
 		.guest_bytes    = 128ULL << 20,
 		.private_pct    = 75,
 		.convert_pct    = 0.2,
+		.split_pct      = 50,
 		.event_rate     = 100,
 		.busy_pct       = 1,
 		.fail_pct       = 0.2,
@@ -286,7 +287,8 @@ static void run_host_event(struct sim *s, struct sim_rng *rng)
 		n = 1 + sim_rng_below(rng, 16);
 		if (gfn + n > end)
 			n = end - gfn;
-		sim_host_prefault(s, gfn, n);
+		sim_host_prefault(s, gfn, n,
+				  sim_rng_below(rng, 2) ? TDP_LEVEL_4K : 0);
 	} else {
 		uint64_t region = sim_layout_region(&s->layout, gfn);
 
@@ -897,7 +899,7 @@ void sim_step_slot_delete(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 
 void sim_step_prefault(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 {
-	sim_host_prefault(s, gfn, n);
+	sim_host_prefault(s, gfn, n, TDP_LEVEL_4K);
 }
 
 enum guest_page_state sim_step_guest_state(struct sim *s, tdp_gfn_t gfn)

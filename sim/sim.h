@@ -55,6 +55,9 @@ struct sim_config {
 	uint64_t guest_bytes;   /* guest memory, a multiple of 2 MiB */
 	double private_pct;     /* share of guest memory private at start */
 	double convert_pct;     /* share of guest operations that convert */
+	/* Share of a huge region's conversions and lazy accepts done on a
+	 * run of 4 KiB pages inside it rather than on the whole region. */
+	double split_pct;
 	double event_rate;      /* host events per second */
 	double busy_pct;        /* injected OPERAND_BUSY per SEAMCALL */
 	double fail_pct;        /* injected failures of SEPT.ADD/PAGE.AUG */

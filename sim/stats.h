@@ -30,6 +30,8 @@
 	  "shared faults that failed with an error")                           \
 	X(FAULT_INJECTED_SURVIVED, "faults", "injected_failures_survived",     \
 	  "faults failed by an injected SEAMCALL failure, then retried")       \
+	X(RETRY_BLOCKED_HUGE, "retries", "blocked_huge_reentries",             \
+	  "private accesses that met a huge leaf blocked for a demote")        \
 	X(RETRY_REENTRY, "retries", "fault_reentries",                         \
 	  "guest re-entries after a retried fault")                            \
 	X(RETRY_REMOVE_BUSY, "retries", "removal_busy",                        \
@@ -61,8 +63,10 @@
 	  "remove_leaf callbacks (BLOCK, TRACK, kick, REMOVE)")                \
 	X(ZAP_PRIVATE_TABLES, "zaps", "private_tables_removed",                \
 	  "free_table callbacks (BLOCK, TRACK, kick, SEPT.REMOVE)")            \
-	X(DEMOTE_PRIVATE, "zaps", "private_leaves_demoted",                    \
-	  "demote_leaf callbacks done (BLOCK, TRACK, kick, PAGE.DEMOTE)")      \
+	X(DEMOTE_PRIVATE, "huge_pages", "private_demotes_for_zaps",            \
+	  "demote_leaf callbacks done for zaps (BLOCK, TRACK, kick, DEMOTE)")  \
+	X(DEMOTE_PRIVATE_FAULT, "huge_pages", "private_demotes_for_faults",    \
+	  "demote_leaf callbacks done for faults, under the read lock")        \
 	X(FLUSH_RANGE, "flushes", "range_callbacks",                           \
 	  "host flush_range callbacks")                                        \
 	X(FLUSH_ALL, "flushes", "all_callbacks", "host flush_all callbacks")   \

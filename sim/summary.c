@@ -15,7 +15,7 @@
 /* Generic sections, in print order; "faults" has its own table.  The
  * "replay" section is printed for a trace replay only. */
 static const char *const sections[] = {
-	"retries", "zaps", "flushes", "conversions", "accepts",
+	"retries", "zaps", "huge_pages", "flushes", "conversions", "accepts",
 	"accesses", "checks", "events", "host_memory", "replay",
 };
 

@@ -36,6 +36,9 @@ static void usage(FILE *f, const char *prog)
 "                           (default %.0f)\n"
 "  -c, --convert-rate=PCT   percent of guest operations that convert memory\n"
 "                           with MapGPA (default %.2g)\n"
+"  -S, --split-rate=PCT     percent of conversions and lazy ACCEPTs of a\n"
+"                           huge region done on a run of 4 KiB pages inside\n"
+"                           it, not the whole region (default %.0f)\n"
 "  -e, --event-rate=N       host events per second (default %.0f; 0: none)\n"
 "  -b, --busy-rate=PCT      percent of SEAMCALLs answered OPERAND_BUSY on\n"
 "                           purpose (default %.2g)\n"
@@ -75,7 +78,8 @@ static void usage(FILE *f, const char *prog)
 "level, page-table bytes per mapped 4 KiB page), faults per second, peak\n"
 "resident memory, the engine's own statistics and the violations by kind.\n",
 		prog, SIM_MAX_VCPUS, d.nr_vcpus, d.guest_bytes >> 20,
-		d.private_pct, d.convert_pct, d.event_rate, d.busy_pct,
+		d.private_pct, d.convert_pct, d.split_pct, d.event_rate,
+		d.busy_pct,
 		d.fail_pct, d.huge ? "on" : "off", d.duration,
 		d.check_interval);
 }
@@ -156,7 +160,7 @@ static int apply_option(int opt, const char *arg, struct sim_config *cfg,
 	char *end;
 	int ret = 0;
 
-	if (strchr("mced", opt))
+	if (strchr("mcSed", opt))
 		cl->scenario_only = opt;
 	if (strchr("PL", opt))
 		cl->replay_only = opt;
@@ -179,6 +183,8 @@ static int apply_option(int opt, const char *arg, struct sim_config *cfg,
 		return parse_double(arg, 0, 100, &cfg->private_pct);
 	case 'c':
 		return parse_double(arg, 0, 100, &cfg->convert_pct);
+	case 'S':
+		return parse_double(arg, 0, 100, &cfg->split_pct);
 	case 'e':
 		return parse_double(arg, 0, 1e6, &cfg->event_rate);
 	case 'b':
@@ -226,6 +232,7 @@ static enum parse_result parse_options(int argc, char **argv,
 		{ "memory", required_argument, NULL, 'm' },
 		{ "private", required_argument, NULL, 'p' },
 		{ "convert-rate", required_argument, NULL, 'c' },
+		{ "split-rate", required_argument, NULL, 'S' },
 		{ "event-rate", required_argument, NULL, 'e' },
 		{ "busy-rate", required_argument, NULL, 'b' },
 		{ "fail-rate", required_argument, NULL, 'f' },
@@ -244,7 +251,7 @@ static enum parse_result parse_options(int argc, char **argv,
 	int opt;
 
 	while ((opt = getopt_long(argc, argv,
-				  "v:m:p:c:e:b:f:H:d:s:k:j:qht:P:L:", options,
+				  "v:m:p:c:S:e:b:f:H:d:s:k:j:qht:P:L:", options,
 				  NULL)) != -1) {
 		if (opt == 'h')
 			return PARSE_HELP;

@@ -292,7 +292,7 @@ void sim_vcpus_hold_out_begin(struct sim *s)
 	struct sim_vcpus *vs = &s->vcpus;
 
 	pthread_mutex_lock(&vs->hold_lock);
-	__atomic_store_n(&vs->hold_out, true, __ATOMIC_RELEASE);
+	__atomic_store_n(&vs->hold_out, vs->hold_out + 1, __ATOMIC_RELEASE);
 	pthread_mutex_unlock(&vs->hold_lock);
 	sim_count(&s->stats, SIM_C_HOLD_OUTS, 1);
 	sim_vcpus_kick_all(s);
@@ -303,8 +303,9 @@ void sim_vcpus_hold_out_end(struct sim *s)
 	struct sim_vcpus *vs = &s->vcpus;
 
 	pthread_mutex_lock(&vs->hold_lock);
-	__atomic_store_n(&vs->hold_out, false, __ATOMIC_RELEASE);
-	pthread_cond_broadcast(&vs->hold_cond);
+	__atomic_store_n(&vs->hold_out, vs->hold_out - 1, __ATOMIC_RELEASE);
+	if (!vs->hold_out)
+		pthread_cond_broadcast(&vs->hold_cond);
 	pthread_mutex_unlock(&vs->hold_lock);
 }
 

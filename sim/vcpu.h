@@ -81,8 +81,11 @@ struct sim_vcpu {
 struct sim_vcpus {
 	struct sim_vcpu *v;
 	unsigned int nr;
-	/* While hold_out is set no vCPU enters guest mode; hold_lock. */
-	bool hold_out;
+	/* Hold-outs in progress (several threads may hold vCPUs out at
+	 * once: demotes by faults run under mmu_lock held for read); while
+	 * it is non-zero no vCPU enters guest mode.  Written under
+	 * hold_lock, read atomically. */
+	unsigned int hold_out;
 	pthread_mutex_t hold_lock;
 	pthread_cond_t hold_cond;
 };

@@ -18,6 +18,8 @@ void base_config(struct sim_config *cfg)
 	cfg->nr_vcpus = 2;
 	cfg->guest_bytes = 16ULL << 20;
 	cfg->private_pct = 100;
+	/* Huge regions accepted and converted whole, deterministically. */
+	cfg->split_pct = 0;
 	cfg->busy_pct = 0;
 	cfg->fail_pct = 0;
 	cfg->event_rate = 0;
