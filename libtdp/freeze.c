@@ -331,6 +331,53 @@ int tdp_demote_spte_atomic(struct tdp_op *op, struct tdp_iter *it,
 }
 
 /*
+ * tdp_promote_spte_write_locked() - merge the private table linked at @it,
+ * whose 512 entries are leaves that @huge (a leaf at it->level) replaces
+ * exactly, through the backend's promote_leaf.  mmu_lock held for write,
+ * mirror root only.  The entry is frozen while the backend works; on
+ * success it holds @huge and the table, every entry frozen for walkers
+ * still inside, is freed with its backend page after a grace period.
+ * Returns 0; -EBUSY or the backend's refusal with nothing changed.
+ */
+int tdp_promote_spte_write_locked(struct tdp_op *op, struct tdp_iter *it,
+				  tdp_spte_t huge)
+{
+	struct tdp_mmu *mmu = op->mmu;
+	const struct tdp_spte_format *fmt = &mmu->fmt;
+	const struct tdp_private_backend *be = &mmu->backend;
+	struct tdp_table *child = tdp_spte_child(mmu, it->old_spte);
+	int level = it->level;
+	int ret;
+
+	tdp_lockdep_assert_held_write(&mmu->mmu_lock);
+	TDP_ASSERT(tdp_root_is_mirror(op->root) && be->promote_leaf);
+	TDP_ASSERT(tdp_spte_is_leaf(fmt, huge, level));
+
+	tdp_spte_write(it->sptep, fmt->frozen);
+	ret = be->promote_leaf(be->ctx, it->gfn, level, tdp_spte_pfn(fmt, huge),
+			       child->ext_table);
+	if (ret) {
+		tdp_spte_write_release(it->sptep, it->old_spte);
+		if (ret == -EBUSY)
+			TDP_COUNT(&op->ctr, promote_busy, 1);
+		else
+			TDP_COUNT(&op->ctr, promote_errors, 1);
+		return ret;
+	}
+	it->old_spte = huge;
+	tdp_spte_write_release(it->sptep, huge);
+	/* The backend merged the leaves: nothing to remove, only freeze. */
+	for (int i = 0; i < TDP_SPTES_PER_TABLE; i++)
+		tdp_spte_write(&child->spt[i], fmt->frozen);
+	account_leaf(op, level - 1, -TDP_SPTES_PER_TABLE);
+	account_table(op, level - 1, -1);
+	account_leaf(op, level, 1);
+	TDP_COUNT(&op->ctr, promotes, 1);
+	tdp_table_free_rcu(child);
+	return 0;
+}
+
+/*
  * tdp_zap_spte_atomic() - make a direct SPTE non-present under mmu_lock
  * held for read, with compare-exchange, and add its span to the pending
  * flush.  Returns 0, or -EBUSY if the SPTE changed first (it->old_spte

@@ -199,6 +199,76 @@ static int recover_root(struct tdp_op *op, tdp_gfn_t start, tdp_gfn_t end,
 	return made;
 }
 
+/*
+ * Promote the private tables at 2 MiB inside [start, end) of the valid
+ * mirror root that collapse into one leaf.  mmu_lock held for write; may
+ * yield it.  Returns the number promoted.
+ */
+static int promote_root(struct tdp_op *op, tdp_gfn_t start, tdp_gfn_t end)
+{
+	const struct tdp_spte_format *fmt = &op->mmu->fmt;
+	const int level = TDP_LEVEL_2M;
+	struct tdp_iter it;
+	int made = 0;
+
+	tdp_rcu_read_lock();
+	tdp_for_each_spte_min_level(it, op->root->table, fmt, level, start, end) {
+		tdp_spte_t huge;
+
+		if (tdp_iter_cond_resched(op, &it))
+			continue;
+		if (it.level != level || !tdp_spte_is_present(fmt, it.old_spte) ||
+		    tdp_spte_is_leaf(fmt, it.old_spte, it.level) ||
+		    it.gfn < start || it.gfn + tdp_level_pages(level) > end)
+			continue;
+		huge = collapsible_leaf(fmt, tdp_spte_child(op->mmu, it.old_spte));
+		if (huge && !tdp_promote_spte_write_locked(op, &it, huge))
+			made++;
+	}
+	tdp_rcu_read_unlock();
+	return made;
+}
+
+/* Private promotes over [start, end); the caller checked the range. */
+static int promote_private_range(struct tdp_mmu *mmu, tdp_gfn_t start,
+				 tdp_gfn_t end)
+{
+	const unsigned int mirror = 1U << TDP_ROOT_MIRROR;
+	struct tdp_counters local = { 0 };
+	struct tdp_root *root;
+	int ret, made = 0;
+
+	tdp_write_lock(&mmu->mmu_lock);
+	ret = tdp_mmu_usable(mmu);
+	/* Only the valid root: an invalidated one is being zapped. */
+	root = ret ? NULL : tdp_root_next(mmu, NULL, mirror, true);
+	if (root) {
+		struct tdp_op op = {
+			.mmu = mmu,
+			.root = root,
+			.ctr = { .set = &local, .owner_only = true },
+		};
+
+		made = promote_root(&op, start, end);
+		tdp_root_put(mmu, root);
+	}
+	tdp_counters_fold(&mmu->ctr, &local);
+	tdp_write_unlock(&mmu->mmu_lock);
+	return ret ? ret : made;
+}
+
+int tdp_promote_private(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end)
+{
+	const uint64_t huge_2m = tdp_level_pages(TDP_LEVEL_2M);
+
+	if (!mmu || start >= end || end > mmu->gfn_limit ||
+	    (start & (huge_2m - 1)) || (end & (huge_2m - 1)))
+		return -EINVAL;
+	if (!mmu->has_mirror || !mmu->backend.promote_leaf)
+		return -EOPNOTSUPP;
+	return promote_private_range(mmu, start, end);
+}
+
 int tdp_recover_huge_pages(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end,
 			   int max_level, enum tdp_alias alias)
 {
@@ -206,16 +276,28 @@ int tdp_recover_huge_pages(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end,
 	const unsigned int direct = 1U << TDP_ROOT_DIRECT;
 	const uint64_t huge_2m = tdp_level_pages(TDP_LEVEL_2M);
 	struct tdp_root *root;
-	int ret, made = 0;
+	int ret, made = 0, promoted = 0;
+	/* The private alias, with a backend that promotes: its own pass. */
+	bool promotes = mmu && mmu->has_mirror && mmu->backend.promote_leaf &&
+			(alias & TDP_ALIAS_PRIVATE);
 
-	ret = tdp_check_direct_range(mmu, start, end, alias);
+	/* Check the arguments as for the shared alias alone. */
+	ret = tdp_check_direct_range(mmu, start, end,
+				     promotes ? (alias & ~TDP_ALIAS_PRIVATE) |
+							TDP_ALIAS_SHARED
+					      : alias);
 	if (ret)
 		return ret;
 	if ((start & (huge_2m - 1)) || (end & (huge_2m - 1)) ||
 	    (max_level != TDP_LEVEL_2M && max_level != TDP_LEVEL_1G))
 		return -EINVAL;
+	if (promotes) {
+		promoted = promote_private_range(mmu, start, end);
+		if (promoted < 0)
+			return promoted;
+	}
 	if (!(alias & TDP_ALIAS_SHARED))
-		return 0;
+		return promoted;
 
 	tdp_read_lock(&mmu->mmu_lock);
 	ret = tdp_mmu_usable(mmu);
@@ -242,5 +324,5 @@ int tdp_recover_huge_pages(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end,
 	}
 	tdp_counters_fold(&mmu->ctr, &local);
 	tdp_read_unlock(&mmu->mmu_lock);
-	return ret ? ret : made;
+	return ret ? ret : promoted + made;
 }

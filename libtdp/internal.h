@@ -73,6 +73,9 @@ struct tdp_counters {
 	uint64_t fault_demotes;
 	uint64_t demote_busy;
 	uint64_t demote_errors;
+	uint64_t promotes;
+	uint64_t promote_busy;
+	uint64_t promote_errors;
 };
 
 /* Tables a vCPU keeps ready: enough for one walk from root to leaf. */
@@ -278,6 +281,8 @@ int tdp_demote_spte_write_locked(struct tdp_op *op, struct tdp_iter *it,
 				 struct tdp_table *t);
 int tdp_demote_spte_atomic(struct tdp_op *op, struct tdp_iter *it,
 			   struct tdp_table *t);
+int tdp_promote_spte_write_locked(struct tdp_op *op, struct tdp_iter *it,
+				  tdp_spte_t huge);
 int tdp_zap_spte_atomic(struct tdp_op *op, struct tdp_iter *it);
 /* What the present entries of a removed table held (see freeze.c). */
 struct tdp_removed_summary {

@@ -266,6 +266,9 @@ int tdp_mmu_get_stats(const struct tdp_mmu *mmu, struct tdp_stats *out)
 	out->fault_demotes = sum.fault_demotes;
 	out->demote_busy = sum.demote_busy;
 	out->demote_errors = sum.demote_errors;
+	out->promotes = sum.promotes;
+	out->promote_busy = sum.promote_busy;
+	out->promote_errors = sum.promote_errors;
 	out->roots_allocated = tdp_atomic64_read(&mmu->roots_allocated);
 	out->roots_freed = tdp_atomic64_read(&mmu->roots_freed);
 	out->pages_in_use = tdp_atomic64_read(&mmu->pages_in_use);

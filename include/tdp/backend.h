@@ -20,15 +20,19 @@
  *                 (faults,                           changed
  *                 only with
  *                 demote_in_faults)
+ *   promote_leaf  write     busy, or a refusal       the table's 512 leaves
+ *   (optional)              (e.g. leaves in          merged into one leaf and
+ *                           different states)        the table released, or
+ *                                                    nothing changed
  *
  * Ordering the engine guarantees:
  *   - a table is linked (link_table returned 0) before any callback names
  *     a GFN below it: the entry is frozen while the backend works, and
  *     every fault that meets a frozen entry retries;
  *   - link_table and set_leaf may run concurrently, on different entries;
- *   - remove_leaf, free_table and a zap's demote_leaf run with mmu_lock
- *     held for write, never concurrently with any other callback of the
- *     same MMU; a fault's demote_leaf (demote_in_faults) runs with it held
+ *   - remove_leaf, free_table, promote_leaf and a zap's demote_leaf run
+ *     with mmu_lock held for write, never concurrently with any other
+ *     callback of the same MMU; a fault's demote_leaf (demote_in_faults) runs with it held
  *     for read, like link_table and set_leaf, concurrently with them on
  *     other entries, while the huge leaf's mirror entry is frozen;
  *   - a table's leaves and child tables are removed before free_table is
@@ -74,6 +78,20 @@
  * end of the range meanwhile, leaves inside the range zapped before may
  * be gone.  A leaf outside the range is never removed.  Optional: without
  * it a zap that covers a huge private leaf partly removes the whole leaf.
+ *
+ * promote_leaf(gfn, level, pfn, old_table): merge the table linked at
+ * (@gfn, @level), whose 512 entries are leaves at @level - 1 mapping
+ * @pfn, @pfn + tdp_level_pages(@level - 1), ... in order (@pfn aligned to
+ * @level), into one leaf at @level mapping @pfn, and release the table's
+ * backend page @old_table (TDX: PAGE.PROMOTE; the engine frees the page
+ * once this returned 0, as after free_table).  Called with mmu_lock held
+ * for write by tdp_promote_private() and by tdp_recover_huge_pages() for
+ * the private alias, only for tables whose mirror entries meet those
+ * conditions.  Return values: 0 on success; -EBUSY for a transient
+ * conflict; any other negative errno when the backend refuses (TDX: the
+ * leaves are not all in one state, MAPPED or PENDING).  On failure
+ * nothing changed: the engine leaves the table as it is, counts the
+ * answer and goes on with the next one.
  *
  * A non-zero return from remove_leaf, or from free_table, is a broken
  * contract: the engine puts the MMU in the dead state (every later
@@ -124,6 +142,9 @@ struct tdp_private_backend {
 	 * TDP_FAULT_SPURIOUS.  Needs demote_leaf (else -EINVAL at create).
 	 */
 	bool demote_in_faults;
+	/* Optional (NULL: private tables are never merged back). */
+	int (*promote_leaf)(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn,
+			    struct tdp_ext_table *old_table);
 };
 
 /* Busy answers of demote_leaf in a row after which a zap returns -EBUSY. */

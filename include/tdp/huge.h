@@ -46,14 +46,37 @@ TDP_API int tdp_split_huge_range(struct tdp_mmu *mmu, tdp_gfn_t start,
  * same range running concurrently may find the small leaves already
  * replaced and leave the huge leaf writable (dirty bits are kept either
  * way).
- * Lock: takes mmu_lock for read; compare-exchange on the parent SPTE.
- * Returns the number of huge leaves made (>= 0); -EINVAL (NULL, range not
- * aligned to 2 MiB, bad max level or filter); -EOPNOTSUPP (private alias
- * on an MMU with a backend); -EIO; -ESHUTDOWN.
+ * For the private alias, on an MMU whose backend has promote_leaf, it
+ * first promotes as tdp_promote_private() does (2 MiB only; @max_level
+ * applies to the shared alias).
+ * Lock: takes mmu_lock for read (and for write, before, to promote);
+ * compare-exchange on the parent SPTE.
+ * Returns the number of huge leaves made, both aliases (>= 0); -EINVAL
+ * (NULL, range not aligned to 2 MiB, bad max level or filter);
+ * -EOPNOTSUPP (private alias on an MMU whose backend has no
+ * promote_leaf); -EIO; -ESHUTDOWN.
  */
 TDP_API int tdp_recover_huge_pages(struct tdp_mmu *mmu, tdp_gfn_t start,
 				   tdp_gfn_t end, int max_level,
 				   enum tdp_alias alias);
+
+/*
+ * tdp_promote_private() - merge each private table at 2 MiB inside
+ * [start, end) (unaliased GFNs) whose 512 entries are leaves mapping one
+ * contiguous, 2 MiB-aligned PFN range back into one 2 MiB leaf, through
+ * the backend's promote_leaf (TDX: PAGE.PROMOTE; the backend's page of the
+ * table is released).  A table the backend refuses (TDX: leaves not all
+ * MAPPED or all PENDING) or finds busy is left as it is and counted in
+ * stats.promote_errors / promote_busy; tables that do not collapse are not
+ * offered.  Meant for when the guest converted memory back to private,
+ * or accepted a run of 4 KiB pages that filled a 2 MiB page again.
+ * Lock: takes mmu_lock for write (and may yield it).
+ * Returns the number of leaves made (>= 0); -EINVAL (NULL, range empty,
+ * beyond the GFN width, or not aligned to 2 MiB); -EOPNOTSUPP (no backend,
+ * or no promote_leaf); -EIO; -ESHUTDOWN.
+ */
+TDP_API int tdp_promote_private(struct tdp_mmu *mmu, tdp_gfn_t start,
+				tdp_gfn_t end);
 
 #ifdef __cplusplus
 }

@@ -56,6 +56,15 @@ struct tdp_stats {
 	uint64_t demote_busy;
 	uint64_t demote_errors;
 	uint64_t fault_demotes;
+	/*
+	 * Private tables merged back into one huge leaf by promote_leaf, and
+	 * promote_leaf calls that returned -EBUSY / another error (a
+	 * refusal).  Tables that are not 512 contiguous, aligned leaves are
+	 * not offered to the backend and not counted.
+	 */
+	uint64_t promotes;
+	uint64_t promote_busy;
+	uint64_t promote_errors;
 };
 
 /*

@@ -46,7 +46,8 @@ void menv_init_backend(struct menv *e, size_t ext_size,
 	e->rec = rec_create(MENV_ROOT_LEVEL, MENV_SHARED_BIT, ext_size);
 	assert_non_null(e->rec);
 	rec_set_demote(e->rec, demote & MENV_DEMOTE,
-		       demote == MENV_DEMOTE_IN_FAULTS);
+		       (demote & MENV_DEMOTE_IN_FAULTS) == MENV_DEMOTE_IN_FAULTS);
+	rec_set_promote(e->rec, demote & MENV_PROMOTE);
 	/* One table, lined up (STYLE.md section 7). */
 	/* clang-format off */
 	cfg = (struct tdp_mmu_config){

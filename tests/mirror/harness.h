@@ -45,10 +45,11 @@ void menv_init(struct menv *e, size_t ext_size, unsigned int mmu_flags);
 enum {
 	MENV_DEMOTE = 1,	   /* to zaps (true works too) */
 	MENV_DEMOTE_IN_FAULTS = 3, /* to zaps and faults */
+	MENV_PROMOTE = 4,	   /* promote_leaf, ORed with the above */
 };
 
-/* menv_init() with the recorder's demote_leaf offered as @demote says
- * (0, MENV_DEMOTE or MENV_DEMOTE_IN_FAULTS). */
+/* menv_init() with the recorder's demote_leaf and promote_leaf offered as
+ * @demote says (0, MENV_DEMOTE or MENV_DEMOTE_IN_FAULTS, | MENV_PROMOTE). */
 void menv_init_backend(struct menv *e, size_t ext_size,
 		       unsigned int mmu_flags, unsigned int demote);
 

@@ -66,6 +66,8 @@ struct recorder {
 	int fail_next_free;   /* atomic flag */
 	int fail_demote_err;  /* errno for the next fail_demote_left calls */
 	int fail_demote_left; /* both protected by lock */
+	int fail_promote_err;  /* the same for promote_leaf; lock */
+	int fail_promote_left;
 	bool forbid;	      /* atomic */
 	rec_hook_fn hook;
 	void *hook_arg;
@@ -97,6 +99,7 @@ static const char *const call_names[] = {
 	[REC_REMOVE_LEAF] = "remove_leaf",
 	[REC_FREE_TABLE] = "free_table",
 	[REC_DEMOTE_LEAF] = "demote_leaf",
+	[REC_PROMOTE_LEAF] = "promote_leaf",
 };
 
 /* ---- violations -------------------------------------------------------- */
@@ -904,6 +907,99 @@ static int rec_demote_leaf(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn,
 	return ret;
 }
 
+/*
+ * A table of 512 leaves one level down, mapping @pfn onwards in order,
+ * becomes one leaf mapping @pfn; its backend page is released.  Checked
+ * like a removal (mmu_lock held for write, nothing else at the same time).
+ * A one-shot failure leaves the model unchanged.
+ */
+static int rec_promote_leaf(void *ctx, tdp_gfn_t gfn, int level,
+			    tdp_pfn_t pfn, struct tdp_ext_table *ext)
+{
+	struct recorder *r = ctx;
+	unsigned long long g = (unsigned long long)gfn;
+	uint64_t step;
+	struct ent *e;
+	int ret = 0;
+
+	removal_begin(r, REC_PROMOTE_LEAF, gfn, level);
+	check_gfn_level(r, REC_PROMOTE_LEAF, gfn, level, TDP_LEVEL_2M,
+			TDP_LEVEL_1G);
+	if (level < TDP_LEVEL_2M || level > TDP_LEVEL_1G) {
+		removal_end(r);
+		return -EINVAL;
+	}
+	step = tdp_level_pages(level - 1);
+	if (pfn & (tdp_level_pages(level) - 1))
+		rec_violation(r,
+			      "promote_leaf(gfn %#llx, level %d): pfn %#llx "
+			      "not aligned to the level",
+			      g, level, (unsigned long long)pfn);
+
+	pthread_mutex_lock(&r->lock);
+	e = ent_find(r, gfn, level);
+	if (!e || e->kind != ENT_TABLE || !e->live || e->leaked) {
+		rec_violation(r,
+			      "promote_leaf(gfn %#llx, level %d): no such "
+			      "linked table", g, level);
+		e = NULL;
+	} else if (e->ext != ext) {
+		rec_violation(r,
+			      "promote_leaf(gfn %#llx, level %d): backend page "
+			      "%p, but %p was linked",
+			      g, level, (void *)ext, (void *)e->ext);
+	} else if (ext && !rec_ext_intact(r, ext)) {
+		rec_violation(r,
+			      "promote_leaf(gfn %#llx, level %d): backend page "
+			      "%p was written by someone else",
+			      g, level, (void *)ext);
+	}
+	for (int i = 0; e && i < TDP_SPTES_PER_TABLE; i++) {
+		struct ent *c = ent_find(r, gfn + (uint64_t)i * step, level - 1);
+
+		if (!c || c->kind != ENT_LEAF || !c->live ||
+		    c->pfn != pfn + (uint64_t)i * step) {
+			rec_violation(r,
+				      "promote_leaf(gfn %#llx, level %d): "
+				      "entry %d is not a leaf mapping pfn "
+				      "%#llx",
+				      g, level, i,
+				      (unsigned long long)(pfn + i * step));
+			e = NULL;
+		}
+	}
+
+	if (r->fail_promote_left > 0) {
+		r->fail_promote_left--;
+		ret = r->fail_promote_err;
+	}
+	if (!ret && e) {
+		for (int i = 0; i < TDP_SPTES_PER_TABLE; i++) {
+			struct ent *c = ent_find(r, gfn + (uint64_t)i * step,
+						 level - 1);
+
+			ent_unlink(r, c);
+			free(c);
+			r->nr_leaves--;
+		}
+		if (e->ext) {
+			ext_write_mark(r, e->ext, 0);
+			ext_del(r, e->ext);
+			e->ext = NULL;
+		}
+		e->children = 0;
+		e->kind = ENT_LEAF;
+		e->pfn = pfn;
+		r->nr_tables--;
+		r->nr_leaves++;
+	}
+	log_event(r, REC_PROMOTE_LEAF, gfn, level, pfn, ext, ret);
+	pthread_mutex_unlock(&r->lock);
+
+	removal_end(r);
+	return ret;
+}
+
 /* ---- set-up and queries ------------------------------------------------------ */
 
 struct recorder *rec_create(int root_level, tdp_gfn_t direct_bits,
@@ -1012,6 +1108,19 @@ void rec_set_demote(struct recorder *r, bool on, bool in_faults)
 {
 	r->be.demote_leaf = on ? rec_demote_leaf : NULL;
 	r->be.demote_in_faults = on && in_faults;
+}
+
+void rec_set_promote(struct recorder *r, bool on)
+{
+	r->be.promote_leaf = on ? rec_promote_leaf : NULL;
+}
+
+void rec_fail_next_promotes(struct recorder *r, int err, int n)
+{
+	pthread_mutex_lock(&r->lock);
+	r->fail_promote_err = err;
+	r->fail_promote_left = n;
+	pthread_mutex_unlock(&r->lock);
 }
 
 void rec_fail_next_demotes(struct recorder *r, int err, int n)

@@ -25,6 +25,10 @@
  *     with another PFN), or with entries already below it; on success
  *     the leaf becomes a linked table of 512 leaves one level down
  *     mapping its frames in order;
+ *   - promote_leaf of a table the recorder does not have (or with another
+ *     backend page), or whose 512 entries are not leaves mapping @pfn
+ *     onwards in order; on success the table becomes one leaf and its
+ *     backend page is released;
  *   - backend pages: page aligned, zeroed when linked, distinct among live
  *     tables, untouched by the engine while linked, NULL when the MMU has
  *     no backend page size;
@@ -51,6 +55,7 @@ enum rec_call {
 	REC_REMOVE_LEAF,
 	REC_FREE_TABLE,
 	REC_DEMOTE_LEAF,
+	REC_PROMOTE_LEAF,
 	REC_NR_CALLS,
 };
 
@@ -115,6 +120,12 @@ void rec_fail_next_free(struct recorder *r);
  * Call before tdp_mmu_create(), which copies the backend.
  */
 void rec_set_demote(struct recorder *r, bool on, bool in_faults);
+
+/* Offer promote_leaf (off by default).  Call before tdp_mmu_create(). */
+void rec_set_promote(struct recorder *r, bool on);
+
+/* Fail the next @n promote_leaf calls with @err (-EBUSY or a refusal). */
+void rec_fail_next_promotes(struct recorder *r, int err, int n);
 
 /*
  * Fail the next @n demote_leaf calls with @err (-EBUSY or a hard error);
