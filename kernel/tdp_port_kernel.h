@@ -405,6 +405,15 @@ static inline bool tdp_mmu_lock_yield_is_forced(tdp_mmu_lock_t *l, bool shared)
 }
 
 /*
+ * Write locks the calling task took: not counted per task in the kernel
+ * (stats.fault_write_locks stays 0 here; the user-space port measures it).
+ */
+static inline uint64_t tdp_port_thread_write_locks(void)
+{
+	return 0;
+}
+
+/*
  * "Held for write" is exact (the holder is recorded); "held for read"
  * means some task holds it for read, which is as much as an rw_semaphore
  * can tell without lockdep.

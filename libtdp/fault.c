@@ -329,7 +329,7 @@ static int check_fault(const struct tdp_mmu *mmu, const struct tdp_fault *f)
 	return 0;
 }
 
-int tdp_map(struct tdp_vcpu *vcpu, const struct tdp_fault *f)
+static int map_fault(struct tdp_vcpu *vcpu, const struct tdp_fault *f)
 {
 	struct tdp_mmu *mmu;
 	struct tdp_op op;
@@ -390,5 +390,25 @@ int tdp_map(struct tdp_vcpu *vcpu, const struct tdp_fault *f)
 		TDP_COUNT(&op.ctr, faults_spurious, 1);
 	else if (ret == TDP_FAULT_RETRY)
 		TDP_COUNT(&op.ctr, faults_retried, 1);
+	return ret;
+}
+
+/*
+ * Faults take mmu_lock for read only, their demotes included; the port
+ * counts the write locks each thread takes, so a fault that took one
+ * anyway (through any path) shows in stats.fault_write_locks.
+ */
+int tdp_map(struct tdp_vcpu *vcpu, const struct tdp_fault *f)
+{
+	uint64_t locks = tdp_port_thread_write_locks();
+	int ret = map_fault(vcpu, f);
+	uint64_t taken = tdp_port_thread_write_locks() - locks;
+
+	if (taken && vcpu) {
+		struct tdp_ctr_ref ref = { .set = &vcpu->ctr,
+					   .owner_only = true };
+
+		TDP_COUNT(&ref, fault_write_locks, taken);
+	}
 	return ret;
 }

@@ -238,7 +238,7 @@ static int promote_private_range(struct tdp_mmu *mmu, tdp_gfn_t start,
 	struct tdp_root *root;
 	int ret, made = 0;
 
-	tdp_write_lock(&mmu->mmu_lock);
+	tdp_mmu_write_lock(mmu);
 	ret = tdp_mmu_usable(mmu);
 	/* Only the valid root: an invalidated one is being zapped. */
 	root = ret ? NULL : tdp_root_next(mmu, NULL, mirror, true);

@@ -76,6 +76,7 @@ struct tdp_counters {
 	uint64_t promotes;
 	uint64_t promote_busy;
 	uint64_t promote_errors;
+	uint64_t fault_write_locks;
 };
 
 /* Tables a vCPU keeps ready: enough for one walk from root to leaf. */
@@ -159,6 +160,9 @@ struct tdp_mmu {
 	uint64_t roots_allocated; /* atomic */
 	uint64_t roots_freed;     /* atomic */
 	uint64_t pages_in_use;    /* atomic */
+	/* Write-lock acquisitions; added to with mmu_lock held for write,
+	 * read without it (atomic). */
+	uint64_t write_locks;
 };
 
 /*
@@ -202,6 +206,16 @@ struct tdp_op {
 	struct tdp_flush flush;
 	int err; /* first fatal error (-EIO) met by the walk */
 };
+
+/*
+ * Take mmu_lock for write, counted in stats.write_locks.  Every write lock
+ * the engine takes goes through here; faults (tdp_map) take none.
+ */
+static inline void tdp_mmu_write_lock(struct tdp_mmu *mmu)
+{
+	tdp_write_lock(&mmu->mmu_lock);
+	tdp_atomic64_add(&mmu->write_locks, 1);
+}
 
 static inline bool tdp_mmu_dead(const struct tdp_mmu *mmu)
 {

@@ -115,7 +115,7 @@ bool tdp_iter_yield(struct tdp_op *op, struct tdp_iter *it)
 		tdp_write_unlock(&mmu->mmu_lock);
 		if (!forced)
 			tdp_cond_resched();
-		tdp_write_lock(&mmu->mmu_lock);
+		tdp_mmu_write_lock(mmu);
 	}
 	tdp_rcu_read_lock();
 

@@ -166,8 +166,11 @@ int tdp_mmu_teardown(struct tdp_mmu *mmu)
 	tdp_mutex_unlock(&mmu->vcpus_mutex);
 	if (nr_vcpus)
 		return -EINVAL;
+	/* Set once, never cleared: a second teardown needs no lock. */
+	if (tdp_flag_read(&mmu->torn_down))
+		return -ESHUTDOWN;
 
-	tdp_write_lock(&mmu->mmu_lock);
+	tdp_mmu_write_lock(mmu);
 	if (tdp_flag_read(&mmu->torn_down)) {
 		tdp_write_unlock(&mmu->mmu_lock);
 		return -ESHUTDOWN;
@@ -269,9 +272,11 @@ int tdp_mmu_get_stats(const struct tdp_mmu *mmu, struct tdp_stats *out)
 	out->promotes = sum.promotes;
 	out->promote_busy = sum.promote_busy;
 	out->promote_errors = sum.promote_errors;
+	out->fault_write_locks = sum.fault_write_locks;
 	out->roots_allocated = tdp_atomic64_read(&mmu->roots_allocated);
 	out->roots_freed = tdp_atomic64_read(&mmu->roots_freed);
 	out->pages_in_use = tdp_atomic64_read(&mmu->pages_in_use);
+	out->write_locks = tdp_atomic64_read(&mmu->write_locks);
 	return 0;
 }
 
@@ -369,7 +374,7 @@ int tdp_mmu_set_mmio_generation(struct tdp_mmu *mmu, uint32_t gen)
 
 	if (!mmu)
 		return -EINVAL;
-	tdp_write_lock(&mmu->mmu_lock);
+	tdp_mmu_write_lock(mmu);
 	ret = tdp_mmu_usable(mmu);
 	if (!ret)
 		tdp_atomic64_set(&mmu->mmio_gen, gen & TDP_MMIO_GEN_MASK);

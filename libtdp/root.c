@@ -254,7 +254,7 @@ int tdp_mmu_invalidate_roots(struct tdp_mmu *mmu, enum tdp_alias alias)
 	if ((alias & TDP_ALIAS_PRIVATE) && mmu->has_mirror)
 		return -EOPNOTSUPP;
 
-	tdp_write_lock(&mmu->mmu_lock);
+	tdp_mmu_write_lock(mmu);
 	ret = tdp_mmu_usable(mmu);
 	if (!ret)
 		tdp_roots_invalidate_locked(mmu,
@@ -282,7 +282,7 @@ static int zap_claimed_root(struct tdp_mmu *mmu, struct tdp_root *root)
 	if (op.shared)
 		tdp_read_lock(&mmu->mmu_lock);
 	else
-		tdp_write_lock(&mmu->mmu_lock);
+		tdp_mmu_write_lock(mmu);
 	ret = tdp_zap_root_locked(&op);
 	if (op.shared)
 		tdp_read_unlock(&mmu->mmu_lock);

@@ -70,7 +70,7 @@ int64_t tdp_walk_direct_leaves(struct tdp_mmu *mmu, tdp_gfn_t start,
 	if (shared)
 		tdp_read_lock(&mmu->mmu_lock);
 	else
-		tdp_write_lock(&mmu->mmu_lock);
+		tdp_mmu_write_lock(mmu);
 	ret = tdp_mmu_usable(mmu);
 	for (root = ret || !(alias & TDP_ALIAS_SHARED)
 			    ? NULL

@@ -47,7 +47,7 @@ static void zap_relock(struct tdp_op *op, struct tdp_iter *it,
 		zd->spare = tdp_table_alloc(mmu, true);
 	else
 		tdp_cond_resched();
-	tdp_write_lock(&mmu->mmu_lock);
+	tdp_mmu_write_lock(mmu);
 	tdp_rcu_read_lock();
 	it->yielded = true;
 }
@@ -290,7 +290,7 @@ int tdp_zap_range(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end,
 	    (alias & ~TDP_ALIAS_BOTH))
 		return -EINVAL;
 
-	tdp_write_lock(&mmu->mmu_lock);
+	tdp_mmu_write_lock(mmu);
 	ret = tdp_mmu_usable(mmu);
 	if (!ret)
 		ret = zap_range_roots(mmu, start, end,
@@ -312,7 +312,7 @@ int tdp_zap_all(struct tdp_mmu *mmu)
 
 	if (!mmu)
 		return -EINVAL;
-	tdp_write_lock(&mmu->mmu_lock);
+	tdp_mmu_write_lock(mmu);
 	ret = tdp_mmu_usable(mmu);
 	for (root = ret ? NULL : tdp_root_next(mmu, NULL, direct, false); root;
 	     root = tdp_root_next(mmu, root, direct, false)) {

@@ -62,6 +62,7 @@ enum removal_op {
 	REMOVAL_PAGE_REMOVE,
 	REMOVAL_SEPT_REMOVE,
 	REMOVAL_PAGE_DEMOTE,
+	REMOVAL_PAGE_PROMOTE,
 	REMOVAL_UNBLOCK,
 };
 
@@ -69,7 +70,7 @@ struct removal_call {
 	enum removal_op op;
 	tdp_gfn_t gfn;
 	int level;
-	tdp_pfn_t removed;  /* output of the REMOVE calls */
+	tdp_pfn_t removed;  /* output of the REMOVE calls and PROMOTE */
 	tdp_pfn_t sept_pfn; /* input of PAGE.DEMOTE: the new S-EPT page */
 };
 
@@ -87,6 +88,9 @@ static tdx_status_t removal_try_once(struct sim *s, struct removal_call *c)
 	case REMOVAL_PAGE_DEMOTE:
 		return tdx_page_demote(s->module, c->gfn, c->level, c->sept_pfn,
 				       NULL);
+	case REMOVAL_PAGE_PROMOTE:
+		return tdx_page_promote(s->module, c->gfn, c->level,
+					&c->removed, NULL);
 	case REMOVAL_UNBLOCK:
 		return tdx_range_unblock(s->module, c->gfn, c->level, NULL);
 	}
@@ -426,6 +430,82 @@ out:
 	return ret;
 }
 
+/*
+ * Merge the S-EPT table linked at (@gfn, @level) back into one 2 MiB leaf:
+ * BLOCK the entry (NL_BLOCKED), TRACK and kick, PAGE.PROMOTE, which hands
+ * back the table's S-EPT page; the host takes it back.  A busy BLOCK is
+ * -EBUSY with nothing changed; once blocked, busy SEAMCALLs are retried
+ * with vCPUs held out.  The module refuses (EPT_INVALID_PROMOTE_CONDITIONS)
+ * when the 512 pages are not all MAPPED or all PENDING: the entry is
+ * unblocked and -EINVAL returned, nothing changed.
+ */
+static int be_promote_leaf(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn,
+			   struct tdp_ext_table *old_table)
+{
+	struct sim *s = ctx;
+	struct sim_ext_record *rec = (struct sim_ext_record *)old_table;
+	struct removal_call promote = {
+		.op = REMOVAL_PAGE_PROMOTE, .gfn = gfn, .level = level,
+	};
+	struct removal_call unblock = {
+		.op = REMOVAL_UNBLOCK, .gfn = gfn, .level = level,
+	};
+	tdx_status_t st;
+	int ret = 0;
+
+	removal_begin(s, "promote_leaf", gfn);
+	if (rec->magic != SIM_EXT_MAGIC || rec->gfn != gfn ||
+	    rec->level != level)
+		sim_violation(&s->report, SIM_V_CONTRACT, 0, gfn, SIM_NO_VCPU,
+			      "promote_leaf(level %d) names a table link_table "
+			      "did not create (record: magic %#" PRIx64
+			      " gfn %#" PRIx64 " level %d)",
+			      level, rec->magic, rec->gfn, rec->level);
+	for (uint64_t i = 0; i < tdp_level_pages(level); i++) {
+		if (pfn + i == sim_host_private_pfn(s, gfn + i))
+			continue;
+		sim_violation(&s->report, SIM_V_CONTRACT, 0, gfn + i,
+			      SIM_NO_VCPU,
+			      "promote_leaf(level %d) names pfn %#" PRIx64
+			      " but the host's private page is %#" PRIx64,
+			      level, pfn + i, sim_host_private_pfn(s, gfn + i));
+		break;
+	}
+
+	st = tdx_range_block(s->module, gfn, level, NULL);
+	if (st != TDX_SUCCESS) {
+		ret = status_to_errno(st);
+		goto out;
+	}
+	st = sim_backend_track(s);
+	if (st == TDX_SUCCESS)
+		st = removal_call(s, &promote);
+	if (st != TDX_SUCCESS) {
+		removal_call(s, &unblock);
+		if (tdx_status_class(st) == TDX_EPT_INVALID_PROMOTE_CONDITIONS) {
+			sim_count(&s->stats, SIM_C_PROMOTE_REFUSED, 1);
+			ret = -EINVAL;
+		} else {
+			ret = SIM_ERR_TDX;
+		}
+		goto out;
+	}
+	if (rec->magic == SIM_EXT_MAGIC && promote.removed != rec->sept_pfn)
+		sim_violation(&s->report, SIM_V_CONTRACT, 0, gfn, SIM_NO_VCPU,
+			      "PAGE.PROMOTE released page %#" PRIx64
+			      " but link_table added %#" PRIx64,
+			      promote.removed, rec->sept_pfn);
+	if (!host_mem_free(&s->mem, promote.removed))
+		sim_violation(&s->report, SIM_V_PAGE_OWNERSHIP, 0, gfn,
+			      SIM_NO_VCPU, "S-EPT page %#" PRIx64
+			      " was not allocated", promote.removed);
+	memset(rec, 0, sizeof(*rec));
+	sim_count(&s->stats, SIM_C_PROMOTE_PRIVATE, 1);
+out:
+	removal_end(s);
+	return ret;
+}
+
 void sim_backend_init(struct sim *s, struct tdp_private_backend *ops)
 {
 	s->backend = (struct sim_backend){ .sim = s };
@@ -438,5 +518,6 @@ void sim_backend_init(struct sim *s, struct tdp_private_backend *ops)
 		.ext_table_size = sizeof(struct sim_ext_record),
 		.demote_leaf    = be_demote_leaf,
 		.demote_in_faults = true,
+		.promote_leaf   = be_promote_leaf,
 	};
 }

@@ -464,12 +464,14 @@ static bool access_locked(struct sim_vcpu *v, tdp_gfn_t gfn, bool private,
 				      private ? "private" : "shared", acc->pfn);
 			return false;
 		}
-		if (private && sept_entry_state(acc->stop_entry) == SEPT_BLOCKED &&
-		    acc->level > TDP_LEVEL_4K) {
+		if (private && acc->level > TDP_LEVEL_4K &&
+		    (sept_entry_state(acc->stop_entry) == SEPT_BLOCKED ||
+		     sept_entry_state(acc->stop_entry) == SEPT_NL_BLOCKED)) {
 			/*
-			 * A huge leaf blocked for a demote: on hardware an
-			 * EPT violation the host answers by retrying (the
-			 * mirror entry is frozen) until PAGE.DEMOTE is done.
+			 * A 2 MiB leaf blocked for a demote, or a table for
+			 * a promote: on hardware an EPT violation the host
+			 * answers by retrying (the mirror entry is frozen)
+			 * until PAGE.DEMOTE or PAGE.PROMOTE is done.
 			 * Removals of accepted pages never race accesses
 			 * (the guest converts under its region lock).
 			 */

@@ -493,6 +493,15 @@ void sim_host_slot_delete(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 		  "tdp_invalidate_end", gfn);
 }
 
+void sim_host_recover(struct sim *s, tdp_gfn_t gfn, uint64_t n)
+{
+	int ret = tdp_recover_huge_pages(s->mmu, gfn, gfn + n, TDP_LEVEL_2M,
+					 TDP_ALIAS_PRIVATE);
+
+	sim_count(&s->stats, SIM_C_EVENT_RECOVER, 1);
+	engine_ok(s, ret < 0 ? ret : 0, "tdp_recover_huge_pages", gfn);
+}
+
 void sim_host_prefault(struct sim *s, tdp_gfn_t gfn, uint64_t n, int level)
 {
 	sim_count(&s->stats, SIM_C_EVENT_PREFAULT, 1);

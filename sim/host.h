@@ -114,6 +114,13 @@ void sim_host_unmap_shared(struct sim *s, tdp_gfn_t gfn, uint64_t n);
 void sim_host_slot_delete(struct sim *s, tdp_gfn_t gfn, uint64_t n);
 
 /*
+ * Recover the private 2 MiB pages of [gfn, gfn + n) (2 MiB aligned): the
+ * tables of 512 contiguous 4 KiB leaves are promoted, as a host does when
+ * it stops splitting a range (dirty logging off, a conversion undone).
+ */
+void sim_host_recover(struct sim *s, tdp_gfn_t gfn, uint64_t n);
+
+/*
  * Pre-fault private GFNs of [gfn, gfn + n) (KVM_PRE_FAULT_MEMORY), at most
  * at @level (0: as large as the backing allows).  A 4 KiB pre-fault below
  * a 2 MiB private page demotes it; a 2 MiB one leaves PENDING pages that

@@ -278,11 +278,16 @@ static void run_host_event(struct sim *s, struct sim_rng *rng)
 	tdp_gfn_t end = sim_layout_run_end(&s->layout, gfn);
 	uint64_t n;
 
-	if (kind < 55) {
+	if (kind < 50) {
 		n = 1 + sim_rng_below(rng, 64);
 		if (gfn + n > end)
 			n = end - gfn;
 		sim_host_unmap_shared(s, gfn, n);
+	} else if (kind < 60) {
+		/* A recovery pass over all guest memory, region by region. */
+		for (uint64_t r = 0; r < s->nr_regions && !sim_stopping(s); r++)
+			sim_host_recover(s, sim_layout_region_gfn(&s->layout, r),
+					 SIM_REGION_PAGES);
 	} else if (kind < 85) {
 		n = 1 + sim_rng_below(rng, 16);
 		if (gfn + n > end)
@@ -900,6 +905,11 @@ void sim_step_slot_delete(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 void sim_step_prefault(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 {
 	sim_host_prefault(s, gfn, n, TDP_LEVEL_4K);
+}
+
+void sim_step_recover(struct sim *s, tdp_gfn_t gfn, uint64_t n)
+{
+	sim_host_recover(s, gfn, n);
 }
 
 enum guest_page_state sim_step_guest_state(struct sim *s, tdp_gfn_t gfn)

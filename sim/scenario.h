@@ -21,6 +21,7 @@ int sim_step_convert(struct sim *s, unsigned int vcpu, tdp_gfn_t gfn,
 void sim_step_host_unmap(struct sim *s, tdp_gfn_t gfn, uint64_t n);
 void sim_step_slot_delete(struct sim *s, tdp_gfn_t gfn, uint64_t n);
 void sim_step_prefault(struct sim *s, tdp_gfn_t gfn, uint64_t n);
+void sim_step_recover(struct sim *s, tdp_gfn_t gfn, uint64_t n);
 
 /* The guest's current view of @gfn. */
 enum guest_page_state sim_step_guest_state(struct sim *s, tdp_gfn_t gfn);

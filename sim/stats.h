@@ -67,6 +67,10 @@
 	  "demote_leaf callbacks done for zaps (BLOCK, TRACK, kick, DEMOTE)")  \
 	X(DEMOTE_PRIVATE_FAULT, "huge_pages", "private_demotes_for_faults",    \
 	  "demote_leaf callbacks done for faults, under the read lock")        \
+	X(PROMOTE_PRIVATE, "huge_pages", "private_promotes",                   \
+	  "promote_leaf callbacks done (BLOCK, TRACK, kick, PAGE.PROMOTE)")    \
+	X(PROMOTE_REFUSED, "huge_pages", "private_promotes_refused",           \
+	  "PAGE.PROMOTE refused: the 512 pages not all MAPPED or PENDING")     \
 	X(FLUSH_RANGE, "flushes", "range_callbacks",                           \
 	  "host flush_range callbacks")                                        \
 	X(FLUSH_ALL, "flushes", "all_callbacks", "host flush_all callbacks")   \
@@ -128,6 +132,8 @@
 	  "shared pages copied to a new host page")                            \
 	X(EVENT_SLOT_DELETE, "events", "slot_deletions",                       \
 	  "memory slots deleted and re-added")                                 \
+	X(EVENT_RECOVER, "events", "recoveries",                               \
+	  "host recoveries of private 2 MiB pages (tdp_recover_huge_pages)")   \
 	X(EVENT_PREFAULT, "events", "prefaults",                               \
 	  "host pre-faults of private memory")                                 \
 	X(EVENT_TEARDOWN, "events", "td_teardowns", "TD teardowns")            \

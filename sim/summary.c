@@ -6,6 +6,7 @@
  */
 #include <inttypes.h>
 #include <json-c/json.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -141,29 +142,39 @@ static void print_section(FILE *f, const struct sim_stats *st,
 	}
 }
 
+/* The engine's counters the summary shows, text and JSON alike. */
+#define ENGINE_FIELD(name) { #name, offsetof(struct tdp_stats, name) }
+static const struct {
+	const char *name;
+	size_t offset;
+} engine_fields[] = {
+	ENGINE_FIELD(faults_fixed),   ENGINE_FIELD(faults_spurious),
+	ENGINE_FIELD(faults_retried), ENGINE_FIELD(zapped_leaves),
+	ENGINE_FIELD(zapped_tables),  ENGINE_FIELD(flushes_range),
+	ENGINE_FIELD(flushes_all),    ENGINE_FIELD(backend_busy),
+	ENGINE_FIELD(backend_errors), ENGINE_FIELD(pages_in_use),
+	ENGINE_FIELD(demotes),	      ENGINE_FIELD(fault_demotes),
+	ENGINE_FIELD(demote_busy),    ENGINE_FIELD(demote_errors),
+	ENGINE_FIELD(promotes),	      ENGINE_FIELD(promote_busy),
+	ENGINE_FIELD(promote_errors), ENGINE_FIELD(write_locks),
+	ENGINE_FIELD(fault_write_locks),
+};
+#define NR_ENGINE_FIELDS (sizeof(engine_fields) / sizeof(engine_fields[0]))
+
+static uint64_t engine_field(const struct tdp_stats *e, size_t i)
+{
+	uint64_t v;
+
+	memcpy(&v, (const char *)e + engine_fields[i].offset, sizeof(v));
+	return v;
+}
+
 static void print_engine(FILE *f, const struct tdp_stats *e)
 {
 	fprintf(f, "engine (tdp_mmu_get_stats after teardown)\n");
-	fprintf(f, "  %-28s %14" PRIu64 "\n", "faults_fixed", e->faults_fixed);
-	fprintf(f, "  %-28s %14" PRIu64 "\n", "faults_spurious",
-		e->faults_spurious);
-	fprintf(f, "  %-28s %14" PRIu64 "\n", "faults_retried",
-		e->faults_retried);
-	fprintf(f, "  %-28s %14" PRIu64 "\n", "zapped_leaves",
-		e->zapped_leaves);
-	fprintf(f, "  %-28s %14" PRIu64 "\n", "zapped_tables",
-		e->zapped_tables);
-	fprintf(f, "  %-28s %14" PRIu64 "\n", "flushes_range",
-		e->flushes_range);
-	fprintf(f, "  %-28s %14" PRIu64 "\n", "flushes_all", e->flushes_all);
-	fprintf(f, "  %-28s %14" PRIu64 "\n", "backend_busy", e->backend_busy);
-	fprintf(f, "  %-28s %14" PRIu64 "\n", "backend_errors",
-		e->backend_errors);
-	fprintf(f, "  %-28s %14" PRIu64 "\n", "pages_in_use", e->pages_in_use);
-	fprintf(f, "  %-28s %14" PRIu64 "\n", "demotes", e->demotes);
-	fprintf(f, "  %-28s %14" PRIu64 "\n", "demote_busy", e->demote_busy);
-	fprintf(f, "  %-28s %14" PRIu64 "\n", "demote_errors",
-		e->demote_errors);
+	for (size_t i = 0; i < NR_ENGINE_FIELDS; i++)
+		fprintf(f, "  %-28s %14" PRIu64 "\n", engine_fields[i].name,
+			engine_field(e, i));
 }
 
 static void print_trace(FILE *f, const struct sim *s)
@@ -419,19 +430,8 @@ static struct json_object *engine_json(const struct tdp_stats *e)
 {
 	struct json_object *o = json_object_new_object();
 
-	add_u64(o, "faults_fixed", e->faults_fixed);
-	add_u64(o, "faults_spurious", e->faults_spurious);
-	add_u64(o, "faults_retried", e->faults_retried);
-	add_u64(o, "zapped_leaves", e->zapped_leaves);
-	add_u64(o, "zapped_tables", e->zapped_tables);
-	add_u64(o, "flushes_range", e->flushes_range);
-	add_u64(o, "flushes_all", e->flushes_all);
-	add_u64(o, "backend_busy", e->backend_busy);
-	add_u64(o, "backend_errors", e->backend_errors);
-	add_u64(o, "pages_in_use", e->pages_in_use);
-	add_u64(o, "demotes", e->demotes);
-	add_u64(o, "demote_busy", e->demote_busy);
-	add_u64(o, "demote_errors", e->demote_errors);
+	for (size_t i = 0; i < NR_ENGINE_FIELDS; i++)
+		add_u64(o, engine_fields[i].name, engine_field(e, i));
 	return o;
 }
 

@@ -65,6 +65,16 @@ struct tdp_stats {
 	uint64_t promotes;
 	uint64_t promote_busy;
 	uint64_t promote_errors;
+	/*
+	 * mmu_lock write acquisitions, re-acquisitions after a yield
+	 * included: zaps, invalidations of roots, dirty-log clears,
+	 * promotes, teardown.  Faults take none (their demotes included):
+	 * fault_write_locks counts write locks a thread took inside
+	 * tdp_map(), as measured by the port (the user-space port counts
+	 * them per thread; the kernel port does not count, and it stays 0).
+	 */
+	uint64_t write_locks;
+	uint64_t fault_write_locks;
 };
 
 /*

@@ -11,6 +11,7 @@
  *   mmu_lock     tdp_mmu_lock_t, tdp_mmu_lock_init/_destroy,
  *                tdp_read_lock/_unlock, tdp_write_lock/_unlock,
  *                tdp_mmu_lock_needbreak, tdp_mmu_lock_yield_is_forced,
+ *                tdp_port_thread_write_locks,
  *                tdp_lockdep_assert_held_read/_write,
  *                tdp_port_lock_held_read/_write, tdp_cond_resched,
  *                tdp_port_thread_register/_unregister (the lock's view of

@@ -288,6 +288,7 @@ void tdp_write_lock(tdp_mmu_lock_t *l)
 		__atomic_sub_fetch(&l->writers_waiting, 1, __ATOMIC_RELAXED);
 	}
 	self->writing = l;
+	self->write_locks++;
 	__atomic_store_n(&l->writer, self, __ATOMIC_RELAXED);
 }
 
@@ -575,6 +576,7 @@ void tdp_write_lock(tdp_mmu_lock_t *l)
 	drain_readers(l, self);
 
 	self->writing = l;
+	self->write_locks++;
 	__atomic_store_n(&l->writer, self, __ATOMIC_RELAXED);
 	/* Read lazily, by the first needbreak that sees a queued reader:
 	 * most write sections never look at the clock. */

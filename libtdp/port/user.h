@@ -267,6 +267,7 @@ struct tdp_port_thread {
 	int walk_depth;               /* owner only: tdp_walk_begin() depth */
 	unsigned int fenced_reads;    /* owner only: read locks taken FENCED */
 	int registered;               /* owner only: registration depth */
+	uint64_t write_locks;         /* owner only: write locks taken */
 	bool in_use;                  /* atomic: claimed by a live thread */
 	struct tdp_port_thread *next; /* immutable once published */
 } __attribute__((aligned(64)));
@@ -395,6 +396,14 @@ static inline bool tdp_mmu_lock_yield_is_forced(tdp_mmu_lock_t *l,
 	    __atomic_load_n(&l->writers_waiting, __ATOMIC_RELAXED))
 		return false;
 	return shared || !__atomic_load_n(&l->readers_waiting, __ATOMIC_RELAXED);
+}
+
+/* Write locks the calling thread took so far (any MMU); 0 unregistered. */
+static inline uint64_t tdp_port_thread_write_locks(void)
+{
+	const struct tdp_port_thread *self = tdp_port_self;
+
+	return self ? self->write_locks : 0;
 }
 
 /* Exact: the calling thread's record says which lock it holds. */

@@ -639,6 +639,7 @@ static void test_leaf_mapped_while_zap_yields(void **state)
 static void test_fault_demotes(void **state)
 {
 	const tdp_gfn_t g = R2M_A + 77;
+	uint64_t locks;
 	struct tdp_stats st;
 	struct rec_event ev;
 	struct menv e;
@@ -675,8 +676,16 @@ static void test_fault_demotes(void **state)
 			 TDP_FAULT_SPURIOUS);
 	assert_int_equal(stats_of(&e).demotes, 1);
 
-	/* Now one page can be converted alone, no further demote. */
+	assert_int_equal(stats_of(&e).write_locks, 0);
+	assert_int_equal(stats_of(&e).fault_write_locks, 0);
+	/* Now one page can be converted alone, no further demote; a zap
+	 * takes the write lock, and the port counts it for this thread
+	 * (the count fault_write_locks is measured with). */
+	locks = tdp_port_thread_write_locks();
 	assert_int_equal(tdp_zap_convert_to_shared(e.mmu, g, g + 1), 0);
+	assert_true(stats_of(&e).write_locks > 0);
+	assert_int_equal(tdp_port_thread_write_locks() - locks,
+			 stats_of(&e).write_locks);
 	assert_pages(&e, R2M_A, R2M_A + 512, g, g + 1, TDP_LEVEL_4K);
 	assert_int_equal(stats_of(&e).demotes, 1);
 	assert_in_step(&e);
@@ -834,6 +843,8 @@ static void test_race_fault_demotes(void **state)
 	menv_init_backend(&e, 4096, 0, MENV_DEMOTE_IN_FAULTS);
 	for (int i = 0; i < RACE_THREADS; i++)
 		assert_int_equal(tdp_vcpu_create(e.mmu, &fr[i].vcpu), 0);
+	/* Faults, their demotes included, never take the write lock. */
+	assert_int_equal(stats_of(&e).write_locks, 0);
 	for (int round = 0; round < rounds; round++) {
 		tdp_gfn_t base = R2M_A + (tdp_gfn_t)round * 512;
 
@@ -860,6 +871,8 @@ static void test_race_fault_demotes(void **state)
 		assert_pages(&e, base, base + 512, 0, 0, TDP_LEVEL_4K);
 		st = stats_of(&e);
 		assert_int_equal(st.fault_demotes, (uint64_t)round + 1);
+		assert_int_equal(st.write_locks, 0);
+		assert_int_equal(st.fault_write_locks, 0);
 		assert_in_step(&e);
 	}
 	for (int i = 0; i < RACE_THREADS; i++)

@@ -142,11 +142,80 @@ static void test_partial_conversion_busy(void **state)
 	run_partial_conversion(900000, 200, 216);
 }
 
+/*
+ * The fault path and the way back: a 4 KiB pre-fault below the guest's
+ * accepted 2 MiB page demotes it under the read lock (the backend's
+ * demote from a fault), no write lock taken; a host recovery promotes it
+ * back (BLOCK, TRACK, kick, PAGE.PROMOTE; the S-EPT page goes back to the
+ * host); every page keeps its data through both.  Then a conversion of
+ * one page and back leaves pages whose frames are no longer contiguous:
+ * the engine does not offer that table, and the page stays split.
+ */
+static void test_fault_demote_then_promote(void **state)
+{
+	static const unsigned int probes[] = { 0, 77, 300, 511 };
+	struct sim_config cfg;
+	struct tdp_stats st;
+	struct sim *s;
+	tdp_gfn_t base;
+
+	(void)state;
+	base_config(&cfg);
+	cfg.huge = true;
+	cfg.print_limit = 20;
+	s = create(&cfg);
+	base = huge_region_base(s);
+	assert_int_equal(sim_step_access(s, 0, base + 100, true), 0);
+	assert_int_equal(private_leaf_level(s, base), TDP_LEVEL_2M);
+	for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++)
+		assert_int_equal(sim_step_access(s, 1, base + probes[i], true),
+				 0);
+
+	sim_step_prefault(s, base + 300, 1);
+	for (unsigned int i = 0; i < SIM_REGION_PAGES; i++)
+		assert_int_equal(private_leaf_level(s, base + i), TDP_LEVEL_4K);
+	st = engine_stats(s);
+	assert_int_equal(st.fault_demotes, 1);
+	assert_int_equal(st.fault_write_locks, 0);
+	assert_int_equal(s->stats.c[SIM_C_DEMOTE_PRIVATE_FAULT], 1);
+	for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++)
+		assert_int_equal(sim_step_access(s, i % 2, base + probes[i],
+						 false),
+				 0);
+
+	sim_step_recover(s, base, SIM_REGION_PAGES);
+	assert_int_equal(private_leaf_level(s, base), TDP_LEVEL_2M);
+	assert_int_equal(engine_stats(s).promotes, 1);
+	assert_int_equal(s->stats.c[SIM_C_PROMOTE_PRIVATE], 1);
+	for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++)
+		assert_int_equal(sim_step_access(s, i % 2, base + probes[i],
+						 true),
+				 0);
+	assert_int_equal(sim_check_quiesced(s), 0);
+
+	/* One page to shared and back: a new frame, nothing to promote. */
+	assert_int_equal(sim_step_convert(s, 0, base + 77, 1, false), 0);
+	assert_int_equal(sim_step_convert(s, 0, base + 77, 1, true), 0);
+	sim_step_recover(s, base, SIM_REGION_PAGES);
+	assert_int_equal(private_leaf_level(s, base + 77), TDP_LEVEL_4K);
+	assert_int_equal(engine_stats(s).promotes, 1);
+	for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++)
+		assert_int_equal(sim_step_access(s, 1, base + probes[i], false),
+				 0);
+
+	assert_int_equal(sim_check_quiesced(s), 0);
+	sim_finish(s);
+	assert_int_equal(sim_report_total(&s->report), 0);
+	assert_false(s->engine_dead);
+	sim_destroy(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_partial_conversion),
 		cmocka_unit_test(test_partial_conversion_busy),
+		cmocka_unit_test(test_fault_demote_then_promote),
 	};
 
 	return cmocka_run_group_tests_name("sim-backend-demote", tests, NULL,
