@@ -880,6 +880,101 @@ static void test_race_fault_demotes(void **state)
 	menv_fini(&e);
 }
 
+/*
+ * Race class: a fault's demote racing a zap of part of the same leaf.
+ * Two vCPU threads fault single 4 KiB pages below fresh private 2 MiB
+ * leaves (demoting under the read lock) while the main thread converts a
+ * run inside each leaf to shared (demoting under the write lock if the
+ * faults did not get there first, then removing the run).  Whoever
+ * demotes, exactly one demote happens per leaf, the run is gone, every
+ * other page keeps its frame, and the recorder is in step.
+ */
+struct zap_racer {
+	struct menv *e;
+	struct tdp_vcpu *vcpu;
+	/* atomic: the leaf of this round (a new value starts a round), 1
+	 * to stop */
+	tdp_gfn_t base;
+	unsigned int offset;
+	unsigned int round; /* atomic: rounds the thread has finished */
+};
+
+static void *zap_racer_thread(void *arg)
+{
+	struct zap_racer *zr = arg;
+	tdp_gfn_t last = 0;
+
+	tdp_thread_register();
+	for (;;) {
+		tdp_gfn_t base;
+		int ret;
+
+		while ((base = __atomic_load_n(&zr->base, __ATOMIC_ACQUIRE)) ==
+		       last)
+			sched_yield();
+		if (base == 1)
+			break;
+		last = base;
+		ret = menv_map_retry(zr->e->mmu, zr->vcpu, base + zr->offset,
+				     TDP_ALIAS_PRIVATE,
+				     PFN_PRIVATE(base + zr->offset),
+				     TDP_LEVEL_4K, NULL);
+		assert_true(ret == TDP_FAULT_SPURIOUS);
+		__atomic_add_fetch(&zr->round, 1, __ATOMIC_RELEASE);
+	}
+	tdp_thread_unregister();
+	return NULL;
+}
+
+static void test_race_fault_demote_vs_zap(void **state)
+{
+	const unsigned int rounds = getenv("TDP_TEST_QUICK") ? 30 : 150;
+	struct zap_racer zr[2];
+	pthread_t threads[2];
+	struct tdp_stats st;
+	struct menv e;
+
+	(void)state;
+	menv_init_backend(&e, 4096, 0, MENV_DEMOTE_IN_FAULTS);
+	for (int i = 0; i < 2; i++) {
+		zr[i] = (struct zap_racer){ .e = &e, .offset = 10 + 400 * i };
+		assert_int_equal(tdp_vcpu_create(e.mmu, &zr[i].vcpu), 0);
+		assert_int_equal(pthread_create(&threads[i], NULL,
+						zap_racer_thread, &zr[i]),
+				 0);
+	}
+	for (unsigned int round = 0; round < rounds; round++) {
+		tdp_gfn_t base = R2M_A + (tdp_gfn_t)round * 512;
+		tdp_gfn_t start = base + 200, end = base + 216;
+
+		map_huge(&e, base, TDP_LEVEL_2M);
+		for (int i = 0; i < 2; i++)
+			__atomic_store_n(&zr[i].base, base, __ATOMIC_RELEASE);
+		assert_int_equal(tdp_zap_convert_to_shared(e.mmu, start, end),
+				 0);
+		for (int i = 0; i < 2; i++)
+			while (__atomic_load_n(&zr[i].round, __ATOMIC_ACQUIRE) !=
+			       round + 1)
+				sched_yield();
+		assert_pages(&e, base, base + 512, start, end, TDP_LEVEL_4K);
+		st = stats_of(&e);
+		assert_int_equal(st.demotes, (uint64_t)round + 1);
+		assert_in_step(&e);
+	}
+	for (int i = 0; i < 2; i++)
+		__atomic_store_n(&zr[i].base, 1, __ATOMIC_RELEASE);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(pthread_join(threads[i], NULL), 0);
+		tdp_vcpu_destroy(zr[i].vcpu);
+	}
+	st = stats_of(&e);
+	fprintf(stderr, "fault vs zap: %llu demotes, %llu by faults\n",
+		(unsigned long long)st.demotes,
+		(unsigned long long)st.fault_demotes);
+	assert_int_equal(st.fault_write_locks, 0);
+	menv_fini(&e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -900,6 +995,7 @@ int main(void)
 		cmocka_unit_test(test_fault_demote_errors),
 		cmocka_unit_test(test_fault_no_demote_callback),
 		cmocka_unit_test(test_race_fault_demotes),
+		cmocka_unit_test(test_race_fault_demote_vs_zap),
 	};
 
 	return cmocka_run_group_tests(tests, menv_group_setup, menv_group_teardown);
