@@ -39,6 +39,11 @@ struct bench_vm {
 struct bench_vm *bench_vm_create(const struct tdp_private_backend *backend);
 void bench_vm_destroy(struct bench_vm *vm);
 
+/* Backend callbacks that do nothing and succeed (the noop backends). */
+int bench_noop_table(void *ctx, tdp_gfn_t gfn, int level,
+		     struct tdp_ext_table *e);
+int bench_noop_leaf(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn);
+
 /* Thread 0 creates the VM before its loop; every thread gets it. */
 struct bench_vm *bench_vm_start(tdpb_state *st, enum bench_tree tree);
 /*
@@ -83,5 +88,6 @@ void bench_register_zaps(void);
 void bench_register_lockless(void);
 void bench_register_limits(void);
 void bench_register_mixed(void);
+void bench_register_private_huge(void);
 
 #endif /* TDP_BENCH_H */

@@ -17,23 +17,24 @@ static void flush_all(void *ctx)
 	(void)ctx;
 }
 
-static int noop_link(void *ctx, tdp_gfn_t gfn, int level, struct tdp_ext_table *e)
+int bench_noop_table(void *ctx, tdp_gfn_t gfn, int level,
+		     struct tdp_ext_table *e)
 {
 	(void)ctx, (void)gfn, (void)level, (void)e;
 	return 0;
 }
 
-static int noop_leaf(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn)
+int bench_noop_leaf(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn)
 {
 	(void)ctx, (void)gfn, (void)level, (void)pfn;
 	return 0;
 }
 
 static const struct tdp_private_backend noop_backend = {
-	.link_table  = noop_link,
-	.set_leaf    = noop_leaf,
-	.remove_leaf = noop_leaf,
-	.free_table  = noop_link,
+	.link_table  = bench_noop_table,
+	.set_leaf    = bench_noop_leaf,
+	.remove_leaf = bench_noop_leaf,
+	.free_table  = bench_noop_table,
 };
 
 /* Published by thread 0 before the start barrier of the run. */

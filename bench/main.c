@@ -10,5 +10,6 @@ int main(int argc, char **argv)
 	bench_register_lockless();
 	bench_register_replay();
 	bench_register_mixed();
+	bench_register_private_huge();
 	return tdpb_main(argc, argv);
 }
