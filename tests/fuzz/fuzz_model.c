@@ -565,11 +565,17 @@ int model_map_walk(struct model *m, const struct m_fault *f)
 				    f->pfn ||
 			    f->mmio)
 				return map_result(m, -EINVAL);
-			if (mirror)
+			if (mirror && !m->resizes)
 				return map_result(m, TDP_FAULT_SPURIOUS);
-			/* Split into a table from the cache. */
+			/* Split (demote) into a table from the cache. */
 			m->vcpu.cache_tables--;
+			if (mirror && m->ext_size)
+				m->vcpu.cache_ext--;
 			split_entry(m, t, i, level);
+			if (mirror) {
+				m->ctr.demotes++;
+				m->ctr.fault_demotes++;
+			}
 		} else {
 			/* Link a table from the cache. */
 			if (mirror) {
@@ -633,6 +639,33 @@ static bool zap_leaves(struct model *m, int type, struct m_table *t, int level,
 	return true;
 }
 
+/*
+ * Demote the private huge leaves covering @gfn that the zap [start, end)
+ * covers only partly, top down, each with a table allocated first
+ * (descriptor, page, backend page): false on an allocation failure.
+ */
+static bool demote_end(struct model *m, tdp_gfn_t gfn, tdp_gfn_t start,
+		       tdp_gfn_t end)
+{
+	struct m_table *t = m->valid[TDP_ROOT_MIRROR]->table;
+
+	for (int level = m->root_level; t && level > TDP_LEVEL_4K; level--) {
+		int i = (int)idx(gfn, level);
+		tdp_gfn_t g = down(gfn, level);
+
+		if (t->kind[i] == M_LEAF &&
+		    (g < start || g + pages(level) > end)) {
+			if (!alloc_ok(m) || !alloc_ok(m) ||
+			    (m->ext_size && !alloc_ok(m)))
+				return false;
+			split_entry(m, t, i, level);
+			m->ctr.demotes++;
+		}
+		t = t->kind[i] == M_TABLE ? t->child[i] : NULL;
+	}
+	return true;
+}
+
 int model_zap_range(struct model *m, tdp_gfn_t start, tdp_gfn_t end,
 		    unsigned int alias)
 {
@@ -644,6 +677,12 @@ int model_zap_range(struct model *m, tdp_gfn_t start, tdp_gfn_t end,
 	if (m->dead)
 		return -EIO;
 	types = alias_types(m, alias);
+	/* Both ends first, so a failure leaves every mapping in place. */
+	if (m->resizes && (types & (1U << TDP_ROOT_MIRROR)) &&
+	    m->valid[TDP_ROOT_MIRROR] &&
+	    (!demote_end(m, start, start, end) ||
+	     !demote_end(m, end - 1, start, end)))
+		return -ENOMEM;
 	for (struct m_root *r = m->roots; r; r = r->next) {
 		tdp_gfn_t bits = model_bits(m, r->type);
 
@@ -1132,10 +1171,14 @@ static tdp_spte_t collapsible(const struct model *m, const struct m_table *c,
 	return (first & ~ad) | any_ad | f->leaf_size;
 }
 
-/* Collapse the tables whose entries at @level are inside [start, end). */
+/*
+ * Collapse the tables whose entries at @level are inside [start, end);
+ * @promote: private tables merged by the backend (not zapped, counted as
+ * promotes), else direct ones replaced and freed (counted as zapped).
+ */
 static int64_t recover_level(struct model *m, struct m_table *t, int tlevel,
 			     tdp_gfn_t base, tdp_gfn_t start, tdp_gfn_t end,
-			     int level)
+			     int level, bool promote)
 {
 	int64_t made = 0;
 
@@ -1148,7 +1191,7 @@ static int64_t recover_level(struct model *m, struct m_table *t, int tlevel,
 			continue;
 		if (tlevel > level) {
 			made += recover_level(m, t->child[i], tlevel - 1, g,
-					      start, end, level);
+					      start, end, level, promote);
 			continue;
 		}
 		if (g < start || g + pages(tlevel) > end)
@@ -1156,8 +1199,12 @@ static int64_t recover_level(struct model *m, struct m_table *t, int tlevel,
 		huge = collapsible(m, t->child[i], tlevel - 1);
 		if (!huge)
 			continue;
-		m->ctr.zapped_tables++;
-		m->ctr.zapped_leaves += NPTE;
+		if (promote) {
+			m->ctr.promotes++;
+		} else {
+			m->ctr.zapped_tables++;
+			m->ctr.zapped_leaves += NPTE;
+		}
 		table_free(t->child[i]);
 		t->child[i] = NULL;
 		t->kind[i] = M_LEAF;
@@ -1173,7 +1220,12 @@ int64_t model_recover(struct model *m, tdp_gfn_t start, tdp_gfn_t end,
 {
 	struct m_root *r;
 	int64_t made = 0;
-	int ret = check_direct(m, start, end, alias);
+	/* With promote_leaf the private alias promotes, 2 MiB only. */
+	bool promotes = m->resizes && (alias & TDP_ALIAS_PRIVATE);
+	int ret = check_direct(m, start, end,
+			       promotes ? (alias & ~TDP_ALIAS_PRIVATE) |
+						  TDP_ALIAS_SHARED
+					: alias);
 
 	if (ret)
 		return ret;
@@ -1181,12 +1233,16 @@ int64_t model_recover(struct model *m, tdp_gfn_t start, tdp_gfn_t end,
 	    (end & (pages(TDP_LEVEL_2M) - 1)) ||
 	    (max_level != TDP_LEVEL_2M && max_level != TDP_LEVEL_1G))
 		return -EINVAL;
+	if (promotes && m->valid[TDP_ROOT_MIRROR])
+		made = recover_level(m, m->valid[TDP_ROOT_MIRROR]->table,
+				     m->root_level, 0, start, end,
+				     TDP_LEVEL_2M, true);
 	r = m->valid[TDP_ROOT_DIRECT];
 	if (!(alias & TDP_ALIAS_SHARED) || !r)
-		return 0;
+		return made;
 	for (int level = TDP_LEVEL_2M; level <= max_level; level++)
 		made += recover_level(m, r->table, m->root_level, 0,
 				      start + m->direct_bits,
-				      end + m->direct_bits, level);
+				      end + m->direct_bits, level, false);
 	return made;
 }

@@ -62,6 +62,7 @@ struct m_counters {
 	uint64_t zapped_leaves, zapped_tables;
 	uint64_t backend_busy, backend_errors;
 	uint64_t roots_allocated;
+	uint64_t demotes, fault_demotes, promotes;
 };
 
 struct model {
@@ -71,6 +72,10 @@ struct model {
 	tdp_gfn_t gfn_limit;
 	bool has_mirror;
 	size_t ext_size;
+	/* The backend offers demote_leaf (to faults too) and promote_leaf:
+	 * partial private zaps and 4 KiB faults below private huge leaves
+	 * demote, recovery of the private alias promotes. */
+	bool resizes;
 	const struct tdp_spte_format *fmt;
 
 	struct m_root *roots;

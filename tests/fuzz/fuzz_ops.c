@@ -13,7 +13,7 @@
  *
  * Input: byte 0 configures the MMU (a plain VM or one with a private
  * backend, 4 or 5 levels, forced yields, backend pages, whether removals
- * may fail); then each operation is an opcode byte and its arguments
+ * may fail, whether the backend demotes and promotes huge leaves); then each operation is an opcode byte and its arguments
  * (missing bytes read as zero).  GFNs are drawn from table boundaries:
  * four 1 GiB regions (two neighbours, the last of the first 512 GiB and
  * the first of the next), eight 2 MiB blocks in each (first, last and
@@ -337,6 +337,10 @@ static void compare_state(struct fuzz *z, bool full)
 	EXPECT_EQ(st.zapped_tables, z->m.ctr.zapped_tables, "zapped_tables");
 	EXPECT_EQ(st.backend_busy, z->m.ctr.backend_busy, "backend_busy");
 	EXPECT_EQ(st.backend_errors, z->m.ctr.backend_errors, "backend_errors");
+	EXPECT_EQ(st.demotes, z->m.ctr.demotes, "demotes");
+	EXPECT_EQ(st.fault_demotes, z->m.ctr.fault_demotes, "fault_demotes");
+	EXPECT_EQ(st.promotes, z->m.ctr.promotes, "promotes");
+	EXPECT_EQ(st.fault_write_locks, 0, "write locks taken by faults");
 	EXPECT_EQ(st.roots_allocated, z->m.ctr.roots_allocated,
 		  "roots_allocated");
 	EXPECT_EQ(tdp_mmu_seq(z->mmu), z->m.seq, "invalidation sequence");
@@ -987,6 +991,10 @@ static void setup(struct fuzz *z, uint8_t cfg_byte)
 		z->rec = rec_create(root_level, direct_bits, ext_size);
 		if (!z->rec)
 			abort();
+		/* Bit 5: the backend demotes (faults too) and promotes. */
+		z->m.resizes = cfg_byte & 32;
+		rec_set_demote(z->rec, z->m.resizes, true);
+		rec_set_promote(z->rec, z->m.resizes);
 		cfg.backend = rec_backend(z->rec);
 	}
 	if (tdp_mmu_create(&cfg, &z->mmu))

@@ -16,7 +16,8 @@ import random
 import sys
 
 # Configuration byte.
-PLAIN_VM, FIVE_LEVELS, FORCE_YIELD, NO_EXT_PAGES, MAY_DIE = 1, 2, 4, 8, 16
+PLAIN_VM, FIVE_LEVELS, FORCE_YIELD, NO_EXT_PAGES, MAY_DIE, RESIZES = \
+    1, 2, 4, 8, 16, 32
 
 # Operations, in the order of enum op in fuzz_ops.c.
 OPS = ("map zap_range zap_event zap_all inval_begin inval_end inval_roots "
@@ -214,6 +215,20 @@ def seeds():
         op('masked', gfn(0, 0, 3), 2, [1] * 8, SHARED) + \
         op('fast_fix', gfn(0, 0, 0), 0) + op('fast_fix', gfn(0, 0, 0), 1)
     s['bad_input'] = [0] + body
+    # A backend that demotes and promotes: 4 KiB faults below private huge
+    # leaves, partial private zaps (ends inside 2 MiB and 1 GiB leaves),
+    # private recovery (promotes), with and without an allocation failure.
+    body = fault(0, 1, 0, True, 2) + fault(0, 1, 9, True, 1) + \
+        op('lookup', gfn(0, 1, 9), 0) + \
+        op('recover', rng(5, 0, 1, 0), PRIVATE, 0) + \
+        fault(1, 0, 0, True, 3) + fault(1, 3, 7, True, 1) + \
+        fault(0, 2, 0, True, 2) + op('zap_range', rng(3, 0, 2, 100), PRIVATE) + \
+        fault(0, 3, 0, True, 2) + op('fail_alloc', 1) + \
+        op('zap_range', rng(0, 0, 3, 5), BOTH) + \
+        op('zap_range', rng(0, 0, 3, 5), BOTH) + \
+        op('recover', rng(10, 0, 0, 0), BOTH, 0)
+    s['demote_promote'] = [RESIZES] + body
+    s['demote_promote_yields'] = [RESIZES | FORCE_YIELD] + seeded_mix(13)
     # Other configurations with a mix of everything.
     mix = seeded_mix(7)
     s['plain_vm'] = [PLAIN_VM] + mix
