@@ -162,6 +162,16 @@ static void reconcile_huge_leaf(struct tdp_op *op, struct tdp_iter *it,
 		tdp_spte_update_leaf(it, clear, set);
 }
 
+/* @it is a table entry at @level whose whole span lies in [start, end). */
+static bool collapse_candidate(const struct tdp_spte_format *fmt,
+			       const struct tdp_iter *it, int level,
+			       tdp_gfn_t start, tdp_gfn_t end)
+{
+	return it->level == level && tdp_spte_is_present(fmt, it->old_spte) &&
+	       !tdp_spte_is_leaf(fmt, it->old_spte, it->level) &&
+	       it->gfn >= start && it->gfn + tdp_level_pages(level) <= end;
+}
+
 /* One pass at @level; RCU read lock held, the caller flushes. */
 static int recover_root(struct tdp_op *op, tdp_gfn_t start, tdp_gfn_t end,
 			int level)
@@ -178,9 +188,7 @@ static int recover_root(struct tdp_op *op, tdp_gfn_t start, tdp_gfn_t end,
 
 		if (tdp_iter_cond_resched(op, &it))
 			continue;
-		if (it.level != level || !tdp_spte_is_present(fmt, it.old_spte) ||
-		    tdp_spte_is_leaf(fmt, it.old_spte, it.level) ||
-		    it.gfn < start || it.gfn + tdp_level_pages(level) > end)
+		if (!collapse_candidate(fmt, &it, level, start, end))
 			continue;
 		child = tdp_spte_child(mmu, it.old_spte);
 		huge = collapsible_leaf(fmt, child);
@@ -217,9 +225,7 @@ static int promote_root(struct tdp_op *op, tdp_gfn_t start, tdp_gfn_t end)
 
 		if (tdp_iter_cond_resched(op, &it))
 			continue;
-		if (it.level != level || !tdp_spte_is_present(fmt, it.old_spte) ||
-		    tdp_spte_is_leaf(fmt, it.old_spte, it.level) ||
-		    it.gfn < start || it.gfn + tdp_level_pages(level) > end)
+		if (!collapse_candidate(fmt, &it, level, start, end))
 			continue;
 		huge = collapsible_leaf(fmt, tdp_spte_child(op->mmu, it.old_spte));
 		if (huge && !tdp_promote_spte_write_locked(op, &it, huge))

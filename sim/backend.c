@@ -190,6 +190,40 @@ static tdx_status_t block_track_remove(struct sim *s,
 	return st;
 }
 
+/* The backend page of a table link_table made for (@gfn, @level). */
+static void check_table_record(struct sim *s, const char *what,
+			       const struct sim_ext_record *rec, tdp_gfn_t gfn,
+			       int level)
+{
+	if (rec->magic != SIM_EXT_MAGIC || rec->gfn != gfn ||
+	    rec->level != level)
+		sim_violation(&s->report, SIM_V_CONTRACT, 0, gfn, SIM_NO_VCPU,
+			      "%s(level %d) names a table link_table did not "
+			      "create (record: magic %#" PRIx64 " gfn %#" PRIx64
+			      " level %d)",
+			      what, level, rec->magic, rec->gfn, rec->level);
+}
+
+/*
+ * The module handed back @released (by @seamcall) for the table of @rec:
+ * it must be the S-EPT page link_table added; the host takes it back.
+ */
+static void release_table_page(struct sim *s, struct sim_ext_record *rec,
+			       const char *seamcall, tdp_pfn_t released,
+			       tdp_gfn_t gfn)
+{
+	if (rec->magic == SIM_EXT_MAGIC && released != rec->sept_pfn)
+		sim_violation(&s->report, SIM_V_CONTRACT, 0, gfn, SIM_NO_VCPU,
+			      "%s returned page %#" PRIx64
+			      " but link_table added %#" PRIx64,
+			      seamcall, released, rec->sept_pfn);
+	if (!host_mem_free(&s->mem, released))
+		sim_violation(&s->report, SIM_V_PAGE_OWNERSHIP, 0, gfn,
+			      SIM_NO_VCPU, "S-EPT page %#" PRIx64
+			      " was not allocated", released);
+	memset(rec, 0, sizeof(*rec));
+}
+
 /* ---- callbacks ----------------------------------------------------------- */
 
 static int be_link_table(void *ctx, tdp_gfn_t gfn, int level,
@@ -301,27 +335,12 @@ static int be_free_table(void *ctx, tdp_gfn_t gfn, int level,
 	};
 
 	removal_begin(s, "free_table", gfn);
-	if (rec->magic != SIM_EXT_MAGIC || rec->gfn != gfn ||
-	    rec->level != level)
-		sim_violation(&s->report, SIM_V_CONTRACT, 0, gfn, SIM_NO_VCPU,
-			      "free_table(level %d) names a table link_table "
-			      "did not create (record: magic %#" PRIx64
-			      " gfn %#" PRIx64 " level %d)",
-			      level, rec->magic, rec->gfn, rec->level);
+	check_table_record(s, "free_table", rec, gfn, level);
 	if (block_track_remove(s, &remove) != TDX_SUCCESS) {
 		removal_end(s);
 		return -EIO;
 	}
-	if (rec->magic == SIM_EXT_MAGIC && remove.removed != rec->sept_pfn)
-		sim_violation(&s->report, SIM_V_CONTRACT, 0, gfn, SIM_NO_VCPU,
-			      "SEPT.REMOVE returned page %#" PRIx64
-			      " but link_table added %#" PRIx64,
-			      remove.removed, rec->sept_pfn);
-	if (!host_mem_free(&s->mem, remove.removed))
-		sim_violation(&s->report, SIM_V_PAGE_OWNERSHIP, 0, gfn,
-			      SIM_NO_VCPU, "S-EPT page %#" PRIx64
-			      " was not allocated", remove.removed);
-	memset(rec, 0, sizeof(*rec));
+	release_table_page(s, rec, "SEPT.REMOVE", remove.removed, gfn);
 	sim_count(&s->stats, SIM_C_ZAP_PRIVATE_TABLES, 1);
 	removal_end(s);
 	return 0;
@@ -454,13 +473,7 @@ static int be_promote_leaf(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn,
 	int ret = 0;
 
 	removal_begin(s, "promote_leaf", gfn);
-	if (rec->magic != SIM_EXT_MAGIC || rec->gfn != gfn ||
-	    rec->level != level)
-		sim_violation(&s->report, SIM_V_CONTRACT, 0, gfn, SIM_NO_VCPU,
-			      "promote_leaf(level %d) names a table link_table "
-			      "did not create (record: magic %#" PRIx64
-			      " gfn %#" PRIx64 " level %d)",
-			      level, rec->magic, rec->gfn, rec->level);
+	check_table_record(s, "promote_leaf", rec, gfn, level);
 	for (uint64_t i = 0; i < tdp_level_pages(level); i++) {
 		if (pfn + i == sim_host_private_pfn(s, gfn + i))
 			continue;
@@ -490,16 +503,7 @@ static int be_promote_leaf(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn,
 		}
 		goto out;
 	}
-	if (rec->magic == SIM_EXT_MAGIC && promote.removed != rec->sept_pfn)
-		sim_violation(&s->report, SIM_V_CONTRACT, 0, gfn, SIM_NO_VCPU,
-			      "PAGE.PROMOTE released page %#" PRIx64
-			      " but link_table added %#" PRIx64,
-			      promote.removed, rec->sept_pfn);
-	if (!host_mem_free(&s->mem, promote.removed))
-		sim_violation(&s->report, SIM_V_PAGE_OWNERSHIP, 0, gfn,
-			      SIM_NO_VCPU, "S-EPT page %#" PRIx64
-			      " was not allocated", promote.removed);
-	memset(rec, 0, sizeof(*rec));
+	release_table_page(s, rec, "PAGE.PROMOTE", promote.removed, gfn);
 	sim_count(&s->stats, SIM_C_PROMOTE_PRIVATE, 1);
 out:
 	removal_end(s);

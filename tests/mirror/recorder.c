@@ -587,6 +587,40 @@ static struct tdp_ext_table *check_new_ext(struct recorder *r,
 }
 
 
+/* The PFN of a huge leaf demote_leaf or promote_leaf names is aligned. */
+static void check_pfn_aligned(struct recorder *r, enum rec_call call,
+			      tdp_gfn_t gfn, int level, tdp_pfn_t pfn)
+{
+	if (pfn & (tdp_level_pages(level) - 1))
+		rec_violation(r,
+			      "%s(gfn %#llx, level %d): pfn %#llx not aligned "
+			      "to the level",
+			      call_names[call], (unsigned long long)gfn, level,
+			      (unsigned long long)pfn);
+}
+
+/*
+ * The backend page free_table or promote_leaf hands back is the one the
+ * table @e was linked with, untouched.  Called with r->lock held.
+ */
+static void check_linked_ext(struct recorder *r, enum rec_call call,
+			     const struct ent *e, struct tdp_ext_table *ext)
+{
+	unsigned long long g = (unsigned long long)e->gfn;
+
+	if (e->ext != ext)
+		rec_violation(r,
+			      "%s(gfn %#llx, level %d): backend page %p, but "
+			      "%p was linked",
+			      call_names[call], g, e->level, (void *)ext,
+			      (void *)e->ext);
+	else if (ext && !rec_ext_intact(r, ext))
+		rec_violation(r,
+			      "%s(gfn %#llx, level %d): backend page %p was "
+			      "written by someone else",
+			      call_names[call], g, e->level, (void *)ext);
+}
+
 static int rec_link_table(void *ctx, tdp_gfn_t gfn, int level,
 			  struct tdp_ext_table *ext)
 {
@@ -761,19 +795,7 @@ static int rec_free_table(void *ctx, tdp_gfn_t gfn, int level,
 				      "still has %u linked entries",
 				      (unsigned long long)gfn, level,
 				      e->children);
-		if (e->ext != ext)
-			rec_violation(
-				r,
-				"free_table(gfn %#llx, level %d): backend "
-				"page %p, but %p was linked",
-				(unsigned long long)gfn, level, (void *)ext,
-				(void *)e->ext);
-		else if (ext && !rec_ext_intact(r, ext))
-			rec_violation(
-				r,
-				"free_table(gfn %#llx, level %d): backend "
-				"page %p was written by someone else",
-				(unsigned long long)gfn, level, (void *)ext);
+		check_linked_ext(r, REC_FREE_TABLE, e, ext);
 	}
 	if (__atomic_exchange_n(&r->fail_next_free, 0, __ATOMIC_ACQ_REL)) {
 		ret = -EFAULT;
@@ -829,11 +851,7 @@ static int rec_demote_leaf(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn,
 			removal_end(r);
 		return -EINVAL;
 	}
-	if (pfn & (tdp_level_pages(level) - 1))
-		rec_violation(r,
-			      "demote_leaf(gfn %#llx, level %d): pfn %#llx "
-			      "not aligned to the level",
-			      g, level, (unsigned long long)pfn);
+	check_pfn_aligned(r, REC_DEMOTE_LEAF, gfn, level, pfn);
 
 	pthread_mutex_lock(&r->lock);
 	ext = check_new_ext(r, REC_DEMOTE_LEAF, gfn, level, ext);
@@ -930,11 +948,7 @@ static int rec_promote_leaf(void *ctx, tdp_gfn_t gfn, int level,
 		return -EINVAL;
 	}
 	step = tdp_level_pages(level - 1);
-	if (pfn & (tdp_level_pages(level) - 1))
-		rec_violation(r,
-			      "promote_leaf(gfn %#llx, level %d): pfn %#llx "
-			      "not aligned to the level",
-			      g, level, (unsigned long long)pfn);
+	check_pfn_aligned(r, REC_PROMOTE_LEAF, gfn, level, pfn);
 
 	pthread_mutex_lock(&r->lock);
 	e = ent_find(r, gfn, level);
@@ -943,16 +957,8 @@ static int rec_promote_leaf(void *ctx, tdp_gfn_t gfn, int level,
 			      "promote_leaf(gfn %#llx, level %d): no such "
 			      "linked table", g, level);
 		e = NULL;
-	} else if (e->ext != ext) {
-		rec_violation(r,
-			      "promote_leaf(gfn %#llx, level %d): backend page "
-			      "%p, but %p was linked",
-			      g, level, (void *)ext, (void *)e->ext);
-	} else if (ext && !rec_ext_intact(r, ext)) {
-		rec_violation(r,
-			      "promote_leaf(gfn %#llx, level %d): backend page "
-			      "%p was written by someone else",
-			      g, level, (void *)ext);
+	} else {
+		check_linked_ext(r, REC_PROMOTE_LEAF, e, ext);
 	}
 	for (int i = 0; e && i < TDP_SPTES_PER_TABLE; i++) {
 		struct ent *c = ent_find(r, gfn + (uint64_t)i * step, level - 1);
