@@ -446,8 +446,17 @@ static void wait_for_admission(tdp_mmu_lock_t *l, struct tdp_port_thread *self)
 	pthread_mutex_unlock(&l->wait_lock);
 }
 
+/*
+ * A reader spins while BLOCKED once only: the second time it finds the
+ * lock BLOCKED it queues.  Spinning again could go on forever if a new
+ * writer took the lock in each short window between two writers, and only
+ * queued readers are admitted phase-fairly (model/lock.pml found that
+ * starvation, ltl r0 with BUG_SPIN_AGAIN).
+ */
 void tdp_read_lock_slow(tdp_mmu_lock_t *l, struct tdp_port_thread *self)
 {
+	bool spun = false;
+
 	for (;;) {
 		int state;
 
@@ -466,10 +475,11 @@ void tdp_read_lock_slow(tdp_mmu_lock_t *l, struct tdp_port_thread *self)
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
 		if (__atomic_load_n(&l->drain_waiting, __ATOMIC_RELAXED))
 			wake_drainers(l);
-		if (!spin_while_blocked(l)) {
+		if (spun || !spin_while_blocked(l)) {
 			wait_for_admission(l, self);
 			return;
 		}
+		spun = true;
 		__atomic_store_n(&self->reading, l, __ATOMIC_RELAXED);
 	}
 }

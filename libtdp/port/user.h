@@ -237,7 +237,8 @@ static inline void tdp_flag_set(bool *p, bool v)
  *            longer than TDP_LOCK_FAST_AFTER_NS returns it to FAST, the
  *            user-space counterpart of the kernel's rcu_sync.
  *   BLOCKED  a writer holds the lock or waits for it.  Readers clear their
- *            record, spin briefly, then queue on @wait_lock.
+ *            record, spin briefly, then queue on @wait_lock; a reader
+ *            that finds the lock BLOCKED a second time queues at once.
  *
  * A writer takes a ticket and waits for its turn on @wait_lock, sets
  * BLOCKED, then scans every thread record and waits until none reads this
