@@ -8,7 +8,8 @@
  *     read_lock           tdp_read_lock (inline, user.h)
  *     read_lock_slow      tdp_read_lock_slow
  *     maybe_return_to_fast  maybe_return_to_fast
- *     spin_while_blocked  spin_while_blocked (as a choice: see 3 below)
+ *     spin_while_blocked  spin_while_blocked (as a choice: see 3 below),
+ *                         once per lock (the local spun)
  *     wait_for_admission  wait_for_admission, reader_admitted
  *     read_unlock         tdp_read_unlock (inline, user.h), wake_drainers
  *   writer()            a thread that zaps in a loop, yielding once
@@ -52,8 +53,13 @@
  *   mutual exclusion  asserted on entry to every critical section: a
  *                     writer is alone, a reader runs with no writer;
  *   no deadlock       spin's invalid-end-state check (safety run);
- *   no starvation     ltl r0, r1, w0, w1: a thread that wants the lock
- *                     gets it, under weak fairness (pan -a -f).
+ *   no starvation     ltl r0, w0 (with LIVENESS): a reader, a writer that
+ *                     wants the lock gets it, under weak fairness
+ *                     (pan -a -f); r1 and w1 say the same of the other
+ *                     reader and writer, which run the same code.
+ *
+ * Configurations: two readers and one writer (NR=2 NW=1), one reader and
+ * two writers (NR=1 NW=2); two of each does not fit a CI machine.
  *
  * Negative variants (each must be rejected):
  *   BUG_NO_MEMBARRIER    a writer leaving FAST skips membarrier(2):
@@ -67,7 +73,10 @@
  *                        (deadlock, and ltl w0);
  *   BUG_NOT_PHASE_FAIR   write_unlock does not admit the queued readers
  *                        (no phase change): writers taking turns starve
- *                        a queued reader (ltl r0).
+ *                        a queued reader (ltl r0);
+ *   BUG_SPIN_AGAIN       a reader spins every time it finds the lock
+ *                        BLOCKED (the code before this model): a writer
+ *                        arriving in each gap keeps it out (ltl r0).
  */
 
 #ifndef NR

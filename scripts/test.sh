@@ -11,6 +11,8 @@
 #               libFuzzer; only the fuzz suite (corpus replay, 20 s run)
 #   kernel      kernel/boot-test.sh --ci: the modules built against
 #               Debian's kernel headers, the self-test booted under qemu
+#   model       model/run.sh: the spin models verified, their negative
+#               variants rejected
 #
 # A failing build or run does not stop the others.  The last line printed
 # is the total over all runs:
@@ -22,10 +24,10 @@
 # failure.  The exit status is non-zero when anything failed.
 #
 # Environment: TDP_TEST_QUICK=1 is passed through to every test; the
-# stress programs then run shorter.  Each `meson test` run is stopped
-# after a fixed limit (below), so the whole script ends within about
-# 20 minutes on 2 cores even if a test hangs (a first run also downloads
-# the kernel packages).
+# stress programs then run shorter.  Each stage is stopped after a fixed
+# limit (below), so the whole script ends within about 45 minutes on 2
+# cores even if something hangs; a normal run takes 9 to 11 minutes (a
+# first run also downloads the kernel packages).
 #
 # Usage: bash scripts/test.sh
 set -uo pipefail
@@ -136,7 +138,30 @@ run_kernel() {
 		"kernel:" "$((SECONDS - start))" "$passed" "$failed")")
 }
 
+# The spin models of model/: every model verifies and every negative
+# variant is rejected (model/run.sh, about 3 minutes on 2 cores).
+run_models() {
+	local start=$SECONDS log="$tmp/models.log" rc passed failed
+
+	echo "== model: spin models of the concurrency protocols"
+	timeout -k 30 900 bash model/run.sh 2>&1 | tee "$log"
+	rc=${PIPESTATUS[0]}
+	passed=$(sed -n 's/^\([0-9]*\) passed, [0-9]* failed$/\1/p' "$log" | tail -n 1)
+	failed=$(sed -n 's/^[0-9]* passed, \([0-9]*\) failed$/\1/p' "$log" | tail -n 1)
+	passed=${passed:-0}
+	failed=${failed:-0}
+	if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
+		echo "== model: model/run.sh exited with status $rc"
+		failed=1
+	fi
+	total_passed=$((total_passed + passed))
+	total_failed=$((total_failed + failed))
+	report+=("$(printf '%-11s verify %3ds: %d passed, %d failed' \
+		"model:" "$((SECONDS - start))" "$passed" "$failed")")
+}
+
 begin=$SECONDS
+run_models
 run_build build gcc g++ "" 180
 run_build build-asan gcc g++ asan 240 \
 	-Db_sanitize=address,undefined -Db_lundef=false

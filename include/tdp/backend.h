@@ -74,9 +74,9 @@
  * in a row the zap returns -EBUSY); any other negative errno for a hard
  * error, with nothing changed (the zap returns it).  Either way the zap
  * has removed nothing when it returns the error, except in one case: if
- * it had yielded mmu_lock and a fault mapped a new huge leaf across an
- * end of the range meanwhile, leaves inside the range zapped before may
- * be gone.  A leaf outside the range is never removed.  Optional: without
+ * it had yielded mmu_lock and a huge leaf appeared across an end of the
+ * range meanwhile (a fault mapped one, or a promote merged a table into
+ * one), leaves inside the range zapped before may be gone.  A leaf outside the range is never removed.  Optional: without
  * it a zap that covers a huge private leaf partly removes the whole leaf.
  *
  * promote_leaf(gfn, level, pfn, old_table): merge the table linked at
