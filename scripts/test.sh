@@ -13,6 +13,11 @@
 #               Debian's kernel headers, the self-test booted under qemu
 #   model       model/run.sh: the spin models verified, their negative
 #               variants rejected
+#   matrix      scripts/build-matrix.sh: every meson buildtype with gcc
+#               and with clang compiles, warnings as errors (compile only)
+#
+# The builds above are configured with -Dwerror=true; the project's
+# meson.build does not force it on anyone else.
 #
 # A failing build or run does not stop the others.  The last line printed
 # is the total over all runs:
@@ -25,8 +30,8 @@
 #
 # Environment: TDP_TEST_QUICK=1 is passed through to every test; the
 # stress programs then run shorter.  Each stage is stopped after a fixed
-# limit (below), so the whole script ends within about 45 minutes on 2
-# cores even if something hangs; a normal run takes 9 to 11 minutes (a
+# limit (below), so the whole script ends within about 55 minutes on 2
+# cores even if something hangs; a normal run takes 11 to 13 minutes (a
 # first run also downloads the kernel packages).
 #
 # Usage: bash scripts/test.sh
@@ -138,39 +143,47 @@ run_kernel() {
 		"kernel:" "$((SECONDS - start))" "$passed" "$failed")")
 }
 
-# The spin models of model/: every model verifies and every negative
-# variant is rejected (model/run.sh, about 3 minutes on 2 cores).
-run_models() {
-	local start=$SECONDS log="$tmp/models.log" rc passed failed
+# run_stage NAME LIMIT COMMAND...: a script that ends with the line
+# "N passed, M failed"; its counts go into the total.  Stopped after LIMIT
+# seconds.
+run_stage() {
+	local name=$1 limit=$2 start=$SECONDS log="$tmp/$1.log" rc passed failed
+	shift 2
 
-	echo "== model: spin models of the concurrency protocols"
-	timeout -k 30 900 bash model/run.sh 2>&1 | tee "$log"
+	timeout -k 30 "$limit" "$@" 2>&1 | tee "$log"
 	rc=${PIPESTATUS[0]}
 	passed=$(sed -n 's/^\([0-9]*\) passed, [0-9]* failed$/\1/p' "$log" | tail -n 1)
 	failed=$(sed -n 's/^[0-9]* passed, \([0-9]*\) failed$/\1/p' "$log" | tail -n 1)
 	passed=${passed:-0}
 	failed=${failed:-0}
 	if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
-		echo "== model: model/run.sh exited with status $rc"
+		echo "== $name: $* exited with status $rc"
 		failed=1
 	fi
 	total_passed=$((total_passed + passed))
 	total_failed=$((total_failed + failed))
-	report+=("$(printf '%-11s verify %3ds: %d passed, %d failed' \
-		"model:" "$((SECONDS - start))" "$passed" "$failed")")
+	report+=("$(printf '%-11s %3ds: %d passed, %d failed' \
+		"$name:" "$((SECONDS - start))" "$passed" "$failed")")
 }
 
 begin=$SECONDS
-run_models
-run_build build gcc g++ "" 180
-run_build build-asan gcc g++ asan 240 \
+# The spin models of model/: every model verifies and every negative
+# variant is rejected (about 3 minutes on 2 cores).
+echo "== model: spin models of the concurrency protocols"
+run_stage model 900 bash model/run.sh
+# Every buildtype with gcc and clang compiles without a warning (about
+# 2 minutes).
+echo "== matrix: every buildtype, gcc and clang, warnings as errors"
+run_stage matrix 600 bash scripts/build-matrix.sh
+run_build build gcc g++ "" 180 -Dwerror=true
+run_build build-asan gcc g++ asan 240 -Dwerror=true \
 	-Db_sanitize=address,undefined -Db_lundef=false
-run_build build-tsan clang clang++ tsan 360 \
+run_build build-tsan clang clang++ tsan 360 -Dwerror=true \
 	-Db_sanitize=thread -Db_lundef=false
 # clang ASan+UBSan with libFuzzer: the seed-corpus replay and a 20 s fuzz
 # run of the API harness against its reference model.
 suite=fuzz targets="tests/fuzz/fuzz_ops tests/fuzz/fuzz_ops_fast tests/fuzz/fuzz_replay" \
-	run_build build-fuzz clang clang++ asan 180 \
+	run_build build-fuzz clang clang++ asan 180 -Dwerror=true \
 	-Db_sanitize=address,undefined -Db_lundef=false
 run_kernel
 

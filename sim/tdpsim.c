@@ -169,10 +169,13 @@ static int apply_option(int opt, const char *arg, struct sim_config *cfg,
 	switch (opt) {
 	case 'v':
 		ret = parse_double(arg, 1, SIM_MAX_VCPUS, &vcpus);
+		if (ret)
+			return ret;
+		/* A whole number only; a bad value changes nothing. */
+		if (vcpus != (unsigned int)vcpus)
+			return -EINVAL;
 		cfg->nr_vcpus = (unsigned int)vcpus;
-		if (!ret && vcpus != cfg->nr_vcpus)
-			ret = -EINVAL;
-		return ret;
+		return 0;
 	case 'm':
 		ret = parse_size(arg, &cfg->guest_bytes);
 		if (!ret && (!cfg->guest_bytes ||
