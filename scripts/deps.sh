@@ -8,11 +8,12 @@ set -euo pipefail
 # libc6-dev is named because recommends are not installed and gcc only
 # recommends it; g++ builds the Google Benchmark shim; zstd reads traces;
 # json-c writes the simulator's --json report; gnuplot renders the
-# benchmark plots; spin checks the models of model/.
+# benchmark plots; spin checks the models of model/; abigail-tools
+# compares the library's ABI with abi/.
 packages=(
 	meson ninja-build pkg-config gcc g++ libc6-dev clang libclang-rt-14-dev
 	liburcu-dev libck-dev libcmocka-dev libbenchmark-dev libjson-c-dev libzstd-dev
-	gnuplot-nox spin
+	gnuplot-nox spin abigail-tools
 )
 
 installed() {
