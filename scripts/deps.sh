@@ -9,11 +9,11 @@ set -euo pipefail
 # recommends it; g++ builds the Google Benchmark shim; zstd reads traces;
 # json-c writes the simulator's --json report; gnuplot renders the
 # benchmark plots; spin checks the models of model/; abigail-tools
-# compares the library's ABI with abi/.
+# compares the library's ABI with abi/; scdoc writes the manual pages.
 packages=(
 	meson ninja-build pkg-config gcc g++ libc6-dev clang libclang-rt-14-dev
 	liburcu-dev libck-dev libcmocka-dev libbenchmark-dev libjson-c-dev libzstd-dev
-	gnuplot-nox spin abigail-tools
+	gnuplot-nox spin abigail-tools scdoc
 )
 
 installed() {
