@@ -9,11 +9,14 @@ set -euo pipefail
 # recommends it; g++ builds the Google Benchmark shim; zstd reads traces;
 # json-c writes the simulator's --json report; gnuplot renders the
 # benchmark plots; spin checks the models of model/; abigail-tools
-# compares the library's ABI with abi/; scdoc writes the manual pages.
+# compares the library's ABI with abi/; scdoc writes the manual pages;
+# debhelper, dh-dkms, dkms, dpkg-dev, fakeroot, lintian and man-db build,
+# check and try the Debian packages (scripts/package.sh).
 packages=(
 	meson ninja-build pkg-config gcc g++ libc6-dev clang libclang-rt-14-dev
 	liburcu-dev libck-dev libcmocka-dev libbenchmark-dev libjson-c-dev libzstd-dev
 	gnuplot-nox spin abigail-tools scdoc
+	debhelper dh-dkms dkms dpkg-dev fakeroot lintian man-db
 )
 
 installed() {

@@ -15,6 +15,8 @@
 #               variants rejected
 #   matrix      scripts/build-matrix.sh: every meson buildtype with gcc
 #               and with clang compiles, warnings as errors (compile only)
+#   package     scripts/package.sh: the Debian packages built, checked by
+#               lintian, installed and used, then purged
 #
 # The builds above are configured with -Dwerror=true; the project's
 # meson.build does not force it on anyone else.
@@ -175,6 +177,11 @@ run_stage model 900 bash model/run.sh
 # 2 minutes).
 echo "== matrix: every buildtype, gcc and clang, warnings as errors"
 run_stage matrix 600 bash scripts/build-matrix.sh
+# The Debian packages: built, lintian-clean, installed, the example built
+# against them with pkg-config, the manual pages read, purged (under a
+# minute).
+echo "== package: the Debian packages"
+run_stage package 600 bash scripts/package.sh
 run_build build gcc g++ "" 180 -Dwerror=true
 run_build build-asan gcc g++ asan 240 -Dwerror=true \
 	-Db_sanitize=address,undefined -Db_lundef=false
