@@ -11,12 +11,13 @@ set -euo pipefail
 # benchmark plots; spin checks the models of model/; abigail-tools
 # compares the library's ABI with abi/; scdoc writes the manual pages;
 # debhelper, dh-dkms, dkms, dpkg-dev, fakeroot, lintian and man-db build,
-# check and try the Debian packages (scripts/package.sh).
+# check and try the Debian packages (scripts/package.sh); gcovr reports
+# the test suite's coverage (scripts/coverage.sh).
 packages=(
 	meson ninja-build pkg-config gcc g++ libc6-dev clang libclang-rt-14-dev
 	liburcu-dev libck-dev libcmocka-dev libbenchmark-dev libjson-c-dev libzstd-dev
 	gnuplot-nox spin abigail-tools scdoc
-	debhelper dh-dkms dkms dpkg-dev fakeroot lintian man-db
+	debhelper dh-dkms dkms dpkg-dev fakeroot lintian man-db gcovr
 )
 
 installed() {
