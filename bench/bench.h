@@ -26,6 +26,9 @@ struct bench_vm {
 	pthread_barrier_t done; /* every thread destroyed its vCPU */
 	pthread_mutex_t global_lock; /* for baseline/global_lock */
 	uint64_t items;              /* atomic: items of all threads */
+	/* Faults all threads fixed (atomic), and how many the run must fix
+	 * (0: not checked); bench_vm_finish() compares them. */
+	uint64_t fixed, expect_fixed;
 	double t_start, t_end;       /* thread 0's loop, in seconds */
 };
 
@@ -75,6 +78,16 @@ int bench_populate(struct bench_vm *vm, struct tdp_vcpu *vcpu, tdp_gfn_t start,
 
 /* Page-table bytes per mapped 4 KiB page of @tree. */
 double bench_table_bytes_per_page(struct tdp_mmu *mmu, int root_type);
+
+/* The live leaves of root type @type at @level (tdp_mmu_get_stats). */
+uint64_t bench_leaves(struct tdp_mmu *mmu, int type, int level);
+
+/*
+ * A benchmark's check: unless @ok, the run fails with @what (it prints no
+ * number and tdpbench exits non-zero).  Returns @ok.  Call it outside the
+ * timed region, or after tdpb_pause().
+ */
+bool bench_check(tdpb_state *st, bool ok, const char *what);
 
 /* The plain radix tree of limit/radix_plain, for other baselines. */
 struct bench_radix;

@@ -118,6 +118,10 @@ void bench_vm_finish(tdpb_state *st, struct bench_vm *vm)
 {
 	pthread_barrier_wait(&vm->done);
 	if (tdpb_thread_index(st) == 0) {
+		uint64_t fixed = __atomic_load_n(&vm->fixed, __ATOMIC_RELAXED);
+
+		if (vm->expect_fixed && fixed != vm->expect_fixed)
+			tdpb_skip_with_error(st, "the run did not fix the faults it should");
 		double wall = vm->t_end - vm->t_start;
 		uint64_t items = __atomic_load_n(&vm->items, __ATOMIC_RELAXED);
 
@@ -159,6 +163,21 @@ int bench_populate(struct bench_vm *vm, struct tdp_vcpu *vcpu, tdp_gfn_t start,
 			return ret < 0 ? ret : -EEXIST;
 	}
 	return 0;
+}
+
+uint64_t bench_leaves(struct tdp_mmu *mmu, int type, int level)
+{
+	struct tdp_stats s;
+
+	tdp_mmu_get_stats(mmu, &s);
+	return s.leaves[type][level];
+}
+
+bool bench_check(tdpb_state *st, bool ok, const char *what)
+{
+	if (!ok)
+		tdpb_skip_with_error(st, what);
+	return ok;
 }
 
 double bench_table_bytes_per_page(struct tdp_mmu *mmu, int root_type)

@@ -63,8 +63,11 @@ static void populate(tdpb_state *st, void *argp)
 			ret = bench_fault(vm, vcpu, gfn, a->max_level);
 			if (a->global_lock)
 				pthread_mutex_unlock(&vm->global_lock);
-			if (ret < 0) {
-				tdpb_skip_with_error(st, "fault failed");
+			/* Every GFN is new: anything but a fixed fault means
+			 * the fault did not map it. */
+			if (ret != TDP_FAULT_FIXED) {
+				tdpb_skip_with_error(st, ret < 0 ? "fault failed"
+							 : "a fault on a new GFN was not fixed");
 				break;
 			}
 		}

@@ -13,10 +13,12 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct loaded_trace {
 	tdp_gfn_t *gfn;
 	size_t n;
+	size_t distinct;	/* distinct GFNs: the faults a replay fixes */
 	size_t out_of_range;
 	char error[200];
 };
@@ -25,6 +27,28 @@ static struct loaded_trace trace_data;
 
 /* GFNs a mirror VM (shared bit at GFN bit 35) can map unaliased. */
 #define REPLAY_GFN_LIMIT BENCH_SHARED_BIT
+
+static int cmp_gfn(const void *a, const void *b)
+{
+	tdp_gfn_t x = *(const tdp_gfn_t *)a, y = *(const tdp_gfn_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static size_t count_distinct(const tdp_gfn_t *gfn, size_t n)
+{
+	tdp_gfn_t *copy = malloc(n * sizeof(*copy) + 1);
+	size_t distinct = 0;
+
+	if (!copy)
+		return 0;
+	memcpy(copy, gfn, n * sizeof(*copy));
+	qsort(copy, n, sizeof(*copy), cmp_gfn);
+	for (size_t i = 0; i < n; i++)
+		distinct += !i || copy[i] != copy[i - 1];
+	free(copy);
+	return distinct;
+}
 
 static void load_trace(void)
 {
@@ -56,6 +80,7 @@ static void load_trace(void)
 		trace_data.n = 0;
 	}
 	trace_close(t);
+	trace_data.distinct = count_distinct(trace_data.gfn, trace_data.n);
 }
 
 struct replay_arg {
@@ -74,8 +99,16 @@ static void replay(tdpb_state *st, void *argp)
 	struct bench_vm *vm = bench_vm_start(st, a->tree);
 	struct tdp_vcpu *vcpu;
 	int64_t items = 0;
+	uint64_t fixed = 0, failed = 0;
 
-	tdp_vcpu_create(vm->mmu, &vcpu);
+	if (tdp_vcpu_create(vm->mmu, &vcpu)) {
+		tdpb_skip_with_error(st, "vcpu create failed");
+		bench_vm_finish(st, vm);
+		return;
+	}
+	/* Every distinct GFN of the trace is fixed once, by some thread. */
+	if (t == 0)
+		vm->expect_fixed = trace_data.distinct;
 	bench_wall_start(st, vm);
 	while (tdpb_keep_running(st)) {
 		if (!trace_data.n) {
@@ -84,15 +117,22 @@ static void replay(tdpb_state *st, void *argp)
 			break;
 		}
 		for (size_t i = (size_t)t; i < trace_data.n; i += (size_t)nt) {
+			int ret;
+
 			if (a->global_lock)
 				pthread_mutex_lock(&vm->global_lock);
-			bench_fault(vm, vcpu, trace_data.gfn[i], TDP_LEVEL_4K);
+			ret = bench_fault(vm, vcpu, trace_data.gfn[i], TDP_LEVEL_4K);
 			if (a->global_lock)
 				pthread_mutex_unlock(&vm->global_lock);
+			fixed += ret == TDP_FAULT_FIXED;
+			failed += ret < 0;
 			items++;
 		}
 	}
 	bench_wall_end(st, vm);
+	__atomic_fetch_add(&vm->fixed, fixed, __ATOMIC_RELAXED);
+	if (failed)
+		tdpb_skip_with_error(st, "a fault failed");
 	bench_vm_add_items(vm, items);
 	tdpb_set_items_processed(st, items);
 	if (t == 0)

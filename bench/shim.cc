@@ -35,15 +35,25 @@ private:
 	std::unique_ptr<benchmark::BenchmarkReporter> inner_;
 	int failed_ = 0;
 };
+
+// --verify: every benchmark runs one iteration; only its checks matter.
+bool verify_mode = false;
 } // namespace
 
 extern "C" {
 
+void tdpb_set_verify(bool on) { verify_mode = on; }
+bool tdpb_verifying(void) { return verify_mode; }
+
 tdpb_bench *tdpb_register(const char *name, tdpb_fn fn, void *arg)
 {
-	return H(benchmark::RegisterBenchmark(name, [fn, arg](benchmark::State &st) {
-		fn(reinterpret_cast<tdpb_state *>(&st), arg);
-	}));
+	benchmark::internal::Benchmark *b =
+		benchmark::RegisterBenchmark(name, [fn, arg](benchmark::State &st) {
+			fn(reinterpret_cast<tdpb_state *>(&st), arg);
+		});
+	if (verify_mode)
+		b->Iterations(1);
+	return H(b);
 }
 
 tdpb_bench *tdpb_arg(tdpb_bench *b, int64_t arg) { return H(B(b)->Arg(arg)); }
@@ -52,8 +62,15 @@ tdpb_bench *tdpb_arg_name(tdpb_bench *b, const char *name) { return H(B(b)->ArgN
 tdpb_bench *tdpb_threads(tdpb_bench *b, int threads) { return H(B(b)->Threads(threads)); }
 tdpb_bench *tdpb_thread_range(tdpb_bench *b, int lo, int hi) { return H(B(b)->ThreadRange(lo, hi)); }
 tdpb_bench *tdpb_real_time(tdpb_bench *b) { return H(B(b)->UseRealTime()); }
-tdpb_bench *tdpb_min_time(tdpb_bench *b, double seconds) { return H(B(b)->MinTime(seconds)); }
-tdpb_bench *tdpb_iterations(tdpb_bench *b, int64_t n) { return H(B(b)->Iterations(n)); }
+// In --verify mode the one iteration set at registration stands.
+tdpb_bench *tdpb_min_time(tdpb_bench *b, double seconds)
+{
+	return verify_mode ? b : H(B(b)->MinTime(seconds));
+}
+tdpb_bench *tdpb_iterations(tdpb_bench *b, int64_t n)
+{
+	return verify_mode ? b : H(B(b)->Iterations(n));
+}
 tdpb_bench *tdpb_unit_ns(tdpb_bench *b) { return H(B(b)->Unit(benchmark::kNanosecond)); }
 tdpb_bench *tdpb_manual_time(tdpb_bench *b) { return H(B(b)->UseManualTime()); }
 

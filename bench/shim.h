@@ -27,6 +27,14 @@ typedef struct tdpb_state tdpb_state;     /* benchmark::State */
 typedef struct tdpb_bench tdpb_bench;     /* benchmark::internal::Benchmark */
 typedef void (*tdpb_fn)(tdpb_state *st, void *arg);
 
+/*
+ * --verify mode (call before registering): every benchmark runs exactly
+ * one iteration, so that a CI run checks each one's results quickly;
+ * tdpb_min_time() and tdpb_iterations() then change nothing.
+ */
+void tdpb_set_verify(bool on);
+bool tdpb_verifying(void);
+
 /* Register @fn under @name; @arg is passed to every run. */
 tdpb_bench *tdpb_register(const char *name, tdpb_fn fn, void *arg);
 
