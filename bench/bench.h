@@ -94,6 +94,8 @@ struct bench_radix;
 struct bench_radix *bench_radix_new(void);
 void bench_radix_insert(struct bench_radix *r, uint64_t gfn, uint64_t pfn);
 void bench_radix_free(struct bench_radix *r);
+/* The plain tree maps @gfn to @pfn. */
+bool bench_radix_maps(const struct bench_radix *r, uint64_t gfn, uint64_t pfn);
 
 void bench_register_faults(void);
 void bench_register_replay(void);

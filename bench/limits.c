@@ -31,6 +31,9 @@ static void flat_array(tdpb_state *st, void *arg)
 		tdpb_do_not_optimize(a);
 		items += BATCH;
 	}
+	bench_check(st, a[(i - 1) & (n - 1)] ==
+				(PRESENT | ((0x1000000 + i - 1) << 12) | 7),
+		    "the last store is not in the array");
 	tdpb_set_items_processed(st, items);
 	free(a);
 }
@@ -71,6 +74,26 @@ static void plain_insert(uint64_t *root, uint64_t gfn, uint64_t pfn)
 	t[gfn & 511] = PRESENT | 0x107 | (pfn << 12);
 }
 
+/* The leaf @gfn maps in the plain tree at @root, or NONPRESENT. */
+static uint64_t plain_lookup(const uint64_t *root, uint64_t gfn)
+{
+	const uint64_t *t = root;
+
+	for (int level = 4; level > 1; level--) {
+		uint64_t e = t[(gfn >> ((level - 1) * 9)) & 511];
+
+		if (!(e & PRESENT))
+			return NONPRESENT;
+		t = (const uint64_t *)(uintptr_t)(e & PFN_MASK);
+	}
+	return t[gfn & 511];
+}
+
+static bool plain_maps(const uint64_t *root, uint64_t gfn, uint64_t pfn)
+{
+	return plain_lookup(root, gfn) == (PRESENT | 0x107 | (pfn << 12));
+}
+
 struct bench_radix {
 	uint64_t *root;
 };
@@ -86,6 +109,11 @@ struct bench_radix *bench_radix_new(void)
 void bench_radix_insert(struct bench_radix *r, uint64_t gfn, uint64_t pfn)
 {
 	plain_insert(r->root, gfn, pfn);
+}
+
+bool bench_radix_maps(const struct bench_radix *r, uint64_t gfn, uint64_t pfn)
+{
+	return plain_maps(r->root, gfn, pfn);
 }
 
 void bench_radix_free(struct bench_radix *r)
@@ -106,6 +134,10 @@ static void radix_plain(tdpb_state *st, void *arg)
 			plain_insert(root, gfn, 0x1000000 + gfn);
 		items += BATCH;
 	}
+	bench_check(st, plain_maps(root, BENCH_THREAD_SPAN,
+				   0x1000000 + BENCH_THREAD_SPAN) &&
+			    plain_maps(root, gfn - 1, 0x1000000 + gfn - 1),
+		    "an inserted GFN is not mapped");
 	tdpb_set_items_processed(st, items);
 	plain_free(root, 4);
 }
@@ -121,6 +153,9 @@ static void clear_loop(tdpb_state *st, void *arg)
 		tdpb_pause(st);
 		for (uint64_t g = 0; g < pages; g++)
 			plain_insert(root, g, 0x1000000 + g);
+		if (!bench_check(st, plain_maps(root, pages - 1, 0x1000000 + pages - 1),
+				 "populate failed"))
+			break;
 		tdpb_resume(st);
 		/* The same walk a range zap does, with plain stores. */
 		for (uint64_t g = 0; g < pages; g += 512) {
@@ -135,6 +170,9 @@ static void clear_loop(tdpb_state *st, void *arg)
 		tdpb_do_not_optimize(root);
 		items += (int64_t)pages;
 	}
+	bench_check(st, plain_lookup(root, 0) == NONPRESENT &&
+			    plain_lookup(root, pages - 1) == NONPRESENT,
+		    "a leaf survived the clear");
 	tdpb_set_items_processed(st, items);
 	plain_free(root, 4);
 }

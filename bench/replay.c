@@ -157,6 +157,12 @@ static void replay_radix(tdpb_state *st, void *arg)
 			bench_radix_insert(r, trace_data.gfn[i], 0x1000000 + trace_data.gfn[i]);
 		items += (int64_t)trace_data.n;
 	}
+	bench_check(st, trace_data.n &&
+			    bench_radix_maps(r, trace_data.gfn[0],
+					     0x1000000 + trace_data.gfn[0]) &&
+			    bench_radix_maps(r, trace_data.gfn[trace_data.n - 1],
+					     0x1000000 + trace_data.gfn[trace_data.n - 1]),
+		    "a traced GFN is not mapped");
 	tdpb_set_items_processed(st, items);
 	bench_radix_free(r);
 }
