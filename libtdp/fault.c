@@ -79,7 +79,7 @@ static int vcpu_load_root(struct tdp_vcpu *vcpu, int type)
 
 	if (old && !tdp_flag_read(&old->invalid))
 		return 0;
-	ret = tdp_root_get_locked_out(vcpu->mmu, type, &root);
+	ret = tdp_root_get_valid(vcpu->mmu, type, &root);
 	if (ret)
 		return ret;
 	vcpu->root[type] = root;

@@ -121,9 +121,13 @@ struct tdp_mmu {
 	int root_zappers;
 
 	/*
-	 * Root list and the valid root of each type: protected by
-	 * roots_mutex; valid_root[] is cleared under mmu_lock held for
-	 * write too (invalidation), so it is stable under the read lock.
+	 * Root list and the valid root of each type: written under
+	 * roots_mutex.  valid_root[] is cleared only with mmu_lock held for
+	 * write too (invalidation), so a root seen valid under the read lock
+	 * stays valid while it is held; but a new root is installed with the
+	 * read lock held (tdp_root_get_valid()), so a NULL seen under the
+	 * read lock may not stay NULL.  Published with
+	 * tdp_rcu_assign_pointer() for lockless readers (tdp_lookup, aging).
 	 */
 	tdp_mutex_t roots_mutex;
 	struct tdp_root *roots;
@@ -311,7 +315,7 @@ void tdp_mmu_set_dead(struct tdp_mmu *mmu, const char *why);
 struct tdp_root *tdp_root_next(struct tdp_mmu *mmu, struct tdp_root *prev,
 			       unsigned int types, bool only_valid);
 int tdp_root_create_initial(struct tdp_mmu *mmu, int type);
-int tdp_root_get_locked_out(struct tdp_mmu *mmu, int type,
+int tdp_root_get_valid(struct tdp_mmu *mmu, int type,
 			    struct tdp_root **out);
 void tdp_roots_invalidate_locked(struct tdp_mmu *mmu, unsigned int types);
 unsigned int tdp_alias_to_root_types(const struct tdp_mmu *mmu,

@@ -153,10 +153,11 @@ int tdp_root_create_initial(struct tdp_mmu *mmu, int type)
 
 /*
  * Get a reference to the valid root of @type, allocating it (outside every
- * lock) if none is valid.  Concurrent callers all end up with the same
+ * lock) if none is valid.  Takes roots_mutex and mmu_lock for read itself:
+ * call it with neither held.  Concurrent callers all end up with the same
  * root: the install is re-checked under roots_mutex.
  */
-int tdp_root_get_locked_out(struct tdp_mmu *mmu, int type,
+int tdp_root_get_valid(struct tdp_mmu *mmu, int type,
 			    struct tdp_root **out)
 {
 	struct tdp_root *root, *fresh;
@@ -207,7 +208,7 @@ int tdp_root_get(struct tdp_mmu *mmu, enum tdp_root_type type,
 	ret = tdp_mmu_usable(mmu);
 	if (ret)
 		return ret;
-	return tdp_root_get_locked_out(mmu, type, out);
+	return tdp_root_get_valid(mmu, type, out);
 }
 
 enum tdp_root_type tdp_root_type_of(const struct tdp_root *root)

@@ -6,7 +6,7 @@
 #define SPTE_BIT(n) (1ULL << (n))
 #define SPTE_MASK(h, l) ((~0ULL >> (63 - (h))) & ~((1ULL << (l)) - 1))
 
-/* One aligned line per field (STYLE.md section 7). */
+/* One aligned line per field, so the layout reads as a table. */
 /* clang-format off */
 const struct tdp_spte_format tdp_spte_format_ept = {
 	.readable      = SPTE_BIT(0),

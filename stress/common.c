@@ -312,7 +312,7 @@ bool st_env_init(struct st_env *e, unsigned int flags, bool private_mem,
 		if (!ST_CHECK(e->rec, "cannot create the recorder"))
 			return false;
 	}
-	/* One table, lined up (STYLE.md section 7). */
+	/* One table, lined up so it reads as one. */
 	/* clang-format off */
 	cfg = (struct tdp_mmu_config){
 		.root_level  = ST_ROOT_LEVEL,

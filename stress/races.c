@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * races: named tests for the race classes of a concurrent TDP MMU, one per
- * class (research/kvm_tdp_mmu.md section 3).  Each test's comment names
+ * class (the table tests[] below).  Each test's comment names
  * the race it targets and how it provokes it.
  *
  * Usage: races [-T test] [-s seed] [-t seconds] [-n max_ops] [-j threads]

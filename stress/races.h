@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Named race-class tests (stress/races.c runs them).  Each test targets one
- * race class of research/kvm_tdp_mmu.md section 3 and says in its comment
- * which one and how it provokes it.  Where a race can only be provoked
+ * race class of a concurrent TDP MMU (stress/races.c lists them) and says
+ * in its comment which one and how it provokes it.  Where a race can only be provoked
  * deterministically with a white-box hook, the test uses one: a private
  * backend callback that blocks until the test releases it (the entry
  * stays frozen and mmu_lock held for read meanwhile), the engine's own

@@ -690,7 +690,7 @@ struct st_backend *stb_create(int root_level, tdp_gfn_t direct_bits,
 	b->direct_bits = direct_bits;
 	b->ext_size = ext_table_size;
 	spin_lock_init(&b->lock);
-	/* One table, lined up (STYLE.md section 7). */
+	/* One table, lined up so it reads as one. */
 	/* clang-format off */
 	b->ops = (struct tdp_private_backend){
 		.link_table     = stb_link_table,

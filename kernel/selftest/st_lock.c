@@ -24,7 +24,7 @@
  *                   instead of hanging it), and A's writer must not get in
  *                   before A's reader leaves.
  *   lock/misuse     every misuse the port detects, provoked once each: it
- *                   is counted, refused or handled as tdp_port_kernel.h
+ *                   is counted, refused or handled as port/kernel.h
  *                   says, and the lock still works afterwards.  The port
  *                   warns once per rule, so the first run prints one
  *                   backtrace per rule.

@@ -6,7 +6,8 @@
  *   atomics      tdp_spte_read/_acquire, tdp_spte_write/_release,
  *                tdp_spte_cmpxchg, tdp_spte_xchg, tdp_spte_fetch_and,
  *                tdp_atomic_read/_set/_add/_inc_not_zero/_xchg (int),
- *                tdp_atomic64_read/_add (uint64_t counters),
+ *                tdp_atomic64_read/_read_acquire/_set_release/_add
+ *                (uint64_t counters and published values),
  *                tdp_flag_read/_set (bool), tdp_hweight64
  *   mmu_lock     tdp_mmu_lock_t, tdp_mmu_lock_init/_destroy,
  *                tdp_read_lock/_unlock, tdp_write_lock/_unlock,
@@ -20,20 +21,30 @@
  *   mutex        tdp_mutex_t, tdp_mutex_init/_destroy/_lock/_unlock
  *   RCU          struct tdp_rcu_head, tdp_rcu_read_lock/_unlock, tdp_call_rcu,
  *                tdp_rcu_barrier, tdp_rcu_thread_register/_unregister,
- *                tdp_rcu_callback_begin/_end
+ *                tdp_rcu_callback_begin/_end, tdp_rcu_dereference,
+ *                tdp_rcu_assign_pointer
  *   memory       tdp_zalloc, tdp_free, tdp_table_page_alloc/_free,
  *                tdp_table_page_private/_set_private, tdp_virt_to_pfn,
- *                tdp_pfn_to_virt, tdp_ext_page_alloc/_free
+ *                tdp_pfn_to_virt, tdp_ext_page_alloc/_free,
+ *                tdp_port_fail_alloc_after (tests: fail a later allocation)
  *   logging      tdp_log_err, tdp_log_warn, TDP_WARN_ON, TDP_ASSERT
  *
- * The kernel port (kernel/) provides tdp_port_kernel.h; everything else
- * uses the user-space port built on liburcu and compiler atomics.
+ * Two ports live here: port/kernel.h (with kernel.c), the Linux kernel's
+ * primitives, used under __KERNEL__ (kernel/ builds it into libtdp.ko);
+ * port/user.h (with user.c, user_rcu.c), liburcu, compiler atomics and
+ * pthreads, used everywhere else.  An embedder with an environment of its
+ * own (another kernel's hypervisor, with its own mmu_lock) compiles the
+ * engine with -DTDP_PORT_HEADER='"its_port.h"' and puts that header on
+ * the include path; it must provide every name above, with the semantics
+ * port/user.h documents.
  */
 #ifndef TDP_PORT_H
 #define TDP_PORT_H
 
-#ifdef __KERNEL__
-#include "tdp_port_kernel.h"
+#if defined(TDP_PORT_HEADER)
+#include TDP_PORT_HEADER
+#elif defined(__KERNEL__)
+#include "port/kernel.h"
 #else
 #include "port/user.h"
 #endif

@@ -30,7 +30,7 @@ static void test_ept_format_passes_check(void **state)
 	assert_int_equal(tdp_spte_format_check(NULL), -EINVAL);
 }
 
-/* The bit positions DESIGN.md section 3 names for the EPT layout. */
+/* The bit positions of the EPT layout (include/tdp/spte.h). */
 static void test_ept_layout_bits(void **state)
 {
 	(void)state;

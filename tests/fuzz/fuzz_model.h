@@ -2,7 +2,7 @@
 /*
  * The reference model of the fuzz harness: what the MMU must hold and
  * return after each API operation, computed from the documented semantics
- * (the headers in include/tdp and DESIGN.md) with data structures of its own.  It keeps
+ * (the headers in include/tdp and the README) with data structures of its own.  It keeps
  * a tree per root (tables, leaves as the exact SPTE value the engine must
  * hold, MMIO entries), the root list with its references, the vCPU's
  * table cache, the running invalidations, the private backend's pending

@@ -48,7 +48,7 @@ void menv_init_backend(struct menv *e, size_t ext_size,
 	rec_set_demote(e->rec, demote & MENV_DEMOTE,
 		       (demote & MENV_DEMOTE_IN_FAULTS) == MENV_DEMOTE_IN_FAULTS);
 	rec_set_promote(e->rec, demote & MENV_PROMOTE);
-	/* One table, lined up (STYLE.md section 7). */
+	/* One table, lined up so it reads as one. */
 	/* clang-format off */
 	cfg = (struct tdp_mmu_config){
 		.root_level  = MENV_ROOT_LEVEL,

@@ -1029,7 +1029,7 @@ struct recorder *rec_create(int root_level, tdp_gfn_t direct_bits,
 		return NULL;
 	}
 	pthread_mutex_init(&r->lock, NULL);
-	/* One table, lined up (STYLE.md section 7). */
+	/* One table, lined up so it reads as one. */
 	/* clang-format off */
 	r->be = (struct tdp_private_backend){
 		.link_table     = rec_link_table,

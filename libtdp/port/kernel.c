@@ -66,7 +66,7 @@ void tdp_mmu_lock_destroy(tdp_mmu_lock_t *l)
 EXPORT_SYMBOL_GPL(tdp_mmu_lock_destroy);
 
 /*
- * The misuse checks of an acquisition (see tdp_port_kernel.h).  Returns
+ * The misuse checks of an acquisition (see port/kernel.h).  Returns
  * false when the acquisition is refused: the caller already holds @l for
  * write, which is then counted so that the matching unlock releases
  * nothing.  Otherwise sets *may_sleep to whether the task may wait for

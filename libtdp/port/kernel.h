@@ -50,7 +50,7 @@
  * exclusion is caught in every build, or by lockdep where the kernel
  * cannot tell cheaply (see "mmu_lock" below).
  *
- * Out-of-line parts live in kernel/tdp_port_kernel.c.
+ * Out-of-line parts live in libtdp/port/kernel.c.
  */
 #ifndef TDP_PORT_KERNEL_H
 #define TDP_PORT_KERNEL_H
