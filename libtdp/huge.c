@@ -88,8 +88,7 @@ int tdp_split_huge_range(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end,
 
 	tdp_read_lock(&mmu->mmu_lock);
 	ret = tdp_mmu_usable(mmu);
-	for (root = ret ? NULL : tdp_root_next(mmu, NULL, direct, true); root;
-	     root = tdp_root_next(mmu, root, direct, true)) {
+	tdp_for_each_root(mmu, root, direct, true, ret) {
 		struct tdp_op op = {
 			.mmu = mmu,
 			.root = root,
@@ -307,8 +306,7 @@ int tdp_recover_huge_pages(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end,
 
 	tdp_read_lock(&mmu->mmu_lock);
 	ret = tdp_mmu_usable(mmu);
-	for (root = ret ? NULL : tdp_root_next(mmu, NULL, direct, true); root;
-	     root = tdp_root_next(mmu, root, direct, true)) {
+	tdp_for_each_root(mmu, root, direct, true, ret) {
 		struct tdp_op op = {
 			.mmu = mmu,
 			.root = root,

@@ -314,6 +314,21 @@ void tdp_mmu_set_dead(struct tdp_mmu *mmu, const char *why);
 /* root.c */
 struct tdp_root *tdp_root_next(struct tdp_mmu *mmu, struct tdp_root *prev,
 			       unsigned int types, bool only_valid);
+
+/*
+ * tdp_for_each_root() - run the body for every root whose type is in
+ * @types (a mask of 1U << TDP_ROOT_*), only valid ones if @only_valid,
+ * each with a reference held while the body runs; not at all if @skip
+ * (callers pass the error they already have).  Takes roots_mutex briefly
+ * per step, so it may run under mmu_lock held either way or without it.
+ * A body that leaves with break keeps its reference to @root and must
+ * drop it with tdp_root_put().
+ */
+#define tdp_for_each_root(mmu, root, types, only_valid, skip)                 \
+	for ((root) = (skip) ? NULL                                           \
+			     : tdp_root_next((mmu), NULL, (types), (only_valid)); \
+	     (root);                                                          \
+	     (root) = tdp_root_next((mmu), (root), (types), (only_valid)))
 int tdp_root_create_initial(struct tdp_mmu *mmu, int type);
 int tdp_root_get_valid(struct tdp_mmu *mmu, int type,
 			    struct tdp_root **out);

@@ -114,8 +114,7 @@ static void teardown_roots_locked(struct tdp_mmu *mmu)
 	struct tdp_root *root;
 
 	tdp_roots_invalidate_locked(mmu, all);
-	for (root = tdp_root_next(mmu, NULL, all, false); root;
-	     root = tdp_root_next(mmu, root, all, false)) {
+	tdp_for_each_root(mmu, root, all, false, false) {
 		struct tdp_op op = {
 			.mmu = mmu,
 			.root = root,

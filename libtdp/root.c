@@ -303,8 +303,7 @@ static int zap_invalidated_roots(struct tdp_mmu *mmu)
 	struct tdp_root *root;
 	int ret;
 
-	for (root = tdp_root_next(mmu, NULL, all, false); root;
-	     root = tdp_root_next(mmu, root, all, false)) {
+	tdp_for_each_root(mmu, root, all, false, false) {
 		/* Exactly once: the claim is an atomic exchange. */
 		if (!tdp_atomic_xchg(&root->scheduled_zap, 0))
 			continue;

@@ -72,10 +72,8 @@ int64_t tdp_walk_direct_leaves(struct tdp_mmu *mmu, tdp_gfn_t start,
 	else
 		tdp_mmu_write_lock(mmu);
 	ret = tdp_mmu_usable(mmu);
-	for (root = ret || !(alias & TDP_ALIAS_SHARED)
-			    ? NULL
-			    : tdp_root_next(mmu, NULL, direct, true);
-	     root; root = tdp_root_next(mmu, root, direct, true)) {
+	tdp_for_each_root(mmu, root, direct, true,
+			  ret || !(alias & TDP_ALIAS_SHARED)) {
 		struct tdp_op op = {
 			.mmu = mmu,
 			.root = root,

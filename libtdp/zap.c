@@ -225,8 +225,7 @@ static int demote_range_ends(struct tdp_mmu *mmu, unsigned int types,
 
 	if (!(types & mirror) || !mmu->backend.demote_leaf)
 		return 0;
-	for (root = tdp_root_next(mmu, NULL, mirror, false); root;
-	     root = tdp_root_next(mmu, root, mirror, false)) {
+	tdp_for_each_root(mmu, root, mirror, false, false) {
 		struct tdp_op op = {
 			.mmu = mmu,
 			.root = root,
@@ -260,8 +259,7 @@ static int zap_range_roots(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end,
 	tdp_lockdep_assert_held_write(&mmu->mmu_lock);
 	/* Private GFNs are unaliased: the demote range needs no bits. */
 	ret = demote_range_ends(mmu, types, &local, &zd);
-	for (root = ret ? NULL : tdp_root_next(mmu, NULL, types, false); root;
-	     root = tdp_root_next(mmu, root, types, false)) {
+	tdp_for_each_root(mmu, root, types, false, ret) {
 		tdp_gfn_t bits = tdp_root_gfn_bits(mmu, root->type);
 		struct tdp_op op = {
 			.mmu = mmu,
@@ -314,8 +312,7 @@ int tdp_zap_all(struct tdp_mmu *mmu)
 		return -EINVAL;
 	tdp_mmu_write_lock(mmu);
 	ret = tdp_mmu_usable(mmu);
-	for (root = ret ? NULL : tdp_root_next(mmu, NULL, direct, false); root;
-	     root = tdp_root_next(mmu, root, direct, false)) {
+	tdp_for_each_root(mmu, root, direct, false, ret) {
 		struct tdp_op op = {
 			.mmu = mmu,
 			.root = root,
