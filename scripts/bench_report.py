@@ -254,6 +254,23 @@ PRIVATE_HUGE = (
 )
 
 
+def measured_rows(entries, rate, failed, ncols, cells):
+    """One table row per (name, what, ...) of @entries: the failure of a
+    run that failed a check, nothing for one that did not run, else the
+    @ncols cells that cells(ns_per_item, entry) returns."""
+    lines = []
+    for entry in entries:
+        name, what = entry[0], entry[1]
+        if name in failed:
+            blanks = " |" * (ncols - 1)
+            lines.append(f"| `{name}` | {what} | failed: {failed[name]} |"
+                         f"{blanks}")
+        elif name in rate:
+            lines.append(f"| `{name}` | {what} | "
+                         + " | ".join(cells(ns(rate[name]), entry)) + " |")
+    return lines
+
+
 def private_huge_section(rate, failed):
     """Demote and promote per 2 MiB page and per 4 KiB SPTE, against
     limit/split_fill_2m (512 plain stores into a fresh table)."""
@@ -272,17 +289,10 @@ def private_huge_section(rate, failed):
              "dirty logging about 126 ns per 4 KiB SPTE.", "",
              "| benchmark | what | ns per 2 MiB page | ns per 4 KiB SPTE | "
              "x limit |", "|---|---|---|---|---|"]
-    for name, what in PRIVATE_HUGE:
-        if name in failed:
-            lines.append(f"| `{name}` | {what} | failed: {failed[name]} "
-                         "| | |")
-            continue
-        if name not in rate:
-            continue
-        per = ns(rate[name])
-        times = f"{per / ns(fill):.1f}" if fill else "—"
-        lines.append(f"| `{name}` | {what} | {per:,.0f} | "
-                     f"{per / 512:.2f} | {times} |")
+    lines += measured_rows(
+        PRIVATE_HUGE, rate, failed, 3,
+        lambda per, _: [f"{per:,.0f}", f"{per / 512:.2f}",
+                        f"{per / ns(fill):.1f}" if fill else "—"])
     if fill:
         lines.append(f"| `limit/split_fill_2m` | 512 plain stores into a "
                      f"fresh 4 KiB table | {ns(fill):,.1f} | "
@@ -315,17 +325,11 @@ def direct_split_section(rate, failed):
              "plain stores into a fresh table), from the same run.", "",
              "| benchmark | what | ms per GiB | ns per 4 KiB SPTE | "
              "x limit | upstream KVM, per SPTE |", "|---|---|---|---|---|---|"]
-    for name, what, upstream in DIRECT_SPLIT:
-        if name in failed:
-            lines.append(f"| `{name}` | {what} | failed: {failed[name]} "
-                         "| | | |")
-            continue
-        if name not in rate:
-            continue
-        per = ns(rate[name])
-        times = f"{per / (ns(fill) / 512):.1f}" if fill else "—"
-        lines.append(f"| `{name}` | {what} | {per * 262144 / 1e6:.2f} | "
-                     f"{per:.2f} | {times} | {upstream} |")
+    lines += measured_rows(
+        DIRECT_SPLIT, rate, failed, 4,
+        lambda per, entry: [f"{per * 262144 / 1e6:.2f}", f"{per:.2f}",
+                            f"{per / (ns(fill) / 512):.1f}" if fill else "—",
+                            entry[2]])
     return lines + [""]
 
 
