@@ -122,40 +122,19 @@ run_build() {
 		"$dir:" "$t_build" "$t_test" "$passed" "$failed" "$skip")")
 }
 
-# The kernel port: build the modules against Debian's kernel headers (any
-# warning fails) and boot the self-test under qemu.  kernel/boot-test.sh
-# installs what it needs; with --ci it only builds where qemu cannot start.
-run_kernel() {
-	local start=$SECONDS log="$tmp/kernel.log" rc passed failed
-
-	echo "== kernel: build the modules and boot the self-test"
-	timeout -k 30 900 bash kernel/boot-test.sh --ci 2>&1 | tee "$log"
-	rc=${PIPESTATUS[0]}
-	passed=$(sed -n 's/^boot-test: \([0-9]*\) passed, [0-9]* failed.*/\1/p' "$log" | tail -n 1)
-	failed=$(sed -n 's/^boot-test: [0-9]* passed, \([0-9]*\) failed.*/\1/p' "$log" | tail -n 1)
-	passed=${passed:-0}
-	failed=${failed:-0}
-	if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
-		echo "== kernel: boot-test.sh exited with status $rc"
-		failed=1
-	fi
-	total_passed=$((total_passed + passed))
-	total_failed=$((total_failed + failed))
-	report+=("$(printf '%-11s build and boot %3ds: %d passed, %d failed' \
-		"kernel:" "$((SECONDS - start))" "$passed" "$failed")")
-}
-
-# run_stage NAME LIMIT COMMAND...: a script that ends with the line
-# "N passed, M failed"; its counts go into the total.  Stopped after LIMIT
-# seconds.
+# run_stage NAME LIMIT PREFIX COMMAND...: a script whose last result line
+# is "PREFIXN passed, M failed" (PREFIX may be empty); its counts go into
+# the total, and an exit status without a failure to show counts as one.
+# Stopped after LIMIT seconds.
 run_stage() {
-	local name=$1 limit=$2 start=$SECONDS log="$tmp/$1.log" rc passed failed
-	shift 2
+	local name=$1 limit=$2 prefix=$3 start=$SECONDS log="$tmp/$1.log"
+	local rc passed failed
+	shift 3
 
 	timeout -k 30 "$limit" "$@" 2>&1 | tee "$log"
 	rc=${PIPESTATUS[0]}
-	passed=$(sed -n 's/^\([0-9]*\) passed, [0-9]* failed$/\1/p' "$log" | tail -n 1)
-	failed=$(sed -n 's/^[0-9]* passed, \([0-9]*\) failed$/\1/p' "$log" | tail -n 1)
+	passed=$(sed -n "s/^$prefix\([0-9]*\) passed, [0-9]* failed.*/\1/p" "$log" | tail -n 1)
+	failed=$(sed -n "s/^$prefix[0-9]* passed, \([0-9]*\) failed.*/\1/p" "$log" | tail -n 1)
 	passed=${passed:-0}
 	failed=${failed:-0}
 	if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then
@@ -172,16 +151,16 @@ begin=$SECONDS
 # The spin models of model/: every model verifies and every negative
 # variant is rejected (about 3 minutes on 2 cores).
 echo "== model: spin models of the concurrency protocols"
-run_stage model 900 bash model/run.sh
+run_stage model 900 "" bash model/run.sh
 # Every buildtype with gcc and clang compiles without a warning (about
 # 2 minutes).
 echo "== matrix: every buildtype, gcc and clang, warnings as errors"
-run_stage matrix 600 bash scripts/build-matrix.sh
+run_stage matrix 600 "" bash scripts/build-matrix.sh
 # The Debian packages: built, lintian-clean, installed, the example built
 # against them with pkg-config, the manual pages read, purged (under a
 # minute).
 echo "== package: the Debian packages"
-run_stage package 600 bash scripts/package.sh
+run_stage package 600 "" bash scripts/package.sh
 run_build build gcc g++ "" 180 -Dwerror=true
 run_build build-asan gcc g++ asan 240 -Dwerror=true \
 	-Db_sanitize=address,undefined -Db_lundef=false
@@ -192,7 +171,11 @@ run_build build-tsan clang clang++ tsan 360 -Dwerror=true \
 suite=fuzz targets="tests/fuzz/fuzz_ops tests/fuzz/fuzz_ops_fast tests/fuzz/fuzz_replay" \
 	run_build build-fuzz clang clang++ asan 180 -Dwerror=true \
 	-Db_sanitize=address,undefined -Db_lundef=false
-run_kernel
+# The kernel port: build the modules against Debian's kernel headers (any
+# warning fails) and boot the self-test under qemu.  kernel/boot-test.sh
+# installs what it needs; with --ci it only builds where qemu cannot start.
+echo "== kernel: build the modules and boot the self-test"
+run_stage kernel 900 "boot-test: " bash kernel/boot-test.sh --ci
 
 echo
 printf '%s\n' "${report[@]}"
