@@ -62,6 +62,11 @@ row() {
 	awk -v n="$1" '$1 == n' <<<"$runs"
 }
 
+# The -D macros of table row @1 (empty for "-").
+row_defines() {
+	awk '{for (i = 3; i < NF - 1; i++) if ($i != "-") printf "%s ", $i}' <<<"$1"
+}
+
 # Run one verification; print one result line.  With @2 = keep, leave the
 # scratch directory and print its path last.
 run_one() {
@@ -72,8 +77,7 @@ run_one() {
 	file=$(awk '{print $2}' <<<"$line")
 	mode=$(awk '{print $(NF-1)}' <<<"$line")
 	expect=$(awk '{print $NF}' <<<"$line")
-	defines=$(awk '{for (i = 3; i < NF - 1; i++) printf "%s ", $i}' <<<"$line")
-	[ "$defines" = "- " ] && defines=""
+	defines=$(row_defines "$line")
 
 	case $mode in
 	safety) cflags="-DSAFETY"; flags="-m10000000" ;;
@@ -139,8 +143,7 @@ if [ "${1:-}" = --trail ]; then
 	name=$2
 	dir=$(run_one "$name" keep | tee /dev/stderr | tail -n 1)
 	file=$(row "$name" | awk '{print $2}')
-	defines=$(row "$name" | awk '{for (i = 3; i < NF - 1; i++) printf "%s ", $i}')
-	[ "$defines" = "- " ] && defines=""
+	defines=$(row_defines "$(row "$name")")
 	[ -f "$dir/$file.trail" ] || die "$name wrote no trail (it passed)"
 	echo "== trail of $name (replayed with spin -t -p -g; files in $dir)"
 	# shellcheck disable=SC2086
