@@ -41,6 +41,7 @@
 
 #include "fuzz_model.h"
 #include "recorder.h"
+#include "recount.h"
 
 #include "internal.h"
 
@@ -309,11 +310,15 @@ static void compare_state(struct fuzz *z, bool full)
 	uint64_t leaves[TDP_NR_ROOT_TYPES][TDP_MAX_LEVEL + 1];
 	uint64_t rec_tables = 0, rec_leaves = 0;
 	struct tdp_stats st;
+	char why[160];
 
 	EXPECT_EQ(tdp_mmu_is_dead(z->mmu), z->m.dead, "dead");
 	if (z->m.dead)
 		return;
 	compare_roots(z, full);
+	/* The live counts against a walk of the trees, not only the model. */
+	if (!recount_matches_stats(z->mmu, why, sizeof(why)))
+		fail("recount: %s", why);
 	if (tdp_mmu_get_stats(z->mmu, &st))
 		fail("tdp_mmu_get_stats");
 	model_count(&z->m, tables, leaves);
