@@ -19,7 +19,6 @@ int64_t tdp_age_range(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end,
 	const struct tdp_spte_format *fmt;
 	struct tdp_root *root;
 	struct tdp_iter it;
-	tdp_gfn_t bits;
 	int64_t young = 0;
 	int ret = tdp_check_direct_range(mmu, start, end, alias);
 
@@ -28,12 +27,12 @@ int64_t tdp_age_range(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end,
 	if (!(alias & TDP_ALIAS_SHARED))
 		return 0;
 	fmt = &mmu->fmt;
-	bits = mmu->cfg.direct_bits;
 
 	tdp_rcu_read_lock();
 	root = lockless_direct_root(mmu);
 	if (root) {
-		tdp_for_each_spte(it, root->table, fmt, start + bits, end + bits) {
+		tdp_for_each_spte(it, root->table, fmt, tdp_direct_gfn(mmu, start),
+				  tdp_direct_gfn(mmu, end)) {
 			if (!tdp_spte_is_present(fmt, it.old_spte) ||
 			    !tdp_spte_is_leaf(fmt, it.old_spte, it.level) ||
 			    !(it.old_spte & fmt->accessed))
@@ -54,15 +53,13 @@ int tdp_fast_fix(struct tdp_mmu *mmu, tdp_gfn_t fault_gfn, unsigned int prot)
 	struct tdp_root *root;
 	struct tdp_iter it;
 	tdp_gfn_t gfn;
-	int fixed = 0;
+	int type, fixed = 0;
 
 	if (!mmu || !(prot & TDP_PROT_READ) || (prot & ~TDP_PROT_RWX))
 		return -EINVAL;
-	gfn = fault_gfn & ~mmu->cfg.direct_bits;
-	if (gfn >= mmu->gfn_limit ||
-	    (fault_gfn & ~(mmu->cfg.direct_bits | (mmu->gfn_limit - 1))))
+	if (tdp_fault_gfn_decode(mmu, fault_gfn, &gfn, &type))
 		return -EINVAL;
-	if (mmu->has_mirror && !(fault_gfn & mmu->cfg.direct_bits))
+	if (type != TDP_ROOT_DIRECT)
 		return -EOPNOTSUPP;
 	fixed = tdp_mmu_usable(mmu);
 	if (fixed)
@@ -72,7 +69,7 @@ int tdp_fast_fix(struct tdp_mmu *mmu, tdp_gfn_t fault_gfn, unsigned int prot)
 	tdp_rcu_read_lock();
 	root = lockless_direct_root(mmu);
 	if (root) {
-		tdp_gfn_t tree_gfn = gfn + mmu->cfg.direct_bits;
+		tdp_gfn_t tree_gfn = tdp_direct_gfn(mmu, gfn);
 
 		tdp_for_each_spte(it, root->table, fmt, tree_gfn, tree_gfn + 1) {
 			tdp_spte_t old = it.old_spte;

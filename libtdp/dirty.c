@@ -81,7 +81,7 @@ int tdp_clear_dirty_masked(struct tdp_mmu *mmu, tdp_gfn_t base, uint64_t mask,
 	if (ret)
 		return ret;
 	m = (struct masked_arg){
-		.base = base + mmu->cfg.direct_bits,
+		.base = tdp_direct_gfn(mmu, base),
 		.mask = mask,
 		.clear = wrprot ? mmu->fmt.writable : mmu->fmt.dirty,
 	};
@@ -136,8 +136,8 @@ int64_t tdp_harvest_dirty(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end,
 	if (!bitmap)
 		return -EINVAL;
 	h = (struct harvest_arg){
-		.start = start + mmu->cfg.direct_bits,
-		.end = end + mmu->cfg.direct_bits,
+		.start = tdp_direct_gfn(mmu, start),
+		.end = tdp_direct_gfn(mmu, end),
 		.bitmap = bitmap,
 	};
 	return tdp_walk_direct_leaves(mmu, start, end, alias, true, false,

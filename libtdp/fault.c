@@ -159,8 +159,6 @@ static int split_huge_leaf(struct tdp_op *op, struct tdp_vcpu *vcpu,
 		tdp_vcpu_cache_return(vcpu, t);
 		return busy_to_retry(ret);
 	}
-	TDP_COUNT(&op->ctr, leaves[op->root->type][it->level - 1],
-		  TDP_SPTES_PER_TABLE);
 	return 0;
 }
 
@@ -315,16 +313,17 @@ static int map_walk(struct tdp_op *op, struct tdp_vcpu *vcpu,
 
 static int check_fault(const struct tdp_mmu *mmu, const struct tdp_fault *f)
 {
-	tdp_gfn_t gfn = f->fault_gfn & ~mmu->cfg.direct_bits;
+	tdp_gfn_t gfn;
+	int type;
 
-	if (gfn >= mmu->gfn_limit ||
-	    (f->fault_gfn & ~(mmu->cfg.direct_bits | (mmu->gfn_limit - 1))))
+	if (tdp_fault_gfn_decode(mmu, f->fault_gfn, &gfn, &type))
 		return -EINVAL;
 	if (!(f->prot & TDP_PROT_READ) || (f->prot & ~TDP_PROT_RWX))
 		return -EINVAL;
 	if (f->max_level < TDP_LEVEL_4K || f->max_level > TDP_LEVEL_1G)
 		return -EINVAL;
-	if (f->mmio && mmu->has_mirror && !(f->fault_gfn & mmu->cfg.direct_bits))
+	/* MMIO is shared memory. */
+	if (f->mmio && type != TDP_ROOT_DIRECT)
 		return -EINVAL;
 	return 0;
 }
@@ -346,11 +345,8 @@ static int map_fault(struct tdp_vcpu *vcpu, const struct tdp_fault *f)
 	if (ret)
 		return ret;
 
-	/* The shared bit picks the tree; a plain VM has only the direct. */
-	gfn = f->fault_gfn & ~mmu->cfg.direct_bits;
-	type = mmu->has_mirror && !(f->fault_gfn & mmu->cfg.direct_bits)
-		       ? TDP_ROOT_MIRROR
-		       : TDP_ROOT_DIRECT;
+	/* The shared bit picks the tree (checked above). */
+	tdp_fault_gfn_decode(mmu, f->fault_gfn, &gfn, &type);
 	bits = tdp_root_gfn_bits(mmu, type);
 
 	ret = tdp_vcpu_cache_topup(vcpu);

@@ -36,36 +36,71 @@ void tdp_mmu_set_dead(struct tdp_mmu *mmu, const char *why)
 	tdp_flag_set(&mmu->dead, true);
 }
 
-static void account_leaf(struct tdp_op *op, int level, int delta)
-{
-	TDP_COUNT(&op->ctr, leaves[op->root->type][level], delta);
-}
-
-static void account_table(struct tdp_op *op, int level, int delta)
-{
-	TDP_COUNT(&op->ctr, tables[op->root->type][level], delta);
-}
-
 /*
- * Account a successful change of a present-making write: a new leaf, a
- * new table, a huge leaf split into a table, or a leaf given more rights.
+ * tdp_spte_changed() - account one change of the SPTE of @op's root at
+ * @gfn, @level from @old to @new_spte.  Every change of an entry that
+ * holds a leaf or a table goes through here (as KVM routes its changes
+ * through handle_changed_spte()), so the live counts match the tree by
+ * construction.  FROZEN and MMIO SPTEs count as not present.  The rules:
+ *
+ *  - a leaf going or coming changes the live leaves at @level, a table
+ *    going or coming the live tables at @level - 1;
+ *  - a leaf replaced by a table (split, demote) brings the 512 leaves
+ *    the table was filled with before it was linked;
+ *  - a table replaced by a leaf: on the mirror root the backend merged
+ *    its 512 leaves into the new one (promote, mmu_lock held for write,
+ *    so nothing changed them); on the direct root (recovery) the caller
+ *    tears the table down and each entry is accounted as it is removed;
+ *  - a leaf that goes away without a replacement is a zapped leaf, and
+ *    a dirty direct leaf is reported to the host (@old came from an
+ *    exchange or was read under the write lock: its dirty bit is final);
+ *  - a table that goes away other than by a promote is a zapped table.
+ *
+ * Tearing a removed table down is the caller's (handle_removed_spte()).
  */
-static void account_install(struct tdp_op *op, int level, tdp_spte_t old,
-			    tdp_spte_t new_spte)
+static void tdp_spte_changed(struct tdp_op *op, tdp_gfn_t gfn, int level,
+			     tdp_spte_t old, tdp_spte_t new_spte)
 {
 	const struct tdp_spte_format *fmt = &op->mmu->fmt;
-	bool old_leaf = tdp_spte_is_present(fmt, old) &&
-			tdp_spte_is_leaf(fmt, old, level);
+	int type = op->root->type;
+	bool mirror = type == TDP_ROOT_MIRROR;
+	bool was = tdp_spte_is_present(fmt, old);
+	bool is = tdp_spte_is_present(fmt, new_spte);
+	bool was_leaf = was && tdp_spte_is_leaf(fmt, old, level);
+	bool is_leaf = is && tdp_spte_is_leaf(fmt, new_spte, level);
 
-	if (old_leaf)
-		account_leaf(op, level, -1);
-	/* An MMIO SPTE is not present: neither a leaf nor a table. */
-	if (!tdp_spte_is_present(fmt, new_spte))
-		return;
-	if (tdp_spte_is_leaf(fmt, new_spte, level))
-		account_leaf(op, level, 1);
-	else
-		account_table(op, level - 1, 1);
+	if (was_leaf) {
+		TDP_COUNT(&op->ctr, leaves[type][level], -1);
+	} else if (was) {
+		TDP_COUNT(&op->ctr, tables[type][level - 1], -1);
+		if (is_leaf && mirror)
+			TDP_COUNT(&op->ctr, leaves[type][level - 1],
+				  -TDP_SPTES_PER_TABLE);
+		else
+			TDP_COUNT(&op->ctr, zapped_tables, 1);
+	}
+	if (is_leaf) {
+		TDP_COUNT(&op->ctr, leaves[type][level], 1);
+	} else if (is) {
+		TDP_COUNT(&op->ctr, tables[type][level - 1], 1);
+		if (was_leaf)
+			TDP_COUNT(&op->ctr, leaves[type][level - 1],
+				  TDP_SPTES_PER_TABLE);
+	}
+	if (was_leaf && !is) {
+		const struct tdp_host_ops *host = &op->mmu->cfg.host;
+
+		TDP_COUNT(&op->ctr, zapped_leaves, 1);
+		if ((old & fmt->dirty) && host->mark_dirty && !mirror)
+			host->mark_dirty(host->ctx, gfn, tdp_level_pages(level));
+	}
+}
+
+/* Count a backend call that failed: *@busy for -EBUSY, else *@error. */
+static void count_backend_failure(struct tdp_op *op, int ret, uint64_t *busy,
+				  uint64_t *error)
+{
+	tdp_count(&op->ctr, ret == -EBUSY ? busy : error, 1);
 }
 
 static int mirror_set_spte_atomic(struct tdp_op *op, struct tdp_iter *it,
@@ -91,10 +126,8 @@ static int mirror_set_spte_atomic(struct tdp_op *op, struct tdp_iter *it,
 	if (ret) {
 		/* Unfreeze: the entry and the caller's view are as before. */
 		tdp_spte_write_release(it->sptep, old);
-		if (ret == -EBUSY)
-			TDP_COUNT(&op->ctr, backend_busy, 1);
-		else
-			TDP_COUNT(&op->ctr, backend_errors, 1);
+		count_backend_failure(op, ret, &op->ctr.set->backend_busy,
+				      &op->ctr.set->backend_errors);
 		return ret;
 	}
 	tdp_spte_write_release(it->sptep, new_spte);
@@ -122,41 +155,32 @@ int tdp_set_spte_atomic(struct tdp_op *op, struct tdp_iter *it,
 
 	if (tdp_root_is_mirror(op->root)) {
 		ret = mirror_set_spte_atomic(op, it, new_spte, child);
-	} else {
-		ret = tdp_spte_cmpxchg(it->sptep, &it->old_spte, new_spte) ? 0
-									   : -EBUSY;
-		if (!ret) {
-			tdp_spte_t old = it->old_spte;
-
-			it->old_spte = new_spte;
-			account_install(op, it->level, old, new_spte);
-			return 0;
-		}
-		return ret;
+		if (ret)
+			return ret;
+		tdp_spte_changed(op, it->gfn, it->level, mmu->fmt.nonpresent,
+				 new_spte);
+		return 0;
 	}
-	if (!ret)
-		account_install(op, it->level, mmu->fmt.nonpresent, new_spte);
-	return ret;
+	if (!tdp_spte_cmpxchg(it->sptep, &it->old_spte, new_spte))
+		return -EBUSY;
+	tdp_spte_changed(op, it->gfn, it->level, it->old_spte, new_spte);
+	it->old_spte = new_spte;
+	return 0;
 }
 
-/* Account a present SPTE at @level going away, and tear down its table. */
+/*
+ * A present SPTE at @level went from @old to not present: account it, and
+ * tear down the table it pointed at.
+ */
 static void handle_removed_spte(struct tdp_op *op, tdp_gfn_t gfn, int level,
-				tdp_spte_t old)
+				tdp_spte_t old, tdp_spte_t new_spte,
+				struct tdp_removed_summary *sum)
 {
 	const struct tdp_spte_format *fmt = &op->mmu->fmt;
 
-	if (tdp_spte_is_leaf(fmt, old, level)) {
-		const struct tdp_host_ops *host = &op->mmu->cfg.host;
-
-		account_leaf(op, level, -1);
-		TDP_COUNT(&op->ctr, zapped_leaves, 1);
-		/* @old came from an exchange: the dirty bit is final. */
-		if ((old & fmt->dirty) && host->mark_dirty &&
-		    !tdp_root_is_mirror(op->root))
-			host->mark_dirty(host->ctx, gfn, tdp_level_pages(level));
-		return;
-	}
-	tdp_handle_removed_table(op, tdp_spte_child(op->mmu, old), NULL);
+	tdp_spte_changed(op, gfn, level, old, new_spte);
+	if (!tdp_spte_is_leaf(fmt, old, level))
+		tdp_handle_removed_table(op, tdp_spte_child(op->mmu, old), sum);
 }
 
 /* Remove one present mirror leaf through the backend; false if it failed. */
@@ -213,9 +237,7 @@ int tdp_zap_spte_write_locked(struct tdp_op *op, struct tdp_iter *it)
 		tdp_flush_add(op, it->gfn, tdp_level_pages(it->level));
 	}
 	it->old_spte = fmt->nonpresent;
-	if (!leaf)
-		account_table(op, it->level - 1, -1);
-	handle_removed_spte(op, it->gfn, it->level, old);
+	handle_removed_spte(op, it->gfn, it->level, old, fmt->nonpresent, NULL);
 	return op->err;
 }
 
@@ -251,17 +273,13 @@ static int demote_frozen(struct tdp_op *op, struct tdp_iter *it,
 	if (ret) {
 		tdp_spte_write_release(it->sptep, huge);
 		it->old_spte = huge;
-		if (ret == -EBUSY)
-			TDP_COUNT(&op->ctr, demote_busy, 1);
-		else
-			TDP_COUNT(&op->ctr, demote_errors, 1);
+		count_backend_failure(op, ret, &op->ctr.set->demote_busy,
+				      &op->ctr.set->demote_errors);
 		return ret;
 	}
 	it->old_spte = tdp_spte_make_nonleaf(fmt, tdp_virt_to_pfn(t->spt));
 	tdp_spte_write_release(it->sptep, it->old_spte);
-	account_leaf(op, level, -1);
-	account_table(op, level - 1, 1);
-	account_leaf(op, level - 1, TDP_SPTES_PER_TABLE);
+	tdp_spte_changed(op, it->gfn, level, huge, it->old_spte);
 	TDP_COUNT(&op->ctr, demotes, 1);
 	return 0;
 }
@@ -358,20 +376,16 @@ int tdp_promote_spte_write_locked(struct tdp_op *op, struct tdp_iter *it,
 			       child->ext_table);
 	if (ret) {
 		tdp_spte_write_release(it->sptep, it->old_spte);
-		if (ret == -EBUSY)
-			TDP_COUNT(&op->ctr, promote_busy, 1);
-		else
-			TDP_COUNT(&op->ctr, promote_errors, 1);
+		count_backend_failure(op, ret, &op->ctr.set->promote_busy,
+				      &op->ctr.set->promote_errors);
 		return ret;
 	}
-	it->old_spte = huge;
 	tdp_spte_write_release(it->sptep, huge);
+	tdp_spte_changed(op, it->gfn, level, it->old_spte, huge);
+	it->old_spte = huge;
 	/* The backend merged the leaves: nothing to remove, only freeze. */
 	for (int i = 0; i < TDP_SPTES_PER_TABLE; i++)
 		tdp_spte_write(&child->spt[i], fmt->frozen);
-	account_leaf(op, level - 1, -TDP_SPTES_PER_TABLE);
-	account_table(op, level - 1, -1);
-	account_leaf(op, level, 1);
 	TDP_COUNT(&op->ctr, promotes, 1);
 	tdp_table_free_rcu(child);
 	return 0;
@@ -404,9 +418,7 @@ int tdp_zap_spte_atomic(struct tdp_op *op, struct tdp_iter *it)
 		return -EBUSY;
 	it->old_spte = fmt->nonpresent;
 	tdp_flush_add(op, it->gfn, tdp_level_pages(it->level));
-	if (!tdp_spte_is_leaf(fmt, old, it->level))
-		account_table(op, it->level - 1, -1);
-	handle_removed_spte(op, it->gfn, it->level, old);
+	handle_removed_spte(op, it->gfn, it->level, old, fmt->nonpresent, NULL);
 	return 0;
 }
 
@@ -460,7 +472,6 @@ void tdp_handle_removed_table(struct tdp_op *op, struct tdp_table *t,
 	uint64_t step = tdp_level_pages(t->level);
 
 	TDP_ASSERT(!mirror || !op->shared);
-	TDP_COUNT(&op->ctr, zapped_tables, 1);
 
 	for (int i = 0; i < TDP_SPTES_PER_TABLE; i++) {
 		tdp_gfn_t gfn = t->gfn + (uint64_t)i * step;
@@ -468,19 +479,15 @@ void tdp_handle_removed_table(struct tdp_op *op, struct tdp_table *t,
 
 		if (!tdp_spte_is_present(fmt, old))
 			continue;
-		if (!tdp_spte_is_leaf(fmt, old, t->level)) {
-			/* The summary covers leaves at every depth. */
-			account_table(op, t->level - 1, -1);
-			tdp_handle_removed_table(op, tdp_spte_child(mmu, old), sum);
-			continue;
-		}
-		if (sum) {
+		/* The summary covers leaves at every depth. */
+		if (sum && tdp_spte_is_leaf(fmt, old, t->level)) {
 			sum->any |= old;
 			sum->all &= old;
 		}
-		if (mirror && !mirror_remove_leaf(op, gfn, t->level, old))
+		if (mirror && tdp_spte_is_leaf(fmt, old, t->level) &&
+		    !mirror_remove_leaf(op, gfn, t->level, old))
 			backend_ok = false;
-		handle_removed_spte(op, gfn, t->level, old);
+		handle_removed_spte(op, gfn, t->level, old, fmt->frozen, sum);
 	}
 
 	if (mirror) {

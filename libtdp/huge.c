@@ -60,8 +60,6 @@ static int split_root(struct tdp_op *op, tdp_gfn_t start, tdp_gfn_t end,
 			it.yielded = true;
 			continue;
 		}
-		TDP_COUNT(&op->ctr, leaves[op->root->type][it.level - 1],
-			  TDP_SPTES_PER_TABLE);
 		*spare = NULL;
 	}
 	tdp_flush_issue(op);
@@ -96,8 +94,8 @@ int tdp_split_huge_range(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end,
 			.ctr = { .set = &local, .owner_only = true },
 		};
 
-		ret = split_root(&op, start + mmu->cfg.direct_bits,
-				 end + mmu->cfg.direct_bits, target_level, &spare);
+		ret = split_root(&op, tdp_direct_gfn(mmu, start),
+				 tdp_direct_gfn(mmu, end), target_level, &spare);
 		if (ret) {
 			tdp_root_put(mmu, root);
 			break;
@@ -193,11 +191,8 @@ static int recover_root(struct tdp_op *op, tdp_gfn_t start, tdp_gfn_t end,
 		huge = collapsible_leaf(fmt, child);
 		if (!huge)
 			continue;
-		if (!tdp_spte_cmpxchg(it.sptep, &it.old_spte, huge))
+		if (tdp_set_spte_atomic(op, &it, huge, NULL))
 			continue;
-		it.old_spte = huge;
-		TDP_COUNT(&op->ctr, tables[op->root->type][level - 1], -1);
-		TDP_COUNT(&op->ctr, leaves[op->root->type][level], 1);
 		tdp_handle_removed_table(op, child, &sum);
 		reconcile_huge_leaf(op, &it, &sum);
 		tdp_flush_add(op, it.gfn, tdp_level_pages(level));
@@ -246,7 +241,7 @@ static int promote_private_range(struct tdp_mmu *mmu, tdp_gfn_t start,
 	tdp_mmu_write_lock(mmu);
 	ret = tdp_mmu_usable(mmu);
 	/* Only the valid root: an invalidated one is being zapped. */
-	root = ret ? NULL : tdp_root_next(mmu, NULL, mirror, true);
+	root = ret ? NULL : tdp_root_first(mmu, mirror, true);
 	if (root) {
 		struct tdp_op op = {
 			.mmu = mmu,
@@ -266,7 +261,7 @@ int tdp_promote_private(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end)
 {
 	const uint64_t huge_2m = tdp_level_pages(TDP_LEVEL_2M);
 
-	if (!mmu || start >= end || end > mmu->gfn_limit ||
+	if (!tdp_gfn_range_ok(mmu, start, end) ||
 	    (start & (huge_2m - 1)) || (end & (huge_2m - 1)))
 		return -EINVAL;
 	if (!mmu->has_mirror || !mmu->backend.promote_leaf)
@@ -321,8 +316,8 @@ int tdp_recover_huge_pages(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end,
 		 */
 		tdp_rcu_read_lock();
 		for (int level = TDP_LEVEL_2M; level <= max_level; level++)
-			made += recover_root(&op, start + mmu->cfg.direct_bits,
-					     end + mmu->cfg.direct_bits, level);
+			made += recover_root(&op, tdp_direct_gfn(mmu, start),
+					     tdp_direct_gfn(mmu, end), level);
 		tdp_flush_issue(&op);
 		tdp_rcu_read_unlock();
 	}

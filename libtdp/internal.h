@@ -57,26 +57,10 @@ struct tdp_root {
  * load + store) and read by tdp_mmu_get_stats().  Live counts are signed
  * deltas so a vCPU may remove what another added.
  */
+#define TDP_STATS_SKIP_(name, dims)
+/* The operation-counted entries of struct tdp_stats (see TDP_STATS_FIELDS). */
 struct tdp_counters {
-	uint64_t tables[TDP_NR_ROOT_TYPES][TDP_MAX_LEVEL + 1];
-	uint64_t leaves[TDP_NR_ROOT_TYPES][TDP_MAX_LEVEL + 1];
-	uint64_t faults_fixed;
-	uint64_t faults_spurious;
-	uint64_t faults_retried;
-	uint64_t zapped_leaves;
-	uint64_t zapped_tables;
-	uint64_t flushes_range;
-	uint64_t flushes_all;
-	uint64_t backend_busy;
-	uint64_t backend_errors;
-	uint64_t demotes;
-	uint64_t fault_demotes;
-	uint64_t demote_busy;
-	uint64_t demote_errors;
-	uint64_t promotes;
-	uint64_t promote_busy;
-	uint64_t promote_errors;
-	uint64_t fault_write_locks;
+	TDP_STATS_FIELDS(TDP_STATS_FIELD_, TDP_STATS_SKIP_)
 };
 
 /* Tables a vCPU keeps ready: enough for one walk from root to leaf. */
@@ -247,6 +231,13 @@ static inline tdp_gfn_t tdp_root_gfn_bits(const struct tdp_mmu *mmu, int type)
 	return type == TDP_ROOT_DIRECT ? mmu->cfg.direct_bits : 0;
 }
 
+/* The GFN the direct tree indexes @gfn (an unaliased GFN) at. */
+static inline tdp_gfn_t tdp_direct_gfn(const struct tdp_mmu *mmu,
+				       tdp_gfn_t gfn)
+{
+	return gfn + mmu->cfg.direct_bits;
+}
+
 static inline struct tdp_table *tdp_table_of_page(const void *page)
 {
 	return tdp_table_page_private(page);
@@ -268,6 +259,19 @@ static inline tdp_gfn_t tdp_gfn_round_down(tdp_gfn_t gfn, int level)
 {
 	return gfn & ~(tdp_level_pages(level) - 1);
 }
+
+/* alias.c */
+bool tdp_gfn_range_ok(const struct tdp_mmu *mmu, tdp_gfn_t start,
+		      tdp_gfn_t end);
+bool tdp_alias_ok(enum tdp_alias alias);
+unsigned int tdp_alias_to_root_types(const struct tdp_mmu *mmu,
+				     enum tdp_alias alias);
+int tdp_alias_root_type(const struct tdp_mmu *mmu, enum tdp_alias alias,
+			int *type);
+int tdp_fault_gfn_decode(const struct tdp_mmu *mmu, tdp_gfn_t fault_gfn,
+			 tdp_gfn_t *gfn, int *type);
+int tdp_check_direct_range(const struct tdp_mmu *mmu, tdp_gfn_t start,
+			   tdp_gfn_t end, enum tdp_alias alias);
 
 /* spte.c */
 bool tdp_spte_has_volatile_bits(const struct tdp_spte_format *fmt,
@@ -315,26 +319,37 @@ void tdp_mmu_set_dead(struct tdp_mmu *mmu, const char *why);
 struct tdp_root *tdp_root_next(struct tdp_mmu *mmu, struct tdp_root *prev,
 			       unsigned int types, bool only_valid);
 
+struct tdp_root *tdp_root_first(struct tdp_mmu *mmu, unsigned int types,
+				bool only_valid);
+
 /*
  * tdp_for_each_root() - run the body for every root whose type is in
  * @types (a mask of 1U << TDP_ROOT_*), only valid ones if @only_valid,
  * each with a reference held while the body runs; not at all if @skip
- * (callers pass the error they already have).  Takes roots_mutex briefly
- * per step, so it may run under mmu_lock held either way or without it.
- * A body that leaves with break keeps its reference to @root and must
- * drop it with tdp_root_put().
+ * (callers pass the error they already have).  mmu_lock must be held
+ * (either mode; asserted); roots_mutex is taken briefly per step.  A body
+ * that leaves with break keeps its reference to @root and must drop it
+ * with tdp_root_put().
  */
 #define tdp_for_each_root(mmu, root, types, only_valid, skip)                 \
 	for ((root) = (skip) ? NULL                                           \
-			     : tdp_root_next((mmu), NULL, (types), (only_valid)); \
+			     : tdp_root_first((mmu), (types), (only_valid)); \
 	     (root);                                                          \
+	     (root) = tdp_root_next((mmu), (root), (types), (only_valid)))
+
+/*
+ * The same without mmu_lock, for the one walk that takes it per root (the
+ * zap of invalidated roots, which must not hold it while it waits for a
+ * root's zap).
+ */
+#define tdp_for_each_root_unlocked(mmu, root, types, only_valid)       \
+	for ((root) = tdp_root_next((mmu), NULL, (types), (only_valid)); \
+	     (root);                                                   \
 	     (root) = tdp_root_next((mmu), (root), (types), (only_valid)))
 int tdp_root_create_initial(struct tdp_mmu *mmu, int type);
 int tdp_root_get_valid(struct tdp_mmu *mmu, int type,
 			    struct tdp_root **out);
 void tdp_roots_invalidate_locked(struct tdp_mmu *mmu, unsigned int types);
-unsigned int tdp_alias_to_root_types(const struct tdp_mmu *mmu,
-				     enum tdp_alias alias);
 
 /* zap.c */
 int tdp_zap_root_locked(struct tdp_op *op);
@@ -342,8 +357,6 @@ int tdp_zap_root_locked(struct tdp_op *op);
 /* walk.c */
 typedef int64_t (*tdp_leaf_visit_fn)(struct tdp_op *op, struct tdp_iter *it,
 				     void *arg);
-int tdp_check_direct_range(const struct tdp_mmu *mmu, tdp_gfn_t start,
-			   tdp_gfn_t end, enum tdp_alias alias);
 int64_t tdp_walk_direct_leaves(struct tdp_mmu *mmu, tdp_gfn_t start,
 			       tdp_gfn_t end, enum tdp_alias alias, bool shared,
 			       bool flush_always, tdp_leaf_visit_fn visit,
@@ -351,7 +364,7 @@ int64_t tdp_walk_direct_leaves(struct tdp_mmu *mmu, tdp_gfn_t start,
 bool tdp_spte_update_leaf(struct tdp_iter *it, tdp_spte_t clear,
 			  tdp_spte_t set);
 
-/* mmu.c */
+/* stats.c */
 void tdp_counters_fold(struct tdp_counters *dst, const struct tdp_counters *src);
 
 #endif /* TDP_INTERNAL_H */

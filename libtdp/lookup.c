@@ -10,13 +10,8 @@ int tdp_lookup(struct tdp_mmu *mmu, tdp_gfn_t gfn, enum tdp_alias alias,
 	tdp_gfn_t tree_gfn;
 	int type, lvl, ret;
 
-	if (!mmu || !spte || !level || gfn >= mmu->gfn_limit)
-		return -EINVAL;
-	if (alias == TDP_ALIAS_PRIVATE && mmu->has_mirror)
-		type = TDP_ROOT_MIRROR;
-	else if (alias == TDP_ALIAS_SHARED)
-		type = TDP_ROOT_DIRECT;
-	else
+	if (!spte || !level || !tdp_gfn_range_ok(mmu, gfn, gfn + 1) ||
+	    tdp_alias_root_type(mmu, alias, &type))
 		return -EINVAL;
 	ret = tdp_mmu_usable(mmu);
 	if (ret)

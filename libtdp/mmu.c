@@ -220,65 +220,6 @@ tdp_gfn_t tdp_mmu_direct_bits(const struct tdp_mmu *mmu)
 	return mmu ? mmu->cfg.direct_bits : 0;
 }
 
-/* ---- statistics --------------------------------------------------------- */
-
-static void fold_field(uint64_t *dst, const uint64_t *src)
-{
-	uint64_t v = tdp_atomic64_read(src);
-
-	if (v)
-		tdp_atomic64_add(dst, (int64_t)v);
-}
-
-void tdp_counters_fold(struct tdp_counters *dst, const struct tdp_counters *src)
-{
-	const uint64_t *s = (const uint64_t *)src;
-	uint64_t *d = (uint64_t *)dst;
-
-	for (size_t i = 0; i < sizeof(*src) / sizeof(uint64_t); i++)
-		fold_field(&d[i], &s[i]);
-}
-
-int tdp_mmu_get_stats(const struct tdp_mmu *mmu, struct tdp_stats *out)
-{
-	struct tdp_counters sum = { 0 };
-	struct tdp_mmu *m = (struct tdp_mmu *)mmu;
-
-	if (!mmu || !out)
-		return -EINVAL;
-	tdp_mutex_lock(&m->vcpus_mutex);
-	tdp_counters_fold(&sum, &mmu->ctr);
-	for (const struct tdp_vcpu *v = mmu->vcpus; v; v = v->next)
-		tdp_counters_fold(&sum, &v->ctr);
-	tdp_mutex_unlock(&m->vcpus_mutex);
-
-	memset(out, 0, sizeof(*out));
-	memcpy(out->tables, sum.tables, sizeof(out->tables));
-	memcpy(out->leaves, sum.leaves, sizeof(out->leaves));
-	out->faults_fixed = sum.faults_fixed;
-	out->faults_spurious = sum.faults_spurious;
-	out->faults_retried = sum.faults_retried;
-	out->zapped_leaves = sum.zapped_leaves;
-	out->zapped_tables = sum.zapped_tables;
-	out->flushes_range = sum.flushes_range;
-	out->flushes_all = sum.flushes_all;
-	out->backend_busy = sum.backend_busy;
-	out->backend_errors = sum.backend_errors;
-	out->demotes = sum.demotes;
-	out->fault_demotes = sum.fault_demotes;
-	out->demote_busy = sum.demote_busy;
-	out->demote_errors = sum.demote_errors;
-	out->promotes = sum.promotes;
-	out->promote_busy = sum.promote_busy;
-	out->promote_errors = sum.promote_errors;
-	out->fault_write_locks = sum.fault_write_locks;
-	out->roots_allocated = tdp_atomic64_read(&mmu->roots_allocated);
-	out->roots_freed = tdp_atomic64_read(&mmu->roots_freed);
-	out->pages_in_use = tdp_atomic64_read(&mmu->pages_in_use);
-	out->write_locks = tdp_atomic64_read(&mmu->write_locks);
-	return 0;
-}
-
 /* ---- invalidation sequence --------------------------------------------- */
 
 uint64_t tdp_mmu_seq(const struct tdp_mmu *mmu)
@@ -306,7 +247,7 @@ int tdp_invalidate_begin(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end)
 	struct tdp_inval *iv;
 	int ret;
 
-	if (!mmu || start >= end || end > mmu->gfn_limit)
+	if (!tdp_gfn_range_ok(mmu, start, end))
 		return -EINVAL;
 	/* Allocated before the lock; freed unused on failure. */
 	iv = tdp_zalloc(sizeof(*iv));
@@ -333,7 +274,7 @@ int tdp_invalidate_end(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end)
 	struct tdp_inval *iv = NULL;
 	int ret;
 
-	if (!mmu || start >= end || end > mmu->gfn_limit)
+	if (!tdp_gfn_range_ok(mmu, start, end))
 		return -EINVAL;
 	tdp_mutex_lock(&mmu->inval_mutex);
 	ret = tdp_mmu_usable(mmu);

@@ -1,25 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Roots: allocation or reuse by role, reference counting, invalidation, the
- * zap of invalidated roots (exactly once each), and freeing.
+ * Roots: allocation or reuse by role, reference counting, invalidation and
+ * freeing.  Invalidated roots are zapped by zap.c.
  *
  * Lock order: mmu_lock, then roots_mutex.  A root stays on mmu->roots until
  * its last reference is put; the root and its table are freed after a
  * grace period, so lockless walkers that loaded it finish first.
  */
 #include "iter.h"
-
-unsigned int tdp_alias_to_root_types(const struct tdp_mmu *mmu,
-				     enum tdp_alias alias)
-{
-	unsigned int types = 0;
-
-	if (alias & TDP_ALIAS_SHARED)
-		types |= 1U << TDP_ROOT_DIRECT;
-	if ((alias & TDP_ALIAS_PRIVATE) && mmu->has_mirror)
-		types |= 1U << TDP_ROOT_MIRROR;
-	return types;
-}
 
 static void root_free_rcu_cb(struct rcu_head *head)
 {
@@ -87,6 +75,14 @@ struct tdp_root *tdp_root_next(struct tdp_mmu *mmu, struct tdp_root *prev,
 	if (prev)
 		tdp_root_put(mmu, prev);
 	return r;
+}
+
+/* The first root for tdp_for_each_root(): mmu_lock held, either mode. */
+struct tdp_root *tdp_root_first(struct tdp_mmu *mmu, unsigned int types,
+				bool only_valid)
+{
+	tdp_lockdep_assert_held(&mmu->mmu_lock);
+	return tdp_root_next(mmu, NULL, types, only_valid);
 }
 
 /* Take a reference to the valid root of @type, if any; roots_mutex held. */
@@ -249,7 +245,7 @@ int tdp_mmu_invalidate_roots(struct tdp_mmu *mmu, enum tdp_alias alias)
 {
 	int ret;
 
-	if (!mmu || !alias || (alias & ~TDP_ALIAS_BOTH))
+	if (!mmu || !tdp_alias_ok(alias))
 		return -EINVAL;
 	/* The private tree lives until teardown. */
 	if ((alias & TDP_ALIAS_PRIVATE) && mmu->has_mirror)
@@ -264,93 +260,3 @@ int tdp_mmu_invalidate_roots(struct tdp_mmu *mmu, enum tdp_alias alias)
 	return ret;
 }
 
-/*
- * Zap one invalidated root the caller claimed, with the lock mode the tree
- * allows: the direct root under the read lock with atomic zaps, the mirror
- * root (teardown only) under the write lock.
- */
-static int zap_claimed_root(struct tdp_mmu *mmu, struct tdp_root *root)
-{
-	struct tdp_counters local = { 0 };
-	struct tdp_op op = {
-		.mmu = mmu,
-		.root = root,
-		.shared = !tdp_root_is_mirror(root),
-		.ctr = { .set = &local, .owner_only = true },
-	};
-	int ret;
-
-	if (op.shared)
-		tdp_read_lock(&mmu->mmu_lock);
-	else
-		tdp_mmu_write_lock(mmu);
-	ret = tdp_zap_root_locked(&op);
-	if (op.shared)
-		tdp_read_unlock(&mmu->mmu_lock);
-	else
-		tdp_write_unlock(&mmu->mmu_lock);
-	tdp_counters_fold(&mmu->ctr, &local);
-	return ret;
-}
-
-/*
- * Zap every root scheduled for it that no one claimed yet.  The caller is
- * counted in mmu->root_zappers, so teardown waits for what it claims.
- */
-static int zap_invalidated_roots(struct tdp_mmu *mmu)
-{
-	const unsigned int all = (1U << TDP_NR_ROOT_TYPES) - 1;
-	struct tdp_root *root;
-	int ret;
-
-	tdp_for_each_root(mmu, root, all, false, false) {
-		/* Exactly once: the claim is an atomic exchange. */
-		if (!tdp_atomic_xchg(&root->scheduled_zap, 0))
-			continue;
-		ret = zap_claimed_root(mmu, root);
-		if (ret) {
-			tdp_root_put(mmu, root);
-			return ret;
-		}
-		/* The MMU's reference, kept until now so that range zaps
-		 * still found the root while it was being zapped. */
-		tdp_root_put(mmu, root);
-	}
-	return 0;
-}
-
-/*
- * Count a caller of tdp_mmu_zap_invalidated_roots() in mmu->root_zappers,
- * unless the MMU is dead or torn down.  The check and the count are one
- * step under roots_mutex, which teardown takes after it set torn_down:
- * a caller either sees torn_down or is seen by teardown's wait.
- */
-static int root_zappers_enter(struct tdp_mmu *mmu)
-{
-	int ret;
-
-	tdp_mutex_lock(&mmu->roots_mutex);
-	ret = tdp_mmu_usable(mmu);
-	if (!ret)
-		tdp_atomic_add(&mmu->root_zappers, 1);
-	tdp_mutex_unlock(&mmu->roots_mutex);
-	return ret;
-}
-
-int tdp_mmu_zap_invalidated_roots(struct tdp_mmu *mmu)
-{
-	int ret;
-
-	if (!mmu)
-		return -EINVAL;
-	ret = root_zappers_enter(mmu);
-	if (ret)
-		return ret;
-	ret = zap_invalidated_roots(mmu);
-	/*
-	 * The last access to the MMU: once the count is zero, teardown
-	 * returns and the MMU may be freed.
-	 */
-	tdp_atomic_add(&mmu->root_zappers, -1);
-	return ret;
-}

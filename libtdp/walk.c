@@ -1,25 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Leaf walks of the direct root shared by dirty logging: argument checks,
- * the walk over the valid direct roots with yielding and flushing, and the
- * compare-exchange update of one leaf.
+ * Leaf walks of the direct root shared by dirty logging: the walk over the
+ * valid direct roots with yielding and flushing, and the compare-exchange
+ * update of one leaf.  Their argument checks are in alias.c.
  */
 #include "iter.h"
-
-/*
- * Checks shared by direct-root-only range operations.  The private alias
- * on an MMU with a backend is refused: the mirror does not support them.
- */
-int tdp_check_direct_range(const struct tdp_mmu *mmu, tdp_gfn_t start,
-			   tdp_gfn_t end, enum tdp_alias alias)
-{
-	if (!mmu || start >= end || end > mmu->gfn_limit || !alias ||
-	    (alias & ~TDP_ALIAS_BOTH))
-		return -EINVAL;
-	if ((alias & TDP_ALIAS_PRIVATE) && mmu->has_mirror)
-		return -EOPNOTSUPP;
-	return tdp_mmu_usable(mmu);
-}
 
 /*
  * tdp_spte_update_leaf() - clear then set bits of the present leaf at @it
@@ -62,7 +47,8 @@ int64_t tdp_walk_direct_leaves(struct tdp_mmu *mmu, tdp_gfn_t start,
 	struct tdp_counters local = { 0 };
 	const unsigned int direct = 1U << TDP_ROOT_DIRECT;
 	const struct tdp_spte_format *fmt = &mmu->fmt;
-	tdp_gfn_t bits = mmu->cfg.direct_bits;
+	tdp_gfn_t tree_start = tdp_direct_gfn(mmu, start);
+	tdp_gfn_t tree_end = tdp_direct_gfn(mmu, end);
 	struct tdp_root *root;
 	int64_t total = 0;
 	int ret;
@@ -83,7 +69,7 @@ int64_t tdp_walk_direct_leaves(struct tdp_mmu *mmu, tdp_gfn_t start,
 		struct tdp_iter it;
 
 		tdp_rcu_read_lock();
-		tdp_for_each_spte(it, root->table, fmt, start + bits, end + bits) {
+		tdp_for_each_spte(it, root->table, fmt, tree_start, tree_end) {
 			if (tdp_iter_cond_resched(&op, &it))
 				continue;
 			if (!tdp_spte_is_present(fmt, it.old_spte) ||
@@ -92,7 +78,7 @@ int64_t tdp_walk_direct_leaves(struct tdp_mmu *mmu, tdp_gfn_t start,
 			total += visit(&op, &it, arg);
 		}
 		if (flush_always)
-			tdp_flush_add(&op, start + bits, end - start);
+			tdp_flush_add(&op, tree_start, end - start);
 		tdp_flush_issue(&op);
 		tdp_rcu_read_unlock();
 	}

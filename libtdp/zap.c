@@ -1,14 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Zaps: leaves in a GFN range, whole roots, everything; the alias-targeted
- * helpers; and root selection by alias filter.
+ * helpers; and the zap of invalidated roots, exactly once each.
  */
 #include "iter.h"
-
-static bool range_ok(const struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end)
-{
-	return start < end && end <= mmu->gfn_limit;
-}
 
 /*
  * Demotes of private huge leaves that a range zap covers only partly.
@@ -284,8 +279,7 @@ int tdp_zap_range(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end,
 	struct tdp_table *spare = NULL;
 	int ret;
 
-	if (!mmu || !range_ok(mmu, start, end) || !alias ||
-	    (alias & ~TDP_ALIAS_BOTH))
+	if (!tdp_gfn_range_ok(mmu, start, end) || !tdp_alias_ok(alias))
 		return -EINVAL;
 
 	tdp_mmu_write_lock(mmu);
@@ -346,4 +340,97 @@ int tdp_zap_convert_to_private(struct tdp_mmu *mmu, tdp_gfn_t start,
 			       tdp_gfn_t end)
 {
 	return tdp_zap_range(mmu, start, end, TDP_ALIAS_SHARED);
+}
+
+/* ---- zap of invalidated roots ------------------------------------------ */
+
+/*
+ * Zap one invalidated root the caller claimed, with the lock mode the tree
+ * allows: the direct root under the read lock with atomic zaps, the mirror
+ * root (teardown only) under the write lock.
+ */
+static int zap_claimed_root(struct tdp_mmu *mmu, struct tdp_root *root)
+{
+	struct tdp_counters local = { 0 };
+	struct tdp_op op = {
+		.mmu = mmu,
+		.root = root,
+		.shared = !tdp_root_is_mirror(root),
+		.ctr = { .set = &local, .owner_only = true },
+	};
+	int ret;
+
+	if (op.shared)
+		tdp_read_lock(&mmu->mmu_lock);
+	else
+		tdp_mmu_write_lock(mmu);
+	ret = tdp_zap_root_locked(&op);
+	if (op.shared)
+		tdp_read_unlock(&mmu->mmu_lock);
+	else
+		tdp_write_unlock(&mmu->mmu_lock);
+	tdp_counters_fold(&mmu->ctr, &local);
+	return ret;
+}
+
+/*
+ * Zap every root scheduled for it that no one claimed yet.  The caller is
+ * counted in mmu->root_zappers, so teardown waits for what it claims.
+ */
+static int zap_invalidated_roots(struct tdp_mmu *mmu)
+{
+	const unsigned int all = (1U << TDP_NR_ROOT_TYPES) - 1;
+	struct tdp_root *root;
+	int ret;
+
+	tdp_for_each_root_unlocked(mmu, root, all, false) {
+		/* Exactly once: the claim is an atomic exchange. */
+		if (!tdp_atomic_xchg(&root->scheduled_zap, 0))
+			continue;
+		ret = zap_claimed_root(mmu, root);
+		if (ret) {
+			tdp_root_put(mmu, root);
+			return ret;
+		}
+		/* The MMU's reference, kept until now so that range zaps
+		 * still found the root while it was being zapped. */
+		tdp_root_put(mmu, root);
+	}
+	return 0;
+}
+
+/*
+ * Count a caller of tdp_mmu_zap_invalidated_roots() in mmu->root_zappers,
+ * unless the MMU is dead or torn down.  The check and the count are one
+ * step under roots_mutex, which teardown takes after it set torn_down:
+ * a caller either sees torn_down or is seen by teardown's wait.
+ */
+static int root_zappers_enter(struct tdp_mmu *mmu)
+{
+	int ret;
+
+	tdp_mutex_lock(&mmu->roots_mutex);
+	ret = tdp_mmu_usable(mmu);
+	if (!ret)
+		tdp_atomic_add(&mmu->root_zappers, 1);
+	tdp_mutex_unlock(&mmu->roots_mutex);
+	return ret;
+}
+
+int tdp_mmu_zap_invalidated_roots(struct tdp_mmu *mmu)
+{
+	int ret;
+
+	if (!mmu)
+		return -EINVAL;
+	ret = root_zappers_enter(mmu);
+	if (ret)
+		return ret;
+	ret = zap_invalidated_roots(mmu);
+	/*
+	 * The last access to the MMU: once the count is zero, teardown
+	 * returns and the MMU may be freed.
+	 */
+	tdp_atomic_add(&mmu->root_zappers, -1);
+	return ret;
 }

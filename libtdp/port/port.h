@@ -1,33 +1,45 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The port layer: the only way engine sources reach their environment.
- * Every environment provides the same names:
+ * Every environment provides the same names (exactly those the engine
+ * uses; scripts/port_names.py checks the list against the sources, and
+ * the build compiles a reference to each against both ports):
  *
- *   atomics      tdp_spte_read/_acquire, tdp_spte_write/_release,
- *                tdp_spte_cmpxchg, tdp_spte_xchg, tdp_spte_fetch_and,
- *                tdp_atomic_read/_set/_add/_inc_not_zero/_xchg (int),
- *                tdp_atomic64_read/_read_acquire/_set_release/_add
- *                (uint64_t counters and published values),
- *                tdp_flag_read/_set (bool), tdp_hweight64
- *   mmu_lock     tdp_mmu_lock_t, tdp_mmu_lock_init/_destroy,
- *                tdp_read_lock/_unlock, tdp_write_lock/_unlock,
- *                tdp_mmu_lock_needbreak, tdp_mmu_lock_yield_is_forced,
- *                tdp_port_thread_write_locks,
- *                tdp_lockdep_assert_held_read/_write,
- *                tdp_port_lock_held_read/_write, tdp_cond_resched,
- *                tdp_port_thread_register/_unregister (the lock's view of
- *                a thread), tdp_walk_enter/_exit (a lockless walk: no
- *                mmu_lock may be taken inside)
- *   mutex        tdp_mutex_t, tdp_mutex_init/_destroy/_lock/_unlock
- *   RCU          struct tdp_rcu_head, tdp_rcu_read_lock/_unlock, tdp_call_rcu,
- *                tdp_rcu_barrier, tdp_rcu_thread_register/_unregister,
- *                tdp_rcu_callback_begin/_end, tdp_rcu_dereference,
+ *   atomics      tdp_spte_read, tdp_spte_read_acquire, tdp_spte_write,
+ *                tdp_spte_write_release, tdp_spte_cmpxchg, tdp_spte_xchg;
+ *                tdp_atomic_read, tdp_atomic_set, tdp_atomic_add,
+ *                tdp_atomic_inc_not_zero, tdp_atomic_xchg (int);
+ *                tdp_atomic64_read, tdp_atomic64_read_acquire,
+ *                tdp_atomic64_set, tdp_atomic64_set_release,
+ *                tdp_atomic64_add (uint64_t counters and published
+ *                values); tdp_flag_read, tdp_flag_set (bool);
+ *                tdp_hweight64
+ *   mmu_lock     tdp_mmu_lock_t, tdp_mmu_lock_init, tdp_mmu_lock_destroy,
+ *                tdp_read_lock, tdp_read_unlock, tdp_write_lock,
+ *                tdp_write_unlock, tdp_mmu_lock_needbreak,
+ *                tdp_mmu_lock_yield_is_forced, tdp_port_thread_write_locks,
+ *                tdp_lockdep_assert_held, tdp_lockdep_assert_held_read,
+ *                tdp_lockdep_assert_held_write, tdp_cond_resched,
+ *                tdp_port_thread_register, tdp_port_thread_unregister (the
+ *                lock's view of a thread), tdp_walk_enter, tdp_walk_exit
+ *                (a lockless walk: no mmu_lock may be taken inside)
+ *   mutex        tdp_mutex_t, tdp_mutex_init, tdp_mutex_destroy,
+ *                tdp_mutex_lock, tdp_mutex_unlock
+ *   RCU          struct tdp_rcu_head, tdp_rcu_head_container,
+ *                tdp_rcu_read_lock, tdp_rcu_read_unlock, tdp_call_rcu,
+ *                tdp_rcu_barrier, tdp_rcu_thread_register,
+ *                tdp_rcu_thread_unregister, tdp_rcu_callback_begin,
+ *                tdp_rcu_callback_end, tdp_rcu_dereference,
  *                tdp_rcu_assign_pointer
- *   memory       tdp_zalloc, tdp_free, tdp_table_page_alloc/_free,
- *                tdp_table_page_private/_set_private, tdp_virt_to_pfn,
- *                tdp_pfn_to_virt, tdp_ext_page_alloc/_free,
- *                tdp_port_fail_alloc_after (tests: fail a later allocation)
- *   logging      tdp_log_err, tdp_log_warn, TDP_WARN_ON, TDP_ASSERT
+ *   memory       tdp_zalloc, tdp_free, tdp_table_page_alloc,
+ *                tdp_table_page_free, tdp_table_page_private,
+ *                tdp_table_page_set_private, tdp_virt_to_pfn,
+ *                tdp_pfn_to_virt, tdp_ext_page_alloc, tdp_ext_page_free
+ *   logging      tdp_log_err, TDP_WARN_ON, TDP_ASSERT, TDP_LIKELY
+ *
+ * The ports also give the tests what they need beyond that
+ * (tdp_port_fail_alloc_after, tdp_spte_fetch_and, tdp_log_warn, ...); an
+ * embedder's port need not.
  *
  * Two ports live here: port/kernel.h (with kernel.c), the Linux kernel's
  * primitives, used under __KERNEL__ (kernel/ builds it into libtdp.ko);
