@@ -82,12 +82,20 @@ struct tdp_fault {
 	tdp_gfn_t fault_gfn;
 	/* Host frame to map.  Ignored for MMIO. */
 	tdp_pfn_t pfn;
-	/* Mask of enum tdp_prot; must include TDP_PROT_READ. */
+	/*
+	 * Mask of enum tdp_prot; must include TDP_PROT_READ.  Honoured on
+	 * the shared alias only: a private leaf is always installed with
+	 * TDP_PROT_RWX (the backend's set_leaf takes no permissions), so a
+	 * private fault on a present leaf is TDP_FAULT_SPURIOUS whatever it
+	 * asks for.
+	 */
 	unsigned int prot;
 	/*
 	 * Largest mapping level allowed (TDP_LEVEL_4K, _2M or _1G); the
-	 * leaf is installed at this level when GFN and PFN are aligned and
-	 * no smaller mapping exists below, otherwise lower.
+	 * leaf is installed at the largest level up to this one at which
+	 * GFN and PFN are congruent (equal modulo the level's page count;
+	 * neither needs to be aligned itself) and no smaller mapping
+	 * exists below, otherwise lower.
 	 */
 	int max_level;
 	/* Value of tdp_mmu_seq() read before the PFN was resolved. */
@@ -100,17 +108,26 @@ struct tdp_fault {
  * tdp_map() - handle a fault: walk the tree the alias selects, install
  * missing tables and the leaf with compare-exchange (through the freeze
  * protocol and the private backend for the mirror root).  A huge leaf
- * above a smaller mapping is split on the way down.
+ * above the level the fault may map at is split on the way down (a
+ * private one only with a backend that demotes in faults), even when it
+ * already allows the access: the fault then returns TDP_FAULT_SPURIOUS
+ * with the leaf split.
  * Lock: takes mmu_lock for read; tops up the cache before.
  * Returns enum tdp_fault_result (>= 0), or: -EINVAL (NULL, GFN beyond the
- * address width, bad prot or max_level, MMIO on the private alias);
+ * address width, bad prot or max_level, MMIO on the private alias, a
+ * present leaf that maps the GFN to another PFN (zap it first), MMIO
+ * over a present leaf);
  * -ENOMEM (cache top-up failed, nothing changed); -EIO (dead);
  * -ESHUTDOWN; a hard error of the backend's link_table/set_leaf, with the
  * mirror exactly as before.
- * TDP_FAULT_RETRY is returned when an invalidation overlapping the GFN is
- * in progress, the sequence moved, the vCPU's root was invalidated, the
- * walk met a frozen SPTE, a compare-exchange lost a race, or the backend
- * reported -EBUSY.
+ * TDP_FAULT_RETRY is returned when the sequence moved, the vCPU's root
+ * was invalidated, the walk met a frozen SPTE, a compare-exchange lost a
+ * race, or the backend reported -EBUSY; and while any invalidation runs
+ * whose span could touch the mapping: the engine keeps one span covering
+ * all running invalidations (from the lowest start to the highest end),
+ * and a fault retries when the range of the leaf it would install (the
+ * whole huge page for a huge leaf) overlaps that span, even when the GFN
+ * itself lies between two running ranges and neither covers it.
  */
 TDP_API int tdp_map(struct tdp_vcpu *vcpu, const struct tdp_fault *fault);
 
