@@ -29,6 +29,8 @@ void tdp_flush_issue(struct tdp_op *op)
 	struct tdp_flush *fl = &op->flush;
 	const struct tdp_host_ops *host = &op->mmu->cfg.host;
 
+	/* Unlinked tables wait for this flush: tdp_flush_and_reclaim(). */
+	TDP_ASSERT(!op->unlinked);
 	if (fl->all) {
 		host->flush_all(host->ctx);
 		TDP_COUNT(&op->ctr, flushes_all, 1);

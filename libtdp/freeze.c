@@ -37,11 +37,12 @@ void tdp_mmu_set_dead(struct tdp_mmu *mmu, const char *why)
 }
 
 /*
- * tdp_spte_changed() - account one change of the SPTE of @op's root at
- * @gfn, @level from @old to @new_spte.  Every change of an entry that
- * holds a leaf or a table goes through here (as KVM routes its changes
- * through handle_changed_spte()), so the live counts match the tree by
- * construction.  FROZEN and MMIO SPTEs count as not present.  The rules:
+ * spte_changed_n() - account a change of @n entries in a row of one table
+ * of @op's root, the first at @gfn, @level, each from what @old is to
+ * what @new_spte is (KVM's handle_changed_spte()).  Every change of an
+ * entry that holds a leaf or a table is accounted here, so the live
+ * counts match the tree by construction.  FROZEN and MMIO SPTEs count as
+ * not present.  The rules:
  *
  *  - a leaf going or coming changes the live leaves at @level, a table
  *    going or coming the live tables at @level - 1;
@@ -53,13 +54,15 @@ void tdp_mmu_set_dead(struct tdp_mmu *mmu, const char *why)
  *    tears the table down and each entry is accounted as it is removed;
  *  - a leaf that goes away without a replacement is a zapped leaf, and
  *    a dirty direct leaf is reported to the host (@old came from an
- *    exchange or was read under the write lock: its dirty bit is final);
+ *    exchange, was read under the write lock, or was read after the
+ *    flush that ended hardware's access: its dirty bit is final);
  *  - a table that goes away other than by a promote is a zapped table.
  *
- * Tearing a removed table down is the caller's (handle_removed_spte()).
+ * Tearing a removed table down is the caller's (handle_removed_spte(),
+ * reclaim_unlinked()).
  */
-static void tdp_spte_changed(struct tdp_op *op, tdp_gfn_t gfn, int level,
-			     tdp_spte_t old, tdp_spte_t new_spte)
+static void spte_changed_n(struct tdp_op *op, tdp_gfn_t gfn, int level,
+			   tdp_spte_t old, tdp_spte_t new_spte, int64_t n)
 {
 	const struct tdp_spte_format *fmt = &op->mmu->fmt;
 	int type = op->root->type;
@@ -70,30 +73,38 @@ static void tdp_spte_changed(struct tdp_op *op, tdp_gfn_t gfn, int level,
 	bool is_leaf = is && tdp_spte_is_leaf(fmt, new_spte, level);
 
 	if (was_leaf) {
-		TDP_COUNT(&op->ctr, leaves[type][level], -1);
+		TDP_COUNT(&op->ctr, leaves[type][level], -n);
 	} else if (was) {
-		TDP_COUNT(&op->ctr, tables[type][level - 1], -1);
+		TDP_COUNT(&op->ctr, tables[type][level - 1], -n);
 		if (is_leaf && mirror)
 			TDP_COUNT(&op->ctr, leaves[type][level - 1],
-				  -TDP_SPTES_PER_TABLE);
+				  -n * TDP_SPTES_PER_TABLE);
 		else
-			TDP_COUNT(&op->ctr, zapped_tables, 1);
+			TDP_COUNT(&op->ctr, zapped_tables, n);
 	}
 	if (is_leaf) {
-		TDP_COUNT(&op->ctr, leaves[type][level], 1);
+		TDP_COUNT(&op->ctr, leaves[type][level], n);
 	} else if (is) {
-		TDP_COUNT(&op->ctr, tables[type][level - 1], 1);
+		TDP_COUNT(&op->ctr, tables[type][level - 1], n);
 		if (was_leaf)
 			TDP_COUNT(&op->ctr, leaves[type][level - 1],
-				  TDP_SPTES_PER_TABLE);
+				  n * TDP_SPTES_PER_TABLE);
 	}
 	if (was_leaf && !is) {
 		const struct tdp_host_ops *host = &op->mmu->cfg.host;
 
-		TDP_COUNT(&op->ctr, zapped_leaves, 1);
+		TDP_COUNT(&op->ctr, zapped_leaves, n);
 		if ((old & fmt->dirty) && host->mark_dirty && !mirror)
-			host->mark_dirty(host->ctx, gfn, tdp_level_pages(level));
+			host->mark_dirty(host->ctx, gfn,
+					 (uint64_t)n * tdp_level_pages(level));
 	}
+}
+
+/* One entry's change: see spte_changed_n(). */
+static void tdp_spte_changed(struct tdp_op *op, tdp_gfn_t gfn, int level,
+			     tdp_spte_t old, tdp_spte_t new_spte)
+{
+	spte_changed_n(op, gfn, level, old, new_spte, 1);
 }
 
 /* Count a backend call that failed: *@busy for -EBUSY, else *@error. */
@@ -420,6 +431,94 @@ int tdp_zap_spte_atomic(struct tdp_op *op, struct tdp_iter *it)
 	tdp_flush_add(op, it->gfn, tdp_level_pages(it->level));
 	handle_removed_spte(op, it->gfn, it->level, old, fmt->nonpresent, NULL);
 	return 0;
+}
+
+/*
+ * tdp_unlink_table_write_locked() - unlink the present direct table entry
+ * at @it, whose whole span a range zap covers, with one exchange, add its
+ * span to the pending flush and queue the table on op->unlinked.  Its
+ * entries are read only after that flush (tdp_flush_and_reclaim()): until
+ * then a CPU may still walk the table and set accessed and dirty bits in
+ * it, afterwards none can, so one pass with plain loads and stores sees
+ * every dirty bit.  mmu_lock held for write.
+ */
+void tdp_unlink_table_write_locked(struct tdp_op *op, struct tdp_iter *it)
+{
+	struct tdp_mmu *mmu = op->mmu;
+	const struct tdp_spte_format *fmt = &mmu->fmt;
+	struct tdp_table *t = tdp_spte_child(mmu, it->old_spte);
+
+	tdp_lockdep_assert_held_write(&mmu->mmu_lock);
+	TDP_ASSERT(!tdp_root_is_mirror(op->root));
+	TDP_ASSERT(tdp_spte_is_present(fmt, it->old_spte) &&
+		   !tdp_spte_is_leaf(fmt, it->old_spte, it->level));
+
+	tdp_spte_xchg(it->sptep, fmt->nonpresent);
+	tdp_flush_add(op, it->gfn, tdp_level_pages(it->level));
+	tdp_spte_changed(op, it->gfn, it->level, it->old_spte, fmt->nonpresent);
+	it->old_spte = fmt->nonpresent;
+	t->next = op->unlinked;
+	op->unlinked = t;
+}
+
+/*
+ * Tear down direct table @t, unlinked and flushed: each entry is read and
+ * frozen with plain loads and stores, for walkers still inside (lockless
+ * ones: tdp_lookup() reads, tdp_fast_fix() may compare-exchange a leaf,
+ * which then fails or is lost with the table; no CPU sets A/D bits after
+ * the flush).  Clean leaves are accounted as one run, dirty ones one by
+ * one (each reported); child tables are torn down first.  The table is
+ * freed after a grace period.
+ */
+static void reclaim_unlinked(struct tdp_op *op, struct tdp_table *t)
+{
+	struct tdp_mmu *mmu = op->mmu;
+	const struct tdp_spte_format *fmt = &mmu->fmt;
+	uint64_t step = tdp_level_pages(t->level);
+	tdp_spte_t clean = 0;
+	int64_t nr_clean = 0;
+
+	for (int i = 0; i < TDP_SPTES_PER_TABLE; i++) {
+		tdp_spte_t old = tdp_spte_read(&t->spt[i]);
+		tdp_gfn_t gfn = t->gfn + (uint64_t)i * step;
+
+		tdp_spte_write(&t->spt[i], fmt->frozen);
+		if (!tdp_spte_is_present(fmt, old))
+			continue;
+		if (!tdp_spte_is_leaf(fmt, old, t->level)) {
+			tdp_spte_changed(op, gfn, t->level, old, fmt->frozen);
+			reclaim_unlinked(op, tdp_spte_child(mmu, old));
+		} else if (old & fmt->dirty) {
+			tdp_spte_changed(op, gfn, t->level, old, fmt->frozen);
+		} else {
+			clean = old;
+			nr_clean++;
+		}
+	}
+	if (nr_clean)
+		spte_changed_n(op, t->gfn, t->level, clean, fmt->frozen, nr_clean);
+	tdp_table_free_rcu(t);
+}
+
+/*
+ * tdp_flush_and_reclaim() - issue @op's pending flush, then tear down the
+ * tables the operation unlinked (tdp_unlink_table_write_locked()).  Every
+ * walk that may unlink calls this instead of tdp_flush_issue() before it
+ * drops mmu_lock or ends.
+ */
+void tdp_flush_and_reclaim(struct tdp_op *op)
+{
+	struct tdp_table *list = op->unlinked;
+
+	op->unlinked = NULL;
+	tdp_flush_issue(op);
+	while (list) {
+		struct tdp_table *t = list;
+
+		list = t->next;
+		t->next = NULL;
+		reclaim_unlinked(op, t);
+	}
 }
 
 /*

@@ -27,7 +27,9 @@ struct tdp_table {
 	int level;     /* level of the table's entries; immutable while linked */
 	int root_type; /* enum tdp_root_type; immutable while linked */
 	struct tdp_rcu_head rcu;
-	struct tdp_table *next; /* vCPU cache link; owned by the vCPU */
+	/* vCPU cache link, owned by the vCPU; or, for a table a range zap
+	 * unlinked, the link of tdp_op.unlinked, owned by that operation. */
+	struct tdp_table *next;
 };
 
 /* One running invalidation, between begin and end. */
@@ -192,6 +194,12 @@ struct tdp_op {
 	bool shared; /* mmu_lock held for read */
 	struct tdp_ctr_ref ctr;
 	struct tdp_flush flush;
+	/*
+	 * Direct tables this operation unlinked whole (a range zap that
+	 * covered them) and will tear down once the flush of their span is
+	 * issued: tdp_flush_and_reclaim().
+	 */
+	struct tdp_table *unlinked;
 	int err; /* first fatal error (-EIO) met by the walk */
 };
 
@@ -306,6 +314,8 @@ int tdp_demote_spte_atomic(struct tdp_op *op, struct tdp_iter *it,
 int tdp_promote_spte_write_locked(struct tdp_op *op, struct tdp_iter *it,
 				  tdp_spte_t huge);
 int tdp_zap_spte_atomic(struct tdp_op *op, struct tdp_iter *it);
+void tdp_unlink_table_write_locked(struct tdp_op *op, struct tdp_iter *it);
+void tdp_flush_and_reclaim(struct tdp_op *op);
 /* What the present entries of a removed table held (see freeze.c). */
 struct tdp_removed_summary {
 	tdp_spte_t any; /* OR; start at 0 */

@@ -104,7 +104,7 @@ bool tdp_iter_yield(struct tdp_op *op, struct tdp_iter *it)
 	struct tdp_mmu *mmu = op->mmu;
 	bool forced = tdp_mmu_lock_yield_is_forced(&mmu->mmu_lock, op->shared);
 
-	tdp_flush_issue(op);
+	tdp_flush_and_reclaim(op);
 	tdp_rcu_read_unlock();
 	if (op->shared) {
 		tdp_read_unlock(&mmu->mmu_lock);

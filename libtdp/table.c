@@ -88,7 +88,8 @@ static void table_free_rcu_cb(struct rcu_head *head)
 /*
  * tdp_table_free_rcu() - free an unlinked table after a grace period, so
  * that walkers still inside it finish first (the entries are frozen, one
- * by one, after the unlink: a walker sees the old value or FROZEN).
+ * by one, after the unlink or after the flush that follows it: a walker
+ * sees the old value or FROZEN).
  */
 void tdp_table_free_rcu(struct tdp_table *t)
 {

@@ -35,7 +35,7 @@ static void zap_relock(struct tdp_op *op, struct tdp_iter *it,
 {
 	struct tdp_mmu *mmu = op->mmu;
 
-	tdp_flush_issue(op);
+	tdp_flush_and_reclaim(op);
 	tdp_rcu_read_unlock();
 	tdp_write_unlock(&mmu->mmu_lock);
 	if (alloc)
@@ -112,17 +112,22 @@ static int demote_range_end(struct tdp_op *op, tdp_gfn_t gfn,
 
 /*
  * Zap the leaves of op->root translating tree GFNs [start, end).
- * mmu_lock held for write.  On a mirror root whose backend demotes, a
- * huge leaf covered only partly is demoted first and only its covered
- * leaves are zapped (the ends were demoted before the walk; one met here
- * was mapped while the walk yielded).  Returns 0, -EIO (dead), or
- * demote_partial_leaf()'s error.
+ * mmu_lock held for write.  On the direct root a table whose whole span
+ * lies in the range is unlinked with one exchange and emptied after the
+ * flush (tdp_unlink_table_write_locked()); the mirror root removes leaf
+ * by leaf through the backend, children before parents, and keeps its
+ * tables.  On a mirror root whose backend demotes, a huge leaf covered
+ * only partly is demoted first and only its covered leaves are zapped
+ * (the ends were demoted before the walk; one met here was mapped while
+ * the walk yielded).  Returns 0, -EIO (dead), or demote_partial_leaf()'s
+ * error.
  */
 static int zap_leafs_locked(struct tdp_op *op, tdp_gfn_t start, tdp_gfn_t end,
 			    struct zap_demote *zd)
 {
 	const struct tdp_spte_format *fmt = &op->mmu->fmt;
 	bool demotes = zap_demotes(op);
+	bool unlinks = !tdp_root_is_mirror(op->root);
 	struct tdp_iter it;
 	int ret = 0;
 
@@ -131,9 +136,14 @@ static int zap_leafs_locked(struct tdp_op *op, tdp_gfn_t start, tdp_gfn_t end,
 	tdp_for_each_spte(it, op->root->table, fmt, start, end) {
 		if (tdp_iter_cond_resched(op, &it))
 			continue;
-		if (!tdp_spte_is_present(fmt, it.old_spte) ||
-		    !tdp_spte_is_leaf(fmt, it.old_spte, it.level))
+		if (!tdp_spte_is_present(fmt, it.old_spte))
 			continue;
+		if (!tdp_spte_is_leaf(fmt, it.old_spte, it.level)) {
+			if (unlinks && it.gfn >= start &&
+			    it.gfn + tdp_level_pages(it.level) <= end)
+				tdp_unlink_table_write_locked(op, &it);
+			continue;
+		}
 		if (demotes && it.level > TDP_LEVEL_4K &&
 		    leaf_partly_covered(&it, zd)) {
 			ret = demote_partial_leaf(op, &it, zd);
@@ -146,7 +156,7 @@ static int zap_leafs_locked(struct tdp_op *op, tdp_gfn_t start, tdp_gfn_t end,
 		if (ret)
 			break;
 	}
-	tdp_flush_issue(op);
+	tdp_flush_and_reclaim(op);
 	tdp_rcu_read_unlock();
 	return ret;
 }

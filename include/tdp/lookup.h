@@ -30,8 +30,11 @@ TDP_API int tdp_lookup(struct tdp_mmu *mmu, tdp_gfn_t gfn, enum tdp_alias alias,
  * runs outside the library, the way hardware walks them (a simulated CPU,
  * a debugger).  Tables stay allocated once unlinked, until every such
  * walk that could have reached them ended; their entries are frozen one
- * by one right after the unlink (a walk inside may still read an entry
- * that translates as before, never one that another thread installs).
+ * by one after the unlink (right after it, or, for a table a range zap
+ * unlinked whole, after the TLB flush that follows it, as hardware may
+ * set accessed/dirty bits until then).  A walk inside may still read an
+ * entry that translates as before, never one that another thread
+ * installs.
  * The calling thread must be registered (else it aborts).  Walks may
  * nest.  No other libtdp function may be called inside one except
  * tdp_pfn_to_table(): a call that takes mmu_lock aborts with a message,

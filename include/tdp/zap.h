@@ -32,16 +32,21 @@ extern "C" {
 
 /*
  * tdp_zap_range() - zap the leaf SPTEs mapping [start, end) in the roots
- * @alias selects.  Page tables stay (they are freed by root zaps and
- * teardown).  A direct (shared) huge leaf that overlaps the range only
- * partly is zapped whole.  A private huge leaf that overlaps it only
+ * @alias selects.  In the direct tree a page table whose whole span lies
+ * in the range is unlinked with one exchange and freed after a grace
+ * period, with everything below it (counted in stats.zapped_tables); its
+ * entries are read, and dirty ones reported through host.mark_dirty, only
+ * after the TLB flush of the range, when no CPU can set a dirty bit in
+ * them any more.  Tables the range covers only partly stay, and so do
+ * private tables (they are freed by root zaps and teardown).  A direct
+ * (shared) huge leaf that overlaps the range only partly is zapped whole.  A private huge leaf that overlaps it only
  * partly is first demoted through the backend's demote_leaf (a new table
  * of 512 leaves one level down, same frames), then only its covered
  * leaves are removed; the private huge leaves at the two ends of the range
  * are demoted before anything is zapped.  Without demote_leaf a private
- * huge leaf is zapped whole too.  Present leaves are cleared with an
- * atomic exchange, so an accessed/dirty bit set by hardware until the
- * flush is never lost.
+ * huge leaf is zapped whole too.  Other present direct leaves are cleared
+ * with an atomic exchange, so an accessed/dirty bit set by hardware until
+ * the flush is never lost.
  * Lock: takes mmu_lock for write; yields when contended, after progress,
  * flushing first, restarting from the root at the first unfinished GFN;
  * also drops it to allocate the table of a demote and after a busy

@@ -216,7 +216,23 @@ static uint64_t model_clear(struct model *m)
 	return leaves;
 }
 
-/* Zap [start, end) in the reference; returns the leaves zapped. */
+/* Forget the slots of @span GFNs that lie in [start, end) whole. */
+static void drop_covered_slots(tdp_gfn_t *slots, int *nr, uint64_t span,
+			       tdp_gfn_t start, tdp_gfn_t end)
+{
+	int kept = 0;
+
+	for (int i = 0; i < *nr; i++)
+		if (slots[i] * span < start || (slots[i] + 1) * span > end)
+			slots[kept++] = slots[i];
+	*nr = kept;
+}
+
+/*
+ * Zap [start, end) in the reference; returns the leaves zapped.  A range
+ * zap unlinks every table whose whole span lies in the range, with all
+ * below it; tables it covers only partly stay.
+ */
 static uint64_t model_zap(struct model *m, tdp_gfn_t start, tdp_gfn_t end)
 {
 	uint64_t leaves = 0;
@@ -244,6 +260,12 @@ static uint64_t model_zap(struct model *m, tdp_gfn_t start, tdp_gfn_t end)
 			}
 		}
 	}
+	for (int r = 0; r < NR_REGIONS; r++)
+		if (region_base[r] >= start && region_base[r] + TH_PAGES_2M <= end)
+			m->region[r].table = false;
+	drop_covered_slots(m->l2_slots, &m->nr_l2, TH_PAGES_1G, start, end);
+	drop_covered_slots(m->l3_slots, &m->nr_l3, 512 * TH_PAGES_1G, start,
+			   end);
 	return leaves;
 }
 

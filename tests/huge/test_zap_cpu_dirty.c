@@ -1,0 +1,239 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * A range zap against a CPU that keeps writing through the page tables it
+ * cached until the host's TLB flush, as hardware does: a paging-structure
+ * cache holds the leaf tables, and every write to a clean writable leaf
+ * sets its dirty bit with an atomic update until the flush shoots the
+ * caches down.  A zap that covers whole tables unlinks them and reads
+ * their entries only after that flush; every dirty bit the CPU set, even
+ * after the unlink, must reach host.mark_dirty, exactly once, and no GFN
+ * the CPU did not dirty may be reported.
+ *
+ * The flush callback is the shootdown: it waits until the CPU dropped its
+ * cached tables.  The CPU walks with tdp_walk_begin()/tdp_pfn_to_table()
+ * (the public interface for walks outside the library), so the tables it
+ * cached stay allocated while it uses them.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <pthread.h>
+#include <sched.h>
+
+#include "helpers.h"
+
+#define NR_TABLES 8
+#define NR_PAGES (NR_TABLES * HH_PAGES_2M)
+#define BASE (3 * HH_PAGES_1G + 4 * HH_PAGES_2M) /* 2 MiB aligned */
+#define ROUNDS 200
+
+struct cpu {
+	struct tdp_mmu *mmu;
+	tdp_spte_t write_bits; /* accessed | dirty */
+	tdp_spte_t writable;
+	/* The shootdown: raised by the flush, acknowledged by the CPU. */
+	int shootdown, acked, started;
+	/* Set once the zap began: writes after it count as racing. */
+	int zapping;
+	uint64_t writes; /* atomic: the main thread waits for some */
+	uint64_t racing; /* CPU thread only until it is joined */
+	uint8_t dirtied[NR_PAGES]; /* written by the CPU thread only */
+	/* mark_dirty calls per GFN: written under mmu_lock by the zap. */
+	uint8_t marked[NR_PAGES];
+	uint64_t stray_marks, flushes;
+};
+
+static void cpu_shootdown(struct cpu *c)
+{
+	__atomic_add_fetch(&c->flushes, 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&c->shootdown, 1, __ATOMIC_RELEASE);
+	while (!__atomic_load_n(&c->acked, __ATOMIC_ACQUIRE))
+		sched_yield();
+}
+
+static void flush_range(void *ctx, tdp_gfn_t gfn, uint64_t nr)
+{
+	(void)gfn, (void)nr;
+	cpu_shootdown(ctx);
+}
+
+static void flush_all(void *ctx)
+{
+	cpu_shootdown(ctx);
+}
+
+static void mark_dirty(void *ctx, tdp_gfn_t gfn, uint64_t nr)
+{
+	struct cpu *c = ctx;
+
+	for (tdp_gfn_t g = gfn; g < gfn + nr; g++) {
+		if (g < BASE || g >= BASE + NR_PAGES)
+			c->stray_marks++;
+		else
+			c->marked[g - BASE]++;
+	}
+}
+
+/* The leaf table that maps @gfn, found by walking from the root. */
+static tdp_spte_t *walk_to_leaf_table(struct cpu *c, tdp_pfn_t root_pfn,
+				      int level, tdp_gfn_t gfn)
+{
+	const struct tdp_spte_format *fmt = tdp_mmu_format(c->mmu);
+	const tdp_spte_t *t = tdp_pfn_to_table(root_pfn);
+
+	for (; level > TDP_LEVEL_4K; level--) {
+		tdp_spte_t s = __atomic_load_n(
+			&t[(gfn >> ((level - 1) * 9)) & 511], __ATOMIC_ACQUIRE);
+
+		if (!tdp_spte_is_present(fmt, s) ||
+		    tdp_spte_is_leaf(fmt, s, level))
+			return NULL;
+		t = tdp_pfn_to_table(tdp_spte_pfn(fmt, s));
+	}
+	return (tdp_spte_t *)t;
+}
+
+struct cpu_arg {
+	struct cpu *c;
+	tdp_pfn_t root_pfn;
+	int root_level;
+	uint64_t seed;
+};
+
+static void *cpu_main(void *p)
+{
+	struct cpu_arg *a = p;
+	struct cpu *c = a->c;
+	tdp_spte_t *cache[NR_TABLES];
+	uint64_t rng = a->seed;
+
+	tdp_thread_register();
+	tdp_walk_begin();
+	for (int t = 0; t < NR_TABLES; t++) {
+		cache[t] = walk_to_leaf_table(c, a->root_pfn, a->root_level,
+					      BASE + (uint64_t)t * HH_PAGES_2M);
+		HH_CHECK(cache[t], "table %d not mapped before the zap", t);
+	}
+	__atomic_store_n(&c->started, 1, __ATOMIC_RELEASE);
+	while (!__atomic_load_n(&c->shootdown, __ATOMIC_ACQUIRE)) {
+		uint64_t i = hh_rand_below(&rng, NR_PAGES);
+		tdp_spte_t *sptep = &cache[i / HH_PAGES_2M][i % HH_PAGES_2M];
+		tdp_spte_t old = __atomic_load_n(sptep, __ATOMIC_ACQUIRE);
+		bool zapping = __atomic_load_n(&c->zapping, __ATOMIC_ACQUIRE);
+
+		/* A write through a translation the cache still holds. */
+		if (!tdp_spte_is_present(tdp_mmu_format(c->mmu), old) ||
+		    !(old & c->writable) || (old & c->write_bits) == c->write_bits)
+			continue;
+		if (__atomic_compare_exchange_n(sptep, &old, old | c->write_bits,
+						false, __ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE)) {
+			c->dirtied[i] = 1;
+			__atomic_add_fetch(&c->writes, 1, __ATOMIC_RELAXED);
+			c->racing += zapping;
+		}
+	}
+	tdp_walk_end();
+	tdp_thread_unregister();
+	__atomic_store_n(&c->acked, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void one_round(struct cpu *c, uint64_t seed, uint64_t *racing)
+{
+	struct tdp_mmu_config cfg = {
+		.root_level = 4,
+		.host = {
+			.flush_range = flush_range,
+			.flush_all = flush_all,
+			.mark_dirty = mark_dirty,
+			.ctx = c,
+		},
+	};
+	struct cpu_arg a = { .c = c, .seed = seed };
+	struct tdp_stats st;
+	struct tdp_vcpu *vcpu;
+	pthread_t thread;
+
+	memset(c, 0, sizeof(*c));
+	assert_int_equal(tdp_mmu_create(&cfg, &c->mmu), 0);
+	assert_int_equal(tdp_vcpu_create(c->mmu, &vcpu), 0);
+	c->writable = tdp_mmu_format(c->mmu)->writable;
+	c->write_bits = tdp_mmu_format(c->mmu)->accessed |
+			tdp_mmu_format(c->mmu)->dirty;
+	for (uint64_t i = 0; i < NR_PAGES; i++)
+		assert_int_equal(hh_map(vcpu, BASE + i, 0x100000 + BASE + i,
+					HH_PROT_RW, TDP_LEVEL_4K),
+				 TDP_FAULT_FIXED);
+	/* Faults map clean leaves: only the CPU's writes make them dirty. */
+	for (uint64_t i = 0; i < NR_PAGES; i++)
+		assert_false(hh_lookup(c->mmu, BASE + i).spte &
+			     tdp_mmu_format(c->mmu)->dirty);
+	assert_int_equal(tdp_vcpu_load_root(vcpu, TDP_ALIAS_SHARED, &a.root_pfn,
+					    &a.root_level),
+			 0);
+
+	assert_int_equal(pthread_create(&thread, NULL, cpu_main, &a), 0);
+	while (!__atomic_load_n(&c->started, __ATOMIC_ACQUIRE) ||
+	       __atomic_load_n(&c->writes, __ATOMIC_RELAXED) < NR_PAGES / 8)
+		sched_yield();
+	__atomic_store_n(&c->zapping, 1, __ATOMIC_RELEASE);
+	assert_int_equal(tdp_zap_range(c->mmu, BASE, BASE + NR_PAGES,
+				       TDP_ALIAS_SHARED),
+			 0);
+	pthread_join(thread, NULL);
+
+	assert_true(c->flushes >= 1);
+	assert_int_equal(c->stray_marks, 0);
+	for (uint64_t i = 0; i < NR_PAGES; i++) {
+		if (c->marked[i] != c->dirtied[i])
+			fail_msg("gfn %#llx: the CPU %s it, mark_dirty reported "
+				 "it %u times",
+				 (unsigned long long)(BASE + i),
+				 c->dirtied[i] ? "dirtied" : "did not dirty",
+				 c->marked[i]);
+	}
+	/* The zap covered the leaf tables whole: it unlinked them. */
+	assert_int_equal(tdp_mmu_get_stats(c->mmu, &st), 0);
+	assert_int_equal(st.zapped_tables, NR_TABLES);
+	assert_int_equal(st.zapped_leaves, NR_PAGES);
+	assert_int_equal(st.leaves[TDP_ROOT_DIRECT][TDP_LEVEL_4K], 0);
+	*racing += c->racing;
+
+	tdp_vcpu_destroy(vcpu);
+	assert_int_equal(tdp_mmu_teardown(c->mmu), 0);
+	tdp_mmu_destroy(c->mmu);
+}
+
+static void test_zap_sees_every_dirty_bit(void **state)
+{
+	static struct cpu c;
+	uint64_t racing = 0;
+	int rounds = hh_quick() ? ROUNDS / 4 : ROUNDS;
+
+	(void)state;
+	for (int r = 0; r < rounds; r++)
+		one_round(&c, 0x5eed0000ULL + (uint64_t)r, &racing);
+	print_message("%d rounds: %llu dirty bits set while the zap ran\n",
+		      rounds, (unsigned long long)racing);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_zap_sees_every_dirty_bit),
+	};
+
+	int ret;
+
+	hh_apply_test_filter();
+	tdp_thread_register();
+	ret = cmocka_run_group_tests(tests, NULL, NULL);
+	tdp_thread_unregister();
+	return ret;
+}
