@@ -610,29 +610,37 @@ static unsigned int alias_types(const struct model *m, unsigned int alias)
 	return types;
 }
 
+static void zap_everything(struct model *m, struct m_table *t);
+
+/* Entry @i of @t goes with everything below it, counted. */
+static void zap_entry(struct model *m, struct m_table *t, int i)
+{
+	if (t->kind[i] == M_LEAF) {
+		m->ctr.zapped_leaves++;
+	} else if (t->kind[i] == M_TABLE) {
+		zap_everything(m, t->child[i]);
+		m->ctr.zapped_tables++;
+		table_free(t->child[i]);
+		t->child[i] = NULL;
+	}
+	t->kind[i] = M_NONE;
+	t->val[i] = 0;
+	t->changed = true;
+}
+
 /* Everything below table @t goes: leaves and tables, counted. */
 static void zap_everything(struct model *m, struct m_table *t)
 {
 	t->changed = true;
-	for (int i = 0; i < NPTE; i++) {
-		if (t->kind[i] == M_LEAF) {
-			m->ctr.zapped_leaves++;
-		} else if (t->kind[i] == M_TABLE) {
-			zap_everything(m, t->child[i]);
-			m->ctr.zapped_tables++;
-			table_free(t->child[i]);
-			t->child[i] = NULL;
-		}
-		t->kind[i] = M_NONE;
-		t->val[i] = 0;
-	}
+	for (int i = 0; i < NPTE; i++)
+		zap_entry(m, t, i);
 }
 
 /*
  * Zap the present leaves of table @t (entries at @level, first GFN
  * @base) that overlap [start, end).  Mirror tables stay; a direct table
- * whose whole span lies in the range is unlinked, with all below it.  False when a mirror
- * removal failed (the MMU is dead and the zap stops).
+ * whose whole span lies in the range is unlinked, with all below it.
+ * False when a mirror removal failed (the MMU is dead and the zap stops).
  */
 static bool zap_leaves(struct model *m, int type, struct m_table *t, int level,
 		       tdp_gfn_t base, tdp_gfn_t start, tdp_gfn_t end)
@@ -644,13 +652,7 @@ static bool zap_leaves(struct model *m, int type, struct m_table *t, int level,
 			continue;
 		if (t->kind[i] == M_TABLE && type == TDP_ROOT_DIRECT &&
 		    g >= start && g + pages(level) <= end) {
-			zap_everything(m, t->child[i]);
-			m->ctr.zapped_tables++;
-			table_free(t->child[i]);
-			t->child[i] = NULL;
-			t->kind[i] = M_NONE;
-			t->val[i] = 0;
-			t->changed = true;
+			zap_entry(m, t, i);
 		} else if (t->kind[i] == M_TABLE) {
 			if (!zap_leaves(m, type, t->child[i], level - 1, g,
 					start, end))
