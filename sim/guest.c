@@ -217,7 +217,7 @@ static int accept_page(struct sim_vcpu *v, tdp_gfn_t gfn, int level)
 		tdx_status_t st;
 		int ret;
 
-		if (sim_stopping(s) || !sim_vcpu_enter(v))
+		if (sim_stop_requested(&s->run) || !sim_vcpu_enter(v))
 			return -ESHUTDOWN;
 		st = tdx_page_accept(s->module, v->id, gfn, level, &err);
 		switch (tdx_status_class(st)) {
@@ -451,7 +451,7 @@ static bool access_locked(struct sim_vcpu *v, tdp_gfn_t gfn, bool private,
 		enum sim_access_result res;
 		int ret;
 
-		if (sim_stopping(s) || !sim_vcpu_enter(v))
+		if (sim_stop_requested(&s->run) || !sim_vcpu_enter(v))
 			return false;
 		res = sim_vcpu_access(v, gpa_gfn, acc);
 		if (res == SIM_ACCESS_OK)

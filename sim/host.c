@@ -355,7 +355,7 @@ int sim_host_fault(struct sim *s, struct tdp_vcpu *ctx, int vcpu,
 			      " failed: %d", private ? "private" : "shared",
 			      pfn, max_level, ret);
 		if (ret == -EIO || ret == -ESHUTDOWN)
-			sim_request_stop(s);
+			sim_stop_request(&s->run);
 	}
 	return ret;
 }
@@ -369,7 +369,7 @@ static bool engine_ok(struct sim *s, int ret, const char *what, tdp_gfn_t gfn)
 	sim_violation(&s->report, SIM_V_ENGINE_ERROR, 0, gfn, SIM_NO_VCPU,
 		      "%s failed: %d", what, ret);
 	if (ret == -EIO || ret == -ESHUTDOWN)
-		sim_request_stop(s);
+		sim_stop_request(&s->run);
 	return false;
 }
 
@@ -505,7 +505,7 @@ void sim_host_recover(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 void sim_host_prefault(struct sim *s, tdp_gfn_t gfn, uint64_t n, int level)
 {
 	sim_count(&s->stats, SIM_C_EVENT_PREFAULT, 1);
-	for (tdp_gfn_t g = gfn; g < gfn + n && !sim_stopping(s); g++) {
+	for (tdp_gfn_t g = gfn; g < gfn + n && !sim_stop_requested(&s->run); g++) {
 		for (int tries = 0; tries < PREFAULT_MAX_TRIES; tries++) {
 			int ret = sim_host_fault(s, s->host.ctx, SIM_NO_VCPU,
 						 g, true, level);

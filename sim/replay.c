@@ -434,7 +434,7 @@ static bool queue_push(struct sim_replay *r, struct replay_queue *q,
 		if (ck_ring_enqueue_spsc(&q->ring, q->slot,
 					 (void *)(uintptr_t)gfn))
 			return true;
-		if (sim_stopping(r->s))
+		if (sim_stop_requested(&r->s->run))
 			return false;
 		nap(FEEDER_WAIT_NS);
 	}
@@ -478,7 +478,7 @@ static void *feeder_main(void *arg)
 		r->failed = true;
 		goto out;
 	}
-	while (read < t->addresses && !sim_stopping(r->s)) {
+	while (read < t->addresses && !sim_stop_requested(&r->s->run)) {
 		tdp_gfn_t gfn;
 		bool replayed;
 
@@ -510,7 +510,7 @@ static void *feeder_main(void *arg)
 out:
 	close_queues(r);
 	if (r->failed)
-		sim_request_stop(r->s);
+		sim_stop_request(&r->s->run);
 	return NULL;
 }
 

@@ -15,24 +15,6 @@
 #include <time.h>
 #include <unistd.h>
 
-double sim_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-void sim_request_stop(struct sim *s)
-{
-	__atomic_store_n(&s->stop, true, __ATOMIC_RELEASE);
-}
-
-bool sim_stopping(const struct sim *s)
-{
-	return __atomic_load_n(&s->stop, __ATOMIC_ACQUIRE);
-}
-
 void sim_config_default(struct sim_config *cfg)
 {
 	*cfg = (struct sim_config){
@@ -109,8 +91,7 @@ int sim_create(const struct sim_config *cfg, struct sim **out)
 	s->nr_gfns = s->layout.nr_pages;
 	s->nr_regions = s->layout.nr_regions;
 	sim_report_init(&s->report, cfg->print_limit);
-	pthread_mutex_init(&s->run_lock, NULL);
-	pthread_cond_init(&s->run_cond, NULL);
+	sim_run_state_init(&s->run);
 	sim_rng_seed(&s->main_rng, cfg->seed, 0);
 	sim_rng_seed(&s->event_rng, cfg->seed, 2);
 	sim_rng_current = &s->main_rng;
@@ -172,20 +153,6 @@ err:
 
 /* ---- threads ------------------------------------------------------------- */
 
-/* A safe point of a worker: no guest mode, no lock held. */
-static void pause_point(struct sim *s)
-{
-	if (!__atomic_load_n(&s->pause, __ATOMIC_ACQUIRE))
-		return;
-	pthread_mutex_lock(&s->run_lock);
-	s->paused++;
-	pthread_cond_broadcast(&s->run_cond);
-	while (__atomic_load_n(&s->pause, __ATOMIC_ACQUIRE) && !sim_stopping(s))
-		pthread_cond_wait(&s->run_cond, &s->run_lock);
-	s->paused--;
-	pthread_mutex_unlock(&s->run_lock);
-}
-
 /*
  * A vCPU's pause point: when a pause is requested, leave guest mode and
  * wait at pause_point().  Returns true if a pause was requested.
@@ -194,19 +161,11 @@ static bool vcpu_pause_point(struct sim_vcpu *v)
 {
 	struct sim *s = v->sim;
 
-	if (!__atomic_load_n(&s->pause, __ATOMIC_ACQUIRE))
+	if (!sim_pause_requested(&s->run))
 		return false;
 	sim_vcpu_exit(v);
-	pause_point(s);
+	sim_pause_point(&s->run);
 	return true;
-}
-
-static void worker_done(struct sim *s)
-{
-	pthread_mutex_lock(&s->run_lock);
-	s->running--;
-	pthread_cond_broadcast(&s->run_cond);
-	pthread_mutex_unlock(&s->run_lock);
 }
 
 static void *vcpu_main(void *arg)
@@ -216,7 +175,7 @@ static void *vcpu_main(void *arg)
 
 	tdp_thread_register();
 	sim_vcpu_attach(v);
-	while (!sim_stopping(s)) {
+	while (!sim_stop_requested(&s->run)) {
 		if (vcpu_pause_point(v))
 			continue;
 		if (sim_vcpu_should_exit(v))
@@ -226,7 +185,7 @@ static void *vcpu_main(void *arg)
 		sim_guest_step(v);
 	}
 	sim_vcpu_exit(v);
-	worker_done(s);
+	sim_worker_done(&s->run);
 	tdp_thread_unregister();
 	return NULL;
 }
@@ -243,7 +202,7 @@ static void *replay_vcpu_main(void *arg)
 
 	tdp_thread_register();
 	sim_vcpu_attach(v);
-	while (!sim_stopping(s)) {
+	while (!sim_stop_requested(&s->run)) {
 		tdp_gfn_t gfn;
 		enum sim_replay_next next;
 
@@ -264,7 +223,7 @@ static void *replay_vcpu_main(void *arg)
 		sim_replay_access(v, gfn);
 	}
 	sim_vcpu_exit(v);
-	worker_done(s);
+	sim_worker_done(&s->run);
 	tdp_thread_unregister();
 	return NULL;
 }
@@ -285,7 +244,7 @@ static void run_host_event(struct sim *s, struct sim_rng *rng)
 		sim_host_unmap_shared(s, gfn, n);
 	} else if (kind < 60) {
 		/* A recovery pass over all guest memory, region by region. */
-		for (uint64_t r = 0; r < s->nr_regions && !sim_stopping(s); r++)
+		for (uint64_t r = 0; r < s->nr_regions && !sim_stop_requested(&s->run); r++)
 			sim_host_recover(s, sim_layout_region_gfn(&s->layout, r),
 					 SIM_REGION_PAGES);
 	} else if (kind < 85) {
@@ -314,10 +273,10 @@ static void *event_main(void *arg)
 	tdp_thread_register();
 	sim_rng_current = &s->event_rng;
 	next = sim_now();
-	while (!sim_stopping(s)) {
+	while (!sim_stop_requested(&s->run)) {
 		double now;
 
-		pause_point(s);
+		sim_pause_point(&s->run);
 		now = sim_now();
 		if (now < next) {
 			double wait = next - now;
@@ -333,27 +292,9 @@ static void *event_main(void *arg)
 			next = now;
 		run_host_event(s, &s->event_rng);
 	}
-	worker_done(s);
+	sim_worker_done(&s->run);
 	tdp_thread_unregister();
 	return NULL;
-}
-
-/* Stop every worker at a safe point.  Returns with them all paused. */
-static void pause_workers(struct sim *s)
-{
-	pthread_mutex_lock(&s->run_lock);
-	__atomic_store_n(&s->pause, true, __ATOMIC_RELEASE);
-	while (s->paused < s->running)
-		pthread_cond_wait(&s->run_cond, &s->run_lock);
-	pthread_mutex_unlock(&s->run_lock);
-}
-
-static void resume_workers(struct sim *s)
-{
-	pthread_mutex_lock(&s->run_lock);
-	__atomic_store_n(&s->pause, false, __ATOMIC_RELEASE);
-	pthread_cond_broadcast(&s->run_cond);
-	pthread_mutex_unlock(&s->run_lock);
 }
 
 static void print_progress(struct sim *s, bool final)
@@ -388,27 +329,6 @@ static void print_progress(struct sim *s, bool final)
 	fflush(stderr);
 }
 
-/*
- * Wait up to @seconds, or until every worker thread has finished (a
- * replay ran out of trace).  Returns true in the latter case.
- */
-static bool wait_workers(struct sim *s, double seconds)
-{
-	struct timespec ts;
-	bool done;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_nsec += (long)(seconds * 1e9);
-	ts.tv_sec += ts.tv_nsec / 1000000000L;
-	ts.tv_nsec %= 1000000000L;
-	pthread_mutex_lock(&s->run_lock);
-	if (s->running)
-		pthread_cond_timedwait(&s->run_cond, &s->run_lock, &ts);
-	done = s->running == 0;
-	pthread_mutex_unlock(&s->run_lock);
-	return done;
-}
-
 /* The page tables at the end of the workload, for the summary. */
 static void snapshot_tables(struct sim *s)
 {
@@ -427,9 +347,7 @@ uint64_t sim_run_workload(struct sim *s)
 	s->start_time = sim_now();
 	/* A replay lasts as long as the trace. */
 	deadline = s->replay ? INFINITY : s->start_time + s->cfg.duration;
-	pthread_mutex_lock(&s->run_lock);
-	s->running = s->vcpus.nr + (s->cfg.event_rate > 0);
-	pthread_mutex_unlock(&s->run_lock);
+	sim_workers_set_running(&s->run, s->vcpus.nr + (s->cfg.event_rate > 0));
 	for (unsigned int i = 0; i < s->vcpus.nr; i++) {
 		if (pthread_create(&s->vcpus.v[i].thread, NULL, vcpu_fn,
 				   &s->vcpus.v[i]))
@@ -439,21 +357,19 @@ uint64_t sim_run_workload(struct sim *s)
 	if (s->cfg.event_rate > 0 &&
 	    !pthread_create(&s->event_thread, NULL, event_main, s))
 		s->event_thread_started = true;
-	pthread_mutex_lock(&s->run_lock);
-	s->running = started + s->event_thread_started;
-	pthread_mutex_unlock(&s->run_lock);
+	sim_workers_set_running(&s->run, started + s->event_thread_started);
 	if (started < s->vcpus.nr ||
 	    (s->replay && sim_replay_start(s->replay)))
-		sim_request_stop(s);
+		sim_stop_request(&s->run);
 
 	next_progress = s->start_time + 1.0;
 	next_check = s->cfg.check_interval > 0
 			     ? s->start_time + s->cfg.check_interval
 			     : INFINITY;
-	while (!sim_stopping(s) && sim_now() < deadline) {
+	while (!sim_stop_requested(&s->run) && sim_now() < deadline) {
 		double now;
 
-		if (wait_workers(s, 0.01))
+		if (sim_wait_workers(&s->run, 0.01))
 			break;
 		now = sim_now();
 		if (s->cfg.progress && now >= next_progress) {
@@ -461,14 +377,14 @@ uint64_t sim_run_workload(struct sim *s)
 			next_progress += 1.0;
 		}
 		if (now >= next_check && now + 0.2 < deadline) {
-			pause_workers(s);
+			sim_pause_workers(&s->run);
 			sim_check_quiesced(s);
-			resume_workers(s);
+			sim_resume_workers(&s->run);
 			next_check = sim_now() + s->cfg.check_interval;
 		}
 	}
-	sim_request_stop(s);
-	resume_workers(s);
+	sim_stop_request(&s->run);
+	sim_resume_workers(&s->run);
 	for (unsigned int i = 0; i < started; i++)
 		pthread_join(s->vcpus.v[i].thread, NULL);
 	if (s->event_thread_started)
@@ -801,7 +717,7 @@ void sim_finish(struct sim *s)
 	if (s->finished || !s->mmu)
 		return;
 	s->finished = true;
-	sim_request_stop(s);
+	sim_stop_request(&s->run);
 	sim_count(&s->stats, SIM_C_EVENT_TEARDOWN, 1);
 	for (unsigned int i = 0; i < s->vcpus.nr; i++)
 		sim_vcpu_exit(&s->vcpus.v[i]);
@@ -837,8 +753,7 @@ void sim_destroy(struct sim *s)
 	tdp_mmu_destroy(s->mmu);
 	tdx_module_destroy(s->module);
 	host_mem_destroy(&s->mem);
-	pthread_mutex_destroy(&s->run_lock);
-	pthread_cond_destroy(&s->run_cond);
+	sim_run_state_destroy(&s->run);
 	sim_report_destroy(&s->report);
 	if (sim_rng_current == &s->main_rng)
 		sim_rng_current = NULL;

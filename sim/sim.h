@@ -41,6 +41,7 @@
 #include "replay.h"
 #include "report.h"
 #include "rng.h"
+#include "run_state.h"
 #include "stats.h"
 #include "tdx_module.h"
 #include "vcpu.h"
@@ -116,13 +117,8 @@ struct sim {
 	struct sim_rng main_rng;
 	struct sim_rng event_rng;
 
-	/* Run control: stop and pause are atomics. */
-	bool stop;
-	bool pause;
-	pthread_mutex_t run_lock; /* protects paused, running; run_cond */
-	pthread_cond_t run_cond;
-	unsigned int paused;      /* workers waiting at a pause point */
-	unsigned int running;     /* worker threads not yet finished */
+	/* Stop flag, pauses and running workers (run_state.h). */
+	struct sim_run_state run;
 	pthread_t event_thread;
 	bool event_thread_started;
 	double start_time;        /* owner thread only, as below */
@@ -183,11 +179,5 @@ uint64_t sim_check_quiesced(struct sim *s);
 /* Summary table on @f, and the same numbers as JSON to @path. */
 void sim_print_summary(struct sim *s, FILE *f);
 int sim_write_json(struct sim *s, const char *path);
-
-/* Stop the run early (a fatal condition, such as a dead MMU). */
-void sim_request_stop(struct sim *s);
-bool sim_stopping(const struct sim *s);
-
-double sim_now(void);
 
 #endif /* SIM_SIM_H */
