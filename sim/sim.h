@@ -15,6 +15,7 @@
  *   layout.h      guest memory as 2 MiB regions at any GFN
  *   trace.c       streaming reader of page-touch traces
  *   replay.c      a trace as the guest's workload, and its final check
+ *   run_state.c   the stop flag, pause points, running workers
  *   scenario.c    lifetime, threads, quiesce checks
  *   summary.c     summary table and JSON
  *
