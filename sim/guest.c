@@ -70,7 +70,7 @@ static void boot_layout_random(struct sim *s, uint32_t private_ppm)
 
 /*
  * The boot layout of a trace replay: each region private or shared by
- * the alias rule of replay.h; huge (accepted whole) with huge pages on.
+ * the alias rule of trace_scan.h; huge (accepted whole) with huge pages on.
  */
 static void boot_layout_trace(struct sim *s, uint32_t private_ppm)
 {

@@ -12,7 +12,7 @@
  * Memory is handled in 2 MiB regions.  Half of them (chosen by the seed)
  * are "huge" regions the guest converts and accepts whole, the rest
  * convert in runs of 1..16 pages and accept 4 KiB at a time.  A guest
- * that replays a trace (replay.h) instead has one alias per region,
+ * that replays a trace (trace_replay.h) instead has one alias per region,
  * never converts, and accepts its private memory where it touches it: a
  * page at a time, or with huge pages on the whole region.  ACCEPT
  * always tries 2 MiB first where the range allows it and falls back to

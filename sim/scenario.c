@@ -191,7 +191,7 @@ static void *vcpu_main(void *arg)
 }
 
 /*
- * A vCPU that replays its share of a trace (replay.h), then finishes.
+ * A vCPU that replays its share of a trace (trace_replay.h), then finishes.
  * Waiting for the feeder happens outside guest mode, and each wait is
  * short, so a pause request is seen within milliseconds.
  */

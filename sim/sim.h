@@ -14,7 +14,8 @@
  *   guest.c       the guest: page states, ACCEPT, conversions, accesses
  *   layout.h      guest memory as 2 MiB regions at any GFN
  *   trace.c       streaming reader of page-touch traces
- *   replay.c      a trace as the guest's workload, and its final check
+ *   trace_scan.c  a trace scanned and placed in guest memory, the alias rule
+ *   trace_replay.c  a scanned trace as the guest's workload, its final check
  *   run_state.c   the stop flag, pause points, running workers
  *   scenario.c    lifetime, threads, quiesce checks
  *   summary.c     summary table and JSON
@@ -39,17 +40,14 @@
 #include "host.h"
 #include "host_mem.h"
 #include "layout.h"
-#include "replay.h"
 #include "report.h"
 #include "rng.h"
 #include "run_state.h"
 #include "stats.h"
 #include "tdx_module.h"
+#include "trace_replay.h"
 #include "vcpu.h"
 
-/* The shared bit of a 4-level TD: GPA bit 47, GFN bit 35. */
-#define SIM_SHARED_BIT ((tdp_gfn_t)1 << 35)
-#define SIM_ROOT_LEVEL 4
 #define SIM_MAX_VCPUS 64
 
 struct sim_config {
@@ -69,7 +67,7 @@ struct sim_config {
 	double check_interval;  /* seconds between quiesce checks; 0: none */
 	bool progress;          /* progress line on stderr */
 	/*
-	 * Trace replay (replay.h): the guest's memory is the regions the
+	 * Trace replay (trace_replay.h): the guest's memory is the regions the
 	 * trace touches and its workload is the trace, split across the
 	 * vCPUs; the run ends when the trace does.  guest_bytes,
 	 * convert_pct, event_rate and duration are not used (conversions
