@@ -6,7 +6,8 @@
  * in its own file:
  *
  *   host_mem.c    host physical memory, TDX-usable ranges, page tags
- *   tdx_module.c  Secure EPT, PAMT, epochs, SEAMCALLs and ACCEPT
+ *   tdx_*.c       the TDX module: statuses, S-EPT, the TD, SEAMCALLs,
+ *                 vCPU entry and ACCEPT (see tdx_module.h)
  *   backend.c     struct tdp_private_backend on top of the module
  *   host.c        the VMM: memory attributes, backing, fault handling,
  *                 MapGPA, host events, TLB shootdown callbacks
@@ -45,6 +46,8 @@
 #include "run_state.h"
 #include "stats.h"
 #include "tdx_module.h"
+#include "tdx_seamcall.h"
+#include "tdx_vp.h"
 #include "trace_replay.h"
 #include "vcpu.h"
 
