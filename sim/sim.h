@@ -2,8 +2,8 @@
 /*
  * The simulator as one object: simulated host memory, the simulated TDX
  * module plugged into libtdp as its private backend, the host (VMM) that
- * embeds libtdp, simulated vCPUs and a simulated guest.  Each part lives
- * in its own file:
+ * embeds libtdp, simulated vCPUs and a simulated guest, created, torn
+ * down and destroyed by sim.c.  Each part lives in its own file:
  *
  *   host_mem.c    host physical memory, TDX-usable ranges, page tags
  *   tdx_*.c       the TDX module: statuses, S-EPT, the TD, SEAMCALLs,
@@ -18,13 +18,15 @@
  *   trace_scan.c  a trace scanned and placed in guest memory, the alias rule
  *   trace_replay.c  a scanned trace as the guest's workload, its final check
  *   run_state.c   the stop flag, pause points, running workers
- *   scenario.c    lifetime, threads, quiesce checks
+ *   scenario.c    the workload on threads, or step by step
+ *   consistency.c the checks with every thread stopped: quiesce points,
+ *                 after TD teardown
  *   summary.c     summary table and JSON
  *
  * Lock order (outer first): guest region lock, guest GFN stripe lock,
  * host backing lock, mmu_lock (inside libtdp), vCPU state lock, vCPU TLB
  * lock.  A vCPU in guest mode never blocks on anything but a TLB lock.
- * A replay queue's lock is taken with no other lock held.
+ * The replay queues (trace_replay.c) take no lock.
  */
 #ifndef SIM_SIM_H
 #define SIM_SIM_H
@@ -150,21 +152,6 @@ struct sim {
 int sim_create(const struct sim_config *cfg, struct sim **out);
 
 /*
- * sim_run() - run the workload and tear down: sim_run_workload(), then
- * sim_finish().  Returns the number of violations.
- */
-uint64_t sim_run(struct sim *s);
-
-/*
- * sim_run_workload() - run the workload and stop with everything still
- * mapped: vCPU threads and a host-event thread for cfg.duration seconds,
- * or the vCPUs replaying cfg.trace until it ends, with quiesce checks;
- * then the final quiesce check (and, for a trace, sim_replay_check()).
- * Returns the number of violations so far.
- */
-uint64_t sim_run_workload(struct sim *s);
-
-/*
  * sim_finish() - TD teardown and the final checks: vCPU contexts are
  * destroyed, the engine tears the MMU down (every private leaf and table
  * removed through the module), backing is released, the module reclaims
@@ -174,12 +161,5 @@ void sim_finish(struct sim *s);
 
 /* Free everything (calls sim_finish() if needed). */
 void sim_destroy(struct sim *s);
-
-/* Full consistency check with every thread quiesced; returns violations. */
-uint64_t sim_check_quiesced(struct sim *s);
-
-/* Summary table on @f, and the same numbers as JSON to @path. */
-void sim_print_summary(struct sim *s, FILE *f);
-int sim_write_json(struct sim *s, const char *path);
 
 #endif /* SIM_SIM_H */

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
-#include "sim.h"
+#include "summary.h"
 
 /* Generic sections, in print order; "faults" has its own table.  The
  * "replay" section is printed for a trace replay only. */

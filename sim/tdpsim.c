@@ -11,7 +11,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "sim.h"
+#include "scenario.h"
+#include "summary.h"
 
 static void usage(FILE *f, const char *prog)
 {

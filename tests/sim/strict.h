@@ -7,6 +7,7 @@
 #ifndef SIM_TEST_STRICT_H
 #define SIM_TEST_STRICT_H
 
+#include "consistency.h"
 #include "scenario.h"
 
 /* What a test's wrappers need: the originals and a little state. */
