@@ -33,6 +33,42 @@ static bool vcpu_pause_point(struct sim_vcpu *v)
 	return true;
 }
 
+/*
+ * What a vCPU thread does next, outside guest mode: nothing to wait for
+ * in the random scenario; in a replay the next access of its share of
+ * the trace (trace_replay.h), which may not be queued yet.  Waiting for
+ * the feeder happens outside guest mode, and each wait is short, so a
+ * pause request is seen within milliseconds.
+ */
+enum vcpu_turn {
+	VCPU_TURN_RUN,   /* enter guest mode and run one step */
+	VCPU_TURN_AGAIN, /* nothing yet: look for a pause or a stop first */
+	VCPU_TURN_DONE,  /* the vCPU's share of a trace is replayed */
+};
+
+static enum vcpu_turn vcpu_next_turn(struct sim_vcpu *v, tdp_gfn_t *gfn)
+{
+	struct sim *s = v->sim;
+
+	if (!s->replay)
+		return VCPU_TURN_RUN;
+	switch (sim_replay_next(s->replay, v->id, gfn)) {
+	case SIM_REPLAY_GOT:
+		return VCPU_TURN_RUN;
+	case SIM_REPLAY_WAIT:
+		sim_vcpu_exit(v);
+		sim_replay_wait(s->replay, v->id);
+		return VCPU_TURN_AGAIN;
+	case SIM_REPLAY_DONE:
+		break;
+	}
+	return VCPU_TURN_DONE;
+}
+
+/*
+ * A vCPU thread: the random guest's steps until the run stops, or its
+ * share of a trace until it is replayed.
+ */
 static void *vcpu_main(void *arg)
 {
 	struct sim_vcpu *v = arg;
@@ -41,51 +77,24 @@ static void *vcpu_main(void *arg)
 	tdp_thread_register();
 	sim_vcpu_attach(v);
 	while (!sim_stop_requested(&s->run)) {
+		tdp_gfn_t gfn = 0;
+		enum vcpu_turn turn;
+
 		if (vcpu_pause_point(v))
+			continue;
+		turn = vcpu_next_turn(v, &gfn);
+		if (turn == VCPU_TURN_DONE)
+			break;
+		if (turn == VCPU_TURN_AGAIN)
 			continue;
 		if (sim_vcpu_should_exit(v))
 			sim_vcpu_exit(v);
 		if (!sim_vcpu_enter(v))
 			break;
-		sim_guest_step(v);
-	}
-	sim_vcpu_exit(v);
-	sim_worker_done(&s->run);
-	tdp_thread_unregister();
-	return NULL;
-}
-
-/*
- * A vCPU that replays its share of a trace (trace_replay.h), then finishes.
- * Waiting for the feeder happens outside guest mode, and each wait is
- * short, so a pause request is seen within milliseconds.
- */
-static void *replay_vcpu_main(void *arg)
-{
-	struct sim_vcpu *v = arg;
-	struct sim *s = v->sim;
-
-	tdp_thread_register();
-	sim_vcpu_attach(v);
-	while (!sim_stop_requested(&s->run)) {
-		tdp_gfn_t gfn;
-		enum sim_replay_next next;
-
-		if (vcpu_pause_point(v))
-			continue;
-		next = sim_replay_next(s->replay, v->id, &gfn);
-		if (next == SIM_REPLAY_DONE)
-			break;
-		if (next == SIM_REPLAY_WAIT) {
-			sim_vcpu_exit(v);
-			sim_replay_wait(s->replay, v->id);
-			continue;
-		}
-		if (sim_vcpu_should_exit(v))
-			sim_vcpu_exit(v);
-		if (!sim_vcpu_enter(v))
-			break;
-		sim_replay_access(v, gfn);
+		if (s->replay)
+			sim_replay_access(v, gfn);
+		else
+			sim_guest_step(v);
 	}
 	sim_vcpu_exit(v);
 	sim_worker_done(&s->run);
@@ -205,7 +214,6 @@ static void snapshot_tables(struct sim *s)
 
 uint64_t sim_run_workload(struct sim *s)
 {
-	void *(*vcpu_fn)(void *) = s->replay ? replay_vcpu_main : vcpu_main;
 	double deadline, next_progress, next_check;
 	unsigned int started = 0;
 
@@ -214,7 +222,7 @@ uint64_t sim_run_workload(struct sim *s)
 	deadline = s->replay ? INFINITY : s->start_time + s->cfg.duration;
 	sim_workers_set_running(&s->run, s->vcpus.nr + (s->cfg.event_rate > 0));
 	for (unsigned int i = 0; i < s->vcpus.nr; i++) {
-		if (pthread_create(&s->vcpus.v[i].thread, NULL, vcpu_fn,
+		if (pthread_create(&s->vcpus.v[i].thread, NULL, vcpu_main,
 				   &s->vcpus.v[i]))
 			break;
 		started++;
