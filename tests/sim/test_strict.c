@@ -132,29 +132,34 @@ static void wrap_drop_flush(struct tdp_host_ops *ops, void *arg)
 	ops->flush_all = flush_all_dropping;
 }
 
-/* A shared page vCPU 0 has written and still has in its TLB. */
-static tdp_gfn_t shared_page_in_tlb(struct sim *s, uint64_t offset)
+/*
+ * A simulation whose host drops its TLB flushes while brk.drop_flushes is
+ * set, and in it a shared page at @offset of a small region that vCPU 0
+ * has written and still has in its TLB (stored in @gfn).
+ */
+static struct sim *create_with_shared_page_in_tlb(uint64_t offset,
+						  tdp_gfn_t *gfn)
 {
-	tdp_gfn_t g = small_region_gfn(s, offset);
+	struct sim_config cfg;
+	struct sim *s;
 
-	assert_int_equal(sim_step_convert(s, 1, g, 1, false), 0);
-	assert_int_equal(sim_step_access(s, 0, g, true), 0);
-	assert_int_equal(sim_step_access(s, 0, g, true), 0);
+	base_config(&cfg);
+	cfg.wrap_host_ops = wrap_drop_flush;
+	s = create(&cfg);
+	*gfn = small_region_gfn(s, offset);
+	assert_int_equal(sim_step_convert(s, 1, *gfn, 1, false), 0);
+	assert_int_equal(sim_step_access(s, 0, *gfn, true), 0);
+	assert_int_equal(sim_step_access(s, 0, *gfn, true), 0);
 	assert_int_equal(sim_report_total(&s->report), 0);
-	return g;
+	return s;
 }
 
 static void test_drop_flush_on_host_unmap(void **state)
 {
-	struct sim_config cfg;
-	struct sim *s;
 	tdp_gfn_t g;
+	struct sim *s = create_with_shared_page_in_tlb(77, &g);
 
 	(void)state;
-	base_config(&cfg);
-	cfg.wrap_host_ops = wrap_drop_flush;
-	s = create(&cfg);
-	g = shared_page_in_tlb(s, 77);
 	/* The host migrates the page; the shootdown is lost. */
 	brk.drop_flushes = true;
 	sim_step_host_unmap(s, g, 1);
@@ -170,15 +175,10 @@ static void test_drop_flush_on_host_unmap(void **state)
 
 static void test_drop_flush_on_convert(void **state)
 {
-	struct sim_config cfg;
-	struct sim *s;
 	tdp_gfn_t g;
+	struct sim *s = create_with_shared_page_in_tlb(200, &g);
 
 	(void)state;
-	base_config(&cfg);
-	cfg.wrap_host_ops = wrap_drop_flush;
-	s = create(&cfg);
-	g = shared_page_in_tlb(s, 200);
 	/* Shared to private zaps the shared alias: flush lost. */
 	brk.drop_flushes = true;
 	sim_step_convert(s, 1, g, 1, true);
