@@ -10,34 +10,27 @@
 
 #include "tdx_module_state.h"
 
+static const struct {
+	const char *name;
+	int public_number;
+} sept_states[SEPT_NR_STATES] = {
+#define SEPT_STATE_INFO(state, public_number)                                  \
+	[SEPT_##state] = { #state, public_number },
+	SEPT_STATES(SEPT_STATE_INFO)
+#undef SEPT_STATE_INFO
+};
+
 const char *sept_state_name(int state)
 {
-	static const char *const names[SEPT_NR_STATES] = {
-		[SEPT_FREE]            = "FREE",
-		[SEPT_NL_MAPPED]       = "NL_MAPPED",
-		[SEPT_NL_BLOCKED]      = "NL_BLOCKED",
-		[SEPT_MAPPED]          = "MAPPED",
-		[SEPT_BLOCKED]         = "BLOCKED",
-		[SEPT_PENDING]         = "PENDING",
-		[SEPT_PENDING_BLOCKED] = "PENDING_BLOCKED",
-	};
-
-	return state >= 0 && state < SEPT_NR_STATES ? names[state] : "?";
+	return state >= 0 && state < SEPT_NR_STATES ? sept_states[state].name
+						    : "?";
 }
 
 int sept_state_public(int state)
 {
-	static const int public_number[SEPT_NR_STATES] = {
-		[SEPT_FREE]            = 0,
-		[SEPT_NL_MAPPED]       = 0x84,
-		[SEPT_NL_BLOCKED]      = 0x81,
-		[SEPT_MAPPED]          = 4,
-		[SEPT_BLOCKED]         = 1,
-		[SEPT_PENDING]         = 2,
-		[SEPT_PENDING_BLOCKED] = 3,
-	};
-
-	return state >= 0 && state < SEPT_NR_STATES ? public_number[state] : -1;
+	return state >= 0 && state < SEPT_NR_STATES
+		       ? sept_states[state].public_number
+		       : -1;
 }
 
 /* ---- tables and walks ---------------------------------------------------- */

@@ -15,14 +15,20 @@
 
 struct tdx_module;
 
+/* X(state, number the TDX ABI reports for it in RDX[15:8]) */
+#define SEPT_STATES(X)                                                         \
+	X(FREE, 0)                                                             \
+	X(NL_MAPPED, 0x84)                                                     \
+	X(NL_BLOCKED, 0x81)                                                    \
+	X(MAPPED, 4)                                                           \
+	X(BLOCKED, 1)                                                          \
+	X(PENDING, 2)                                                          \
+	X(PENDING_BLOCKED, 3)
+
 enum sept_state {
-	SEPT_FREE,
-	SEPT_NL_MAPPED,
-	SEPT_NL_BLOCKED,
-	SEPT_MAPPED,
-	SEPT_BLOCKED,
-	SEPT_PENDING,
-	SEPT_PENDING_BLOCKED,
+#define SEPT_STATE_ENUM(state, public_number) SEPT_##state,
+	SEPT_STATES(SEPT_STATE_ENUM)
+#undef SEPT_STATE_ENUM
 	SEPT_NR_STATES
 };
 
