@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "sim.h"
 
@@ -138,10 +139,8 @@ void sim_guest_fini(struct sim *s)
 	free(g->version);
 	free(g->region_huge);
 	free(g->region_lock);
-	g->state = NULL;
-	g->version = NULL;
-	g->region_huge = NULL;
-	g->region_lock = NULL;
+	/* Nothing left to destroy or free a second time. */
+	memset(g, 0, sizeof(*g));
 }
 
 /* ---- locks: try in guest mode, exit before blocking ---------------------- */

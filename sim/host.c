@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "sim.h"
 
@@ -34,7 +35,6 @@ void sim_host_fini(struct sim *s)
 	struct sim_host *h = &s->host;
 
 	tdp_vcpu_destroy(h->ctx);
-	h->ctx = NULL;
 	if (h->backing_lock)
 		for (uint64_t r = 0; r < s->nr_regions; r++)
 			pthread_mutex_destroy(&h->backing_lock[r]);
@@ -42,9 +42,8 @@ void sim_host_fini(struct sim *s)
 	free(h->attr);
 	free(h->private_pfn);
 	free(h->shared_pfn);
-	h->backing_lock = NULL;
-	h->attr = NULL;
-	h->private_pfn = h->shared_pfn = NULL;
+	/* Nothing left to destroy or free a second time. */
+	memset(h, 0, sizeof(*h));
 }
 
 /* Dense page and region numbers of guest memory @gfn (layout.h). */
