@@ -10,8 +10,8 @@
 /* ---- stop-the-world checks ----------------------------------------------- */
 
 struct quiesce_tally {
-	uint64_t mirror_leaves[TDP_MAX_LEVEL + 1];
-	uint64_t direct_leaves[TDP_MAX_LEVEL + 1];
+	/* Leaves found per tree (enum tdp_root_type) and level. */
+	uint64_t leaves[TDP_NR_ROOT_TYPES][TDP_MAX_LEVEL + 1];
 	uint64_t private_backing, shared_backing, reg_pages;
 };
 
@@ -58,7 +58,7 @@ static void check_private_gfn(struct sim *s, tdp_gfn_t gfn,
 			   "mirror maps pfn %#" PRIx64 ", S-EPT %#" PRIx64,
 			   tdp_spte_pfn(fmt, spte), sept_entry_pfn(entry));
 		if ((gfn & (tdp_level_pages(mlevel) - 1)) == 0)
-			t->mirror_leaves[mlevel]++;
+			t->leaves[TDP_ROOT_MIRROR][mlevel]++;
 	}
 	switch (gs) {
 	case GUEST_PRIVATE_ACCEPTED: {
@@ -115,7 +115,7 @@ static void check_shared_gfn(struct sim *s, tdp_gfn_t gfn,
 				(gfn & (tdp_level_pages(level) - 1));
 
 		if ((gfn & (tdp_level_pages(level) - 1)) == 0)
-			t->direct_leaves[level]++;
+			t->leaves[TDP_ROOT_DIRECT][level]++;
 		if (sim_host_attr(&s->host, gfn) != SIM_ATTR_SHARED)
 			QV(s, SIM_V_INCONSISTENT, gfn,
 			   "the direct tree maps a private GFN");
@@ -193,18 +193,25 @@ uint64_t sim_check_quiesced(struct sim *s)
 	/* Counts: engine statistics, module and host memory agree. */
 	tdp_mmu_get_stats(s->mmu, &st);
 	for (int level = TDP_LEVEL_4K; level <= TDP_LEVEL_2M; level++) {
-		if (st.leaves[TDP_ROOT_MIRROR][level] != t.mirror_leaves[level])
-			QV(s, SIM_V_INCONSISTENT, SIM_NO_GFN,
-			   "engine counts %" PRIu64 " mirror leaves at level "
-			   "%d, the mirror holds %" PRIu64,
-			   st.leaves[TDP_ROOT_MIRROR][level], level,
-			   t.mirror_leaves[level]);
-		if (st.leaves[TDP_ROOT_DIRECT][level] != t.direct_leaves[level])
-			QV(s, SIM_V_INCONSISTENT, SIM_NO_GFN,
-			   "engine counts %" PRIu64 " direct leaves at level "
-			   "%d, the direct tree holds %" PRIu64,
-			   st.leaves[TDP_ROOT_DIRECT][level], level,
-			   t.direct_leaves[level]);
+		static const struct {
+			enum tdp_root_type type;
+			const char *leaves, *holder;
+		} trees[] = {
+			{ TDP_ROOT_MIRROR, "mirror", "the mirror" },
+			{ TDP_ROOT_DIRECT, "direct", "the direct tree" },
+		};
+
+		for (size_t i = 0; i < sizeof(trees) / sizeof(trees[0]); i++) {
+			uint64_t counted = st.leaves[trees[i].type][level];
+			uint64_t found = t.leaves[trees[i].type][level];
+
+			if (counted != found)
+				QV(s, SIM_V_INCONSISTENT, SIM_NO_GFN,
+				   "engine counts %" PRIu64 " %s leaves at "
+				   "level %d, %s holds %" PRIu64,
+				   counted, trees[i].leaves, level,
+				   trees[i].holder, found);
+		}
 	}
 	for (int level = TDP_LEVEL_4K; level < SIM_ROOT_LEVEL; level++)
 		sept_tables += st.tables[TDP_ROOT_MIRROR][level];
