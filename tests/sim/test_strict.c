@@ -21,14 +21,10 @@
 
 static void test_steps_clean(void **state)
 {
-	struct sim_config cfg;
-	struct sim *s;
-	tdp_gfn_t g;
+	struct sim *s = create_wrapped(NULL, NULL);
+	tdp_gfn_t g = small_region_gfn(s, 40);
 
 	(void)state;
-	base_config(&cfg);
-	s = create(&cfg);
-	g = small_region_gfn(s, 40);
 	assert_int_equal(sim_step_access(s, 0, g, true), 0);
 	assert_int_equal(sim_step_guest_state(s, g), GUEST_PRIVATE_ACCEPTED);
 	assert_int_equal(sim_step_access(s, 1, g, false), 0);
@@ -85,15 +81,10 @@ static void wrap_link_child_first(struct tdp_private_backend *be, void *arg)
 
 static void test_child_before_parent(void **state)
 {
-	struct sim_config cfg;
-	struct sim *s;
-	tdp_gfn_t g;
+	struct sim *s = create_wrapped(wrap_link_child_first, NULL);
+	tdp_gfn_t g = small_region_gfn(s, 5);
 
 	(void)state;
-	base_config(&cfg);
-	cfg.wrap_backend = wrap_link_child_first;
-	s = create(&cfg);
-	g = small_region_gfn(s, 5);
 	sim_step_access(s, 0, g, true);
 	assert_true(brk.deferred);
 	assert_int_equal(brk.deferred_level, SIM_ROOT_LEVEL);
@@ -140,12 +131,8 @@ static void wrap_drop_flush(struct tdp_host_ops *ops, void *arg)
 static struct sim *create_with_shared_page_in_tlb(uint64_t offset,
 						  tdp_gfn_t *gfn)
 {
-	struct sim_config cfg;
-	struct sim *s;
+	struct sim *s = create_wrapped(NULL, wrap_drop_flush);
 
-	base_config(&cfg);
-	cfg.wrap_host_ops = wrap_drop_flush;
-	s = create(&cfg);
 	*gfn = small_region_gfn(s, offset);
 	assert_int_equal(sim_step_convert(s, 1, *gfn, 1, false), 0);
 	assert_int_equal(sim_step_access(s, 0, *gfn, true), 0);
@@ -214,14 +201,10 @@ static void test_private_outside_tdx_memory(void **state)
 
 static void test_lost_private_mapping(void **state)
 {
-	struct sim_config cfg;
-	struct sim *s;
-	tdp_gfn_t g;
+	struct sim *s = create_wrapped(NULL, NULL);
+	tdp_gfn_t g = small_region_gfn(s, 21);
 
 	(void)state;
-	base_config(&cfg);
-	s = create(&cfg);
-	g = small_region_gfn(s, 21);
 	assert_int_equal(sim_step_access(s, 0, g, true), 0);
 	/* A private zap the guest never asked for. */
 	assert_int_equal(tdp_zap_convert_to_shared(s->mmu, g, g + 1), 0);
