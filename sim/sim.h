@@ -13,7 +13,7 @@
  *                 MapGPA, host events, TLB shootdown callbacks
  *   vcpu.c        vCPUs: guest mode, TLB, hardware walks, kicks
  *   guest.c       the guest: page states, ACCEPT, conversions, accesses
- *   layout.h      guest memory as 2 MiB regions at any GFN
+ *   layout.h      guest memory as 2 MiB regions at any GFN, the shared bit
  *   trace.c       streaming reader of page-touch traces
  *   trace_scan.c  a trace scanned and placed in guest memory, the alias rule
  *   trace_replay.c  a scanned trace as the guest's workload, its final check
