@@ -34,8 +34,8 @@
  *
  * The module's interface is spread over the files that implement it:
  * tdx_status.h (completion statuses), tdx_sept.h (S-EPT entries and
- * walks), this header (the module and its TD: creation, teardown, PAMT,
- * epochs), tdx_seamcall.h (the host's SEAMCALLs) and tdx_vp.h (vCPU
+ * walks), tdx_pamt.h (PAMT page types), this header (the module and its
+ * TD: creation, teardown, PAMT and epoch reads), tdx_seamcall.h (the host's SEAMCALLs) and tdx_vp.h (vCPU
  * entry and exit, the guest's ACCEPT).
  */
 #ifndef SIM_TDX_MODULE_H
@@ -46,29 +46,13 @@
 
 #include <tdp/types.h>
 
+#include "tdx_pamt.h"
 #include "tdx_sept.h"
 #include "tdx_status.h"
 
 struct host_mem;
 struct sim_report;
 struct sim_stats;
-
-/* PAMT page types. */
-enum pamt_type {
-	PAMT_NDA,  /* not assigned to the module: free for TDX use */
-	PAMT_REG,  /* a private page of the TD */
-	PAMT_EPT,  /* an S-EPT page of the TD */
-	PAMT_CTL,  /* a TD control page: TDR, TDCS, TDVPR */
-	PAMT_RSVD, /* not TDX-usable memory */
-};
-
-struct tdx_pamt_info {
-	enum pamt_type type;
-	/* PAMT_REG: 1 for a 4 KiB page, 2 for a page of a 2 MiB page. */
-	int size_level;
-	tdp_gfn_t gfn;   /* PAMT_REG: the GFN the page is mapped at */
-	uint64_t bepoch; /* epoch stamped by the last RANGE.BLOCK */
-};
 
 struct tdx_module_config {
 	struct host_mem *mem;    /* TDX-usable ranges are read once here */

@@ -16,7 +16,9 @@
 #include <tdp/types.h>
 
 #include "host_mem.h"
-#include "tdx_module.h"
+#include "tdx_pamt.h"
+#include "tdx_sept_entry.h"
+#include "tdx_status.h"
 
 struct pamt_entry {
 	uint32_t type;       /* enum pamt_type; atomic */

@@ -8,6 +8,7 @@
 #include "report.h"
 #include "rng.h"
 #include "tdx_module_state.h"
+#include "tdx_sept.h"
 
 static bool status_is_protocol_error(tdx_status_t st)
 {

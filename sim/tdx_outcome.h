@@ -10,8 +10,13 @@
 
 #include <stdbool.h>
 
+#include <tdp/types.h>
+
 #include "stats.h"
-#include "tdx_module.h"
+#include "tdx_sept_entry.h"
+#include "tdx_status.h"
+
+struct tdx_module;
 
 /* Count the outcome @st of a call of @op. */
 void tdx_count_outcome(struct tdx_module *mod, enum sim_seamcall op,
