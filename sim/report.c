@@ -13,9 +13,17 @@ static const struct {
 	const char *name;
 	const char *key;
 } kind_names[SIM_NR_VIOLATION_KINDS] = {
-#define SIM_VIOLATION_NAME(id, name, key) [SIM_V_##id] = { name, key },
-	SIM_VIOLATION_KINDS(SIM_VIOLATION_NAME)
-#undef SIM_VIOLATION_NAME
+	[SIM_V_TDX_ERROR]         = { "TDX error", "tdx_error" },
+	[SIM_V_CORRUPTION]        = { "data corruption", "corruption" },
+	[SIM_V_STALE_TRANSLATION] = { "stale translation",
+				      "stale_translation" },
+	[SIM_V_LOST_MAPPING]      = { "lost mapping", "lost_mapping" },
+	[SIM_V_PAGE_OWNERSHIP]    = { "page ownership", "page_ownership" },
+	[SIM_V_CONTRACT]          = { "backend contract", "backend_contract" },
+	[SIM_V_ENGINE_ERROR]      = { "engine error", "engine_error" },
+	[SIM_V_ACCEPT]            = { "accept", "accept" },
+	[SIM_V_INCONSISTENT]      = { "inconsistent state", "inconsistent" },
+	[SIM_V_LIVELOCK]          = { "livelock", "livelock" },
 };
 
 void sim_report_init(struct sim_report *r, unsigned int print_limit)

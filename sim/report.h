@@ -13,36 +13,27 @@
 
 #include <tdp/types.h>
 
-/*
- * X(id, name, key): what each kind of violation means, its name in a
- * report and its key in the summary and the JSON.
- */
-#define SIM_VIOLATION_KINDS(X)                                                 \
-	/* A SEAMCALL failed in a way a correct VMM never causes. */           \
-	X(TDX_ERROR, "TDX error", "tdx_error")                                 \
-	/* Guest data: a read saw the wrong (gfn, version) tag. */             \
-	X(CORRUPTION, "data corruption", "corruption")                         \
-	/* A translation outlived its mapping (TLB entry or page reuse). */    \
-	X(STALE_TRANSLATION, "stale translation", "stale_translation")         \
-	/* A private page the guest accepted is no longer mapped. */           \
-	X(LOST_MAPPING, "lost mapping", "lost_mapping")                        \
-	/* The host freed a page the TD or a tree still uses. */               \
-	X(PAGE_OWNERSHIP, "page ownership", "page_ownership")                  \
-	/* The engine broke the private-backend contract (tdp/backend.h). */   \
-	X(CONTRACT, "backend contract", "backend_contract")                    \
-	/* An engine call failed where it must not. */                         \
-	X(ENGINE_ERROR, "engine error", "engine_error")                        \
-	/* An ACCEPT outcome a correct host never produces. */                 \
-	X(ACCEPT, "accept", "accept")                                          \
-	/* At a quiesce point guest, host, mirror and S-EPT disagree. */       \
-	X(INCONSISTENT, "inconsistent state", "inconsistent")                  \
-	/* An operation did not complete in bounded time. */                   \
-	X(LIVELOCK, "livelock", "livelock")
-
 enum sim_violation_kind {
-#define SIM_VIOLATION_ENUM(id, name, key) SIM_V_##id,
-	SIM_VIOLATION_KINDS(SIM_VIOLATION_ENUM)
-#undef SIM_VIOLATION_ENUM
+	/* A SEAMCALL failed in a way a correct VMM never causes. */
+	SIM_V_TDX_ERROR,
+	/* Guest data: a read saw the wrong (gfn, version) tag. */
+	SIM_V_CORRUPTION,
+	/* A translation outlived its mapping (TLB entry or page reuse). */
+	SIM_V_STALE_TRANSLATION,
+	/* A private page the guest accepted is no longer mapped. */
+	SIM_V_LOST_MAPPING,
+	/* The host freed a page the TD or a tree still uses. */
+	SIM_V_PAGE_OWNERSHIP,
+	/* The engine broke the private-backend contract (tdp/backend.h). */
+	SIM_V_CONTRACT,
+	/* An engine call failed where it must not. */
+	SIM_V_ENGINE_ERROR,
+	/* An ACCEPT outcome a correct host never produces. */
+	SIM_V_ACCEPT,
+	/* At a quiesce point guest, host, mirror and S-EPT disagree. */
+	SIM_V_INCONSISTENT,
+	/* An operation did not complete in bounded time. */
+	SIM_V_LIVELOCK,
 	SIM_NR_VIOLATION_KINDS
 };
 
