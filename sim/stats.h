@@ -2,8 +2,9 @@
 /*
  * Simulator counters.  One table (SIM_COUNTERS) names every counter, the
  * section it is printed in and its key in the JSON output, so the summary
- * table and the JSON file always carry the same numbers.  Counters are
- * updated with relaxed atomic adds from any thread.
+ * table and the JSON file always carry the same numbers; the counters of
+ * a section stand together, and the sections are printed in this order.
+ * Counters are updated with relaxed atomic adds from any thread.
  */
 #ifndef SIM_STATS_H
 #define SIM_STATS_H
