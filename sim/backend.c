@@ -55,6 +55,29 @@ static void removal_end(struct sim *s)
 			   __ATOMIC_RELEASE);
 }
 
+/*
+ * The engine's @what callback names, from @pfn on, the host's private
+ * page of every GFN of the level-@level range at @gfn (@verb: how the
+ * callback uses them).  Reports the first page that is not.
+ */
+static void check_host_private_pages(struct sim *s, const char *what,
+				     const char *verb, tdp_gfn_t gfn,
+				     int level, tdp_pfn_t pfn)
+{
+	for (uint64_t i = 0; i < tdp_level_pages(level); i++) {
+		tdp_pfn_t resolved = sim_host_private_pfn(s, gfn + i);
+
+		if (pfn + i == resolved)
+			continue;
+		sim_violation(&s->report, SIM_V_CONTRACT, 0, gfn + i,
+			      SIM_NO_VCPU,
+			      "%s(level %d) %s pfn %#" PRIx64
+			      " but the host's private page is %#" PRIx64,
+			      what, level, verb, pfn + i, resolved);
+		break;
+	}
+}
+
 /* ---- removal-path SEAMCALLs ---------------------------------------------- */
 
 enum removal_op {
@@ -275,18 +298,7 @@ static int be_set_leaf(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn)
 
 	map_begin(s, "set_leaf", gfn);
 	/* Every page of the leaf is the host's private page of its GFN. */
-	for (uint64_t i = 0; i < tdp_level_pages(level); i++) {
-		tdp_pfn_t resolved = sim_host_private_pfn(s, gfn + i);
-
-		if (pfn + i == resolved)
-			continue;
-		sim_violation(&s->report, SIM_V_CONTRACT, 0, gfn + i,
-			      SIM_NO_VCPU,
-			      "set_leaf(level %d) maps pfn %#" PRIx64
-			      " but the host's private page is %#" PRIx64,
-			      level, pfn + i, resolved);
-		break;
-	}
+	check_host_private_pages(s, "set_leaf", "maps", gfn, level, pfn);
 	ret = status_to_errno(tdx_page_aug(s->module, gfn, level, pfn, NULL));
 	map_end(s);
 	return ret;
@@ -392,17 +404,7 @@ static int be_demote_leaf(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn,
 		ret = SIM_ERR_TDX;
 		goto out;
 	}
-	for (uint64_t i = 0; i < tdp_level_pages(level); i++) {
-		if (pfn + i == sim_host_private_pfn(s, gfn + i))
-			continue;
-		sim_violation(&s->report, SIM_V_CONTRACT, 0, gfn + i,
-			      SIM_NO_VCPU,
-			      "demote_leaf(level %d) names pfn %#" PRIx64
-			      " but the host's private page is %#" PRIx64,
-			      level, pfn + i,
-			      sim_host_private_pfn(s, gfn + i));
-		break;
-	}
+	check_host_private_pages(s, "demote_leaf", "names", gfn, level, pfn);
 
 	st = tdx_range_block(s->module, gfn, level, NULL);
 	if (st != TDX_SUCCESS) {
@@ -474,16 +476,7 @@ static int be_promote_leaf(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn,
 
 	removal_begin(s, "promote_leaf", gfn);
 	check_table_record(s, "promote_leaf", rec, gfn, level);
-	for (uint64_t i = 0; i < tdp_level_pages(level); i++) {
-		if (pfn + i == sim_host_private_pfn(s, gfn + i))
-			continue;
-		sim_violation(&s->report, SIM_V_CONTRACT, 0, gfn + i,
-			      SIM_NO_VCPU,
-			      "promote_leaf(level %d) names pfn %#" PRIx64
-			      " but the host's private page is %#" PRIx64,
-			      level, pfn + i, sim_host_private_pfn(s, gfn + i));
-		break;
-	}
+	check_host_private_pages(s, "promote_leaf", "names", gfn, level, pfn);
 
 	st = tdx_range_block(s->module, gfn, level, NULL);
 	if (st != TDX_SUCCESS) {

@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "sim.h"
 
@@ -70,7 +71,7 @@ static void boot_layout_random(struct sim *s, uint32_t private_ppm)
 
 /*
  * The boot layout of a trace replay: each region private or shared by
- * the alias rule of replay.h; huge (accepted whole) with huge pages on.
+ * the alias rule of trace_scan.h; huge (accepted whole) with huge pages on.
  */
 static void boot_layout_trace(struct sim *s, uint32_t private_ppm)
 {
@@ -138,10 +139,8 @@ void sim_guest_fini(struct sim *s)
 	free(g->version);
 	free(g->region_huge);
 	free(g->region_lock);
-	g->state = NULL;
-	g->version = NULL;
-	g->region_huge = NULL;
-	g->region_lock = NULL;
+	/* Nothing left to destroy or free a second time. */
+	memset(g, 0, sizeof(*g));
 }
 
 /* ---- locks: try in guest mode, exit before blocking ---------------------- */
@@ -217,7 +216,7 @@ static int accept_page(struct sim_vcpu *v, tdp_gfn_t gfn, int level)
 		tdx_status_t st;
 		int ret;
 
-		if (sim_stopping(s) || !sim_vcpu_enter(v))
+		if (sim_stop_requested(&s->run) || !sim_vcpu_enter(v))
 			return -ESHUTDOWN;
 		st = tdx_page_accept(s->module, v->id, gfn, level, &err);
 		switch (tdx_status_class(st)) {
@@ -451,7 +450,7 @@ static bool access_locked(struct sim_vcpu *v, tdp_gfn_t gfn, bool private,
 		enum sim_access_result res;
 		int ret;
 
-		if (sim_stopping(s) || !sim_vcpu_enter(v))
+		if (sim_stop_requested(&s->run) || !sim_vcpu_enter(v))
 			return false;
 		res = sim_vcpu_access(v, gpa_gfn, acc);
 		if (res == SIM_ACCESS_OK)

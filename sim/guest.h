@@ -10,15 +10,15 @@
  * zeroes the page, and a page that becomes shared is a fresh host page.
  *
  * Memory is handled in 2 MiB regions.  Half of them (chosen by the seed)
- * are "huge" regions the guest converts and accepts whole, the rest
- * convert in runs of 1..16 pages and accept 4 KiB at a time.  A guest
- * that replays a trace (replay.h) instead has one alias per region,
- * never converts, and accepts its private memory where it touches it: a
- * page at a time, or with huge pages on the whole region.  ACCEPT
- * always tries 2 MiB first where the range allows it and falls back to
- * 4 KiB on PAGE_SIZE_MISMATCH.  libtdp cannot split a private huge
- * mapping, so a 2 MiB private page is only ever made where the guest
- * will not convert a part of it.
+ * are "huge" regions the guest converts and accepts whole, except for
+ * the share cfg.split_pct of its conversions and lazy accepts done on a
+ * run of pages inside the region (which makes the engine split, demote,
+ * its 2 MiB private page); the rest convert in runs of 1..16 pages and
+ * accept 4 KiB at a time.  A guest that replays a trace (trace_replay.h)
+ * instead has one alias per region, never converts, and accepts its
+ * private memory where it touches it: a page at a time, or with huge
+ * pages on the whole region.  ACCEPT always tries 2 MiB first where the
+ * range allows it and falls back to 4 KiB on PAGE_SIZE_MISMATCH.
  *
  * Conversions are MapGPA calls: to shared (no accept needed), or to
  * private followed at once by ACCEPT of the range.  Private pages the

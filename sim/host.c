@@ -5,6 +5,7 @@
 #include <inttypes.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "sim.h"
 
@@ -34,7 +35,6 @@ void sim_host_fini(struct sim *s)
 	struct sim_host *h = &s->host;
 
 	tdp_vcpu_destroy(h->ctx);
-	h->ctx = NULL;
 	if (h->backing_lock)
 		for (uint64_t r = 0; r < s->nr_regions; r++)
 			pthread_mutex_destroy(&h->backing_lock[r]);
@@ -42,9 +42,8 @@ void sim_host_fini(struct sim *s)
 	free(h->attr);
 	free(h->private_pfn);
 	free(h->shared_pfn);
-	h->backing_lock = NULL;
-	h->attr = NULL;
-	h->private_pfn = h->shared_pfn = NULL;
+	/* Nothing left to destroy or free a second time. */
+	memset(h, 0, sizeof(*h));
 }
 
 /* Dense page and region numbers of guest memory @gfn (layout.h). */
@@ -355,7 +354,7 @@ int sim_host_fault(struct sim *s, struct tdp_vcpu *ctx, int vcpu,
 			      " failed: %d", private ? "private" : "shared",
 			      pfn, max_level, ret);
 		if (ret == -EIO || ret == -ESHUTDOWN)
-			sim_request_stop(s);
+			sim_stop_request(&s->run);
 	}
 	return ret;
 }
@@ -369,7 +368,7 @@ static bool engine_ok(struct sim *s, int ret, const char *what, tdp_gfn_t gfn)
 	sim_violation(&s->report, SIM_V_ENGINE_ERROR, 0, gfn, SIM_NO_VCPU,
 		      "%s failed: %d", what, ret);
 	if (ret == -EIO || ret == -ESHUTDOWN)
-		sim_request_stop(s);
+		sim_stop_request(&s->run);
 	return false;
 }
 
@@ -505,7 +504,7 @@ void sim_host_recover(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 void sim_host_prefault(struct sim *s, tdp_gfn_t gfn, uint64_t n, int level)
 {
 	sim_count(&s->stats, SIM_C_EVENT_PREFAULT, 1);
-	for (tdp_gfn_t g = gfn; g < gfn + n && !sim_stopping(s); g++) {
+	for (tdp_gfn_t g = gfn; g < gfn + n && !sim_stop_requested(&s->run); g++) {
 		for (int tries = 0; tries < PREFAULT_MAX_TRIES; tries++) {
 			int ret = sim_host_fault(s, s->host.ctx, SIM_NO_VCPU,
 						 g, true, level);

@@ -22,6 +22,10 @@
 
 #include <tdp/types.h>
 
+/* The TD has 4-level EPT; its shared bit is GPA bit 47, GFN bit 35. */
+#define SIM_ROOT_LEVEL 4
+#define SIM_SHARED_BIT ((tdp_gfn_t)1 << 35)
+
 /* Guest memory is handled in 2 MiB regions. */
 #define SIM_REGION_PAGES ((uint64_t)512)
 #define SIM_NO_REGION UINT64_MAX

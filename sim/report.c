@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "tdx_module.h"
+#include "tdx_status.h"
 
 static const struct {
 	const char *name;

@@ -1,15 +1,36 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * Driving the simulator step by step, for tests that need a precise
- * sequence instead of the threaded scenario.  The calling thread plays
- * the named vCPU (or the host); every call leaves the vCPU out of guest
- * mode, with its TLB as the operation left it.  sim_create(), sim_finish()
- * and the checks are in sim.h.
+ * The scenarios of a created simulation (sim.h): its workload run on
+ * threads with stop-the-world checks, then the TD torn down; or the
+ * simulation driven step by step, for tests that need a precise sequence
+ * instead: the calling thread plays the named vCPU (or the host), and
+ * every call leaves the vCPU out of guest mode, with its TLB as the
+ * operation left it.  The checks are in consistency.h.
  */
 #ifndef SIM_SCENARIO_H
 #define SIM_SCENARIO_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include "sim.h"
+
+/*
+ * sim_run() - run the workload and tear down: sim_run_workload(), then
+ * sim_finish().  Returns the number of violations.
+ */
+uint64_t sim_run(struct sim *s);
+
+/*
+ * sim_run_workload() - run the workload and stop with everything still
+ * mapped: vCPU threads and a host-event thread for cfg.duration seconds,
+ * or the vCPUs replaying cfg.trace until it ends, with quiesce checks;
+ * then the final quiesce check (and, for a trace, sim_replay_check()).
+ * Returns the number of violations so far.
+ */
+uint64_t sim_run_workload(struct sim *s);
+
+/* ---- step by step -------------------------------------------------------- */
 
 /* Guest access / conversion on vCPU @vcpu (see guest.h). */
 int sim_step_access(struct sim *s, unsigned int vcpu, tdp_gfn_t gfn,

@@ -2,26 +2,31 @@
 /*
  * The simulator as one object: simulated host memory, the simulated TDX
  * module plugged into libtdp as its private backend, the host (VMM) that
- * embeds libtdp, simulated vCPUs and a simulated guest.  Each part lives
- * in its own file:
+ * embeds libtdp, simulated vCPUs and a simulated guest, created, torn
+ * down and destroyed by sim.c.  Each part lives in its own file:
  *
  *   host_mem.c    host physical memory, TDX-usable ranges, page tags
- *   tdx_module.c  Secure EPT, PAMT, epochs, SEAMCALLs and ACCEPT
+ *   tdx_*.c       the TDX module: statuses, S-EPT, the TD, SEAMCALLs,
+ *                 vCPU entry and ACCEPT (see tdx_module.h)
  *   backend.c     struct tdp_private_backend on top of the module
  *   host.c        the VMM: memory attributes, backing, fault handling,
  *                 MapGPA, host events, TLB shootdown callbacks
  *   vcpu.c        vCPUs: guest mode, TLB, hardware walks, kicks
  *   guest.c       the guest: page states, ACCEPT, conversions, accesses
- *   layout.h      guest memory as 2 MiB regions at any GFN
+ *   layout.h      guest memory as 2 MiB regions at any GFN, the shared bit
  *   trace.c       streaming reader of page-touch traces
- *   replay.c      a trace as the guest's workload, and its final check
- *   scenario.c    lifetime, threads, quiesce checks
+ *   trace_scan.c  a trace scanned and placed in guest memory, the alias rule
+ *   trace_replay.c  a scanned trace as the guest's workload, its final check
+ *   run_state.c   the stop flag, pause points, running workers
+ *   scenario.c    the workload on threads, or step by step
+ *   consistency.c the checks with every thread stopped: quiesce points,
+ *                 after TD teardown
  *   summary.c     summary table and JSON
  *
  * Lock order (outer first): guest region lock, guest GFN stripe lock,
  * host backing lock, mmu_lock (inside libtdp), vCPU state lock, vCPU TLB
  * lock.  A vCPU in guest mode never blocks on anything but a TLB lock.
- * A replay queue's lock is taken with no other lock held.
+ * The replay queues (trace_replay.c) take no lock.
  */
 #ifndef SIM_SIM_H
 #define SIM_SIM_H
@@ -38,16 +43,16 @@
 #include "host.h"
 #include "host_mem.h"
 #include "layout.h"
-#include "replay.h"
 #include "report.h"
 #include "rng.h"
+#include "run_state.h"
 #include "stats.h"
 #include "tdx_module.h"
+#include "tdx_seamcall.h"
+#include "tdx_vp.h"
+#include "trace_replay.h"
 #include "vcpu.h"
 
-/* The shared bit of a 4-level TD: GPA bit 47, GFN bit 35. */
-#define SIM_SHARED_BIT ((tdp_gfn_t)1 << 35)
-#define SIM_ROOT_LEVEL 4
 #define SIM_MAX_VCPUS 64
 
 struct sim_config {
@@ -67,7 +72,7 @@ struct sim_config {
 	double check_interval;  /* seconds between quiesce checks; 0: none */
 	bool progress;          /* progress line on stderr */
 	/*
-	 * Trace replay (replay.h): the guest's memory is the regions the
+	 * Trace replay (trace_replay.h): the guest's memory is the regions the
 	 * trace touches and its workload is the trace, split across the
 	 * vCPUs; the run ends when the trace does.  guest_bytes,
 	 * convert_pct, event_rate and duration are not used (conversions
@@ -116,13 +121,8 @@ struct sim {
 	struct sim_rng main_rng;
 	struct sim_rng event_rng;
 
-	/* Run control: stop and pause are atomics. */
-	bool stop;
-	bool pause;
-	pthread_mutex_t run_lock; /* protects paused, running; run_cond */
-	pthread_cond_t run_cond;
-	unsigned int paused;      /* workers waiting at a pause point */
-	unsigned int running;     /* worker threads not yet finished */
+	/* Stop flag, pauses and running workers (run_state.h). */
+	struct sim_run_state run;
 	pthread_t event_thread;
 	bool event_thread_started;
 	double start_time;        /* owner thread only, as below */
@@ -152,21 +152,6 @@ struct sim {
 int sim_create(const struct sim_config *cfg, struct sim **out);
 
 /*
- * sim_run() - run the workload and tear down: sim_run_workload(), then
- * sim_finish().  Returns the number of violations.
- */
-uint64_t sim_run(struct sim *s);
-
-/*
- * sim_run_workload() - run the workload and stop with everything still
- * mapped: vCPU threads and a host-event thread for cfg.duration seconds,
- * or the vCPUs replaying cfg.trace until it ends, with quiesce checks;
- * then the final quiesce check (and, for a trace, sim_replay_check()).
- * Returns the number of violations so far.
- */
-uint64_t sim_run_workload(struct sim *s);
-
-/*
  * sim_finish() - TD teardown and the final checks: vCPU contexts are
  * destroyed, the engine tears the MMU down (every private leaf and table
  * removed through the module), backing is released, the module reclaims
@@ -176,18 +161,5 @@ void sim_finish(struct sim *s);
 
 /* Free everything (calls sim_finish() if needed). */
 void sim_destroy(struct sim *s);
-
-/* Full consistency check with every thread quiesced; returns violations. */
-uint64_t sim_check_quiesced(struct sim *s);
-
-/* Summary table on @f, and the same numbers as JSON to @path. */
-void sim_print_summary(struct sim *s, FILE *f);
-int sim_write_json(struct sim *s, const char *path);
-
-/* Stop the run early (a fatal condition, such as a dead MMU). */
-void sim_request_stop(struct sim *s);
-bool sim_stopping(const struct sim *s);
-
-double sim_now(void);
 
 #endif /* SIM_SIM_H */

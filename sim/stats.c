@@ -17,27 +17,15 @@ static const struct {
 	const char *name;
 	const char *key;
 } seamcall_names[SIM_NR_SEAMCALLS] = {
-	[SIM_SC_SEPT_ADD]      = { "SEPT.ADD", "sept_add" },
-	[SIM_SC_PAGE_AUG_4K]   = { "PAGE.AUG 4K", "page_aug_4k" },
-	[SIM_SC_PAGE_AUG_2M]   = { "PAGE.AUG 2M", "page_aug_2m" },
-	[SIM_SC_RANGE_BLOCK]   = { "RANGE.BLOCK", "range_block" },
-	[SIM_SC_RANGE_UNBLOCK] = { "RANGE.UNBLOCK", "range_unblock" },
-	[SIM_SC_TRACK]         = { "TRACK", "track" },
-	[SIM_SC_PAGE_REMOVE]   = { "PAGE.REMOVE", "page_remove" },
-	[SIM_SC_SEPT_REMOVE]   = { "SEPT.REMOVE", "sept_remove" },
-	[SIM_SC_PAGE_DEMOTE]   = { "PAGE.DEMOTE", "page_demote" },
-	[SIM_SC_PAGE_PROMOTE]  = { "PAGE.PROMOTE", "page_promote" },
-	[SIM_SC_VP_ENTER]      = { "VP.ENTER", "vp_enter" },
-	[SIM_SC_PAGE_ACCEPT]   = { "TDG.PAGE.ACCEPT", "page_accept" },
-	[SIM_SC_PAGE_RECLAIM]  = { "PHYMEM.PAGE.RECLAIM", "page_reclaim" },
+#define SIM_SEAMCALL_NAME(id, name, key) [SIM_SC_##id] = { name, key },
+	SIM_SEAMCALLS(SIM_SEAMCALL_NAME)
+#undef SIM_SEAMCALL_NAME
 };
 
 static const char *const outcome_keys[SIM_NR_OUTCOMES] = {
-	[SIM_OUT_OK]            = "ok",
-	[SIM_OUT_BUSY]          = "busy",
-	[SIM_OUT_BUSY_INJECTED] = "busy_injected",
-	[SIM_OUT_FAIL_INJECTED] = "failed_injected",
-	[SIM_OUT_ERROR]         = "error",
+#define SIM_OUTCOME_KEY(id, key) [SIM_OUT_##id] = key,
+	SIM_OUTCOMES(SIM_OUTCOME_KEY)
+#undef SIM_OUTCOME_KEY
 };
 
 const char *sim_counter_section(enum sim_counter id)

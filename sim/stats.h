@@ -2,8 +2,9 @@
 /*
  * Simulator counters.  One table (SIM_COUNTERS) names every counter, the
  * section it is printed in and its key in the JSON output, so the summary
- * table and the JSON file always carry the same numbers.  Counters are
- * updated with relaxed atomic adds from any thread.
+ * table and the JSON file always carry the same numbers; the counters of
+ * a section stand together, and the sections are printed in this order.
+ * Counters are updated with relaxed atomic adds from any thread.
  */
 #ifndef SIM_STATS_H
 #define SIM_STATS_H
@@ -155,30 +156,49 @@ enum sim_counter {
 	SIM_NR_COUNTERS
 };
 
-/* SEAMCALLs and TDCALLs the module counts, by outcome. */
+/*
+ * SEAMCALLs and TDCALLs the module counts, by outcome.
+ * X(id, name, key)
+ */
+#define SIM_SEAMCALLS(X)                                                       \
+	X(SEPT_ADD, "SEPT.ADD", "sept_add")                                    \
+	X(PAGE_AUG_4K, "PAGE.AUG 4K", "page_aug_4k")                           \
+	X(PAGE_AUG_2M, "PAGE.AUG 2M", "page_aug_2m")                           \
+	X(RANGE_BLOCK, "RANGE.BLOCK", "range_block")                           \
+	X(RANGE_UNBLOCK, "RANGE.UNBLOCK", "range_unblock")                     \
+	X(TRACK, "TRACK", "track")                                             \
+	X(PAGE_REMOVE, "PAGE.REMOVE", "page_remove")                           \
+	X(SEPT_REMOVE, "SEPT.REMOVE", "sept_remove")                           \
+	X(PAGE_DEMOTE, "PAGE.DEMOTE", "page_demote")                           \
+	X(PAGE_PROMOTE, "PAGE.PROMOTE", "page_promote")                        \
+	X(VP_ENTER, "VP.ENTER", "vp_enter")                                    \
+	X(PAGE_ACCEPT, "TDG.PAGE.ACCEPT", "page_accept")                       \
+	X(PAGE_RECLAIM, "PHYMEM.PAGE.RECLAIM", "page_reclaim")
+
 enum sim_seamcall {
-	SIM_SC_SEPT_ADD,
-	SIM_SC_PAGE_AUG_4K,
-	SIM_SC_PAGE_AUG_2M,
-	SIM_SC_RANGE_BLOCK,
-	SIM_SC_RANGE_UNBLOCK,
-	SIM_SC_TRACK,
-	SIM_SC_PAGE_REMOVE,
-	SIM_SC_SEPT_REMOVE,
-	SIM_SC_PAGE_DEMOTE,
-	SIM_SC_PAGE_PROMOTE,
-	SIM_SC_VP_ENTER,
-	SIM_SC_PAGE_ACCEPT,
-	SIM_SC_PAGE_RECLAIM,
+#define SIM_SEAMCALL_ENUM(id, name, key) SIM_SC_##id,
+	SIM_SEAMCALLS(SIM_SEAMCALL_ENUM)
+#undef SIM_SEAMCALL_ENUM
 	SIM_NR_SEAMCALLS
 };
 
+/*
+ * X(id, key): OK is success (including non-error statuses), BUSY an
+ * OPERAND_BUSY from a real lock conflict, BUSY_INJECTED one injected by
+ * --busy-rate, FAIL_INJECTED a hard failure injected by --fail-rate,
+ * ERROR any other error status.
+ */
+#define SIM_OUTCOMES(X)                                                        \
+	X(OK, "ok")                                                            \
+	X(BUSY, "busy")                                                        \
+	X(BUSY_INJECTED, "busy_injected")                                      \
+	X(FAIL_INJECTED, "failed_injected")                                    \
+	X(ERROR, "error")
+
 enum sim_outcome {
-	SIM_OUT_OK,            /* success (including non-error statuses) */
-	SIM_OUT_BUSY,          /* OPERAND_BUSY from a real lock conflict */
-	SIM_OUT_BUSY_INJECTED, /* OPERAND_BUSY injected by --busy-rate */
-	SIM_OUT_FAIL_INJECTED, /* hard failure injected by --fail-rate */
-	SIM_OUT_ERROR,         /* any other error status */
+#define SIM_OUTCOME_ENUM(id, key) SIM_OUT_##id,
+	SIM_OUTCOMES(SIM_OUTCOME_ENUM)
+#undef SIM_OUTCOME_ENUM
 	SIM_NR_OUTCOMES
 };
 

@@ -11,18 +11,25 @@
 #include <string.h>
 #include <sys/resource.h>
 
-#include "sim.h"
+#include "summary.h"
 
-/* Generic sections, in print order; "faults" has its own table.  The
- * "replay" section is printed for a trace replay only. */
-static const char *const sections[] = {
-	"retries", "zaps", "huge_pages", "flushes", "conversions", "accepts",
-	"accesses", "checks", "events", "host_memory", "replay",
-};
-
+/* The "replay" section is printed for a trace replay only. */
 static bool section_shown(const struct sim *s, const char *section)
 {
 	return s->cfg.trace || strcmp(section, "replay");
+}
+
+/*
+ * Counter @c opens a section of the table: the sections are printed in
+ * the order SIM_COUNTERS lists them, each one's counters together, and
+ * "faults" has a table of its own.
+ */
+static bool generic_section_starts_at(int c)
+{
+	const char *section = sim_counter_section(c);
+
+	return (c == 0 || strcmp(section, sim_counter_section(c - 1))) &&
+	       strcmp(section, "faults");
 }
 
 /* ---- derived figures ----------------------------------------------------- */
@@ -280,9 +287,10 @@ void sim_print_summary(struct sim *s, FILE *f)
 		print_trace(f, s);
 	print_faults(f, &st);
 	print_seamcalls(f, &st);
-	for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++)
-		if (section_shown(s, sections[i]))
-			print_section(f, &st, sections[i]);
+	for (int c = 0; c < SIM_NR_COUNTERS; c++)
+		if (generic_section_starts_at(c) &&
+		    section_shown(s, sim_counter_section(c)))
+			print_section(f, &st, sim_counter_section(c));
 	print_page_tables(f, s);
 	print_performance(f, s, &st);
 	print_engine(f, &s->engine_stats);

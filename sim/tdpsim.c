@@ -11,7 +11,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "sim.h"
+#include "scenario.h"
+#include "summary.h"
 
 static void usage(FILE *f, const char *prog)
 {
@@ -226,36 +227,53 @@ static int apply_option(int opt, const char *arg, struct sim_config *cfg,
 	return -EINVAL;
 }
 
+/*
+ * The options, each once: X(long name, has_arg, letter).  The table for
+ * getopt_long() and the string of letters are made from it.
+ */
+#define TDPSIM_OPTIONS(X)                                                      \
+	X("vcpus", required_argument, 'v')                                     \
+	X("memory", required_argument, 'm')                                    \
+	X("private", required_argument, 'p')                                   \
+	X("convert-rate", required_argument, 'c')                              \
+	X("split-rate", required_argument, 'S')                                \
+	X("event-rate", required_argument, 'e')                                \
+	X("busy-rate", required_argument, 'b')                                 \
+	X("fail-rate", required_argument, 'f')                                 \
+	X("huge", required_argument, 'H')                                      \
+	X("duration", required_argument, 'd')                                  \
+	X("seed", required_argument, 's')                                      \
+	X("check-interval", required_argument, 'k')                            \
+	X("json", required_argument, 'j')                                      \
+	X("quiet", no_argument, 'q')                                           \
+	X("help", no_argument, 'h')                                            \
+	X("trace", required_argument, 't')                                     \
+	X("placement", required_argument, 'P')                                 \
+	X("trace-limit", required_argument, 'L')
+
 static enum parse_result parse_options(int argc, char **argv,
 				       struct sim_config *cfg,
 				       struct cmdline *cl)
 {
+#define TDPSIM_LONG_OPTION(name, has_arg, c) { name, has_arg, NULL, c },
 	static const struct option options[] = {
-		{ "vcpus", required_argument, NULL, 'v' },
-		{ "memory", required_argument, NULL, 'm' },
-		{ "private", required_argument, NULL, 'p' },
-		{ "convert-rate", required_argument, NULL, 'c' },
-		{ "split-rate", required_argument, NULL, 'S' },
-		{ "event-rate", required_argument, NULL, 'e' },
-		{ "busy-rate", required_argument, NULL, 'b' },
-		{ "fail-rate", required_argument, NULL, 'f' },
-		{ "huge", required_argument, NULL, 'H' },
-		{ "duration", required_argument, NULL, 'd' },
-		{ "seed", required_argument, NULL, 's' },
-		{ "check-interval", required_argument, NULL, 'k' },
-		{ "json", required_argument, NULL, 'j' },
-		{ "quiet", no_argument, NULL, 'q' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "trace", required_argument, NULL, 't' },
-		{ "placement", required_argument, NULL, 'P' },
-		{ "trace-limit", required_argument, NULL, 'L' },
+		TDPSIM_OPTIONS(TDPSIM_LONG_OPTION)
 		{ NULL, 0, NULL, 0 },
 	};
+#undef TDPSIM_LONG_OPTION
+	/* Each letter, with a ':' if the option takes a value. */
+	char shortopts[2 * (sizeof(options) / sizeof(options[0]))];
+	size_t n = 0;
 	int opt;
 
-	while ((opt = getopt_long(argc, argv,
-				  "v:m:p:c:S:e:b:f:H:d:s:k:j:qht:P:L:", options,
-				  NULL)) != -1) {
+	for (const struct option *o = options; o->name; o++) {
+		shortopts[n++] = (char)o->val;
+		if (o->has_arg == required_argument)
+			shortopts[n++] = ':';
+	}
+	shortopts[n] = '\0';
+	while ((opt = getopt_long(argc, argv, shortopts, options, NULL)) !=
+	       -1) {
 		if (opt == 'h')
 			return PARSE_HELP;
 		if (opt == 'q') {

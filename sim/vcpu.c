@@ -173,11 +173,11 @@ static bool load_shared_root(struct sim_vcpu *v)
 
 	ret = tdp_vcpu_load_root(v->tdp, TDP_ALIAS_SHARED, &root, &level);
 	if (ret) {
-		if (!sim_stopping(s))
+		if (!sim_stop_requested(&s->run))
 			sim_violation(&s->report, SIM_V_ENGINE_ERROR, 0,
 				      SIM_NO_GFN, (int)v->id,
 				      "tdp_vcpu_load_root failed: %d", ret);
-		sim_request_stop(s);
+		sim_stop_request(&s->run);
 		return false;
 	}
 	if (root != v->root_pfn) {

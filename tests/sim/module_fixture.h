@@ -13,6 +13,8 @@
 #include "report.h"
 #include "stats.h"
 #include "tdx_module.h"
+#include "tdx_seamcall.h"
+#include "tdx_vp.h"
 
 #define FX_SHARED_BIT (1ULL << 35)
 

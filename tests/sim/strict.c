@@ -38,6 +38,18 @@ struct sim *create(const struct sim_config *cfg)
 	return s;
 }
 
+struct sim *create_wrapped(void (*wrap_backend)(struct tdp_private_backend *,
+						void *),
+			   void (*wrap_host_ops)(struct tdp_host_ops *, void *))
+{
+	struct sim_config cfg;
+
+	base_config(&cfg);
+	cfg.wrap_backend = wrap_backend;
+	cfg.wrap_host_ops = wrap_host_ops;
+	return create(&cfg);
+}
+
 tdp_gfn_t small_region_gfn(struct sim *s, uint64_t offset)
 {
 	for (uint64_t r = 0; r < s->nr_regions; r++)

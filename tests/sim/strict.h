@@ -7,6 +7,7 @@
 #ifndef SIM_TEST_STRICT_H
 #define SIM_TEST_STRICT_H
 
+#include "consistency.h"
 #include "scenario.h"
 
 /* What a test's wrappers need: the originals and a little state. */
@@ -28,6 +29,14 @@ extern struct breakage brk;
 /* The configuration every strictness test starts from; resets brk. */
 void base_config(struct sim_config *cfg);
 struct sim *create(const struct sim_config *cfg);
+/*
+ * A simulation of the base configuration whose engine sees the backend
+ * callbacks as @wrap_backend and the host callbacks as @wrap_host_ops
+ * leave them (either may be NULL: no wrapper).
+ */
+struct sim *create_wrapped(void (*wrap_backend)(struct tdp_private_backend *,
+						void *),
+			   void (*wrap_host_ops)(struct tdp_host_ops *, void *));
 /* A GFN at @offset in the first region the guest converts 4 KiB-wise. */
 tdp_gfn_t small_region_gfn(struct sim *s, uint64_t offset);
 const struct sim_violation *find(struct sim *s, enum sim_violation_kind kind,

@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "sim.h"
+#include "scenario.h"
 
 /* Seconds per run; TDPSIM_TEST_SECONDS overrides. */
 static double duration(void)

@@ -21,14 +21,10 @@
 
 static void test_steps_clean(void **state)
 {
-	struct sim_config cfg;
-	struct sim *s;
-	tdp_gfn_t g;
+	struct sim *s = create_wrapped(NULL, NULL);
+	tdp_gfn_t g = small_region_gfn(s, 40);
 
 	(void)state;
-	base_config(&cfg);
-	s = create(&cfg);
-	g = small_region_gfn(s, 40);
 	assert_int_equal(sim_step_access(s, 0, g, true), 0);
 	assert_int_equal(sim_step_guest_state(s, g), GUEST_PRIVATE_ACCEPTED);
 	assert_int_equal(sim_step_access(s, 1, g, false), 0);
@@ -85,15 +81,10 @@ static void wrap_link_child_first(struct tdp_private_backend *be, void *arg)
 
 static void test_child_before_parent(void **state)
 {
-	struct sim_config cfg;
-	struct sim *s;
-	tdp_gfn_t g;
+	struct sim *s = create_wrapped(wrap_link_child_first, NULL);
+	tdp_gfn_t g = small_region_gfn(s, 5);
 
 	(void)state;
-	base_config(&cfg);
-	cfg.wrap_backend = wrap_link_child_first;
-	s = create(&cfg);
-	g = small_region_gfn(s, 5);
 	sim_step_access(s, 0, g, true);
 	assert_true(brk.deferred);
 	assert_int_equal(brk.deferred_level, SIM_ROOT_LEVEL);
@@ -132,29 +123,30 @@ static void wrap_drop_flush(struct tdp_host_ops *ops, void *arg)
 	ops->flush_all = flush_all_dropping;
 }
 
-/* A shared page vCPU 0 has written and still has in its TLB. */
-static tdp_gfn_t shared_page_in_tlb(struct sim *s, uint64_t offset)
+/*
+ * A simulation whose host drops its TLB flushes while brk.drop_flushes is
+ * set, and in it a shared page at @offset of a small region that vCPU 0
+ * has written and still has in its TLB (stored in @gfn).
+ */
+static struct sim *create_with_shared_page_in_tlb(uint64_t offset,
+						  tdp_gfn_t *gfn)
 {
-	tdp_gfn_t g = small_region_gfn(s, offset);
+	struct sim *s = create_wrapped(NULL, wrap_drop_flush);
 
-	assert_int_equal(sim_step_convert(s, 1, g, 1, false), 0);
-	assert_int_equal(sim_step_access(s, 0, g, true), 0);
-	assert_int_equal(sim_step_access(s, 0, g, true), 0);
+	*gfn = small_region_gfn(s, offset);
+	assert_int_equal(sim_step_convert(s, 1, *gfn, 1, false), 0);
+	assert_int_equal(sim_step_access(s, 0, *gfn, true), 0);
+	assert_int_equal(sim_step_access(s, 0, *gfn, true), 0);
 	assert_int_equal(sim_report_total(&s->report), 0);
-	return g;
+	return s;
 }
 
 static void test_drop_flush_on_host_unmap(void **state)
 {
-	struct sim_config cfg;
-	struct sim *s;
 	tdp_gfn_t g;
+	struct sim *s = create_with_shared_page_in_tlb(77, &g);
 
 	(void)state;
-	base_config(&cfg);
-	cfg.wrap_host_ops = wrap_drop_flush;
-	s = create(&cfg);
-	g = shared_page_in_tlb(s, 77);
 	/* The host migrates the page; the shootdown is lost. */
 	brk.drop_flushes = true;
 	sim_step_host_unmap(s, g, 1);
@@ -170,15 +162,10 @@ static void test_drop_flush_on_host_unmap(void **state)
 
 static void test_drop_flush_on_convert(void **state)
 {
-	struct sim_config cfg;
-	struct sim *s;
 	tdp_gfn_t g;
+	struct sim *s = create_with_shared_page_in_tlb(200, &g);
 
 	(void)state;
-	base_config(&cfg);
-	cfg.wrap_host_ops = wrap_drop_flush;
-	s = create(&cfg);
-	g = shared_page_in_tlb(s, 200);
 	/* Shared to private zaps the shared alias: flush lost. */
 	brk.drop_flushes = true;
 	sim_step_convert(s, 1, g, 1, true);
@@ -214,14 +201,10 @@ static void test_private_outside_tdx_memory(void **state)
 
 static void test_lost_private_mapping(void **state)
 {
-	struct sim_config cfg;
-	struct sim *s;
-	tdp_gfn_t g;
+	struct sim *s = create_wrapped(NULL, NULL);
+	tdp_gfn_t g = small_region_gfn(s, 21);
 
 	(void)state;
-	base_config(&cfg);
-	s = create(&cfg);
-	g = small_region_gfn(s, 21);
 	assert_int_equal(sim_step_access(s, 0, g, true), 0);
 	/* A private zap the guest never asked for. */
 	assert_int_equal(tdp_zap_convert_to_shared(s->mmu, g, g + 1), 0);

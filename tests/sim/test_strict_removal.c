@@ -54,15 +54,10 @@ static void wrap_skip_track(struct tdp_private_backend *be, void *arg)
 
 static void test_skip_track(void **state)
 {
-	struct sim_config cfg;
-	struct sim *s;
-	tdp_gfn_t g;
+	struct sim *s = create_wrapped(wrap_skip_track, NULL);
+	tdp_gfn_t g = small_region_gfn(s, 3);
 
 	(void)state;
-	base_config(&cfg);
-	cfg.wrap_backend = wrap_skip_track;
-	s = create(&cfg);
-	g = small_region_gfn(s, 3);
 	assert_int_equal(sim_step_access(s, 0, g, true), 0);
 	assert_int_equal(sim_report_total(&s->report), 0);
 	/* Converting to shared zaps the private page. */
@@ -99,16 +94,11 @@ static void wrap_skip_kick(struct tdp_private_backend *be, void *arg)
 
 static void test_skip_kick(void **state)
 {
-	struct sim_config cfg;
+	struct sim *s = create_wrapped(wrap_skip_kick, NULL);
+	tdp_gfn_t g = small_region_gfn(s, 9);
 	struct sim_vcpu *v1;
-	struct sim *s;
-	tdp_gfn_t g;
 
 	(void)state;
-	base_config(&cfg);
-	cfg.wrap_backend = wrap_skip_kick;
-	s = create(&cfg);
-	g = small_region_gfn(s, 9);
 	assert_int_equal(sim_step_access(s, 1, g, true), 0);
 	/* vCPU 1 stays in guest mode with the page in its TLB. */
 	v1 = &s->vcpus.v[1];
@@ -148,15 +138,10 @@ static void wrap_free_parent_first(struct tdp_private_backend *be, void *arg)
 
 static void test_parent_before_children(void **state)
 {
-	struct sim_config cfg;
-	struct sim *s;
-	tdp_gfn_t g;
+	struct sim *s = create_wrapped(wrap_free_parent_first, NULL);
+	tdp_gfn_t g = small_region_gfn(s, 100);
 
 	(void)state;
-	base_config(&cfg);
-	cfg.wrap_backend = wrap_free_parent_first;
-	s = create(&cfg);
-	g = small_region_gfn(s, 100);
 	assert_int_equal(sim_step_access(s, 0, g, true), 0);
 	assert_int_equal(sim_report_total(&s->report), 0);
 	/* TD teardown frees every table, children first. */

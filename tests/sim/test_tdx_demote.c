@@ -618,10 +618,28 @@ static void remove_all(struct fixture *f, tdp_pfn_t chunk)
 	assert_int_equal(tdx_module_teardown(f->mod), TDX_SUCCESS);
 }
 
+/*
+ * The second half of a round trip: block and track the split 2 MiB entry
+ * at GFN and PAGE.PROMOTE it back.  The entry is @original again, bit for
+ * bit, and the S-EPT page released is @table_pfn.  Returns it.
+ */
+static tdp_pfn_t promote_to_original(struct fixture *f, uint64_t original,
+				     tdp_pfn_t table_pfn)
+{
+	tdp_pfn_t released = 0;
+
+	block_tracked(f, GFN, 2);
+	assert_int_equal(tdx_page_promote(f->mod, GFN, 2, &released, NULL),
+			 TDX_SUCCESS);
+	assert_int_equal(entry_at(f, GFN, 2), original);
+	assert_int_equal(released, table_pfn);
+	return released;
+}
+
 static void test_round_trip_mapped(void **state)
 {
 	struct fixture *f = *state;
-	tdp_pfn_t p = fx_page(f, HOST_PAGE_SEPT), released = 0;
+	tdp_pfn_t p = fx_page(f, HOST_PAGE_SEPT), released;
 	tdp_pfn_t chunk = aug_2m(f);
 	int64_t children, sept_pages;
 	uint64_t original;
@@ -643,12 +661,8 @@ static void test_round_trip_mapped(void **state)
 	assert_int_equal(tdx_range_unblock(f->mod, GFN + 200, 1, NULL),
 			 TDX_SUCCESS);
 
-	block_tracked(f, GFN, 2);
-	assert_int_equal(tdx_page_promote(f->mod, GFN, 2, &released, NULL),
-			 TDX_SUCCESS);
 	/* The original leaf, bit for bit; the table page released. */
-	assert_int_equal(entry_at(f, GFN, 2), original);
-	assert_int_equal(released, p);
+	released = promote_to_original(f, original, p);
 	assert_int_equal(tdx_pamt_get(f->mod, p).type, PAMT_NDA);
 	assert_pamt_2m(f, chunk);
 	assert_int_equal(tdx_td_child_count(f->mod), children);
@@ -670,18 +684,14 @@ static void test_round_trip_mapped(void **state)
 static void test_round_trip_pending(void **state)
 {
 	struct fixture *f = *state;
-	tdp_pfn_t p = fx_page(f, HOST_PAGE_SEPT), released = 0;
+	tdp_pfn_t p = fx_page(f, HOST_PAGE_SEPT), released;
 	tdp_pfn_t chunk = aug_2m(f);
 	uint64_t original = entry_at(f, GFN, 2);
 
 	block_tracked(f, GFN, 2);
 	assert_int_equal(tdx_page_demote(f->mod, GFN, 2, p, NULL),
 			 TDX_SUCCESS);
-	block_tracked(f, GFN, 2);
-	assert_int_equal(tdx_page_promote(f->mod, GFN, 2, &released, NULL),
-			 TDX_SUCCESS);
-	assert_int_equal(entry_at(f, GFN, 2), original);
-	assert_int_equal(released, p);
+	released = promote_to_original(f, original, p);
 	/* Still PENDING: the guest accepts it whole. */
 	assert_int_equal(tdx_page_accept(f->mod, 0, GFN, 2, NULL),
 			 TDX_SUCCESS);

@@ -27,7 +27,7 @@
 #include <cmocka.h>
 #include <spawn.h>
 
-#include "sim.h"
+#include "scenario.h"
 #include "trace.h"
 
 extern char **environ;

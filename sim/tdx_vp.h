@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The vCPUs (TDVPs) of the simulated TD: VM entry and TD exit, which the
+ * TLB epoch rule counts (tdx_module.h), and the guest's TDCALL ACCEPT.
+ */
+#ifndef SIM_TDX_VP_H
+#define SIM_TDX_VP_H
+
+#include "tdx_module.h"
+
+/*
+ * TDH.VP.ENTER for TDVP @vp: counts the vCPU in the current epoch.  Sets
+ * *@flush_private_tlb when the epoch moved since the vCPU's last entry
+ * (the CPU flushes the vCPU's private translations).  Returns TDX_SUCCESS
+ * or TDX_OPERAND_BUSY (epoch lock held by TRACK, or injected).
+ */
+tdx_status_t tdx_vp_enter(struct tdx_module *mod, unsigned int vp,
+			  bool *flush_private_tlb);
+
+/* TD exit of TDVP @vp: the vCPU leaves guest mode. */
+void tdx_vp_exit(struct tdx_module *mod, unsigned int vp);
+
+/*
+ * TDG.MEM.PAGE.ACCEPT from the guest running on TDVP @vp, @level 1 or 2
+ * (a 1 GiB request is OPERAND_INVALID, as in TDX 1.5).  Outcomes:
+ *   TDX_SUCCESS: the PENDING page(s) are zeroed (tag (gfn, 0)) and MAPPED;
+ *   TDX_PAGE_ALREADY_ACCEPTED: a MAPPED leaf at or above @level;
+ *   TDX_PAGE_SIZE_MISMATCH: a table at @level (the host mapped smaller);
+ *   TDX_SIM_TD_EXIT_EPT_VIOLATION: nothing mapped, or blocked, or a
+ *     PENDING leaf above @level: the host must map and the guest retry
+ *     (the guest hands the host its ACCEPT level; @err->level above it
+ *     with state PENDING means the host must demote that leaf first);
+ *   TDX_OPERAND_BUSY: the entry is locked; TDX_OPERAND_INVALID.
+ * @err receives the level and state where the walk stopped.
+ */
+tdx_status_t tdx_page_accept(struct tdx_module *mod, unsigned int vp,
+			     tdp_gfn_t gfn, int level,
+			     struct tdx_err_info *err);
+
+#endif /* SIM_TDX_VP_H */
