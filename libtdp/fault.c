@@ -66,25 +66,34 @@ int tdp_vcpu_topup(struct tdp_vcpu *vcpu)
 	return tdp_vcpu_cache_topup(vcpu);
 }
 
-/*
- * Make sure the vCPU holds the valid root of @type; outside mmu_lock.  The
- * root may still be invalidated before the lock is taken: tdp_map()
- * re-checks under the lock.
- */
-static int vcpu_load_root(struct tdp_vcpu *vcpu, int type)
+/* The slow half of vcpu_load_root(): put the old root, take the valid one. */
+static int vcpu_reload_root(struct tdp_vcpu *vcpu, int type)
 {
 	struct tdp_root *old = vcpu->root[type];
 	struct tdp_root *root;
 	int ret;
 
-	if (old && !tdp_flag_read(&old->invalid))
-		return 0;
 	ret = tdp_root_get_valid(vcpu->mmu, type, &root);
 	if (ret)
 		return ret;
 	vcpu->root[type] = root;
+	vcpu->leaf_cache[type].table = NULL;
 	tdp_root_put(vcpu->mmu, old);
 	return 0;
+}
+
+/*
+ * Make sure the vCPU holds the valid root of @type; outside mmu_lock.  The
+ * root may still be invalidated before the lock is taken: tdp_map()
+ * re-checks under the lock.
+ */
+static inline int vcpu_load_root(struct tdp_vcpu *vcpu, int type)
+{
+	struct tdp_root *old = vcpu->root[type];
+
+	if (TDP_LIKELY(old && !tdp_flag_read(&old->invalid)))
+		return 0;
+	return vcpu_reload_root(vcpu, type);
 }
 
 int tdp_vcpu_load_root(struct tdp_vcpu *vcpu, enum tdp_alias alias,
@@ -260,7 +269,8 @@ static int fault_goal_level(tdp_gfn_t gfn, tdp_pfn_t pfn, int max_level)
  * above the goal level, then install the leaf.  @gfn is unaliased.
  */
 static int map_walk(struct tdp_op *op, struct tdp_vcpu *vcpu,
-		    const struct tdp_fault *f, tdp_gfn_t gfn, tdp_gfn_t tree_gfn)
+		    const struct tdp_fault *f, tdp_gfn_t gfn, tdp_gfn_t tree_gfn,
+		    uint64_t gone)
 {
 	const struct tdp_spte_format *fmt = &op->mmu->fmt;
 	int goal = f->mmio ? TDP_LEVEL_4K
@@ -308,22 +318,59 @@ static int map_walk(struct tdp_op *op, struct tdp_vcpu *vcpu,
 	/* The walk ended above the goal: the tree changed under us. */
 	if (!it.valid || it.level != goal || it.gfn > tree_gfn)
 		return TDP_FAULT_RETRY;
+	if (it.level == TDP_LEVEL_4K)
+		vcpu->leaf_cache[op->root->type] = (struct tdp_leaf_cache){
+			.table = tdp_table_of_page(it.pt_path[TDP_LEVEL_4K]),
+			.root = op->root,
+			.gone = gone,
+		};
 	return install_leaf(op, &it, f, gfn, tree_gfn);
 }
 
-static int check_fault(const struct tdp_mmu *mmu, const struct tdp_fault *f)
+/*
+ * The fault through the vCPU's leaf-table cache, when it holds the table
+ * of 4 KiB entries that covers @tree_gfn and no table went away since it
+ * was filled (struct tdp_leaf_cache): that table is linked, so a walk
+ * from the root would reach it and install a 4 KiB leaf in it, whatever
+ * the goal level.  Returns -EAGAIN when the cache does not apply (the
+ * caller walks from the root), else what install_leaf() returns.
+ * mmu_lock held for read, RCU read lock held since before @gone was read.
+ */
+static int map_cached(struct tdp_op *op, struct tdp_vcpu *vcpu,
+		      const struct tdp_fault *f, tdp_gfn_t gfn,
+		      tdp_gfn_t tree_gfn, uint64_t gone)
 {
-	tdp_gfn_t gfn;
-	int type;
+	const struct tdp_leaf_cache *c = &vcpu->leaf_cache[op->root->type];
+	struct tdp_iter it;
 
-	if (tdp_fault_gfn_decode(mmu, f->fault_gfn, &gfn, &type))
+	if (!c->table || c->root != op->root || c->gone != gone || f->mmio ||
+	    tdp_gfn_round_down(tree_gfn, TDP_LEVEL_2M) != c->table->gfn)
+		return -EAGAIN;
+	it.sptep = &c->table->spt[tdp_spte_index(tree_gfn, TDP_LEVEL_4K)];
+	it.old_spte = tdp_spte_read(it.sptep);
+	/* Mid-update: the walk from the root decides. */
+	if (tdp_spte_is_frozen(&op->mmu->fmt, it.old_spte))
+		return -EAGAIN;
+	it.gfn = tree_gfn;
+	it.level = TDP_LEVEL_4K;
+	it.valid = true;
+	it.yielded = false;
+	return install_leaf(op, &it, f, gfn, tree_gfn);
+}
+
+/* Check @f; on success *@gfn is the GFN without the shared bit and *@type
+ * the tree it selects. */
+static int check_fault(const struct tdp_mmu *mmu, const struct tdp_fault *f,
+		       tdp_gfn_t *gfn, int *type)
+{
+	if (tdp_fault_gfn_decode(mmu, f->fault_gfn, gfn, type))
 		return -EINVAL;
 	if (!(f->prot & TDP_PROT_READ) || (f->prot & ~TDP_PROT_RWX))
 		return -EINVAL;
 	if (f->max_level < TDP_LEVEL_4K || f->max_level > TDP_LEVEL_1G)
 		return -EINVAL;
 	/* MMIO is shared memory. */
-	if (f->mmio && type != TDP_ROOT_DIRECT)
+	if (f->mmio && *type != TDP_ROOT_DIRECT)
 		return -EINVAL;
 	return 0;
 }
@@ -338,15 +385,12 @@ static int map_fault(struct tdp_vcpu *vcpu, const struct tdp_fault *f)
 	if (!vcpu || !f)
 		return -EINVAL;
 	mmu = vcpu->mmu;
-	ret = check_fault(mmu, f);
+	ret = check_fault(mmu, f, &gfn, &type);
 	if (ret)
 		return ret;
 	ret = tdp_mmu_usable(mmu);
 	if (ret)
 		return ret;
-
-	/* The shared bit picks the tree (checked above). */
-	tdp_fault_gfn_decode(mmu, f->fault_gfn, &gfn, &type);
 	bits = tdp_root_gfn_bits(mmu, type);
 
 	ret = tdp_vcpu_cache_topup(vcpu);
@@ -369,14 +413,18 @@ static int map_fault(struct tdp_vcpu *vcpu, const struct tdp_fault *f)
 		int span = f->mmio ? TDP_LEVEL_4K
 				   : fault_goal_level(gfn, f->pfn, f->max_level);
 
+		uint64_t gone = tdp_atomic64_read_acquire(&mmu->tables_gone);
+
 		if (tdp_flag_read(&op.root->invalid) ||
 		    fault_is_stale(mmu, tdp_gfn_round_down(gfn, span),
 				   tdp_level_pages(span), f->mmu_seq))
 			ret = TDP_FAULT_RETRY;
-		else
-			ret = map_walk(&op, vcpu, f, gfn, gfn + bits);
+		else if ((ret = map_cached(&op, vcpu, f, gfn, gfn + bits,
+					   gone)) == -EAGAIN)
+			ret = map_walk(&op, vcpu, f, gfn, gfn + bits, gone);
 	}
-	tdp_flush_issue(&op);
+	if (tdp_flush_pending(&op))
+		tdp_flush_issue(&op);
 	tdp_rcu_read_unlock();
 	tdp_read_unlock(&mmu->mmu_lock);
 

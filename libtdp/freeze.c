@@ -56,13 +56,17 @@ void tdp_mmu_set_dead(struct tdp_mmu *mmu, const char *why)
  *    a dirty direct leaf is reported to the host (@old came from an
  *    exchange, was read under the write lock, or was read after the
  *    flush that ended hardware's access: its dirty bit is final);
- *  - a table that goes away other than by a promote is a zapped table.
+ *  - a table that goes away other than by a promote is a zapped table;
+ *  - every table that goes away is counted in mmu->tables_gone, before
+ *    it can be freed (vCPUs' leaf-table caches check it).
  *
  * Tearing a removed table down is the caller's (handle_removed_spte(),
  * reclaim_unlinked()).
  */
-static void spte_changed_n(struct tdp_op *op, tdp_gfn_t gfn, int level,
-			   tdp_spte_t old, tdp_spte_t new_spte, int64_t n)
+static inline __attribute__((always_inline)) void
+spte_changed_n(struct tdp_op *op, tdp_gfn_t gfn,
+				  int level, tdp_spte_t old, tdp_spte_t new_spte,
+				  int64_t n)
 {
 	const struct tdp_spte_format *fmt = &op->mmu->fmt;
 	int type = op->root->type;
@@ -76,6 +80,7 @@ static void spte_changed_n(struct tdp_op *op, tdp_gfn_t gfn, int level,
 		TDP_COUNT(&op->ctr, leaves[type][level], -n);
 	} else if (was) {
 		TDP_COUNT(&op->ctr, tables[type][level - 1], -n);
+		tdp_atomic64_add(&op->mmu->tables_gone, n);
 		if (is_leaf && mirror)
 			TDP_COUNT(&op->ctr, leaves[type][level - 1],
 				  -n * TDP_SPTES_PER_TABLE);
@@ -101,7 +106,7 @@ static void spte_changed_n(struct tdp_op *op, tdp_gfn_t gfn, int level,
 }
 
 /* One entry's change: see spte_changed_n(). */
-static void tdp_spte_changed(struct tdp_op *op, tdp_gfn_t gfn, int level,
+static inline __attribute__((always_inline)) void tdp_spte_changed(struct tdp_op *op, tdp_gfn_t gfn, int level,
 			     tdp_spte_t old, tdp_spte_t new_spte)
 {
 	spte_changed_n(op, gfn, level, old, new_spte, 1);

@@ -68,6 +68,21 @@ struct tdp_counters {
 /* Tables a vCPU keeps ready: enough for one walk from root to leaf. */
 #define TDP_VCPU_CACHE_MIN (TDP_MAX_LEVEL + 1)
 
+/*
+ * The last table of 4 KiB entries a fault of a vCPU reached, so the next
+ * fault in the same 2 MiB does not walk from the root.  Usable while
+ * mmu->tables_gone still equals @gone: then no table went away since, so
+ * @table is still linked below @root (a table is only unlinked with its
+ * removal accounted, tdp_spte_changed()), and a reader that checked that
+ * inside an RCU read-side section may use it until the section ends (a
+ * table is freed a grace period after its removal).  Owned by the vCPU.
+ */
+struct tdp_leaf_cache {
+	struct tdp_table *table; /* NULL: empty */
+	struct tdp_root *root;
+	uint64_t gone;
+};
+
 struct tdp_vcpu {
 	struct tdp_mmu *mmu;
 	/* Roots this vCPU loaded, each with a reference; owned by the vCPU. */
@@ -78,6 +93,7 @@ struct tdp_vcpu {
 	/* Ready backend pages (MMUs with a backend page size); owned. */
 	void *ext_cache[TDP_VCPU_CACHE_MIN];
 	int ext_count;
+	struct tdp_leaf_cache leaf_cache[TDP_NR_ROOT_TYPES];
 	struct tdp_counters ctr; /* see struct tdp_counters */
 	struct tdp_vcpu *next;   /* protected by mmu->vcpus_mutex */
 };
@@ -147,6 +163,12 @@ struct tdp_mmu {
 	int nr_vcpus;
 
 	struct tdp_counters ctr;  /* atomic adds */
+	/*
+	 * Tables that went away (unlinked, or merged into a leaf), counted
+	 * by tdp_spte_changed() before the table can be freed: a change
+	 * tells vCPUs their struct tdp_leaf_cache may be stale.  Atomic.
+	 */
+	uint64_t tables_gone;
 	uint64_t roots_allocated; /* atomic */
 	uint64_t roots_freed;     /* atomic */
 	uint64_t pages_in_use;    /* atomic */
@@ -292,7 +314,19 @@ tdp_spte_t tdp_spte_make_small(const struct tdp_spte_format *fmt,
 struct tdp_table *tdp_table_alloc(struct tdp_mmu *mmu, bool with_ext);
 void tdp_table_free_now(struct tdp_table *t);
 void tdp_table_free_rcu(struct tdp_table *t);
-int tdp_vcpu_cache_topup(struct tdp_vcpu *vcpu);
+int tdp_vcpu_cache_refill(struct tdp_vcpu *vcpu);
+
+/* Fill the vCPU's caches for one walk; allocates only when they ran low. */
+static inline int tdp_vcpu_cache_topup(struct tdp_vcpu *vcpu)
+{
+	const struct tdp_mmu *mmu = vcpu->mmu;
+
+	if (TDP_LIKELY(vcpu->cache_count >= TDP_VCPU_CACHE_MIN &&
+		       (!mmu->backend.ext_table_size || !mmu->has_mirror ||
+			vcpu->ext_count >= TDP_VCPU_CACHE_MIN)))
+		return 0;
+	return tdp_vcpu_cache_refill(vcpu);
+}
 struct tdp_table *tdp_vcpu_cache_take(struct tdp_vcpu *vcpu, bool mirror);
 void tdp_vcpu_cache_return(struct tdp_vcpu *vcpu, struct tdp_table *t);
 void tdp_vcpu_cache_drain(struct tdp_vcpu *vcpu);
@@ -302,6 +336,12 @@ void tdp_table_init(struct tdp_table *t, tdp_gfn_t gfn, int level,
 /* flush.c */
 void tdp_flush_add(struct tdp_op *op, tdp_gfn_t gfn, uint64_t pages);
 void tdp_flush_issue(struct tdp_op *op);
+
+/* Whether @op has a flush to issue (most faults have none). */
+static inline bool tdp_flush_pending(const struct tdp_op *op)
+{
+	return op->flush.all || op->flush.start != op->flush.end;
+}
 
 /* freeze.c: every write that involves the frozen value */
 int tdp_set_spte_atomic(struct tdp_op *op, struct tdp_iter *it,

@@ -103,7 +103,8 @@ void tdp_table_free_rcu(struct tdp_table *t)
  * backend the vCPU also keeps as many backend pages, attached to a table
  * only when it becomes a mirror table.
  */
-int tdp_vcpu_cache_topup(struct tdp_vcpu *vcpu)
+/* The slow half of tdp_vcpu_cache_topup(): allocate what is missing. */
+int tdp_vcpu_cache_refill(struct tdp_vcpu *vcpu)
 {
 	struct tdp_mmu *mmu = vcpu->mmu;
 
