@@ -467,6 +467,41 @@ void tdp_unlink_table_write_locked(struct tdp_op *op, struct tdp_iter *it)
 }
 
 /*
+ * The common table a zap unlinks: 512 present, clean 4 KiB leaves.  One
+ * pass reads them (nothing changes them any more: no CPU after the flush,
+ * no other writer under the write lock; a lockless tdp_fast_fix() may
+ * only add rights), then one pass freezes them, as a plain clear would,
+ * and the 512 are accounted as one run.  False, with nothing written,
+ * for any other table.
+ */
+static bool reclaim_clean_leaf_table(struct tdp_op *op, struct tdp_table *t)
+{
+	const struct tdp_spte_format *fmt = &op->mmu->fmt;
+	const tdp_spte_t frozen = fmt->frozen;
+	tdp_spte_t all = ~0ULL, any = 0, first;
+
+	if (t->level != TDP_LEVEL_4K)
+		return false;
+	for (int i = 0; i < TDP_SPTES_PER_TABLE; i += 4) {
+		tdp_spte_t a = tdp_spte_read(&t->spt[i]);
+		tdp_spte_t b = tdp_spte_read(&t->spt[i + 1]);
+		tdp_spte_t c = tdp_spte_read(&t->spt[i + 2]);
+		tdp_spte_t d = tdp_spte_read(&t->spt[i + 3]);
+
+		all &= a & b & c & d;
+		any |= a | b | c | d;
+	}
+	if (!(all & fmt->mmu_present) || (any & fmt->dirty))
+		return false;
+	first = tdp_spte_read(&t->spt[0]);
+	for (int i = 0; i < TDP_SPTES_PER_TABLE; i++)
+		tdp_spte_write(&t->spt[i], frozen);
+	spte_changed_n(op, t->gfn, TDP_LEVEL_4K, first, frozen,
+		       TDP_SPTES_PER_TABLE);
+	return true;
+}
+
+/*
  * Tear down direct table @t, unlinked and flushed: each entry is read and
  * frozen with plain loads and stores, for walkers still inside (lockless
  * ones: tdp_lookup() reads, tdp_fast_fix() may compare-exchange a leaf,
@@ -479,26 +514,35 @@ static void reclaim_unlinked(struct tdp_op *op, struct tdp_table *t)
 {
 	struct tdp_mmu *mmu = op->mmu;
 	const struct tdp_spte_format *fmt = &mmu->fmt;
+	/* Copies: the stores below could alias the format for the compiler. */
+	const tdp_spte_t frozen = fmt->frozen, present = fmt->mmu_present;
+	const tdp_spte_t dirty = fmt->dirty;
+	const bool leaf_level = t->level == TDP_LEVEL_4K;
 	uint64_t step = tdp_level_pages(t->level);
 	tdp_spte_t clean = 0;
 	int64_t nr_clean = 0;
 
+	if (reclaim_clean_leaf_table(op, t)) {
+		tdp_table_free_rcu(t);
+		return;
+	}
 	for (int i = 0; i < TDP_SPTES_PER_TABLE; i++) {
 		tdp_spte_t old = tdp_spte_read(&t->spt[i]);
-		tdp_gfn_t gfn = t->gfn + (uint64_t)i * step;
 
-		tdp_spte_write(&t->spt[i], fmt->frozen);
-		if (!tdp_spte_is_present(fmt, old))
+		tdp_spte_write(&t->spt[i], frozen);
+		if (!(old & present))
 			continue;
-		if (!tdp_spte_is_leaf(fmt, old, t->level)) {
-			tdp_spte_changed(op, gfn, t->level, old, fmt->frozen);
-			reclaim_unlinked(op, tdp_spte_child(mmu, old));
-		} else if (old & fmt->dirty) {
-			tdp_spte_changed(op, gfn, t->level, old, fmt->frozen);
-		} else {
+		/* The common case, a clean leaf: one more for the run. */
+		if (!(old & dirty) &&
+		    (leaf_level || tdp_spte_is_leaf(fmt, old, t->level))) {
 			clean = old;
 			nr_clean++;
+			continue;
 		}
+		tdp_spte_changed(op, t->gfn + (uint64_t)i * step, t->level, old,
+				 frozen);
+		if (!tdp_spte_is_leaf(fmt, old, t->level))
+			reclaim_unlinked(op, tdp_spte_child(mmu, old));
 	}
 	if (nr_clean)
 		spte_changed_n(op, t->gfn, t->level, clean, fmt->frozen, nr_clean);
