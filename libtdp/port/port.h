@@ -19,6 +19,11 @@
  *                a thread), tdp_walk_enter/_exit (a lockless walk: no
  *                mmu_lock may be taken inside)
  *   mutex        tdp_mutex_t, tdp_mutex_init/_destroy/_lock/_unlock
+ *   spinlock     tdp_spinlock_t, tdp_spin_lock_init/_destroy,
+ *                tdp_spin_lock/_unlock (short sections where the kernel
+ *                must not sleep; the test support's backend and recorders)
+ *   time         tdp_now_ns (monotonic), tdp_udelay (a wait allowed where
+ *                sleeping is not)
  *   RCU          struct tdp_rcu_head, tdp_rcu_read_lock/_unlock, tdp_call_rcu,
  *                tdp_rcu_barrier, tdp_rcu_thread_register/_unregister,
  *                tdp_rcu_callback_begin/_end, tdp_rcu_dereference,
@@ -26,8 +31,11 @@
  *   memory       tdp_zalloc, tdp_free, tdp_table_page_alloc/_free,
  *                tdp_table_page_private/_set_private, tdp_virt_to_pfn,
  *                tdp_pfn_to_virt, tdp_ext_page_alloc/_free,
- *                tdp_port_fail_alloc_after (tests: fail a later allocation)
- *   logging      tdp_log_err, tdp_log_warn, TDP_WARN_ON, TDP_ASSERT
+ *                tdp_port_fail_alloc_after (tests: fail a later allocation),
+ *                tdp_zalloc_atomic (where sleeping is not allowed; never
+ *                failed by the injector: for checking code, not the engine)
+ *   logging      tdp_log_err, tdp_log_warn, TDP_WARN_ON, TDP_ASSERT; both
+ *                ports also make va_list and vsnprintf available
  *
  * Two ports live here: port/kernel.h (with kernel.c), the Linux kernel's
  * primitives, used under __KERNEL__ (kernel/ builds it into libtdp.ko);
