@@ -308,7 +308,7 @@ bool sx_env_init(struct sx_env *e, unsigned int flags, bool private_mem,
 
 	e->rec = NULL;
 	if (private_mem) {
-		e->rec = rec_create(SX_ROOT_LEVEL, SX_SHARED_BIT, ext_size);
+		e->rec = ts_backend_create(SX_ROOT_LEVEL, SX_SHARED_BIT, ext_size);
 		if (!SX_CHECK(e->rec, "cannot create the recorder"))
 			return false;
 	}
@@ -322,18 +322,18 @@ bool sx_env_init(struct sx_env *e, unsigned int flags, bool private_mem,
 			.flush_all   = env_flush_all,
 			.ctx         = e,
 		},
-		.backend     = private_mem ? rec_backend(e->rec) : NULL,
+		.backend     = private_mem ? ts_backend_ops(e->rec) : NULL,
 		.flags       = flags,
 	};
 	/* clang-format on */
 	ret = tdp_mmu_create(&cfg, &e->mmu);
 	if (!SX_CHECK(ret == 0, "tdp_mmu_create: %d", ret)) {
-		rec_destroy(e->rec);
+		ts_backend_destroy(e->rec);
 		e->rec = NULL;
 		return false;
 	}
 	if (e->rec)
-		rec_set_mmu(e->rec, e->mmu);
+		ts_backend_set_mmu(e->rec, e->mmu);
 	e->fmt = tdp_mmu_format(e->mmu);
 	return true;
 }
@@ -366,19 +366,19 @@ void sx_env_fini(struct sx_env *e)
 		 " freed",
 		 st.roots_allocated, st.roots_freed);
 	if (e->rec) {
-		SX_CHECK(rec_nr_tables(e->rec) == 0,
+		SX_CHECK(ts_nr_tables(e->rec) == 0,
 			 "after teardown: the backend holds %zu tables",
-			 rec_nr_tables(e->rec));
-		SX_CHECK(rec_nr_leaves(e->rec) == 0,
+			 ts_nr_tables(e->rec));
+		SX_CHECK(ts_nr_leaves(e->rec) == 0,
 			 "after teardown: the backend holds %zu leaves",
-			 rec_nr_leaves(e->rec));
-		SX_CHECK(rec_violations(e->rec) == 0,
+			 ts_nr_leaves(e->rec));
+		SX_CHECK(ts_violations(e->rec) == 0,
 			 "the backend recorded %" PRIu64 " violations",
-			 rec_violations(e->rec));
+			 ts_violations(e->rec));
 	}
 	tdp_mmu_destroy(e->mmu);
 	e->mmu = NULL;
-	rec_destroy(e->rec);
+	ts_backend_destroy(e->rec);
 	e->rec = NULL;
 }
 
@@ -556,12 +556,12 @@ long sx_check_quiesced_with(struct sx_env *e, sx_leaf_fn check, void *arg)
 	}
 	if (e->rec) {
 		unsigned long bad =
-			rec_compare(e->rec, e->mmu, 0, SX_GFN_LIMIT);
+			ts_compare(e->rec, e->mmu, 0, SX_GFN_LIMIT);
 
 		SX_CHECK(bad == 0, "mirror != backend: %lu mismatches", bad);
-		SX_CHECK(rec_violations(e->rec) == 0,
+		SX_CHECK(ts_violations(e->rec) == 0,
 			 "the backend recorded %" PRIu64 " violations",
-			 rec_violations(e->rec));
+			 ts_violations(e->rec));
 	}
 	return sx_failures() - before;
 }

@@ -26,7 +26,7 @@
 
 #include <tdp/tdp.h>
 
-#include "recorder.h"
+#include "ts_backend.h"
 
 /* The VM every program uses: 4 levels, shared bit at GFN bit 35. */
 #define SX_ROOT_LEVEL 4
@@ -173,7 +173,7 @@ typedef void (*sx_flush_all_fn)(void *arg);
 
 struct sx_env {
 	struct tdp_mmu *mmu;
-	struct recorder *rec; /* NULL for a VM without private memory */
+	struct ts_backend *rec; /* NULL for a VM without private memory */
 	const struct tdp_spte_format *fmt;
 	/* Hooks: set before the MMU is shared with other threads. */
 	sx_flush_range_fn on_flush_range;

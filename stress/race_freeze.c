@@ -147,7 +147,7 @@ void race_frozen_owner(const struct sx_opts *o)
 
 			owner.gfn = block + 5;
 			level = TDP_LEVEL_2M;
-			race_hold_arm(&hold, REC_LINK_TABLE, block, level);
+			race_hold_arm(&hold, TS_LINK_TABLE, block, level);
 			/* A GFN under the same 1 GiB entry, outside the
 			 * frozen 2 MiB entry. */
 			neighbour = region_1g(link_region) + 7;
@@ -163,7 +163,7 @@ void race_frozen_owner(const struct sx_opts *o)
 		} else {
 			owner.gfn = leaf_block + 1 + (rounds / 2) % 255;
 			level = TDP_LEVEL_4K;
-			race_hold_arm(&hold, REC_SET_LEAF, owner.gfn, level);
+			race_hold_arm(&hold, TS_SET_LEAF, owner.gfn, level);
 			neighbour = leaf_block + 256 + (rounds / 2) % 255;
 		}
 		zap.start = owner.gfn;
@@ -218,7 +218,7 @@ void race_frozen_owner(const struct sx_opts *o)
 			 "GFN %#" PRIx64 " still mapped after a zap that "
 			 "waited for its owner",
 			 owner.gfn);
-		SX_CHECK(!rec_leaf_at(e.rec, owner.gfn, NULL, NULL),
+		SX_CHECK(!ts_leaf_at(e.rec, owner.gfn, NULL, NULL),
 			 "the backend still maps GFN %#" PRIx64, owner.gfn);
 		rounds++;
 	}
@@ -328,7 +328,7 @@ void race_parent_first(const struct sx_opts *o)
 	if (!sx_env_init(&e, 0, true, 4096))
 		return;
 	race_hold_install(&hold, e.rec);
-	rec_set_link_sleep(e.rec, 20);
+	ts_set_link_delay(e.rec, 20);
 	r.nr = o->threads + 1 < 8 ? o->threads + 1 : 8;
 	pthread_barrier_init(&r.start, NULL, (unsigned int)r.nr + 1);
 	pthread_barrier_init(&r.end, NULL, (unsigned int)r.nr + 1);
@@ -346,7 +346,7 @@ void race_parent_first(const struct sx_opts *o)
 
 		r.base = race_fresh_region((unsigned int)rounds);
 		__atomic_store_n(&r.retries, 0, __ATOMIC_RELAXED);
-		race_hold_arm(&hold, REC_LINK_TABLE, sx_round_down(r.base, top),
+		race_hold_arm(&hold, TS_LINK_TABLE, sx_round_down(r.base, top),
 			      top);
 		pthread_barrier_wait(&r.start);
 		if (race_hold_wait(&hold, RACE_HANG_S)) {
@@ -379,9 +379,9 @@ void race_parent_first(const struct sx_opts *o)
 						: "is not mapped");
 			}
 		}
-		SX_CHECK(rec_violations(e.rec) == 0,
+		SX_CHECK(ts_violations(e.rec) == 0,
 			 "round %ld: the backend saw %" PRIu64 " violations",
-			 rounds, rec_violations(e.rec));
+			 rounds, ts_violations(e.rec));
 		rounds++;
 	}
 	__atomic_store_n(&r.stop, true, __ATOMIC_RELEASE);
@@ -449,25 +449,25 @@ static void *rb_main(void *arg)
  * mirror agree, and the very next fault of the GFN installs the leaf.
  */
 static void rb_one_failure(struct sx_env *e, struct tdp_vcpu *v, tdp_gfn_t gfn,
-			   enum rec_call call, int err, int level)
+			   enum ts_call call, int err, int level)
 {
 	struct tdp_stats before, after;
 	tdp_spte_t s;
 	int ret, lvl;
 
 	tdp_mmu_get_stats(e->mmu, &before);
-	rec_fail_next_map(e->rec, call, err);
+	ts_fail_next_map(e->rec, call, err);
 	ret = sx_map_once(e, v, gfn, true, sx_pfn(gfn, true), TDP_PROT_RWX,
 			  TDP_LEVEL_4K, tdp_mmu_seq(e->mmu));
 	SX_CHECK(ret == (err == -EBUSY ? TDP_FAULT_RETRY : err),
 		 "%s failing with %d: the fault returned %d",
-		 call == REC_LINK_TABLE ? "link_table" : "set_leaf", err, ret);
+		 call == TS_LINK_TABLE ? "link_table" : "set_leaf", err, ret);
 	s = race_lookup(e, gfn, true, &lvl);
 	SX_CHECK(!tdp_spte_is_frozen(e->fmt, s) &&
 			 !tdp_spte_is_present(e->fmt, s) && lvl == level,
 		 "after a failed %s the entry of GFN %#" PRIx64 " is %#" PRIx64
 		 " at level %d, expected non-present at %d",
-		 call == REC_LINK_TABLE ? "link_table" : "set_leaf", gfn, s,
+		 call == TS_LINK_TABLE ? "link_table" : "set_leaf", gfn, s,
 		 lvl, level);
 	tdp_mmu_get_stats(e->mmu, &after);
 	SX_CHECK(after.leaves[TDP_ROOT_MIRROR][1] ==
@@ -532,12 +532,12 @@ void race_rollback_stale(const struct sx_opts *o)
 		int err = rounds % 2 ? -ENOSPC : -EBUSY;
 
 		/* The 2 MiB entry is empty: the link fails first. */
-		rb_one_failure(&e, v, base + 1, REC_LINK_TABLE, err,
+		rb_one_failure(&e, v, base + 1, TS_LINK_TABLE, err,
 			       TDP_LEVEL_2M);
-		rb_one_failure(&e, v, base + 2, REC_SET_LEAF, err,
+		rb_one_failure(&e, v, base + 2, TS_SET_LEAF, err,
 			       TDP_LEVEL_4K);
 
-		race_hold_arm(&hold, REC_SET_LEAF, owner.gfn, TDP_LEVEL_4K);
+		race_hold_arm(&hold, TS_SET_LEAF, owner.gfn, TDP_LEVEL_4K);
 		sx_spawn(&g, fault_job_main, &owner);
 		if (!race_hold_wait(&hold, RACE_HANG_S)) {
 			race_hold_disarm(&hold);
@@ -546,7 +546,7 @@ void race_rollback_stale(const struct sx_opts *o)
 		}
 		sx_spawn(&g, fault_job_main, &contender);
 		sx_usleep(200);
-		rec_fail_next_map(e.rec, REC_SET_LEAF, err);
+		ts_fail_next_map(e.rec, TS_SET_LEAF, err);
 		race_hold_release(&hold);
 		sx_join(&g);
 		SX_CHECK(owner.result ==
@@ -557,7 +557,7 @@ void race_rollback_stale(const struct sx_opts *o)
 			 "the contender of a rolled-back entry got %d, not "
 			 "FIXED",
 			 contender.result);
-		SX_CHECK(rec_compare(e.rec, e.mmu, base, base + SX_PAGES_2M) ==
+		SX_CHECK(ts_compare(e.rec, e.mmu, base, base + SX_PAGES_2M) ==
 				 0,
 			 "mirror != backend after a rollback");
 	}
@@ -567,7 +567,7 @@ void race_rollback_stale(const struct sx_opts *o)
 	r.seed = o->seed;
 	for (int a = 0; a < 2; a++)
 		r.mapped[a] = calloc(r.nr_gfns, sizeof(bool));
-	rec_set_injection(e.rec, 300, 50, o->seed);
+	ts_set_injection(e.rec, 300, 50, o->seed);
 	nr = o->threads + 1 < SX_MAX_THREADS ? o->threads + 1 : 4;
 	sx_budget_start(&r.b, o->seconds * 2 / 3, o->max_ops);
 	for (int i = 0; i < nr; i++) {
@@ -575,7 +575,7 @@ void race_rollback_stale(const struct sx_opts *o)
 		sx_spawn(&g, rb_main, &th[i]);
 	}
 	sx_join(&g);
-	rec_set_injection(e.rec, 0, 0, 0);
+	ts_set_injection(e.rec, 0, 0, 0);
 
 	for (unsigned int i = 0; i < r.nr_gfns; i++) {
 		for (int a = 0; a < 2; a++) {
@@ -695,37 +695,37 @@ static void uw_mirror_round(struct sx_env *e, struct race_hold *hold,
 	struct sx_threads g = { .n = 0 };
 	bool set_seen = false, removed_after = false;
 
-	race_hold_arm(hold, REC_SET_LEAF, gfn, TDP_LEVEL_4K);
-	rec_log_clear(e->rec);
-	rec_log_enable(e->rec, true);
+	race_hold_arm(hold, TS_SET_LEAF, gfn, TDP_LEVEL_4K);
+	ts_log_clear(e->rec);
+	ts_log_enable(e->rec, true);
 	sx_spawn(&g, fault_job_main, &owner);
 	if (!race_hold_wait(hold, RACE_HANG_S)) {
 		race_hold_disarm(hold);
 		sx_join(&g);
-		rec_log_enable(e->rec, false);
+		ts_log_enable(e->rec, false);
 		return;
 	}
 	sx_spawn(&g, zap_job_main, &zap);
 	sx_usleep(2000);
 	SX_CHECK(!zap_job_done(&zap),
 		 "a zap returned while a freezer held an entry of its range");
-	for (size_t i = 0; i < rec_log_count(e->rec); i++)
-		SX_CHECK(rec_log_get(e->rec, i).call != REC_REMOVE_LEAF,
+	for (size_t i = 0; i < ts_log_count(e->rec); i++)
+		SX_CHECK(ts_log_get(e->rec, i).call != TS_REMOVE_LEAF,
 			 "remove_leaf called while a freezer held an entry "
 			 "frozen");
 	race_hold_release(hold);
 	sx_join(&g);
-	rec_log_enable(e->rec, false);
+	ts_log_enable(e->rec, false);
 	SX_CHECK(owner.result == TDP_FAULT_FIXED && zap.result == 0,
 		 "freezer %d, zap %d", owner.result, zap.result);
-	for (size_t i = 0; i < rec_log_count(e->rec); i++) {
-		struct rec_event ev = rec_log_get(e->rec, i);
+	for (size_t i = 0; i < ts_log_count(e->rec); i++) {
+		struct ts_event ev = ts_log_get(e->rec, i);
 
 		if (ev.gfn != gfn)
 			continue;
-		if (ev.call == REC_SET_LEAF && ev.ret == 0)
+		if (ev.call == TS_SET_LEAF && ev.ret == 0)
 			set_seen = true;
-		if (ev.call == REC_REMOVE_LEAF && set_seen)
+		if (ev.call == TS_REMOVE_LEAF && set_seen)
 			removed_after = true;
 	}
 	SX_CHECK(set_seen && removed_after,

@@ -167,13 +167,13 @@ struct noise {
  * and then for as long as a scan walks the trees, so the private fault
  * that called it holds its leaf frozen (under the read lock) that long.
  */
-static void noise_slow_set_leaf(void *arg, enum rec_call call, tdp_gfn_t gfn,
+static void noise_slow_set_leaf(void *arg, enum ts_call call, tdp_gfn_t gfn,
 				int level)
 {
 	struct noise *n = arg;
 	double give_up;
 
-	if (call != REC_SET_LEAF)
+	if (call != TS_SET_LEAF)
 		return;
 	__atomic_add_fetch(&n->in_set_leaf, 1, __ATOMIC_RELAXED);
 	sx_usleep(YR_SLOW_SET_LEAF_US);
@@ -455,7 +455,7 @@ static void yield_restart_run(const struct sx_opts *o, const char *name,
 		return;
 	if (slow_set_leaf) {
 		n.slow_set_leaf = true;
-		rec_set_hook(e.rec, noise_slow_set_leaf, &n);
+		ts_set_hook(e.rec, noise_slow_set_leaf, &n);
 	}
 	v = race_vcpu(&e);
 	yield_walks(&e, v, NULL);

@@ -63,7 +63,7 @@ static const struct race_test tests[] = {
 
 /* ---- a backend callback that blocks ------------------------------------- */
 
-static void race_hold_hook(void *arg, enum rec_call call, tdp_gfn_t gfn,
+static void race_hold_hook(void *arg, enum ts_call call, tdp_gfn_t gfn,
 			   int level)
 {
 	struct race_hold *h = arg;
@@ -90,13 +90,13 @@ static void race_hold_hook(void *arg, enum rec_call call, tdp_gfn_t gfn,
 	__atomic_store_n(&h->state, HOLD_IDLE, __ATOMIC_RELEASE);
 }
 
-void race_hold_install(struct race_hold *h, struct recorder *rec)
+void race_hold_install(struct race_hold *h, struct ts_backend *rec)
 {
 	*h = (struct race_hold){ .state = HOLD_IDLE };
-	rec_set_hook(rec, race_hold_hook, h);
+	ts_set_hook(rec, race_hold_hook, h);
 }
 
-void race_hold_arm(struct race_hold *h, enum rec_call call, tdp_gfn_t gfn,
+void race_hold_arm(struct race_hold *h, enum ts_call call, tdp_gfn_t gfn,
 		   int level)
 {
 	__atomic_store_n(&h->call, (int)call, __ATOMIC_RELAXED);

@@ -40,8 +40,8 @@ struct race_hold {
 };
 
 /* Install the hook on @rec (before other threads use the MMU). */
-void race_hold_install(struct race_hold *h, struct recorder *rec);
-void race_hold_arm(struct race_hold *h, enum rec_call call, tdp_gfn_t gfn,
+void race_hold_install(struct race_hold *h, struct ts_backend *rec);
+void race_hold_arm(struct race_hold *h, enum ts_call call, tdp_gfn_t gfn,
 		   int level);
 /* Wait until a callback is held; false (a failed check) after @timeout_s. */
 bool race_hold_wait(struct race_hold *h, double timeout_s);

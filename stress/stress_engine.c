@@ -8,7 +8,8 @@
  * Each phase uses a fresh GFN window (new parent tables), runs for a time
  * and an operation budget, then quiesces and checks:
  *   - every present leaf maps the PFN its GFN and alias call for;
- *   - the backend's own record equals the mirror entry for entry;
+ *   - the backend's model equals the mirror entry for entry, over the
+ *     whole GFN space, and the backend saw no violation of its contract;
  *   - the leaf statistics equal the leaves found in the window;
  *   - no reachable SPTE is frozen.
  * After teardown: no table, leaf or page left, and the backend holds
@@ -29,6 +30,8 @@
 
 #include <tdp/tdp.h>
 
+#include "ts_backend.h"
+
 #define SHARED_BIT (1ULL << 35)
 #define REGIONS 8                       /* 2 MiB regions per window */
 #define WINDOW (REGIONS * 512ULL)
@@ -46,21 +49,6 @@ static int failures;
 		}                                                      \
 	} while (0)
 
-/* ---- a thread-safe recording backend ------------------------------------- */
-
-struct backend {
-	pthread_mutex_t lock;
-	tdp_gfn_t window_base;
-	/* Per GFN of the current window: pfn + 1 of a 4 KiB leaf, 0 if none. */
-	uint64_t leaf4k[WINDOW];
-	/* Per 2 MiB region: pfn + 1 of a 2 MiB leaf, 0 if none. */
-	uint64_t leaf2m[REGIONS];
-	long leaves_outside;     /* leaves outside the window (must stay 0) */
-	long tables;             /* linked tables */
-	unsigned int busy_percent;
-	uint64_t rng;            /* protected by lock */
-};
-
 static uint64_t xorshift(uint64_t *s)
 {
 	uint64_t x = *s;
@@ -71,94 +59,23 @@ static uint64_t xorshift(uint64_t *s)
 	return *s = x;
 }
 
-static bool be_busy(struct backend *b)
+/*
+ * The private backend is the strict recording backend of tests/support;
+ * besides its own checks, a slow SEPT.ADD of every 2 MiB table widens the
+ * freeze window.
+ */
+static void slow_link(void *arg, enum ts_call call, tdp_gfn_t gfn, int level)
 {
-	bool busy;
-
-	pthread_mutex_lock(&b->lock);
-	busy = xorshift(&b->rng) % 100 < b->busy_percent;
-	pthread_mutex_unlock(&b->lock);
-	return busy;
-}
-
-static int be_link(void *ctx, tdp_gfn_t gfn, int level, struct tdp_ext_table *ext)
-{
-	struct backend *b = ctx;
-
-	(void)gfn, (void)level, (void)ext;
-	if (be_busy(b))
-		return -EBUSY;
-	if (level == TDP_LEVEL_2M && (gfn & 7) == 0)
-		usleep(20); /* a slow SEPT.ADD widens the freeze window */
-	pthread_mutex_lock(&b->lock);
-	b->tables++;
-	pthread_mutex_unlock(&b->lock);
-	return 0;
-}
-
-static uint64_t *be_slot(struct backend *b, tdp_gfn_t gfn, int level)
-{
-	tdp_gfn_t off = gfn - b->window_base;
-
-	if (gfn < b->window_base || off >= WINDOW)
-		return NULL;
-	return level == TDP_LEVEL_4K ? &b->leaf4k[off] : &b->leaf2m[off / 512];
-}
-
-static int be_set(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn)
-{
-	struct backend *b = ctx;
-	uint64_t *slot;
-	int ret = 0;
-
-	if (be_busy(b))
-		return -EBUSY;
-	pthread_mutex_lock(&b->lock);
-	slot = be_slot(b, gfn, level);
-	if (!slot)
-		b->leaves_outside++;
-	else if (*slot)
-		ret = -EEXIST; /* mapped twice: the freeze protocol failed */
-	else
-		*slot = pfn + 1;
-	pthread_mutex_unlock(&b->lock);
-	CHECK(ret == 0, "backend: gfn %#" PRIx64 " level %d mapped twice", gfn, level);
-	return ret;
-}
-
-static int be_remove(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn)
-{
-	struct backend *b = ctx;
-	uint64_t *slot;
-
-	pthread_mutex_lock(&b->lock);
-	slot = be_slot(b, gfn, level);
-	if (!slot) {
-		b->leaves_outside--;
-	} else {
-		CHECK(*slot == pfn + 1, "backend: remove of unmapped gfn %#" PRIx64, gfn);
-		*slot = 0;
-	}
-	pthread_mutex_unlock(&b->lock);
-	return 0;
-}
-
-static int be_free(void *ctx, tdp_gfn_t gfn, int level, struct tdp_ext_table *ext)
-{
-	struct backend *b = ctx;
-
-	(void)gfn, (void)level, (void)ext;
-	pthread_mutex_lock(&b->lock);
-	b->tables--;
-	pthread_mutex_unlock(&b->lock);
-	return 0;
+	(void)arg, (void)gfn;
+	if (call == TS_LINK_TABLE && level == TDP_LEVEL_2M)
+		usleep(20);
 }
 
 /* ---- the run ------------------------------------------------------------ */
 
 struct run {
 	struct tdp_mmu *mmu;
-	struct backend be;
+	struct ts_backend *be;
 	tdp_gfn_t base;        /* window of the current phase, unaliased */
 	uint64_t seed;
 	double seconds;
@@ -318,35 +235,26 @@ static void check_window(struct run *r)
 	const struct tdp_spte_format *fmt = tdp_mmu_format(r->mmu);
 	uint64_t leaves[2][3] = { { 0 } };
 	struct tdp_stats st;
+	unsigned long bad;
 
 	for (tdp_gfn_t off = 0; off < WINDOW; off++) {
 		for (int private = 0; private < 2; private++) {
 			tdp_gfn_t gfn = r->base + off;
 			tdp_spte_t spte;
 			int level;
-			uint64_t *rec;
 
 			CHECK(tdp_lookup(r->mmu, gfn, private ? TDP_ALIAS_PRIVATE : TDP_ALIAS_SHARED,
 					 &spte, &level) == 0, "lookup");
 			CHECK(!tdp_spte_is_frozen(fmt, spte), "frozen SPTE left at gfn %#" PRIx64, gfn);
-			if (!tdp_spte_is_present(fmt, spte)) {
-				if (private)
-					CHECK(!r->be.leaf4k[off] && !r->be.leaf2m[off / 512],
-					      "backend maps gfn %#" PRIx64 " the mirror does not", gfn);
+			if (!tdp_spte_is_present(fmt, spte))
 				continue;
-			}
 			CHECK(level <= TDP_LEVEL_2M, "leaf level %d", level);
 			if ((gfn & (tdp_level_pages(level) - 1)) == 0)
 				leaves[private][level]++;
 			tdp_gfn_t lgfn = gfn & ~(tdp_level_pages(level) - 1);
 			CHECK(tdp_spte_pfn(fmt, spte) == expected_pfn(lgfn, private),
 			      "gfn %#" PRIx64 " private %d maps a wrong pfn", gfn, private);
-			if (!private)
-				continue;
-			rec = level == TDP_LEVEL_4K ? &r->be.leaf4k[off] : &r->be.leaf2m[off / 512];
-			CHECK(*rec == tdp_spte_pfn(fmt, spte) + 1,
-			      "mirror and backend differ at gfn %#" PRIx64, gfn);
-			r->checks++;
+			r->checks += private;
 		}
 	}
 	tdp_mmu_get_stats(r->mmu, &st);
@@ -358,7 +266,12 @@ static void check_window(struct run *r)
 		      "direct leaf count level %d: stats %" PRIu64 " found %" PRIu64,
 		      level, st.leaves[TDP_ROOT_DIRECT][level], leaves[0][level]);
 	}
-	CHECK(r->be.leaves_outside == 0, "backend has leaves outside the window");
+	/* Entry for entry over every unaliased GFN: nothing outside the
+	 * window either. */
+	bad = ts_compare(r->be, r->mmu, 0, SHARED_BIT);
+	CHECK(bad == 0, "mirror and backend differ: %lu mismatches", bad);
+	CHECK(ts_violations(r->be) == 0, "backend violations: %" PRIu64,
+	      ts_violations(r->be));
 	r->checks += 4;
 }
 
@@ -369,13 +282,8 @@ int main(int argc, char **argv)
 {
 	struct run r = { .seed = (uint64_t)time(NULL), .max_ops = 50000000, .nr_vcpus = 3 };
 	const char *quick = getenv("TDP_TEST_QUICK");
-	struct tdp_private_backend backend = {
-		.link_table = be_link, .set_leaf = be_set,
-		.remove_leaf = be_remove, .free_table = be_free,
-		.ctx = &r.be, .ext_table_size = 4096,
-	};
 	struct tdp_mmu_config cfg = {
-		.root_level = 4, .direct_bits = SHARED_BIT, .backend = &backend,
+		.root_level = 4, .direct_bits = SHARED_BIT,
 		.host = { .flush_range = flush_range, .flush_all = flush_all },
 	};
 	struct worker workers[16];
@@ -402,24 +310,26 @@ int main(int argc, char **argv)
 	fflush(stdout);
 
 	tdp_thread_register();
-	pthread_mutex_init(&r.be.lock, NULL);
-	r.be.rng = r.seed | 1;
-	r.be.busy_percent = 10;
+	r.be = ts_backend_create(4, SHARED_BIT, 4096);
+	if (!r.be) {
+		fprintf(stderr, "stress_engine: cannot create the backend\n");
+		return 1;
+	}
+	/* Busy for one map callback in ten. */
+	ts_set_injection(r.be, 100, 0, r.seed | 1);
+	ts_set_hook(r.be, slow_link, NULL);
+	cfg.backend = ts_backend_ops(r.be);
 	if (tdp_mmu_create(&cfg, &r.mmu)) {
 		fprintf(stderr, "stress_engine: cannot create the MMU\n");
 		return 1;
 	}
+	ts_backend_set_mmu(r.be, r.mmu);
 
 	for (int phase = 0; phase < phases; phase++) {
 		double deadline;
 
 		/* A fresh window: new parent tables at every level below 1 GiB. */
 		r.base = (tdp_gfn_t)(phase + 1) * (1ULL << 18) + (phase % 2) * (1ULL << 27);
-		pthread_mutex_lock(&r.be.lock);
-		r.be.window_base = r.base;
-		memset(r.be.leaf4k, 0, sizeof(r.be.leaf4k));
-		memset(r.be.leaf2m, 0, sizeof(r.be.leaf2m));
-		pthread_mutex_unlock(&r.be.lock);
 		__atomic_store_n(&r.stop, false, __ATOMIC_RELAXED);
 		__atomic_store_n(&r.ops, 0, __ATOMIC_RELAXED);
 
@@ -442,8 +352,7 @@ int main(int argc, char **argv)
 		for (int i = 0; i < nw; i++)
 			pthread_join(workers[i].thread, NULL);
 
-		/* The window of the previous phase was zapped by nobody: the
-		 * backend keeps only this window's record, so zap the rest. */
+		/* Zap the window, so that the next phase starts empty. */
 		check_window(&r);
 		CHECK(tdp_zap_slot_deleted(r.mmu, r.base, r.base + WINDOW) == 0, "phase zap");
 		check_window(&r);
@@ -458,9 +367,14 @@ int main(int argc, char **argv)
 		for (int l = 0; l <= TDP_MAX_LEVEL; l++)
 			CHECK(st.tables[t][l] == 0 && st.leaves[t][l] == 0,
 			      "tables/leaves left after teardown (type %d level %d)", t, l);
-	CHECK(r.be.tables == 0, "backend still has %ld tables", r.be.tables);
-	r.checks += 3;
+	CHECK(ts_nr_tables(r.be) == 0 && ts_nr_leaves(r.be) == 0,
+	      "backend still has %zu tables, %zu leaves", ts_nr_tables(r.be),
+	      ts_nr_leaves(r.be));
+	CHECK(ts_violations(r.be) == 0, "backend violations: %" PRIu64,
+	      ts_violations(r.be));
+	r.checks += 4;
 	tdp_mmu_destroy(r.mmu);
+	ts_backend_destroy(r.be);
 	tdp_thread_unregister();
 
 	printf("stress_engine: seed=%" PRIu64 " ops=%" PRIu64 " faults=%" PRIu64

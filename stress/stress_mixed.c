@@ -339,15 +339,15 @@ static void scenario_storm(struct mx_run *r)
 	struct sx_tree_count count;
 	int rounds;
 
-	rec_set_link_sleep(r->e.rec, 30);
-	rec_set_injection(r->e.rec, 50, 0, r->o->seed);
+	ts_set_link_delay(r->e.rec, 30);
+	ts_set_injection(r->e.rec, 50, 0, r->o->seed);
 	for (int a = 0; a < 2; a++) {
 		s.prot[a] = calloc(STORM_ROUNDS * MX_GFNS, 1);
 		s.huge[a] = calloc(STORM_ROUNDS * MX_BLOCKS, sizeof(bool));
 	}
 	mx_vcpu_args(r, args, &s);
 	mx_run_threads(r, storm_vcpu, args, sizeof(args[0]), NULL, 0, NULL);
-	rec_set_injection(r->e.rec, 0, 0, 0);
+	ts_set_injection(r->e.rec, 0, 0, 0);
 	rounds = s.round + 1;
 
 	for (uint64_t slot = 0; slot < (uint64_t)rounds * MX_GFNS; slot++) {
@@ -511,7 +511,7 @@ static void scenario_zaps(struct mx_run *r)
 	struct zapper_arg za = { .run = r };
 	struct tdp_vcpu *v;
 
-	rec_set_link_sleep(r->e.rec, 20);
+	ts_set_link_delay(r->e.rec, 20);
 	for (int a = 0; a < 2; a++)
 		z.mapped[a] = calloc(ZONE_START, sizeof(bool));
 	mx_vcpu_args(r, args, &z);

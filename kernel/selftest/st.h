@@ -9,7 +9,8 @@
  *
  * Tests use only the public API (include/tdp/), plus the engine's
  * internal header and the port's mmu_lock names for white-box lock checks
- * (the test backend, st_lock.c).
+ * (st_lock.c), and the test support shared with the user-space tests
+ * (tests/support/: the strict recording backend).
  */
 #ifndef TDP_SELFTEST_H
 #define TDP_SELFTEST_H
@@ -22,6 +23,8 @@
 #include <linux/wait.h>
 
 #include <tdp/tdp.h>
+
+#include "ts_backend.h"
 
 /* ---- test context and checks --------------------------------------------- */
 
@@ -114,21 +117,18 @@ void st_barrier_wait(struct st_barrier *b);
 #define ST_PFN_PRIVATE(gfn) ((gfn) + (1ULL << 32))
 #define ST_PFN_SHARED(gfn) ((gfn) + (2ULL << 32))
 
-struct st_backend;
-
 struct st_env_opts {
 	int root_level;	       /* 0: 4 */
 	bool backend;	       /* confidential VM with the strict backend */
 	size_t ext_table_size; /* backend page per mirror table */
 	unsigned int flags;    /* enum tdp_mmu_flags */
-	unsigned int pool;     /* backend model entries; 0: a default */
 };
 
 struct st_env {
 	struct st *t;
 	struct tdp_mmu *mmu;
 	struct tdp_vcpu *vcpu;
-	struct st_backend *be; /* NULL for a plain VM */
+	struct ts_backend *be; /* NULL for a plain VM */
 	tdp_gfn_t direct_bits;
 
 	/* TLB callbacks: counts and the span of the range flushes. */
@@ -191,69 +191,6 @@ static inline tdp_gfn_t st_round_down(tdp_gfn_t gfn, int level)
 {
 	return gfn & ~(tdp_level_pages(level) - 1);
 }
-
-/* ---- the strict test backend (st_backend.c) ------------------------------ */
-
-enum stb_call {
-	STB_LINK_TABLE,
-	STB_SET_LEAF,
-	STB_REMOVE_LEAF,
-	STB_FREE_TABLE,
-	STB_NR_CALLS
-};
-
-struct stb_event {
-	enum stb_call call;
-	tdp_gfn_t gfn;
-	int level;
-	tdp_pfn_t pfn;
-	int ret;
-};
-
-/*
- * A backend for a tree of @root_level levels with shared bit @direct_bits;
- * @ext_table_size is 0 or at least 16 bytes; @pool model entries (0: a
- * default).  NULL on failure.
- */
-struct st_backend *stb_create(int root_level, tdp_gfn_t direct_bits,
-			      size_t ext_table_size, unsigned int pool);
-void stb_destroy(struct st_backend *b);
-const struct tdp_private_backend *stb_ops(struct st_backend *b);
-/* The MMU the callbacks check the lock and the frozen entries of. */
-void stb_set_mmu(struct st_backend *b, struct tdp_mmu *mmu);
-
-/* Injection. */
-void stb_set_link_delay(struct st_backend *b, unsigned int usec);
-void stb_set_injection(struct st_backend *b, unsigned int busy_permille,
-		       unsigned int error_permille, u64 seed);
-void stb_fail_next_map(struct st_backend *b, enum stb_call call, int err);
-void stb_fail_next_remove(struct st_backend *b);
-void stb_fail_next_free(struct st_backend *b);
-/* After the MMU died: any callback is a violation. */
-void stb_forbid_calls(struct st_backend *b, bool forbid);
-
-/* The call log (the first few dozen calls while enabled). */
-void stb_log_enable(struct st_backend *b, bool on);
-void stb_log_clear(struct st_backend *b);
-unsigned int stb_log_count(struct st_backend *b);
-struct stb_event stb_log_get(struct st_backend *b, unsigned int i);
-
-/* Queries. */
-unsigned long stb_calls(struct st_backend *b, enum stb_call call);
-unsigned long stb_ok(struct st_backend *b, enum stb_call call);
-unsigned long stb_violations(struct st_backend *b);
-size_t stb_nr_tables(struct st_backend *b);
-size_t stb_nr_leaves(struct st_backend *b);
-bool stb_leaf_at(struct st_backend *b, tdp_gfn_t gfn, int *level,
-		 tdp_pfn_t *pfn);
-
-/*
- * Compare the mirror, walked with tdp_lookup() over [start, end), and the
- * statistics with the backend's model; quiescent MMU.  Returns the number
- * of mismatches (each printed).
- */
-unsigned long stb_compare(struct st_backend *b, struct tdp_mmu *mmu,
-			  tdp_gfn_t start, tdp_gfn_t end);
 
 /* ---- the tests ----------------------------------------------------------- */
 

@@ -58,18 +58,18 @@ bool st_env_init(struct st *t, struct st_env *e, const struct st_env_opts *o)
 	tdp_thread_register();
 	if (o->backend) {
 		e->direct_bits = ST_SHARED_BIT;
-		e->be = stb_create(cfg.root_level, e->direct_bits,
-				   o->ext_table_size, o->pool);
+		e->be = ts_backend_create(cfg.root_level, e->direct_bits,
+					  o->ext_table_size);
 		if (!ST_TRUE(t, e->be != NULL))
 			goto err;
 		cfg.direct_bits = e->direct_bits;
-		cfg.backend = stb_ops(e->be);
+		cfg.backend = ts_backend_ops(e->be);
 	}
 	ret = tdp_mmu_create(&cfg, &e->mmu);
 	if (!ST_EQ(t, ret, 0))
 		goto err;
 	if (e->be)
-		stb_set_mmu(e->be, e->mmu);
+		ts_backend_set_mmu(e->be, e->mmu);
 	ret = tdp_vcpu_create(e->mmu, &e->vcpu);
 	if (!ST_EQ(t, ret, 0))
 		goto err;
@@ -77,7 +77,7 @@ bool st_env_init(struct st *t, struct st_env *e, const struct st_env_opts *o)
 
 err:
 	tdp_mmu_destroy(e->mmu);
-	stb_destroy(e->be);
+	ts_backend_destroy(e->be);
 	e->mmu = NULL;
 	e->be = NULL;
 	tdp_thread_unregister();
@@ -124,12 +124,12 @@ void st_env_teardown(struct st_env *e, int expect)
 		}
 		ST_EQ(t, s.roots_allocated, s.roots_freed);
 		if (e->be) {
-			ST_EQ(t, stb_nr_tables(e->be), 0);
-			ST_EQ(t, stb_nr_leaves(e->be), 0);
+			ST_EQ(t, ts_nr_tables(e->be), 0);
+			ST_EQ(t, ts_nr_leaves(e->be), 0);
 		}
 	}
 	if (e->be)
-		ST_EQ(t, stb_violations(e->be), 0);
+		ST_EQ(t, ts_violations(e->be), 0);
 }
 
 void st_env_destroy(struct st_env *e)
@@ -138,7 +138,7 @@ void st_env_destroy(struct st_env *e)
 		return;
 	tdp_vcpu_destroy(e->vcpu);
 	tdp_mmu_destroy(e->mmu);
-	stb_destroy(e->be);
+	ts_backend_destroy(e->be);
 	e->vcpu = NULL;
 	e->mmu = NULL;
 	e->be = NULL;

@@ -35,10 +35,10 @@ static int map_alias(struct st_env *e, tdp_gfn_t gfn, enum tdp_alias alias,
 		      max_level);
 }
 
-static void expect_event(struct st *t, struct st_backend *b, unsigned int i,
-			 enum stb_call call, tdp_gfn_t gfn, int level)
+static void expect_event(struct st *t, struct ts_backend *b, unsigned int i,
+			 enum ts_call call, tdp_gfn_t gfn, int level)
 {
-	struct stb_event ev = stb_log_get(b, i);
+	struct ts_event ev = ts_log_get(b, i);
 
 	ST_EQ(t, ev.call, call);
 	ST_EQ(t, ev.gfn, gfn);
@@ -67,8 +67,8 @@ static void expect_unmapped(struct st_env *e, tdp_gfn_t gfn,
 
 static void expect_mirror_equals_backend(struct st_env *e)
 {
-	ST_EQ(e->t, stb_compare(e->be, e->mmu, 0, GFN_LIMIT), 0);
-	ST_EQ(e->t, stb_violations(e->be), 0);
+	ST_EQ(e->t, ts_compare(e->be, e->mmu, 0, GFN_LIMIT), 0);
+	ST_EQ(e->t, ts_violations(e->be), 0);
 }
 
 static struct tdp_stats stats_of(struct st_env *e)
@@ -90,59 +90,59 @@ static void test_private_fault_links_top_down(struct st *t)
 
 	if (!st_env_init(t, &e, &tdx))
 		return;
-	stb_log_enable(e.be, true);
+	ts_log_enable(e.be, true);
 
 	/* Empty tree: one link per missing level, top-down, then the leaf;
 	 * the backend checks that each entry is frozen during its call. */
 	ST_EQ(t, map_alias(&e, g, TDP_ALIAS_PRIVATE, TDP_LEVEL_4K),
 	      TDP_FAULT_FIXED);
-	ST_EQ(t, stb_log_count(e.be), 4);
-	expect_event(t, e.be, 0, STB_LINK_TABLE, st_round_down(g, 4), 4);
-	expect_event(t, e.be, 1, STB_LINK_TABLE, st_round_down(g, 3), 3);
-	expect_event(t, e.be, 2, STB_LINK_TABLE, st_round_down(g, 2), 2);
-	expect_event(t, e.be, 3, STB_SET_LEAF, g, 1);
-	ST_EQ(t, stb_log_get(e.be, 3).pfn, ST_PFN_PRIVATE(g));
+	ST_EQ(t, ts_log_count(e.be), 4);
+	expect_event(t, e.be, 0, TS_LINK_TABLE, st_round_down(g, 4), 4);
+	expect_event(t, e.be, 1, TS_LINK_TABLE, st_round_down(g, 3), 3);
+	expect_event(t, e.be, 2, TS_LINK_TABLE, st_round_down(g, 2), 2);
+	expect_event(t, e.be, 3, TS_SET_LEAF, g, 1);
+	ST_EQ(t, ts_log_get(e.be, 3).pfn, ST_PFN_PRIVATE(g));
 
 	/* Same table: only the leaf.  Already mapped: no call at all. */
-	stb_log_clear(e.be);
+	ts_log_clear(e.be);
 	ST_EQ(t, map_alias(&e, g + 1, TDP_ALIAS_PRIVATE, TDP_LEVEL_4K),
 	      TDP_FAULT_FIXED);
-	ST_EQ(t, stb_log_count(e.be), 1);
-	expect_event(t, e.be, 0, STB_SET_LEAF, g + 1, 1);
-	stb_log_clear(e.be);
+	ST_EQ(t, ts_log_count(e.be), 1);
+	expect_event(t, e.be, 0, TS_SET_LEAF, g + 1, 1);
+	ts_log_clear(e.be);
 	ST_EQ(t, map_alias(&e, g, TDP_ALIAS_PRIVATE, TDP_LEVEL_4K),
 	      TDP_FAULT_SPURIOUS);
-	ST_EQ(t, stb_log_count(e.be), 0);
+	ST_EQ(t, ts_log_count(e.be), 0);
 
 	/* The shared alias of the same GFN never reaches the backend. */
 	ST_EQ(t, map_alias(&e, g, TDP_ALIAS_SHARED, TDP_LEVEL_4K),
 	      TDP_FAULT_FIXED);
-	ST_EQ(t, stb_log_count(e.be), 0);
+	ST_EQ(t, ts_log_count(e.be), 0);
 	expect_mapped(&e, g, TDP_ALIAS_SHARED, TDP_LEVEL_4K);
 	expect_mapped(&e, g, TDP_ALIAS_PRIVATE, TDP_LEVEL_4K);
 
 	/* A 2 MiB leaf in a fresh region of the same 1 GiB table. */
 	ST_EQ(t, map_alias(&e, g2m, TDP_ALIAS_PRIVATE, TDP_LEVEL_2M),
 	      TDP_FAULT_FIXED);
-	ST_EQ(t, stb_log_count(e.be), 1);
-	expect_event(t, e.be, 0, STB_SET_LEAF, st_round_down(g2m, 2), 2);
-	ST_EQ(t, stb_log_get(e.be, 0).pfn,
+	ST_EQ(t, ts_log_count(e.be), 1);
+	expect_event(t, e.be, 0, TS_SET_LEAF, st_round_down(g2m, 2), 2);
+	ST_EQ(t, ts_log_get(e.be, 0).pfn,
 	      ST_PFN_PRIVATE(st_round_down(g2m, 2)));
 
 	/* A 1 GiB leaf under a fresh 512 GiB entry: one link, one leaf. */
-	stb_log_clear(e.be);
+	ts_log_clear(e.be);
 	ST_EQ(t, map_alias(&e, g1g, TDP_ALIAS_PRIVATE, TDP_LEVEL_1G),
 	      TDP_FAULT_FIXED);
-	ST_EQ(t, stb_log_count(e.be), 2);
-	expect_event(t, e.be, 0, STB_LINK_TABLE, st_round_down(g1g, 4), 4);
-	expect_event(t, e.be, 1, STB_SET_LEAF, st_round_down(g1g, 3), 3);
+	ST_EQ(t, ts_log_count(e.be), 2);
+	expect_event(t, e.be, 0, TS_LINK_TABLE, st_round_down(g1g, 4), 4);
+	expect_event(t, e.be, 1, TS_SET_LEAF, st_round_down(g1g, 3), 3);
 	expect_mapped(&e, g1g + 1000, TDP_ALIAS_PRIVATE, TDP_LEVEL_1G);
 
 	/* Converting one page of it to shared removes the whole leaf. */
-	stb_log_clear(e.be);
+	ts_log_clear(e.be);
 	ST_EQ(t, tdp_zap_convert_to_shared(e.mmu, g1g, g1g + 1), 0);
-	ST_EQ(t, stb_log_count(e.be), 1);
-	expect_event(t, e.be, 0, STB_REMOVE_LEAF, st_round_down(g1g, 3), 3);
+	ST_EQ(t, ts_log_count(e.be), 1);
+	expect_event(t, e.be, 0, TS_REMOVE_LEAF, st_round_down(g1g, 3), 3);
 	expect_unmapped(&e, g1g + 1000, TDP_ALIAS_PRIVATE);
 
 	expect_mirror_equals_backend(&e);
@@ -167,7 +167,7 @@ static void test_busy_and_hard_errors(struct st *t)
 	fmt = tdp_mmu_format(e.mmu);
 
 	/* Busy: the fault retries and the mirror entry is as before. */
-	stb_fail_next_map(e.be, STB_SET_LEAF, -EBUSY);
+	ts_fail_next_map(e.be, TS_SET_LEAF, -EBUSY);
 	ST_EQ(t, map_alias(&e, g, TDP_ALIAS_PRIVATE, TDP_LEVEL_4K),
 	      TDP_FAULT_RETRY);
 	ST_EQ(t, tdp_lookup(e.mmu, g, TDP_ALIAS_PRIVATE, &spte, &level), 0);
@@ -178,7 +178,7 @@ static void test_busy_and_hard_errors(struct st *t)
 	      TDP_FAULT_FIXED);
 
 	/* A hard error of link_table comes back unchanged; nothing linked. */
-	stb_fail_next_map(e.be, STB_LINK_TABLE, -ENOSPC);
+	ts_fail_next_map(e.be, TS_LINK_TABLE, -ENOSPC);
 	ST_EQ(t, map_alias(&e, fresh, TDP_ALIAS_PRIVATE, TDP_LEVEL_4K),
 	      -ENOSPC);
 	ST_EQ(t, tdp_lookup(e.mmu, fresh, TDP_ALIAS_PRIVATE, &spte, &level), 0);
@@ -187,7 +187,7 @@ static void test_busy_and_hard_errors(struct st *t)
 	ST_EQ(t, s.backend_errors, 1);
 	expect_mirror_equals_backend(&e);
 	/* And of set_leaf. */
-	stb_fail_next_map(e.be, STB_SET_LEAF, -ENOSPC);
+	ts_fail_next_map(e.be, TS_SET_LEAF, -ENOSPC);
 	ST_EQ(t, map_alias(&e, fresh, TDP_ALIAS_PRIVATE, TDP_LEVEL_4K),
 	      -ENOSPC);
 	expect_unmapped(&e, fresh, TDP_ALIAS_PRIVATE);
@@ -195,7 +195,7 @@ static void test_busy_and_hard_errors(struct st *t)
 	      TDP_FAULT_FIXED);
 
 	/* Random busy answers: every fault completes after retries. */
-	stb_set_injection(e.be, 300, 0, t->seed);
+	ts_set_injection(e.be, 300, 0, t->seed);
 	for (tdp_gfn_t i = 0; i < 64; i++) {
 		tdp_gfn_t gfn = 20 * PAGES_1G + i * 97;
 
@@ -205,7 +205,7 @@ static void test_busy_and_hard_errors(struct st *t)
 				   &retries),
 		      TDP_FAULT_FIXED);
 	}
-	stb_set_injection(e.be, 0, 0, 0);
+	ts_set_injection(e.be, 0, 0, 0);
 	ST_TRUE(t, retries > 0);
 	ST_TRUE(t, stats_of(&e).backend_busy > 1);
 	expect_mirror_equals_backend(&e);
@@ -220,14 +220,14 @@ static void test_enomem_before_backend(struct st *t)
 
 	if (!st_env_init(t, &e, &tdx))
 		return;
-	stb_log_enable(e.be, true);
+	ts_log_enable(e.be, true);
 	/* A fresh vCPU allocates its tables and backend pages first. */
 	for (long n = 0; n < 24; n++) {
 		tdp_gfn_t gfn = (tdp_gfn_t)(n + 1) * PAGES_1G;
 
 		if (!ST_EQ(t, tdp_vcpu_create(e.mmu, &vcpu), 0))
 			break;
-		stb_log_clear(e.be);
+		ts_log_clear(e.be);
 		tdp_port_fail_alloc_after(n);
 		ret = st_map(&e, vcpu, gfn, TDP_ALIAS_PRIVATE,
 			     ST_PFN_PRIVATE(gfn), RW, TDP_LEVEL_4K);
@@ -240,7 +240,7 @@ static void test_enomem_before_backend(struct st *t)
 		}
 		failed++;
 		/* -ENOMEM only before any SPTE changed: no backend call. */
-		ST_EQ(t, stb_log_count(e.be), 0);
+		ST_EQ(t, ts_log_count(e.be), 0);
 		expect_unmapped(&e, gfn, TDP_ALIAS_PRIVATE);
 	}
 	ST_TRUE(t, failed > 0);
@@ -261,11 +261,11 @@ static void test_remove_leaf_failure_kills_mmu(struct st *t)
 	      TDP_FAULT_FIXED);
 	ST_EQ(t, map_alias(&e, g, TDP_ALIAS_SHARED, TDP_LEVEL_4K),
 	      TDP_FAULT_FIXED);
-	stb_fail_next_remove(e.be);
+	ts_fail_next_remove(e.be);
 	ST_EQ(t, tdp_zap_convert_to_shared(e.mmu, g, g + 1), -EIO);
 	ST_TRUE(t, tdp_mmu_is_dead(e.mmu));
 	/* Dead: every operation refuses, and the backend hears nothing. */
-	stb_forbid_calls(e.be, true);
+	ts_forbid_calls(e.be, true);
 	ST_EQ(t, map_alias(&e, g + 1, TDP_ALIAS_PRIVATE, TDP_LEVEL_4K), -EIO);
 	ST_EQ(t, map_alias(&e, g + 1, TDP_ALIAS_SHARED, TDP_LEVEL_4K), -EIO);
 	ST_EQ(t, tdp_zap_slot_deleted(e.mmu, 0, GFN_LIMIT), -EIO);
@@ -274,8 +274,8 @@ static void test_remove_leaf_failure_kills_mmu(struct st *t)
 	ST_EQ(t, tdp_lookup(e.mmu, g, TDP_ALIAS_PRIVATE, &spte, &level), -EIO);
 	ST_EQ(t, tdp_mmu_zap_invalidated_roots(e.mmu), -EIO);
 	st_env_teardown(&e, -EIO);
-	ST_EQ(t, stb_calls(e.be, STB_REMOVE_LEAF), 1);
-	ST_EQ(t, stb_calls(e.be, STB_FREE_TABLE), 0);
+	ST_EQ(t, ts_calls(e.be, TS_REMOVE_LEAF), 1);
+	ST_EQ(t, ts_calls(e.be, TS_FREE_TABLE), 0);
 	st_env_destroy(&e);
 }
 
@@ -289,14 +289,14 @@ static void test_free_table_failure_leaks_backend_page(struct st *t)
 		return;
 	ST_EQ(t, map_alias(&e, g, TDP_ALIAS_PRIVATE, TDP_LEVEL_4K),
 	      TDP_FAULT_FIXED);
-	stb_fail_next_free(e.be);
+	ts_fail_next_free(e.be);
 	st_env_teardown(&e, -EIO);
 	ST_TRUE(t, tdp_mmu_is_dead(e.mmu));
 	/* The leaf was removed, the first free_table failed, nothing after. */
-	ST_EQ(t, stb_calls(e.be, STB_REMOVE_LEAF), 1);
-	ST_EQ(t, stb_ok(e.be, STB_REMOVE_LEAF), 1);
-	ST_EQ(t, stb_calls(e.be, STB_FREE_TABLE), 1);
-	ST_EQ(t, stb_ok(e.be, STB_FREE_TABLE), 0);
+	ST_EQ(t, ts_calls(e.be, TS_REMOVE_LEAF), 1);
+	ST_EQ(t, ts_ok(e.be, TS_REMOVE_LEAF), 1);
+	ST_EQ(t, ts_calls(e.be, TS_FREE_TABLE), 1);
+	ST_EQ(t, ts_ok(e.be, TS_FREE_TABLE), 0);
 	/* Pages the backend may still reference are never freed. */
 	ST_EQ(t, tdp_mmu_get_stats(e.mmu, &s), 0);
 	ST_TRUE(t, s.pages_in_use > 0);
@@ -326,13 +326,13 @@ static void test_teardown_frees_every_table_once(struct st *t)
 	ST_EQ(t, map_alias(&e, 50 * PAGES_1G, TDP_ALIAS_PRIVATE, TDP_LEVEL_1G),
 	      TDP_FAULT_FIXED);
 	expect_mirror_equals_backend(&e);
-	linked = stb_ok(e.be, STB_LINK_TABLE);
-	mapped = stb_ok(e.be, STB_SET_LEAF);
+	linked = ts_ok(e.be, TS_LINK_TABLE);
+	mapped = ts_ok(e.be, TS_SET_LEAF);
 	/* The backend checks children before parents and each free once. */
 	st_env_teardown(&e, 0);
-	ST_EQ(t, stb_calls(e.be, STB_FREE_TABLE), linked);
-	ST_EQ(t, stb_ok(e.be, STB_FREE_TABLE), linked);
-	ST_EQ(t, stb_calls(e.be, STB_REMOVE_LEAF), mapped);
+	ST_EQ(t, ts_calls(e.be, TS_FREE_TABLE), linked);
+	ST_EQ(t, ts_ok(e.be, TS_FREE_TABLE), linked);
+	ST_EQ(t, ts_calls(e.be, TS_REMOVE_LEAF), mapped);
 	st_env_destroy(&e);
 }
 
@@ -348,7 +348,7 @@ static void nop_flush_all(void *ctx)
 
 static void test_backend_config_checks(struct st *t)
 {
-	struct st_backend *b = stb_create(4, ST_SHARED_BIT, 0, 64);
+	struct ts_backend *b = ts_backend_create(4, ST_SHARED_BIT, 0);
 	struct tdp_private_backend ops;
 	struct tdp_mmu_config cfg = {
 		.root_level = 4,
@@ -361,10 +361,10 @@ static void test_backend_config_checks(struct st *t)
 
 	if (!ST_TRUE(t, b != NULL))
 		return;
-	ops = *stb_ops(b);
+	ops = *ts_backend_ops(b);
 	ops.free_table = NULL;
 	ST_EQ(t, tdp_mmu_create(&cfg, &mmu), -EINVAL);
-	ops = *stb_ops(b);
+	ops = *ts_backend_ops(b);
 	cfg.direct_bits = 0;
 	ST_EQ(t, tdp_mmu_create(&cfg, &mmu), -EINVAL);
 	cfg.direct_bits = ST_SHARED_BIT | 1;
@@ -379,8 +379,8 @@ static void test_backend_config_checks(struct st *t)
 	ST_EQ(t, tdp_mmu_direct_bits(mmu), ST_SHARED_BIT);
 	ST_EQ(t, tdp_mmu_teardown(mmu), 0);
 	tdp_mmu_destroy(mmu);
-	ST_EQ(t, stb_violations(b), 0);
-	stb_destroy(b);
+	ST_EQ(t, ts_violations(b), 0);
+	ts_backend_destroy(b);
 }
 
 static void test_private_alias_unsupported(struct st *t)
@@ -509,7 +509,7 @@ static void test_alias_targeted_zaps(struct st *t)
 	expect_mapped(&e, base, TDP_ALIAS_PRIVATE, TDP_LEVEL_4K);
 	ST_EQ(t, tdp_zap_range(e.mmu, base, base + 8, TDP_ALIAS_BOTH), 0);
 	expect_unmapped(&e, base, TDP_ALIAS_PRIVATE);
-	ST_EQ(t, stb_nr_leaves(e.be), 0);
+	ST_EQ(t, ts_nr_leaves(e.be), 0);
 	expect_mirror_equals_backend(&e);
 	st_env_fini(&e);
 }
@@ -583,7 +583,7 @@ static void test_concurrent_faults_parent_first(struct st *t)
 	if (!st_env_init(t, &e, &tdx))
 		return;
 	/* A slow SEPT.ADD: every thread but one meets the frozen entry. */
-	stb_set_link_delay(e.be, 200);
+	ts_set_link_delay(e.be, 200);
 	st_barrier_init(&barrier, PF_THREADS);
 	for (int i = 0; i < PF_THREADS; i++) {
 		w[i] = (struct pf_worker){ .e = &e,
@@ -606,8 +606,8 @@ static void test_concurrent_faults_parent_first(struct st *t)
 	}
 	/* The threads did meet each other's frozen entries. */
 	ST_TRUE(t, retries > 0);
-	ST_EQ(t, stb_ok(e.be, STB_SET_LEAF), regions * PF_THREADS * PF_FAULTS);
-	ST_EQ(t, stb_calls(e.be, STB_LINK_TABLE), stb_ok(e.be, STB_LINK_TABLE));
+	ST_EQ(t, ts_ok(e.be, TS_SET_LEAF), regions * PF_THREADS * PF_FAULTS);
+	ST_EQ(t, ts_calls(e.be, TS_LINK_TABLE), ts_ok(e.be, TS_LINK_TABLE));
 	expect_mirror_equals_backend(&e);
 	st_env_fini(&e);
 }
@@ -737,7 +737,7 @@ static void run_faults_race_zaps(struct st *t, unsigned int flags)
 	o.flags = flags;
 	if (!st_env_init(t, &e, &o))
 		return;
-	stb_set_injection(e.be, 50, 10, t->seed);
+	ts_set_injection(e.be, 50, 10, t->seed);
 	r = (struct race){ .e = &e, .max_zaps = 400 };
 	atomic_set(&r.zaps, 0);
 	for (int i = 0; i <= RACE_FAULTERS; i++) {
@@ -756,12 +756,12 @@ static void run_faults_race_zaps(struct st *t, unsigned int flags)
 		msleep(10);
 	for (int i = 0; i <= RACE_FAULTERS; i++)
 		st_thread_stop(th[i]);
-	stb_set_injection(e.be, 0, 0, 0);
+	ts_set_injection(e.be, 0, 0, 0);
 	check_race_window(&e);
 	ST_EQ(t,
 	      tdp_zap_slot_deleted(e.mmu, RACE_BASE, RACE_BASE + RACE_WINDOW),
 	      0);
-	ST_EQ(t, stb_nr_leaves(e.be), 0);
+	ST_EQ(t, ts_nr_leaves(e.be), 0);
 	st_env_fini(&e);
 }
 

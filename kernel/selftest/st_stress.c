@@ -188,11 +188,11 @@ static void check_window(struct stress *s)
 				found[type]++;
 		}
 	}
-	ST_EQ(t, stb_compare(e->be, e->mmu, s->base, s->base + S_WINDOW), 0);
+	ST_EQ(t, ts_compare(e->be, e->mmu, s->base, s->base + S_WINDOW), 0);
 	ST_EQ(t, tdp_mmu_get_stats(e->mmu, &st), 0);
 	for (int type = 0; type < TDP_NR_ROOT_TYPES; type++)
 		ST_EQ(t, st_leaves(&st, type), found[type]);
-	ST_EQ(t, stb_violations(e->be), 0);
+	ST_EQ(t, ts_violations(e->be), 0);
 }
 
 static void test_stress(struct st *t)
@@ -217,8 +217,8 @@ static void test_stress(struct st *t)
 		return;
 	}
 	/* A slow SEPT.ADD widens the freeze window; 10% busy answers. */
-	stb_set_link_delay(s->e.be, 20);
-	stb_set_injection(s->e.be, 100, 0, t->seed);
+	ts_set_link_delay(s->e.be, 20);
+	ts_set_injection(s->e.be, 100, 0, t->seed);
 
 	for (int phase = 0; phase < S_PHASES && !st_failed(t); phase++) {
 		unsigned long deadline =
@@ -246,14 +246,14 @@ static void test_stress(struct st *t)
 		for (unsigned int i = 0; i < nw; i++)
 			st_thread_stop(th[i]);
 
-		stb_set_injection(s->e.be, 0, 0, 0);
+		ts_set_injection(s->e.be, 0, 0, 0);
 		check_window(s);
 		ST_EQ(t,
 		      tdp_zap_slot_deleted(s->e.mmu, s->base,
 					   s->base + S_WINDOW),
 		      0);
 		check_window(s);
-		stb_set_injection(s->e.be, 100, 0, t->seed + phase);
+		ts_set_injection(s->e.be, 100, 0, t->seed + phase);
 	}
 
 	ST_EQ(t, tdp_mmu_get_stats(s->e.mmu, &st), 0);

@@ -171,7 +171,7 @@ static int run_mmu_create(void)
 		.direct_bits = SX_SHARED_BIT,
 		.host = { .flush_range = noop_flush_range,
 			  .flush_all = noop_flush_all },
-		.backend = rec_backend(C->e.rec),
+		.backend = ts_backend_ops(C->e.rec),
 	};
 
 	return tdp_mmu_create(&cfg, &C->made);

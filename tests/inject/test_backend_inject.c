@@ -148,7 +148,7 @@ static void run_rates(unsigned int busy, unsigned int hard)
 	struct inject_thread th[NR_THREADS];
 	struct sx_threads g = { .n = 0 };
 	struct tdp_stats st;
-	struct rec_counts c;
+	struct ts_counts c;
 	long before = sx_failures();
 
 	assert_true(sx_env_init(&r.e, 0, true, 4096));
@@ -159,15 +159,15 @@ static void run_rates(unsigned int busy, unsigned int hard)
 		assert_non_null(r.owned[a]);
 		assert_non_null(r.mapped[a]);
 	}
-	rec_set_link_sleep(r.e.rec, 10);
-	rec_set_injection(r.e.rec, busy, hard, opts.seed + busy + hard);
+	ts_set_link_delay(r.e.rec, 10);
+	ts_set_injection(r.e.rec, busy, hard, opts.seed + busy + hard);
 	sx_budget_start(&r.b, opts.quick ? 0.25 : opts.seconds, opts.max_ops);
 	for (int i = 0; i < NR_THREADS; i++) {
 		th[i] = (struct inject_thread){ .run = &r, .id = i };
 		sx_spawn(&g, inject_vcpu, &th[i]);
 	}
 	sx_join(&g);
-	rec_set_injection(r.e.rec, 0, 0, 0);
+	ts_set_injection(r.e.rec, 0, 0, 0);
 
 	/* No lost mapping, no mapping where every fault failed. */
 	for (uint64_t i = 0; i < OWNED; i++)
@@ -203,7 +203,7 @@ static void run_rates(unsigned int busy, unsigned int hard)
 	}
 	sx_check_quiesced(&r.e);
 	tdp_mmu_get_stats(r.e.mmu, &st);
-	c = rec_counts(r.e.rec);
+	c = ts_counts(r.e.rec);
 	printf("inject: busy %u.%u%% hard %u.%u%%: %ld faults, backend busy "
 	       "%" PRIu64 ", hard errors %" PRIu64 " (%ld reported), %" PRIu64
 	       " retries\n",

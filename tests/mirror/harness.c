@@ -43,11 +43,11 @@ void menv_init_backend(struct menv *e, size_t ext_size,
 	struct tdp_mmu_config cfg;
 
 	*e = (struct menv){ 0 };
-	e->rec = rec_create(MENV_ROOT_LEVEL, MENV_SHARED_BIT, ext_size);
+	e->rec = ts_backend_create(MENV_ROOT_LEVEL, MENV_SHARED_BIT, ext_size);
 	assert_non_null(e->rec);
-	rec_set_demote(e->rec, demote & MENV_DEMOTE,
+	ts_set_demote(e->rec, demote & MENV_DEMOTE,
 		       (demote & MENV_DEMOTE_IN_FAULTS) == MENV_DEMOTE_IN_FAULTS);
-	rec_set_promote(e->rec, demote & MENV_PROMOTE);
+	ts_set_promote(e->rec, demote & MENV_PROMOTE);
 	/* One table, lined up so it reads as one. */
 	/* clang-format off */
 	cfg = (struct tdp_mmu_config){
@@ -60,12 +60,12 @@ void menv_init_backend(struct menv *e, size_t ext_size,
 			.flush_all   = menv_flush_all,
 			.ctx         = e,
 		},
-		.backend     = rec_backend(e->rec),
+		.backend     = ts_backend_ops(e->rec),
 		.flags       = mmu_flags,
 	};
 	/* clang-format on */
 	assert_int_equal(tdp_mmu_create(&cfg, &e->mmu), 0);
-	rec_set_mmu(e->rec, e->mmu);
+	ts_backend_set_mmu(e->rec, e->mmu);
 	assert_int_equal(tdp_vcpu_create(e->mmu, &e->vcpu), 0);
 }
 
@@ -75,7 +75,7 @@ void menv_fini(struct menv *e)
 	e->vcpu = NULL;
 	tdp_mmu_destroy(e->mmu);
 	e->mmu = NULL;
-	rec_destroy(e->rec);
+	ts_backend_destroy(e->rec);
 	e->rec = NULL;
 }
 

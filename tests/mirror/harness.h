@@ -17,7 +17,7 @@
 
 #include <tdp/tdp.h>
 
-#include "recorder.h"
+#include "ts_backend.h"
 
 #define MENV_ROOT_LEVEL 4
 #define MENV_SHARED_BIT (1ULL << 35)
@@ -28,7 +28,7 @@
 #define MENV_MAX_RETRIES 1000000
 
 struct menv {
-	struct recorder *rec;
+	struct ts_backend *rec;
 	struct tdp_mmu *mmu;
 	struct tdp_vcpu *vcpu;
 	uint64_t flushes; /* atomic: host flush callbacks seen */

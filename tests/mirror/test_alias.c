@@ -73,7 +73,7 @@ static void assert_alias(struct menv *e, enum tdp_alias alias, tdp_gfn_t start,
 			assert_int_equal(
 				pfn, pfn_of(alias, menv_round_down(g, level)));
 		if (alias == TDP_ALIAS_PRIVATE)
-			assert_int_equal(rec_leaf_at(e->rec, g, NULL, NULL),
+			assert_int_equal(ts_leaf_at(e->rec, g, NULL, NULL),
 					 mapped);
 	}
 }
@@ -91,13 +91,13 @@ static void assert_alias_state(struct menv *e, enum tdp_alias alias,
 /* The backend saw exactly the private leaves of the range go. */
 static void assert_private_removals(struct menv *e, bool zapped)
 {
-	size_t n = rec_log_count(e->rec);
+	size_t n = ts_log_count(e->rec);
 	size_t small = 0, huge = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		struct rec_event ev = rec_log_get(e->rec, i);
+		struct ts_event ev = ts_log_get(e->rec, i);
 
-		assert_int_equal(ev.call, REC_REMOVE_LEAF);
+		assert_int_equal(ev.call, TS_REMOVE_LEAF);
 		assert_int_equal(ev.ret, 0);
 		if (ev.level == TDP_LEVEL_4K) {
 			assert_in_range(ev.gfn, ZAP_START, ZAP_END - 1);
@@ -125,7 +125,7 @@ static void run_alias_row(zap_fn zap, bool private_zapped, bool shared_zapped)
 	assert_alias_state(&e, TDP_ALIAS_PRIVATE, false);
 	assert_alias_state(&e, TDP_ALIAS_SHARED, false);
 
-	rec_log_enable(e.rec, true);
+	ts_log_enable(e.rec, true);
 	/* The range covers the first GFN of the 2 MiB leaves, not all. */
 	assert_int_equal(zap(e.mmu, ZAP_START, ZAP_END), 0);
 	assert_int_equal(zap(e.mmu, HUGE_REGION + 8, HUGE_REGION + 9), 0);
@@ -135,12 +135,12 @@ static void run_alias_row(zap_fn zap, bool private_zapped, bool shared_zapped)
 	assert_private_removals(&e, private_zapped);
 
 	/* Zapping again finds nothing more to tell the backend. */
-	rec_log_clear(e.rec);
+	ts_log_clear(e.rec);
 	assert_int_equal(zap(e.mmu, ZAP_START, ZAP_END), 0);
-	assert_int_equal(rec_log_count(e.rec), 0);
+	assert_int_equal(ts_log_count(e.rec), 0);
 
-	assert_int_equal(rec_compare(e.rec, e.mmu, 0, MENV_GFN_LIMIT), 0);
-	assert_int_equal(rec_violations(e.rec), 0);
+	assert_int_equal(ts_compare(e.rec, e.mmu, 0, MENV_GFN_LIMIT), 0);
+	assert_int_equal(ts_violations(e.rec), 0);
 	menv_fini(&e);
 }
 
@@ -186,7 +186,7 @@ static void test_zap_range_filters(void **state)
 
 		menv_init(&e, 0, 0);
 		map_both_aliases(&e);
-		rec_log_enable(e.rec, true);
+		ts_log_enable(e.rec, true);
 		assert_int_equal(
 			tdp_zap_range(e.mmu, ZAP_START, ZAP_END, rows[i].alias),
 			0);
@@ -197,9 +197,9 @@ static void test_zap_range_filters(void **state)
 				   rows[i].private_zapped);
 		assert_alias_state(&e, TDP_ALIAS_SHARED, rows[i].shared_zapped);
 		assert_private_removals(&e, rows[i].private_zapped);
-		assert_int_equal(rec_compare(e.rec, e.mmu, 0, MENV_GFN_LIMIT),
+		assert_int_equal(ts_compare(e.rec, e.mmu, 0, MENV_GFN_LIMIT),
 				 0);
-		assert_int_equal(rec_violations(e.rec), 0);
+		assert_int_equal(ts_violations(e.rec), 0);
 		menv_fini(&e);
 	}
 }
@@ -212,7 +212,7 @@ static void test_zap_all_leaves_private_alone(void **state)
 	(void)state;
 	menv_init(&e, 0, 0);
 	map_both_aliases(&e);
-	rec_log_enable(e.rec, true);
+	ts_log_enable(e.rec, true);
 	assert_int_equal(tdp_zap_all(e.mmu), 0);
 	assert_alias(&e, TDP_ALIAS_SHARED, MAP_START, MAP_END, false);
 	assert_alias(&e, TDP_ALIAS_SHARED, HUGE_REGION, HUGE_REGION + 512,
@@ -220,9 +220,9 @@ static void test_zap_all_leaves_private_alone(void **state)
 	assert_alias(&e, TDP_ALIAS_PRIVATE, MAP_START, MAP_END, true);
 	assert_alias(&e, TDP_ALIAS_PRIVATE, HUGE_REGION, HUGE_REGION + 512,
 		     true);
-	assert_int_equal(rec_log_count(e.rec), 0);
-	assert_int_equal(rec_compare(e.rec, e.mmu, 0, MENV_GFN_LIMIT), 0);
-	assert_int_equal(rec_violations(e.rec), 0);
+	assert_int_equal(ts_log_count(e.rec), 0);
+	assert_int_equal(ts_compare(e.rec, e.mmu, 0, MENV_GFN_LIMIT), 0);
+	assert_int_equal(ts_violations(e.rec), 0);
 	menv_fini(&e);
 }
 
@@ -262,8 +262,8 @@ static void test_conversion_round_trip(void **state)
 			TDP_FAULT_FIXED);
 	assert_alias(&e, TDP_ALIAS_PRIVATE, ZAP_START, ZAP_END, true);
 
-	assert_int_equal(rec_compare(e.rec, e.mmu, 0, MENV_GFN_LIMIT), 0);
-	assert_int_equal(rec_violations(e.rec), 0);
+	assert_int_equal(ts_compare(e.rec, e.mmu, 0, MENV_GFN_LIMIT), 0);
+	assert_int_equal(ts_violations(e.rec), 0);
 	menv_fini(&e);
 }
 

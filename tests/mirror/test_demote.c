@@ -55,8 +55,8 @@ static void map_huge(struct menv *e, tdp_gfn_t base, int level)
 /* The mirror equals the recorder over everything, and nothing broke. */
 static void assert_in_step(struct menv *e)
 {
-	assert_int_equal(rec_compare(e->rec, e->mmu, 0, MENV_GFN_LIMIT), 0);
-	assert_int_equal(rec_violations(e->rec), 0);
+	assert_int_equal(ts_compare(e->rec, e->mmu, 0, MENV_GFN_LIMIT), 0);
+	assert_int_equal(ts_violations(e->rec), 0);
 }
 
 /*
@@ -102,8 +102,8 @@ static struct snapshot snap(struct menv *e)
 {
 	return (struct snapshot){
 		.st = stats_of(e),
-		.tables = rec_nr_tables(e->rec),
-		.leaves = rec_nr_leaves(e->rec),
+		.tables = ts_nr_tables(e->rec),
+		.leaves = ts_nr_leaves(e->rec),
 	};
 }
 
@@ -134,28 +134,28 @@ static void run_partial(unsigned int from, unsigned int to)
 	const tdp_gfn_t base = R2M_A;
 	tdp_gfn_t start = base + from, end = base + to;
 	struct tdp_stats st;
-	struct rec_event ev;
+	struct ts_event ev;
 	struct menv e;
 
 	menv_init_backend(&e, 4096, 0, true);
 	map_huge(&e, base, TDP_LEVEL_2M);
-	rec_log_enable(e.rec, true);
+	ts_log_enable(e.rec, true);
 
 	assert_int_equal(tdp_zap_convert_to_shared(e.mmu, start, end), 0);
 
-	assert_int_equal(rec_log_count(e.rec), 1 + (to - from));
-	ev = rec_log_get(e.rec, 0);
-	assert_int_equal(ev.call, REC_DEMOTE_LEAF);
+	assert_int_equal(ts_log_count(e.rec), 1 + (to - from));
+	ev = ts_log_get(e.rec, 0);
+	assert_int_equal(ev.call, TS_DEMOTE_LEAF);
 	assert_int_equal(ev.gfn, base);
 	assert_int_equal(ev.level, TDP_LEVEL_2M);
 	assert_int_equal(ev.pfn, PFN_PRIVATE(base));
 	assert_non_null(ev.ext);
 	assert_int_equal(ev.ret, 0);
-	assert_true(rec_ext_intact(e.rec, ev.ext));
-	assert_ptr_equal(rec_table_ext(e.rec, base, TDP_LEVEL_2M), ev.ext);
+	assert_true(ts_ext_intact(e.rec, ev.ext));
+	assert_ptr_equal(ts_table_ext(e.rec, base, TDP_LEVEL_2M), ev.ext);
 	for (unsigned int i = 0; i < to - from; i++) {
-		ev = rec_log_get(e.rec, 1 + i);
-		assert_int_equal(ev.call, REC_REMOVE_LEAF);
+		ev = ts_log_get(e.rec, 1 + i);
+		assert_int_equal(ev.call, TS_REMOVE_LEAF);
 		assert_int_equal(ev.gfn, start + i);
 		assert_int_equal(ev.level, TDP_LEVEL_4K);
 		assert_int_equal(ev.pfn, PFN_PRIVATE(start + i));
@@ -177,12 +177,12 @@ static void run_partial(unsigned int from, unsigned int to)
 	tdp_vcpu_destroy(e.vcpu);
 	e.vcpu = NULL;
 	assert_int_equal(tdp_mmu_teardown(e.mmu), 0);
-	assert_int_equal(rec_nr_tables(e.rec), 0);
-	assert_int_equal(rec_nr_leaves(e.rec), 0);
-	assert_int_equal(rec_counts(e.rec).ok[REC_FREE_TABLE],
-			 rec_counts(e.rec).ok[REC_LINK_TABLE] + 1);
+	assert_int_equal(ts_nr_tables(e.rec), 0);
+	assert_int_equal(ts_nr_leaves(e.rec), 0);
+	assert_int_equal(ts_counts(e.rec).ok[TS_FREE_TABLE],
+			 ts_counts(e.rec).ok[TS_LINK_TABLE] + 1);
 	assert_int_equal(stats_of(&e).pages_in_use, 0);
-	assert_int_equal(rec_violations(e.rec), 0);
+	assert_int_equal(ts_violations(e.rec), 0);
 	menv_fini(&e);
 }
 
@@ -225,21 +225,21 @@ static void run_two_leaves(bool slot_deleted)
 	menv_init_backend(&e, 4096, 0, true);
 	map_huge(&e, R2M_A, TDP_LEVEL_2M);
 	map_huge(&e, R2M_B, TDP_LEVEL_2M);
-	rec_log_enable(e.rec, true);
+	ts_log_enable(e.rec, true);
 
 	if (slot_deleted)
 		assert_int_equal(tdp_zap_slot_deleted(e.mmu, start, end), 0);
 	else
 		assert_int_equal(tdp_zap_convert_to_shared(e.mmu, start, end),
 				 0);
-	n = rec_log_count(e.rec);
+	n = ts_log_count(e.rec);
 	assert_int_equal(n, 2 + (end - start));
-	assert_int_equal(rec_log_get(e.rec, 0).call, REC_DEMOTE_LEAF);
-	assert_int_equal(rec_log_get(e.rec, 1).call, REC_DEMOTE_LEAF);
-	assert_int_equal(rec_log_get(e.rec, 0).gfn, R2M_A);
-	assert_int_equal(rec_log_get(e.rec, 1).gfn, R2M_B);
+	assert_int_equal(ts_log_get(e.rec, 0).call, TS_DEMOTE_LEAF);
+	assert_int_equal(ts_log_get(e.rec, 1).call, TS_DEMOTE_LEAF);
+	assert_int_equal(ts_log_get(e.rec, 0).gfn, R2M_A);
+	assert_int_equal(ts_log_get(e.rec, 1).gfn, R2M_B);
 	for (size_t i = 2; i < n; i++)
-		assert_int_equal(rec_log_get(e.rec, i).call, REC_REMOVE_LEAF);
+		assert_int_equal(ts_log_get(e.rec, i).call, TS_REMOVE_LEAF);
 	assert_pages(&e, R2M_A, R2M_B + 512, start, end, TDP_LEVEL_4K);
 	assert_in_step(&e);
 	assert_int_equal(stats_of(&e).demotes, 2);
@@ -268,19 +268,19 @@ static void test_partial_1g(void **state)
 	(void)state;
 	menv_init_backend(&e, 4096, 0, true);
 	map_huge(&e, R1G, TDP_LEVEL_1G);
-	rec_log_enable(e.rec, true);
+	ts_log_enable(e.rec, true);
 
 	assert_int_equal(tdp_zap_convert_to_shared(e.mmu, page, page + 1), 0);
-	assert_int_equal(rec_log_count(e.rec), 3);
-	assert_int_equal(rec_log_get(e.rec, 0).call, REC_DEMOTE_LEAF);
-	assert_int_equal(rec_log_get(e.rec, 0).gfn, R1G);
-	assert_int_equal(rec_log_get(e.rec, 0).level, TDP_LEVEL_1G);
-	assert_int_equal(rec_log_get(e.rec, 1).call, REC_DEMOTE_LEAF);
-	assert_int_equal(rec_log_get(e.rec, 1).gfn, r2m);
-	assert_int_equal(rec_log_get(e.rec, 1).level, TDP_LEVEL_2M);
-	assert_int_equal(rec_log_get(e.rec, 1).pfn, PFN_PRIVATE(r2m));
-	assert_int_equal(rec_log_get(e.rec, 2).call, REC_REMOVE_LEAF);
-	assert_int_equal(rec_log_get(e.rec, 2).gfn, page);
+	assert_int_equal(ts_log_count(e.rec), 3);
+	assert_int_equal(ts_log_get(e.rec, 0).call, TS_DEMOTE_LEAF);
+	assert_int_equal(ts_log_get(e.rec, 0).gfn, R1G);
+	assert_int_equal(ts_log_get(e.rec, 0).level, TDP_LEVEL_1G);
+	assert_int_equal(ts_log_get(e.rec, 1).call, TS_DEMOTE_LEAF);
+	assert_int_equal(ts_log_get(e.rec, 1).gfn, r2m);
+	assert_int_equal(ts_log_get(e.rec, 1).level, TDP_LEVEL_2M);
+	assert_int_equal(ts_log_get(e.rec, 1).pfn, PFN_PRIVATE(r2m));
+	assert_int_equal(ts_log_get(e.rec, 2).call, TS_REMOVE_LEAF);
+	assert_int_equal(ts_log_get(e.rec, 2).gfn, page);
 
 	assert_pages(&e, r2m, r2m + 512, page, page + 1, TDP_LEVEL_4K);
 	assert_pages(&e, R1G, r2m, 0, 0, TDP_LEVEL_2M);
@@ -300,33 +300,33 @@ static void test_partial_1g(void **state)
 static void test_whole_leaf_no_demote(void **state)
 {
 	struct menv e;
-	struct rec_event ev;
+	struct ts_event ev;
 
 	(void)state;
 	menv_init_backend(&e, 4096, 0, true);
 	map_huge(&e, R2M_A, TDP_LEVEL_2M);
 	map_huge(&e, R2M_B, TDP_LEVEL_2M);
-	rec_log_enable(e.rec, true);
+	ts_log_enable(e.rec, true);
 
 	assert_int_equal(tdp_zap_convert_to_shared(e.mmu, R2M_A, R2M_A + 512),
 			 0);
-	assert_int_equal(rec_log_count(e.rec), 1);
-	ev = rec_log_get(e.rec, 0);
-	assert_int_equal(ev.call, REC_REMOVE_LEAF);
+	assert_int_equal(ts_log_count(e.rec), 1);
+	ev = ts_log_get(e.rec, 0);
+	assert_int_equal(ev.call, TS_REMOVE_LEAF);
 	assert_int_equal(ev.level, TDP_LEVEL_2M);
 	assert_int_equal(ev.gfn, R2M_A);
 	assert_in_step(&e);
 
-	rec_log_clear(e.rec);
+	ts_log_clear(e.rec);
 	assert_int_equal(
 		tdp_zap_convert_to_shared(e.mmu, R2M_A - 7, R2M_B + 512 + 9),
 		0);
-	assert_int_equal(rec_log_count(e.rec), 1);
-	ev = rec_log_get(e.rec, 0);
-	assert_int_equal(ev.call, REC_REMOVE_LEAF);
+	assert_int_equal(ts_log_count(e.rec), 1);
+	ev = ts_log_get(e.rec, 0);
+	assert_int_equal(ev.call, TS_REMOVE_LEAF);
 	assert_int_equal(ev.gfn, R2M_B);
 	assert_int_equal(stats_of(&e).demotes, 0);
-	assert_int_equal(rec_counts(e.rec).calls[REC_DEMOTE_LEAF], 0);
+	assert_int_equal(ts_counts(e.rec).calls[TS_DEMOTE_LEAF], 0);
 	assert_in_step(&e);
 	menv_fini(&e);
 }
@@ -364,16 +364,16 @@ static void test_demote_busy(void **state)
 	(void)state;
 	menv_init_backend(&e, 4096, 0, true);
 	map_huge(&e, R2M_A, TDP_LEVEL_2M);
-	rec_log_enable(e.rec, true);
+	ts_log_enable(e.rec, true);
 
 	/* A few busy answers: retried inside the zap. */
-	rec_fail_next_demotes(e.rec, -EBUSY, TDP_DEMOTE_BUSY_TRIES - 1);
+	ts_fail_next_demotes(e.rec, -EBUSY, TDP_DEMOTE_BUSY_TRIES - 1);
 	assert_int_equal(tdp_zap_convert_to_shared(e.mmu, start, end), 0);
 	for (int i = 0; i < TDP_DEMOTE_BUSY_TRIES - 1; i++) {
-		assert_int_equal(rec_log_get(e.rec, i).call, REC_DEMOTE_LEAF);
-		assert_int_equal(rec_log_get(e.rec, i).ret, -EBUSY);
+		assert_int_equal(ts_log_get(e.rec, i).call, TS_DEMOTE_LEAF);
+		assert_int_equal(ts_log_get(e.rec, i).ret, -EBUSY);
 	}
-	assert_int_equal(rec_log_get(e.rec, TDP_DEMOTE_BUSY_TRIES - 1).ret, 0);
+	assert_int_equal(ts_log_get(e.rec, TDP_DEMOTE_BUSY_TRIES - 1).ret, 0);
 	assert_pages(&e, R2M_A, R2M_A + 512, start, end, TDP_LEVEL_4K);
 	assert_in_step(&e);
 	st = stats_of(&e);
@@ -386,7 +386,7 @@ static void test_demote_busy(void **state)
 	menv_init_backend(&e, 4096, 0, true);
 	map_huge(&e, R2M_A, TDP_LEVEL_2M);
 	before = snap(&e);
-	rec_fail_next_demotes(e.rec, -EBUSY, TDP_DEMOTE_BUSY_TRIES);
+	ts_fail_next_demotes(e.rec, -EBUSY, TDP_DEMOTE_BUSY_TRIES);
 	assert_int_equal(tdp_zap_convert_to_shared(e.mmu, start, end), -EBUSY);
 	assert_same_tree(&e, &before);
 	assert_pages(&e, R2M_A, R2M_A + 512, 0, 0, TDP_LEVEL_2M);
@@ -394,7 +394,7 @@ static void test_demote_busy(void **state)
 	st = stats_of(&e);
 	assert_int_equal(st.demotes, 0);
 	assert_int_equal(st.demote_busy, TDP_DEMOTE_BUSY_TRIES);
-	assert_int_equal(rec_counts(e.rec).calls[REC_DEMOTE_LEAF],
+	assert_int_equal(ts_counts(e.rec).calls[TS_DEMOTE_LEAF],
 			 TDP_DEMOTE_BUSY_TRIES);
 
 	assert_int_equal(tdp_zap_convert_to_shared(e.mmu, start, end), 0);
@@ -425,13 +425,13 @@ static void test_demote_hard_error(void **state)
 			TDP_FAULT_FIXED);
 	map_huge(&e, R2M_B, TDP_LEVEL_2M);
 	before = snap(&e);
-	rec_log_enable(e.rec, true);
+	ts_log_enable(e.rec, true);
 
-	rec_fail_next_demotes(e.rec, -ENOSPC, 1);
+	ts_fail_next_demotes(e.rec, -ENOSPC, 1);
 	assert_int_equal(tdp_zap_convert_to_shared(e.mmu, start, end), -ENOSPC);
-	assert_int_equal(rec_log_count(e.rec), 1);
-	assert_int_equal(rec_log_get(e.rec, 0).call, REC_DEMOTE_LEAF);
-	assert_int_equal(rec_log_get(e.rec, 0).ret, -ENOSPC);
+	assert_int_equal(ts_log_count(e.rec), 1);
+	assert_int_equal(ts_log_get(e.rec, 0).call, TS_DEMOTE_LEAF);
+	assert_int_equal(ts_log_get(e.rec, 0).ret, -ENOSPC);
 	assert_same_tree(&e, &before);
 	assert_pages(&e, start, start + 20, 0, 0, TDP_LEVEL_4K);
 	assert_pages(&e, R2M_B, R2M_B + 512, 0, 0, TDP_LEVEL_2M);
@@ -465,7 +465,7 @@ static void test_demote_enomem(void **state)
 	(void)state;
 	menv_init_backend(&e, 4096, 0, true);
 	map_huge(&e, R2M_A, TDP_LEVEL_2M);
-	rec_log_enable(e.rec, true);
+	ts_log_enable(e.rec, true);
 	for (long n = 0; n < 16 && !done; n++) {
 		struct snapshot before = snap(&e);
 		int ret;
@@ -475,7 +475,7 @@ static void test_demote_enomem(void **state)
 		tdp_port_fail_alloc_after(-1);
 		if (ret == -ENOMEM) {
 			failed++;
-			assert_int_equal(rec_log_count(e.rec), 0);
+			assert_int_equal(ts_log_count(e.rec), 0);
 			assert_same_tree(&e, &before);
 			assert_pages(&e, R2M_A, R2M_A + 512, 0, 0,
 				     TDP_LEVEL_2M);
@@ -522,7 +522,7 @@ static void test_repeated_partial_zaps(void **state)
 	assert_int_equal(stats_of(&e).demotes, 1);
 	assert_int_equal(tdp_zap_convert_to_shared(e.mmu, R2M_A, R2M_A + 512),
 			 0);
-	assert_int_equal(rec_nr_leaves(e.rec), 0);
+	assert_int_equal(ts_nr_leaves(e.rec), 0);
 	assert_in_step(&e);
 	menv_fini(&e);
 }
@@ -537,7 +537,7 @@ struct late_fault {
 };
 
 /* First removal of the zap: let the faulting thread run and queue. */
-static void start_late_fault(void *arg, enum rec_call call, tdp_gfn_t gfn,
+static void start_late_fault(void *arg, enum ts_call call, tdp_gfn_t gfn,
 			     int level)
 {
 	struct late_fault *lf = arg;
@@ -595,7 +595,7 @@ static void test_leaf_mapped_while_zap_yields(void **state)
 					 TDP_FAULT_FIXED);
 		lf.e = &e;
 		assert_int_equal(tdp_vcpu_create(e.mmu, &lf.vcpu), 0);
-		rec_set_remove_hook(e.rec, start_late_fault, &lf);
+		ts_set_remove_hook(e.rec, start_late_fault, &lf);
 		assert_int_equal(pthread_create(&thread, NULL,
 						late_fault_thread, &lf),
 				 0);
@@ -603,7 +603,7 @@ static void test_leaf_mapped_while_zap_yields(void **state)
 		assert_int_equal(tdp_zap_convert_to_shared(e.mmu, start, end),
 				 0);
 		assert_int_equal(pthread_join(thread, NULL), 0);
-		rec_set_remove_hook(e.rec, NULL, NULL);
+		ts_set_remove_hook(e.rec, NULL, NULL);
 		assert_int_equal(lf.ret, TDP_FAULT_FIXED);
 
 		assert_pages(&e, start, R2M_B, start, end, 0);
@@ -641,20 +641,20 @@ static void test_fault_demotes(void **state)
 	const tdp_gfn_t g = R2M_A + 77;
 	uint64_t locks;
 	struct tdp_stats st;
-	struct rec_event ev;
+	struct ts_event ev;
 	struct menv e;
 
 	(void)state;
 	menv_init_backend(&e, 4096, 0, MENV_DEMOTE_IN_FAULTS);
 	map_huge(&e, R2M_A, TDP_LEVEL_2M);
-	rec_log_enable(e.rec, true);
+	ts_log_enable(e.rec, true);
 
 	assert_int_equal(menv_map(e.mmu, e.vcpu, g, TDP_ALIAS_PRIVATE,
 				  PFN_PRIVATE(g), TDP_LEVEL_4K),
 			 TDP_FAULT_SPURIOUS);
-	assert_int_equal(rec_log_count(e.rec), 1);
-	ev = rec_log_get(e.rec, 0);
-	assert_int_equal(ev.call, REC_DEMOTE_LEAF);
+	assert_int_equal(ts_log_count(e.rec), 1);
+	ev = ts_log_get(e.rec, 0);
+	assert_int_equal(ev.call, TS_DEMOTE_LEAF);
 	assert_int_equal(ev.gfn, R2M_A);
 	assert_int_equal(ev.level, TDP_LEVEL_2M);
 	assert_int_equal(ev.pfn, PFN_PRIVATE(R2M_A));
@@ -711,7 +711,7 @@ static void test_fault_demote_errors(void **state)
 	assert_int_equal(tdp_vcpu_topup(e.vcpu), 0);
 	before = snap(&e);
 
-	rec_fail_next_demotes(e.rec, -EBUSY, 1);
+	ts_fail_next_demotes(e.rec, -EBUSY, 1);
 	assert_int_equal(menv_map(e.mmu, e.vcpu, g, TDP_ALIAS_PRIVATE,
 				  PFN_PRIVATE(g), TDP_LEVEL_4K),
 			 TDP_FAULT_RETRY);
@@ -719,7 +719,7 @@ static void test_fault_demote_errors(void **state)
 	assert_pages(&e, R2M_A, R2M_A + 512, 0, 0, TDP_LEVEL_2M);
 	assert_in_step(&e);
 
-	rec_fail_next_demotes(e.rec, -ENOSPC, 1);
+	ts_fail_next_demotes(e.rec, -ENOSPC, 1);
 	assert_int_equal(menv_map(e.mmu, e.vcpu, g, TDP_ALIAS_PRIVATE,
 				  PFN_PRIVATE(g), TDP_LEVEL_4K),
 			 -ENOSPC);
@@ -775,18 +775,18 @@ static void test_fault_no_demote_callback(void **state)
 	for (unsigned int demote = 0; demote <= MENV_DEMOTE; demote++) {
 		menv_init_backend(&e, 4096, 0, demote);
 		map_huge(&e, R2M_A, TDP_LEVEL_2M);
-		rec_log_enable(e.rec, true);
+		ts_log_enable(e.rec, true);
 		assert_int_equal(menv_map(e.mmu, e.vcpu, g, TDP_ALIAS_PRIVATE,
 					  PFN_PRIVATE(g), TDP_LEVEL_4K),
 				 TDP_FAULT_SPURIOUS);
-		assert_int_equal(rec_log_count(e.rec), 0);
+		assert_int_equal(ts_log_count(e.rec), 0);
 		assert_pages(&e, R2M_A, R2M_A + 512, 0, 0, TDP_LEVEL_2M);
 		assert_int_equal(stats_of(&e).demotes, 0);
 		menv_fini(&e);
 	}
 
 	menv_init_backend(&e, 4096, 0, 0);
-	be = *rec_backend(e.rec);
+	be = *ts_backend_ops(e.rec);
 	be.demote_in_faults = true;
 	cfg = (struct tdp_mmu_config){
 		.root_level = MENV_ROOT_LEVEL,
@@ -850,7 +850,7 @@ static void test_race_fault_demotes(void **state)
 
 		map_huge(&e, base, TDP_LEVEL_2M);
 		if (round % 3 == 1)
-			rec_fail_next_demotes(e.rec, -EBUSY, 2);
+			ts_fail_next_demotes(e.rec, -EBUSY, 2);
 		assert_int_equal(pthread_barrier_init(&go, NULL, RACE_THREADS),
 				 0);
 		for (int i = 0; i < RACE_THREADS; i++) {

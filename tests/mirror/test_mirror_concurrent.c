@@ -88,11 +88,11 @@ static void test_concurrent_faults_link_parent_first(void **state)
 	struct region_thread th[NR_THREADS];
 	pthread_barrier_t barrier;
 	unsigned long retries = 0;
-	struct rec_counts c;
+	struct ts_counts c;
 
 	(void)state;
 	menv_init(&e, 4096, 0);
-	rec_set_link_sleep(e.rec, LINK_SLEEP_US);
+	ts_set_link_delay(e.rec, LINK_SLEEP_US);
 	assert_int_equal(pthread_barrier_init(&barrier, NULL, NR_THREADS), 0);
 	for (int i = 0; i < NR_THREADS; i++) {
 		th[i] = (struct region_thread){ .e = &e,
@@ -112,12 +112,12 @@ static void test_concurrent_faults_link_parent_first(void **state)
 
 	/* The threads did meet each other's frozen entries. */
 	assert_true(retries > 0);
-	c = rec_counts(e.rec);
-	assert_int_equal(c.ok[REC_SET_LEAF],
+	c = ts_counts(e.rec);
+	assert_int_equal(c.ok[TS_SET_LEAF],
 			 NR_REGIONS * NR_THREADS * FAULTS_PER_THREAD);
-	assert_int_equal(c.calls[REC_LINK_TABLE], c.ok[REC_LINK_TABLE]);
-	assert_int_equal(rec_compare(e.rec, e.mmu, 0, 5ULL << 27), 0);
-	assert_int_equal(rec_violations(e.rec), 0);
+	assert_int_equal(c.calls[TS_LINK_TABLE], c.ok[TS_LINK_TABLE]);
+	assert_int_equal(ts_compare(e.rec, e.mmu, 0, 5ULL << 27), 0);
+	assert_int_equal(ts_violations(e.rec), 0);
 	menv_fini(&e);
 }
 
@@ -228,12 +228,12 @@ static void run_faults_race_zaps(unsigned int mmu_flags, uint64_t seed)
 	struct menv e;
 	struct race race;
 	struct race_thread f[NR_THREADS], z[RACE_ZAPPERS];
-	struct rec_counts c;
+	struct ts_counts c;
 	unsigned long zaps = 0;
 
 	menv_init(&e, 4096, mmu_flags);
-	rec_set_link_sleep(e.rec, 200);
-	rec_set_injection(e.rec, 100, 20, seed);
+	ts_set_link_delay(e.rec, 200);
+	ts_set_injection(e.rec, 100, 20, seed);
 	race = (struct race){ .e = &e, .faulters_left = NR_THREADS };
 	for (int i = 0; i < NR_THREADS; i++) {
 		f[i] = (struct race_thread){ .race = &race, .seed = seed + i };
@@ -256,23 +256,23 @@ static void run_faults_race_zaps(unsigned int mmu_flags, uint64_t seed)
 		assert_int_equal(z[i].bad, 0);
 		zaps += z[i].zaps;
 	}
-	rec_set_injection(e.rec, 0, 0, 0);
+	ts_set_injection(e.rec, 0, 0, 0);
 
 	assert_true(zaps > 0);
-	c = rec_counts(e.rec);
-	assert_true(c.ok[REC_REMOVE_LEAF] > 0);
-	assert_int_equal(rec_compare(e.rec, e.mmu, 0, 5ULL << 27), 0);
-	assert_int_equal(rec_violations(e.rec), 0);
+	c = ts_counts(e.rec);
+	assert_true(c.ok[TS_REMOVE_LEAF] > 0);
+	assert_int_equal(ts_compare(e.rec, e.mmu, 0, 5ULL << 27), 0);
+	assert_int_equal(ts_violations(e.rec), 0);
 
 	/* Teardown hands every table back, children first. */
 	tdp_vcpu_destroy(e.vcpu);
 	e.vcpu = NULL;
 	assert_int_equal(tdp_mmu_teardown(e.mmu), 0);
-	c = rec_counts(e.rec);
-	assert_int_equal(c.ok[REC_FREE_TABLE], c.ok[REC_LINK_TABLE]);
-	assert_int_equal(rec_nr_tables(e.rec), 0);
-	assert_int_equal(rec_nr_leaves(e.rec), 0);
-	assert_int_equal(rec_violations(e.rec), 0);
+	c = ts_counts(e.rec);
+	assert_int_equal(c.ok[TS_FREE_TABLE], c.ok[TS_LINK_TABLE]);
+	assert_int_equal(ts_nr_tables(e.rec), 0);
+	assert_int_equal(ts_nr_leaves(e.rec), 0);
+	assert_int_equal(ts_violations(e.rec), 0);
 	menv_fini(&e);
 }
 

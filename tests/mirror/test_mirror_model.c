@@ -151,11 +151,11 @@ static void check_all(struct model *m)
 						a, menv_round_down(g, level)));
 		}
 	}
-	if (rec_compare(m->e.rec, m->e.mmu, 0, SPAN_END))
+	if (ts_compare(m->e.rec, m->e.mmu, 0, SPAN_END))
 		MODEL_FAIL(m, "mirror != recorder");
-	if (rec_violations(m->e.rec))
+	if (ts_violations(m->e.rec))
 		MODEL_FAIL(m, "recorder saw %llu contract violations",
-			   (unsigned long long)rec_violations(m->e.rec));
+			   (unsigned long long)ts_violations(m->e.rec));
 }
 
 /* ---- steps --------------------------------------------------------------------- */
@@ -286,7 +286,7 @@ static void model_zap(struct model *m, int a, tdp_gfn_t start, tdp_gfn_t end)
 static void maybe_busy_demotes(struct model *m)
 {
 	if (m->demote && rnd(m, 4) == 0)
-		rec_fail_next_demotes(m->e.rec, -EBUSY,
+		ts_fail_next_demotes(m->e.rec, -EBUSY,
 				      1 + (int)rnd(m, TDP_DEMOTE_BUSY_TRIES - 1));
 }
 
@@ -450,7 +450,7 @@ static void run_model(uint64_t seed, unsigned int mmu_flags, bool demote)
 {
 	struct model *m = calloc(1, sizeof(*m));
 	struct tdp_stats st;
-	struct rec_counts c;
+	struct ts_counts c;
 
 	assert_non_null(m);
 	m->seed = seed;
@@ -460,7 +460,7 @@ static void run_model(uint64_t seed, unsigned int mmu_flags, bool demote)
 		(unsigned long long)seed, (unsigned long long)seed);
 	m->demote = demote;
 	menv_init_backend(&m->e, 4096, mmu_flags, demote);
-	rec_set_injection(m->e.rec, 100, 20, seed ^ 0x5eed);
+	ts_set_injection(m->e.rec, 100, 20, seed ^ 0x5eed);
 
 	for (m->step = 0; m->step < STEPS; m->step++) {
 		one_step(m);
@@ -471,7 +471,7 @@ static void run_model(uint64_t seed, unsigned int mmu_flags, bool demote)
 
 	/* Teardown returns every mirror table once; nothing stays. */
 	snprintf(m->op, sizeof(m->op), "teardown");
-	c = rec_counts(m->e.rec);
+	c = ts_counts(m->e.rec);
 	if (m->demote) {
 		struct tdp_stats mid;
 
@@ -499,15 +499,15 @@ static void run_model(uint64_t seed, unsigned int mmu_flags, bool demote)
 	m->e.vcpu = NULL;
 	if (tdp_mmu_teardown(m->e.mmu))
 		MODEL_FAIL(m, "teardown failed");
-	c = rec_counts(m->e.rec);
-	assert_int_equal(rec_nr_tables(m->e.rec), 0);
-	assert_int_equal(rec_nr_leaves(m->e.rec), 0);
-	assert_int_equal(c.ok[REC_FREE_TABLE],
-			 c.ok[REC_LINK_TABLE] + c.ok[REC_DEMOTE_LEAF]);
-	assert_int_equal(c.ok[REC_DEMOTE_LEAF], m->demotes);
+	c = ts_counts(m->e.rec);
+	assert_int_equal(ts_nr_tables(m->e.rec), 0);
+	assert_int_equal(ts_nr_leaves(m->e.rec), 0);
+	assert_int_equal(c.ok[TS_FREE_TABLE],
+			 c.ok[TS_LINK_TABLE] + c.ok[TS_DEMOTE_LEAF]);
+	assert_int_equal(c.ok[TS_DEMOTE_LEAF], m->demotes);
 	assert_int_equal(tdp_mmu_get_stats(m->e.mmu, &st), 0);
 	assert_int_equal(st.pages_in_use, 0);
-	assert_int_equal(rec_violations(m->e.rec), 0);
+	assert_int_equal(ts_violations(m->e.rec), 0);
 	fprintf(stderr,
 		"model: %lu maps (%lu spurious, %lu hard errors, %lu "
 		"huge, %lu splits), %lu zaps, %lu demotes\n",

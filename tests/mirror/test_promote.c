@@ -34,8 +34,8 @@ static struct tdp_stats stats_of(struct menv *e)
 
 static void assert_in_step(struct menv *e)
 {
-	assert_int_equal(rec_compare(e->rec, e->mmu, 0, MENV_GFN_LIMIT), 0);
-	assert_int_equal(rec_violations(e->rec), 0);
+	assert_int_equal(ts_compare(e->rec, e->mmu, 0, MENV_GFN_LIMIT), 0);
+	assert_int_equal(ts_violations(e->rec), 0);
 }
 
 /* Every page of the 2 MiB region at @base is mapped at @level to its own
@@ -85,20 +85,20 @@ static void test_promote_demoted(void **state)
 {
 	struct tdp_ext_table *ext;
 	struct tdp_stats st;
-	struct rec_event ev;
+	struct ts_event ev;
 	struct menv e;
 
 	(void)state;
 	init(&e);
 	map_demoted(&e, R2M);
-	ext = rec_table_ext(e.rec, R2M, TDP_LEVEL_2M);
+	ext = ts_table_ext(e.rec, R2M, TDP_LEVEL_2M);
 	assert_non_null(ext);
-	rec_log_enable(e.rec, true);
+	ts_log_enable(e.rec, true);
 
 	assert_int_equal(tdp_promote_private(e.mmu, R2M, R2M + 512), 1);
-	assert_int_equal(rec_log_count(e.rec), 1);
-	ev = rec_log_get(e.rec, 0);
-	assert_int_equal(ev.call, REC_PROMOTE_LEAF);
+	assert_int_equal(ts_log_count(e.rec), 1);
+	ev = ts_log_get(e.rec, 0);
+	assert_int_equal(ev.call, TS_PROMOTE_LEAF);
 	assert_int_equal(ev.gfn, R2M);
 	assert_int_equal(ev.level, TDP_LEVEL_2M);
 	assert_int_equal(ev.pfn, PFN_PRIVATE(R2M));
@@ -128,10 +128,10 @@ static void test_promote_demoted(void **state)
 	tdp_vcpu_destroy(e.vcpu);
 	e.vcpu = NULL;
 	assert_int_equal(tdp_mmu_teardown(e.mmu), 0);
-	assert_int_equal(rec_nr_tables(e.rec), 0);
-	assert_int_equal(rec_nr_leaves(e.rec), 0);
+	assert_int_equal(ts_nr_tables(e.rec), 0);
+	assert_int_equal(ts_nr_leaves(e.rec), 0);
 	assert_int_equal(stats_of(&e).pages_in_use, 0);
-	assert_int_equal(rec_violations(e.rec), 0);
+	assert_int_equal(ts_violations(e.rec), 0);
 	menv_fini(&e);
 }
 
@@ -182,26 +182,26 @@ static void test_promote_not_uniform(void **state)
 						PFN_PRIVATE(g) + 1,
 						TDP_LEVEL_4K, NULL),
 				 TDP_FAULT_FIXED);
-	rec_log_enable(e.rec, true);
+	ts_log_enable(e.rec, true);
 	assert_int_equal(tdp_promote_private(e.mmu, a, c + 512), 0);
-	assert_int_equal(rec_log_count(e.rec), 0);
+	assert_int_equal(ts_log_count(e.rec), 0);
 	assert_int_equal(stats_of(&e).promotes, 0);
 
 	/* Fill the hole: then a collapses, but only with its whole range. */
 	assert_int_equal(menv_map_retry(e.mmu, e.vcpu, a + 7, TDP_ALIAS_PRIVATE,
 					PFN_PRIVATE(a + 7), TDP_LEVEL_4K, NULL),
 			 TDP_FAULT_FIXED);
-	rec_log_clear(e.rec);
+	ts_log_clear(e.rec);
 	assert_int_equal(tdp_recover_huge_pages(e.mmu, a, a + 512,
 						TDP_LEVEL_2M,
 						TDP_ALIAS_SHARED),
 			 0);
-	assert_int_equal(rec_log_count(e.rec), 0);
+	assert_int_equal(ts_log_count(e.rec), 0);
 	assert_int_equal(tdp_recover_huge_pages(e.mmu, a, c + 512,
 						TDP_LEVEL_2M,
 						TDP_ALIAS_PRIVATE),
 			 1);
-	assert_int_equal(rec_log_count(e.rec), 1);
+	assert_int_equal(ts_log_count(e.rec), 1);
 	assert_region(&e, a, TDP_LEVEL_2M);
 	assert_in_step(&e);
 	menv_fini(&e);
@@ -221,9 +221,9 @@ static void test_promote_busy_and_refused(void **state)
 	map_demoted(&e, R2M);
 	before = stats_of(&e);
 
-	rec_fail_next_promotes(e.rec, -EBUSY, 1);
+	ts_fail_next_promotes(e.rec, -EBUSY, 1);
 	assert_int_equal(tdp_promote_private(e.mmu, R2M, R2M + 512), 0);
-	rec_fail_next_promotes(e.rec, -EINVAL, 1);
+	ts_fail_next_promotes(e.rec, -EINVAL, 1);
 	assert_int_equal(tdp_promote_private(e.mmu, R2M, R2M + 512), 0);
 	st = stats_of(&e);
 	assert_memory_equal(st.leaves, before.leaves, sizeof(st.leaves));
