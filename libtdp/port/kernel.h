@@ -527,6 +527,12 @@ static inline uint64_t tdp_now_ns(void)
 	return ktime_get_ns();
 }
 
+/* Give up the CPU if the scheduler wants it (outside mmu_lock and RCU). */
+static inline void tdp_yield(void)
+{
+	cond_resched();
+}
+
 /* Busy-wait @usec microseconds: callable where sleeping is not allowed. */
 static inline void tdp_udelay(unsigned int usec)
 {

@@ -23,7 +23,8 @@
  *                tdp_spin_lock/_unlock (short sections where the kernel
  *                must not sleep; the test support's backend and recorders)
  *   time         tdp_now_ns (monotonic), tdp_udelay (a wait allowed where
- *                sleeping is not)
+ *                sleeping is not), tdp_yield (give up the CPU, where
+ *                sleeping is allowed)
  *   RCU          struct tdp_rcu_head, tdp_rcu_read_lock/_unlock, tdp_call_rcu,
  *                tdp_rcu_barrier, tdp_rcu_thread_register/_unregister,
  *                tdp_rcu_callback_begin/_end, tdp_rcu_dereference,

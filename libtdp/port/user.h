@@ -517,6 +517,12 @@ static inline uint64_t tdp_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
+/* Give up the CPU to another runnable thread (outside mmu_lock and RCU). */
+static inline void tdp_yield(void)
+{
+	sched_yield();
+}
+
 /*
  * Wait @usec microseconds where sleeping may not be allowed (the kernel
  * busy-waits); user space sleeps.
