@@ -17,8 +17,8 @@
 
 #include "helpers.h"
 
-#define P2M HH_PAGES_2M
-#define P1G HH_PAGES_1G
+#define P2M TS_PAGES_2M
+#define P1G TS_PAGES_1G
 #define PFN_OFFSET (1ULL << 28)
 
 #define NR_FAULTERS 2
@@ -64,7 +64,7 @@ static void fault(struct worker *w, tdp_gfn_t gfn, unsigned int prot,
 {
 	int ret;
 
-	while ((ret = hh_map(w->vcpu, gfn, pfn_of(gfn), prot, max_level)) ==
+	while ((ret = ts_map(w->vcpu, gfn, TDP_ALIAS_SHARED, pfn_of(gfn), prot, max_level)) ==
 	       TDP_FAULT_RETRY) {
 		w->retries++;
 		sched_yield();
@@ -79,7 +79,7 @@ static void fault(struct worker *w, tdp_gfn_t gfn, unsigned int prot,
 /* Whatever maps @gfn maps its own PFN. */
 static void check_gfn(struct shared *sh, tdp_gfn_t gfn)
 {
-	struct hh_leaf l = hh_lookup(sh->mmu, gfn);
+	struct ts_leaf l = ts_lookup(sh->mmu, gfn, TDP_ALIAS_SHARED);
 
 	HH_CHECK(!l.present || l.pfn == pfn_of(gfn),
 		 "gfn %#llx maps pfn %#llx (level %d)", (unsigned long long)gfn,
@@ -91,9 +91,9 @@ static tdp_gfn_t pick_gfn(struct shared *sh, uint64_t *seed)
 {
 	uint64_t pages = sh->end - sh->start;
 
-	if (pages > 8 * P2M && hh_rand_below(seed, 2))
+	if (pages > 8 * P2M && ts_rand_below(seed, 2))
 		pages = 8 * P2M;
-	return sh->start + hh_rand_below(seed, pages);
+	return sh->start + ts_rand_below(seed, pages);
 }
 
 /* ---- (a) 4 KiB faults under a huge leaf that is being split ------------------ */
@@ -132,7 +132,7 @@ static void remap_huge(struct worker *w)
 	HH_CHECK(ret == 0, "tdp_zap_all: %d", ret);
 	/* The splitter may still get in first: then it maps 4 KiB. */
 	fault(w, sh->start, HH_PROT_RW, sh->huge_level);
-	w->made += hh_lookup(sh->mmu, sh->start).level == sh->huge_level;
+	w->made += ts_lookup(sh->mmu, sh->start, TDP_ALIAS_SHARED).level == sh->huge_level;
 	__atomic_store_n(&sh->hold, 0, __ATOMIC_SEQ_CST);
 }
 
@@ -152,7 +152,7 @@ static void *split_worker(void *arg)
 				break;
 			gfn = pick_gfn(sh, &w->seed);
 			fault(w, gfn,
-			      hh_rand_below(&w->seed, 2) ? HH_PROT_RW
+			      ts_rand_below(&w->seed, 2) ? HH_PROT_RW
 							 : TDP_PROT_READ,
 			      TDP_LEVEL_4K);
 			check_gfn(sh, gfn);
@@ -168,7 +168,7 @@ static void *split_worker(void *arg)
 		default:
 			ret = tdp_split_huge_range(
 				sh->mmu, sh->start, sh->end,
-				1 + (int)hh_rand_below(&w->seed, 2),
+				1 + (int)ts_rand_below(&w->seed, 2),
 				TDP_ALIAS_SHARED);
 			HH_CHECK(ret == 0, "tdp_split_huge_range: %d", ret);
 			w->ops++;
@@ -198,17 +198,17 @@ static void *recover_worker(void *arg)
 
 		if (w->role == FAULT_FILL) {
 			gfn = sh->start +
-			      hh_rand_below(&w->seed, sh->end - sh->start);
+			      ts_rand_below(&w->seed, sh->end - sh->start);
 			fault(w, gfn,
-			      hh_rand_below(&w->seed, 5) ? HH_PROT_RW
+			      ts_rand_below(&w->seed, 5) ? HH_PROT_RW
 							 : TDP_PROT_READ,
-			      hh_rand_below(&w->seed, 4) ? TDP_LEVEL_4K
+			      ts_rand_below(&w->seed, 4) ? TDP_LEVEL_4K
 							 : TDP_LEVEL_2M);
 			check_gfn(sh, gfn);
 			continue;
 		}
 		/* Mostly the region; now and then its whole 1 GiB. */
-		if (hh_rand_below(&w->seed, 8))
+		if (ts_rand_below(&w->seed, 8))
 			ret = tdp_recover_huge_pages(sh->mmu, sh->start,
 						     sh->end, TDP_LEVEL_2M,
 						     TDP_ALIAS_SHARED);
@@ -229,7 +229,7 @@ static void *recover_worker(void *arg)
 
 static unsigned int run_ms(void)
 {
-	return hh_quick() ? 300 : 1500;
+	return ts_quick() ? 300 : 1500;
 }
 
 static void run_workers(struct shared *sh, struct worker *w, int n,
@@ -247,7 +247,7 @@ static void run_workers(struct shared *sh, struct worker *w, int n,
 	}
 	for (int i = 0; i < n; i++)
 		assert_int_equal(pthread_create(&w[i].tid, NULL, fn, &w[i]), 0);
-	hh_sleep_ms(run_ms());
+	tdp_udelay((run_ms()) * 1000);
 	__atomic_store_n(&sh->stop, true, __ATOMIC_RELEASE);
 	for (int i = 0; i < n; i++) {
 		assert_int_equal(pthread_join(w[i].tid, NULL), 0);
@@ -266,18 +266,17 @@ static void run_workers(struct shared *sh, struct worker *w, int n,
 }
 
 /* Fault every GFN of the region at 4 KiB, then check each maps its PFN. */
-static void finish_4k(struct hh_env *env, struct shared *sh)
+static void finish_4k(struct ts_env *env, struct shared *sh)
 {
 	for (tdp_gfn_t g = sh->start; g < sh->end; g++) {
-		int ret = hh_map_retry(env->vcpu, g, pfn_of(g), HH_PROT_RW,
-				       TDP_LEVEL_4K);
+		int ret = ts_map_retry(env->vcpu, g, TDP_ALIAS_SHARED, pfn_of(g), HH_PROT_RW, TDP_LEVEL_4K, 0, 0, NULL);
 
 		if (ret != TDP_FAULT_FIXED && ret != TDP_FAULT_SPURIOUS)
 			fail_msg("final fault at gfn %#llx: %d",
 				 (unsigned long long)g, ret);
 	}
 	for (tdp_gfn_t g = sh->start; g < sh->end; g++) {
-		struct hh_leaf l = hh_lookup(env->mmu, g);
+		struct ts_leaf l = ts_lookup(env->mmu, g, TDP_ALIAS_SHARED);
 
 		if (!l.present || l.level != TDP_LEVEL_4K ||
 		    l.pfn != pfn_of(g) ||
@@ -294,10 +293,10 @@ static void split_test(tdp_gfn_t start, int huge_level)
 	static const int roles[] = { FAULT_4K, FAULT_4K, SPLIT_ONLY,
 				     SPLIT_AND_REMAP };
 	struct worker w[NR_FAULTERS + NR_CHANGERS];
-	struct hh_env env;
+	struct ts_env env;
 	struct shared sh;
 
-	hh_env_init(&env, 0);
+	ts_env_init_ok(&env, &(struct ts_env_opts){ .mark_dirty = true, .record = true });
 	env.log.record = false;
 	sh = (struct shared){
 		.mmu = env.mmu,
@@ -306,12 +305,12 @@ static void split_test(tdp_gfn_t start, int huge_level)
 		.huge_level = huge_level,
 	};
 	assert_int_equal(
-		hh_map(env.vcpu, start, pfn_of(start), HH_PROT_RW, huge_level),
+		ts_map(env.vcpu, start, TDP_ALIAS_SHARED, pfn_of(start), HH_PROT_RW, huge_level),
 		TDP_FAULT_FIXED);
 	run_workers(&sh, w, NR_FAULTERS + NR_CHANGERS, roles, split_worker);
 	assert_int_equal(hh_stats_match_tree(env.mmu), 0);
 	finish_4k(&env, &sh);
-	hh_env_fini(&env);
+	ts_env_fini_ok(&env);
 }
 
 /* (a) 2 MiB: 4 KiB faults under a 2 MiB leaf being split. */
@@ -334,13 +333,13 @@ static void test_recover_vs_faults(void **state)
 	static const int roles[] = { FAULT_FILL, FAULT_FILL, RECOVER, RECOVER };
 	const tdp_gfn_t start = P1G + 16 * P2M;
 	struct worker w[NR_FAULTERS + NR_CHANGERS];
-	struct hh_env env;
+	struct ts_env env;
 	struct shared sh;
 	uint64_t tables = 0;
 	int made;
 
 	(void)state;
-	hh_env_init(&env, 0);
+	ts_env_init_ok(&env, &(struct ts_env_opts){ .mark_dirty = true, .record = true });
 	env.log.record = false;
 	sh = (struct shared){
 		.mmu = env.mmu,
@@ -353,19 +352,19 @@ static void test_recover_vs_faults(void **state)
 	/* Fill every table, then recovery collapses each one. */
 	finish_4k(&env, &sh);
 	for (tdp_gfn_t b = sh.start; b < sh.end; b += P2M)
-		tables += hh_lookup(env.mmu, b).level == TDP_LEVEL_4K;
+		tables += ts_lookup(env.mmu, b, TDP_ALIAS_SHARED).level == TDP_LEVEL_4K;
 	made = tdp_recover_huge_pages(env.mmu, sh.start, sh.end, TDP_LEVEL_2M,
 				      TDP_ALIAS_SHARED);
 	assert_int_equal(made, tables);
 	for (tdp_gfn_t b = sh.start; b < sh.end; b += P2M) {
-		struct hh_leaf l = hh_lookup(env.mmu, b + 17);
+		struct ts_leaf l = ts_lookup(env.mmu, b + 17, TDP_ALIAS_SHARED);
 
 		assert_true(l.present);
 		assert_int_equal(l.level, TDP_LEVEL_2M);
 		assert_int_equal(l.pfn, pfn_of(b + 17));
 	}
 	assert_int_equal(hh_stats_match_tree(env.mmu), 0);
-	hh_env_fini(&env);
+	ts_env_fini_ok(&env);
 }
 
 int main(void)
@@ -375,11 +374,6 @@ int main(void)
 		cmocka_unit_test(test_split_vs_4k_faults_1g),
 		cmocka_unit_test(test_recover_vs_faults),
 	};
-	int ret;
 
-	hh_apply_test_filter();
-	tdp_thread_register();
-	ret = cmocka_run_group_tests(tests, NULL, NULL);
-	tdp_thread_unregister();
-	return ret;
+	return TS_RUN_GROUP("tests", tests);
 }

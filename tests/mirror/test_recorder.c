@@ -15,7 +15,7 @@
 #include <unistd.h>
 
 #define G ((3ULL << 27) | (2ULL << 18) | (1ULL << 9))
-#define RL MENV_ROOT_LEVEL
+#define RL TS_ROOT_LEVEL
 
 static struct tdp_ext_table *page(void)
 {
@@ -31,7 +31,7 @@ static int be_link(struct ts_backend *r, tdp_gfn_t gfn, int level,
 {
 	const struct tdp_private_backend *be = ts_backend_ops(r);
 
-	return be->link_table(be->ctx, menv_round_down(gfn, level), level, ext);
+	return be->link_table(be->ctx, ts_round_down(gfn, level), level, ext);
 }
 
 static int be_set(struct ts_backend *r, tdp_gfn_t gfn, int level, tdp_pfn_t pfn)
@@ -53,13 +53,13 @@ static int be_free(struct ts_backend *r, tdp_gfn_t gfn, int level,
 {
 	const struct tdp_private_backend *be = ts_backend_ops(r);
 
-	return be->free_table(be->ctx, menv_round_down(gfn, level), level, ext);
+	return be->free_table(be->ctx, ts_round_down(gfn, level), level, ext);
 }
 
 /* A recorder with the path to G linked (pages in ext[2..4]). */
 static struct ts_backend *linked(struct tdp_ext_table *ext[5])
 {
-	struct ts_backend *r = ts_backend_create(RL, MENV_SHARED_BIT, 4096);
+	struct ts_backend *r = ts_backend_create(RL, TS_SHARED_BIT, 4096);
 
 	assert_non_null(r);
 	for (int l = RL; l >= 2; l--) {
@@ -104,7 +104,7 @@ static void test_correct_sequence_is_clean(void **state)
 
 static void test_child_before_parent(void **state)
 {
-	struct ts_backend *r = ts_backend_create(RL, MENV_SHARED_BIT, 0);
+	struct ts_backend *r = ts_backend_create(RL, TS_SHARED_BIT, 0);
 
 	(void)state;
 	assert_int_equal(be_set(r, G, 1, 5), 0);
@@ -167,7 +167,7 @@ static void test_bad_removals(void **state)
 
 static void test_backend_pages(void **state)
 {
-	struct ts_backend *r = ts_backend_create(RL, MENV_SHARED_BIT, 4096);
+	struct ts_backend *r = ts_backend_create(RL, TS_SHARED_BIT, 4096);
 	char *raw = aligned_alloc(4096, 3 * 4096);
 	struct tdp_ext_table *dirty = (struct tdp_ext_table *)(raw + 4096);
 
@@ -191,7 +191,7 @@ static void test_backend_pages(void **state)
 	free(raw);
 
 	/* Without a page size the engine must pass NULL. */
-	r = ts_backend_create(RL, MENV_SHARED_BIT, 0);
+	r = ts_backend_create(RL, TS_SHARED_BIT, 0);
 	raw = aligned_alloc(4096, 4096);
 	be_link(r, 0, RL, (struct tdp_ext_table *)raw);
 	assert_int_equal(ts_violations(r), 1);
@@ -201,12 +201,12 @@ static void test_backend_pages(void **state)
 
 static void test_gfn_and_level_checks(void **state)
 {
-	struct ts_backend *r = ts_backend_create(RL, MENV_SHARED_BIT, 0);
+	struct ts_backend *r = ts_backend_create(RL, TS_SHARED_BIT, 0);
 	const struct tdp_private_backend *be = ts_backend_ops(r);
 	uint64_t v = 0;
 
 	(void)state;
-	be->link_table(be->ctx, MENV_SHARED_BIT, RL, NULL); /* aliased */
+	be->link_table(be->ctx, TS_SHARED_BIT, RL, NULL); /* aliased */
 	assert_true(ts_violations(r) > v);
 	v = ts_violations(r);
 	be->link_table(be->ctx, 5, RL, NULL); /* misaligned */
@@ -253,7 +253,7 @@ static void *slow_link_thread(void *arg)
 
 static void test_lock_and_overlap_checks(void **state)
 {
-	struct menv e;
+	struct ts_env e;
 	struct slow_link s;
 	struct tdp_ext_table *ext[5];
 	uint64_t v;
@@ -262,11 +262,11 @@ static void test_lock_and_overlap_checks(void **state)
 	menv_init(&e, 0, 0);
 	/* Callbacks outside the engine: neither lock is held, and the
 	 * mirror entry of the map callback is not frozen. */
-	be_link(e.rec, 0, RL, NULL);
-	assert_int_equal(ts_violations(e.rec), 2);
-	be_rm(e.rec, 0, 1, 0);
-	assert_true(ts_violations(e.rec) >= 3);
-	menv_fini(&e);
+	be_link(e.be, 0, RL, NULL);
+	assert_int_equal(ts_violations(e.be), 2);
+	be_rm(e.be, 0, 1, 0);
+	assert_true(ts_violations(e.be) >= 3);
+	ts_env_destroy(&e);
 
 	/* A removal while a map callback sleeps. */
 	s.r = linked(ext);
@@ -285,7 +285,7 @@ static void test_lock_and_overlap_checks(void **state)
 
 static void test_injection(void **state)
 {
-	struct ts_backend *r = ts_backend_create(RL, MENV_SHARED_BIT, 0);
+	struct ts_backend *r = ts_backend_create(RL, TS_SHARED_BIT, 0);
 	struct ts_counts c;
 	int busy = 0, hard = 0;
 
@@ -332,5 +332,5 @@ int main(void)
 
 	fprintf(stderr, "recorder self-test: the violations printed below are "
 			"expected\n");
-	return cmocka_run_group_tests(tests, menv_group_setup, menv_group_teardown);
+	return TS_RUN_GROUP("tests", tests);
 }
