@@ -108,7 +108,7 @@ uint64_t sx_seed_for(uint64_t seed, uint64_t id)
 {
 	uint64_t s = seed ^ (id * 0xd1342543de82ef95ULL);
 
-	return sx_rand(&s);
+	return ts_rand(&s);
 }
 
 double sx_now(void)
@@ -117,16 +117,6 @@ double sx_now(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-void sx_usleep(unsigned int usec)
-{
-	struct timespec ts = {
-		.tv_sec = usec / 1000000,
-		.tv_nsec = (long)(usec % 1000000) * 1000,
-	};
-
-	nanosleep(&ts, NULL);
 }
 
 void sx_budget_start(struct sx_budget *b, double seconds, long max_ops)
@@ -282,173 +272,67 @@ void sx_join(struct sx_threads *g)
 
 /* ---- an MMU with the recording backend -------------------------------------- */
 
-static void env_flush_range(void *ctx, tdp_gfn_t gfn, uint64_t n)
-{
-	struct sx_env *e = ctx;
-
-	__atomic_add_fetch(&e->flushes, 1, __ATOMIC_RELAXED);
-	if (e->on_flush_range)
-		e->on_flush_range(e->flush_arg, gfn, n);
-}
-
-static void env_flush_all(void *ctx)
-{
-	struct sx_env *e = ctx;
-
-	__atomic_add_fetch(&e->flushes, 1, __ATOMIC_RELAXED);
-	if (e->on_flush_all)
-		e->on_flush_all(e->flush_arg);
-}
-
-bool sx_env_init(struct sx_env *e, unsigned int flags, bool private_mem,
+bool sx_env_init(struct ts_env *e, unsigned int flags, bool private_mem,
 		 size_t ext_size)
 {
-	struct tdp_mmu_config cfg;
-	int ret;
-
-	e->rec = NULL;
-	if (private_mem) {
-		e->rec = ts_backend_create(SX_ROOT_LEVEL, SX_SHARED_BIT, ext_size);
-		if (!SX_CHECK(e->rec, "cannot create the recorder"))
-			return false;
-	}
-	/* One table, lined up so it reads as one. */
-	/* clang-format off */
-	cfg = (struct tdp_mmu_config){
-		.root_level  = SX_ROOT_LEVEL,
-		.direct_bits = private_mem ? SX_SHARED_BIT : 0,
-		.host        = {
-			.flush_range = env_flush_range,
-			.flush_all   = env_flush_all,
-			.ctx         = e,
-		},
-		.backend     = private_mem ? ts_backend_ops(e->rec) : NULL,
-		.flags       = flags,
+	const struct ts_env_opts o = {
+		.flags = flags,
+		.backend = private_mem,
+		.ext_table_size = ext_size,
+		.no_vcpu = true,
 	};
-	/* clang-format on */
-	ret = tdp_mmu_create(&cfg, &e->mmu);
-	if (!SX_CHECK(ret == 0, "tdp_mmu_create: %d", ret)) {
-		ts_backend_destroy(e->rec);
-		e->rec = NULL;
+	struct ts_flush hooks = e->log;
+	int ret = ts_env_init(e, &o);
+
+	if (!SX_CHECK(ret == 0, "cannot create the MMU: %d", ret))
 		return false;
-	}
-	if (e->rec)
-		ts_backend_set_mmu(e->rec, e->mmu);
-	e->fmt = tdp_mmu_format(e->mmu);
+	e->log.on_range = hooks.on_range;
+	e->log.on_all = hooks.on_all;
+	e->log.hook_arg = hooks.hook_arg;
 	return true;
 }
 
-void sx_env_fini(struct sx_env *e)
+void sx_env_fini(struct ts_env *e)
 {
-	struct tdp_stats st;
-	int ret;
+	unsigned long bad = ts_env_teardown(e, 0);
 
-	ret = tdp_mmu_teardown(e->mmu);
-	SX_CHECK(ret == 0, "tdp_mmu_teardown: %d", ret);
-	SX_CHECK(tdp_mmu_get_stats(e->mmu, &st) == 0, "stats");
-	for (int t = 0; t < TDP_NR_ROOT_TYPES; t++) {
-		for (int l = 0; l <= TDP_MAX_LEVEL; l++) {
-			SX_CHECK(st.tables[t][l] == 0,
-				 "after teardown: %" PRIu64
-				 " tables of type %d at level %d",
-				 st.tables[t][l], t, l);
-			SX_CHECK(st.leaves[t][l] == 0,
-				 "after teardown: %" PRIu64
-				 " leaves of type %d at level %d",
-				 st.leaves[t][l], t, l);
-		}
-	}
-	SX_CHECK(st.pages_in_use == 0,
-		 "after teardown: %" PRIu64 " pages still in use",
-		 st.pages_in_use);
-	SX_CHECK(st.roots_allocated == st.roots_freed,
-		 "after teardown: %" PRIu64 " roots allocated, %" PRIu64
-		 " freed",
-		 st.roots_allocated, st.roots_freed);
-	if (e->rec) {
-		SX_CHECK(ts_nr_tables(e->rec) == 0,
-			 "after teardown: the backend holds %zu tables",
-			 ts_nr_tables(e->rec));
-		SX_CHECK(ts_nr_leaves(e->rec) == 0,
-			 "after teardown: the backend holds %zu leaves",
-			 ts_nr_leaves(e->rec));
-		SX_CHECK(ts_violations(e->rec) == 0,
-			 "the backend recorded %" PRIu64 " violations",
-			 ts_violations(e->rec));
-	}
-	tdp_mmu_destroy(e->mmu);
-	e->mmu = NULL;
-	ts_backend_destroy(e->rec);
-	e->rec = NULL;
+	SX_CHECK(bad == 0, "teardown left %lu problems (logged above)", bad);
+	ts_env_destroy(e);
 }
 
-int sx_map_once(struct sx_env *e, struct tdp_vcpu *vcpu, tdp_gfn_t gfn,
-		bool private, tdp_pfn_t pfn, unsigned int prot, int max_level,
-		uint64_t seq)
-{
-	struct tdp_fault f = {
-		.fault_gfn = private ? gfn : gfn | tdp_mmu_direct_bits(e->mmu),
-		.pfn = pfn,
-		.prot = prot,
-		.max_level = max_level,
-		.mmu_seq = seq,
-	};
-
-	return tdp_map(vcpu, &f);
-}
-
-int sx_fault(struct sx_env *e, struct tdp_vcpu *vcpu, tdp_gfn_t gfn,
+int sx_fault(struct ts_env *e, struct tdp_vcpu *vcpu, tdp_gfn_t gfn,
 	     bool private, unsigned int prot, int max_level, double give_up_s,
 	     unsigned long *retries)
 {
-	double give_up = 0;
+	enum tdp_alias alias = ts_alias(private);
 
-	for (unsigned long tries = 1;; tries++) {
-		uint64_t seq = tdp_mmu_seq(e->mmu);
-		int ret =
-			sx_map_once(e, vcpu, gfn, private, sx_pfn(gfn, private),
-				    prot, max_level, seq);
-
-		if (ret != TDP_FAULT_RETRY)
-			return ret;
-		if (retries)
-			(*retries)++;
-		if (tries % 64)
-			continue;
-		/* Let the thread that holds the entry or the lock run. */
-		sched_yield();
-		if (give_up == 0)
-			give_up = sx_now() + give_up_s;
-		else if (sx_now() > give_up)
-			return ret;
-	}
+	(void)e;
+	return ts_map_retry(vcpu, gfn, alias, ts_pfn(gfn, alias), prot,
+			    max_level, 0, (unsigned int)(give_up_s * 1000),
+			    retries);
 }
 
-bool sx_lookup_leaf(struct sx_env *e, tdp_gfn_t gfn, bool private, int *level,
+bool sx_lookup_leaf(struct ts_env *e, tdp_gfn_t gfn, bool private, int *level,
 		    tdp_pfn_t *pfn)
 {
-	tdp_spte_t spte;
-	int lvl, ret;
+	struct ts_leaf l = ts_lookup(e->mmu, gfn, ts_alias(private));
 
-	ret = tdp_lookup(e->mmu, gfn, sx_alias(private), &spte, &lvl);
-	if (!SX_CHECK(ret == 0, "tdp_lookup(%#" PRIx64 ", %s): %d", gfn,
-		      private ? "private" : "shared", ret))
+	if (!SX_CHECK(l.ret == 0, "tdp_lookup(%#" PRIx64 ", %s): %d", gfn,
+		      private ? "private" : "shared", l.ret))
 		return false;
-	if (!tdp_spte_is_present(e->fmt, spte) ||
-	    !tdp_spte_is_leaf(e->fmt, spte, lvl))
+	if (!l.present)
 		return false;
 	if (level)
-		*level = lvl;
+		*level = l.level;
 	if (pfn)
-		*pfn = tdp_spte_pfn(e->fmt, spte) +
-		       (gfn - sx_round_down(gfn, lvl));
+		*pfn = l.pfn;
 	return true;
 }
 
 /* ---- quiescent checks ------------------------------------------------------------ */
 
 struct walk {
-	struct sx_env *e;
+	struct ts_env *e;
 	sx_leaf_fn fn;
 	void *arg;
 	struct sx_tree_count *count;
@@ -496,7 +380,7 @@ static void walk_table(struct walk *w, struct tdp_table *t, tdp_gfn_t base,
 	}
 }
 
-void sx_walk_trees(struct sx_env *e, sx_leaf_fn fn, void *arg,
+void sx_walk_trees(struct ts_env *e, sx_leaf_fn fn, void *arg,
 		   struct sx_tree_count *out)
 {
 	struct tdp_mmu *mmu = e->mmu;
@@ -518,23 +402,23 @@ void sx_walk_trees(struct sx_env *e, sx_leaf_fn fn, void *arg,
 static void check_leaf_pfn(void *arg, int root_type, bool valid, tdp_gfn_t gfn,
 			   int level, tdp_spte_t spte)
 {
-	struct sx_env *e = arg;
+	struct ts_env *e = arg;
 	bool private = root_type == TDP_ROOT_MIRROR;
 	tdp_pfn_t pfn = tdp_spte_pfn(e->fmt, spte);
 
-	SX_CHECK(pfn == sx_pfn(gfn, private),
+	SX_CHECK(pfn == ts_pfn(gfn, ts_alias(private)),
 		 "%s leaf at GFN %#" PRIx64 " level %d%s maps PFN %#" PRIx64
 		 ", expected %#" PRIx64,
 		 private ? "private" : "shared", gfn, level,
-		 valid ? "" : " (invalidated root)", pfn, sx_pfn(gfn, private));
+		 valid ? "" : " (invalidated root)", pfn, ts_pfn(gfn, ts_alias(private)));
 }
 
-long sx_check_quiesced(struct sx_env *e)
+long sx_check_quiesced(struct ts_env *e)
 {
 	return sx_check_quiesced_with(e, check_leaf_pfn, e);
 }
 
-long sx_check_quiesced_with(struct sx_env *e, sx_leaf_fn check, void *arg)
+long sx_check_quiesced_with(struct ts_env *e, sx_leaf_fn check, void *arg)
 {
 	long before = sx_failures();
 	struct sx_tree_count c;
@@ -554,19 +438,19 @@ long sx_check_quiesced_with(struct sx_env *e, sx_leaf_fn check, void *arg)
 				 st.leaves[t][l], t, l, c.leaves[t][l]);
 		}
 	}
-	if (e->rec) {
+	if (e->be) {
 		unsigned long bad =
-			ts_compare(e->rec, e->mmu, 0, SX_GFN_LIMIT);
+			ts_compare(e->be, e->mmu, 0, TS_GFN_LIMIT);
 
 		SX_CHECK(bad == 0, "mirror != backend: %lu mismatches", bad);
-		SX_CHECK(ts_violations(e->rec) == 0,
+		SX_CHECK(ts_violations(e->be) == 0,
 			 "the backend recorded %" PRIu64 " violations",
-			 ts_violations(e->rec));
+			 ts_violations(e->be));
 	}
 	return sx_failures() - before;
 }
 
-void sx_check_roots_freed(struct sx_env *e)
+void sx_check_roots_freed(struct ts_env *e)
 {
 	struct sx_tree_count c;
 	struct tdp_stats st;
@@ -599,7 +483,7 @@ static void count_leaf(void *arg, int root_type, bool valid, tdp_gfn_t gfn,
 		lr->n++;
 }
 
-uint64_t sx_count_leaves(struct sx_env *e, bool private, tdp_gfn_t start,
+uint64_t sx_count_leaves(struct ts_env *e, bool private, tdp_gfn_t start,
 			 tdp_gfn_t end)
 {
 	struct leaf_range lr = {

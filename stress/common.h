@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * Shared parts of the stress programs (stress/) and the injection tests
- * (tests/inject/): options, seeded generators, operation budgets, threads,
- * check counters, an MMU of a confidential VM whose private backend is the
- * strict recorder of tests/mirror, a simulated CPU that walks the direct
- * tree like hardware, and the checks run once an MMU is quiescent.
+ * (tests/inject/) beyond the test support of tests/support (MMUs with the
+ * strict recording backend, faults, lookups, GFNs and frames): options,
+ * operation budgets, threads, check counters, a simulated CPU that walks
+ * the direct tree like hardware, and the checks run once an MMU is
+ * quiescent.
  *
- * Reference mappings: a GFN is always mapped to the PFN sx_pfn() names for
+ * Reference mappings: a GFN is always mapped to the PFN ts_pfn() names for
  * its alias, so any present leaf can be checked at any time.  The PFN bases
  * are 1 GiB aligned, so every fault may map a huge leaf.
  *
@@ -26,36 +27,7 @@
 
 #include <tdp/tdp.h>
 
-#include "ts_backend.h"
-
-/* The VM every program uses: 4 levels, shared bit at GFN bit 35. */
-#define SX_ROOT_LEVEL 4
-#define SX_SHARED_BIT (1ULL << 35)
-#define SX_GFN_LIMIT SX_SHARED_BIT
-
-#define SX_PAGES_2M 512ULL
-#define SX_PAGES_1G (512ULL * 512ULL)
-#define SX_PAGES_512G (512ULL * 512ULL * 512ULL)
-
-/* PFN bases of the two aliases: far apart, 1 GiB aligned. */
-#define SX_PFN_PRIVATE_BASE (1ULL << 36)
-#define SX_PFN_SHARED_BASE (2ULL << 36)
-
-/* The PFN a leaf of @alias must map for unaliased @gfn. */
-static inline tdp_pfn_t sx_pfn(tdp_gfn_t gfn, bool private)
-{
-	return (private ? SX_PFN_PRIVATE_BASE : SX_PFN_SHARED_BASE) + gfn;
-}
-
-static inline enum tdp_alias sx_alias(bool private)
-{
-	return private ? TDP_ALIAS_PRIVATE : TDP_ALIAS_SHARED;
-}
-
-static inline tdp_gfn_t sx_round_down(tdp_gfn_t gfn, int level)
-{
-	return gfn & ~(tdp_level_pages(level) - 1);
-}
+#include "ts_env.h"
 
 /* ---- options ------------------------------------------------------------ */
 
@@ -82,30 +54,11 @@ int sx_parse_opts(int argc, char **argv, struct sx_opts *o,
 
 /* ---- generators, time, budgets --------------------------------------------- */
 
-/* splitmix64: one step of a seeded, thread-local generator. */
-static inline uint64_t sx_rand(uint64_t *state)
-{
-	uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
-
-/* A value in [0, n). */
-static inline uint64_t sx_below(uint64_t *state, uint64_t n)
-{
-	return n ? sx_rand(state) % n : 0;
-}
-
 /* A generator state for worker @id derived from the run's seed. */
 uint64_t sx_seed_for(uint64_t seed, uint64_t id);
 
 /* Monotonic seconds. */
 double sx_now(void);
-
-/* Sleep @usec microseconds. */
-void sx_usleep(unsigned int usec);
 
 /*
  * An operation budget shared by the threads of one phase: it ends at a
@@ -165,39 +118,23 @@ int sx_summary(const char *prog);
 
 /* ---- an MMU with the recording backend -------------------------------------- */
 
-struct sx_env;
-
-/* Host TLB callback hooks (optional): called under mmu_lock. */
-typedef void (*sx_flush_range_fn)(void *arg, tdp_gfn_t gfn, uint64_t n);
-typedef void (*sx_flush_all_fn)(void *arg);
-
-struct sx_env {
-	struct tdp_mmu *mmu;
-	struct ts_backend *rec; /* NULL for a VM without private memory */
-	const struct tdp_spte_format *fmt;
-	/* Hooks: set before the MMU is shared with other threads. */
-	sx_flush_range_fn on_flush_range;
-	sx_flush_all_fn on_flush_all;
-	void *flush_arg;
-	uint64_t flushes; /* atomic: host callbacks seen */
-};
-
 /*
- * sx_env_init() - an MMU with @flags; with a recorder as private backend
- * (backend pages of @ext_size bytes) when @private_mem, else a plain VM
- * whose only alias is shared.  The caller must be registered.  Returns
- * false (after a failed check) if anything could not be created.
+ * sx_env_init() - an MMU with @flags and no vCPU; with the strict backend
+ * as private backend (backend pages of @ext_size bytes) when
+ * @private_mem, else a plain VM whose only alias is shared.  Flush hooks
+ * already set in @e->log (on_range, on_all, hook_arg) are kept.  The
+ * caller must be registered.  Returns false (after a failed check) if
+ * anything could not be created.
  */
-bool sx_env_init(struct sx_env *e, unsigned int flags, bool private_mem,
+bool sx_env_init(struct ts_env *e, unsigned int flags, bool private_mem,
 		 size_t ext_size);
 
 /*
  * sx_env_fini() - every vCPU context destroyed and every root reference
- * put: tear down and check that nothing is left: no table or leaf in the
- * statistics, no page in use, every root freed, the recorder empty and
- * without violations.  Then destroy everything.
+ * put: tear down and check that nothing is left (ts_env_teardown()),
+ * then destroy everything.
  */
-void sx_env_fini(struct sx_env *e);
+void sx_env_fini(struct ts_env *e);
 
 /*
  * sx_fault() - fault unaliased @gfn in the alias @private selects with
@@ -206,21 +143,15 @@ void sx_env_fini(struct sx_env *e);
  * after @give_up_s seconds of retries (a livelock) and returns RETRY.
  * @retries, if not NULL, is incremented per RETRY seen.
  */
-int sx_fault(struct sx_env *e, struct tdp_vcpu *vcpu, tdp_gfn_t gfn,
+int sx_fault(struct ts_env *e, struct tdp_vcpu *vcpu, tdp_gfn_t gfn,
 	     bool private, unsigned int prot, int max_level, double give_up_s,
 	     unsigned long *retries);
 
-/* One tdp_map() try with the given sequence and PFN. */
-int sx_map_once(struct sx_env *e, struct tdp_vcpu *vcpu, tdp_gfn_t gfn,
-		bool private, tdp_pfn_t pfn, unsigned int prot, int max_level,
-		uint64_t seq);
-
 /*
- * sx_lookup_leaf() - tdp_lookup(); true if a present leaf translates
- * @gfn (its level and the PFN for @gfn itself are stored).  A frozen or
- * failed lookup is a failed check.
+ * sx_lookup_leaf() - ts_lookup_leaf(), with a failed lookup a failed
+ * check.
  */
-bool sx_lookup_leaf(struct sx_env *e, tdp_gfn_t gfn, bool private, int *level,
+bool sx_lookup_leaf(struct ts_env *e, tdp_gfn_t gfn, bool private, int *level,
 		    tdp_pfn_t *pfn);
 
 /* ---- quiescent checks ------------------------------------------------------------ */
@@ -250,7 +181,7 @@ typedef void (*sx_leaf_fn)(void *arg, int root_type, bool valid, tdp_gfn_t gfn,
  * write (no operation holds an SPTE frozen across a release of the lock,
  * so none is frozen while the caller holds it for write).
  */
-void sx_walk_trees(struct sx_env *e, sx_leaf_fn fn, void *arg,
+void sx_walk_trees(struct ts_env *e, sx_leaf_fn fn, void *arg,
 		   struct sx_tree_count *out);
 
 /*
@@ -260,11 +191,11 @@ void sx_walk_trees(struct sx_env *e, sx_leaf_fn fn, void *arg,
  * violation and equals the mirror entry for entry.  Returns the number of
  * failed checks it added.
  */
-long sx_check_quiesced(struct sx_env *e);
+long sx_check_quiesced(struct ts_env *e);
 
 /* The same with @check (may be NULL) instead of the reference-PFN check,
  * for tests whose host changes the PFN behind a GFN. */
-long sx_check_quiesced_with(struct sx_env *e, sx_leaf_fn check, void *arg);
+long sx_check_quiesced_with(struct ts_env *e, sx_leaf_fn check, void *arg);
 
 /*
  * After every invalidated root was zapped and every reference to it put:
@@ -272,10 +203,10 @@ long sx_check_quiesced_with(struct sx_env *e, sx_leaf_fn check, void *arg);
  * not freed is on it (freeing waits for a grace period: the caller waits
  * for RCU callbacks first).
  */
-void sx_check_roots_freed(struct sx_env *e);
+void sx_check_roots_freed(struct ts_env *e);
 
 /* Leaves of @alias (valid roots only) that intersect [start, end). */
-uint64_t sx_count_leaves(struct sx_env *e, bool private, tdp_gfn_t start,
+uint64_t sx_count_leaves(struct ts_env *e, bool private, tdp_gfn_t start,
 			 tdp_gfn_t end);
 
 /* ---- a simulated CPU walking the direct tree ------------------------------------ */

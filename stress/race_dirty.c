@@ -16,10 +16,10 @@
 /* ---- dirty_wlock ------------------------------------------------------------- */
 
 #define DW_BLOCKS 4
-#define DW_GFNS (DW_BLOCKS * SX_PAGES_2M)
+#define DW_GFNS (DW_BLOCKS * TS_PAGES_2M)
 
 struct dw_run {
-	struct sx_env *e;
+	struct ts_env *e;
 	tdp_gfn_t base;
 	uint64_t seed;
 	bool stop;	    /* atomic */
@@ -57,12 +57,12 @@ static void *dw_cpu_main(void *arg)
 
 		tdp_walk_begin();
 		for (int i = 0; i < 32; i++) {
-			tdp_gfn_t gfn = r->base + sx_below(&rng, DW_GFNS);
+			tdp_gfn_t gfn = r->base + ts_rand_below(&rng, DW_GFNS);
 			bool dirtied;
 			enum sx_hw_result res;
 
 			res = sx_hw_access(r->e->fmt, root, root_level,
-					   gfn | SX_SHARED_BIT, true, &dirtied,
+					   gfn | TS_SHARED_BIT, true, &dirtied,
 					   NULL);
 			transitions += dirtied;
 			if (res == SX_HW_WRPROT && nr_wrprot < 8)
@@ -73,7 +73,7 @@ static void *dw_cpu_main(void *arg)
 		tdp_walk_end();
 		for (int i = 0; i < nr_wrprot; i++) {
 			int ret = tdp_fast_fix(r->e->mmu,
-					       wrprot[i] | SX_SHARED_BIT,
+					       wrprot[i] | TS_SHARED_BIT,
 					       TDP_PROT_READ | TDP_PROT_WRITE);
 
 			SX_CHECK(ret == 0 || ret == 1, "tdp_fast_fix: %d", ret);
@@ -105,7 +105,7 @@ out:
  */
 void race_dirty_wlock(const struct sx_opts *o)
 {
-	struct sx_env e = { 0 };
+	struct ts_env e = { 0 };
 	struct dw_run r = { .e = &e, .seed = o->seed };
 	struct dw_cpu cpus[2];
 	struct sx_threads g = { .n = 0 };
@@ -134,15 +134,15 @@ void race_dirty_wlock(const struct sx_opts *o)
 	}
 	sx_budget_start(&b, o->seconds, o->max_ops);
 	while (sx_budget_next(&b)) {
-		tdp_gfn_t base = r.base + sx_below(&rng, DW_GFNS / 64) * 64;
-		uint64_t mask = sx_rand(&rng) | sx_rand(&rng);
-		tdp_gfn_t start = r.base + sx_below(&rng, DW_GFNS);
-		tdp_gfn_t end = start + 1 + sx_below(&rng, 256);
+		tdp_gfn_t base = r.base + ts_rand_below(&rng, DW_GFNS / 64) * 64;
+		uint64_t mask = ts_rand(&rng) | ts_rand(&rng);
+		tdp_gfn_t start = r.base + ts_rand_below(&rng, DW_GFNS);
+		tdp_gfn_t end = start + 1 + ts_rand_below(&rng, 256);
 		int ret;
 
 		if (end > r.base + DW_GFNS)
 			end = r.base + DW_GFNS;
-		switch (sx_below(&rng, 6)) {
+		switch (ts_rand_below(&rng, 6)) {
 		case 0:
 		case 1:
 			ret = tdp_clear_dirty_masked(e.mmu, base, mask, false,
@@ -209,10 +209,10 @@ void race_dirty_wlock(const struct sx_opts *o)
 /* ---- inval_fault ------------------------------------------------------------- */
 
 #define IF_BLOCKS 4
-#define IF_GFNS (IF_BLOCKS * SX_PAGES_2M)
+#define IF_GFNS (IF_BLOCKS * TS_PAGES_2M)
 
 struct if_run {
-	struct sx_env *e;
+	struct ts_env *e;
 	tdp_gfn_t base;
 	uint32_t *version; /* per GFN, atomic: the host's backing */
 	struct sx_budget b;
@@ -225,7 +225,7 @@ struct if_run {
 /* The host frame backing shared @gfn at @version. */
 static tdp_pfn_t if_pfn(tdp_gfn_t gfn, uint32_t version)
 {
-	return sx_pfn(gfn, false) + ((tdp_pfn_t)(version % 64) << 30);
+	return ts_pfn(gfn, ts_alias(false)) + ((tdp_pfn_t)(version % 64) << 30);
 }
 
 static uint32_t if_version(struct if_run *r, tdp_gfn_t gfn)
@@ -241,13 +241,13 @@ static uint32_t if_version(struct if_run *r, tdp_gfn_t gfn)
 static int if_resolve(struct if_run *r, tdp_gfn_t gfn, bool want_huge,
 		      tdp_pfn_t *pfn)
 {
-	tdp_gfn_t block = sx_round_down(gfn, TDP_LEVEL_2M);
+	tdp_gfn_t block = ts_round_down(gfn, TDP_LEVEL_2M);
 	uint32_t v = if_version(r, gfn);
 
 	*pfn = if_pfn(gfn, v);
 	if (!want_huge)
 		return TDP_LEVEL_4K;
-	for (tdp_gfn_t g = block; g < block + SX_PAGES_2M; g++)
+	for (tdp_gfn_t g = block; g < block + TS_PAGES_2M; g++)
 		if (if_version(r, g) != v)
 			return TDP_LEVEL_4K;
 	return TDP_LEVEL_2M;
@@ -266,21 +266,20 @@ static void *if_vcpu_main(void *arg)
 	uint64_t rng = sx_seed_for(r->seed, (uint64_t)t->id + 200);
 
 	while (v && sx_budget_next(&r->b)) {
-		tdp_gfn_t gfn = r->base + sx_below(&rng, IF_GFNS);
-		bool private = sx_below(&rng, 5) == 0;
-		bool huge = sx_below(&rng, 4) == 0;
+		tdp_gfn_t gfn = r->base + ts_rand_below(&rng, IF_GFNS);
+		bool private = ts_rand_below(&rng, 5) == 0;
+		bool huge = ts_rand_below(&rng, 4) == 0;
 		double give_up = sx_now() + RACE_HANG_S;
 		int ret;
 
 		for (;;) {
 			uint64_t seq = tdp_mmu_seq(r->e->mmu);
-			tdp_pfn_t pfn = sx_pfn(gfn, true);
+			tdp_pfn_t pfn = ts_pfn(gfn, ts_alias(true));
 			int level = TDP_LEVEL_4K;
 
 			if (!private)
 				level = if_resolve(r, gfn, huge, &pfn);
-			ret = sx_map_once(r->e, v, gfn, private, pfn,
-					  TDP_PROT_RWX, level, seq);
+			ret = ts_map_seq(v, gfn, ts_alias(private), pfn, TDP_PROT_RWX, level, seq);
 			if (ret == TDP_FAULT_FIXED && level == TDP_LEVEL_2M)
 				__atomic_add_fetch(&r->huge_faults, 1,
 						   __ATOMIC_RELAXED);
@@ -333,16 +332,16 @@ static void *if_host_main(void *arg)
 	uint64_t rng = sx_seed_for(r->seed, (uint64_t)t->id + 300);
 
 	while (sx_budget_next(&r->b)) {
-		tdp_gfn_t start = r->base + sx_below(&rng, IF_GFNS);
-		tdp_gfn_t end = start + 1 + sx_below(&rng, 700);
+		tdp_gfn_t start = r->base + ts_rand_below(&rng, IF_GFNS);
+		tdp_gfn_t end = start + 1 + ts_rand_below(&rng, 700);
 		/* Whole blocks get one new backing: huge-mappable again. */
-		bool whole = sx_below(&rng, 2);
+		bool whole = ts_rand_below(&rng, 2);
 		uint32_t next = 0;
 		int ret;
 
 		if (whole) {
-			start = sx_round_down(start, TDP_LEVEL_2M);
-			end = start + SX_PAGES_2M * (1 + sx_below(&rng, 2));
+			start = ts_round_down(start, TDP_LEVEL_2M);
+			end = start + TS_PAGES_2M * (1 + ts_rand_below(&rng, 2));
 		}
 		if (end > r->base + IF_GFNS)
 			end = r->base + IF_GFNS;
@@ -360,7 +359,7 @@ static void *if_host_main(void *arg)
 			else
 				__atomic_add_fetch(vp, 1, __ATOMIC_ACQ_REL);
 		}
-		if (whole && sx_below(&rng, 8) == 0) {
+		if (whole && ts_rand_below(&rng, 8) == 0) {
 			/* Sometimes the host drops the whole address
 			 * space instead: the tables go too, so 2 MiB
 			 * leaves can be mapped again. */
@@ -377,7 +376,7 @@ static void *if_host_main(void *arg)
 		ret = tdp_invalidate_end(r->e->mmu, start, end);
 		SX_CHECK(ret == 0, "invalidate_end: %d", ret);
 		__atomic_add_fetch(&r->invalidations, 1, __ATOMIC_RELAXED);
-		sx_usleep(50);
+		tdp_udelay(50);
 	}
 	return NULL;
 }
@@ -389,7 +388,7 @@ static void if_check_leaf(void *arg, int root_type, bool valid, tdp_gfn_t gfn,
 	tdp_pfn_t pfn = tdp_spte_pfn(r->e->fmt, spte);
 
 	if (root_type == TDP_ROOT_MIRROR) {
-		SX_CHECK(pfn == sx_pfn(gfn, true),
+		SX_CHECK(pfn == ts_pfn(gfn, ts_alias(true)),
 			 "private GFN %#" PRIx64 " maps PFN %#" PRIx64, gfn,
 			 pfn);
 		return;
@@ -421,7 +420,7 @@ static void if_check_leaf(void *arg, int root_type, bool valid, tdp_gfn_t gfn,
  */
 void race_inval_fault(const struct sx_opts *o)
 {
-	struct sx_env e = { 0 };
+	struct ts_env e = { 0 };
 	struct if_run r = { .e = &e, .seed = o->seed };
 	struct sx_threads g = { .n = 0 };
 	struct if_thread th[SX_MAX_THREADS];

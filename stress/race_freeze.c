@@ -16,7 +16,7 @@
 
 /* One fault in its own thread, for a test that blocks it in the backend. */
 struct fault_job {
-	struct sx_env *e;
+	struct ts_env *e;
 	tdp_gfn_t gfn;
 	bool private;
 	int max_level;
@@ -34,9 +34,7 @@ static void *fault_job_main(void *arg)
 		return NULL;
 	}
 	if (j->once)
-		j->result = sx_map_once(
-			j->e, v, j->gfn, j->private, sx_pfn(j->gfn, j->private),
-			TDP_PROT_RWX, j->max_level, tdp_mmu_seq(j->e->mmu));
+		j->result = ts_map_seq(v, j->gfn, ts_alias(j->private), ts_pfn(j->gfn, ts_alias(j->private)), TDP_PROT_RWX, j->max_level, tdp_mmu_seq(j->e->mmu));
 	else
 		j->result = race_fault(j->e, v, j->gfn, j->private,
 				       TDP_PROT_RWX, j->max_level);
@@ -47,7 +45,7 @@ static void *fault_job_main(void *arg)
 
 /* A range zap in its own thread; done is set when it returned. */
 struct zap_job {
-	struct sx_env *e;
+	struct ts_env *e;
 	tdp_gfn_t start, end;
 	enum tdp_alias alias;
 	int result;
@@ -73,7 +71,7 @@ static bool zap_job_done(struct zap_job *z)
  * The entry of @gfn at @level in the mirror is frozen: lookups stop there
  * and return the frozen value.
  */
-static bool check_frozen_at(struct sx_env *e, tdp_gfn_t gfn, int level)
+static bool check_frozen_at(struct ts_env *e, tdp_gfn_t gfn, int level)
 {
 	int lvl;
 	tdp_spte_t s = race_lookup(e, gfn, true, &lvl);
@@ -87,7 +85,7 @@ static bool check_frozen_at(struct sx_env *e, tdp_gfn_t gfn, int level)
 /* The 1 GiB region number @k used by tests that link 4 KiB tables. */
 static tdp_gfn_t region_1g(unsigned int k)
 {
-	return sx_round_down(race_fresh_region(k), TDP_LEVEL_1G);
+	return ts_round_down(race_fresh_region(k), TDP_LEVEL_1G);
 }
 
 /* ---- frozen_owner ------------------------------------------------------------ */
@@ -109,7 +107,7 @@ static tdp_gfn_t region_1g(unsigned int k)
  */
 void race_frozen_owner(const struct sx_opts *o)
 {
-	struct sx_env e = { 0 };
+	struct ts_env e = { 0 };
 	struct race_hold hold;
 	struct sx_budget b;
 	struct tdp_vcpu *v;
@@ -119,7 +117,7 @@ void race_frozen_owner(const struct sx_opts *o)
 
 	if (!sx_env_init(&e, 0, true, 4096))
 		return;
-	race_hold_install(&hold, e.rec);
+	race_hold_install(&hold, e.be);
 	v = race_vcpu(&e);
 	/* The 4 KiB table of the set_leaf rounds, and the 1 GiB region of
 	 * the first link_table rounds. */
@@ -143,7 +141,7 @@ void race_frozen_owner(const struct sx_opts *o)
 
 		if (link) {
 			tdp_gfn_t block = region_1g(link_region) +
-					  link_block * SX_PAGES_2M;
+					  link_block * TS_PAGES_2M;
 
 			owner.gfn = block + 5;
 			level = TDP_LEVEL_2M;
@@ -179,9 +177,7 @@ void race_frozen_owner(const struct sx_opts *o)
 
 		/* A non-owner meets the frozen entry: RETRY, entry unchanged. */
 		for (int i = 0; i < 4; i++) {
-			int ret = sx_map_once(
-				&e, v, owner.gfn, true, sx_pfn(owner.gfn, true),
-				TDP_PROT_RWX, TDP_LEVEL_4K, tdp_mmu_seq(e.mmu));
+			int ret = ts_map_seq(v, owner.gfn, ts_alias(true), ts_pfn(owner.gfn, ts_alias(true)), TDP_PROT_RWX, TDP_LEVEL_4K, tdp_mmu_seq(e.mmu));
 
 			SX_CHECK(ret == TDP_FAULT_RETRY,
 				 "fault of a GFN whose entry another thread "
@@ -202,7 +198,7 @@ void race_frozen_owner(const struct sx_opts *o)
 
 		/* A zap needs mmu_lock for write: it waits for the owner. */
 		sx_spawn(&g, zap_job_main, &zap);
-		sx_usleep(2000);
+		tdp_udelay(2000);
 		SX_CHECK(!zap_job_done(&zap),
 			 "a zap of a GFN returned while its entry was frozen "
 			 "by a fault holding mmu_lock for read");
@@ -218,7 +214,7 @@ void race_frozen_owner(const struct sx_opts *o)
 			 "GFN %#" PRIx64 " still mapped after a zap that "
 			 "waited for its owner",
 			 owner.gfn);
-		SX_CHECK(!ts_leaf_at(e.rec, owner.gfn, NULL, NULL),
+		SX_CHECK(!ts_leaf_at(e.be, owner.gfn, NULL, NULL),
 			 "the backend still maps GFN %#" PRIx64, owner.gfn);
 		rounds++;
 	}
@@ -233,7 +229,7 @@ void race_frozen_owner(const struct sx_opts *o)
 #define PF_FAULTS 12
 
 struct pf_run {
-	struct sx_env *e;
+	struct ts_env *e;
 	pthread_barrier_t start, end;
 	tdp_gfn_t base; /* written by the controller between barriers */
 	bool stop;
@@ -250,7 +246,7 @@ struct pf_thread {
  * all threads, private mostly, some at 2 MiB. */
 static tdp_gfn_t pf_gfn(const struct pf_run *r, int id, int j)
 {
-	return r->base + (tdp_gfn_t)(j % 2) * SX_PAGES_2M + (tdp_gfn_t)id * 24 +
+	return r->base + (tdp_gfn_t)(j % 2) * TS_PAGES_2M + (tdp_gfn_t)id * 24 +
 	       (tdp_gfn_t)j;
 }
 
@@ -281,11 +277,7 @@ static void *pf_main(void *arg)
 			int ret;
 
 			for (;;) {
-				ret = sx_map_once(r->e, v, gfn, private,
-						  sx_pfn(gfn, private),
-						  TDP_PROT_RWX,
-						  pf_level(t->id, j),
-						  tdp_mmu_seq(r->e->mmu));
+				ret = ts_map_seq(v, gfn, ts_alias(private), ts_pfn(gfn, ts_alias(private)), TDP_PROT_RWX, pf_level(t->id, j), tdp_mmu_seq(r->e->mmu));
 				sx_count_ops(1);
 				if (ret != TDP_FAULT_RETRY ||
 				    sx_now() > give_up)
@@ -317,7 +309,7 @@ static void *pf_main(void *arg)
  */
 void race_parent_first(const struct sx_opts *o)
 {
-	struct sx_env e = { 0 };
+	struct ts_env e = { 0 };
 	struct pf_run r = { .e = &e };
 	struct pf_thread th[SX_MAX_THREADS];
 	struct sx_threads g = { .n = 0 };
@@ -327,8 +319,8 @@ void race_parent_first(const struct sx_opts *o)
 
 	if (!sx_env_init(&e, 0, true, 4096))
 		return;
-	race_hold_install(&hold, e.rec);
-	ts_set_link_delay(e.rec, 20);
+	race_hold_install(&hold, e.be);
+	ts_set_link_delay(e.be, 20);
 	r.nr = o->threads + 1 < 8 ? o->threads + 1 : 8;
 	pthread_barrier_init(&r.start, NULL, (unsigned int)r.nr + 1);
 	pthread_barrier_init(&r.end, NULL, (unsigned int)r.nr + 1);
@@ -346,7 +338,7 @@ void race_parent_first(const struct sx_opts *o)
 
 		r.base = race_fresh_region((unsigned int)rounds);
 		__atomic_store_n(&r.retries, 0, __ATOMIC_RELAXED);
-		race_hold_arm(&hold, TS_LINK_TABLE, sx_round_down(r.base, top),
+		race_hold_arm(&hold, TS_LINK_TABLE, ts_round_down(r.base, top),
 			      top);
 		pthread_barrier_wait(&r.start);
 		if (race_hold_wait(&hold, RACE_HANG_S)) {
@@ -354,7 +346,7 @@ void race_parent_first(const struct sx_opts *o)
 			while (__atomic_load_n(&r.retries, __ATOMIC_RELAXED) <
 				       r.nr - 1 &&
 			       sx_now() - t0 < 0.1)
-				sx_usleep(50);
+				tdp_udelay(50);
 			if (__atomic_load_n(&r.retries, __ATOMIC_RELAXED))
 				contended++;
 			race_hold_release(&hold);
@@ -370,8 +362,7 @@ void race_parent_first(const struct sx_opts *o)
 				bool mapped = sx_lookup_leaf(
 					&e, gfn, pf_private(j), NULL, &pfn);
 
-				SX_CHECK(mapped && pfn == sx_pfn(gfn,
-								 pf_private(j)),
+				SX_CHECK(mapped && pfn == ts_pfn(gfn, ts_alias(pf_private(j))),
 					 "round %ld: GFN %#" PRIx64 " (%s) %s",
 					 rounds, gfn,
 					 pf_private(j) ? "private" : "shared",
@@ -379,9 +370,9 @@ void race_parent_first(const struct sx_opts *o)
 						: "is not mapped");
 			}
 		}
-		SX_CHECK(ts_violations(e.rec) == 0,
+		SX_CHECK(ts_violations(e.be) == 0,
 			 "round %ld: the backend saw %" PRIu64 " violations",
-			 rounds, ts_violations(e.rec));
+			 rounds, ts_violations(e.be));
 		rounds++;
 	}
 	__atomic_store_n(&r.stop, true, __ATOMIC_RELEASE);
@@ -401,7 +392,7 @@ void race_parent_first(const struct sx_opts *o)
 /* ---- rollback_stale ------------------------------------------------------------ */
 
 struct rb_run {
-	struct sx_env *e;
+	struct ts_env *e;
 	struct sx_budget b;
 	tdp_gfn_t base;
 	unsigned int nr_gfns;
@@ -424,11 +415,11 @@ static void *rb_main(void *arg)
 	struct tdp_vcpu *v = race_vcpu(r->e);
 
 	while (v && sx_budget_next(&r->b)) {
-		unsigned int i = (unsigned int)sx_below(&rng, r->nr_gfns);
-		bool private = sx_below(&rng, 4) != 0;
+		unsigned int i = (unsigned int)ts_rand_below(&rng, r->nr_gfns);
+		bool private = ts_rand_below(&rng, 4) != 0;
 		int ret = race_fault(
 			r->e, v, r->base + i, private, TDP_PROT_RWX,
-			sx_below(&rng, 6) ? TDP_LEVEL_4K : TDP_LEVEL_2M);
+			ts_rand_below(&rng, 6) ? TDP_LEVEL_4K : TDP_LEVEL_2M);
 
 		if (ret == -ENOSPC && private) {
 			__atomic_add_fetch(&r->hard_errors, 1,
@@ -448,7 +439,7 @@ static void *rb_main(void *arg)
  * is exactly as before (not frozen, not present), the backend and the
  * mirror agree, and the very next fault of the GFN installs the leaf.
  */
-static void rb_one_failure(struct sx_env *e, struct tdp_vcpu *v, tdp_gfn_t gfn,
+static void rb_one_failure(struct ts_env *e, struct tdp_vcpu *v, tdp_gfn_t gfn,
 			   enum ts_call call, int err, int level)
 {
 	struct tdp_stats before, after;
@@ -456,9 +447,8 @@ static void rb_one_failure(struct sx_env *e, struct tdp_vcpu *v, tdp_gfn_t gfn,
 	int ret, lvl;
 
 	tdp_mmu_get_stats(e->mmu, &before);
-	ts_fail_next_map(e->rec, call, err);
-	ret = sx_map_once(e, v, gfn, true, sx_pfn(gfn, true), TDP_PROT_RWX,
-			  TDP_LEVEL_4K, tdp_mmu_seq(e->mmu));
+	ts_fail_next_map(e->be, call, err);
+	ret = ts_map_seq(v, gfn, ts_alias(true), ts_pfn(gfn, ts_alias(true)), TDP_PROT_RWX, TDP_LEVEL_4K, tdp_mmu_seq(e->mmu));
 	SX_CHECK(ret == (err == -EBUSY ? TDP_FAULT_RETRY : err),
 		 "%s failing with %d: the fault returned %d",
 		 call == TS_LINK_TABLE ? "link_table" : "set_leaf", err, ret);
@@ -473,8 +463,7 @@ static void rb_one_failure(struct sx_env *e, struct tdp_vcpu *v, tdp_gfn_t gfn,
 	SX_CHECK(after.leaves[TDP_ROOT_MIRROR][1] ==
 			 before.leaves[TDP_ROOT_MIRROR][1],
 		 "a failed map changed the mirror's leaf count");
-	ret = sx_map_once(e, v, gfn, true, sx_pfn(gfn, true), TDP_PROT_RWX,
-			  TDP_LEVEL_4K, tdp_mmu_seq(e->mmu));
+	ret = ts_map_seq(v, gfn, ts_alias(true), ts_pfn(gfn, ts_alias(true)), TDP_PROT_RWX, TDP_LEVEL_4K, tdp_mmu_seq(e->mmu));
 	SX_CHECK(ret == TDP_FAULT_FIXED,
 		 "the fault right after a rolled-back one returned %d", ret);
 	sx_count_ops(2);
@@ -498,10 +487,10 @@ static void rb_one_failure(struct sx_env *e, struct tdp_vcpu *v, tdp_gfn_t gfn,
  */
 void race_rollback_stale(const struct sx_opts *o)
 {
-	struct sx_env e = { 0 };
+	struct ts_env e = { 0 };
 	struct race_hold hold;
 	struct tdp_vcpu *v;
-	struct rb_run r = { .e = &e, .nr_gfns = 4 * SX_PAGES_2M };
+	struct rb_run r = { .e = &e, .nr_gfns = 4 * TS_PAGES_2M };
 	struct rb_thread th[SX_MAX_THREADS];
 	struct sx_threads g = { .n = 0 };
 	tdp_gfn_t region = region_1g(0), block;
@@ -511,7 +500,7 @@ void race_rollback_stale(const struct sx_opts *o)
 
 	if (!sx_env_init(&e, 0, true, 4096))
 		return;
-	race_hold_install(&hold, e.rec);
+	race_hold_install(&hold, e.be);
 	v = race_vcpu(&e);
 	race_fault_ok(
 		race_fault(&e, v, region, true, TDP_PROT_RWX, TDP_LEVEL_4K),
@@ -519,7 +508,7 @@ void race_rollback_stale(const struct sx_opts *o)
 
 	for (block = 1; block < 512 && (sx_now() < det_end || rounds < 2);
 	     block++, rounds++) {
-		tdp_gfn_t base = region + block * SX_PAGES_2M;
+		tdp_gfn_t base = region + block * TS_PAGES_2M;
 		struct fault_job owner = { .e = &e,
 					   .gfn = base + 9,
 					   .private = true,
@@ -545,8 +534,8 @@ void race_rollback_stale(const struct sx_opts *o)
 			break;
 		}
 		sx_spawn(&g, fault_job_main, &contender);
-		sx_usleep(200);
-		ts_fail_next_map(e.rec, TS_SET_LEAF, err);
+		tdp_udelay(200);
+		ts_fail_next_map(e.be, TS_SET_LEAF, err);
 		race_hold_release(&hold);
 		sx_join(&g);
 		SX_CHECK(owner.result ==
@@ -557,7 +546,7 @@ void race_rollback_stale(const struct sx_opts *o)
 			 "the contender of a rolled-back entry got %d, not "
 			 "FIXED",
 			 contender.result);
-		SX_CHECK(ts_compare(e.rec, e.mmu, base, base + SX_PAGES_2M) ==
+		SX_CHECK(ts_compare(e.be, e.mmu, base, base + TS_PAGES_2M) ==
 				 0,
 			 "mirror != backend after a rollback");
 	}
@@ -567,7 +556,7 @@ void race_rollback_stale(const struct sx_opts *o)
 	r.seed = o->seed;
 	for (int a = 0; a < 2; a++)
 		r.mapped[a] = calloc(r.nr_gfns, sizeof(bool));
-	ts_set_injection(e.rec, 300, 50, o->seed);
+	ts_set_injection(e.be, 300, 50, o->seed);
 	nr = o->threads + 1 < SX_MAX_THREADS ? o->threads + 1 : 4;
 	sx_budget_start(&r.b, o->seconds * 2 / 3, o->max_ops);
 	for (int i = 0; i < nr; i++) {
@@ -575,7 +564,7 @@ void race_rollback_stale(const struct sx_opts *o)
 		sx_spawn(&g, rb_main, &th[i]);
 	}
 	sx_join(&g);
-	ts_set_injection(e.rec, 0, 0, 0);
+	ts_set_injection(e.be, 0, 0, 0);
 
 	for (unsigned int i = 0; i < r.nr_gfns; i++) {
 		for (int a = 0; a < 2; a++) {
@@ -624,7 +613,7 @@ void race_rollback_stale(const struct sx_opts *o)
 /* ---- unlink_waits ------------------------------------------------------------------ */
 
 struct uw_hw {
-	struct sx_env *e;
+	struct ts_env *e;
 	tdp_gfn_t block;
 	uint64_t seed;
 	pthread_barrier_t *barrier;
@@ -657,11 +646,11 @@ static void *uw_hw_main(void *arg)
 		while (!__atomic_load_n(&h->round_over, __ATOMIC_ACQUIRE)) {
 			tdp_walk_begin();
 			for (int i = 0; i < 16; i++) {
-				tdp_gfn_t gfn = h->block + sx_below(&rng, 512);
+				tdp_gfn_t gfn = h->block + ts_rand_below(&rng, 512);
 				bool dirtied;
 
 				sx_hw_access(h->e->fmt, root, root_level,
-					     gfn | SX_SHARED_BIT, true,
+					     gfn | TS_SHARED_BIT, true,
 					     &dirtied, NULL);
 				if (dirtied)
 					__atomic_store_n(&h->dirtied, true,
@@ -682,7 +671,7 @@ static void *uw_hw_main(void *arg)
  * nor call remove_leaf before the freezer finished, and must then remove
  * the leaf the freezer installed.
  */
-static void uw_mirror_round(struct sx_env *e, struct race_hold *hold,
+static void uw_mirror_round(struct ts_env *e, struct race_hold *hold,
 			    tdp_gfn_t block, tdp_gfn_t gfn)
 {
 	struct fault_job owner = {
@@ -690,36 +679,36 @@ static void uw_mirror_round(struct sx_env *e, struct race_hold *hold,
 	};
 	struct zap_job zap = { .e = e,
 			       .start = block,
-			       .end = block + SX_PAGES_2M,
+			       .end = block + TS_PAGES_2M,
 			       .alias = TDP_ALIAS_PRIVATE };
 	struct sx_threads g = { .n = 0 };
 	bool set_seen = false, removed_after = false;
 
 	race_hold_arm(hold, TS_SET_LEAF, gfn, TDP_LEVEL_4K);
-	ts_log_clear(e->rec);
-	ts_log_enable(e->rec, true);
+	ts_log_clear(e->be);
+	ts_log_enable(e->be, true);
 	sx_spawn(&g, fault_job_main, &owner);
 	if (!race_hold_wait(hold, RACE_HANG_S)) {
 		race_hold_disarm(hold);
 		sx_join(&g);
-		ts_log_enable(e->rec, false);
+		ts_log_enable(e->be, false);
 		return;
 	}
 	sx_spawn(&g, zap_job_main, &zap);
-	sx_usleep(2000);
+	tdp_udelay(2000);
 	SX_CHECK(!zap_job_done(&zap),
 		 "a zap returned while a freezer held an entry of its range");
-	for (size_t i = 0; i < ts_log_count(e->rec); i++)
-		SX_CHECK(ts_log_get(e->rec, i).call != TS_REMOVE_LEAF,
+	for (size_t i = 0; i < ts_log_count(e->be); i++)
+		SX_CHECK(ts_log_get(e->be, i).call != TS_REMOVE_LEAF,
 			 "remove_leaf called while a freezer held an entry "
 			 "frozen");
 	race_hold_release(hold);
 	sx_join(&g);
-	ts_log_enable(e->rec, false);
+	ts_log_enable(e->be, false);
 	SX_CHECK(owner.result == TDP_FAULT_FIXED && zap.result == 0,
 		 "freezer %d, zap %d", owner.result, zap.result);
-	for (size_t i = 0; i < ts_log_count(e->rec); i++) {
-		struct ts_event ev = ts_log_get(e->rec, i);
+	for (size_t i = 0; i < ts_log_count(e->be); i++) {
+		struct ts_event ev = ts_log_get(e->be, i);
 
 		if (ev.gfn != gfn)
 			continue;
@@ -753,7 +742,7 @@ static void uw_mirror_round(struct sx_env *e, struct race_hold *hold,
  */
 void race_unlink_waits(const struct sx_opts *o)
 {
-	struct sx_env e = { 0 };
+	struct ts_env e = { 0 };
 	struct race_hold hold;
 	struct tdp_vcpu *v;
 	struct sx_budget b;
@@ -765,7 +754,7 @@ void race_unlink_waits(const struct sx_opts *o)
 
 	if (!sx_env_init(&e, 0, true, 4096))
 		return;
-	race_hold_install(&hold, e.rec);
+	race_hold_install(&hold, e.be);
 	v = race_vcpu(&e);
 
 	pthread_barrier_init(&barrier, NULL, 2);
@@ -776,7 +765,7 @@ void race_unlink_waits(const struct sx_opts *o)
 
 	sx_budget_start(&b, o->seconds, o->max_ops);
 	while (sx_budget_next(&b)) {
-		uint64_t bitmap[SX_PAGES_2M / 64] = { 0 };
+		uint64_t bitmap[TS_PAGES_2M / 64] = { 0 };
 		int64_t reported;
 		int made;
 
@@ -791,28 +780,28 @@ void race_unlink_waits(const struct sx_opts *o)
 			continue;
 		}
 
-		for (tdp_gfn_t i = 0; i < SX_PAGES_2M; i++)
+		for (tdp_gfn_t i = 0; i < TS_PAGES_2M; i++)
 			race_fault_ok(race_fault(&e, v, dblock + i, false,
 						 TDP_PROT_RWX, TDP_LEVEL_4K),
 				      dblock + i, false);
-		sx_count_ops(SX_PAGES_2M);
+		sx_count_ops(TS_PAGES_2M);
 		__atomic_store_n(&hw.dirtied, false, __ATOMIC_RELAXED);
 		__atomic_store_n(&hw.round_over, false, __ATOMIC_RELEASE);
 		pthread_barrier_wait(&barrier);
-		sx_usleep((unsigned int)(direct_rounds % 7) * 10);
+		tdp_udelay((unsigned int)(direct_rounds % 7) * 10);
 		made = tdp_recover_huge_pages(e.mmu, dblock,
-					      dblock + SX_PAGES_2M,
+					      dblock + TS_PAGES_2M,
 					      TDP_LEVEL_2M, TDP_ALIAS_SHARED);
 		__atomic_store_n(&hw.round_over, true, __ATOMIC_RELEASE);
 		pthread_barrier_wait(&barrier);
 		SX_CHECK(made == 1, "recovery of a full table made %d leaves",
 			 made);
 		reported =
-			tdp_harvest_dirty(e.mmu, dblock, dblock + SX_PAGES_2M,
+			tdp_harvest_dirty(e.mmu, dblock, dblock + TS_PAGES_2M,
 					  bitmap, TDP_ALIAS_SHARED);
 		if (__atomic_load_n(&hw.dirtied, __ATOMIC_RELAXED)) {
 			dirty_rounds++;
-			SX_CHECK(reported == (int64_t)SX_PAGES_2M,
+			SX_CHECK(reported == (int64_t)TS_PAGES_2M,
 				 "round %ld: the CPU dirtied pages of a table "
 				 "being collapsed but the harvest reported "
 				 "%" PRId64 " of 512",
@@ -822,7 +811,7 @@ void race_unlink_waits(const struct sx_opts *o)
 				 "nothing written, %" PRId64 " reported",
 				 reported);
 		}
-		SX_CHECK(tdp_zap_range(e.mmu, dblock, dblock + SX_PAGES_2M,
+		SX_CHECK(tdp_zap_range(e.mmu, dblock, dblock + TS_PAGES_2M,
 				       TDP_ALIAS_SHARED) == 0,
 			 "zap");
 		sx_count_ops(3);

@@ -15,20 +15,20 @@
 #include <stdlib.h>
 
 #define RR_BLOCKS 8
-#define RR_GFNS (RR_BLOCKS * SX_PAGES_2M)
+#define RR_GFNS (RR_BLOCKS * TS_PAGES_2M)
 
 /* The window of these tests: blocks spread over two 1 GiB regions. */
 static tdp_gfn_t window_gfn(tdp_gfn_t base, uint64_t i)
 {
-	uint64_t block = i / SX_PAGES_2M;
+	uint64_t block = i / TS_PAGES_2M;
 
-	return base + (block % 2) * SX_PAGES_1G +
-	       (block / 2) * 37 * SX_PAGES_2M + i % SX_PAGES_2M;
+	return base + (block % 2) * TS_PAGES_1G +
+	       (block / 2) * 37 * TS_PAGES_2M + i % TS_PAGES_2M;
 }
 
 /* A thread that faults the window at random, both aliases. */
 struct faulter {
-	struct sx_env *e;
+	struct ts_env *e;
 	struct sx_budget *b;
 	tdp_gfn_t base;
 	uint64_t seed;
@@ -42,9 +42,9 @@ static void *faulter_main(void *arg)
 	uint64_t rng = f->seed;
 
 	while (v && sx_budget_next(f->b)) {
-		tdp_gfn_t g = window_gfn(f->base, sx_below(&rng, RR_GFNS));
-		bool private = !f->shared_only && sx_below(&rng, 3) == 0;
-		int level = sx_below(&rng, 4) ? TDP_LEVEL_4K : TDP_LEVEL_2M;
+		tdp_gfn_t g = window_gfn(f->base, ts_rand_below(&rng, RR_GFNS));
+		bool private = !f->shared_only && ts_rand_below(&rng, 3) == 0;
+		int level = ts_rand_below(&rng, 4) ? TDP_LEVEL_4K : TDP_LEVEL_2M;
 
 		race_fault_ok(
 			race_fault(f->e, v, g, private, TDP_PROT_RWX, level), g,
@@ -57,7 +57,7 @@ static void *faulter_main(void *arg)
 /* ---- rcu_reader ---------------------------------------------------------------- */
 
 struct rr_run {
-	struct sx_env *e;
+	struct ts_env *e;
 	struct sx_budget b;
 	tdp_gfn_t base;
 	uint64_t seed;
@@ -70,7 +70,7 @@ struct rr_run {
 
 /* Check one entry a lockless reader found in the table at @level whose
  * first entry translates @base. */
-static void rr_check_entry(struct sx_env *e, tdp_spte_t s, tdp_gfn_t gfn,
+static void rr_check_entry(struct ts_env *e, tdp_spte_t s, tdp_gfn_t gfn,
 			   int level)
 {
 	const struct tdp_spte_format *fmt = e->fmt;
@@ -85,7 +85,7 @@ static void rr_check_entry(struct sx_env *e, tdp_spte_t s, tdp_gfn_t gfn,
 	}
 	if (tdp_spte_is_leaf(fmt, s, level))
 		SX_CHECK(tdp_spte_pfn(fmt, s) ==
-				 sx_pfn(gfn & ~SX_SHARED_BIT, false),
+				 ts_pfn(gfn & ~TS_SHARED_BIT, ts_alias(false)),
 			 "a lockless reader found a leaf of tree GFN "
 			 "%#" PRIx64 " mapping PFN %#" PRIx64,
 			 gfn, tdp_spte_pfn(fmt, s));
@@ -113,8 +113,8 @@ static void *rr_reader_main(void *arg)
 	bool frozen[TDP_SPTES_PER_TABLE];
 
 	while (v && !sx_budget_over(&r->b)) {
-		tdp_gfn_t gfn = window_gfn(r->base, sx_below(&rng, RR_GFNS)) |
-				SX_SHARED_BIT;
+		tdp_gfn_t gfn = window_gfn(r->base, ts_rand_below(&rng, RR_GFNS)) |
+				TS_SHARED_BIT;
 		const tdp_spte_t *table;
 		tdp_pfn_t root;
 		tdp_gfn_t tbase;
@@ -139,7 +139,7 @@ static void *rr_reader_main(void *arg)
 			table = tdp_pfn_to_table(tdp_spte_pfn(fmt, s));
 			level--;
 		}
-		tbase = sx_round_down(gfn, level + 1);
+		tbase = ts_round_down(gfn, level + 1);
 		for (int pass = 0; pass < 2; pass++) {
 			for (int i = 0; i < TDP_SPTES_PER_TABLE; i++) {
 				tdp_spte_t s = __atomic_load_n(
@@ -168,7 +168,7 @@ static void *rr_reader_main(void *arg)
 				rr_check_entry(r->e, s, g, level);
 			}
 			if (pass == 0)
-				sx_usleep((unsigned int)sx_below(&rng, 200));
+				tdp_udelay((unsigned int)ts_rand_below(&rng, 200));
 		}
 		tdp_walk_end();
 		__atomic_add_fetch(&r->sections, 1, __ATOMIC_RELAXED);
@@ -185,8 +185,8 @@ static void *rr_zapper_main(void *arg)
 	uint64_t rng = sx_seed_for(r->seed, 12);
 
 	while (sx_budget_next(&r->b)) {
-		tdp_gfn_t g = window_gfn(r->base, sx_below(&rng, RR_GFNS));
-		tdp_gfn_t block = sx_round_down(g, TDP_LEVEL_2M);
+		tdp_gfn_t g = window_gfn(r->base, ts_rand_below(&rng, RR_GFNS));
+		tdp_gfn_t block = ts_round_down(g, TDP_LEVEL_2M);
 		int ret = 0;
 		int64_t n;
 
@@ -196,13 +196,13 @@ static void *rr_zapper_main(void *arg)
 		 * an invalidated root, recovery) run while readers are inside
 		 * the tables they unlink, so they come more often.
 		 */
-		switch (sx_below(&rng, 8)) {
+		switch (ts_rand_below(&rng, 8)) {
 		case 0:
 			ret = tdp_zap_all(r->e->mmu);
 			break;
 		case 1:
 			ret = tdp_zap_range(r->e->mmu, block,
-					    block + SX_PAGES_2M,
+					    block + TS_PAGES_2M,
 					    TDP_ALIAS_BOTH);
 			break;
 		case 2:
@@ -215,23 +215,23 @@ static void *rr_zapper_main(void *arg)
 			break;
 		case 3:
 			n = tdp_recover_huge_pages(
-				r->e->mmu, block, block + SX_PAGES_2M,
+				r->e->mmu, block, block + TS_PAGES_2M,
 				TDP_LEVEL_2M, TDP_ALIAS_SHARED);
 			ret = n < 0 ? (int)n : 0;
 			break;
 		case 4:
 			ret = tdp_split_huge_range(
-				r->e->mmu, block, block + SX_PAGES_2M,
+				r->e->mmu, block, block + TS_PAGES_2M,
 				TDP_LEVEL_4K, TDP_ALIAS_SHARED);
 			break;
 		default:
-			n = tdp_age_range(r->e->mmu, block, block + SX_PAGES_2M,
+			n = tdp_age_range(r->e->mmu, block, block + TS_PAGES_2M,
 					  true, TDP_ALIAS_SHARED);
 			ret = n < 0 ? (int)n : 0;
 			break;
 		}
 		SX_CHECK(ret == 0, "zapper op: %d", ret);
-		sx_usleep(100);
+		tdp_udelay(100);
 	}
 	return NULL;
 }
@@ -252,7 +252,7 @@ static void *rr_zapper_main(void *arg)
  */
 void race_rcu_reader(const struct sx_opts *o)
 {
-	struct sx_env e = { 0 };
+	struct ts_env e = { 0 };
 	struct rr_run r = { .e = &e, .seed = o->seed };
 	struct faulter f;
 	struct rr_reader rd[2];
@@ -284,7 +284,7 @@ void race_rcu_reader(const struct sx_opts *o)
 /* ---- root_zap_ref -------------------------------------------------------------- */
 
 struct rz_run {
-	struct sx_env *e;
+	struct ts_env *e;
 	struct sx_budget b;
 	tdp_gfn_t base;
 	uint64_t seed;
@@ -292,7 +292,7 @@ struct rz_run {
 };
 
 /* Count present leaves of a tree that overlap [start, end) (tree GFNs). */
-static long rz_leaves_in(struct sx_env *e, const tdp_spte_t *table, int level,
+static long rz_leaves_in(struct ts_env *e, const tdp_spte_t *table, int level,
 			 tdp_gfn_t base, tdp_gfn_t start, tdp_gfn_t end)
 {
 	const struct tdp_spte_format *fmt = e->fmt;
@@ -334,7 +334,7 @@ static void rz_check_unmapped(struct rz_run *r, tdp_gfn_t start, tdp_gfn_t end)
 
 		tdp_rcu_read_lock();
 		n = rz_leaves_in(r->e, root->table->spt, root->table->level, 0,
-				 start | SX_SHARED_BIT, end | SX_SHARED_BIT);
+				 start | TS_SHARED_BIT, end | TS_SHARED_BIT);
 		tdp_rcu_read_unlock();
 		SX_CHECK(n == 0,
 			 "a %s root still maps %ld leaves of [%#" PRIx64
@@ -353,7 +353,7 @@ static void *rz_invalidator_main(void *arg)
 		int ret = tdp_mmu_invalidate_roots(r->e->mmu, TDP_ALIAS_SHARED);
 
 		SX_CHECK(ret == 0, "invalidate_roots: %d", ret);
-		sx_usleep(200);
+		tdp_udelay(200);
 		ret = tdp_mmu_zap_invalidated_roots(r->e->mmu);
 		SX_CHECK(ret == 0, "zap_invalidated_roots: %d", ret);
 	}
@@ -368,7 +368,7 @@ static void *rz_claimer_main(void *arg)
 		int ret = tdp_mmu_zap_invalidated_roots(r->e->mmu);
 
 		SX_CHECK(ret == 0, "zap_invalidated_roots: %d", ret);
-		sx_usleep(100);
+		tdp_udelay(100);
 	}
 	return NULL;
 }
@@ -385,7 +385,7 @@ static void *rz_getter_main(void *arg)
 
 		if (!SX_CHECK(ret == 0, "tdp_root_get: %d", ret))
 			continue;
-		sx_usleep((unsigned int)sx_below(&rng, 300));
+		tdp_udelay((unsigned int)ts_rand_below(&rng, 300));
 		tdp_root_put(r->e->mmu, root);
 	}
 	return NULL;
@@ -397,14 +397,14 @@ static void *rz_unmapper_main(void *arg)
 	uint64_t rng = sx_seed_for(r->seed, 22);
 
 	while (sx_budget_next(&r->b)) {
-		uint64_t i = sx_below(&rng, RR_GFNS);
+		uint64_t i = ts_rand_below(&rng, RR_GFNS);
 		tdp_gfn_t start = window_gfn(r->base, i);
-		tdp_gfn_t end = start + 1 + sx_below(&rng, 600);
+		tdp_gfn_t end = start + 1 + ts_rand_below(&rng, 600);
 		int ret;
 
 		/* Stay inside the 2 MiB block's 1 GiB region. */
-		if (end > sx_round_down(start, TDP_LEVEL_1G) + SX_PAGES_1G)
-			end = sx_round_down(start, TDP_LEVEL_1G) + SX_PAGES_1G;
+		if (end > ts_round_down(start, TDP_LEVEL_1G) + TS_PAGES_1G)
+			end = ts_round_down(start, TDP_LEVEL_1G) + TS_PAGES_1G;
 		ret = tdp_invalidate_begin(r->e->mmu, start, end);
 		if (!SX_CHECK(ret == 0, "invalidate_begin: %d", ret))
 			continue;
@@ -434,7 +434,7 @@ static void *rz_unmapper_main(void *arg)
  */
 void race_root_zap_ref(const struct sx_opts *o)
 {
-	struct sx_env e = { 0 };
+	struct ts_env e = { 0 };
 	struct rz_run r = { .e = &e, .seed = o->seed };
 	struct faulter f[2];
 	struct sx_threads g = { .n = 0 };
@@ -471,7 +471,7 @@ void race_root_zap_ref(const struct sx_opts *o)
 /* ---- root_zap_once ----------------------------------------------------------- */
 
 struct zo_run {
-	struct sx_env *e;
+	struct ts_env *e;
 	pthread_barrier_t start;
 	tdp_gfn_t base;
 	bool stop; /* atomic */
@@ -530,7 +530,7 @@ static void *zo_main(void *arg)
  */
 void race_root_zap_once(const struct sx_opts *o)
 {
-	struct sx_env e = { 0 };
+	struct ts_env e = { 0 };
 	struct zo_run r = { .e = &e };
 	struct zo_thread th[SX_MAX_THREADS];
 	struct sx_threads g = { .n = 0 };
@@ -605,7 +605,7 @@ void race_root_zap_once(const struct sx_opts *o)
 /* ---- root_alloc_once -------------------------------------------------------------- */
 
 struct ra_run {
-	struct sx_env *e;
+	struct ts_env *e;
 	pthread_barrier_t start;
 	bool stop; /* atomic */
 	int nr;
@@ -659,7 +659,7 @@ static void *ra_main(void *arg)
  */
 void race_root_alloc_once(const struct sx_opts *o)
 {
-	struct sx_env e = { 0 };
+	struct ts_env e = { 0 };
 	struct ra_run r = { .e = &e };
 	struct ra_thread th[SX_MAX_THREADS];
 	struct sx_threads g = { .n = 0 };

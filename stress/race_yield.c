@@ -24,8 +24,8 @@
  */
 static const tdp_gfn_t pattern_regions[] = {
 	0,
-	SX_PAGES_1G,
-	SX_PAGES_512G,
+	TS_PAGES_1G,
+	TS_PAGES_512G,
 };
 #define NR_PATTERN_REGIONS 3
 /* Blocks with 4 KiB leaves, their offsets, and blocks with 2 MiB leaves. */
@@ -36,9 +36,9 @@ static const unsigned int pattern_huge[] = { 100, 400 };
 #define PATTERN_HUGE 2
 #define PATTERN_LEAVES_PER_REGION (PATTERN_SMALL * PATTERN_SMALL + PATTERN_HUGE)
 #define PATTERN_LEAVES (NR_PATTERN_REGIONS * PATTERN_LEAVES_PER_REGION)
-#define PATTERN_END (SX_PAGES_512G + SX_PAGES_1G)
+#define PATTERN_END (TS_PAGES_512G + TS_PAGES_1G)
 /* The first two regions: harvested with one bitmap. */
-#define PATTERN_HARVEST_END (2 * SX_PAGES_1G)
+#define PATTERN_HARVEST_END (2 * TS_PAGES_1G)
 
 /* The i-th leaf of the pattern: its first GFN and level. */
 static tdp_gfn_t pattern_leaf(int i, int *level)
@@ -49,12 +49,12 @@ static tdp_gfn_t pattern_leaf(int i, int *level)
 
 	if (k < PATTERN_SMALL * PATTERN_SMALL) {
 		*level = TDP_LEVEL_4K;
-		return base + pattern_blocks[k / PATTERN_SMALL] * SX_PAGES_2M +
+		return base + pattern_blocks[k / PATTERN_SMALL] * TS_PAGES_2M +
 		       pattern_offsets[k % PATTERN_SMALL];
 	}
 	*level = TDP_LEVEL_2M;
 	return base +
-	       pattern_huge[k - PATTERN_SMALL * PATTERN_SMALL] * SX_PAGES_2M;
+	       pattern_huge[k - PATTERN_SMALL * PATTERN_SMALL] * TS_PAGES_2M;
 }
 
 /* True if @gfn belongs to a pattern leaf. */
@@ -70,7 +70,7 @@ static bool pattern_has(tdp_gfn_t gfn)
 	return false;
 }
 
-static void pattern_map(struct sx_env *e, struct tdp_vcpu *v, bool private)
+static void pattern_map(struct ts_env *e, struct tdp_vcpu *v, bool private)
 {
 	for (int i = 0; i < PATTERN_LEAVES; i++) {
 		int level;
@@ -83,7 +83,7 @@ static void pattern_map(struct sx_env *e, struct tdp_vcpu *v, bool private)
 }
 
 /* Dirty every shared pattern leaf through a simulated CPU. */
-static void pattern_dirty(struct sx_env *e, struct tdp_vcpu *v)
+static void pattern_dirty(struct ts_env *e, struct tdp_vcpu *v)
 {
 	tdp_pfn_t root;
 	int root_level;
@@ -99,7 +99,7 @@ static void pattern_dirty(struct sx_env *e, struct tdp_vcpu *v)
 		bool dirtied;
 
 		SX_CHECK(sx_hw_access(e->fmt, root, root_level,
-				      g | SX_SHARED_BIT, true, &dirtied,
+				      g | TS_SHARED_BIT, true, &dirtied,
 				      NULL) == SX_HW_OK,
 			 "CPU write to GFN %#" PRIx64 " failed", g);
 	}
@@ -147,7 +147,7 @@ static uint64_t pattern_total(const struct pattern_scan *s)
 #define YR_SCAN_WAIT_S 0.01
 
 struct noise {
-	struct sx_env *e;
+	struct ts_env *e;
 	uint64_t seed;
 	bool stop; /* atomic */
 	/*
@@ -176,7 +176,7 @@ static void noise_slow_set_leaf(void *arg, enum ts_call call, tdp_gfn_t gfn,
 	if (call != TS_SET_LEAF)
 		return;
 	__atomic_add_fetch(&n->in_set_leaf, 1, __ATOMIC_RELAXED);
-	sx_usleep(YR_SLOW_SET_LEAF_US);
+	tdp_udelay(YR_SLOW_SET_LEAF_US);
 	give_up = sx_now() + RACE_HANG_S;
 	while (__atomic_load_n(&n->scanning, __ATOMIC_ACQUIRE)) {
 		if (sx_now() > give_up) {
@@ -186,7 +186,7 @@ static void noise_slow_set_leaf(void *arg, enum ts_call call, tdp_gfn_t gfn,
 				 gfn, level, RACE_HANG_S);
 			break;
 		}
-		sx_usleep(20);
+		tdp_udelay(20);
 	}
 	__atomic_sub_fetch(&n->in_set_leaf, 1, __ATOMIC_RELAXED);
 }
@@ -202,7 +202,7 @@ static void noise_wait_set_leaf(struct noise *n)
 
 	while (!__atomic_load_n(&n->in_set_leaf, __ATOMIC_RELAXED) &&
 	       sx_now() < give_up)
-		sx_usleep(10);
+		tdp_udelay(10);
 	n->scans++;
 	n->scans_in_set_leaf +=
 		__atomic_load_n(&n->in_set_leaf, __ATOMIC_RELAXED) > 0;
@@ -237,7 +237,7 @@ static void noise_wait_set_leaf(struct noise *n)
  * held, when no set_leaf can be running, so the hold never delays the
  * scan itself.
  */
-static struct pattern_scan pattern_scan(struct sx_env *e, struct noise *noise,
+static struct pattern_scan pattern_scan(struct ts_env *e, struct noise *noise,
 					bool private)
 {
 	struct pattern_scan s = {
@@ -262,10 +262,10 @@ static struct pattern_scan pattern_scan(struct sx_env *e, struct noise *noise,
 /* GFNs the noise thread changes: between and beside the pattern. */
 static tdp_gfn_t noise_gfn(uint64_t *rng)
 {
-	tdp_gfn_t region = pattern_regions[sx_below(rng, NR_PATTERN_REGIONS)];
+	tdp_gfn_t region = pattern_regions[ts_rand_below(rng, NR_PATTERN_REGIONS)];
 
-	return region + (300 + sx_below(rng, 50)) * SX_PAGES_2M +
-	       sx_below(rng, 512);
+	return region + (300 + ts_rand_below(rng, 50)) * TS_PAGES_2M +
+	       ts_rand_below(rng, 512);
 }
 
 /* Fault and zap around the pattern so walks restart into changed trees. */
@@ -277,12 +277,12 @@ static void *noise_main(void *arg)
 
 	while (v && !__atomic_load_n(&n->stop, __ATOMIC_ACQUIRE)) {
 		tdp_gfn_t g = noise_gfn(&rng);
-		bool private = sx_below(&rng, 2);
+		bool private = ts_rand_below(&rng, 2);
 
-		if (sx_below(&rng, 4)) {
+		if (ts_rand_below(&rng, 4)) {
 			race_fault_ok(
 				race_fault(n->e, v, g, private, TDP_PROT_RWX,
-					   sx_below(&rng, 3) ? TDP_LEVEL_4K
+					   ts_rand_below(&rng, 3) ? TDP_LEVEL_4K
 							     : TDP_LEVEL_2M),
 				g, private);
 		} else {
@@ -293,7 +293,7 @@ static void *noise_main(void *arg)
 		sx_count_ops(1);
 		/* Change the tree between the walker's steps without
 		 * keeping mmu_lock busy all the time. */
-		sx_usleep(50);
+		tdp_udelay(50);
 	}
 	tdp_vcpu_destroy(v);
 	return NULL;
@@ -305,13 +305,13 @@ static void *noise_main(void *arg)
  * nothing else runs: counts returned by the walks must equal the
  * pattern's.
  */
-static void yield_walks(struct sx_env *e, struct tdp_vcpu *v,
+static void yield_walks(struct ts_env *e, struct tdp_vcpu *v,
 			struct noise *noise)
 {
 	const bool exact = !noise;
 	uint64_t *bitmap = calloc(PATTERN_HARVEST_END / 64, sizeof(uint64_t));
 	const uint64_t harvest_pages = 2 * (PATTERN_SMALL * PATTERN_SMALL +
-					    PATTERN_HUGE * SX_PAGES_2M);
+					    PATTERN_HUGE * TS_PAGES_2M);
 	struct pattern_scan s;
 	int64_t n;
 	int ret;
@@ -371,7 +371,7 @@ static void yield_walks(struct sx_env *e, struct tdp_vcpu *v,
 			 s.leaves[TDP_LEVEL_4K] ==
 				 NR_PATTERN_REGIONS *
 					 (PATTERN_SMALL * PATTERN_SMALL +
-					  PATTERN_HUGE * SX_PAGES_2M),
+					  PATTERN_HUGE * TS_PAGES_2M),
 		 "after the split: %" PRIu64 " huge and %" PRIu64
 		 " small pattern leaves",
 		 s.leaves[TDP_LEVEL_2M], s.leaves[TDP_LEVEL_4K]);
@@ -406,7 +406,7 @@ static void yield_walks(struct sx_env *e, struct tdp_vcpu *v,
 		struct tdp_stats st;
 
 		tdp_mmu_get_stats(e->mmu, &st);
-		for (int l = TDP_LEVEL_4K; l < SX_ROOT_LEVEL; l++)
+		for (int l = TDP_LEVEL_4K; l < TS_ROOT_LEVEL; l++)
 			SX_CHECK(st.tables[TDP_ROOT_DIRECT][l] == 0 &&
 					 st.leaves[TDP_ROOT_DIRECT][l] == 0,
 				 "zap_all left %" PRIu64 " tables and %" PRIu64
@@ -425,7 +425,7 @@ static void yield_walks(struct sx_env *e, struct tdp_vcpu *v,
 		struct sx_tree_count c;
 
 		sx_walk_trees(e, NULL, NULL, &c);
-		for (int l = TDP_LEVEL_4K; l < SX_ROOT_LEVEL; l++)
+		for (int l = TDP_LEVEL_4K; l < TS_ROOT_LEVEL; l++)
 			SX_CHECK(c.tables[TDP_ROOT_DIRECT][l] == 0 &&
 					 c.leaves[TDP_ROOT_DIRECT][l] == 0,
 				 "the zapped invalid root keeps %" PRIu64
@@ -444,7 +444,7 @@ static void yield_walks(struct sx_env *e, struct tdp_vcpu *v,
 static void yield_restart_run(const struct sx_opts *o, const char *name,
 			      bool slow_set_leaf)
 {
-	struct sx_env e = { 0 };
+	struct ts_env e = { 0 };
 	struct noise n = { .e = &e, .seed = o->seed };
 	struct sx_threads g = { .n = 0 };
 	struct tdp_vcpu *v;
@@ -455,7 +455,7 @@ static void yield_restart_run(const struct sx_opts *o, const char *name,
 		return;
 	if (slow_set_leaf) {
 		n.slow_set_leaf = true;
-		ts_set_hook(e.rec, noise_slow_set_leaf, &n);
+		ts_set_hook(e.be, noise_slow_set_leaf, &n);
 	}
 	v = race_vcpu(&e);
 	yield_walks(&e, v, NULL);
@@ -544,7 +544,7 @@ static const char *const yp_names[] = {
 };
 
 struct yp_job {
-	struct sx_env *e;
+	struct ts_env *e;
 	enum yp_walk walk;
 	uint64_t *bitmap;
 	int64_t result;
@@ -600,7 +600,7 @@ static void *yp_job_main(void *arg)
 
 /* Threads that keep mmu_lock contended in both modes. */
 struct yp_pressure {
-	struct sx_env *e;
+	struct ts_env *e;
 	bool stop; /* atomic */
 	bool writer;
 };
@@ -609,7 +609,7 @@ static void *yp_pressure_main(void *arg)
 {
 	struct yp_pressure *p = arg;
 	struct tdp_vcpu *v = p->writer ? NULL : race_vcpu(p->e);
-	tdp_gfn_t far = 3 * SX_PAGES_512G;
+	tdp_gfn_t far = 3 * TS_PAGES_512G;
 
 	while (!__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE)) {
 		if (p->writer)
@@ -620,7 +620,7 @@ static void *yp_pressure_main(void *arg)
 				   TDP_LEVEL_4K);
 		sx_count_ops(1);
 		/* Often enough that walks see contention at many steps. */
-		sx_usleep(p->writer ? 100 : 20);
+		tdp_udelay(p->writer ? 100 : 20);
 	}
 	tdp_vcpu_destroy(v);
 	return NULL;
@@ -631,7 +631,7 @@ static void *yp_pressure_main(void *arg)
  * without progress never ends when the lock is always contended, and the
  * program then stops here with the walk named.
  */
-static void yp_run(struct sx_env *e, struct tdp_vcpu *v, enum yp_walk walk,
+static void yp_run(struct ts_env *e, struct tdp_vcpu *v, enum yp_walk walk,
 		   const char *mode)
 {
 	uint64_t *bitmap = calloc(PATTERN_HARVEST_END / 64, sizeof(uint64_t));
@@ -657,7 +657,7 @@ static void yp_run(struct sx_env *e, struct tdp_vcpu *v, enum yp_walk walk,
 			fflush(stderr);
 			_exit(1);
 		}
-		sx_usleep(200);
+		tdp_udelay(200);
 	}
 	sx_join(&g);
 	switch (walk) {
@@ -700,7 +700,7 @@ void race_yield_progress(const struct sx_opts *o)
 	long passes = 0;
 
 	for (int m = 0; m < 2; m++) {
-		struct sx_env e = { 0 };
+		struct ts_env e = { 0 };
 		struct yp_pressure w = { .e = &e, .writer = true };
 		struct yp_pressure r = { .e = &e };
 		struct sx_threads g = { .n = 0 };
@@ -745,9 +745,9 @@ enum fb_tlb {
 #define FB_BLOCKS 3
 
 struct fb_run {
-	struct sx_env *e;
+	struct ts_env *e;
 	tdp_gfn_t block[FB_BLOCKS]; /* 2 MiB blocks of the window */
-	unsigned char tlb[FB_BLOCKS][SX_PAGES_2M]; /* atomic */
+	unsigned char tlb[FB_BLOCKS][TS_PAGES_2M]; /* atomic */
 	bool stop;				   /* atomic */
 	bool write_checker; /* check with the write lock */
 	long checks_inside; /* atomic */
@@ -757,10 +757,10 @@ struct fb_run {
 static void fb_flush_range(void *arg, tdp_gfn_t gfn, uint64_t n)
 {
 	struct fb_run *r = arg;
-	tdp_gfn_t start = gfn & ~SX_SHARED_BIT, end = start + n;
+	tdp_gfn_t start = gfn & ~TS_SHARED_BIT, end = start + n;
 
 	for (int b = 0; b < FB_BLOCKS; b++)
-		for (tdp_gfn_t i = 0; i < SX_PAGES_2M; i++)
+		for (tdp_gfn_t i = 0; i < TS_PAGES_2M; i++)
 			if (r->block[b] + i >= start && r->block[b] + i < end)
 				__atomic_store_n(&r->tlb[b][i], TLB_NONE,
 						 __ATOMIC_RELAXED);
@@ -771,7 +771,7 @@ static void fb_flush_all(void *arg)
 	struct fb_run *r = arg;
 
 	for (int b = 0; b < FB_BLOCKS; b++)
-		for (tdp_gfn_t i = 0; i < SX_PAGES_2M; i++)
+		for (tdp_gfn_t i = 0; i < TS_PAGES_2M; i++)
 			__atomic_store_n(&r->tlb[b][i], TLB_NONE,
 					 __ATOMIC_RELAXED);
 }
@@ -784,7 +784,7 @@ static void fb_check(struct fb_run *r, const char *when)
 	const struct tdp_spte_format *fmt = r->e->fmt;
 
 	for (int b = 0; b < FB_BLOCKS; b++) {
-		for (tdp_gfn_t i = 0; i < SX_PAGES_2M; i++) {
+		for (tdp_gfn_t i = 0; i < TS_PAGES_2M; i++) {
 			tdp_gfn_t g = r->block[b] + i;
 			int t = __atomic_load_n(&r->tlb[b][i],
 						__ATOMIC_RELAXED);
@@ -856,7 +856,7 @@ static void fb_round(struct fb_run *r, struct tdp_vcpu *v, enum fb_walk walk)
 		/* The last block is one 2 MiB leaf. */
 		int level = b == FB_BLOCKS - 1 ? TDP_LEVEL_2M : TDP_LEVEL_4K;
 
-		for (tdp_gfn_t i = 0; i < SX_PAGES_2M;
+		for (tdp_gfn_t i = 0; i < TS_PAGES_2M;
 		     i += tdp_level_pages(level))
 			race_fault_ok(race_fault(r->e, v, r->block[b] + i,
 						 false, TDP_PROT_RWX, level),
@@ -869,17 +869,17 @@ static void fb_round(struct fb_run *r, struct tdp_vcpu *v, enum fb_walk walk)
 		tdp_vcpu_load_root(v, TDP_ALIAS_SHARED, &root, &root_level);
 		tdp_walk_begin();
 		for (int b = 0; b < FB_BLOCKS; b++)
-			for (tdp_gfn_t i = 0; i < SX_PAGES_2M; i++) {
+			for (tdp_gfn_t i = 0; i < TS_PAGES_2M; i++) {
 				bool dirtied;
 
 				sx_hw_access(r->e->fmt, root, root_level,
-					     (r->block[b] + i) | SX_SHARED_BIT,
+					     (r->block[b] + i) | TS_SHARED_BIT,
 					     true, &dirtied, NULL);
 			}
 		tdp_walk_end();
 	}
 	for (int b = 0; b < FB_BLOCKS; b++)
-		for (tdp_gfn_t i = 0; i < SX_PAGES_2M; i++)
+		for (tdp_gfn_t i = 0; i < TS_PAGES_2M; i++)
 			__atomic_store_n(&r->tlb[b][i], cached,
 					 __ATOMIC_RELAXED);
 
@@ -890,18 +890,18 @@ static void fb_round(struct fb_run *r, struct tdp_vcpu *v, enum fb_walk walk)
 	switch (walk) {
 	case FB_ZAP:
 		ret = tdp_zap_range(r->e->mmu, r->block[0],
-				    r->block[FB_BLOCKS - 1] + SX_PAGES_2M,
+				    r->block[FB_BLOCKS - 1] + TS_PAGES_2M,
 				    TDP_ALIAS_SHARED);
 		break;
 	case FB_WRPROT:
 		ret = tdp_wrprot_range(r->e->mmu, r->block[0],
-				       r->block[FB_BLOCKS - 1] + SX_PAGES_2M,
+				       r->block[FB_BLOCKS - 1] + TS_PAGES_2M,
 				       TDP_ALIAS_SHARED);
 		break;
 	default:
 		ret = tdp_clear_dirty_range(r->e->mmu, r->block[0],
 					    r->block[FB_BLOCKS - 1] +
-						    SX_PAGES_2M,
+						    TS_PAGES_2M,
 					    TDP_ALIAS_SHARED);
 		break;
 	}
@@ -930,7 +930,7 @@ static void fb_round(struct fb_run *r, struct tdp_vcpu *v, enum fb_walk walk)
  */
 void race_flush_before_yield(const struct sx_opts *o)
 {
-	struct sx_env e = { 0 };
+	struct ts_env e = { 0 };
 	struct fb_run *r = calloc(1, sizeof(*r));
 	struct tdp_vcpu *v;
 	struct sx_budget b;
@@ -939,12 +939,12 @@ void race_flush_before_yield(const struct sx_opts *o)
 	if (!r)
 		return;
 	r->e = &e;
-	r->block[0] = 3 * SX_PAGES_2M;
-	r->block[1] = SX_PAGES_1G + 7 * SX_PAGES_2M;
-	r->block[2] = SX_PAGES_1G + 9 * SX_PAGES_2M;
-	e.on_flush_range = fb_flush_range;
-	e.on_flush_all = fb_flush_all;
-	e.flush_arg = r;
+	r->block[0] = 3 * TS_PAGES_2M;
+	r->block[1] = TS_PAGES_1G + 7 * TS_PAGES_2M;
+	r->block[2] = TS_PAGES_1G + 9 * TS_PAGES_2M;
+	e.log.on_range = fb_flush_range;
+	e.log.on_all = fb_flush_all;
+	e.log.hook_arg = r;
 	if (!sx_env_init(&e, TDP_MMU_FORCE_YIELD, true, 0)) {
 		free(r);
 		return;
@@ -1037,26 +1037,26 @@ static void fr_verify(const struct fr_log *l, const struct fr_span *spans,
 
 static struct fr_span fr_span_of(tdp_gfn_t gfn, int level)
 {
-	tdp_gfn_t base = sx_round_down(gfn, level) | SX_SHARED_BIT;
+	tdp_gfn_t base = ts_round_down(gfn, level) | TS_SHARED_BIT;
 
 	return (struct fr_span){ base, base + tdp_level_pages(level) };
 }
 
 /* One random case on @e; returns after checking its flushes. */
-static void fr_case(struct sx_env *e, struct tdp_vcpu *v, struct fr_log *l,
+static void fr_case(struct ts_env *e, struct tdp_vcpu *v, struct fr_log *l,
 		    uint64_t *rng)
 {
 	static const unsigned int blocks[] = { 0, 1, 255, 511 };
 	static const unsigned int offsets[] = { 0, 1, 300, 511 };
-	tdp_gfn_t gfn = (3 + sx_below(rng, 2)) * SX_PAGES_512G +
-			(sx_below(rng, 2) ? 511 : 0) * SX_PAGES_1G +
-			blocks[sx_below(rng, 4)] * SX_PAGES_2M +
-			offsets[sx_below(rng, 4)];
-	tdp_gfn_t block = sx_round_down(gfn, TDP_LEVEL_2M);
+	tdp_gfn_t gfn = (3 + ts_rand_below(rng, 2)) * TS_PAGES_512G +
+			(ts_rand_below(rng, 2) ? 511 : 0) * TS_PAGES_1G +
+			blocks[ts_rand_below(rng, 4)] * TS_PAGES_2M +
+			offsets[ts_rand_below(rng, 4)];
+	tdp_gfn_t block = ts_round_down(gfn, TDP_LEVEL_2M);
 	struct fr_span spans[4];
 	int ret;
 
-	switch (sx_below(rng, 3)) {
+	switch (ts_rand_below(rng, 3)) {
 	case 0:
 		/* One leaf, then zap-all: the leaf and three tables go. */
 		race_fault_ok(race_fault(e, v, gfn, false, TDP_PROT_RWX,
@@ -1082,12 +1082,12 @@ static void fr_case(struct sx_env *e, struct tdp_vcpu *v, struct fr_log *l,
 		break;
 	default:
 		/* A full table collapsed into a 2 MiB leaf. */
-		for (tdp_gfn_t i = 0; i < SX_PAGES_2M; i++)
+		for (tdp_gfn_t i = 0; i < TS_PAGES_2M; i++)
 			race_fault_ok(race_fault(e, v, block + i, false,
 						 TDP_PROT_RWX, TDP_LEVEL_4K),
 				      block + i, false);
 		*l = (struct fr_log){ 0 };
-		ret = tdp_recover_huge_pages(e->mmu, block, block + SX_PAGES_2M,
+		ret = tdp_recover_huge_pages(e->mmu, block, block + TS_PAGES_2M,
 					     TDP_LEVEL_2M, TDP_ALIAS_SHARED);
 		SX_CHECK(ret == 1, "recover: %d", ret);
 		spans[0] = fr_span_of(block, TDP_LEVEL_2M);
@@ -1116,7 +1116,7 @@ static void fr_case(struct sx_env *e, struct tdp_vcpu *v, struct fr_log *l,
  */
 void race_flush_range_base(const struct sx_opts *o)
 {
-	struct sx_env envs[2] = { { 0 }, { 0 } };
+	struct ts_env envs[2] = { { 0 }, { 0 } };
 	struct tdp_vcpu *v[2] = { NULL, NULL };
 	struct fr_log logs[2];
 	uint64_t rng = sx_seed_for(o->seed, 5);
@@ -1124,9 +1124,9 @@ void race_flush_range_base(const struct sx_opts *o)
 	long cases = 0;
 
 	for (int i = 0; i < 2; i++) {
-		envs[i].on_flush_range = fr_flush_range;
-		envs[i].on_flush_all = fr_flush_all;
-		envs[i].flush_arg = &logs[i];
+		envs[i].log.on_range = fr_flush_range;
+		envs[i].log.on_all = fr_flush_all;
+		envs[i].log.hook_arg = &logs[i];
 		if (!sx_env_init(&envs[i], i ? TDP_MMU_FORCE_YIELD : 0, true,
 				 0))
 			return;

@@ -85,7 +85,7 @@ static void race_hold_hook(void *arg, enum ts_call call, tdp_gfn_t gfn,
 			SX_CHECK(false, "held backend callback never released");
 			break;
 		}
-		sx_usleep(20);
+		tdp_udelay(20);
 	}
 	__atomic_store_n(&h->state, HOLD_IDLE, __ATOMIC_RELEASE);
 }
@@ -115,7 +115,7 @@ bool race_hold_wait(struct race_hold *h, double timeout_s)
 					"no backend callback reached the hold "
 					"within %.1fs",
 					timeout_s);
-		sx_usleep(20);
+		tdp_udelay(20);
 	}
 	return true;
 }
@@ -151,11 +151,11 @@ tdp_gfn_t race_fresh_region(unsigned int i)
 	 * is still inside the same 1 GiB entry. */
 	tdp_gfn_t l4 = i % 256, l3 = (i / 256) % 512;
 
-	return l4 * SX_PAGES_512G + l3 * SX_PAGES_1G +
-	       ((tdp_gfn_t)i * 37 % 511) * SX_PAGES_2M;
+	return l4 * TS_PAGES_512G + l3 * TS_PAGES_1G +
+	       ((tdp_gfn_t)i * 37 % 511) * TS_PAGES_2M;
 }
 
-struct tdp_vcpu *race_vcpu(struct sx_env *e)
+struct tdp_vcpu *race_vcpu(struct ts_env *e)
 {
 	struct tdp_vcpu *v = NULL;
 	int ret = tdp_vcpu_create(e->mmu, &v);
@@ -164,7 +164,7 @@ struct tdp_vcpu *race_vcpu(struct sx_env *e)
 	return v;
 }
 
-int race_fault(struct sx_env *e, struct tdp_vcpu *v, tdp_gfn_t gfn,
+int race_fault(struct ts_env *e, struct tdp_vcpu *v, tdp_gfn_t gfn,
 	       bool private, unsigned int prot, int max_level)
 {
 	return sx_fault(e, v, gfn, private, prot, max_level, RACE_HANG_S, NULL);
@@ -177,13 +177,13 @@ bool race_fault_ok(int ret, tdp_gfn_t gfn, bool private)
 			private ? "private" : "shared", gfn, ret);
 }
 
-tdp_spte_t race_lookup(struct sx_env *e, tdp_gfn_t gfn, bool private,
+tdp_spte_t race_lookup(struct ts_env *e, tdp_gfn_t gfn, bool private,
 		       int *level)
 {
 	tdp_spte_t spte = 0;
 	int lvl = 0, ret;
 
-	ret = tdp_lookup(e->mmu, gfn, sx_alias(private), &spte, &lvl);
+	ret = tdp_lookup(e->mmu, gfn, ts_alias(private), &spte, &lvl);
 	SX_CHECK(ret == 0, "tdp_lookup(%#" PRIx64 "): %d", gfn, ret);
 	if (level)
 		*level = lvl;

@@ -59,18 +59,18 @@ void race_hold_disarm(struct race_hold *h);
 tdp_gfn_t race_fresh_region(unsigned int i);
 
 /* A vCPU context for the calling thread (a failed check on error). */
-struct tdp_vcpu *race_vcpu(struct sx_env *e);
+struct tdp_vcpu *race_vcpu(struct ts_env *e);
 
 /* Fault with the default retry policy (seconds of retries before giving
  * up); returns the result. */
-int race_fault(struct sx_env *e, struct tdp_vcpu *v, tdp_gfn_t gfn,
+int race_fault(struct ts_env *e, struct tdp_vcpu *v, tdp_gfn_t gfn,
 	       bool private, unsigned int prot, int max_level);
 
 /* Check that a fault result is FIXED or SPURIOUS. */
 bool race_fault_ok(int ret, tdp_gfn_t gfn, bool private);
 
 /* The current SPTE of the entry a lookup of @gfn stops at. */
-tdp_spte_t race_lookup(struct sx_env *e, tdp_gfn_t gfn, bool private,
+tdp_spte_t race_lookup(struct ts_env *e, tdp_gfn_t gfn, bool private,
 		       int *level);
 
 /* Seconds a blocked thread may take before the test calls it a hang. */

@@ -42,11 +42,11 @@
 
 #define MX_PHASES 3
 #define MX_BLOCKS 8
-#define MX_GFNS (MX_BLOCKS * SX_PAGES_2M)
+#define MX_GFNS (MX_BLOCKS * TS_PAGES_2M)
 #define MX_HANG_S 30.0
 
 struct mx_run {
-	struct sx_env e;
+	struct ts_env e;
 	const struct sx_opts *o;
 	struct sx_budget b;
 	tdp_gfn_t base; /* the phase's window */
@@ -61,20 +61,20 @@ struct mx_run {
  */
 static tdp_gfn_t mx_gfn(const struct mx_run *r, uint64_t i)
 {
-	uint64_t block = i / SX_PAGES_2M;
+	uint64_t block = i / TS_PAGES_2M;
 
-	return r->base + (block % 2) * SX_PAGES_1G +
-	       (block / 2) * 3 * SX_PAGES_2M + i % SX_PAGES_2M;
+	return r->base + (block % 2) * TS_PAGES_1G +
+	       (block / 2) * 3 * TS_PAGES_2M + i % TS_PAGES_2M;
 }
 
 /* The window index of @gfn, or -1. */
 static int64_t mx_index(const struct mx_run *r, tdp_gfn_t gfn)
 {
 	for (uint64_t b = 0; b < MX_BLOCKS; b++) {
-		tdp_gfn_t start = mx_gfn(r, b * SX_PAGES_2M);
+		tdp_gfn_t start = mx_gfn(r, b * TS_PAGES_2M);
 
-		if (gfn >= start && gfn < start + SX_PAGES_2M)
-			return (int64_t)(b * SX_PAGES_2M + (gfn - start));
+		if (gfn >= start && gfn < start + TS_PAGES_2M)
+			return (int64_t)(b * TS_PAGES_2M + (gfn - start));
 	}
 	return -1;
 }
@@ -83,7 +83,7 @@ static void mx_new_window(struct mx_run *r, int scenario, int phase)
 {
 	r->phase = phase;
 	r->base = (tdp_gfn_t)(1 + (scenario * MX_PHASES + phase) % 250) *
-		  SX_PAGES_512G;
+		  TS_PAGES_512G;
 }
 
 static struct tdp_vcpu *mx_vcpu(struct mx_run *r)
@@ -115,7 +115,7 @@ static bool mx_leaf(struct mx_run *r, tdp_gfn_t gfn, bool private, int *level,
 	tdp_spte_t s;
 	int lvl;
 
-	if (tdp_lookup(r->e.mmu, gfn, sx_alias(private), &s, &lvl) ||
+	if (tdp_lookup(r->e.mmu, gfn, ts_alias(private), &s, &lvl) ||
 	    !tdp_spte_is_present(r->e.fmt, s) ||
 	    !tdp_spte_is_leaf(r->e.fmt, s, lvl))
 		return false;
@@ -135,9 +135,9 @@ static bool mx_leaf(struct mx_run *r, tdp_gfn_t gfn, bool private, int *level,
 static void mx_known_pass(struct mx_run *r, struct tdp_vcpu *v)
 {
 	for (uint64_t b = 0; b < MX_BLOCKS; b++) {
-		tdp_gfn_t s = mx_gfn(r, b * SX_PAGES_2M);
+		tdp_gfn_t s = mx_gfn(r, b * TS_PAGES_2M);
 
-		SX_CHECK(tdp_zap_slot_deleted(r->e.mmu, s, s + SX_PAGES_2M) ==
+		SX_CHECK(tdp_zap_slot_deleted(r->e.mmu, s, s + TS_PAGES_2M) ==
 				 0,
 			 "zap_slot_deleted");
 	}
@@ -149,16 +149,16 @@ static void mx_known_pass(struct mx_run *r, struct tdp_vcpu *v)
 			i % 2);
 	}
 	for (uint64_t b = 0; b < MX_BLOCKS; b++) {
-		tdp_gfn_t s = mx_gfn(r, b * SX_PAGES_2M) + SX_PAGES_2M / 2;
+		tdp_gfn_t s = mx_gfn(r, b * TS_PAGES_2M) + TS_PAGES_2M / 2;
 
 		SX_CHECK(tdp_zap_slot_deleted(r->e.mmu, s,
-					      s + SX_PAGES_2M / 2) == 0,
+					      s + TS_PAGES_2M / 2) == 0,
 			 "zap_slot_deleted");
 	}
 	sx_count_ops(MX_GFNS / 7 + 2 * MX_BLOCKS);
 	for (uint64_t i = 0; i < MX_GFNS; i++) {
 		tdp_gfn_t g = mx_gfn(r, i);
-		bool second_half = i % SX_PAGES_2M >= SX_PAGES_2M / 2;
+		bool second_half = i % TS_PAGES_2M >= TS_PAGES_2M / 2;
 
 		for (int a = 0; a < 2; a++) {
 			bool want = i % 7 == 0 && (bool)(i % 2) == (bool)a &&
@@ -232,7 +232,7 @@ struct storm {
 
 static tdp_gfn_t storm_gfn(const struct mx_run *r, int round, uint64_t i)
 {
-	return mx_gfn(r, i) + (tdp_gfn_t)round * 2 * SX_PAGES_1G;
+	return mx_gfn(r, i) + (tdp_gfn_t)round * 2 * TS_PAGES_1G;
 }
 
 static void *storm_vcpu(void *p)
@@ -246,14 +246,14 @@ static void *storm_vcpu(void *p)
 	while (v && sx_budget_next(&r->b)) {
 		int round = __atomic_load_n(&s->round, __ATOMIC_ACQUIRE);
 		/* Clustered: threads collide on entries and tables. */
-		uint64_t i = sx_below(&rng, MX_BLOCKS) * SX_PAGES_2M +
-			     sx_below(&rng, 64) * 8 + sx_below(&rng, 2);
+		uint64_t i = ts_rand_below(&rng, MX_BLOCKS) * TS_PAGES_2M +
+			     ts_rand_below(&rng, 64) * 8 + ts_rand_below(&rng, 2);
 		uint64_t slot = (uint64_t)round * MX_GFNS + i;
-		bool private = sx_below(&rng, 2);
+		bool private = ts_rand_below(&rng, 2);
 		unsigned int prot = TDP_PROT_READ |
-				    (sx_below(&rng, 2) ? TDP_PROT_WRITE : 0) |
-				    (sx_below(&rng, 2) ? TDP_PROT_EXEC : 0);
-		int level = sx_below(&rng, 4) ? TDP_LEVEL_4K : TDP_LEVEL_2M;
+				    (ts_rand_below(&rng, 2) ? TDP_PROT_WRITE : 0) |
+				    (ts_rand_below(&rng, 2) ? TDP_PROT_EXEC : 0);
+		int level = ts_rand_below(&rng, 4) ? TDP_LEVEL_4K : TDP_LEVEL_2M;
 		tdp_gfn_t g = storm_gfn(r, round, i);
 		int ret = mx_fault(r, v, g, private, prot, level);
 
@@ -269,7 +269,7 @@ static void *storm_vcpu(void *p)
 		__atomic_or_fetch(&s->prot[private][slot], (unsigned char)prot,
 				  __ATOMIC_RELAXED);
 		if (level == TDP_LEVEL_2M)
-			__atomic_store_n(&s->huge[private][slot / SX_PAGES_2M],
+			__atomic_store_n(&s->huge[private][slot / TS_PAGES_2M],
 					 true, __ATOMIC_RELAXED);
 	}
 	tdp_vcpu_destroy(v);
@@ -288,10 +288,10 @@ static int64_t storm_slot(const struct mx_run *r, tdp_gfn_t gfn)
 
 	if (gfn < r->base)
 		return -1;
-	round = (int64_t)((gfn - r->base) / (2 * SX_PAGES_1G));
+	round = (int64_t)((gfn - r->base) / (2 * TS_PAGES_1G));
 	if (round >= STORM_ROUNDS)
 		return -1;
-	i = mx_index(r, gfn - (tdp_gfn_t)round * 2 * SX_PAGES_1G);
+	i = mx_index(r, gfn - (tdp_gfn_t)round * 2 * TS_PAGES_1G);
 	return i < 0 ? -1 : round * (int64_t)MX_GFNS + i;
 }
 
@@ -310,14 +310,14 @@ static void storm_leaf(void *p, int root_type, bool valid, tdp_gfn_t gfn,
 	(void)valid;
 	(void)spte;
 	if (gfn + tdp_level_pages(level) <= c->run->base ||
-	    gfn >= c->run->base + SX_PAGES_512G)
+	    gfn >= c->run->base + TS_PAGES_512G)
 		return;
 	for (uint64_t k = 0; k < tdp_level_pages(level) && !asked; k++) {
 		int64_t slot = storm_slot(c->run, gfn + k);
 
 		asked = slot >= 0 &&
 			(c->s->prot[private][slot] ||
-			 c->s->huge[private][slot / (int64_t)SX_PAGES_2M]);
+			 c->s->huge[private][slot / (int64_t)TS_PAGES_2M]);
 	}
 	SX_CHECK(asked,
 		 "%s leaf at GFN %#" PRIx64 " level %d maps nothing any fault "
@@ -339,15 +339,15 @@ static void scenario_storm(struct mx_run *r)
 	struct sx_tree_count count;
 	int rounds;
 
-	ts_set_link_delay(r->e.rec, 30);
-	ts_set_injection(r->e.rec, 50, 0, r->o->seed);
+	ts_set_link_delay(r->e.be, 30);
+	ts_set_injection(r->e.be, 50, 0, r->o->seed);
 	for (int a = 0; a < 2; a++) {
 		s.prot[a] = calloc(STORM_ROUNDS * MX_GFNS, 1);
 		s.huge[a] = calloc(STORM_ROUNDS * MX_BLOCKS, sizeof(bool));
 	}
 	mx_vcpu_args(r, args, &s);
 	mx_run_threads(r, storm_vcpu, args, sizeof(args[0]), NULL, 0, NULL);
-	ts_set_injection(r->e.rec, 0, 0, 0);
+	ts_set_injection(r->e.be, 0, 0, 0);
 	rounds = s.round + 1;
 
 	for (uint64_t slot = 0; slot < (uint64_t)rounds * MX_GFNS; slot++) {
@@ -372,10 +372,10 @@ static void scenario_storm(struct mx_run *r)
 	sx_walk_trees(&r->e, storm_leaf, &c, &count);
 	for (int k = 1; k < rounds; k++) {
 		for (uint64_t b = 0; b < MX_BLOCKS; b++) {
-			tdp_gfn_t g = storm_gfn(r, k, b * SX_PAGES_2M);
+			tdp_gfn_t g = storm_gfn(r, k, b * TS_PAGES_2M);
 
 			SX_CHECK(tdp_zap_slot_deleted(r->e.mmu, g,
-						      g + SX_PAGES_2M) == 0,
+						      g + TS_PAGES_2M) == 0,
 				 "zap");
 		}
 	}
@@ -413,33 +413,33 @@ static void *zaps_vcpu(void *p)
 	uint64_t mine = ZONE_START / (uint64_t)r->nr_vcpus;
 
 	while (v && sx_budget_next(&r->b)) {
-		bool private = sx_below(&rng, 2);
+		bool private = ts_rand_below(&rng, 2);
 		uint64_t i;
 		tdp_gfn_t g;
 		int ret;
 
-		if (sx_below(&rng, 2)) {
+		if (ts_rand_below(&rng, 2)) {
 			/* One of my own GFNs: fault or zap, and remember. */
-			i = sx_below(&rng, mine) * (uint64_t)r->nr_vcpus +
+			i = ts_rand_below(&rng, mine) * (uint64_t)r->nr_vcpus +
 			    (uint64_t)a->id;
 			g = mx_gfn(r, i);
-			if (sx_below(&rng, 3)) {
+			if (ts_rand_below(&rng, 3)) {
 				ret = mx_fault(r, v, g, private, TDP_PROT_RWX,
 					       TDP_LEVEL_4K);
 				if (mx_fault_ok(ret, g, private))
 					z->mapped[private][i] = true;
 			} else {
 				ret = tdp_zap_range(r->e.mmu, g, g + 1,
-						    sx_alias(private));
+						    ts_alias(private));
 				SX_CHECK(ret == 0, "zap: %d", ret);
 				z->mapped[private][i] = false;
 			}
 			continue;
 		}
-		i = ZONE_START + sx_below(&rng, MX_GFNS - ZONE_START);
+		i = ZONE_START + ts_rand_below(&rng, MX_GFNS - ZONE_START);
 		g = mx_gfn(r, i);
 		ret = mx_fault(r, v, g, private, TDP_PROT_RWX,
-			       sx_below(&rng, 4) ? TDP_LEVEL_4K : TDP_LEVEL_2M);
+			       ts_rand_below(&rng, 4) ? TDP_LEVEL_4K : TDP_LEVEL_2M);
 		mx_fault_ok(ret, g, private);
 	}
 	tdp_vcpu_destroy(v);
@@ -461,15 +461,15 @@ static void *zaps_zapper(void *p)
 
 	while (sx_budget_next(&r->b)) {
 		/* A range inside one zone block (blocks are not adjacent). */
-		uint64_t i = ZONE_START + sx_below(&rng, MX_GFNS - ZONE_START);
+		uint64_t i = ZONE_START + ts_rand_below(&rng, MX_GFNS - ZONE_START);
 		tdp_gfn_t start = mx_gfn(r, i);
-		tdp_gfn_t block = sx_round_down(start, TDP_LEVEL_2M);
-		tdp_gfn_t end = start + 1 + sx_below(&rng, 700);
+		tdp_gfn_t block = ts_round_down(start, TDP_LEVEL_2M);
+		tdp_gfn_t end = start + 1 + ts_rand_below(&rng, 700);
 		int ret;
 
-		if (end > block + SX_PAGES_2M)
-			end = block + SX_PAGES_2M;
-		switch (sx_below(&rng, 6)) {
+		if (end > block + TS_PAGES_2M)
+			end = block + TS_PAGES_2M;
+		switch (ts_rand_below(&rng, 6)) {
 		case 0:
 			ret = tdp_zap_slot_deleted(r->e.mmu, start, end);
 			break;
@@ -488,18 +488,18 @@ static void *zaps_zapper(void *p)
 			break;
 		case 4:
 			ret = tdp_zap_range(r->e.mmu, block,
-					    block + SX_PAGES_2M,
+					    block + TS_PAGES_2M,
 					    TDP_ALIAS_BOTH);
 			break;
 		default:
 			ret = tdp_zap_range(r->e.mmu, start, end,
-					    sx_below(&rng, 2)
+					    ts_rand_below(&rng, 2)
 						    ? TDP_ALIAS_PRIVATE
 						    : TDP_ALIAS_SHARED);
 			break;
 		}
 		SX_CHECK(ret == 0, "zapper: %d", ret);
-		sx_usleep(30);
+		tdp_udelay(30);
 	}
 	return NULL;
 }
@@ -511,7 +511,7 @@ static void scenario_zaps(struct mx_run *r)
 	struct zapper_arg za = { .run = r };
 	struct tdp_vcpu *v;
 
-	ts_set_link_delay(r->e.rec, 20);
+	ts_set_link_delay(r->e.be, 20);
 	for (int a = 0; a < 2; a++)
 		z.mapped[a] = calloc(ZONE_START, sizeof(bool));
 	mx_vcpu_args(r, args, &z);
@@ -567,8 +567,8 @@ static void *convert_vcpu(void *p)
 	uint64_t rng = a->seed;
 
 	while (v && sx_budget_next(&r->b)) {
-		uint64_t i = sx_below(&rng, MX_GFNS);
-		bool huge = sx_below(&rng, 4) == 0;
+		uint64_t i = ts_rand_below(&rng, MX_GFNS);
+		bool huge = ts_rand_below(&rng, 4) == 0;
 		tdp_gfn_t g = mx_gfn(r, i);
 		double give_up = sx_now() + MX_HANG_S;
 		bool private;
@@ -576,20 +576,18 @@ static void *convert_vcpu(void *p)
 
 		for (;;) {
 			uint64_t seq = tdp_mmu_seq(r->e.mmu);
-			uint64_t first = i - i % SX_PAGES_2M;
+			uint64_t first = i - i % TS_PAGES_2M;
 			int level = TDP_LEVEL_4K;
 
 			private = cv_attr(c, i);
 			if (huge) {
 				level = TDP_LEVEL_2M;
 				for (uint64_t k = first;
-				     k < first + SX_PAGES_2M; k++)
+				     k < first + TS_PAGES_2M; k++)
 					if (cv_attr(c, k) != private)
 						level = TDP_LEVEL_4K;
 			}
-			ret = sx_map_once(&r->e, v, g, private,
-					  sx_pfn(g, private), TDP_PROT_RWX,
-					  level, seq);
+			ret = ts_map_seq(v, g, ts_alias(private), ts_pfn(g, ts_alias(private)), TDP_PROT_RWX, level, seq);
 			if (ret != TDP_FAULT_RETRY || sx_now() > give_up)
 				break;
 			sched_yield();
@@ -614,18 +612,18 @@ static void *convert_converter(void *p)
 	uint64_t rng = sx_seed_for(r->o->seed, 500 + (uint64_t)r->phase);
 
 	while (sx_budget_next(&r->b)) {
-		uint64_t i = sx_below(&rng, MX_GFNS);
-		uint64_t block = i - i % SX_PAGES_2M;
-		uint64_t n = sx_below(&rng, 3) ? 1 + sx_below(&rng, 300)
-					       : SX_PAGES_2M;
-		bool to_private = sx_below(&rng, 2);
+		uint64_t i = ts_rand_below(&rng, MX_GFNS);
+		uint64_t block = i - i % TS_PAGES_2M;
+		uint64_t n = ts_rand_below(&rng, 3) ? 1 + ts_rand_below(&rng, 300)
+					       : TS_PAGES_2M;
+		bool to_private = ts_rand_below(&rng, 2);
 		tdp_gfn_t start, end;
 		int ret;
 
-		if (n == SX_PAGES_2M)
+		if (n == TS_PAGES_2M)
 			i = block;
-		if (i + n > block + SX_PAGES_2M)
-			n = block + SX_PAGES_2M - i;
+		if (i + n > block + TS_PAGES_2M)
+			n = block + TS_PAGES_2M - i;
 		start = mx_gfn(r, i);
 		end = start + n;
 		ret = tdp_invalidate_begin(r->e.mmu, start, end);
@@ -648,7 +646,7 @@ static void *convert_converter(void *p)
 		ret = tdp_invalidate_end(r->e.mmu, start, end);
 		SX_CHECK(ret == 0, "invalidate_end: %d", ret);
 		__atomic_add_fetch(&c->conversions, 1, __ATOMIC_RELAXED);
-		sx_usleep(50);
+		tdp_udelay(50);
 	}
 	return NULL;
 }
@@ -665,7 +663,7 @@ static void scenario_convert(struct mx_run *r)
 	struct converter_arg ca = { .run = r, .c = &c };
 
 	for (uint64_t i = 0; i < MX_GFNS; i++)
-		c.private[i] = (i / SX_PAGES_2M) % 2;
+		c.private[i] = (i / TS_PAGES_2M) % 2;
 	mx_vcpu_args(r, args, &c);
 	mx_run_threads(r, convert_vcpu, args, sizeof(args[0]),
 		       convert_converter, 1, &ca);
@@ -700,17 +698,17 @@ static void *roots_vcpu(void *p)
 	uint64_t rng = a->seed;
 
 	while (v && sx_budget_next(&r->b)) {
-		uint64_t i = sx_below(&rng, MX_GFNS);
-		bool private = sx_below(&rng, 2);
+		uint64_t i = ts_rand_below(&rng, MX_GFNS);
+		bool private = ts_rand_below(&rng, 2);
 		tdp_gfn_t g = mx_gfn(r, i);
 		int ret = mx_fault(r, v, g, private, TDP_PROT_RWX,
-				   sx_below(&rng, 4) ? TDP_LEVEL_4K
+				   ts_rand_below(&rng, 4) ? TDP_LEVEL_4K
 						     : TDP_LEVEL_2M);
 
 		if (mx_fault_ok(ret, g, private) && private)
 			__atomic_store_n(&s->private_mapped[i], true,
 					 __ATOMIC_RELAXED);
-		if (!sx_below(&rng, 64)) {
+		if (!ts_rand_below(&rng, 64)) {
 			struct tdp_root *root;
 
 			if (SX_CHECK(tdp_root_get(r->e.mmu, TDP_ROOT_DIRECT,
@@ -740,7 +738,7 @@ static void *roots_invalidator(void *p)
 	while (sx_budget_next(&r->b)) {
 		int ret;
 
-		if (sx_below(&rng, 2)) {
+		if (ts_rand_below(&rng, 2)) {
 			ret = tdp_mmu_invalidate_roots(r->e.mmu,
 						       TDP_ALIAS_SHARED);
 			SX_CHECK(ret == 0, "invalidate_roots: %d", ret);
@@ -749,9 +747,9 @@ static void *roots_invalidator(void *p)
 			ret = tdp_mmu_zap_invalidated_roots(r->e.mmu);
 			SX_CHECK(ret == 0, "zap_invalidated_roots: %d", ret);
 		} else {
-			tdp_gfn_t s = mx_gfn(r, sx_below(&rng, MX_GFNS));
+			tdp_gfn_t s = mx_gfn(r, ts_rand_below(&rng, MX_GFNS));
 			tdp_gfn_t e =
-				sx_round_down(s, TDP_LEVEL_2M) + SX_PAGES_2M;
+				ts_round_down(s, TDP_LEVEL_2M) + TS_PAGES_2M;
 
 			ret = tdp_invalidate_begin(r->e.mmu, s, e);
 			if (!ret)
@@ -760,7 +758,7 @@ static void *roots_invalidator(void *p)
 				ret = tdp_invalidate_end(r->e.mmu, s, e);
 			SX_CHECK(ret == 0, "host unmap: %d", ret);
 		}
-		sx_usleep(100);
+		tdp_udelay(100);
 	}
 	return NULL;
 }
@@ -817,11 +815,11 @@ static void *yield_vcpu(void *p)
 	uint64_t rng = a->seed;
 
 	while (v && sx_budget_next(&r->b)) {
-		tdp_gfn_t g = mx_gfn(r, sx_below(&rng, MX_GFNS));
-		bool private = sx_below(&rng, 2);
+		tdp_gfn_t g = mx_gfn(r, ts_rand_below(&rng, MX_GFNS));
+		bool private = ts_rand_below(&rng, 2);
 
 		mx_fault_ok(mx_fault(r, v, g, private, TDP_PROT_RWX,
-				     sx_below(&rng, 3) ? TDP_LEVEL_4K
+				     ts_rand_below(&rng, 3) ? TDP_LEVEL_4K
 						       : TDP_LEVEL_2M),
 			    g, private);
 	}
@@ -842,7 +840,7 @@ static void *yield_walker(void *p)
 	while (bitmap && sx_budget_next(&r->b)) {
 		int64_t ret;
 
-		switch (sx_below(&rng, 9)) {
+		switch (ts_rand_below(&rng, 9)) {
 		case 0:
 			ret = tdp_zap_range(mmu, start, end, TDP_ALIAS_BOTH);
 			break;
@@ -870,8 +868,8 @@ static void *yield_walker(void *p)
 		case 6:
 			ret = tdp_recover_huge_pages(
 				mmu, start,
-				sx_round_down(end - 1, TDP_LEVEL_2M) +
-					SX_PAGES_2M,
+				ts_round_down(end - 1, TDP_LEVEL_2M) +
+					TS_PAGES_2M,
 				TDP_LEVEL_2M, TDP_ALIAS_SHARED);
 			break;
 		case 7:
@@ -906,7 +904,7 @@ static void scenario_yield(struct mx_run *r)
 		       r);
 	sx_check_quiesced(&r->e);
 	SX_CHECK(tdp_zap_all(r->e.mmu) == 0, "zap_all");
-	SX_CHECK(tdp_zap_range(r->e.mmu, r->base, r->base + SX_PAGES_512G,
+	SX_CHECK(tdp_zap_range(r->e.mmu, r->base, r->base + TS_PAGES_512G,
 			       TDP_ALIAS_PRIVATE) == 0,
 		 "zap_range");
 	tdp_mmu_get_stats(r->e.mmu, &st);
@@ -914,7 +912,7 @@ static void scenario_yield(struct mx_run *r)
 		SX_CHECK(st.leaves[TDP_ROOT_DIRECT][l] == 0 &&
 				 st.leaves[TDP_ROOT_MIRROR][l] == 0,
 			 "leaves left at level %d after zapping everything", l);
-		SX_CHECK(l == SX_ROOT_LEVEL ||
+		SX_CHECK(l == TS_ROOT_LEVEL ||
 				 st.tables[TDP_ROOT_DIRECT][l] == 0,
 			 "%" PRIu64 " direct tables left at level %d after "
 			 "zap_all",
@@ -949,8 +947,8 @@ static void *dirty_vcpu(void *p)
 	long transitions = 0;
 
 	while (v && sx_budget_next(&r->b)) {
-		tdp_gfn_t g = mx_gfn(r, sx_below(&rng, MX_GFNS));
-		bool write = sx_below(&rng, 4) != 0;
+		tdp_gfn_t g = mx_gfn(r, ts_rand_below(&rng, MX_GFNS));
+		bool write = ts_rand_below(&rng, 4) != 0;
 		enum sx_hw_result res;
 		tdp_pfn_t root;
 		bool dirtied;
@@ -962,7 +960,7 @@ static void *dirty_vcpu(void *p)
 			break;
 		tdp_walk_begin();
 		res = sx_hw_access(r->e.fmt, root, root_level,
-				   g | SX_SHARED_BIT, write, &dirtied, &level);
+				   g | TS_SHARED_BIT, write, &dirtied, &level);
 		tdp_walk_end();
 		if (dirtied)
 			transitions += (long)tdp_level_pages(level);
@@ -970,14 +968,14 @@ static void *dirty_vcpu(void *p)
 			continue;
 		__atomic_add_fetch(&d->faults, 1, __ATOMIC_RELAXED);
 		if (res == SX_HW_WRPROT) {
-			ret = tdp_fast_fix(r->e.mmu, g | SX_SHARED_BIT,
+			ret = tdp_fast_fix(r->e.mmu, g | TS_SHARED_BIT,
 					   TDP_PROT_READ | TDP_PROT_WRITE);
 			SX_CHECK(ret == 0 || ret == 1, "fast_fix: %d", ret);
 			if (ret == 1)
 				continue;
 		}
 		mx_fault_ok(mx_fault(r, v, g, false, TDP_PROT_RWX,
-				     sx_below(&rng, 4) ? TDP_LEVEL_4K
+				     ts_rand_below(&rng, 4) ? TDP_LEVEL_4K
 						       : TDP_LEVEL_2M),
 			    g, false);
 	}
@@ -997,30 +995,30 @@ static void *dirty_logger(void *p)
 	struct dirty_arg *da = p;
 	struct mx_run *r = da->run;
 	uint64_t rng = sx_seed_for(r->o->seed, 800 + (uint64_t)r->phase);
-	uint64_t bitmap[SX_PAGES_2M / 64];
+	uint64_t bitmap[TS_PAGES_2M / 64];
 	struct tdp_mmu *mmu = r->e.mmu;
 
 	while (sx_budget_next(&r->b)) {
-		uint64_t b = sx_below(&rng, MX_BLOCKS);
-		tdp_gfn_t block = mx_gfn(r, b * SX_PAGES_2M);
+		uint64_t b = ts_rand_below(&rng, MX_BLOCKS);
+		tdp_gfn_t block = mx_gfn(r, b * TS_PAGES_2M);
 		bool wrprot;
 		int64_t ret;
 
-		switch (sx_below(&rng, 6)) {
+		switch (ts_rand_below(&rng, 6)) {
 		case 0:
 		case 1:
 			memset(bitmap, 0, sizeof(bitmap));
-			ret = tdp_harvest_dirty(mmu, block, block + SX_PAGES_2M,
+			ret = tdp_harvest_dirty(mmu, block, block + TS_PAGES_2M,
 						bitmap, TDP_ALIAS_SHARED);
 			if (ret > 0)
 				__atomic_add_fetch(&da->d->reported, ret,
 						   __ATOMIC_RELAXED);
 			break;
 		case 2:
-			wrprot = sx_below(&rng, 2);
+			wrprot = ts_rand_below(&rng, 2);
 			ret = tdp_clear_dirty_masked(
-				mmu, block + sx_below(&rng, 8) * 64,
-				sx_rand(&rng), wrprot, TDP_ALIAS_SHARED);
+				mmu, block + ts_rand_below(&rng, 8) * 64,
+				ts_rand(&rng), wrprot, TDP_ALIAS_SHARED);
 			/* Only 4 KiB leaves: one frame per leaf cleared.
 			 * The write-protecting form clears no dirty bit. */
 			if (ret > 0 && !wrprot)
@@ -1028,16 +1026,16 @@ static void *dirty_logger(void *p)
 						   __ATOMIC_RELAXED);
 			break;
 		case 3:
-			ret = tdp_wrprot_range(mmu, block, block + SX_PAGES_2M,
+			ret = tdp_wrprot_range(mmu, block, block + TS_PAGES_2M,
 					       TDP_ALIAS_SHARED);
 			break;
 		case 4:
-			ret = tdp_age_range(mmu, block, block + SX_PAGES_2M,
+			ret = tdp_age_range(mmu, block, block + TS_PAGES_2M,
 					    true, TDP_ALIAS_SHARED);
 			break;
 		default:
 			ret = tdp_split_huge_range(
-				mmu, block, block + SX_PAGES_2M, TDP_LEVEL_4K,
+				mmu, block, block + TS_PAGES_2M, TDP_LEVEL_4K,
 				TDP_ALIAS_SHARED);
 			break;
 		}
@@ -1057,17 +1055,17 @@ static void scenario_dirty(struct mx_run *r)
 	struct dirty d = { 0 };
 	struct mx_vcpu_arg args[SX_MAX_THREADS];
 	struct dirty_arg da = { .run = r, .d = &d };
-	uint64_t bitmap[SX_PAGES_2M / 64];
+	uint64_t bitmap[TS_PAGES_2M / 64];
 
 	mx_vcpu_args(r, args, &d);
 	mx_run_threads(r, dirty_vcpu, args, sizeof(args[0]), dirty_logger, 1,
 		       &da);
 	for (uint64_t b = 0; b < MX_BLOCKS; b++) {
-		tdp_gfn_t block = mx_gfn(r, b * SX_PAGES_2M);
+		tdp_gfn_t block = mx_gfn(r, b * TS_PAGES_2M);
 		int64_t n;
 
 		memset(bitmap, 0, sizeof(bitmap));
-		n = tdp_harvest_dirty(r->e.mmu, block, block + SX_PAGES_2M,
+		n = tdp_harvest_dirty(r->e.mmu, block, block + TS_PAGES_2M,
 				      bitmap, TDP_ALIAS_SHARED);
 		SX_CHECK(n >= 0, "harvest: %" PRId64, n);
 		d.reported += n > 0 ? n : 0;
@@ -1122,10 +1120,10 @@ static void run_scenario(const struct sx_opts *o, int idx)
 		sx_check_quiesced(&r->e);
 		/* The next phase starts from an empty tree of leaves. */
 		for (uint64_t b = 0; b < MX_BLOCKS; b++) {
-			tdp_gfn_t s = mx_gfn(r, b * SX_PAGES_2M);
+			tdp_gfn_t s = mx_gfn(r, b * TS_PAGES_2M);
 
 			SX_CHECK(tdp_zap_slot_deleted(r->e.mmu, s,
-						      s + SX_PAGES_2M) == 0,
+						      s + TS_PAGES_2M) == 0,
 				 "end of phase zap");
 		}
 		printf("stress_mixed: %s: phase %d window %#" PRIx64

@@ -45,7 +45,7 @@ static const tdp_gfn_t watch[NR_WATCH] = {
 };
 
 struct ctx {
-	struct sx_env e;
+	struct ts_env e;
 	struct tdp_vcpu *vcpu;	/* the test's long-lived vCPU */
 	struct tdp_vcpu *fresh; /* created by prepare, empty cache */
 	struct tdp_root *root;	/* taken by an operation */
@@ -168,10 +168,10 @@ static int run_mmu_create(void)
 {
 	struct tdp_mmu_config cfg = {
 		.root_level = 4,
-		.direct_bits = SX_SHARED_BIT,
+		.direct_bits = TS_SHARED_BIT,
 		.host = { .flush_range = noop_flush_range,
 			  .flush_all = noop_flush_all },
-		.backend = ts_backend_ops(C->e.rec),
+		.backend = ts_backend_ops(C->e.be),
 	};
 
 	return tdp_mmu_create(&cfg, &C->made);
@@ -196,9 +196,7 @@ static int run_topup(void)
 /* A private 4 KiB fault in a 1 GiB region no other operation uses. */
 static int run_map_private(void)
 {
-	return sx_map_once(&C->e, C->fresh, 0x1000000 + 7, true,
-			   sx_pfn(0x1000000 + 7, true), TDP_PROT_RWX,
-			   TDP_LEVEL_4K, tdp_mmu_seq(C->e.mmu));
+	return ts_map_seq(C->fresh, 0x1000000 + 7, ts_alias(true), ts_pfn(0x1000000 + 7, ts_alias(true)), TDP_PROT_RWX, TDP_LEVEL_4K, tdp_mmu_seq(C->e.mmu));
 }
 
 static void undo_map_private(void)
@@ -211,9 +209,7 @@ static void undo_map_private(void)
 
 static int run_map_shared_new_root(void)
 {
-	return sx_map_once(&C->e, C->fresh, 0x2000000 + 9, false,
-			   sx_pfn(0x2000000 + 9, false), TDP_PROT_RWX,
-			   TDP_LEVEL_4K, tdp_mmu_seq(C->e.mmu));
+	return ts_map_seq(C->fresh, 0x2000000 + 9, ts_alias(false), ts_pfn(0x2000000 + 9, ts_alias(false)), TDP_PROT_RWX, TDP_LEVEL_4K, tdp_mmu_seq(C->e.mmu));
 }
 
 static void undo_map_shared(void)
@@ -267,8 +263,8 @@ static void prep_huge_leaf(void)
 
 static int run_split(void)
 {
-	return tdp_split_huge_range(C->e.mmu, SPLIT_GFN + 3 * SX_PAGES_2M,
-				    SPLIT_GFN + 6 * SX_PAGES_2M, TDP_LEVEL_4K,
+	return tdp_split_huge_range(C->e.mmu, SPLIT_GFN + 3 * TS_PAGES_2M,
+				    SPLIT_GFN + 6 * TS_PAGES_2M, TDP_LEVEL_4K,
 				    TDP_ALIAS_SHARED);
 }
 
@@ -306,7 +302,7 @@ static void still_usable(const char *op, int n)
 		SX_CHECK(ret == TDP_FAULT_FIXED,
 			 "after %s failed at allocation %d a fault returned %d",
 			 op, n, ret);
-		SX_CHECK(tdp_zap_range(C->e.mmu, g, g + 1, sx_alias(a)) == 0,
+		SX_CHECK(tdp_zap_range(C->e.mmu, g, g + 1, ts_alias(a)) == 0,
 			 "after %s failed: zap", op);
 	}
 }
@@ -423,13 +419,9 @@ static int no_alloc_op(int i)
 	switch (i) {
 	case 0:
 		/* A fault whose cache is full and whose root is loaded. */
-		return sx_map_once(&C->e, C->vcpu, 0x6000000 + 1, true,
-				   sx_pfn(0x6000000 + 1, true), TDP_PROT_RWX,
-				   TDP_LEVEL_4K, tdp_mmu_seq(mmu));
+		return ts_map_seq(C->vcpu, 0x6000000 + 1, ts_alias(true), ts_pfn(0x6000000 + 1, ts_alias(true)), TDP_PROT_RWX, TDP_LEVEL_4K, tdp_mmu_seq(mmu));
 	case 1:
-		return sx_map_once(&C->e, C->vcpu, 0x6000000 + 2, false,
-				   sx_pfn(0x6000000 + 2, false), TDP_PROT_RWX,
-				   TDP_LEVEL_4K, tdp_mmu_seq(mmu));
+		return ts_map_seq(C->vcpu, 0x6000000 + 2, ts_alias(false), ts_pfn(0x6000000 + 2, ts_alias(false)), TDP_PROT_RWX, TDP_LEVEL_4K, tdp_mmu_seq(mmu));
 	case 2:
 		return tdp_wrprot_range(mmu, 0x6000000, 0x6000200,
 					TDP_ALIAS_SHARED);
@@ -446,7 +438,7 @@ static int no_alloc_op(int i)
 		return (int)tdp_age_range(mmu, 0x6000000, 0x6000200, true,
 					  TDP_ALIAS_SHARED);
 	case 7:
-		return tdp_fast_fix(mmu, (0x6000000 + 2) | SX_SHARED_BIT,
+		return tdp_fast_fix(mmu, (0x6000000 + 2) | TS_SHARED_BIT,
 				    TDP_PROT_READ | TDP_PROT_WRITE);
 	case 8:
 		return tdp_lookup(mmu, 0x6000000 + 1, TDP_ALIAS_PRIVATE, &spte,

@@ -34,13 +34,13 @@
 
 #define NR_THREADS 4
 #define BLOCKS 4
-#define GFNS (BLOCKS * SX_PAGES_2M)
+#define GFNS (BLOCKS * TS_PAGES_2M)
 #define OWNED (GFNS / 2)
 
 static struct sx_opts opts;
 
 struct inject_run {
-	struct sx_env e;
+	struct ts_env e;
 	struct sx_budget b;
 	tdp_gfn_t base;
 	/* Owned half: what the owner left, per alias. */
@@ -62,10 +62,10 @@ struct inject_thread {
 /* GFN i of the window: blocks in two 1 GiB regions. */
 static tdp_gfn_t window_gfn(const struct inject_run *r, uint64_t i)
 {
-	uint64_t block = i / SX_PAGES_2M;
+	uint64_t block = i / TS_PAGES_2M;
 
-	return r->base + (block % 2) * SX_PAGES_1G +
-	       (block / 2) * 5 * SX_PAGES_2M + i % SX_PAGES_2M;
+	return r->base + (block % 2) * TS_PAGES_1G +
+	       (block / 2) * 5 * TS_PAGES_2M + i % TS_PAGES_2M;
 }
 
 static int fault(struct inject_run *r, struct tdp_vcpu *v, tdp_gfn_t g,
@@ -85,18 +85,18 @@ static void *inject_vcpu(void *arg)
 	if (!SX_CHECK(tdp_vcpu_create(r->e.mmu, &v) == 0, "vcpu"))
 		return NULL;
 	while (sx_budget_next(&r->b)) {
-		bool private = sx_below(&rng, 3) != 0;
+		bool private = ts_rand_below(&rng, 3) != 0;
 		uint64_t i;
 		tdp_gfn_t g;
 		int ret, level;
 
-		if (sx_below(&rng, 2)) {
-			i = sx_below(&rng, OWNED / NR_THREADS) * NR_THREADS +
+		if (ts_rand_below(&rng, 2)) {
+			i = ts_rand_below(&rng, OWNED / NR_THREADS) * NR_THREADS +
 			    (uint64_t)t->id;
 			g = window_gfn(r, i);
-			if (sx_below(&rng, 4) == 0) {
+			if (ts_rand_below(&rng, 4) == 0) {
 				ret = tdp_zap_range(r->e.mmu, g, g + 1,
-						    sx_alias(private));
+						    ts_alias(private));
 				SX_CHECK(ret == 0, "zap: %d", ret);
 				r->owned[private][i] = false;
 				continue;
@@ -113,9 +113,9 @@ static void *inject_vcpu(void *arg)
 					 ret);
 			continue;
 		}
-		i = OWNED + sx_below(&rng, GFNS - OWNED);
+		i = OWNED + ts_rand_below(&rng, GFNS - OWNED);
 		g = window_gfn(r, i);
-		level = sx_below(&rng, 4) ? TDP_LEVEL_4K : TDP_LEVEL_2M;
+		level = ts_rand_below(&rng, 4) ? TDP_LEVEL_4K : TDP_LEVEL_2M;
 		ret = fault(r, v, g, private, level);
 		faults++;
 		if (ret == TDP_FAULT_FIXED || ret == TDP_FAULT_SPURIOUS) {
@@ -123,7 +123,7 @@ static void *inject_vcpu(void *arg)
 					 __ATOMIC_RELAXED);
 			if (level == TDP_LEVEL_2M)
 				__atomic_store_n(
-					&r->huge[private][i / SX_PAGES_2M],
+					&r->huge[private][i / TS_PAGES_2M],
 					true, __ATOMIC_RELAXED);
 		} else if (ret == -ENOSPC && private)
 			__atomic_add_fetch(&r->hard_errors, 1,
@@ -152,22 +152,22 @@ static void run_rates(unsigned int busy, unsigned int hard)
 	long before = sx_failures();
 
 	assert_true(sx_env_init(&r.e, 0, true, 4096));
-	r.base = (1 + busy / 100 + hard) * SX_PAGES_512G;
+	r.base = (1 + busy / 100 + hard) * TS_PAGES_512G;
 	for (int a = 0; a < 2; a++) {
 		r.owned[a] = calloc(OWNED, sizeof(bool));
 		r.mapped[a] = calloc(GFNS - OWNED, sizeof(bool));
 		assert_non_null(r.owned[a]);
 		assert_non_null(r.mapped[a]);
 	}
-	ts_set_link_delay(r.e.rec, 10);
-	ts_set_injection(r.e.rec, busy, hard, opts.seed + busy + hard);
+	ts_set_link_delay(r.e.be, 10);
+	ts_set_injection(r.e.be, busy, hard, opts.seed + busy + hard);
 	sx_budget_start(&r.b, opts.quick ? 0.25 : opts.seconds, opts.max_ops);
 	for (int i = 0; i < NR_THREADS; i++) {
 		th[i] = (struct inject_thread){ .run = &r, .id = i };
 		sx_spawn(&g, inject_vcpu, &th[i]);
 	}
 	sx_join(&g);
-	ts_set_injection(r.e.rec, 0, 0, 0);
+	ts_set_injection(r.e.be, 0, 0, 0);
 
 	/* No lost mapping, no mapping where every fault failed. */
 	for (uint64_t i = 0; i < OWNED; i++)
@@ -195,7 +195,7 @@ static void run_rates(unsigned int busy, unsigned int hard)
 				 * (perhaps split since) may cover a GFN no
 				 * fault mapped. */
 				SX_CHECK(!have || level > TDP_LEVEL_4K ||
-						 r.huge[a][i / SX_PAGES_2M],
+						 r.huge[a][i / TS_PAGES_2M],
 					 "%s GFN %#" PRIx64 " is mapped though "
 					 "no fault of it succeeded",
 					 a ? "private" : "shared", gfn);
@@ -203,7 +203,7 @@ static void run_rates(unsigned int busy, unsigned int hard)
 	}
 	sx_check_quiesced(&r.e);
 	tdp_mmu_get_stats(r.e.mmu, &st);
-	c = ts_counts(r.e.rec);
+	c = ts_counts(r.e.be);
 	printf("inject: busy %u.%u%% hard %u.%u%%: %ld faults, backend busy "
 	       "%" PRIu64 ", hard errors %" PRIu64 " (%ld reported), %" PRIu64
 	       " retries\n",

@@ -439,6 +439,20 @@ struct ts_leaf ts_lookup(struct tdp_mmu *mmu, tdp_gfn_t gfn,
 	return l;
 }
 
+bool ts_lookup_leaf(struct tdp_mmu *mmu, tdp_gfn_t gfn, enum tdp_alias alias,
+		    int *level, tdp_pfn_t *pfn)
+{
+	struct ts_leaf l = ts_lookup(mmu, gfn, alias);
+
+	if (!l.present)
+		return false;
+	if (level)
+		*level = l.level;
+	if (pfn)
+		*pfn = l.pfn;
+	return true;
+}
+
 /* ---- statistics ---------------------------------------------------------- */
 
 uint64_t ts_stat_tables(const struct tdp_stats *st, int type, int below_level)

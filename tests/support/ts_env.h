@@ -236,6 +236,13 @@ struct ts_leaf {
 struct ts_leaf ts_lookup(struct tdp_mmu *mmu, tdp_gfn_t gfn,
 			 enum tdp_alias alias);
 
+/*
+ * True if a present leaf translates @gfn in @alias (a failed lookup reads
+ * as none); then its level and the frame it maps for @gfn itself.
+ */
+bool ts_lookup_leaf(struct tdp_mmu *mmu, tdp_gfn_t gfn, enum tdp_alias alias,
+		    int *level, tdp_pfn_t *pfn);
+
 /* ---- statistics ---------------------------------------------------------- */
 
 /* Tables of tree @type at levels [1, @below_level) (the root's level: all
