@@ -20,19 +20,18 @@
 #define PAGES_1G (512ULL * 512)
 #define PAGES_512G (512ULL * 512 * 512)
 
-static const struct st_env_opts tdx = {
+static const struct ts_env_opts tdx = {
 	.backend = true,
 	.ext_table_size = 4096,
 };
 
 /* The unaliased GFN limit of the confidential-VM tests. */
-#define GFN_LIMIT ST_SHARED_BIT
+#define GFN_LIMIT TS_SHARED_BIT
 
-static int map_alias(struct st_env *e, tdp_gfn_t gfn, enum tdp_alias alias,
+static int map_alias(struct ts_env *e, tdp_gfn_t gfn, enum tdp_alias alias,
 		     int max_level)
 {
-	return st_map(e, e->vcpu, gfn, alias, st_pfn(gfn, alias), RW,
-		      max_level);
+	return ts_map(e->vcpu, gfn, alias, ts_pfn(gfn, alias), RW, max_level);
 }
 
 static void expect_event(struct st *t, struct ts_backend *b, unsigned int i,
@@ -46,36 +45,36 @@ static void expect_event(struct st *t, struct ts_backend *b, unsigned int i,
 	ST_EQ(t, ev.ret, 0);
 }
 
-/* @gfn's @alias maps what st_pfn() says, with a leaf at @level. */
-static void expect_mapped(struct st_env *e, tdp_gfn_t gfn, enum tdp_alias alias,
+/* @gfn's @alias maps what ts_pfn() says, with a leaf at @level. */
+static void expect_mapped(struct ts_env *e, tdp_gfn_t gfn, enum tdp_alias alias,
 			  int level)
 {
 	tdp_pfn_t pfn = 0;
 	int got = 0;
 
-	if (!ST_TRUE(e->t, st_leaf(e, gfn, alias, &got, &pfn)))
+	if (!ST_TRUE(st_of(e), ts_lookup_leaf(e->mmu, gfn, alias, &got, &pfn)))
 		return;
-	ST_EQ(e->t, got, level);
-	ST_EQ(e->t, pfn, st_pfn(gfn, alias));
+	ST_EQ(st_of(e), got, level);
+	ST_EQ(st_of(e), pfn, ts_pfn(gfn, alias));
 }
 
-static void expect_unmapped(struct st_env *e, tdp_gfn_t gfn,
+static void expect_unmapped(struct ts_env *e, tdp_gfn_t gfn,
 			    enum tdp_alias alias)
 {
-	ST_TRUE(e->t, !st_leaf(e, gfn, alias, NULL, NULL));
+	ST_TRUE(st_of(e), !ts_lookup_leaf(e->mmu, gfn, alias, NULL, NULL));
 }
 
-static void expect_mirror_equals_backend(struct st_env *e)
+static void expect_mirror_equals_backend(struct ts_env *e)
 {
-	ST_EQ(e->t, ts_compare(e->be, e->mmu, 0, GFN_LIMIT), 0);
-	ST_EQ(e->t, ts_violations(e->be), 0);
+	ST_EQ(st_of(e), ts_compare(e->be, e->mmu, 0, GFN_LIMIT), 0);
+	ST_EQ(st_of(e), ts_violations(e->be), 0);
 }
 
-static struct tdp_stats stats_of(struct st_env *e)
+static struct tdp_stats stats_of(struct ts_env *e)
 {
 	struct tdp_stats s = { 0 };
 
-	ST_EQ(e->t, tdp_mmu_get_stats(e->mmu, &s), 0);
+	ST_EQ(st_of(e), tdp_mmu_get_stats(e->mmu, &s), 0);
 	return s;
 }
 
@@ -84,9 +83,9 @@ static struct tdp_stats stats_of(struct st_env *e)
 static void test_private_fault_links_top_down(struct st *t)
 {
 	const tdp_gfn_t g = (2ULL << 27) | (5ULL << 18) | (7ULL << 9) | 3;
-	const tdp_gfn_t g2m = st_round_down(g, 3) + 3 * PAGES_2M + 17;
+	const tdp_gfn_t g2m = ts_round_down(g, 3) + 3 * PAGES_2M + 17;
 	const tdp_gfn_t g1g = (6ULL << 27) | (2ULL << 18) | 0x12345;
-	struct st_env e;
+	struct ts_env e;
 
 	if (!st_env_init(t, &e, &tdx))
 		return;
@@ -97,11 +96,11 @@ static void test_private_fault_links_top_down(struct st *t)
 	ST_EQ(t, map_alias(&e, g, TDP_ALIAS_PRIVATE, TDP_LEVEL_4K),
 	      TDP_FAULT_FIXED);
 	ST_EQ(t, ts_log_count(e.be), 4);
-	expect_event(t, e.be, 0, TS_LINK_TABLE, st_round_down(g, 4), 4);
-	expect_event(t, e.be, 1, TS_LINK_TABLE, st_round_down(g, 3), 3);
-	expect_event(t, e.be, 2, TS_LINK_TABLE, st_round_down(g, 2), 2);
+	expect_event(t, e.be, 0, TS_LINK_TABLE, ts_round_down(g, 4), 4);
+	expect_event(t, e.be, 1, TS_LINK_TABLE, ts_round_down(g, 3), 3);
+	expect_event(t, e.be, 2, TS_LINK_TABLE, ts_round_down(g, 2), 2);
 	expect_event(t, e.be, 3, TS_SET_LEAF, g, 1);
-	ST_EQ(t, ts_log_get(e.be, 3).pfn, ST_PFN_PRIVATE(g));
+	ST_EQ(t, ts_log_get(e.be, 3).pfn, ts_pfn_private(g));
 
 	/* Same table: only the leaf.  Already mapped: no call at all. */
 	ts_log_clear(e.be);
@@ -125,24 +124,24 @@ static void test_private_fault_links_top_down(struct st *t)
 	ST_EQ(t, map_alias(&e, g2m, TDP_ALIAS_PRIVATE, TDP_LEVEL_2M),
 	      TDP_FAULT_FIXED);
 	ST_EQ(t, ts_log_count(e.be), 1);
-	expect_event(t, e.be, 0, TS_SET_LEAF, st_round_down(g2m, 2), 2);
+	expect_event(t, e.be, 0, TS_SET_LEAF, ts_round_down(g2m, 2), 2);
 	ST_EQ(t, ts_log_get(e.be, 0).pfn,
-	      ST_PFN_PRIVATE(st_round_down(g2m, 2)));
+	      ts_pfn_private(ts_round_down(g2m, 2)));
 
 	/* A 1 GiB leaf under a fresh 512 GiB entry: one link, one leaf. */
 	ts_log_clear(e.be);
 	ST_EQ(t, map_alias(&e, g1g, TDP_ALIAS_PRIVATE, TDP_LEVEL_1G),
 	      TDP_FAULT_FIXED);
 	ST_EQ(t, ts_log_count(e.be), 2);
-	expect_event(t, e.be, 0, TS_LINK_TABLE, st_round_down(g1g, 4), 4);
-	expect_event(t, e.be, 1, TS_SET_LEAF, st_round_down(g1g, 3), 3);
+	expect_event(t, e.be, 0, TS_LINK_TABLE, ts_round_down(g1g, 4), 4);
+	expect_event(t, e.be, 1, TS_SET_LEAF, ts_round_down(g1g, 3), 3);
 	expect_mapped(&e, g1g + 1000, TDP_ALIAS_PRIVATE, TDP_LEVEL_1G);
 
 	/* Converting one page of it to shared removes the whole leaf. */
 	ts_log_clear(e.be);
 	ST_EQ(t, tdp_zap_convert_to_shared(e.mmu, g1g, g1g + 1), 0);
 	ST_EQ(t, ts_log_count(e.be), 1);
-	expect_event(t, e.be, 0, TS_REMOVE_LEAF, st_round_down(g1g, 3), 3);
+	expect_event(t, e.be, 0, TS_REMOVE_LEAF, ts_round_down(g1g, 3), 3);
 	expect_unmapped(&e, g1g + 1000, TDP_ALIAS_PRIVATE);
 
 	expect_mirror_equals_backend(&e);
@@ -157,7 +156,7 @@ static void test_busy_and_hard_errors(struct st *t)
 	const tdp_gfn_t g = 3 * PAGES_1G + 5;
 	const tdp_gfn_t fresh = 9 * PAGES_1G + 7;
 	unsigned long retries = 0;
-	struct st_env e;
+	struct ts_env e;
 	struct tdp_stats s;
 	tdp_spte_t spte;
 	int level;
@@ -200,9 +199,7 @@ static void test_busy_and_hard_errors(struct st *t)
 		tdp_gfn_t gfn = 20 * PAGES_1G + i * 97;
 
 		ST_EQ(t,
-		      st_map_retry(&e, e.vcpu, gfn, TDP_ALIAS_PRIVATE,
-				   ST_PFN_PRIVATE(gfn), RW, TDP_LEVEL_4K,
-				   &retries),
+		      ts_map_retry(e.vcpu, gfn, TDP_ALIAS_PRIVATE, ts_pfn_private(gfn), RW, TDP_LEVEL_4K, 0, 5000, &retries),
 		      TDP_FAULT_FIXED);
 	}
 	ts_set_injection(e.be, 0, 0, 0);
@@ -214,7 +211,7 @@ static void test_busy_and_hard_errors(struct st *t)
 
 static void test_enomem_before_backend(struct st *t)
 {
-	struct st_env e;
+	struct ts_env e;
 	struct tdp_vcpu *vcpu = NULL;
 	int ret, failed = 0;
 
@@ -229,8 +226,7 @@ static void test_enomem_before_backend(struct st *t)
 			break;
 		ts_log_clear(e.be);
 		tdp_port_fail_alloc_after(n);
-		ret = st_map(&e, vcpu, gfn, TDP_ALIAS_PRIVATE,
-			     ST_PFN_PRIVATE(gfn), RW, TDP_LEVEL_4K);
+		ret = ts_map(vcpu, gfn, TDP_ALIAS_PRIVATE, ts_pfn_private(gfn), RW, TDP_LEVEL_4K);
 		tdp_port_fail_alloc_after(-1);
 		tdp_vcpu_destroy(vcpu);
 		if (ret != -ENOMEM) {
@@ -251,7 +247,7 @@ static void test_enomem_before_backend(struct st *t)
 static void test_remove_leaf_failure_kills_mmu(struct st *t)
 {
 	const tdp_gfn_t g = 4 * PAGES_1G + 11;
-	struct st_env e;
+	struct ts_env e;
 	tdp_spte_t spte;
 	int level;
 
@@ -282,7 +278,7 @@ static void test_remove_leaf_failure_kills_mmu(struct st *t)
 static void test_free_table_failure_leaks_backend_page(struct st *t)
 {
 	const tdp_gfn_t g = 4 * PAGES_1G + 11;
-	struct st_env e;
+	struct ts_env e;
 	struct tdp_stats s;
 
 	if (!st_env_init(t, &e, &tdx))
@@ -305,7 +301,7 @@ static void test_free_table_failure_leaks_backend_page(struct st *t)
 
 static void test_teardown_frees_every_table_once(struct st *t)
 {
-	struct st_env e;
+	struct ts_env e;
 	unsigned long linked, mapped;
 
 	if (!st_env_init(t, &e, &tdx))
@@ -348,11 +344,11 @@ static void nop_flush_all(void *ctx)
 
 static void test_backend_config_checks(struct st *t)
 {
-	struct ts_backend *b = ts_backend_create(4, ST_SHARED_BIT, 0);
+	struct ts_backend *b = ts_backend_create(4, TS_SHARED_BIT, 0);
 	struct tdp_private_backend ops;
 	struct tdp_mmu_config cfg = {
 		.root_level = 4,
-		.direct_bits = ST_SHARED_BIT,
+		.direct_bits = TS_SHARED_BIT,
 		.host = { .flush_range = nop_flush_range,
 			  .flush_all = nop_flush_all },
 		.backend = &ops,
@@ -367,16 +363,16 @@ static void test_backend_config_checks(struct st *t)
 	ops = *ts_backend_ops(b);
 	cfg.direct_bits = 0;
 	ST_EQ(t, tdp_mmu_create(&cfg, &mmu), -EINVAL);
-	cfg.direct_bits = ST_SHARED_BIT | 1;
+	cfg.direct_bits = TS_SHARED_BIT | 1;
 	ST_EQ(t, tdp_mmu_create(&cfg, &mmu), -EINVAL);
 	cfg.direct_bits = 1ULL << 17;
 	ST_EQ(t, tdp_mmu_create(&cfg, &mmu), -EINVAL);
 	cfg.direct_bits = 1ULL << 36;
 	ST_EQ(t, tdp_mmu_create(&cfg, &mmu), -EINVAL);
 	ST_TRUE(t, mmu == NULL);
-	cfg.direct_bits = ST_SHARED_BIT;
+	cfg.direct_bits = TS_SHARED_BIT;
 	ST_EQ(t, tdp_mmu_create(&cfg, &mmu), 0);
-	ST_EQ(t, tdp_mmu_direct_bits(mmu), ST_SHARED_BIT);
+	ST_EQ(t, tdp_mmu_direct_bits(mmu), TS_SHARED_BIT);
 	ST_EQ(t, tdp_mmu_teardown(mmu), 0);
 	tdp_mmu_destroy(mmu);
 	ST_EQ(t, ts_violations(b), 0);
@@ -392,7 +388,7 @@ static void test_private_alias_unsupported(struct st *t)
 		.max_level = TDP_LEVEL_4K,
 		.mmio = true,
 	};
-	struct st_env e;
+	struct ts_env e;
 	tdp_pfn_t pfn;
 	u64 bitmap[1];
 	int level;
@@ -403,7 +399,7 @@ static void test_private_alias_unsupported(struct st *t)
 	      TDP_FAULT_FIXED);
 	mmio.mmu_seq = tdp_mmu_seq(e.mmu);
 	ST_EQ(t, tdp_map(e.vcpu, &mmio), -EINVAL);
-	mmio.fault_gfn |= ST_SHARED_BIT;
+	mmio.fault_gfn |= TS_SHARED_BIT;
 	ST_EQ(t, tdp_map(e.vcpu, &mmio), TDP_FAULT_FIXED);
 	for (int alias = TDP_ALIAS_PRIVATE; alias <= TDP_ALIAS_BOTH; alias++) {
 		if (alias == TDP_ALIAS_SHARED)
@@ -469,7 +465,7 @@ static void test_alias_targeted_zaps(struct st *t)
 		{ TO_PRIVATE, false, true },
 	};
 	const tdp_gfn_t base = 7 * PAGES_1G + 40;
-	struct st_env e;
+	struct ts_env e;
 
 	if (!st_env_init(t, &e, &tdx))
 		return;
@@ -531,7 +527,7 @@ static tdp_gfn_t fresh_region(unsigned int i)
 }
 
 struct pf_worker {
-	struct st_env *e;
+	struct ts_env *e;
 	struct st_barrier *barrier;
 	unsigned int regions;
 	int id;
@@ -542,7 +538,7 @@ struct pf_worker {
 static int pf_worker_fn(void *arg)
 {
 	struct pf_worker *w = arg;
-	struct st *t = w->e->t;
+	struct st *t = st_of(w->e);
 	struct tdp_vcpu *vcpu = NULL;
 
 	tdp_thread_register();
@@ -554,9 +550,7 @@ static int pf_worker_fn(void *arg)
 		st_barrier_wait(w->barrier);
 		for (int j = 0; vcpu && j < PF_FAULTS; j++) {
 			tdp_gfn_t g = base + (tdp_gfn_t)w->id * 128 + j * 13;
-			int ret = st_map_retry(w->e, vcpu, g, TDP_ALIAS_PRIVATE,
-					       ST_PFN_PRIVATE(g), RW,
-					       TDP_LEVEL_4K, &w->retries);
+			int ret = ts_map_retry(vcpu, g, TDP_ALIAS_PRIVATE, ts_pfn_private(g), RW, TDP_LEVEL_4K, 0, 5000, &w->retries);
 
 			if (ret != TDP_FAULT_FIXED) {
 				w->not_fixed++;
@@ -578,7 +572,7 @@ static void test_concurrent_faults_parent_first(struct st *t)
 	struct st_thread *th[PF_THREADS];
 	struct st_barrier barrier;
 	unsigned long retries = 0;
-	struct st_env e;
+	struct ts_env e;
 
 	if (!st_env_init(t, &e, &tdx))
 		return;
@@ -620,7 +614,7 @@ static void test_concurrent_faults_parent_first(struct st *t)
 #define RACE_FAULTERS 3
 
 struct race {
-	struct st_env *e;
+	struct ts_env *e;
 	atomic_t zaps; /* zap operations done */
 	int max_zaps;
 };
@@ -634,24 +628,23 @@ struct race_worker {
 static int race_faulter_fn(void *arg)
 {
 	struct race_worker *w = arg;
-	struct st_env *e = w->r->e;
+	struct ts_env *e = w->r->e;
 	struct tdp_vcpu *vcpu = NULL;
 
 	tdp_thread_register();
-	ST_EQ(e->t, tdp_vcpu_create(e->mmu, &vcpu), 0);
+	ST_EQ(st_of(e), tdp_vcpu_create(e->mmu, &vcpu), 0);
 	while (vcpu && !kthread_should_stop()) {
-		u64 x = st_rand(&w->rng);
+		u64 x = ts_rand(&w->rng);
 		tdp_gfn_t gfn = RACE_BASE + x % RACE_WINDOW;
 		enum tdp_alias alias =
 			(x >> 32) & 1 ? TDP_ALIAS_PRIVATE : TDP_ALIAS_SHARED;
 		int level = (x >> 33) % 4 ? TDP_LEVEL_4K : TDP_LEVEL_2M;
-		int ret = st_map_retry(e, vcpu, gfn, alias, st_pfn(gfn, alias),
-				       RW, level, NULL);
+		int ret = ts_map_retry(vcpu, gfn, alias, ts_pfn(gfn, alias), RW, level, 0, 5000, NULL);
 
 		/* Injected hard errors come back unchanged. */
 		if (ret != -ENOSPC && ret != TDP_FAULT_FIXED &&
 		    ret != TDP_FAULT_SPURIOUS)
-			st_fail(e->t, __FILE__, __LINE__,
+			st_fail(st_of(e), __FILE__, __LINE__,
 				"fault of gfn %#llx (alias %d, level %d) returned %d",
 				gfn, alias, level, ret);
 		cond_resched();
@@ -664,12 +657,12 @@ static int race_faulter_fn(void *arg)
 static int race_zapper_fn(void *arg)
 {
 	struct race_worker *w = arg;
-	struct st_env *e = w->r->e;
+	struct ts_env *e = w->r->e;
 
 	tdp_thread_register();
 	while (!kthread_should_stop() &&
 	       atomic_inc_return(&w->r->zaps) <= w->r->max_zaps) {
-		u64 x = st_rand(&w->rng);
+		u64 x = ts_rand(&w->rng);
 		tdp_gfn_t start = RACE_BASE + x % RACE_WINDOW;
 		tdp_gfn_t end = min(start + 1 + (x >> 16) % 1024,
 				    RACE_BASE + RACE_WINDOW);
@@ -702,7 +695,7 @@ static int race_zapper_fn(void *arg)
 			ret = tdp_zap_all(e->mmu);
 			break;
 		}
-		ST_EQ(e->t, ret, 0);
+		ST_EQ(st_of(e), ret, 0);
 		usleep_range(20, 60);
 	}
 	tdp_thread_unregister();
@@ -710,7 +703,7 @@ static int race_zapper_fn(void *arg)
 }
 
 /* Every present leaf of the window maps what its GFN and alias call for. */
-static void check_race_window(struct st_env *e)
+static void check_race_window(struct ts_env *e)
 {
 	for (tdp_gfn_t gfn = RACE_BASE; gfn < RACE_BASE + RACE_WINDOW; gfn++) {
 		for (int a = 0; a < 2; a++) {
@@ -718,8 +711,8 @@ static void check_race_window(struct st_env *e)
 				a ? TDP_ALIAS_PRIVATE : TDP_ALIAS_SHARED;
 			tdp_pfn_t pfn;
 
-			if (st_leaf(e, gfn, alias, NULL, &pfn))
-				ST_EQ(e->t, pfn, st_pfn(gfn, alias));
+			if (ts_lookup_leaf(e->mmu, gfn, alias, NULL, &pfn))
+				ST_EQ(st_of(e), pfn, ts_pfn(gfn, alias));
 		}
 	}
 	expect_mirror_equals_backend(e);
@@ -727,12 +720,12 @@ static void check_race_window(struct st_env *e)
 
 static void run_faults_race_zaps(struct st *t, unsigned int flags)
 {
-	struct st_env_opts o = tdx;
+	struct ts_env_opts o = tdx;
 	struct race_worker w[RACE_FAULTERS + 1];
 	struct st_thread *th[RACE_FAULTERS + 1];
 	unsigned long deadline;
 	struct race r;
-	struct st_env e;
+	struct ts_env e;
 
 	o.flags = flags;
 	if (!st_env_init(t, &e, &o))

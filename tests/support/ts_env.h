@@ -51,6 +51,16 @@ static inline tdp_pfn_t ts_pfn(tdp_gfn_t gfn, enum tdp_alias alias)
 	       gfn;
 }
 
+static inline tdp_pfn_t ts_pfn_shared(tdp_gfn_t gfn)
+{
+	return ts_pfn(gfn, TDP_ALIAS_SHARED);
+}
+
+static inline tdp_pfn_t ts_pfn_private(tdp_gfn_t gfn)
+{
+	return ts_pfn(gfn, TDP_ALIAS_PRIVATE);
+}
+
 static inline enum tdp_alias ts_alias(bool private_alias)
 {
 	return private_alias ? TDP_ALIAS_PRIVATE : TDP_ALIAS_SHARED;
