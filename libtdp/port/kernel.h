@@ -499,25 +499,10 @@ static inline void tdp_mutex_unlock(tdp_mutex_t *m)
 
 /* A lock for short sections where sleeping is not allowed. */
 typedef spinlock_t tdp_spinlock_t;
-
-static inline void tdp_spin_lock_init(tdp_spinlock_t *l)
-{
-	spin_lock_init(l);
-}
-
-static inline void tdp_spin_lock_destroy(tdp_spinlock_t *l)
-{
-}
-
-static inline void tdp_spin_lock(tdp_spinlock_t *l)
-{
-	spin_lock(l);
-}
-
-static inline void tdp_spin_unlock(tdp_spinlock_t *l)
-{
-	spin_unlock(l);
-}
+#define tdp_spin_lock_init(l) spin_lock_init(l)
+#define tdp_spin_lock_destroy(l) ((void)(l))
+#define tdp_spin_lock(l) spin_lock(l)
+#define tdp_spin_unlock(l) spin_unlock(l)
 
 /* ---- time ---------------------------------------------------------------- */
 

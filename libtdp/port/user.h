@@ -484,27 +484,11 @@ static inline void tdp_mutex_unlock(tdp_mutex_t *m)
  * callback).  User space may block anywhere, so it is a mutex: a waiter
  * sleeps instead of burning the CPU that a preempted holder needs.
  */
-typedef pthread_mutex_t tdp_spinlock_t;
-
-static inline void tdp_spin_lock_init(tdp_spinlock_t *l)
-{
-	pthread_mutex_init(l, NULL);
-}
-
-static inline void tdp_spin_lock_destroy(tdp_spinlock_t *l)
-{
-	pthread_mutex_destroy(l);
-}
-
-static inline void tdp_spin_lock(tdp_spinlock_t *l)
-{
-	pthread_mutex_lock(l);
-}
-
-static inline void tdp_spin_unlock(tdp_spinlock_t *l)
-{
-	pthread_mutex_unlock(l);
-}
+typedef tdp_mutex_t tdp_spinlock_t;
+#define tdp_spin_lock_init(l) tdp_mutex_init(l)
+#define tdp_spin_lock_destroy(l) tdp_mutex_destroy(l)
+#define tdp_spin_lock(l) tdp_mutex_lock(l)
+#define tdp_spin_unlock(l) tdp_mutex_unlock(l)
 
 /* ---- time -------------------------------------------------------------- */
 
