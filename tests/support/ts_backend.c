@@ -24,10 +24,27 @@
 #define TS_MSG_MAX 256
 #define TS_EXT_MAGIC 0x5453424b454e4421ULL /* "TSBKEND!" */
 
+/*
+ * A chained hash that starts small and doubles whenever it holds more
+ * nodes than buckets (when that memory cannot be had, its chains just grow
+ * longer).  A node is embedded in its entry; @key gives the mixed hash of
+ * a node's key.  Protected by b->lock.
+ */
+struct hnode {
+	struct hnode *next;
+};
+
+struct hash {
+	struct hnode **buckets; /* mask + 1 chains */
+	size_t mask;		/* bucket count - 1, a power of two */
+	size_t nr;		/* nodes */
+	uint64_t (*key)(const struct hnode *n);
+};
+
 enum ent_kind { ENT_TABLE, ENT_LEAF };
 
 struct ent {
-	struct ent *next;
+	struct hnode node; /* first: freed through it */
 	tdp_gfn_t gfn;
 	int level; /* level of the mirror SPTE */
 	enum ent_kind kind;
@@ -39,7 +56,7 @@ struct ent {
 };
 
 struct ext_node {
-	struct ext_node *next;
+	struct hnode node; /* first: freed through it */
 	const struct tdp_ext_table *ext;
 };
 
@@ -76,10 +93,8 @@ struct ts_backend {
 	int fail_demote_left;
 	int fail_promote_err; /* the same for promote_leaf */
 	int fail_promote_left;
-	struct ent **buckets;	       /* ent_mask + 1 chains */
-	struct ext_node **ext_buckets; /* ext_mask + 1 chains */
-	size_t ent_mask, ext_mask;     /* bucket counts - 1, powers of two */
-	size_t nr_ents, nr_exts;       /* entries in each hash */
+	struct hash ents; /* struct ent by (level, gfn) */
+	struct hash exts; /* struct ext_node of the live tables' pages */
 	size_t nr_tables, nr_leaves;
 	struct ts_counts counts;
 	bool log_on;
@@ -121,6 +136,81 @@ uint64_t ts_violations(struct ts_backend *b)
 
 /* ---- the model ----------------------------------------------------------- */
 
+static bool hash_init(struct hash *h, uint64_t (*key)(const struct hnode *n))
+{
+	h->buckets = tdp_zalloc_atomic(TS_MIN_BUCKETS * sizeof(*h->buckets));
+	h->mask = TS_MIN_BUCKETS - 1;
+	h->nr = 0;
+	h->key = key;
+	return h->buckets != NULL;
+}
+
+static struct hnode **hash_bucket(struct hash *h, uint64_t key)
+{
+	return &h->buckets[key & h->mask];
+}
+
+static void hash_push(struct hash *h, struct hnode *n)
+{
+	struct hnode **bk = hash_bucket(h, h->key(n));
+
+	n->next = *bk;
+	*bk = n;
+}
+
+/* Twice the buckets, every node moved over. */
+static void hash_grow(struct hash *h)
+{
+	struct hnode **old = h->buckets;
+	size_t old_count = h->mask + 1;
+	struct hnode **nb = tdp_zalloc_atomic(2 * old_count * sizeof(*nb));
+
+	if (!nb)
+		return;
+	h->buckets = nb;
+	h->mask = 2 * old_count - 1;
+	for (size_t i = 0; i < old_count; i++) {
+		while (old[i]) {
+			struct hnode *n = old[i];
+
+			old[i] = n->next;
+			hash_push(h, n);
+		}
+	}
+	tdp_free(old);
+}
+
+static void hash_insert(struct hash *h, struct hnode *n)
+{
+	if (++h->nr > h->mask + 1)
+		hash_grow(h);
+	hash_push(h, n);
+}
+
+static void hash_unlink(struct hash *h, struct hnode *n)
+{
+	struct hnode **pp = hash_bucket(h, h->key(n));
+
+	while (*pp != n)
+		pp = &(*pp)->next;
+	*pp = n->next;
+	h->nr--;
+}
+
+/* Free every node (first in what was allocated) and the buckets. */
+static void hash_destroy(struct hash *h)
+{
+	for (size_t i = 0; h->buckets && i <= h->mask; i++) {
+		while (h->buckets[i]) {
+			struct hnode *n = h->buckets[i];
+
+			h->buckets[i] = n->next;
+			tdp_free(n);
+		}
+	}
+	tdp_free(h->buckets);
+}
+
 static uint64_t ent_hash(tdp_gfn_t gfn, int level)
 {
 	uint64_t h =
@@ -131,67 +221,24 @@ static uint64_t ent_hash(tdp_gfn_t gfn, int level)
 	return h;
 }
 
-static struct ent **ent_bucket(struct ts_backend *b, tdp_gfn_t gfn, int level)
+static uint64_t ent_key(const struct hnode *n)
 {
-	return &b->buckets[ent_hash(gfn, level) & b->ent_mask];
+	const struct ent *e = TDP_CONTAINER_OF(n, struct ent, node);
+
+	return ent_hash(e->gfn, e->level);
 }
 
 static struct ent *ent_find(struct ts_backend *b, tdp_gfn_t gfn, int level)
 {
-	struct ent *e;
+	struct hnode *n;
 
-	for (e = *ent_bucket(b, gfn, level); e; e = e->next)
+	for (n = *hash_bucket(&b->ents, ent_hash(gfn, level)); n; n = n->next) {
+		struct ent *e = TDP_CONTAINER_OF(n, struct ent, node);
+
 		if (e->gfn == gfn && e->level == level)
 			return e;
-	return NULL;
-}
-
-/*
- * Twice the buckets, every entry moved over; when that memory cannot be
- * had the chains just grow longer.  Called with b->lock held.
- */
-static void ent_grow(struct ts_backend *b)
-{
-	struct ent **old = b->buckets;
-	size_t old_count = b->ent_mask + 1;
-	struct ent **nb = tdp_zalloc_atomic(2 * old_count * sizeof(*nb));
-
-	if (!nb)
-		return;
-	b->buckets = nb;
-	b->ent_mask = 2 * old_count - 1;
-	for (size_t i = 0; i < old_count; i++) {
-		while (old[i]) {
-			struct ent *e = old[i];
-			struct ent **bk = ent_bucket(b, e->gfn, e->level);
-
-			old[i] = e->next;
-			e->next = *bk;
-			*bk = e;
-		}
 	}
-	tdp_free(old);
-}
-
-static void ent_insert(struct ts_backend *b, struct ent *e)
-{
-	struct ent **bk;
-
-	if (++b->nr_ents > b->ent_mask + 1)
-		ent_grow(b);
-	bk = ent_bucket(b, e->gfn, e->level);
-	e->next = *bk;
-	*bk = e;
-}
-
-static void ent_unlink(struct ts_backend *b, struct ent *e)
-{
-	struct ent **pp = ent_bucket(b, e->gfn, e->level);
-
-	while (*pp != e)
-		pp = &(*pp)->next;
-	*pp = e->next;
-	b->nr_ents--;
+	return NULL;
 }
 
 /* A new model entry; NULL (a violation) when no memory is left. */
@@ -204,78 +251,49 @@ static struct ent *ent_alloc(struct ts_backend *b)
 	return e;
 }
 
-static struct ext_node **ext_bucket(struct ts_backend *b,
-				    const struct tdp_ext_table *ext)
+static uint64_t ext_hash(const struct tdp_ext_table *ext)
 {
-	uint64_t h = (uint64_t)(uintptr_t)ext * 0x9e3779b97f4a7c15ULL;
-
-	return &b->ext_buckets[(h >> 32) & b->ext_mask];
+	return ((uint64_t)(uintptr_t)ext * 0x9e3779b97f4a7c15ULL) >> 32;
 }
 
-static bool ext_known(struct ts_backend *b, const struct tdp_ext_table *ext)
+static uint64_t ext_key(const struct hnode *n)
 {
-	struct ext_node *n;
-
-	for (n = *ext_bucket(b, ext); n; n = n->next)
-		if (n->ext == ext)
-			return true;
-	return false;
+	return ext_hash(TDP_CONTAINER_OF(n, struct ext_node, node)->ext);
 }
 
-/* As ent_grow(), for the backend pages.  Called with b->lock held. */
-static void ext_grow(struct ts_backend *b)
+static struct ext_node *ext_find(struct ts_backend *b,
+				 const struct tdp_ext_table *ext)
 {
-	struct ext_node **old = b->ext_buckets;
-	size_t old_count = b->ext_mask + 1;
-	struct ext_node **nb = tdp_zalloc_atomic(2 * old_count * sizeof(*nb));
+	struct hnode *n;
 
-	if (!nb)
-		return;
-	b->ext_buckets = nb;
-	b->ext_mask = 2 * old_count - 1;
-	for (size_t i = 0; i < old_count; i++) {
-		while (old[i]) {
-			struct ext_node *n = old[i];
-			struct ext_node **bk = ext_bucket(b, n->ext);
+	for (n = *hash_bucket(&b->exts, ext_hash(ext)); n; n = n->next) {
+		struct ext_node *x = TDP_CONTAINER_OF(n, struct ext_node, node);
 
-			old[i] = n->next;
-			n->next = *bk;
-			*bk = n;
-		}
+		if (x->ext == ext)
+			return x;
 	}
-	tdp_free(old);
+	return NULL;
 }
 
 static void ext_add(struct ts_backend *b, const struct tdp_ext_table *ext)
 {
-	struct ext_node *n = tdp_zalloc_atomic(sizeof(*n));
-	struct ext_node **bk;
+	struct ext_node *x = tdp_zalloc_atomic(sizeof(*x));
 
-	if (!n) {
+	if (!x) {
 		ts_violation(b, "out of memory for the model: cannot check");
 		return;
 	}
-	if (++b->nr_exts > b->ext_mask + 1)
-		ext_grow(b);
-	bk = ext_bucket(b, ext);
-	n->ext = ext;
-	n->next = *bk;
-	*bk = n;
+	x->ext = ext;
+	hash_insert(&b->exts, &x->node);
 }
 
 static void ext_del(struct ts_backend *b, const struct tdp_ext_table *ext)
 {
-	struct ext_node **pp;
+	struct ext_node *x = ext_find(b, ext);
 
-	for (pp = ext_bucket(b, ext); *pp; pp = &(*pp)->next) {
-		if ((*pp)->ext == ext) {
-			struct ext_node *n = *pp;
-
-			*pp = n->next;
-			tdp_free(n);
-			b->nr_exts--;
-			return;
-		}
+	if (x) {
+		hash_unlink(&b->exts, &x->node);
+		tdp_free(x);
 	}
 }
 
@@ -596,7 +614,7 @@ static struct ent *claim_entry(struct ts_backend *b, enum ts_call call,
 	e->gfn = gfn;
 	e->level = level;
 	e->kind = kind;
-	ent_insert(b, e);
+	hash_insert(&b->ents, &e->node);
 	if (parent)
 		parent->children++;
 	return e;
@@ -613,7 +631,7 @@ static void drop_entry(struct ts_backend *b, struct ent *e)
 		if (parent && parent->children)
 			parent->children--;
 	}
-	ent_unlink(b, e);
+	hash_unlink(&b->ents, &e->node);
 	tdp_free(e);
 }
 
@@ -647,7 +665,7 @@ static struct tdp_ext_table *check_new_ext(struct ts_backend *b,
 			     "page aligned",
 			     name, g, level, (void *)ext);
 		return NULL;
-	} else if (ext_known(b, ext)) {
+	} else if (ext_find(b, ext)) {
 		ts_violation(b,
 			     "%s(gfn %#llx, level %d): backend page %p "
 			     "already belongs to a live table",
@@ -908,7 +926,7 @@ static int ts_free_table(void *ctx, tdp_gfn_t gfn, int level,
 /*
  * Turn leaf @e into a linked table of 512 leaves one level down mapping
  * its frames in order, with backend page @ext.  The children are
- * allocated first (chained through ->next), so that running out of
+ * allocated first (chained through their nodes), so that running out of
  * memory leaves the model as it was (and is a violation).  b->lock held.
  */
 static void demote_model(struct ts_backend *b, struct ent *e,
@@ -924,12 +942,12 @@ static void demote_model(struct ts_backend *b, struct ent *e,
 		if (!c) {
 			while (chain) {
 				c = chain;
-				chain = c->next;
+				chain = (struct ent *)c->node.next;
 				tdp_free(c);
 			}
 			return;
 		}
-		c->next = chain;
+		c->node.next = chain ? &chain->node : NULL;
 		chain = c;
 	}
 	e->kind = ENT_TABLE;
@@ -944,13 +962,13 @@ static void demote_model(struct ts_backend *b, struct ent *e,
 	}
 	for (i = 0; i < TDP_SPTES_PER_TABLE; i++) {
 		c = chain;
-		chain = c->next;
+		chain = (struct ent *)c->node.next;
 		c->gfn = e->gfn + (uint64_t)i * step;
 		c->level = e->level - 1;
 		c->kind = ENT_LEAF;
 		c->live = true;
 		c->pfn = pfn + (uint64_t)i * step;
-		ent_insert(b, c);
+		hash_insert(&b->ents, &c->node);
 		e->children++;
 		b->nr_leaves++;
 	}
@@ -1071,7 +1089,7 @@ static int ts_promote_leaf(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn,
 			struct ent *c = ent_find(b, gfn + (uint64_t)i * step,
 						 level - 1);
 
-			ent_unlink(b, c);
+			hash_unlink(&b->ents, &c->node);
 			tdp_free(c);
 			b->nr_leaves--;
 		}
@@ -1105,14 +1123,9 @@ struct ts_backend *ts_backend_create(int root_level, tdp_gfn_t direct_bits,
 	b->root_level = root_level;
 	b->direct_bits = direct_bits;
 	b->ext_size = ext_table_size;
-	b->ent_mask = TS_MIN_BUCKETS - 1;
-	b->ext_mask = TS_MIN_BUCKETS - 1;
-	b->buckets = tdp_zalloc_atomic(TS_MIN_BUCKETS * sizeof(*b->buckets));
-	b->ext_buckets =
-		tdp_zalloc_atomic(TS_MIN_BUCKETS * sizeof(*b->ext_buckets));
-	if (!b->buckets || !b->ext_buckets) {
-		tdp_free(b->buckets);
-		tdp_free(b->ext_buckets);
+	if (!hash_init(&b->ents, ent_key) || !hash_init(&b->exts, ext_key)) {
+		tdp_free(b->ents.buckets);
+		tdp_free(b->exts.buckets);
 		tdp_free(b);
 		return NULL;
 	}
@@ -1135,24 +1148,8 @@ void ts_backend_destroy(struct ts_backend *b)
 {
 	if (!b)
 		return;
-	for (size_t i = 0; i <= b->ent_mask; i++) {
-		while (b->buckets[i]) {
-			struct ent *e = b->buckets[i];
-
-			b->buckets[i] = e->next;
-			tdp_free(e);
-		}
-	}
-	for (size_t i = 0; i <= b->ext_mask; i++) {
-		while (b->ext_buckets[i]) {
-			struct ext_node *n = b->ext_buckets[i];
-
-			b->ext_buckets[i] = n->next;
-			tdp_free(n);
-		}
-	}
-	tdp_free(b->buckets);
-	tdp_free(b->ext_buckets);
+	hash_destroy(&b->ents);
+	hash_destroy(&b->exts);
 	tdp_free(b->log);
 	tdp_spin_lock_destroy(&b->lock);
 	tdp_free(b);
@@ -1260,12 +1257,7 @@ void ts_log_clear(struct ts_backend *b)
 
 size_t ts_log_count(struct ts_backend *b)
 {
-	size_t n;
-
-	tdp_spin_lock(&b->lock);
-	n = b->log_len;
-	tdp_spin_unlock(&b->lock);
-	return n;
+	return TS_LOCKED(&b->lock, b->log_len);
 }
 
 struct ts_event ts_log_get(struct ts_backend *b, size_t i)
@@ -1302,22 +1294,12 @@ uint64_t ts_ok(struct ts_backend *b, enum ts_call call)
 
 size_t ts_nr_tables(struct ts_backend *b)
 {
-	size_t n;
-
-	tdp_spin_lock(&b->lock);
-	n = b->nr_tables;
-	tdp_spin_unlock(&b->lock);
-	return n;
+	return TS_LOCKED(&b->lock, b->nr_tables);
 }
 
 size_t ts_nr_leaves(struct ts_backend *b)
 {
-	size_t n;
-
-	tdp_spin_lock(&b->lock);
-	n = b->nr_leaves;
-	tdp_spin_unlock(&b->lock);
-	return n;
+	return TS_LOCKED(&b->lock, b->nr_leaves);
 }
 
 /* The live leaf covering @gfn; called with b->lock held. */
@@ -1463,8 +1445,10 @@ static void count_model(struct ts_backend *b, tdp_gfn_t start, tdp_gfn_t end,
 			uint64_t *tables, uint64_t *leaves,
 			uint64_t *window_leaves, unsigned long *bad)
 {
-	for (size_t i = 0; i <= b->ent_mask; i++) {
-		for (struct ent *e = b->buckets[i]; e; e = e->next) {
+	for (size_t i = 0; i <= b->ents.mask; i++) {
+		for (struct hnode *n = b->ents.buckets[i]; n; n = n->next) {
+			struct ent *e = TDP_CONTAINER_OF(n, struct ent, node);
+
 			if (!e->live) {
 				mismatch(bad,
 					 "backend entry (gfn %#llx, level %d) "

@@ -40,15 +40,30 @@ static void append_range(struct ts_flush *f, struct ts_flush_range **arr,
 	(*arr)[*n] = (struct ts_flush_range){ .gfn = gfn, .nr_pages = nr_pages };
 }
 
-/* Start recording one callback: count it unlocked if it is.  Takes
- * f->lock. */
-static void host_call_begin(struct ts_flush *f)
+/*
+ * Count one host callback (taking f->lock; counted unlocked if the caller
+ * does not hold mmu_lock) and, for a range (@arr not NULL), record it.
+ */
+static void record_call(struct ts_flush *f, struct ts_flush_range **arr,
+			uint64_t *n, uint64_t *cap, tdp_gfn_t gfn,
+			uint64_t nr_pages)
 {
 	bool locked = !f->mmu || lock_held_by_caller(f->mmu);
 
 	tdp_spin_lock(&f->lock);
-	if (!locked)
-		f->unlocked++;
+	f->unlocked += !locked;
+	if (arr && f->record)
+		append_range(f, arr, n, cap, gfn, nr_pages);
+	++*n;
+	if (arr == &f->ranges) {
+		bool empty = f->span_start == f->span_end;
+
+		if (empty || gfn < f->span_start)
+			f->span_start = gfn;
+		if (empty || gfn + nr_pages > f->span_end)
+			f->span_end = gfn + nr_pages;
+	}
+	tdp_spin_unlock(&f->lock);
 }
 
 static void rec_flush_range(void *ctx, tdp_gfn_t gfn, uint64_t nr_pages)
@@ -57,21 +72,7 @@ static void rec_flush_range(void *ctx, tdp_gfn_t gfn, uint64_t nr_pages)
 
 	if (!f)
 		return;
-	host_call_begin(f);
-	if (f->record)
-		append_range(f, &f->ranges, &f->nr_range, &f->cap, gfn,
-			     nr_pages);
-	f->nr_range++;
-	if (f->span_start == f->span_end) {
-		f->span_start = gfn;
-		f->span_end = gfn + nr_pages;
-	} else {
-		if (gfn < f->span_start)
-			f->span_start = gfn;
-		if (gfn + nr_pages > f->span_end)
-			f->span_end = gfn + nr_pages;
-	}
-	tdp_spin_unlock(&f->lock);
+	record_call(f, &f->ranges, &f->nr_range, &f->cap, gfn, nr_pages);
 	if (f->on_range)
 		f->on_range(f->hook_arg, gfn, nr_pages);
 }
@@ -82,9 +83,7 @@ static void rec_flush_all(void *ctx)
 
 	if (!f)
 		return;
-	host_call_begin(f);
-	f->nr_all++;
-	tdp_spin_unlock(&f->lock);
+	record_call(f, NULL, &f->nr_all, NULL, 0, 0);
 	if (f->on_all)
 		f->on_all(f->hook_arg);
 }
@@ -95,12 +94,7 @@ static void rec_mark_dirty(void *ctx, tdp_gfn_t gfn, uint64_t nr_pages)
 
 	if (!f)
 		return;
-	host_call_begin(f);
-	if (f->record)
-		append_range(f, &f->marks, &f->nr_marks, &f->cap_marks, gfn,
-			     nr_pages);
-	f->nr_marks++;
-	tdp_spin_unlock(&f->lock);
+	record_call(f, &f->marks, &f->nr_marks, &f->cap_marks, gfn, nr_pages);
 	if (f->mark_hook)
 		f->mark_hook(f->mark_arg, gfn, nr_pages);
 }
@@ -148,22 +142,12 @@ struct tdp_host_ops ts_flush_host(struct ts_flush *f, bool mark_dirty)
 
 uint64_t ts_flush_count(struct ts_flush *f)
 {
-	uint64_t n;
-
-	tdp_spin_lock(&f->lock);
-	n = f->nr_range + f->nr_all;
-	tdp_spin_unlock(&f->lock);
-	return n;
+	return TS_LOCKED(&f->lock, f->nr_range + f->nr_all);
 }
 
 uint64_t ts_flush_marks(struct ts_flush *f)
 {
-	uint64_t n;
-
-	tdp_spin_lock(&f->lock);
-	n = f->nr_marks;
-	tdp_spin_unlock(&f->lock);
-	return n;
+	return TS_LOCKED(&f->lock, f->nr_marks);
 }
 
 bool ts_flush_covers_range(struct ts_flush *f, tdp_gfn_t start,
@@ -451,6 +435,28 @@ bool ts_lookup_leaf(struct tdp_mmu *mmu, tdp_gfn_t gfn, enum tdp_alias alias,
 	if (pfn)
 		*pfn = l.pfn;
 	return true;
+}
+
+/* ---- host events --------------------------------------------------------- */
+
+int ts_host_unmap(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end)
+{
+	int ret = tdp_invalidate_begin(mmu, start, end);
+
+	if (!ret)
+		ret = tdp_zap_host_unmap(mmu, start, end);
+	if (!ret)
+		ret = tdp_invalidate_end(mmu, start, end);
+	return ret;
+}
+
+int ts_zap_roots(struct tdp_mmu *mmu, enum tdp_alias alias)
+{
+	int ret = tdp_mmu_invalidate_roots(mmu, alias);
+
+	if (!ret)
+		ret = tdp_mmu_zap_invalidated_roots(mmu);
+	return ret;
 }
 
 /* ---- statistics ---------------------------------------------------------- */

@@ -131,7 +131,10 @@ void ts_flush_init(struct ts_flush *f, bool record);
 void ts_flush_fini(struct ts_flush *f);
 /* Forget every call so far (counts, span, ranges, marks). */
 void ts_flush_reset(struct ts_flush *f);
-/* The host callbacks recording into @f (mark_dirty too if @mark_dirty). */
+/*
+ * The host callbacks recording into @f (mark_dirty too if @mark_dirty);
+ * with @f NULL, callbacks that do nothing.
+ */
 struct tdp_host_ops ts_flush_host(struct ts_flush *f, bool mark_dirty);
 
 /* flush_range + flush_all calls so far; mark_dirty calls so far. */
@@ -252,6 +255,20 @@ struct ts_leaf ts_lookup(struct tdp_mmu *mmu, tdp_gfn_t gfn,
  */
 bool ts_lookup_leaf(struct tdp_mmu *mmu, tdp_gfn_t gfn, enum tdp_alias alias,
 		    int *level, tdp_pfn_t *pfn);
+
+/* ---- host events --------------------------------------------------------- */
+
+/*
+ * The host unmaps [start, end) (an MMU-notifier invalidation): begin, zap,
+ * end.  Returns 0 or the first error.
+ */
+int ts_host_unmap(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end);
+
+/*
+ * Every root of @alias invalidated and then zapped (what a memslot change
+ * of the whole VM does).  Returns 0 or the first error.
+ */
+int ts_zap_roots(struct tdp_mmu *mmu, enum tdp_alias alias);
 
 /* ---- statistics ---------------------------------------------------------- */
 
