@@ -227,6 +227,38 @@ int sx_summary(const char *prog)
 	return failures ? 1 : 0;
 }
 
+int sx_run_tests(const char *prog, const struct sx_opts *o, size_t n,
+		 const char *(*name)(size_t i),
+		 void (*run)(const struct sx_opts *o, size_t i))
+{
+	int ran = 0;
+
+	tdp_thread_register();
+	for (size_t i = 0; i < n; i++) {
+		long ops = sx_ops(), checks = sx_checks();
+		long failures = sx_failures();
+		double t0;
+
+		if (o->test && strcmp(o->test, name(i)) != 0)
+			continue;
+		sx_set_test(name(i));
+		t0 = sx_now();
+		run(o, i);
+		printf("%s: %s: %.2fs ops=%ld checks=%ld failures=%ld\n", prog,
+		       name(i), sx_now() - t0, sx_ops() - ops,
+		       sx_checks() - checks, sx_failures() - failures);
+		fflush(stdout);
+		ran++;
+	}
+	tdp_thread_unregister();
+	if (!ran) {
+		fprintf(stderr, "%s: no test named '%s' (see -l)\n", prog,
+			o->test);
+		return 2;
+	}
+	return sx_summary(prog);
+}
+
 /* ---- threads ------------------------------------------------------------ */
 
 struct spawned {

@@ -111,6 +111,17 @@ long sx_checks(void);
 long sx_ops(void);
 
 /*
+ * sx_run_tests() - the end of a program's main(): with the thread
+ * registered, run each of its @n tests (only the one @o->test names, if
+ * set) under its name (sx_set_test()), then print a line with the test's
+ * time, operations, checks and failures.  Returns sx_summary()'s status,
+ * or 2 (after a message) when @o->test names no test.
+ */
+int sx_run_tests(const char *prog, const struct sx_opts *o, size_t n,
+		 const char *(*name)(size_t i),
+		 void (*run)(const struct sx_opts *o, size_t i));
+
+/*
  * sx_summary() - print "PROG: seed=S ops=N checks=C passed=P failures=F"
  * and return the exit status (0 when nothing failed).
  */

@@ -259,6 +259,20 @@ static struct pattern_scan pattern_scan(struct ts_env *e, struct noise *noise,
 	return s;
 }
 
+/*
+ * An operation over the pattern's range changed @ret leaves: every leaf of
+ * the pattern once (with noise, possibly more); the shared alias after it.
+ */
+static struct pattern_scan every_leaf_once(struct ts_env *e,
+					   struct noise *noise, bool exact,
+					   int ret, const char *what)
+{
+	SX_CHECK(exact ? ret == PATTERN_LEAVES : ret >= PATTERN_LEAVES,
+		 "%s changed %d leaves, the pattern has %d", what, ret,
+		 PATTERN_LEAVES);
+	return pattern_scan(e, noise, false);
+}
+
 /* GFNs the noise thread changes: between and beside the pattern. */
 static tdp_gfn_t noise_gfn(uint64_t *rng)
 {
@@ -336,11 +350,10 @@ static void yield_walks(struct ts_env *e, struct tdp_vcpu *v,
 		 pattern_total(&s));
 
 	/* Write-protect: every leaf once. */
-	ret = tdp_wrprot_range(e->mmu, 0, PATTERN_END, TDP_ALIAS_SHARED);
-	SX_CHECK(exact ? ret == PATTERN_LEAVES : ret >= PATTERN_LEAVES,
-		 "wrprot changed %d leaves, the pattern has %d", ret,
-		 PATTERN_LEAVES);
-	s = pattern_scan(e, noise, false);
+	s = every_leaf_once(e, noise, exact,
+			    tdp_wrprot_range(e->mmu, 0, PATTERN_END,
+					     TDP_ALIAS_SHARED),
+			    "wrprot");
 	SX_CHECK(s.writable == 0, "%" PRIu64 " pattern leaves still writable",
 		 s.writable);
 
@@ -388,11 +401,10 @@ static void yield_walks(struct ts_env *e, struct tdp_vcpu *v,
 
 	/* Clear dirty bits: every leaf once. */
 	pattern_dirty(e, v);
-	ret = tdp_clear_dirty_range(e->mmu, 0, PATTERN_END, TDP_ALIAS_SHARED);
-	SX_CHECK(exact ? ret == PATTERN_LEAVES : ret >= PATTERN_LEAVES,
-		 "clear_dirty cleared %d leaves, the pattern has %d", ret,
-		 PATTERN_LEAVES);
-	s = pattern_scan(e, noise, false);
+	s = every_leaf_once(e, noise, exact,
+			    tdp_clear_dirty_range(e->mmu, 0, PATTERN_END,
+						  TDP_ALIAS_SHARED),
+			    "clear_dirty");
 	SX_CHECK(s.dirty == 0, "%" PRIu64 " pattern leaves still dirty",
 		 s.dirty);
 

@@ -192,10 +192,22 @@ tdp_spte_t race_lookup(struct ts_env *e, tdp_gfn_t gfn, bool private,
 
 /* ---- driver ---------------------------------------------------------------- */
 
+static const char *test_name(size_t i)
+{
+	return tests[i].name;
+}
+
+static void run_test(const struct sx_opts *o, size_t i)
+{
+	printf("races: %s: targets %s\n", tests[i].name, tests[i].target);
+	fflush(stdout);
+	tests[i].run(o);
+}
+
 int main(int argc, char **argv)
 {
 	struct sx_opts o;
-	int ret, ran = 0;
+	int ret;
 
 	ret = sx_parse_opts(argc, argv, &o, 0.8, 5.0, 3);
 	if (ret)
@@ -209,30 +221,5 @@ int main(int argc, char **argv)
 	       o.seconds, o.threads);
 	fflush(stdout);
 
-	tdp_thread_register();
-	for (size_t i = 0; i < NR_TESTS; i++) {
-		long ops = sx_ops(), checks = sx_checks();
-		long failures = sx_failures();
-		double t0;
-
-		if (o.test && strcmp(o.test, tests[i].name) != 0)
-			continue;
-		sx_set_test(tests[i].name);
-		printf("races: %s: targets %s\n", tests[i].name,
-		       tests[i].target);
-		fflush(stdout);
-		t0 = sx_now();
-		tests[i].run(&o);
-		printf("races: %s: %.2fs ops=%ld checks=%ld failures=%ld\n",
-		       tests[i].name, sx_now() - t0, sx_ops() - ops,
-		       sx_checks() - checks, sx_failures() - failures);
-		fflush(stdout);
-		ran++;
-	}
-	tdp_thread_unregister();
-	if (!ran) {
-		fprintf(stderr, "races: no test named '%s' (see -l)\n", o.test);
-		return 2;
-	}
-	return sx_summary("races");
+	return sx_run_tests("races", &o, NR_TESTS, test_name, run_test);
 }

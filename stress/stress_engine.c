@@ -30,13 +30,10 @@
 
 #include <tdp/tdp.h>
 
-#include "ts_backend.h"
+#include "ts_env.h"
 
-#define SHARED_BIT (1ULL << 35)
 #define REGIONS 8                       /* 2 MiB regions per window */
 #define WINDOW (REGIONS * 512ULL)
-#define PRIVATE_PFN_BASE 0x4000000ULL
-#define SHARED_PFN_BASE 0x8000000ULL
 
 static int failures;
 
@@ -48,16 +45,6 @@ static int failures;
 			__atomic_add_fetch(&failures, 1, __ATOMIC_RELAXED); \
 		}                                                      \
 	} while (0)
-
-static uint64_t xorshift(uint64_t *s)
-{
-	uint64_t x = *s;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return *s = x;
-}
 
 /*
  * The private backend is the strict recording backend of tests/support;
@@ -74,8 +61,9 @@ static void slow_link(void *arg, enum ts_call call, tdp_gfn_t gfn, int level)
 /* ---- the run ------------------------------------------------------------ */
 
 struct run {
-	struct tdp_mmu *mmu;
-	struct ts_backend *be;
+	struct ts_env env;     /* a confidential VM with the strict backend */
+	struct tdp_mmu *mmu;   /* env's */
+	struct ts_backend *be; /* env's */
 	tdp_gfn_t base;        /* window of the current phase, unaliased */
 	uint64_t seed;
 	double seconds;
@@ -88,10 +76,7 @@ struct run {
 
 static double now(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
+	return (double)tdp_now_ns() / 1e9;
 }
 
 static bool should_stop(struct run *r)
@@ -102,7 +87,7 @@ static bool should_stop(struct run *r)
 
 static tdp_pfn_t expected_pfn(tdp_gfn_t gfn, bool private)
 {
-	return (private ? PRIVATE_PFN_BASE : SHARED_PFN_BASE) + gfn;
+	return ts_pfn(gfn, ts_alias(private));
 }
 
 struct worker {
@@ -120,37 +105,23 @@ static void *vcpu_thread(void *arg)
 	tdp_thread_register();
 	CHECK(tdp_vcpu_create(r->mmu, &vcpu) == 0, "vcpu create");
 	while (!should_stop(r)) {
-		uint64_t x = xorshift(&w->rng);
+		uint64_t x = ts_rand(&w->rng);
 		/* Cluster GFNs so threads share fresh parent tables. */
 		tdp_gfn_t gfn = r->base + (x % REGIONS) * 512 + ((x >> 8) % 64) * 8;
 		bool private = (x >> 20) & 1;
-		struct tdp_fault f = {
-			.fault_gfn = gfn | (private ? 0 : SHARED_BIT),
-			.pfn = expected_pfn(gfn, private),
-			.prot = TDP_PROT_READ | ((x >> 21) & 1 ? TDP_PROT_WRITE : 0),
-			.max_level = (x >> 22) % 4 == 0 ? TDP_LEVEL_2M : TDP_LEVEL_4K,
-		};
-		double give_up = 0;
-		int ret, tries = 0;
-
+		unsigned int prot = TDP_PROT_READ |
+				    ((x >> 21) & 1 ? TDP_PROT_WRITE : 0);
+		int max_level = (x >> 22) % 4 == 0 ? TDP_LEVEL_2M : TDP_LEVEL_4K;
+		unsigned long tries = 0;
 		/* Like a vCPU re-entering the guest: retry until it sticks;
 		 * only a fault that cannot complete for seconds is a bug. */
-		for (;;) {
-			f.mmu_seq = tdp_mmu_seq(r->mmu);
-			ret = tdp_map(vcpu, &f);
-			if (ret != TDP_FAULT_RETRY)
-				break;
-			if (++tries == 16)
-				give_up = now() + 5.0;
-			if (tries >= 16) {
-				if (now() > give_up)
-					break;
-				sched_yield();
-			}
-		}
+		int ret = ts_map_retry(vcpu, gfn, ts_alias(private),
+				       expected_pfn(gfn, private), prot,
+				       max_level, 0, 5000, &tries);
+
 		CHECK(ret >= 0 && ret != TDP_FAULT_RETRY,
-		      "map gfn %#" PRIx64 " private %d max_level %d: %d after %d tries",
-		      gfn, private, f.max_level, ret, tries);
+		      "map gfn %#" PRIx64 " private %d max_level %d: %d after %lu retries",
+		      gfn, private, max_level, ret, tries);
 	}
 	tdp_vcpu_destroy(vcpu);
 	tdp_thread_unregister();
@@ -164,7 +135,7 @@ static void *zapper_thread(void *arg)
 
 	tdp_thread_register();
 	while (!should_stop(r)) {
-		uint64_t x = xorshift(&w->rng);
+		uint64_t x = ts_rand(&w->rng);
 		tdp_gfn_t start = r->base + (x % WINDOW);
 		tdp_gfn_t end = start + 1 + ((x >> 16) % 1024);
 		int ret = 0;
@@ -179,16 +150,10 @@ static void *zapper_thread(void *arg)
 			ret = tdp_zap_slot_deleted(r->mmu, start, end);
 			break;
 		case 4: case 5:
-			ret = tdp_invalidate_begin(r->mmu, start, end);
-			if (!ret)
-				ret = tdp_zap_host_unmap(r->mmu, start, end);
-			if (!ret)
-				ret = tdp_invalidate_end(r->mmu, start, end);
+			ret = ts_host_unmap(r->mmu, start, end);
 			break;
 		case 6:
-			ret = tdp_mmu_invalidate_roots(r->mmu, TDP_ALIAS_SHARED);
-			if (!ret)
-				ret = tdp_mmu_zap_invalidated_roots(r->mmu);
+			ret = ts_zap_roots(r->mmu, TDP_ALIAS_SHARED);
 			break;
 		default:
 			ret = tdp_zap_all(r->mmu);
@@ -210,7 +175,7 @@ static void *reader_thread(void *arg)
 	tdp_thread_register();
 	/* Lookups do not count against the operation budget. */
 	while (!__atomic_load_n(&r->stop, __ATOMIC_RELAXED)) {
-		uint64_t x = xorshift(&w->rng);
+		uint64_t x = ts_rand(&w->rng);
 		tdp_gfn_t gfn = r->base + x % WINDOW;
 		bool private = (x >> 40) & 1;
 		tdp_spte_t spte;
@@ -268,23 +233,19 @@ static void check_window(struct run *r)
 	}
 	/* Entry for entry over every unaliased GFN: nothing outside the
 	 * window either. */
-	bad = ts_compare(r->be, r->mmu, 0, SHARED_BIT);
+	bad = ts_compare(r->be, r->mmu, 0, TS_GFN_LIMIT);
 	CHECK(bad == 0, "mirror and backend differ: %lu mismatches", bad);
 	CHECK(ts_violations(r->be) == 0, "backend violations: %" PRIu64,
 	      ts_violations(r->be));
 	r->checks += 4;
 }
 
-static void flush_range(void *ctx, tdp_gfn_t gfn, uint64_t n) { (void)ctx, (void)gfn, (void)n; }
-static void flush_all(void *ctx) { (void)ctx; }
-
 int main(int argc, char **argv)
 {
 	struct run r = { .seed = (uint64_t)time(NULL), .max_ops = 50000000, .nr_vcpus = 3 };
 	const char *quick = getenv("TDP_TEST_QUICK");
-	struct tdp_mmu_config cfg = {
-		.root_level = 4, .direct_bits = SHARED_BIT,
-		.host = { .flush_range = flush_range, .flush_all = flush_all },
+	const struct ts_env_opts confidential_vm = {
+		.backend = true, .ext_table_size = 4096, .no_vcpu = true,
 	};
 	struct worker workers[16];
 	struct tdp_stats st;
@@ -310,20 +271,15 @@ int main(int argc, char **argv)
 	fflush(stdout);
 
 	tdp_thread_register();
-	r.be = ts_backend_create(4, SHARED_BIT, 4096);
-	if (!r.be) {
-		fprintf(stderr, "stress_engine: cannot create the backend\n");
-		return 1;
-	}
-	/* Busy for one map callback in ten. */
-	ts_set_injection(r.be, 100, 0, r.seed | 1);
-	ts_set_hook(r.be, slow_link, NULL);
-	cfg.backend = ts_backend_ops(r.be);
-	if (tdp_mmu_create(&cfg, &r.mmu)) {
+	if (ts_env_init(&r.env, &confidential_vm)) {
 		fprintf(stderr, "stress_engine: cannot create the MMU\n");
 		return 1;
 	}
-	ts_backend_set_mmu(r.be, r.mmu);
+	r.mmu = r.env.mmu;
+	r.be = r.env.be;
+	/* Busy for one map callback in ten. */
+	ts_set_injection(r.be, 100, 0, r.seed | 1);
+	ts_set_hook(r.be, slow_link, NULL);
 
 	for (int phase = 0; phase < phases; phase++) {
 		double deadline;
@@ -360,21 +316,12 @@ int main(int argc, char **argv)
 		       __atomic_load_n(&r.ops, __ATOMIC_RELAXED));
 	}
 
-	CHECK(tdp_mmu_teardown(r.mmu) == 0, "teardown");
+	/* Nothing left: no table, leaf, page or root, the backend empty and
+	 * without violations. */
+	CHECK(ts_env_teardown(&r.env, 0) == 0, "teardown (problems logged)");
 	tdp_mmu_get_stats(r.mmu, &st);
-	CHECK(st.pages_in_use == 0, "pages left after teardown: %" PRIu64, st.pages_in_use);
-	for (int t = 0; t < TDP_NR_ROOT_TYPES; t++)
-		for (int l = 0; l <= TDP_MAX_LEVEL; l++)
-			CHECK(st.tables[t][l] == 0 && st.leaves[t][l] == 0,
-			      "tables/leaves left after teardown (type %d level %d)", t, l);
-	CHECK(ts_nr_tables(r.be) == 0 && ts_nr_leaves(r.be) == 0,
-	      "backend still has %zu tables, %zu leaves", ts_nr_tables(r.be),
-	      ts_nr_leaves(r.be));
-	CHECK(ts_violations(r.be) == 0, "backend violations: %" PRIu64,
-	      ts_violations(r.be));
 	r.checks += 4;
-	tdp_mmu_destroy(r.mmu);
-	ts_backend_destroy(r.be);
+	ts_env_destroy(&r.env);
 	tdp_thread_unregister();
 
 	printf("stress_engine: seed=%" PRIu64 " ops=%" PRIu64 " faults=%" PRIu64

@@ -474,11 +474,7 @@ static void *zaps_zapper(void *p)
 			ret = tdp_zap_slot_deleted(r->e.mmu, start, end);
 			break;
 		case 1:
-			ret = tdp_invalidate_begin(r->e.mmu, start, end);
-			if (!ret)
-				ret = tdp_zap_host_unmap(r->e.mmu, start, end);
-			if (!ret)
-				ret = tdp_invalidate_end(r->e.mmu, start, end);
+			ret = ts_host_unmap(r->e.mmu, start, end);
 			break;
 		case 2:
 			ret = tdp_zap_convert_to_shared(r->e.mmu, start, end);
@@ -751,11 +747,7 @@ static void *roots_invalidator(void *p)
 			tdp_gfn_t e =
 				ts_round_down(s, TDP_LEVEL_2M) + TS_PAGES_2M;
 
-			ret = tdp_invalidate_begin(r->e.mmu, s, e);
-			if (!ret)
-				ret = tdp_zap_host_unmap(r->e.mmu, s, e);
-			if (!ret)
-				ret = tdp_invalidate_end(r->e.mmu, s, e);
+			ret = ts_host_unmap(r->e.mmu, s, e);
 			SX_CHECK(ret == 0, "host unmap: %d", ret);
 		}
 		tdp_udelay(100);
@@ -877,9 +869,7 @@ static void *yield_walker(void *p)
 					    TDP_ALIAS_SHARED);
 			break;
 		default:
-			ret = tdp_mmu_invalidate_roots(mmu, TDP_ALIAS_SHARED);
-			if (!ret)
-				ret = tdp_mmu_zap_invalidated_roots(mmu);
+			ret = ts_zap_roots(mmu, TDP_ALIAS_SHARED);
 			break;
 		}
 		SX_CHECK(ret >= 0, "long walk: %" PRId64, ret);
@@ -1099,7 +1089,12 @@ static const struct scenario scenarios[] = {
 
 #define NR_SCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 
-static void run_scenario(const struct sx_opts *o, int idx)
+static const char *scenario_name(size_t i)
+{
+	return scenarios[i].name;
+}
+
+static void run_scenario(const struct sx_opts *o, size_t idx)
 {
 	const struct scenario *sc = &scenarios[idx];
 	struct mx_run *r = calloc(1, sizeof(*r));
@@ -1139,7 +1134,7 @@ static void run_scenario(const struct sx_opts *o, int idx)
 int main(int argc, char **argv)
 {
 	struct sx_opts o;
-	int ret, ran = 0;
+	int ret;
 
 	ret = sx_parse_opts(argc, argv, &o, 1.2, 10.0, 3);
 	if (ret)
@@ -1157,19 +1152,6 @@ int main(int argc, char **argv)
 	printf("stress_mixed: seed=%" PRIu64 " seconds=%.2f vcpus=%d\n", o.seed,
 	       o.seconds, o.threads);
 	fflush(stdout);
-	tdp_thread_register();
-	for (size_t i = 0; i < NR_SCENARIOS; i++) {
-		if (o.test && strcmp(o.test, scenarios[i].name) != 0)
-			continue;
-		sx_set_test(scenarios[i].name);
-		run_scenario(&o, (int)i);
-		ran++;
-	}
-	tdp_thread_unregister();
-	if (!ran) {
-		fprintf(stderr, "stress_mixed: no scenario named '%s'\n",
-			o.test);
-		return 2;
-	}
-	return sx_summary("stress_mixed");
+	return sx_run_tests("stress_mixed", &o, NR_SCENARIOS, scenario_name,
+			    run_scenario);
 }

@@ -731,20 +731,11 @@ static void test_five_level_tree(struct st *t)
 	st_env_fini(&e);
 }
 
-static void nop_flush_range(void *ctx, tdp_gfn_t gfn, uint64_t n)
-{
-}
-
-static void nop_flush_all(void *ctx)
-{
-}
-
 static void test_bad_input(struct st *t)
 {
 	struct tdp_mmu_config cfg = {
 		.root_level = 4,
-		.host = { .flush_range = nop_flush_range,
-			  .flush_all = nop_flush_all },
+		.host = ts_flush_host(NULL, false),
 	};
 	struct tdp_mmu *mmu = NULL;
 	struct ts_env e;
@@ -860,8 +851,7 @@ static void test_enomem_injection(struct st *t)
 	for (long n = 0; n < 8; n++) {
 		struct tdp_mmu_config cfg = {
 			.root_level = 4,
-			.host = { .flush_range = nop_flush_range,
-				  .flush_all = nop_flush_all },
+			.host = ts_flush_host(NULL, false),
 		};
 		struct tdp_mmu *mmu = NULL;
 

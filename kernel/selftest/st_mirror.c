@@ -334,14 +334,6 @@ static void test_teardown_frees_every_table_once(struct st *t)
 
 /* ---- configuration and what the private alias refuses -------------------- */
 
-static void nop_flush_range(void *ctx, tdp_gfn_t gfn, uint64_t n)
-{
-}
-
-static void nop_flush_all(void *ctx)
-{
-}
-
 static void test_backend_config_checks(struct st *t)
 {
 	struct ts_backend *b = ts_backend_create(4, TS_SHARED_BIT, 0);
@@ -349,8 +341,7 @@ static void test_backend_config_checks(struct st *t)
 	struct tdp_mmu_config cfg = {
 		.root_level = 4,
 		.direct_bits = TS_SHARED_BIT,
-		.host = { .flush_range = nop_flush_range,
-			  .flush_all = nop_flush_all },
+		.host = ts_flush_host(NULL, false),
 		.backend = &ops,
 	};
 	struct tdp_mmu *mmu = NULL;
@@ -679,11 +670,7 @@ static int race_zapper_fn(void *arg)
 			ret = tdp_zap_slot_deleted(e->mmu, start, end);
 			break;
 		case 3:
-			ret = tdp_invalidate_begin(e->mmu, start, end);
-			if (!ret)
-				ret = tdp_zap_host_unmap(e->mmu, start, end);
-			if (!ret)
-				ret = tdp_invalidate_end(e->mmu, start, end);
+			ret = ts_host_unmap(e->mmu, start, end);
 			break;
 		case 4:
 			ret = tdp_mmu_invalidate_roots(e->mmu,

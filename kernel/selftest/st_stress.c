@@ -104,16 +104,10 @@ static int zapper_fn(void *arg)
 			break;
 		case 4:
 		case 5:
-			ret = tdp_invalidate_begin(mmu, start, end);
-			if (!ret)
-				ret = tdp_zap_host_unmap(mmu, start, end);
-			if (!ret)
-				ret = tdp_invalidate_end(mmu, start, end);
+			ret = ts_host_unmap(mmu, start, end);
 			break;
 		case 6:
-			ret = tdp_mmu_invalidate_roots(mmu, TDP_ALIAS_SHARED);
-			if (!ret)
-				ret = tdp_mmu_zap_invalidated_roots(mmu);
+			ret = ts_zap_roots(mmu, TDP_ALIAS_SHARED);
 			break;
 		default:
 			ret = tdp_zap_all(mmu);

@@ -406,8 +406,7 @@ static void map_some(struct ts_env *env, const tdp_gfn_t *gfns, size_t n)
 {
 	/* The last GFN stays unmapped; the second maps huge. */
 	for (size_t i = 0; i + 1 < n; i++)
-		assert_int_equal(ts_map(env->vcpu, gfns[i], TDP_ALIAS_SHARED, 0x40000 + gfns[i] % TS_PAGES_2M, TDP_PROT_READ | TDP_PROT_WRITE, i == 1 ? 2 : 1),
-				 TDP_FAULT_FIXED);
+		TS_MAP_FIXED(env->vcpu, gfns[i], 0x40000 + gfns[i] % TS_PAGES_2M, TDP_PROT_READ | TDP_PROT_WRITE, i == 1 ? 2 : 1);
 }
 
 static int setup(void **state)

@@ -61,8 +61,7 @@ static void test_map_fixed_then_spurious(void **state)
 	struct ts_env *env = *state;
 	struct tdp_stats st;
 
-	assert_int_equal(ts_map(env->vcpu, 0x100, TDP_ALIAS_SHARED, 0x5000, R, 1),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, 0x100, 0x5000, R, 1);
 	assert_int_equal(ts_map(env->vcpu, 0x100, TDP_ALIAS_SHARED, 0x5000, R, 1),
 			 TDP_FAULT_SPURIOUS);
 	/* A max_level that would allow more changes nothing for a 4K leaf. */
@@ -87,10 +86,8 @@ static void test_write_upgrade(void **state)
 	struct tdp_mmu *mmu = env->mmu;
 	struct ts_leaf l;
 
-	assert_int_equal(ts_map(env->vcpu, 7, TDP_ALIAS_SHARED, 0x777, R, 1),
-			 TDP_FAULT_FIXED);
-	assert_int_equal(ts_map(env->vcpu, 7, TDP_ALIAS_SHARED, 0x777, RW, 1),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, 7, 0x777, R, 1);
+	TS_MAP_FIXED(env->vcpu, 7, 0x777, RW, 1);
 	l = ts_lookup(mmu, 7, TDP_ALIAS_SHARED);
 	assert_true(l.present);
 	assert_int_equal(l.pfn, 0x777);
@@ -106,8 +103,7 @@ static void test_write_upgrade(void **state)
 			 TDP_FAULT_SPURIOUS);
 
 	/* Execute is one more upgrade; it never takes write away. */
-	assert_int_equal(ts_map(env->vcpu, 7, TDP_ALIAS_SHARED, 0x777, RX, 1),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, 7, 0x777, RX, 1);
 	l = ts_lookup(mmu, 7, TDP_ALIAS_SHARED);
 	assert_int_equal(l.prot & RX, RX);
 	assert_int_equal(ts_map(env->vcpu, 7, TDP_ALIAS_SHARED, 0x777, RX, 1),
@@ -127,8 +123,7 @@ static void test_map_other_pfn_over_leaf(void **state)
 	struct tdp_mmu *mmu = env->mmu;
 	struct tdp_stats before, after;
 
-	assert_int_equal(ts_map(env->vcpu, 0x40, TDP_ALIAS_SHARED, 0x1000, R, 1),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, 0x40, 0x1000, R, 1);
 	/* A full table cache: a fault's own top-up allocates nothing. */
 	assert_int_equal(tdp_vcpu_topup(env->vcpu), 0);
 	before = th_stats(mmu);
@@ -154,8 +149,7 @@ static void test_lookup_levels(void **state)
 	assert_int_equal(l.spte, fmt->nonpresent);
 	assert_int_equal(l.level, 4);
 
-	assert_int_equal(ts_map(env->vcpu, 0, TDP_ALIAS_SHARED, 0x9000, RWX, 1),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, 0, 0x9000, RWX, 1);
 	expect_leaf(mmu, 0, 0x9000, TDP_LEVEL_4K, RWX);
 
 	l = ts_lookup(mmu, 1, TDP_ALIAS_SHARED); /* same 4K table */
@@ -180,8 +174,7 @@ static void test_zap_range_exact(void **state)
 	struct tdp_stats st;
 
 	for (tdp_gfn_t g = 0; g < 1024; g++)
-		assert_int_equal(ts_map(env->vcpu, g, TDP_ALIAS_SHARED, 0x10000 + g, RW, 1),
-				 TDP_FAULT_FIXED);
+		TS_MAP_FIXED(env->vcpu, g, 0x10000 + g, RW, 1);
 	ts_flush_reset(&env->log);
 	assert_int_equal(tdp_zap_range(mmu, 100, 600, TDP_ALIAS_SHARED), 0);
 
@@ -206,8 +199,7 @@ static void test_zap_range_exact(void **state)
 	/* Zapping again finds nothing; refaulting works. */
 	assert_int_equal(tdp_zap_range(mmu, 100, 600, TDP_ALIAS_SHARED), 0);
 	assert_int_equal(th_stats(mmu).zapped_leaves, 500);
-	assert_int_equal(ts_map(env->vcpu, 300, TDP_ALIAS_SHARED, 0x10000 + 300, RW, 1),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, 300, 0x10000 + 300, RW, 1);
 	expect_leaf(mmu, 300, 0x10000 + 300, TDP_LEVEL_4K, RW);
 }
 
@@ -218,8 +210,7 @@ static void test_zap_alias_helpers(void **state)
 	struct tdp_mmu *mmu = env->mmu;
 
 	for (tdp_gfn_t g = 0; g < 64; g++)
-		assert_int_equal(ts_map(env->vcpu, g, TDP_ALIAS_SHARED, 0x300 + g, R, 1),
-				 TDP_FAULT_FIXED);
+		TS_MAP_FIXED(env->vcpu, g, 0x300 + g, R, 1);
 
 	/* Private only: a VM without backend has no private mapping. */
 	assert_int_equal(tdp_zap_convert_to_shared(mmu, 0, 8), 0);
@@ -248,8 +239,7 @@ static void test_huge_2m_aligned(void **state)
 	tdp_gfn_t base = 3 * TS_PAGES_2M;
 	struct tdp_stats st;
 
-	assert_int_equal(ts_map(env->vcpu, base, TDP_ALIAS_SHARED, 0x40000, RW, 2),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, base, 0x40000, RW, 2);
 	expect_leaf(mmu, base, 0x40000, TDP_LEVEL_2M, RW);
 	expect_leaf(mmu, base + 7, 0x40007, TDP_LEVEL_2M, RW);
 	expect_leaf(mmu, base + 511, 0x40000 + 511, TDP_LEVEL_2M, RW);
@@ -279,9 +269,7 @@ static void test_huge_1g_aligned(void **state)
 	struct tdp_mmu *mmu = env->mmu;
 	struct tdp_stats st;
 
-	assert_int_equal(
-		ts_map(env->vcpu, TS_PAGES_1G, TDP_ALIAS_SHARED, 4 * TS_PAGES_1G, R, 3),
-		TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, TS_PAGES_1G, 4 * TS_PAGES_1G, R, 3);
 	expect_leaf(mmu, TS_PAGES_1G + 12345, 4 * TS_PAGES_1G + 12345,
 		    TDP_LEVEL_1G, R);
 	st = th_stats(mmu);
@@ -296,19 +284,15 @@ static void test_huge_misaligned_falls_back(void **state)
 	struct tdp_mmu *mmu = env->mmu;
 
 	/* Aligned GFN, misaligned PFN. */
-	assert_int_equal(ts_map(env->vcpu, 4 * TS_PAGES_2M, TDP_ALIAS_SHARED, 0x40001, R, 2),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, 4 * TS_PAGES_2M, 0x40001, R, 2);
 	expect_leaf(mmu, 4 * TS_PAGES_2M, 0x40001, TDP_LEVEL_4K, R);
 	expect_unmapped(mmu, 4 * TS_PAGES_2M + 1);
 	/* Misaligned GFN, aligned PFN. */
-	assert_int_equal(
-		ts_map(env->vcpu, 5 * TS_PAGES_2M + 3, TDP_ALIAS_SHARED, 0x80000, R, 2),
-		TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, 5 * TS_PAGES_2M + 3, 0x80000, R, 2);
 	expect_leaf(mmu, 5 * TS_PAGES_2M + 3, 0x80000, TDP_LEVEL_4K, R);
 	expect_unmapped(mmu, 5 * TS_PAGES_2M);
 	/* max_level 1 never maps huge. */
-	assert_int_equal(ts_map(env->vcpu, 6 * TS_PAGES_2M, TDP_ALIAS_SHARED, 0x80000, R, 1),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, 6 * TS_PAGES_2M, 0x80000, R, 1);
 	expect_leaf(mmu, 6 * TS_PAGES_2M, 0x80000, TDP_LEVEL_4K, R);
 
 	assert_int_equal(th_stats(mmu).leaves[TDP_ROOT_DIRECT][2], 0);
@@ -322,10 +306,8 @@ static void test_huge_blocked_by_small_mapping(void **state)
 	struct tdp_mmu *mmu = env->mmu;
 	tdp_gfn_t base = 8 * TS_PAGES_2M;
 
-	assert_int_equal(ts_map(env->vcpu, base + 5, TDP_ALIAS_SHARED, 0xa0005, R, 1),
-			 TDP_FAULT_FIXED);
-	assert_int_equal(ts_map(env->vcpu, base, TDP_ALIAS_SHARED, 0xa0000, R, 2),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, base + 5, 0xa0005, R, 1);
+	TS_MAP_FIXED(env->vcpu, base, 0xa0000, R, 2);
 	expect_leaf(mmu, base, 0xa0000, TDP_LEVEL_4K, R);
 	expect_leaf(mmu, base + 5, 0xa0005, TDP_LEVEL_4K, R);
 	expect_unmapped(mmu, base + 1);
@@ -340,8 +322,7 @@ static void test_split_huge_on_4k_fault(void **state)
 	struct tdp_stats st;
 	int r;
 
-	assert_int_equal(ts_map(env->vcpu, base, TDP_ALIAS_SHARED, 0x40000, RX, 2),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, base, 0x40000, RX, 2);
 	r = ts_map(env->vcpu, base + 10, TDP_ALIAS_SHARED, 0x4000a, R, 1);
 	assert_true(r == TDP_FAULT_FIXED || r == TDP_FAULT_SPURIOUS);
 
@@ -370,11 +351,8 @@ static void test_split_with_upgrade(void **state)
 	struct tdp_mmu *mmu = env->mmu;
 	tdp_gfn_t base = 9 * TS_PAGES_2M;
 
-	assert_int_equal(ts_map(env->vcpu, base, TDP_ALIAS_SHARED, 0xc0000, R, 2),
-			 TDP_FAULT_FIXED);
-	assert_int_equal(
-		ts_map(env->vcpu, base + 300, TDP_ALIAS_SHARED, 0xc0000 + 300, RW, 1),
-		TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, base, 0xc0000, R, 2);
+	TS_MAP_FIXED(env->vcpu, base + 300, 0xc0000 + 300, RW, 1);
 	expect_leaf(mmu, base + 300, 0xc0000 + 300, TDP_LEVEL_4K, RW);
 	expect_leaf(mmu, base + 299, 0xc0000 + 299, TDP_LEVEL_4K, R);
 	expect_leaf(mmu, base + 301, 0xc0000 + 301, TDP_LEVEL_4K, R);
@@ -389,8 +367,7 @@ static void test_split_refused_for_other_pfn(void **state)
 	tdp_gfn_t base = 10 * TS_PAGES_2M;
 	struct tdp_stats before, after;
 
-	assert_int_equal(ts_map(env->vcpu, base, TDP_ALIAS_SHARED, 0xe0000, R, 2),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, base, 0xe0000, R, 2);
 	assert_int_equal(tdp_vcpu_topup(env->vcpu), 0);
 	before = th_stats(mmu);
 	assert_int_equal(ts_map(env->vcpu, base + 1, TDP_ALIAS_SHARED, 0x12345, R, 1),
@@ -407,11 +384,8 @@ static void test_zap_partial_huge_zaps_whole(void **state)
 	tdp_gfn_t base = 3 * TS_PAGES_2M;
 	struct tdp_stats st;
 
-	assert_int_equal(ts_map(env->vcpu, base, TDP_ALIAS_SHARED, 0x40000, RW, 2),
-			 TDP_FAULT_FIXED);
-	assert_int_equal(
-		ts_map(env->vcpu, base + TS_PAGES_2M, TDP_ALIAS_SHARED, 0x1234, RW, 1),
-		TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, base, 0x40000, RW, 2);
+	TS_MAP_FIXED(env->vcpu, base + TS_PAGES_2M, 0x1234, RW, 1);
 	ts_flush_reset(&env->log);
 	assert_int_equal(
 		tdp_zap_range(mmu, base + 5, base + 6, TDP_ALIAS_SHARED), 0);
@@ -426,8 +400,7 @@ static void test_zap_partial_huge_zaps_whole(void **state)
 	assert_int_equal(st.leaves[TDP_ROOT_DIRECT][1], 1);
 
 	/* The region maps huge again. */
-	assert_int_equal(ts_map(env->vcpu, base, TDP_ALIAS_SHARED, 0x40000, RW, 2),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, base, 0x40000, RW, 2);
 	expect_leaf(mmu, base + 9, 0x40009, TDP_LEVEL_2M, RW);
 }
 
@@ -450,17 +423,14 @@ static void test_invalidate_in_progress(void **state)
 	expect_unmapped(mmu, 1500);
 	expect_unmapped(mmu, 1536);
 
-	assert_int_equal(ts_map(env->vcpu, 999, TDP_ALIAS_SHARED, 0x4, R, 1),
-			 TDP_FAULT_FIXED);
-	assert_int_equal(ts_map(env->vcpu, 2000, TDP_ALIAS_SHARED, 0x5, R, 1),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, 999, 0x4, R, 1);
+	TS_MAP_FIXED(env->vcpu, 2000, 0x5, R, 1);
 	st = th_stats(mmu);
 	assert_int_equal(st.faults_retried, 4);
 	assert_int_equal(ts_stat_leaves(&st, -1), 2);
 
 	assert_int_equal(tdp_invalidate_end(mmu, 1000, 2000), 0);
-	assert_int_equal(ts_map(env->vcpu, 1500, TDP_ALIAS_SHARED, 0x2, R, 1),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, 1500, 0x2, R, 1);
 	expect_leaf(mmu, 1500, 0x2, TDP_LEVEL_4K, R);
 	expect_leaf(mmu, 999, 0x4, TDP_LEVEL_4K, R);
 }
@@ -484,8 +454,7 @@ static void test_invalidate_huge_overlap(void **state)
 
 	assert_int_equal(tdp_invalidate_begin(mmu, x + 100, x + 101), 0);
 	/* A huge fault in a region the range does not touch maps huge. */
-	assert_int_equal(ts_map(env->vcpu, 5 * TS_PAGES_2M, TDP_ALIAS_SHARED, 0x80000, R, 2),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, 5 * TS_PAGES_2M, 0x80000, R, 2);
 	expect_leaf(mmu, 5 * TS_PAGES_2M + 100, 0x80000 + 100, TDP_LEVEL_2M, R);
 
 	assert_int_equal(tdp_zap_host_unmap(mmu, x + 100, x + 101), 0);
@@ -531,8 +500,7 @@ static void test_invalidate_stale_seq(void **state)
 	expect_unmapped(mmu, 5000);
 	assert_int_equal(th_stats(mmu).faults_retried, 3);
 
-	assert_int_equal(ts_map(env->vcpu, 15, TDP_ALIAS_SHARED, 0x15, R, 1),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, 15, 0x15, R, 1);
 	expect_leaf(mmu, 15, 0x15, TDP_LEVEL_4K, R);
 }
 
@@ -549,8 +517,8 @@ static void test_invalidate_nested(void **state)
 	assert_int_equal(ts_map(env->vcpu, 150, TDP_ALIAS_SHARED, 1, R, 1), TDP_FAULT_RETRY);
 	assert_int_equal(ts_map(env->vcpu, 60, TDP_ALIAS_SHARED, 1, R, 1), TDP_FAULT_RETRY);
 	assert_int_equal(tdp_invalidate_end(mmu, 50, 200), 0);
-	assert_int_equal(ts_map(env->vcpu, 150, TDP_ALIAS_SHARED, 1, R, 1), TDP_FAULT_FIXED);
-	assert_int_equal(ts_map(env->vcpu, 60, TDP_ALIAS_SHARED, 2, R, 1), TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, 150, 1, R, 1);
+	TS_MAP_FIXED(env->vcpu, 60, 2, R, 1);
 	/* Every begin was ended: another end has no begin. */
 	assert_int_equal(tdp_invalidate_end(mmu, 0, 100), -EINVAL);
 }
@@ -571,7 +539,7 @@ static void test_invalidate_end_unmatched_range(void **state)
 	assert_int_equal(tdp_invalidate_end(mmu, 0, 100), 0);
 	assert_int_equal(ts_map(env->vcpu, 250, TDP_ALIAS_SHARED, 1, R, 1), TDP_FAULT_RETRY);
 	assert_int_equal(tdp_invalidate_end(mmu, 200, 300), 0);
-	assert_int_equal(ts_map(env->vcpu, 250, TDP_ALIAS_SHARED, 1, R, 1), TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, 250, 1, R, 1);
 }
 
 /* The bracket as an embedder uses it around a host unmap. */
@@ -597,8 +565,7 @@ static void test_invalidate_zap_bracket(void **state)
 			expect_leaf(mmu, g, 0x100000 + g, TDP_LEVEL_2M, RW);
 	}
 	/* The host now backs the range elsewhere. */
-	assert_int_equal(ts_map(env->vcpu, 700, TDP_ALIAS_SHARED, 0x200000 + 700, RW, 1),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, 700, 0x200000 + 700, RW, 1);
 	expect_leaf(mmu, 700, 0x200000 + 700, TDP_LEVEL_4K, RW);
 }
 
@@ -642,8 +609,7 @@ static void test_mmio_generation(void **state)
 
 	/* A stale MMIO SPTE is replaced by a normal mapping as well. */
 	assert_int_equal(tdp_mmu_set_mmio_generation(mmu, 5), 0);
-	assert_int_equal(ts_map(env->vcpu, 0x3000, TDP_ALIAS_SHARED, 0x77, R, 1),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, 0x3000, 0x77, R, 1);
 	expect_leaf(mmu, 0x3000, 0x77, TDP_LEVEL_4K, R);
 }
 
@@ -657,14 +623,12 @@ static void test_mmio_not_counted_as_leaf(void **state)
 	struct tdp_mmu *mmu = env->mmu;
 	struct tdp_stats st;
 
-	assert_int_equal(ts_map(env->vcpu, 0x2fff, TDP_ALIAS_SHARED, 0x1, R, 1),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, 0x2fff, 0x1, R, 1);
 	assert_int_equal(ts_map_mmio(env->vcpu, 0x3000), TDP_FAULT_FIXED);
 	assert_int_equal(tdp_mmu_set_mmio_generation(mmu, 9), 0);
 	assert_int_equal(ts_map_mmio(env->vcpu, 0x3000), TDP_FAULT_FIXED);
 	assert_int_equal(tdp_mmu_set_mmio_generation(mmu, 10), 0);
-	assert_int_equal(ts_map(env->vcpu, 0x3000, TDP_ALIAS_SHARED, 0x2, R, 1),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, 0x3000, 0x2, R, 1);
 	assert_int_equal(ts_map_mmio(env->vcpu, 0x3001), TDP_FAULT_FIXED);
 	st = th_stats(mmu);
 	if (st.leaves[TDP_ROOT_DIRECT][1] != 2)
@@ -701,12 +665,8 @@ static void test_zap_all(void **state)
 	uint64_t tables_before, mapped = 0;
 
 	for (size_t i = 0; i < sizeof(gfns) / sizeof(gfns[0]); i++, mapped++)
-		assert_int_equal(
-			ts_map(env->vcpu, gfns[i], TDP_ALIAS_SHARED, 0x1000 + i, RW, 1),
-			TDP_FAULT_FIXED);
-	assert_int_equal(
-		ts_map(env->vcpu, 4 * TS_PAGES_2M, TDP_ALIAS_SHARED, 0x80000, RW, 2),
-		TDP_FAULT_FIXED);
+		TS_MAP_FIXED(env->vcpu, gfns[i], 0x1000 + i, RW, 1);
+	TS_MAP_FIXED(env->vcpu, 4 * TS_PAGES_2M, 0x80000, RW, 2);
 	mapped++;
 	st = th_stats(mmu);
 	assert_int_equal(ts_stat_leaves(&st, -1), mapped);
@@ -730,8 +690,7 @@ static void test_zap_all(void **state)
 	assert_true(ts_flush_covers(&env->log, 4 * TS_PAGES_2M + 77));
 
 	/* The empty tree faults as usual. */
-	assert_int_equal(ts_map(env->vcpu, 5, TDP_ALIAS_SHARED, 0x55, R, 1),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, 5, 0x55, R, 1);
 	expect_leaf(mmu, 5, 0x55, TDP_LEVEL_4K, R);
 	st = th_stats(mmu);
 	assert_int_equal(ts_stat_tables(&st, TDP_ROOT_DIRECT, TDP_MAX_LEVEL + 1), 4);
@@ -783,14 +742,10 @@ static void test_stats_tables(void **state)
 	assert_true(st.roots_allocated >= 1);
 	assert_true(st.pages_in_use >= 1);
 
-	assert_int_equal(ts_map(env->vcpu, 0, TDP_ALIAS_SHARED, 0x100, R, 1),
-			 TDP_FAULT_FIXED);
-	assert_int_equal(ts_map(env->vcpu, TS_PAGES_2M, TDP_ALIAS_SHARED, 0x200, R, 2),
-			 TDP_FAULT_FIXED);
-	assert_int_equal(ts_map(env->vcpu, TS_PAGES_1G, TDP_ALIAS_SHARED, 0x300, R, 1),
-			 TDP_FAULT_FIXED);
-	assert_int_equal(ts_map(env->vcpu, 512 * TS_PAGES_1G, TDP_ALIAS_SHARED, 0x400, R, 1),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, 0, 0x100, R, 1);
+	TS_MAP_FIXED(env->vcpu, TS_PAGES_2M, 0x200, R, 2);
+	TS_MAP_FIXED(env->vcpu, TS_PAGES_1G, 0x300, R, 1);
+	TS_MAP_FIXED(env->vcpu, 512 * TS_PAGES_1G, 0x400, R, 1);
 	st = th_stats(mmu);
 	assert_int_equal(st.tables[TDP_ROOT_DIRECT][4], 1);
 	assert_int_equal(st.tables[TDP_ROOT_DIRECT][3], 2);
@@ -826,8 +781,8 @@ static void test_five_level_tree(void **state)
 	l = ts_lookup(mmu, top, TDP_ALIAS_SHARED);
 	assert_int_equal(l.ret, 0);
 	assert_int_equal(l.level, 5);
-	assert_int_equal(ts_map(vcpu, top, TDP_ALIAS_SHARED, 0x77, R, 1), TDP_FAULT_FIXED);
-	assert_int_equal(ts_map(vcpu, 0, TDP_ALIAS_SHARED, 0x66, R, 1), TDP_FAULT_FIXED);
+	TS_MAP_FIXED(vcpu, top, 0x77, R, 1);
+	TS_MAP_FIXED(vcpu, 0, 0x66, R, 1);
 	expect_leaf(mmu, top, 0x77, TDP_LEVEL_4K, R);
 	expect_leaf(mmu, 0, 0x66, TDP_LEVEL_4K, R);
 	assert_int_equal(ts_map(vcpu, 1ULL << 45, TDP_ALIAS_SHARED, 0x1, R, 1), -EINVAL);

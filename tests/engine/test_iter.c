@@ -136,13 +136,11 @@ static void build_tree(struct ts_env *env, struct tree_model *m)
 
 	memset(m, 0, sizeof(*m));
 	for (size_t i = 0; i < sizeof(small) / sizeof(small[0]); i++) {
-		assert_int_equal(ts_map(env->vcpu, small[i], TDP_ALIAS_SHARED, 0x1000 + i, TDP_PROT_READ, 1),
-				 TDP_FAULT_FIXED);
+		TS_MAP_FIXED(env->vcpu, small[i], 0x1000 + i, TDP_PROT_READ, 1);
 		m->leaf4k[m->nr4k++] = small[i];
 	}
 	for (size_t i = 0; i < sizeof(huge) / sizeof(huge[0]); i++) {
-		assert_int_equal(ts_map(env->vcpu, huge[i], TDP_ALIAS_SHARED, huge[i] + 0x100000, TDP_PROT_READ, 2),
-				 TDP_FAULT_FIXED);
+		TS_MAP_FIXED(env->vcpu, huge[i], huge[i] + 0x100000, TDP_PROT_READ, 2);
 		m->leaf2m[m->nr2m++] = huge[i];
 	}
 }
@@ -200,20 +198,31 @@ static struct tdp_root *direct_root(struct tdp_mmu *mmu)
 	return root;
 }
 
+/*
+ * An MMU with @flags holding the tree build_tree() makes; returns its
+ * direct root, with a reference.
+ */
+static struct tdp_root *tree_env(struct ts_env *env, struct tree_model *m,
+				 unsigned int flags)
+{
+	ts_env_init_ok(env,
+		       &(struct ts_env_opts){ .flags = flags, .record = true });
+	build_tree(env, m);
+	return direct_root(env->mmu);
+}
+
+#define NR_WALK_CASES (sizeof(walk_cases) / sizeof(walk_cases[0]))
+
 static void test_preorder(void **state)
 {
 	struct ts_env env;
 	struct tree_model m;
 
 	(void)state;
-	ts_env_init_ok(&env, &(struct ts_env_opts){ .record = true });
-	build_tree(&env, &m);
+	struct tdp_root *root = tree_env(&env, &m, 0);
+	const struct tdp_spte_format *fmt = env.fmt;
 
-	struct tdp_root *root = direct_root(env.mmu);
-	const struct tdp_spte_format *fmt = tdp_mmu_format(env.mmu);
-
-	for (size_t c = 0; c < sizeof(walk_cases) / sizeof(walk_cases[0]);
-	     c++) {
+	for (size_t c = 0; c < NR_WALK_CASES; c++) {
 		const struct walk_case *wc = &walk_cases[c];
 		struct visit_list want = { 0 }, got = { 0 };
 		struct tdp_iter it;
@@ -254,14 +263,10 @@ static void test_forced_yield_walk(void **state)
 	struct tree_model m;
 
 	(void)state;
-	ts_env_init_ok(&env, &(struct ts_env_opts){ .flags = TDP_MMU_FORCE_YIELD, .record = true });
-	build_tree(&env, &m);
+	struct tdp_root *root = tree_env(&env, &m, TDP_MMU_FORCE_YIELD);
+	const struct tdp_spte_format *fmt = env.fmt;
 
-	struct tdp_root *root = direct_root(env.mmu);
-	const struct tdp_spte_format *fmt = tdp_mmu_format(env.mmu);
-
-	for (size_t c = 0; c < sizeof(walk_cases) / sizeof(walk_cases[0]);
-	     c++) {
+	for (size_t c = 0; c < NR_WALK_CASES; c++) {
 		const struct walk_case *wc = &walk_cases[c];
 		struct visit_list want = { 0 }, got = { 0 }, pending = { 0 };
 		struct tdp_op op = {
@@ -421,14 +426,11 @@ static size_t map_zap_set(struct ts_env *env, tdp_gfn_t *gfns, size_t cap)
 	gfns[n++] = TS_PLAIN_GFN_LIMIT - 1;
 	assert_true(n <= cap);
 	for (size_t i = 0; i < n; i++)
-		assert_int_equal(ts_map(env->vcpu, gfns[i], TDP_ALIAS_SHARED, 0x5000 + i, TDP_PROT_READ | TDP_PROT_WRITE, 1),
-				 TDP_FAULT_FIXED);
+		TS_MAP_FIXED(env->vcpu, gfns[i], 0x5000 + i, TDP_PROT_READ | TDP_PROT_WRITE, 1);
 	/* Two huge leaves: their first GFN stands for the whole 2M. */
-	assert_int_equal(ts_map(env->vcpu, 8 * TS_PAGES_2M, TDP_ALIAS_SHARED, 0x400000, TDP_PROT_READ, 2),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, 8 * TS_PAGES_2M, 0x400000, TDP_PROT_READ, 2);
 	gfns[n++] = 8 * TS_PAGES_2M;
-	assert_int_equal(ts_map(env->vcpu, 9 * TS_PAGES_2M, TDP_ALIAS_SHARED, 0x400200, TDP_PROT_READ, 2),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, 9 * TS_PAGES_2M, 0x400200, TDP_PROT_READ, 2);
 	gfns[n++] = 9 * TS_PAGES_2M;
 	assert_true(n <= cap);
 	return n;

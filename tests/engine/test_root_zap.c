@@ -216,8 +216,7 @@ static void check_zap_flushes_stale_vcpu(unsigned int flags, bool aliased)
 					    &v.root_level),
 			 0);
 	for (size_t i = 0; i < NR_LEAVES; i++)
-		assert_int_equal(ts_map(vcpu, leaves[i].gfn | bits, TDP_ALIAS_SHARED, leaves[i].pfn, TDP_PROT_RWX, leaves[i].level),
-				 TDP_FAULT_FIXED);
+		TS_MAP_FIXED(vcpu, leaves[i].gfn | bits, leaves[i].pfn, TDP_PROT_RWX, leaves[i].level);
 	/* ...and caches every translation it uses. */
 	for (size_t i = 0; i < NR_LEAVES; i++)
 		stale_vcpu_access(&v, leaves[i].gfn | bits);
@@ -386,8 +385,7 @@ static void test_teardown_waits_for_root_zap(void **state)
 	assert_int_equal(tdp_mmu_create(&cfg, &z.mmu), 0);
 	assert_int_equal(tdp_vcpu_create(z.mmu, &vcpu), 0);
 	for (tdp_gfn_t g = 0; g < NR_SLOW_LEAVES; g++)
-		assert_int_equal(ts_map(vcpu, g, TDP_ALIAS_SHARED, 0x10000 + g, TDP_PROT_READ, TDP_LEVEL_4K),
-				 TDP_FAULT_FIXED);
+		TS_MAP_FIXED(vcpu, g, 0x10000 + g, TDP_PROT_READ, TDP_LEVEL_4K);
 	assert_int_equal(tdp_mmu_invalidate_roots(z.mmu, TDP_ALIAS_SHARED), 0);
 	tdp_vcpu_destroy(vcpu);
 

@@ -57,8 +57,7 @@ static void test_vcpu_holds_root(void **state)
 	struct ts_env *env = *state;
 	struct tdp_root *r;
 
-	assert_int_equal(ts_map(env->vcpu, 1, TDP_ALIAS_SHARED, 1, TDP_PROT_READ, 1),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, 1, 1, TDP_PROT_READ, 1);
 	assert_int_equal(tdp_root_get(env->mmu, TDP_ROOT_DIRECT, &r), 0);
 	assert_int_equal(tdp_root_refcount(r), 3);
 	tdp_vcpu_destroy(env->vcpu);
@@ -115,12 +114,8 @@ static void test_zap_invalidated_exactly_once(void **state)
 	uint64_t flushes;
 
 	for (tdp_gfn_t g = 0; g < 100; g++)
-		assert_int_equal(
-			ts_map(env->vcpu, g, TDP_ALIAS_SHARED, 0x100 + g, TDP_PROT_READ, 1),
-			TDP_FAULT_FIXED);
-	assert_int_equal(
-		ts_map(env->vcpu, TS_PAGES_1G, TDP_ALIAS_SHARED, 0x40000, TDP_PROT_READ, 2),
-		TDP_FAULT_FIXED);
+		TS_MAP_FIXED(env->vcpu, g, 0x100 + g, TDP_PROT_READ, 1);
+	TS_MAP_FIXED(env->vcpu, TS_PAGES_1G, 0x40000, TDP_PROT_READ, 2);
 	before = th_stats(mmu);
 	assert_int_equal(ts_stat_leaves(&before, -1), 101);
 
@@ -249,8 +244,7 @@ static void test_teardown_refused_with_vcpu(void **state)
 	struct ts_env *env = *state;
 	struct tdp_stats before, after;
 
-	assert_int_equal(ts_map(env->vcpu, 3, TDP_ALIAS_SHARED, 0x33, TDP_PROT_READ, 1),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, 3, 0x33, TDP_PROT_READ, 1);
 	tdp_rcu_barrier();
 	before = th_stats(env->mmu);
 	assert_int_equal(tdp_mmu_teardown(env->mmu), -EINVAL);
@@ -258,8 +252,7 @@ static void test_teardown_refused_with_vcpu(void **state)
 	assert_memory_equal(&before, &after, sizeof(before));
 	assert_true(ts_lookup(env->mmu, 3, TDP_ALIAS_SHARED).present);
 	/* Still fully usable. */
-	assert_int_equal(ts_map(env->vcpu, 4, TDP_ALIAS_SHARED, 0x44, TDP_PROT_READ, 1),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, 4, 0x44, TDP_PROT_READ, 1);
 	assert_int_equal(tdp_mmu_teardown(NULL), -EINVAL);
 }
 
@@ -274,14 +267,9 @@ static void test_teardown(void **state)
 	int level;
 
 	for (tdp_gfn_t g = 0; g < 600; g++)
-		assert_int_equal(ts_map(env->vcpu, g * 3, TDP_ALIAS_SHARED, 0x1000 + g, TDP_PROT_READ, 1),
-				 TDP_FAULT_FIXED);
-	assert_int_equal(
-		ts_map(env->vcpu, 4 * TS_PAGES_1G, TDP_ALIAS_SHARED, 0, TDP_PROT_READ, 2),
-		TDP_FAULT_FIXED);
-	assert_int_equal(
-		ts_map(env->vcpu, TS_PLAIN_GFN_LIMIT - 1, TDP_ALIAS_SHARED, 7, TDP_PROT_READ, 1),
-		TDP_FAULT_FIXED);
+		TS_MAP_FIXED(env->vcpu, g * 3, 0x1000 + g, TDP_PROT_READ, 1);
+	TS_MAP_FIXED(env->vcpu, 4 * TS_PAGES_1G, 0, TDP_PROT_READ, 2);
+	TS_MAP_FIXED(env->vcpu, TS_PLAIN_GFN_LIMIT - 1, 7, TDP_PROT_READ, 1);
 	/* An invalidated root no one zapped yet, still referenced... */
 	assert_int_equal(tdp_root_get(mmu, TDP_ROOT_DIRECT, &held), 0);
 	assert_int_equal(tdp_mmu_invalidate_roots(mmu, TDP_ALIAS_SHARED), 0);

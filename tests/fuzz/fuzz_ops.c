@@ -40,7 +40,7 @@
 #include <string.h>
 
 #include "fuzz_model.h"
-#include "ts_backend.h"
+#include "ts_env.h"
 
 #include "internal.h"
 
@@ -952,18 +952,6 @@ static void do_op(struct fuzz *z, struct input *in, enum op op)
 
 /* ---- one input ------------------------------------------------------------------- */
 
-static void noop_flush_range(void *ctx, tdp_gfn_t gfn, uint64_t n)
-{
-	(void)ctx;
-	(void)gfn;
-	(void)n;
-}
-
-static void noop_flush_all(void *ctx)
-{
-	(void)ctx;
-}
-
 /* Configuration byte: removals may fail (only with a backend). */
 static bool cfg_may_die(uint8_t cfg_byte)
 {
@@ -980,8 +968,7 @@ static void setup(struct fuzz *z, uint8_t cfg_byte)
 	struct tdp_mmu_config cfg = {
 		.root_level = root_level,
 		.direct_bits = direct_bits,
-		.host = { .flush_range = noop_flush_range,
-			  .flush_all = noop_flush_all },
+		.host = ts_flush_host(NULL, false),
 		.flags = cfg_byte & 4 ? TDP_MMU_FORCE_YIELD : 0,
 	};
 

@@ -22,16 +22,15 @@
 static void map(struct ts_env *env, tdp_gfn_t gfn, unsigned int prot,
 		int max_level)
 {
-	assert_int_equal(ts_map(env->vcpu, gfn, TDP_ALIAS_SHARED, ts_pfn(gfn, TDP_ALIAS_SHARED), prot, max_level),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, gfn, ts_pfn_shared(gfn), prot, max_level);
 }
 
-/* The present leaf's SPTE for @gfn (asserting it maps ts_pfn(gfn, TDP_ALIAS_SHARED)). */
+/* The present leaf's SPTE for @gfn (asserting it maps ts_pfn_shared(gfn)). */
 static tdp_spte_t spte_of(struct tdp_mmu *mmu, tdp_gfn_t gfn)
 {
 	struct ts_leaf l = ts_lookup(mmu, gfn, TDP_ALIAS_SHARED);
 
-	if (!l.present || l.pfn != ts_pfn(gfn, TDP_ALIAS_SHARED))
+	if (!l.present || l.pfn != ts_pfn_shared(gfn))
 		fail_msg("gfn %#llx: present %d pfn %#llx",
 			 (unsigned long long)gfn, l.present,
 			 (unsigned long long)l.pfn);
@@ -699,8 +698,7 @@ static void test_backend(void **state)
 
 	/* The shared alias works, and flushes name the shared GFN. */
 	assert_int_equal(tdp_fast_fix(env.mmu, shared, HH_PROT_RW), 0);
-	assert_int_equal(ts_map(env.vcpu, shared, TDP_ALIAS_SHARED, ts_pfn(a, TDP_ALIAS_SHARED), HH_PROT_RW, 1),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env.vcpu, shared, ts_pfn_shared(a), HH_PROT_RW, 1);
 	ts_flush_reset(&env.log);
 	assert_int_equal(tdp_wrprot_range(env.mmu, a, a + 64, TDP_ALIAS_SHARED),
 			 1);

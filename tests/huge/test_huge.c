@@ -72,19 +72,19 @@ static tdp_spte_t split_spte(const struct tdp_spte_format *fmt, tdp_spte_t huge,
 	return level == TDP_LEVEL_4K ? s & ~fmt->leaf_size : s;
 }
 
-/* Every GFN of [start, end) maps ts_pfn(gfn, TDP_ALIAS_SHARED) at @level. */
+/* Every GFN of [start, end) maps ts_pfn_shared(gfn) at @level. */
 static void expect_range(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end,
 			 int level)
 {
 	for (tdp_gfn_t g = start; g < end; g += tdp_level_pages(level)) {
 		struct ts_leaf l = ts_lookup(mmu, g, TDP_ALIAS_SHARED);
 
-		if (!l.present || l.level != level || l.pfn != ts_pfn(g, TDP_ALIAS_SHARED))
+		if (!l.present || l.level != level || l.pfn != ts_pfn_shared(g))
 			fail_msg("gfn %#llx: present %d level %d pfn %#llx, "
 				 "expected level %d pfn %#llx",
 				 (unsigned long long)g, l.present, l.level,
 				 (unsigned long long)l.pfn, level,
-				 (unsigned long long)ts_pfn(g, TDP_ALIAS_SHARED));
+				 (unsigned long long)ts_pfn_shared(g));
 	}
 }
 
@@ -98,66 +98,55 @@ static void test_fault_levels(void **state)
 
 	/* max_level 1G, aligned: one 1 GiB leaf. */
 	g = hh_gig(1);
-	assert_int_equal(ts_map(env->vcpu, g, TDP_ALIAS_SHARED, ts_pfn(g, TDP_ALIAS_SHARED), TDP_PROT_RWX, 3),
-			 TDP_FAULT_FIXED);
-	expect_leaf(mmu, g + 12345, 3, ts_pfn(g + 12345, TDP_ALIAS_SHARED));
-	expect_leaf(mmu, g + P1G - 1, 3, ts_pfn(g + P1G - 1, TDP_ALIAS_SHARED));
+	TS_MAP_FIXED(env->vcpu, g, ts_pfn_shared(g), TDP_PROT_RWX, 3);
+	expect_leaf(mmu, g + 12345, 3, ts_pfn_shared(g + 12345));
+	expect_leaf(mmu, g + P1G - 1, 3, ts_pfn_shared(g + P1G - 1));
 	expect_stats(mmu, 0, 0, 1, 0, 0, 1);
 
 	/* max_level 2M in an empty, 1 GiB-aligned region: never above it.
 	 * The fault GFN is inside the 2 MiB page; the leaf covers it all. */
 	g = hh_gig(2);
-	assert_int_equal(ts_map(env->vcpu, g + 7, TDP_ALIAS_SHARED, ts_pfn(g + 7, TDP_ALIAS_SHARED), HH_PROT_RW, 2),
-			 TDP_FAULT_FIXED);
-	expect_leaf(mmu, g, 2, ts_pfn(g, TDP_ALIAS_SHARED));
-	expect_leaf(mmu, g + P2M - 1, 2, ts_pfn(g + P2M - 1, TDP_ALIAS_SHARED));
+	TS_MAP_FIXED(env->vcpu, g + 7, ts_pfn_shared(g + 7), HH_PROT_RW, 2);
+	expect_leaf(mmu, g, 2, ts_pfn_shared(g));
+	expect_leaf(mmu, g + P2M - 1, 2, ts_pfn_shared(g + P2M - 1));
 	expect_absent(mmu, g + P2M);
 	expect_stats(mmu, 0, 1, 1, 0, 1, 1);
 
 	/* max_level 1G, GFN and PFN aligned only to 2 MiB: a 2 MiB leaf. */
 	g = hh_blk(3, 5);
-	assert_int_equal(
-		ts_map(env->vcpu, g, TDP_ALIAS_SHARED, ts_pfn(g, TDP_ALIAS_SHARED) + P2M, TDP_PROT_READ, 3),
-		TDP_FAULT_FIXED);
-	expect_leaf(mmu, g + 3, 2, ts_pfn(g, TDP_ALIAS_SHARED) + P2M + 3);
+	TS_MAP_FIXED(env->vcpu, g, ts_pfn_shared(g) + P2M, TDP_PROT_READ, 3);
+	expect_leaf(mmu, g + 3, 2, ts_pfn_shared(g) + P2M + 3);
 	expect_stats(mmu, 0, 2, 1, 0, 2, 1);
 
 	/* Misaligned PFN: falls back to 4 KiB. */
 	g = hh_gig(4);
-	assert_int_equal(ts_map(env->vcpu, g, TDP_ALIAS_SHARED, ts_pfn(g, TDP_ALIAS_SHARED) + 1, HH_PROT_RW, 3),
-			 TDP_FAULT_FIXED);
-	expect_leaf(mmu, g, 1, ts_pfn(g, TDP_ALIAS_SHARED) + 1);
+	TS_MAP_FIXED(env->vcpu, g, ts_pfn_shared(g) + 1, HH_PROT_RW, 3);
+	expect_leaf(mmu, g, 1, ts_pfn_shared(g) + 1);
 	expect_absent(mmu, g + 1);
 	expect_stats(mmu, 1, 2, 1, 1, 3, 1);
 
 	/* max_level 4K, aligned: 4 KiB. */
 	g = hh_gig(5);
-	assert_int_equal(ts_map(env->vcpu, g, TDP_ALIAS_SHARED, ts_pfn(g, TDP_ALIAS_SHARED), HH_PROT_RW, 1),
-			 TDP_FAULT_FIXED);
-	expect_leaf(mmu, g, 1, ts_pfn(g, TDP_ALIAS_SHARED));
+	TS_MAP_FIXED(env->vcpu, g, ts_pfn_shared(g), HH_PROT_RW, 1);
+	expect_leaf(mmu, g, 1, ts_pfn_shared(g));
 	expect_stats(mmu, 2, 2, 1, 2, 4, 1);
 
 	/* A smaller mapping below forces a lower level: a 4 KiB leaf in
 	 * block 1 makes a 1 GiB fault at block 0 map 2 MiB, and a 2 MiB
 	 * fault in block 1 map 4 KiB. */
 	g = hh_gig(6);
-	assert_int_equal(
-		ts_map(env->vcpu, g + 600, TDP_ALIAS_SHARED, ts_pfn(g + 600, TDP_ALIAS_SHARED), HH_PROT_RW, 1),
-		TDP_FAULT_FIXED);
-	assert_int_equal(ts_map(env->vcpu, g, TDP_ALIAS_SHARED, ts_pfn(g, TDP_ALIAS_SHARED), HH_PROT_RW, 3),
-			 TDP_FAULT_FIXED);
-	expect_leaf(mmu, g + 100, 2, ts_pfn(g + 100, TDP_ALIAS_SHARED));
-	assert_int_equal(
-		ts_map(env->vcpu, g + 515, TDP_ALIAS_SHARED, ts_pfn(g + 515, TDP_ALIAS_SHARED), HH_PROT_RW, 2),
-		TDP_FAULT_FIXED);
-	expect_leaf(mmu, g + 515, 1, ts_pfn(g + 515, TDP_ALIAS_SHARED));
+	TS_MAP_FIXED(env->vcpu, g + 600, ts_pfn_shared(g + 600), HH_PROT_RW, 1);
+	TS_MAP_FIXED(env->vcpu, g, ts_pfn_shared(g), HH_PROT_RW, 3);
+	expect_leaf(mmu, g + 100, 2, ts_pfn_shared(g + 100));
+	TS_MAP_FIXED(env->vcpu, g + 515, ts_pfn_shared(g + 515), HH_PROT_RW, 2);
+	expect_leaf(mmu, g + 515, 1, ts_pfn_shared(g + 515));
 	expect_absent(mmu, g + 516);
 	expect_stats(mmu, 4, 3, 1, 3, 5, 1);
 
 	/* The same faults again are spurious and change nothing. */
-	assert_int_equal(ts_map(env->vcpu, hh_gig(1) + 9, TDP_ALIAS_SHARED, ts_pfn(hh_gig(1) + 9, TDP_ALIAS_SHARED), TDP_PROT_READ, 3),
+	assert_int_equal(ts_map(env->vcpu, hh_gig(1) + 9, TDP_ALIAS_SHARED, ts_pfn_shared(hh_gig(1) + 9), TDP_PROT_READ, 3),
 			 TDP_FAULT_SPURIOUS);
-	assert_int_equal(ts_map(env->vcpu, hh_gig(2) + 9, TDP_ALIAS_SHARED, ts_pfn(hh_gig(2) + 9, TDP_ALIAS_SHARED), HH_PROT_RW, 2),
+	assert_int_equal(ts_map(env->vcpu, hh_gig(2) + 9, TDP_ALIAS_SHARED, ts_pfn_shared(hh_gig(2) + 9), HH_PROT_RW, 2),
 			 TDP_FAULT_SPURIOUS);
 	expect_stats(mmu, 4, 3, 1, 3, 5, 1);
 }
@@ -171,46 +160,40 @@ static void test_fault_splits_huge(void **state)
 	tdp_gfn_t b = hh_blk(1, 0), b2 = hh_blk(1, 1), b3 = hh_blk(1, 2), g = hh_gig(2);
 	struct ts_leaf l;
 
-	assert_int_equal(ts_map(env->vcpu, b, TDP_ALIAS_SHARED, ts_pfn(b, TDP_ALIAS_SHARED), TDP_PROT_READ | TDP_PROT_EXEC, 2),
-			 TDP_FAULT_FIXED);
-	assert_int_equal(ts_map(env->vcpu, b2, TDP_ALIAS_SHARED, ts_pfn(b2, TDP_ALIAS_SHARED), TDP_PROT_READ, 2),
-			 TDP_FAULT_FIXED);
-	assert_int_equal(ts_map(env->vcpu, b3, TDP_ALIAS_SHARED, ts_pfn(b3, TDP_ALIAS_SHARED), HH_PROT_RW, 2),
-			 TDP_FAULT_FIXED);
-	assert_int_equal(ts_map(env->vcpu, g, TDP_ALIAS_SHARED, ts_pfn(g, TDP_ALIAS_SHARED), HH_PROT_RW, 3),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, b, ts_pfn_shared(b), TDP_PROT_READ | TDP_PROT_EXEC, 2);
+	TS_MAP_FIXED(env->vcpu, b2, ts_pfn_shared(b2), TDP_PROT_READ, 2);
+	TS_MAP_FIXED(env->vcpu, b3, ts_pfn_shared(b3), HH_PROT_RW, 2);
+	TS_MAP_FIXED(env->vcpu, g, ts_pfn_shared(g), HH_PROT_RW, 3);
 	expect_stats(mmu, 0, 3, 1, 0, 1, 1);
 	ts_flush_reset(&env->log);
 
 	/* Same rights: the leaf is split and the fault is spurious. */
 	assert_int_equal(
-		ts_map(env->vcpu, b + 9, TDP_ALIAS_SHARED, ts_pfn(b + 9, TDP_ALIAS_SHARED), TDP_PROT_READ, 1),
+		ts_map(env->vcpu, b + 9, TDP_ALIAS_SHARED, ts_pfn_shared(b + 9), TDP_PROT_READ, 1),
 		TDP_FAULT_SPURIOUS);
 	expect_range(mmu, b, b + P2M, 1);
 	expect_stats(mmu, 512, 2, 1, 1, 1, 1);
 
 	/* More rights: split, then only the faulting GFN gains them. */
-	assert_int_equal(
-		ts_map(env->vcpu, b2 + 9, TDP_ALIAS_SHARED, ts_pfn(b2 + 9, TDP_ALIAS_SHARED), HH_PROT_RW, 1),
-		TDP_FAULT_FIXED);
-	l = expect_leaf(mmu, b2 + 9, 1, ts_pfn(b2 + 9, TDP_ALIAS_SHARED));
+	TS_MAP_FIXED(env->vcpu, b2 + 9, ts_pfn_shared(b2 + 9), HH_PROT_RW, 1);
+	l = expect_leaf(mmu, b2 + 9, 1, ts_pfn_shared(b2 + 9));
 	assert_true(l.spte & fmt->writable);
-	l = expect_leaf(mmu, b2 + 10, 1, ts_pfn(b2 + 10, TDP_ALIAS_SHARED));
+	l = expect_leaf(mmu, b2 + 10, 1, ts_pfn_shared(b2 + 10));
 	assert_false(l.spte & fmt->writable);
 	expect_stats(mmu, 1024, 1, 1, 2, 1, 1);
 
 	/* Another PFN under a huge leaf: refused before anything changes. */
 	assert_int_equal(
-		ts_map(env->vcpu, b3 + 9, TDP_ALIAS_SHARED, ts_pfn(b3 + 9, TDP_ALIAS_SHARED) + 1, HH_PROT_RW, 1),
+		ts_map(env->vcpu, b3 + 9, TDP_ALIAS_SHARED, ts_pfn_shared(b3 + 9) + 1, HH_PROT_RW, 1),
 		-EINVAL);
-	expect_leaf(mmu, b3 + 9, 2, ts_pfn(b3 + 9, TDP_ALIAS_SHARED));
+	expect_leaf(mmu, b3 + 9, 2, ts_pfn_shared(b3 + 9));
 
 	/* Under a 1 GiB leaf: 1G -> 2M -> 4K on the way down. */
-	assert_int_equal(ts_map(env->vcpu, g + 3 * P2M + 9, TDP_ALIAS_SHARED, ts_pfn(g + 3 * P2M + 9, TDP_ALIAS_SHARED), HH_PROT_RW, 1),
+	assert_int_equal(ts_map(env->vcpu, g + 3 * P2M + 9, TDP_ALIAS_SHARED, ts_pfn_shared(g + 3 * P2M + 9), HH_PROT_RW, 1),
 			 TDP_FAULT_SPURIOUS);
-	expect_leaf(mmu, g, 2, ts_pfn(g, TDP_ALIAS_SHARED));
+	expect_leaf(mmu, g, 2, ts_pfn_shared(g));
 	expect_range(mmu, g + 3 * P2M, g + 4 * P2M, 1);
-	expect_leaf(mmu, g + 4 * P2M, 2, ts_pfn(g + 4 * P2M, TDP_ALIAS_SHARED));
+	expect_leaf(mmu, g + 4 * P2M, 2, ts_pfn_shared(g + 4 * P2M));
 	expect_stats(mmu, 1536, 1 + 511, 0, 3, 2, 1);
 
 	/* Splitting never needs a TLB flush. */
@@ -228,9 +211,8 @@ static void test_split_1g_to_4k(void **state)
 	struct tdp_stats before;
 	struct ts_leaf orig;
 
-	assert_int_equal(ts_map(env->vcpu, g, TDP_ALIAS_SHARED, ts_pfn(g, TDP_ALIAS_SHARED), HH_PROT_RW, 3),
-			 TDP_FAULT_FIXED);
-	orig = expect_leaf(mmu, g, 3, ts_pfn(g, TDP_ALIAS_SHARED));
+	TS_MAP_FIXED(env->vcpu, g, ts_pfn_shared(g), HH_PROT_RW, 3);
+	orig = expect_leaf(mmu, g, 3, ts_pfn_shared(g));
 	before = hh_stats(mmu);
 	ts_flush_reset(&env->log);
 
@@ -241,8 +223,8 @@ static void test_split_1g_to_4k(void **state)
 	for (tdp_gfn_t x = g; x < g + P1G; x++) {
 		struct ts_leaf l = ts_lookup(mmu, x, TDP_ALIAS_SHARED);
 
-		if (!l.present || l.level != 1 || l.pfn != ts_pfn(x, TDP_ALIAS_SHARED) ||
-		    l.spte != split_spte(fmt, orig.spte, 1, ts_pfn(x, TDP_ALIAS_SHARED)))
+		if (!l.present || l.level != 1 || l.pfn != ts_pfn_shared(x) ||
+		    l.spte != split_spte(fmt, orig.spte, 1, ts_pfn_shared(x)))
 			fail_msg("gfn %#llx: level %d spte %#llx after split",
 				 (unsigned long long)x, l.level,
 				 (unsigned long long)l.spte);
@@ -262,7 +244,7 @@ static void test_split_1g_to_4k(void **state)
 	assert_int_equal(tdp_recover_huge_pages(mmu, g, g + P1G, TDP_LEVEL_1G,
 						TDP_ALIAS_SHARED),
 			 513);
-	assert_int_equal(expect_leaf(mmu, g + 77, 3, ts_pfn(g + 77, TDP_ALIAS_SHARED)).spte,
+	assert_int_equal(expect_leaf(mmu, g + 77, 3, ts_pfn_shared(g + 77)).spte,
 			 orig.spte);
 	expect_stats(mmu, 0, 0, 1, 0, 0, 1);
 	tdp_rcu_barrier();
@@ -277,9 +259,8 @@ static void test_split_1g_to_2m(void **state)
 	tdp_gfn_t g = hh_gig(3);
 	struct ts_leaf orig;
 
-	assert_int_equal(ts_map(env->vcpu, g, TDP_ALIAS_SHARED, ts_pfn(g, TDP_ALIAS_SHARED), TDP_PROT_RWX, 3),
-			 TDP_FAULT_FIXED);
-	orig = expect_leaf(mmu, g, 3, ts_pfn(g, TDP_ALIAS_SHARED));
+	TS_MAP_FIXED(env->vcpu, g, ts_pfn_shared(g), TDP_PROT_RWX, 3);
+	orig = expect_leaf(mmu, g, 3, ts_pfn_shared(g));
 	ts_flush_reset(&env->log);
 
 	/* A range of one GFN splits the whole leaf that overlaps it. */
@@ -288,10 +269,10 @@ static void test_split_1g_to_2m(void **state)
 			 0);
 	for (unsigned int b = 0; b < 512; b++) {
 		struct ts_leaf l = expect_leaf(mmu, hh_blk(3, b) + b, 2,
-					       ts_pfn(hh_blk(3, b) + b, TDP_ALIAS_SHARED));
+					       ts_pfn_shared(hh_blk(3, b) + b));
 
 		assert_int_equal(l.spte, split_spte(fmt, orig.spte, 2,
-						    ts_pfn(hh_blk(3, b), TDP_ALIAS_SHARED)));
+						    ts_pfn_shared(hh_blk(3, b))));
 	}
 	expect_stats(mmu, 0, 512, 0, 0, 1, 1);
 
@@ -299,9 +280,9 @@ static void test_split_1g_to_2m(void **state)
 	assert_int_equal(tdp_split_huge_range(mmu, hh_blk(3, 3) + 1, hh_blk(3, 3) + 2,
 					      TDP_LEVEL_4K, TDP_ALIAS_SHARED),
 			 0);
-	expect_leaf(mmu, hh_blk(3, 2) + P2M - 1, 2, ts_pfn(hh_blk(3, 2) + P2M - 1, TDP_ALIAS_SHARED));
+	expect_leaf(mmu, hh_blk(3, 2) + P2M - 1, 2, ts_pfn_shared(hh_blk(3, 2) + P2M - 1));
 	expect_range(mmu, hh_blk(3, 3), hh_blk(3, 4), 1);
-	expect_leaf(mmu, hh_blk(3, 4), 2, ts_pfn(hh_blk(3, 4), TDP_ALIAS_SHARED));
+	expect_leaf(mmu, hh_blk(3, 4), 2, ts_pfn_shared(hh_blk(3, 4)));
 	expect_stats(mmu, 512, 511, 0, 1, 1, 1);
 	assert_int_equal(ts_flush_count(&env->log), 0);
 
@@ -315,7 +296,7 @@ static void test_split_1g_to_2m(void **state)
 	assert_int_equal(tdp_recover_huge_pages(mmu, g, g + P1G, TDP_LEVEL_2M,
 						TDP_ALIAS_SHARED),
 			 1);
-	expect_leaf(mmu, hh_blk(3, 3) + 8, 2, ts_pfn(hh_blk(3, 3) + 8, TDP_ALIAS_SHARED));
+	expect_leaf(mmu, hh_blk(3, 3) + 8, 2, ts_pfn_shared(hh_blk(3, 3) + 8));
 	expect_stats(mmu, 0, 512, 0, 0, 1, 1);
 	ts_flush_reset(&env->log);
 	assert_int_equal(tdp_recover_huge_pages(mmu, g, g + P1G, TDP_LEVEL_2M,
@@ -327,7 +308,7 @@ static void test_split_1g_to_2m(void **state)
 	assert_int_equal(tdp_recover_huge_pages(mmu, g, g + P1G, TDP_LEVEL_1G,
 						TDP_ALIAS_SHARED),
 			 1);
-	assert_int_equal(expect_leaf(mmu, g, 3, ts_pfn(g, TDP_ALIAS_SHARED)).spte, orig.spte);
+	assert_int_equal(expect_leaf(mmu, g, 3, ts_pfn_shared(g)).spte, orig.spte);
 	expect_stats(mmu, 0, 0, 1, 0, 0, 1);
 }
 
@@ -349,9 +330,8 @@ static void test_split_recover_roundtrip(void **state)
 
 	for (unsigned int i = 0; i < 4; i++) {
 		b = hh_blk(1, i);
-		assert_int_equal(ts_map(env->vcpu, b, TDP_ALIAS_SHARED, ts_pfn(b, TDP_ALIAS_SHARED), prots[i], 2),
-				 TDP_FAULT_FIXED);
-		orig = expect_leaf(mmu, b, 2, ts_pfn(b, TDP_ALIAS_SHARED));
+		TS_MAP_FIXED(env->vcpu, b, ts_pfn_shared(b), prots[i], 2);
+		orig = expect_leaf(mmu, b, 2, ts_pfn_shared(b));
 		assert_int_equal(tdp_split_huge_range(mmu, b, b + P2M,
 						      TDP_LEVEL_4K,
 						      TDP_ALIAS_SHARED),
@@ -361,17 +341,16 @@ static void test_split_recover_roundtrip(void **state)
 							TDP_LEVEL_2M,
 							TDP_ALIAS_SHARED),
 				 1);
-		assert_int_equal(expect_leaf(mmu, b + 1, 2, ts_pfn(b + 1, TDP_ALIAS_SHARED)).spte,
+		assert_int_equal(expect_leaf(mmu, b + 1, 2, ts_pfn_shared(b + 1)).spte,
 				 orig.spte);
 	}
 
 	/* A dirty huge leaf: every small leaf is dirty, and so is the
 	 * recovered one. */
 	b = hh_blk(1, 8);
-	assert_int_equal(ts_map(env->vcpu, b, TDP_ALIAS_SHARED, ts_pfn(b, TDP_ALIAS_SHARED), HH_PROT_RW, 2),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, b, ts_pfn_shared(b), HH_PROT_RW, 2);
 	assert_int_equal(hh_hw_access(mmu, b + 3, true), HH_HW_WRITTEN);
-	orig = expect_leaf(mmu, b, 2, ts_pfn(b, TDP_ALIAS_SHARED));
+	orig = expect_leaf(mmu, b, 2, ts_pfn_shared(b));
 	assert_true(orig.spte & fmt->dirty);
 	assert_int_equal(tdp_split_huge_range(mmu, b, b + P2M, TDP_LEVEL_4K,
 					      TDP_ALIAS_SHARED),
@@ -385,9 +364,8 @@ static void test_split_recover_roundtrip(void **state)
 
 	/* A/D differ between small leaves: the recovered leaf ORs them. */
 	b = hh_blk(1, 9);
-	assert_int_equal(ts_map(env->vcpu, b, TDP_ALIAS_SHARED, ts_pfn(b, TDP_ALIAS_SHARED), HH_PROT_RW, 2),
-			 TDP_FAULT_FIXED);
-	orig = expect_leaf(mmu, b, 2, ts_pfn(b, TDP_ALIAS_SHARED));
+	TS_MAP_FIXED(env->vcpu, b, ts_pfn_shared(b), HH_PROT_RW, 2);
+	orig = expect_leaf(mmu, b, 2, ts_pfn_shared(b));
 	assert_int_equal(tdp_split_huge_range(mmu, b, b + P2M, TDP_LEVEL_4K,
 					      TDP_ALIAS_SHARED),
 			 0);
@@ -427,9 +405,8 @@ static tdp_spte_t map_split_2m(struct ts_env *env, tdp_gfn_t b,
 {
 	tdp_spte_t spte;
 
-	assert_int_equal(ts_map(env->vcpu, b, TDP_ALIAS_SHARED, ts_pfn(b, TDP_ALIAS_SHARED), prot, 2),
-			 TDP_FAULT_FIXED);
-	spte = expect_leaf(env->mmu, b, 2, ts_pfn(b, TDP_ALIAS_SHARED)).spte;
+	TS_MAP_FIXED(env->vcpu, b, ts_pfn_shared(b), prot, 2);
+	spte = expect_leaf(env->mmu, b, 2, ts_pfn_shared(b)).spte;
 	assert_int_equal(tdp_split_huge_range(env->mmu, b, b + P2M,
 					      TDP_LEVEL_4K, TDP_ALIAS_SHARED),
 			 0);
@@ -458,24 +435,18 @@ static void test_recover_refuses_nonuniform(void **state)
 	map_split_2m(env, b2, HH_PROT_RW);
 	assert_int_equal(
 		tdp_zap_range(mmu, b2 + 100, b2 + 101, TDP_ALIAS_SHARED), 0);
-	assert_int_equal(ts_map(env->vcpu, b2 + 100, TDP_ALIAS_SHARED, ts_pfn(b2 + 100, TDP_ALIAS_SHARED) + 4096, HH_PROT_RW, 1),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, b2 + 100, ts_pfn_shared(b2 + 100) + 4096, HH_PROT_RW, 1);
 	/* Contiguous PFNs whose base is not 2 MiB aligned. */
 	for (tdp_gfn_t x = b3; x < b3 + P2M; x++)
-		assert_int_equal(
-			ts_map(env->vcpu, x, TDP_ALIAS_SHARED, ts_pfn(x, TDP_ALIAS_SHARED) + 1, HH_PROT_RW, 2),
-			TDP_FAULT_FIXED);
+		TS_MAP_FIXED(env->vcpu, x, ts_pfn_shared(x) + 1, HH_PROT_RW, 2);
 	/* Different rights: one leaf executable. */
 	orig4 = map_split_2m(env, b4, HH_PROT_RW);
 	assert_int_equal(tdp_zap_range(mmu, b4 + 9, b4 + 10, TDP_ALIAS_SHARED),
 			 0);
-	assert_int_equal(
-		ts_map(env->vcpu, b4 + 9, TDP_ALIAS_SHARED, ts_pfn(b4 + 9, TDP_ALIAS_SHARED), TDP_PROT_RWX, 1),
-		TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, b4 + 9, ts_pfn_shared(b4 + 9), TDP_PROT_RWX, 1);
 	/* 1 GiB: one 2 MiB child write-protected. */
-	assert_int_equal(ts_map(env->vcpu, g, TDP_ALIAS_SHARED, ts_pfn(g, TDP_ALIAS_SHARED), HH_PROT_RW, 3),
-			 TDP_FAULT_FIXED);
-	orig_g = expect_leaf(mmu, g, 3, ts_pfn(g, TDP_ALIAS_SHARED)).spte;
+	TS_MAP_FIXED(env->vcpu, g, ts_pfn_shared(g), HH_PROT_RW, 3);
+	orig_g = expect_leaf(mmu, g, 3, ts_pfn_shared(g)).spte;
 	assert_int_equal(tdp_split_huge_range(mmu, g, g + P1G, TDP_LEVEL_2M,
 					      TDP_ALIAS_SHARED),
 			 0);
@@ -493,41 +464,37 @@ static void test_recover_refuses_nonuniform(void **state)
 	assert_int_equal(hh_stats(mmu).leaves[TDP_ROOT_DIRECT][1],
 			 before.leaves[TDP_ROOT_DIRECT][1]);
 	expect_stats(mmu, 5 * 512 - 1, 512, 0, 5, 2, 1);
-	expect_leaf(mmu, b0, 1, ts_pfn(b0, TDP_ALIAS_SHARED));
-	expect_leaf(mmu, b1, 1, ts_pfn(b1, TDP_ALIAS_SHARED));
-	expect_leaf(mmu, b2, 1, ts_pfn(b2, TDP_ALIAS_SHARED));
-	expect_leaf(mmu, b3, 1, ts_pfn(b3, TDP_ALIAS_SHARED) + 1);
-	expect_leaf(mmu, b4, 1, ts_pfn(b4, TDP_ALIAS_SHARED));
+	expect_leaf(mmu, b0, 1, ts_pfn_shared(b0));
+	expect_leaf(mmu, b1, 1, ts_pfn_shared(b1));
+	expect_leaf(mmu, b2, 1, ts_pfn_shared(b2));
+	expect_leaf(mmu, b3, 1, ts_pfn_shared(b3) + 1);
+	expect_leaf(mmu, b4, 1, ts_pfn_shared(b4));
 
 	/* A range that does not cover the whole 1 GiB table. */
 	assert_int_equal(tdp_fast_fix(mmu, hh_blk(2, 200), HH_PROT_RW), 1);
 	assert_int_equal(tdp_recover_huge_pages(mmu, g, g + P1G - P2M,
 						TDP_LEVEL_1G, TDP_ALIAS_SHARED),
 			 0);
-	expect_leaf(mmu, g, 2, ts_pfn(g, TDP_ALIAS_SHARED));
+	expect_leaf(mmu, g, 2, ts_pfn_shared(g));
 	assert_int_equal(tdp_recover_huge_pages(mmu, g, g + P1G, TDP_LEVEL_1G,
 						TDP_ALIAS_SHARED),
 			 1);
-	assert_int_equal(expect_leaf(mmu, g, 3, ts_pfn(g, TDP_ALIAS_SHARED)).spte, orig_g);
+	assert_int_equal(expect_leaf(mmu, g, 3, ts_pfn_shared(g)).spte, orig_g);
 
 	/* Repair each table: then each recovers to the original leaf. */
-	assert_int_equal(
-		ts_map(env->vcpu, b0 + 17, TDP_ALIAS_SHARED, ts_pfn(b0 + 17, TDP_ALIAS_SHARED), HH_PROT_RW, 1),
-		TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, b0 + 17, ts_pfn_shared(b0 + 17), HH_PROT_RW, 1);
 	assert_int_equal(recover_2m(mmu, b0), 1);
-	assert_int_equal(expect_leaf(mmu, b0, 2, ts_pfn(b0, TDP_ALIAS_SHARED)).spte, orig0);
+	assert_int_equal(expect_leaf(mmu, b0, 2, ts_pfn_shared(b0)).spte, orig0);
 
 	assert_int_equal(tdp_fast_fix(mmu, b1 + 5, HH_PROT_RW), 1);
 	assert_int_equal(recover_2m(mmu, b1), 1);
-	assert_int_equal(expect_leaf(mmu, b1, 2, ts_pfn(b1, TDP_ALIAS_SHARED)).spte, orig1);
+	assert_int_equal(expect_leaf(mmu, b1, 2, ts_pfn_shared(b1)).spte, orig1);
 
 	assert_int_equal(tdp_zap_range(mmu, b4 + 9, b4 + 10, TDP_ALIAS_SHARED),
 			 0);
-	assert_int_equal(
-		ts_map(env->vcpu, b4 + 9, TDP_ALIAS_SHARED, ts_pfn(b4 + 9, TDP_ALIAS_SHARED), HH_PROT_RW, 1),
-		TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, b4 + 9, ts_pfn_shared(b4 + 9), HH_PROT_RW, 1);
 	assert_int_equal(recover_2m(mmu, b4), 1);
-	assert_int_equal(expect_leaf(mmu, b4, 2, ts_pfn(b4, TDP_ALIAS_SHARED)).spte, orig4);
+	assert_int_equal(expect_leaf(mmu, b4, 2, ts_pfn_shared(b4)).spte, orig4);
 
 	assert_int_equal(recover_2m(mmu, b2), 0);
 	assert_int_equal(recover_2m(mmu, b3), 0);
@@ -580,8 +547,7 @@ static void test_recover_flushes(void **state)
 
 	/* 1 GiB from 4 KiB: flushes only of the recovered range, at least
 	 * one (the implementation issues one per level it collapsed). */
-	assert_int_equal(ts_map(env->vcpu, g, TDP_ALIAS_SHARED, ts_pfn(g, TDP_ALIAS_SHARED), HH_PROT_RW, 3),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, g, ts_pfn_shared(g), HH_PROT_RW, 3);
 	assert_int_equal(tdp_split_huge_range(mmu, g, g + P1G, TDP_LEVEL_4K,
 					      TDP_ALIAS_SHARED),
 			 0);
@@ -606,14 +572,9 @@ static void test_split_no_flush(void **state)
 	struct ts_env *env = *state;
 	struct tdp_mmu *mmu = env->mmu;
 
-	assert_int_equal(
-		ts_map(env->vcpu, hh_blk(1, 0), TDP_ALIAS_SHARED, ts_pfn(hh_blk(1, 0), TDP_ALIAS_SHARED), HH_PROT_RW, 2),
-		TDP_FAULT_FIXED);
-	assert_int_equal(ts_map(env->vcpu, hh_blk(1, 1) + 3, TDP_ALIAS_SHARED, ts_pfn(hh_blk(1, 1) + 3, TDP_ALIAS_SHARED), HH_PROT_RW, 1),
-			 TDP_FAULT_FIXED);
-	assert_int_equal(
-		ts_map(env->vcpu, hh_gig(2), TDP_ALIAS_SHARED, ts_pfn(hh_gig(2), TDP_ALIAS_SHARED), HH_PROT_RW, 3),
-		TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, hh_blk(1, 0), ts_pfn_shared(hh_blk(1, 0)), HH_PROT_RW, 2);
+	TS_MAP_FIXED(env->vcpu, hh_blk(1, 1) + 3, ts_pfn_shared(hh_blk(1, 1) + 3), HH_PROT_RW, 1);
+	TS_MAP_FIXED(env->vcpu, hh_gig(2), ts_pfn_shared(hh_gig(2)), HH_PROT_RW, 3);
 	ts_flush_reset(&env->log);
 	/* Nothing huge here: no change. */
 	assert_int_equal(tdp_split_huge_range(mmu, hh_blk(1, 1), hh_blk(1, 2),
@@ -641,13 +602,13 @@ static void test_split_no_flush(void **state)
 
 /* ---- allocation failure ----------------------------------------------------- */
 
-/* Every GFN of the 1 GiB region at @g maps ts_pfn(gfn, TDP_ALIAS_SHARED), at any level. */
+/* Every GFN of the 1 GiB region at @g maps ts_pfn_shared(gfn), at any level. */
 static void expect_consistent(struct tdp_mmu *mmu, tdp_gfn_t g)
 {
 	for (tdp_gfn_t x = g; x < g + P1G;) {
 		struct ts_leaf l = ts_lookup(mmu, x, TDP_ALIAS_SHARED);
 
-		if (!l.present || l.pfn != ts_pfn(x, TDP_ALIAS_SHARED))
+		if (!l.present || l.pfn != ts_pfn_shared(x))
 			fail_msg("gfn %#llx: present %d pfn %#llx",
 				 (unsigned long long)x, l.present,
 				 (unsigned long long)l.pfn);
@@ -663,9 +624,8 @@ static void test_split_enomem(void **state)
 	struct tdp_stats before;
 	tdp_spte_t orig;
 
-	assert_int_equal(ts_map(env->vcpu, g, TDP_ALIAS_SHARED, ts_pfn(g, TDP_ALIAS_SHARED), HH_PROT_RW, 3),
-			 TDP_FAULT_FIXED);
-	orig = expect_leaf(mmu, g, 3, ts_pfn(g, TDP_ALIAS_SHARED)).spte;
+	TS_MAP_FIXED(env->vcpu, g, ts_pfn_shared(g), HH_PROT_RW, 3);
+	orig = expect_leaf(mmu, g, 3, ts_pfn_shared(g)).spte;
 	before = hh_stats(mmu);
 
 	/* The first allocation fails: nothing changes. */
@@ -674,7 +634,7 @@ static void test_split_enomem(void **state)
 					      TDP_ALIAS_SHARED),
 			 -ENOMEM);
 	tdp_port_fail_alloc_after(-1);
-	assert_int_equal(expect_leaf(mmu, g, 3, ts_pfn(g, TDP_ALIAS_SHARED)).spte, orig);
+	assert_int_equal(expect_leaf(mmu, g, 3, ts_pfn_shared(g)).spte, orig);
 	expect_stats(mmu, 0, 0, 1, 0, 0, 1);
 	assert_int_equal(hh_stats(mmu).pages_in_use, before.pages_in_use);
 
@@ -706,7 +666,7 @@ static void test_split_enomem(void **state)
 	assert_int_equal(tdp_recover_huge_pages(mmu, g, g + P1G, TDP_LEVEL_1G,
 						TDP_ALIAS_SHARED),
 			 513);
-	assert_int_equal(expect_leaf(mmu, g, 3, ts_pfn(g, TDP_ALIAS_SHARED)).spte, orig);
+	assert_int_equal(expect_leaf(mmu, g, 3, ts_pfn_shared(g)).spte, orig);
 	tdp_rcu_barrier();
 	assert_int_equal(hh_stats(mmu).pages_in_use, before.pages_in_use);
 }
@@ -719,8 +679,7 @@ static void test_bad_inputs(void **state)
 	struct tdp_mmu *mmu = env->mmu;
 	const tdp_gfn_t s = hh_blk(1, 0), e = hh_blk(1, 4);
 
-	assert_int_equal(ts_map(env->vcpu, s, TDP_ALIAS_SHARED, ts_pfn(s, TDP_ALIAS_SHARED), HH_PROT_RW, 2),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, s, ts_pfn_shared(s), HH_PROT_RW, 2);
 
 	/* Split: NULL, bad range, bad target level, bad alias filter. */
 	assert_int_equal(tdp_split_huge_range(NULL, s, e, 1, TDP_ALIAS_SHARED),
@@ -783,7 +742,7 @@ static void test_bad_inputs(void **state)
 		-EINVAL);
 
 	/* Nothing changed. */
-	expect_leaf(mmu, s, 2, ts_pfn(s, TDP_ALIAS_SHARED));
+	expect_leaf(mmu, s, 2, ts_pfn_shared(s));
 	expect_stats(mmu, 0, 1, 0, 0, 1, 1);
 	assert_int_equal(ts_flush_count(&env->log), 0);
 }
@@ -829,10 +788,8 @@ static void test_backend_shared_alias(void **state)
 
 	(void)state;
 	ts_env_init_ok(&env, &(struct ts_env_opts){ .backend = true, .mark_dirty = true, .record = true });
-	assert_int_equal(
-		ts_map(env.vcpu, b | TS_SHARED_BIT, TDP_ALIAS_SHARED, ts_pfn(b, TDP_ALIAS_SHARED), HH_PROT_RW, 2),
-		TDP_FAULT_FIXED);
-	orig = expect_leaf(env.mmu, b + 3, 2, ts_pfn(b + 3, TDP_ALIAS_SHARED));
+	TS_MAP_FIXED(env.vcpu, b | TS_SHARED_BIT, ts_pfn_shared(b), HH_PROT_RW, 2);
+	orig = expect_leaf(env.mmu, b + 3, 2, ts_pfn_shared(b + 3));
 	assert_int_equal(
 		tdp_split_huge_range(env.mmu, b, b + P2M, 1, TDP_ALIAS_SHARED),
 		0);
@@ -841,7 +798,7 @@ static void test_backend_shared_alias(void **state)
 	assert_int_equal(tdp_recover_huge_pages(env.mmu, b, b + P2M, 2,
 						TDP_ALIAS_SHARED),
 			 1);
-	assert_int_equal(expect_leaf(env.mmu, b, 2, ts_pfn(b, TDP_ALIAS_SHARED)).spte, orig.spte);
+	assert_int_equal(expect_leaf(env.mmu, b, 2, ts_pfn_shared(b)).spte, orig.spte);
 	assert_int_equal(ts_flush_count(&env.log), 1);
 	assert_true(ts_flush_covers_range(&env.log, b | TS_SHARED_BIT, (b + P2M) | TS_SHARED_BIT));
 	assert_int_equal(hh_stats_match_tree(env.mmu), 0);

@@ -19,15 +19,9 @@
 
 #define P2M TS_PAGES_2M
 #define P1G TS_PAGES_1G
-#define PFN_OFFSET (1ULL << 28)
 
 #define NR_FAULTERS 2
 #define NR_CHANGERS 2
-
-static tdp_pfn_t pfn_of(tdp_gfn_t gfn)
-{
-	return gfn + PFN_OFFSET;
-}
 
 struct shared {
 	struct tdp_mmu *mmu;
@@ -50,7 +44,9 @@ struct worker {
 	uint64_t seed;
 	int role;
 	struct tdp_vcpu *vcpu;
-	uint64_t fixed, spurious, retries, ops, made;
+	uint64_t fixed, spurious, ops, made;
+	unsigned long retries;
+	void (*step)(struct worker *w); /* one operation of its role */
 };
 
 static bool stopping(struct shared *sh)
@@ -62,13 +58,10 @@ static bool stopping(struct shared *sh)
 static void fault(struct worker *w, tdp_gfn_t gfn, unsigned int prot,
 		  int max_level)
 {
-	int ret;
+	int ret = ts_map_retry(w->vcpu, gfn, TDP_ALIAS_SHARED,
+			       ts_pfn_shared(gfn), prot, max_level, 0, 0,
+			       &w->retries);
 
-	while ((ret = ts_map(w->vcpu, gfn, TDP_ALIAS_SHARED, pfn_of(gfn), prot, max_level)) ==
-	       TDP_FAULT_RETRY) {
-		w->retries++;
-		sched_yield();
-	}
 	HH_CHECK(ret == TDP_FAULT_FIXED || ret == TDP_FAULT_SPURIOUS,
 		 "fault at gfn %#llx (prot %u, max level %d) returned %d",
 		 (unsigned long long)gfn, prot, max_level, ret);
@@ -76,12 +69,30 @@ static void fault(struct worker *w, tdp_gfn_t gfn, unsigned int prot,
 	w->spurious += ret == TDP_FAULT_SPURIOUS;
 }
 
+/* Read-only one time in @n, else read and write. */
+static unsigned int rand_prot(struct worker *w, uint64_t n)
+{
+	return ts_rand_below(&w->seed, n) ? HH_PROT_RW : TDP_PROT_READ;
+}
+
+/* A worker thread: @w->step until the run stops. */
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+
+	tdp_thread_register();
+	while (!stopping(w->sh))
+		w->step(w);
+	tdp_thread_unregister();
+	return NULL;
+}
+
 /* Whatever maps @gfn maps its own PFN. */
 static void check_gfn(struct shared *sh, tdp_gfn_t gfn)
 {
 	struct ts_leaf l = ts_lookup(sh->mmu, gfn, TDP_ALIAS_SHARED);
 
-	HH_CHECK(!l.present || l.pfn == pfn_of(gfn),
+	HH_CHECK(!l.present || l.pfn == ts_pfn_shared(gfn),
 		 "gfn %#llx maps pfn %#llx (level %d)", (unsigned long long)gfn,
 		 (unsigned long long)l.pfn, l.level);
 }
@@ -136,47 +147,36 @@ static void remap_huge(struct worker *w)
 	__atomic_store_n(&sh->hold, 0, __ATOMIC_SEQ_CST);
 }
 
-static void *split_worker(void *arg)
+static void split_step(struct worker *w)
 {
-	struct worker *w = arg;
 	struct shared *sh = w->sh;
+	tdp_gfn_t gfn;
+	int ret;
 
-	tdp_thread_register();
-	while (!stopping(sh)) {
-		tdp_gfn_t gfn;
-		int ret;
-
-		switch (w->role) {
-		case FAULT_4K:
-			if (!enter_fault(sh))
-				break;
-			gfn = pick_gfn(sh, &w->seed);
-			fault(w, gfn,
-			      ts_rand_below(&w->seed, 2) ? HH_PROT_RW
-							 : TDP_PROT_READ,
-			      TDP_LEVEL_4K);
-			check_gfn(sh, gfn);
-			__atomic_sub_fetch(&sh->busy, 1, __ATOMIC_SEQ_CST);
+	switch (w->role) {
+	case FAULT_4K:
+		if (!enter_fault(sh))
 			break;
-		case SPLIT_AND_REMAP:
-			if (w->ops % 8 == 7) {
-				remap_huge(w);
-				w->ops++;
-				break;
-			}
-			/* fall through */
-		default:
-			ret = tdp_split_huge_range(
-				sh->mmu, sh->start, sh->end,
-				1 + (int)ts_rand_below(&w->seed, 2),
-				TDP_ALIAS_SHARED);
-			HH_CHECK(ret == 0, "tdp_split_huge_range: %d", ret);
+		gfn = pick_gfn(sh, &w->seed);
+		fault(w, gfn, rand_prot(w, 2), TDP_LEVEL_4K);
+		check_gfn(sh, gfn);
+		__atomic_sub_fetch(&sh->busy, 1, __ATOMIC_SEQ_CST);
+		break;
+	case SPLIT_AND_REMAP:
+		if (w->ops % 8 == 7) {
+			remap_huge(w);
 			w->ops++;
 			break;
 		}
+		/* fall through */
+	default:
+		ret = tdp_split_huge_range(sh->mmu, sh->start, sh->end,
+					   1 + (int)ts_rand_below(&w->seed, 2),
+					   TDP_ALIAS_SHARED);
+		HH_CHECK(ret == 0, "tdp_split_huge_range: %d", ret);
+		w->ops++;
+		break;
 	}
-	tdp_thread_unregister();
-	return NULL;
 }
 
 /* ---- (b) recovery while faults fill and upgrade the tables ------------------- */
@@ -186,43 +186,30 @@ enum recover_role {
 	RECOVER,    /* tdp_recover_huge_pages over the region */
 };
 
-static void *recover_worker(void *arg)
+static void recover_step(struct worker *w)
 {
-	struct worker *w = arg;
 	struct shared *sh = w->sh;
+	tdp_gfn_t gfn;
+	int ret;
 
-	tdp_thread_register();
-	while (!stopping(sh)) {
-		tdp_gfn_t gfn;
-		int ret;
-
-		if (w->role == FAULT_FILL) {
-			gfn = sh->start +
-			      ts_rand_below(&w->seed, sh->end - sh->start);
-			fault(w, gfn,
-			      ts_rand_below(&w->seed, 5) ? HH_PROT_RW
-							 : TDP_PROT_READ,
-			      ts_rand_below(&w->seed, 4) ? TDP_LEVEL_4K
-							 : TDP_LEVEL_2M);
-			check_gfn(sh, gfn);
-			continue;
-		}
-		/* Mostly the region; now and then its whole 1 GiB. */
-		if (ts_rand_below(&w->seed, 8))
-			ret = tdp_recover_huge_pages(sh->mmu, sh->start,
-						     sh->end, TDP_LEVEL_2M,
-						     TDP_ALIAS_SHARED);
-		else
-			ret = tdp_recover_huge_pages(
-				sh->mmu, sh->start & ~(P1G - 1),
-				(sh->start & ~(P1G - 1)) + P1G, TDP_LEVEL_1G,
-				TDP_ALIAS_SHARED);
-		HH_CHECK(ret >= 0, "tdp_recover_huge_pages: %d", ret);
-		w->made += ret > 0 ? (uint64_t)ret : 0;
-		w->ops++;
+	if (w->role == FAULT_FILL) {
+		gfn = sh->start + ts_rand_below(&w->seed, sh->end - sh->start);
+		fault(w, gfn, rand_prot(w, 5),
+		      ts_rand_below(&w->seed, 4) ? TDP_LEVEL_4K : TDP_LEVEL_2M);
+		check_gfn(sh, gfn);
+		return;
 	}
-	tdp_thread_unregister();
-	return NULL;
+	/* Mostly the region; now and then its whole 1 GiB. */
+	if (ts_rand_below(&w->seed, 8))
+		ret = tdp_recover_huge_pages(sh->mmu, sh->start, sh->end,
+					     TDP_LEVEL_2M, TDP_ALIAS_SHARED);
+	else
+		ret = tdp_recover_huge_pages(sh->mmu, sh->start & ~(P1G - 1),
+					     (sh->start & ~(P1G - 1)) + P1G,
+					     TDP_LEVEL_1G, TDP_ALIAS_SHARED);
+	HH_CHECK(ret >= 0, "tdp_recover_huge_pages: %d", ret);
+	w->made += ret > 0 ? (uint64_t)ret : 0;
+	w->ops++;
 }
 
 /* ---- the driver --------------------------------------------------------------- */
@@ -233,7 +220,7 @@ static unsigned int run_ms(void)
 }
 
 static void run_workers(struct shared *sh, struct worker *w, int n,
-			const int *roles, void *(*fn)(void *))
+			const int *roles, void (*step)(struct worker *w))
 {
 	uint64_t faults = 0, retries = 0, ops = 0, made = 0;
 
@@ -242,12 +229,13 @@ static void run_workers(struct shared *sh, struct worker *w, int n,
 			.sh = sh,
 			.seed = 0x1234 + (uint64_t)i * 977,
 			.role = roles[i],
+			.step = step,
 		};
 		assert_int_equal(tdp_vcpu_create(sh->mmu, &w[i].vcpu), 0);
 	}
 	for (int i = 0; i < n; i++)
-		assert_int_equal(pthread_create(&w[i].tid, NULL, fn, &w[i]), 0);
-	tdp_udelay((run_ms()) * 1000);
+		assert_int_equal(pthread_create(&w[i].tid, NULL, worker_main, &w[i]), 0);
+	tdp_udelay(run_ms() * 1000);
 	__atomic_store_n(&sh->stop, true, __ATOMIC_RELEASE);
 	for (int i = 0; i < n; i++) {
 		assert_int_equal(pthread_join(w[i].tid, NULL), 0);
@@ -269,7 +257,7 @@ static void run_workers(struct shared *sh, struct worker *w, int n,
 static void finish_4k(struct ts_env *env, struct shared *sh)
 {
 	for (tdp_gfn_t g = sh->start; g < sh->end; g++) {
-		int ret = ts_map_retry(env->vcpu, g, TDP_ALIAS_SHARED, pfn_of(g), HH_PROT_RW, TDP_LEVEL_4K, 0, 0, NULL);
+		int ret = ts_map_retry(env->vcpu, g, TDP_ALIAS_SHARED, ts_pfn_shared(g), HH_PROT_RW, TDP_LEVEL_4K, 0, 0, NULL);
 
 		if (ret != TDP_FAULT_FIXED && ret != TDP_FAULT_SPURIOUS)
 			fail_msg("final fault at gfn %#llx: %d",
@@ -279,7 +267,7 @@ static void finish_4k(struct ts_env *env, struct shared *sh)
 		struct ts_leaf l = ts_lookup(env->mmu, g, TDP_ALIAS_SHARED);
 
 		if (!l.present || l.level != TDP_LEVEL_4K ||
-		    l.pfn != pfn_of(g) ||
+		    l.pfn != ts_pfn_shared(g) ||
 		    !(l.spte & tdp_mmu_format(env->mmu)->writable))
 			fail_msg("gfn %#llx: present %d level %d pfn %#llx",
 				 (unsigned long long)g, l.present, l.level,
@@ -304,10 +292,8 @@ static void split_test(tdp_gfn_t start, int huge_level)
 		.end = start + tdp_level_pages(huge_level),
 		.huge_level = huge_level,
 	};
-	assert_int_equal(
-		ts_map(env.vcpu, start, TDP_ALIAS_SHARED, pfn_of(start), HH_PROT_RW, huge_level),
-		TDP_FAULT_FIXED);
-	run_workers(&sh, w, NR_FAULTERS + NR_CHANGERS, roles, split_worker);
+	TS_MAP_FIXED(env.vcpu, start, ts_pfn_shared(start), HH_PROT_RW, huge_level);
+	run_workers(&sh, w, NR_FAULTERS + NR_CHANGERS, roles, split_step);
 	assert_int_equal(hh_stats_match_tree(env.mmu), 0);
 	finish_4k(&env, &sh);
 	ts_env_fini_ok(&env);
@@ -346,7 +332,7 @@ static void test_recover_vs_faults(void **state)
 		.start = start,
 		.end = start + 8 * P2M,
 	};
-	run_workers(&sh, w, NR_FAULTERS + NR_CHANGERS, roles, recover_worker);
+	run_workers(&sh, w, NR_FAULTERS + NR_CHANGERS, roles, recover_step);
 	assert_int_equal(hh_stats_match_tree(env.mmu), 0);
 
 	/* Fill every table, then recovery collapses each one. */
@@ -361,7 +347,7 @@ static void test_recover_vs_faults(void **state)
 
 		assert_true(l.present);
 		assert_int_equal(l.level, TDP_LEVEL_2M);
-		assert_int_equal(l.pfn, pfn_of(b + 17));
+		assert_int_equal(l.pfn, ts_pfn_shared(b + 17));
 	}
 	assert_int_equal(hh_stats_match_tree(env.mmu), 0);
 	ts_env_fini_ok(&env);

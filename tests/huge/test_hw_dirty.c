@@ -39,15 +39,9 @@
 
 #define P2M TS_PAGES_2M
 #define P1G TS_PAGES_1G
-#define PFN_OFFSET (1ULL << 28)
 
 #define NR_CPUS 2
 #define NR_MUTATORS 2
-
-static tdp_pfn_t pfn_of(tdp_gfn_t gfn)
-{
-	return gfn + PFN_OFFSET;
-}
 
 struct hw_run {
 	struct tdp_mmu *mmu;
@@ -118,7 +112,7 @@ static tdp_gfn_t pick_dirty_gfn(struct hw_run *run, uint64_t *seed)
 /* The fault a vCPU takes after an EPT violation; never fails. */
 static void vcpu_fault(struct tdp_vcpu *vcpu, tdp_gfn_t gfn, int max_level)
 {
-	int ret = ts_map(vcpu, gfn, TDP_ALIAS_SHARED, pfn_of(gfn), HH_PROT_RW, max_level);
+	int ret = ts_map(vcpu, gfn, TDP_ALIAS_SHARED, ts_pfn_shared(gfn), HH_PROT_RW, max_level);
 
 	HH_CHECK(ret == TDP_FAULT_FIXED || ret == TDP_FAULT_SPURIOUS ||
 			 ret == TDP_FAULT_RETRY,
@@ -598,7 +592,7 @@ static void stop_and_check(struct hw_run *run, struct cpu_thread *cpus,
 			 (unsigned long long)lost, (unsigned long long)dirtied);
 }
 
-/* Every GFN of [start, end) maps pfn_of(gfn) (faulting in what is not). */
+/* Every GFN of [start, end) maps ts_pfn_shared(gfn) (faulting in what is not). */
 static void expect_all_mapped(struct ts_env *env, tdp_gfn_t start,
 			      tdp_gfn_t end, bool fault_missing)
 {
@@ -606,11 +600,11 @@ static void expect_all_mapped(struct ts_env *env, tdp_gfn_t start,
 		struct ts_leaf l = ts_lookup(env->mmu, g, TDP_ALIAS_SHARED);
 
 		if (!l.present && fault_missing) {
-			assert_int_equal(ts_map_retry(env->vcpu, g, TDP_ALIAS_SHARED, pfn_of(g), HH_PROT_RW, 1, 0, 0, NULL),
+			assert_int_equal(ts_map_retry(env->vcpu, g, TDP_ALIAS_SHARED, ts_pfn_shared(g), HH_PROT_RW, 1, 0, 0, NULL),
 					 TDP_FAULT_FIXED);
 			continue;
 		}
-		if (!l.present || l.pfn != pfn_of(g))
+		if (!l.present || l.pfn != ts_pfn_shared(g))
 			fail_msg("gfn %#llx: present %d pfn %#llx",
 				 (unsigned long long)g, l.present,
 				 (unsigned long long)l.pfn);
@@ -645,11 +639,7 @@ static void mixed_test(bool mark_dirty, uint64_t seed)
 	struct ts_env env;
 	struct hw_run run;
 
-	if (mark_dirty)
-		ts_env_init_ok(&env, &(struct ts_env_opts){ .mark_dirty = true, .record = true });
-	else
-		ts_env_init_ok(&env, &(struct ts_env_opts){ .record = true });
-	env.log.record = false;
+	ts_env_init_ok(&env, &(struct ts_env_opts){ .mark_dirty = mark_dirty });
 	run = (struct hw_run){
 		.mmu = env.mmu,
 		.dirty_start = base,
@@ -672,20 +662,16 @@ static void mixed_test(bool mark_dirty, uint64_t seed)
 		tdp_gfn_t g = base + b * P2M;
 
 		if (b % 2 == 0 || b >= 16) {
-			assert_int_equal(
-				ts_map(env.vcpu, g, TDP_ALIAS_SHARED, pfn_of(g), HH_PROT_RW, 2),
-				TDP_FAULT_FIXED);
+			TS_MAP_FIXED(env.vcpu, g, ts_pfn_shared(g), HH_PROT_RW, 2);
 			continue;
 		}
 		for (tdp_gfn_t x = g; x < g + P2M; x++)
-			assert_int_equal(
-				ts_map(env.vcpu, x, TDP_ALIAS_SHARED, pfn_of(x), HH_PROT_RW, 1),
-				TDP_FAULT_FIXED);
+			TS_MAP_FIXED(env.vcpu, x, ts_pfn_shared(x), HH_PROT_RW, 1);
 	}
 
 	start_threads(&run, cpus, muts, (const int[]){ ROLE_LOGGER, ROLE_HUGE },
 		      seed);
-	tdp_udelay((run_ms()) * 1000);
+	tdp_udelay(run_ms() * 1000);
 	stop_and_check(&run, cpus, muts);
 	if (mark_dirty)
 		assert_true(ts_flush_marks(&env.log) > 0);
@@ -713,40 +699,47 @@ static void test_hw_dirty_mixed_zap_reported(void **state)
 }
 
 /*
- * A 1 GiB leaf: split to 2 MiB and 4 KiB (eagerly and by 4 KiB faults)
- * and recovered to 2 MiB and 1 GiB while the CPUs write it.  Harvests
+ * The 1 GiB leaf at @base written by the CPUs while the mutators of
+ * @roles change it, hot in its first @hot_blocks 2 MiB blocks; harvests
  * always cover the whole 1 GiB.
  */
-static void test_hw_dirty_1g(void **state)
+static void run_1g(tdp_gfn_t base, unsigned int hot_blocks, const int *roles,
+		   uint64_t seed)
 {
-	const tdp_gfn_t base = 2 * P1G;
 	struct cpu_thread cpus[NR_CPUS];
 	struct mutator muts[NR_MUTATORS];
 	struct ts_env env;
 	struct hw_run run;
 
-	(void)state;
-	ts_env_init_ok(&env, &(struct ts_env_opts){ .record = true });
-	env.log.record = false;
+	ts_env_init_ok(&env, NULL);
 	run = (struct hw_run){
 		.mmu = env.mmu,
 		.dirty_start = base,
 		.dirty_end = base + P1G,
 		.hot_start = base,
-		.hot_end = base + 8 * P2M,
+		.hot_end = base + hot_blocks * P2M,
 		.max_level = TDP_LEVEL_1G,
 	};
-	assert_int_equal(ts_map(env.vcpu, base, TDP_ALIAS_SHARED, pfn_of(base), HH_PROT_RW, 3),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env.vcpu, base, ts_pfn_shared(base), HH_PROT_RW, 3);
 
-	start_threads(&run, cpus, muts, (const int[]){ ROLE_LOGGER, ROLE_HUGE },
-		      test_seed() + 1);
-	tdp_udelay((run_ms()) * 1000);
+	start_threads(&run, cpus, muts, roles, seed);
+	tdp_udelay(run_ms() * 1000);
 	stop_and_check(&run, cpus, muts);
 
 	expect_all_mapped(&env, run.dirty_start, run.dirty_end, false);
 	assert_int_equal(hh_stats_match_tree(env.mmu), 0);
 	ts_env_fini_ok(&env);
+}
+
+/*
+ * A 1 GiB leaf: split to 2 MiB and 4 KiB (eagerly and by 4 KiB faults)
+ * and recovered to 2 MiB and 1 GiB while the CPUs write it.
+ */
+static void test_hw_dirty_1g(void **state)
+{
+	(void)state;
+	run_1g(2 * P1G, 8, (const int[]){ ROLE_LOGGER, ROLE_HUGE },
+	       test_seed() + 1);
 }
 
 /*
@@ -757,35 +750,9 @@ static void test_hw_dirty_1g(void **state)
  */
 static void test_hw_dirty_recover_1g_vs_split(void **state)
 {
-	const tdp_gfn_t base = 3 * P1G;
-	struct cpu_thread cpus[NR_CPUS];
-	struct mutator muts[NR_MUTATORS];
-	struct ts_env env;
-	struct hw_run run;
-
 	(void)state;
-	ts_env_init_ok(&env, &(struct ts_env_opts){ .record = true });
-	env.log.record = false;
-	run = (struct hw_run){
-		.mmu = env.mmu,
-		.dirty_start = base,
-		.dirty_end = base + P1G,
-		.hot_start = base,
-		.hot_end = base + 4 * P2M,
-		.max_level = TDP_LEVEL_1G,
-	};
-	assert_int_equal(ts_map(env.vcpu, base, TDP_ALIAS_SHARED, pfn_of(base), HH_PROT_RW, 3),
-			 TDP_FAULT_FIXED);
-
-	start_threads(&run, cpus, muts,
-		      (const int[]){ ROLE_COLLAPSE, ROLE_SPLIT_FAULT },
-		      test_seed() + 2);
-	tdp_udelay((run_ms()) * 1000);
-	stop_and_check(&run, cpus, muts);
-
-	expect_all_mapped(&env, run.dirty_start, run.dirty_end, false);
-	assert_int_equal(hh_stats_match_tree(env.mmu), 0);
-	ts_env_fini_ok(&env);
+	run_1g(3 * P1G, 4, (const int[]){ ROLE_COLLAPSE, ROLE_SPLIT_FAULT },
+	       test_seed() + 2);
 }
 
 /* ---- controlled interleavings of the lockless fast fix ---------------------
@@ -847,7 +814,7 @@ static void wait_flag(const int *flag, const char *what)
 			fprintf(stderr, "timed out waiting for %s\n", what);
 			abort();
 		}
-		tdp_udelay((1) * 1000);
+		tdp_udelay(1000);
 	}
 }
 
@@ -911,7 +878,7 @@ static void *zapper_main(void *arg)
 	trap_role = TRAP_ZAPPER;
 	c->ret = tdp_zap_range(c->env->mmu, c->gfn, c->gfn + 1,
 			       TDP_ALIAS_SHARED);
-	c->ret2 = ts_map(c->vcpu, c->gfn, TDP_ALIAS_SHARED, pfn_of(c->gfn), TDP_PROT_READ, TDP_LEVEL_4K);
+	c->ret2 = ts_map(c->vcpu, c->gfn, TDP_ALIAS_SHARED, ts_pfn_shared(c->gfn), TDP_PROT_READ, TDP_LEVEL_4K);
 	__atomic_store_n(&c->done, 1, __ATOMIC_SEQ_CST);
 	tdp_thread_unregister();
 	return NULL;
@@ -941,8 +908,7 @@ static void test_fast_fix_vs_zap_remap(void **state)
 #endif
 	ts_env_init_ok(&env, &(struct ts_env_opts){ .mark_dirty = true, .record = true });
 	fmt = *tdp_mmu_format(env.mmu); /* outlives the MMU */
-	assert_int_equal(ts_map(env.vcpu, gfn, TDP_ALIAS_SHARED, pfn_of(gfn), HH_PROT_RW, 1),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env.vcpu, gfn, ts_pfn_shared(gfn), HH_PROT_RW, 1);
 	assert_int_equal(
 		tdp_wrprot_range(env.mmu, gfn, gfn + 1, TDP_ALIAS_SHARED), 1);
 	zapper = (struct trapped_call){ .env = &env, .gfn = gfn };
@@ -1009,8 +975,7 @@ static void test_fast_fix_vs_split(void **state)
 #endif
 	ts_env_init_ok(&env, &(struct ts_env_opts){ .mark_dirty = true, .record = true });
 	fmt = *tdp_mmu_format(env.mmu); /* outlives the MMU */
-	assert_int_equal(ts_map(env.vcpu, big, TDP_ALIAS_SHARED, pfn_of(big), HH_PROT_RW, 2),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env.vcpu, big, ts_pfn_shared(big), HH_PROT_RW, 2);
 	assert_int_equal(
 		tdp_wrprot_range(env.mmu, big, big + P2M, TDP_ALIAS_SHARED), 1);
 	fixer = (struct trapped_call){ .env = &env, .gfn = gfn };

@@ -57,18 +57,6 @@ struct ctx {
 
 static struct ctx *C;
 
-static void noop_flush_range(void *ctx, tdp_gfn_t gfn, uint64_t n)
-{
-	(void)ctx;
-	(void)gfn;
-	(void)n;
-}
-
-static void noop_flush_all(void *ctx)
-{
-	(void)ctx;
-}
-
 /*
  * How many allocations succeed before the armed failure fires; called
  * with the injector armed.  NR_PROBES when none fired (the countdown is
@@ -169,8 +157,7 @@ static int run_mmu_create(void)
 	struct tdp_mmu_config cfg = {
 		.root_level = 4,
 		.direct_bits = TS_SHARED_BIT,
-		.host = { .flush_range = noop_flush_range,
-			  .flush_all = noop_flush_all },
+		.host = ts_flush_host(NULL, false),
 		.backend = ts_backend_ops(C->e.be),
 	};
 
@@ -366,8 +353,7 @@ static int setup(void **state)
 {
 	struct tdp_mmu_config cfg = {
 		.root_level = 4,
-		.host = { .flush_range = noop_flush_range,
-			  .flush_all = noop_flush_all },
+		.host = ts_flush_host(NULL, false),
 	};
 
 	(void)state;

@@ -42,6 +42,18 @@ bool menv_lookup_leaf(struct tdp_mmu *mmu, tdp_gfn_t gfn, enum tdp_alias alias,
 		      int *level, tdp_pfn_t *pfn);
 
 /*
+ * The mirror equals the backend's model over every unaliased GFN, and
+ * the backend recorded no violation.
+ */
+#define menv_assert_mirror(e)                                              \
+	do {                                                               \
+		assert_int_equal(ts_compare((e)->be, (e)->mmu, 0,          \
+					    TS_GFN_LIMIT),                 \
+				 0);                                       \
+		assert_int_equal(ts_violations((e)->be), 0);               \
+	} while (0)
+
+/*
  * Leak checking of a test that kills an MMU on purpose: a dead MMU leaks
  * what the backend may still reference (tdp/backend.h), so allocations
  * made between these calls are not reported by LeakSanitizer.  No-ops in

@@ -133,8 +133,7 @@ static void run_alias_row(zap_fn zap, bool private_zapped, bool shared_zapped)
 	assert_int_equal(zap(e.mmu, ZAP_START, ZAP_END), 0);
 	assert_int_equal(ts_log_count(e.be), 0);
 
-	assert_int_equal(ts_compare(e.be, e.mmu, 0, TS_GFN_LIMIT), 0);
-	assert_int_equal(ts_violations(e.be), 0);
+	menv_assert_mirror(&e);
 	ts_env_destroy(&e);
 }
 
@@ -215,8 +214,7 @@ static void test_zap_all_leaves_private_alone(void **state)
 	assert_alias(&e, TDP_ALIAS_PRIVATE, HUGE_REGION, HUGE_REGION + 512,
 		     true);
 	assert_int_equal(ts_log_count(e.be), 0);
-	assert_int_equal(ts_compare(e.be, e.mmu, 0, TS_GFN_LIMIT), 0);
-	assert_int_equal(ts_violations(e.be), 0);
+	menv_assert_mirror(&e);
 	ts_env_destroy(&e);
 }
 
@@ -252,8 +250,7 @@ static void test_conversion_round_trip(void **state)
 			TDP_FAULT_FIXED);
 	assert_alias(&e, TDP_ALIAS_PRIVATE, ZAP_START, ZAP_END, true);
 
-	assert_int_equal(ts_compare(e.be, e.mmu, 0, TS_GFN_LIMIT), 0);
-	assert_int_equal(ts_violations(e.be), 0);
+	menv_assert_mirror(&e);
 	ts_env_destroy(&e);
 }
 

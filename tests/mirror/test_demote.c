@@ -53,8 +53,7 @@ static void map_huge(struct ts_env *e, tdp_gfn_t base, int level)
 /* The mirror equals the recorder over everything, and nothing broke. */
 static void assert_in_step(struct ts_env *e)
 {
-	assert_int_equal(ts_compare(e->be, e->mmu, 0, TS_GFN_LIMIT), 0);
-	assert_int_equal(ts_violations(e->be), 0);
+	menv_assert_mirror(e);
 }
 
 /*

@@ -145,8 +145,7 @@ static void test_private_fault_links_top_down(void **state)
 				      NULL, NULL));
 
 	assert_int_equal(probe.not_frozen, 0);
-	assert_int_equal(ts_compare(e.be, e.mmu, 0, TS_GFN_LIMIT), 0);
-	assert_int_equal(ts_violations(e.be), 0);
+	menv_assert_mirror(&e);
 	ts_env_destroy(&e);
 }
 
@@ -365,8 +364,7 @@ static void test_hard_error_returned_unchanged(void **state)
 	assert_int_equal(tdp_mmu_get_stats(e.mmu, &st), 0);
 	assert_int_equal(st.backend_errors, 3);
 	assert_int_equal(st.backend_busy, 1);
-	assert_int_equal(ts_compare(e.be, e.mmu, 0, TS_GFN_LIMIT), 0);
-	assert_int_equal(ts_violations(e.be), 0);
+	menv_assert_mirror(&e);
 	ts_env_destroy(&e);
 }
 
@@ -409,8 +407,7 @@ static void test_enomem_before_backend(void **state)
 	}
 	assert_true(done);
 	assert_true(failed > 0);
-	assert_int_equal(ts_compare(e.be, e.mmu, 0, TS_GFN_LIMIT), 0);
-	assert_int_equal(ts_violations(e.be), 0);
+	menv_assert_mirror(&e);
 	ts_env_destroy(&e);
 }
 
@@ -868,8 +865,7 @@ static void test_invalidate_private_roots_unsupported(void **state)
 
 	tdp_root_put(e.mmu, direct);
 	tdp_root_put(e.mmu, mirror);
-	assert_int_equal(ts_compare(e.be, e.mmu, 0, TS_GFN_LIMIT), 0);
-	assert_int_equal(ts_violations(e.be), 0);
+	menv_assert_mirror(&e);
 	ts_env_destroy(&e);
 }
 

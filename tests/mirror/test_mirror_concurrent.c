@@ -200,11 +200,7 @@ static void *race_zapper(void *arg)
 			ret = tdp_zap_slot_deleted(mmu, start, end);
 			break;
 		default:
-			ret = tdp_invalidate_begin(mmu, start, end);
-			if (!ret)
-				ret = tdp_zap_host_unmap(mmu, start, end);
-			if (!ret)
-				ret = tdp_invalidate_end(mmu, start, end);
+			ret = ts_host_unmap(mmu, start, end);
 			break;
 		}
 		if (ret) {

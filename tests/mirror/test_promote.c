@@ -34,8 +34,7 @@ static struct tdp_stats stats_of(struct ts_env *e)
 
 static void assert_in_step(struct ts_env *e)
 {
-	assert_int_equal(ts_compare(e->be, e->mmu, 0, TS_GFN_LIMIT), 0);
-	assert_int_equal(ts_violations(e->be), 0);
+	menv_assert_mirror(e);
 }
 
 /* Every page of the 2 MiB region at @base is mapped at @level to its own
