@@ -3,9 +3,8 @@
  * Shared parts of the stress programs (stress/) and the injection tests
  * (tests/inject/) beyond the test support of tests/support (MMUs with the
  * strict recording backend, faults, lookups, GFNs and frames): options,
- * operation budgets, threads, check counters, a simulated CPU that walks
- * the direct tree like hardware, and the checks run once an MMU is
- * quiescent.
+ * operation budgets, threads, check counters, and the checks run once an
+ * MMU is quiescent (the simulated CPU is ts_hw_access()).
  *
  * Reference mappings: a GFN is always mapped to the PFN ts_pfn() names for
  * its alias, so any present leaf can be checked at any time.  The PFN bases
@@ -219,26 +218,5 @@ void sx_check_roots_freed(struct ts_env *e);
 /* Leaves of @alias (valid roots only) that intersect [start, end). */
 uint64_t sx_count_leaves(struct ts_env *e, bool private, tdp_gfn_t start,
 			 tdp_gfn_t end);
-
-/* ---- a simulated CPU walking the direct tree ------------------------------------ */
-
-enum sx_hw_result {
-	SX_HW_OK,	   /* translated; A (and D) set */
-	SX_HW_NOT_PRESENT, /* no present leaf (frozen included) */
-	SX_HW_WRPROT,	   /* write to a leaf without the write bit */
-};
-
-/*
- * sx_hw_access() - walk the tree whose root frame is @root_pfn (from
- * tdp_vcpu_load_root) toward tree GFN @tree_gfn the way hardware does and
- * set the accessed bit, and for @write the dirty bit, of the leaf with
- * compare-exchange.  *@dirtied is set when this access turned the dirty
- * bit on; *@leaf_level (may be NULL) receives the leaf level.
- * Must run between tdp_walk_begin() and tdp_walk_end().
- */
-enum sx_hw_result sx_hw_access(const struct tdp_spte_format *fmt,
-			       tdp_pfn_t root_pfn, int root_level,
-			       tdp_gfn_t tree_gfn, bool write, bool *dirtied,
-			       int *leaf_level);
 
 #endif /* TDP_STRESS_COMMON_H */

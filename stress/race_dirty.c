@@ -59,15 +59,15 @@ static void *dw_cpu_main(void *arg)
 		for (int i = 0; i < 32; i++) {
 			tdp_gfn_t gfn = r->base + ts_rand_below(&rng, DW_GFNS);
 			bool dirtied;
-			enum sx_hw_result res;
+			enum ts_hw_result res;
 
-			res = sx_hw_access(r->e->fmt, root, root_level,
+			res = ts_hw_access(r->e->fmt, root, root_level,
 					   gfn | TS_SHARED_BIT, true, &dirtied,
 					   NULL);
 			transitions += dirtied;
-			if (res == SX_HW_WRPROT && nr_wrprot < 8)
+			if (res == TS_HW_WRPROT && nr_wrprot < 8)
 				wrprot[nr_wrprot++] = gfn;
-			SX_CHECK(res != SX_HW_NOT_PRESENT,
+			SX_CHECK(res != TS_HW_NOT_PRESENT,
 				 "GFN %#" PRIx64 " lost its mapping", gfn);
 		}
 		tdp_walk_end();

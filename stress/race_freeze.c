@@ -649,7 +649,7 @@ static void *uw_hw_main(void *arg)
 				tdp_gfn_t gfn = h->block + ts_rand_below(&rng, 512);
 				bool dirtied;
 
-				sx_hw_access(h->e->fmt, root, root_level,
+				ts_hw_access(h->e->fmt, root, root_level,
 					     gfn | TS_SHARED_BIT, true,
 					     &dirtied, NULL);
 				if (dirtied)

@@ -98,9 +98,9 @@ static void pattern_dirty(struct ts_env *e, struct tdp_vcpu *v)
 		tdp_gfn_t g = pattern_leaf(i, &level);
 		bool dirtied;
 
-		SX_CHECK(sx_hw_access(e->fmt, root, root_level,
+		SX_CHECK(ts_hw_access(e->fmt, root, root_level,
 				      g | TS_SHARED_BIT, true, &dirtied,
-				      NULL) == SX_HW_OK,
+				      NULL) == TS_HW_WRITTEN,
 			 "CPU write to GFN %#" PRIx64 " failed", g);
 	}
 	tdp_walk_end();
@@ -884,7 +884,7 @@ static void fb_round(struct fb_run *r, struct tdp_vcpu *v, enum fb_walk walk)
 			for (tdp_gfn_t i = 0; i < TS_PAGES_2M; i++) {
 				bool dirtied;
 
-				sx_hw_access(r->e->fmt, root, root_level,
+				ts_hw_access(r->e->fmt, root, root_level,
 					     (r->block[b] + i) | TS_SHARED_BIT,
 					     true, &dirtied, NULL);
 			}

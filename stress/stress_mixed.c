@@ -939,7 +939,7 @@ static void *dirty_vcpu(void *p)
 	while (v && sx_budget_next(&r->b)) {
 		tdp_gfn_t g = mx_gfn(r, ts_rand_below(&rng, MX_GFNS));
 		bool write = ts_rand_below(&rng, 4) != 0;
-		enum sx_hw_result res;
+		enum ts_hw_result res;
 		tdp_pfn_t root;
 		bool dirtied;
 		int level = TDP_LEVEL_4K, root_level, ret;
@@ -949,15 +949,15 @@ static void *dirty_vcpu(void *p)
 			      "load_root"))
 			break;
 		tdp_walk_begin();
-		res = sx_hw_access(r->e.fmt, root, root_level,
+		res = ts_hw_access(r->e.fmt, root, root_level,
 				   g | TS_SHARED_BIT, write, &dirtied, &level);
 		tdp_walk_end();
 		if (dirtied)
 			transitions += (long)tdp_level_pages(level);
-		if (res == SX_HW_OK)
+		if (res == TS_HW_READ || res == TS_HW_WRITTEN)
 			continue;
 		__atomic_add_fetch(&d->faults, 1, __ATOMIC_RELAXED);
-		if (res == SX_HW_WRPROT) {
+		if (res == TS_HW_WRPROT) {
 			ret = tdp_fast_fix(r->e.mmu, g | TS_SHARED_BIT,
 					   TDP_PROT_READ | TDP_PROT_WRITE);
 			SX_CHECK(ret == 0 || ret == 1, "fast_fix: %d", ret);

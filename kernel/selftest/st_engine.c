@@ -67,42 +67,22 @@ static struct tdp_stats stats_of(struct ts_env *e)
 }
 
 /*
- * Set the dirty bit of @gfn's leaf the way the CPU does: walk the tables
- * the vCPU's root names and compare-exchange the bit into the leaf.
+ * Write to @gfn the way the CPU does (ts_hw_access()) from the vCPU's
+ * root: true if that set the dirty bit of its leaf.
  */
 static bool hw_set_dirty(struct ts_env *e, tdp_gfn_t gfn)
 {
-	const struct tdp_spte_format *fmt = tdp_mmu_format(e->mmu);
-	tdp_gfn_t tree_gfn = gfn | e->direct_bits;
-	const tdp_spte_t *table;
+	enum ts_hw_result res;
 	tdp_pfn_t root;
-	bool done = false;
 	int level;
 
 	if (tdp_vcpu_load_root(e->vcpu, TDP_ALIAS_SHARED, &root, &level))
 		return false;
 	tdp_walk_begin();
-	table = tdp_pfn_to_table(root);
-	for (;;) {
-		unsigned int i = (tree_gfn >> ((level - 1) * TDP_LEVEL_BITS)) &
-				 (TDP_SPTES_PER_TABLE - 1);
-		/* Hardware writes A/D bits into the table it walks. */
-		tdp_spte_t *sptep = (tdp_spte_t *)&table[i];
-		tdp_spte_t old = READ_ONCE(*sptep);
-
-		if (!tdp_spte_is_present(fmt, old))
-			break;
-		if (tdp_spte_is_leaf(fmt, old, level)) {
-			while (!try_cmpxchg64(sptep, &old, old | fmt->dirty))
-				;
-			done = tdp_spte_is_present(fmt, old);
-			break;
-		}
-		table = tdp_pfn_to_table(tdp_spte_pfn(fmt, old));
-		level--;
-	}
+	res = ts_hw_access(e->fmt, root, level, gfn | e->direct_bits, true,
+			   NULL, NULL);
 	tdp_walk_end();
-	return done;
+	return res == TS_HW_WRITTEN;
 }
 
 /* ---- faults -------------------------------------------------------------- */

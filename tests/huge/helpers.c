@@ -93,6 +93,17 @@ void hh_tree_walk(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end,
 	tdp_rcu_read_unlock();
 }
 
+/* One count of the statistics against the tree's; 1 (printed) if they differ. */
+static int count_differs(const char *what, int level, uint64_t stat,
+			 uint64_t tree)
+{
+	if (stat == tree)
+		return 0;
+	fprintf(stderr, "stats: %s[%d] = %llu, the tree has %llu\n", what,
+		level, (unsigned long long)stat, (unsigned long long)tree);
+	return 1;
+}
+
 int hh_stats_match_tree(struct tdp_mmu *mmu)
 {
 	struct tdp_stats st = hh_stats(mmu);
@@ -101,109 +112,58 @@ int hh_stats_match_tree(struct tdp_mmu *mmu)
 
 	hh_tree_walk(mmu, 0, 1, NULL, NULL, &tc);
 	for (int level = TDP_LEVEL_4K; level <= TDP_LEVEL_512G; level++) {
-		if (st.tables[TDP_ROOT_DIRECT][level] != tc.tables[level]) {
-			fprintf(stderr,
-				"stats: tables[%d] = %llu, the tree has %llu\n",
-				level,
-				(unsigned long long)
-					st.tables[TDP_ROOT_DIRECT][level],
-				(unsigned long long)tc.tables[level]);
-			bad++;
-		}
-		if (st.leaves[TDP_ROOT_DIRECT][level] != tc.leaves[level]) {
-			fprintf(stderr,
-				"stats: leaves[%d] = %llu, the tree has %llu\n",
-				level,
-				(unsigned long long)
-					st.leaves[TDP_ROOT_DIRECT][level],
-				(unsigned long long)tc.leaves[level]);
-			bad++;
-		}
+		bad += count_differs("tables", level,
+				     st.tables[TDP_ROOT_DIRECT][level],
+				     tc.tables[level]);
+		bad += count_differs("leaves", level,
+				     st.leaves[TDP_ROOT_DIRECT][level],
+				     tc.leaves[level]);
 	}
 	return bad;
 }
 
+/* Inside RCU: the frame and level of the valid direct root's table. */
+static bool direct_root(struct tdp_mmu *mmu, tdp_pfn_t *pfn, int *level)
+{
+	struct tdp_root *root = __atomic_load_n(
+		&mmu->valid_root[TDP_ROOT_DIRECT], __ATOMIC_ACQUIRE);
+
+	if (!root)
+		return false;
+	*pfn = tdp_virt_to_pfn(root->table->spt);
+	*level = root->table->level;
+	return true;
+}
+
 tdp_spte_t *hh_sptep(struct tdp_mmu *mmu, tdp_gfn_t gfn, int *level)
 {
-	const struct tdp_spte_format *fmt = tdp_mmu_format(mmu);
-	tdp_gfn_t tree_gfn = gfn | tdp_mmu_direct_bits(mmu);
 	tdp_spte_t *sptep = NULL;
-	struct tdp_root *root;
+	tdp_spte_t spte;
+	tdp_pfn_t root;
+	int root_level;
 
 	tdp_rcu_read_lock();
-	root = __atomic_load_n(&mmu->valid_root[TDP_ROOT_DIRECT],
-			       __ATOMIC_ACQUIRE);
-	if (root) {
-		tdp_spte_t *table = root->table->spt;
-		int lvl = root->table->level;
-
-		for (;;) {
-			tdp_spte_t s;
-
-			sptep = &table[tdp_spte_index(tree_gfn, lvl)];
-			s = __atomic_load_n(sptep, __ATOMIC_ACQUIRE);
-			if (!tdp_spte_is_present(fmt, s) ||
-			    tdp_spte_is_leaf(fmt, s, lvl))
-				break;
-			table = tdp_pfn_to_virt(tdp_spte_pfn(fmt, s));
-			lvl--;
-		}
-		*level = lvl;
-	}
+	if (direct_root(mmu, &root, &root_level))
+		sptep = ts_hw_walk(tdp_mmu_format(mmu), root, root_level,
+				   gfn | tdp_mmu_direct_bits(mmu), &spte,
+				   level);
 	tdp_rcu_read_unlock();
 	return sptep;
 }
 
 /* ---- the simulated CPU ---------------------------------------------------- */
 
-enum hh_hw_result hh_hw_access(struct tdp_mmu *mmu, tdp_gfn_t gfn, bool write)
+enum ts_hw_result hh_hw_access(struct tdp_mmu *mmu, tdp_gfn_t gfn, bool write)
 {
-	const struct tdp_spte_format *fmt = tdp_mmu_format(mmu);
-	tdp_gfn_t tree_gfn = gfn | tdp_mmu_direct_bits(mmu);
-	enum hh_hw_result res;
+	enum ts_hw_result res = TS_HW_NOT_PRESENT;
+	tdp_pfn_t root;
+	int root_level;
 
 	tdp_rcu_read_lock();
-	for (;;) {
-		struct tdp_root *root = __atomic_load_n(
-			&mmu->valid_root[TDP_ROOT_DIRECT], __ATOMIC_ACQUIRE);
-		tdp_spte_t *sptep, *table;
-		tdp_spte_t old, new_spte;
-		int level;
-
-		if (!root) {
-			res = HH_HW_NOT_PRESENT;
-			break;
-		}
-		table = root->table->spt;
-		level = root->table->level;
-		for (;;) {
-			sptep = &table[tdp_spte_index(tree_gfn, level)];
-			old = __atomic_load_n(sptep, __ATOMIC_ACQUIRE);
-			if (!tdp_spte_is_present(fmt, old) ||
-			    tdp_spte_is_leaf(fmt, old, level))
-				break;
-			table = tdp_pfn_to_virt(tdp_spte_pfn(fmt, old));
-			level--;
-		}
-		/* Frozen SPTEs are not present either. */
-		if (!tdp_spte_is_present(fmt, old)) {
-			res = HH_HW_NOT_PRESENT;
-			break;
-		}
-		if (write && !(old & fmt->writable)) {
-			res = HH_HW_WRPROT;
-			break;
-		}
-		new_spte = old | fmt->accessed | (write ? fmt->dirty : 0);
-		/* Even when nothing changes: proves the bits are set now. */
-		if (__atomic_compare_exchange_n(sptep, &old, new_spte, false,
-						__ATOMIC_ACQ_REL,
-						__ATOMIC_ACQUIRE)) {
-			res = write ? HH_HW_WRITTEN : HH_HW_READ;
-			break;
-		}
-		/* The SPTE changed under us: walk again, as the CPU would. */
-	}
+	if (direct_root(mmu, &root, &root_level))
+		res = ts_hw_access(tdp_mmu_format(mmu), root, root_level,
+				   gfn | tdp_mmu_direct_bits(mmu), write, NULL,
+				   NULL);
 	tdp_rcu_read_unlock();
 	return res;
 }

@@ -58,21 +58,11 @@ tdp_spte_t *hh_sptep(struct tdp_mmu *mmu, tdp_gfn_t gfn, int *level);
 
 /* ---- the simulated CPU -------------------------------------------------- */
 
-enum hh_hw_result {
-	HH_HW_NOT_PRESENT, /* no present leaf: an EPT violation */
-	HH_HW_WRPROT,	   /* write to a leaf without W: an EPT violation */
-	HH_HW_READ,	   /* accessed bit set */
-	HH_HW_WRITTEN,	   /* accessed and dirty bits set */
-};
-
 /*
- * One guest access to unaliased @gfn, as the CPU performs it: walk the
- * valid direct root inside an RCU read-side section to the present leaf,
- * then compare-exchange it to old | A (| D for a write to a writable
- * leaf), walking again if the leaf changed in between.  Never writes a
- * non-present or frozen SPTE.
+ * One guest access to unaliased @gfn through the valid direct root, as the
+ * CPU performs it (ts_hw_access(), inside an RCU read-side section).
  */
-enum hh_hw_result hh_hw_access(struct tdp_mmu *mmu, tdp_gfn_t gfn, bool write);
+enum ts_hw_result hh_hw_access(struct tdp_mmu *mmu, tdp_gfn_t gfn, bool write);
 
 /* ---- failures from helper threads --------------------------------------- */
 

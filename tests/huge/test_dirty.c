@@ -193,11 +193,11 @@ static void test_clear_dirty_range(void **state)
 		map(env, a + i, HH_PROT_RW, 1);
 	map(env, a + 10, TDP_PROT_READ, 1);
 	map(env, big, HH_PROT_RW, 2);
-	assert_int_equal(hh_hw_access(mmu, a, true), HH_HW_WRITTEN);
-	assert_int_equal(hh_hw_access(mmu, a + 2, true), HH_HW_WRITTEN);
-	assert_int_equal(hh_hw_access(mmu, a + 1, false), HH_HW_READ);
-	assert_int_equal(hh_hw_access(mmu, a + 10, true), HH_HW_WRPROT);
-	assert_int_equal(hh_hw_access(mmu, big + 9, true), HH_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, a, true), TS_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, a + 2, true), TS_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, a + 1, false), TS_HW_READ);
+	assert_int_equal(hh_hw_access(mmu, a + 10, true), TS_HW_WRPROT);
+	assert_int_equal(hh_hw_access(mmu, big + 9, true), TS_HW_WRITTEN);
 	dirty_a = spte_of(mmu, a);
 	dirty_big = spte_of(mmu, big);
 	clean_a1 = spte_of(mmu, a + 1);
@@ -222,8 +222,8 @@ static void test_clear_dirty_range(void **state)
 		tdp_clear_dirty_range(mmu, a, hh_blk(1, 2), TDP_ALIAS_SHARED), 0);
 
 	/* Only leaves inside the range. */
-	assert_int_equal(hh_hw_access(mmu, a, true), HH_HW_WRITTEN);
-	assert_int_equal(hh_hw_access(mmu, a + 3, true), HH_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, a, true), TS_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, a + 3, true), TS_HW_WRITTEN);
 	assert_int_equal(tdp_clear_dirty_range(mmu, a, a + 1, TDP_ALIAS_SHARED),
 			 1);
 	assert_false(spte_of(mmu, a) & fmt->dirty);
@@ -244,12 +244,12 @@ static void test_clear_dirty_masked(void **state)
 	for (int i = 0; i < 64; i++) {
 		map(env, base + i, HH_PROT_RW, 1);
 		assert_int_equal(hh_hw_access(mmu, base + i, true),
-				 HH_HW_WRITTEN);
+				 TS_HW_WRITTEN);
 	}
 	map(env, base2 + 3, HH_PROT_RW, 1);
-	assert_int_equal(hh_hw_access(mmu, base2 + 3, true), HH_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, base2 + 3, true), TS_HW_WRITTEN);
 	map(env, big, HH_PROT_RW, 2);
-	assert_int_equal(hh_hw_access(mmu, big, true), HH_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, big, true), TS_HW_WRITTEN);
 	dirty_big = spte_of(mmu, big);
 	ts_flush_reset(&env->log);
 
@@ -345,10 +345,10 @@ static void test_harvest(void **state)
 		map(env, a + i, HH_PROT_RW, 1);
 	map(env, a + 20, TDP_PROT_READ, 1);
 	map(env, big, HH_PROT_RW, 2);
-	assert_int_equal(hh_hw_access(mmu, a + 1, true), HH_HW_WRITTEN);
-	assert_int_equal(hh_hw_access(mmu, a + 5, true), HH_HW_WRITTEN);
-	assert_int_equal(hh_hw_access(mmu, a + 6, false), HH_HW_READ);
-	assert_int_equal(hh_hw_access(mmu, big + 300, true), HH_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, a + 1, true), TS_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, a + 5, true), TS_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, a + 6, false), TS_HW_READ);
+	assert_int_equal(hh_hw_access(mmu, big + 300, true), TS_HW_WRITTEN);
 	before[0] = spte_of(mmu, a + 1);
 	before[1] = spte_of(mmu, big);
 	ts_flush_reset(&env->log);
@@ -382,7 +382,7 @@ static void test_harvest(void **state)
 		assert_int_equal(bm[i], 0);
 
 	/* The bitmap starts at @start: bit 0 is GFN a + 5. */
-	assert_int_equal(hh_hw_access(mmu, a + 5, true), HH_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, a + 5, true), TS_HW_WRITTEN);
 	memset(bm, 0, sizeof(bm));
 	assert_int_equal(
 		tdp_harvest_dirty(mmu, a + 5, a + 6, bm, TDP_ALIAS_SHARED), 1);
@@ -390,7 +390,7 @@ static void test_harvest(void **state)
 
 	/* A dirty 1 GiB leaf reports all of its GFNs. */
 	map(env, g, HH_PROT_RW, 3);
-	assert_int_equal(hh_hw_access(mmu, g + 12345, true), HH_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, g + 12345, true), TS_HW_WRITTEN);
 	bm1g = calloc(P1G / 64, sizeof(uint64_t));
 	assert_non_null(bm1g);
 	assert_int_equal(
@@ -433,7 +433,7 @@ static void test_harvest_partial_huge_leaf(void **state)
 	int64_t first, second;
 
 	map(env, big, HH_PROT_RW, 2);
-	assert_int_equal(hh_hw_access(mmu, big + 3, true), HH_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, big + 3, true), TS_HW_WRITTEN);
 
 	memset(bm, 0, sizeof(bm));
 	first = tdp_harvest_dirty(mmu, big, big + 256, bm, TDP_ALIAS_SHARED);
@@ -489,11 +489,11 @@ static void test_mark_dirty_on_zap(void **state)
 	map(env, big, HH_PROT_RW, 2);
 	map(env, hh_blk(1, 2), HH_PROT_RW, 2);
 	map(env, g, HH_PROT_RW, 3);
-	assert_int_equal(hh_hw_access(mmu, a + 1, true), HH_HW_WRITTEN);
-	assert_int_equal(hh_hw_access(mmu, a + 3, true), HH_HW_WRITTEN);
-	assert_int_equal(hh_hw_access(mmu, a + 2, false), HH_HW_READ);
-	assert_int_equal(hh_hw_access(mmu, big + 100, true), HH_HW_WRITTEN);
-	assert_int_equal(hh_hw_access(mmu, g + 5, true), HH_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, a + 1, true), TS_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, a + 3, true), TS_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, a + 2, false), TS_HW_READ);
+	assert_int_equal(hh_hw_access(mmu, big + 100, true), TS_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, g + 5, true), TS_HW_WRITTEN);
 	/* Write-protected after the write: still dirty. */
 	assert_int_equal(tdp_wrprot_range(mmu, a + 3, a + 4, TDP_ALIAS_SHARED),
 			 1);
@@ -514,7 +514,7 @@ static void test_mark_dirty_on_zap(void **state)
 	ts_flush_reset(&env->log);
 	assert_int_equal(
 		tdp_clear_dirty_range(mmu, g, g + P1G, TDP_ALIAS_SHARED), 1);
-	assert_int_equal(hh_hw_access(mmu, g + 7, true), HH_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, g + 7, true), TS_HW_WRITTEN);
 	assert_int_equal(tdp_zap_all(mmu), 0);
 	expect_marks(env, (const tdp_gfn_t[]){ g }, (const uint64_t[]){ P1G },
 		     1);
@@ -531,8 +531,8 @@ static void test_mark_dirty_on_teardown(void **state)
 	map(&env, a, HH_PROT_RW, 1);
 	map(&env, a + 1, HH_PROT_RW, 1);
 	map(&env, big, HH_PROT_RW, 2);
-	assert_int_equal(hh_hw_access(env.mmu, a + 1, true), HH_HW_WRITTEN);
-	assert_int_equal(hh_hw_access(env.mmu, big, true), HH_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(env.mmu, a + 1, true), TS_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(env.mmu, big, true), TS_HW_WRITTEN);
 	ts_flush_reset(&env.log);
 	tdp_vcpu_destroy(env.vcpu);
 	env.vcpu = NULL;
@@ -587,9 +587,9 @@ static void test_aging(void **state)
 	assert_int_equal(hh_stats(mmu).zapped_leaves, before.zapped_leaves);
 
 	/* Accesses make leaves young again; D is left alone. */
-	assert_int_equal(hh_hw_access(mmu, a + 1, false), HH_HW_READ);
-	assert_int_equal(hh_hw_access(mmu, g + 5, true), HH_HW_WRITTEN);
-	assert_int_equal(hh_hw_access(mmu, big + 400, false), HH_HW_READ);
+	assert_int_equal(hh_hw_access(mmu, a + 1, false), TS_HW_READ);
+	assert_int_equal(hh_hw_access(mmu, g + 5, true), TS_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, big + 400, false), TS_HW_READ);
 	/* A range inside a huge leaf counts that leaf. */
 	assert_int_equal(
 		tdp_age_range(mmu, big + 5, big + 6, false, TDP_ALIAS_SHARED),
@@ -703,9 +703,9 @@ static void test_backend(void **state)
 	assert_int_equal(tdp_wrprot_range(env.mmu, a, a + 64, TDP_ALIAS_SHARED),
 			 1);
 	assert_true(ts_flush_covers(&env.log, shared));
-	assert_int_equal(hh_hw_access(env.mmu, a, true), HH_HW_WRPROT);
+	assert_int_equal(hh_hw_access(env.mmu, a, true), TS_HW_WRPROT);
 	assert_int_equal(tdp_fast_fix(env.mmu, shared, HH_PROT_RW), 1);
-	assert_int_equal(hh_hw_access(env.mmu, a, true), HH_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(env.mmu, a, true), TS_HW_WRITTEN);
 	ts_flush_reset(&env.log);
 	assert_int_equal(
 		tdp_harvest_dirty(env.mmu, a, a + 64, bm, TDP_ALIAS_SHARED), 1);

@@ -349,7 +349,7 @@ static void test_split_recover_roundtrip(void **state)
 	 * recovered one. */
 	b = hh_blk(1, 8);
 	TS_MAP_FIXED(env->vcpu, b, ts_pfn_shared(b), HH_PROT_RW, 2);
-	assert_int_equal(hh_hw_access(mmu, b + 3, true), HH_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, b + 3, true), TS_HW_WRITTEN);
 	orig = expect_leaf(mmu, b, 2, ts_pfn_shared(b));
 	assert_true(orig.spte & fmt->dirty);
 	assert_int_equal(tdp_split_huge_range(mmu, b, b + P2M, TDP_LEVEL_4K,
@@ -380,8 +380,8 @@ static void test_split_recover_roundtrip(void **state)
 					      TDP_ALIAS_SHARED),
 			 0);
 	/* One small leaf read, another written. */
-	assert_int_equal(hh_hw_access(mmu, b + 100, false), HH_HW_READ);
-	assert_int_equal(hh_hw_access(mmu, b + 511, true), HH_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, b + 100, false), TS_HW_READ);
+	assert_int_equal(hh_hw_access(mmu, b + 511, true), TS_HW_WRITTEN);
 	l = ts_lookup(mmu, b + 100, TDP_ALIAS_SHARED);
 	assert_int_equal(l.spte & ad, fmt->accessed);
 	assert_int_equal(tdp_recover_huge_pages(mmu, b, b + P2M, TDP_LEVEL_2M,

@@ -1032,21 +1032,21 @@ static void op_hw(struct model *m)
 		uint64_t i = pick_mapped_index(m);
 		bool write = rnd(m, 4) != 0;
 		int level = mlevel(m, i);
-		enum hh_hw_result want;
+		enum ts_hw_result want;
 
 		trace(m, "cpu %s gfn %#llx", write ? "write" : "read",
 		      (unsigned long long)gfn_at(i));
 		if (!level) {
-			want = HH_HW_NOT_PRESENT;
+			want = TS_HW_NOT_PRESENT;
 		} else {
 			uint64_t lb = i & ~(pages(level) - 1);
 
 			if (write && !(m->attr[lb] & M_W)) {
-				want = HH_HW_WRPROT;
+				want = TS_HW_WRPROT;
 			} else {
 				change_leaf(m, lb, level, 0,
 					    write ? M_A | M_D : M_A);
-				want = write ? HH_HW_WRITTEN : HH_HW_READ;
+				want = write ? TS_HW_WRITTEN : TS_HW_READ;
 				m->seen.written += write;
 			}
 		}

@@ -143,14 +143,14 @@ static void *cpu_main(void *arg)
 		int ret;
 
 		switch (hh_hw_access(mmu, gfn, write)) {
-		case HH_HW_WRITTEN:
+		case TS_HW_WRITTEN:
 			t->need[gfn - run->dirty_start] = e + 1;
 			t->writes++;
 			break;
-		case HH_HW_READ:
+		case TS_HW_READ:
 			t->reads++;
 			break;
-		case HH_HW_WRPROT:
+		case TS_HW_WRPROT:
 			/* A write fault: the lockless fix, else the full path. */
 			t->wrprot_faults++;
 			ret = tdp_fast_fix(mmu, gfn, HH_PROT_RW);
@@ -161,7 +161,7 @@ static void *cpu_main(void *arg)
 					1 + (int)ts_rand_below(&t->seed,
 							       run->max_level));
 			break;
-		case HH_HW_NOT_PRESENT:
+		case TS_HW_NOT_PRESENT:
 			/* Zapped, or a table being replaced under us. */
 			t->missing_faults++;
 			vcpu_fault(t->vcpu, gfn,
@@ -779,6 +779,27 @@ static void test_hw_dirty_recover_1g_vs_split(void **state)
 #endif
 #endif
 
+/*
+ * The start of a trapped race (skipped in TSan builds): a plain MMU with
+ * one write-protected leaf of @level at @base.  Returns the SPTE format,
+ * a copy that outlives the MMU.
+ */
+static struct tdp_spte_format wrprot_leaf_env(struct ts_env *env,
+					      tdp_gfn_t base, int level)
+{
+#ifdef HH_TSAN
+	skip();
+#endif
+	ts_env_init_ok(env, &(struct ts_env_opts){ .mark_dirty = true,
+						   .record = true });
+	TS_MAP_FIXED(env->vcpu, base, ts_pfn_shared(base), HH_PROT_RW, level);
+	assert_int_equal(tdp_wrprot_range(env->mmu, base,
+					  base + tdp_level_pages(level),
+					  TDP_ALIAS_SHARED),
+			 1);
+	return *tdp_mmu_format(env->mmu);
+}
+
 enum { TRAP_ZAPPER, TRAP_FIXER, NR_TRAP_ROLES };
 
 struct trap {
@@ -903,14 +924,7 @@ static void test_fast_fix_vs_zap_remap(void **state)
 	struct ts_leaf l;
 
 	(void)state;
-#ifdef HH_TSAN
-	skip();
-#endif
-	ts_env_init_ok(&env, &(struct ts_env_opts){ .mark_dirty = true, .record = true });
-	fmt = *tdp_mmu_format(env.mmu); /* outlives the MMU */
-	TS_MAP_FIXED(env.vcpu, gfn, ts_pfn_shared(gfn), HH_PROT_RW, 1);
-	assert_int_equal(
-		tdp_wrprot_range(env.mmu, gfn, gfn + 1, TDP_ALIAS_SHARED), 1);
+	fmt = wrprot_leaf_env(&env, gfn, TDP_LEVEL_4K);
 	zapper = (struct trapped_call){ .env = &env, .gfn = gfn };
 	fixer = (struct trapped_call){ .env = &env, .gfn = gfn };
 	assert_int_equal(tdp_vcpu_create(env.mmu, &zapper.vcpu), 0);
@@ -970,14 +984,7 @@ static void test_fast_fix_vs_split(void **state)
 	struct ts_leaf l;
 
 	(void)state;
-#ifdef HH_TSAN
-	skip();
-#endif
-	ts_env_init_ok(&env, &(struct ts_env_opts){ .mark_dirty = true, .record = true });
-	fmt = *tdp_mmu_format(env.mmu); /* outlives the MMU */
-	TS_MAP_FIXED(env.vcpu, big, ts_pfn_shared(big), HH_PROT_RW, 2);
-	assert_int_equal(
-		tdp_wrprot_range(env.mmu, big, big + P2M, TDP_ALIAS_SHARED), 1);
+	fmt = wrprot_leaf_env(&env, big, TDP_LEVEL_2M);
 	fixer = (struct trapped_call){ .env = &env, .gfn = gfn };
 
 	trap_arm(env.mmu, gfn, &old_sa);

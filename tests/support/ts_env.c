@@ -437,6 +437,63 @@ bool ts_lookup_leaf(struct tdp_mmu *mmu, tdp_gfn_t gfn, enum tdp_alias alias,
 	return true;
 }
 
+/* ---- a simulated CPU ------------------------------------------------------ */
+
+tdp_spte_t *ts_hw_walk(const struct tdp_spte_format *fmt, tdp_pfn_t root_pfn,
+		       int root_level, tdp_gfn_t tree_gfn, tdp_spte_t *spte,
+		       int *level)
+{
+	/* Hardware writes A/D bits into the tables it walks. */
+	tdp_spte_t *table = (tdp_spte_t *)tdp_pfn_to_table(root_pfn);
+	int lvl = root_level;
+
+	for (;;) {
+		unsigned int i = (tree_gfn >> ((lvl - 1) * TDP_LEVEL_BITS)) &
+				 (TDP_SPTES_PER_TABLE - 1);
+		tdp_spte_t s = tdp_spte_read_acquire(&table[i]);
+
+		if (!tdp_spte_is_present(fmt, s) ||
+		    tdp_spte_is_leaf(fmt, s, lvl)) {
+			*spte = s;
+			*level = lvl;
+			return &table[i];
+		}
+		table = (tdp_spte_t *)tdp_pfn_to_table(tdp_spte_pfn(fmt, s));
+		lvl--;
+	}
+}
+
+enum ts_hw_result ts_hw_access(const struct tdp_spte_format *fmt,
+			       tdp_pfn_t root_pfn, int root_level,
+			       tdp_gfn_t tree_gfn, bool write, bool *dirtied,
+			       int *leaf_level)
+{
+	if (dirtied)
+		*dirtied = false;
+	for (;;) {
+		tdp_spte_t old, new_spte;
+		int level;
+		tdp_spte_t *sptep = ts_hw_walk(fmt, root_pfn, root_level,
+					       tree_gfn, &old, &level);
+
+		if (leaf_level)
+			*leaf_level = level;
+		if (!tdp_spte_is_present(fmt, old))
+			return TS_HW_NOT_PRESENT;
+		if (write && !(old & fmt->writable))
+			return TS_HW_WRPROT;
+		new_spte = old | fmt->accessed | (write ? fmt->dirty : 0);
+		/* Even when nothing changes: proves the bits are set now. */
+		if (tdp_spte_cmpxchg(sptep, &old, new_spte)) {
+			if (dirtied)
+				*dirtied = write && !(old & fmt->dirty);
+			return write ? TS_HW_WRITTEN : TS_HW_READ;
+		}
+		/* The SPTE changed under the walk: walk again, as the CPU
+		 * would. */
+	}
+}
+
 /* ---- host events --------------------------------------------------------- */
 
 int ts_host_unmap(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end)

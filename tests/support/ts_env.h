@@ -256,6 +256,39 @@ struct ts_leaf ts_lookup(struct tdp_mmu *mmu, tdp_gfn_t gfn,
 bool ts_lookup_leaf(struct tdp_mmu *mmu, tdp_gfn_t gfn, enum tdp_alias alias,
 		    int *level, tdp_pfn_t *pfn);
 
+/* ---- a simulated CPU ------------------------------------------------------ */
+
+enum ts_hw_result {
+	TS_HW_NOT_PRESENT, /* no present leaf (frozen included): a violation */
+	TS_HW_WRPROT,	   /* write to a leaf without W: a violation */
+	TS_HW_READ,	   /* translated; accessed bit set */
+	TS_HW_WRITTEN,	   /* translated; accessed and dirty bits set */
+};
+
+/*
+ * ts_hw_walk() - the walk of the hardware toward tree GFN @tree_gfn from
+ * the root table at frame @root_pfn of level @root_level: the address of
+ * the SPTE it ends at (the present leaf, or the non-present SPTE where it
+ * stops), that SPTE in *@spte and its level in *@level.  Inside
+ * tdp_walk_begin()/tdp_walk_end() (or an RCU read-side section).
+ */
+tdp_spte_t *ts_hw_walk(const struct tdp_spte_format *fmt, tdp_pfn_t root_pfn,
+		       int root_level, tdp_gfn_t tree_gfn, tdp_spte_t *spte,
+		       int *level);
+
+/*
+ * ts_hw_access() - one guest access as the CPU performs it: ts_hw_walk(),
+ * then compare-exchange the leaf to old | A (| D for a write to a
+ * writable leaf), walking again if it changed in between.  Never writes
+ * a non-present or frozen SPTE.  *@dirtied (may be NULL) says whether
+ * this access turned the dirty bit on, *@leaf_level (may be NULL) gets
+ * the leaf's level.  Inside tdp_walk_begin()/tdp_walk_end().
+ */
+enum ts_hw_result ts_hw_access(const struct tdp_spte_format *fmt,
+			       tdp_pfn_t root_pfn, int root_level,
+			       tdp_gfn_t tree_gfn, bool write, bool *dirtied,
+			       int *leaf_level);
+
 /* ---- host events --------------------------------------------------------- */
 
 /*
