@@ -25,6 +25,12 @@ static int map_shared(struct ts_env *e, tdp_gfn_t gfn, tdp_pfn_t pfn,
 	return ts_map(e->vcpu, gfn, TDP_ALIAS_SHARED, pfn, prot, max_level);
 }
 
+/* A shared fault of @gfn mapping its reference frame must map it. */
+#define MAP_FIXED(e, gfn, prot, max_level)                                \
+	ST_EQ(st_of(e),                                                    \
+	      map_shared(e, gfn, ts_pfn_shared(gfn), prot, max_level),     \
+	      TDP_FAULT_FIXED)
+
 /* The SPTE a lockless lookup ends at for @gfn, and its level. */
 static tdp_spte_t spte_of(struct ts_env *e, tdp_gfn_t gfn, int *level)
 {
@@ -95,8 +101,7 @@ static void test_map_fixed_then_spurious(struct st *t)
 
 	if (!st_env_init(t, &e, &plain))
 		return;
-	ST_EQ(t, map_shared(&e, g, ts_pfn_shared(g), R, TDP_LEVEL_4K),
-	      TDP_FAULT_FIXED);
+	MAP_FIXED(&e, g, R, TDP_LEVEL_4K);
 	ST_EQ(t, map_shared(&e, g, ts_pfn_shared(g), R, TDP_LEVEL_4K),
 	      TDP_FAULT_SPURIOUS);
 	expect_leaf(&e, g, ts_pfn_shared(g), TDP_LEVEL_4K, R);
@@ -148,15 +153,13 @@ static void test_huge_levels(struct st *t)
 	if (!st_env_init(t, &e, &plain))
 		return;
 	/* GFN and frame line up at 2 MiB: one 2 MiB leaf covers the region. */
-	ST_EQ(t, map_shared(&e, g2m, ts_pfn_shared(g2m), RW, TDP_LEVEL_2M),
-	      TDP_FAULT_FIXED);
+	MAP_FIXED(&e, g2m, RW, TDP_LEVEL_2M);
 	expect_leaf(&e, g2m, ts_pfn_shared(g2m), TDP_LEVEL_2M, RW);
 	expect_leaf(&e, 5 * PAGES_2M + 500, ts_pfn_shared(5 * PAGES_2M + 500),
 		    TDP_LEVEL_2M, RW);
 	expect_unmapped(&e, 6 * PAGES_2M);
 	/* And at 1 GiB. */
-	ST_EQ(t, map_shared(&e, g1g, ts_pfn_shared(g1g), R, TDP_LEVEL_1G),
-	      TDP_FAULT_FIXED);
+	MAP_FIXED(&e, g1g, R, TDP_LEVEL_1G);
 	expect_leaf(&e, 3 * PAGES_1G + 99999,
 		    ts_pfn_shared(3 * PAGES_1G + 99999), TDP_LEVEL_1G, R);
 	/* A frame not aligned like the GFN maps 4 KiB. */
@@ -164,12 +167,8 @@ static void test_huge_levels(struct st *t)
 	      TDP_FAULT_FIXED);
 	expect_leaf(&e, gmis, ts_pfn_shared(gmis) + 1, TDP_LEVEL_4K, R);
 	/* A smaller mapping in the region keeps a huge fault small. */
-	ST_EQ(t, map_shared(&e, gsmall, ts_pfn_shared(gsmall), R, TDP_LEVEL_4K),
-	      TDP_FAULT_FIXED);
-	ST_EQ(t,
-	      map_shared(&e, gsmall + 300, ts_pfn_shared(gsmall + 300), R,
-			 TDP_LEVEL_2M),
-	      TDP_FAULT_FIXED);
+	MAP_FIXED(&e, gsmall, R, TDP_LEVEL_4K);
+	MAP_FIXED(&e, gsmall + 300, R, TDP_LEVEL_2M);
 	expect_leaf(&e, gsmall + 300, ts_pfn_shared(gsmall + 300), TDP_LEVEL_4K,
 		    R);
 
@@ -189,8 +188,7 @@ static void test_split_huge_on_small_fault(struct st *t)
 
 	if (!st_env_init(t, &e, &plain))
 		return;
-	ST_EQ(t, map_shared(&e, base, ts_pfn_shared(base), R, TDP_LEVEL_2M),
-	      TDP_FAULT_FIXED);
+	MAP_FIXED(&e, base, R, TDP_LEVEL_2M);
 	/* A 4 KiB fault inside the leaf splits it into 512 equal leaves. */
 	ret = map_shared(&e, base + 10, ts_pfn_shared(base + 10), R,
 			 TDP_LEVEL_4K);
@@ -208,12 +206,8 @@ static void test_split_huge_on_small_fault(struct st *t)
 	expect_leaf(&e, base + 101, ts_pfn_shared(base + 101), TDP_LEVEL_4K, R);
 
 	/* A write fault inside a read-only huge leaf: split, then upgrade. */
-	ST_EQ(t, map_shared(&e, other, ts_pfn_shared(other), R, TDP_LEVEL_2M),
-	      TDP_FAULT_FIXED);
-	ST_EQ(t,
-	      map_shared(&e, other + 300, ts_pfn_shared(other + 300), RW,
-			 TDP_LEVEL_4K),
-	      TDP_FAULT_FIXED);
+	MAP_FIXED(&e, other, R, TDP_LEVEL_2M);
+	MAP_FIXED(&e, other + 300, RW, TDP_LEVEL_4K);
 	expect_leaf(&e, other + 300, ts_pfn_shared(other + 300), TDP_LEVEL_4K,
 		    RW);
 	expect_leaf(&e, other + 301, ts_pfn_shared(other + 301), TDP_LEVEL_4K,
@@ -221,8 +215,7 @@ static void test_split_huge_on_small_fault(struct st *t)
 
 	/* Another frame inside a huge leaf is refused, nothing split. */
 	other = 10 * PAGES_2M;
-	ST_EQ(t, map_shared(&e, other, ts_pfn_shared(other), R, TDP_LEVEL_2M),
-	      TDP_FAULT_FIXED);
+	MAP_FIXED(&e, other, R, TDP_LEVEL_2M);
 	ST_EQ(t, tdp_vcpu_topup(e.vcpu), 0);
 	before = stats_of(&e);
 	ST_EQ(t, map_shared(&e, other + 1, 0x12345, R, TDP_LEVEL_4K), -EINVAL);
@@ -245,10 +238,7 @@ static void test_zap_range_and_flush(struct st *t)
 	if (!st_env_init(t, &e, &plain))
 		return;
 	for (tdp_gfn_t i = 0; i < 16; i++)
-		ST_EQ(t,
-		      map_shared(&e, base + i, ts_pfn_shared(base + i), RW,
-				 TDP_LEVEL_4K),
-		      TDP_FAULT_FIXED);
+		MAP_FIXED(&e, base + i, RW, TDP_LEVEL_4K);
 	ts_flush_reset(&e.log);
 	ST_EQ(t, tdp_zap_range(e.mmu, base + 4, base + 8, TDP_ALIAS_SHARED), 0);
 	for (tdp_gfn_t i = 0; i < 16; i++) {
@@ -266,8 +256,7 @@ static void test_zap_range_and_flush(struct st *t)
 	ST_EQ(t, s.leaves[TDP_ROOT_DIRECT][TDP_LEVEL_4K], 12);
 
 	/* A zap of one page of a huge leaf zaps the whole leaf. */
-	ST_EQ(t, map_shared(&e, huge, ts_pfn_shared(huge), RW, TDP_LEVEL_2M),
-	      TDP_FAULT_FIXED);
+	MAP_FIXED(&e, huge, RW, TDP_LEVEL_2M);
 	ts_flush_reset(&e.log);
 	ST_EQ(t, tdp_zap_range(e.mmu, huge + 5, huge + 6, TDP_ALIAS_SHARED), 0);
 	expect_unmapped(&e, huge);
@@ -276,8 +265,7 @@ static void test_zap_range_and_flush(struct st *t)
 					 e.log.span_end >= huge + PAGES_2M));
 	ST_EQ(t, stats_of(&e).leaves[TDP_ROOT_DIRECT][TDP_LEVEL_2M], 0);
 	/* The region maps huge again. */
-	ST_EQ(t, map_shared(&e, huge, ts_pfn_shared(huge), RW, TDP_LEVEL_2M),
-	      TDP_FAULT_FIXED);
+	MAP_FIXED(&e, huge, RW, TDP_LEVEL_2M);
 	expect_leaf(&e, huge + 9, ts_pfn_shared(huge + 9), TDP_LEVEL_2M, RW);
 	st_env_fini(&e);
 }
@@ -299,14 +287,8 @@ static void test_zap_all(struct st *t)
 	if (!st_env_init(t, &e, &plain))
 		return;
 	for (unsigned int i = 0; i < ARRAY_SIZE(gfns); i++)
-		ST_EQ(t,
-		      map_shared(&e, gfns[i], ts_pfn_shared(gfns[i]), RW,
-				 TDP_LEVEL_4K),
-		      TDP_FAULT_FIXED);
-	ST_EQ(t,
-	      map_shared(&e, 20 * PAGES_2M, ts_pfn_shared(20 * PAGES_2M), RW,
-			 TDP_LEVEL_2M),
-	      TDP_FAULT_FIXED);
+		MAP_FIXED(&e, gfns[i], RW, TDP_LEVEL_4K);
+	MAP_FIXED(&e, 20 * PAGES_2M, RW, TDP_LEVEL_2M);
 	ST_EQ(t, tdp_zap_all(e.mmu), 0);
 	for (unsigned int i = 0; i < ARRAY_SIZE(gfns); i++)
 		expect_unmapped(&e, gfns[i]);
@@ -318,8 +300,7 @@ static void test_zap_all(struct st *t)
 	ST_EQ(t, s.tables[TDP_ROOT_DIRECT][4], 1);
 	ST_TRUE(t, s.zapped_tables > 0);
 	/* Faults work again. */
-	ST_EQ(t, map_shared(&e, 5, ts_pfn_shared(5), R, TDP_LEVEL_4K),
-	      TDP_FAULT_FIXED);
+	MAP_FIXED(&e, 5, R, TDP_LEVEL_4K);
 	st_env_fini(&e);
 }
 
@@ -338,8 +319,7 @@ static void test_invalidate_sequence(struct st *t)
 	      TDP_FAULT_RETRY);
 	ST_EQ(t, map_shared(&e, 1999, ts_pfn_shared(1999), R, TDP_LEVEL_4K),
 	      TDP_FAULT_RETRY);
-	ST_EQ(t, map_shared(&e, 2000, ts_pfn_shared(2000), R, TDP_LEVEL_4K),
-	      TDP_FAULT_FIXED);
+	MAP_FIXED(&e, 2000, R, TDP_LEVEL_4K);
 	/* A huge fault whose leaf would cover the range retries too. */
 	ST_EQ(t,
 	      map_shared(&e, 1024 + 100, ts_pfn_shared(1024 + 100), R,
@@ -371,14 +351,12 @@ static void test_invalidate_sequence(struct st *t)
 	ST_EQ(t, tdp_invalidate_end(e.mmu, 3000, 4000), 0);
 	ST_EQ(t, map_shared(&e, 3600, ts_pfn_shared(3600), R, TDP_LEVEL_4K),
 	      TDP_FAULT_RETRY);
-	ST_EQ(t, map_shared(&e, 3100, ts_pfn_shared(3100), R, TDP_LEVEL_4K),
-	      TDP_FAULT_FIXED);
+	MAP_FIXED(&e, 3100, R, TDP_LEVEL_4K);
 	/* Only the exact range of a running begin ends. */
 	ST_EQ(t, tdp_invalidate_end(e.mmu, 3500, 4000), -EINVAL);
 	ST_EQ(t, tdp_invalidate_end(e.mmu, 3000, 4000), -EINVAL);
 	ST_EQ(t, tdp_invalidate_end(e.mmu, 3500, 4500), 0);
-	ST_EQ(t, map_shared(&e, 3600, ts_pfn_shared(3600), R, TDP_LEVEL_4K),
-	      TDP_FAULT_FIXED);
+	MAP_FIXED(&e, 3600, R, TDP_LEVEL_4K);
 
 	/* The bracket of a host unmap: zap inside, refault after. */
 	ST_EQ(t, tdp_invalidate_begin(e.mmu, 3000, 4000), 0);
@@ -386,8 +364,7 @@ static void test_invalidate_sequence(struct st *t)
 	expect_unmapped(&e, 3100);
 	expect_unmapped(&e, 3600);
 	ST_EQ(t, tdp_invalidate_end(e.mmu, 3000, 4000), 0);
-	ST_EQ(t, map_shared(&e, 3100, ts_pfn_shared(3100), R, TDP_LEVEL_4K),
-	      TDP_FAULT_FIXED);
+	MAP_FIXED(&e, 3100, R, TDP_LEVEL_4K);
 	st_env_fini(&e);
 }
 
@@ -409,31 +386,29 @@ static int map_mmio(struct ts_env *e, tdp_gfn_t gfn)
 static void test_mmio_generation(struct st *t)
 {
 	struct ts_env e;
-	const struct tdp_spte_format *fmt;
 	struct tdp_stats s;
 	u32 gen;
 	tdp_spte_t spte;
 
 	if (!st_env_init(t, &e, &plain))
 		return;
-	fmt = tdp_mmu_format(e.mmu);
 	gen = tdp_mmu_mmio_generation(e.mmu);
 	ST_EQ(t, map_mmio(&e, 0x3000), TDP_FAULT_FIXED);
 	spte = spte_of(&e, 0x3000, NULL);
-	ST_TRUE(t, tdp_spte_is_mmio(fmt, spte));
-	ST_TRUE(t, !tdp_spte_is_present(fmt, spte));
-	ST_EQ(t, tdp_spte_mmio_gen(fmt, spte), gen);
-	ST_EQ(t, tdp_spte_mmio_gfn(fmt, spte), 0x3000);
+	ST_TRUE(t, tdp_spte_is_mmio(e.fmt, spte));
+	ST_TRUE(t, !tdp_spte_is_present(e.fmt, spte));
+	ST_EQ(t, tdp_spte_mmio_gen(e.fmt, spte), gen);
+	ST_EQ(t, tdp_spte_mmio_gfn(e.fmt, spte), 0x3000);
 	ST_EQ(t, map_mmio(&e, 0x3000), TDP_FAULT_SPURIOUS);
 
 	/* A new generation makes the SPTE stale: the fault fixes it again. */
 	ST_EQ(t, tdp_mmu_set_mmio_generation(e.mmu, gen + 1), 0);
 	ST_EQ(t, tdp_mmu_mmio_generation(e.mmu), gen + 1);
 	ST_EQ(t, map_mmio(&e, 0x3000), TDP_FAULT_FIXED);
-	ST_EQ(t, tdp_spte_mmio_gen(fmt, spte_of(&e, 0x3000, NULL)), gen + 1);
+	ST_EQ(t, tdp_spte_mmio_gen(e.fmt, spte_of(&e, 0x3000, NULL)), gen + 1);
 	ST_EQ(t, tdp_mmu_set_mmio_generation(e.mmu, TDP_MMIO_GEN_MASK), 0);
 	ST_EQ(t, map_mmio(&e, 0x3000), TDP_FAULT_FIXED);
-	ST_EQ(t, tdp_spte_mmio_gen(fmt, spte_of(&e, 0x3000, NULL)),
+	ST_EQ(t, tdp_spte_mmio_gen(e.fmt, spte_of(&e, 0x3000, NULL)),
 	      TDP_MMIO_GEN_MASK);
 	/* MMIO SPTEs are not leaves; a stale one gives way to a mapping. */
 	s = stats_of(&e);
@@ -457,8 +432,7 @@ static void test_roots_lifecycle(struct st *t)
 
 	if (!st_env_init(t, &e, &plain))
 		return;
-	ST_EQ(t, map_shared(&e, 42, ts_pfn_shared(42), R, TDP_LEVEL_4K),
-	      TDP_FAULT_FIXED);
+	MAP_FIXED(&e, 42, R, TDP_LEVEL_4K);
 	/* Everyone shares the valid root. */
 	ST_EQ(t, tdp_root_get(e.mmu, TDP_ROOT_DIRECT, &r1), 0);
 	ST_EQ(t, tdp_root_get(e.mmu, TDP_ROOT_DIRECT, &r2), 0);
@@ -475,8 +449,7 @@ static void test_roots_lifecycle(struct st *t)
 	ST_EQ(t, tdp_mmu_invalidate_roots(e.mmu, TDP_ALIAS_SHARED), 0);
 	ST_TRUE(t, r1 && !tdp_root_is_valid(r1));
 	expect_unmapped(&e, 42);
-	ST_EQ(t, map_shared(&e, 42, ts_pfn_shared(42), R, TDP_LEVEL_4K),
-	      TDP_FAULT_FIXED);
+	MAP_FIXED(&e, 42, R, TDP_LEVEL_4K);
 	ST_EQ(t, tdp_vcpu_load_root(e.vcpu, TDP_ALIAS_SHARED, &pfn2, &level),
 	      0);
 	ST_TRUE(t, pfn1 != pfn2);
@@ -579,10 +552,7 @@ static void test_dirty_age_fast_fix(struct st *t)
 		return;
 	fmt = tdp_mmu_format(e.mmu);
 	for (tdp_gfn_t i = 0; i < 64; i++)
-		ST_EQ(t,
-		      map_shared(&e, base + i, ts_pfn_shared(base + i), RW,
-				 TDP_LEVEL_4K),
-		      TDP_FAULT_FIXED);
+		MAP_FIXED(&e, base + i, RW, TDP_LEVEL_4K);
 
 	/* Aging: new leaves are young; clearing makes them old. */
 	ST_EQ(t, tdp_age_range(e.mmu, base, base + 64, true, TDP_ALIAS_SHARED),
@@ -602,10 +572,7 @@ static void test_dirty_age_fast_fix(struct st *t)
 	ST_EQ(t, tdp_fast_fix(e.mmu, base + 100, RW), 0);
 
 	/* Hardware dirties two leaves; the harvest reports each once. */
-	ST_EQ(t,
-	      map_shared(&e, base + 5, ts_pfn_shared(base + 5), RW,
-			 TDP_LEVEL_4K),
-	      TDP_FAULT_FIXED);
+	MAP_FIXED(&e, base + 5, RW, TDP_LEVEL_4K);
 	ST_TRUE(t, hw_set_dirty(&e, base + 3));
 	ST_TRUE(t, hw_set_dirty(&e, base + 5));
 	ST_EQ(t,
@@ -642,12 +609,8 @@ static void test_split_and_recover_huge(struct st *t)
 
 	if (!st_env_init(t, &e, &plain))
 		return;
-	ST_EQ(t, map_shared(&e, base, ts_pfn_shared(base), RW, TDP_LEVEL_2M),
-	      TDP_FAULT_FIXED);
-	ST_EQ(t,
-	      map_shared(&e, base + PAGES_2M, ts_pfn_shared(base + PAGES_2M),
-			 RW, TDP_LEVEL_2M),
-	      TDP_FAULT_FIXED);
+	MAP_FIXED(&e, base, RW, TDP_LEVEL_2M);
+	MAP_FIXED(&e, base + PAGES_2M, RW, TDP_LEVEL_2M);
 	ST_EQ(t,
 	      tdp_split_huge_range(e.mmu, base, base + 2 * PAGES_2M,
 				   TDP_LEVEL_4K, TDP_ALIAS_SHARED),
@@ -698,8 +661,7 @@ static void test_five_level_tree(struct st *t)
 	ST_EQ(t,
 	      map_shared(&e, high, ts_pfn_shared(0x1234567), RW, TDP_LEVEL_4K),
 	      TDP_FAULT_FIXED);
-	ST_EQ(t, map_shared(&e, 3, ts_pfn_shared(3), RW, TDP_LEVEL_4K),
-	      TDP_FAULT_FIXED);
+	MAP_FIXED(&e, 3, RW, TDP_LEVEL_4K);
 	expect_leaf(&e, high, ts_pfn_shared(0x1234567), TDP_LEVEL_4K, RW);
 	expect_unmapped(&e, high + 1);
 	s = stats_of(&e);
@@ -848,10 +810,7 @@ static void test_enomem_injection(struct st *t)
 	ST_EQ(t, tdp_invalidate_end(e.mmu, 0, 10), -EINVAL);
 
 	/* A split that runs out of memory leaves everything consistent. */
-	ST_EQ(t,
-	      map_shared(&e, 100 * PAGES_2M, ts_pfn_shared(100 * PAGES_2M), R,
-			 TDP_LEVEL_2M),
-	      TDP_FAULT_FIXED);
+	MAP_FIXED(&e, 100 * PAGES_2M, R, TDP_LEVEL_2M);
 	tdp_port_fail_alloc_after(0);
 	ST_EQ(t,
 	      tdp_split_huge_range(e.mmu, 100 * PAGES_2M, 101 * PAGES_2M,
@@ -883,14 +842,8 @@ static void test_forced_yield_walks(struct st *t)
 	if (!st_env_init(t, &e, &yield))
 		return;
 	for (tdp_gfn_t i = 0; i < 2048; i += 3)
-		ST_EQ(t,
-		      map_shared(&e, base + i, ts_pfn_shared(base + i), RW,
-				 TDP_LEVEL_4K),
-		      TDP_FAULT_FIXED);
-	ST_EQ(t,
-	      map_shared(&e, base + 6 * PAGES_2M,
-			 ts_pfn_shared(base + 6 * PAGES_2M), RW, TDP_LEVEL_2M),
-	      TDP_FAULT_FIXED);
+		MAP_FIXED(&e, base + i, RW, TDP_LEVEL_4K);
+	MAP_FIXED(&e, base + 6 * PAGES_2M, RW, TDP_LEVEL_2M);
 	ST_EQ(t, tdp_wrprot_range(e.mmu, base, base + 4096, TDP_ALIAS_SHARED),
 	      683 + 1);
 	ST_EQ(t,

@@ -152,7 +152,6 @@ static void test_private_fault_links_top_down(struct st *t)
 
 static void test_busy_and_hard_errors(struct st *t)
 {
-	const struct tdp_spte_format *fmt;
 	const tdp_gfn_t g = 3 * PAGES_1G + 5;
 	const tdp_gfn_t fresh = 9 * PAGES_1G + 7;
 	unsigned long retries = 0;
@@ -163,7 +162,6 @@ static void test_busy_and_hard_errors(struct st *t)
 
 	if (!st_env_init(t, &e, &tdx))
 		return;
-	fmt = tdp_mmu_format(e.mmu);
 
 	/* Busy: the fault retries and the mirror entry is as before. */
 	ts_fail_next_map(e.be, TS_SET_LEAF, -EBUSY);
@@ -171,7 +169,7 @@ static void test_busy_and_hard_errors(struct st *t)
 	      TDP_FAULT_RETRY);
 	ST_EQ(t, tdp_lookup(e.mmu, g, TDP_ALIAS_PRIVATE, &spte, &level), 0);
 	ST_EQ(t, level, TDP_LEVEL_4K);
-	ST_EQ(t, spte, fmt->nonpresent);
+	ST_EQ(t, spte, e.fmt->nonpresent);
 	ST_EQ(t, stats_of(&e).backend_busy, 1);
 	ST_EQ(t, map_alias(&e, g, TDP_ALIAS_PRIVATE, TDP_LEVEL_4K),
 	      TDP_FAULT_FIXED);
@@ -181,7 +179,7 @@ static void test_busy_and_hard_errors(struct st *t)
 	ST_EQ(t, map_alias(&e, fresh, TDP_ALIAS_PRIVATE, TDP_LEVEL_4K),
 	      -ENOSPC);
 	ST_EQ(t, tdp_lookup(e.mmu, fresh, TDP_ALIAS_PRIVATE, &spte, &level), 0);
-	ST_EQ(t, spte, fmt->nonpresent);
+	ST_EQ(t, spte, e.fmt->nonpresent);
 	s = stats_of(&e);
 	ST_EQ(t, s.backend_errors, 1);
 	expect_mirror_equals_backend(&e);

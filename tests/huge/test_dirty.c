@@ -230,6 +230,19 @@ static void test_clear_dirty_range(void **state)
 	assert_true(spte_of(mmu, a + 3) & fmt->dirty);
 }
 
+/*
+ * tdp_clear_dirty_masked() of @mask at @base, with the flush record reset
+ * first: it changes one leaf per bit of @mask.
+ */
+static void clear_masked(struct ts_env *env, tdp_gfn_t base, uint64_t mask,
+			 bool wrprot)
+{
+	ts_flush_reset(&env->log);
+	assert_int_equal(tdp_clear_dirty_masked(env->mmu, base, mask, wrprot,
+						TDP_ALIAS_SHARED),
+			 __builtin_popcountll(mask));
+}
+
 static void test_clear_dirty_masked(void **state)
 {
 	struct ts_env *env = *state;
@@ -251,12 +264,9 @@ static void test_clear_dirty_masked(void **state)
 	map(env, big, HH_PROT_RW, 2);
 	assert_int_equal(hh_hw_access(mmu, big, true), TS_HW_WRITTEN);
 	dirty_big = spte_of(mmu, big);
-	ts_flush_reset(&env->log);
 
 	/* Clear D of the masked GFNs only. */
-	assert_int_equal(tdp_clear_dirty_masked(mmu, base, mask, false,
-						TDP_ALIAS_SHARED),
-			 __builtin_popcountll(mask));
+	clear_masked(env, base, mask, false);
 	for (int i = 0; i < 64; i++) {
 		tdp_spte_t s = spte_of(mmu, base + i);
 		bool masked = (mask >> i) & 1;
@@ -268,10 +278,7 @@ static void test_clear_dirty_masked(void **state)
 	}
 
 	/* With wrprot: clear W of the masked GFNs, D untouched. */
-	ts_flush_reset(&env->log);
-	assert_int_equal(tdp_clear_dirty_masked(mmu, base, mask2, true,
-						TDP_ALIAS_SHARED),
-			 __builtin_popcountll(mask2));
+	clear_masked(env, base, mask2, true);
 	for (int i = 0; i < 64; i++) {
 		tdp_spte_t s = spte_of(mmu, base + i);
 

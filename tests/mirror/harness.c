@@ -51,6 +51,15 @@ bool menv_lookup_leaf(struct tdp_mmu *mmu, tdp_gfn_t gfn, enum tdp_alias alias,
 	return true;
 }
 
+void menv_teardown_dead(struct ts_env *e)
+{
+	tdp_vcpu_destroy(e->vcpu);
+	e->vcpu = NULL;
+	assert_int_equal(tdp_mmu_teardown(e->mmu), -EIO);
+	assert_true(tdp_mmu_is_dead(e->mmu));
+	ts_forbid_calls(e->be, true);
+}
+
 void menv_expect_leaks_begin(void)
 {
 #ifdef MENV_ASAN

@@ -54,6 +54,13 @@ bool menv_lookup_leaf(struct tdp_mmu *mmu, tdp_gfn_t gfn, enum tdp_alias alias,
 	} while (0)
 
 /*
+ * Tear down an MMU whose backend is set to fail a removal: the teardown
+ * returns -EIO and leaves the MMU dead, and from then on every backend
+ * callback is a violation.  Destroys the vCPU first.
+ */
+void menv_teardown_dead(struct ts_env *e);
+
+/*
  * Leak checking of a test that kills an MMU on purpose: a dead MMU leaks
  * what the backend may still reference (tdp/backend.h), so allocations
  * made between these calls are not reported by LeakSanitizer.  No-ops in

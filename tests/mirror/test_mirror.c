@@ -517,11 +517,7 @@ static void test_free_table_failure_leaks_backend_page(void **state)
 
 	ts_log_enable(e.be, true);
 	ts_fail_next_free(e.be);
-	tdp_vcpu_destroy(e.vcpu);
-	e.vcpu = NULL;
-	assert_int_equal(tdp_mmu_teardown(e.mmu), -EIO);
-	assert_true(tdp_mmu_is_dead(e.mmu));
-	ts_forbid_calls(e.be, true);
+	menv_teardown_dead(&e);
 
 	/* Removal order: the leaf, then the lowest table, which failed. */
 	c = ts_counts(e.be);
@@ -645,13 +641,9 @@ static void test_remove_leaf_failure_at_teardown(void **state)
 			assert_int_equal(ts_map(e.vcpu, g + i, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g + i), TDP_PROT_RWX, TDP_LEVEL_4K),
 					 TDP_FAULT_FIXED);
 	}
-	tdp_vcpu_destroy(e.vcpu);
-	e.vcpu = NULL;
 	ts_log_enable(e.be, true);
 	ts_fail_next_remove(e.be);
-	assert_int_equal(tdp_mmu_teardown(e.mmu), -EIO);
-	assert_true(tdp_mmu_is_dead(e.mmu));
-	ts_forbid_calls(e.be, true);
+	menv_teardown_dead(&e);
 
 	c = ts_counts(e.be);
 	assert_int_equal(c.calls[TS_REMOVE_LEAF], 1);
