@@ -442,7 +442,8 @@ static void check_leaf_pfn(void *arg, int root_type, bool valid, tdp_gfn_t gfn,
 		 "%s leaf at GFN %#" PRIx64 " level %d%s maps PFN %#" PRIx64
 		 ", expected %#" PRIx64,
 		 private ? "private" : "shared", gfn, level,
-		 valid ? "" : " (invalidated root)", pfn, ts_pfn(gfn, ts_alias(private)));
+		 valid ? "" : " (invalidated root)", pfn,
+		 ts_pfn(gfn, ts_alias(private)));
 }
 
 long sx_check_quiesced(struct ts_env *e)
@@ -471,8 +472,7 @@ long sx_check_quiesced_with(struct ts_env *e, sx_leaf_fn check, void *arg)
 		}
 	}
 	if (e->be) {
-		unsigned long bad =
-			ts_compare(e->be, e->mmu, 0, TS_GFN_LIMIT);
+		unsigned long bad = ts_compare(e->be, e->mmu, 0, TS_GFN_LIMIT);
 
 		SX_CHECK(bad == 0, "mirror != backend: %lu mismatches", bad);
 		SX_CHECK(ts_violations(e->be) == 0,

@@ -134,7 +134,8 @@ void race_dirty_wlock(const struct sx_opts *o)
 	}
 	sx_budget_start(&b, o->seconds, o->max_ops);
 	while (sx_budget_next(&b)) {
-		tdp_gfn_t base = r.base + ts_rand_below(&rng, DW_GFNS / 64) * 64;
+		tdp_gfn_t base =
+			r.base + ts_rand_below(&rng, DW_GFNS / 64) * 64;
 		uint64_t mask = ts_rand(&rng) | ts_rand(&rng);
 		tdp_gfn_t start = r.base + ts_rand_below(&rng, DW_GFNS);
 		tdp_gfn_t end = start + 1 + ts_rand_below(&rng, 256);
@@ -279,7 +280,8 @@ static void *if_vcpu_main(void *arg)
 
 			if (!private)
 				level = if_resolve(r, gfn, huge, &pfn);
-			ret = ts_map_seq(v, gfn, ts_alias(private), pfn, TDP_PROT_RWX, level, seq);
+			ret = ts_map_seq(v, gfn, ts_alias(private), pfn,
+					 TDP_PROT_RWX, level, seq);
 			if (ret == TDP_FAULT_FIXED && level == TDP_LEVEL_2M)
 				__atomic_add_fetch(&r->huge_faults, 1,
 						   __ATOMIC_RELAXED);
@@ -341,7 +343,8 @@ static void *if_host_main(void *arg)
 
 		if (whole) {
 			start = ts_round_down(start, TDP_LEVEL_2M);
-			end = start + TS_PAGES_2M * (1 + ts_rand_below(&rng, 2));
+			end = start +
+			      TS_PAGES_2M * (1 + ts_rand_below(&rng, 2));
 		}
 		if (end > r->base + IF_GFNS)
 			end = r->base + IF_GFNS;

@@ -34,7 +34,10 @@ static void *fault_job_main(void *arg)
 		return NULL;
 	}
 	if (j->once)
-		j->result = ts_map_seq(v, j->gfn, ts_alias(j->private), ts_pfn(j->gfn, ts_alias(j->private)), TDP_PROT_RWX, j->max_level, tdp_mmu_seq(j->e->mmu));
+		j->result = ts_map_seq(v, j->gfn, ts_alias(j->private),
+				       ts_pfn(j->gfn, ts_alias(j->private)),
+				       TDP_PROT_RWX, j->max_level,
+				       tdp_mmu_seq(j->e->mmu));
 	else
 		j->result = race_fault(j->e, v, j->gfn, j->private,
 				       TDP_PROT_RWX, j->max_level);
@@ -177,7 +180,10 @@ void race_frozen_owner(const struct sx_opts *o)
 
 		/* A non-owner meets the frozen entry: RETRY, entry unchanged. */
 		for (int i = 0; i < 4; i++) {
-			int ret = ts_map_seq(v, owner.gfn, ts_alias(true), ts_pfn(owner.gfn, ts_alias(true)), TDP_PROT_RWX, TDP_LEVEL_4K, tdp_mmu_seq(e.mmu));
+			int ret = ts_map_seq(v, owner.gfn, ts_alias(true),
+					     ts_pfn(owner.gfn, ts_alias(true)),
+					     TDP_PROT_RWX, TDP_LEVEL_4K,
+					     tdp_mmu_seq(e.mmu));
 
 			SX_CHECK(ret == TDP_FAULT_RETRY,
 				 "fault of a GFN whose entry another thread "
@@ -277,7 +283,11 @@ static void *pf_main(void *arg)
 			int ret;
 
 			for (;;) {
-				ret = ts_map_seq(v, gfn, ts_alias(private), ts_pfn(gfn, ts_alias(private)), TDP_PROT_RWX, pf_level(t->id, j), tdp_mmu_seq(r->e->mmu));
+				ret = ts_map_seq(v, gfn, ts_alias(private),
+						 ts_pfn(gfn, ts_alias(private)),
+						 TDP_PROT_RWX,
+						 pf_level(t->id, j),
+						 tdp_mmu_seq(r->e->mmu));
 				sx_count_ops(1);
 				if (ret != TDP_FAULT_RETRY ||
 				    sx_now() > give_up)
@@ -362,12 +372,16 @@ void race_parent_first(const struct sx_opts *o)
 				bool mapped = sx_lookup_leaf(
 					&e, gfn, pf_private(j), NULL, &pfn);
 
-				SX_CHECK(mapped && pfn == ts_pfn(gfn, ts_alias(pf_private(j))),
-					 "round %ld: GFN %#" PRIx64 " (%s) %s",
-					 rounds, gfn,
-					 pf_private(j) ? "private" : "shared",
-					 mapped ? "maps a wrong PFN"
-						: "is not mapped");
+				SX_CHECK(
+					mapped &&
+						pfn == ts_pfn(gfn,
+							      ts_alias(pf_private(
+								      j))),
+					"round %ld: GFN %#" PRIx64 " (%s) %s",
+					rounds, gfn,
+					pf_private(j) ? "private" : "shared",
+					mapped ? "maps a wrong PFN"
+					       : "is not mapped");
 			}
 		}
 		SX_CHECK(ts_violations(e.be) == 0,
@@ -448,7 +462,8 @@ static void rb_one_failure(struct ts_env *e, struct tdp_vcpu *v, tdp_gfn_t gfn,
 
 	tdp_mmu_get_stats(e->mmu, &before);
 	ts_fail_next_map(e->be, call, err);
-	ret = ts_map_seq(v, gfn, ts_alias(true), ts_pfn(gfn, ts_alias(true)), TDP_PROT_RWX, TDP_LEVEL_4K, tdp_mmu_seq(e->mmu));
+	ret = ts_map_seq(v, gfn, ts_alias(true), ts_pfn(gfn, ts_alias(true)),
+			 TDP_PROT_RWX, TDP_LEVEL_4K, tdp_mmu_seq(e->mmu));
 	SX_CHECK(ret == (err == -EBUSY ? TDP_FAULT_RETRY : err),
 		 "%s failing with %d: the fault returned %d",
 		 call == TS_LINK_TABLE ? "link_table" : "set_leaf", err, ret);
@@ -457,13 +472,14 @@ static void rb_one_failure(struct ts_env *e, struct tdp_vcpu *v, tdp_gfn_t gfn,
 			 !tdp_spte_is_present(e->fmt, s) && lvl == level,
 		 "after a failed %s the entry of GFN %#" PRIx64 " is %#" PRIx64
 		 " at level %d, expected non-present at %d",
-		 call == TS_LINK_TABLE ? "link_table" : "set_leaf", gfn, s,
-		 lvl, level);
+		 call == TS_LINK_TABLE ? "link_table" : "set_leaf", gfn, s, lvl,
+		 level);
 	tdp_mmu_get_stats(e->mmu, &after);
 	SX_CHECK(after.leaves[TDP_ROOT_MIRROR][1] ==
 			 before.leaves[TDP_ROOT_MIRROR][1],
 		 "a failed map changed the mirror's leaf count");
-	ret = ts_map_seq(v, gfn, ts_alias(true), ts_pfn(gfn, ts_alias(true)), TDP_PROT_RWX, TDP_LEVEL_4K, tdp_mmu_seq(e->mmu));
+	ret = ts_map_seq(v, gfn, ts_alias(true), ts_pfn(gfn, ts_alias(true)),
+			 TDP_PROT_RWX, TDP_LEVEL_4K, tdp_mmu_seq(e->mmu));
 	SX_CHECK(ret == TDP_FAULT_FIXED,
 		 "the fault right after a rolled-back one returned %d", ret);
 	sx_count_ops(2);
@@ -523,8 +539,7 @@ void race_rollback_stale(const struct sx_opts *o)
 		/* The 2 MiB entry is empty: the link fails first. */
 		rb_one_failure(&e, v, base + 1, TS_LINK_TABLE, err,
 			       TDP_LEVEL_2M);
-		rb_one_failure(&e, v, base + 2, TS_SET_LEAF, err,
-			       TDP_LEVEL_4K);
+		rb_one_failure(&e, v, base + 2, TS_SET_LEAF, err, TDP_LEVEL_4K);
 
 		race_hold_arm(&hold, TS_SET_LEAF, owner.gfn, TDP_LEVEL_4K);
 		sx_spawn(&g, fault_job_main, &owner);
@@ -546,8 +561,7 @@ void race_rollback_stale(const struct sx_opts *o)
 			 "the contender of a rolled-back entry got %d, not "
 			 "FIXED",
 			 contender.result);
-		SX_CHECK(ts_compare(e.be, e.mmu, base, base + TS_PAGES_2M) ==
-				 0,
+		SX_CHECK(ts_compare(e.be, e.mmu, base, base + TS_PAGES_2M) == 0,
 			 "mirror != backend after a rollback");
 	}
 	printf("races: rollback_stale: %ld deterministic rounds\n", rounds);
@@ -646,7 +660,8 @@ static void *uw_hw_main(void *arg)
 		while (!__atomic_load_n(&h->round_over, __ATOMIC_ACQUIRE)) {
 			tdp_walk_begin();
 			for (int i = 0; i < 16; i++) {
-				tdp_gfn_t gfn = h->block + ts_rand_below(&rng, 512);
+				tdp_gfn_t gfn =
+					h->block + ts_rand_below(&rng, 512);
 				bool dirtied;
 
 				ts_hw_access(h->e->fmt, root, root_level,

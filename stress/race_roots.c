@@ -44,7 +44,8 @@ static void *faulter_main(void *arg)
 	while (v && sx_budget_next(f->b)) {
 		tdp_gfn_t g = window_gfn(f->base, ts_rand_below(&rng, RR_GFNS));
 		bool private = !f->shared_only && ts_rand_below(&rng, 3) == 0;
-		int level = ts_rand_below(&rng, 4) ? TDP_LEVEL_4K : TDP_LEVEL_2M;
+		int level =
+			ts_rand_below(&rng, 4) ? TDP_LEVEL_4K : TDP_LEVEL_2M;
 
 		race_fault_ok(
 			race_fault(f->e, v, g, private, TDP_PROT_RWX, level), g,
@@ -113,8 +114,9 @@ static void *rr_reader_main(void *arg)
 	bool frozen[TDP_SPTES_PER_TABLE];
 
 	while (v && !sx_budget_over(&r->b)) {
-		tdp_gfn_t gfn = window_gfn(r->base, ts_rand_below(&rng, RR_GFNS)) |
-				TS_SHARED_BIT;
+		tdp_gfn_t gfn =
+			window_gfn(r->base, ts_rand_below(&rng, RR_GFNS)) |
+			TS_SHARED_BIT;
 		const tdp_spte_t *table;
 		tdp_pfn_t root;
 		tdp_gfn_t tbase;
@@ -168,7 +170,8 @@ static void *rr_reader_main(void *arg)
 				rr_check_entry(r->e, s, g, level);
 			}
 			if (pass == 0)
-				tdp_udelay((unsigned int)ts_rand_below(&rng, 200));
+				tdp_udelay(
+					(unsigned int)ts_rand_below(&rng, 200));
 		}
 		tdp_walk_end();
 		__atomic_add_fetch(&r->sections, 1, __ATOMIC_RELAXED);

@@ -276,7 +276,8 @@ static struct pattern_scan every_leaf_once(struct ts_env *e,
 /* GFNs the noise thread changes: between and beside the pattern. */
 static tdp_gfn_t noise_gfn(uint64_t *rng)
 {
-	tdp_gfn_t region = pattern_regions[ts_rand_below(rng, NR_PATTERN_REGIONS)];
+	tdp_gfn_t region =
+		pattern_regions[ts_rand_below(rng, NR_PATTERN_REGIONS)];
 
 	return region + (300 + ts_rand_below(rng, 50)) * TS_PAGES_2M +
 	       ts_rand_below(rng, 512);
@@ -294,11 +295,12 @@ static void *noise_main(void *arg)
 		bool private = ts_rand_below(&rng, 2);
 
 		if (ts_rand_below(&rng, 4)) {
-			race_fault_ok(
-				race_fault(n->e, v, g, private, TDP_PROT_RWX,
-					   ts_rand_below(&rng, 3) ? TDP_LEVEL_4K
-							     : TDP_LEVEL_2M),
-				g, private);
+			race_fault_ok(race_fault(n->e, v, g, private,
+						 TDP_PROT_RWX,
+						 ts_rand_below(&rng, 3)
+							 ? TDP_LEVEL_4K
+							 : TDP_LEVEL_2M),
+				      g, private);
 		} else {
 			SX_CHECK(tdp_zap_range(n->e->mmu, g, g + 1,
 					       TDP_ALIAS_BOTH) == 0,
@@ -350,10 +352,10 @@ static void yield_walks(struct ts_env *e, struct tdp_vcpu *v,
 		 pattern_total(&s));
 
 	/* Write-protect: every leaf once. */
-	s = every_leaf_once(e, noise, exact,
-			    tdp_wrprot_range(e->mmu, 0, PATTERN_END,
-					     TDP_ALIAS_SHARED),
-			    "wrprot");
+	s = every_leaf_once(
+		e, noise, exact,
+		tdp_wrprot_range(e->mmu, 0, PATTERN_END, TDP_ALIAS_SHARED),
+		"wrprot");
 	SX_CHECK(s.writable == 0, "%" PRIu64 " pattern leaves still writable",
 		 s.writable);
 
@@ -401,10 +403,10 @@ static void yield_walks(struct ts_env *e, struct tdp_vcpu *v,
 
 	/* Clear dirty bits: every leaf once. */
 	pattern_dirty(e, v);
-	s = every_leaf_once(e, noise, exact,
-			    tdp_clear_dirty_range(e->mmu, 0, PATTERN_END,
-						  TDP_ALIAS_SHARED),
-			    "clear_dirty");
+	s = every_leaf_once(
+		e, noise, exact,
+		tdp_clear_dirty_range(e->mmu, 0, PATTERN_END, TDP_ALIAS_SHARED),
+		"clear_dirty");
 	SX_CHECK(s.dirty == 0, "%" PRIu64 " pattern leaves still dirty",
 		 s.dirty);
 

@@ -109,9 +109,10 @@ static void *vcpu_thread(void *arg)
 		/* Cluster GFNs so threads share fresh parent tables. */
 		tdp_gfn_t gfn = r->base + (x % REGIONS) * 512 + ((x >> 8) % 64) * 8;
 		bool private = (x >> 20) & 1;
-		unsigned int prot = TDP_PROT_READ |
-				    ((x >> 21) & 1 ? TDP_PROT_WRITE : 0);
-		int max_level = (x >> 22) % 4 == 0 ? TDP_LEVEL_2M : TDP_LEVEL_4K;
+		unsigned int prot =
+			TDP_PROT_READ | ((x >> 21) & 1 ? TDP_PROT_WRITE : 0);
+		int max_level =
+			(x >> 22) % 4 == 0 ? TDP_LEVEL_2M : TDP_LEVEL_4K;
 		unsigned long tries = 0;
 		/* Like a vCPU re-entering the guest: retry until it sticks;
 		 * only a fault that cannot complete for seconds is a bug. */
@@ -120,7 +121,8 @@ static void *vcpu_thread(void *arg)
 				       max_level, 0, 5000, &tries);
 
 		CHECK(ret >= 0 && ret != TDP_FAULT_RETRY,
-		      "map gfn %#" PRIx64 " private %d max_level %d: %d after %lu retries",
+		      "map gfn %#" PRIx64
+		      " private %d max_level %d: %d after %lu retries",
 		      gfn, private, max_level, ret, tries);
 	}
 	tdp_vcpu_destroy(vcpu);
@@ -245,7 +247,9 @@ int main(int argc, char **argv)
 	struct run r = { .seed = (uint64_t)time(NULL), .max_ops = 50000000, .nr_vcpus = 3 };
 	const char *quick = getenv("TDP_TEST_QUICK");
 	const struct ts_env_opts confidential_vm = {
-		.backend = true, .ext_table_size = 4096, .no_vcpu = true,
+		.backend = true,
+		.ext_table_size = 4096,
+		.no_vcpu = true,
 	};
 	struct worker workers[16];
 	struct tdp_stats st;
@@ -285,7 +289,8 @@ int main(int argc, char **argv)
 		double deadline;
 
 		/* A fresh window: new parent tables at every level below 1 GiB. */
-		r.base = (tdp_gfn_t)(phase + 1) * (1ULL << 18) + (phase % 2) * (1ULL << 27);
+		r.base = (tdp_gfn_t)(phase + 1) * (1ULL << 18) +
+			 (phase % 2) * (1ULL << 27);
 		__atomic_store_n(&r.stop, false, __ATOMIC_RELAXED);
 		__atomic_store_n(&r.ops, 0, __ATOMIC_RELAXED);
 

@@ -247,13 +247,16 @@ static void *storm_vcpu(void *p)
 		int round = __atomic_load_n(&s->round, __ATOMIC_ACQUIRE);
 		/* Clustered: threads collide on entries and tables. */
 		uint64_t i = ts_rand_below(&rng, MX_BLOCKS) * TS_PAGES_2M +
-			     ts_rand_below(&rng, 64) * 8 + ts_rand_below(&rng, 2);
+			     ts_rand_below(&rng, 64) * 8 +
+			     ts_rand_below(&rng, 2);
 		uint64_t slot = (uint64_t)round * MX_GFNS + i;
 		bool private = ts_rand_below(&rng, 2);
-		unsigned int prot = TDP_PROT_READ |
-				    (ts_rand_below(&rng, 2) ? TDP_PROT_WRITE : 0) |
-				    (ts_rand_below(&rng, 2) ? TDP_PROT_EXEC : 0);
-		int level = ts_rand_below(&rng, 4) ? TDP_LEVEL_4K : TDP_LEVEL_2M;
+		unsigned int prot =
+			TDP_PROT_READ |
+			(ts_rand_below(&rng, 2) ? TDP_PROT_WRITE : 0) |
+			(ts_rand_below(&rng, 2) ? TDP_PROT_EXEC : 0);
+		int level =
+			ts_rand_below(&rng, 4) ? TDP_LEVEL_4K : TDP_LEVEL_2M;
 		tdp_gfn_t g = storm_gfn(r, round, i);
 		int ret = mx_fault(r, v, g, private, prot, level);
 
@@ -439,7 +442,8 @@ static void *zaps_vcpu(void *p)
 		i = ZONE_START + ts_rand_below(&rng, MX_GFNS - ZONE_START);
 		g = mx_gfn(r, i);
 		ret = mx_fault(r, v, g, private, TDP_PROT_RWX,
-			       ts_rand_below(&rng, 4) ? TDP_LEVEL_4K : TDP_LEVEL_2M);
+			       ts_rand_below(&rng, 4) ? TDP_LEVEL_4K
+						      : TDP_LEVEL_2M);
 		mx_fault_ok(ret, g, private);
 	}
 	tdp_vcpu_destroy(v);
@@ -461,7 +465,8 @@ static void *zaps_zapper(void *p)
 
 	while (sx_budget_next(&r->b)) {
 		/* A range inside one zone block (blocks are not adjacent). */
-		uint64_t i = ZONE_START + ts_rand_below(&rng, MX_GFNS - ZONE_START);
+		uint64_t i =
+			ZONE_START + ts_rand_below(&rng, MX_GFNS - ZONE_START);
 		tdp_gfn_t start = mx_gfn(r, i);
 		tdp_gfn_t block = ts_round_down(start, TDP_LEVEL_2M);
 		tdp_gfn_t end = start + 1 + ts_rand_below(&rng, 700);
@@ -583,7 +588,9 @@ static void *convert_vcpu(void *p)
 					if (cv_attr(c, k) != private)
 						level = TDP_LEVEL_4K;
 			}
-			ret = ts_map_seq(v, g, ts_alias(private), ts_pfn(g, ts_alias(private)), TDP_PROT_RWX, level, seq);
+			ret = ts_map_seq(v, g, ts_alias(private),
+					 ts_pfn(g, ts_alias(private)),
+					 TDP_PROT_RWX, level, seq);
 			if (ret != TDP_FAULT_RETRY || sx_now() > give_up)
 				break;
 			sched_yield();
@@ -610,8 +617,9 @@ static void *convert_converter(void *p)
 	while (sx_budget_next(&r->b)) {
 		uint64_t i = ts_rand_below(&rng, MX_GFNS);
 		uint64_t block = i - i % TS_PAGES_2M;
-		uint64_t n = ts_rand_below(&rng, 3) ? 1 + ts_rand_below(&rng, 300)
-					       : TS_PAGES_2M;
+		uint64_t n = ts_rand_below(&rng, 3)
+				     ? 1 + ts_rand_below(&rng, 300)
+				     : TS_PAGES_2M;
 		bool to_private = ts_rand_below(&rng, 2);
 		tdp_gfn_t start, end;
 		int ret;
@@ -699,7 +707,7 @@ static void *roots_vcpu(void *p)
 		tdp_gfn_t g = mx_gfn(r, i);
 		int ret = mx_fault(r, v, g, private, TDP_PROT_RWX,
 				   ts_rand_below(&rng, 4) ? TDP_LEVEL_4K
-						     : TDP_LEVEL_2M);
+							  : TDP_LEVEL_2M);
 
 		if (mx_fault_ok(ret, g, private) && private)
 			__atomic_store_n(&s->private_mapped[i], true,
@@ -812,7 +820,7 @@ static void *yield_vcpu(void *p)
 
 		mx_fault_ok(mx_fault(r, v, g, private, TDP_PROT_RWX,
 				     ts_rand_below(&rng, 3) ? TDP_LEVEL_4K
-						       : TDP_LEVEL_2M),
+							    : TDP_LEVEL_2M),
 			    g, private);
 	}
 	tdp_vcpu_destroy(v);
@@ -966,7 +974,7 @@ static void *dirty_vcpu(void *p)
 		}
 		mx_fault_ok(mx_fault(r, v, g, false, TDP_PROT_RWX,
 				     ts_rand_below(&rng, 4) ? TDP_LEVEL_4K
-						       : TDP_LEVEL_2M),
+							    : TDP_LEVEL_2M),
 			    g, false);
 	}
 	__atomic_add_fetch(&d->transitions, transitions, __ATOMIC_RELAXED);

@@ -26,9 +26,9 @@ static int map_shared(struct ts_env *e, tdp_gfn_t gfn, tdp_pfn_t pfn,
 }
 
 /* A shared fault of @gfn mapping its reference frame must map it. */
-#define MAP_FIXED(e, gfn, prot, max_level)                                \
-	ST_EQ(st_of(e),                                                    \
-	      map_shared(e, gfn, ts_pfn_shared(gfn), prot, max_level),     \
+#define MAP_FIXED(e, gfn, prot, max_level)                             \
+	ST_EQ(st_of(e),                                                \
+	      map_shared(e, gfn, ts_pfn_shared(gfn), prot, max_level), \
 	      TDP_FAULT_FIXED)
 
 /* The SPTE a lockless lookup ends at for @gfn, and its level. */
@@ -37,7 +37,8 @@ static tdp_spte_t spte_of(struct ts_env *e, tdp_gfn_t gfn, int *level)
 	tdp_spte_t spte = 0;
 	int lvl = 0;
 
-	ST_EQ(st_of(e), tdp_lookup(e->mmu, gfn, TDP_ALIAS_SHARED, &spte, &lvl), 0);
+	ST_EQ(st_of(e), tdp_lookup(e->mmu, gfn, TDP_ALIAS_SHARED, &spte, &lvl),
+	      0);
 	if (level)
 		*level = lvl;
 	return spte;
@@ -51,8 +52,8 @@ static void expect_leaf(struct ts_env *e, tdp_gfn_t gfn, tdp_pfn_t pfn,
 	tdp_pfn_t got_pfn = 0;
 	int got_level = 0;
 
-	if (!ST_TRUE(st_of(e),
-		     ts_lookup_leaf(e->mmu, gfn, TDP_ALIAS_SHARED, &got_level, &got_pfn)))
+	if (!ST_TRUE(st_of(e), ts_lookup_leaf(e->mmu, gfn, TDP_ALIAS_SHARED,
+					      &got_level, &got_pfn)))
 		return;
 	ST_EQ(st_of(e), got_pfn, pfn);
 	ST_EQ(st_of(e), got_level, level);
@@ -61,7 +62,8 @@ static void expect_leaf(struct ts_env *e, tdp_gfn_t gfn, tdp_pfn_t pfn,
 
 static void expect_unmapped(struct ts_env *e, tdp_gfn_t gfn)
 {
-	ST_TRUE(st_of(e), !ts_lookup_leaf(e->mmu, gfn, TDP_ALIAS_SHARED, NULL, NULL));
+	ST_TRUE(st_of(e),
+		!ts_lookup_leaf(e->mmu, gfn, TDP_ALIAS_SHARED, NULL, NULL));
 }
 
 static struct tdp_stats stats_of(struct ts_env *e)
@@ -250,7 +252,7 @@ static void test_zap_range_and_flush(struct st *t)
 	}
 	/* The zapped translations were flushed before the lock was dropped. */
 	ST_TRUE(t, e.log.nr_all || (e.log.span_start <= base + 4 &&
-					 e.log.span_end >= base + 8));
+				    e.log.span_end >= base + 8));
 	s = stats_of(&e);
 	ST_EQ(t, s.zapped_leaves, 4);
 	ST_EQ(t, s.leaves[TDP_ROOT_DIRECT][TDP_LEVEL_4K], 12);
@@ -262,7 +264,7 @@ static void test_zap_range_and_flush(struct st *t)
 	expect_unmapped(&e, huge);
 	expect_unmapped(&e, huge + PAGES_2M - 1);
 	ST_TRUE(t, e.log.nr_all || (e.log.span_start <= huge &&
-					 e.log.span_end >= huge + PAGES_2M));
+				    e.log.span_end >= huge + PAGES_2M));
 	ST_EQ(t, stats_of(&e).leaves[TDP_ROOT_DIRECT][TDP_LEVEL_2M], 0);
 	/* The region maps huge again. */
 	MAP_FIXED(&e, huge, RW, TDP_LEVEL_2M);
@@ -773,7 +775,8 @@ static void test_enomem_injection(struct st *t)
 		}
 		before = stats_of(&e);
 		tdp_port_fail_alloc_after(n);
-		ret = ts_map(vcpu, 0x5000 + n, TDP_ALIAS_SHARED, ts_pfn_shared(0x5000 + n), R, TDP_LEVEL_4K);
+		ret = ts_map(vcpu, 0x5000 + n, TDP_ALIAS_SHARED,
+			     ts_pfn_shared(0x5000 + n), R, TDP_LEVEL_4K);
 		tdp_port_fail_alloc_after(-1);
 		if (ret == -ENOMEM) {
 			failed++;
@@ -782,7 +785,9 @@ static void test_enomem_injection(struct st *t)
 			ST_EQ(t, ts_stat_leaves(&s, TDP_ROOT_DIRECT),
 			      ts_stat_leaves(&before, TDP_ROOT_DIRECT));
 			expect_unmapped(&e, 0x5000 + n);
-			ret = ts_map(vcpu, 0x5000 + n, TDP_ALIAS_SHARED, ts_pfn_shared(0x5000 + n), R, TDP_LEVEL_4K);
+			ret = ts_map(vcpu, 0x5000 + n, TDP_ALIAS_SHARED,
+				     ts_pfn_shared(0x5000 + n), R,
+				     TDP_LEVEL_4K);
 		}
 		ST_EQ(t, ret, TDP_FAULT_FIXED);
 		tdp_vcpu_destroy(vcpu);

@@ -197,7 +197,9 @@ static void test_busy_and_hard_errors(struct st *t)
 		tdp_gfn_t gfn = 20 * PAGES_1G + i * 97;
 
 		ST_EQ(t,
-		      ts_map_retry(e.vcpu, gfn, TDP_ALIAS_PRIVATE, ts_pfn_private(gfn), RW, TDP_LEVEL_4K, 0, 5000, &retries),
+		      ts_map_retry(e.vcpu, gfn, TDP_ALIAS_PRIVATE,
+				   ts_pfn_private(gfn), RW, TDP_LEVEL_4K, 0,
+				   5000, &retries),
 		      TDP_FAULT_FIXED);
 	}
 	ts_set_injection(e.be, 0, 0, 0);
@@ -224,7 +226,8 @@ static void test_enomem_before_backend(struct st *t)
 			break;
 		ts_log_clear(e.be);
 		tdp_port_fail_alloc_after(n);
-		ret = ts_map(vcpu, gfn, TDP_ALIAS_PRIVATE, ts_pfn_private(gfn), RW, TDP_LEVEL_4K);
+		ret = ts_map(vcpu, gfn, TDP_ALIAS_PRIVATE, ts_pfn_private(gfn),
+			     RW, TDP_LEVEL_4K);
 		tdp_port_fail_alloc_after(-1);
 		tdp_vcpu_destroy(vcpu);
 		if (ret != -ENOMEM) {
@@ -539,7 +542,9 @@ static int pf_worker_fn(void *arg)
 		st_barrier_wait(w->barrier);
 		for (int j = 0; vcpu && j < PF_FAULTS; j++) {
 			tdp_gfn_t g = base + (tdp_gfn_t)w->id * 128 + j * 13;
-			int ret = ts_map_retry(vcpu, g, TDP_ALIAS_PRIVATE, ts_pfn_private(g), RW, TDP_LEVEL_4K, 0, 5000, &w->retries);
+			int ret = ts_map_retry(
+				vcpu, g, TDP_ALIAS_PRIVATE, ts_pfn_private(g),
+				RW, TDP_LEVEL_4K, 0, 5000, &w->retries);
 
 			if (ret != TDP_FAULT_FIXED) {
 				w->not_fixed++;
@@ -628,7 +633,8 @@ static int race_faulter_fn(void *arg)
 		enum tdp_alias alias =
 			(x >> 32) & 1 ? TDP_ALIAS_PRIVATE : TDP_ALIAS_SHARED;
 		int level = (x >> 33) % 4 ? TDP_LEVEL_4K : TDP_LEVEL_2M;
-		int ret = ts_map_retry(vcpu, gfn, alias, ts_pfn(gfn, alias), RW, level, 0, 5000, NULL);
+		int ret = ts_map_retry(vcpu, gfn, alias, ts_pfn(gfn, alias), RW,
+				       level, 0, 5000, NULL);
 
 		/* Injected hard errors come back unchanged. */
 		if (ret != -ENOSPC && ret != TDP_FAULT_FIXED &&

@@ -65,7 +65,8 @@ static int vcpu_fn(void *arg)
 		unsigned int prot =
 			TDP_PROT_READ | ((x >> 21) & 1 ? TDP_PROT_WRITE : 0);
 		int level = (x >> 22) % 4 ? TDP_LEVEL_4K : TDP_LEVEL_2M;
-		int ret = ts_map_retry(vcpu, gfn, alias, ts_pfn(gfn, alias), prot, level, 0, 5000, NULL);
+		int ret = ts_map_retry(vcpu, gfn, alias, ts_pfn(gfn, alias),
+				       prot, level, 0, 5000, NULL);
 
 		if (ret != TDP_FAULT_FIXED && ret != TDP_FAULT_SPURIOUS)
 			st_fail(t, __FILE__, __LINE__,

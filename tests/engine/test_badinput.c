@@ -37,8 +37,8 @@ struct bad_ctx {
 	uint64_t bitmap[4];
 };
 
-static const tdp_gfn_t wide_gfns[] = { 0x10, TS_PAGES_2M + 9, TS_PLAIN_GFN_LIMIT - 1,
-				       0x11 };
+static const tdp_gfn_t wide_gfns[] = { 0x10, TS_PAGES_2M + 9,
+				       TS_PLAIN_GFN_LIMIT - 1, 0x11 };
 static const tdp_gfn_t narrow_gfns[] = { 0x10, NARROW_LIMIT - 1, 0x11 };
 
 struct snapshot {
@@ -56,9 +56,11 @@ static void take_snapshot(struct bad_ctx *c, struct snapshot *s)
 	s->stats[0] = th_stats(c->wide.mmu);
 	s->stats[1] = th_stats(c->narrow.mmu);
 	for (size_t i = 0; i < 4; i++)
-		s->wide[i] = ts_lookup(c->wide.mmu, wide_gfns[i], TDP_ALIAS_SHARED);
+		s->wide[i] =
+			ts_lookup(c->wide.mmu, wide_gfns[i], TDP_ALIAS_SHARED);
 	for (size_t i = 0; i < 3; i++)
-		s->narrow[i] = ts_lookup(c->narrow.mmu, narrow_gfns[i], TDP_ALIAS_SHARED);
+		s->narrow[i] = ts_lookup(c->narrow.mmu, narrow_gfns[i],
+					 TDP_ALIAS_SHARED);
 	s->seq[0] = tdp_mmu_seq(c->wide.mmu);
 	s->seq[1] = tdp_mmu_seq(c->narrow.mmu);
 	s->gen[0] = tdp_mmu_mmio_generation(c->wide.mmu);
@@ -104,7 +106,8 @@ static const char *snapshot_diff(const struct snapshot *a,
 static int map_wide(struct bad_ctx *c, tdp_gfn_t gfn, unsigned int prot,
 		    int max_level)
 {
-	return ts_map(c->wide.vcpu, gfn, TDP_ALIAS_SHARED, 0x1234, prot, max_level);
+	return ts_map(c->wide.vcpu, gfn, TDP_ALIAS_SHARED, 0x1234, prot,
+		      max_level);
 }
 
 #define R TDP_PROT_READ
@@ -179,7 +182,8 @@ ROW(zap_range_backwards, tdp_zap_range(WIDE, 0x11, 0x10, TDP_ALIAS_SHARED))
 ROW(zap_range_end_beyond,
     tdp_zap_range(WIDE, 0, TS_PLAIN_GFN_LIMIT + 1, TDP_ALIAS_SHARED))
 ROW(zap_range_all_beyond,
-    tdp_zap_range(WIDE, TS_PLAIN_GFN_LIMIT, TS_PLAIN_GFN_LIMIT + 1, TDP_ALIAS_SHARED))
+    tdp_zap_range(WIDE, TS_PLAIN_GFN_LIMIT, TS_PLAIN_GFN_LIMIT + 1,
+		  TDP_ALIAS_SHARED))
 ROW(zap_range_end_max, tdp_zap_range(WIDE, 0, ~0ULL, TDP_ALIAS_SHARED))
 ROW(zap_range_narrow_beyond,
     tdp_zap_range(NARROW, 0, NARROW_LIMIT + 1, TDP_ALIAS_SHARED))
@@ -196,7 +200,8 @@ ROW(zap_to_shared_null, tdp_zap_convert_to_shared(NULL, 0, 1))
 ROW(zap_to_private_null, tdp_zap_convert_to_private(NULL, 0, 1))
 ROW(zap_slot_deleted_empty, tdp_zap_slot_deleted(WIDE, 5, 5))
 ROW(zap_host_unmap_backwards, tdp_zap_host_unmap(WIDE, 0x20, 0x10))
-ROW(zap_to_shared_beyond, tdp_zap_convert_to_shared(WIDE, 0, TS_PLAIN_GFN_LIMIT + 1))
+ROW(zap_to_shared_beyond,
+    tdp_zap_convert_to_shared(WIDE, 0, TS_PLAIN_GFN_LIMIT + 1))
 ROW(zap_to_private_beyond,
     tdp_zap_convert_to_private(WIDE, 0, TS_PLAIN_GFN_LIMIT + 1))
 ROW(inval_begin_null, tdp_invalidate_begin(NULL, 0, 1))
@@ -233,8 +238,8 @@ ROW(clear_dirty_alias_eight, tdp_clear_dirty_range(WIDE, 0, 0x100, 8))
 ROW(masked_null, tdp_clear_dirty_masked(NULL, 0, ~0ULL, true, TDP_ALIAS_SHARED))
 ROW(masked_misaligned,
     tdp_clear_dirty_masked(WIDE, 0x10, ~0ULL, true, TDP_ALIAS_SHARED))
-ROW(masked_beyond,
-    tdp_clear_dirty_masked(WIDE, TS_PLAIN_GFN_LIMIT, ~0ULL, true, TDP_ALIAS_SHARED))
+ROW(masked_beyond, tdp_clear_dirty_masked(WIDE, TS_PLAIN_GFN_LIMIT, ~0ULL, true,
+					  TDP_ALIAS_SHARED))
 ROW(masked_alias_zero, tdp_clear_dirty_masked(WIDE, 0, ~0ULL, true, 0))
 ROW(harvest_null,
     (int)tdp_harvest_dirty(NULL, 0, 64, c->bitmap, TDP_ALIAS_SHARED))
@@ -266,8 +271,9 @@ ROW(recover_level_4k,
     tdp_recover_huge_pages(WIDE, 0, TS_PAGES_1G, 1, TDP_ALIAS_SHARED))
 ROW(recover_level_512g,
     tdp_recover_huge_pages(WIDE, 0, TS_PAGES_1G, 4, TDP_ALIAS_SHARED))
-ROW(recover_beyond, tdp_recover_huge_pages(WIDE, 0, TS_PLAIN_GFN_LIMIT + TS_PAGES_2M,
-					   2, TDP_ALIAS_SHARED))
+ROW(recover_beyond,
+    tdp_recover_huge_pages(WIDE, 0, TS_PLAIN_GFN_LIMIT + TS_PAGES_2M, 2,
+			   TDP_ALIAS_SHARED))
 
 static int destroy_nulls(struct bad_ctx *c)
 {
@@ -406,7 +412,9 @@ static void map_some(struct ts_env *env, const tdp_gfn_t *gfns, size_t n)
 {
 	/* The last GFN stays unmapped; the second maps huge. */
 	for (size_t i = 0; i + 1 < n; i++)
-		TS_MAP_FIXED(env->vcpu, gfns[i], 0x40000 + gfns[i] % TS_PAGES_2M, TDP_PROT_READ | TDP_PROT_WRITE, i == 1 ? 2 : 1);
+		TS_MAP_FIXED(env->vcpu, gfns[i],
+			     0x40000 + gfns[i] % TS_PAGES_2M,
+			     TDP_PROT_READ | TDP_PROT_WRITE, i == 1 ? 2 : 1);
 }
 
 static int setup(void **state)
@@ -423,8 +431,11 @@ static int setup(void **state)
 	assert_int_equal(tdp_mmu_create(&c->narrow.cfg, &c->narrow.mmu), 0);
 	assert_int_equal(tdp_vcpu_create(c->narrow.mmu, &c->narrow.vcpu), 0);
 	map_some(&c->narrow, narrow_gfns, 3);
-	assert_true(ts_lookup(c->wide.mmu, TS_PAGES_2M + 9, TDP_ALIAS_SHARED).present);
-	assert_int_equal(ts_lookup(c->wide.mmu, TS_PAGES_2M + 9, TDP_ALIAS_SHARED).level, 2);
+	assert_true(ts_lookup(c->wide.mmu, TS_PAGES_2M + 9, TDP_ALIAS_SHARED)
+			    .present);
+	assert_int_equal(
+		ts_lookup(c->wide.mmu, TS_PAGES_2M + 9, TDP_ALIAS_SHARED).level,
+		2);
 
 	assert_int_equal(
 		tdp_root_get(c->wide.mmu, TDP_ROOT_DIRECT, &c->wide_root), 0);

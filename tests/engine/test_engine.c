@@ -62,11 +62,13 @@ static void test_map_fixed_then_spurious(void **state)
 	struct tdp_stats st;
 
 	TS_MAP_FIXED(env->vcpu, 0x100, 0x5000, R, 1);
-	assert_int_equal(ts_map(env->vcpu, 0x100, TDP_ALIAS_SHARED, 0x5000, R, 1),
-			 TDP_FAULT_SPURIOUS);
+	assert_int_equal(
+		ts_map(env->vcpu, 0x100, TDP_ALIAS_SHARED, 0x5000, R, 1),
+		TDP_FAULT_SPURIOUS);
 	/* A max_level that would allow more changes nothing for a 4K leaf. */
-	assert_int_equal(ts_map(env->vcpu, 0x100, TDP_ALIAS_SHARED, 0x5000, R, 2),
-			 TDP_FAULT_SPURIOUS);
+	assert_int_equal(
+		ts_map(env->vcpu, 0x100, TDP_ALIAS_SHARED, 0x5000, R, 2),
+		TDP_FAULT_SPURIOUS);
 	expect_leaf(env->mmu, 0x100, 0x5000, TDP_LEVEL_4K, R);
 	expect_unmapped(env->mmu, 0x101);
 	expect_unmapped(env->mmu, 0xff);
@@ -127,9 +129,13 @@ static void test_map_other_pfn_over_leaf(void **state)
 	/* A full table cache: a fault's own top-up allocates nothing. */
 	assert_int_equal(tdp_vcpu_topup(env->vcpu), 0);
 	before = th_stats(mmu);
-	assert_int_equal(ts_map(env->vcpu, 0x40, TDP_ALIAS_SHARED, 0x1001, R, 1), -EINVAL);
+	assert_int_equal(
+		ts_map(env->vcpu, 0x40, TDP_ALIAS_SHARED, 0x1001, R, 1),
+		-EINVAL);
 	/* Not even as a permission upgrade. */
-	assert_int_equal(ts_map(env->vcpu, 0x40, TDP_ALIAS_SHARED, 0x2000, RW, 1), -EINVAL);
+	assert_int_equal(
+		ts_map(env->vcpu, 0x40, TDP_ALIAS_SHARED, 0x2000, RW, 1),
+		-EINVAL);
 	after = th_stats(mmu);
 	assert_stats_equal(&before, &after);
 	expect_leaf(mmu, 0x40, 0x1000, TDP_LEVEL_4K, R);
@@ -156,13 +162,16 @@ static void test_lookup_levels(void **state)
 	assert_false(l.present);
 	assert_int_equal(l.spte, fmt->nonpresent);
 	assert_int_equal(l.level, 1);
-	l = ts_lookup(mmu, TS_PAGES_2M, TDP_ALIAS_SHARED); /* same 1G table, no 4K table */
+	l = ts_lookup(mmu, TS_PAGES_2M,
+		      TDP_ALIAS_SHARED); /* same 1G table, no 4K table */
 	assert_false(l.present);
 	assert_int_equal(l.level, 2);
-	l = ts_lookup(mmu, TS_PAGES_1G, TDP_ALIAS_SHARED); /* same 512G table, no 1G table */
+	l = ts_lookup(mmu, TS_PAGES_1G,
+		      TDP_ALIAS_SHARED); /* same 512G table, no 1G table */
 	assert_false(l.present);
 	assert_int_equal(l.level, 3);
-	l = ts_lookup(mmu, TS_PLAIN_GFN_LIMIT - 1, TDP_ALIAS_SHARED); /* another root entry */
+	l = ts_lookup(mmu, TS_PLAIN_GFN_LIMIT - 1,
+		      TDP_ALIAS_SHARED); /* another root entry */
 	assert_false(l.present);
 	assert_int_equal(l.level, 4);
 }
@@ -245,16 +254,20 @@ static void test_huge_2m_aligned(void **state)
 	expect_leaf(mmu, base + 511, 0x40000 + 511, TDP_LEVEL_2M, RW);
 	expect_unmapped(mmu, base - 1);
 	expect_unmapped(mmu, base + 512);
-	assert_true(ts_lookup(mmu, base, TDP_ALIAS_SHARED).spte & tdp_mmu_format(mmu)->leaf_size);
+	assert_true(ts_lookup(mmu, base, TDP_ALIAS_SHARED).spte &
+		    tdp_mmu_format(mmu)->leaf_size);
 
 	/* Any access inside the huge leaf is already allowed. */
-	assert_int_equal(ts_map(env->vcpu, base, TDP_ALIAS_SHARED, 0x40000, RW, 2),
-			 TDP_FAULT_SPURIOUS);
-	assert_int_equal(ts_map(env->vcpu, base + 7, TDP_ALIAS_SHARED, 0x40007, R, 2),
-			 TDP_FAULT_SPURIOUS);
+	assert_int_equal(
+		ts_map(env->vcpu, base, TDP_ALIAS_SHARED, 0x40000, RW, 2),
+		TDP_FAULT_SPURIOUS);
+	assert_int_equal(
+		ts_map(env->vcpu, base + 7, TDP_ALIAS_SHARED, 0x40007, R, 2),
+		TDP_FAULT_SPURIOUS);
 	/* The huge leaf's PFN for that GFN, or nothing. */
-	assert_int_equal(ts_map(env->vcpu, base + 7, TDP_ALIAS_SHARED, 0x50007, R, 2),
-			 -EINVAL);
+	assert_int_equal(
+		ts_map(env->vcpu, base + 7, TDP_ALIAS_SHARED, 0x50007, R, 2),
+		-EINVAL);
 
 	st = th_stats(mmu);
 	assert_int_equal(st.leaves[TDP_ROOT_DIRECT][2], 1);
@@ -370,8 +383,9 @@ static void test_split_refused_for_other_pfn(void **state)
 	TS_MAP_FIXED(env->vcpu, base, 0xe0000, R, 2);
 	assert_int_equal(tdp_vcpu_topup(env->vcpu), 0);
 	before = th_stats(mmu);
-	assert_int_equal(ts_map(env->vcpu, base + 1, TDP_ALIAS_SHARED, 0x12345, R, 1),
-			 -EINVAL);
+	assert_int_equal(
+		ts_map(env->vcpu, base + 1, TDP_ALIAS_SHARED, 0x12345, R, 1),
+		-EINVAL);
 	after = th_stats(mmu);
 	assert_stats_equal(&before, &after);
 	expect_leaf(mmu, base + 1, 0xe0001, TDP_LEVEL_2M, R);
@@ -489,13 +503,16 @@ static void test_invalidate_stale_seq(void **state)
 	assert_true(tdp_mmu_seq(mmu) != seq0);
 	assert_true(tdp_mmu_seq(mmu) != seq1);
 
-	assert_int_equal(ts_map_seq(env->vcpu, 15, TDP_ALIAS_SHARED, 0x15, R, 1, seq0),
-			 TDP_FAULT_RETRY);
-	assert_int_equal(ts_map_seq(env->vcpu, 15, TDP_ALIAS_SHARED, 0x15, R, 1, seq1),
-			 TDP_FAULT_RETRY);
+	assert_int_equal(
+		ts_map_seq(env->vcpu, 15, TDP_ALIAS_SHARED, 0x15, R, 1, seq0),
+		TDP_FAULT_RETRY);
+	assert_int_equal(
+		ts_map_seq(env->vcpu, 15, TDP_ALIAS_SHARED, 0x15, R, 1, seq1),
+		TDP_FAULT_RETRY);
 	/* The sequence is global: any stale fault retries. */
-	assert_int_equal(ts_map_seq(env->vcpu, 5000, TDP_ALIAS_SHARED, 0x15, R, 1, seq0),
-			 TDP_FAULT_RETRY);
+	assert_int_equal(
+		ts_map_seq(env->vcpu, 5000, TDP_ALIAS_SHARED, 0x15, R, 1, seq0),
+		TDP_FAULT_RETRY);
 	expect_unmapped(mmu, 15);
 	expect_unmapped(mmu, 5000);
 	assert_int_equal(th_stats(mmu).faults_retried, 3);
@@ -511,11 +528,14 @@ static void test_invalidate_nested(void **state)
 
 	assert_int_equal(tdp_invalidate_begin(mmu, 0, 100), 0);
 	assert_int_equal(tdp_invalidate_begin(mmu, 50, 200), 0);
-	assert_int_equal(ts_map(env->vcpu, 60, TDP_ALIAS_SHARED, 1, R, 1), TDP_FAULT_RETRY);
+	assert_int_equal(ts_map(env->vcpu, 60, TDP_ALIAS_SHARED, 1, R, 1),
+			 TDP_FAULT_RETRY);
 	assert_int_equal(tdp_invalidate_end(mmu, 0, 100), 0);
 	/* The second range is still being invalidated. */
-	assert_int_equal(ts_map(env->vcpu, 150, TDP_ALIAS_SHARED, 1, R, 1), TDP_FAULT_RETRY);
-	assert_int_equal(ts_map(env->vcpu, 60, TDP_ALIAS_SHARED, 1, R, 1), TDP_FAULT_RETRY);
+	assert_int_equal(ts_map(env->vcpu, 150, TDP_ALIAS_SHARED, 1, R, 1),
+			 TDP_FAULT_RETRY);
+	assert_int_equal(ts_map(env->vcpu, 60, TDP_ALIAS_SHARED, 1, R, 1),
+			 TDP_FAULT_RETRY);
 	assert_int_equal(tdp_invalidate_end(mmu, 50, 200), 0);
 	TS_MAP_FIXED(env->vcpu, 150, 1, R, 1);
 	TS_MAP_FIXED(env->vcpu, 60, 2, R, 1);
@@ -537,7 +557,8 @@ static void test_invalidate_end_unmatched_range(void **state)
 	assert_int_equal(tdp_invalidate_begin(mmu, 200, 300), 0);
 	assert_int_equal(tdp_invalidate_end(mmu, 100, 200), -EINVAL);
 	assert_int_equal(tdp_invalidate_end(mmu, 0, 100), 0);
-	assert_int_equal(ts_map(env->vcpu, 250, TDP_ALIAS_SHARED, 1, R, 1), TDP_FAULT_RETRY);
+	assert_int_equal(ts_map(env->vcpu, 250, TDP_ALIAS_SHARED, 1, R, 1),
+			 TDP_FAULT_RETRY);
 	assert_int_equal(tdp_invalidate_end(mmu, 200, 300), 0);
 	TS_MAP_FIXED(env->vcpu, 250, 1, R, 1);
 }
@@ -549,14 +570,16 @@ static void test_invalidate_zap_bracket(void **state)
 	struct tdp_mmu *mmu = env->mmu;
 
 	for (tdp_gfn_t g = 0; g < 2048; g++)
-		assert_int_equal(
-			ts_map(env->vcpu, g, TDP_ALIAS_SHARED, 0x100000 + g, RW, 2) >= 0, 1);
+		assert_int_equal(ts_map(env->vcpu, g, TDP_ALIAS_SHARED,
+					0x100000 + g, RW, 2) >= 0,
+				 1);
 	assert_int_equal(th_stats(mmu).leaves[TDP_ROOT_DIRECT][2], 4);
 
 	assert_int_equal(tdp_invalidate_begin(mmu, 512, 1024), 0);
 	assert_int_equal(tdp_zap_host_unmap(mmu, 512, 1024), 0);
-	assert_int_equal(ts_map(env->vcpu, 700, TDP_ALIAS_SHARED, 0x200000 + 700, RW, 1),
-			 TDP_FAULT_RETRY);
+	assert_int_equal(
+		ts_map(env->vcpu, 700, TDP_ALIAS_SHARED, 0x200000 + 700, RW, 1),
+		TDP_FAULT_RETRY);
 	assert_int_equal(tdp_invalidate_end(mmu, 512, 1024), 0);
 	for (tdp_gfn_t g = 0; g < 2048; g++) {
 		if (g >= 512 && g < 1024)
@@ -585,8 +608,7 @@ static void test_mmio_generation(void **state)
 	assert_false(tdp_spte_is_frozen(fmt, l.spte));
 	assert_int_equal(tdp_spte_mmio_gen(fmt, l.spte), gen);
 	assert_int_equal(tdp_spte_mmio_gfn(fmt, l.spte), 0x3000);
-	assert_int_equal(ts_map_mmio(env->vcpu, 0x3000),
-			 TDP_FAULT_SPURIOUS);
+	assert_int_equal(ts_map_mmio(env->vcpu, 0x3000), TDP_FAULT_SPURIOUS);
 
 	/* A new generation makes the SPTE stale: the fault fixes it again. */
 	assert_int_equal(tdp_mmu_set_mmio_generation(mmu, gen + 1), 0);
@@ -597,8 +619,7 @@ static void test_mmio_generation(void **state)
 	l = ts_lookup(mmu, 0x3000, TDP_ALIAS_SHARED);
 	assert_true(tdp_spte_is_mmio(fmt, l.spte));
 	assert_int_equal(tdp_spte_mmio_gen(fmt, l.spte), gen + 1);
-	assert_int_equal(ts_map_mmio(env->vcpu, 0x3000),
-			 TDP_FAULT_SPURIOUS);
+	assert_int_equal(ts_map_mmio(env->vcpu, 0x3000), TDP_FAULT_SPURIOUS);
 
 	/* The highest generation round-trips through the SPTE. */
 	assert_int_equal(tdp_mmu_set_mmio_generation(mmu, TDP_MMIO_GEN_MASK),
@@ -678,7 +699,8 @@ static void test_zap_all(void **state)
 	assert_int_equal(ts_stat_leaves(&st, -1), 0);
 	assert_int_equal(st.zapped_leaves, mapped);
 	assert_int_equal(st.tables[TDP_ROOT_DIRECT][4], 1);
-	assert_int_equal(ts_stat_tables(&st, TDP_ROOT_DIRECT, TDP_MAX_LEVEL + 1), 1);
+	assert_int_equal(
+		ts_stat_tables(&st, TDP_ROOT_DIRECT, TDP_MAX_LEVEL + 1), 1);
 	assert_int_equal(st.zapped_tables, tables_before - 1);
 	for (size_t i = 0; i < sizeof(gfns) / sizeof(gfns[0]); i++) {
 		struct ts_leaf l = ts_lookup(mmu, gfns[i], TDP_ALIAS_SHARED);
@@ -693,7 +715,8 @@ static void test_zap_all(void **state)
 	TS_MAP_FIXED(env->vcpu, 5, 0x55, R, 1);
 	expect_leaf(mmu, 5, 0x55, TDP_LEVEL_4K, R);
 	st = th_stats(mmu);
-	assert_int_equal(ts_stat_tables(&st, TDP_ROOT_DIRECT, TDP_MAX_LEVEL + 1), 4);
+	assert_int_equal(
+		ts_stat_tables(&st, TDP_ROOT_DIRECT, TDP_MAX_LEVEL + 1), 4);
 }
 
 /* Zaps flush every zapped GFN as the hardware indexes it. */
@@ -706,13 +729,13 @@ static void test_flush_covers_zapped(void **state)
 
 	for (int i = 0; i < 64; i++) {
 		gfns[i] = (tdp_gfn_t)i * 0x12345 % TS_PLAIN_GFN_LIMIT;
-		assert_true(ts_map(env->vcpu, gfns[i], TDP_ALIAS_SHARED, 0x1000 + i, R, 1) >=
-			    0);
+		assert_true(ts_map(env->vcpu, gfns[i], TDP_ALIAS_SHARED,
+				   0x1000 + i, R, 1) >= 0);
 	}
 	ts_flush_reset(&env->log);
 	st0 = th_stats(mmu);
-	assert_int_equal(tdp_zap_range(mmu, 0, TS_PLAIN_GFN_LIMIT, TDP_ALIAS_SHARED),
-			 0);
+	assert_int_equal(
+		tdp_zap_range(mmu, 0, TS_PLAIN_GFN_LIMIT, TDP_ALIAS_SHARED), 0);
 	for (int i = 0; i < 64; i++) {
 		expect_unmapped(mmu, gfns[i]);
 		if (!ts_flush_covers(&env->log, gfns[i]))
@@ -736,8 +759,10 @@ static void test_stats_tables(void **state)
 
 	st = th_stats(mmu);
 	assert_int_equal(st.tables[TDP_ROOT_DIRECT][4], 1);
-	assert_int_equal(ts_stat_tables(&st, TDP_ROOT_DIRECT, TDP_MAX_LEVEL + 1), 1);
-	assert_int_equal(ts_stat_tables(&st, TDP_ROOT_MIRROR, TDP_MAX_LEVEL + 1), 0);
+	assert_int_equal(
+		ts_stat_tables(&st, TDP_ROOT_DIRECT, TDP_MAX_LEVEL + 1), 1);
+	assert_int_equal(
+		ts_stat_tables(&st, TDP_ROOT_MIRROR, TDP_MAX_LEVEL + 1), 0);
 	assert_int_equal(ts_stat_leaves(&st, -1), 0);
 	assert_true(st.roots_allocated >= 1);
 	assert_true(st.pages_in_use >= 1);
@@ -755,7 +780,8 @@ static void test_stats_tables(void **state)
 	assert_int_equal(st.tables[TDP_ROOT_DIRECT][5], 0);
 	assert_int_equal(st.leaves[TDP_ROOT_DIRECT][1], 3);
 	assert_int_equal(st.leaves[TDP_ROOT_DIRECT][2], 1);
-	assert_int_equal(ts_stat_tables(&st, TDP_ROOT_MIRROR, TDP_MAX_LEVEL + 1), 0);
+	assert_int_equal(
+		ts_stat_tables(&st, TDP_ROOT_MIRROR, TDP_MAX_LEVEL + 1), 0);
 	assert_true(st.pages_in_use >= 9);
 	assert_int_equal(st.faults_fixed, 4);
 }
@@ -785,7 +811,8 @@ static void test_five_level_tree(void **state)
 	TS_MAP_FIXED(vcpu, 0, 0x66, R, 1);
 	expect_leaf(mmu, top, 0x77, TDP_LEVEL_4K, R);
 	expect_leaf(mmu, 0, 0x66, TDP_LEVEL_4K, R);
-	assert_int_equal(ts_map(vcpu, 1ULL << 45, TDP_ALIAS_SHARED, 0x1, R, 1), -EINVAL);
+	assert_int_equal(ts_map(vcpu, 1ULL << 45, TDP_ALIAS_SHARED, 0x1, R, 1),
+			 -EINVAL);
 	st = th_stats(mmu);
 	assert_int_equal(st.tables[TDP_ROOT_DIRECT][5], 1);
 	assert_int_equal(st.tables[TDP_ROOT_DIRECT][4], 2);

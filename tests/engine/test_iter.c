@@ -140,7 +140,8 @@ static void build_tree(struct ts_env *env, struct tree_model *m)
 		m->leaf4k[m->nr4k++] = small[i];
 	}
 	for (size_t i = 0; i < sizeof(huge) / sizeof(huge[0]); i++) {
-		TS_MAP_FIXED(env->vcpu, huge[i], huge[i] + 0x100000, TDP_PROT_READ, 2);
+		TS_MAP_FIXED(env->vcpu, huge[i], huge[i] + 0x100000,
+			     TDP_PROT_READ, 2);
 		m->leaf2m[m->nr2m++] = huge[i];
 	}
 }
@@ -292,7 +293,8 @@ static void test_forced_yield_walk(void **state)
 				yields++;
 				/* Every queued flush was issued before the yield. */
 				for (size_t i = 0; i < pending.n; i++)
-					if (!ts_flush_covers(&env.log, pending.v[i].gfn))
+					if (!ts_flush_covers(&env.log,
+							     pending.v[i].gfn))
 						fail_msg(
 							"yield at %#llx before flushing %#llx",
 							(unsigned long long)
@@ -395,7 +397,8 @@ static void *observer_main(void *arg)
 
 		tdp_read_lock(&o->env->mmu->mmu_lock);
 		for (size_t i = 0; i < o->nr; i++) {
-			if (ts_lookup(o->env->mmu, o->gfns[i], TDP_ALIAS_SHARED).present)
+			if (ts_lookup(o->env->mmu, o->gfns[i], TDP_ALIAS_SHARED)
+				    .present)
 				continue;
 			gone++;
 			if (!ts_flush_covers(&o->env->log, o->gfns[i])) {
@@ -426,7 +429,8 @@ static size_t map_zap_set(struct ts_env *env, tdp_gfn_t *gfns, size_t cap)
 	gfns[n++] = TS_PLAIN_GFN_LIMIT - 1;
 	assert_true(n <= cap);
 	for (size_t i = 0; i < n; i++)
-		TS_MAP_FIXED(env->vcpu, gfns[i], 0x5000 + i, TDP_PROT_READ | TDP_PROT_WRITE, 1);
+		TS_MAP_FIXED(env->vcpu, gfns[i], 0x5000 + i,
+			     TDP_PROT_READ | TDP_PROT_WRITE, 1);
 	/* Two huge leaves: their first GFN stands for the whole 2M. */
 	TS_MAP_FIXED(env->vcpu, 8 * TS_PAGES_2M, 0x400000, TDP_PROT_READ, 2);
 	gfns[n++] = 8 * TS_PAGES_2M;
@@ -445,11 +449,14 @@ static void run_forced_yield_zap(bool zap_all)
 	struct tdp_stats st;
 	size_t n;
 
-	ts_env_init_ok(&env, &(struct ts_env_opts){ .flags = TDP_MMU_FORCE_YIELD, .record = true });
+	ts_env_init_ok(&env,
+		       &(struct ts_env_opts){ .flags = TDP_MMU_FORCE_YIELD,
+					      .record = true });
 	n = map_zap_set(&env, gfns, 400);
 	st = th_stats(env.mmu);
 	assert_int_equal(ts_stat_leaves(&st, -1), n);
-	uint64_t tables = ts_stat_tables(&st, TDP_ROOT_DIRECT, TDP_MAX_LEVEL + 1);
+	uint64_t tables =
+		ts_stat_tables(&st, TDP_ROOT_DIRECT, TDP_MAX_LEVEL + 1);
 
 	o = (struct observer){ .env = &env, .gfns = gfns, .nr = n };
 	assert_int_equal(pthread_create(&thread, NULL, observer_main, &o), 0);
@@ -477,17 +484,23 @@ static void run_forced_yield_zap(bool zap_all)
 	assert_int_equal(st.zapped_leaves, n);
 	assert_int_equal(ts_stat_leaves(&st, -1), 0);
 	for (size_t i = 0; i < n; i++) {
-		assert_false(ts_lookup(env.mmu, gfns[i], TDP_ALIAS_SHARED).present);
+		assert_false(
+			ts_lookup(env.mmu, gfns[i], TDP_ALIAS_SHARED).present);
 		if (!ts_flush_covers(&env.log, gfns[i]))
 			fail_msg("gfn %#llx zapped, never flushed",
 				 (unsigned long long)gfns[i]);
 	}
-	assert_false(ts_lookup(env.mmu, 8 * TS_PAGES_2M + 100, TDP_ALIAS_SHARED).present);
+	assert_false(ts_lookup(env.mmu, 8 * TS_PAGES_2M + 100, TDP_ALIAS_SHARED)
+			     .present);
 	if (zap_all) {
-		assert_int_equal(ts_stat_tables(&st, TDP_ROOT_DIRECT, TDP_MAX_LEVEL + 1), 1);
+		assert_int_equal(
+			ts_stat_tables(&st, TDP_ROOT_DIRECT, TDP_MAX_LEVEL + 1),
+			1);
 		assert_int_equal(st.zapped_tables, tables - 1);
 	} else {
-		assert_int_equal(ts_stat_tables(&st, TDP_ROOT_DIRECT, TDP_MAX_LEVEL + 1), tables);
+		assert_int_equal(
+			ts_stat_tables(&st, TDP_ROOT_DIRECT, TDP_MAX_LEVEL + 1),
+			tables);
 		assert_int_equal(st.zapped_tables, 0);
 	}
 	ts_env_destroy(&env);
@@ -525,7 +538,9 @@ static void test_forced_yield_partial_zaps(void **state)
 	bool *gone;
 
 	(void)state;
-	ts_env_init_ok(&env, &(struct ts_env_opts){ .flags = TDP_MMU_FORCE_YIELD, .record = true });
+	ts_env_init_ok(&env,
+		       &(struct ts_env_opts){ .flags = TDP_MMU_FORCE_YIELD,
+					      .record = true });
 	n = map_zap_set(&env, gfns, 400);
 	gone = calloc(n, sizeof(*gone));
 	assert_non_null(gone);
@@ -546,7 +561,8 @@ static void test_forced_yield_partial_zaps(void **state)
 				zapped++;
 				assert_true(ts_flush_covers(&env.log, gfns[i]));
 			}
-			if (ts_lookup(env.mmu, gfns[i], TDP_ALIAS_SHARED).present == gone[i])
+			if (ts_lookup(env.mmu, gfns[i], TDP_ALIAS_SHARED)
+				    .present == gone[i])
 				fail_msg(
 					"range %zu: gfn %#llx present=%d, want %d",
 					r, (unsigned long long)gfns[i], gone[i],

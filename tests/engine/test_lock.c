@@ -199,8 +199,10 @@ static void test_held_is_exact(void **state)
 	pthread_t t;
 
 	(void)state;
-	ts_env_init_ok(&a, &(struct ts_env_opts){ .no_vcpu = true, .record = true });
-	ts_env_init_ok(&b, &(struct ts_env_opts){ .no_vcpu = true, .record = true });
+	ts_env_init_ok(
+		&a, &(struct ts_env_opts){ .no_vcpu = true, .record = true });
+	ts_env_init_ok(
+		&b, &(struct ts_env_opts){ .no_vcpu = true, .record = true });
 	h = (struct held_arg){ .lock = &a.mmu->mmu_lock };
 
 	tdp_read_lock(&a.mmu->mmu_lock);
@@ -250,7 +252,8 @@ static void test_register_cycles(void **state)
 	pthread_t t[4];
 
 	(void)state;
-	ts_env_init_ok(&env, &(struct ts_env_opts){ .no_vcpu = true, .record = true });
+	ts_env_init_ok(
+		&env, &(struct ts_env_opts){ .no_vcpu = true, .record = true });
 	for (int i = 0; i < 4; i++)
 		pthread_create(&t[i], NULL, register_twice, env.mmu);
 	for (int i = 0; i < 4; i++)

@@ -297,11 +297,13 @@ static void model_map(struct model *m, int idx, tdp_pfn_t pfn,
 
 	note(m, "map gfn=%#" PRIx64 " pfn=%#" PRIx64 " prot=%u max_level=%d%s",
 	     gfn, pfn, prot, max_level, must_retry ? " (stale)" : "");
-	res = ts_map_seq(m->env.vcpu, gfn, TDP_ALIAS_SHARED, pfn, prot, max_level, seq);
+	res = ts_map_seq(m->env.vcpu, gfn, TDP_ALIAS_SHARED, pfn, prot,
+			 max_level, seq);
 	/* The first fault after a root invalidation may retry once. */
 	if (res == TDP_FAULT_RETRY && m->stale_root && !must_retry) {
 		m->retried++;
-		res = ts_map(m->env.vcpu, gfn, TDP_ALIAS_SHARED, pfn, prot, max_level);
+		res = ts_map(m->env.vcpu, gfn, TDP_ALIAS_SHARED, pfn, prot,
+			     max_level);
 	}
 	m->stale_root = false;
 	count_result(m, res);
@@ -607,8 +609,9 @@ static void op_invalidate_roots(struct model *m)
 	if ((ret = tdp_mmu_invalidate_roots(m->env.mmu, TDP_ALIAS_SHARED)))
 		model_fail(m, "invalidate_roots returned %d", ret);
 	/* Range zaps also walk invalidated roots not yet freed. */
-	if (zap_between && (ret = tdp_zap_range(m->env.mmu, 0, TS_PLAIN_GFN_LIMIT / 2,
-						TDP_ALIAS_SHARED)))
+	if (zap_between &&
+	    (ret = tdp_zap_range(m->env.mmu, 0, TS_PLAIN_GFN_LIMIT / 2,
+				 TDP_ALIAS_SHARED)))
 		model_fail(m, "zap_range returned %d", ret);
 	if ((ret = tdp_mmu_zap_invalidated_roots(m->env.mmu)))
 		model_fail(m, "zap_invalidated_roots returned %d", ret);
@@ -665,8 +668,8 @@ static void model_check(struct model *m)
 			   "leaves: 4K %" PRIu64 " 2M %" PRIu64 " all %" PRIu64
 			   "; want 4K %" PRIu64 " 2M %" PRIu64,
 			   st.leaves[TDP_ROOT_DIRECT][1],
-			   st.leaves[TDP_ROOT_DIRECT][2], ts_stat_leaves(&st, -1),
-			   want4k, want2m);
+			   st.leaves[TDP_ROOT_DIRECT][2],
+			   ts_stat_leaves(&st, -1), want4k, want2m);
 	if (st.tables[TDP_ROOT_DIRECT][1] != tables1 ||
 	    st.tables[TDP_ROOT_DIRECT][2] != (uint64_t)m->nr_l2 ||
 	    st.tables[TDP_ROOT_DIRECT][3] != (uint64_t)m->nr_l3 ||
@@ -707,7 +710,8 @@ static void run_model(uint64_t seed, int steps, unsigned int flags)
 	m->seed = seed;
 	m->rng = seed;
 	m->next_pfn = 0x100000;
-	ts_env_init_ok(&m->env, &(struct ts_env_opts){ .flags = flags, .record = true });
+	ts_env_init_ok(&m->env,
+		       &(struct ts_env_opts){ .flags = flags, .record = true });
 	for (int r = 0; r < NR_REGIONS; r++)
 		back_region(m, r);
 	print_message("model: seed=%llu steps=%d%s\n", (unsigned long long)seed,

@@ -192,7 +192,8 @@ static const struct {
 static void check_zap_flushes_stale_vcpu(unsigned int flags, bool aliased)
 {
 	struct stale_vcpu v = { .lock = PTHREAD_MUTEX_INITIALIZER };
-	struct tdp_mmu_config cfg = ts_config(NULL, &(struct ts_env_opts){ .flags = flags }, NULL);
+	struct tdp_mmu_config cfg =
+		ts_config(NULL, &(struct ts_env_opts){ .flags = flags }, NULL);
 	tdp_gfn_t bits = aliased ? SHARED_BIT : 0;
 	struct tdp_mmu *mmu;
 	struct tdp_vcpu *vcpu;
@@ -216,7 +217,8 @@ static void check_zap_flushes_stale_vcpu(unsigned int flags, bool aliased)
 					    &v.root_level),
 			 0);
 	for (size_t i = 0; i < NR_LEAVES; i++)
-		TS_MAP_FIXED(vcpu, leaves[i].gfn | bits, leaves[i].pfn, TDP_PROT_RWX, leaves[i].level);
+		TS_MAP_FIXED(vcpu, leaves[i].gfn | bits, leaves[i].pfn,
+			     TDP_PROT_RWX, leaves[i].level);
 	/* ...and caches every translation it uses. */
 	for (size_t i = 0; i < NR_LEAVES; i++)
 		stale_vcpu_access(&v, leaves[i].gfn | bits);
@@ -371,7 +373,9 @@ static bool wait_for_first_flush(struct slow_host *h)
 static void test_teardown_waits_for_root_zap(void **state)
 {
 	struct slow_host host = { 0 };
-	struct tdp_mmu_config cfg = ts_config(NULL, &(struct ts_env_opts){ .flags = TDP_MMU_FORCE_YIELD }, NULL);
+	struct tdp_mmu_config cfg = ts_config(
+		NULL, &(struct ts_env_opts){ .flags = TDP_MMU_FORCE_YIELD },
+		NULL);
 	struct zapper z = { 0 };
 	struct tdp_vcpu *vcpu;
 	struct tdp_stats st;
@@ -400,18 +404,20 @@ static void test_teardown_waits_for_root_zap(void **state)
 	ret = tdp_mmu_teardown(z.mmu);
 	__atomic_store_n(&host.teardown_returned, true, __ATOMIC_RELEASE);
 	st = th_stats(z.mmu);
-	zap_outlived_teardown = st.pages_in_use != 0 ||
-				ts_stat_tables(&st, TDP_ROOT_DIRECT, TDP_MAX_LEVEL + 1) != 0 ||
-				st.roots_freed != st.roots_allocated;
+	zap_outlived_teardown =
+		st.pages_in_use != 0 ||
+		ts_stat_tables(&st, TDP_ROOT_DIRECT, TDP_MAX_LEVEL + 1) != 0 ||
+		st.roots_freed != st.roots_allocated;
 
 	if (zap_outlived_teardown) {
-		print_error("teardown returned %d while the zap still ran: "
-			    "%" PRIu64 " pages in use, %" PRIu64
-			    " direct tables, %" PRIu64 " of %" PRIu64
-			    " roots freed, %" PRIu64 " leaves zapped\n",
-			    ret, st.pages_in_use,
-			    ts_stat_tables(&st, TDP_ROOT_DIRECT, TDP_MAX_LEVEL + 1), st.roots_freed,
-			    st.roots_allocated, st.zapped_leaves);
+		print_error(
+			"teardown returned %d while the zap still ran: "
+			"%" PRIu64 " pages in use, %" PRIu64
+			" direct tables, %" PRIu64 " of %" PRIu64
+			" roots freed, %" PRIu64 " leaves zapped\n",
+			ret, st.pages_in_use,
+			ts_stat_tables(&st, TDP_ROOT_DIRECT, TDP_MAX_LEVEL + 1),
+			st.roots_freed, st.roots_allocated, st.zapped_leaves);
 		/*
 		 * Let the zap finish so the MMU's fate is only what
 		 * teardown left behind: the root it put last is freed

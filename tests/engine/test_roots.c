@@ -129,8 +129,10 @@ static void test_zap_invalidated_exactly_once(void **state)
 	assert_int_equal(first.zapped_leaves, 101);
 	assert_int_equal(ts_stat_leaves(&first, -1), 0);
 	/* Every table below the root: 1 + 1 at levels 3 and 2, 1 at level 1. */
-	assert_int_equal(first.zapped_tables,
-			 ts_stat_tables(&before, TDP_ROOT_DIRECT, TDP_MAX_LEVEL + 1) - 1);
+	assert_int_equal(
+		first.zapped_tables,
+		ts_stat_tables(&before, TDP_ROOT_DIRECT, TDP_MAX_LEVEL + 1) -
+			1);
 	/*
 	 * A vCPU may still run on the invalid root: everything cleared was
 	 * flushed (test_root_zap.c checks the order against such a vCPU).
@@ -155,9 +157,9 @@ static void test_zap_invalidated_exactly_once(void **state)
 	assert_false(ts_lookup(mmu, TS_PAGES_1G + 3, TDP_ALIAS_SHARED).present);
 
 	/* The vCPU moves to a fresh root at its next fault. */
-	assert_int_equal(
-		ts_map_retry(env->vcpu, 5, TDP_ALIAS_SHARED, 0x105, TDP_PROT_READ, 1, 16, 0, NULL),
-		TDP_FAULT_FIXED);
+	assert_int_equal(ts_map_retry(env->vcpu, 5, TDP_ALIAS_SHARED, 0x105,
+				      TDP_PROT_READ, 1, 16, 0, NULL),
+			 TDP_FAULT_FIXED);
 	assert_true(ts_lookup(mmu, 5, TDP_ALIAS_SHARED).present);
 	assert_int_equal(th_stats(mmu).roots_allocated, 2);
 	/* ... and its reference to the old root was the last one. */
@@ -236,7 +238,8 @@ static void test_concurrent_root_get(void **state)
 	st = th_stats(env->mmu);
 	assert_int_equal(st.roots_freed, 1);
 	/* The losers' tables went back: one root, and nothing else. */
-	assert_int_equal(ts_stat_tables(&st, TDP_ROOT_DIRECT, TDP_MAX_LEVEL + 1), 1);
+	assert_int_equal(
+		ts_stat_tables(&st, TDP_ROOT_DIRECT, TDP_MAX_LEVEL + 1), 1);
 }
 
 static void test_teardown_refused_with_vcpu(void **state)
@@ -275,9 +278,9 @@ static void test_teardown(void **state)
 	assert_int_equal(tdp_mmu_invalidate_roots(mmu, TDP_ALIAS_SHARED), 0);
 	tdp_root_put(mmu, held);
 	/* ...and a fresh root with leaves of its own. */
-	assert_int_equal(
-		ts_map_retry(env->vcpu, 9, TDP_ALIAS_SHARED, 0x99, TDP_PROT_READ, 1, 16, 0, NULL),
-		TDP_FAULT_FIXED);
+	assert_int_equal(ts_map_retry(env->vcpu, 9, TDP_ALIAS_SHARED, 0x99,
+				      TDP_PROT_READ, 1, 16, 0, NULL),
+			 TDP_FAULT_FIXED);
 	tdp_vcpu_destroy(env->vcpu);
 	env->vcpu = NULL;
 
@@ -345,12 +348,13 @@ static void test_destroy_without_teardown(void **state)
 	struct ts_env *env = *state;
 
 	for (tdp_gfn_t g = 0; g < 2000; g += 7)
-		assert_true(ts_map(env->vcpu, g, TDP_ALIAS_SHARED, g, TDP_PROT_RWX, 2) >= 0);
+		assert_true(ts_map(env->vcpu, g, TDP_ALIAS_SHARED, g,
+				   TDP_PROT_RWX, 2) >= 0);
 	assert_int_equal(tdp_mmu_invalidate_roots(env->mmu, TDP_ALIAS_SHARED),
 			 0);
-	assert_int_equal(
-		ts_map_retry(env->vcpu, 1, TDP_ALIAS_SHARED, 1, TDP_PROT_READ, 1, 16, 0, NULL) >= 0,
-		1);
+	assert_int_equal(ts_map_retry(env->vcpu, 1, TDP_ALIAS_SHARED, 1,
+				      TDP_PROT_READ, 1, 16, 0, NULL) >= 0,
+			 1);
 	tdp_vcpu_destroy(env->vcpu);
 	env->vcpu = NULL;
 	tdp_mmu_destroy(env->mmu);

@@ -928,8 +928,7 @@ static void do_op(struct fuzz *z, struct input *in, enum op op)
 		b = u8(in);
 		if (b & 1) {
 			z->m.fail_link = b & 2 ? -ENOSPC : -EBUSY;
-			ts_fail_next_map(z->rec, TS_LINK_TABLE,
-					  z->m.fail_link);
+			ts_fail_next_map(z->rec, TS_LINK_TABLE, z->m.fail_link);
 		} else {
 			z->m.fail_set = b & 2 ? -ENOSPC : -EBUSY;
 			ts_fail_next_map(z->rec, TS_SET_LEAF, z->m.fail_set);

@@ -108,7 +108,7 @@ static inline tdp_gfn_t hh_blk(unsigned int n, unsigned int b)
  * the direct tree, and the MMU must tear down cleanly.
  */
 int hh_cmocka_teardown(void **state);
-#define HH_TEST(fn) cmocka_unit_test_setup_teardown(fn, ts_cmocka_setup, \
-						    hh_cmocka_teardown)
+#define HH_TEST(fn) \
+	cmocka_unit_test_setup_teardown(fn, ts_cmocka_setup, hh_cmocka_teardown)
 
 #endif /* TDP_TEST_HUGE_HELPERS_H */

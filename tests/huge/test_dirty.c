@@ -99,7 +99,8 @@ static void test_wrprot(void **state)
 		tdp_wrprot_range(mmu, hh_gig(5), hh_gig(5) + 100, TDP_ALIAS_SHARED),
 		0);
 	assert_true(ts_flush_count(&env->log) >= 1);
-	assert_true(ts_flush_covers_range(&env->log, hh_gig(5), hh_gig(5) + 100));
+	assert_true(
+		ts_flush_covers_range(&env->log, hh_gig(5), hh_gig(5) + 100));
 
 	/* A range inside a huge leaf write-protects the whole leaf. */
 	assert_int_equal(tdp_fast_fix(mmu, big, HH_PROT_RW), 1);
@@ -174,7 +175,8 @@ static void test_fast_fix(void **state)
 	assert_int_equal(tdp_fast_fix(mmu, a, 0), -EINVAL);
 	assert_int_equal(tdp_fast_fix(mmu, a, TDP_PROT_WRITE), -EINVAL);
 	assert_int_equal(tdp_fast_fix(mmu, a, TDP_PROT_RWX | 8), -EINVAL);
-	assert_int_equal(tdp_fast_fix(mmu, TS_PLAIN_GFN_LIMIT, HH_PROT_RW), -EINVAL);
+	assert_int_equal(tdp_fast_fix(mmu, TS_PLAIN_GFN_LIMIT, HH_PROT_RW),
+			 -EINVAL);
 	s = spte_of(mmu, a);
 	assert_int_equal(s, rw);
 }
@@ -321,8 +323,8 @@ static void test_clear_dirty_masked(void **state)
 	assert_int_equal(tdp_clear_dirty_masked(mmu, base + 32, 1, false,
 						TDP_ALIAS_SHARED),
 			 -EINVAL);
-	assert_int_equal(tdp_clear_dirty_masked(mmu, TS_PLAIN_GFN_LIMIT, 1, false,
-						TDP_ALIAS_SHARED),
+	assert_int_equal(tdp_clear_dirty_masked(mmu, TS_PLAIN_GFN_LIMIT, 1,
+						false, TDP_ALIAS_SHARED),
 			 -EINVAL);
 	assert_int_equal(
 		tdp_clear_dirty_masked(mmu, base, 1, false, (enum tdp_alias)0),
@@ -331,8 +333,8 @@ static void test_clear_dirty_masked(void **state)
 		tdp_clear_dirty_masked(mmu, base, 1, false, (enum tdp_alias)4),
 		-EINVAL);
 	/* The last window of the address space is fine. */
-	assert_int_equal(tdp_clear_dirty_masked(mmu, TS_PLAIN_GFN_LIMIT - 64, ~0ULL,
-						false, TDP_ALIAS_SHARED),
+	assert_int_equal(tdp_clear_dirty_masked(mmu, TS_PLAIN_GFN_LIMIT - 64,
+						~0ULL, false, TDP_ALIAS_SHARED),
 			 0);
 }
 
@@ -534,7 +536,8 @@ static void test_mark_dirty_on_teardown(void **state)
 	const tdp_gfn_t a = hh_blk(1, 0), big = hh_blk(1, 1);
 
 	(void)state;
-	ts_env_init_ok(&env, &(struct ts_env_opts){ .mark_dirty = true, .record = true });
+	ts_env_init_ok(&env, &(struct ts_env_opts){ .mark_dirty = true,
+						    .record = true });
 	map(&env, a, HH_PROT_RW, 1);
 	map(&env, a + 1, HH_PROT_RW, 1);
 	map(&env, big, HH_PROT_RW, 2);
@@ -636,9 +639,9 @@ static void test_bad_inputs(void **state)
 			 -EINVAL);
 	assert_int_equal(tdp_wrprot_range(mmu, a + 1, a, TDP_ALIAS_SHARED),
 			 -EINVAL);
-	assert_int_equal(
-		tdp_wrprot_range(mmu, a, TS_PLAIN_GFN_LIMIT + 1, TDP_ALIAS_SHARED),
-		-EINVAL);
+	assert_int_equal(tdp_wrprot_range(mmu, a, TS_PLAIN_GFN_LIMIT + 1,
+					  TDP_ALIAS_SHARED),
+			 -EINVAL);
 	assert_int_equal(tdp_wrprot_range(mmu, a, a + 1, (enum tdp_alias)0),
 			 -EINVAL);
 	assert_int_equal(tdp_wrprot_range(mmu, a, a + 1, (enum tdp_alias)12),
@@ -677,7 +680,9 @@ static void test_backend(void **state)
 	uint64_t bm[1] = { 0 };
 
 	(void)state;
-	ts_env_init_ok(&env, &(struct ts_env_opts){ .backend = true, .mark_dirty = true, .record = true });
+	ts_env_init_ok(&env, &(struct ts_env_opts){ .backend = true,
+						    .mark_dirty = true,
+						    .record = true });
 
 	/* The private alias is refused. */
 	for (int i = 0; i < 2; i++) {

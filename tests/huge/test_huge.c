@@ -144,9 +144,11 @@ static void test_fault_levels(void **state)
 	expect_stats(mmu, 4, 3, 1, 3, 5, 1);
 
 	/* The same faults again are spurious and change nothing. */
-	assert_int_equal(ts_map(env->vcpu, hh_gig(1) + 9, TDP_ALIAS_SHARED, ts_pfn_shared(hh_gig(1) + 9), TDP_PROT_READ, 3),
+	assert_int_equal(ts_map(env->vcpu, hh_gig(1) + 9, TDP_ALIAS_SHARED,
+				ts_pfn_shared(hh_gig(1) + 9), TDP_PROT_READ, 3),
 			 TDP_FAULT_SPURIOUS);
-	assert_int_equal(ts_map(env->vcpu, hh_gig(2) + 9, TDP_ALIAS_SHARED, ts_pfn_shared(hh_gig(2) + 9), HH_PROT_RW, 2),
+	assert_int_equal(ts_map(env->vcpu, hh_gig(2) + 9, TDP_ALIAS_SHARED,
+				ts_pfn_shared(hh_gig(2) + 9), HH_PROT_RW, 2),
 			 TDP_FAULT_SPURIOUS);
 	expect_stats(mmu, 4, 3, 1, 3, 5, 1);
 }
@@ -160,7 +162,8 @@ static void test_fault_splits_huge(void **state)
 	tdp_gfn_t b = hh_blk(1, 0), b2 = hh_blk(1, 1), b3 = hh_blk(1, 2), g = hh_gig(2);
 	struct ts_leaf l;
 
-	TS_MAP_FIXED(env->vcpu, b, ts_pfn_shared(b), TDP_PROT_READ | TDP_PROT_EXEC, 2);
+	TS_MAP_FIXED(env->vcpu, b, ts_pfn_shared(b),
+		     TDP_PROT_READ | TDP_PROT_EXEC, 2);
 	TS_MAP_FIXED(env->vcpu, b2, ts_pfn_shared(b2), TDP_PROT_READ, 2);
 	TS_MAP_FIXED(env->vcpu, b3, ts_pfn_shared(b3), HH_PROT_RW, 2);
 	TS_MAP_FIXED(env->vcpu, g, ts_pfn_shared(g), HH_PROT_RW, 3);
@@ -168,9 +171,9 @@ static void test_fault_splits_huge(void **state)
 	ts_flush_reset(&env->log);
 
 	/* Same rights: the leaf is split and the fault is spurious. */
-	assert_int_equal(
-		ts_map(env->vcpu, b + 9, TDP_ALIAS_SHARED, ts_pfn_shared(b + 9), TDP_PROT_READ, 1),
-		TDP_FAULT_SPURIOUS);
+	assert_int_equal(ts_map(env->vcpu, b + 9, TDP_ALIAS_SHARED,
+				ts_pfn_shared(b + 9), TDP_PROT_READ, 1),
+			 TDP_FAULT_SPURIOUS);
 	expect_range(mmu, b, b + P2M, 1);
 	expect_stats(mmu, 512, 2, 1, 1, 1, 1);
 
@@ -183,13 +186,14 @@ static void test_fault_splits_huge(void **state)
 	expect_stats(mmu, 1024, 1, 1, 2, 1, 1);
 
 	/* Another PFN under a huge leaf: refused before anything changes. */
-	assert_int_equal(
-		ts_map(env->vcpu, b3 + 9, TDP_ALIAS_SHARED, ts_pfn_shared(b3 + 9) + 1, HH_PROT_RW, 1),
-		-EINVAL);
+	assert_int_equal(ts_map(env->vcpu, b3 + 9, TDP_ALIAS_SHARED,
+				ts_pfn_shared(b3 + 9) + 1, HH_PROT_RW, 1),
+			 -EINVAL);
 	expect_leaf(mmu, b3 + 9, 2, ts_pfn_shared(b3 + 9));
 
 	/* Under a 1 GiB leaf: 1G -> 2M -> 4K on the way down. */
-	assert_int_equal(ts_map(env->vcpu, g + 3 * P2M + 9, TDP_ALIAS_SHARED, ts_pfn_shared(g + 3 * P2M + 9), HH_PROT_RW, 1),
+	assert_int_equal(ts_map(env->vcpu, g + 3 * P2M + 9, TDP_ALIAS_SHARED,
+				ts_pfn_shared(g + 3 * P2M + 9), HH_PROT_RW, 1),
 			 TDP_FAULT_SPURIOUS);
 	expect_leaf(mmu, g, 2, ts_pfn_shared(g));
 	expect_range(mmu, g + 3 * P2M, g + 4 * P2M, 1);
@@ -244,8 +248,9 @@ static void test_split_1g_to_4k(void **state)
 	assert_int_equal(tdp_recover_huge_pages(mmu, g, g + P1G, TDP_LEVEL_1G,
 						TDP_ALIAS_SHARED),
 			 513);
-	assert_int_equal(expect_leaf(mmu, g + 77, 3, ts_pfn_shared(g + 77)).spte,
-			 orig.spte);
+	assert_int_equal(
+		expect_leaf(mmu, g + 77, 3, ts_pfn_shared(g + 77)).spte,
+		orig.spte);
 	expect_stats(mmu, 0, 0, 1, 0, 0, 1);
 	tdp_rcu_barrier();
 	assert_int_equal(hh_stats(mmu).pages_in_use, before.pages_in_use);
@@ -271,8 +276,9 @@ static void test_split_1g_to_2m(void **state)
 		struct ts_leaf l = expect_leaf(mmu, hh_blk(3, b) + b, 2,
 					       ts_pfn_shared(hh_blk(3, b) + b));
 
-		assert_int_equal(l.spte, split_spte(fmt, orig.spte, 2,
-						    ts_pfn_shared(hh_blk(3, b))));
+		assert_int_equal(l.spte,
+				 split_spte(fmt, orig.spte, 2,
+					    ts_pfn_shared(hh_blk(3, b))));
 	}
 	expect_stats(mmu, 0, 512, 0, 0, 1, 1);
 
@@ -280,7 +286,8 @@ static void test_split_1g_to_2m(void **state)
 	assert_int_equal(tdp_split_huge_range(mmu, hh_blk(3, 3) + 1, hh_blk(3, 3) + 2,
 					      TDP_LEVEL_4K, TDP_ALIAS_SHARED),
 			 0);
-	expect_leaf(mmu, hh_blk(3, 2) + P2M - 1, 2, ts_pfn_shared(hh_blk(3, 2) + P2M - 1));
+	expect_leaf(mmu, hh_blk(3, 2) + P2M - 1, 2,
+		    ts_pfn_shared(hh_blk(3, 2) + P2M - 1));
 	expect_range(mmu, hh_blk(3, 3), hh_blk(3, 4), 1);
 	expect_leaf(mmu, hh_blk(3, 4), 2, ts_pfn_shared(hh_blk(3, 4)));
 	expect_stats(mmu, 512, 511, 0, 1, 1, 1);
@@ -308,7 +315,8 @@ static void test_split_1g_to_2m(void **state)
 	assert_int_equal(tdp_recover_huge_pages(mmu, g, g + P1G, TDP_LEVEL_1G,
 						TDP_ALIAS_SHARED),
 			 1);
-	assert_int_equal(expect_leaf(mmu, g, 3, ts_pfn_shared(g)).spte, orig.spte);
+	assert_int_equal(expect_leaf(mmu, g, 3, ts_pfn_shared(g)).spte,
+			 orig.spte);
 	expect_stats(mmu, 0, 0, 1, 0, 0, 1);
 }
 
@@ -341,8 +349,9 @@ static void test_split_recover_roundtrip(void **state)
 							TDP_LEVEL_2M,
 							TDP_ALIAS_SHARED),
 				 1);
-		assert_int_equal(expect_leaf(mmu, b + 1, 2, ts_pfn_shared(b + 1)).spte,
-				 orig.spte);
+		assert_int_equal(
+			expect_leaf(mmu, b + 1, 2, ts_pfn_shared(b + 1)).spte,
+			orig.spte);
 	}
 
 	/* A dirty huge leaf: every small leaf is dirty, and so is the
@@ -356,7 +365,8 @@ static void test_split_recover_roundtrip(void **state)
 					      TDP_ALIAS_SHARED),
 			 0);
 	for (tdp_gfn_t x = b; x < b + P2M; x++)
-		assert_true(ts_lookup(mmu, x, TDP_ALIAS_SHARED).spte & fmt->dirty);
+		assert_true(ts_lookup(mmu, x, TDP_ALIAS_SHARED).spte &
+			    fmt->dirty);
 	assert_int_equal(tdp_recover_huge_pages(mmu, b, b + P2M, TDP_LEVEL_2M,
 						TDP_ALIAS_SHARED),
 			 1);
@@ -375,7 +385,8 @@ static void test_split_recover_roundtrip(void **state)
 	assert_int_equal(tdp_recover_huge_pages(mmu, b, b + P2M, TDP_LEVEL_2M,
 						TDP_ALIAS_SHARED),
 			 1);
-	assert_int_equal(ts_lookup(mmu, b, TDP_ALIAS_SHARED).spte, orig.spte & ~ad);
+	assert_int_equal(ts_lookup(mmu, b, TDP_ALIAS_SHARED).spte,
+			 orig.spte & ~ad);
 	assert_int_equal(tdp_split_huge_range(mmu, b, b + P2M, TDP_LEVEL_4K,
 					      TDP_ALIAS_SHARED),
 			 0);
@@ -387,7 +398,8 @@ static void test_split_recover_roundtrip(void **state)
 	assert_int_equal(tdp_recover_huge_pages(mmu, b, b + P2M, TDP_LEVEL_2M,
 						TDP_ALIAS_SHARED),
 			 1);
-	assert_int_equal(ts_lookup(mmu, b, TDP_ALIAS_SHARED).spte, orig.spte | fmt->dirty);
+	assert_int_equal(ts_lookup(mmu, b, TDP_ALIAS_SHARED).spte,
+			 orig.spte | fmt->dirty);
 	expect_stats(mmu, 0, 6, 0, 0, 1, 1);
 }
 
@@ -435,7 +447,8 @@ static void test_recover_refuses_nonuniform(void **state)
 	map_split_2m(env, b2, HH_PROT_RW);
 	assert_int_equal(
 		tdp_zap_range(mmu, b2 + 100, b2 + 101, TDP_ALIAS_SHARED), 0);
-	TS_MAP_FIXED(env->vcpu, b2 + 100, ts_pfn_shared(b2 + 100) + 4096, HH_PROT_RW, 1);
+	TS_MAP_FIXED(env->vcpu, b2 + 100, ts_pfn_shared(b2 + 100) + 4096,
+		     HH_PROT_RW, 1);
 	/* Contiguous PFNs whose base is not 2 MiB aligned. */
 	for (tdp_gfn_t x = b3; x < b3 + P2M; x++)
 		TS_MAP_FIXED(env->vcpu, x, ts_pfn_shared(x) + 1, HH_PROT_RW, 2);
@@ -484,17 +497,20 @@ static void test_recover_refuses_nonuniform(void **state)
 	/* Repair each table: then each recovers to the original leaf. */
 	TS_MAP_FIXED(env->vcpu, b0 + 17, ts_pfn_shared(b0 + 17), HH_PROT_RW, 1);
 	assert_int_equal(recover_2m(mmu, b0), 1);
-	assert_int_equal(expect_leaf(mmu, b0, 2, ts_pfn_shared(b0)).spte, orig0);
+	assert_int_equal(expect_leaf(mmu, b0, 2, ts_pfn_shared(b0)).spte,
+			 orig0);
 
 	assert_int_equal(tdp_fast_fix(mmu, b1 + 5, HH_PROT_RW), 1);
 	assert_int_equal(recover_2m(mmu, b1), 1);
-	assert_int_equal(expect_leaf(mmu, b1, 2, ts_pfn_shared(b1)).spte, orig1);
+	assert_int_equal(expect_leaf(mmu, b1, 2, ts_pfn_shared(b1)).spte,
+			 orig1);
 
 	assert_int_equal(tdp_zap_range(mmu, b4 + 9, b4 + 10, TDP_ALIAS_SHARED),
 			 0);
 	TS_MAP_FIXED(env->vcpu, b4 + 9, ts_pfn_shared(b4 + 9), HH_PROT_RW, 1);
 	assert_int_equal(recover_2m(mmu, b4), 1);
-	assert_int_equal(expect_leaf(mmu, b4, 2, ts_pfn_shared(b4)).spte, orig4);
+	assert_int_equal(expect_leaf(mmu, b4, 2, ts_pfn_shared(b4)).spte,
+			 orig4);
 
 	assert_int_equal(recover_2m(mmu, b2), 0);
 	assert_int_equal(recover_2m(mmu, b3), 0);
@@ -572,9 +588,12 @@ static void test_split_no_flush(void **state)
 	struct ts_env *env = *state;
 	struct tdp_mmu *mmu = env->mmu;
 
-	TS_MAP_FIXED(env->vcpu, hh_blk(1, 0), ts_pfn_shared(hh_blk(1, 0)), HH_PROT_RW, 2);
-	TS_MAP_FIXED(env->vcpu, hh_blk(1, 1) + 3, ts_pfn_shared(hh_blk(1, 1) + 3), HH_PROT_RW, 1);
-	TS_MAP_FIXED(env->vcpu, hh_gig(2), ts_pfn_shared(hh_gig(2)), HH_PROT_RW, 3);
+	TS_MAP_FIXED(env->vcpu, hh_blk(1, 0), ts_pfn_shared(hh_blk(1, 0)),
+		     HH_PROT_RW, 2);
+	TS_MAP_FIXED(env->vcpu, hh_blk(1, 1) + 3,
+		     ts_pfn_shared(hh_blk(1, 1) + 3), HH_PROT_RW, 1);
+	TS_MAP_FIXED(env->vcpu, hh_gig(2), ts_pfn_shared(hh_gig(2)), HH_PROT_RW,
+		     3);
 	ts_flush_reset(&env->log);
 	/* Nothing huge here: no change. */
 	assert_int_equal(tdp_split_huge_range(mmu, hh_blk(1, 1), hh_blk(1, 2),
@@ -724,7 +743,8 @@ static void test_bad_inputs(void **state)
 			 -EINVAL);
 	assert_int_equal(tdp_recover_huge_pages(mmu, s, s, 2, TDP_ALIAS_SHARED),
 			 -EINVAL);
-	assert_int_equal(tdp_recover_huge_pages(mmu, s, TS_PLAIN_GFN_LIMIT + P2M, 2,
+	assert_int_equal(tdp_recover_huge_pages(mmu, s,
+						TS_PLAIN_GFN_LIMIT + P2M, 2,
 						TDP_ALIAS_SHARED),
 			 -EINVAL);
 	for (int level = -1; level <= 6; level++) {
@@ -755,7 +775,9 @@ static void test_backend_private_refused(void **state)
 	const tdp_gfn_t s = hh_blk(1, 0), e = hh_blk(1, 4);
 
 	(void)state;
-	ts_env_init_ok(&env, &(struct ts_env_opts){ .backend = true, .mark_dirty = true, .record = true });
+	ts_env_init_ok(&env, &(struct ts_env_opts){ .backend = true,
+						    .mark_dirty = true,
+						    .record = true });
 	assert_int_equal(
 		tdp_split_huge_range(env.mmu, s, e, 1, TDP_ALIAS_PRIVATE),
 		-EOPNOTSUPP);
@@ -787,8 +809,11 @@ static void test_backend_shared_alias(void **state)
 	struct ts_leaf orig;
 
 	(void)state;
-	ts_env_init_ok(&env, &(struct ts_env_opts){ .backend = true, .mark_dirty = true, .record = true });
-	TS_MAP_FIXED(env.vcpu, b | TS_SHARED_BIT, ts_pfn_shared(b), HH_PROT_RW, 2);
+	ts_env_init_ok(&env, &(struct ts_env_opts){ .backend = true,
+						    .mark_dirty = true,
+						    .record = true });
+	TS_MAP_FIXED(env.vcpu, b | TS_SHARED_BIT, ts_pfn_shared(b), HH_PROT_RW,
+		     2);
 	orig = expect_leaf(env.mmu, b + 3, 2, ts_pfn_shared(b + 3));
 	assert_int_equal(
 		tdp_split_huge_range(env.mmu, b, b + P2M, 1, TDP_ALIAS_SHARED),
@@ -798,9 +823,11 @@ static void test_backend_shared_alias(void **state)
 	assert_int_equal(tdp_recover_huge_pages(env.mmu, b, b + P2M, 2,
 						TDP_ALIAS_SHARED),
 			 1);
-	assert_int_equal(expect_leaf(env.mmu, b, 2, ts_pfn_shared(b)).spte, orig.spte);
+	assert_int_equal(expect_leaf(env.mmu, b, 2, ts_pfn_shared(b)).spte,
+			 orig.spte);
 	assert_int_equal(ts_flush_count(&env.log), 1);
-	assert_true(ts_flush_covers_range(&env.log, b | TS_SHARED_BIT, (b + P2M) | TS_SHARED_BIT));
+	assert_true(ts_flush_covers_range(&env.log, b | TS_SHARED_BIT,
+					  (b + P2M) | TS_SHARED_BIT));
 	assert_int_equal(hh_stats_match_tree(env.mmu), 0);
 	ts_env_fini_ok(&env);
 }

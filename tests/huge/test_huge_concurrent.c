@@ -58,9 +58,9 @@ static bool stopping(struct shared *sh)
 static void fault(struct worker *w, tdp_gfn_t gfn, unsigned int prot,
 		  int max_level)
 {
-	int ret = ts_map_retry(w->vcpu, gfn, TDP_ALIAS_SHARED,
-			       ts_pfn_shared(gfn), prot, max_level, 0, 0,
-			       &w->retries);
+	int ret =
+		ts_map_retry(w->vcpu, gfn, TDP_ALIAS_SHARED, ts_pfn_shared(gfn),
+			     prot, max_level, 0, 0, &w->retries);
 
 	HH_CHECK(ret == TDP_FAULT_FIXED || ret == TDP_FAULT_SPURIOUS,
 		 "fault at gfn %#llx (prot %u, max level %d) returned %d",
@@ -143,7 +143,8 @@ static void remap_huge(struct worker *w)
 	HH_CHECK(ret == 0, "tdp_zap_all: %d", ret);
 	/* The splitter may still get in first: then it maps 4 KiB. */
 	fault(w, sh->start, HH_PROT_RW, sh->huge_level);
-	w->made += ts_lookup(sh->mmu, sh->start, TDP_ALIAS_SHARED).level == sh->huge_level;
+	w->made += ts_lookup(sh->mmu, sh->start, TDP_ALIAS_SHARED).level ==
+		   sh->huge_level;
 	__atomic_store_n(&sh->hold, 0, __ATOMIC_SEQ_CST);
 }
 
@@ -234,7 +235,8 @@ static void run_workers(struct shared *sh, struct worker *w, int n,
 		assert_int_equal(tdp_vcpu_create(sh->mmu, &w[i].vcpu), 0);
 	}
 	for (int i = 0; i < n; i++)
-		assert_int_equal(pthread_create(&w[i].tid, NULL, worker_main, &w[i]), 0);
+		assert_int_equal(
+			pthread_create(&w[i].tid, NULL, worker_main, &w[i]), 0);
 	tdp_udelay(run_ms() * 1000);
 	__atomic_store_n(&sh->stop, true, __ATOMIC_RELEASE);
 	for (int i = 0; i < n; i++) {
@@ -257,7 +259,9 @@ static void run_workers(struct shared *sh, struct worker *w, int n,
 static void finish_4k(struct ts_env *env, struct shared *sh)
 {
 	for (tdp_gfn_t g = sh->start; g < sh->end; g++) {
-		int ret = ts_map_retry(env->vcpu, g, TDP_ALIAS_SHARED, ts_pfn_shared(g), HH_PROT_RW, TDP_LEVEL_4K, 0, 0, NULL);
+		int ret = ts_map_retry(env->vcpu, g, TDP_ALIAS_SHARED,
+				       ts_pfn_shared(g), HH_PROT_RW,
+				       TDP_LEVEL_4K, 0, 0, NULL);
 
 		if (ret != TDP_FAULT_FIXED && ret != TDP_FAULT_SPURIOUS)
 			fail_msg("final fault at gfn %#llx: %d",
@@ -284,7 +288,8 @@ static void split_test(tdp_gfn_t start, int huge_level)
 	struct ts_env env;
 	struct shared sh;
 
-	ts_env_init_ok(&env, &(struct ts_env_opts){ .mark_dirty = true, .record = true });
+	ts_env_init_ok(&env, &(struct ts_env_opts){ .mark_dirty = true,
+						    .record = true });
 	env.log.record = false;
 	sh = (struct shared){
 		.mmu = env.mmu,
@@ -292,7 +297,8 @@ static void split_test(tdp_gfn_t start, int huge_level)
 		.end = start + tdp_level_pages(huge_level),
 		.huge_level = huge_level,
 	};
-	TS_MAP_FIXED(env.vcpu, start, ts_pfn_shared(start), HH_PROT_RW, huge_level);
+	TS_MAP_FIXED(env.vcpu, start, ts_pfn_shared(start), HH_PROT_RW,
+		     huge_level);
 	run_workers(&sh, w, NR_FAULTERS + NR_CHANGERS, roles, split_step);
 	assert_int_equal(hh_stats_match_tree(env.mmu), 0);
 	finish_4k(&env, &sh);
@@ -325,7 +331,8 @@ static void test_recover_vs_faults(void **state)
 	int made;
 
 	(void)state;
-	ts_env_init_ok(&env, &(struct ts_env_opts){ .mark_dirty = true, .record = true });
+	ts_env_init_ok(&env, &(struct ts_env_opts){ .mark_dirty = true,
+						    .record = true });
 	env.log.record = false;
 	sh = (struct shared){
 		.mmu = env.mmu,
@@ -338,7 +345,8 @@ static void test_recover_vs_faults(void **state)
 	/* Fill every table, then recovery collapses each one. */
 	finish_4k(&env, &sh);
 	for (tdp_gfn_t b = sh.start; b < sh.end; b += P2M)
-		tables += ts_lookup(env.mmu, b, TDP_ALIAS_SHARED).level == TDP_LEVEL_4K;
+		tables += ts_lookup(env.mmu, b, TDP_ALIAS_SHARED).level ==
+			  TDP_LEVEL_4K;
 	made = tdp_recover_huge_pages(env.mmu, sh.start, sh.end, TDP_LEVEL_2M,
 				      TDP_ALIAS_SHARED);
 	assert_int_equal(made, tables);

@@ -625,7 +625,8 @@ static void verify(struct model *m)
 	/* The lockless lookup agrees. */
 	for (int k = 0; k < 8; k++) {
 		uint64_t i = ts_rand_below(&m->rng, NW);
-		struct ts_leaf l = ts_lookup(m->mmu, gfn_at(i), TDP_ALIAS_SHARED);
+		struct ts_leaf l =
+			ts_lookup(m->mmu, gfn_at(i), TDP_ALIAS_SHARED);
 		int level = mlevel(m, i);
 
 		if (l.present != (level != 0) ||
@@ -648,7 +649,8 @@ static void check_flushes(struct model *m, const char *what)
 	for (size_t k = 0; k < m->nr_need; k++) {
 		struct span *sp = &m->need[k];
 
-		if (!ts_flush_covers_range(&m->env.log, gfn_at(sp->start), gfn_at(sp->start + sp->n)))
+		if (!ts_flush_covers_range(&m->env.log, gfn_at(sp->start),
+					   gfn_at(sp->start + sp->n)))
 			model_fail(
 				m, "%s: no TLB flush covers gfn %#llx..%#llx",
 				what, (unsigned long long)gfn_at(sp->start),
@@ -779,7 +781,8 @@ static void do_map(struct model *m, uint64_t i, tdp_pfn_t pfn,
 	want = model_map(m, i, pfn, prot, max_level);
 	m->seen.spurious += want == TDP_FAULT_SPURIOUS;
 	m->seen.einval += want == -EINVAL;
-	got = ts_map(m->env.vcpu, gfn_at(i), TDP_ALIAS_SHARED, pfn, prot, max_level);
+	got = ts_map(m->env.vcpu, gfn_at(i), TDP_ALIAS_SHARED, pfn, prot,
+		     max_level);
 	EXPECT_EQ(m, got, want, "tdp_map");
 }
 
@@ -1085,7 +1088,9 @@ static void run_model(uint64_t seed, unsigned int flags, unsigned long nr_ops)
 	m->marked = calloc(NW / 64, sizeof(uint64_t));
 	assert_true(m->attr && m->pfn && m->bm && m->expect_bm &&
 		    m->mark_must && m->mark_may && m->marked);
-	ts_env_init_ok(&m->env, &(struct ts_env_opts){ .flags = flags, .mark_dirty = true, .record = true });
+	ts_env_init_ok(&m->env, &(struct ts_env_opts){ .flags = flags,
+						       .mark_dirty = true,
+						       .record = true });
 	m->mmu = m->env.mmu;
 	m->fmt = tdp_mmu_format(m->mmu);
 

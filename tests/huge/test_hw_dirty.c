@@ -112,7 +112,8 @@ static tdp_gfn_t pick_dirty_gfn(struct hw_run *run, uint64_t *seed)
 /* The fault a vCPU takes after an EPT violation; never fails. */
 static void vcpu_fault(struct tdp_vcpu *vcpu, tdp_gfn_t gfn, int max_level)
 {
-	int ret = ts_map(vcpu, gfn, TDP_ALIAS_SHARED, ts_pfn_shared(gfn), HH_PROT_RW, max_level);
+	int ret = ts_map(vcpu, gfn, TDP_ALIAS_SHARED, ts_pfn_shared(gfn),
+			 HH_PROT_RW, max_level);
 
 	HH_CHECK(ret == TDP_FAULT_FIXED || ret == TDP_FAULT_SPURIOUS ||
 			 ret == TDP_FAULT_RETRY,
@@ -331,7 +332,8 @@ static void huge_step(struct mutator *m)
 		HH_CHECK(ret >= 0, "tdp_recover_huge_pages: %d", ret);
 		m->recovered += ret > 0 ? (uint64_t)ret : 0;
 		if (ret > 0 && level == TDP_LEVEL_1G &&
-		    ts_lookup(run->mmu, run->dirty_start, TDP_ALIAS_SHARED).level == TDP_LEVEL_1G)
+		    ts_lookup(run->mmu, run->dirty_start, TDP_ALIAS_SHARED)
+				    .level == TDP_LEVEL_1G)
 			m->recovered_1g++;
 		break;
 	}
@@ -385,7 +387,8 @@ static void collapse_step(struct mutator *m)
 	HH_CHECK(ret >= 0, "tdp_recover_huge_pages: %d", ret);
 	m->recovered += ret > 0 ? (uint64_t)ret : 0;
 	if (ret > 0 &&
-	    ts_lookup(run->mmu, run->dirty_start, TDP_ALIAS_SHARED).level == TDP_LEVEL_1G)
+	    ts_lookup(run->mmu, run->dirty_start, TDP_ALIAS_SHARED).level ==
+		    TDP_LEVEL_1G)
 		m->recovered_1g++;
 	if (m->splits % 16 == 0) {
 		harvest(run, m->reported, run->dirty_start, run->dirty_end);
@@ -600,8 +603,11 @@ static void expect_all_mapped(struct ts_env *env, tdp_gfn_t start,
 		struct ts_leaf l = ts_lookup(env->mmu, g, TDP_ALIAS_SHARED);
 
 		if (!l.present && fault_missing) {
-			assert_int_equal(ts_map_retry(env->vcpu, g, TDP_ALIAS_SHARED, ts_pfn_shared(g), HH_PROT_RW, 1, 0, 0, NULL),
-					 TDP_FAULT_FIXED);
+			assert_int_equal(
+				ts_map_retry(env->vcpu, g, TDP_ALIAS_SHARED,
+					     ts_pfn_shared(g), HH_PROT_RW, 1, 0,
+					     0, NULL),
+				TDP_FAULT_FIXED);
 			continue;
 		}
 		if (!l.present || l.pfn != ts_pfn_shared(g))
@@ -662,11 +668,13 @@ static void mixed_test(bool mark_dirty, uint64_t seed)
 		tdp_gfn_t g = base + b * P2M;
 
 		if (b % 2 == 0 || b >= 16) {
-			TS_MAP_FIXED(env.vcpu, g, ts_pfn_shared(g), HH_PROT_RW, 2);
+			TS_MAP_FIXED(env.vcpu, g, ts_pfn_shared(g), HH_PROT_RW,
+				     2);
 			continue;
 		}
 		for (tdp_gfn_t x = g; x < g + P2M; x++)
-			TS_MAP_FIXED(env.vcpu, x, ts_pfn_shared(x), HH_PROT_RW, 1);
+			TS_MAP_FIXED(env.vcpu, x, ts_pfn_shared(x), HH_PROT_RW,
+				     1);
 	}
 
 	start_threads(&run, cpus, muts, (const int[]){ ROLE_LOGGER, ROLE_HUGE },
@@ -899,7 +907,8 @@ static void *zapper_main(void *arg)
 	trap_role = TRAP_ZAPPER;
 	c->ret = tdp_zap_range(c->env->mmu, c->gfn, c->gfn + 1,
 			       TDP_ALIAS_SHARED);
-	c->ret2 = ts_map(c->vcpu, c->gfn, TDP_ALIAS_SHARED, ts_pfn_shared(c->gfn), TDP_PROT_READ, TDP_LEVEL_4K);
+	c->ret2 = ts_map(c->vcpu, c->gfn, TDP_ALIAS_SHARED,
+			 ts_pfn_shared(c->gfn), TDP_PROT_READ, TDP_LEVEL_4K);
 	__atomic_store_n(&c->done, 1, __ATOMIC_SEQ_CST);
 	tdp_thread_unregister();
 	return NULL;

@@ -183,7 +183,9 @@ static int run_topup(void)
 /* A private 4 KiB fault in a 1 GiB region no other operation uses. */
 static int run_map_private(void)
 {
-	return ts_map_seq(C->fresh, 0x1000000 + 7, ts_alias(true), ts_pfn(0x1000000 + 7, ts_alias(true)), TDP_PROT_RWX, TDP_LEVEL_4K, tdp_mmu_seq(C->e.mmu));
+	return ts_map_seq(C->fresh, 0x1000000 + 7, ts_alias(true),
+			  ts_pfn(0x1000000 + 7, ts_alias(true)), TDP_PROT_RWX,
+			  TDP_LEVEL_4K, tdp_mmu_seq(C->e.mmu));
 }
 
 static void undo_map_private(void)
@@ -196,7 +198,9 @@ static void undo_map_private(void)
 
 static int run_map_shared_new_root(void)
 {
-	return ts_map_seq(C->fresh, 0x2000000 + 9, ts_alias(false), ts_pfn(0x2000000 + 9, ts_alias(false)), TDP_PROT_RWX, TDP_LEVEL_4K, tdp_mmu_seq(C->e.mmu));
+	return ts_map_seq(C->fresh, 0x2000000 + 9, ts_alias(false),
+			  ts_pfn(0x2000000 + 9, ts_alias(false)), TDP_PROT_RWX,
+			  TDP_LEVEL_4K, tdp_mmu_seq(C->e.mmu));
 }
 
 static void undo_map_shared(void)
@@ -405,9 +409,13 @@ static int no_alloc_op(int i)
 	switch (i) {
 	case 0:
 		/* A fault whose cache is full and whose root is loaded. */
-		return ts_map_seq(C->vcpu, 0x6000000 + 1, ts_alias(true), ts_pfn(0x6000000 + 1, ts_alias(true)), TDP_PROT_RWX, TDP_LEVEL_4K, tdp_mmu_seq(mmu));
+		return ts_map_seq(C->vcpu, 0x6000000 + 1, ts_alias(true),
+				  ts_pfn(0x6000000 + 1, ts_alias(true)),
+				  TDP_PROT_RWX, TDP_LEVEL_4K, tdp_mmu_seq(mmu));
 	case 1:
-		return ts_map_seq(C->vcpu, 0x6000000 + 2, ts_alias(false), ts_pfn(0x6000000 + 2, ts_alias(false)), TDP_PROT_RWX, TDP_LEVEL_4K, tdp_mmu_seq(mmu));
+		return ts_map_seq(C->vcpu, 0x6000000 + 2, ts_alias(false),
+				  ts_pfn(0x6000000 + 2, ts_alias(false)),
+				  TDP_PROT_RWX, TDP_LEVEL_4K, tdp_mmu_seq(mmu));
 	case 2:
 		return tdp_wrprot_range(mmu, 0x6000000, 0x6000200,
 					TDP_ALIAS_SHARED);

@@ -91,7 +91,8 @@ static void *inject_vcpu(void *arg)
 		int ret, level;
 
 		if (ts_rand_below(&rng, 2)) {
-			i = ts_rand_below(&rng, OWNED / NR_THREADS) * NR_THREADS +
+			i = ts_rand_below(&rng, OWNED / NR_THREADS) *
+				    NR_THREADS +
 			    (uint64_t)t->id;
 			g = window_gfn(r, i);
 			if (ts_rand_below(&rng, 4) == 0) {

@@ -45,12 +45,11 @@ bool menv_lookup_leaf(struct tdp_mmu *mmu, tdp_gfn_t gfn, enum tdp_alias alias,
  * The mirror equals the backend's model over every unaliased GFN, and
  * the backend recorded no violation.
  */
-#define menv_assert_mirror(e)                                              \
-	do {                                                               \
-		assert_int_equal(ts_compare((e)->be, (e)->mmu, 0,          \
-					    TS_GFN_LIMIT),                 \
-				 0);                                       \
-		assert_int_equal(ts_violations((e)->be), 0);               \
+#define menv_assert_mirror(e)                                               \
+	do {                                                                \
+		assert_int_equal(                                           \
+			ts_compare((e)->be, (e)->mmu, 0, TS_GFN_LIMIT), 0); \
+		assert_int_equal(ts_violations((e)->be), 0);                \
 	} while (0)
 
 /*

@@ -39,17 +39,24 @@ static void map_both_aliases(struct ts_env *e)
 
 	for (int a = 0; a < 2; a++) {
 		for (tdp_gfn_t g = MAP_START; g < MAP_END; g++)
-			assert_int_equal(ts_map_retry(e->vcpu, g, aliases[a], pfn_of(aliases[a], g), TDP_PROT_RWX, TDP_LEVEL_4K, MENV_MAX_RETRIES, 0, NULL),
-					 TDP_FAULT_FIXED);
+			assert_int_equal(
+				ts_map_retry(e->vcpu, g, aliases[a],
+					     pfn_of(aliases[a], g),
+					     TDP_PROT_RWX, TDP_LEVEL_4K,
+					     MENV_MAX_RETRIES, 0, NULL),
+				TDP_FAULT_FIXED);
 		assert_int_equal(
-			ts_map_retry(e->vcpu, HUGE_REGION + 3, aliases[a], pfn_of(aliases[a], HUGE_REGION + 3), TDP_PROT_RWX, TDP_LEVEL_2M, MENV_MAX_RETRIES, 0, NULL),
+			ts_map_retry(e->vcpu, HUGE_REGION + 3, aliases[a],
+				     pfn_of(aliases[a], HUGE_REGION + 3),
+				     TDP_PROT_RWX, TDP_LEVEL_2M,
+				     MENV_MAX_RETRIES, 0, NULL),
 			TDP_FAULT_FIXED);
 	}
 }
 
 /* Every GFN of [start, end) is mapped in @alias (or not) as expected. */
-static void assert_alias(struct ts_env *e, enum tdp_alias alias, tdp_gfn_t start,
-			 tdp_gfn_t end, bool mapped)
+static void assert_alias(struct ts_env *e, enum tdp_alias alias,
+			 tdp_gfn_t start, tdp_gfn_t end, bool mapped)
 {
 	for (tdp_gfn_t g = start; g < end; g++) {
 		int level = 0;
@@ -190,8 +197,7 @@ static void test_zap_range_filters(void **state)
 				   rows[i].private_zapped);
 		assert_alias_state(&e, TDP_ALIAS_SHARED, rows[i].shared_zapped);
 		assert_private_removals(&e, rows[i].private_zapped);
-		assert_int_equal(ts_compare(e.be, e.mmu, 0, TS_GFN_LIMIT),
-				 0);
+		assert_int_equal(ts_compare(e.be, e.mmu, 0, TS_GFN_LIMIT), 0);
 		assert_int_equal(ts_violations(e.be), 0);
 		ts_env_destroy(&e);
 	}
@@ -226,16 +232,21 @@ static void test_conversion_round_trip(void **state)
 	(void)state;
 	menv_init(&e, 4096, 0);
 	for (tdp_gfn_t g = ZAP_START; g < ZAP_END; g++)
-		assert_int_equal(
-			ts_map_retry(e.vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g), TDP_PROT_RWX, TDP_LEVEL_4K, MENV_MAX_RETRIES, 0, NULL),
-			TDP_FAULT_FIXED);
+		assert_int_equal(ts_map_retry(e.vcpu, g, TDP_ALIAS_PRIVATE,
+					      PFN_PRIVATE(g), TDP_PROT_RWX,
+					      TDP_LEVEL_4K, MENV_MAX_RETRIES, 0,
+					      NULL),
+				 TDP_FAULT_FIXED);
 
 	/* To shared: the private leaves go, the guest faults shared. */
 	assert_int_equal(tdp_zap_convert_to_shared(e.mmu, ZAP_START, ZAP_END),
 			 0);
 	assert_alias(&e, TDP_ALIAS_PRIVATE, ZAP_START, ZAP_END, false);
 	for (tdp_gfn_t g = ZAP_START; g < ZAP_END; g++)
-		assert_int_equal(ts_map_retry(e.vcpu, g, TDP_ALIAS_SHARED, PFN_SHARED(g), TDP_PROT_RWX, TDP_LEVEL_4K, MENV_MAX_RETRIES, 0, NULL),
+		assert_int_equal(ts_map_retry(e.vcpu, g, TDP_ALIAS_SHARED,
+					      PFN_SHARED(g), TDP_PROT_RWX,
+					      TDP_LEVEL_4K, MENV_MAX_RETRIES, 0,
+					      NULL),
 				 TDP_FAULT_FIXED);
 	assert_alias(&e, TDP_ALIAS_SHARED, ZAP_START, ZAP_END, true);
 
@@ -245,9 +256,11 @@ static void test_conversion_round_trip(void **state)
 	assert_alias(&e, TDP_ALIAS_SHARED, ZAP_START, ZAP_END, false);
 	assert_alias(&e, TDP_ALIAS_PRIVATE, ZAP_START, ZAP_END, false);
 	for (tdp_gfn_t g = ZAP_START; g < ZAP_END; g++)
-		assert_int_equal(
-			ts_map_retry(e.vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g), TDP_PROT_RWX, TDP_LEVEL_4K, MENV_MAX_RETRIES, 0, NULL),
-			TDP_FAULT_FIXED);
+		assert_int_equal(ts_map_retry(e.vcpu, g, TDP_ALIAS_PRIVATE,
+					      PFN_PRIVATE(g), TDP_PROT_RWX,
+					      TDP_LEVEL_4K, MENV_MAX_RETRIES, 0,
+					      NULL),
+				 TDP_FAULT_FIXED);
 	assert_alias(&e, TDP_ALIAS_PRIVATE, ZAP_START, ZAP_END, true);
 
 	menv_assert_mirror(&e);

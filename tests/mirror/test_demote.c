@@ -42,7 +42,9 @@ static void map_huge(struct ts_env *e, tdp_gfn_t base, int level)
 	int got = 0;
 	tdp_pfn_t pfn = 0;
 
-	assert_int_equal(ts_map_retry(e->vcpu, base, TDP_ALIAS_PRIVATE, PFN_PRIVATE(base), TDP_PROT_RWX, level, MENV_MAX_RETRIES, 0, NULL),
+	assert_int_equal(ts_map_retry(e->vcpu, base, TDP_ALIAS_PRIVATE,
+				      PFN_PRIVATE(base), TDP_PROT_RWX, level,
+				      MENV_MAX_RETRIES, 0, NULL),
 			 TDP_FAULT_FIXED);
 	assert_true(
 		menv_lookup_leaf(e->mmu, base, TDP_ALIAS_PRIVATE, &got, &pfn));
@@ -416,9 +418,11 @@ static void test_demote_hard_error(void **state)
 	menv_init_backend(&e, 4096, 0, true);
 	/* 4 KiB leaves in the first region, a 2 MiB leaf in the second. */
 	for (tdp_gfn_t g = start; g < start + 20; g++)
-		assert_int_equal(
-			ts_map_retry(e.vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g), TDP_PROT_RWX, TDP_LEVEL_4K, MENV_MAX_RETRIES, 0, NULL),
-			TDP_FAULT_FIXED);
+		assert_int_equal(ts_map_retry(e.vcpu, g, TDP_ALIAS_PRIVATE,
+					      PFN_PRIVATE(g), TDP_PROT_RWX,
+					      TDP_LEVEL_4K, MENV_MAX_RETRIES, 0,
+					      NULL),
+				 TDP_FAULT_FIXED);
 	map_huge(&e, R2M_B, TDP_LEVEL_2M);
 	before = snap(&e);
 	ts_log_enable(e.be, true);
@@ -554,7 +558,9 @@ static void *late_fault_thread(void *arg)
 	tdp_thread_register();
 	while (!__atomic_load_n(&lf->go, __ATOMIC_ACQUIRE))
 		sched_yield();
-	lf->ret = ts_map_retry(lf->vcpu, R2M_B, TDP_ALIAS_PRIVATE, PFN_PRIVATE(R2M_B), TDP_PROT_RWX, TDP_LEVEL_2M, MENV_MAX_RETRIES, 0, NULL);
+	lf->ret = ts_map_retry(lf->vcpu, R2M_B, TDP_ALIAS_PRIVATE,
+			       PFN_PRIVATE(R2M_B), TDP_PROT_RWX, TDP_LEVEL_2M,
+			       MENV_MAX_RETRIES, 0, NULL);
 	tdp_thread_unregister();
 	return NULL;
 }
@@ -582,8 +588,12 @@ static void test_leaf_mapped_while_zap_yields(void **state)
 
 		menv_init_backend(&e, 4096, TDP_MMU_FORCE_YIELD, true);
 		for (tdp_gfn_t g = start; g < R2M_B; g++)
-			assert_int_equal(ts_map_retry(e.vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g), TDP_PROT_RWX, TDP_LEVEL_4K, MENV_MAX_RETRIES, 0, NULL),
-					 TDP_FAULT_FIXED);
+			assert_int_equal(
+				ts_map_retry(e.vcpu, g, TDP_ALIAS_PRIVATE,
+					     PFN_PRIVATE(g), TDP_PROT_RWX,
+					     TDP_LEVEL_4K, MENV_MAX_RETRIES, 0,
+					     NULL),
+				TDP_FAULT_FIXED);
 		lf.e = &e;
 		assert_int_equal(tdp_vcpu_create(e.mmu, &lf.vcpu), 0);
 		ts_set_remove_hook(e.be, start_late_fault, &lf);
@@ -640,7 +650,8 @@ static void test_fault_demotes(void **state)
 	map_huge(&e, R2M_A, TDP_LEVEL_2M);
 	ts_log_enable(e.be, true);
 
-	assert_int_equal(ts_map(e.vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g), TDP_PROT_RWX, TDP_LEVEL_4K),
+	assert_int_equal(ts_map(e.vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g),
+				TDP_PROT_RWX, TDP_LEVEL_4K),
 			 TDP_FAULT_SPURIOUS);
 	assert_int_equal(ts_log_count(e.be), 1);
 	ev = ts_log_get(e.be, 0);
@@ -661,7 +672,8 @@ static void test_fault_demotes(void **state)
 	assert_int_equal(st.zapped_leaves, 0);
 
 	/* A second 4 KiB fault there finds its leaf: no second demote. */
-	assert_int_equal(ts_map(e.vcpu, g + 1, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g + 1), TDP_PROT_RWX, TDP_LEVEL_4K),
+	assert_int_equal(ts_map(e.vcpu, g + 1, TDP_ALIAS_PRIVATE,
+				PFN_PRIVATE(g + 1), TDP_PROT_RWX, TDP_LEVEL_4K),
 			 TDP_FAULT_SPURIOUS);
 	assert_int_equal(stats_of(&e).demotes, 1);
 
@@ -701,14 +713,16 @@ static void test_fault_demote_errors(void **state)
 	before = snap(&e);
 
 	ts_fail_next_demotes(e.be, -EBUSY, 1);
-	assert_int_equal(ts_map(e.vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g), TDP_PROT_RWX, TDP_LEVEL_4K),
+	assert_int_equal(ts_map(e.vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g),
+				TDP_PROT_RWX, TDP_LEVEL_4K),
 			 TDP_FAULT_RETRY);
 	assert_same_tree(&e, &before);
 	assert_pages(&e, R2M_A, R2M_A + 512, 0, 0, TDP_LEVEL_2M);
 	assert_in_step(&e);
 
 	ts_fail_next_demotes(e.be, -ENOSPC, 1);
-	assert_int_equal(ts_map(e.vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g), TDP_PROT_RWX, TDP_LEVEL_4K),
+	assert_int_equal(ts_map(e.vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g),
+				TDP_PROT_RWX, TDP_LEVEL_4K),
 			 -ENOSPC);
 	assert_same_tree(&e, &before);
 	assert_pages(&e, R2M_A, R2M_A + 512, 0, 0, TDP_LEVEL_2M);
@@ -721,7 +735,9 @@ static void test_fault_demote_errors(void **state)
 	assert_int_equal(st.backend_errors, 0);
 
 	/* The vCPU's cache got its table back: the next try goes through. */
-	assert_int_equal(ts_map_retry(e.vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g), TDP_PROT_RWX, TDP_LEVEL_4K, MENV_MAX_RETRIES, 0, NULL),
+	assert_int_equal(ts_map_retry(e.vcpu, g, TDP_ALIAS_PRIVATE,
+				      PFN_PRIVATE(g), TDP_PROT_RWX,
+				      TDP_LEVEL_4K, MENV_MAX_RETRIES, 0, NULL),
 			 TDP_FAULT_SPURIOUS);
 	assert_pages(&e, R2M_A, R2M_A + 512, 0, 0, TDP_LEVEL_4K);
 	assert_in_step(&e);
@@ -731,7 +747,9 @@ static void test_fault_demote_errors(void **state)
 	/* 1 GiB: two demotes, down to the 4 KiB page. */
 	menv_init_backend(&e, 4096, 0, MENV_DEMOTE_IN_FAULTS);
 	map_huge(&e, R1G, TDP_LEVEL_1G);
-	assert_int_equal(ts_map_retry(e.vcpu, R1G + 5000, TDP_ALIAS_PRIVATE, PFN_PRIVATE(R1G + 5000), TDP_PROT_RWX, TDP_LEVEL_4K, MENV_MAX_RETRIES, 0, NULL),
+	assert_int_equal(ts_map_retry(e.vcpu, R1G + 5000, TDP_ALIAS_PRIVATE,
+				      PFN_PRIVATE(R1G + 5000), TDP_PROT_RWX,
+				      TDP_LEVEL_4K, MENV_MAX_RETRIES, 0, NULL),
 			 TDP_FAULT_SPURIOUS);
 	st = stats_of(&e);
 	assert_int_equal(st.fault_demotes, 2);
@@ -759,7 +777,9 @@ static void test_fault_no_demote_callback(void **state)
 		menv_init_backend(&e, 4096, 0, demote);
 		map_huge(&e, R2M_A, TDP_LEVEL_2M);
 		ts_log_enable(e.be, true);
-		assert_int_equal(ts_map(e.vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g), TDP_PROT_RWX, TDP_LEVEL_4K),
+		assert_int_equal(ts_map(e.vcpu, g, TDP_ALIAS_PRIVATE,
+					PFN_PRIVATE(g), TDP_PROT_RWX,
+					TDP_LEVEL_4K),
 				 TDP_FAULT_SPURIOUS);
 		assert_int_equal(ts_log_count(e.be), 0);
 		assert_pages(&e, R2M_A, R2M_A + 512, 0, 0, TDP_LEVEL_2M);
@@ -806,7 +826,9 @@ static void *fault_racer_thread(void *arg)
 
 	tdp_thread_register();
 	pthread_barrier_wait(fr->go);
-	fr->ret = ts_map_retry(fr->vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g), TDP_PROT_RWX, TDP_LEVEL_4K, MENV_MAX_RETRIES, 0, NULL);
+	fr->ret = ts_map_retry(fr->vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g),
+			       TDP_PROT_RWX, TDP_LEVEL_4K, MENV_MAX_RETRIES, 0,
+			       NULL);
 	tdp_thread_unregister();
 	return NULL;
 }
@@ -896,7 +918,10 @@ static void *zap_racer_thread(void *arg)
 		if (base == 1)
 			break;
 		last = base;
-		ret = ts_map_retry(zr->vcpu, base + zr->offset, TDP_ALIAS_PRIVATE, PFN_PRIVATE(base + zr->offset), TDP_PROT_RWX, TDP_LEVEL_4K, MENV_MAX_RETRIES, 0, NULL);
+		ret = ts_map_retry(zr->vcpu, base + zr->offset,
+				   TDP_ALIAS_PRIVATE,
+				   PFN_PRIVATE(base + zr->offset), TDP_PROT_RWX,
+				   TDP_LEVEL_4K, MENV_MAX_RETRIES, 0, NULL);
 		assert_true(ret == TDP_FAULT_SPURIOUS);
 		__atomic_add_fetch(&zr->round, 1, __ATOMIC_RELEASE);
 	}

@@ -42,8 +42,7 @@ struct frozen_probe {
 };
 
 /* Inside a map callback the mirror entry being changed reads FROZEN. */
-static void probe_frozen(void *arg, enum ts_call call, tdp_gfn_t gfn,
-			 int level)
+static void probe_frozen(void *arg, enum ts_call call, tdp_gfn_t gfn, int level)
 {
 	struct frozen_probe *p = arg;
 	const struct tdp_spte_format *fmt = tdp_mmu_format(p->mmu);
@@ -78,7 +77,8 @@ static void test_private_fault_links_top_down(void **state)
 	ts_log_enable(e.be, true);
 
 	/* Empty tree: one link per missing level, top-down, then the leaf. */
-	assert_int_equal(ts_map(e.vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g), TDP_PROT_RWX, TDP_LEVEL_4K),
+	assert_int_equal(ts_map(e.vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g),
+				TDP_PROT_RWX, TDP_LEVEL_4K),
 			 TDP_FAULT_FIXED);
 	assert_int_equal(ts_log_count(e.be), 4);
 	assert_event(e.be, 0, TS_LINK_TABLE, ts_round_down(g, 4), 4, 0);
@@ -90,19 +90,22 @@ static void test_private_fault_links_top_down(void **state)
 
 	/* Same table: only the leaf. */
 	ts_log_clear(e.be);
-	assert_int_equal(ts_map(e.vcpu, g + 1, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g + 1), TDP_PROT_RWX, TDP_LEVEL_4K),
+	assert_int_equal(ts_map(e.vcpu, g + 1, TDP_ALIAS_PRIVATE,
+				PFN_PRIVATE(g + 1), TDP_PROT_RWX, TDP_LEVEL_4K),
 			 TDP_FAULT_FIXED);
 	assert_int_equal(ts_log_count(e.be), 1);
 	assert_event(e.be, 0, TS_SET_LEAF, g + 1, 1, 0);
 
 	/* Already mapped: spurious, no callback. */
 	ts_log_clear(e.be);
-	assert_int_equal(ts_map(e.vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g), TDP_PROT_RWX, TDP_LEVEL_4K),
+	assert_int_equal(ts_map(e.vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g),
+				TDP_PROT_RWX, TDP_LEVEL_4K),
 			 TDP_FAULT_SPURIOUS);
 	assert_int_equal(ts_log_count(e.be), 0);
 
 	/* The shared alias of the same GFN never reaches the backend. */
-	assert_int_equal(ts_map(e.vcpu, g, TDP_ALIAS_SHARED, PFN_SHARED(g), TDP_PROT_RWX, TDP_LEVEL_4K),
+	assert_int_equal(ts_map(e.vcpu, g, TDP_ALIAS_SHARED, PFN_SHARED(g),
+				TDP_PROT_RWX, TDP_LEVEL_4K),
 			 TDP_FAULT_FIXED);
 	assert_int_equal(ts_log_count(e.be), 0);
 	assert_true(menv_lookup_leaf(e.mmu, g, TDP_ALIAS_SHARED, &level, &pfn));
@@ -115,7 +118,8 @@ static void test_private_fault_links_top_down(void **state)
 
 	/* A 2 MiB leaf in a fresh 2 MiB region of the same 1 GiB table. */
 	g2m = ts_round_down(g, 3) + 3 * 512 + 17;
-	assert_int_equal(ts_map(e.vcpu, g2m, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g2m), TDP_PROT_RWX, TDP_LEVEL_2M),
+	assert_int_equal(ts_map(e.vcpu, g2m, TDP_ALIAS_PRIVATE,
+				PFN_PRIVATE(g2m), TDP_PROT_RWX, TDP_LEVEL_2M),
 			 TDP_FAULT_FIXED);
 	assert_int_equal(ts_log_count(e.be), 1);
 	assert_event(e.be, 0, TS_SET_LEAF, ts_round_down(g2m, 2), 2, 0);
@@ -125,7 +129,8 @@ static void test_private_fault_links_top_down(void **state)
 	/* A 1 GiB leaf under a fresh 512 GiB entry: one link, one leaf. */
 	ts_log_clear(e.be);
 	g1g = (6ULL << 27) | (2ULL << 18) | 0x12345;
-	assert_int_equal(ts_map(e.vcpu, g1g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g1g), TDP_PROT_RWX, TDP_LEVEL_1G),
+	assert_int_equal(ts_map(e.vcpu, g1g, TDP_ALIAS_PRIVATE,
+				PFN_PRIVATE(g1g), TDP_PROT_RWX, TDP_LEVEL_1G),
 			 TDP_FAULT_FIXED);
 	assert_int_equal(ts_log_count(e.be), 2);
 	assert_event(e.be, 0, TS_LINK_TABLE, ts_round_down(g1g, 4), 4, 0);
@@ -162,14 +167,18 @@ static void test_shared_never_calls_backend(void **state)
 	ts_log_enable(e.be, true);
 
 	for (int i = 0; i < 64; i++)
-		assert_int_equal(ts_map(e.vcpu, g + i, TDP_ALIAS_SHARED, PFN_SHARED(g + i), TDP_PROT_RWX, TDP_LEVEL_4K),
+		assert_int_equal(ts_map(e.vcpu, g + i, TDP_ALIAS_SHARED,
+					PFN_SHARED(g + i), TDP_PROT_RWX,
+					TDP_LEVEL_4K),
 				 TDP_FAULT_FIXED);
-	assert_int_equal(ts_map(e.vcpu, g2, TDP_ALIAS_SHARED, PFN_SHARED(g2), TDP_PROT_RWX, TDP_LEVEL_2M),
+	assert_int_equal(ts_map(e.vcpu, g2, TDP_ALIAS_SHARED, PFN_SHARED(g2),
+				TDP_PROT_RWX, TDP_LEVEL_2M),
 			 TDP_FAULT_FIXED);
 	assert_true(
 		menv_lookup_leaf(e.mmu, g2, TDP_ALIAS_SHARED, &level, NULL));
 	assert_int_equal(level, 2);
-	assert_int_equal(ts_map(e.vcpu, g1, TDP_ALIAS_SHARED, PFN_SHARED(g1), TDP_PROT_RWX, TDP_LEVEL_1G),
+	assert_int_equal(ts_map(e.vcpu, g1, TDP_ALIAS_SHARED, PFN_SHARED(g1),
+				TDP_PROT_RWX, TDP_LEVEL_1G),
 			 TDP_FAULT_FIXED);
 	assert_true(
 		menv_lookup_leaf(e.mmu, g1, TDP_ALIAS_SHARED, &level, NULL));
@@ -229,8 +238,9 @@ static void *inj_worker(void *arg)
 			      ((x >> 8) % 512);
 		int max_level =
 			(x >> 20) % 4 == 0 ? TDP_LEVEL_2M : TDP_LEVEL_4K;
-		int ret =
-			ts_map_retry(vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g), TDP_PROT_RWX, max_level, MENV_MAX_RETRIES, 0, &t->retries);
+		int ret = ts_map_retry(vcpu, g, TDP_ALIAS_PRIVATE,
+				       PFN_PRIVATE(g), TDP_PROT_RWX, max_level,
+				       MENV_MAX_RETRIES, 0, &t->retries);
 
 		if (ret == TDP_FAULT_FIXED)
 			t->fixed++;
@@ -310,11 +320,11 @@ static void test_hard_error_returned_unchanged(void **state)
 
 	/* link_table fails hard at the root entry: nothing changes. */
 	ts_fail_next_map(e.be, TS_LINK_TABLE, -ENOSPC);
-	assert_int_equal(ts_map(e.vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g), TDP_PROT_RWX, TDP_LEVEL_4K),
+	assert_int_equal(ts_map(e.vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g),
+				TDP_PROT_RWX, TDP_LEVEL_4K),
 			 -ENOSPC);
 	assert_int_equal(ts_log_count(e.be), 1);
-	assert_event(e.be, 0, TS_LINK_TABLE, ts_round_down(g, 4), 4,
-		     -ENOSPC);
+	assert_event(e.be, 0, TS_LINK_TABLE, ts_round_down(g, 4), 4, -ENOSPC);
 	assert_int_equal(tdp_lookup(e.mmu, g, TDP_ALIAS_PRIVATE, &spte, &level),
 			 0);
 	assert_int_equal(level, 4);
@@ -323,7 +333,8 @@ static void test_hard_error_returned_unchanged(void **state)
 
 	/* -EBUSY is a retry, with the mirror as before. */
 	ts_fail_next_map(e.be, TS_LINK_TABLE, -EBUSY);
-	assert_int_equal(ts_map(e.vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g), TDP_PROT_RWX, TDP_LEVEL_4K),
+	assert_int_equal(ts_map(e.vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g),
+				TDP_PROT_RWX, TDP_LEVEL_4K),
 			 TDP_FAULT_RETRY);
 	assert_int_equal(tdp_lookup(e.mmu, g, TDP_ALIAS_PRIVATE, &spte, &level),
 			 0);
@@ -331,13 +342,15 @@ static void test_hard_error_returned_unchanged(void **state)
 	assert_false(tdp_spte_is_present(tdp_mmu_format(e.mmu), spte));
 
 	/* Now it works. */
-	assert_int_equal(ts_map(e.vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g), TDP_PROT_RWX, TDP_LEVEL_4K),
+	assert_int_equal(ts_map(e.vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g),
+				TDP_PROT_RWX, TDP_LEVEL_4K),
 			 TDP_FAULT_FIXED);
 
 	/* set_leaf fails with an unusual errno: passed through as is. */
 	ts_log_clear(e.be);
 	ts_fail_next_map(e.be, TS_SET_LEAF, -EPERM);
-	assert_int_equal(ts_map(e.vcpu, g + 1, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g + 1), TDP_PROT_RWX, TDP_LEVEL_4K),
+	assert_int_equal(ts_map(e.vcpu, g + 1, TDP_ALIAS_PRIVATE,
+				PFN_PRIVATE(g + 1), TDP_PROT_RWX, TDP_LEVEL_4K),
 			 -EPERM);
 	assert_int_equal(ts_log_count(e.be), 1);
 	assert_event(e.be, 0, TS_SET_LEAF, g + 1, 1, -EPERM);
@@ -350,7 +363,9 @@ static void test_hard_error_returned_unchanged(void **state)
 	/* A hard error one level down: the level-2 entry stays empty. */
 	ts_log_clear(e.be);
 	ts_fail_next_map(e.be, TS_LINK_TABLE, -ENOSPC);
-	assert_int_equal(ts_map(e.vcpu, g_other2m, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g_other2m), TDP_PROT_RWX, TDP_LEVEL_4K),
+	assert_int_equal(ts_map(e.vcpu, g_other2m, TDP_ALIAS_PRIVATE,
+				PFN_PRIVATE(g_other2m), TDP_PROT_RWX,
+				TDP_LEVEL_4K),
 			 -ENOSPC);
 	assert_int_equal(ts_log_count(e.be), 1);
 	assert_event(e.be, 0, TS_LINK_TABLE, ts_round_down(g_other2m, 2), 2,
@@ -392,7 +407,8 @@ static void test_enomem_before_backend(void **state)
 
 		assert_int_equal(tdp_vcpu_create(e.mmu, &v), 0);
 		tdp_port_fail_alloc_after(n);
-		ret = ts_map(v, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g), TDP_PROT_RWX, TDP_LEVEL_4K);
+		ret = ts_map(v, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g),
+			     TDP_PROT_RWX, TDP_LEVEL_4K);
 		tdp_port_fail_alloc_after(-1);
 		if (ret == -ENOMEM) {
 			failed++;
@@ -421,15 +437,18 @@ static void assert_everything_eio(struct ts_env *e)
 	int level;
 
 	assert_true(tdp_mmu_is_dead(e->mmu));
-	assert_int_equal(ts_map(e->vcpu, G_DEEP + 7, TDP_ALIAS_PRIVATE, PFN_PRIVATE(G_DEEP + 7), TDP_PROT_RWX, TDP_LEVEL_4K),
+	assert_int_equal(ts_map(e->vcpu, G_DEEP + 7, TDP_ALIAS_PRIVATE,
+				PFN_PRIVATE(G_DEEP + 7), TDP_PROT_RWX,
+				TDP_LEVEL_4K),
 			 -EIO);
-	assert_int_equal(ts_map(e->vcpu, G_DEEP + 7, TDP_ALIAS_SHARED, PFN_SHARED(G_DEEP + 7), TDP_PROT_RWX, TDP_LEVEL_4K),
+	assert_int_equal(ts_map(e->vcpu, G_DEEP + 7, TDP_ALIAS_SHARED,
+				PFN_SHARED(G_DEEP + 7), TDP_PROT_RWX,
+				TDP_LEVEL_4K),
+			 -EIO);
+	assert_int_equal(tdp_zap_range(e->mmu, 0, TS_GFN_LIMIT, TDP_ALIAS_BOTH),
 			 -EIO);
 	assert_int_equal(
-		tdp_zap_range(e->mmu, 0, TS_GFN_LIMIT, TDP_ALIAS_BOTH), -EIO);
-	assert_int_equal(
-		tdp_zap_range(e->mmu, 0, TS_GFN_LIMIT, TDP_ALIAS_SHARED),
-		-EIO);
+		tdp_zap_range(e->mmu, 0, TS_GFN_LIMIT, TDP_ALIAS_SHARED), -EIO);
 	assert_int_equal(tdp_zap_slot_deleted(e->mmu, 0, 1), -EIO);
 	assert_int_equal(tdp_zap_host_unmap(e->mmu, 0, 1), -EIO);
 	assert_int_equal(tdp_zap_convert_to_shared(e->mmu, 0, 1), -EIO);
@@ -462,9 +481,12 @@ static void test_remove_leaf_failure_kills_mmu(void **state)
 	menv_expect_leaks_begin();
 	menv_init(&e, 4096, 0);
 	for (int i = 0; i < 4; i++)
-		assert_int_equal(ts_map(e.vcpu, g + i, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g + i), TDP_PROT_RWX, TDP_LEVEL_4K),
+		assert_int_equal(ts_map(e.vcpu, g + i, TDP_ALIAS_PRIVATE,
+					PFN_PRIVATE(g + i), TDP_PROT_RWX,
+					TDP_LEVEL_4K),
 				 TDP_FAULT_FIXED);
-	assert_int_equal(ts_map(e.vcpu, g, TDP_ALIAS_SHARED, PFN_SHARED(g), TDP_PROT_RWX, TDP_LEVEL_4K),
+	assert_int_equal(ts_map(e.vcpu, g, TDP_ALIAS_SHARED, PFN_SHARED(g),
+				TDP_PROT_RWX, TDP_LEVEL_4K),
 			 TDP_FAULT_FIXED);
 	assert_false(tdp_mmu_is_dead(e.mmu));
 
@@ -476,8 +498,7 @@ static void test_remove_leaf_failure_kills_mmu(void **state)
 	assert_true(ts_log_count(e.be) >= 1);
 	assert_int_equal(ts_log_get(e.be, ts_log_count(e.be) - 1).call,
 			 TS_REMOVE_LEAF);
-	assert_int_equal(ts_log_get(e.be, ts_log_count(e.be) - 1).ret,
-			 -EFAULT);
+	assert_int_equal(ts_log_get(e.be, ts_log_count(e.be) - 1).ret, -EFAULT);
 
 	/* Dead: no callback, every operation -EIO, teardown -EIO. */
 	ts_forbid_calls(e.be, true);
@@ -507,7 +528,8 @@ static void test_free_table_failure_leaks_backend_page(void **state)
 	(void)state;
 	menv_expect_leaks_begin();
 	menv_init(&e, 4096, 0);
-	assert_int_equal(ts_map(e.vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g), TDP_PROT_RWX, TDP_LEVEL_4K),
+	assert_int_equal(ts_map(e.vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g),
+				TDP_PROT_RWX, TDP_LEVEL_4K),
 			 TDP_FAULT_FIXED);
 	for (int l = 2; l <= 4; l++) {
 		ext[l] = ts_table_ext(e.be, g, l);
@@ -566,9 +588,11 @@ static void test_teardown_frees_every_table_once(void **state)
 			(x >> 20) % 5 == 0 ? TDP_LEVEL_2M : TDP_LEVEL_4K;
 		enum tdp_alias alias = (x >> 30) % 3 == 0 ? TDP_ALIAS_SHARED
 							  : TDP_ALIAS_PRIVATE;
-		int ret = ts_map_retry(e.vcpu, g, alias, alias == TDP_ALIAS_SHARED
-						 ? PFN_SHARED(g)
-						 : PFN_PRIVATE(g), TDP_PROT_RWX, max_level, MENV_MAX_RETRIES, 0, NULL);
+		int ret = ts_map_retry(
+			e.vcpu, g, alias,
+			alias == TDP_ALIAS_SHARED ? PFN_SHARED(g)
+						  : PFN_PRIVATE(g),
+			TDP_PROT_RWX, max_level, MENV_MAX_RETRIES, 0, NULL);
 
 		assert_true(ret == TDP_FAULT_FIXED ||
 			    ret == TDP_FAULT_SPURIOUS);
@@ -638,7 +662,10 @@ static void test_remove_leaf_failure_at_teardown(void **state)
 			      ((tdp_gfn_t)r << 18) | ((tdp_gfn_t)r << 9);
 
 		for (int i = 0; i < 3; i++)
-			assert_int_equal(ts_map(e.vcpu, g + i, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g + i), TDP_PROT_RWX, TDP_LEVEL_4K),
+			assert_int_equal(ts_map(e.vcpu, g + i,
+						TDP_ALIAS_PRIVATE,
+						PFN_PRIVATE(g + i),
+						TDP_PROT_RWX, TDP_LEVEL_4K),
 					 TDP_FAULT_FIXED);
 	}
 	ts_log_enable(e.be, true);
@@ -673,7 +700,8 @@ static void noop_flush_all(void *ctx)
 
 static void test_backend_config_checks(void **state)
 {
-	struct ts_backend *rec = ts_backend_create(TS_ROOT_LEVEL, TS_SHARED_BIT, 0);
+	struct ts_backend *rec =
+		ts_backend_create(TS_ROOT_LEVEL, TS_SHARED_BIT, 0);
 	struct tdp_private_backend be = *ts_backend_ops(rec);
 	struct tdp_private_backend broken;
 	struct tdp_mmu_config cfg = {
@@ -738,7 +766,8 @@ static void test_private_mmio_rejected(void **state)
 	f.mmu_seq = tdp_mmu_seq(e.mmu);
 	assert_int_equal(tdp_map(e.vcpu, &f), -EINVAL);
 	/* A private GFN with bits above the shared bit is out of range. */
-	assert_int_equal(ts_map(e.vcpu, TS_GFN_LIMIT << 1, TDP_ALIAS_PRIVATE, 1, TDP_PROT_RWX, TDP_LEVEL_4K),
+	assert_int_equal(ts_map(e.vcpu, TS_GFN_LIMIT << 1, TDP_ALIAS_PRIVATE, 1,
+				TDP_PROT_RWX, TDP_LEVEL_4K),
 			 -EINVAL);
 	assert_int_equal(ts_log_count(e.be), 0);
 	/* The shared alias takes MMIO. */
@@ -767,9 +796,13 @@ static void test_private_alias_unsupported_ops(void **state)
 	(void)state;
 	menv_init(&e, 0, 0);
 	for (int i = 0; i < 64; i++)
-		assert_int_equal(ts_map(e.vcpu, base + i, TDP_ALIAS_PRIVATE, PFN_PRIVATE(base + i), TDP_PROT_RWX, TDP_LEVEL_4K),
+		assert_int_equal(ts_map(e.vcpu, base + i, TDP_ALIAS_PRIVATE,
+					PFN_PRIVATE(base + i), TDP_PROT_RWX,
+					TDP_LEVEL_4K),
 				 TDP_FAULT_FIXED);
-	assert_int_equal(ts_map(e.vcpu, huge + 5, TDP_ALIAS_PRIVATE, PFN_PRIVATE(huge + 5), TDP_PROT_RWX, TDP_LEVEL_2M),
+	assert_int_equal(ts_map(e.vcpu, huge + 5, TDP_ALIAS_PRIVATE,
+				PFN_PRIVATE(huge + 5), TDP_PROT_RWX,
+				TDP_LEVEL_2M),
 			 TDP_FAULT_FIXED);
 	ts_log_enable(e.be, true);
 
@@ -824,9 +857,11 @@ static void test_invalidate_private_roots_unsupported(void **state)
 
 	(void)state;
 	menv_init(&e, 0, 0);
-	assert_int_equal(ts_map(e.vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g), TDP_PROT_RWX, TDP_LEVEL_4K),
+	assert_int_equal(ts_map(e.vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g),
+				TDP_PROT_RWX, TDP_LEVEL_4K),
 			 TDP_FAULT_FIXED);
-	assert_int_equal(ts_map(e.vcpu, g, TDP_ALIAS_SHARED, PFN_SHARED(g), TDP_PROT_RWX, TDP_LEVEL_4K),
+	assert_int_equal(ts_map(e.vcpu, g, TDP_ALIAS_SHARED, PFN_SHARED(g),
+				TDP_PROT_RWX, TDP_LEVEL_4K),
 			 TDP_FAULT_FIXED);
 	assert_int_equal(tdp_root_get(e.mmu, TDP_ROOT_DIRECT, &direct), 0);
 	assert_int_equal(tdp_root_get(e.mmu, TDP_ROOT_MIRROR, &mirror), 0);
@@ -888,7 +923,9 @@ static void run_ext_pages(size_t ext_size, uint64_t seed)
 				0);
 			continue;
 		}
-		ret = ts_map_retry(e.vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g), TDP_PROT_RWX, TDP_LEVEL_4K, MENV_MAX_RETRIES, 0, NULL);
+		ret = ts_map_retry(e.vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g),
+				   TDP_PROT_RWX, TDP_LEVEL_4K, MENV_MAX_RETRIES,
+				   0, NULL);
 		assert_true(ret == TDP_FAULT_FIXED ||
 			    ret == TDP_FAULT_SPURIOUS || ret == -ENOSPC);
 	}

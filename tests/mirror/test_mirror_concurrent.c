@@ -64,7 +64,10 @@ static void *region_worker(void *arg)
 		for (int j = 0; j < FAULTS_PER_THREAD; j++) {
 			tdp_gfn_t g = base + (tdp_gfn_t)t->id * 128 +
 				      (tdp_gfn_t)j * 13;
-			int ret = ts_map_retry(vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g), TDP_PROT_RWX, TDP_LEVEL_4K, MENV_MAX_RETRIES, 0, &t->retries);
+			int ret = ts_map_retry(vcpu, g, TDP_ALIAS_PRIVATE,
+					       PFN_PRIVATE(g), TDP_PROT_RWX,
+					       TDP_LEVEL_4K, MENV_MAX_RETRIES,
+					       0, &t->retries);
 
 			if (ret != TDP_FAULT_FIXED) {
 				fprintf(stderr,
@@ -156,9 +159,11 @@ static void *race_faulter(void *arg)
 		enum tdp_alias alias =
 			(x >> 20) % 3 ? TDP_ALIAS_PRIVATE : TDP_ALIAS_SHARED;
 		int max_level = (x >> 24) % 8 ? TDP_LEVEL_4K : TDP_LEVEL_2M;
-		int ret = ts_map_retry(vcpu, g, alias, alias == TDP_ALIAS_PRIVATE
-						 ? PFN_PRIVATE(g)
-						 : PFN_SHARED(g), TDP_PROT_RWX, max_level, MENV_MAX_RETRIES, 0, NULL);
+		int ret = ts_map_retry(
+			vcpu, g, alias,
+			alias == TDP_ALIAS_PRIVATE ? PFN_PRIVATE(g)
+						   : PFN_SHARED(g),
+			TDP_PROT_RWX, max_level, MENV_MAX_RETRIES, 0, NULL);
 
 		if (ret == -ENOSPC && alias == TDP_ALIAS_PRIVATE)
 			continue; /* injected hard error */

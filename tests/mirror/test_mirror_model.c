@@ -141,14 +141,13 @@ static void check_all(struct model *m)
 					level, want);
 			if (present &&
 			    pfn != pfn_of(a, ts_round_down(g, level)))
-				MODEL_FAIL(
-					m,
-					"%s gfn %#llx: pfn %#llx, expected "
-					"%#llx",
-					alias_name(a), (unsigned long long)g,
-					(unsigned long long)pfn,
-					(unsigned long long)pfn_of(
-						a, ts_round_down(g, level)));
+				MODEL_FAIL(m,
+					   "%s gfn %#llx: pfn %#llx, expected "
+					   "%#llx",
+					   alias_name(a), (unsigned long long)g,
+					   (unsigned long long)pfn,
+					   (unsigned long long)pfn_of(
+						   a, ts_round_down(g, level)));
 		}
 	}
 	if (ts_compare(m->e.be, m->e.mmu, 0, SPAN_END))
@@ -190,7 +189,8 @@ static void step_map(struct model *m, int a, int w, int max_level)
 			either = true; /* an empty level-1 table is there */
 	}
 
-	ret = ts_map_retry(m->e.vcpu, g, alias_of(a), pfn_of(a, g), TDP_PROT_RWX, max_level, MENV_MAX_RETRIES, 0, NULL);
+	ret = ts_map_retry(m->e.vcpu, g, alias_of(a), pfn_of(a, g),
+			   TDP_PROT_RWX, max_level, MENV_MAX_RETRIES, 0, NULL);
 	m->maps++;
 	if (m->trace) {
 		int lvl = 0;
@@ -285,8 +285,9 @@ static void model_zap(struct model *m, int a, tdp_gfn_t start, tdp_gfn_t end)
 static void maybe_busy_demotes(struct model *m)
 {
 	if (m->demote && rnd(m, 4) == 0)
-		ts_fail_next_demotes(m->e.be, -EBUSY,
-				      1 + (int)rnd(m, TDP_DEMOTE_BUSY_TRIES - 1));
+		ts_fail_next_demotes(
+			m->e.be, -EBUSY,
+			1 + (int)rnd(m, TDP_DEMOTE_BUSY_TRIES - 1));
 }
 
 /* A random range: mostly inside one region, sometimes past its end. */

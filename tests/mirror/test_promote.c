@@ -59,9 +59,13 @@ static void assert_region(struct ts_env *e, tdp_gfn_t base, int level)
 /* A private 2 MiB leaf at @base, demoted by a 4 KiB fault. */
 static void map_demoted(struct ts_env *e, tdp_gfn_t base)
 {
-	assert_int_equal(ts_map_retry(e->vcpu, base, TDP_ALIAS_PRIVATE, PFN_PRIVATE(base), TDP_PROT_RWX, TDP_LEVEL_2M, MENV_MAX_RETRIES, 0, NULL),
+	assert_int_equal(ts_map_retry(e->vcpu, base, TDP_ALIAS_PRIVATE,
+				      PFN_PRIVATE(base), TDP_PROT_RWX,
+				      TDP_LEVEL_2M, MENV_MAX_RETRIES, 0, NULL),
 			 TDP_FAULT_FIXED);
-	assert_int_equal(ts_map_retry(e->vcpu, base + 3, TDP_ALIAS_PRIVATE, PFN_PRIVATE(base + 3), TDP_PROT_RWX, TDP_LEVEL_4K, MENV_MAX_RETRIES, 0, NULL),
+	assert_int_equal(ts_map_retry(e->vcpu, base + 3, TDP_ALIAS_PRIVATE,
+				      PFN_PRIVATE(base + 3), TDP_PROT_RWX,
+				      TDP_LEVEL_4K, MENV_MAX_RETRIES, 0, NULL),
 			 TDP_FAULT_SPURIOUS);
 	assert_region(e, base, TDP_LEVEL_4K);
 }
@@ -110,7 +114,9 @@ static void test_promote_demoted(void **state)
 
 	/* Nothing left to promote; a fault splits it again. */
 	assert_int_equal(tdp_promote_private(e.mmu, R2M, R2M + 512), 0);
-	assert_int_equal(ts_map_retry(e.vcpu, R2M + 100, TDP_ALIAS_PRIVATE, PFN_PRIVATE(R2M + 100), TDP_PROT_RWX, TDP_LEVEL_4K, MENV_MAX_RETRIES, 0, NULL),
+	assert_int_equal(ts_map_retry(e.vcpu, R2M + 100, TDP_ALIAS_PRIVATE,
+				      PFN_PRIVATE(R2M + 100), TDP_PROT_RWX,
+				      TDP_LEVEL_4K, MENV_MAX_RETRIES, 0, NULL),
 			 TDP_FAULT_SPURIOUS);
 	assert_region(&e, R2M, TDP_LEVEL_4K);
 	assert_int_equal(stats_of(&e).fault_demotes, 2);
@@ -135,7 +141,10 @@ static void test_promote_mapped_pages(void **state)
 	(void)state;
 	init(&e);
 	for (tdp_gfn_t g = R2M; g < R2M + 512; g++)
-		assert_int_equal(ts_map_retry(e.vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g), TDP_PROT_RWX, TDP_LEVEL_4K, MENV_MAX_RETRIES, 0, NULL),
+		assert_int_equal(ts_map_retry(e.vcpu, g, TDP_ALIAS_PRIVATE,
+					      PFN_PRIVATE(g), TDP_PROT_RWX,
+					      TDP_LEVEL_4K, MENV_MAX_RETRIES, 0,
+					      NULL),
 				 TDP_FAULT_FIXED);
 	assert_int_equal(tdp_promote_private(e.mmu, R2M, R2M + 512), 1);
 	assert_region(&e, R2M, TDP_LEVEL_2M);
@@ -158,12 +167,18 @@ static void test_promote_not_uniform(void **state)
 	map_demoted(&e, a);
 	assert_int_equal(tdp_zap_convert_to_shared(e.mmu, a + 7, a + 8), 0);
 	for (tdp_gfn_t g = b; g < b + 512; g++)
-		assert_int_equal(ts_map_retry(e.vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g) +
-							(g == b + 300 ? 1 << 20
-								      : 0), TDP_PROT_RWX, TDP_LEVEL_4K, MENV_MAX_RETRIES, 0, NULL),
-				 TDP_FAULT_FIXED);
+		assert_int_equal(
+			ts_map_retry(e.vcpu, g, TDP_ALIAS_PRIVATE,
+				     PFN_PRIVATE(g) +
+					     (g == b + 300 ? 1 << 20 : 0),
+				     TDP_PROT_RWX, TDP_LEVEL_4K,
+				     MENV_MAX_RETRIES, 0, NULL),
+			TDP_FAULT_FIXED);
 	for (tdp_gfn_t g = c; g < c + 512; g++)
-		assert_int_equal(ts_map_retry(e.vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g) + 1, TDP_PROT_RWX, TDP_LEVEL_4K, MENV_MAX_RETRIES, 0, NULL),
+		assert_int_equal(ts_map_retry(e.vcpu, g, TDP_ALIAS_PRIVATE,
+					      PFN_PRIVATE(g) + 1, TDP_PROT_RWX,
+					      TDP_LEVEL_4K, MENV_MAX_RETRIES, 0,
+					      NULL),
 				 TDP_FAULT_FIXED);
 	ts_log_enable(e.be, true);
 	assert_int_equal(tdp_promote_private(e.mmu, a, c + 512), 0);
@@ -171,7 +186,9 @@ static void test_promote_not_uniform(void **state)
 	assert_int_equal(stats_of(&e).promotes, 0);
 
 	/* Fill the hole: then a collapses, but only with its whole range. */
-	assert_int_equal(ts_map_retry(e.vcpu, a + 7, TDP_ALIAS_PRIVATE, PFN_PRIVATE(a + 7), TDP_PROT_RWX, TDP_LEVEL_4K, MENV_MAX_RETRIES, 0, NULL),
+	assert_int_equal(ts_map_retry(e.vcpu, a + 7, TDP_ALIAS_PRIVATE,
+				      PFN_PRIVATE(a + 7), TDP_PROT_RWX,
+				      TDP_LEVEL_4K, MENV_MAX_RETRIES, 0, NULL),
 			 TDP_FAULT_FIXED);
 	ts_log_clear(e.be);
 	assert_int_equal(tdp_recover_huge_pages(e.mmu, a, a + 512,
@@ -299,7 +316,9 @@ static void *faulter(void *arg)
 	assert_int_equal(tdp_vcpu_create(r->e->mmu, &vcpu), 0);
 	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
 		tdp_gfn_t g = R2M + ts_rand(&rng) % 2048;
-		int ret = ts_map_retry(vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g), TDP_PROT_RWX, TDP_LEVEL_4K, MENV_MAX_RETRIES, 0, NULL);
+		int ret = ts_map_retry(vcpu, g, TDP_ALIAS_PRIVATE,
+				       PFN_PRIVATE(g), TDP_PROT_RWX,
+				       TDP_LEVEL_4K, MENV_MAX_RETRIES, 0, NULL);
 
 		assert_true(ret == TDP_FAULT_FIXED ||
 			    ret == TDP_FAULT_SPURIOUS);
@@ -325,7 +344,10 @@ static void test_race_promote(void **state)
 	init(&e);
 	r.e = &e;
 	for (tdp_gfn_t base = R2M; base < R2M + 2048; base += 512)
-		assert_int_equal(ts_map_retry(e.vcpu, base, TDP_ALIAS_PRIVATE, PFN_PRIVATE(base), TDP_PROT_RWX, TDP_LEVEL_2M, MENV_MAX_RETRIES, 0, NULL),
+		assert_int_equal(ts_map_retry(e.vcpu, base, TDP_ALIAS_PRIVATE,
+					      PFN_PRIVATE(base), TDP_PROT_RWX,
+					      TDP_LEVEL_2M, MENV_MAX_RETRIES, 0,
+					      NULL),
 				 TDP_FAULT_FIXED);
 	assert_int_equal(pthread_create(&threads[0], NULL, promoter, &r), 0);
 	assert_int_equal(pthread_create(&threads[1], NULL, faulter, &r), 0);
@@ -341,7 +363,9 @@ static void test_race_promote(void **state)
 		}
 		assert_int_equal(tdp_zap_convert_to_shared(e.mmu, g, g + 1), 0);
 		/* A faulter may map it back first. */
-		ret = ts_map_retry(e.vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g), TDP_PROT_RWX, TDP_LEVEL_4K, MENV_MAX_RETRIES, 0, NULL);
+		ret = ts_map_retry(e.vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g),
+				   TDP_PROT_RWX, TDP_LEVEL_4K, MENV_MAX_RETRIES,
+				   0, NULL);
 		assert_true(ret == TDP_FAULT_FIXED || ret == TDP_FAULT_SPURIOUS);
 	}
 	__atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);

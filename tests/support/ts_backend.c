@@ -103,12 +103,9 @@ struct ts_backend {
 };
 
 static const char *const call_names[TS_NR_CALLS] = {
-	[TS_LINK_TABLE] = "link_table",
-	[TS_SET_LEAF] = "set_leaf",
-	[TS_REMOVE_LEAF] = "remove_leaf",
-	[TS_FREE_TABLE] = "free_table",
-	[TS_DEMOTE_LEAF] = "demote_leaf",
-	[TS_PROMOTE_LEAF] = "promote_leaf",
+	[TS_LINK_TABLE] = "link_table",	  [TS_SET_LEAF] = "set_leaf",
+	[TS_REMOVE_LEAF] = "remove_leaf", [TS_FREE_TABLE] = "free_table",
+	[TS_DEMOTE_LEAF] = "demote_leaf", [TS_PROMOTE_LEAF] = "promote_leaf",
 };
 
 /* ---- violations ---------------------------------------------------------- */
@@ -426,8 +423,8 @@ static void check_forbidden(struct ts_backend *b, enum ts_call call,
  * froze it before the call and writes it only afterwards.  Skipped once
  * lookups fail (teardown) and before the MMU is known.
  */
-static void check_frozen(struct ts_backend *b, enum ts_call call,
-			 tdp_gfn_t gfn, int level)
+static void check_frozen(struct ts_backend *b, enum ts_call call, tdp_gfn_t gfn,
+			 int level)
 {
 	tdp_spte_t spte;
 	int lvl;
@@ -588,12 +585,10 @@ static struct ent *claim_entry(struct ts_backend *b, enum ts_call call,
 				     name, g, level, (unsigned long long)pgfn,
 				     plevel,
 				     !parent ? "is not linked"
-				     : parent->kind != ENT_TABLE
-					     ? "is a leaf"
-				     : !parent->live
-					     ? "is still being linked"
-					     : "was handed to a failed "
-					       "free_table");
+				     : parent->kind != ENT_TABLE ? "is a leaf"
+				     : !parent->live ? "is still being linked"
+						     : "was handed to a failed "
+						       "free_table");
 			return NULL;
 		}
 	}
@@ -768,8 +763,7 @@ static int ts_set_leaf(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn)
 	int ret;
 
 	map_begin(b, TS_SET_LEAF, gfn, level);
-	check_gfn_level(b, TS_SET_LEAF, gfn, level, TDP_LEVEL_4K,
-			TDP_LEVEL_1G);
+	check_gfn_level(b, TS_SET_LEAF, gfn, level, TDP_LEVEL_4K, TDP_LEVEL_1G);
 	if (level >= TDP_LEVEL_4K && level <= TDP_LEVEL_1G)
 		check_pfn_aligned(b, TS_SET_LEAF, gfn, level, pfn);
 
@@ -817,7 +811,7 @@ static struct ent *find_leaf(struct ts_backend *b, enum ts_call call,
 			     "leaf%s",
 			     call_names[call], g, level,
 			     (unsigned long long)pfn,
-			     !e ? ""
+			     !e			    ? ""
 			     : e->kind == ENT_TABLE ? " (entry is a table)"
 						    : " (set_leaf in flight)");
 		return NULL;
@@ -847,7 +841,7 @@ static struct ent *find_table(struct ts_backend *b, enum ts_call call,
 		ts_violation(b,
 			     "%s(gfn %#llx, level %d): no such linked table%s",
 			     call_names[call], (unsigned long long)gfn, level,
-			     !e ? ""
+			     !e			   ? ""
 			     : e->kind == ENT_LEAF ? " (entry is a leaf)"
 			     : e->leaked ? " (free_table already failed)"
 					 : " (link_table in flight)");
@@ -1068,7 +1062,8 @@ static int ts_promote_leaf(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn,
 	tdp_spin_lock(&b->lock);
 	e = find_table(b, TS_PROMOTE_LEAF, gfn, level, ext);
 	for (int i = 0; e && i < TDP_SPTES_PER_TABLE; i++) {
-		struct ent *c = ent_find(b, gfn + (uint64_t)i * step, level - 1);
+		struct ent *c =
+			ent_find(b, gfn + (uint64_t)i * step, level - 1);
 
 		if (!c || c->kind != ENT_LEAF || !c->live ||
 		    c->pfn != pfn + (uint64_t)i * step) {
@@ -1315,8 +1310,7 @@ static struct ent *leaf_covering(struct ts_backend *b, tdp_gfn_t gfn)
 	return NULL;
 }
 
-bool ts_leaf_at(struct ts_backend *b, tdp_gfn_t gfn, int *level,
-		tdp_pfn_t *pfn)
+bool ts_leaf_at(struct ts_backend *b, tdp_gfn_t gfn, int *level, tdp_pfn_t *pfn)
 {
 	struct ent *e;
 
@@ -1427,7 +1421,7 @@ static int compare_one(struct ts_backend *b, const struct tdp_spte_format *fmt,
 			 "gfn %#llx: mirror has a leaf at level %d (pfn "
 			 "%#llx), the backend has %s",
 			 g, level, (unsigned long long)pfn,
-			 !e ? "nothing"
+			 !e			? "nothing"
 			 : e->kind == ENT_TABLE ? "a table"
 						: "a leaf in flight");
 	else if (e->pfn != pfn)
@@ -1491,8 +1485,7 @@ static void compare_stats(struct ts_backend *b, struct tdp_mmu *mmu,
 			 (unsigned long long)stat_tables,
 			 (unsigned long long)model_tables);
 	if (stat_leaves != model_leaves)
-		mismatch(bad,
-			 "stats: %llu mirror leaves, the backend has %llu",
+		mismatch(bad, "stats: %llu mirror leaves, the backend has %llu",
 			 (unsigned long long)stat_leaves,
 			 (unsigned long long)model_leaves);
 }
@@ -1513,7 +1506,8 @@ unsigned long ts_compare(struct ts_backend *b, struct tdp_mmu *mmu,
 
 		ret = tdp_lookup(mmu, gfn, TDP_ALIAS_PRIVATE, &spte, &level);
 		if (ret || level < TDP_LEVEL_4K || level > b->root_level) {
-			mismatch(&bad, "tdp_lookup(gfn %#llx, PRIVATE) = %d, "
+			mismatch(&bad,
+				 "tdp_lookup(gfn %#llx, PRIVATE) = %d, "
 				 "level %d",
 				 (unsigned long long)gfn, ret, level);
 			break;
@@ -1523,8 +1517,8 @@ unsigned long ts_compare(struct ts_backend *b, struct tdp_mmu *mmu,
 		if (gfn == 0)
 			break;
 	}
-	count_model(b, start, end, &model_tables, &model_leaves,
-		    &window_leaves, &bad);
+	count_model(b, start, end, &model_tables, &model_leaves, &window_leaves,
+		    &bad);
 	tdp_spin_unlock(&b->lock);
 
 	if (mirror_leaves != window_leaves)

@@ -68,13 +68,13 @@
 struct ts_backend;
 
 /* The value of @expr read under the port spinlock @lock (test support). */
-#define TS_LOCKED(lock, expr)                    \
-	({                                       \
-		__typeof__(expr) __ts_v;         \
-		tdp_spin_lock(lock);             \
-		__ts_v = (expr);                 \
-		tdp_spin_unlock(lock);           \
-		__ts_v;                          \
+#define TS_LOCKED(lock, expr)            \
+	({                               \
+		__typeof__(expr) __ts_v; \
+		tdp_spin_lock(lock);     \
+		__ts_v = (expr);         \
+		tdp_spin_unlock(lock);   \
+		__ts_v;                  \
 	})
 
 enum ts_call {

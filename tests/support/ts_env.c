@@ -37,7 +37,8 @@ static void append_range(struct ts_flush *f, struct ts_flush_range **arr,
 		*arr = na;
 		*cap = ncap;
 	}
-	(*arr)[*n] = (struct ts_flush_range){ .gfn = gfn, .nr_pages = nr_pages };
+	(*arr)[*n] =
+		(struct ts_flush_range){ .gfn = gfn, .nr_pages = nr_pages };
 }
 
 /*
@@ -150,8 +151,7 @@ uint64_t ts_flush_marks(struct ts_flush *f)
 	return TS_LOCKED(&f->lock, f->nr_marks);
 }
 
-bool ts_flush_covers_range(struct ts_flush *f, tdp_gfn_t start,
-			   tdp_gfn_t end)
+bool ts_flush_covers_range(struct ts_flush *f, tdp_gfn_t start, tdp_gfn_t end)
 {
 	tdp_gfn_t next = start;
 	bool progress = true;
@@ -290,13 +290,13 @@ unsigned long ts_env_teardown(struct ts_env *e, int expect)
 		teardown_check(&bad, s.pages_in_use == 0, "pages in use",
 			       (long long)s.pages_in_use, 0);
 		for (int t = 0; t < TDP_NR_ROOT_TYPES; t++) {
-			teardown_check(&bad,
-				       ts_stat_tables(&s, t,
-						      TDP_MAX_LEVEL + 1) == 0,
-				       "tables left",
-				       (long long)ts_stat_tables(
-					       &s, t, TDP_MAX_LEVEL + 1),
-				       0);
+			teardown_check(
+				&bad,
+				ts_stat_tables(&s, t, TDP_MAX_LEVEL + 1) == 0,
+				"tables left",
+				(long long)ts_stat_tables(&s, t,
+							  TDP_MAX_LEVEL + 1),
+				0);
 			teardown_check(&bad, ts_stat_leaves(&s, t) == 0,
 				       "leaves left",
 				       (long long)ts_stat_leaves(&s, t), 0);

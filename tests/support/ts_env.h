@@ -114,9 +114,9 @@ struct ts_flush {
 	uint64_t nr_all;
 	uint64_t nr_marks;
 	uint64_t unlocked;
-	uint64_t lost; /* ranges not recorded: out of memory */
+	uint64_t lost;			/* ranges not recorded: out of memory */
 	tdp_gfn_t span_start, span_end; /* union of the ranges; empty: equal */
-	struct ts_flush_range *ranges; /* nr_range entries while recording */
+	struct ts_flush_range *ranges;	/* nr_range entries while recording */
 	uint64_t cap;
 	struct ts_flush_range *marks; /* nr_marks entries while recording */
 	uint64_t cap_marks;
@@ -141,8 +141,7 @@ struct tdp_host_ops ts_flush_host(struct ts_flush *f, bool mark_dirty);
 uint64_t ts_flush_count(struct ts_flush *f);
 uint64_t ts_flush_marks(struct ts_flush *f);
 /* True when a flush_all, or recorded ranges, cover all of [start, end). */
-bool ts_flush_covers_range(struct ts_flush *f, tdp_gfn_t start,
-			   tdp_gfn_t end);
+bool ts_flush_covers_range(struct ts_flush *f, tdp_gfn_t start, tdp_gfn_t end);
 bool ts_flush_covers(struct ts_flush *f, tdp_gfn_t gfn);
 /* True when a recorded dirty mark covers @gfn. */
 bool ts_flush_marked(struct ts_flush *f, tdp_gfn_t gfn);
@@ -164,13 +163,13 @@ struct ts_env_opts {
 
 struct ts_env {
 	struct tdp_mmu *mmu;
-	struct tdp_vcpu *vcpu;		  /* NULL with no_vcpu */
-	struct ts_backend *be;		  /* NULL for a plain VM */
+	struct tdp_vcpu *vcpu; /* NULL with no_vcpu */
+	struct ts_backend *be; /* NULL for a plain VM */
 	const struct tdp_spte_format *fmt;
-	tdp_gfn_t direct_bits;		  /* TS_SHARED_BIT with a backend */
-	struct ts_flush log;		  /* the host callbacks' record */
-	struct tdp_mmu_config cfg;	  /* as the MMU was created */
-	void *owner;			  /* the harness's own context */
+	tdp_gfn_t direct_bits;	   /* TS_SHARED_BIT with a backend */
+	struct ts_flush log;	   /* the host callbacks' record */
+	struct tdp_mmu_config cfg; /* as the MMU was created */
+	void *owner;		   /* the harness's own context */
 };
 
 /*
@@ -235,14 +234,14 @@ int ts_map_retry(struct tdp_vcpu *vcpu, tdp_gfn_t gfn, enum tdp_alias alias,
 
 /* What tdp_lookup() reports for one GFN of one alias. */
 struct ts_leaf {
-	int ret;	 /* of tdp_lookup() */
+	int ret; /* of tdp_lookup() */
 	tdp_spte_t spte;
-	int level;	 /* leaf level, or where the walk stopped */
-	bool present;	 /* a present leaf */
+	int level;    /* leaf level, or where the walk stopped */
+	bool present; /* a present leaf */
 	bool frozen;
 	bool mmio;
-	tdp_gfn_t base;	 /* first GFN the leaf maps (present only) */
-	tdp_pfn_t pfn;	 /* the frame of @gfn itself (present only) */
+	tdp_gfn_t base;	   /* first GFN the leaf maps (present only) */
+	tdp_pfn_t pfn;	   /* the frame of @gfn itself (present only) */
 	unsigned int prot; /* present only */
 };
 

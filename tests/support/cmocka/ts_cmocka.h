@@ -41,10 +41,10 @@ int ts_cmocka_teardown(void **state);
 	cmocka_unit_test_setup_teardown(fn, ts_cmocka_setup, ts_cmocka_teardown)
 
 /* A fault of @gfn (shared alias) that must map it (TDP_FAULT_FIXED). */
-#define TS_MAP_FIXED(vcpu, gfn, pfn, prot, max_level)                        \
-	assert_int_equal(ts_map(vcpu, gfn, TDP_ALIAS_SHARED, pfn, prot,       \
-				max_level),                                   \
-			 TDP_FAULT_FIXED)
+#define TS_MAP_FIXED(vcpu, gfn, pfn, prot, max_level)                      \
+	assert_int_equal(                                                  \
+		ts_map(vcpu, gfn, TDP_ALIAS_SHARED, pfn, prot, max_level), \
+		TDP_FAULT_FIXED)
 
 /* Group fixtures: register (unregister) the test's main thread. */
 int ts_group_setup(void **state);
