@@ -305,11 +305,8 @@ static void ext_write_mark(struct ts_backend *b, struct tdp_ext_table *ext,
 {
 	char *p = (char *)ext;
 
-	if (b->ext_size < sizeof(v))
-		return;
 	memcpy(p, &v, sizeof(v));
-	if (b->ext_size >= 2 * sizeof(v))
-		memcpy(p + b->ext_size - sizeof(v), &v, sizeof(v));
+	memcpy(p + b->ext_size - sizeof(v), &v, sizeof(v));
 }
 
 bool ts_ext_intact(struct ts_backend *b, const struct tdp_ext_table *ext)
@@ -317,12 +314,10 @@ bool ts_ext_intact(struct ts_backend *b, const struct tdp_ext_table *ext)
 	const char *p = (const char *)ext;
 	uint64_t head, tail;
 
-	if (!ext || b->ext_size < sizeof(uint64_t))
+	if (!ext || !b->ext_size)
 		return false;
 	memcpy(&head, p, sizeof(head));
-	tail = head;
-	if (b->ext_size >= 2 * sizeof(tail))
-		memcpy(&tail, p + b->ext_size - sizeof(tail), sizeof(tail));
+	memcpy(&tail, p + b->ext_size - sizeof(tail), sizeof(tail));
 	return head == ext_mark(ext) && tail == ext_mark(ext);
 }
 
@@ -1111,8 +1106,12 @@ static int ts_promote_leaf(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn,
 struct ts_backend *ts_backend_create(int root_level, tdp_gfn_t direct_bits,
 				     size_t ext_table_size)
 {
-	struct ts_backend *b = tdp_zalloc_atomic(sizeof(*b));
+	struct ts_backend *b;
 
+	/* The backend marks both ends of each backend page it owns. */
+	if (ext_table_size && ext_table_size < 2 * sizeof(uint64_t))
+		return NULL;
+	b = tdp_zalloc_atomic(sizeof(*b));
 	if (!b)
 		return NULL;
 	b->root_level = root_level;

@@ -109,7 +109,8 @@ struct ts_counts {
 /*
  * ts_backend_create() - a backend for an MMU of @root_level levels whose
  * shared bit is @direct_bits, with backend pages of @ext_table_size bytes
- * (0 for none).  NULL on allocation failure.  May sleep.
+ * (0 for none, else at least 16: the backend marks both ends of its
+ * pages).  NULL on allocation failure or a smaller page size.
  */
 struct ts_backend *ts_backend_create(int root_level, tdp_gfn_t direct_bits,
 				     size_t ext_table_size);
