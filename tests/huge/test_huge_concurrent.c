@@ -288,9 +288,7 @@ static void split_test(tdp_gfn_t start, int huge_level)
 	struct ts_env env;
 	struct shared sh;
 
-	ts_env_init_ok(&env, &(struct ts_env_opts){ .mark_dirty = true,
-						    .record = true });
-	env.log.record = false;
+	ts_env_init_ok(&env, &(struct ts_env_opts){ .mark_dirty = true });
 	sh = (struct shared){
 		.mmu = env.mmu,
 		.start = start,
@@ -331,9 +329,7 @@ static void test_recover_vs_faults(void **state)
 	int made;
 
 	(void)state;
-	ts_env_init_ok(&env, &(struct ts_env_opts){ .mark_dirty = true,
-						    .record = true });
-	env.log.record = false;
+	ts_env_init_ok(&env, &(struct ts_env_opts){ .mark_dirty = true });
 	sh = (struct shared){
 		.mmu = env.mmu,
 		.start = start,
