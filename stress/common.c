@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 /* Failures printed in full; later ones are only counted. */
-#define ST_PRINT_LIMIT 30
+#define SX_PRINT_LIMIT 30
 
 static long tally_checks;   /* atomic */
 static long tally_failures; /* atomic */
@@ -41,7 +41,7 @@ static void usage(const char *prog)
 		prog);
 }
 
-int st_parse_opts(int argc, char **argv, struct st_opts *o,
+int sx_parse_opts(int argc, char **argv, struct sx_opts *o,
 		  double quick_seconds, double long_seconds, int threads)
 {
 	static const struct option longopts[] = {
@@ -58,7 +58,7 @@ int st_parse_opts(int argc, char **argv, struct st_opts *o,
 	const char *seed = getenv("TDP_TEST_SEED");
 	int opt;
 
-	*o = (struct st_opts){
+	*o = (struct sx_opts){
 		.seed = seed && *seed ? strtoull(seed, NULL, 0)
 				      : (uint64_t)time(NULL) ^
 						((uint64_t)getpid() << 32),
@@ -98,20 +98,20 @@ int st_parse_opts(int argc, char **argv, struct st_opts *o,
 		usage(argv[0]);
 		return 2;
 	}
-	st_set_seed(o->seed);
+	sx_set_seed(o->seed);
 	return 0;
 }
 
 /* ---- generators, time, budgets --------------------------------------------- */
 
-uint64_t st_seed_for(uint64_t seed, uint64_t id)
+uint64_t sx_seed_for(uint64_t seed, uint64_t id)
 {
 	uint64_t s = seed ^ (id * 0xd1342543de82ef95ULL);
 
-	return st_rand(&s);
+	return ts_rand(&s);
 }
 
-double st_now(void)
+double sx_now(void)
 {
 	struct timespec ts;
 
@@ -119,68 +119,58 @@ double st_now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-void st_usleep(unsigned int usec)
+void sx_budget_start(struct sx_budget *b, double seconds, long max_ops)
 {
-	struct timespec ts = {
-		.tv_sec = usec / 1000000,
-		.tv_nsec = (long)(usec % 1000000) * 1000,
-	};
-
-	nanosleep(&ts, NULL);
-}
-
-void st_budget_start(struct st_budget *b, double seconds, long max_ops)
-{
-	b->deadline = st_now() + seconds;
+	b->deadline = sx_now() + seconds;
 	b->max_ops = max_ops;
 	__atomic_store_n(&b->ops, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&b->stop, false, __ATOMIC_RELEASE);
 }
 
-bool st_budget_over(struct st_budget *b)
+bool sx_budget_over(struct sx_budget *b)
 {
 	if (__atomic_load_n(&b->stop, __ATOMIC_ACQUIRE))
 		return true;
 	if (__atomic_load_n(&b->ops, __ATOMIC_RELAXED) >= b->max_ops ||
-	    st_now() >= b->deadline) {
-		st_budget_stop(b);
+	    sx_now() >= b->deadline) {
+		sx_budget_stop(b);
 		return true;
 	}
 	return false;
 }
 
-bool st_budget_next(struct st_budget *b)
+bool sx_budget_next(struct sx_budget *b)
 {
-	if (st_budget_over(b))
+	if (sx_budget_over(b))
 		return false;
 	__atomic_add_fetch(&b->ops, 1, __ATOMIC_RELAXED);
-	st_count_ops(1);
+	sx_count_ops(1);
 	return true;
 }
 
-void st_budget_stop(struct st_budget *b)
+void sx_budget_stop(struct sx_budget *b)
 {
 	__atomic_store_n(&b->stop, true, __ATOMIC_RELEASE);
 }
 
-long st_budget_ops(const struct st_budget *b)
+long sx_budget_ops(const struct sx_budget *b)
 {
 	return __atomic_load_n(&b->ops, __ATOMIC_RELAXED);
 }
 
 /* ---- checks ------------------------------------------------------------------ */
 
-void st_set_test(const char *name)
+void sx_set_test(const char *name)
 {
 	__atomic_store_n(&current_test, name, __ATOMIC_RELEASE);
 }
 
-void st_set_seed(uint64_t seed)
+void sx_set_seed(uint64_t seed)
 {
 	current_seed = seed;
 }
 
-bool st_check_at(bool ok, const char *file, int line, const char *fmt, ...)
+bool sx_check_at(bool ok, const char *file, int line, const char *fmt, ...)
 {
 	long n;
 	va_list ap;
@@ -189,7 +179,7 @@ bool st_check_at(bool ok, const char *file, int line, const char *fmt, ...)
 	if (ok)
 		return true;
 	n = __atomic_add_fetch(&tally_failures, 1, __ATOMIC_RELAXED);
-	if (n > ST_PRINT_LIMIT)
+	if (n > SX_PRINT_LIMIT)
 		return false;
 	flockfile(stderr);
 	fprintf(stderr, "FAILED [%s seed=%" PRIu64 "] %s:%d: ",
@@ -199,42 +189,74 @@ bool st_check_at(bool ok, const char *file, int line, const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputc('\n', stderr);
-	if (n == ST_PRINT_LIMIT)
+	if (n == SX_PRINT_LIMIT)
 		fprintf(stderr, "further failures are counted, not printed\n");
 	funlockfile(stderr);
 	return false;
 }
 
-void st_count_ops(long n)
+void sx_count_ops(long n)
 {
 	__atomic_add_fetch(&tally_ops, n, __ATOMIC_RELAXED);
 }
 
-long st_failures(void)
+long sx_failures(void)
 {
 	return __atomic_load_n(&tally_failures, __ATOMIC_RELAXED);
 }
 
-long st_checks(void)
+long sx_checks(void)
 {
 	return __atomic_load_n(&tally_checks, __ATOMIC_RELAXED);
 }
 
-long st_ops(void)
+long sx_ops(void)
 {
 	return __atomic_load_n(&tally_ops, __ATOMIC_RELAXED);
 }
 
-int st_summary(const char *prog)
+int sx_summary(const char *prog)
 {
-	long checks = st_checks(), failures = st_failures();
+	long checks = sx_checks(), failures = sx_failures();
 
 	printf("%s: seed=%" PRIu64 " ops=%ld checks=%ld passed=%ld "
 	       "failures=%ld\n",
-	       prog, current_seed, st_ops(), checks, checks - failures,
+	       prog, current_seed, sx_ops(), checks, checks - failures,
 	       failures);
 	fflush(stdout);
 	return failures ? 1 : 0;
+}
+
+int sx_run_tests(const char *prog, const struct sx_opts *o, size_t n,
+		 const char *(*name)(size_t i),
+		 void (*run)(const struct sx_opts *o, size_t i))
+{
+	int ran = 0;
+
+	tdp_thread_register();
+	for (size_t i = 0; i < n; i++) {
+		long ops = sx_ops(), checks = sx_checks();
+		long failures = sx_failures();
+		double t0;
+
+		if (o->test && strcmp(o->test, name(i)) != 0)
+			continue;
+		sx_set_test(name(i));
+		t0 = sx_now();
+		run(o, i);
+		printf("%s: %s: %.2fs ops=%ld checks=%ld failures=%ld\n", prog,
+		       name(i), sx_now() - t0, sx_ops() - ops,
+		       sx_checks() - checks, sx_failures() - failures);
+		fflush(stdout);
+		ran++;
+	}
+	tdp_thread_unregister();
+	if (!ran) {
+		fprintf(stderr, "%s: no test named '%s' (see -l)\n", prog,
+			o->test);
+		return 2;
+	}
+	return sx_summary(prog);
 }
 
 /* ---- threads ------------------------------------------------------------ */
@@ -256,11 +278,11 @@ static void *spawned_main(void *p)
 	return ret;
 }
 
-void st_spawn(struct st_threads *g, void *(*fn)(void *), void *arg)
+void sx_spawn(struct sx_threads *g, void *(*fn)(void *), void *arg)
 {
 	struct spawned *s = malloc(sizeof(*s));
 
-	if (!s || g->n == ST_MAX_THREADS) {
+	if (!s || g->n == SX_MAX_THREADS) {
 		fprintf(stderr, "stress: cannot start a thread\n");
 		abort();
 	}
@@ -273,7 +295,7 @@ void st_spawn(struct st_threads *g, void *(*fn)(void *), void *arg)
 	g->n++;
 }
 
-void st_join(struct st_threads *g)
+void sx_join(struct sx_threads *g)
 {
 	for (int i = 0; i < g->n; i++)
 		pthread_join(g->tid[i], NULL);
@@ -282,176 +304,70 @@ void st_join(struct st_threads *g)
 
 /* ---- an MMU with the recording backend -------------------------------------- */
 
-static void env_flush_range(void *ctx, tdp_gfn_t gfn, uint64_t n)
-{
-	struct st_env *e = ctx;
-
-	__atomic_add_fetch(&e->flushes, 1, __ATOMIC_RELAXED);
-	if (e->on_flush_range)
-		e->on_flush_range(e->flush_arg, gfn, n);
-}
-
-static void env_flush_all(void *ctx)
-{
-	struct st_env *e = ctx;
-
-	__atomic_add_fetch(&e->flushes, 1, __ATOMIC_RELAXED);
-	if (e->on_flush_all)
-		e->on_flush_all(e->flush_arg);
-}
-
-bool st_env_init(struct st_env *e, unsigned int flags, bool private_mem,
+bool sx_env_init(struct ts_env *e, unsigned int flags, bool private_mem,
 		 size_t ext_size)
 {
-	struct tdp_mmu_config cfg;
-	int ret;
-
-	e->rec = NULL;
-	if (private_mem) {
-		e->rec = rec_create(ST_ROOT_LEVEL, ST_SHARED_BIT, ext_size);
-		if (!ST_CHECK(e->rec, "cannot create the recorder"))
-			return false;
-	}
-	/* One table, lined up so it reads as one. */
-	/* clang-format off */
-	cfg = (struct tdp_mmu_config){
-		.root_level  = ST_ROOT_LEVEL,
-		.direct_bits = private_mem ? ST_SHARED_BIT : 0,
-		.host        = {
-			.flush_range = env_flush_range,
-			.flush_all   = env_flush_all,
-			.ctx         = e,
-		},
-		.backend     = private_mem ? rec_backend(e->rec) : NULL,
-		.flags       = flags,
+	const struct ts_env_opts o = {
+		.flags = flags,
+		.backend = private_mem,
+		.ext_table_size = ext_size,
+		.no_vcpu = true,
 	};
-	/* clang-format on */
-	ret = tdp_mmu_create(&cfg, &e->mmu);
-	if (!ST_CHECK(ret == 0, "tdp_mmu_create: %d", ret)) {
-		rec_destroy(e->rec);
-		e->rec = NULL;
+	struct ts_flush hooks = e->log;
+	int ret = ts_env_init(e, &o);
+
+	if (!SX_CHECK(ret == 0, "cannot create the MMU: %d", ret))
 		return false;
-	}
-	if (e->rec)
-		rec_set_mmu(e->rec, e->mmu);
-	e->fmt = tdp_mmu_format(e->mmu);
+	e->log.on_range = hooks.on_range;
+	e->log.on_all = hooks.on_all;
+	e->log.hook_arg = hooks.hook_arg;
 	return true;
 }
 
-void st_env_fini(struct st_env *e)
+void sx_env_fini(struct ts_env *e)
 {
-	struct tdp_stats st;
-	int ret;
+	unsigned long bad = ts_env_teardown(e, 0);
 
-	ret = tdp_mmu_teardown(e->mmu);
-	ST_CHECK(ret == 0, "tdp_mmu_teardown: %d", ret);
-	ST_CHECK(tdp_mmu_get_stats(e->mmu, &st) == 0, "stats");
-	for (int t = 0; t < TDP_NR_ROOT_TYPES; t++) {
-		for (int l = 0; l <= TDP_MAX_LEVEL; l++) {
-			ST_CHECK(st.tables[t][l] == 0,
-				 "after teardown: %" PRIu64
-				 " tables of type %d at level %d",
-				 st.tables[t][l], t, l);
-			ST_CHECK(st.leaves[t][l] == 0,
-				 "after teardown: %" PRIu64
-				 " leaves of type %d at level %d",
-				 st.leaves[t][l], t, l);
-		}
-	}
-	ST_CHECK(st.pages_in_use == 0,
-		 "after teardown: %" PRIu64 " pages still in use",
-		 st.pages_in_use);
-	ST_CHECK(st.roots_allocated == st.roots_freed,
-		 "after teardown: %" PRIu64 " roots allocated, %" PRIu64
-		 " freed",
-		 st.roots_allocated, st.roots_freed);
-	if (e->rec) {
-		ST_CHECK(rec_nr_tables(e->rec) == 0,
-			 "after teardown: the backend holds %zu tables",
-			 rec_nr_tables(e->rec));
-		ST_CHECK(rec_nr_leaves(e->rec) == 0,
-			 "after teardown: the backend holds %zu leaves",
-			 rec_nr_leaves(e->rec));
-		ST_CHECK(rec_violations(e->rec) == 0,
-			 "the backend recorded %" PRIu64 " violations",
-			 rec_violations(e->rec));
-	}
-	tdp_mmu_destroy(e->mmu);
-	e->mmu = NULL;
-	rec_destroy(e->rec);
-	e->rec = NULL;
+	SX_CHECK(bad == 0, "teardown left %lu problems (logged above)", bad);
+	ts_env_destroy(e);
 }
 
-int st_map_once(struct st_env *e, struct tdp_vcpu *vcpu, tdp_gfn_t gfn,
-		bool private, tdp_pfn_t pfn, unsigned int prot, int max_level,
-		uint64_t seq)
-{
-	struct tdp_fault f = {
-		.fault_gfn = private ? gfn : gfn | tdp_mmu_direct_bits(e->mmu),
-		.pfn = pfn,
-		.prot = prot,
-		.max_level = max_level,
-		.mmu_seq = seq,
-	};
-
-	return tdp_map(vcpu, &f);
-}
-
-int st_fault(struct st_env *e, struct tdp_vcpu *vcpu, tdp_gfn_t gfn,
+int sx_fault(struct ts_env *e, struct tdp_vcpu *vcpu, tdp_gfn_t gfn,
 	     bool private, unsigned int prot, int max_level, double give_up_s,
 	     unsigned long *retries)
 {
-	double give_up = 0;
+	enum tdp_alias alias = ts_alias(private);
 
-	for (unsigned long tries = 1;; tries++) {
-		uint64_t seq = tdp_mmu_seq(e->mmu);
-		int ret =
-			st_map_once(e, vcpu, gfn, private, st_pfn(gfn, private),
-				    prot, max_level, seq);
-
-		if (ret != TDP_FAULT_RETRY)
-			return ret;
-		if (retries)
-			(*retries)++;
-		if (tries % 64)
-			continue;
-		/* Let the thread that holds the entry or the lock run. */
-		sched_yield();
-		if (give_up == 0)
-			give_up = st_now() + give_up_s;
-		else if (st_now() > give_up)
-			return ret;
-	}
+	(void)e;
+	return ts_map_retry(vcpu, gfn, alias, ts_pfn(gfn, alias), prot,
+			    max_level, 0, (unsigned int)(give_up_s * 1000),
+			    retries);
 }
 
-bool st_lookup_leaf(struct st_env *e, tdp_gfn_t gfn, bool private, int *level,
+bool sx_lookup_leaf(struct ts_env *e, tdp_gfn_t gfn, bool private, int *level,
 		    tdp_pfn_t *pfn)
 {
-	tdp_spte_t spte;
-	int lvl, ret;
+	struct ts_leaf l = ts_lookup(e->mmu, gfn, ts_alias(private));
 
-	ret = tdp_lookup(e->mmu, gfn, st_alias(private), &spte, &lvl);
-	if (!ST_CHECK(ret == 0, "tdp_lookup(%#" PRIx64 ", %s): %d", gfn,
-		      private ? "private" : "shared", ret))
+	if (!SX_CHECK(l.ret == 0, "tdp_lookup(%#" PRIx64 ", %s): %d", gfn,
+		      private ? "private" : "shared", l.ret))
 		return false;
-	if (!tdp_spte_is_present(e->fmt, spte) ||
-	    !tdp_spte_is_leaf(e->fmt, spte, lvl))
+	if (!l.present)
 		return false;
 	if (level)
-		*level = lvl;
+		*level = l.level;
 	if (pfn)
-		*pfn = tdp_spte_pfn(e->fmt, spte) +
-		       (gfn - st_round_down(gfn, lvl));
+		*pfn = l.pfn;
 	return true;
 }
 
 /* ---- quiescent checks ------------------------------------------------------------ */
 
 struct walk {
-	struct st_env *e;
-	st_leaf_fn fn;
+	struct ts_env *e;
+	sx_leaf_fn fn;
 	void *arg;
-	struct st_tree_count *count;
+	struct sx_tree_count *count;
 	int type;
 	bool valid;
 };
@@ -463,7 +379,7 @@ static void walk_table(struct walk *w, struct tdp_table *t, tdp_gfn_t base,
 	tdp_gfn_t bits = tdp_mmu_direct_bits(w->e->mmu);
 	uint64_t step = tdp_level_pages(level);
 
-	ST_CHECK(t->gfn == base && t->level == level && t->root_type == w->type,
+	SX_CHECK(t->gfn == base && t->level == level && t->root_type == w->type,
 		 "table at tree GFN %#" PRIx64 " level %d (type %d) claims "
 		 "GFN %#" PRIx64 " level %d type %d",
 		 base, level, w->type, t->gfn, t->level, t->root_type);
@@ -473,7 +389,7 @@ static void walk_table(struct walk *w, struct tdp_table *t, tdp_gfn_t base,
 
 		if (tdp_spte_is_frozen(fmt, s)) {
 			w->count->frozen++;
-			ST_CHECK(false,
+			SX_CHECK(false,
 				 "frozen SPTE reachable: type %d tree GFN "
 				 "%#" PRIx64 " level %d%s",
 				 w->type, gfn, level,
@@ -496,8 +412,8 @@ static void walk_table(struct walk *w, struct tdp_table *t, tdp_gfn_t base,
 	}
 }
 
-void st_walk_trees(struct st_env *e, st_leaf_fn fn, void *arg,
-		   struct st_tree_count *out)
+void sx_walk_trees(struct ts_env *e, sx_leaf_fn fn, void *arg,
+		   struct sx_tree_count *out)
 {
 	struct tdp_mmu *mmu = e->mmu;
 	struct walk w = { .e = e, .fn = fn, .arg = arg, .count = out };
@@ -518,65 +434,65 @@ void st_walk_trees(struct st_env *e, st_leaf_fn fn, void *arg,
 static void check_leaf_pfn(void *arg, int root_type, bool valid, tdp_gfn_t gfn,
 			   int level, tdp_spte_t spte)
 {
-	struct st_env *e = arg;
+	struct ts_env *e = arg;
 	bool private = root_type == TDP_ROOT_MIRROR;
 	tdp_pfn_t pfn = tdp_spte_pfn(e->fmt, spte);
 
-	ST_CHECK(pfn == st_pfn(gfn, private),
+	SX_CHECK(pfn == ts_pfn(gfn, ts_alias(private)),
 		 "%s leaf at GFN %#" PRIx64 " level %d%s maps PFN %#" PRIx64
 		 ", expected %#" PRIx64,
 		 private ? "private" : "shared", gfn, level,
-		 valid ? "" : " (invalidated root)", pfn, st_pfn(gfn, private));
+		 valid ? "" : " (invalidated root)", pfn,
+		 ts_pfn(gfn, ts_alias(private)));
 }
 
-long st_check_quiesced(struct st_env *e)
+long sx_check_quiesced(struct ts_env *e)
 {
-	return st_check_quiesced_with(e, check_leaf_pfn, e);
+	return sx_check_quiesced_with(e, check_leaf_pfn, e);
 }
 
-long st_check_quiesced_with(struct st_env *e, st_leaf_fn check, void *arg)
+long sx_check_quiesced_with(struct ts_env *e, sx_leaf_fn check, void *arg)
 {
-	long before = st_failures();
-	struct st_tree_count c;
+	long before = sx_failures();
+	struct sx_tree_count c;
 	struct tdp_stats st;
 
-	st_walk_trees(e, check, arg, &c);
-	ST_CHECK(tdp_mmu_get_stats(e->mmu, &st) == 0, "stats");
+	sx_walk_trees(e, check, arg, &c);
+	SX_CHECK(tdp_mmu_get_stats(e->mmu, &st) == 0, "stats");
 	for (int t = 0; t < TDP_NR_ROOT_TYPES; t++) {
 		for (int l = 1; l <= TDP_MAX_LEVEL; l++) {
-			ST_CHECK(st.tables[t][l] == c.tables[t][l],
+			SX_CHECK(st.tables[t][l] == c.tables[t][l],
 				 "stats: %" PRIu64 " tables of type %d at "
 				 "level %d, the trees hold %" PRIu64,
 				 st.tables[t][l], t, l, c.tables[t][l]);
-			ST_CHECK(st.leaves[t][l] == c.leaves[t][l],
+			SX_CHECK(st.leaves[t][l] == c.leaves[t][l],
 				 "stats: %" PRIu64 " leaves of type %d at "
 				 "level %d, the trees hold %" PRIu64,
 				 st.leaves[t][l], t, l, c.leaves[t][l]);
 		}
 	}
-	if (e->rec) {
-		unsigned long bad =
-			rec_compare(e->rec, e->mmu, 0, ST_GFN_LIMIT);
+	if (e->be) {
+		unsigned long bad = ts_compare(e->be, e->mmu, 0, TS_GFN_LIMIT);
 
-		ST_CHECK(bad == 0, "mirror != backend: %lu mismatches", bad);
-		ST_CHECK(rec_violations(e->rec) == 0,
+		SX_CHECK(bad == 0, "mirror != backend: %lu mismatches", bad);
+		SX_CHECK(ts_violations(e->be) == 0,
 			 "the backend recorded %" PRIu64 " violations",
-			 rec_violations(e->rec));
+			 ts_violations(e->be));
 	}
-	return st_failures() - before;
+	return sx_failures() - before;
 }
 
-void st_check_roots_freed(struct st_env *e)
+void sx_check_roots_freed(struct ts_env *e)
 {
-	struct st_tree_count c;
+	struct sx_tree_count c;
 	struct tdp_stats st;
 
-	st_walk_trees(e, NULL, NULL, &c);
-	ST_CHECK(tdp_mmu_get_stats(e->mmu, &st) == 0, "stats");
-	ST_CHECK(c.invalid_roots == 0,
+	sx_walk_trees(e, NULL, NULL, &c);
+	SX_CHECK(tdp_mmu_get_stats(e->mmu, &st) == 0, "stats");
+	SX_CHECK(c.invalid_roots == 0,
 		 "%" PRIu64 " invalidated roots still on the list",
 		 c.invalid_roots);
-	ST_CHECK(st.roots_allocated - st.roots_freed == c.roots,
+	SX_CHECK(st.roots_allocated - st.roots_freed == c.roots,
 		 "%" PRIu64 " roots allocated, %" PRIu64 " freed, %" PRIu64
 		 " on the list",
 		 st.roots_allocated, st.roots_freed, c.roots);
@@ -599,7 +515,7 @@ static void count_leaf(void *arg, int root_type, bool valid, tdp_gfn_t gfn,
 		lr->n++;
 }
 
-uint64_t st_count_leaves(struct st_env *e, bool private, tdp_gfn_t start,
+uint64_t sx_count_leaves(struct ts_env *e, bool private, tdp_gfn_t start,
 			 tdp_gfn_t end)
 {
 	struct leaf_range lr = {
@@ -607,57 +523,8 @@ uint64_t st_count_leaves(struct st_env *e, bool private, tdp_gfn_t start,
 		.start = start,
 		.end = end,
 	};
-	struct st_tree_count c;
+	struct sx_tree_count c;
 
-	st_walk_trees(e, count_leaf, &lr, &c);
+	sx_walk_trees(e, count_leaf, &lr, &c);
 	return lr.n;
-}
-
-/* ---- a simulated CPU walking the direct tree ------------------------------------ */
-
-static unsigned int hw_index(tdp_gfn_t gfn, int level)
-{
-	return (unsigned int)(gfn >> ((level - 1) * TDP_LEVEL_BITS)) &
-	       (TDP_SPTES_PER_TABLE - 1);
-}
-
-enum st_hw_result st_hw_access(const struct tdp_spte_format *fmt,
-			       tdp_pfn_t root_pfn, int root_level,
-			       tdp_gfn_t tree_gfn, bool write, bool *dirtied,
-			       int *leaf_level)
-{
-	*dirtied = false;
-	for (;;) {
-		tdp_spte_t *table = (tdp_spte_t *)tdp_pfn_to_table(root_pfn);
-		int level = root_level;
-		tdp_spte_t *sptep;
-		tdp_spte_t old, new_spte;
-
-		for (;;) {
-			sptep = &table[hw_index(tree_gfn, level)];
-			old = __atomic_load_n(sptep, __ATOMIC_ACQUIRE);
-			if (!tdp_spte_is_present(fmt, old))
-				return ST_HW_NOT_PRESENT;
-			if (tdp_spte_is_leaf(fmt, old, level))
-				break;
-			table = (tdp_spte_t *)tdp_pfn_to_table(
-				tdp_spte_pfn(fmt, old));
-			level--;
-		}
-		if (leaf_level)
-			*leaf_level = level;
-		if (write && !(old & fmt->writable))
-			return ST_HW_WRPROT;
-		new_spte = old | fmt->accessed | (write ? fmt->dirty : 0);
-		if (new_spte == old)
-			return ST_HW_OK;
-		/* Like the CPU's locked update of the entry it walked. */
-		if (__atomic_compare_exchange_n(sptep, &old, new_spte, false,
-						__ATOMIC_ACQ_REL,
-						__ATOMIC_ACQUIRE)) {
-			*dirtied = write && !(old & fmt->dirty);
-			return ST_HW_OK;
-		}
-		/* The entry changed under the walk: walk again. */
-	}
 }

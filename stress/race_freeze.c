@@ -16,7 +16,7 @@
 
 /* One fault in its own thread, for a test that blocks it in the backend. */
 struct fault_job {
-	struct st_env *e;
+	struct ts_env *e;
 	tdp_gfn_t gfn;
 	bool private;
 	int max_level;
@@ -34,20 +34,21 @@ static void *fault_job_main(void *arg)
 		return NULL;
 	}
 	if (j->once)
-		j->result = st_map_once(
-			j->e, v, j->gfn, j->private, st_pfn(j->gfn, j->private),
-			TDP_PROT_RWX, j->max_level, tdp_mmu_seq(j->e->mmu));
+		j->result = ts_map_seq(v, j->gfn, ts_alias(j->private),
+				       ts_pfn(j->gfn, ts_alias(j->private)),
+				       TDP_PROT_RWX, j->max_level,
+				       tdp_mmu_seq(j->e->mmu));
 	else
 		j->result = race_fault(j->e, v, j->gfn, j->private,
 				       TDP_PROT_RWX, j->max_level);
-	st_count_ops(1);
+	sx_count_ops(1);
 	tdp_vcpu_destroy(v);
 	return NULL;
 }
 
 /* A range zap in its own thread; done is set when it returned. */
 struct zap_job {
-	struct st_env *e;
+	struct ts_env *e;
 	tdp_gfn_t start, end;
 	enum tdp_alias alias;
 	int result;
@@ -59,7 +60,7 @@ static void *zap_job_main(void *arg)
 	struct zap_job *z = arg;
 
 	z->result = tdp_zap_range(z->e->mmu, z->start, z->end, z->alias);
-	st_count_ops(1);
+	sx_count_ops(1);
 	__atomic_store_n(&z->done, true, __ATOMIC_RELEASE);
 	return NULL;
 }
@@ -73,12 +74,12 @@ static bool zap_job_done(struct zap_job *z)
  * The entry of @gfn at @level in the mirror is frozen: lookups stop there
  * and return the frozen value.
  */
-static bool check_frozen_at(struct st_env *e, tdp_gfn_t gfn, int level)
+static bool check_frozen_at(struct ts_env *e, tdp_gfn_t gfn, int level)
 {
 	int lvl;
 	tdp_spte_t s = race_lookup(e, gfn, true, &lvl);
 
-	return ST_CHECK(tdp_spte_is_frozen(e->fmt, s) && lvl == level,
+	return SX_CHECK(tdp_spte_is_frozen(e->fmt, s) && lvl == level,
 			"GFN %#" PRIx64 ": expected a frozen entry at level "
 			"%d, lookup found %#" PRIx64 " at level %d",
 			gfn, level, s, lvl);
@@ -87,7 +88,7 @@ static bool check_frozen_at(struct st_env *e, tdp_gfn_t gfn, int level)
 /* The 1 GiB region number @k used by tests that link 4 KiB tables. */
 static tdp_gfn_t region_1g(unsigned int k)
 {
-	return st_round_down(race_fresh_region(k), TDP_LEVEL_1G);
+	return ts_round_down(race_fresh_region(k), TDP_LEVEL_1G);
 }
 
 /* ---- frozen_owner ------------------------------------------------------------ */
@@ -107,19 +108,19 @@ static tdp_gfn_t region_1g(unsigned int k)
  * while a table is linked below it, so the contender meets FROZEN above
  * its goal level).
  */
-void race_frozen_owner(const struct st_opts *o)
+void race_frozen_owner(const struct sx_opts *o)
 {
-	struct st_env e = { 0 };
+	struct ts_env e = { 0 };
 	struct race_hold hold;
-	struct st_budget b;
+	struct sx_budget b;
 	struct tdp_vcpu *v;
 	tdp_gfn_t leaf_block = region_1g(0);
 	unsigned int link_region = 1, link_block = 1;
 	long rounds = 0;
 
-	if (!st_env_init(&e, 0, true, 4096))
+	if (!sx_env_init(&e, 0, true, 4096))
 		return;
-	race_hold_install(&hold, e.rec);
+	race_hold_install(&hold, e.be);
 	v = race_vcpu(&e);
 	/* The 4 KiB table of the set_leaf rounds, and the 1 GiB region of
 	 * the first link_table rounds. */
@@ -130,24 +131,24 @@ void race_frozen_owner(const struct st_opts *o)
 				 TDP_PROT_RWX, TDP_LEVEL_4K),
 		      region_1g(link_region), true);
 
-	st_budget_start(&b, o->seconds, o->max_ops);
-	while (st_budget_next(&b)) {
+	sx_budget_start(&b, o->seconds, o->max_ops);
+	while (sx_budget_next(&b)) {
 		bool link = rounds % 2;
 		struct fault_job owner = { .e = &e,
 					   .private = true,
 					   .max_level = TDP_LEVEL_4K };
 		struct zap_job zap = { .e = &e, .alias = TDP_ALIAS_PRIVATE };
-		struct st_threads g = { .n = 0 };
+		struct sx_threads g = { .n = 0 };
 		tdp_gfn_t neighbour;
 		int level;
 
 		if (link) {
 			tdp_gfn_t block = region_1g(link_region) +
-					  link_block * ST_PAGES_2M;
+					  link_block * TS_PAGES_2M;
 
 			owner.gfn = block + 5;
 			level = TDP_LEVEL_2M;
-			race_hold_arm(&hold, REC_LINK_TABLE, block, level);
+			race_hold_arm(&hold, TS_LINK_TABLE, block, level);
 			/* A GFN under the same 1 GiB entry, outside the
 			 * frozen 2 MiB entry. */
 			neighbour = region_1g(link_region) + 7;
@@ -163,69 +164,70 @@ void race_frozen_owner(const struct st_opts *o)
 		} else {
 			owner.gfn = leaf_block + 1 + (rounds / 2) % 255;
 			level = TDP_LEVEL_4K;
-			race_hold_arm(&hold, REC_SET_LEAF, owner.gfn, level);
+			race_hold_arm(&hold, TS_SET_LEAF, owner.gfn, level);
 			neighbour = leaf_block + 256 + (rounds / 2) % 255;
 		}
 		zap.start = owner.gfn;
 		zap.end = owner.gfn + 1;
 
-		st_spawn(&g, fault_job_main, &owner);
+		sx_spawn(&g, fault_job_main, &owner);
 		if (!race_hold_wait(&hold, RACE_HANG_S)) {
 			race_hold_disarm(&hold);
-			st_join(&g);
+			sx_join(&g);
 			break;
 		}
 		check_frozen_at(&e, owner.gfn, level);
 
 		/* A non-owner meets the frozen entry: RETRY, entry unchanged. */
 		for (int i = 0; i < 4; i++) {
-			int ret = st_map_once(
-				&e, v, owner.gfn, true, st_pfn(owner.gfn, true),
-				TDP_PROT_RWX, TDP_LEVEL_4K, tdp_mmu_seq(e.mmu));
+			int ret = ts_map_seq(v, owner.gfn, ts_alias(true),
+					     ts_pfn(owner.gfn, ts_alias(true)),
+					     TDP_PROT_RWX, TDP_LEVEL_4K,
+					     tdp_mmu_seq(e.mmu));
 
-			ST_CHECK(ret == TDP_FAULT_RETRY,
+			SX_CHECK(ret == TDP_FAULT_RETRY,
 				 "fault of a GFN whose entry another thread "
 				 "holds frozen returned %d, not RETRY",
 				 ret);
-			ST_CHECK(v->cache_count == TDP_VCPU_CACHE_MIN,
+			SX_CHECK(v->cache_count == TDP_VCPU_CACHE_MIN,
 				 "a fault that met a frozen entry kept %d "
 				 "of its %d cached tables",
 				 v->cache_count, TDP_VCPU_CACHE_MIN);
 			check_frozen_at(&e, owner.gfn, level);
-			st_count_ops(1);
+			sx_count_ops(1);
 		}
 		/* Other entries of the same tables are not held up. */
 		race_fault_ok(race_fault(&e, v, neighbour, true, TDP_PROT_RWX,
 					 TDP_LEVEL_4K),
 			      neighbour, true);
-		st_count_ops(1);
+		sx_count_ops(1);
 
 		/* A zap needs mmu_lock for write: it waits for the owner. */
-		st_spawn(&g, zap_job_main, &zap);
-		st_usleep(2000);
-		ST_CHECK(!zap_job_done(&zap),
+		sx_spawn(&g, zap_job_main, &zap);
+		tdp_udelay(2000);
+		SX_CHECK(!zap_job_done(&zap),
 			 "a zap of a GFN returned while its entry was frozen "
 			 "by a fault holding mmu_lock for read");
 		check_frozen_at(&e, owner.gfn, level);
 
 		race_hold_release(&hold);
-		st_join(&g);
-		ST_CHECK(owner.result == TDP_FAULT_FIXED,
+		sx_join(&g);
+		SX_CHECK(owner.result == TDP_FAULT_FIXED,
 			 "the owner of a frozen entry got %d, not FIXED",
 			 owner.result);
-		ST_CHECK(zap.result == 0, "zap: %d", zap.result);
-		ST_CHECK(!st_lookup_leaf(&e, owner.gfn, true, NULL, NULL),
+		SX_CHECK(zap.result == 0, "zap: %d", zap.result);
+		SX_CHECK(!sx_lookup_leaf(&e, owner.gfn, true, NULL, NULL),
 			 "GFN %#" PRIx64 " still mapped after a zap that "
 			 "waited for its owner",
 			 owner.gfn);
-		ST_CHECK(!rec_leaf_at(e.rec, owner.gfn, NULL, NULL),
+		SX_CHECK(!ts_leaf_at(e.be, owner.gfn, NULL, NULL),
 			 "the backend still maps GFN %#" PRIx64, owner.gfn);
 		rounds++;
 	}
 	printf("races: frozen_owner: %ld rounds\n", rounds);
 	tdp_vcpu_destroy(v);
-	st_check_quiesced(&e);
-	st_env_fini(&e);
+	sx_check_quiesced(&e);
+	sx_env_fini(&e);
 }
 
 /* ---- parent_first -------------------------------------------------------------- */
@@ -233,7 +235,7 @@ void race_frozen_owner(const struct st_opts *o)
 #define PF_FAULTS 12
 
 struct pf_run {
-	struct st_env *e;
+	struct ts_env *e;
 	pthread_barrier_t start, end;
 	tdp_gfn_t base; /* written by the controller between barriers */
 	bool stop;
@@ -250,7 +252,7 @@ struct pf_thread {
  * all threads, private mostly, some at 2 MiB. */
 static tdp_gfn_t pf_gfn(const struct pf_run *r, int id, int j)
 {
-	return r->base + (tdp_gfn_t)(j % 2) * ST_PAGES_2M + (tdp_gfn_t)id * 24 +
+	return r->base + (tdp_gfn_t)(j % 2) * TS_PAGES_2M + (tdp_gfn_t)id * 24 +
 	       (tdp_gfn_t)j;
 }
 
@@ -277,18 +279,18 @@ static void *pf_main(void *arg)
 		for (int j = 0; j < PF_FAULTS && v; j++) {
 			tdp_gfn_t gfn = pf_gfn(r, t->id, j);
 			bool private = pf_private(j);
-			double give_up = st_now() + RACE_HANG_S;
+			double give_up = sx_now() + RACE_HANG_S;
 			int ret;
 
 			for (;;) {
-				ret = st_map_once(r->e, v, gfn, private,
-						  st_pfn(gfn, private),
-						  TDP_PROT_RWX,
-						  pf_level(t->id, j),
-						  tdp_mmu_seq(r->e->mmu));
-				st_count_ops(1);
+				ret = ts_map_seq(v, gfn, ts_alias(private),
+						 ts_pfn(gfn, ts_alias(private)),
+						 TDP_PROT_RWX,
+						 pf_level(t->id, j),
+						 tdp_mmu_seq(r->e->mmu));
+				sx_count_ops(1);
 				if (ret != TDP_FAULT_RETRY ||
-				    st_now() > give_up)
+				    sx_now() > give_up)
 					break;
 				__atomic_add_fetch(&r->retries, 1,
 						   __ATOMIC_RELAXED);
@@ -315,30 +317,30 @@ static void *pf_main(void *arg)
  * a huge leaf against a table in one entry.  After every round each
  * faulted GFN must be mapped to its reference PFN.
  */
-void race_parent_first(const struct st_opts *o)
+void race_parent_first(const struct sx_opts *o)
 {
-	struct st_env e = { 0 };
+	struct ts_env e = { 0 };
 	struct pf_run r = { .e = &e };
-	struct pf_thread th[ST_MAX_THREADS];
-	struct st_threads g = { .n = 0 };
+	struct pf_thread th[SX_MAX_THREADS];
+	struct sx_threads g = { .n = 0 };
 	struct race_hold hold;
-	struct st_budget b;
+	struct sx_budget b;
 	long rounds = 0, contended = 0;
 
-	if (!st_env_init(&e, 0, true, 4096))
+	if (!sx_env_init(&e, 0, true, 4096))
 		return;
-	race_hold_install(&hold, e.rec);
-	rec_set_link_sleep(e.rec, 20);
+	race_hold_install(&hold, e.be);
+	ts_set_link_delay(e.be, 20);
 	r.nr = o->threads + 1 < 8 ? o->threads + 1 : 8;
 	pthread_barrier_init(&r.start, NULL, (unsigned int)r.nr + 1);
 	pthread_barrier_init(&r.end, NULL, (unsigned int)r.nr + 1);
 	for (int i = 0; i < r.nr; i++) {
 		th[i] = (struct pf_thread){ .run = &r, .id = i };
-		st_spawn(&g, pf_main, &th[i]);
+		sx_spawn(&g, pf_main, &th[i]);
 	}
 
-	st_budget_start(&b, o->seconds, o->max_ops);
-	while (!st_budget_over(&b) && rounds < 131072) {
+	sx_budget_start(&b, o->seconds, o->max_ops);
+	while (!sx_budget_over(&b) && rounds < 131072) {
 		/* Below the first 256 regions a fresh 512 GiB entry: the
 		 * mirror's level-4 link is the first; later a level-3 one. */
 		int top = rounds < 256 ? TDP_LEVEL_512G : TDP_LEVEL_1G;
@@ -346,15 +348,15 @@ void race_parent_first(const struct st_opts *o)
 
 		r.base = race_fresh_region((unsigned int)rounds);
 		__atomic_store_n(&r.retries, 0, __ATOMIC_RELAXED);
-		race_hold_arm(&hold, REC_LINK_TABLE, st_round_down(r.base, top),
+		race_hold_arm(&hold, TS_LINK_TABLE, ts_round_down(r.base, top),
 			      top);
 		pthread_barrier_wait(&r.start);
 		if (race_hold_wait(&hold, RACE_HANG_S)) {
-			t0 = st_now();
+			t0 = sx_now();
 			while (__atomic_load_n(&r.retries, __ATOMIC_RELAXED) <
 				       r.nr - 1 &&
-			       st_now() - t0 < 0.1)
-				st_usleep(50);
+			       sx_now() - t0 < 0.1)
+				tdp_udelay(50);
 			if (__atomic_load_n(&r.retries, __ATOMIC_RELAXED))
 				contended++;
 			race_hold_release(&hold);
@@ -367,42 +369,45 @@ void race_parent_first(const struct st_opts *o)
 			for (int j = 0; j < PF_FAULTS; j++) {
 				tdp_gfn_t gfn = pf_gfn(&r, id, j);
 				tdp_pfn_t pfn = 0;
-				bool mapped = st_lookup_leaf(
+				bool mapped = sx_lookup_leaf(
 					&e, gfn, pf_private(j), NULL, &pfn);
 
-				ST_CHECK(mapped && pfn == st_pfn(gfn,
-								 pf_private(j)),
-					 "round %ld: GFN %#" PRIx64 " (%s) %s",
-					 rounds, gfn,
-					 pf_private(j) ? "private" : "shared",
-					 mapped ? "maps a wrong PFN"
-						: "is not mapped");
+				SX_CHECK(
+					mapped &&
+						pfn == ts_pfn(gfn,
+							      ts_alias(pf_private(
+								      j))),
+					"round %ld: GFN %#" PRIx64 " (%s) %s",
+					rounds, gfn,
+					pf_private(j) ? "private" : "shared",
+					mapped ? "maps a wrong PFN"
+					       : "is not mapped");
 			}
 		}
-		ST_CHECK(rec_violations(e.rec) == 0,
+		SX_CHECK(ts_violations(e.be) == 0,
 			 "round %ld: the backend saw %" PRIu64 " violations",
-			 rounds, rec_violations(e.rec));
+			 rounds, ts_violations(e.be));
 		rounds++;
 	}
 	__atomic_store_n(&r.stop, true, __ATOMIC_RELEASE);
 	pthread_barrier_wait(&r.start);
-	st_join(&g);
+	sx_join(&g);
 	pthread_barrier_destroy(&r.start);
 	pthread_barrier_destroy(&r.end);
 	printf("races: parent_first: %ld rounds, %ld with threads waiting on "
 	       "a held parent\n",
 	       rounds, contended);
-	ST_CHECK(rounds == 0 || r.nr < 2 || contended > 0,
+	SX_CHECK(rounds == 0 || r.nr < 2 || contended > 0,
 		 "no round had a thread meet the held parent");
-	st_check_quiesced(&e);
-	st_env_fini(&e);
+	sx_check_quiesced(&e);
+	sx_env_fini(&e);
 }
 
 /* ---- rollback_stale ------------------------------------------------------------ */
 
 struct rb_run {
-	struct st_env *e;
-	struct st_budget b;
+	struct ts_env *e;
+	struct sx_budget b;
 	tdp_gfn_t base;
 	unsigned int nr_gfns;
 	/* Per GFN and alias: some fault of it succeeded (atomic). */
@@ -420,15 +425,15 @@ static void *rb_main(void *arg)
 {
 	struct rb_thread *t = arg;
 	struct rb_run *r = t->run;
-	uint64_t rng = st_seed_for(r->seed, (uint64_t)t->id + 100);
+	uint64_t rng = sx_seed_for(r->seed, (uint64_t)t->id + 100);
 	struct tdp_vcpu *v = race_vcpu(r->e);
 
-	while (v && st_budget_next(&r->b)) {
-		unsigned int i = (unsigned int)st_below(&rng, r->nr_gfns);
-		bool private = st_below(&rng, 4) != 0;
+	while (v && sx_budget_next(&r->b)) {
+		unsigned int i = (unsigned int)ts_rand_below(&rng, r->nr_gfns);
+		bool private = ts_rand_below(&rng, 4) != 0;
 		int ret = race_fault(
 			r->e, v, r->base + i, private, TDP_PROT_RWX,
-			st_below(&rng, 6) ? TDP_LEVEL_4K : TDP_LEVEL_2M);
+			ts_rand_below(&rng, 6) ? TDP_LEVEL_4K : TDP_LEVEL_2M);
 
 		if (ret == -ENOSPC && private) {
 			__atomic_add_fetch(&r->hard_errors, 1,
@@ -448,36 +453,36 @@ static void *rb_main(void *arg)
  * is exactly as before (not frozen, not present), the backend and the
  * mirror agree, and the very next fault of the GFN installs the leaf.
  */
-static void rb_one_failure(struct st_env *e, struct tdp_vcpu *v, tdp_gfn_t gfn,
-			   enum rec_call call, int err, int level)
+static void rb_one_failure(struct ts_env *e, struct tdp_vcpu *v, tdp_gfn_t gfn,
+			   enum ts_call call, int err, int level)
 {
 	struct tdp_stats before, after;
 	tdp_spte_t s;
 	int ret, lvl;
 
 	tdp_mmu_get_stats(e->mmu, &before);
-	rec_fail_next_map(e->rec, call, err);
-	ret = st_map_once(e, v, gfn, true, st_pfn(gfn, true), TDP_PROT_RWX,
-			  TDP_LEVEL_4K, tdp_mmu_seq(e->mmu));
-	ST_CHECK(ret == (err == -EBUSY ? TDP_FAULT_RETRY : err),
+	ts_fail_next_map(e->be, call, err);
+	ret = ts_map_seq(v, gfn, ts_alias(true), ts_pfn(gfn, ts_alias(true)),
+			 TDP_PROT_RWX, TDP_LEVEL_4K, tdp_mmu_seq(e->mmu));
+	SX_CHECK(ret == (err == -EBUSY ? TDP_FAULT_RETRY : err),
 		 "%s failing with %d: the fault returned %d",
-		 call == REC_LINK_TABLE ? "link_table" : "set_leaf", err, ret);
+		 call == TS_LINK_TABLE ? "link_table" : "set_leaf", err, ret);
 	s = race_lookup(e, gfn, true, &lvl);
-	ST_CHECK(!tdp_spte_is_frozen(e->fmt, s) &&
+	SX_CHECK(!tdp_spte_is_frozen(e->fmt, s) &&
 			 !tdp_spte_is_present(e->fmt, s) && lvl == level,
 		 "after a failed %s the entry of GFN %#" PRIx64 " is %#" PRIx64
 		 " at level %d, expected non-present at %d",
-		 call == REC_LINK_TABLE ? "link_table" : "set_leaf", gfn, s,
-		 lvl, level);
+		 call == TS_LINK_TABLE ? "link_table" : "set_leaf", gfn, s, lvl,
+		 level);
 	tdp_mmu_get_stats(e->mmu, &after);
-	ST_CHECK(after.leaves[TDP_ROOT_MIRROR][1] ==
+	SX_CHECK(after.leaves[TDP_ROOT_MIRROR][1] ==
 			 before.leaves[TDP_ROOT_MIRROR][1],
 		 "a failed map changed the mirror's leaf count");
-	ret = st_map_once(e, v, gfn, true, st_pfn(gfn, true), TDP_PROT_RWX,
-			  TDP_LEVEL_4K, tdp_mmu_seq(e->mmu));
-	ST_CHECK(ret == TDP_FAULT_FIXED,
+	ret = ts_map_seq(v, gfn, ts_alias(true), ts_pfn(gfn, ts_alias(true)),
+			 TDP_PROT_RWX, TDP_LEVEL_4K, tdp_mmu_seq(e->mmu));
+	SX_CHECK(ret == TDP_FAULT_FIXED,
 		 "the fault right after a rolled-back one returned %d", ret);
-	st_count_ops(2);
+	sx_count_ops(2);
 }
 
 /*
@@ -496,30 +501,30 @@ static void rb_one_failure(struct st_env *e, struct tdp_vcpu *v, tdp_gfn_t gfn,
  * reported mapped is mapped, no GFN whose faults all failed is, and the
  * mirror equals the backend.
  */
-void race_rollback_stale(const struct st_opts *o)
+void race_rollback_stale(const struct sx_opts *o)
 {
-	struct st_env e = { 0 };
+	struct ts_env e = { 0 };
 	struct race_hold hold;
 	struct tdp_vcpu *v;
-	struct rb_run r = { .e = &e, .nr_gfns = 4 * ST_PAGES_2M };
-	struct rb_thread th[ST_MAX_THREADS];
-	struct st_threads g = { .n = 0 };
+	struct rb_run r = { .e = &e, .nr_gfns = 4 * TS_PAGES_2M };
+	struct rb_thread th[SX_MAX_THREADS];
+	struct sx_threads g = { .n = 0 };
 	tdp_gfn_t region = region_1g(0), block;
-	double det_end = st_now() + o->seconds / 3;
+	double det_end = sx_now() + o->seconds / 3;
 	long rounds = 0;
 	int nr;
 
-	if (!st_env_init(&e, 0, true, 4096))
+	if (!sx_env_init(&e, 0, true, 4096))
 		return;
-	race_hold_install(&hold, e.rec);
+	race_hold_install(&hold, e.be);
 	v = race_vcpu(&e);
 	race_fault_ok(
 		race_fault(&e, v, region, true, TDP_PROT_RWX, TDP_LEVEL_4K),
 		region, true);
 
-	for (block = 1; block < 512 && (st_now() < det_end || rounds < 2);
+	for (block = 1; block < 512 && (sx_now() < det_end || rounds < 2);
 	     block++, rounds++) {
-		tdp_gfn_t base = region + block * ST_PAGES_2M;
+		tdp_gfn_t base = region + block * TS_PAGES_2M;
 		struct fault_job owner = { .e = &e,
 					   .gfn = base + 9,
 					   .private = true,
@@ -532,33 +537,31 @@ void race_rollback_stale(const struct st_opts *o)
 		int err = rounds % 2 ? -ENOSPC : -EBUSY;
 
 		/* The 2 MiB entry is empty: the link fails first. */
-		rb_one_failure(&e, v, base + 1, REC_LINK_TABLE, err,
+		rb_one_failure(&e, v, base + 1, TS_LINK_TABLE, err,
 			       TDP_LEVEL_2M);
-		rb_one_failure(&e, v, base + 2, REC_SET_LEAF, err,
-			       TDP_LEVEL_4K);
+		rb_one_failure(&e, v, base + 2, TS_SET_LEAF, err, TDP_LEVEL_4K);
 
-		race_hold_arm(&hold, REC_SET_LEAF, owner.gfn, TDP_LEVEL_4K);
-		st_spawn(&g, fault_job_main, &owner);
+		race_hold_arm(&hold, TS_SET_LEAF, owner.gfn, TDP_LEVEL_4K);
+		sx_spawn(&g, fault_job_main, &owner);
 		if (!race_hold_wait(&hold, RACE_HANG_S)) {
 			race_hold_disarm(&hold);
-			st_join(&g);
+			sx_join(&g);
 			break;
 		}
-		st_spawn(&g, fault_job_main, &contender);
-		st_usleep(200);
-		rec_fail_next_map(e.rec, REC_SET_LEAF, err);
+		sx_spawn(&g, fault_job_main, &contender);
+		tdp_udelay(200);
+		ts_fail_next_map(e.be, TS_SET_LEAF, err);
 		race_hold_release(&hold);
-		st_join(&g);
-		ST_CHECK(owner.result ==
+		sx_join(&g);
+		SX_CHECK(owner.result ==
 				 (err == -EBUSY ? TDP_FAULT_RETRY : err),
 			 "held set_leaf failing with %d: owner got %d", err,
 			 owner.result);
-		ST_CHECK(contender.result == TDP_FAULT_FIXED,
+		SX_CHECK(contender.result == TDP_FAULT_FIXED,
 			 "the contender of a rolled-back entry got %d, not "
 			 "FIXED",
 			 contender.result);
-		ST_CHECK(rec_compare(e.rec, e.mmu, base, base + ST_PAGES_2M) ==
-				 0,
+		SX_CHECK(ts_compare(e.be, e.mmu, base, base + TS_PAGES_2M) == 0,
 			 "mirror != backend after a rollback");
 	}
 	printf("races: rollback_stale: %ld deterministic rounds\n", rounds);
@@ -567,23 +570,23 @@ void race_rollback_stale(const struct st_opts *o)
 	r.seed = o->seed;
 	for (int a = 0; a < 2; a++)
 		r.mapped[a] = calloc(r.nr_gfns, sizeof(bool));
-	rec_set_injection(e.rec, 300, 50, o->seed);
-	nr = o->threads + 1 < ST_MAX_THREADS ? o->threads + 1 : 4;
-	st_budget_start(&r.b, o->seconds * 2 / 3, o->max_ops);
+	ts_set_injection(e.be, 300, 50, o->seed);
+	nr = o->threads + 1 < SX_MAX_THREADS ? o->threads + 1 : 4;
+	sx_budget_start(&r.b, o->seconds * 2 / 3, o->max_ops);
 	for (int i = 0; i < nr; i++) {
 		th[i] = (struct rb_thread){ .run = &r, .id = i };
-		st_spawn(&g, rb_main, &th[i]);
+		sx_spawn(&g, rb_main, &th[i]);
 	}
-	st_join(&g);
-	rec_set_injection(e.rec, 0, 0, 0);
+	sx_join(&g);
+	ts_set_injection(e.be, 0, 0, 0);
 
 	for (unsigned int i = 0; i < r.nr_gfns; i++) {
 		for (int a = 0; a < 2; a++) {
 			bool mapped =
-				st_lookup_leaf(&e, r.base + i, a, NULL, NULL);
+				sx_lookup_leaf(&e, r.base + i, a, NULL, NULL);
 
 			if (r.mapped[a][i])
-				ST_CHECK(mapped,
+				SX_CHECK(mapped,
 					 "%s GFN %#" PRIx64 ": a fault "
 					 "succeeded but it is not mapped",
 					 a ? "private" : "shared", r.base + i);
@@ -596,9 +599,9 @@ void race_rollback_stale(const struct st_opts *o)
 		int level;
 
 		if (r.mapped[1][i] ||
-		    !st_lookup_leaf(&e, r.base + i, true, &level, NULL))
+		    !sx_lookup_leaf(&e, r.base + i, true, &level, NULL))
 			continue;
-		ST_CHECK(level > TDP_LEVEL_4K,
+		SX_CHECK(level > TDP_LEVEL_4K,
 			 "private GFN %#" PRIx64 " is mapped although every "
 			 "fault of it failed",
 			 r.base + i);
@@ -609,22 +612,22 @@ void race_rollback_stale(const struct st_opts *o)
 		tdp_mmu_get_stats(e.mmu, &st);
 		printf("races: rollback_stale: %ld faults, backend busy %" PRIu64
 		       ", errors %" PRIu64 ", hard errors seen %lu\n",
-		       st_budget_ops(&r.b), st.backend_busy, st.backend_errors,
+		       sx_budget_ops(&r.b), st.backend_busy, st.backend_errors,
 		       r.hard_errors);
-		ST_CHECK(st_budget_ops(&r.b) < 50 || st.backend_busy > 0,
+		SX_CHECK(sx_budget_ops(&r.b) < 50 || st.backend_busy > 0,
 			 "no busy result was injected");
 	}
 	for (int a = 0; a < 2; a++)
 		free(r.mapped[a]);
 	tdp_vcpu_destroy(v);
-	st_check_quiesced(&e);
-	st_env_fini(&e);
+	sx_check_quiesced(&e);
+	sx_env_fini(&e);
 }
 
 /* ---- unlink_waits ------------------------------------------------------------------ */
 
 struct uw_hw {
-	struct st_env *e;
+	struct ts_env *e;
 	tdp_gfn_t block;
 	uint64_t seed;
 	pthread_barrier_t *barrier;
@@ -639,7 +642,7 @@ static void *uw_hw_main(void *arg)
 {
 	struct uw_hw *h = arg;
 	struct tdp_vcpu *v = race_vcpu(h->e);
-	uint64_t rng = st_seed_for(h->seed, 7);
+	uint64_t rng = sx_seed_for(h->seed, 7);
 
 	for (;;) {
 		tdp_pfn_t root;
@@ -650,18 +653,19 @@ static void *uw_hw_main(void *arg)
 			break;
 		if (!v || tdp_vcpu_load_root(v, TDP_ALIAS_SHARED, &root,
 					     &root_level)) {
-			ST_CHECK(false, "tdp_vcpu_load_root failed");
+			SX_CHECK(false, "tdp_vcpu_load_root failed");
 			pthread_barrier_wait(h->barrier);
 			continue;
 		}
 		while (!__atomic_load_n(&h->round_over, __ATOMIC_ACQUIRE)) {
 			tdp_walk_begin();
 			for (int i = 0; i < 16; i++) {
-				tdp_gfn_t gfn = h->block + st_below(&rng, 512);
+				tdp_gfn_t gfn =
+					h->block + ts_rand_below(&rng, 512);
 				bool dirtied;
 
-				st_hw_access(h->e->fmt, root, root_level,
-					     gfn | ST_SHARED_BIT, true,
+				ts_hw_access(h->e->fmt, root, root_level,
+					     gfn | TS_SHARED_BIT, true,
 					     &dirtied, NULL);
 				if (dirtied)
 					__atomic_store_n(&h->dirtied, true,
@@ -682,7 +686,7 @@ static void *uw_hw_main(void *arg)
  * nor call remove_leaf before the freezer finished, and must then remove
  * the leaf the freezer installed.
  */
-static void uw_mirror_round(struct st_env *e, struct race_hold *hold,
+static void uw_mirror_round(struct ts_env *e, struct race_hold *hold,
 			    tdp_gfn_t block, tdp_gfn_t gfn)
 {
 	struct fault_job owner = {
@@ -690,49 +694,49 @@ static void uw_mirror_round(struct st_env *e, struct race_hold *hold,
 	};
 	struct zap_job zap = { .e = e,
 			       .start = block,
-			       .end = block + ST_PAGES_2M,
+			       .end = block + TS_PAGES_2M,
 			       .alias = TDP_ALIAS_PRIVATE };
-	struct st_threads g = { .n = 0 };
+	struct sx_threads g = { .n = 0 };
 	bool set_seen = false, removed_after = false;
 
-	race_hold_arm(hold, REC_SET_LEAF, gfn, TDP_LEVEL_4K);
-	rec_log_clear(e->rec);
-	rec_log_enable(e->rec, true);
-	st_spawn(&g, fault_job_main, &owner);
+	race_hold_arm(hold, TS_SET_LEAF, gfn, TDP_LEVEL_4K);
+	ts_log_clear(e->be);
+	ts_log_enable(e->be, true);
+	sx_spawn(&g, fault_job_main, &owner);
 	if (!race_hold_wait(hold, RACE_HANG_S)) {
 		race_hold_disarm(hold);
-		st_join(&g);
-		rec_log_enable(e->rec, false);
+		sx_join(&g);
+		ts_log_enable(e->be, false);
 		return;
 	}
-	st_spawn(&g, zap_job_main, &zap);
-	st_usleep(2000);
-	ST_CHECK(!zap_job_done(&zap),
+	sx_spawn(&g, zap_job_main, &zap);
+	tdp_udelay(2000);
+	SX_CHECK(!zap_job_done(&zap),
 		 "a zap returned while a freezer held an entry of its range");
-	for (size_t i = 0; i < rec_log_count(e->rec); i++)
-		ST_CHECK(rec_log_get(e->rec, i).call != REC_REMOVE_LEAF,
+	for (size_t i = 0; i < ts_log_count(e->be); i++)
+		SX_CHECK(ts_log_get(e->be, i).call != TS_REMOVE_LEAF,
 			 "remove_leaf called while a freezer held an entry "
 			 "frozen");
 	race_hold_release(hold);
-	st_join(&g);
-	rec_log_enable(e->rec, false);
-	ST_CHECK(owner.result == TDP_FAULT_FIXED && zap.result == 0,
+	sx_join(&g);
+	ts_log_enable(e->be, false);
+	SX_CHECK(owner.result == TDP_FAULT_FIXED && zap.result == 0,
 		 "freezer %d, zap %d", owner.result, zap.result);
-	for (size_t i = 0; i < rec_log_count(e->rec); i++) {
-		struct rec_event ev = rec_log_get(e->rec, i);
+	for (size_t i = 0; i < ts_log_count(e->be); i++) {
+		struct ts_event ev = ts_log_get(e->be, i);
 
 		if (ev.gfn != gfn)
 			continue;
-		if (ev.call == REC_SET_LEAF && ev.ret == 0)
+		if (ev.call == TS_SET_LEAF && ev.ret == 0)
 			set_seen = true;
-		if (ev.call == REC_REMOVE_LEAF && set_seen)
+		if (ev.call == TS_REMOVE_LEAF && set_seen)
 			removed_after = true;
 	}
-	ST_CHECK(set_seen && removed_after,
+	SX_CHECK(set_seen && removed_after,
 		 "the zap that waited for the freezer did not remove the "
 		 "leaf it installed (set_leaf %d, remove_leaf after it %d)",
 		 set_seen, removed_after);
-	ST_CHECK(!st_lookup_leaf(e, gfn, true, NULL, NULL),
+	SX_CHECK(!sx_lookup_leaf(e, gfn, true, NULL, NULL),
 		 "GFN %#" PRIx64 " still mapped", gfn);
 }
 
@@ -751,32 +755,32 @@ static void uw_mirror_round(struct st_env *e, struct race_hold *hold,
  * survive, so a harvest afterwards reports the whole 2 MiB whenever any
  * write happened, and nothing when none did.
  */
-void race_unlink_waits(const struct st_opts *o)
+void race_unlink_waits(const struct sx_opts *o)
 {
-	struct st_env e = { 0 };
+	struct ts_env e = { 0 };
 	struct race_hold hold;
 	struct tdp_vcpu *v;
-	struct st_budget b;
+	struct sx_budget b;
 	pthread_barrier_t barrier;
 	struct uw_hw hw;
-	struct st_threads g = { .n = 0 };
+	struct sx_threads g = { .n = 0 };
 	tdp_gfn_t mblock = region_1g(0), dblock = region_1g(1);
 	long mirror_rounds = 0, direct_rounds = 0, dirty_rounds = 0;
 
-	if (!st_env_init(&e, 0, true, 4096))
+	if (!sx_env_init(&e, 0, true, 4096))
 		return;
-	race_hold_install(&hold, e.rec);
+	race_hold_install(&hold, e.be);
 	v = race_vcpu(&e);
 
 	pthread_barrier_init(&barrier, NULL, 2);
 	hw = (struct uw_hw){
 		.e = &e, .block = dblock, .seed = o->seed, .barrier = &barrier
 	};
-	st_spawn(&g, uw_hw_main, &hw);
+	sx_spawn(&g, uw_hw_main, &hw);
 
-	st_budget_start(&b, o->seconds, o->max_ops);
-	while (st_budget_next(&b)) {
-		uint64_t bitmap[ST_PAGES_2M / 64] = { 0 };
+	sx_budget_start(&b, o->seconds, o->max_ops);
+	while (sx_budget_next(&b)) {
+		uint64_t bitmap[TS_PAGES_2M / 64] = { 0 };
 		int64_t reported;
 		int made;
 
@@ -791,51 +795,51 @@ void race_unlink_waits(const struct st_opts *o)
 			continue;
 		}
 
-		for (tdp_gfn_t i = 0; i < ST_PAGES_2M; i++)
+		for (tdp_gfn_t i = 0; i < TS_PAGES_2M; i++)
 			race_fault_ok(race_fault(&e, v, dblock + i, false,
 						 TDP_PROT_RWX, TDP_LEVEL_4K),
 				      dblock + i, false);
-		st_count_ops(ST_PAGES_2M);
+		sx_count_ops(TS_PAGES_2M);
 		__atomic_store_n(&hw.dirtied, false, __ATOMIC_RELAXED);
 		__atomic_store_n(&hw.round_over, false, __ATOMIC_RELEASE);
 		pthread_barrier_wait(&barrier);
-		st_usleep((unsigned int)(direct_rounds % 7) * 10);
+		tdp_udelay((unsigned int)(direct_rounds % 7) * 10);
 		made = tdp_recover_huge_pages(e.mmu, dblock,
-					      dblock + ST_PAGES_2M,
+					      dblock + TS_PAGES_2M,
 					      TDP_LEVEL_2M, TDP_ALIAS_SHARED);
 		__atomic_store_n(&hw.round_over, true, __ATOMIC_RELEASE);
 		pthread_barrier_wait(&barrier);
-		ST_CHECK(made == 1, "recovery of a full table made %d leaves",
+		SX_CHECK(made == 1, "recovery of a full table made %d leaves",
 			 made);
 		reported =
-			tdp_harvest_dirty(e.mmu, dblock, dblock + ST_PAGES_2M,
+			tdp_harvest_dirty(e.mmu, dblock, dblock + TS_PAGES_2M,
 					  bitmap, TDP_ALIAS_SHARED);
 		if (__atomic_load_n(&hw.dirtied, __ATOMIC_RELAXED)) {
 			dirty_rounds++;
-			ST_CHECK(reported == (int64_t)ST_PAGES_2M,
+			SX_CHECK(reported == (int64_t)TS_PAGES_2M,
 				 "round %ld: the CPU dirtied pages of a table "
 				 "being collapsed but the harvest reported "
 				 "%" PRId64 " of 512",
 				 direct_rounds, reported);
 		} else {
-			ST_CHECK(reported == 0,
+			SX_CHECK(reported == 0,
 				 "nothing written, %" PRId64 " reported",
 				 reported);
 		}
-		ST_CHECK(tdp_zap_range(e.mmu, dblock, dblock + ST_PAGES_2M,
+		SX_CHECK(tdp_zap_range(e.mmu, dblock, dblock + TS_PAGES_2M,
 				       TDP_ALIAS_SHARED) == 0,
 			 "zap");
-		st_count_ops(3);
+		sx_count_ops(3);
 		direct_rounds++;
 	}
 	__atomic_store_n(&hw.stop, true, __ATOMIC_RELEASE);
 	pthread_barrier_wait(&barrier);
-	st_join(&g);
+	sx_join(&g);
 	pthread_barrier_destroy(&barrier);
 	printf("races: unlink_waits: %ld mirror rounds, %ld recoveries (%ld "
 	       "with writes), %ld CPU accesses\n",
 	       mirror_rounds, direct_rounds, dirty_rounds, hw.accesses);
 	tdp_vcpu_destroy(v);
-	st_check_quiesced(&e);
-	st_env_fini(&e);
+	sx_check_quiesced(&e);
+	sx_env_fini(&e);
 }

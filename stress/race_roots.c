@@ -15,21 +15,21 @@
 #include <stdlib.h>
 
 #define RR_BLOCKS 8
-#define RR_GFNS (RR_BLOCKS * ST_PAGES_2M)
+#define RR_GFNS (RR_BLOCKS * TS_PAGES_2M)
 
 /* The window of these tests: blocks spread over two 1 GiB regions. */
 static tdp_gfn_t window_gfn(tdp_gfn_t base, uint64_t i)
 {
-	uint64_t block = i / ST_PAGES_2M;
+	uint64_t block = i / TS_PAGES_2M;
 
-	return base + (block % 2) * ST_PAGES_1G +
-	       (block / 2) * 37 * ST_PAGES_2M + i % ST_PAGES_2M;
+	return base + (block % 2) * TS_PAGES_1G +
+	       (block / 2) * 37 * TS_PAGES_2M + i % TS_PAGES_2M;
 }
 
 /* A thread that faults the window at random, both aliases. */
 struct faulter {
-	struct st_env *e;
-	struct st_budget *b;
+	struct ts_env *e;
+	struct sx_budget *b;
 	tdp_gfn_t base;
 	uint64_t seed;
 	bool shared_only;
@@ -41,10 +41,11 @@ static void *faulter_main(void *arg)
 	struct tdp_vcpu *v = race_vcpu(f->e);
 	uint64_t rng = f->seed;
 
-	while (v && st_budget_next(f->b)) {
-		tdp_gfn_t g = window_gfn(f->base, st_below(&rng, RR_GFNS));
-		bool private = !f->shared_only && st_below(&rng, 3) == 0;
-		int level = st_below(&rng, 4) ? TDP_LEVEL_4K : TDP_LEVEL_2M;
+	while (v && sx_budget_next(f->b)) {
+		tdp_gfn_t g = window_gfn(f->base, ts_rand_below(&rng, RR_GFNS));
+		bool private = !f->shared_only && ts_rand_below(&rng, 3) == 0;
+		int level =
+			ts_rand_below(&rng, 4) ? TDP_LEVEL_4K : TDP_LEVEL_2M;
 
 		race_fault_ok(
 			race_fault(f->e, v, g, private, TDP_PROT_RWX, level), g,
@@ -57,8 +58,8 @@ static void *faulter_main(void *arg)
 /* ---- rcu_reader ---------------------------------------------------------------- */
 
 struct rr_run {
-	struct st_env *e;
-	struct st_budget b;
+	struct ts_env *e;
+	struct sx_budget b;
 	tdp_gfn_t base;
 	uint64_t seed;
 	long sections;	  /* atomic */
@@ -70,13 +71,13 @@ struct rr_run {
 
 /* Check one entry a lockless reader found in the table at @level whose
  * first entry translates @base. */
-static void rr_check_entry(struct st_env *e, tdp_spte_t s, tdp_gfn_t gfn,
+static void rr_check_entry(struct ts_env *e, tdp_spte_t s, tdp_gfn_t gfn,
 			   int level)
 {
 	const struct tdp_spte_format *fmt = e->fmt;
 
 	if (tdp_spte_is_frozen(fmt, s) || !tdp_spte_is_present(fmt, s)) {
-		ST_CHECK(tdp_spte_is_frozen(fmt, s) || s == fmt->nonpresent,
+		SX_CHECK(tdp_spte_is_frozen(fmt, s) || s == fmt->nonpresent,
 			 "a lockless reader found %#" PRIx64 " at tree GFN "
 			 "%#" PRIx64 " level %d: neither an SPTE nor a "
 			 "zapped or frozen entry",
@@ -84,8 +85,8 @@ static void rr_check_entry(struct st_env *e, tdp_spte_t s, tdp_gfn_t gfn,
 		return;
 	}
 	if (tdp_spte_is_leaf(fmt, s, level))
-		ST_CHECK(tdp_spte_pfn(fmt, s) ==
-				 st_pfn(gfn & ~ST_SHARED_BIT, false),
+		SX_CHECK(tdp_spte_pfn(fmt, s) ==
+				 ts_pfn(gfn & ~TS_SHARED_BIT, ts_alias(false)),
 			 "a lockless reader found a leaf of tree GFN "
 			 "%#" PRIx64 " mapping PFN %#" PRIx64,
 			 gfn, tdp_spte_pfn(fmt, s));
@@ -109,18 +110,19 @@ static void *rr_reader_main(void *arg)
 	struct rr_run *r = rd->run;
 	struct tdp_vcpu *v = race_vcpu(r->e);
 	const struct tdp_spte_format *fmt = r->e->fmt;
-	uint64_t rng = st_seed_for(r->seed, 40 + (uint64_t)rd->id);
+	uint64_t rng = sx_seed_for(r->seed, 40 + (uint64_t)rd->id);
 	bool frozen[TDP_SPTES_PER_TABLE];
 
-	while (v && !st_budget_over(&r->b)) {
-		tdp_gfn_t gfn = window_gfn(r->base, st_below(&rng, RR_GFNS)) |
-				ST_SHARED_BIT;
+	while (v && !sx_budget_over(&r->b)) {
+		tdp_gfn_t gfn =
+			window_gfn(r->base, ts_rand_below(&rng, RR_GFNS)) |
+			TS_SHARED_BIT;
 		const tdp_spte_t *table;
 		tdp_pfn_t root;
 		tdp_gfn_t tbase;
 		int level;
 
-		if (!ST_CHECK(tdp_vcpu_load_root(v, TDP_ALIAS_SHARED, &root,
+		if (!SX_CHECK(tdp_vcpu_load_root(v, TDP_ALIAS_SHARED, &root,
 						 &level) == 0,
 			      "tdp_vcpu_load_root"))
 			break;
@@ -139,7 +141,7 @@ static void *rr_reader_main(void *arg)
 			table = tdp_pfn_to_table(tdp_spte_pfn(fmt, s));
 			level--;
 		}
-		tbase = st_round_down(gfn, level + 1);
+		tbase = ts_round_down(gfn, level + 1);
 		for (int pass = 0; pass < 2; pass++) {
 			for (int i = 0; i < TDP_SPTES_PER_TABLE; i++) {
 				tdp_spte_t s = __atomic_load_n(
@@ -149,7 +151,7 @@ static void *rr_reader_main(void *arg)
 					(uint64_t)i * tdp_level_pages(level);
 
 				if (pass == 1 && frozen[i])
-					ST_CHECK(tdp_spte_is_frozen(fmt, s),
+					SX_CHECK(tdp_spte_is_frozen(fmt, s),
 						 "entry %d of a table at tree "
 						 "GFN %#" PRIx64 " level %d "
 						 "was frozen and now holds "
@@ -168,11 +170,12 @@ static void *rr_reader_main(void *arg)
 				rr_check_entry(r->e, s, g, level);
 			}
 			if (pass == 0)
-				st_usleep((unsigned int)st_below(&rng, 200));
+				tdp_udelay(
+					(unsigned int)ts_rand_below(&rng, 200));
 		}
 		tdp_walk_end();
 		__atomic_add_fetch(&r->sections, 1, __ATOMIC_RELAXED);
-		st_count_ops(1);
+		sx_count_ops(1);
 	}
 	tdp_vcpu_destroy(v);
 	return NULL;
@@ -182,11 +185,11 @@ static void *rr_reader_main(void *arg)
 static void *rr_zapper_main(void *arg)
 {
 	struct rr_run *r = arg;
-	uint64_t rng = st_seed_for(r->seed, 12);
+	uint64_t rng = sx_seed_for(r->seed, 12);
 
-	while (st_budget_next(&r->b)) {
-		tdp_gfn_t g = window_gfn(r->base, st_below(&rng, RR_GFNS));
-		tdp_gfn_t block = st_round_down(g, TDP_LEVEL_2M);
+	while (sx_budget_next(&r->b)) {
+		tdp_gfn_t g = window_gfn(r->base, ts_rand_below(&rng, RR_GFNS));
+		tdp_gfn_t block = ts_round_down(g, TDP_LEVEL_2M);
 		int ret = 0;
 		int64_t n;
 
@@ -196,13 +199,13 @@ static void *rr_zapper_main(void *arg)
 		 * an invalidated root, recovery) run while readers are inside
 		 * the tables they unlink, so they come more often.
 		 */
-		switch (st_below(&rng, 8)) {
+		switch (ts_rand_below(&rng, 8)) {
 		case 0:
 			ret = tdp_zap_all(r->e->mmu);
 			break;
 		case 1:
 			ret = tdp_zap_range(r->e->mmu, block,
-					    block + ST_PAGES_2M,
+					    block + TS_PAGES_2M,
 					    TDP_ALIAS_BOTH);
 			break;
 		case 2:
@@ -215,23 +218,23 @@ static void *rr_zapper_main(void *arg)
 			break;
 		case 3:
 			n = tdp_recover_huge_pages(
-				r->e->mmu, block, block + ST_PAGES_2M,
+				r->e->mmu, block, block + TS_PAGES_2M,
 				TDP_LEVEL_2M, TDP_ALIAS_SHARED);
 			ret = n < 0 ? (int)n : 0;
 			break;
 		case 4:
 			ret = tdp_split_huge_range(
-				r->e->mmu, block, block + ST_PAGES_2M,
+				r->e->mmu, block, block + TS_PAGES_2M,
 				TDP_LEVEL_4K, TDP_ALIAS_SHARED);
 			break;
 		default:
-			n = tdp_age_range(r->e->mmu, block, block + ST_PAGES_2M,
+			n = tdp_age_range(r->e->mmu, block, block + TS_PAGES_2M,
 					  true, TDP_ALIAS_SHARED);
 			ret = n < 0 ? (int)n : 0;
 			break;
 		}
-		ST_CHECK(ret == 0, "zapper op: %d", ret);
-		st_usleep(100);
+		SX_CHECK(ret == 0, "zapper op: %d", ret);
+		tdp_udelay(100);
 	}
 	return NULL;
 }
@@ -250,49 +253,49 @@ static void *rr_zapper_main(void *arg)
  * ASan builds poison freed table pages, and TSan builds see the grace
  * period through the port's annotations.
  */
-void race_rcu_reader(const struct st_opts *o)
+void race_rcu_reader(const struct sx_opts *o)
 {
-	struct st_env e = { 0 };
+	struct ts_env e = { 0 };
 	struct rr_run r = { .e = &e, .seed = o->seed };
 	struct faulter f;
 	struct rr_reader rd[2];
-	struct st_threads g = { .n = 0 };
+	struct sx_threads g = { .n = 0 };
 	int readers = o->threads > 1 ? 2 : 1;
 
-	if (!st_env_init(&e, 0, true, 0))
+	if (!sx_env_init(&e, 0, true, 0))
 		return;
 	r.base = race_fresh_region(9);
-	st_budget_start(&r.b, o->seconds, o->max_ops);
+	sx_budget_start(&r.b, o->seconds, o->max_ops);
 	f = (struct faulter){ .e = &e,
 			      .b = &r.b,
 			      .base = r.base,
-			      .seed = st_seed_for(o->seed, 13) };
+			      .seed = sx_seed_for(o->seed, 13) };
 	for (int i = 0; i < readers; i++) {
 		rd[i] = (struct rr_reader){ .run = &r, .id = i };
-		st_spawn(&g, rr_reader_main, &rd[i]);
+		sx_spawn(&g, rr_reader_main, &rd[i]);
 	}
-	st_spawn(&g, rr_zapper_main, &r);
-	st_spawn(&g, faulter_main, &f);
-	st_join(&g);
+	sx_spawn(&g, rr_zapper_main, &r);
+	sx_spawn(&g, faulter_main, &f);
+	sx_join(&g);
 	printf("races: rcu_reader: %ld read sections, %ld frozen entries met "
 	       "inside them, %ld frozen while a reader was inside\n",
 	       r.sections, r.frozen_seen, r.unlinked_under);
-	st_check_quiesced(&e);
-	st_env_fini(&e);
+	sx_check_quiesced(&e);
+	sx_env_fini(&e);
 }
 
 /* ---- root_zap_ref -------------------------------------------------------------- */
 
 struct rz_run {
-	struct st_env *e;
-	struct st_budget b;
+	struct ts_env *e;
+	struct sx_budget b;
 	tdp_gfn_t base;
 	uint64_t seed;
 	long checked; /* atomic */
 };
 
 /* Count present leaves of a tree that overlap [start, end) (tree GFNs). */
-static long rz_leaves_in(struct st_env *e, const tdp_spte_t *table, int level,
+static long rz_leaves_in(struct ts_env *e, const tdp_spte_t *table, int level,
 			 tdp_gfn_t base, tdp_gfn_t start, tdp_gfn_t end)
 {
 	const struct tdp_spte_format *fmt = e->fmt;
@@ -334,9 +337,9 @@ static void rz_check_unmapped(struct rz_run *r, tdp_gfn_t start, tdp_gfn_t end)
 
 		tdp_rcu_read_lock();
 		n = rz_leaves_in(r->e, root->table->spt, root->table->level, 0,
-				 start | ST_SHARED_BIT, end | ST_SHARED_BIT);
+				 start | TS_SHARED_BIT, end | TS_SHARED_BIT);
 		tdp_rcu_read_unlock();
-		ST_CHECK(n == 0,
+		SX_CHECK(n == 0,
 			 "a %s root still maps %ld leaves of [%#" PRIx64
 			 ", %#" PRIx64 ") after the host unmapped it",
 			 tdp_root_is_valid(root) ? "valid" : "invalidated", n,
@@ -349,13 +352,13 @@ static void *rz_invalidator_main(void *arg)
 {
 	struct rz_run *r = arg;
 
-	while (st_budget_next(&r->b)) {
+	while (sx_budget_next(&r->b)) {
 		int ret = tdp_mmu_invalidate_roots(r->e->mmu, TDP_ALIAS_SHARED);
 
-		ST_CHECK(ret == 0, "invalidate_roots: %d", ret);
-		st_usleep(200);
+		SX_CHECK(ret == 0, "invalidate_roots: %d", ret);
+		tdp_udelay(200);
 		ret = tdp_mmu_zap_invalidated_roots(r->e->mmu);
-		ST_CHECK(ret == 0, "zap_invalidated_roots: %d", ret);
+		SX_CHECK(ret == 0, "zap_invalidated_roots: %d", ret);
 	}
 	return NULL;
 }
@@ -364,11 +367,11 @@ static void *rz_claimer_main(void *arg)
 {
 	struct rz_run *r = arg;
 
-	while (st_budget_next(&r->b)) {
+	while (sx_budget_next(&r->b)) {
 		int ret = tdp_mmu_zap_invalidated_roots(r->e->mmu);
 
-		ST_CHECK(ret == 0, "zap_invalidated_roots: %d", ret);
-		st_usleep(100);
+		SX_CHECK(ret == 0, "zap_invalidated_roots: %d", ret);
+		tdp_udelay(100);
 	}
 	return NULL;
 }
@@ -377,15 +380,15 @@ static void *rz_claimer_main(void *arg)
 static void *rz_getter_main(void *arg)
 {
 	struct rz_run *r = arg;
-	uint64_t rng = st_seed_for(r->seed, 21);
+	uint64_t rng = sx_seed_for(r->seed, 21);
 
-	while (st_budget_next(&r->b)) {
+	while (sx_budget_next(&r->b)) {
 		struct tdp_root *root;
 		int ret = tdp_root_get(r->e->mmu, TDP_ROOT_DIRECT, &root);
 
-		if (!ST_CHECK(ret == 0, "tdp_root_get: %d", ret))
+		if (!SX_CHECK(ret == 0, "tdp_root_get: %d", ret))
 			continue;
-		st_usleep((unsigned int)st_below(&rng, 300));
+		tdp_udelay((unsigned int)ts_rand_below(&rng, 300));
 		tdp_root_put(r->e->mmu, root);
 	}
 	return NULL;
@@ -394,25 +397,25 @@ static void *rz_getter_main(void *arg)
 static void *rz_unmapper_main(void *arg)
 {
 	struct rz_run *r = arg;
-	uint64_t rng = st_seed_for(r->seed, 22);
+	uint64_t rng = sx_seed_for(r->seed, 22);
 
-	while (st_budget_next(&r->b)) {
-		uint64_t i = st_below(&rng, RR_GFNS);
+	while (sx_budget_next(&r->b)) {
+		uint64_t i = ts_rand_below(&rng, RR_GFNS);
 		tdp_gfn_t start = window_gfn(r->base, i);
-		tdp_gfn_t end = start + 1 + st_below(&rng, 600);
+		tdp_gfn_t end = start + 1 + ts_rand_below(&rng, 600);
 		int ret;
 
 		/* Stay inside the 2 MiB block's 1 GiB region. */
-		if (end > st_round_down(start, TDP_LEVEL_1G) + ST_PAGES_1G)
-			end = st_round_down(start, TDP_LEVEL_1G) + ST_PAGES_1G;
+		if (end > ts_round_down(start, TDP_LEVEL_1G) + TS_PAGES_1G)
+			end = ts_round_down(start, TDP_LEVEL_1G) + TS_PAGES_1G;
 		ret = tdp_invalidate_begin(r->e->mmu, start, end);
-		if (!ST_CHECK(ret == 0, "invalidate_begin: %d", ret))
+		if (!SX_CHECK(ret == 0, "invalidate_begin: %d", ret))
 			continue;
 		ret = tdp_zap_host_unmap(r->e->mmu, start, end);
-		ST_CHECK(ret == 0, "zap_host_unmap: %d", ret);
+		SX_CHECK(ret == 0, "zap_host_unmap: %d", ret);
 		rz_check_unmapped(r, start, end);
 		ret = tdp_invalidate_end(r->e->mmu, start, end);
-		ST_CHECK(ret == 0, "invalidate_end: %d", ret);
+		SX_CHECK(ret == 0, "invalidate_end: %d", ret);
 	}
 	return NULL;
 }
@@ -432,46 +435,46 @@ static void *rz_unmapper_main(void *arg)
  * direct root exists only if a fault loaded one after the last
  * invalidation).
  */
-void race_root_zap_ref(const struct st_opts *o)
+void race_root_zap_ref(const struct sx_opts *o)
 {
-	struct st_env e = { 0 };
+	struct ts_env e = { 0 };
 	struct rz_run r = { .e = &e, .seed = o->seed };
 	struct faulter f[2];
-	struct st_threads g = { .n = 0 };
+	struct sx_threads g = { .n = 0 };
 	struct tdp_stats st;
 
-	if (!st_env_init(&e, 0, true, 0))
+	if (!sx_env_init(&e, 0, true, 0))
 		return;
 	r.base = race_fresh_region(10);
-	st_budget_start(&r.b, o->seconds, o->max_ops);
+	sx_budget_start(&r.b, o->seconds, o->max_ops);
 	for (int i = 0; i < 2; i++) {
 		f[i] = (struct faulter){ .e = &e,
 					 .b = &r.b,
 					 .base = r.base,
-					 .seed = st_seed_for(o->seed, 30 + i) };
-		st_spawn(&g, faulter_main, &f[i]);
+					 .seed = sx_seed_for(o->seed, 30 + i) };
+		sx_spawn(&g, faulter_main, &f[i]);
 	}
-	st_spawn(&g, rz_invalidator_main, &r);
-	st_spawn(&g, rz_claimer_main, &r);
-	st_spawn(&g, rz_getter_main, &r);
-	st_spawn(&g, rz_unmapper_main, &r);
-	st_join(&g);
+	sx_spawn(&g, rz_invalidator_main, &r);
+	sx_spawn(&g, rz_claimer_main, &r);
+	sx_spawn(&g, rz_getter_main, &r);
+	sx_spawn(&g, rz_unmapper_main, &r);
+	sx_join(&g);
 
-	ST_CHECK(tdp_mmu_zap_invalidated_roots(e.mmu) == 0, "final zap");
+	SX_CHECK(tdp_mmu_zap_invalidated_roots(e.mmu) == 0, "final zap");
 	tdp_rcu_barrier();
 	tdp_mmu_get_stats(e.mmu, &st);
 	printf("races: root_zap_ref: %" PRIu64 " roots allocated, %ld unmap "
 	       "checks\n",
 	       st.roots_allocated, r.checked);
-	st_check_roots_freed(&e);
-	st_check_quiesced(&e);
-	st_env_fini(&e);
+	sx_check_roots_freed(&e);
+	sx_check_quiesced(&e);
+	sx_env_fini(&e);
 }
 
 /* ---- root_zap_once ----------------------------------------------------------- */
 
 struct zo_run {
-	struct st_env *e;
+	struct ts_env *e;
 	pthread_barrier_t start;
 	tdp_gfn_t base;
 	bool stop; /* atomic */
@@ -500,15 +503,15 @@ static void *zo_main(void *arg)
 				      r->base + 3, false);
 		} else if (t->id == 1) {
 			/* A range zap walks invalidated roots too. */
-			ST_CHECK(tdp_zap_range(r->e->mmu, r->base,
+			SX_CHECK(tdp_zap_range(r->e->mmu, r->base,
 					       r->base + RR_GFNS,
 					       TDP_ALIAS_SHARED) == 0,
 				 "zap_range");
 		} else {
-			ST_CHECK(tdp_mmu_zap_invalidated_roots(r->e->mmu) == 0,
+			SX_CHECK(tdp_mmu_zap_invalidated_roots(r->e->mmu) == 0,
 				 "zap_invalidated_roots");
 		}
-		st_count_ops(1);
+		sx_count_ops(1);
 		pthread_barrier_wait(&r->start);
 	}
 	tdp_vcpu_destroy(v);
@@ -528,27 +531,27 @@ static void *zo_main(void *arg)
  * drop the MMU's reference twice and free the root under the test's
  * reference.
  */
-void race_root_zap_once(const struct st_opts *o)
+void race_root_zap_once(const struct sx_opts *o)
 {
-	struct st_env e = { 0 };
+	struct ts_env e = { 0 };
 	struct zo_run r = { .e = &e };
-	struct zo_thread th[ST_MAX_THREADS];
-	struct st_threads g = { .n = 0 };
+	struct zo_thread th[SX_MAX_THREADS];
+	struct sx_threads g = { .n = 0 };
 	struct tdp_vcpu *v;
-	struct st_budget b;
+	struct sx_budget b;
 	long rounds = 0;
 
-	if (!st_env_init(&e, 0, true, 0))
+	if (!sx_env_init(&e, 0, true, 0))
 		return;
 	r.base = race_fresh_region(11);
 	r.nr = o->threads + 2 < 8 ? o->threads + 2 : 8;
 	pthread_barrier_init(&r.start, NULL, (unsigned int)r.nr + 1);
 	for (int i = 0; i < r.nr; i++) {
 		th[i] = (struct zo_thread){ .run = &r, .id = i };
-		st_spawn(&g, zo_main, &th[i]);
+		sx_spawn(&g, zo_main, &th[i]);
 	}
-	st_budget_start(&b, o->seconds, o->max_ops);
-	while (st_budget_next(&b)) {
+	sx_budget_start(&b, o->seconds, o->max_ops);
+	while (sx_budget_next(&b)) {
 		struct tdp_root *old;
 		struct tdp_stats before, after;
 		int ret;
@@ -563,19 +566,19 @@ void race_root_zap_once(const struct st_opts *o)
 		}
 		tdp_vcpu_destroy(v);
 		ret = tdp_root_get(e.mmu, TDP_ROOT_DIRECT, &old);
-		if (!ST_CHECK(ret == 0, "tdp_root_get: %d", ret))
+		if (!SX_CHECK(ret == 0, "tdp_root_get: %d", ret))
 			break;
-		ST_CHECK(tdp_mmu_invalidate_roots(e.mmu, TDP_ALIAS_SHARED) == 0,
+		SX_CHECK(tdp_mmu_invalidate_roots(e.mmu, TDP_ALIAS_SHARED) == 0,
 			 "invalidate_roots");
 		pthread_barrier_wait(&r.start);
 		pthread_barrier_wait(&r.start);
 
-		ST_CHECK(tdp_root_refcount(old) == 1,
+		SX_CHECK(tdp_root_refcount(old) == 1,
 			 "round %ld: the invalidated root has %d references "
 			 "after concurrent zaps, expected only the test's",
 			 rounds, tdp_root_refcount(old));
-		ST_CHECK(!tdp_root_is_valid(old), "the old root is valid");
-		ST_CHECK(rz_leaves_in(&e, old->table->spt, old->table->level, 0,
+		SX_CHECK(!tdp_root_is_valid(old), "the old root is valid");
+		SX_CHECK(rz_leaves_in(&e, old->table->spt, old->table->level, 0,
 				      0, ~0ULL) == 0,
 			 "round %ld: the zapped root still holds leaves",
 			 rounds);
@@ -584,28 +587,28 @@ void race_root_zap_once(const struct st_opts *o)
 		tdp_root_put(e.mmu, old);
 		tdp_rcu_barrier();
 		tdp_mmu_get_stats(e.mmu, &after);
-		ST_CHECK(after.roots_freed == before.roots_freed + 1,
+		SX_CHECK(after.roots_freed == before.roots_freed + 1,
 			 "putting the last reference freed %" PRIu64 " roots",
 			 after.roots_freed - before.roots_freed);
-		ST_CHECK(after.roots_allocated - after.roots_freed == 2,
+		SX_CHECK(after.roots_allocated - after.roots_freed == 2,
 			 "%" PRIu64 " roots live, expected 2",
 			 after.roots_allocated - after.roots_freed);
 		rounds++;
 	}
 	__atomic_store_n(&r.stop, true, __ATOMIC_RELEASE);
 	pthread_barrier_wait(&r.start);
-	st_join(&g);
+	sx_join(&g);
 	pthread_barrier_destroy(&r.start);
 	printf("races: root_zap_once: %ld rounds with %d concurrent zappers\n",
 	       rounds, r.nr - 2);
-	st_check_quiesced(&e);
-	st_env_fini(&e);
+	sx_check_quiesced(&e);
+	sx_env_fini(&e);
 }
 
 /* ---- root_alloc_once -------------------------------------------------------------- */
 
 struct ra_run {
-	struct st_env *e;
+	struct ts_env *e;
 	pthread_barrier_t start;
 	bool stop; /* atomic */
 	int nr;
@@ -641,7 +644,7 @@ static void *ra_main(void *arg)
 					t->vcpu, TDP_ALIAS_SHARED, &t->root_pfn,
 					&level);
 		}
-		st_count_ops(1);
+		sx_count_ops(1);
 		pthread_barrier_wait(&r->start);
 	}
 	return NULL;
@@ -657,40 +660,40 @@ static void *ra_main(void *arg)
  * its reference count must be the number of holders plus the MMU's own.
  * The mirror root, asked for meanwhile, is never reallocated.
  */
-void race_root_alloc_once(const struct st_opts *o)
+void race_root_alloc_once(const struct sx_opts *o)
 {
-	struct st_env e = { 0 };
+	struct ts_env e = { 0 };
 	struct ra_run r = { .e = &e };
-	struct ra_thread th[ST_MAX_THREADS];
-	struct st_threads g = { .n = 0 };
+	struct ra_thread th[SX_MAX_THREADS];
+	struct sx_threads g = { .n = 0 };
 	struct tdp_root *mirror = NULL;
-	struct st_budget b;
+	struct sx_budget b;
 	long rounds = 0;
 
-	if (!st_env_init(&e, 0, true, 0))
+	if (!sx_env_init(&e, 0, true, 0))
 		return;
-	r.nr = o->threads + 3 < ST_MAX_THREADS ? o->threads + 3 : 6;
+	r.nr = o->threads + 3 < SX_MAX_THREADS ? o->threads + 3 : 6;
 	pthread_barrier_init(&r.start, NULL, (unsigned int)r.nr + 1);
 	for (int i = 0; i < r.nr; i++) {
 		th[i] = (struct ra_thread){ .run = &r, .id = i };
-		st_spawn(&g, ra_main, &th[i]);
+		sx_spawn(&g, ra_main, &th[i]);
 	}
-	ST_CHECK(tdp_root_get(e.mmu, TDP_ROOT_MIRROR, &mirror) == 0,
+	SX_CHECK(tdp_root_get(e.mmu, TDP_ROOT_MIRROR, &mirror) == 0,
 		 "mirror root");
-	st_budget_start(&b, o->seconds, o->max_ops);
-	while (st_budget_next(&b)) {
+	sx_budget_start(&b, o->seconds, o->max_ops);
+	while (sx_budget_next(&b)) {
 		struct tdp_stats before, after;
 		struct tdp_root *root = NULL, *m2 = NULL;
 		tdp_pfn_t pfn = 0;
 		int holders = 0;
 
-		ST_CHECK(tdp_mmu_invalidate_roots(e.mmu, TDP_ALIAS_SHARED) == 0,
+		SX_CHECK(tdp_mmu_invalidate_roots(e.mmu, TDP_ALIAS_SHARED) == 0,
 			 "invalidate_roots");
-		ST_CHECK(tdp_mmu_zap_invalidated_roots(e.mmu) == 0,
+		SX_CHECK(tdp_mmu_zap_invalidated_roots(e.mmu) == 0,
 			 "zap_invalidated_roots");
 		tdp_mmu_get_stats(e.mmu, &before);
 		pthread_barrier_wait(&r.start);
-		ST_CHECK(tdp_root_get(e.mmu, TDP_ROOT_MIRROR, &m2) == 0 &&
+		SX_CHECK(tdp_root_get(e.mmu, TDP_ROOT_MIRROR, &m2) == 0 &&
 				 m2 == mirror,
 			 "the mirror root changed");
 		tdp_root_put(e.mmu, m2);
@@ -700,36 +703,36 @@ void race_root_alloc_once(const struct st_opts *o)
 		for (int i = 0; i < r.nr; i++) {
 			struct ra_thread *t = &th[i];
 
-			if (!ST_CHECK(t->ret == 0, "thread %d: %d", i, t->ret))
+			if (!SX_CHECK(t->ret == 0, "thread %d: %d", i, t->ret))
 				continue;
 			holders++;
 			if (t->id % 2) {
 				if (!root)
 					root = t->root;
-				ST_CHECK(t->root == root,
+				SX_CHECK(t->root == root,
 					 "round %ld: two threads got different "
 					 "direct roots",
 					 rounds);
 			} else {
 				if (!pfn)
 					pfn = t->root_pfn;
-				ST_CHECK(t->root_pfn == pfn,
+				SX_CHECK(t->root_pfn == pfn,
 					 "round %ld: two vCPUs loaded "
 					 "different direct roots",
 					 rounds);
 			}
 		}
 		if (root && pfn)
-			ST_CHECK(tdp_virt_to_pfn(root->table->spt) == pfn,
+			SX_CHECK(tdp_virt_to_pfn(root->table->spt) == pfn,
 				 "round %ld: vCPUs and tdp_root_get() got "
 				 "different roots",
 				 rounds);
-		ST_CHECK(after.roots_allocated == before.roots_allocated + 1,
+		SX_CHECK(after.roots_allocated == before.roots_allocated + 1,
 			 "round %ld: %" PRIu64 " roots allocated for one role",
 			 rounds,
 			 after.roots_allocated - before.roots_allocated);
 		if (root)
-			ST_CHECK(tdp_root_refcount(root) == holders + 1,
+			SX_CHECK(tdp_root_refcount(root) == holders + 1,
 				 "round %ld: the root has %d references, %d "
 				 "holders plus the MMU's",
 				 rounds, tdp_root_refcount(root), holders);
@@ -743,11 +746,11 @@ void race_root_alloc_once(const struct st_opts *o)
 	}
 	__atomic_store_n(&r.stop, true, __ATOMIC_RELEASE);
 	pthread_barrier_wait(&r.start);
-	st_join(&g);
+	sx_join(&g);
 	pthread_barrier_destroy(&r.start);
 	tdp_root_put(e.mmu, mirror);
 	printf("races: root_alloc_once: %ld rounds of %d threads\n", rounds,
 	       r.nr);
-	st_check_quiesced(&e);
-	st_env_fini(&e);
+	sx_check_quiesced(&e);
+	sx_env_fini(&e);
 }

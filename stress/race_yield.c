@@ -24,8 +24,8 @@
  */
 static const tdp_gfn_t pattern_regions[] = {
 	0,
-	ST_PAGES_1G,
-	ST_PAGES_512G,
+	TS_PAGES_1G,
+	TS_PAGES_512G,
 };
 #define NR_PATTERN_REGIONS 3
 /* Blocks with 4 KiB leaves, their offsets, and blocks with 2 MiB leaves. */
@@ -36,9 +36,9 @@ static const unsigned int pattern_huge[] = { 100, 400 };
 #define PATTERN_HUGE 2
 #define PATTERN_LEAVES_PER_REGION (PATTERN_SMALL * PATTERN_SMALL + PATTERN_HUGE)
 #define PATTERN_LEAVES (NR_PATTERN_REGIONS * PATTERN_LEAVES_PER_REGION)
-#define PATTERN_END (ST_PAGES_512G + ST_PAGES_1G)
+#define PATTERN_END (TS_PAGES_512G + TS_PAGES_1G)
 /* The first two regions: harvested with one bitmap. */
-#define PATTERN_HARVEST_END (2 * ST_PAGES_1G)
+#define PATTERN_HARVEST_END (2 * TS_PAGES_1G)
 
 /* The i-th leaf of the pattern: its first GFN and level. */
 static tdp_gfn_t pattern_leaf(int i, int *level)
@@ -49,12 +49,12 @@ static tdp_gfn_t pattern_leaf(int i, int *level)
 
 	if (k < PATTERN_SMALL * PATTERN_SMALL) {
 		*level = TDP_LEVEL_4K;
-		return base + pattern_blocks[k / PATTERN_SMALL] * ST_PAGES_2M +
+		return base + pattern_blocks[k / PATTERN_SMALL] * TS_PAGES_2M +
 		       pattern_offsets[k % PATTERN_SMALL];
 	}
 	*level = TDP_LEVEL_2M;
 	return base +
-	       pattern_huge[k - PATTERN_SMALL * PATTERN_SMALL] * ST_PAGES_2M;
+	       pattern_huge[k - PATTERN_SMALL * PATTERN_SMALL] * TS_PAGES_2M;
 }
 
 /* True if @gfn belongs to a pattern leaf. */
@@ -70,7 +70,7 @@ static bool pattern_has(tdp_gfn_t gfn)
 	return false;
 }
 
-static void pattern_map(struct st_env *e, struct tdp_vcpu *v, bool private)
+static void pattern_map(struct ts_env *e, struct tdp_vcpu *v, bool private)
 {
 	for (int i = 0; i < PATTERN_LEAVES; i++) {
 		int level;
@@ -79,16 +79,16 @@ static void pattern_map(struct st_env *e, struct tdp_vcpu *v, bool private)
 		race_fault_ok(race_fault(e, v, g, private, TDP_PROT_RWX, level),
 			      g, private);
 	}
-	st_count_ops(PATTERN_LEAVES);
+	sx_count_ops(PATTERN_LEAVES);
 }
 
 /* Dirty every shared pattern leaf through a simulated CPU. */
-static void pattern_dirty(struct st_env *e, struct tdp_vcpu *v)
+static void pattern_dirty(struct ts_env *e, struct tdp_vcpu *v)
 {
 	tdp_pfn_t root;
 	int root_level;
 
-	if (!ST_CHECK(tdp_vcpu_load_root(v, TDP_ALIAS_SHARED, &root,
+	if (!SX_CHECK(tdp_vcpu_load_root(v, TDP_ALIAS_SHARED, &root,
 					 &root_level) == 0,
 		      "tdp_vcpu_load_root"))
 		return;
@@ -98,9 +98,9 @@ static void pattern_dirty(struct st_env *e, struct tdp_vcpu *v)
 		tdp_gfn_t g = pattern_leaf(i, &level);
 		bool dirtied;
 
-		ST_CHECK(st_hw_access(e->fmt, root, root_level,
-				      g | ST_SHARED_BIT, true, &dirtied,
-				      NULL) == ST_HW_OK,
+		SX_CHECK(ts_hw_access(e->fmt, root, root_level,
+				      g | TS_SHARED_BIT, true, &dirtied,
+				      NULL) == TS_HW_WRITTEN,
 			 "CPU write to GFN %#" PRIx64 " failed", g);
 	}
 	tdp_walk_end();
@@ -147,7 +147,7 @@ static uint64_t pattern_total(const struct pattern_scan *s)
 #define YR_SCAN_WAIT_S 0.01
 
 struct noise {
-	struct st_env *e;
+	struct ts_env *e;
 	uint64_t seed;
 	bool stop; /* atomic */
 	/*
@@ -167,26 +167,26 @@ struct noise {
  * and then for as long as a scan walks the trees, so the private fault
  * that called it holds its leaf frozen (under the read lock) that long.
  */
-static void noise_slow_set_leaf(void *arg, enum rec_call call, tdp_gfn_t gfn,
+static void noise_slow_set_leaf(void *arg, enum ts_call call, tdp_gfn_t gfn,
 				int level)
 {
 	struct noise *n = arg;
 	double give_up;
 
-	if (call != REC_SET_LEAF)
+	if (call != TS_SET_LEAF)
 		return;
 	__atomic_add_fetch(&n->in_set_leaf, 1, __ATOMIC_RELAXED);
-	st_usleep(YR_SLOW_SET_LEAF_US);
-	give_up = st_now() + RACE_HANG_S;
+	tdp_udelay(YR_SLOW_SET_LEAF_US);
+	give_up = sx_now() + RACE_HANG_S;
 	while (__atomic_load_n(&n->scanning, __ATOMIC_ACQUIRE)) {
-		if (st_now() > give_up) {
-			ST_CHECK(false,
+		if (sx_now() > give_up) {
+			SX_CHECK(false,
 				 "set_leaf(gfn %#" PRIx64 ", level %d) waited "
 				 "%.0fs for a scan to end",
 				 gfn, level, RACE_HANG_S);
 			break;
 		}
-		st_usleep(20);
+		tdp_udelay(20);
 	}
 	__atomic_sub_fetch(&n->in_set_leaf, 1, __ATOMIC_RELAXED);
 }
@@ -198,11 +198,11 @@ static void noise_slow_set_leaf(void *arg, enum rec_call call, tdp_gfn_t gfn,
  */
 static void noise_wait_set_leaf(struct noise *n)
 {
-	double give_up = st_now() + YR_SCAN_WAIT_S;
+	double give_up = sx_now() + YR_SCAN_WAIT_S;
 
 	while (!__atomic_load_n(&n->in_set_leaf, __ATOMIC_RELAXED) &&
-	       st_now() < give_up)
-		st_usleep(10);
+	       sx_now() < give_up)
+		tdp_udelay(10);
 	n->scans++;
 	n->scans_in_set_leaf +=
 		__atomic_load_n(&n->in_set_leaf, __ATOMIC_RELAXED) > 0;
@@ -213,7 +213,7 @@ static void noise_wait_set_leaf(struct noise *n)
  * (NULL: no other thread) may be changing the MMU.  Walks with mmu_lock
  * held for write.
  *
- * st_walk_trees() fails a check for every frozen SPTE it reaches, which
+ * sx_walk_trees() fails a check for every frozen SPTE it reaches, which
  * is right only when no operation can hold an entry frozen.  The noise
  * thread keeps faulting while the main thread scans, and a private fault
  * holds its entry frozen, with mmu_lock held for read, for as long as the
@@ -237,7 +237,7 @@ static void noise_wait_set_leaf(struct noise *n)
  * held, when no set_leaf can be running, so the hold never delays the
  * scan itself.
  */
-static struct pattern_scan pattern_scan(struct st_env *e, struct noise *noise,
+static struct pattern_scan pattern_scan(struct ts_env *e, struct noise *noise,
 					bool private)
 {
 	struct pattern_scan s = {
@@ -245,27 +245,42 @@ static struct pattern_scan pattern_scan(struct st_env *e, struct noise *noise,
 		.type = private ? TDP_ROOT_MIRROR : TDP_ROOT_DIRECT,
 	};
 	bool slow = noise && noise->slow_set_leaf;
-	struct st_tree_count c;
+	struct sx_tree_count c;
 
 	if (slow)
 		noise_wait_set_leaf(noise);
 	tdp_write_lock(&e->mmu->mmu_lock);
 	if (slow)
 		__atomic_store_n(&noise->scanning, true, __ATOMIC_RELEASE);
-	st_walk_trees(e, pattern_scan_leaf, &s, &c);
+	sx_walk_trees(e, pattern_scan_leaf, &s, &c);
 	if (slow)
 		__atomic_store_n(&noise->scanning, false, __ATOMIC_RELEASE);
 	tdp_write_unlock(&e->mmu->mmu_lock);
 	return s;
 }
 
+/*
+ * An operation over the pattern's range changed @ret leaves: every leaf of
+ * the pattern once (with noise, possibly more); the shared alias after it.
+ */
+static struct pattern_scan every_leaf_once(struct ts_env *e,
+					   struct noise *noise, bool exact,
+					   int ret, const char *what)
+{
+	SX_CHECK(exact ? ret == PATTERN_LEAVES : ret >= PATTERN_LEAVES,
+		 "%s changed %d leaves, the pattern has %d", what, ret,
+		 PATTERN_LEAVES);
+	return pattern_scan(e, noise, false);
+}
+
 /* GFNs the noise thread changes: between and beside the pattern. */
 static tdp_gfn_t noise_gfn(uint64_t *rng)
 {
-	tdp_gfn_t region = pattern_regions[st_below(rng, NR_PATTERN_REGIONS)];
+	tdp_gfn_t region =
+		pattern_regions[ts_rand_below(rng, NR_PATTERN_REGIONS)];
 
-	return region + (300 + st_below(rng, 50)) * ST_PAGES_2M +
-	       st_below(rng, 512);
+	return region + (300 + ts_rand_below(rng, 50)) * TS_PAGES_2M +
+	       ts_rand_below(rng, 512);
 }
 
 /* Fault and zap around the pattern so walks restart into changed trees. */
@@ -273,27 +288,28 @@ static void *noise_main(void *arg)
 {
 	struct noise *n = arg;
 	struct tdp_vcpu *v = race_vcpu(n->e);
-	uint64_t rng = st_seed_for(n->seed, 42);
+	uint64_t rng = sx_seed_for(n->seed, 42);
 
 	while (v && !__atomic_load_n(&n->stop, __ATOMIC_ACQUIRE)) {
 		tdp_gfn_t g = noise_gfn(&rng);
-		bool private = st_below(&rng, 2);
+		bool private = ts_rand_below(&rng, 2);
 
-		if (st_below(&rng, 4)) {
-			race_fault_ok(
-				race_fault(n->e, v, g, private, TDP_PROT_RWX,
-					   st_below(&rng, 3) ? TDP_LEVEL_4K
-							     : TDP_LEVEL_2M),
-				g, private);
+		if (ts_rand_below(&rng, 4)) {
+			race_fault_ok(race_fault(n->e, v, g, private,
+						 TDP_PROT_RWX,
+						 ts_rand_below(&rng, 3)
+							 ? TDP_LEVEL_4K
+							 : TDP_LEVEL_2M),
+				      g, private);
 		} else {
-			ST_CHECK(tdp_zap_range(n->e->mmu, g, g + 1,
+			SX_CHECK(tdp_zap_range(n->e->mmu, g, g + 1,
 					       TDP_ALIAS_BOTH) == 0,
 				 "noise zap");
 		}
-		st_count_ops(1);
+		sx_count_ops(1);
 		/* Change the tree between the walker's steps without
 		 * keeping mmu_lock busy all the time. */
-		st_usleep(50);
+		tdp_udelay(50);
 	}
 	tdp_vcpu_destroy(v);
 	return NULL;
@@ -305,43 +321,42 @@ static void *noise_main(void *arg)
  * nothing else runs: counts returned by the walks must equal the
  * pattern's.
  */
-static void yield_walks(struct st_env *e, struct tdp_vcpu *v,
+static void yield_walks(struct ts_env *e, struct tdp_vcpu *v,
 			struct noise *noise)
 {
 	const bool exact = !noise;
 	uint64_t *bitmap = calloc(PATTERN_HARVEST_END / 64, sizeof(uint64_t));
 	const uint64_t harvest_pages = 2 * (PATTERN_SMALL * PATTERN_SMALL +
-					    PATTERN_HUGE * ST_PAGES_2M);
+					    PATTERN_HUGE * TS_PAGES_2M);
 	struct pattern_scan s;
 	int64_t n;
 	int ret;
 
-	if (!ST_CHECK(bitmap, "out of memory"))
+	if (!SX_CHECK(bitmap, "out of memory"))
 		return;
 	pattern_map(e, v, true);
 	pattern_map(e, v, false);
 
 	/* Range zap of the private alias. */
 	ret = tdp_zap_range(e->mmu, 0, PATTERN_END, TDP_ALIAS_PRIVATE);
-	ST_CHECK(ret == 0, "zap_range: %d", ret);
+	SX_CHECK(ret == 0, "zap_range: %d", ret);
 	s = pattern_scan(e, noise, true);
-	ST_CHECK(pattern_total(&s) == 0,
+	SX_CHECK(pattern_total(&s) == 0,
 		 "a private zap of the pattern's range left %" PRIu64
 		 " pattern leaves",
 		 pattern_total(&s));
 	s = pattern_scan(e, noise, false);
-	ST_CHECK(pattern_total(&s) == PATTERN_LEAVES,
+	SX_CHECK(pattern_total(&s) == PATTERN_LEAVES,
 		 "a private zap changed the shared alias (%" PRIu64
 		 " leaves left)",
 		 pattern_total(&s));
 
 	/* Write-protect: every leaf once. */
-	ret = tdp_wrprot_range(e->mmu, 0, PATTERN_END, TDP_ALIAS_SHARED);
-	ST_CHECK(exact ? ret == PATTERN_LEAVES : ret >= PATTERN_LEAVES,
-		 "wrprot changed %d leaves, the pattern has %d", ret,
-		 PATTERN_LEAVES);
-	s = pattern_scan(e, noise, false);
-	ST_CHECK(s.writable == 0, "%" PRIu64 " pattern leaves still writable",
+	s = every_leaf_once(
+		e, noise, exact,
+		tdp_wrprot_range(e->mmu, 0, PATTERN_END, TDP_ALIAS_SHARED),
+		"wrprot");
+	SX_CHECK(s.writable == 0, "%" PRIu64 " pattern leaves still writable",
 		 s.writable);
 
 	/* Make them writable again (full fault path), dirty, harvest. */
@@ -349,7 +364,7 @@ static void yield_walks(struct st_env *e, struct tdp_vcpu *v,
 	pattern_dirty(e, v);
 	n = tdp_harvest_dirty(e->mmu, 0, PATTERN_HARVEST_END, bitmap,
 			      TDP_ALIAS_SHARED);
-	ST_CHECK(exact ? n == (int64_t)harvest_pages
+	SX_CHECK(exact ? n == (int64_t)harvest_pages
 		       : n >= (int64_t)harvest_pages,
 		 "harvest reported %" PRId64 " GFNs, the pattern dirtied "
 		 "%" PRIu64,
@@ -358,56 +373,55 @@ static void yield_walks(struct st_env *e, struct tdp_vcpu *v,
 		int level;
 		tdp_gfn_t g = pattern_leaf(i, &level);
 
-		ST_CHECK(bitmap[g / 64] & (1ULL << (g % 64)),
+		SX_CHECK(bitmap[g / 64] & (1ULL << (g % 64)),
 			 "dirty GFN %#" PRIx64 " not harvested", g);
 	}
 
 	/* Split everything to 4 KiB, then recover the huge leaves. */
 	ret = tdp_split_huge_range(e->mmu, 0, PATTERN_END, TDP_LEVEL_4K,
 				   TDP_ALIAS_SHARED);
-	ST_CHECK(ret == 0, "split: %d", ret);
+	SX_CHECK(ret == 0, "split: %d", ret);
 	s = pattern_scan(e, noise, false);
-	ST_CHECK(s.leaves[TDP_LEVEL_2M] == 0 &&
+	SX_CHECK(s.leaves[TDP_LEVEL_2M] == 0 &&
 			 s.leaves[TDP_LEVEL_4K] ==
 				 NR_PATTERN_REGIONS *
 					 (PATTERN_SMALL * PATTERN_SMALL +
-					  PATTERN_HUGE * ST_PAGES_2M),
+					  PATTERN_HUGE * TS_PAGES_2M),
 		 "after the split: %" PRIu64 " huge and %" PRIu64
 		 " small pattern leaves",
 		 s.leaves[TDP_LEVEL_2M], s.leaves[TDP_LEVEL_4K]);
 	ret = tdp_recover_huge_pages(e->mmu, 0, PATTERN_END, TDP_LEVEL_2M,
 				     TDP_ALIAS_SHARED);
-	ST_CHECK(exact ? ret == NR_PATTERN_REGIONS * PATTERN_HUGE
+	SX_CHECK(exact ? ret == NR_PATTERN_REGIONS * PATTERN_HUGE
 		       : ret >= NR_PATTERN_REGIONS * PATTERN_HUGE,
 		 "recovery made %d huge leaves, expected %d", ret,
 		 NR_PATTERN_REGIONS * PATTERN_HUGE);
 	s = pattern_scan(e, noise, false);
-	ST_CHECK(s.leaves[TDP_LEVEL_2M] == NR_PATTERN_REGIONS * PATTERN_HUGE,
+	SX_CHECK(s.leaves[TDP_LEVEL_2M] == NR_PATTERN_REGIONS * PATTERN_HUGE,
 		 "after recovery: %" PRIu64 " huge pattern leaves",
 		 s.leaves[TDP_LEVEL_2M]);
 
 	/* Clear dirty bits: every leaf once. */
 	pattern_dirty(e, v);
-	ret = tdp_clear_dirty_range(e->mmu, 0, PATTERN_END, TDP_ALIAS_SHARED);
-	ST_CHECK(exact ? ret == PATTERN_LEAVES : ret >= PATTERN_LEAVES,
-		 "clear_dirty cleared %d leaves, the pattern has %d", ret,
-		 PATTERN_LEAVES);
-	s = pattern_scan(e, noise, false);
-	ST_CHECK(s.dirty == 0, "%" PRIu64 " pattern leaves still dirty",
+	s = every_leaf_once(
+		e, noise, exact,
+		tdp_clear_dirty_range(e->mmu, 0, PATTERN_END, TDP_ALIAS_SHARED),
+		"clear_dirty");
+	SX_CHECK(s.dirty == 0, "%" PRIu64 " pattern leaves still dirty",
 		 s.dirty);
 
 	/* Zap everything of the direct root. */
 	ret = tdp_zap_all(e->mmu);
-	ST_CHECK(ret == 0, "zap_all: %d", ret);
+	SX_CHECK(ret == 0, "zap_all: %d", ret);
 	s = pattern_scan(e, noise, false);
-	ST_CHECK(pattern_total(&s) == 0,
+	SX_CHECK(pattern_total(&s) == 0,
 		 "zap_all left %" PRIu64 " pattern leaves", pattern_total(&s));
 	if (exact) {
 		struct tdp_stats st;
 
 		tdp_mmu_get_stats(e->mmu, &st);
-		for (int l = TDP_LEVEL_4K; l < ST_ROOT_LEVEL; l++)
-			ST_CHECK(st.tables[TDP_ROOT_DIRECT][l] == 0 &&
+		for (int l = TDP_LEVEL_4K; l < TS_ROOT_LEVEL; l++)
+			SX_CHECK(st.tables[TDP_ROOT_DIRECT][l] == 0 &&
 					 st.leaves[TDP_ROOT_DIRECT][l] == 0,
 				 "zap_all left %" PRIu64 " tables and %" PRIu64
 				 " leaves at level %d",
@@ -418,15 +432,15 @@ static void yield_walks(struct st_env *e, struct tdp_vcpu *v,
 	/* Invalidate and zap the direct root under the read lock. */
 	pattern_map(e, v, false);
 	ret = tdp_mmu_invalidate_roots(e->mmu, TDP_ALIAS_SHARED);
-	ST_CHECK(ret == 0, "invalidate_roots: %d", ret);
+	SX_CHECK(ret == 0, "invalidate_roots: %d", ret);
 	ret = tdp_mmu_zap_invalidated_roots(e->mmu);
-	ST_CHECK(ret == 0, "zap_invalidated_roots: %d", ret);
+	SX_CHECK(ret == 0, "zap_invalidated_roots: %d", ret);
 	if (exact) {
-		struct st_tree_count c;
+		struct sx_tree_count c;
 
-		st_walk_trees(e, NULL, NULL, &c);
-		for (int l = TDP_LEVEL_4K; l < ST_ROOT_LEVEL; l++)
-			ST_CHECK(c.tables[TDP_ROOT_DIRECT][l] == 0 &&
+		sx_walk_trees(e, NULL, NULL, &c);
+		for (int l = TDP_LEVEL_4K; l < TS_ROOT_LEVEL; l++)
+			SX_CHECK(c.tables[TDP_ROOT_DIRECT][l] == 0 &&
 					 c.leaves[TDP_ROOT_DIRECT][l] == 0,
 				 "the zapped invalid root keeps %" PRIu64
 				 " tables and %" PRIu64 " leaves at level %d",
@@ -435,40 +449,40 @@ static void yield_walks(struct st_env *e, struct tdp_vcpu *v,
 	}
 	/* Clean up the private alias for the next pass. */
 	ret = tdp_zap_range(e->mmu, 0, PATTERN_END, TDP_ALIAS_BOTH);
-	ST_CHECK(ret == 0, "zap_range: %d", ret);
-	st_count_ops(12);
+	SX_CHECK(ret == 0, "zap_range: %d", ret);
+	sx_count_ops(12);
 	free(bitmap);
 }
 
 /* The body of yield_restart; @slow_set_leaf makes set_leaf sleep. */
-static void yield_restart_run(const struct st_opts *o, const char *name,
+static void yield_restart_run(const struct sx_opts *o, const char *name,
 			      bool slow_set_leaf)
 {
-	struct st_env e = { 0 };
+	struct ts_env e = { 0 };
 	struct noise n = { .e = &e, .seed = o->seed };
-	struct st_threads g = { .n = 0 };
+	struct sx_threads g = { .n = 0 };
 	struct tdp_vcpu *v;
-	struct st_budget b;
+	struct sx_budget b;
 	long passes = 0;
 
-	if (!st_env_init(&e, TDP_MMU_FORCE_YIELD, true, 4096))
+	if (!sx_env_init(&e, TDP_MMU_FORCE_YIELD, true, 4096))
 		return;
 	if (slow_set_leaf) {
 		n.slow_set_leaf = true;
-		rec_set_hook(e.rec, noise_slow_set_leaf, &n);
+		ts_set_hook(e.be, noise_slow_set_leaf, &n);
 	}
 	v = race_vcpu(&e);
 	yield_walks(&e, v, NULL);
-	st_check_quiesced(&e);
+	sx_check_quiesced(&e);
 
-	st_spawn(&g, noise_main, &n);
-	st_budget_start(&b, o->seconds, o->max_ops);
-	while (st_budget_next(&b) || passes == 0) {
+	sx_spawn(&g, noise_main, &n);
+	sx_budget_start(&b, o->seconds, o->max_ops);
+	while (sx_budget_next(&b) || passes == 0) {
 		yield_walks(&e, v, &n);
 		passes++;
 	}
 	__atomic_store_n(&n.stop, true, __ATOMIC_RELEASE);
-	st_join(&g);
+	sx_join(&g);
 	printf("races: %s: 1 exact pass, %ld passes with noise\n", name,
 	       passes);
 	if (slow_set_leaf)
@@ -476,8 +490,8 @@ static void yield_restart_run(const struct st_opts *o, const char *name,
 		       "fault slept in set_leaf\n",
 		       name, n.scans_in_set_leaf, n.scans);
 	tdp_vcpu_destroy(v);
-	st_check_quiesced(&e);
-	st_env_fini(&e);
+	sx_check_quiesced(&e);
+	sx_env_fini(&e);
 }
 
 /*
@@ -496,7 +510,7 @@ static void yield_restart_run(const struct st_opts *o, const char *name,
  * beside the pattern during the yields, where every pattern leaf must
  * still be visited.
  */
-void race_yield_restart(const struct st_opts *o)
+void race_yield_restart(const struct sx_opts *o)
 {
 	yield_restart_run(o, "yield_restart", false);
 }
@@ -511,7 +525,7 @@ void race_yield_restart(const struct st_opts *o)
  * it has to exclude the faults in flight instead of relying on the
  * timing of an instant backend.
  */
-void race_yield_restart_slow(const struct st_opts *o)
+void race_yield_restart_slow(const struct sx_opts *o)
 {
 	yield_restart_run(o, "yield_restart_slow", true);
 }
@@ -544,7 +558,7 @@ static const char *const yp_names[] = {
 };
 
 struct yp_job {
-	struct st_env *e;
+	struct ts_env *e;
 	enum yp_walk walk;
 	uint64_t *bitmap;
 	int64_t result;
@@ -600,7 +614,7 @@ static void *yp_job_main(void *arg)
 
 /* Threads that keep mmu_lock contended in both modes. */
 struct yp_pressure {
-	struct st_env *e;
+	struct ts_env *e;
 	bool stop; /* atomic */
 	bool writer;
 };
@@ -609,7 +623,7 @@ static void *yp_pressure_main(void *arg)
 {
 	struct yp_pressure *p = arg;
 	struct tdp_vcpu *v = p->writer ? NULL : race_vcpu(p->e);
-	tdp_gfn_t far = 3 * ST_PAGES_512G;
+	tdp_gfn_t far = 3 * TS_PAGES_512G;
 
 	while (!__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE)) {
 		if (p->writer)
@@ -618,9 +632,9 @@ static void *yp_pressure_main(void *arg)
 		else if (v)
 			race_fault(p->e, v, far + 5, false, TDP_PROT_RWX,
 				   TDP_LEVEL_4K);
-		st_count_ops(1);
+		sx_count_ops(1);
 		/* Often enough that walks see contention at many steps. */
-		st_usleep(p->writer ? 100 : 20);
+		tdp_udelay(p->writer ? 100 : 20);
 	}
 	tdp_vcpu_destroy(v);
 	return NULL;
@@ -631,13 +645,13 @@ static void *yp_pressure_main(void *arg)
  * without progress never ends when the lock is always contended, and the
  * program then stops here with the walk named.
  */
-static void yp_run(struct st_env *e, struct tdp_vcpu *v, enum yp_walk walk,
+static void yp_run(struct ts_env *e, struct tdp_vcpu *v, enum yp_walk walk,
 		   const char *mode)
 {
 	uint64_t *bitmap = calloc(PATTERN_HARVEST_END / 64, sizeof(uint64_t));
 	struct yp_job j = { .e = e, .walk = walk, .bitmap = bitmap };
-	struct st_threads g = { .n = 0 };
-	double deadline = st_now() + RACE_HANG_S;
+	struct sx_threads g = { .n = 0 };
+	double deadline = sx_now() + RACE_HANG_S;
 
 	pattern_map(e, v, true);
 	pattern_map(e, v, false);
@@ -646,39 +660,39 @@ static void yp_run(struct st_env *e, struct tdp_vcpu *v, enum yp_walk walk,
 	if (walk == YP_RECOVER)
 		tdp_split_huge_range(e->mmu, 0, PATTERN_END, TDP_LEVEL_4K,
 				     TDP_ALIAS_SHARED);
-	st_spawn(&g, yp_job_main, &j);
+	sx_spawn(&g, yp_job_main, &j);
 	while (!__atomic_load_n(&j.done, __ATOMIC_ACQUIRE)) {
-		if (st_now() > deadline) {
-			ST_CHECK(false,
+		if (sx_now() > deadline) {
+			SX_CHECK(false,
 				 "%s (%s) did not finish within %.0fs: a walk "
 				 "that yields without making progress",
 				 yp_names[walk], mode, RACE_HANG_S);
-			st_summary("races");
+			sx_summary("races");
 			fflush(stderr);
 			_exit(1);
 		}
-		st_usleep(200);
+		tdp_udelay(200);
 	}
-	st_join(&g);
+	sx_join(&g);
 	switch (walk) {
 	case YP_WRPROT:
 	case YP_CLEAR_DIRTY:
-		ST_CHECK(j.result >= PATTERN_LEAVES,
+		SX_CHECK(j.result >= PATTERN_LEAVES,
 			 "%s (%s) changed %" PRId64 " leaves, pattern %d",
 			 yp_names[walk], mode, j.result, PATTERN_LEAVES);
 		break;
 	case YP_HARVEST:
 	case YP_RECOVER:
-		ST_CHECK(j.result > 0, "%s (%s) returned %" PRId64,
+		SX_CHECK(j.result > 0, "%s (%s) returned %" PRId64,
 			 yp_names[walk], mode, j.result);
 		break;
 	default:
-		ST_CHECK(j.result == 0, "%s (%s) returned %" PRId64,
+		SX_CHECK(j.result == 0, "%s (%s) returned %" PRId64,
 			 yp_names[walk], mode, j.result);
 		break;
 	}
 	free(bitmap);
-	st_count_ops(1);
+	sx_count_ops(1);
 }
 
 /*
@@ -693,37 +707,37 @@ static void yp_run(struct st_env *e, struct tdp_vcpu *v, enum yp_walk walk,
  * one with faults.  Every walk must finish and must have done its whole
  * job (the counts it returns cover the pattern).
  */
-void race_yield_progress(const struct st_opts *o)
+void race_yield_progress(const struct sx_opts *o)
 {
 	const char *modes[2] = { "forced yields", "contended lock" };
-	double end = st_now() + o->seconds;
+	double end = sx_now() + o->seconds;
 	long passes = 0;
 
 	for (int m = 0; m < 2; m++) {
-		struct st_env e = { 0 };
+		struct ts_env e = { 0 };
 		struct yp_pressure w = { .e = &e, .writer = true };
 		struct yp_pressure r = { .e = &e };
-		struct st_threads g = { .n = 0 };
+		struct sx_threads g = { .n = 0 };
 		struct tdp_vcpu *v;
 
-		if (!st_env_init(&e, m == 0 ? TDP_MMU_FORCE_YIELD : 0, true, 0))
+		if (!sx_env_init(&e, m == 0 ? TDP_MMU_FORCE_YIELD : 0, true, 0))
 			return;
 		v = race_vcpu(&e);
 		if (m == 1) {
-			st_spawn(&g, yp_pressure_main, &w);
-			st_spawn(&g, yp_pressure_main, &r);
+			sx_spawn(&g, yp_pressure_main, &w);
+			sx_spawn(&g, yp_pressure_main, &r);
 		}
 		do {
 			for (int walk = 0; walk < YP_NR; walk++)
 				yp_run(&e, v, (enum yp_walk)walk, modes[m]);
 			passes++;
-		} while (st_now() < end - (m == 0 ? o->seconds / 2 : 0));
+		} while (sx_now() < end - (m == 0 ? o->seconds / 2 : 0));
 		__atomic_store_n(&w.stop, true, __ATOMIC_RELEASE);
 		__atomic_store_n(&r.stop, true, __ATOMIC_RELEASE);
-		st_join(&g);
+		sx_join(&g);
 		tdp_vcpu_destroy(v);
-		st_check_quiesced(&e);
-		st_env_fini(&e);
+		sx_check_quiesced(&e);
+		sx_env_fini(&e);
 	}
 	printf("races: yield_progress: %ld passes of %d walks\n", passes,
 	       YP_NR);
@@ -745,9 +759,9 @@ enum fb_tlb {
 #define FB_BLOCKS 3
 
 struct fb_run {
-	struct st_env *e;
+	struct ts_env *e;
 	tdp_gfn_t block[FB_BLOCKS]; /* 2 MiB blocks of the window */
-	unsigned char tlb[FB_BLOCKS][ST_PAGES_2M]; /* atomic */
+	unsigned char tlb[FB_BLOCKS][TS_PAGES_2M]; /* atomic */
 	bool stop;				   /* atomic */
 	bool write_checker; /* check with the write lock */
 	long checks_inside; /* atomic */
@@ -757,10 +771,10 @@ struct fb_run {
 static void fb_flush_range(void *arg, tdp_gfn_t gfn, uint64_t n)
 {
 	struct fb_run *r = arg;
-	tdp_gfn_t start = gfn & ~ST_SHARED_BIT, end = start + n;
+	tdp_gfn_t start = gfn & ~TS_SHARED_BIT, end = start + n;
 
 	for (int b = 0; b < FB_BLOCKS; b++)
-		for (tdp_gfn_t i = 0; i < ST_PAGES_2M; i++)
+		for (tdp_gfn_t i = 0; i < TS_PAGES_2M; i++)
 			if (r->block[b] + i >= start && r->block[b] + i < end)
 				__atomic_store_n(&r->tlb[b][i], TLB_NONE,
 						 __ATOMIC_RELAXED);
@@ -771,7 +785,7 @@ static void fb_flush_all(void *arg)
 	struct fb_run *r = arg;
 
 	for (int b = 0; b < FB_BLOCKS; b++)
-		for (tdp_gfn_t i = 0; i < ST_PAGES_2M; i++)
+		for (tdp_gfn_t i = 0; i < TS_PAGES_2M; i++)
 			__atomic_store_n(&r->tlb[b][i], TLB_NONE,
 					 __ATOMIC_RELAXED);
 }
@@ -784,7 +798,7 @@ static void fb_check(struct fb_run *r, const char *when)
 	const struct tdp_spte_format *fmt = r->e->fmt;
 
 	for (int b = 0; b < FB_BLOCKS; b++) {
-		for (tdp_gfn_t i = 0; i < ST_PAGES_2M; i++) {
+		for (tdp_gfn_t i = 0; i < TS_PAGES_2M; i++) {
 			tdp_gfn_t g = r->block[b] + i;
 			int t = __atomic_load_n(&r->tlb[b][i],
 						__ATOMIC_RELAXED);
@@ -795,18 +809,18 @@ static void fb_check(struct fb_run *r, const char *when)
 				continue;
 			s = race_lookup(r->e, g, false, &level);
 			if (!tdp_spte_is_present(fmt, s)) {
-				ST_CHECK(false,
+				SX_CHECK(false,
 					 "%s: GFN %#" PRIx64 " was zapped but "
 					 "a TLB still caches it while mmu_lock "
 					 "is not held by the zapper",
 					 when, g);
 				continue;
 			}
-			ST_CHECK(t != TLB_WRITE || (s & fmt->writable),
+			SX_CHECK(t != TLB_WRITE || (s & fmt->writable),
 				 "%s: GFN %#" PRIx64 " was write-protected "
 				 "but a TLB still caches it writable",
 				 when, g);
-			ST_CHECK(t != TLB_DIRTY || (s & fmt->dirty),
+			SX_CHECK(t != TLB_DIRTY || (s & fmt->dirty),
 				 "%s: GFN %#" PRIx64 " had its dirty bit "
 				 "cleared but a TLB still caches it dirty",
 				 when, g);
@@ -846,7 +860,7 @@ enum fb_walk { FB_ZAP, FB_WRPROT, FB_CLEAR_DIRTY, FB_NR };
 /* Map the window, cache it in the TLB model, run @walk with a checker. */
 static void fb_round(struct fb_run *r, struct tdp_vcpu *v, enum fb_walk walk)
 {
-	struct st_threads g = { .n = 0 };
+	struct sx_threads g = { .n = 0 };
 	unsigned char cached = walk == FB_ZAP	   ? TLB_READ
 			       : walk == FB_WRPROT ? TLB_WRITE
 						   : TLB_DIRTY;
@@ -856,7 +870,7 @@ static void fb_round(struct fb_run *r, struct tdp_vcpu *v, enum fb_walk walk)
 		/* The last block is one 2 MiB leaf. */
 		int level = b == FB_BLOCKS - 1 ? TDP_LEVEL_2M : TDP_LEVEL_4K;
 
-		for (tdp_gfn_t i = 0; i < ST_PAGES_2M;
+		for (tdp_gfn_t i = 0; i < TS_PAGES_2M;
 		     i += tdp_level_pages(level))
 			race_fault_ok(race_fault(r->e, v, r->block[b] + i,
 						 false, TDP_PROT_RWX, level),
@@ -869,49 +883,49 @@ static void fb_round(struct fb_run *r, struct tdp_vcpu *v, enum fb_walk walk)
 		tdp_vcpu_load_root(v, TDP_ALIAS_SHARED, &root, &root_level);
 		tdp_walk_begin();
 		for (int b = 0; b < FB_BLOCKS; b++)
-			for (tdp_gfn_t i = 0; i < ST_PAGES_2M; i++) {
+			for (tdp_gfn_t i = 0; i < TS_PAGES_2M; i++) {
 				bool dirtied;
 
-				st_hw_access(r->e->fmt, root, root_level,
-					     (r->block[b] + i) | ST_SHARED_BIT,
+				ts_hw_access(r->e->fmt, root, root_level,
+					     (r->block[b] + i) | TS_SHARED_BIT,
 					     true, &dirtied, NULL);
 			}
 		tdp_walk_end();
 	}
 	for (int b = 0; b < FB_BLOCKS; b++)
-		for (tdp_gfn_t i = 0; i < ST_PAGES_2M; i++)
+		for (tdp_gfn_t i = 0; i < TS_PAGES_2M; i++)
 			__atomic_store_n(&r->tlb[b][i], cached,
 					 __ATOMIC_RELAXED);
 
 	r->write_checker = walk != FB_ZAP;
 	__atomic_store_n(&r->stop, false, __ATOMIC_RELEASE);
-	st_spawn(&g, fb_checker_main, r);
+	sx_spawn(&g, fb_checker_main, r);
 	__atomic_store_n(&r->walking, true, __ATOMIC_RELEASE);
 	switch (walk) {
 	case FB_ZAP:
 		ret = tdp_zap_range(r->e->mmu, r->block[0],
-				    r->block[FB_BLOCKS - 1] + ST_PAGES_2M,
+				    r->block[FB_BLOCKS - 1] + TS_PAGES_2M,
 				    TDP_ALIAS_SHARED);
 		break;
 	case FB_WRPROT:
 		ret = tdp_wrprot_range(r->e->mmu, r->block[0],
-				       r->block[FB_BLOCKS - 1] + ST_PAGES_2M,
+				       r->block[FB_BLOCKS - 1] + TS_PAGES_2M,
 				       TDP_ALIAS_SHARED);
 		break;
 	default:
 		ret = tdp_clear_dirty_range(r->e->mmu, r->block[0],
 					    r->block[FB_BLOCKS - 1] +
-						    ST_PAGES_2M,
+						    TS_PAGES_2M,
 					    TDP_ALIAS_SHARED);
 		break;
 	}
 	__atomic_store_n(&r->walking, false, __ATOMIC_RELEASE);
 	__atomic_store_n(&r->stop, true, __ATOMIC_RELEASE);
-	st_join(&g);
-	ST_CHECK(ret >= 0, "walk %d: %" PRId64, walk, ret);
+	sx_join(&g);
+	SX_CHECK(ret >= 0, "walk %d: %" PRId64, walk, ret);
 	/* After the walk returned, everything it changed is flushed. */
 	fb_check(r, "after the walk");
-	st_count_ops(1);
+	sx_count_ops(1);
 }
 
 /*
@@ -928,37 +942,37 @@ static void fb_round(struct fb_run *r, struct tdp_vcpu *v, enum fb_walk walk)
  * write-protection and dirty clearing) and checks that no cached
  * translation is more permissive than the tree.
  */
-void race_flush_before_yield(const struct st_opts *o)
+void race_flush_before_yield(const struct sx_opts *o)
 {
-	struct st_env e = { 0 };
+	struct ts_env e = { 0 };
 	struct fb_run *r = calloc(1, sizeof(*r));
 	struct tdp_vcpu *v;
-	struct st_budget b;
+	struct sx_budget b;
 	long rounds = 0;
 
 	if (!r)
 		return;
 	r->e = &e;
-	r->block[0] = 3 * ST_PAGES_2M;
-	r->block[1] = ST_PAGES_1G + 7 * ST_PAGES_2M;
-	r->block[2] = ST_PAGES_1G + 9 * ST_PAGES_2M;
-	e.on_flush_range = fb_flush_range;
-	e.on_flush_all = fb_flush_all;
-	e.flush_arg = r;
-	if (!st_env_init(&e, TDP_MMU_FORCE_YIELD, true, 0)) {
+	r->block[0] = 3 * TS_PAGES_2M;
+	r->block[1] = TS_PAGES_1G + 7 * TS_PAGES_2M;
+	r->block[2] = TS_PAGES_1G + 9 * TS_PAGES_2M;
+	e.log.on_range = fb_flush_range;
+	e.log.on_all = fb_flush_all;
+	e.log.hook_arg = r;
+	if (!sx_env_init(&e, TDP_MMU_FORCE_YIELD, true, 0)) {
 		free(r);
 		return;
 	}
 	v = race_vcpu(&e);
-	st_budget_start(&b, o->seconds, o->max_ops);
-	while (st_budget_next(&b) || rounds < FB_NR)
+	sx_budget_start(&b, o->seconds, o->max_ops);
+	while (sx_budget_next(&b) || rounds < FB_NR)
 		fb_round(r, v, (enum fb_walk)(rounds++ % FB_NR));
 	printf("races: flush_before_yield: %ld rounds, %ld checks while a "
 	       "walk was yielding\n",
 	       rounds, r->checks_inside);
 	tdp_vcpu_destroy(v);
-	st_check_quiesced(&e);
-	st_env_fini(&e);
+	sx_check_quiesced(&e);
+	sx_env_fini(&e);
 	free(r);
 }
 
@@ -1020,15 +1034,15 @@ struct fr_span {
 static void fr_verify(const struct fr_log *l, const struct fr_span *spans,
 		      int nr, struct fr_span outer, const char *what)
 {
-	ST_CHECK(l->n <= FR_MAX, "%s: too many flushes (%d)", what, l->n);
-	ST_CHECK(l->n > 0 || l->all, "%s: nothing was flushed", what);
+	SX_CHECK(l->n <= FR_MAX, "%s: too many flushes (%d)", what, l->n);
+	SX_CHECK(l->n > 0 || l->all, "%s: nothing was flushed", what);
 	for (int i = 0; i < nr; i++)
-		ST_CHECK(fr_covered(l, spans[i].start, spans[i].end),
+		SX_CHECK(fr_covered(l, spans[i].start, spans[i].end),
 			 "%s: removed span [%#" PRIx64 ", %#" PRIx64
 			 ") is not covered by the TLB flushes",
 			 what, spans[i].start, spans[i].end);
 	for (int i = 0; i < l->n && i < FR_MAX; i++)
-		ST_CHECK(l->start[i] >= outer.start && l->end[i] <= outer.end,
+		SX_CHECK(l->start[i] >= outer.start && l->end[i] <= outer.end,
 			 "%s: flush [%#" PRIx64 ", %#" PRIx64
 			 ") reaches outside the removed span [%#" PRIx64
 			 ", %#" PRIx64 ")",
@@ -1037,26 +1051,26 @@ static void fr_verify(const struct fr_log *l, const struct fr_span *spans,
 
 static struct fr_span fr_span_of(tdp_gfn_t gfn, int level)
 {
-	tdp_gfn_t base = st_round_down(gfn, level) | ST_SHARED_BIT;
+	tdp_gfn_t base = ts_round_down(gfn, level) | TS_SHARED_BIT;
 
 	return (struct fr_span){ base, base + tdp_level_pages(level) };
 }
 
 /* One random case on @e; returns after checking its flushes. */
-static void fr_case(struct st_env *e, struct tdp_vcpu *v, struct fr_log *l,
+static void fr_case(struct ts_env *e, struct tdp_vcpu *v, struct fr_log *l,
 		    uint64_t *rng)
 {
 	static const unsigned int blocks[] = { 0, 1, 255, 511 };
 	static const unsigned int offsets[] = { 0, 1, 300, 511 };
-	tdp_gfn_t gfn = (3 + st_below(rng, 2)) * ST_PAGES_512G +
-			(st_below(rng, 2) ? 511 : 0) * ST_PAGES_1G +
-			blocks[st_below(rng, 4)] * ST_PAGES_2M +
-			offsets[st_below(rng, 4)];
-	tdp_gfn_t block = st_round_down(gfn, TDP_LEVEL_2M);
+	tdp_gfn_t gfn = (3 + ts_rand_below(rng, 2)) * TS_PAGES_512G +
+			(ts_rand_below(rng, 2) ? 511 : 0) * TS_PAGES_1G +
+			blocks[ts_rand_below(rng, 4)] * TS_PAGES_2M +
+			offsets[ts_rand_below(rng, 4)];
+	tdp_gfn_t block = ts_round_down(gfn, TDP_LEVEL_2M);
 	struct fr_span spans[4];
 	int ret;
 
-	switch (st_below(rng, 3)) {
+	switch (ts_rand_below(rng, 3)) {
 	case 0:
 		/* One leaf, then zap-all: the leaf and three tables go. */
 		race_fault_ok(race_fault(e, v, gfn, false, TDP_PROT_RWX,
@@ -1064,7 +1078,7 @@ static void fr_case(struct st_env *e, struct tdp_vcpu *v, struct fr_log *l,
 			      gfn, false);
 		*l = (struct fr_log){ 0 };
 		ret = tdp_zap_all(e->mmu);
-		ST_CHECK(ret == 0, "zap_all: %d", ret);
+		SX_CHECK(ret == 0, "zap_all: %d", ret);
 		for (int k = 0; k < 4; k++)
 			spans[k] = fr_span_of(gfn, TDP_LEVEL_4K + k);
 		fr_verify(l, spans, 4, spans[3], "zap_all of one leaf");
@@ -1076,27 +1090,27 @@ static void fr_case(struct st_env *e, struct tdp_vcpu *v, struct fr_log *l,
 			      block, false);
 		*l = (struct fr_log){ 0 };
 		ret = tdp_zap_range(e->mmu, gfn, gfn + 1, TDP_ALIAS_SHARED);
-		ST_CHECK(ret == 0, "zap_range: %d", ret);
+		SX_CHECK(ret == 0, "zap_range: %d", ret);
 		spans[0] = fr_span_of(block, TDP_LEVEL_2M);
 		fr_verify(l, spans, 1, spans[0], "zap of part of a 2 MiB leaf");
 		break;
 	default:
 		/* A full table collapsed into a 2 MiB leaf. */
-		for (tdp_gfn_t i = 0; i < ST_PAGES_2M; i++)
+		for (tdp_gfn_t i = 0; i < TS_PAGES_2M; i++)
 			race_fault_ok(race_fault(e, v, block + i, false,
 						 TDP_PROT_RWX, TDP_LEVEL_4K),
 				      block + i, false);
 		*l = (struct fr_log){ 0 };
-		ret = tdp_recover_huge_pages(e->mmu, block, block + ST_PAGES_2M,
+		ret = tdp_recover_huge_pages(e->mmu, block, block + TS_PAGES_2M,
 					     TDP_LEVEL_2M, TDP_ALIAS_SHARED);
-		ST_CHECK(ret == 1, "recover: %d", ret);
+		SX_CHECK(ret == 1, "recover: %d", ret);
 		spans[0] = fr_span_of(block, TDP_LEVEL_2M);
 		fr_verify(l, spans, 1, spans[0], "recovery of a table");
 		break;
 	}
 	ret = tdp_zap_all(e->mmu);
-	ST_CHECK(ret == 0, "zap_all: %d", ret);
-	st_count_ops(3);
+	SX_CHECK(ret == 0, "zap_all: %d", ret);
+	sx_count_ops(3);
 }
 
 /*
@@ -1114,26 +1128,26 @@ static void fr_case(struct st_env *e, struct tdp_vcpu *v, struct fr_log *l,
  * replaced, and no flush may reach outside the removed span.  Both with
  * yields at every step (flushes issued before each yield) and without.
  */
-void race_flush_range_base(const struct st_opts *o)
+void race_flush_range_base(const struct sx_opts *o)
 {
-	struct st_env envs[2] = { { 0 }, { 0 } };
+	struct ts_env envs[2] = { { 0 }, { 0 } };
 	struct tdp_vcpu *v[2] = { NULL, NULL };
 	struct fr_log logs[2];
-	uint64_t rng = st_seed_for(o->seed, 5);
-	struct st_budget b;
+	uint64_t rng = sx_seed_for(o->seed, 5);
+	struct sx_budget b;
 	long cases = 0;
 
 	for (int i = 0; i < 2; i++) {
-		envs[i].on_flush_range = fr_flush_range;
-		envs[i].on_flush_all = fr_flush_all;
-		envs[i].flush_arg = &logs[i];
-		if (!st_env_init(&envs[i], i ? TDP_MMU_FORCE_YIELD : 0, true,
+		envs[i].log.on_range = fr_flush_range;
+		envs[i].log.on_all = fr_flush_all;
+		envs[i].log.hook_arg = &logs[i];
+		if (!sx_env_init(&envs[i], i ? TDP_MMU_FORCE_YIELD : 0, true,
 				 0))
 			return;
 		v[i] = race_vcpu(&envs[i]);
 	}
-	st_budget_start(&b, o->seconds, o->max_ops);
-	while (st_budget_next(&b) || cases < 6) {
+	sx_budget_start(&b, o->seconds, o->max_ops);
+	while (sx_budget_next(&b) || cases < 6) {
 		int i = (int)(cases++ % 2);
 
 		fr_case(&envs[i], v[i], &logs[i], &rng);
@@ -1141,7 +1155,7 @@ void race_flush_range_base(const struct st_opts *o)
 	printf("races: flush_range_base: %ld cases\n", cases);
 	for (int i = 0; i < 2; i++) {
 		tdp_vcpu_destroy(v[i]);
-		st_check_quiesced(&envs[i]);
-		st_env_fini(&envs[i]);
+		sx_check_quiesced(&envs[i]);
+		sx_env_fini(&envs[i]);
 	}
 }

@@ -20,7 +20,7 @@
 
 struct race_test {
 	const char *name;
-	void (*run)(const struct st_opts *o);
+	void (*run)(const struct sx_opts *o);
 	const char *target;
 };
 
@@ -63,7 +63,7 @@ static const struct race_test tests[] = {
 
 /* ---- a backend callback that blocks ------------------------------------- */
 
-static void race_hold_hook(void *arg, enum rec_call call, tdp_gfn_t gfn,
+static void race_hold_hook(void *arg, enum ts_call call, tdp_gfn_t gfn,
 			   int level)
 {
 	struct race_hold *h = arg;
@@ -79,24 +79,24 @@ static void race_hold_hook(void *arg, enum rec_call call, tdp_gfn_t gfn,
 					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 		return;
 	__atomic_add_fetch(&h->held_count, 1, __ATOMIC_RELAXED);
-	give_up = st_now() + RACE_HANG_S;
+	give_up = sx_now() + RACE_HANG_S;
 	while (__atomic_load_n(&h->state, __ATOMIC_ACQUIRE) != HOLD_RELEASED) {
-		if (st_now() > give_up) {
-			ST_CHECK(false, "held backend callback never released");
+		if (sx_now() > give_up) {
+			SX_CHECK(false, "held backend callback never released");
 			break;
 		}
-		st_usleep(20);
+		tdp_udelay(20);
 	}
 	__atomic_store_n(&h->state, HOLD_IDLE, __ATOMIC_RELEASE);
 }
 
-void race_hold_install(struct race_hold *h, struct recorder *rec)
+void race_hold_install(struct race_hold *h, struct ts_backend *rec)
 {
 	*h = (struct race_hold){ .state = HOLD_IDLE };
-	rec_set_hook(rec, race_hold_hook, h);
+	ts_set_hook(rec, race_hold_hook, h);
 }
 
-void race_hold_arm(struct race_hold *h, enum rec_call call, tdp_gfn_t gfn,
+void race_hold_arm(struct race_hold *h, enum ts_call call, tdp_gfn_t gfn,
 		   int level)
 {
 	__atomic_store_n(&h->call, (int)call, __ATOMIC_RELAXED);
@@ -107,15 +107,15 @@ void race_hold_arm(struct race_hold *h, enum rec_call call, tdp_gfn_t gfn,
 
 bool race_hold_wait(struct race_hold *h, double timeout_s)
 {
-	double give_up = st_now() + timeout_s;
+	double give_up = sx_now() + timeout_s;
 
 	while (__atomic_load_n(&h->state, __ATOMIC_ACQUIRE) != HOLD_HELD) {
-		if (st_now() > give_up)
-			return ST_CHECK(false,
+		if (sx_now() > give_up)
+			return SX_CHECK(false,
 					"no backend callback reached the hold "
 					"within %.1fs",
 					timeout_s);
-		st_usleep(20);
+		tdp_udelay(20);
 	}
 	return true;
 }
@@ -151,40 +151,40 @@ tdp_gfn_t race_fresh_region(unsigned int i)
 	 * is still inside the same 1 GiB entry. */
 	tdp_gfn_t l4 = i % 256, l3 = (i / 256) % 512;
 
-	return l4 * ST_PAGES_512G + l3 * ST_PAGES_1G +
-	       ((tdp_gfn_t)i * 37 % 511) * ST_PAGES_2M;
+	return l4 * TS_PAGES_512G + l3 * TS_PAGES_1G +
+	       ((tdp_gfn_t)i * 37 % 511) * TS_PAGES_2M;
 }
 
-struct tdp_vcpu *race_vcpu(struct st_env *e)
+struct tdp_vcpu *race_vcpu(struct ts_env *e)
 {
 	struct tdp_vcpu *v = NULL;
 	int ret = tdp_vcpu_create(e->mmu, &v);
 
-	ST_CHECK(ret == 0, "tdp_vcpu_create: %d", ret);
+	SX_CHECK(ret == 0, "tdp_vcpu_create: %d", ret);
 	return v;
 }
 
-int race_fault(struct st_env *e, struct tdp_vcpu *v, tdp_gfn_t gfn,
+int race_fault(struct ts_env *e, struct tdp_vcpu *v, tdp_gfn_t gfn,
 	       bool private, unsigned int prot, int max_level)
 {
-	return st_fault(e, v, gfn, private, prot, max_level, RACE_HANG_S, NULL);
+	return sx_fault(e, v, gfn, private, prot, max_level, RACE_HANG_S, NULL);
 }
 
 bool race_fault_ok(int ret, tdp_gfn_t gfn, bool private)
 {
-	return ST_CHECK(ret == TDP_FAULT_FIXED || ret == TDP_FAULT_SPURIOUS,
+	return SX_CHECK(ret == TDP_FAULT_FIXED || ret == TDP_FAULT_SPURIOUS,
 			"fault of %s GFN %#" PRIx64 " returned %d",
 			private ? "private" : "shared", gfn, ret);
 }
 
-tdp_spte_t race_lookup(struct st_env *e, tdp_gfn_t gfn, bool private,
+tdp_spte_t race_lookup(struct ts_env *e, tdp_gfn_t gfn, bool private,
 		       int *level)
 {
 	tdp_spte_t spte = 0;
 	int lvl = 0, ret;
 
-	ret = tdp_lookup(e->mmu, gfn, st_alias(private), &spte, &lvl);
-	ST_CHECK(ret == 0, "tdp_lookup(%#" PRIx64 "): %d", gfn, ret);
+	ret = tdp_lookup(e->mmu, gfn, ts_alias(private), &spte, &lvl);
+	SX_CHECK(ret == 0, "tdp_lookup(%#" PRIx64 "): %d", gfn, ret);
 	if (level)
 		*level = lvl;
 	return spte;
@@ -192,12 +192,24 @@ tdp_spte_t race_lookup(struct st_env *e, tdp_gfn_t gfn, bool private,
 
 /* ---- driver ---------------------------------------------------------------- */
 
+static const char *test_name(size_t i)
+{
+	return tests[i].name;
+}
+
+static void run_test(const struct sx_opts *o, size_t i)
+{
+	printf("races: %s: targets %s\n", tests[i].name, tests[i].target);
+	fflush(stdout);
+	tests[i].run(o);
+}
+
 int main(int argc, char **argv)
 {
-	struct st_opts o;
-	int ret, ran = 0;
+	struct sx_opts o;
+	int ret;
 
-	ret = st_parse_opts(argc, argv, &o, 0.8, 5.0, 3);
+	ret = sx_parse_opts(argc, argv, &o, 0.8, 5.0, 3);
 	if (ret)
 		return ret;
 	if (o.list) {
@@ -209,30 +221,5 @@ int main(int argc, char **argv)
 	       o.seconds, o.threads);
 	fflush(stdout);
 
-	tdp_thread_register();
-	for (size_t i = 0; i < NR_TESTS; i++) {
-		long ops = st_ops(), checks = st_checks();
-		long failures = st_failures();
-		double t0;
-
-		if (o.test && strcmp(o.test, tests[i].name) != 0)
-			continue;
-		st_set_test(tests[i].name);
-		printf("races: %s: targets %s\n", tests[i].name,
-		       tests[i].target);
-		fflush(stdout);
-		t0 = st_now();
-		tests[i].run(&o);
-		printf("races: %s: %.2fs ops=%ld checks=%ld failures=%ld\n",
-		       tests[i].name, st_now() - t0, st_ops() - ops,
-		       st_checks() - checks, st_failures() - failures);
-		fflush(stdout);
-		ran++;
-	}
-	tdp_thread_unregister();
-	if (!ran) {
-		fprintf(stderr, "races: no test named '%s' (see -l)\n", o.test);
-		return 2;
-	}
-	return st_summary("races");
+	return sx_run_tests("races", &o, NR_TESTS, test_name, run_test);
 }

@@ -9,7 +9,7 @@
  * mmu_lock, and a simulated CPU that sets accessed and dirty bits.
  *
  * Every test is bounded by opts->seconds and opts->max_ops, seeded by
- * opts->seed, and reports through ST_CHECK.
+ * opts->seed, and reports through SX_CHECK.
  */
 #ifndef TDP_STRESS_RACES_H
 #define TDP_STRESS_RACES_H
@@ -40,8 +40,8 @@ struct race_hold {
 };
 
 /* Install the hook on @rec (before other threads use the MMU). */
-void race_hold_install(struct race_hold *h, struct recorder *rec);
-void race_hold_arm(struct race_hold *h, enum rec_call call, tdp_gfn_t gfn,
+void race_hold_install(struct race_hold *h, struct ts_backend *rec);
+void race_hold_arm(struct race_hold *h, enum ts_call call, tdp_gfn_t gfn,
 		   int level);
 /* Wait until a callback is held; false (a failed check) after @timeout_s. */
 bool race_hold_wait(struct race_hold *h, double timeout_s);
@@ -59,18 +59,18 @@ void race_hold_disarm(struct race_hold *h);
 tdp_gfn_t race_fresh_region(unsigned int i);
 
 /* A vCPU context for the calling thread (a failed check on error). */
-struct tdp_vcpu *race_vcpu(struct st_env *e);
+struct tdp_vcpu *race_vcpu(struct ts_env *e);
 
 /* Fault with the default retry policy (seconds of retries before giving
  * up); returns the result. */
-int race_fault(struct st_env *e, struct tdp_vcpu *v, tdp_gfn_t gfn,
+int race_fault(struct ts_env *e, struct tdp_vcpu *v, tdp_gfn_t gfn,
 	       bool private, unsigned int prot, int max_level);
 
 /* Check that a fault result is FIXED or SPURIOUS. */
 bool race_fault_ok(int ret, tdp_gfn_t gfn, bool private);
 
 /* The current SPTE of the entry a lookup of @gfn stops at. */
-tdp_spte_t race_lookup(struct st_env *e, tdp_gfn_t gfn, bool private,
+tdp_spte_t race_lookup(struct ts_env *e, tdp_gfn_t gfn, bool private,
 		       int *level);
 
 /* Seconds a blocked thread may take before the test calls it a hang. */
@@ -78,20 +78,20 @@ tdp_spte_t race_lookup(struct st_env *e, tdp_gfn_t gfn, bool private,
 
 /* ---- the tests -------------------------------------------------------------- */
 
-void race_frozen_owner(const struct st_opts *o);
-void race_parent_first(const struct st_opts *o);
-void race_rollback_stale(const struct st_opts *o);
-void race_unlink_waits(const struct st_opts *o);
-void race_dirty_wlock(const struct st_opts *o);
-void race_yield_restart(const struct st_opts *o);
-void race_yield_restart_slow(const struct st_opts *o);
-void race_yield_progress(const struct st_opts *o);
-void race_flush_before_yield(const struct st_opts *o);
-void race_flush_range_base(const struct st_opts *o);
-void race_rcu_reader(const struct st_opts *o);
-void race_root_zap_ref(const struct st_opts *o);
-void race_root_zap_once(const struct st_opts *o);
-void race_root_alloc_once(const struct st_opts *o);
-void race_inval_fault(const struct st_opts *o);
+void race_frozen_owner(const struct sx_opts *o);
+void race_parent_first(const struct sx_opts *o);
+void race_rollback_stale(const struct sx_opts *o);
+void race_unlink_waits(const struct sx_opts *o);
+void race_dirty_wlock(const struct sx_opts *o);
+void race_yield_restart(const struct sx_opts *o);
+void race_yield_restart_slow(const struct sx_opts *o);
+void race_yield_progress(const struct sx_opts *o);
+void race_flush_before_yield(const struct sx_opts *o);
+void race_flush_range_base(const struct sx_opts *o);
+void race_rcu_reader(const struct sx_opts *o);
+void race_root_zap_ref(const struct sx_opts *o);
+void race_root_zap_once(const struct sx_opts *o);
+void race_root_alloc_once(const struct sx_opts *o);
+void race_inval_fault(const struct sx_opts *o);
 
 #endif /* TDP_STRESS_RACES_H */

@@ -8,7 +8,8 @@
  * Each phase uses a fresh GFN window (new parent tables), runs for a time
  * and an operation budget, then quiesces and checks:
  *   - every present leaf maps the PFN its GFN and alias call for;
- *   - the backend's own record equals the mirror entry for entry;
+ *   - the backend's model equals the mirror entry for entry, over the
+ *     whole GFN space, and the backend saw no violation of its contract;
  *   - the leaf statistics equal the leaves found in the window;
  *   - no reachable SPTE is frozen.
  * After teardown: no table, leaf or page left, and the backend holds
@@ -29,11 +30,10 @@
 
 #include <tdp/tdp.h>
 
-#define SHARED_BIT (1ULL << 35)
+#include "ts_env.h"
+
 #define REGIONS 8                       /* 2 MiB regions per window */
 #define WINDOW (REGIONS * 512ULL)
-#define PRIVATE_PFN_BASE 0x4000000ULL
-#define SHARED_PFN_BASE 0x8000000ULL
 
 static int failures;
 
@@ -46,119 +46,24 @@ static int failures;
 		}                                                      \
 	} while (0)
 
-/* ---- a thread-safe recording backend ------------------------------------- */
-
-struct backend {
-	pthread_mutex_t lock;
-	tdp_gfn_t window_base;
-	/* Per GFN of the current window: pfn + 1 of a 4 KiB leaf, 0 if none. */
-	uint64_t leaf4k[WINDOW];
-	/* Per 2 MiB region: pfn + 1 of a 2 MiB leaf, 0 if none. */
-	uint64_t leaf2m[REGIONS];
-	long leaves_outside;     /* leaves outside the window (must stay 0) */
-	long tables;             /* linked tables */
-	unsigned int busy_percent;
-	uint64_t rng;            /* protected by lock */
-};
-
-static uint64_t xorshift(uint64_t *s)
+/*
+ * The private backend is the strict recording backend of tests/support;
+ * besides its own checks, a slow SEPT.ADD of every 2 MiB table widens the
+ * freeze window.
+ */
+static void slow_link(void *arg, enum ts_call call, tdp_gfn_t gfn, int level)
 {
-	uint64_t x = *s;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return *s = x;
-}
-
-static bool be_busy(struct backend *b)
-{
-	bool busy;
-
-	pthread_mutex_lock(&b->lock);
-	busy = xorshift(&b->rng) % 100 < b->busy_percent;
-	pthread_mutex_unlock(&b->lock);
-	return busy;
-}
-
-static int be_link(void *ctx, tdp_gfn_t gfn, int level, struct tdp_ext_table *ext)
-{
-	struct backend *b = ctx;
-
-	(void)gfn, (void)level, (void)ext;
-	if (be_busy(b))
-		return -EBUSY;
-	if (level == TDP_LEVEL_2M && (gfn & 7) == 0)
-		usleep(20); /* a slow SEPT.ADD widens the freeze window */
-	pthread_mutex_lock(&b->lock);
-	b->tables++;
-	pthread_mutex_unlock(&b->lock);
-	return 0;
-}
-
-static uint64_t *be_slot(struct backend *b, tdp_gfn_t gfn, int level)
-{
-	tdp_gfn_t off = gfn - b->window_base;
-
-	if (gfn < b->window_base || off >= WINDOW)
-		return NULL;
-	return level == TDP_LEVEL_4K ? &b->leaf4k[off] : &b->leaf2m[off / 512];
-}
-
-static int be_set(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn)
-{
-	struct backend *b = ctx;
-	uint64_t *slot;
-	int ret = 0;
-
-	if (be_busy(b))
-		return -EBUSY;
-	pthread_mutex_lock(&b->lock);
-	slot = be_slot(b, gfn, level);
-	if (!slot)
-		b->leaves_outside++;
-	else if (*slot)
-		ret = -EEXIST; /* mapped twice: the freeze protocol failed */
-	else
-		*slot = pfn + 1;
-	pthread_mutex_unlock(&b->lock);
-	CHECK(ret == 0, "backend: gfn %#" PRIx64 " level %d mapped twice", gfn, level);
-	return ret;
-}
-
-static int be_remove(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn)
-{
-	struct backend *b = ctx;
-	uint64_t *slot;
-
-	pthread_mutex_lock(&b->lock);
-	slot = be_slot(b, gfn, level);
-	if (!slot) {
-		b->leaves_outside--;
-	} else {
-		CHECK(*slot == pfn + 1, "backend: remove of unmapped gfn %#" PRIx64, gfn);
-		*slot = 0;
-	}
-	pthread_mutex_unlock(&b->lock);
-	return 0;
-}
-
-static int be_free(void *ctx, tdp_gfn_t gfn, int level, struct tdp_ext_table *ext)
-{
-	struct backend *b = ctx;
-
-	(void)gfn, (void)level, (void)ext;
-	pthread_mutex_lock(&b->lock);
-	b->tables--;
-	pthread_mutex_unlock(&b->lock);
-	return 0;
+	(void)arg, (void)gfn;
+	if (call == TS_LINK_TABLE && level == TDP_LEVEL_2M)
+		usleep(20);
 }
 
 /* ---- the run ------------------------------------------------------------ */
 
 struct run {
-	struct tdp_mmu *mmu;
-	struct backend be;
+	struct ts_env env;     /* a confidential VM with the strict backend */
+	struct tdp_mmu *mmu;   /* env's */
+	struct ts_backend *be; /* env's */
 	tdp_gfn_t base;        /* window of the current phase, unaliased */
 	uint64_t seed;
 	double seconds;
@@ -171,10 +76,7 @@ struct run {
 
 static double now(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
+	return (double)tdp_now_ns() / 1e9;
 }
 
 static bool should_stop(struct run *r)
@@ -185,7 +87,7 @@ static bool should_stop(struct run *r)
 
 static tdp_pfn_t expected_pfn(tdp_gfn_t gfn, bool private)
 {
-	return (private ? PRIVATE_PFN_BASE : SHARED_PFN_BASE) + gfn;
+	return ts_pfn(gfn, ts_alias(private));
 }
 
 struct worker {
@@ -203,37 +105,25 @@ static void *vcpu_thread(void *arg)
 	tdp_thread_register();
 	CHECK(tdp_vcpu_create(r->mmu, &vcpu) == 0, "vcpu create");
 	while (!should_stop(r)) {
-		uint64_t x = xorshift(&w->rng);
+		uint64_t x = ts_rand(&w->rng);
 		/* Cluster GFNs so threads share fresh parent tables. */
 		tdp_gfn_t gfn = r->base + (x % REGIONS) * 512 + ((x >> 8) % 64) * 8;
 		bool private = (x >> 20) & 1;
-		struct tdp_fault f = {
-			.fault_gfn = gfn | (private ? 0 : SHARED_BIT),
-			.pfn = expected_pfn(gfn, private),
-			.prot = TDP_PROT_READ | ((x >> 21) & 1 ? TDP_PROT_WRITE : 0),
-			.max_level = (x >> 22) % 4 == 0 ? TDP_LEVEL_2M : TDP_LEVEL_4K,
-		};
-		double give_up = 0;
-		int ret, tries = 0;
-
+		unsigned int prot =
+			TDP_PROT_READ | ((x >> 21) & 1 ? TDP_PROT_WRITE : 0);
+		int max_level =
+			(x >> 22) % 4 == 0 ? TDP_LEVEL_2M : TDP_LEVEL_4K;
+		unsigned long tries = 0;
 		/* Like a vCPU re-entering the guest: retry until it sticks;
 		 * only a fault that cannot complete for seconds is a bug. */
-		for (;;) {
-			f.mmu_seq = tdp_mmu_seq(r->mmu);
-			ret = tdp_map(vcpu, &f);
-			if (ret != TDP_FAULT_RETRY)
-				break;
-			if (++tries == 16)
-				give_up = now() + 5.0;
-			if (tries >= 16) {
-				if (now() > give_up)
-					break;
-				sched_yield();
-			}
-		}
+		int ret = ts_map_retry(vcpu, gfn, ts_alias(private),
+				       expected_pfn(gfn, private), prot,
+				       max_level, 0, 5000, &tries);
+
 		CHECK(ret >= 0 && ret != TDP_FAULT_RETRY,
-		      "map gfn %#" PRIx64 " private %d max_level %d: %d after %d tries",
-		      gfn, private, f.max_level, ret, tries);
+		      "map gfn %#" PRIx64
+		      " private %d max_level %d: %d after %lu retries",
+		      gfn, private, max_level, ret, tries);
 	}
 	tdp_vcpu_destroy(vcpu);
 	tdp_thread_unregister();
@@ -247,7 +137,7 @@ static void *zapper_thread(void *arg)
 
 	tdp_thread_register();
 	while (!should_stop(r)) {
-		uint64_t x = xorshift(&w->rng);
+		uint64_t x = ts_rand(&w->rng);
 		tdp_gfn_t start = r->base + (x % WINDOW);
 		tdp_gfn_t end = start + 1 + ((x >> 16) % 1024);
 		int ret = 0;
@@ -262,16 +152,10 @@ static void *zapper_thread(void *arg)
 			ret = tdp_zap_slot_deleted(r->mmu, start, end);
 			break;
 		case 4: case 5:
-			ret = tdp_invalidate_begin(r->mmu, start, end);
-			if (!ret)
-				ret = tdp_zap_host_unmap(r->mmu, start, end);
-			if (!ret)
-				ret = tdp_invalidate_end(r->mmu, start, end);
+			ret = ts_host_unmap(r->mmu, start, end);
 			break;
 		case 6:
-			ret = tdp_mmu_invalidate_roots(r->mmu, TDP_ALIAS_SHARED);
-			if (!ret)
-				ret = tdp_mmu_zap_invalidated_roots(r->mmu);
+			ret = ts_zap_roots(r->mmu, TDP_ALIAS_SHARED);
 			break;
 		default:
 			ret = tdp_zap_all(r->mmu);
@@ -293,7 +177,7 @@ static void *reader_thread(void *arg)
 	tdp_thread_register();
 	/* Lookups do not count against the operation budget. */
 	while (!__atomic_load_n(&r->stop, __ATOMIC_RELAXED)) {
-		uint64_t x = xorshift(&w->rng);
+		uint64_t x = ts_rand(&w->rng);
 		tdp_gfn_t gfn = r->base + x % WINDOW;
 		bool private = (x >> 40) & 1;
 		tdp_spte_t spte;
@@ -318,35 +202,26 @@ static void check_window(struct run *r)
 	const struct tdp_spte_format *fmt = tdp_mmu_format(r->mmu);
 	uint64_t leaves[2][3] = { { 0 } };
 	struct tdp_stats st;
+	unsigned long bad;
 
 	for (tdp_gfn_t off = 0; off < WINDOW; off++) {
 		for (int private = 0; private < 2; private++) {
 			tdp_gfn_t gfn = r->base + off;
 			tdp_spte_t spte;
 			int level;
-			uint64_t *rec;
 
 			CHECK(tdp_lookup(r->mmu, gfn, private ? TDP_ALIAS_PRIVATE : TDP_ALIAS_SHARED,
 					 &spte, &level) == 0, "lookup");
 			CHECK(!tdp_spte_is_frozen(fmt, spte), "frozen SPTE left at gfn %#" PRIx64, gfn);
-			if (!tdp_spte_is_present(fmt, spte)) {
-				if (private)
-					CHECK(!r->be.leaf4k[off] && !r->be.leaf2m[off / 512],
-					      "backend maps gfn %#" PRIx64 " the mirror does not", gfn);
+			if (!tdp_spte_is_present(fmt, spte))
 				continue;
-			}
 			CHECK(level <= TDP_LEVEL_2M, "leaf level %d", level);
 			if ((gfn & (tdp_level_pages(level) - 1)) == 0)
 				leaves[private][level]++;
 			tdp_gfn_t lgfn = gfn & ~(tdp_level_pages(level) - 1);
 			CHECK(tdp_spte_pfn(fmt, spte) == expected_pfn(lgfn, private),
 			      "gfn %#" PRIx64 " private %d maps a wrong pfn", gfn, private);
-			if (!private)
-				continue;
-			rec = level == TDP_LEVEL_4K ? &r->be.leaf4k[off] : &r->be.leaf2m[off / 512];
-			CHECK(*rec == tdp_spte_pfn(fmt, spte) + 1,
-			      "mirror and backend differ at gfn %#" PRIx64, gfn);
-			r->checks++;
+			r->checks += private;
 		}
 	}
 	tdp_mmu_get_stats(r->mmu, &st);
@@ -358,25 +233,23 @@ static void check_window(struct run *r)
 		      "direct leaf count level %d: stats %" PRIu64 " found %" PRIu64,
 		      level, st.leaves[TDP_ROOT_DIRECT][level], leaves[0][level]);
 	}
-	CHECK(r->be.leaves_outside == 0, "backend has leaves outside the window");
+	/* Entry for entry over every unaliased GFN: nothing outside the
+	 * window either. */
+	bad = ts_compare(r->be, r->mmu, 0, TS_GFN_LIMIT);
+	CHECK(bad == 0, "mirror and backend differ: %lu mismatches", bad);
+	CHECK(ts_violations(r->be) == 0, "backend violations: %" PRIu64,
+	      ts_violations(r->be));
 	r->checks += 4;
 }
-
-static void flush_range(void *ctx, tdp_gfn_t gfn, uint64_t n) { (void)ctx, (void)gfn, (void)n; }
-static void flush_all(void *ctx) { (void)ctx; }
 
 int main(int argc, char **argv)
 {
 	struct run r = { .seed = (uint64_t)time(NULL), .max_ops = 50000000, .nr_vcpus = 3 };
 	const char *quick = getenv("TDP_TEST_QUICK");
-	struct tdp_private_backend backend = {
-		.link_table = be_link, .set_leaf = be_set,
-		.remove_leaf = be_remove, .free_table = be_free,
-		.ctx = &r.be, .ext_table_size = 4096,
-	};
-	struct tdp_mmu_config cfg = {
-		.root_level = 4, .direct_bits = SHARED_BIT, .backend = &backend,
-		.host = { .flush_range = flush_range, .flush_all = flush_all },
+	const struct ts_env_opts confidential_vm = {
+		.backend = true,
+		.ext_table_size = 4096,
+		.no_vcpu = true,
 	};
 	struct worker workers[16];
 	struct tdp_stats st;
@@ -402,24 +275,22 @@ int main(int argc, char **argv)
 	fflush(stdout);
 
 	tdp_thread_register();
-	pthread_mutex_init(&r.be.lock, NULL);
-	r.be.rng = r.seed | 1;
-	r.be.busy_percent = 10;
-	if (tdp_mmu_create(&cfg, &r.mmu)) {
+	if (ts_env_init(&r.env, &confidential_vm)) {
 		fprintf(stderr, "stress_engine: cannot create the MMU\n");
 		return 1;
 	}
+	r.mmu = r.env.mmu;
+	r.be = r.env.be;
+	/* Busy for one map callback in ten. */
+	ts_set_injection(r.be, 100, 0, r.seed | 1);
+	ts_set_hook(r.be, slow_link, NULL);
 
 	for (int phase = 0; phase < phases; phase++) {
 		double deadline;
 
 		/* A fresh window: new parent tables at every level below 1 GiB. */
-		r.base = (tdp_gfn_t)(phase + 1) * (1ULL << 18) + (phase % 2) * (1ULL << 27);
-		pthread_mutex_lock(&r.be.lock);
-		r.be.window_base = r.base;
-		memset(r.be.leaf4k, 0, sizeof(r.be.leaf4k));
-		memset(r.be.leaf2m, 0, sizeof(r.be.leaf2m));
-		pthread_mutex_unlock(&r.be.lock);
+		r.base = (tdp_gfn_t)(phase + 1) * (1ULL << 18) +
+			 (phase % 2) * (1ULL << 27);
 		__atomic_store_n(&r.stop, false, __ATOMIC_RELAXED);
 		__atomic_store_n(&r.ops, 0, __ATOMIC_RELAXED);
 
@@ -442,8 +313,7 @@ int main(int argc, char **argv)
 		for (int i = 0; i < nw; i++)
 			pthread_join(workers[i].thread, NULL);
 
-		/* The window of the previous phase was zapped by nobody: the
-		 * backend keeps only this window's record, so zap the rest. */
+		/* Zap the window, so that the next phase starts empty. */
 		check_window(&r);
 		CHECK(tdp_zap_slot_deleted(r.mmu, r.base, r.base + WINDOW) == 0, "phase zap");
 		check_window(&r);
@@ -451,16 +321,12 @@ int main(int argc, char **argv)
 		       __atomic_load_n(&r.ops, __ATOMIC_RELAXED));
 	}
 
-	CHECK(tdp_mmu_teardown(r.mmu) == 0, "teardown");
+	/* Nothing left: no table, leaf, page or root, the backend empty and
+	 * without violations. */
+	CHECK(ts_env_teardown(&r.env, 0) == 0, "teardown (problems logged)");
 	tdp_mmu_get_stats(r.mmu, &st);
-	CHECK(st.pages_in_use == 0, "pages left after teardown: %" PRIu64, st.pages_in_use);
-	for (int t = 0; t < TDP_NR_ROOT_TYPES; t++)
-		for (int l = 0; l <= TDP_MAX_LEVEL; l++)
-			CHECK(st.tables[t][l] == 0 && st.leaves[t][l] == 0,
-			      "tables/leaves left after teardown (type %d level %d)", t, l);
-	CHECK(r.be.tables == 0, "backend still has %ld tables", r.be.tables);
-	r.checks += 3;
-	tdp_mmu_destroy(r.mmu);
+	r.checks += 4;
+	ts_env_destroy(&r.env);
 	tdp_thread_unregister();
 
 	printf("stress_engine: seed=%" PRIu64 " ops=%" PRIu64 " faults=%" PRIu64

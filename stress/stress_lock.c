@@ -33,6 +33,7 @@
 #include <tdp/tdp.h>
 
 #include "port/port.h"
+#include "ts_env.h"
 
 #define PAYLOAD_WORDS 64
 #define MAX_THREADS 16
@@ -55,28 +56,7 @@ static double run_seconds;
 
 static double now_s(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static uint64_t rnd(uint64_t *s)
-{
-	uint64_t x = *s;
-
-	x ^= x << 13;
-	x ^= x >> 7;
-	x ^= x << 17;
-	return *s = x;
-}
-
-static void sleep_us(unsigned int us)
-{
-	struct timespec ts = { .tv_sec = us / 1000000,
-			       .tv_nsec = (long)(us % 1000000) * 1000 };
-
-	nanosleep(&ts, NULL);
+	return (double)tdp_now_ns() / 1e9;
 }
 
 /* ---- the protected state ------------------------------------------------ */
@@ -112,7 +92,7 @@ static void read_section(struct guarded *g, unsigned int hold_us)
 		      "torn payload: word %d is %" PRIu64 ", word 0 %" PRIu64, i,
 		      g->payload[i], first);
 	if (hold_us)
-		sleep_us(hold_us);
+		tdp_udelay(hold_us);
 	CHECK(g->payload[PAYLOAD_WORDS - 1] == first,
 	      "payload changed under the read lock");
 	__atomic_sub_fetch(&g->readers_in, 1, __ATOMIC_RELAXED);
@@ -167,7 +147,7 @@ static void *exclusion_worker(void *arg)
 
 	tdp_thread_register();
 	while (now_s() < w->until) {
-		uint64_t r = rnd(&s);
+		uint64_t r = ts_rand(&s);
 
 		if (w->writer)
 			write_section(w->g, 1 + (unsigned int)(r % 200));
@@ -273,7 +253,7 @@ static void fairness_round(bool one_writer, double seconds)
 			       w[i].writer ? hold_writer : hold_reader, &w[i]);
 	while (now_s() < start + seconds ||
 	       (now_s() < start + FAIR_CAP_SECONDS && !fairness_done(w, 4)))
-		sleep_us(10000);
+		tdp_udelay(10000);
 	for (int i = 0; i < 4; i++)
 		__atomic_store_n(&w[i].stop, 1, __ATOMIC_RELAXED);
 	for (int i = 0; i < 4; i++)
@@ -315,7 +295,7 @@ static void *a_reader(void *arg)
 	__atomic_store_n(&a_reader_in, 1, __ATOMIC_RELEASE);
 	while (!__atomic_load_n(&b_rounds_done, __ATOMIC_ACQUIRE) &&
 	       now_s() < deadline)
-		sleep_us(100);
+		tdp_udelay(100);
 	CHECK(__atomic_load_n(&b_rounds_done, __ATOMIC_ACQUIRE),
 	      "writer of lock B waited for a reader of lock A");
 	CHECK(!__atomic_load_n(&a_writer_got, __ATOMIC_ACQUIRE),
@@ -360,7 +340,7 @@ static void test_two_mmus(void)
 		b_rounds_done = a_reader_in = a_writer_got = 0;
 		pthread_create(&ra, NULL, a_reader, NULL);
 		while (!__atomic_load_n(&a_reader_in, __ATOMIC_ACQUIRE))
-			sleep_us(50);
+			tdp_udelay(50);
 		pthread_create(&wa, NULL, a_writer, NULL);
 		pthread_create(&wb, NULL, b_writer, NULL);
 		pthread_join(wb, NULL);

@@ -42,13 +42,13 @@
 
 #define MX_PHASES 3
 #define MX_BLOCKS 8
-#define MX_GFNS (MX_BLOCKS * ST_PAGES_2M)
+#define MX_GFNS (MX_BLOCKS * TS_PAGES_2M)
 #define MX_HANG_S 30.0
 
 struct mx_run {
-	struct st_env e;
-	const struct st_opts *o;
-	struct st_budget b;
+	struct ts_env e;
+	const struct sx_opts *o;
+	struct sx_budget b;
 	tdp_gfn_t base; /* the phase's window */
 	int phase;
 	int nr_vcpus;
@@ -61,20 +61,20 @@ struct mx_run {
  */
 static tdp_gfn_t mx_gfn(const struct mx_run *r, uint64_t i)
 {
-	uint64_t block = i / ST_PAGES_2M;
+	uint64_t block = i / TS_PAGES_2M;
 
-	return r->base + (block % 2) * ST_PAGES_1G +
-	       (block / 2) * 3 * ST_PAGES_2M + i % ST_PAGES_2M;
+	return r->base + (block % 2) * TS_PAGES_1G +
+	       (block / 2) * 3 * TS_PAGES_2M + i % TS_PAGES_2M;
 }
 
 /* The window index of @gfn, or -1. */
 static int64_t mx_index(const struct mx_run *r, tdp_gfn_t gfn)
 {
 	for (uint64_t b = 0; b < MX_BLOCKS; b++) {
-		tdp_gfn_t start = mx_gfn(r, b * ST_PAGES_2M);
+		tdp_gfn_t start = mx_gfn(r, b * TS_PAGES_2M);
 
-		if (gfn >= start && gfn < start + ST_PAGES_2M)
-			return (int64_t)(b * ST_PAGES_2M + (gfn - start));
+		if (gfn >= start && gfn < start + TS_PAGES_2M)
+			return (int64_t)(b * TS_PAGES_2M + (gfn - start));
 	}
 	return -1;
 }
@@ -83,7 +83,7 @@ static void mx_new_window(struct mx_run *r, int scenario, int phase)
 {
 	r->phase = phase;
 	r->base = (tdp_gfn_t)(1 + (scenario * MX_PHASES + phase) % 250) *
-		  ST_PAGES_512G;
+		  TS_PAGES_512G;
 }
 
 static struct tdp_vcpu *mx_vcpu(struct mx_run *r)
@@ -91,13 +91,13 @@ static struct tdp_vcpu *mx_vcpu(struct mx_run *r)
 	struct tdp_vcpu *v = NULL;
 	int ret = tdp_vcpu_create(r->e.mmu, &v);
 
-	ST_CHECK(ret == 0, "tdp_vcpu_create: %d", ret);
+	SX_CHECK(ret == 0, "tdp_vcpu_create: %d", ret);
 	return v;
 }
 
 static bool mx_fault_ok(int ret, tdp_gfn_t gfn, bool private)
 {
-	return ST_CHECK(ret == TDP_FAULT_FIXED || ret == TDP_FAULT_SPURIOUS,
+	return SX_CHECK(ret == TDP_FAULT_FIXED || ret == TDP_FAULT_SPURIOUS,
 			"fault of %s GFN %#" PRIx64 ": %d",
 			private ? "private" : "shared", gfn, ret);
 }
@@ -105,7 +105,7 @@ static bool mx_fault_ok(int ret, tdp_gfn_t gfn, bool private)
 static int mx_fault(struct mx_run *r, struct tdp_vcpu *v, tdp_gfn_t gfn,
 		    bool private, unsigned int prot, int level)
 {
-	return st_fault(&r->e, v, gfn, private, prot, level, MX_HANG_S, NULL);
+	return sx_fault(&r->e, v, gfn, private, prot, level, MX_HANG_S, NULL);
 }
 
 /* Leaf of @private covering window GFN @gfn: true, its level and prot. */
@@ -115,7 +115,7 @@ static bool mx_leaf(struct mx_run *r, tdp_gfn_t gfn, bool private, int *level,
 	tdp_spte_t s;
 	int lvl;
 
-	if (tdp_lookup(r->e.mmu, gfn, st_alias(private), &s, &lvl) ||
+	if (tdp_lookup(r->e.mmu, gfn, ts_alias(private), &s, &lvl) ||
 	    !tdp_spte_is_present(r->e.fmt, s) ||
 	    !tdp_spte_is_leaf(r->e.fmt, s, lvl))
 		return false;
@@ -135,9 +135,9 @@ static bool mx_leaf(struct mx_run *r, tdp_gfn_t gfn, bool private, int *level,
 static void mx_known_pass(struct mx_run *r, struct tdp_vcpu *v)
 {
 	for (uint64_t b = 0; b < MX_BLOCKS; b++) {
-		tdp_gfn_t s = mx_gfn(r, b * ST_PAGES_2M);
+		tdp_gfn_t s = mx_gfn(r, b * TS_PAGES_2M);
 
-		ST_CHECK(tdp_zap_slot_deleted(r->e.mmu, s, s + ST_PAGES_2M) ==
+		SX_CHECK(tdp_zap_slot_deleted(r->e.mmu, s, s + TS_PAGES_2M) ==
 				 0,
 			 "zap_slot_deleted");
 	}
@@ -149,23 +149,23 @@ static void mx_known_pass(struct mx_run *r, struct tdp_vcpu *v)
 			i % 2);
 	}
 	for (uint64_t b = 0; b < MX_BLOCKS; b++) {
-		tdp_gfn_t s = mx_gfn(r, b * ST_PAGES_2M) + ST_PAGES_2M / 2;
+		tdp_gfn_t s = mx_gfn(r, b * TS_PAGES_2M) + TS_PAGES_2M / 2;
 
-		ST_CHECK(tdp_zap_slot_deleted(r->e.mmu, s,
-					      s + ST_PAGES_2M / 2) == 0,
+		SX_CHECK(tdp_zap_slot_deleted(r->e.mmu, s,
+					      s + TS_PAGES_2M / 2) == 0,
 			 "zap_slot_deleted");
 	}
-	st_count_ops(MX_GFNS / 7 + 2 * MX_BLOCKS);
+	sx_count_ops(MX_GFNS / 7 + 2 * MX_BLOCKS);
 	for (uint64_t i = 0; i < MX_GFNS; i++) {
 		tdp_gfn_t g = mx_gfn(r, i);
-		bool second_half = i % ST_PAGES_2M >= ST_PAGES_2M / 2;
+		bool second_half = i % TS_PAGES_2M >= TS_PAGES_2M / 2;
 
 		for (int a = 0; a < 2; a++) {
 			bool want = i % 7 == 0 && (bool)(i % 2) == (bool)a &&
 				    !second_half;
 			bool have = mx_leaf(r, g, a, NULL, NULL);
 
-			ST_CHECK(want == have,
+			SX_CHECK(want == have,
 				 "known pass: %s GFN %#" PRIx64 " is %smapped, "
 				 "expected %smapped",
 				 a ? "private" : "shared", g, have ? "" : "un",
@@ -180,13 +180,13 @@ static void mx_run_threads(struct mx_run *r, void *(*vcpu_fn)(void *),
 			   void *(*other_fn)(void *), int nr_other,
 			   void *other_arg)
 {
-	struct st_threads g = { .n = 0 };
+	struct sx_threads g = { .n = 0 };
 
 	for (int i = 0; i < r->nr_vcpus; i++)
-		st_spawn(&g, vcpu_fn, (char *)vcpu_args + (size_t)i * arg_size);
+		sx_spawn(&g, vcpu_fn, (char *)vcpu_args + (size_t)i * arg_size);
 	for (int i = 0; i < nr_other; i++)
-		st_spawn(&g, other_fn, other_arg);
-	st_join(&g);
+		sx_spawn(&g, other_fn, other_arg);
+	sx_join(&g);
 }
 
 /* Per-vCPU-thread argument of every scenario. */
@@ -205,7 +205,7 @@ static void mx_vcpu_args(struct mx_run *r, struct mx_vcpu_arg *args,
 			.run = r,
 			.scenario = scenario,
 			.id = i,
-			.seed = st_seed_for(r->o->seed,
+			.seed = sx_seed_for(r->o->seed,
 					    (uint64_t)(r->phase * 100 + i)),
 		};
 }
@@ -232,7 +232,7 @@ struct storm {
 
 static tdp_gfn_t storm_gfn(const struct mx_run *r, int round, uint64_t i)
 {
-	return mx_gfn(r, i) + (tdp_gfn_t)round * 2 * ST_PAGES_1G;
+	return mx_gfn(r, i) + (tdp_gfn_t)round * 2 * TS_PAGES_1G;
 }
 
 static void *storm_vcpu(void *p)
@@ -243,17 +243,20 @@ static void *storm_vcpu(void *p)
 	struct tdp_vcpu *v = mx_vcpu(r);
 	uint64_t rng = a->seed;
 
-	while (v && st_budget_next(&r->b)) {
+	while (v && sx_budget_next(&r->b)) {
 		int round = __atomic_load_n(&s->round, __ATOMIC_ACQUIRE);
 		/* Clustered: threads collide on entries and tables. */
-		uint64_t i = st_below(&rng, MX_BLOCKS) * ST_PAGES_2M +
-			     st_below(&rng, 64) * 8 + st_below(&rng, 2);
+		uint64_t i = ts_rand_below(&rng, MX_BLOCKS) * TS_PAGES_2M +
+			     ts_rand_below(&rng, 64) * 8 +
+			     ts_rand_below(&rng, 2);
 		uint64_t slot = (uint64_t)round * MX_GFNS + i;
-		bool private = st_below(&rng, 2);
-		unsigned int prot = TDP_PROT_READ |
-				    (st_below(&rng, 2) ? TDP_PROT_WRITE : 0) |
-				    (st_below(&rng, 2) ? TDP_PROT_EXEC : 0);
-		int level = st_below(&rng, 4) ? TDP_LEVEL_4K : TDP_LEVEL_2M;
+		bool private = ts_rand_below(&rng, 2);
+		unsigned int prot =
+			TDP_PROT_READ |
+			(ts_rand_below(&rng, 2) ? TDP_PROT_WRITE : 0) |
+			(ts_rand_below(&rng, 2) ? TDP_PROT_EXEC : 0);
+		int level =
+			ts_rand_below(&rng, 4) ? TDP_LEVEL_4K : TDP_LEVEL_2M;
 		tdp_gfn_t g = storm_gfn(r, round, i);
 		int ret = mx_fault(r, v, g, private, prot, level);
 
@@ -269,7 +272,7 @@ static void *storm_vcpu(void *p)
 		__atomic_or_fetch(&s->prot[private][slot], (unsigned char)prot,
 				  __ATOMIC_RELAXED);
 		if (level == TDP_LEVEL_2M)
-			__atomic_store_n(&s->huge[private][slot / ST_PAGES_2M],
+			__atomic_store_n(&s->huge[private][slot / TS_PAGES_2M],
 					 true, __ATOMIC_RELAXED);
 	}
 	tdp_vcpu_destroy(v);
@@ -288,10 +291,10 @@ static int64_t storm_slot(const struct mx_run *r, tdp_gfn_t gfn)
 
 	if (gfn < r->base)
 		return -1;
-	round = (int64_t)((gfn - r->base) / (2 * ST_PAGES_1G));
+	round = (int64_t)((gfn - r->base) / (2 * TS_PAGES_1G));
 	if (round >= STORM_ROUNDS)
 		return -1;
-	i = mx_index(r, gfn - (tdp_gfn_t)round * 2 * ST_PAGES_1G);
+	i = mx_index(r, gfn - (tdp_gfn_t)round * 2 * TS_PAGES_1G);
 	return i < 0 ? -1 : round * (int64_t)MX_GFNS + i;
 }
 
@@ -310,16 +313,16 @@ static void storm_leaf(void *p, int root_type, bool valid, tdp_gfn_t gfn,
 	(void)valid;
 	(void)spte;
 	if (gfn + tdp_level_pages(level) <= c->run->base ||
-	    gfn >= c->run->base + ST_PAGES_512G)
+	    gfn >= c->run->base + TS_PAGES_512G)
 		return;
 	for (uint64_t k = 0; k < tdp_level_pages(level) && !asked; k++) {
 		int64_t slot = storm_slot(c->run, gfn + k);
 
 		asked = slot >= 0 &&
 			(c->s->prot[private][slot] ||
-			 c->s->huge[private][slot / (int64_t)ST_PAGES_2M]);
+			 c->s->huge[private][slot / (int64_t)TS_PAGES_2M]);
 	}
-	ST_CHECK(asked,
+	SX_CHECK(asked,
 		 "%s leaf at GFN %#" PRIx64 " level %d maps nothing any fault "
 		 "asked for",
 		 private ? "private" : "shared", gfn, level);
@@ -334,20 +337,20 @@ static void storm_leaf(void *p, int root_type, bool valid, tdp_gfn_t gfn,
 static void scenario_storm(struct mx_run *r)
 {
 	struct storm s = { .round = 0 };
-	struct mx_vcpu_arg args[ST_MAX_THREADS];
+	struct mx_vcpu_arg args[SX_MAX_THREADS];
 	struct storm_check c = { .run = r, .s = &s };
-	struct st_tree_count count;
+	struct sx_tree_count count;
 	int rounds;
 
-	rec_set_link_sleep(r->e.rec, 30);
-	rec_set_injection(r->e.rec, 50, 0, r->o->seed);
+	ts_set_link_delay(r->e.be, 30);
+	ts_set_injection(r->e.be, 50, 0, r->o->seed);
 	for (int a = 0; a < 2; a++) {
 		s.prot[a] = calloc(STORM_ROUNDS * MX_GFNS, 1);
 		s.huge[a] = calloc(STORM_ROUNDS * MX_BLOCKS, sizeof(bool));
 	}
 	mx_vcpu_args(r, args, &s);
 	mx_run_threads(r, storm_vcpu, args, sizeof(args[0]), NULL, 0, NULL);
-	rec_set_injection(r->e.rec, 0, 0, 0);
+	ts_set_injection(r->e.be, 0, 0, 0);
 	rounds = s.round + 1;
 
 	for (uint64_t slot = 0; slot < (uint64_t)rounds * MX_GFNS; slot++) {
@@ -358,24 +361,24 @@ static void scenario_storm(struct mx_run *r)
 
 			if (!want)
 				continue;
-			if (!ST_CHECK(mx_leaf(r, g, a, NULL, &have),
+			if (!SX_CHECK(mx_leaf(r, g, a, NULL, &have),
 				      "%s GFN %#" PRIx64 " was mapped by a "
 				      "fault and is not mapped now",
 				      a ? "private" : "shared", g))
 				continue;
-			ST_CHECK((have & want) == want,
+			SX_CHECK((have & want) == want,
 				 "%s GFN %#" PRIx64 " has rights %#x, faults "
 				 "got %#x",
 				 a ? "private" : "shared", g, have, want);
 		}
 	}
-	st_walk_trees(&r->e, storm_leaf, &c, &count);
+	sx_walk_trees(&r->e, storm_leaf, &c, &count);
 	for (int k = 1; k < rounds; k++) {
 		for (uint64_t b = 0; b < MX_BLOCKS; b++) {
-			tdp_gfn_t g = storm_gfn(r, k, b * ST_PAGES_2M);
+			tdp_gfn_t g = storm_gfn(r, k, b * TS_PAGES_2M);
 
-			ST_CHECK(tdp_zap_slot_deleted(r->e.mmu, g,
-						      g + ST_PAGES_2M) == 0,
+			SX_CHECK(tdp_zap_slot_deleted(r->e.mmu, g,
+						      g + TS_PAGES_2M) == 0,
 				 "zap");
 		}
 	}
@@ -412,34 +415,35 @@ static void *zaps_vcpu(void *p)
 	uint64_t rng = a->seed;
 	uint64_t mine = ZONE_START / (uint64_t)r->nr_vcpus;
 
-	while (v && st_budget_next(&r->b)) {
-		bool private = st_below(&rng, 2);
+	while (v && sx_budget_next(&r->b)) {
+		bool private = ts_rand_below(&rng, 2);
 		uint64_t i;
 		tdp_gfn_t g;
 		int ret;
 
-		if (st_below(&rng, 2)) {
+		if (ts_rand_below(&rng, 2)) {
 			/* One of my own GFNs: fault or zap, and remember. */
-			i = st_below(&rng, mine) * (uint64_t)r->nr_vcpus +
+			i = ts_rand_below(&rng, mine) * (uint64_t)r->nr_vcpus +
 			    (uint64_t)a->id;
 			g = mx_gfn(r, i);
-			if (st_below(&rng, 3)) {
+			if (ts_rand_below(&rng, 3)) {
 				ret = mx_fault(r, v, g, private, TDP_PROT_RWX,
 					       TDP_LEVEL_4K);
 				if (mx_fault_ok(ret, g, private))
 					z->mapped[private][i] = true;
 			} else {
 				ret = tdp_zap_range(r->e.mmu, g, g + 1,
-						    st_alias(private));
-				ST_CHECK(ret == 0, "zap: %d", ret);
+						    ts_alias(private));
+				SX_CHECK(ret == 0, "zap: %d", ret);
 				z->mapped[private][i] = false;
 			}
 			continue;
 		}
-		i = ZONE_START + st_below(&rng, MX_GFNS - ZONE_START);
+		i = ZONE_START + ts_rand_below(&rng, MX_GFNS - ZONE_START);
 		g = mx_gfn(r, i);
 		ret = mx_fault(r, v, g, private, TDP_PROT_RWX,
-			       st_below(&rng, 4) ? TDP_LEVEL_4K : TDP_LEVEL_2M);
+			       ts_rand_below(&rng, 4) ? TDP_LEVEL_4K
+						      : TDP_LEVEL_2M);
 		mx_fault_ok(ret, g, private);
 	}
 	tdp_vcpu_destroy(v);
@@ -457,28 +461,25 @@ static void *zaps_zapper(void *p)
 	struct mx_run *r = za->run;
 	int id = __atomic_fetch_add(&za->next_id, 1, __ATOMIC_RELAXED);
 	uint64_t rng =
-		st_seed_for(r->o->seed, 1000 + (uint64_t)(r->phase * 10 + id));
+		sx_seed_for(r->o->seed, 1000 + (uint64_t)(r->phase * 10 + id));
 
-	while (st_budget_next(&r->b)) {
+	while (sx_budget_next(&r->b)) {
 		/* A range inside one zone block (blocks are not adjacent). */
-		uint64_t i = ZONE_START + st_below(&rng, MX_GFNS - ZONE_START);
+		uint64_t i =
+			ZONE_START + ts_rand_below(&rng, MX_GFNS - ZONE_START);
 		tdp_gfn_t start = mx_gfn(r, i);
-		tdp_gfn_t block = st_round_down(start, TDP_LEVEL_2M);
-		tdp_gfn_t end = start + 1 + st_below(&rng, 700);
+		tdp_gfn_t block = ts_round_down(start, TDP_LEVEL_2M);
+		tdp_gfn_t end = start + 1 + ts_rand_below(&rng, 700);
 		int ret;
 
-		if (end > block + ST_PAGES_2M)
-			end = block + ST_PAGES_2M;
-		switch (st_below(&rng, 6)) {
+		if (end > block + TS_PAGES_2M)
+			end = block + TS_PAGES_2M;
+		switch (ts_rand_below(&rng, 6)) {
 		case 0:
 			ret = tdp_zap_slot_deleted(r->e.mmu, start, end);
 			break;
 		case 1:
-			ret = tdp_invalidate_begin(r->e.mmu, start, end);
-			if (!ret)
-				ret = tdp_zap_host_unmap(r->e.mmu, start, end);
-			if (!ret)
-				ret = tdp_invalidate_end(r->e.mmu, start, end);
+			ret = ts_host_unmap(r->e.mmu, start, end);
 			break;
 		case 2:
 			ret = tdp_zap_convert_to_shared(r->e.mmu, start, end);
@@ -488,18 +489,18 @@ static void *zaps_zapper(void *p)
 			break;
 		case 4:
 			ret = tdp_zap_range(r->e.mmu, block,
-					    block + ST_PAGES_2M,
+					    block + TS_PAGES_2M,
 					    TDP_ALIAS_BOTH);
 			break;
 		default:
 			ret = tdp_zap_range(r->e.mmu, start, end,
-					    st_below(&rng, 2)
+					    ts_rand_below(&rng, 2)
 						    ? TDP_ALIAS_PRIVATE
 						    : TDP_ALIAS_SHARED);
 			break;
 		}
-		ST_CHECK(ret == 0, "zapper: %d", ret);
-		st_usleep(30);
+		SX_CHECK(ret == 0, "zapper: %d", ret);
+		tdp_udelay(30);
 	}
 	return NULL;
 }
@@ -507,11 +508,11 @@ static void *zaps_zapper(void *p)
 static void scenario_zaps(struct mx_run *r)
 {
 	struct zaps z = { .zappers = 2 };
-	struct mx_vcpu_arg args[ST_MAX_THREADS];
+	struct mx_vcpu_arg args[SX_MAX_THREADS];
 	struct zapper_arg za = { .run = r };
 	struct tdp_vcpu *v;
 
-	rec_set_link_sleep(r->e.rec, 20);
+	ts_set_link_delay(r->e.be, 20);
 	for (int a = 0; a < 2; a++)
 		z.mapped[a] = calloc(ZONE_START, sizeof(bool));
 	mx_vcpu_args(r, args, &z);
@@ -524,14 +525,14 @@ static void scenario_zaps(struct mx_run *r)
 			tdp_gfn_t g = mx_gfn(r, i);
 			bool have = mx_leaf(r, g, a, NULL, NULL);
 
-			ST_CHECK(have == z.mapped[a][i],
+			SX_CHECK(have == z.mapped[a][i],
 				 "owned %s GFN %#" PRIx64 " is %smapped, its "
 				 "owner left it %smapped",
 				 a ? "private" : "shared", g, have ? "" : "un",
 				 z.mapped[a][i] ? "" : "un");
 		}
 	}
-	st_check_quiesced(&r->e);
+	sx_check_quiesced(&r->e);
 	v = mx_vcpu(r);
 	mx_known_pass(r, v);
 	tdp_vcpu_destroy(v);
@@ -566,31 +567,31 @@ static void *convert_vcpu(void *p)
 	struct tdp_vcpu *v = mx_vcpu(r);
 	uint64_t rng = a->seed;
 
-	while (v && st_budget_next(&r->b)) {
-		uint64_t i = st_below(&rng, MX_GFNS);
-		bool huge = st_below(&rng, 4) == 0;
+	while (v && sx_budget_next(&r->b)) {
+		uint64_t i = ts_rand_below(&rng, MX_GFNS);
+		bool huge = ts_rand_below(&rng, 4) == 0;
 		tdp_gfn_t g = mx_gfn(r, i);
-		double give_up = st_now() + MX_HANG_S;
+		double give_up = sx_now() + MX_HANG_S;
 		bool private;
 		int ret;
 
 		for (;;) {
 			uint64_t seq = tdp_mmu_seq(r->e.mmu);
-			uint64_t first = i - i % ST_PAGES_2M;
+			uint64_t first = i - i % TS_PAGES_2M;
 			int level = TDP_LEVEL_4K;
 
 			private = cv_attr(c, i);
 			if (huge) {
 				level = TDP_LEVEL_2M;
 				for (uint64_t k = first;
-				     k < first + ST_PAGES_2M; k++)
+				     k < first + TS_PAGES_2M; k++)
 					if (cv_attr(c, k) != private)
 						level = TDP_LEVEL_4K;
 			}
-			ret = st_map_once(&r->e, v, g, private,
-					  st_pfn(g, private), TDP_PROT_RWX,
-					  level, seq);
-			if (ret != TDP_FAULT_RETRY || st_now() > give_up)
+			ret = ts_map_seq(v, g, ts_alias(private),
+					 ts_pfn(g, ts_alias(private)),
+					 TDP_PROT_RWX, level, seq);
+			if (ret != TDP_FAULT_RETRY || sx_now() > give_up)
 				break;
 			sched_yield();
 		}
@@ -611,25 +612,26 @@ static void *convert_converter(void *p)
 	struct converter_arg *ca = p;
 	struct mx_run *r = ca->run;
 	struct convert *c = ca->c;
-	uint64_t rng = st_seed_for(r->o->seed, 500 + (uint64_t)r->phase);
+	uint64_t rng = sx_seed_for(r->o->seed, 500 + (uint64_t)r->phase);
 
-	while (st_budget_next(&r->b)) {
-		uint64_t i = st_below(&rng, MX_GFNS);
-		uint64_t block = i - i % ST_PAGES_2M;
-		uint64_t n = st_below(&rng, 3) ? 1 + st_below(&rng, 300)
-					       : ST_PAGES_2M;
-		bool to_private = st_below(&rng, 2);
+	while (sx_budget_next(&r->b)) {
+		uint64_t i = ts_rand_below(&rng, MX_GFNS);
+		uint64_t block = i - i % TS_PAGES_2M;
+		uint64_t n = ts_rand_below(&rng, 3)
+				     ? 1 + ts_rand_below(&rng, 300)
+				     : TS_PAGES_2M;
+		bool to_private = ts_rand_below(&rng, 2);
 		tdp_gfn_t start, end;
 		int ret;
 
-		if (n == ST_PAGES_2M)
+		if (n == TS_PAGES_2M)
 			i = block;
-		if (i + n > block + ST_PAGES_2M)
-			n = block + ST_PAGES_2M - i;
+		if (i + n > block + TS_PAGES_2M)
+			n = block + TS_PAGES_2M - i;
 		start = mx_gfn(r, i);
 		end = start + n;
 		ret = tdp_invalidate_begin(r->e.mmu, start, end);
-		if (!ST_CHECK(ret == 0, "invalidate_begin: %d", ret))
+		if (!SX_CHECK(ret == 0, "invalidate_begin: %d", ret))
 			break;
 		for (uint64_t k = i; k < i + n; k++)
 			__atomic_store_n(&c->private[k], to_private,
@@ -637,18 +639,18 @@ static void *convert_converter(void *p)
 		ret = to_private
 			      ? tdp_zap_convert_to_private(r->e.mmu, start, end)
 			      : tdp_zap_convert_to_shared(r->e.mmu, start, end);
-		ST_CHECK(ret == 0, "conversion zap: %d", ret);
+		SX_CHECK(ret == 0, "conversion zap: %d", ret);
 		/* Nothing of the old alias is left in the range. */
 		for (tdp_gfn_t g = start; g < end; g++)
-			ST_CHECK(!mx_leaf(r, g, !to_private, NULL, NULL),
+			SX_CHECK(!mx_leaf(r, g, !to_private, NULL, NULL),
 				 "GFN %#" PRIx64 " converted to %s is still "
 				 "mapped %s",
 				 g, to_private ? "private" : "shared",
 				 to_private ? "shared" : "private");
 		ret = tdp_invalidate_end(r->e.mmu, start, end);
-		ST_CHECK(ret == 0, "invalidate_end: %d", ret);
+		SX_CHECK(ret == 0, "invalidate_end: %d", ret);
 		__atomic_add_fetch(&c->conversions, 1, __ATOMIC_RELAXED);
-		st_usleep(50);
+		tdp_udelay(50);
 	}
 	return NULL;
 }
@@ -661,11 +663,11 @@ static void *convert_converter(void *p)
 static void scenario_convert(struct mx_run *r)
 {
 	struct convert c = { .private = calloc(MX_GFNS, sizeof(bool)) };
-	struct mx_vcpu_arg args[ST_MAX_THREADS];
+	struct mx_vcpu_arg args[SX_MAX_THREADS];
 	struct converter_arg ca = { .run = r, .c = &c };
 
 	for (uint64_t i = 0; i < MX_GFNS; i++)
-		c.private[i] = (i / ST_PAGES_2M) % 2;
+		c.private[i] = (i / TS_PAGES_2M) % 2;
 	mx_vcpu_args(r, args, &c);
 	mx_run_threads(r, convert_vcpu, args, sizeof(args[0]),
 		       convert_converter, 1, &ca);
@@ -673,7 +675,7 @@ static void scenario_convert(struct mx_run *r)
 		tdp_gfn_t g = mx_gfn(r, i);
 		bool private = c.private[i];
 
-		ST_CHECK(!mx_leaf(r, g, !private, NULL, NULL),
+		SX_CHECK(!mx_leaf(r, g, !private, NULL, NULL),
 			 "%s GFN %#" PRIx64 " is mapped in the %s alias",
 			 private ? "private" : "shared", g,
 			 private ? "shared" : "private");
@@ -699,21 +701,21 @@ static void *roots_vcpu(void *p)
 	struct tdp_vcpu *v = mx_vcpu(r);
 	uint64_t rng = a->seed;
 
-	while (v && st_budget_next(&r->b)) {
-		uint64_t i = st_below(&rng, MX_GFNS);
-		bool private = st_below(&rng, 2);
+	while (v && sx_budget_next(&r->b)) {
+		uint64_t i = ts_rand_below(&rng, MX_GFNS);
+		bool private = ts_rand_below(&rng, 2);
 		tdp_gfn_t g = mx_gfn(r, i);
 		int ret = mx_fault(r, v, g, private, TDP_PROT_RWX,
-				   st_below(&rng, 4) ? TDP_LEVEL_4K
-						     : TDP_LEVEL_2M);
+				   ts_rand_below(&rng, 4) ? TDP_LEVEL_4K
+							  : TDP_LEVEL_2M);
 
 		if (mx_fault_ok(ret, g, private) && private)
 			__atomic_store_n(&s->private_mapped[i], true,
 					 __ATOMIC_RELAXED);
-		if (!st_below(&rng, 64)) {
+		if (!ts_rand_below(&rng, 64)) {
 			struct tdp_root *root;
 
-			if (ST_CHECK(tdp_root_get(r->e.mmu, TDP_ROOT_DIRECT,
+			if (SX_CHECK(tdp_root_get(r->e.mmu, TDP_ROOT_DIRECT,
 						  &root) == 0,
 				     "tdp_root_get"))
 				tdp_root_put(r->e.mmu, root);
@@ -735,32 +737,28 @@ static void *roots_invalidator(void *p)
 	struct mx_run *r = ra->run;
 	int id = __atomic_fetch_add(&ra->next_id, 1, __ATOMIC_RELAXED);
 	uint64_t rng =
-		st_seed_for(r->o->seed, 600 + (uint64_t)(r->phase * 10 + id));
+		sx_seed_for(r->o->seed, 600 + (uint64_t)(r->phase * 10 + id));
 
-	while (st_budget_next(&r->b)) {
+	while (sx_budget_next(&r->b)) {
 		int ret;
 
-		if (st_below(&rng, 2)) {
+		if (ts_rand_below(&rng, 2)) {
 			ret = tdp_mmu_invalidate_roots(r->e.mmu,
 						       TDP_ALIAS_SHARED);
-			ST_CHECK(ret == 0, "invalidate_roots: %d", ret);
+			SX_CHECK(ret == 0, "invalidate_roots: %d", ret);
 			__atomic_add_fetch(&ra->s->invalidations, 1,
 					   __ATOMIC_RELAXED);
 			ret = tdp_mmu_zap_invalidated_roots(r->e.mmu);
-			ST_CHECK(ret == 0, "zap_invalidated_roots: %d", ret);
+			SX_CHECK(ret == 0, "zap_invalidated_roots: %d", ret);
 		} else {
-			tdp_gfn_t s = mx_gfn(r, st_below(&rng, MX_GFNS));
+			tdp_gfn_t s = mx_gfn(r, ts_rand_below(&rng, MX_GFNS));
 			tdp_gfn_t e =
-				st_round_down(s, TDP_LEVEL_2M) + ST_PAGES_2M;
+				ts_round_down(s, TDP_LEVEL_2M) + TS_PAGES_2M;
 
-			ret = tdp_invalidate_begin(r->e.mmu, s, e);
-			if (!ret)
-				ret = tdp_zap_host_unmap(r->e.mmu, s, e);
-			if (!ret)
-				ret = tdp_invalidate_end(r->e.mmu, s, e);
-			ST_CHECK(ret == 0, "host unmap: %d", ret);
+			ret = ts_host_unmap(r->e.mmu, s, e);
+			SX_CHECK(ret == 0, "host unmap: %d", ret);
 		}
-		st_usleep(100);
+		tdp_udelay(100);
 	}
 	return NULL;
 }
@@ -774,7 +772,7 @@ static void *roots_invalidator(void *p)
 static void scenario_roots(struct mx_run *r)
 {
 	struct roots s = { .private_mapped = calloc(MX_GFNS, sizeof(bool)) };
-	struct mx_vcpu_arg args[ST_MAX_THREADS];
+	struct mx_vcpu_arg args[SX_MAX_THREADS];
 	struct roots_arg ra = { .run = r, .s = &s };
 	struct tdp_root *direct = NULL;
 	struct tdp_stats st;
@@ -784,21 +782,21 @@ static void scenario_roots(struct mx_run *r)
 		       2, &ra);
 	for (uint64_t i = 0; i < MX_GFNS; i++)
 		if (s.private_mapped[i])
-			ST_CHECK(mx_leaf(r, mx_gfn(r, i), true, NULL, NULL),
+			SX_CHECK(mx_leaf(r, mx_gfn(r, i), true, NULL, NULL),
 				 "private GFN %#" PRIx64 " lost its mapping "
 				 "to a shared-root invalidation",
 				 mx_gfn(r, i));
-	ST_CHECK(tdp_mmu_zap_invalidated_roots(r->e.mmu) == 0, "final zap");
+	SX_CHECK(tdp_mmu_zap_invalidated_roots(r->e.mmu) == 0, "final zap");
 	/*
 	 * If the last invalidation came after the last fault, no direct root
 	 * is valid now: load one, so that exactly the mirror and the direct
 	 * root must be live and any invalidated root left over shows.
 	 */
-	ST_CHECK(tdp_root_get(r->e.mmu, TDP_ROOT_DIRECT, &direct) == 0,
+	SX_CHECK(tdp_root_get(r->e.mmu, TDP_ROOT_DIRECT, &direct) == 0,
 		 "load the direct root");
 	tdp_rcu_barrier();
 	tdp_mmu_get_stats(r->e.mmu, &st);
-	ST_CHECK(st.roots_allocated - st.roots_freed == 2,
+	SX_CHECK(st.roots_allocated - st.roots_freed == 2,
 		 "%" PRIu64 " roots live after the phase, expected 2",
 		 st.roots_allocated - st.roots_freed);
 	tdp_root_put(r->e.mmu, direct);
@@ -816,13 +814,13 @@ static void *yield_vcpu(void *p)
 	struct tdp_vcpu *v = mx_vcpu(r);
 	uint64_t rng = a->seed;
 
-	while (v && st_budget_next(&r->b)) {
-		tdp_gfn_t g = mx_gfn(r, st_below(&rng, MX_GFNS));
-		bool private = st_below(&rng, 2);
+	while (v && sx_budget_next(&r->b)) {
+		tdp_gfn_t g = mx_gfn(r, ts_rand_below(&rng, MX_GFNS));
+		bool private = ts_rand_below(&rng, 2);
 
 		mx_fault_ok(mx_fault(r, v, g, private, TDP_PROT_RWX,
-				     st_below(&rng, 3) ? TDP_LEVEL_4K
-						       : TDP_LEVEL_2M),
+				     ts_rand_below(&rng, 3) ? TDP_LEVEL_4K
+							    : TDP_LEVEL_2M),
 			    g, private);
 	}
 	tdp_vcpu_destroy(v);
@@ -833,16 +831,16 @@ static void *yield_vcpu(void *p)
 static void *yield_walker(void *p)
 {
 	struct mx_run *r = p;
-	uint64_t rng = st_seed_for(r->o->seed, 700 + (uint64_t)r->phase);
+	uint64_t rng = sx_seed_for(r->o->seed, 700 + (uint64_t)r->phase);
 	tdp_gfn_t start = mx_gfn(r, 0);
 	tdp_gfn_t end = mx_gfn(r, MX_GFNS - 1) + 1;
 	uint64_t *bitmap = calloc((end - start) / 64 + 1, sizeof(uint64_t));
 	struct tdp_mmu *mmu = r->e.mmu;
 
-	while (bitmap && st_budget_next(&r->b)) {
+	while (bitmap && sx_budget_next(&r->b)) {
 		int64_t ret;
 
-		switch (st_below(&rng, 9)) {
+		switch (ts_rand_below(&rng, 9)) {
 		case 0:
 			ret = tdp_zap_range(mmu, start, end, TDP_ALIAS_BOTH);
 			break;
@@ -870,8 +868,8 @@ static void *yield_walker(void *p)
 		case 6:
 			ret = tdp_recover_huge_pages(
 				mmu, start,
-				st_round_down(end - 1, TDP_LEVEL_2M) +
-					ST_PAGES_2M,
+				ts_round_down(end - 1, TDP_LEVEL_2M) +
+					TS_PAGES_2M,
 				TDP_LEVEL_2M, TDP_ALIAS_SHARED);
 			break;
 		case 7:
@@ -879,12 +877,10 @@ static void *yield_walker(void *p)
 					    TDP_ALIAS_SHARED);
 			break;
 		default:
-			ret = tdp_mmu_invalidate_roots(mmu, TDP_ALIAS_SHARED);
-			if (!ret)
-				ret = tdp_mmu_zap_invalidated_roots(mmu);
+			ret = ts_zap_roots(mmu, TDP_ALIAS_SHARED);
 			break;
 		}
-		ST_CHECK(ret >= 0, "long walk: %" PRId64, ret);
+		SX_CHECK(ret >= 0, "long walk: %" PRId64, ret);
 	}
 	free(bitmap);
 	return NULL;
@@ -897,24 +893,24 @@ static void *yield_walker(void *p)
  */
 static void scenario_yield(struct mx_run *r)
 {
-	struct mx_vcpu_arg args[ST_MAX_THREADS];
+	struct mx_vcpu_arg args[SX_MAX_THREADS];
 	struct tdp_vcpu *v;
 	struct tdp_stats st;
 
 	mx_vcpu_args(r, args, NULL);
 	mx_run_threads(r, yield_vcpu, args, sizeof(args[0]), yield_walker, 1,
 		       r);
-	st_check_quiesced(&r->e);
-	ST_CHECK(tdp_zap_all(r->e.mmu) == 0, "zap_all");
-	ST_CHECK(tdp_zap_range(r->e.mmu, r->base, r->base + ST_PAGES_512G,
+	sx_check_quiesced(&r->e);
+	SX_CHECK(tdp_zap_all(r->e.mmu) == 0, "zap_all");
+	SX_CHECK(tdp_zap_range(r->e.mmu, r->base, r->base + TS_PAGES_512G,
 			       TDP_ALIAS_PRIVATE) == 0,
 		 "zap_range");
 	tdp_mmu_get_stats(r->e.mmu, &st);
 	for (int l = TDP_LEVEL_4K; l <= TDP_MAX_LEVEL; l++) {
-		ST_CHECK(st.leaves[TDP_ROOT_DIRECT][l] == 0 &&
+		SX_CHECK(st.leaves[TDP_ROOT_DIRECT][l] == 0 &&
 				 st.leaves[TDP_ROOT_MIRROR][l] == 0,
 			 "leaves left at level %d after zapping everything", l);
-		ST_CHECK(l == ST_ROOT_LEVEL ||
+		SX_CHECK(l == TS_ROOT_LEVEL ||
 				 st.tables[TDP_ROOT_DIRECT][l] == 0,
 			 "%" PRIu64 " direct tables left at level %d after "
 			 "zap_all",
@@ -948,37 +944,37 @@ static void *dirty_vcpu(void *p)
 	uint64_t rng = a->seed;
 	long transitions = 0;
 
-	while (v && st_budget_next(&r->b)) {
-		tdp_gfn_t g = mx_gfn(r, st_below(&rng, MX_GFNS));
-		bool write = st_below(&rng, 4) != 0;
-		enum st_hw_result res;
+	while (v && sx_budget_next(&r->b)) {
+		tdp_gfn_t g = mx_gfn(r, ts_rand_below(&rng, MX_GFNS));
+		bool write = ts_rand_below(&rng, 4) != 0;
+		enum ts_hw_result res;
 		tdp_pfn_t root;
 		bool dirtied;
 		int level = TDP_LEVEL_4K, root_level, ret;
 
-		if (!ST_CHECK(tdp_vcpu_load_root(v, TDP_ALIAS_SHARED, &root,
+		if (!SX_CHECK(tdp_vcpu_load_root(v, TDP_ALIAS_SHARED, &root,
 						 &root_level) == 0,
 			      "load_root"))
 			break;
 		tdp_walk_begin();
-		res = st_hw_access(r->e.fmt, root, root_level,
-				   g | ST_SHARED_BIT, write, &dirtied, &level);
+		res = ts_hw_access(r->e.fmt, root, root_level,
+				   g | TS_SHARED_BIT, write, &dirtied, &level);
 		tdp_walk_end();
 		if (dirtied)
 			transitions += (long)tdp_level_pages(level);
-		if (res == ST_HW_OK)
+		if (res == TS_HW_READ || res == TS_HW_WRITTEN)
 			continue;
 		__atomic_add_fetch(&d->faults, 1, __ATOMIC_RELAXED);
-		if (res == ST_HW_WRPROT) {
-			ret = tdp_fast_fix(r->e.mmu, g | ST_SHARED_BIT,
+		if (res == TS_HW_WRPROT) {
+			ret = tdp_fast_fix(r->e.mmu, g | TS_SHARED_BIT,
 					   TDP_PROT_READ | TDP_PROT_WRITE);
-			ST_CHECK(ret == 0 || ret == 1, "fast_fix: %d", ret);
+			SX_CHECK(ret == 0 || ret == 1, "fast_fix: %d", ret);
 			if (ret == 1)
 				continue;
 		}
 		mx_fault_ok(mx_fault(r, v, g, false, TDP_PROT_RWX,
-				     st_below(&rng, 4) ? TDP_LEVEL_4K
-						       : TDP_LEVEL_2M),
+				     ts_rand_below(&rng, 4) ? TDP_LEVEL_4K
+							    : TDP_LEVEL_2M),
 			    g, false);
 	}
 	__atomic_add_fetch(&d->transitions, transitions, __ATOMIC_RELAXED);
@@ -996,31 +992,31 @@ static void *dirty_logger(void *p)
 {
 	struct dirty_arg *da = p;
 	struct mx_run *r = da->run;
-	uint64_t rng = st_seed_for(r->o->seed, 800 + (uint64_t)r->phase);
-	uint64_t bitmap[ST_PAGES_2M / 64];
+	uint64_t rng = sx_seed_for(r->o->seed, 800 + (uint64_t)r->phase);
+	uint64_t bitmap[TS_PAGES_2M / 64];
 	struct tdp_mmu *mmu = r->e.mmu;
 
-	while (st_budget_next(&r->b)) {
-		uint64_t b = st_below(&rng, MX_BLOCKS);
-		tdp_gfn_t block = mx_gfn(r, b * ST_PAGES_2M);
+	while (sx_budget_next(&r->b)) {
+		uint64_t b = ts_rand_below(&rng, MX_BLOCKS);
+		tdp_gfn_t block = mx_gfn(r, b * TS_PAGES_2M);
 		bool wrprot;
 		int64_t ret;
 
-		switch (st_below(&rng, 6)) {
+		switch (ts_rand_below(&rng, 6)) {
 		case 0:
 		case 1:
 			memset(bitmap, 0, sizeof(bitmap));
-			ret = tdp_harvest_dirty(mmu, block, block + ST_PAGES_2M,
+			ret = tdp_harvest_dirty(mmu, block, block + TS_PAGES_2M,
 						bitmap, TDP_ALIAS_SHARED);
 			if (ret > 0)
 				__atomic_add_fetch(&da->d->reported, ret,
 						   __ATOMIC_RELAXED);
 			break;
 		case 2:
-			wrprot = st_below(&rng, 2);
+			wrprot = ts_rand_below(&rng, 2);
 			ret = tdp_clear_dirty_masked(
-				mmu, block + st_below(&rng, 8) * 64,
-				st_rand(&rng), wrprot, TDP_ALIAS_SHARED);
+				mmu, block + ts_rand_below(&rng, 8) * 64,
+				ts_rand(&rng), wrprot, TDP_ALIAS_SHARED);
 			/* Only 4 KiB leaves: one frame per leaf cleared.
 			 * The write-protecting form clears no dirty bit. */
 			if (ret > 0 && !wrprot)
@@ -1028,20 +1024,20 @@ static void *dirty_logger(void *p)
 						   __ATOMIC_RELAXED);
 			break;
 		case 3:
-			ret = tdp_wrprot_range(mmu, block, block + ST_PAGES_2M,
+			ret = tdp_wrprot_range(mmu, block, block + TS_PAGES_2M,
 					       TDP_ALIAS_SHARED);
 			break;
 		case 4:
-			ret = tdp_age_range(mmu, block, block + ST_PAGES_2M,
+			ret = tdp_age_range(mmu, block, block + TS_PAGES_2M,
 					    true, TDP_ALIAS_SHARED);
 			break;
 		default:
 			ret = tdp_split_huge_range(
-				mmu, block, block + ST_PAGES_2M, TDP_LEVEL_4K,
+				mmu, block, block + TS_PAGES_2M, TDP_LEVEL_4K,
 				TDP_ALIAS_SHARED);
 			break;
 		}
-		ST_CHECK(ret >= 0, "dirty logging op: %" PRId64, ret);
+		SX_CHECK(ret >= 0, "dirty logging op: %" PRId64, ret);
 	}
 	return NULL;
 }
@@ -1055,27 +1051,27 @@ static void *dirty_logger(void *p)
 static void scenario_dirty(struct mx_run *r)
 {
 	struct dirty d = { 0 };
-	struct mx_vcpu_arg args[ST_MAX_THREADS];
+	struct mx_vcpu_arg args[SX_MAX_THREADS];
 	struct dirty_arg da = { .run = r, .d = &d };
-	uint64_t bitmap[ST_PAGES_2M / 64];
+	uint64_t bitmap[TS_PAGES_2M / 64];
 
 	mx_vcpu_args(r, args, &d);
 	mx_run_threads(r, dirty_vcpu, args, sizeof(args[0]), dirty_logger, 1,
 		       &da);
 	for (uint64_t b = 0; b < MX_BLOCKS; b++) {
-		tdp_gfn_t block = mx_gfn(r, b * ST_PAGES_2M);
+		tdp_gfn_t block = mx_gfn(r, b * TS_PAGES_2M);
 		int64_t n;
 
 		memset(bitmap, 0, sizeof(bitmap));
-		n = tdp_harvest_dirty(r->e.mmu, block, block + ST_PAGES_2M,
+		n = tdp_harvest_dirty(r->e.mmu, block, block + TS_PAGES_2M,
 				      bitmap, TDP_ALIAS_SHARED);
-		ST_CHECK(n >= 0, "harvest: %" PRId64, n);
+		SX_CHECK(n >= 0, "harvest: %" PRId64, n);
 		d.reported += n > 0 ? n : 0;
 	}
 	printf("stress_mixed: dirty: phase %d: %ld frames dirtied, %ld "
 	       "reported, %ld faults\n",
 	       r->phase, d.transitions, d.reported, d.faults);
-	ST_CHECK(d.transitions == d.reported,
+	SX_CHECK(d.transitions == d.reported,
 		 "the CPUs dirtied %ld frames, harvests reported %ld",
 		 d.transitions, d.reported);
 }
@@ -1101,49 +1097,54 @@ static const struct scenario scenarios[] = {
 
 #define NR_SCENARIOS (sizeof(scenarios) / sizeof(scenarios[0]))
 
-static void run_scenario(const struct st_opts *o, int idx)
+static const char *scenario_name(size_t i)
+{
+	return scenarios[i].name;
+}
+
+static void run_scenario(const struct sx_opts *o, size_t idx)
 {
 	const struct scenario *sc = &scenarios[idx];
 	struct mx_run *r = calloc(1, sizeof(*r));
 
-	if (!r || !st_env_init(&r->e, sc->flags, true, 4096)) {
+	if (!r || !sx_env_init(&r->e, sc->flags, true, 4096)) {
 		free(r);
 		return;
 	}
 	r->o = o;
 	r->nr_vcpus = o->threads;
 	for (int phase = 0; phase < MX_PHASES; phase++) {
-		long ops = st_ops(), failures = st_failures();
+		long ops = sx_ops(), failures = sx_failures();
 
 		mx_new_window(r, idx, phase);
-		st_budget_start(&r->b, o->seconds / MX_PHASES,
+		sx_budget_start(&r->b, o->seconds / MX_PHASES,
 				o->max_ops / MX_PHASES);
 		sc->run(r);
-		st_check_quiesced(&r->e);
+		sx_check_quiesced(&r->e);
 		/* The next phase starts from an empty tree of leaves. */
 		for (uint64_t b = 0; b < MX_BLOCKS; b++) {
-			tdp_gfn_t s = mx_gfn(r, b * ST_PAGES_2M);
+			tdp_gfn_t s = mx_gfn(r, b * TS_PAGES_2M);
 
-			ST_CHECK(tdp_zap_slot_deleted(r->e.mmu, s,
-						      s + ST_PAGES_2M) == 0,
+			SX_CHECK(tdp_zap_slot_deleted(r->e.mmu, s,
+						      s + TS_PAGES_2M) == 0,
 				 "end of phase zap");
 		}
 		printf("stress_mixed: %s: phase %d window %#" PRIx64
 		       ": ops=%ld failures=%ld\n",
-		       sc->name, phase, r->base, st_ops() - ops,
-		       st_failures() - failures);
+		       sc->name, phase, r->base, sx_ops() - ops,
+		       sx_failures() - failures);
 		fflush(stdout);
 	}
-	st_env_fini(&r->e);
+	sx_env_fini(&r->e);
 	free(r);
 }
 
 int main(int argc, char **argv)
 {
-	struct st_opts o;
-	int ret, ran = 0;
+	struct sx_opts o;
+	int ret;
 
-	ret = st_parse_opts(argc, argv, &o, 1.2, 10.0, 3);
+	ret = sx_parse_opts(argc, argv, &o, 1.2, 10.0, 3);
 	if (ret)
 		return ret;
 	if (o.list) {
@@ -1151,27 +1152,14 @@ int main(int argc, char **argv)
 			printf("%s\n", scenarios[i].name);
 		return 0;
 	}
-	if (o.threads > ST_MAX_THREADS - 2) {
+	if (o.threads > SX_MAX_THREADS - 2) {
 		fprintf(stderr, "stress_mixed: -j takes 1..%d\n",
-			ST_MAX_THREADS - 2);
+			SX_MAX_THREADS - 2);
 		return 2;
 	}
 	printf("stress_mixed: seed=%" PRIu64 " seconds=%.2f vcpus=%d\n", o.seed,
 	       o.seconds, o.threads);
 	fflush(stdout);
-	tdp_thread_register();
-	for (size_t i = 0; i < NR_SCENARIOS; i++) {
-		if (o.test && strcmp(o.test, scenarios[i].name) != 0)
-			continue;
-		st_set_test(scenarios[i].name);
-		run_scenario(&o, (int)i);
-		ran++;
-	}
-	tdp_thread_unregister();
-	if (!ran) {
-		fprintf(stderr, "stress_mixed: no scenario named '%s'\n",
-			o.test);
-		return 2;
-	}
-	return st_summary("stress_mixed");
+	return sx_run_tests("stress_mixed", &o, NR_SCENARIOS, scenario_name,
+			    run_scenario);
 }

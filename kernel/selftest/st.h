@@ -9,7 +9,8 @@
  *
  * Tests use only the public API (include/tdp/), plus the engine's
  * internal header and the port's mmu_lock names for white-box lock checks
- * (the test backend, st_lock.c).
+ * (st_lock.c), and the test support shared with the user-space tests
+ * (tests/support/: the strict recording backend).
  */
 #ifndef TDP_SELFTEST_H
 #define TDP_SELFTEST_H
@@ -22,6 +23,8 @@
 #include <linux/wait.h>
 
 #include <tdp/tdp.h>
+
+#include "ts_env.h"
 
 /* ---- test context and checks --------------------------------------------- */
 
@@ -63,18 +66,6 @@ static inline bool st_failed(struct st *t)
 	return atomic_read(&t->failed_checks) != 0;
 }
 
-/* xorshift64*: reproducible per-thread random numbers. */
-static inline u64 st_rand(u64 *state)
-{
-	u64 x = *state;
-
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	*state = x;
-	return x * 0x2545f4914f6cdd1dULL;
-}
-
 /* ---- threads ------------------------------------------------------------- */
 
 /*
@@ -103,157 +94,33 @@ void st_barrier_wait(struct st_barrier *b);
 
 /* ---- the environment of one test ----------------------------------------- */
 
-/* Shared bit of the confidential-VM tests: GPA bit 47 with 4 levels. */
-#define ST_SHARED_BIT (1ULL << 35)
+/*
+ * A test's MMU (and backend) and vCPU are a struct ts_env of the shared
+ * test support (tests/support/ts_env.h), whose owner is the test.
+ */
+static inline struct st *st_of(const struct ts_env *e)
+{
+	return e->owner;
+}
 
 /*
- * Host frames the tests map: a GFN's private and shared aliases map
- * different frames, both aligned as the GFN so that huge mappings line up.
- * Leaf frames are never dereferenced by the engine.
+ * Create the MMU (and backend) and one vCPU as @o says, registering the
+ * thread; false (and a failed check) if that failed.
  */
-#define ST_PFN_PRIVATE(gfn) ((gfn) + (1ULL << 32))
-#define ST_PFN_SHARED(gfn) ((gfn) + (2ULL << 32))
-
-struct st_backend;
-
-struct st_env_opts {
-	int root_level;	       /* 0: 4 */
-	bool backend;	       /* confidential VM with the strict backend */
-	size_t ext_table_size; /* backend page per mirror table */
-	unsigned int flags;    /* enum tdp_mmu_flags */
-	unsigned int pool;     /* backend model entries; 0: a default */
-};
-
-struct st_env {
-	struct st *t;
-	struct tdp_mmu *mmu;
-	struct tdp_vcpu *vcpu;
-	struct st_backend *be; /* NULL for a plain VM */
-	tdp_gfn_t direct_bits;
-
-	/* TLB callbacks: counts and the span of the range flushes. */
-	spinlock_t flush_lock;
-	u64 flush_range_calls, flush_all_calls;
-	tdp_gfn_t flushed_start, flushed_end; /* empty when equal */
-};
-
-/* Create the MMU (and backend) and one vCPU; false (and a failed check)
- * if that failed. */
-bool st_env_init(struct st *t, struct st_env *e, const struct st_env_opts *o);
+bool st_env_init(struct st *t, struct ts_env *e, const struct ts_env_opts *o);
 
 /*
- * Destroy the vCPU and tear the MMU down, which must return @expect (0, or
- * -EIO when the test killed the MMU on purpose).  With 0, check that
- * nothing is left: no table, leaf or page in the statistics, no backend
- * entry.  Always: no backend violation.
+ * ts_env_teardown(): destroy the vCPU and tear the MMU down, which must
+ * return @expect (0, or -EIO when the test killed the MMU on purpose), and
+ * check what is left; every problem is a failed check.
  */
-void st_env_teardown(struct st_env *e, int expect);
+void st_env_teardown(struct ts_env *e, int expect);
 
-/* Free the MMU and the backend. */
-void st_env_destroy(struct st_env *e);
+/* Free the MMU and the backend, and unregister the thread. */
+void st_env_destroy(struct ts_env *e);
 
 /* st_env_teardown(e, 0) and st_env_destroy(e). */
-void st_env_fini(struct st_env *e);
-
-/* Forget the recorded flush span. */
-void st_env_flush_reset(struct st_env *e);
-
-/* One fault of @gfn (unaliased) in @alias; returns what tdp_map returned. */
-int st_map(struct st_env *e, struct tdp_vcpu *vcpu, tdp_gfn_t gfn,
-	   enum tdp_alias alias, tdp_pfn_t pfn, unsigned int prot,
-	   int max_level);
-
-/* The same, faulting again (with a fresh sequence) while it says RETRY. */
-int st_map_retry(struct st_env *e, struct tdp_vcpu *vcpu, tdp_gfn_t gfn,
-		 enum tdp_alias alias, tdp_pfn_t pfn, unsigned int prot,
-		 int max_level, unsigned long *retries);
-
-/* The frame of @gfn's alias ST_PFN_* expects. */
-static inline tdp_pfn_t st_pfn(tdp_gfn_t gfn, enum tdp_alias alias)
-{
-	return alias == TDP_ALIAS_PRIVATE ? ST_PFN_PRIVATE(gfn)
-					  : ST_PFN_SHARED(gfn);
-}
-
-/*
- * Lockless lookup: true if a present leaf translates @gfn in @alias; then
- * its level and the frame it maps for @gfn itself (not the leaf's base).
- */
-bool st_leaf(struct st_env *e, tdp_gfn_t gfn, enum tdp_alias alias, int *level,
-	     tdp_pfn_t *pfn);
-
-/* Sum of the statistics' leaves (or tables below the root) of a tree. */
-u64 st_leaves(const struct tdp_stats *s, enum tdp_root_type type);
-u64 st_tables_below_root(const struct tdp_stats *s, enum tdp_root_type type,
-			 int root_level);
-
-static inline tdp_gfn_t st_round_down(tdp_gfn_t gfn, int level)
-{
-	return gfn & ~(tdp_level_pages(level) - 1);
-}
-
-/* ---- the strict test backend (st_backend.c) ------------------------------ */
-
-enum stb_call {
-	STB_LINK_TABLE,
-	STB_SET_LEAF,
-	STB_REMOVE_LEAF,
-	STB_FREE_TABLE,
-	STB_NR_CALLS
-};
-
-struct stb_event {
-	enum stb_call call;
-	tdp_gfn_t gfn;
-	int level;
-	tdp_pfn_t pfn;
-	int ret;
-};
-
-/*
- * A backend for a tree of @root_level levels with shared bit @direct_bits;
- * @ext_table_size is 0 or at least 16 bytes; @pool model entries (0: a
- * default).  NULL on failure.
- */
-struct st_backend *stb_create(int root_level, tdp_gfn_t direct_bits,
-			      size_t ext_table_size, unsigned int pool);
-void stb_destroy(struct st_backend *b);
-const struct tdp_private_backend *stb_ops(struct st_backend *b);
-/* The MMU the callbacks check the lock and the frozen entries of. */
-void stb_set_mmu(struct st_backend *b, struct tdp_mmu *mmu);
-
-/* Injection. */
-void stb_set_link_delay(struct st_backend *b, unsigned int usec);
-void stb_set_injection(struct st_backend *b, unsigned int busy_permille,
-		       unsigned int error_permille, u64 seed);
-void stb_fail_next_map(struct st_backend *b, enum stb_call call, int err);
-void stb_fail_next_remove(struct st_backend *b);
-void stb_fail_next_free(struct st_backend *b);
-/* After the MMU died: any callback is a violation. */
-void stb_forbid_calls(struct st_backend *b, bool forbid);
-
-/* The call log (the first few dozen calls while enabled). */
-void stb_log_enable(struct st_backend *b, bool on);
-void stb_log_clear(struct st_backend *b);
-unsigned int stb_log_count(struct st_backend *b);
-struct stb_event stb_log_get(struct st_backend *b, unsigned int i);
-
-/* Queries. */
-unsigned long stb_calls(struct st_backend *b, enum stb_call call);
-unsigned long stb_ok(struct st_backend *b, enum stb_call call);
-unsigned long stb_violations(struct st_backend *b);
-size_t stb_nr_tables(struct st_backend *b);
-size_t stb_nr_leaves(struct st_backend *b);
-bool stb_leaf_at(struct st_backend *b, tdp_gfn_t gfn, int *level,
-		 tdp_pfn_t *pfn);
-
-/*
- * Compare the mirror, walked with tdp_lookup() over [start, end), and the
- * statistics with the backend's model; quiescent MMU.  Returns the number
- * of mismatches (each printed).
- */
-unsigned long stb_compare(struct st_backend *b, struct tdp_mmu *mmu,
-			  tdp_gfn_t start, tdp_gfn_t end);
+void st_env_fini(struct ts_env *e);
 
 /* ---- the tests ----------------------------------------------------------- */
 

@@ -17,109 +17,96 @@
 #define PAGES_2M 512ULL
 #define PAGES_1G (512ULL * 512)
 
-static const struct st_env_opts plain = { 0 };
+static const struct ts_env_opts plain = { 0 };
 
-static int map_shared(struct st_env *e, tdp_gfn_t gfn, tdp_pfn_t pfn,
+static int map_shared(struct ts_env *e, tdp_gfn_t gfn, tdp_pfn_t pfn,
 		      unsigned int prot, int max_level)
 {
-	return st_map(e, e->vcpu, gfn, TDP_ALIAS_SHARED, pfn, prot, max_level);
+	return ts_map(e->vcpu, gfn, TDP_ALIAS_SHARED, pfn, prot, max_level);
 }
 
+/* A shared fault of @gfn mapping its reference frame must map it. */
+#define MAP_FIXED(e, gfn, prot, max_level)                             \
+	ST_EQ(st_of(e),                                                \
+	      map_shared(e, gfn, ts_pfn_shared(gfn), prot, max_level), \
+	      TDP_FAULT_FIXED)
+
 /* The SPTE a lockless lookup ends at for @gfn, and its level. */
-static tdp_spte_t spte_of(struct st_env *e, tdp_gfn_t gfn, int *level)
+static tdp_spte_t spte_of(struct ts_env *e, tdp_gfn_t gfn, int *level)
 {
 	tdp_spte_t spte = 0;
 	int lvl = 0;
 
-	ST_EQ(e->t, tdp_lookup(e->mmu, gfn, TDP_ALIAS_SHARED, &spte, &lvl), 0);
+	ST_EQ(st_of(e), tdp_lookup(e->mmu, gfn, TDP_ALIAS_SHARED, &spte, &lvl),
+	      0);
 	if (level)
 		*level = lvl;
 	return spte;
 }
 
 /* @gfn maps @pfn with a leaf at @level granting exactly @prot. */
-static void expect_leaf(struct st_env *e, tdp_gfn_t gfn, tdp_pfn_t pfn,
+static void expect_leaf(struct ts_env *e, tdp_gfn_t gfn, tdp_pfn_t pfn,
 			int level, unsigned int prot)
 {
 	const struct tdp_spte_format *fmt = tdp_mmu_format(e->mmu);
 	tdp_pfn_t got_pfn = 0;
 	int got_level = 0;
 
-	if (!ST_TRUE(e->t,
-		     st_leaf(e, gfn, TDP_ALIAS_SHARED, &got_level, &got_pfn)))
+	if (!ST_TRUE(st_of(e), ts_lookup_leaf(e->mmu, gfn, TDP_ALIAS_SHARED,
+					      &got_level, &got_pfn)))
 		return;
-	ST_EQ(e->t, got_pfn, pfn);
-	ST_EQ(e->t, got_level, level);
-	ST_EQ(e->t, tdp_spte_prot(fmt, spte_of(e, gfn, NULL)), prot);
+	ST_EQ(st_of(e), got_pfn, pfn);
+	ST_EQ(st_of(e), got_level, level);
+	ST_EQ(st_of(e), tdp_spte_prot(fmt, spte_of(e, gfn, NULL)), prot);
 }
 
-static void expect_unmapped(struct st_env *e, tdp_gfn_t gfn)
+static void expect_unmapped(struct ts_env *e, tdp_gfn_t gfn)
 {
-	ST_TRUE(e->t, !st_leaf(e, gfn, TDP_ALIAS_SHARED, NULL, NULL));
+	ST_TRUE(st_of(e),
+		!ts_lookup_leaf(e->mmu, gfn, TDP_ALIAS_SHARED, NULL, NULL));
 }
 
-static struct tdp_stats stats_of(struct st_env *e)
+static struct tdp_stats stats_of(struct ts_env *e)
 {
 	struct tdp_stats s = { 0 };
 
-	ST_EQ(e->t, tdp_mmu_get_stats(e->mmu, &s), 0);
+	ST_EQ(st_of(e), tdp_mmu_get_stats(e->mmu, &s), 0);
 	return s;
 }
 
 /*
- * Set the dirty bit of @gfn's leaf the way the CPU does: walk the tables
- * the vCPU's root names and compare-exchange the bit into the leaf.
+ * Write to @gfn the way the CPU does (ts_hw_access()) from the vCPU's
+ * root: true if that set the dirty bit of its leaf.
  */
-static bool hw_set_dirty(struct st_env *e, tdp_gfn_t gfn)
+static bool hw_set_dirty(struct ts_env *e, tdp_gfn_t gfn)
 {
-	const struct tdp_spte_format *fmt = tdp_mmu_format(e->mmu);
-	tdp_gfn_t tree_gfn = gfn | e->direct_bits;
-	const tdp_spte_t *table;
+	enum ts_hw_result res;
 	tdp_pfn_t root;
-	bool done = false;
 	int level;
 
 	if (tdp_vcpu_load_root(e->vcpu, TDP_ALIAS_SHARED, &root, &level))
 		return false;
 	tdp_walk_begin();
-	table = tdp_pfn_to_table(root);
-	for (;;) {
-		unsigned int i = (tree_gfn >> ((level - 1) * TDP_LEVEL_BITS)) &
-				 (TDP_SPTES_PER_TABLE - 1);
-		/* Hardware writes A/D bits into the table it walks. */
-		tdp_spte_t *sptep = (tdp_spte_t *)&table[i];
-		tdp_spte_t old = READ_ONCE(*sptep);
-
-		if (!tdp_spte_is_present(fmt, old))
-			break;
-		if (tdp_spte_is_leaf(fmt, old, level)) {
-			while (!try_cmpxchg64(sptep, &old, old | fmt->dirty))
-				;
-			done = tdp_spte_is_present(fmt, old);
-			break;
-		}
-		table = tdp_pfn_to_table(tdp_spte_pfn(fmt, old));
-		level--;
-	}
+	res = ts_hw_access(e->fmt, root, level, gfn | e->direct_bits, true,
+			   NULL, NULL);
 	tdp_walk_end();
-	return done;
+	return res == TS_HW_WRITTEN;
 }
 
 /* ---- faults -------------------------------------------------------------- */
 
 static void test_map_fixed_then_spurious(struct st *t)
 {
-	struct st_env e;
+	struct ts_env e;
 	struct tdp_stats s;
 	tdp_gfn_t g = 0x12345;
 
 	if (!st_env_init(t, &e, &plain))
 		return;
-	ST_EQ(t, map_shared(&e, g, ST_PFN_SHARED(g), R, TDP_LEVEL_4K),
-	      TDP_FAULT_FIXED);
-	ST_EQ(t, map_shared(&e, g, ST_PFN_SHARED(g), R, TDP_LEVEL_4K),
+	MAP_FIXED(&e, g, R, TDP_LEVEL_4K);
+	ST_EQ(t, map_shared(&e, g, ts_pfn_shared(g), R, TDP_LEVEL_4K),
 	      TDP_FAULT_SPURIOUS);
-	expect_leaf(&e, g, ST_PFN_SHARED(g), TDP_LEVEL_4K, R);
+	expect_leaf(&e, g, ts_pfn_shared(g), TDP_LEVEL_4K, R);
 	expect_unmapped(&e, g + 1);
 	expect_unmapped(&e, g - 1);
 
@@ -127,7 +114,7 @@ static void test_map_fixed_then_spurious(struct st *t)
 	ST_EQ(t, s.faults_fixed, 1);
 	ST_EQ(t, s.faults_spurious, 1);
 	ST_EQ(t, s.leaves[TDP_ROOT_DIRECT][TDP_LEVEL_4K], 1);
-	ST_EQ(t, st_leaves(&s, TDP_ROOT_DIRECT), 1);
+	ST_EQ(t, ts_stat_leaves(&s, TDP_ROOT_DIRECT), 1);
 	/* One table per level below the root, and the root. */
 	for (int l = TDP_LEVEL_4K; l <= 4; l++)
 		ST_EQ(t, s.tables[TDP_ROOT_DIRECT][l], 1);
@@ -136,9 +123,9 @@ static void test_map_fixed_then_spurious(struct st *t)
 
 static void test_write_upgrade_and_remap(struct st *t)
 {
-	struct st_env e;
+	struct ts_env e;
 	tdp_gfn_t g = 0x777;
-	tdp_pfn_t pfn = ST_PFN_SHARED(g);
+	tdp_pfn_t pfn = ts_pfn_shared(g);
 
 	if (!st_env_init(t, &e, &plain))
 		return;
@@ -160,7 +147,7 @@ static void test_write_upgrade_and_remap(struct st *t)
 
 static void test_huge_levels(struct st *t)
 {
-	struct st_env e;
+	struct ts_env e;
 	struct tdp_stats s;
 	tdp_gfn_t g2m = 5 * PAGES_2M + 7, g1g = 3 * PAGES_1G + 0x1234;
 	tdp_gfn_t gmis = 9 * PAGES_2M + 3, gsmall = 11 * PAGES_2M + 1;
@@ -168,29 +155,23 @@ static void test_huge_levels(struct st *t)
 	if (!st_env_init(t, &e, &plain))
 		return;
 	/* GFN and frame line up at 2 MiB: one 2 MiB leaf covers the region. */
-	ST_EQ(t, map_shared(&e, g2m, ST_PFN_SHARED(g2m), RW, TDP_LEVEL_2M),
-	      TDP_FAULT_FIXED);
-	expect_leaf(&e, g2m, ST_PFN_SHARED(g2m), TDP_LEVEL_2M, RW);
-	expect_leaf(&e, 5 * PAGES_2M + 500, ST_PFN_SHARED(5 * PAGES_2M + 500),
+	MAP_FIXED(&e, g2m, RW, TDP_LEVEL_2M);
+	expect_leaf(&e, g2m, ts_pfn_shared(g2m), TDP_LEVEL_2M, RW);
+	expect_leaf(&e, 5 * PAGES_2M + 500, ts_pfn_shared(5 * PAGES_2M + 500),
 		    TDP_LEVEL_2M, RW);
 	expect_unmapped(&e, 6 * PAGES_2M);
 	/* And at 1 GiB. */
-	ST_EQ(t, map_shared(&e, g1g, ST_PFN_SHARED(g1g), R, TDP_LEVEL_1G),
-	      TDP_FAULT_FIXED);
+	MAP_FIXED(&e, g1g, R, TDP_LEVEL_1G);
 	expect_leaf(&e, 3 * PAGES_1G + 99999,
-		    ST_PFN_SHARED(3 * PAGES_1G + 99999), TDP_LEVEL_1G, R);
+		    ts_pfn_shared(3 * PAGES_1G + 99999), TDP_LEVEL_1G, R);
 	/* A frame not aligned like the GFN maps 4 KiB. */
-	ST_EQ(t, map_shared(&e, gmis, ST_PFN_SHARED(gmis) + 1, R, TDP_LEVEL_2M),
+	ST_EQ(t, map_shared(&e, gmis, ts_pfn_shared(gmis) + 1, R, TDP_LEVEL_2M),
 	      TDP_FAULT_FIXED);
-	expect_leaf(&e, gmis, ST_PFN_SHARED(gmis) + 1, TDP_LEVEL_4K, R);
+	expect_leaf(&e, gmis, ts_pfn_shared(gmis) + 1, TDP_LEVEL_4K, R);
 	/* A smaller mapping in the region keeps a huge fault small. */
-	ST_EQ(t, map_shared(&e, gsmall, ST_PFN_SHARED(gsmall), R, TDP_LEVEL_4K),
-	      TDP_FAULT_FIXED);
-	ST_EQ(t,
-	      map_shared(&e, gsmall + 300, ST_PFN_SHARED(gsmall + 300), R,
-			 TDP_LEVEL_2M),
-	      TDP_FAULT_FIXED);
-	expect_leaf(&e, gsmall + 300, ST_PFN_SHARED(gsmall + 300), TDP_LEVEL_4K,
+	MAP_FIXED(&e, gsmall, R, TDP_LEVEL_4K);
+	MAP_FIXED(&e, gsmall + 300, R, TDP_LEVEL_2M);
+	expect_leaf(&e, gsmall + 300, ts_pfn_shared(gsmall + 300), TDP_LEVEL_4K,
 		    R);
 
 	s = stats_of(&e);
@@ -202,21 +183,20 @@ static void test_huge_levels(struct st *t)
 
 static void test_split_huge_on_small_fault(struct st *t)
 {
-	struct st_env e;
+	struct ts_env e;
 	struct tdp_stats before, s;
 	tdp_gfn_t base = 3 * PAGES_2M, other = 9 * PAGES_2M;
 	int ret;
 
 	if (!st_env_init(t, &e, &plain))
 		return;
-	ST_EQ(t, map_shared(&e, base, ST_PFN_SHARED(base), R, TDP_LEVEL_2M),
-	      TDP_FAULT_FIXED);
+	MAP_FIXED(&e, base, R, TDP_LEVEL_2M);
 	/* A 4 KiB fault inside the leaf splits it into 512 equal leaves. */
-	ret = map_shared(&e, base + 10, ST_PFN_SHARED(base + 10), R,
+	ret = map_shared(&e, base + 10, ts_pfn_shared(base + 10), R,
 			 TDP_LEVEL_4K);
 	ST_TRUE(t, ret == TDP_FAULT_FIXED || ret == TDP_FAULT_SPURIOUS);
 	for (tdp_gfn_t i = 0; i < PAGES_2M; i += 37)
-		expect_leaf(&e, base + i, ST_PFN_SHARED(base + i), TDP_LEVEL_4K,
+		expect_leaf(&e, base + i, ts_pfn_shared(base + i), TDP_LEVEL_4K,
 			    R);
 	s = stats_of(&e);
 	ST_EQ(t, s.leaves[TDP_ROOT_DIRECT][TDP_LEVEL_2M], 0);
@@ -225,24 +205,19 @@ static void test_split_huge_on_small_fault(struct st *t)
 	ST_EQ(t, tdp_zap_range(e.mmu, base + 100, base + 101, TDP_ALIAS_SHARED),
 	      0);
 	expect_unmapped(&e, base + 100);
-	expect_leaf(&e, base + 101, ST_PFN_SHARED(base + 101), TDP_LEVEL_4K, R);
+	expect_leaf(&e, base + 101, ts_pfn_shared(base + 101), TDP_LEVEL_4K, R);
 
 	/* A write fault inside a read-only huge leaf: split, then upgrade. */
-	ST_EQ(t, map_shared(&e, other, ST_PFN_SHARED(other), R, TDP_LEVEL_2M),
-	      TDP_FAULT_FIXED);
-	ST_EQ(t,
-	      map_shared(&e, other + 300, ST_PFN_SHARED(other + 300), RW,
-			 TDP_LEVEL_4K),
-	      TDP_FAULT_FIXED);
-	expect_leaf(&e, other + 300, ST_PFN_SHARED(other + 300), TDP_LEVEL_4K,
+	MAP_FIXED(&e, other, R, TDP_LEVEL_2M);
+	MAP_FIXED(&e, other + 300, RW, TDP_LEVEL_4K);
+	expect_leaf(&e, other + 300, ts_pfn_shared(other + 300), TDP_LEVEL_4K,
 		    RW);
-	expect_leaf(&e, other + 301, ST_PFN_SHARED(other + 301), TDP_LEVEL_4K,
+	expect_leaf(&e, other + 301, ts_pfn_shared(other + 301), TDP_LEVEL_4K,
 		    R);
 
 	/* Another frame inside a huge leaf is refused, nothing split. */
 	other = 10 * PAGES_2M;
-	ST_EQ(t, map_shared(&e, other, ST_PFN_SHARED(other), R, TDP_LEVEL_2M),
-	      TDP_FAULT_FIXED);
+	MAP_FIXED(&e, other, R, TDP_LEVEL_2M);
 	ST_EQ(t, tdp_vcpu_topup(e.vcpu), 0);
 	before = stats_of(&e);
 	ST_EQ(t, map_shared(&e, other + 1, 0x12345, R, TDP_LEVEL_4K), -EINVAL);
@@ -250,7 +225,7 @@ static void test_split_huge_on_small_fault(struct st *t)
 	ST_EQ(t, s.leaves[TDP_ROOT_DIRECT][TDP_LEVEL_2M],
 	      before.leaves[TDP_ROOT_DIRECT][TDP_LEVEL_2M]);
 	ST_EQ(t, s.pages_in_use, before.pages_in_use);
-	expect_leaf(&e, other + 1, ST_PFN_SHARED(other + 1), TDP_LEVEL_2M, R);
+	expect_leaf(&e, other + 1, ts_pfn_shared(other + 1), TDP_LEVEL_2M, R);
 	st_env_fini(&e);
 }
 
@@ -258,47 +233,42 @@ static void test_split_huge_on_small_fault(struct st *t)
 
 static void test_zap_range_and_flush(struct st *t)
 {
-	struct st_env e;
+	struct ts_env e;
 	struct tdp_stats s;
 	tdp_gfn_t base = 0x40000, huge = 7 * PAGES_2M;
 
 	if (!st_env_init(t, &e, &plain))
 		return;
 	for (tdp_gfn_t i = 0; i < 16; i++)
-		ST_EQ(t,
-		      map_shared(&e, base + i, ST_PFN_SHARED(base + i), RW,
-				 TDP_LEVEL_4K),
-		      TDP_FAULT_FIXED);
-	st_env_flush_reset(&e);
+		MAP_FIXED(&e, base + i, RW, TDP_LEVEL_4K);
+	ts_flush_reset(&e.log);
 	ST_EQ(t, tdp_zap_range(e.mmu, base + 4, base + 8, TDP_ALIAS_SHARED), 0);
 	for (tdp_gfn_t i = 0; i < 16; i++) {
 		if (i >= 4 && i < 8)
 			expect_unmapped(&e, base + i);
 		else
-			expect_leaf(&e, base + i, ST_PFN_SHARED(base + i),
+			expect_leaf(&e, base + i, ts_pfn_shared(base + i),
 				    TDP_LEVEL_4K, RW);
 	}
 	/* The zapped translations were flushed before the lock was dropped. */
-	ST_TRUE(t, e.flush_all_calls || (e.flushed_start <= base + 4 &&
-					 e.flushed_end >= base + 8));
+	ST_TRUE(t, e.log.nr_all || (e.log.span_start <= base + 4 &&
+				    e.log.span_end >= base + 8));
 	s = stats_of(&e);
 	ST_EQ(t, s.zapped_leaves, 4);
 	ST_EQ(t, s.leaves[TDP_ROOT_DIRECT][TDP_LEVEL_4K], 12);
 
 	/* A zap of one page of a huge leaf zaps the whole leaf. */
-	ST_EQ(t, map_shared(&e, huge, ST_PFN_SHARED(huge), RW, TDP_LEVEL_2M),
-	      TDP_FAULT_FIXED);
-	st_env_flush_reset(&e);
+	MAP_FIXED(&e, huge, RW, TDP_LEVEL_2M);
+	ts_flush_reset(&e.log);
 	ST_EQ(t, tdp_zap_range(e.mmu, huge + 5, huge + 6, TDP_ALIAS_SHARED), 0);
 	expect_unmapped(&e, huge);
 	expect_unmapped(&e, huge + PAGES_2M - 1);
-	ST_TRUE(t, e.flush_all_calls || (e.flushed_start <= huge &&
-					 e.flushed_end >= huge + PAGES_2M));
+	ST_TRUE(t, e.log.nr_all || (e.log.span_start <= huge &&
+				    e.log.span_end >= huge + PAGES_2M));
 	ST_EQ(t, stats_of(&e).leaves[TDP_ROOT_DIRECT][TDP_LEVEL_2M], 0);
 	/* The region maps huge again. */
-	ST_EQ(t, map_shared(&e, huge, ST_PFN_SHARED(huge), RW, TDP_LEVEL_2M),
-	      TDP_FAULT_FIXED);
-	expect_leaf(&e, huge + 9, ST_PFN_SHARED(huge + 9), TDP_LEVEL_2M, RW);
+	MAP_FIXED(&e, huge, RW, TDP_LEVEL_2M);
+	expect_leaf(&e, huge + 9, ts_pfn_shared(huge + 9), TDP_LEVEL_2M, RW);
 	st_env_fini(&e);
 }
 
@@ -313,33 +283,26 @@ static void test_zap_all(struct st *t)
 		700 * PAGES_1G,
 		(1ULL << 36) - 1,
 	};
-	struct st_env e;
+	struct ts_env e;
 	struct tdp_stats s;
 
 	if (!st_env_init(t, &e, &plain))
 		return;
 	for (unsigned int i = 0; i < ARRAY_SIZE(gfns); i++)
-		ST_EQ(t,
-		      map_shared(&e, gfns[i], ST_PFN_SHARED(gfns[i]), RW,
-				 TDP_LEVEL_4K),
-		      TDP_FAULT_FIXED);
-	ST_EQ(t,
-	      map_shared(&e, 20 * PAGES_2M, ST_PFN_SHARED(20 * PAGES_2M), RW,
-			 TDP_LEVEL_2M),
-	      TDP_FAULT_FIXED);
+		MAP_FIXED(&e, gfns[i], RW, TDP_LEVEL_4K);
+	MAP_FIXED(&e, 20 * PAGES_2M, RW, TDP_LEVEL_2M);
 	ST_EQ(t, tdp_zap_all(e.mmu), 0);
 	for (unsigned int i = 0; i < ARRAY_SIZE(gfns); i++)
 		expect_unmapped(&e, gfns[i]);
 	expect_unmapped(&e, 20 * PAGES_2M);
 	s = stats_of(&e);
-	ST_EQ(t, st_leaves(&s, TDP_ROOT_DIRECT), 0);
+	ST_EQ(t, ts_stat_leaves(&s, TDP_ROOT_DIRECT), 0);
 	/* Every table below the root is gone (freed after a grace period). */
-	ST_EQ(t, st_tables_below_root(&s, TDP_ROOT_DIRECT, 4), 0);
+	ST_EQ(t, ts_stat_tables(&s, TDP_ROOT_DIRECT, 4), 0);
 	ST_EQ(t, s.tables[TDP_ROOT_DIRECT][4], 1);
 	ST_TRUE(t, s.zapped_tables > 0);
 	/* Faults work again. */
-	ST_EQ(t, map_shared(&e, 5, ST_PFN_SHARED(5), R, TDP_LEVEL_4K),
-	      TDP_FAULT_FIXED);
+	MAP_FIXED(&e, 5, R, TDP_LEVEL_4K);
 	st_env_fini(&e);
 }
 
@@ -347,22 +310,21 @@ static void test_zap_all(struct st *t)
 
 static void test_invalidate_sequence(struct st *t)
 {
-	struct st_env e;
+	struct ts_env e;
 	u64 seq;
 
 	if (!st_env_init(t, &e, &plain))
 		return;
 	/* While an invalidation runs, faults in its range retry. */
 	ST_EQ(t, tdp_invalidate_begin(e.mmu, 1000, 2000), 0);
-	ST_EQ(t, map_shared(&e, 1000, ST_PFN_SHARED(1000), R, TDP_LEVEL_4K),
+	ST_EQ(t, map_shared(&e, 1000, ts_pfn_shared(1000), R, TDP_LEVEL_4K),
 	      TDP_FAULT_RETRY);
-	ST_EQ(t, map_shared(&e, 1999, ST_PFN_SHARED(1999), R, TDP_LEVEL_4K),
+	ST_EQ(t, map_shared(&e, 1999, ts_pfn_shared(1999), R, TDP_LEVEL_4K),
 	      TDP_FAULT_RETRY);
-	ST_EQ(t, map_shared(&e, 2000, ST_PFN_SHARED(2000), R, TDP_LEVEL_4K),
-	      TDP_FAULT_FIXED);
+	MAP_FIXED(&e, 2000, R, TDP_LEVEL_4K);
 	/* A huge fault whose leaf would cover the range retries too. */
 	ST_EQ(t,
-	      map_shared(&e, 1024 + 100, ST_PFN_SHARED(1024 + 100), R,
+	      map_shared(&e, 1024 + 100, ts_pfn_shared(1024 + 100), R,
 			 TDP_LEVEL_2M),
 	      TDP_FAULT_RETRY);
 	expect_unmapped(&e, 1000);
@@ -374,7 +336,7 @@ static void test_invalidate_sequence(struct st *t)
 	{
 		struct tdp_fault f = {
 			.fault_gfn = 1500,
-			.pfn = ST_PFN_SHARED(1500),
+			.pfn = ts_pfn_shared(1500),
 			.prot = R,
 			.max_level = TDP_LEVEL_4K,
 			.mmu_seq = seq,
@@ -389,16 +351,14 @@ static void test_invalidate_sequence(struct st *t)
 	ST_EQ(t, tdp_invalidate_begin(e.mmu, 3000, 4000), 0);
 	ST_EQ(t, tdp_invalidate_begin(e.mmu, 3500, 4500), 0);
 	ST_EQ(t, tdp_invalidate_end(e.mmu, 3000, 4000), 0);
-	ST_EQ(t, map_shared(&e, 3600, ST_PFN_SHARED(3600), R, TDP_LEVEL_4K),
+	ST_EQ(t, map_shared(&e, 3600, ts_pfn_shared(3600), R, TDP_LEVEL_4K),
 	      TDP_FAULT_RETRY);
-	ST_EQ(t, map_shared(&e, 3100, ST_PFN_SHARED(3100), R, TDP_LEVEL_4K),
-	      TDP_FAULT_FIXED);
+	MAP_FIXED(&e, 3100, R, TDP_LEVEL_4K);
 	/* Only the exact range of a running begin ends. */
 	ST_EQ(t, tdp_invalidate_end(e.mmu, 3500, 4000), -EINVAL);
 	ST_EQ(t, tdp_invalidate_end(e.mmu, 3000, 4000), -EINVAL);
 	ST_EQ(t, tdp_invalidate_end(e.mmu, 3500, 4500), 0);
-	ST_EQ(t, map_shared(&e, 3600, ST_PFN_SHARED(3600), R, TDP_LEVEL_4K),
-	      TDP_FAULT_FIXED);
+	MAP_FIXED(&e, 3600, R, TDP_LEVEL_4K);
 
 	/* The bracket of a host unmap: zap inside, refault after. */
 	ST_EQ(t, tdp_invalidate_begin(e.mmu, 3000, 4000), 0);
@@ -406,14 +366,13 @@ static void test_invalidate_sequence(struct st *t)
 	expect_unmapped(&e, 3100);
 	expect_unmapped(&e, 3600);
 	ST_EQ(t, tdp_invalidate_end(e.mmu, 3000, 4000), 0);
-	ST_EQ(t, map_shared(&e, 3100, ST_PFN_SHARED(3100), R, TDP_LEVEL_4K),
-	      TDP_FAULT_FIXED);
+	MAP_FIXED(&e, 3100, R, TDP_LEVEL_4K);
 	st_env_fini(&e);
 }
 
 /* ---- MMIO ---------------------------------------------------------------- */
 
-static int map_mmio(struct st_env *e, tdp_gfn_t gfn)
+static int map_mmio(struct ts_env *e, tdp_gfn_t gfn)
 {
 	struct tdp_fault f = {
 		.fault_gfn = gfn | e->direct_bits,
@@ -428,36 +387,34 @@ static int map_mmio(struct st_env *e, tdp_gfn_t gfn)
 
 static void test_mmio_generation(struct st *t)
 {
-	struct st_env e;
-	const struct tdp_spte_format *fmt;
+	struct ts_env e;
 	struct tdp_stats s;
 	u32 gen;
 	tdp_spte_t spte;
 
 	if (!st_env_init(t, &e, &plain))
 		return;
-	fmt = tdp_mmu_format(e.mmu);
 	gen = tdp_mmu_mmio_generation(e.mmu);
 	ST_EQ(t, map_mmio(&e, 0x3000), TDP_FAULT_FIXED);
 	spte = spte_of(&e, 0x3000, NULL);
-	ST_TRUE(t, tdp_spte_is_mmio(fmt, spte));
-	ST_TRUE(t, !tdp_spte_is_present(fmt, spte));
-	ST_EQ(t, tdp_spte_mmio_gen(fmt, spte), gen);
-	ST_EQ(t, tdp_spte_mmio_gfn(fmt, spte), 0x3000);
+	ST_TRUE(t, tdp_spte_is_mmio(e.fmt, spte));
+	ST_TRUE(t, !tdp_spte_is_present(e.fmt, spte));
+	ST_EQ(t, tdp_spte_mmio_gen(e.fmt, spte), gen);
+	ST_EQ(t, tdp_spte_mmio_gfn(e.fmt, spte), 0x3000);
 	ST_EQ(t, map_mmio(&e, 0x3000), TDP_FAULT_SPURIOUS);
 
 	/* A new generation makes the SPTE stale: the fault fixes it again. */
 	ST_EQ(t, tdp_mmu_set_mmio_generation(e.mmu, gen + 1), 0);
 	ST_EQ(t, tdp_mmu_mmio_generation(e.mmu), gen + 1);
 	ST_EQ(t, map_mmio(&e, 0x3000), TDP_FAULT_FIXED);
-	ST_EQ(t, tdp_spte_mmio_gen(fmt, spte_of(&e, 0x3000, NULL)), gen + 1);
+	ST_EQ(t, tdp_spte_mmio_gen(e.fmt, spte_of(&e, 0x3000, NULL)), gen + 1);
 	ST_EQ(t, tdp_mmu_set_mmio_generation(e.mmu, TDP_MMIO_GEN_MASK), 0);
 	ST_EQ(t, map_mmio(&e, 0x3000), TDP_FAULT_FIXED);
-	ST_EQ(t, tdp_spte_mmio_gen(fmt, spte_of(&e, 0x3000, NULL)),
+	ST_EQ(t, tdp_spte_mmio_gen(e.fmt, spte_of(&e, 0x3000, NULL)),
 	      TDP_MMIO_GEN_MASK);
 	/* MMIO SPTEs are not leaves; a stale one gives way to a mapping. */
 	s = stats_of(&e);
-	ST_EQ(t, st_leaves(&s, TDP_ROOT_DIRECT), 0);
+	ST_EQ(t, ts_stat_leaves(&s, TDP_ROOT_DIRECT), 0);
 	ST_EQ(t, tdp_mmu_set_mmio_generation(e.mmu, 5), 0);
 	ST_EQ(t, map_shared(&e, 0x3000, 0x77, R, TDP_LEVEL_4K),
 	      TDP_FAULT_FIXED);
@@ -469,7 +426,7 @@ static void test_mmio_generation(struct st *t)
 
 static void test_roots_lifecycle(struct st *t)
 {
-	struct st_env e;
+	struct ts_env e;
 	struct tdp_root *r1 = NULL, *r2 = NULL;
 	struct tdp_stats s;
 	tdp_pfn_t pfn1 = 0, pfn2 = 0;
@@ -477,8 +434,7 @@ static void test_roots_lifecycle(struct st *t)
 
 	if (!st_env_init(t, &e, &plain))
 		return;
-	ST_EQ(t, map_shared(&e, 42, ST_PFN_SHARED(42), R, TDP_LEVEL_4K),
-	      TDP_FAULT_FIXED);
+	MAP_FIXED(&e, 42, R, TDP_LEVEL_4K);
 	/* Everyone shares the valid root. */
 	ST_EQ(t, tdp_root_get(e.mmu, TDP_ROOT_DIRECT, &r1), 0);
 	ST_EQ(t, tdp_root_get(e.mmu, TDP_ROOT_DIRECT, &r2), 0);
@@ -495,8 +451,7 @@ static void test_roots_lifecycle(struct st *t)
 	ST_EQ(t, tdp_mmu_invalidate_roots(e.mmu, TDP_ALIAS_SHARED), 0);
 	ST_TRUE(t, r1 && !tdp_root_is_valid(r1));
 	expect_unmapped(&e, 42);
-	ST_EQ(t, map_shared(&e, 42, ST_PFN_SHARED(42), R, TDP_LEVEL_4K),
-	      TDP_FAULT_FIXED);
+	MAP_FIXED(&e, 42, R, TDP_LEVEL_4K);
 	ST_EQ(t, tdp_vcpu_load_root(e.vcpu, TDP_ALIAS_SHARED, &pfn2, &level),
 	      0);
 	ST_TRUE(t, pfn1 != pfn2);
@@ -509,7 +464,7 @@ static void test_roots_lifecycle(struct st *t)
 	rcu_barrier();
 	s = stats_of(&e);
 	ST_EQ(t, s.roots_freed, 1);
-	ST_EQ(t, st_leaves(&s, TDP_ROOT_DIRECT), 1);
+	ST_EQ(t, ts_stat_leaves(&s, TDP_ROOT_DIRECT), 1);
 
 	/* Teardown waits for the vCPUs; then everything refuses. */
 	ST_EQ(t, tdp_mmu_teardown(e.mmu), -EINVAL);
@@ -551,7 +506,7 @@ static void test_concurrent_root_get(struct st *t)
 	struct root_getter g[N];
 	struct st_thread *th[N];
 	struct st_barrier barrier;
-	struct st_env e;
+	struct ts_env e;
 
 	if (!st_env_init(t, &e, &plain))
 		return;
@@ -591,7 +546,7 @@ static void test_concurrent_root_get(struct st *t)
 static void test_dirty_age_fast_fix(struct st *t)
 {
 	const tdp_gfn_t base = 64 * 10;
-	struct st_env e;
+	struct ts_env e;
 	const struct tdp_spte_format *fmt;
 	u64 bitmap[2] = { 0 };
 
@@ -599,10 +554,7 @@ static void test_dirty_age_fast_fix(struct st *t)
 		return;
 	fmt = tdp_mmu_format(e.mmu);
 	for (tdp_gfn_t i = 0; i < 64; i++)
-		ST_EQ(t,
-		      map_shared(&e, base + i, ST_PFN_SHARED(base + i), RW,
-				 TDP_LEVEL_4K),
-		      TDP_FAULT_FIXED);
+		MAP_FIXED(&e, base + i, RW, TDP_LEVEL_4K);
 
 	/* Aging: new leaves are young; clearing makes them old. */
 	ST_EQ(t, tdp_age_range(e.mmu, base, base + 64, true, TDP_ALIAS_SHARED),
@@ -611,10 +563,10 @@ static void test_dirty_age_fast_fix(struct st *t)
 	      0);
 
 	/* Write-protect, then the lockless fast fix restores one leaf. */
-	st_env_flush_reset(&e);
+	ts_flush_reset(&e.log);
 	ST_EQ(t, tdp_wrprot_range(e.mmu, base, base + 64, TDP_ALIAS_SHARED),
 	      64);
-	ST_TRUE(t, e.flush_range_calls + e.flush_all_calls > 0);
+	ST_TRUE(t, e.log.nr_range + e.log.nr_all > 0);
 	ST_TRUE(t, !tdp_spte_is_writable(fmt, spte_of(&e, base + 3, NULL)));
 	ST_EQ(t, tdp_fast_fix(e.mmu, base + 3, RW), 1);
 	ST_TRUE(t, tdp_spte_is_writable(fmt, spte_of(&e, base + 3, NULL)));
@@ -622,10 +574,7 @@ static void test_dirty_age_fast_fix(struct st *t)
 	ST_EQ(t, tdp_fast_fix(e.mmu, base + 100, RW), 0);
 
 	/* Hardware dirties two leaves; the harvest reports each once. */
-	ST_EQ(t,
-	      map_shared(&e, base + 5, ST_PFN_SHARED(base + 5), RW,
-			 TDP_LEVEL_4K),
-	      TDP_FAULT_FIXED);
+	MAP_FIXED(&e, base + 5, RW, TDP_LEVEL_4K);
 	ST_TRUE(t, hw_set_dirty(&e, base + 3));
 	ST_TRUE(t, hw_set_dirty(&e, base + 5));
 	ST_EQ(t,
@@ -657,17 +606,13 @@ static void test_dirty_age_fast_fix(struct st *t)
 static void test_split_and_recover_huge(struct st *t)
 {
 	const tdp_gfn_t base = 30 * PAGES_2M;
-	struct st_env e;
+	struct ts_env e;
 	struct tdp_stats s;
 
 	if (!st_env_init(t, &e, &plain))
 		return;
-	ST_EQ(t, map_shared(&e, base, ST_PFN_SHARED(base), RW, TDP_LEVEL_2M),
-	      TDP_FAULT_FIXED);
-	ST_EQ(t,
-	      map_shared(&e, base + PAGES_2M, ST_PFN_SHARED(base + PAGES_2M),
-			 RW, TDP_LEVEL_2M),
-	      TDP_FAULT_FIXED);
+	MAP_FIXED(&e, base, RW, TDP_LEVEL_2M);
+	MAP_FIXED(&e, base + PAGES_2M, RW, TDP_LEVEL_2M);
 	ST_EQ(t,
 	      tdp_split_huge_range(e.mmu, base, base + 2 * PAGES_2M,
 				   TDP_LEVEL_4K, TDP_ALIAS_SHARED),
@@ -675,7 +620,7 @@ static void test_split_and_recover_huge(struct st *t)
 	s = stats_of(&e);
 	ST_EQ(t, s.leaves[TDP_ROOT_DIRECT][TDP_LEVEL_2M], 0);
 	ST_EQ(t, s.leaves[TDP_ROOT_DIRECT][TDP_LEVEL_4K], 2 * PAGES_2M);
-	expect_leaf(&e, base + 700, ST_PFN_SHARED(base + 700), TDP_LEVEL_4K,
+	expect_leaf(&e, base + 700, ts_pfn_shared(base + 700), TDP_LEVEL_4K,
 		    RW);
 
 	/* Hardware dirties a small leaf; the huge leaf made back keeps it. */
@@ -688,7 +633,7 @@ static void test_split_and_recover_huge(struct st *t)
 	s = stats_of(&e);
 	ST_EQ(t, s.leaves[TDP_ROOT_DIRECT][TDP_LEVEL_2M], 2);
 	ST_EQ(t, s.leaves[TDP_ROOT_DIRECT][TDP_LEVEL_4K], 0);
-	expect_leaf(&e, base + 700, ST_PFN_SHARED(base + 700), TDP_LEVEL_2M,
+	expect_leaf(&e, base + 700, ts_pfn_shared(base + 700), TDP_LEVEL_2M,
 		    RW);
 	ST_TRUE(t, spte_of(&e, base + 17, NULL) & tdp_mmu_format(e.mmu)->dirty);
 	/* A table with a hole is not collapsed. */
@@ -708,19 +653,18 @@ static void test_split_and_recover_huge(struct st *t)
 
 static void test_five_level_tree(struct st *t)
 {
-	const struct st_env_opts five = { .root_level = 5 };
+	const struct ts_env_opts five = { .root_level = 5 };
 	const tdp_gfn_t high = (1ULL << 44) + 0x1234567;
-	struct st_env e;
+	struct ts_env e;
 	struct tdp_stats s;
 
 	if (!st_env_init(t, &e, &five))
 		return;
 	ST_EQ(t,
-	      map_shared(&e, high, ST_PFN_SHARED(0x1234567), RW, TDP_LEVEL_4K),
+	      map_shared(&e, high, ts_pfn_shared(0x1234567), RW, TDP_LEVEL_4K),
 	      TDP_FAULT_FIXED);
-	ST_EQ(t, map_shared(&e, 3, ST_PFN_SHARED(3), RW, TDP_LEVEL_4K),
-	      TDP_FAULT_FIXED);
-	expect_leaf(&e, high, ST_PFN_SHARED(0x1234567), TDP_LEVEL_4K, RW);
+	MAP_FIXED(&e, 3, RW, TDP_LEVEL_4K);
+	expect_leaf(&e, high, ts_pfn_shared(0x1234567), TDP_LEVEL_4K, RW);
 	expect_unmapped(&e, high + 1);
 	s = stats_of(&e);
 	ST_EQ(t, s.tables[TDP_ROOT_DIRECT][5], 1);
@@ -731,23 +675,14 @@ static void test_five_level_tree(struct st *t)
 	st_env_fini(&e);
 }
 
-static void nop_flush_range(void *ctx, tdp_gfn_t gfn, uint64_t n)
-{
-}
-
-static void nop_flush_all(void *ctx)
-{
-}
-
 static void test_bad_input(struct st *t)
 {
 	struct tdp_mmu_config cfg = {
 		.root_level = 4,
-		.host = { .flush_range = nop_flush_range,
-			  .flush_all = nop_flush_all },
+		.host = ts_flush_host(NULL, false),
 	};
 	struct tdp_mmu *mmu = NULL;
-	struct st_env e;
+	struct ts_env e;
 	struct tdp_stats s;
 	u64 bitmap[1];
 	tdp_spte_t spte;
@@ -818,14 +753,14 @@ static void test_bad_input(struct st *t)
 	ST_EQ(t, tdp_zap_range(e.mmu, 0, 10, TDP_ALIAS_PRIVATE), 0);
 	/* Nothing above changed anything. */
 	s = stats_of(&e);
-	ST_EQ(t, st_leaves(&s, TDP_ROOT_DIRECT), 0);
-	ST_EQ(t, st_tables_below_root(&s, TDP_ROOT_DIRECT, 4), 0);
+	ST_EQ(t, ts_stat_leaves(&s, TDP_ROOT_DIRECT), 0);
+	ST_EQ(t, ts_stat_tables(&s, TDP_ROOT_DIRECT, 4), 0);
 	st_env_fini(&e);
 }
 
 static void test_enomem_injection(struct st *t)
 {
-	struct st_env e;
+	struct ts_env e;
 	struct tdp_vcpu *vcpu = NULL;
 	struct tdp_stats before, s;
 	int ret, failed = 0;
@@ -840,18 +775,18 @@ static void test_enomem_injection(struct st *t)
 		}
 		before = stats_of(&e);
 		tdp_port_fail_alloc_after(n);
-		ret = st_map(&e, vcpu, 0x5000 + n, TDP_ALIAS_SHARED,
-			     ST_PFN_SHARED(0x5000 + n), R, TDP_LEVEL_4K);
+		ret = ts_map(vcpu, 0x5000 + n, TDP_ALIAS_SHARED,
+			     ts_pfn_shared(0x5000 + n), R, TDP_LEVEL_4K);
 		tdp_port_fail_alloc_after(-1);
 		if (ret == -ENOMEM) {
 			failed++;
 			/* Nothing changed but allocations. */
 			s = stats_of(&e);
-			ST_EQ(t, st_leaves(&s, TDP_ROOT_DIRECT),
-			      st_leaves(&before, TDP_ROOT_DIRECT));
+			ST_EQ(t, ts_stat_leaves(&s, TDP_ROOT_DIRECT),
+			      ts_stat_leaves(&before, TDP_ROOT_DIRECT));
 			expect_unmapped(&e, 0x5000 + n);
-			ret = st_map(&e, vcpu, 0x5000 + n, TDP_ALIAS_SHARED,
-				     ST_PFN_SHARED(0x5000 + n), R,
+			ret = ts_map(vcpu, 0x5000 + n, TDP_ALIAS_SHARED,
+				     ts_pfn_shared(0x5000 + n), R,
 				     TDP_LEVEL_4K);
 		}
 		ST_EQ(t, ret, TDP_FAULT_FIXED);
@@ -863,8 +798,7 @@ static void test_enomem_injection(struct st *t)
 	for (long n = 0; n < 8; n++) {
 		struct tdp_mmu_config cfg = {
 			.root_level = 4,
-			.host = { .flush_range = nop_flush_range,
-				  .flush_all = nop_flush_all },
+			.host = ts_flush_host(NULL, false),
 		};
 		struct tdp_mmu *mmu = NULL;
 
@@ -881,23 +815,20 @@ static void test_enomem_injection(struct st *t)
 	ST_EQ(t, tdp_invalidate_end(e.mmu, 0, 10), -EINVAL);
 
 	/* A split that runs out of memory leaves everything consistent. */
-	ST_EQ(t,
-	      map_shared(&e, 100 * PAGES_2M, ST_PFN_SHARED(100 * PAGES_2M), R,
-			 TDP_LEVEL_2M),
-	      TDP_FAULT_FIXED);
+	MAP_FIXED(&e, 100 * PAGES_2M, R, TDP_LEVEL_2M);
 	tdp_port_fail_alloc_after(0);
 	ST_EQ(t,
 	      tdp_split_huge_range(e.mmu, 100 * PAGES_2M, 101 * PAGES_2M,
 				   TDP_LEVEL_4K, TDP_ALIAS_SHARED),
 	      -ENOMEM);
 	tdp_port_fail_alloc_after(-1);
-	expect_leaf(&e, 100 * PAGES_2M + 3, ST_PFN_SHARED(100 * PAGES_2M + 3),
+	expect_leaf(&e, 100 * PAGES_2M + 3, ts_pfn_shared(100 * PAGES_2M + 3),
 		    TDP_LEVEL_2M, R);
 	ST_EQ(t,
 	      tdp_split_huge_range(e.mmu, 100 * PAGES_2M, 101 * PAGES_2M,
 				   TDP_LEVEL_4K, TDP_ALIAS_SHARED),
 	      0);
-	expect_leaf(&e, 100 * PAGES_2M + 3, ST_PFN_SHARED(100 * PAGES_2M + 3),
+	expect_leaf(&e, 100 * PAGES_2M + 3, ts_pfn_shared(100 * PAGES_2M + 3),
 		    TDP_LEVEL_4K, R);
 	st_env_fini(&e);
 }
@@ -908,22 +839,16 @@ static void test_enomem_injection(struct st *t)
  */
 static void test_forced_yield_walks(struct st *t)
 {
-	const struct st_env_opts yield = { .flags = TDP_MMU_FORCE_YIELD };
+	const struct ts_env_opts yield = { .flags = TDP_MMU_FORCE_YIELD };
 	const tdp_gfn_t base = 3 * PAGES_1G;
-	struct st_env e;
+	struct ts_env e;
 	struct tdp_stats s;
 
 	if (!st_env_init(t, &e, &yield))
 		return;
 	for (tdp_gfn_t i = 0; i < 2048; i += 3)
-		ST_EQ(t,
-		      map_shared(&e, base + i, ST_PFN_SHARED(base + i), RW,
-				 TDP_LEVEL_4K),
-		      TDP_FAULT_FIXED);
-	ST_EQ(t,
-	      map_shared(&e, base + 6 * PAGES_2M,
-			 ST_PFN_SHARED(base + 6 * PAGES_2M), RW, TDP_LEVEL_2M),
-	      TDP_FAULT_FIXED);
+		MAP_FIXED(&e, base + i, RW, TDP_LEVEL_4K);
+	MAP_FIXED(&e, base + 6 * PAGES_2M, RW, TDP_LEVEL_2M);
 	ST_EQ(t, tdp_wrprot_range(e.mmu, base, base + 4096, TDP_ALIAS_SHARED),
 	      683 + 1);
 	ST_EQ(t,
@@ -933,13 +858,13 @@ static void test_forced_yield_walks(struct st *t)
 		if (i >= 100 && i < 1000)
 			expect_unmapped(&e, base + i);
 		else
-			expect_leaf(&e, base + i, ST_PFN_SHARED(base + i),
+			expect_leaf(&e, base + i, ts_pfn_shared(base + i),
 				    TDP_LEVEL_4K, R);
 	}
 	ST_EQ(t, tdp_mmu_invalidate_roots(e.mmu, TDP_ALIAS_SHARED), 0);
 	ST_EQ(t, tdp_mmu_zap_invalidated_roots(e.mmu), 0);
 	s = stats_of(&e);
-	ST_EQ(t, st_leaves(&s, TDP_ROOT_DIRECT), 0);
+	ST_EQ(t, ts_stat_leaves(&s, TDP_ROOT_DIRECT), 0);
 	st_env_fini(&e);
 }
 

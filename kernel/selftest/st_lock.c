@@ -84,6 +84,32 @@ static void guarded_init(struct guarded *g, struct st *t, struct tdp_mmu *mmu)
 	g->lock = &mmu->mmu_lock;
 }
 
+/*
+ * A new MMU with @flags in @e and a guarded view of its lock; NULL (after
+ * a failed check) when either could not be had.  guarded_free() undoes it.
+ */
+static struct guarded *guarded_new(struct st *t, struct ts_env *e,
+				   unsigned int flags)
+{
+	const struct ts_env_opts o = { .flags = flags };
+	struct guarded *g = kzalloc(sizeof(*g), GFP_KERNEL);
+
+	if (!ST_TRUE(t, g != NULL))
+		return NULL;
+	if (!st_env_init(t, e, &o)) {
+		kfree(g);
+		return NULL;
+	}
+	guarded_init(g, t, e->mmu);
+	return g;
+}
+
+static void guarded_free(struct guarded *g, struct ts_env *e)
+{
+	st_env_fini(e);
+	kfree(g);
+}
+
 /* Drop and retake the lock if someone waits, as a yielding walk does. */
 static void maybe_yield(struct guarded *g, bool shared)
 {
@@ -188,7 +214,7 @@ static int mixed_fn(void *arg)
 	struct lock_worker *w = arg;
 
 	while (!kthread_should_stop() && !past(w->until_ns)) {
-		u64 x = st_rand(&w->rng);
+		u64 x = ts_rand(&w->rng);
 
 		if (w->writer)
 			write_section(w->g, 1 + x % 200);
@@ -291,19 +317,12 @@ static bool excl_is_writer(unsigned int i)
 static void test_exclusion(struct st *t)
 {
 	for (int pass = 0; pass < 2; pass++) {
-		struct st_env_opts o = {
-			.flags = pass ? TDP_MMU_FORCE_YIELD : 0,
-		};
-		struct guarded *g = kzalloc(sizeof(*g), GFP_KERNEL);
-		struct st_env e;
+		struct ts_env e;
+		struct guarded *g =
+			guarded_new(t, &e, pass ? TDP_MMU_FORCE_YIELD : 0);
 
-		if (!ST_TRUE(t, g != NULL))
+		if (!g)
 			return;
-		if (!st_env_init(t, &e, &o)) {
-			kfree(g);
-			return;
-		}
-		guarded_init(g, t, e.mmu);
 		run_workers(g, EXCL_READERS + EXCL_WRITERS, excl_is_writer,
 			    mixed_fn, mixed_fn, lock_ms() / 2, 1);
 		guarded_check(g);
@@ -315,8 +334,7 @@ static void test_exclusion(struct st *t)
 			pass ? " (forced yields)" : "",
 			atomic_long_read(&g->write_steps),
 			atomic_long_read(&g->yields));
-		st_env_fini(&e);
-		kfree(g);
+		guarded_free(g, &e);
 	}
 }
 
@@ -340,18 +358,12 @@ static bool all_but_last_write(unsigned int i)
 
 static void test_fairness(struct st *t)
 {
-	struct st_env_opts o = { 0 };
-	struct guarded *g = kzalloc(sizeof(*g), GFP_KERNEL);
-	struct st_env e;
+	struct ts_env e;
+	struct guarded *g = guarded_new(t, &e, 0);
 
-	if (!ST_TRUE(t, g != NULL))
+	if (!g)
 		return;
-	if (!st_env_init(t, &e, &o)) {
-		kfree(g);
-		return;
-	}
 	/* Three overlapping readers against one writer. */
-	guarded_init(g, t, e.mmu);
 	run_workers(g, FAIR_THREADS, last_is_writer, holding_reader_fn,
 		    holding_writer_fn, lock_ms() / 2, FAIR_MIN_SECTIONS);
 	guarded_check(g);
@@ -360,8 +372,7 @@ static void test_fairness(struct st *t)
 	run_workers(g, FAIR_THREADS, all_but_last_write, holding_reader_fn,
 		    holding_writer_fn, lock_ms() / 2, FAIR_MIN_SECTIONS);
 	guarded_check(g);
-	st_env_fini(&e);
-	kfree(g);
+	guarded_free(g, &e);
 }
 
 /* ---- lock/two_mmus ------------------------------------------------------- */
@@ -455,19 +466,18 @@ static bool two_mmus_round(struct st *t, struct two_mmus *m)
 
 static void test_two_mmus(struct st *t)
 {
-	struct st_env_opts o = { 0 };
 	struct two_mmus *m = kzalloc(sizeof(*m), GFP_KERNEL);
-	struct st_env ea, eb;
+	struct ts_env ea, eb;
 	u64 until = deadline_after_ms(lock_ms() / 2);
 	unsigned int rounds = 0;
 
 	if (!ST_TRUE(t, m != NULL))
 		return;
-	if (!st_env_init(t, &ea, &o)) {
+	if (!st_env_init(t, &ea, NULL)) {
 		kfree(m);
 		return;
 	}
-	if (!st_env_init(t, &eb, &o)) {
+	if (!st_env_init(t, &eb, NULL)) {
 		st_env_fini(&ea);
 		kfree(m);
 		return;
@@ -531,15 +541,14 @@ static int write_holder_fn(void *arg)
 
 static void test_misuse(struct st *t)
 {
-	struct st_env_opts o = { 0 };
 	struct holder h = { 0 };
 	struct st_thread *th;
 	tdp_mmu_lock_t *l;
-	struct st_env e;
+	struct ts_env e;
 	long mark = tdp_port_lock_misuses();
 	long expected = 0;
 
-	if (!st_env_init(t, &e, &o))
+	if (!st_env_init(t, &e, NULL))
 		return;
 	l = &e.mmu->mmu_lock;
 

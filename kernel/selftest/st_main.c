@@ -201,7 +201,7 @@ static int runner(void *arg)
 		for (unsigned int i = 0; i < *groups[g].nr; i++) {
 			const struct st_case *c = &groups[g].cases[i];
 
-			st_rand(&case_seed);
+			ts_rand(&case_seed);
 			if (!strstr(c->name, filter))
 				continue;
 			if (run_case(c, case_seed))

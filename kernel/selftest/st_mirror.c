@@ -20,25 +20,24 @@
 #define PAGES_1G (512ULL * 512)
 #define PAGES_512G (512ULL * 512 * 512)
 
-static const struct st_env_opts tdx = {
+static const struct ts_env_opts tdx = {
 	.backend = true,
 	.ext_table_size = 4096,
 };
 
 /* The unaliased GFN limit of the confidential-VM tests. */
-#define GFN_LIMIT ST_SHARED_BIT
+#define GFN_LIMIT TS_SHARED_BIT
 
-static int map_alias(struct st_env *e, tdp_gfn_t gfn, enum tdp_alias alias,
+static int map_alias(struct ts_env *e, tdp_gfn_t gfn, enum tdp_alias alias,
 		     int max_level)
 {
-	return st_map(e, e->vcpu, gfn, alias, st_pfn(gfn, alias), RW,
-		      max_level);
+	return ts_map(e->vcpu, gfn, alias, ts_pfn(gfn, alias), RW, max_level);
 }
 
-static void expect_event(struct st *t, struct st_backend *b, unsigned int i,
-			 enum stb_call call, tdp_gfn_t gfn, int level)
+static void expect_event(struct st *t, struct ts_backend *b, unsigned int i,
+			 enum ts_call call, tdp_gfn_t gfn, int level)
 {
-	struct stb_event ev = stb_log_get(b, i);
+	struct ts_event ev = ts_log_get(b, i);
 
 	ST_EQ(t, ev.call, call);
 	ST_EQ(t, ev.gfn, gfn);
@@ -46,36 +45,36 @@ static void expect_event(struct st *t, struct st_backend *b, unsigned int i,
 	ST_EQ(t, ev.ret, 0);
 }
 
-/* @gfn's @alias maps what st_pfn() says, with a leaf at @level. */
-static void expect_mapped(struct st_env *e, tdp_gfn_t gfn, enum tdp_alias alias,
+/* @gfn's @alias maps what ts_pfn() says, with a leaf at @level. */
+static void expect_mapped(struct ts_env *e, tdp_gfn_t gfn, enum tdp_alias alias,
 			  int level)
 {
 	tdp_pfn_t pfn = 0;
 	int got = 0;
 
-	if (!ST_TRUE(e->t, st_leaf(e, gfn, alias, &got, &pfn)))
+	if (!ST_TRUE(st_of(e), ts_lookup_leaf(e->mmu, gfn, alias, &got, &pfn)))
 		return;
-	ST_EQ(e->t, got, level);
-	ST_EQ(e->t, pfn, st_pfn(gfn, alias));
+	ST_EQ(st_of(e), got, level);
+	ST_EQ(st_of(e), pfn, ts_pfn(gfn, alias));
 }
 
-static void expect_unmapped(struct st_env *e, tdp_gfn_t gfn,
+static void expect_unmapped(struct ts_env *e, tdp_gfn_t gfn,
 			    enum tdp_alias alias)
 {
-	ST_TRUE(e->t, !st_leaf(e, gfn, alias, NULL, NULL));
+	ST_TRUE(st_of(e), !ts_lookup_leaf(e->mmu, gfn, alias, NULL, NULL));
 }
 
-static void expect_mirror_equals_backend(struct st_env *e)
+static void expect_mirror_equals_backend(struct ts_env *e)
 {
-	ST_EQ(e->t, stb_compare(e->be, e->mmu, 0, GFN_LIMIT), 0);
-	ST_EQ(e->t, stb_violations(e->be), 0);
+	ST_EQ(st_of(e), ts_compare(e->be, e->mmu, 0, GFN_LIMIT), 0);
+	ST_EQ(st_of(e), ts_violations(e->be), 0);
 }
 
-static struct tdp_stats stats_of(struct st_env *e)
+static struct tdp_stats stats_of(struct ts_env *e)
 {
 	struct tdp_stats s = { 0 };
 
-	ST_EQ(e->t, tdp_mmu_get_stats(e->mmu, &s), 0);
+	ST_EQ(st_of(e), tdp_mmu_get_stats(e->mmu, &s), 0);
 	return s;
 }
 
@@ -84,65 +83,65 @@ static struct tdp_stats stats_of(struct st_env *e)
 static void test_private_fault_links_top_down(struct st *t)
 {
 	const tdp_gfn_t g = (2ULL << 27) | (5ULL << 18) | (7ULL << 9) | 3;
-	const tdp_gfn_t g2m = st_round_down(g, 3) + 3 * PAGES_2M + 17;
+	const tdp_gfn_t g2m = ts_round_down(g, 3) + 3 * PAGES_2M + 17;
 	const tdp_gfn_t g1g = (6ULL << 27) | (2ULL << 18) | 0x12345;
-	struct st_env e;
+	struct ts_env e;
 
 	if (!st_env_init(t, &e, &tdx))
 		return;
-	stb_log_enable(e.be, true);
+	ts_log_enable(e.be, true);
 
 	/* Empty tree: one link per missing level, top-down, then the leaf;
 	 * the backend checks that each entry is frozen during its call. */
 	ST_EQ(t, map_alias(&e, g, TDP_ALIAS_PRIVATE, TDP_LEVEL_4K),
 	      TDP_FAULT_FIXED);
-	ST_EQ(t, stb_log_count(e.be), 4);
-	expect_event(t, e.be, 0, STB_LINK_TABLE, st_round_down(g, 4), 4);
-	expect_event(t, e.be, 1, STB_LINK_TABLE, st_round_down(g, 3), 3);
-	expect_event(t, e.be, 2, STB_LINK_TABLE, st_round_down(g, 2), 2);
-	expect_event(t, e.be, 3, STB_SET_LEAF, g, 1);
-	ST_EQ(t, stb_log_get(e.be, 3).pfn, ST_PFN_PRIVATE(g));
+	ST_EQ(t, ts_log_count(e.be), 4);
+	expect_event(t, e.be, 0, TS_LINK_TABLE, ts_round_down(g, 4), 4);
+	expect_event(t, e.be, 1, TS_LINK_TABLE, ts_round_down(g, 3), 3);
+	expect_event(t, e.be, 2, TS_LINK_TABLE, ts_round_down(g, 2), 2);
+	expect_event(t, e.be, 3, TS_SET_LEAF, g, 1);
+	ST_EQ(t, ts_log_get(e.be, 3).pfn, ts_pfn_private(g));
 
 	/* Same table: only the leaf.  Already mapped: no call at all. */
-	stb_log_clear(e.be);
+	ts_log_clear(e.be);
 	ST_EQ(t, map_alias(&e, g + 1, TDP_ALIAS_PRIVATE, TDP_LEVEL_4K),
 	      TDP_FAULT_FIXED);
-	ST_EQ(t, stb_log_count(e.be), 1);
-	expect_event(t, e.be, 0, STB_SET_LEAF, g + 1, 1);
-	stb_log_clear(e.be);
+	ST_EQ(t, ts_log_count(e.be), 1);
+	expect_event(t, e.be, 0, TS_SET_LEAF, g + 1, 1);
+	ts_log_clear(e.be);
 	ST_EQ(t, map_alias(&e, g, TDP_ALIAS_PRIVATE, TDP_LEVEL_4K),
 	      TDP_FAULT_SPURIOUS);
-	ST_EQ(t, stb_log_count(e.be), 0);
+	ST_EQ(t, ts_log_count(e.be), 0);
 
 	/* The shared alias of the same GFN never reaches the backend. */
 	ST_EQ(t, map_alias(&e, g, TDP_ALIAS_SHARED, TDP_LEVEL_4K),
 	      TDP_FAULT_FIXED);
-	ST_EQ(t, stb_log_count(e.be), 0);
+	ST_EQ(t, ts_log_count(e.be), 0);
 	expect_mapped(&e, g, TDP_ALIAS_SHARED, TDP_LEVEL_4K);
 	expect_mapped(&e, g, TDP_ALIAS_PRIVATE, TDP_LEVEL_4K);
 
 	/* A 2 MiB leaf in a fresh region of the same 1 GiB table. */
 	ST_EQ(t, map_alias(&e, g2m, TDP_ALIAS_PRIVATE, TDP_LEVEL_2M),
 	      TDP_FAULT_FIXED);
-	ST_EQ(t, stb_log_count(e.be), 1);
-	expect_event(t, e.be, 0, STB_SET_LEAF, st_round_down(g2m, 2), 2);
-	ST_EQ(t, stb_log_get(e.be, 0).pfn,
-	      ST_PFN_PRIVATE(st_round_down(g2m, 2)));
+	ST_EQ(t, ts_log_count(e.be), 1);
+	expect_event(t, e.be, 0, TS_SET_LEAF, ts_round_down(g2m, 2), 2);
+	ST_EQ(t, ts_log_get(e.be, 0).pfn,
+	      ts_pfn_private(ts_round_down(g2m, 2)));
 
 	/* A 1 GiB leaf under a fresh 512 GiB entry: one link, one leaf. */
-	stb_log_clear(e.be);
+	ts_log_clear(e.be);
 	ST_EQ(t, map_alias(&e, g1g, TDP_ALIAS_PRIVATE, TDP_LEVEL_1G),
 	      TDP_FAULT_FIXED);
-	ST_EQ(t, stb_log_count(e.be), 2);
-	expect_event(t, e.be, 0, STB_LINK_TABLE, st_round_down(g1g, 4), 4);
-	expect_event(t, e.be, 1, STB_SET_LEAF, st_round_down(g1g, 3), 3);
+	ST_EQ(t, ts_log_count(e.be), 2);
+	expect_event(t, e.be, 0, TS_LINK_TABLE, ts_round_down(g1g, 4), 4);
+	expect_event(t, e.be, 1, TS_SET_LEAF, ts_round_down(g1g, 3), 3);
 	expect_mapped(&e, g1g + 1000, TDP_ALIAS_PRIVATE, TDP_LEVEL_1G);
 
 	/* Converting one page of it to shared removes the whole leaf. */
-	stb_log_clear(e.be);
+	ts_log_clear(e.be);
 	ST_EQ(t, tdp_zap_convert_to_shared(e.mmu, g1g, g1g + 1), 0);
-	ST_EQ(t, stb_log_count(e.be), 1);
-	expect_event(t, e.be, 0, STB_REMOVE_LEAF, st_round_down(g1g, 3), 3);
+	ST_EQ(t, ts_log_count(e.be), 1);
+	expect_event(t, e.be, 0, TS_REMOVE_LEAF, ts_round_down(g1g, 3), 3);
 	expect_unmapped(&e, g1g + 1000, TDP_ALIAS_PRIVATE);
 
 	expect_mirror_equals_backend(&e);
@@ -153,41 +152,39 @@ static void test_private_fault_links_top_down(struct st *t)
 
 static void test_busy_and_hard_errors(struct st *t)
 {
-	const struct tdp_spte_format *fmt;
 	const tdp_gfn_t g = 3 * PAGES_1G + 5;
 	const tdp_gfn_t fresh = 9 * PAGES_1G + 7;
 	unsigned long retries = 0;
-	struct st_env e;
+	struct ts_env e;
 	struct tdp_stats s;
 	tdp_spte_t spte;
 	int level;
 
 	if (!st_env_init(t, &e, &tdx))
 		return;
-	fmt = tdp_mmu_format(e.mmu);
 
 	/* Busy: the fault retries and the mirror entry is as before. */
-	stb_fail_next_map(e.be, STB_SET_LEAF, -EBUSY);
+	ts_fail_next_map(e.be, TS_SET_LEAF, -EBUSY);
 	ST_EQ(t, map_alias(&e, g, TDP_ALIAS_PRIVATE, TDP_LEVEL_4K),
 	      TDP_FAULT_RETRY);
 	ST_EQ(t, tdp_lookup(e.mmu, g, TDP_ALIAS_PRIVATE, &spte, &level), 0);
 	ST_EQ(t, level, TDP_LEVEL_4K);
-	ST_EQ(t, spte, fmt->nonpresent);
+	ST_EQ(t, spte, e.fmt->nonpresent);
 	ST_EQ(t, stats_of(&e).backend_busy, 1);
 	ST_EQ(t, map_alias(&e, g, TDP_ALIAS_PRIVATE, TDP_LEVEL_4K),
 	      TDP_FAULT_FIXED);
 
 	/* A hard error of link_table comes back unchanged; nothing linked. */
-	stb_fail_next_map(e.be, STB_LINK_TABLE, -ENOSPC);
+	ts_fail_next_map(e.be, TS_LINK_TABLE, -ENOSPC);
 	ST_EQ(t, map_alias(&e, fresh, TDP_ALIAS_PRIVATE, TDP_LEVEL_4K),
 	      -ENOSPC);
 	ST_EQ(t, tdp_lookup(e.mmu, fresh, TDP_ALIAS_PRIVATE, &spte, &level), 0);
-	ST_EQ(t, spte, fmt->nonpresent);
+	ST_EQ(t, spte, e.fmt->nonpresent);
 	s = stats_of(&e);
 	ST_EQ(t, s.backend_errors, 1);
 	expect_mirror_equals_backend(&e);
 	/* And of set_leaf. */
-	stb_fail_next_map(e.be, STB_SET_LEAF, -ENOSPC);
+	ts_fail_next_map(e.be, TS_SET_LEAF, -ENOSPC);
 	ST_EQ(t, map_alias(&e, fresh, TDP_ALIAS_PRIVATE, TDP_LEVEL_4K),
 	      -ENOSPC);
 	expect_unmapped(&e, fresh, TDP_ALIAS_PRIVATE);
@@ -195,17 +192,17 @@ static void test_busy_and_hard_errors(struct st *t)
 	      TDP_FAULT_FIXED);
 
 	/* Random busy answers: every fault completes after retries. */
-	stb_set_injection(e.be, 300, 0, t->seed);
+	ts_set_injection(e.be, 300, 0, t->seed);
 	for (tdp_gfn_t i = 0; i < 64; i++) {
 		tdp_gfn_t gfn = 20 * PAGES_1G + i * 97;
 
 		ST_EQ(t,
-		      st_map_retry(&e, e.vcpu, gfn, TDP_ALIAS_PRIVATE,
-				   ST_PFN_PRIVATE(gfn), RW, TDP_LEVEL_4K,
-				   &retries),
+		      ts_map_retry(e.vcpu, gfn, TDP_ALIAS_PRIVATE,
+				   ts_pfn_private(gfn), RW, TDP_LEVEL_4K, 0,
+				   5000, &retries),
 		      TDP_FAULT_FIXED);
 	}
-	stb_set_injection(e.be, 0, 0, 0);
+	ts_set_injection(e.be, 0, 0, 0);
 	ST_TRUE(t, retries > 0);
 	ST_TRUE(t, stats_of(&e).backend_busy > 1);
 	expect_mirror_equals_backend(&e);
@@ -214,23 +211,23 @@ static void test_busy_and_hard_errors(struct st *t)
 
 static void test_enomem_before_backend(struct st *t)
 {
-	struct st_env e;
+	struct ts_env e;
 	struct tdp_vcpu *vcpu = NULL;
 	int ret, failed = 0;
 
 	if (!st_env_init(t, &e, &tdx))
 		return;
-	stb_log_enable(e.be, true);
+	ts_log_enable(e.be, true);
 	/* A fresh vCPU allocates its tables and backend pages first. */
 	for (long n = 0; n < 24; n++) {
 		tdp_gfn_t gfn = (tdp_gfn_t)(n + 1) * PAGES_1G;
 
 		if (!ST_EQ(t, tdp_vcpu_create(e.mmu, &vcpu), 0))
 			break;
-		stb_log_clear(e.be);
+		ts_log_clear(e.be);
 		tdp_port_fail_alloc_after(n);
-		ret = st_map(&e, vcpu, gfn, TDP_ALIAS_PRIVATE,
-			     ST_PFN_PRIVATE(gfn), RW, TDP_LEVEL_4K);
+		ret = ts_map(vcpu, gfn, TDP_ALIAS_PRIVATE, ts_pfn_private(gfn),
+			     RW, TDP_LEVEL_4K);
 		tdp_port_fail_alloc_after(-1);
 		tdp_vcpu_destroy(vcpu);
 		if (ret != -ENOMEM) {
@@ -240,7 +237,7 @@ static void test_enomem_before_backend(struct st *t)
 		}
 		failed++;
 		/* -ENOMEM only before any SPTE changed: no backend call. */
-		ST_EQ(t, stb_log_count(e.be), 0);
+		ST_EQ(t, ts_log_count(e.be), 0);
 		expect_unmapped(&e, gfn, TDP_ALIAS_PRIVATE);
 	}
 	ST_TRUE(t, failed > 0);
@@ -251,7 +248,7 @@ static void test_enomem_before_backend(struct st *t)
 static void test_remove_leaf_failure_kills_mmu(struct st *t)
 {
 	const tdp_gfn_t g = 4 * PAGES_1G + 11;
-	struct st_env e;
+	struct ts_env e;
 	tdp_spte_t spte;
 	int level;
 
@@ -261,11 +258,11 @@ static void test_remove_leaf_failure_kills_mmu(struct st *t)
 	      TDP_FAULT_FIXED);
 	ST_EQ(t, map_alias(&e, g, TDP_ALIAS_SHARED, TDP_LEVEL_4K),
 	      TDP_FAULT_FIXED);
-	stb_fail_next_remove(e.be);
+	ts_fail_next_remove(e.be);
 	ST_EQ(t, tdp_zap_convert_to_shared(e.mmu, g, g + 1), -EIO);
 	ST_TRUE(t, tdp_mmu_is_dead(e.mmu));
 	/* Dead: every operation refuses, and the backend hears nothing. */
-	stb_forbid_calls(e.be, true);
+	ts_forbid_calls(e.be, true);
 	ST_EQ(t, map_alias(&e, g + 1, TDP_ALIAS_PRIVATE, TDP_LEVEL_4K), -EIO);
 	ST_EQ(t, map_alias(&e, g + 1, TDP_ALIAS_SHARED, TDP_LEVEL_4K), -EIO);
 	ST_EQ(t, tdp_zap_slot_deleted(e.mmu, 0, GFN_LIMIT), -EIO);
@@ -274,29 +271,29 @@ static void test_remove_leaf_failure_kills_mmu(struct st *t)
 	ST_EQ(t, tdp_lookup(e.mmu, g, TDP_ALIAS_PRIVATE, &spte, &level), -EIO);
 	ST_EQ(t, tdp_mmu_zap_invalidated_roots(e.mmu), -EIO);
 	st_env_teardown(&e, -EIO);
-	ST_EQ(t, stb_calls(e.be, STB_REMOVE_LEAF), 1);
-	ST_EQ(t, stb_calls(e.be, STB_FREE_TABLE), 0);
+	ST_EQ(t, ts_calls(e.be, TS_REMOVE_LEAF), 1);
+	ST_EQ(t, ts_calls(e.be, TS_FREE_TABLE), 0);
 	st_env_destroy(&e);
 }
 
 static void test_free_table_failure_leaks_backend_page(struct st *t)
 {
 	const tdp_gfn_t g = 4 * PAGES_1G + 11;
-	struct st_env e;
+	struct ts_env e;
 	struct tdp_stats s;
 
 	if (!st_env_init(t, &e, &tdx))
 		return;
 	ST_EQ(t, map_alias(&e, g, TDP_ALIAS_PRIVATE, TDP_LEVEL_4K),
 	      TDP_FAULT_FIXED);
-	stb_fail_next_free(e.be);
+	ts_fail_next_free(e.be);
 	st_env_teardown(&e, -EIO);
 	ST_TRUE(t, tdp_mmu_is_dead(e.mmu));
 	/* The leaf was removed, the first free_table failed, nothing after. */
-	ST_EQ(t, stb_calls(e.be, STB_REMOVE_LEAF), 1);
-	ST_EQ(t, stb_ok(e.be, STB_REMOVE_LEAF), 1);
-	ST_EQ(t, stb_calls(e.be, STB_FREE_TABLE), 1);
-	ST_EQ(t, stb_ok(e.be, STB_FREE_TABLE), 0);
+	ST_EQ(t, ts_calls(e.be, TS_REMOVE_LEAF), 1);
+	ST_EQ(t, ts_ok(e.be, TS_REMOVE_LEAF), 1);
+	ST_EQ(t, ts_calls(e.be, TS_FREE_TABLE), 1);
+	ST_EQ(t, ts_ok(e.be, TS_FREE_TABLE), 0);
 	/* Pages the backend may still reference are never freed. */
 	ST_EQ(t, tdp_mmu_get_stats(e.mmu, &s), 0);
 	ST_TRUE(t, s.pages_in_use > 0);
@@ -305,7 +302,7 @@ static void test_free_table_failure_leaks_backend_page(struct st *t)
 
 static void test_teardown_frees_every_table_once(struct st *t)
 {
-	struct st_env e;
+	struct ts_env e;
 	unsigned long linked, mapped;
 
 	if (!st_env_init(t, &e, &tdx))
@@ -326,61 +323,52 @@ static void test_teardown_frees_every_table_once(struct st *t)
 	ST_EQ(t, map_alias(&e, 50 * PAGES_1G, TDP_ALIAS_PRIVATE, TDP_LEVEL_1G),
 	      TDP_FAULT_FIXED);
 	expect_mirror_equals_backend(&e);
-	linked = stb_ok(e.be, STB_LINK_TABLE);
-	mapped = stb_ok(e.be, STB_SET_LEAF);
+	linked = ts_ok(e.be, TS_LINK_TABLE);
+	mapped = ts_ok(e.be, TS_SET_LEAF);
 	/* The backend checks children before parents and each free once. */
 	st_env_teardown(&e, 0);
-	ST_EQ(t, stb_calls(e.be, STB_FREE_TABLE), linked);
-	ST_EQ(t, stb_ok(e.be, STB_FREE_TABLE), linked);
-	ST_EQ(t, stb_calls(e.be, STB_REMOVE_LEAF), mapped);
+	ST_EQ(t, ts_calls(e.be, TS_FREE_TABLE), linked);
+	ST_EQ(t, ts_ok(e.be, TS_FREE_TABLE), linked);
+	ST_EQ(t, ts_calls(e.be, TS_REMOVE_LEAF), mapped);
 	st_env_destroy(&e);
 }
 
 /* ---- configuration and what the private alias refuses -------------------- */
 
-static void nop_flush_range(void *ctx, tdp_gfn_t gfn, uint64_t n)
-{
-}
-
-static void nop_flush_all(void *ctx)
-{
-}
-
 static void test_backend_config_checks(struct st *t)
 {
-	struct st_backend *b = stb_create(4, ST_SHARED_BIT, 0, 64);
+	struct ts_backend *b = ts_backend_create(4, TS_SHARED_BIT, 0);
 	struct tdp_private_backend ops;
 	struct tdp_mmu_config cfg = {
 		.root_level = 4,
-		.direct_bits = ST_SHARED_BIT,
-		.host = { .flush_range = nop_flush_range,
-			  .flush_all = nop_flush_all },
+		.direct_bits = TS_SHARED_BIT,
+		.host = ts_flush_host(NULL, false),
 		.backend = &ops,
 	};
 	struct tdp_mmu *mmu = NULL;
 
 	if (!ST_TRUE(t, b != NULL))
 		return;
-	ops = *stb_ops(b);
+	ops = *ts_backend_ops(b);
 	ops.free_table = NULL;
 	ST_EQ(t, tdp_mmu_create(&cfg, &mmu), -EINVAL);
-	ops = *stb_ops(b);
+	ops = *ts_backend_ops(b);
 	cfg.direct_bits = 0;
 	ST_EQ(t, tdp_mmu_create(&cfg, &mmu), -EINVAL);
-	cfg.direct_bits = ST_SHARED_BIT | 1;
+	cfg.direct_bits = TS_SHARED_BIT | 1;
 	ST_EQ(t, tdp_mmu_create(&cfg, &mmu), -EINVAL);
 	cfg.direct_bits = 1ULL << 17;
 	ST_EQ(t, tdp_mmu_create(&cfg, &mmu), -EINVAL);
 	cfg.direct_bits = 1ULL << 36;
 	ST_EQ(t, tdp_mmu_create(&cfg, &mmu), -EINVAL);
 	ST_TRUE(t, mmu == NULL);
-	cfg.direct_bits = ST_SHARED_BIT;
+	cfg.direct_bits = TS_SHARED_BIT;
 	ST_EQ(t, tdp_mmu_create(&cfg, &mmu), 0);
-	ST_EQ(t, tdp_mmu_direct_bits(mmu), ST_SHARED_BIT);
+	ST_EQ(t, tdp_mmu_direct_bits(mmu), TS_SHARED_BIT);
 	ST_EQ(t, tdp_mmu_teardown(mmu), 0);
 	tdp_mmu_destroy(mmu);
-	ST_EQ(t, stb_violations(b), 0);
-	stb_destroy(b);
+	ST_EQ(t, ts_violations(b), 0);
+	ts_backend_destroy(b);
 }
 
 static void test_private_alias_unsupported(struct st *t)
@@ -392,7 +380,7 @@ static void test_private_alias_unsupported(struct st *t)
 		.max_level = TDP_LEVEL_4K,
 		.mmio = true,
 	};
-	struct st_env e;
+	struct ts_env e;
 	tdp_pfn_t pfn;
 	u64 bitmap[1];
 	int level;
@@ -403,7 +391,7 @@ static void test_private_alias_unsupported(struct st *t)
 	      TDP_FAULT_FIXED);
 	mmio.mmu_seq = tdp_mmu_seq(e.mmu);
 	ST_EQ(t, tdp_map(e.vcpu, &mmio), -EINVAL);
-	mmio.fault_gfn |= ST_SHARED_BIT;
+	mmio.fault_gfn |= TS_SHARED_BIT;
 	ST_EQ(t, tdp_map(e.vcpu, &mmio), TDP_FAULT_FIXED);
 	for (int alias = TDP_ALIAS_PRIVATE; alias <= TDP_ALIAS_BOTH; alias++) {
 		if (alias == TDP_ALIAS_SHARED)
@@ -469,7 +457,7 @@ static void test_alias_targeted_zaps(struct st *t)
 		{ TO_PRIVATE, false, true },
 	};
 	const tdp_gfn_t base = 7 * PAGES_1G + 40;
-	struct st_env e;
+	struct ts_env e;
 
 	if (!st_env_init(t, &e, &tdx))
 		return;
@@ -509,7 +497,7 @@ static void test_alias_targeted_zaps(struct st *t)
 	expect_mapped(&e, base, TDP_ALIAS_PRIVATE, TDP_LEVEL_4K);
 	ST_EQ(t, tdp_zap_range(e.mmu, base, base + 8, TDP_ALIAS_BOTH), 0);
 	expect_unmapped(&e, base, TDP_ALIAS_PRIVATE);
-	ST_EQ(t, stb_nr_leaves(e.be), 0);
+	ST_EQ(t, ts_nr_leaves(e.be), 0);
 	expect_mirror_equals_backend(&e);
 	st_env_fini(&e);
 }
@@ -531,7 +519,7 @@ static tdp_gfn_t fresh_region(unsigned int i)
 }
 
 struct pf_worker {
-	struct st_env *e;
+	struct ts_env *e;
 	struct st_barrier *barrier;
 	unsigned int regions;
 	int id;
@@ -542,7 +530,7 @@ struct pf_worker {
 static int pf_worker_fn(void *arg)
 {
 	struct pf_worker *w = arg;
-	struct st *t = w->e->t;
+	struct st *t = st_of(w->e);
 	struct tdp_vcpu *vcpu = NULL;
 
 	tdp_thread_register();
@@ -554,9 +542,9 @@ static int pf_worker_fn(void *arg)
 		st_barrier_wait(w->barrier);
 		for (int j = 0; vcpu && j < PF_FAULTS; j++) {
 			tdp_gfn_t g = base + (tdp_gfn_t)w->id * 128 + j * 13;
-			int ret = st_map_retry(w->e, vcpu, g, TDP_ALIAS_PRIVATE,
-					       ST_PFN_PRIVATE(g), RW,
-					       TDP_LEVEL_4K, &w->retries);
+			int ret = ts_map_retry(
+				vcpu, g, TDP_ALIAS_PRIVATE, ts_pfn_private(g),
+				RW, TDP_LEVEL_4K, 0, 5000, &w->retries);
 
 			if (ret != TDP_FAULT_FIXED) {
 				w->not_fixed++;
@@ -578,12 +566,12 @@ static void test_concurrent_faults_parent_first(struct st *t)
 	struct st_thread *th[PF_THREADS];
 	struct st_barrier barrier;
 	unsigned long retries = 0;
-	struct st_env e;
+	struct ts_env e;
 
 	if (!st_env_init(t, &e, &tdx))
 		return;
 	/* A slow SEPT.ADD: every thread but one meets the frozen entry. */
-	stb_set_link_delay(e.be, 200);
+	ts_set_link_delay(e.be, 200);
 	st_barrier_init(&barrier, PF_THREADS);
 	for (int i = 0; i < PF_THREADS; i++) {
 		w[i] = (struct pf_worker){ .e = &e,
@@ -606,8 +594,8 @@ static void test_concurrent_faults_parent_first(struct st *t)
 	}
 	/* The threads did meet each other's frozen entries. */
 	ST_TRUE(t, retries > 0);
-	ST_EQ(t, stb_ok(e.be, STB_SET_LEAF), regions * PF_THREADS * PF_FAULTS);
-	ST_EQ(t, stb_calls(e.be, STB_LINK_TABLE), stb_ok(e.be, STB_LINK_TABLE));
+	ST_EQ(t, ts_ok(e.be, TS_SET_LEAF), regions * PF_THREADS * PF_FAULTS);
+	ST_EQ(t, ts_calls(e.be, TS_LINK_TABLE), ts_ok(e.be, TS_LINK_TABLE));
 	expect_mirror_equals_backend(&e);
 	st_env_fini(&e);
 }
@@ -620,7 +608,7 @@ static void test_concurrent_faults_parent_first(struct st *t)
 #define RACE_FAULTERS 3
 
 struct race {
-	struct st_env *e;
+	struct ts_env *e;
 	atomic_t zaps; /* zap operations done */
 	int max_zaps;
 };
@@ -634,24 +622,24 @@ struct race_worker {
 static int race_faulter_fn(void *arg)
 {
 	struct race_worker *w = arg;
-	struct st_env *e = w->r->e;
+	struct ts_env *e = w->r->e;
 	struct tdp_vcpu *vcpu = NULL;
 
 	tdp_thread_register();
-	ST_EQ(e->t, tdp_vcpu_create(e->mmu, &vcpu), 0);
+	ST_EQ(st_of(e), tdp_vcpu_create(e->mmu, &vcpu), 0);
 	while (vcpu && !kthread_should_stop()) {
-		u64 x = st_rand(&w->rng);
+		u64 x = ts_rand(&w->rng);
 		tdp_gfn_t gfn = RACE_BASE + x % RACE_WINDOW;
 		enum tdp_alias alias =
 			(x >> 32) & 1 ? TDP_ALIAS_PRIVATE : TDP_ALIAS_SHARED;
 		int level = (x >> 33) % 4 ? TDP_LEVEL_4K : TDP_LEVEL_2M;
-		int ret = st_map_retry(e, vcpu, gfn, alias, st_pfn(gfn, alias),
-				       RW, level, NULL);
+		int ret = ts_map_retry(vcpu, gfn, alias, ts_pfn(gfn, alias), RW,
+				       level, 0, 5000, NULL);
 
 		/* Injected hard errors come back unchanged. */
 		if (ret != -ENOSPC && ret != TDP_FAULT_FIXED &&
 		    ret != TDP_FAULT_SPURIOUS)
-			st_fail(e->t, __FILE__, __LINE__,
+			st_fail(st_of(e), __FILE__, __LINE__,
 				"fault of gfn %#llx (alias %d, level %d) returned %d",
 				gfn, alias, level, ret);
 		cond_resched();
@@ -664,12 +652,12 @@ static int race_faulter_fn(void *arg)
 static int race_zapper_fn(void *arg)
 {
 	struct race_worker *w = arg;
-	struct st_env *e = w->r->e;
+	struct ts_env *e = w->r->e;
 
 	tdp_thread_register();
 	while (!kthread_should_stop() &&
 	       atomic_inc_return(&w->r->zaps) <= w->r->max_zaps) {
-		u64 x = st_rand(&w->rng);
+		u64 x = ts_rand(&w->rng);
 		tdp_gfn_t start = RACE_BASE + x % RACE_WINDOW;
 		tdp_gfn_t end = min(start + 1 + (x >> 16) % 1024,
 				    RACE_BASE + RACE_WINDOW);
@@ -686,11 +674,7 @@ static int race_zapper_fn(void *arg)
 			ret = tdp_zap_slot_deleted(e->mmu, start, end);
 			break;
 		case 3:
-			ret = tdp_invalidate_begin(e->mmu, start, end);
-			if (!ret)
-				ret = tdp_zap_host_unmap(e->mmu, start, end);
-			if (!ret)
-				ret = tdp_invalidate_end(e->mmu, start, end);
+			ret = ts_host_unmap(e->mmu, start, end);
 			break;
 		case 4:
 			ret = tdp_mmu_invalidate_roots(e->mmu,
@@ -702,7 +686,7 @@ static int race_zapper_fn(void *arg)
 			ret = tdp_zap_all(e->mmu);
 			break;
 		}
-		ST_EQ(e->t, ret, 0);
+		ST_EQ(st_of(e), ret, 0);
 		usleep_range(20, 60);
 	}
 	tdp_thread_unregister();
@@ -710,7 +694,7 @@ static int race_zapper_fn(void *arg)
 }
 
 /* Every present leaf of the window maps what its GFN and alias call for. */
-static void check_race_window(struct st_env *e)
+static void check_race_window(struct ts_env *e)
 {
 	for (tdp_gfn_t gfn = RACE_BASE; gfn < RACE_BASE + RACE_WINDOW; gfn++) {
 		for (int a = 0; a < 2; a++) {
@@ -718,8 +702,8 @@ static void check_race_window(struct st_env *e)
 				a ? TDP_ALIAS_PRIVATE : TDP_ALIAS_SHARED;
 			tdp_pfn_t pfn;
 
-			if (st_leaf(e, gfn, alias, NULL, &pfn))
-				ST_EQ(e->t, pfn, st_pfn(gfn, alias));
+			if (ts_lookup_leaf(e->mmu, gfn, alias, NULL, &pfn))
+				ST_EQ(st_of(e), pfn, ts_pfn(gfn, alias));
 		}
 	}
 	expect_mirror_equals_backend(e);
@@ -727,17 +711,17 @@ static void check_race_window(struct st_env *e)
 
 static void run_faults_race_zaps(struct st *t, unsigned int flags)
 {
-	struct st_env_opts o = tdx;
+	struct ts_env_opts o = tdx;
 	struct race_worker w[RACE_FAULTERS + 1];
 	struct st_thread *th[RACE_FAULTERS + 1];
 	unsigned long deadline;
 	struct race r;
-	struct st_env e;
+	struct ts_env e;
 
 	o.flags = flags;
 	if (!st_env_init(t, &e, &o))
 		return;
-	stb_set_injection(e.be, 50, 10, t->seed);
+	ts_set_injection(e.be, 50, 10, t->seed);
 	r = (struct race){ .e = &e, .max_zaps = 400 };
 	atomic_set(&r.zaps, 0);
 	for (int i = 0; i <= RACE_FAULTERS; i++) {
@@ -756,12 +740,12 @@ static void run_faults_race_zaps(struct st *t, unsigned int flags)
 		msleep(10);
 	for (int i = 0; i <= RACE_FAULTERS; i++)
 		st_thread_stop(th[i]);
-	stb_set_injection(e.be, 0, 0, 0);
+	ts_set_injection(e.be, 0, 0, 0);
 	check_race_window(&e);
 	ST_EQ(t,
 	      tdp_zap_slot_deleted(e.mmu, RACE_BASE, RACE_BASE + RACE_WINDOW),
 	      0);
-	ST_EQ(t, stb_nr_leaves(e.be), 0);
+	ST_EQ(t, ts_nr_leaves(e.be), 0);
 	st_env_fini(&e);
 }
 

@@ -29,7 +29,7 @@
 #define S_MAX_VCPUS 8
 
 struct stress {
-	struct st_env e;
+	struct ts_env e;
 	tdp_gfn_t base; /* window of the current phase, unaliased */
 	atomic_long_t ops;
 	atomic_long_t faults, lookups, zaps;
@@ -50,13 +50,13 @@ static int vcpu_fn(void *arg)
 {
 	struct stress_worker *w = arg;
 	struct stress *s = w->s;
-	struct st *t = s->e.t;
+	struct st *t = st_of(&s->e);
 	struct tdp_vcpu *vcpu = NULL;
 
 	tdp_thread_register();
 	ST_EQ(t, tdp_vcpu_create(s->e.mmu, &vcpu), 0);
 	while (vcpu && !stress_done(s)) {
-		u64 x = st_rand(&w->rng);
+		u64 x = ts_rand(&w->rng);
 		/* Cluster GFNs so threads share fresh parent tables. */
 		tdp_gfn_t gfn =
 			s->base + (x % S_REGIONS) * 512 + ((x >> 8) % 64) * 8;
@@ -65,8 +65,8 @@ static int vcpu_fn(void *arg)
 		unsigned int prot =
 			TDP_PROT_READ | ((x >> 21) & 1 ? TDP_PROT_WRITE : 0);
 		int level = (x >> 22) % 4 ? TDP_LEVEL_4K : TDP_LEVEL_2M;
-		int ret = st_map_retry(&s->e, vcpu, gfn, alias,
-				       st_pfn(gfn, alias), prot, level, NULL);
+		int ret = ts_map_retry(vcpu, gfn, alias, ts_pfn(gfn, alias),
+				       prot, level, 0, 5000, NULL);
 
 		if (ret != TDP_FAULT_FIXED && ret != TDP_FAULT_SPURIOUS)
 			st_fail(t, __FILE__, __LINE__,
@@ -88,7 +88,7 @@ static int zapper_fn(void *arg)
 
 	tdp_thread_register();
 	while (!stress_done(s)) {
-		u64 x = st_rand(&w->rng);
+		u64 x = ts_rand(&w->rng);
 		tdp_gfn_t start = s->base + x % S_WINDOW;
 		tdp_gfn_t end =
 			min(start + 1 + (x >> 16) % 1024, s->base + S_WINDOW);
@@ -105,22 +105,16 @@ static int zapper_fn(void *arg)
 			break;
 		case 4:
 		case 5:
-			ret = tdp_invalidate_begin(mmu, start, end);
-			if (!ret)
-				ret = tdp_zap_host_unmap(mmu, start, end);
-			if (!ret)
-				ret = tdp_invalidate_end(mmu, start, end);
+			ret = ts_host_unmap(mmu, start, end);
 			break;
 		case 6:
-			ret = tdp_mmu_invalidate_roots(mmu, TDP_ALIAS_SHARED);
-			if (!ret)
-				ret = tdp_mmu_zap_invalidated_roots(mmu);
+			ret = ts_zap_roots(mmu, TDP_ALIAS_SHARED);
 			break;
 		default:
 			ret = tdp_zap_all(mmu);
 			break;
 		}
-		ST_EQ(s->e.t, ret, 0);
+		ST_EQ(st_of(&s->e), ret, 0);
 		atomic_long_inc(&s->zaps);
 		cond_resched();
 	}
@@ -136,15 +130,15 @@ static int reader_fn(void *arg)
 	tdp_thread_register();
 	/* Lookups do not count against the operation budget. */
 	while (!kthread_should_stop()) {
-		u64 x = st_rand(&w->rng);
+		u64 x = ts_rand(&w->rng);
 		tdp_gfn_t gfn = s->base + x % S_WINDOW;
 		enum tdp_alias alias =
 			(x >> 40) & 1 ? TDP_ALIAS_PRIVATE : TDP_ALIAS_SHARED;
 		tdp_pfn_t pfn;
 
-		if (st_leaf(&s->e, gfn, alias, NULL, &pfn) &&
-		    pfn != st_pfn(gfn, alias))
-			st_fail(s->e.t, __FILE__, __LINE__,
+		if (ts_lookup_leaf(s->e.mmu, gfn, alias, NULL, &pfn) &&
+		    pfn != ts_pfn(gfn, alias))
+			st_fail(st_of(&s->e), __FILE__, __LINE__,
 				"lockless lookup: gfn %#llx (alias %d) maps pfn %#llx",
 				gfn, alias, pfn);
 		atomic_long_inc(&s->lookups);
@@ -157,8 +151,8 @@ static int reader_fn(void *arg)
 /* Quiesced: both trees against expectations, the backend, the statistics. */
 static void check_window(struct stress *s)
 {
-	struct st_env *e = &s->e;
-	struct st *t = e->t;
+	struct ts_env *e = &s->e;
+	struct st *t = st_of(e);
 	const struct tdp_spte_format *fmt = tdp_mmu_format(e->mmu);
 	u64 found[TDP_NR_ROOT_TYPES] = { 0 };
 	struct tdp_stats st;
@@ -183,21 +177,21 @@ static void check_window(struct stress *s)
 				continue;
 			ST_TRUE(t, level <= TDP_LEVEL_2M);
 			ST_EQ(t, tdp_spte_pfn(fmt, spte),
-			      st_pfn(st_round_down(gfn, level), alias));
-			if (gfn == st_round_down(gfn, level))
+			      ts_pfn(ts_round_down(gfn, level), alias));
+			if (gfn == ts_round_down(gfn, level))
 				found[type]++;
 		}
 	}
-	ST_EQ(t, stb_compare(e->be, e->mmu, s->base, s->base + S_WINDOW), 0);
+	ST_EQ(t, ts_compare(e->be, e->mmu, s->base, s->base + S_WINDOW), 0);
 	ST_EQ(t, tdp_mmu_get_stats(e->mmu, &st), 0);
 	for (int type = 0; type < TDP_NR_ROOT_TYPES; type++)
-		ST_EQ(t, st_leaves(&st, type), found[type]);
-	ST_EQ(t, stb_violations(e->be), 0);
+		ST_EQ(t, ts_stat_leaves(&st, type), found[type]);
+	ST_EQ(t, ts_violations(e->be), 0);
 }
 
 static void test_stress(struct st *t)
 {
-	const struct st_env_opts o = {
+	const struct ts_env_opts o = {
 		.backend = true,
 		.ext_table_size = 4096,
 	};
@@ -217,8 +211,8 @@ static void test_stress(struct st *t)
 		return;
 	}
 	/* A slow SEPT.ADD widens the freeze window; 10% busy answers. */
-	stb_set_link_delay(s->e.be, 20);
-	stb_set_injection(s->e.be, 100, 0, t->seed);
+	ts_set_link_delay(s->e.be, 20);
+	ts_set_injection(s->e.be, 100, 0, t->seed);
 
 	for (int phase = 0; phase < S_PHASES && !st_failed(t); phase++) {
 		unsigned long deadline =
@@ -246,14 +240,14 @@ static void test_stress(struct st *t)
 		for (unsigned int i = 0; i < nw; i++)
 			st_thread_stop(th[i]);
 
-		stb_set_injection(s->e.be, 0, 0, 0);
+		ts_set_injection(s->e.be, 0, 0, 0);
 		check_window(s);
 		ST_EQ(t,
 		      tdp_zap_slot_deleted(s->e.mmu, s->base,
 					   s->base + S_WINDOW),
 		      0);
 		check_window(s);
-		stb_set_injection(s->e.be, 100, 0, t->seed + phase);
+		ts_set_injection(s->e.be, 100, 0, t->seed + phase);
 	}
 
 	ST_EQ(t, tdp_mmu_get_stats(s->e.mmu, &st), 0);

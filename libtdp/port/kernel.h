@@ -63,7 +63,9 @@
 #include <linux/bug.h>
 #include <linux/compiler.h>
 #include <linux/container_of.h>
+#include <linux/delay.h>
 #include <linux/errno.h>
+#include <linux/kernel.h>
 #include <linux/mm.h>
 #include <linux/mutex.h>
 #include <linux/preempt.h>
@@ -72,7 +74,10 @@
 #include <linux/rwsem.h>
 #include <linux/sched.h>
 #include <linux/slab.h>
+#include <linux/spinlock.h>
+#include <linux/stdarg.h>
 #include <linux/string.h>
+#include <linux/timekeeping.h>
 #include <linux/types.h>
 
 #include <tdp/types.h>
@@ -490,6 +495,35 @@ static inline void tdp_mutex_unlock(tdp_mutex_t *m)
 	mutex_unlock(m);
 }
 
+/* ---- spinlock ------------------------------------------------------------ */
+
+/* A lock for short sections where sleeping is not allowed. */
+typedef spinlock_t tdp_spinlock_t;
+#define tdp_spin_lock_init(l) spin_lock_init(l)
+#define tdp_spin_lock_destroy(l) ((void)(l))
+#define tdp_spin_lock(l) spin_lock(l)
+#define tdp_spin_unlock(l) spin_unlock(l)
+
+/* ---- time ---------------------------------------------------------------- */
+
+/* Monotonic clock, nanoseconds. */
+static inline uint64_t tdp_now_ns(void)
+{
+	return ktime_get_ns();
+}
+
+/* Give up the CPU if the scheduler wants it (outside mmu_lock and RCU). */
+static inline void tdp_yield(void)
+{
+	cond_resched();
+}
+
+/* Busy-wait @usec microseconds: callable where sleeping is not allowed. */
+static inline void tdp_udelay(unsigned int usec)
+{
+	udelay(usec);
+}
+
 /* ---- RCU ----------------------------------------------------------------- */
 
 struct tdp_rcu_head {
@@ -580,6 +614,18 @@ void *tdp_zalloc(size_t size);
 static inline void tdp_free(void *p)
 {
 	kfree(p);
+}
+
+/*
+ * Zeroed memory where sleeping is not allowed (under a spinlock or
+ * mmu_lock, inside an RCU read-side section), freed with tdp_free().
+ * Never failed by the allocation-failure injector: it is for code that
+ * checks the engine (the test support), not for the engine.  NULL on
+ * failure, without a warning (callers report it themselves).
+ */
+static inline void *tdp_zalloc_atomic(size_t size)
+{
+	return kzalloc(size, GFP_ATOMIC | __GFP_NOWARN);
 }
 
 /*

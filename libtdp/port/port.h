@@ -37,9 +37,20 @@
  *                tdp_pfn_to_virt, tdp_ext_page_alloc, tdp_ext_page_free
  *   logging      tdp_log_err, TDP_WARN_ON, TDP_ASSERT, TDP_LIKELY
  *
- * The ports also give the tests what they need beyond that
- * (tdp_port_fail_alloc_after, tdp_spte_fetch_and, tdp_log_warn, ...); an
- * embedder's port need not.
+ * The ports also give the tests and tests/support what they need beyond
+ * that; an embedder's port need not provide these:
+ *
+ *   spinlock     tdp_spinlock_t, tdp_spin_lock_init/_destroy,
+ *                tdp_spin_lock/_unlock (short sections where the kernel
+ *                must not sleep: the test support's backend and recorders)
+ *   time         tdp_now_ns (monotonic), tdp_udelay (a wait allowed where
+ *                sleeping is not), tdp_yield (give up the CPU, where
+ *                sleeping is allowed)
+ *   memory       tdp_port_fail_alloc_after (fail a later allocation),
+ *                tdp_zalloc_atomic (where sleeping is not allowed; never
+ *                failed by the injector: for checking code, not the engine)
+ *   other        tdp_spte_fetch_and, tdp_log_warn,
+ *                tdp_port_lock_held_read/_write; va_list and vsnprintf
  *
  * Two ports live here: port/kernel.h (with kernel.c), the Linux kernel's
  * primitives, used under __KERNEL__ (kernel/ builds it into libtdp.ko);

@@ -22,12 +22,14 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <urcu/urcu-memb.h>
 
 #include <tdp/types.h>
@@ -475,6 +477,50 @@ static inline void tdp_mutex_unlock(tdp_mutex_t *m)
 	pthread_mutex_unlock(m);
 }
 
+/* ---- spinlock ----------------------------------------------------------
+ *
+ * A lock for short sections in places that must not sleep in the kernel
+ * (under mmu_lock, inside an RCU read-side section, in a backend
+ * callback).  User space may block anywhere, so it is a mutex: a waiter
+ * sleeps instead of burning the CPU that a preempted holder needs.
+ */
+typedef tdp_mutex_t tdp_spinlock_t;
+#define tdp_spin_lock_init(l) tdp_mutex_init(l)
+#define tdp_spin_lock_destroy(l) tdp_mutex_destroy(l)
+#define tdp_spin_lock(l) tdp_mutex_lock(l)
+#define tdp_spin_unlock(l) tdp_mutex_unlock(l)
+
+/* ---- time -------------------------------------------------------------- */
+
+/* Monotonic clock, nanoseconds. */
+static inline uint64_t tdp_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* Give up the CPU to another runnable thread (outside mmu_lock and RCU). */
+static inline void tdp_yield(void)
+{
+	sched_yield();
+}
+
+/*
+ * Wait @usec microseconds where sleeping may not be allowed (the kernel
+ * busy-waits); user space sleeps.
+ */
+static inline void tdp_udelay(unsigned int usec)
+{
+	struct timespec ts = {
+		.tv_sec = usec / 1000000,
+		.tv_nsec = (long)(usec % 1000000) * 1000,
+	};
+
+	nanosleep(&ts, NULL);
+}
+
 /* ---- RCU ---------------------------------------------------------------
  *
  * Read-side sections are liburcu's (memb flavour).  Deferred frees are the
@@ -595,6 +641,18 @@ static inline void tdp_walk_exit(void)
  */
 void *tdp_zalloc(size_t size);
 void tdp_free(void *p);
+
+/*
+ * Zeroed heap memory where the kernel must not sleep (under a spinlock or
+ * mmu_lock, inside an RCU read-side section), freed with tdp_free().
+ * Never failed by the allocation-failure injector: it is for code that
+ * checks the engine (the test support), not for the engine.  NULL on
+ * failure.
+ */
+static inline void *tdp_zalloc_atomic(size_t size)
+{
+	return calloc(1, size);
+}
 
 /*
  * Page-table pages: 4 KiB, zeroed, 4 KiB aligned, each with one private

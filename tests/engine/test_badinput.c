@@ -24,8 +24,8 @@
 #define NARROW_LIMIT (1ULL << NARROW_BITS)
 
 struct bad_ctx {
-	struct th_env wide;   /* gfn_bits 0 (36) */
-	struct th_env narrow; /* gfn_bits 30 */
+	struct ts_env wide;   /* gfn_bits 0 (36) */
+	struct ts_env narrow; /* gfn_bits 30 */
 	struct tdp_root *wide_root, *narrow_root;
 	/* Where the rows' calls store their outputs. */
 	tdp_spte_t spte;
@@ -37,13 +37,13 @@ struct bad_ctx {
 	uint64_t bitmap[4];
 };
 
-static const tdp_gfn_t wide_gfns[] = { 0x10, TH_PAGES_2M + 9, TH_GFN_LIMIT - 1,
-				       0x11 };
+static const tdp_gfn_t wide_gfns[] = { 0x10, TS_PAGES_2M + 9,
+				       TS_PLAIN_GFN_LIMIT - 1, 0x11 };
 static const tdp_gfn_t narrow_gfns[] = { 0x10, NARROW_LIMIT - 1, 0x11 };
 
 struct snapshot {
 	struct tdp_stats stats[2];
-	struct th_leaf wide[4], narrow[3];
+	struct ts_leaf wide[4], narrow[3];
 	uint64_t seq[2];
 	uint32_t gen[2];
 	bool valid[2];
@@ -56,9 +56,11 @@ static void take_snapshot(struct bad_ctx *c, struct snapshot *s)
 	s->stats[0] = th_stats(c->wide.mmu);
 	s->stats[1] = th_stats(c->narrow.mmu);
 	for (size_t i = 0; i < 4; i++)
-		s->wide[i] = th_lookup(c->wide.mmu, wide_gfns[i]);
+		s->wide[i] =
+			ts_lookup(c->wide.mmu, wide_gfns[i], TDP_ALIAS_SHARED);
 	for (size_t i = 0; i < 3; i++)
-		s->narrow[i] = th_lookup(c->narrow.mmu, narrow_gfns[i]);
+		s->narrow[i] = ts_lookup(c->narrow.mmu, narrow_gfns[i],
+					 TDP_ALIAS_SHARED);
 	s->seq[0] = tdp_mmu_seq(c->wide.mmu);
 	s->seq[1] = tdp_mmu_seq(c->narrow.mmu);
 	s->gen[0] = tdp_mmu_mmio_generation(c->wide.mmu);
@@ -69,7 +71,7 @@ static void take_snapshot(struct bad_ctx *c, struct snapshot *s)
 	s->refs[1] = tdp_root_refcount(c->narrow_root);
 }
 
-static bool leaf_equal(const struct th_leaf *a, const struct th_leaf *b)
+static bool leaf_equal(const struct ts_leaf *a, const struct ts_leaf *b)
 {
 	return a->ret == b->ret && a->spte == b->spte && a->level == b->level;
 }
@@ -104,7 +106,8 @@ static const char *snapshot_diff(const struct snapshot *a,
 static int map_wide(struct bad_ctx *c, tdp_gfn_t gfn, unsigned int prot,
 		    int max_level)
 {
-	return th_map(c->wide.mmu, c->wide.vcpu, gfn, 0x1234, prot, max_level);
+	return ts_map(c->wide.vcpu, gfn, TDP_ALIAS_SHARED, 0x1234, prot,
+		      max_level);
 }
 
 #define R TDP_PROT_READ
@@ -126,13 +129,13 @@ ROW(vcpu_topup_null, tdp_vcpu_topup(NULL))
 ROW(map_null_vcpu,
     tdp_map(NULL, &(struct tdp_fault){ .prot = R, .max_level = 1 }))
 ROW(map_null_fault, tdp_map(c->wide.vcpu, NULL))
-ROW(map_gfn_at_width, map_wide(c, TH_GFN_LIMIT, R, 1))
+ROW(map_gfn_at_width, map_wide(c, TS_PLAIN_GFN_LIMIT, R, 1))
 ROW(map_gfn_all_ones, map_wide(c, ~0ULL, R, 1))
 ROW(map_gfn_bit_63, map_wide(c, (1ULL << 63) | 0x10, R, 1))
 ROW(map_narrow_gfn_at_width,
-    th_map(NARROW, c->narrow.vcpu, NARROW_LIMIT, 0x1, R, 1))
+    ts_map(c->narrow.vcpu, NARROW_LIMIT, TDP_ALIAS_SHARED, 0x1, R, 1))
 ROW(map_narrow_gfn_above_width,
-    th_map(NARROW, c->narrow.vcpu, NARROW_LIMIT + 0x10, 0x1, R, 1))
+    ts_map(c->narrow.vcpu, NARROW_LIMIT + 0x10, TDP_ALIAS_SHARED, 0x1, R, 1))
 ROW(map_prot_zero, map_wide(c, 0x20, 0, 1))
 ROW(map_prot_write_only, map_wide(c, 0x20, W, 1))
 ROW(map_prot_exec_only, map_wide(c, 0x20, X, 1))
@@ -156,7 +159,7 @@ ROW(lookup_alias_eight, tdp_lookup(WIDE, 0x10, 8, &c->spte, &c->level))
 ROW(lookup_private_no_backend,
     tdp_lookup(WIDE, 0x10, TDP_ALIAS_PRIVATE, &c->spte, &c->level))
 ROW(lookup_gfn_at_width,
-    tdp_lookup(WIDE, TH_GFN_LIMIT, TDP_ALIAS_SHARED, &c->spte, &c->level))
+    tdp_lookup(WIDE, TS_PLAIN_GFN_LIMIT, TDP_ALIAS_SHARED, &c->spte, &c->level))
 ROW(lookup_narrow_at_width,
     tdp_lookup(NARROW, NARROW_LIMIT, TDP_ALIAS_SHARED, &c->spte, &c->level))
 ROW(root_get_null_mmu, tdp_root_get(NULL, TDP_ROOT_DIRECT, &c->root))
@@ -177,9 +180,10 @@ ROW(zap_range_null, tdp_zap_range(NULL, 0, 1, TDP_ALIAS_SHARED))
 ROW(zap_range_empty, tdp_zap_range(WIDE, 0x10, 0x10, TDP_ALIAS_SHARED))
 ROW(zap_range_backwards, tdp_zap_range(WIDE, 0x11, 0x10, TDP_ALIAS_SHARED))
 ROW(zap_range_end_beyond,
-    tdp_zap_range(WIDE, 0, TH_GFN_LIMIT + 1, TDP_ALIAS_SHARED))
+    tdp_zap_range(WIDE, 0, TS_PLAIN_GFN_LIMIT + 1, TDP_ALIAS_SHARED))
 ROW(zap_range_all_beyond,
-    tdp_zap_range(WIDE, TH_GFN_LIMIT, TH_GFN_LIMIT + 1, TDP_ALIAS_SHARED))
+    tdp_zap_range(WIDE, TS_PLAIN_GFN_LIMIT, TS_PLAIN_GFN_LIMIT + 1,
+		  TDP_ALIAS_SHARED))
 ROW(zap_range_end_max, tdp_zap_range(WIDE, 0, ~0ULL, TDP_ALIAS_SHARED))
 ROW(zap_range_narrow_beyond,
     tdp_zap_range(NARROW, 0, NARROW_LIMIT + 1, TDP_ALIAS_SHARED))
@@ -188,7 +192,7 @@ ROW(zap_range_alias_eight, tdp_zap_range(WIDE, 0, 0x100, 8))
 ROW(zap_range_alias_seven, tdp_zap_range(WIDE, 0, 0x100, 7))
 /* No backend: the private alias selects no root, returns 0. */
 ROW(zap_range_private_no_backend,
-    tdp_zap_range(WIDE, 0, TH_GFN_LIMIT, TDP_ALIAS_PRIVATE))
+    tdp_zap_range(WIDE, 0, TS_PLAIN_GFN_LIMIT, TDP_ALIAS_PRIVATE))
 ROW(zap_all_null, tdp_zap_all(NULL))
 ROW(zap_slot_deleted_null, tdp_zap_slot_deleted(NULL, 0, 1))
 ROW(zap_host_unmap_null, tdp_zap_host_unmap(NULL, 0, 1))
@@ -196,19 +200,20 @@ ROW(zap_to_shared_null, tdp_zap_convert_to_shared(NULL, 0, 1))
 ROW(zap_to_private_null, tdp_zap_convert_to_private(NULL, 0, 1))
 ROW(zap_slot_deleted_empty, tdp_zap_slot_deleted(WIDE, 5, 5))
 ROW(zap_host_unmap_backwards, tdp_zap_host_unmap(WIDE, 0x20, 0x10))
-ROW(zap_to_shared_beyond, tdp_zap_convert_to_shared(WIDE, 0, TH_GFN_LIMIT + 1))
+ROW(zap_to_shared_beyond,
+    tdp_zap_convert_to_shared(WIDE, 0, TS_PLAIN_GFN_LIMIT + 1))
 ROW(zap_to_private_beyond,
-    tdp_zap_convert_to_private(WIDE, 0, TH_GFN_LIMIT + 1))
+    tdp_zap_convert_to_private(WIDE, 0, TS_PLAIN_GFN_LIMIT + 1))
 ROW(inval_begin_null, tdp_invalidate_begin(NULL, 0, 1))
 ROW(inval_begin_empty, tdp_invalidate_begin(WIDE, 0x10, 0x10))
 ROW(inval_begin_backwards, tdp_invalidate_begin(WIDE, 0x11, 0x10))
-ROW(inval_begin_beyond, tdp_invalidate_begin(WIDE, 0, TH_GFN_LIMIT + 1))
+ROW(inval_begin_beyond, tdp_invalidate_begin(WIDE, 0, TS_PLAIN_GFN_LIMIT + 1))
 ROW(inval_begin_narrow_beyond,
     tdp_invalidate_begin(NARROW, 0, NARROW_LIMIT + 1))
 ROW(inval_end_null, tdp_invalidate_end(NULL, 0, 1))
 ROW(inval_end_without_begin, tdp_invalidate_end(WIDE, 0, 0x100))
 ROW(inval_end_empty, tdp_invalidate_end(WIDE, 0x10, 0x10))
-ROW(inval_end_beyond, tdp_invalidate_end(WIDE, 0, TH_GFN_LIMIT + 1))
+ROW(inval_end_beyond, tdp_invalidate_end(WIDE, 0, TS_PLAIN_GFN_LIMIT + 1))
 ROW(get_stats_null_mmu, tdp_mmu_get_stats(NULL, &c->st))
 ROW(get_stats_null_out, tdp_mmu_get_stats(WIDE, NULL))
 ROW(teardown_null, tdp_mmu_teardown(NULL))
@@ -224,7 +229,7 @@ ROW(load_root_both,
 ROW(wrprot_null, tdp_wrprot_range(NULL, 0, 0x100, TDP_ALIAS_SHARED))
 ROW(wrprot_empty, tdp_wrprot_range(WIDE, 0x10, 0x10, TDP_ALIAS_SHARED))
 ROW(wrprot_beyond,
-    tdp_wrprot_range(WIDE, 0, TH_GFN_LIMIT + 1, TDP_ALIAS_SHARED))
+    tdp_wrprot_range(WIDE, 0, TS_PLAIN_GFN_LIMIT + 1, TDP_ALIAS_SHARED))
 ROW(wrprot_alias_zero, tdp_wrprot_range(WIDE, 0, 0x100, 0))
 ROW(clear_dirty_null, tdp_clear_dirty_range(NULL, 0, 0x100, TDP_ALIAS_SHARED))
 ROW(clear_dirty_backwards,
@@ -233,8 +238,8 @@ ROW(clear_dirty_alias_eight, tdp_clear_dirty_range(WIDE, 0, 0x100, 8))
 ROW(masked_null, tdp_clear_dirty_masked(NULL, 0, ~0ULL, true, TDP_ALIAS_SHARED))
 ROW(masked_misaligned,
     tdp_clear_dirty_masked(WIDE, 0x10, ~0ULL, true, TDP_ALIAS_SHARED))
-ROW(masked_beyond,
-    tdp_clear_dirty_masked(WIDE, TH_GFN_LIMIT, ~0ULL, true, TDP_ALIAS_SHARED))
+ROW(masked_beyond, tdp_clear_dirty_masked(WIDE, TS_PLAIN_GFN_LIMIT, ~0ULL, true,
+					  TDP_ALIAS_SHARED))
 ROW(masked_alias_zero, tdp_clear_dirty_masked(WIDE, 0, ~0ULL, true, 0))
 ROW(harvest_null,
     (int)tdp_harvest_dirty(NULL, 0, 64, c->bitmap, TDP_ALIAS_SHARED))
@@ -246,28 +251,29 @@ ROW(harvest_alias_eight, (int)tdp_harvest_dirty(WIDE, 0, 64, c->bitmap, 8))
 ROW(age_null, (int)tdp_age_range(NULL, 0, 0x100, true, TDP_ALIAS_SHARED))
 ROW(age_backwards, (int)tdp_age_range(WIDE, 0x100, 0, true, TDP_ALIAS_SHARED))
 ROW(age_beyond,
-    (int)tdp_age_range(WIDE, 0, TH_GFN_LIMIT + 1, true, TDP_ALIAS_SHARED))
+    (int)tdp_age_range(WIDE, 0, TS_PLAIN_GFN_LIMIT + 1, true, TDP_ALIAS_SHARED))
 ROW(age_alias_zero, (int)tdp_age_range(WIDE, 0, 0x100, true, 0))
 ROW(fast_fix_null, tdp_fast_fix(NULL, 0x10, TDP_PROT_READ | TDP_PROT_WRITE))
 ROW(fast_fix_beyond,
-    tdp_fast_fix(WIDE, TH_GFN_LIMIT, TDP_PROT_READ | TDP_PROT_WRITE))
-ROW(split_null, tdp_split_huge_range(NULL, 0, TH_PAGES_1G, 1, TDP_ALIAS_SHARED))
+    tdp_fast_fix(WIDE, TS_PLAIN_GFN_LIMIT, TDP_PROT_READ | TDP_PROT_WRITE))
+ROW(split_null, tdp_split_huge_range(NULL, 0, TS_PAGES_1G, 1, TDP_ALIAS_SHARED))
 ROW(split_target_1g,
-    tdp_split_huge_range(WIDE, 0, TH_PAGES_1G, 3, TDP_ALIAS_SHARED))
+    tdp_split_huge_range(WIDE, 0, TS_PAGES_1G, 3, TDP_ALIAS_SHARED))
 ROW(split_target_zero,
-    tdp_split_huge_range(WIDE, 0, TH_PAGES_1G, 0, TDP_ALIAS_SHARED))
+    tdp_split_huge_range(WIDE, 0, TS_PAGES_1G, 0, TDP_ALIAS_SHARED))
 ROW(split_empty, tdp_split_huge_range(WIDE, 0x200, 0x200, 1, TDP_ALIAS_SHARED))
-ROW(split_alias_zero, tdp_split_huge_range(WIDE, 0, TH_PAGES_1G, 1, 0))
+ROW(split_alias_zero, tdp_split_huge_range(WIDE, 0, TS_PAGES_1G, 1, 0))
 ROW(recover_null,
-    tdp_recover_huge_pages(NULL, 0, TH_PAGES_1G, 2, TDP_ALIAS_SHARED))
+    tdp_recover_huge_pages(NULL, 0, TS_PAGES_1G, 2, TDP_ALIAS_SHARED))
 ROW(recover_misaligned,
-    tdp_recover_huge_pages(WIDE, 1, TH_PAGES_1G, 2, TDP_ALIAS_SHARED))
+    tdp_recover_huge_pages(WIDE, 1, TS_PAGES_1G, 2, TDP_ALIAS_SHARED))
 ROW(recover_level_4k,
-    tdp_recover_huge_pages(WIDE, 0, TH_PAGES_1G, 1, TDP_ALIAS_SHARED))
+    tdp_recover_huge_pages(WIDE, 0, TS_PAGES_1G, 1, TDP_ALIAS_SHARED))
 ROW(recover_level_512g,
-    tdp_recover_huge_pages(WIDE, 0, TH_PAGES_1G, 4, TDP_ALIAS_SHARED))
-ROW(recover_beyond, tdp_recover_huge_pages(WIDE, 0, TH_GFN_LIMIT + TH_PAGES_2M,
-					   2, TDP_ALIAS_SHARED))
+    tdp_recover_huge_pages(WIDE, 0, TS_PAGES_1G, 4, TDP_ALIAS_SHARED))
+ROW(recover_beyond,
+    tdp_recover_huge_pages(WIDE, 0, TS_PLAIN_GFN_LIMIT + TS_PAGES_2M, 2,
+			   TDP_ALIAS_SHARED))
 
 static int destroy_nulls(struct bad_ctx *c)
 {
@@ -402,33 +408,34 @@ static const struct bad_row bad_rows[] = {
 	BAD(destroy_nulls, 0),
 };
 
-static void map_some(struct th_env *env, const tdp_gfn_t *gfns, size_t n)
+static void map_some(struct ts_env *env, const tdp_gfn_t *gfns, size_t n)
 {
 	/* The last GFN stays unmapped; the second maps huge. */
 	for (size_t i = 0; i + 1 < n; i++)
-		assert_int_equal(th_map(env->mmu, env->vcpu, gfns[i],
-					0x40000 + gfns[i] % TH_PAGES_2M,
-					TDP_PROT_READ | TDP_PROT_WRITE,
-					i == 1 ? 2 : 1),
-				 TDP_FAULT_FIXED);
+		TS_MAP_FIXED(env->vcpu, gfns[i],
+			     0x40000 + gfns[i] % TS_PAGES_2M,
+			     TDP_PROT_READ | TDP_PROT_WRITE, i == 1 ? 2 : 1);
 }
 
 static int setup(void **state)
 {
 	struct bad_ctx *c = calloc(1, sizeof(*c));
 
-	th_env_init(&c->wide, 0, true);
+	ts_env_init_ok(&c->wide, &(struct ts_env_opts){ .record = true });
 	map_some(&c->wide, wide_gfns, 4);
 	/* Narrow MMU: same but gfn_bits 30. */
 	memset(&c->narrow, 0, sizeof(c->narrow));
-	th_flush_log_init(&c->narrow.log);
-	c->narrow.cfg = th_config(&c->narrow.log, 0);
+	ts_flush_init(&c->narrow.log, true);
+	c->narrow.cfg = ts_config(&c->narrow.log, NULL, NULL);
 	c->narrow.cfg.gfn_bits = NARROW_BITS;
 	assert_int_equal(tdp_mmu_create(&c->narrow.cfg, &c->narrow.mmu), 0);
 	assert_int_equal(tdp_vcpu_create(c->narrow.mmu, &c->narrow.vcpu), 0);
 	map_some(&c->narrow, narrow_gfns, 3);
-	assert_true(th_lookup(c->wide.mmu, TH_PAGES_2M + 9).present);
-	assert_int_equal(th_lookup(c->wide.mmu, TH_PAGES_2M + 9).level, 2);
+	assert_true(ts_lookup(c->wide.mmu, TS_PAGES_2M + 9, TDP_ALIAS_SHARED)
+			    .present);
+	assert_int_equal(
+		ts_lookup(c->wide.mmu, TS_PAGES_2M + 9, TDP_ALIAS_SHARED).level,
+		2);
 
 	assert_int_equal(
 		tdp_root_get(c->wide.mmu, TDP_ROOT_DIRECT, &c->wide_root), 0);
@@ -445,8 +452,8 @@ static int teardown(void **state)
 
 	tdp_root_put(c->wide.mmu, c->wide_root);
 	tdp_root_put(c->narrow.mmu, c->narrow_root);
-	th_env_fini(&c->wide);
-	th_env_fini(&c->narrow);
+	ts_env_destroy(&c->wide);
+	ts_env_destroy(&c->narrow);
 	free(c);
 	return 0;
 }
@@ -645,15 +652,15 @@ static const struct bad_config bad_configs[] = {
 
 static void test_bad_configs(void **state)
 {
-	struct th_flush_log log;
+	struct ts_flush log;
 	struct tdp_mmu *sentinel = (struct tdp_mmu *)(uintptr_t)0x5a5a5a50;
 	int failures = 0;
 
 	(void)state;
-	th_flush_log_init(&log);
+	ts_flush_init(&log, true);
 	for (size_t i = 0; i < sizeof(bad_configs) / sizeof(bad_configs[0]);
 	     i++) {
-		struct tdp_mmu_config cfg = th_config(&log, 0);
+		struct tdp_mmu_config cfg = ts_config(&log, NULL, NULL);
 		struct tdp_mmu *out = sentinel;
 		int ret;
 
@@ -670,7 +677,7 @@ static void test_bad_configs(void **state)
 		}
 	}
 	{
-		struct tdp_mmu_config cfg = th_config(&log, 0);
+		struct tdp_mmu_config cfg = ts_config(&log, NULL, NULL);
 		struct tdp_mmu *out = sentinel;
 
 		assert_int_equal(tdp_mmu_create(NULL, &out), -EINVAL);
@@ -683,7 +690,7 @@ static void test_bad_configs(void **state)
 		assert_int_equal(tdp_mmu_create(&cfg, &out), 0);
 		tdp_mmu_destroy(out);
 	}
-	th_flush_log_fini(&log);
+	ts_flush_fini(&log);
 	if (failures)
 		fail_msg("%d bad configurations accepted or wrongly reported",
 			 failures);
@@ -696,10 +703,6 @@ int main(void)
 						teardown),
 		cmocka_unit_test(test_bad_configs),
 	};
-	int failed;
 
-	tdp_thread_register();
-	failed = cmocka_run_group_tests_name("badinput", tests, NULL, NULL);
-	tdp_thread_unregister();
-	return failed;
+	return TS_RUN_GROUP("badinput", tests);
 }

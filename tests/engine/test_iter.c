@@ -116,35 +116,32 @@ static enum entry_kind spte_kind(const struct tdp_spte_format *fmt,
 	return tdp_spte_is_leaf(fmt, spte, level) ? ENTRY_LEAF : ENTRY_TABLE;
 }
 
-static void build_tree(struct th_env *env, struct tree_model *m)
+static void build_tree(struct ts_env *env, struct tree_model *m)
 {
 	static const tdp_gfn_t small[] = {
 		0,
 		5,
 		511,
-		3 * TH_PAGES_2M + 1,
-		TH_PAGES_1G + 3,
-		TH_PAGES_1G + 2 * TH_PAGES_2M,
-		512 * TH_PAGES_1G,
-		TH_GFN_LIMIT - 1,
+		3 * TS_PAGES_2M + 1,
+		TS_PAGES_1G + 3,
+		TS_PAGES_1G + 2 * TS_PAGES_2M,
+		512 * TS_PAGES_1G,
+		TS_PLAIN_GFN_LIMIT - 1,
 	};
 	static const tdp_gfn_t huge[] = {
-		TH_PAGES_2M,
-		5 * TH_PAGES_2M,
-		TH_PAGES_1G + 7 * TH_PAGES_2M,
+		TS_PAGES_2M,
+		5 * TS_PAGES_2M,
+		TS_PAGES_1G + 7 * TS_PAGES_2M,
 	};
 
 	memset(m, 0, sizeof(*m));
 	for (size_t i = 0; i < sizeof(small) / sizeof(small[0]); i++) {
-		assert_int_equal(th_map(env->mmu, env->vcpu, small[i],
-					0x1000 + i, TDP_PROT_READ, 1),
-				 TDP_FAULT_FIXED);
+		TS_MAP_FIXED(env->vcpu, small[i], 0x1000 + i, TDP_PROT_READ, 1);
 		m->leaf4k[m->nr4k++] = small[i];
 	}
 	for (size_t i = 0; i < sizeof(huge) / sizeof(huge[0]); i++) {
-		assert_int_equal(th_map(env->mmu, env->vcpu, huge[i],
-					huge[i] + 0x100000, TDP_PROT_READ, 2),
-				 TDP_FAULT_FIXED);
+		TS_MAP_FIXED(env->vcpu, huge[i], huge[i] + 0x100000,
+			     TDP_PROT_READ, 2);
 		m->leaf2m[m->nr2m++] = huge[i];
 	}
 }
@@ -155,17 +152,17 @@ struct walk_case {
 };
 
 static const struct walk_case walk_cases[] = {
-	{ 0, TH_GFN_LIMIT, 1 },
-	{ 0, TH_GFN_LIMIT, 2 },
-	{ 0, TH_GFN_LIMIT, 3 },
-	{ 0, TH_GFN_LIMIT, 4 },
+	{ 0, TS_PLAIN_GFN_LIMIT, 1 },
+	{ 0, TS_PLAIN_GFN_LIMIT, 2 },
+	{ 0, TS_PLAIN_GFN_LIMIT, 3 },
+	{ 0, TS_PLAIN_GFN_LIMIT, 4 },
 	{ 3, 600, 1 },
 	{ 511, 513, 1 },
-	{ TH_PAGES_2M + 17, 6 * TH_PAGES_2M, 1 },
-	{ TH_PAGES_1G, TH_PAGES_1G + 1, 1 },
-	{ TH_PAGES_1G - 1, 512 * TH_PAGES_1G + 1, 1 },
-	{ TH_PAGES_1G + 5, 600 * TH_PAGES_1G, 2 },
-	{ TH_GFN_LIMIT - 2, TH_GFN_LIMIT, 1 },
+	{ TS_PAGES_2M + 17, 6 * TS_PAGES_2M, 1 },
+	{ TS_PAGES_1G, TS_PAGES_1G + 1, 1 },
+	{ TS_PAGES_1G - 1, 512 * TS_PAGES_1G + 1, 1 },
+	{ TS_PAGES_1G + 5, 600 * TS_PAGES_1G, 2 },
+	{ TS_PLAIN_GFN_LIMIT - 2, TS_PLAIN_GFN_LIMIT, 1 },
 };
 
 static void compare_visits(const struct walk_case *c,
@@ -202,20 +199,31 @@ static struct tdp_root *direct_root(struct tdp_mmu *mmu)
 	return root;
 }
 
+/*
+ * An MMU with @flags holding the tree build_tree() makes; returns its
+ * direct root, with a reference.
+ */
+static struct tdp_root *tree_env(struct ts_env *env, struct tree_model *m,
+				 unsigned int flags)
+{
+	ts_env_init_ok(env,
+		       &(struct ts_env_opts){ .flags = flags, .record = true });
+	build_tree(env, m);
+	return direct_root(env->mmu);
+}
+
+#define NR_WALK_CASES (sizeof(walk_cases) / sizeof(walk_cases[0]))
+
 static void test_preorder(void **state)
 {
-	struct th_env env;
+	struct ts_env env;
 	struct tree_model m;
 
 	(void)state;
-	th_env_init(&env, 0, true);
-	build_tree(&env, &m);
+	struct tdp_root *root = tree_env(&env, &m, 0);
+	const struct tdp_spte_format *fmt = env.fmt;
 
-	struct tdp_root *root = direct_root(env.mmu);
-	const struct tdp_spte_format *fmt = tdp_mmu_format(env.mmu);
-
-	for (size_t c = 0; c < sizeof(walk_cases) / sizeof(walk_cases[0]);
-	     c++) {
+	for (size_t c = 0; c < NR_WALK_CASES; c++) {
 		const struct walk_case *wc = &walk_cases[c];
 		struct visit_list want = { 0 }, got = { 0 };
 		struct tdp_iter it;
@@ -241,7 +249,7 @@ static void test_preorder(void **state)
 		free(got.v);
 	}
 	tdp_root_put(env.mmu, root);
-	th_env_fini(&env);
+	ts_env_destroy(&env);
 }
 
 /*
@@ -252,18 +260,14 @@ static void test_preorder(void **state)
  */
 static void test_forced_yield_walk(void **state)
 {
-	struct th_env env;
+	struct ts_env env;
 	struct tree_model m;
 
 	(void)state;
-	th_env_init(&env, TDP_MMU_FORCE_YIELD, true);
-	build_tree(&env, &m);
+	struct tdp_root *root = tree_env(&env, &m, TDP_MMU_FORCE_YIELD);
+	const struct tdp_spte_format *fmt = env.fmt;
 
-	struct tdp_root *root = direct_root(env.mmu);
-	const struct tdp_spte_format *fmt = tdp_mmu_format(env.mmu);
-
-	for (size_t c = 0; c < sizeof(walk_cases) / sizeof(walk_cases[0]);
-	     c++) {
+	for (size_t c = 0; c < NR_WALK_CASES; c++) {
 		const struct walk_case *wc = &walk_cases[c];
 		struct visit_list want = { 0 }, got = { 0 }, pending = { 0 };
 		struct tdp_op op = {
@@ -277,7 +281,7 @@ static void test_forced_yield_walk(void **state)
 
 		expected_order(&m, &want, 0, 4, wc->min_level, wc->start,
 			       wc->end);
-		th_flush_log_reset(&env.log);
+		ts_flush_reset(&env.log);
 
 		tdp_read_lock(&env.mmu->mmu_lock);
 		tdp_rcu_read_lock();
@@ -289,7 +293,7 @@ static void test_forced_yield_walk(void **state)
 				yields++;
 				/* Every queued flush was issued before the yield. */
 				for (size_t i = 0; i < pending.n; i++)
-					if (!th_flush_covers(&env.log,
+					if (!ts_flush_covers(&env.log,
 							     pending.v[i].gfn))
 						fail_msg(
 							"yield at %#llx before flushing %#llx",
@@ -299,7 +303,7 @@ static void test_forced_yield_walk(void **state)
 								pending.v[i]
 									.gfn);
 				pending.n = 0;
-				th_flush_log_reset(&env.log);
+				ts_flush_reset(&env.log);
 				assert_int_equal(op.flush.start, op.flush.end);
 				assert_false(op.flush.all);
 				/* Resumes at the first unfinished GFN. */
@@ -365,7 +369,7 @@ static void test_forced_yield_walk(void **state)
 		free(pending.v);
 	}
 	tdp_root_put(env.mmu, root);
-	th_env_fini(&env);
+	ts_env_destroy(&env);
 }
 
 /*
@@ -374,7 +378,7 @@ static void test_forced_yield_walk(void **state)
  * mapped GFN that is no longer present must have been flushed by then.
  */
 struct observer {
-	struct th_env *env;
+	struct ts_env *env;
 	const tdp_gfn_t *gfns;
 	size_t nr;
 	int stop;	    /* atomic */
@@ -393,10 +397,11 @@ static void *observer_main(void *arg)
 
 		tdp_read_lock(&o->env->mmu->mmu_lock);
 		for (size_t i = 0; i < o->nr; i++) {
-			if (th_lookup(o->env->mmu, o->gfns[i]).present)
+			if (ts_lookup(o->env->mmu, o->gfns[i], TDP_ALIAS_SHARED)
+				    .present)
 				continue;
 			gone++;
-			if (!th_flush_covers(&o->env->log, o->gfns[i])) {
+			if (!ts_flush_covers(&o->env->log, o->gfns[i])) {
 				o->unflushed++;
 				o->bad_gfn = o->gfns[i];
 			}
@@ -412,56 +417,53 @@ static void *observer_main(void *arg)
 }
 
 /* GFNs mapped by the zap tests: several tables, huge leaves, far GFNs. */
-static size_t map_zap_set(struct th_env *env, tdp_gfn_t *gfns, size_t cap)
+static size_t map_zap_set(struct ts_env *env, tdp_gfn_t *gfns, size_t cap)
 {
 	size_t n = 0;
 
 	for (tdp_gfn_t g = 0; g < 700; g += 3)
 		gfns[n++] = g;
-	for (tdp_gfn_t g = 5 * TH_PAGES_1G; g < 5 * TH_PAGES_1G + 40; g++)
+	for (tdp_gfn_t g = 5 * TS_PAGES_1G; g < 5 * TS_PAGES_1G + 40; g++)
 		gfns[n++] = g;
-	gfns[n++] = 300 * TH_PAGES_1G + 77;
-	gfns[n++] = TH_GFN_LIMIT - 1;
+	gfns[n++] = 300 * TS_PAGES_1G + 77;
+	gfns[n++] = TS_PLAIN_GFN_LIMIT - 1;
 	assert_true(n <= cap);
 	for (size_t i = 0; i < n; i++)
-		assert_int_equal(th_map(env->mmu, env->vcpu, gfns[i],
-					0x5000 + i,
-					TDP_PROT_READ | TDP_PROT_WRITE, 1),
-				 TDP_FAULT_FIXED);
+		TS_MAP_FIXED(env->vcpu, gfns[i], 0x5000 + i,
+			     TDP_PROT_READ | TDP_PROT_WRITE, 1);
 	/* Two huge leaves: their first GFN stands for the whole 2M. */
-	assert_int_equal(th_map(env->mmu, env->vcpu, 8 * TH_PAGES_2M, 0x400000,
-				TDP_PROT_READ, 2),
-			 TDP_FAULT_FIXED);
-	gfns[n++] = 8 * TH_PAGES_2M;
-	assert_int_equal(th_map(env->mmu, env->vcpu, 9 * TH_PAGES_2M, 0x400200,
-				TDP_PROT_READ, 2),
-			 TDP_FAULT_FIXED);
-	gfns[n++] = 9 * TH_PAGES_2M;
+	TS_MAP_FIXED(env->vcpu, 8 * TS_PAGES_2M, 0x400000, TDP_PROT_READ, 2);
+	gfns[n++] = 8 * TS_PAGES_2M;
+	TS_MAP_FIXED(env->vcpu, 9 * TS_PAGES_2M, 0x400200, TDP_PROT_READ, 2);
+	gfns[n++] = 9 * TS_PAGES_2M;
 	assert_true(n <= cap);
 	return n;
 }
 
 static void run_forced_yield_zap(bool zap_all)
 {
-	struct th_env env;
+	struct ts_env env;
 	tdp_gfn_t gfns[400];
 	struct observer o = { 0 };
 	pthread_t thread;
 	struct tdp_stats st;
 	size_t n;
 
-	th_env_init(&env, TDP_MMU_FORCE_YIELD, true);
+	ts_env_init_ok(&env,
+		       &(struct ts_env_opts){ .flags = TDP_MMU_FORCE_YIELD,
+					      .record = true });
 	n = map_zap_set(&env, gfns, 400);
 	st = th_stats(env.mmu);
-	assert_int_equal(th_leaves(&st), n);
-	uint64_t tables = th_tables(&st, TDP_ROOT_DIRECT);
+	assert_int_equal(ts_stat_leaves(&st, -1), n);
+	uint64_t tables =
+		ts_stat_tables(&st, TDP_ROOT_DIRECT, TDP_MAX_LEVEL + 1);
 
 	o = (struct observer){ .env = &env, .gfns = gfns, .nr = n };
 	assert_int_equal(pthread_create(&thread, NULL, observer_main, &o), 0);
 	if (zap_all)
 		assert_int_equal(tdp_zap_all(env.mmu), 0);
 	else
-		assert_int_equal(tdp_zap_range(env.mmu, 0, TH_GFN_LIMIT,
+		assert_int_equal(tdp_zap_range(env.mmu, 0, TS_PLAIN_GFN_LIMIT,
 					       TDP_ALIAS_SHARED),
 				 0);
 	__atomic_store_n(&o.stop, 1, __ATOMIC_RELEASE);
@@ -480,19 +482,22 @@ static void run_forced_yield_zap(bool zap_all)
 
 	st = th_stats(env.mmu);
 	assert_int_equal(st.zapped_leaves, n);
-	assert_int_equal(th_leaves(&st), 0);
+	assert_int_equal(ts_stat_leaves(&st, -1), 0);
 	for (size_t i = 0; i < n; i++) {
-		assert_false(th_lookup(env.mmu, gfns[i]).present);
-		if (!th_flush_covers(&env.log, gfns[i]))
+		assert_false(
+			ts_lookup(env.mmu, gfns[i], TDP_ALIAS_SHARED).present);
+		if (!ts_flush_covers(&env.log, gfns[i]))
 			fail_msg("gfn %#llx zapped, never flushed",
 				 (unsigned long long)gfns[i]);
 	}
-	assert_false(th_lookup(env.mmu, 8 * TH_PAGES_2M + 100).present);
+	assert_false(ts_lookup(env.mmu, 8 * TS_PAGES_2M + 100, TDP_ALIAS_SHARED)
+			     .present);
 	/* A range zap over the whole address space unlinks every table
 	 * below the root, as tdp_zap_all() does. */
-	assert_int_equal(th_tables(&st, TDP_ROOT_DIRECT), 1);
+	assert_int_equal(ts_stat_tables(&st, TDP_ROOT_DIRECT, TDP_MAX_LEVEL + 1),
+			 1);
 	assert_int_equal(st.zapped_tables, tables - 1);
-	th_env_fini(&env);
+	ts_env_destroy(&env);
 }
 
 static void test_forced_yield_zap_range(void **state)
@@ -510,7 +515,7 @@ static void test_forced_yield_zap_all(void **state)
 /* Partial ranges with forced yields: exactly the leaves inside go. */
 static void test_forced_yield_partial_zaps(void **state)
 {
-	struct th_env env;
+	struct ts_env env;
 	tdp_gfn_t gfns[400];
 	size_t n;
 	uint64_t zapped = 0;
@@ -519,36 +524,39 @@ static void test_forced_yield_partial_zaps(void **state)
 	} ranges[] = {
 		{ 10, 11 },
 		{ 100, 400 },
-		{ 5 * TH_PAGES_1G + 1, 5 * TH_PAGES_1G + 39 },
-		{ 8 * TH_PAGES_2M + 511, 8 * TH_PAGES_2M + 513 },
-		{ 600, 5 * TH_PAGES_1G + 2 },
-		{ TH_GFN_LIMIT - 1, TH_GFN_LIMIT },
+		{ 5 * TS_PAGES_1G + 1, 5 * TS_PAGES_1G + 39 },
+		{ 8 * TS_PAGES_2M + 511, 8 * TS_PAGES_2M + 513 },
+		{ 600, 5 * TS_PAGES_1G + 2 },
+		{ TS_PLAIN_GFN_LIMIT - 1, TS_PLAIN_GFN_LIMIT },
 	};
 	bool *gone;
 
 	(void)state;
-	th_env_init(&env, TDP_MMU_FORCE_YIELD, true);
+	ts_env_init_ok(&env,
+		       &(struct ts_env_opts){ .flags = TDP_MMU_FORCE_YIELD,
+					      .record = true });
 	n = map_zap_set(&env, gfns, 400);
 	gone = calloc(n, sizeof(*gone));
 	assert_non_null(gone);
 
 	for (size_t r = 0; r < sizeof(ranges) / sizeof(ranges[0]); r++) {
-		th_flush_log_reset(&env.log);
+		ts_flush_reset(&env.log);
 		assert_int_equal(tdp_zap_range(env.mmu, ranges[r].start,
 					       ranges[r].end, TDP_ALIAS_SHARED),
 				 0);
 		for (size_t i = 0; i < n; i++) {
 			/* The huge leaves are the last two entries. */
-			uint64_t span = i >= n - 2 ? TH_PAGES_2M : 1;
+			uint64_t span = i >= n - 2 ? TS_PAGES_2M : 1;
 			bool hit = gfns[i] < ranges[r].end &&
 				   gfns[i] + span > ranges[r].start;
 
 			if (hit && !gone[i]) {
 				gone[i] = true;
 				zapped++;
-				assert_true(th_flush_covers(&env.log, gfns[i]));
+				assert_true(ts_flush_covers(&env.log, gfns[i]));
 			}
-			if (th_lookup(env.mmu, gfns[i]).present == gone[i])
+			if (ts_lookup(env.mmu, gfns[i], TDP_ALIAS_SHARED)
+				    .present == gone[i])
 				fail_msg(
 					"range %zu: gfn %#llx present=%d, want %d",
 					r, (unsigned long long)gfns[i], gone[i],
@@ -557,7 +565,7 @@ static void test_forced_yield_partial_zaps(void **state)
 		assert_int_equal(th_stats(env.mmu).zapped_leaves, zapped);
 	}
 	free(gone);
-	th_env_fini(&env);
+	ts_env_destroy(&env);
 }
 
 int main(void)
@@ -569,10 +577,6 @@ int main(void)
 		cmocka_unit_test(test_forced_yield_zap_all),
 		cmocka_unit_test(test_forced_yield_partial_zaps),
 	};
-	int failed;
 
-	tdp_thread_register();
-	failed = cmocka_run_group_tests_name("iter", tests, NULL, NULL);
-	tdp_thread_unregister();
-	return failed;
+	return TS_RUN_GROUP("iter", tests);
 }

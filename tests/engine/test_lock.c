@@ -67,11 +67,11 @@ static void expect_abort(void (*fn)(void), const char *rule)
 
 static struct tdp_mmu *child_mmu(void)
 {
-	static struct th_flush_log log;
-	struct tdp_mmu_config cfg = th_config(&log, 0);
+	static struct ts_flush log;
+	struct tdp_mmu_config cfg = ts_config(&log, NULL, NULL);
 	struct tdp_mmu *mmu;
 
-	th_flush_log_init(&log);
+	ts_flush_init(&log, true);
 	if (tdp_mmu_create(&cfg, &mmu))
 		_exit(3);
 	return mmu;
@@ -194,13 +194,15 @@ static void *held_elsewhere(void *arg)
 
 static void test_held_is_exact(void **state)
 {
-	struct th_env a, b;
+	struct ts_env a, b;
 	struct held_arg h;
 	pthread_t t;
 
 	(void)state;
-	th_env_init(&a, 0, false);
-	th_env_init(&b, 0, false);
+	ts_env_init_ok(
+		&a, &(struct ts_env_opts){ .no_vcpu = true, .record = true });
+	ts_env_init_ok(
+		&b, &(struct ts_env_opts){ .no_vcpu = true, .record = true });
 	h = (struct held_arg){ .lock = &a.mmu->mmu_lock };
 
 	tdp_read_lock(&a.mmu->mmu_lock);
@@ -222,8 +224,8 @@ static void test_held_is_exact(void **state)
 	tdp_write_unlock(&a.mmu->mmu_lock);
 	assert_false(tdp_port_lock_held_write(&a.mmu->mmu_lock));
 
-	th_env_fini(&b);
-	th_env_fini(&a);
+	ts_env_destroy(&b);
+	ts_env_destroy(&a);
 }
 
 /* Registration nests and a record is reused after unregistering. */
@@ -246,16 +248,17 @@ static void *register_twice(void *arg)
 
 static void test_register_cycles(void **state)
 {
-	struct th_env env;
+	struct ts_env env;
 	pthread_t t[4];
 
 	(void)state;
-	th_env_init(&env, 0, false);
+	ts_env_init_ok(
+		&env, &(struct ts_env_opts){ .no_vcpu = true, .record = true });
 	for (int i = 0; i < 4; i++)
 		pthread_create(&t[i], NULL, register_twice, env.mmu);
 	for (int i = 0; i < 4; i++)
 		pthread_join(t[i], NULL);
-	th_env_fini(&env);
+	ts_env_destroy(&env);
 }
 
 int main(void)
@@ -268,10 +271,6 @@ int main(void)
 		cmocka_unit_test(test_held_is_exact),
 		cmocka_unit_test(test_register_cycles),
 	};
-	int ret;
 
-	tdp_thread_register();
-	ret = cmocka_run_group_tests_name("engine-lock", tests, NULL, NULL);
-	tdp_thread_unregister();
-	return ret;
+	return TS_RUN_GROUP("engine-lock", tests);
 }

@@ -29,20 +29,20 @@
 #include "helpers.h"
 
 #define NR_REGIONS 8
-#define WINDOW (NR_REGIONS * TH_PAGES_2M)
+#define WINDOW (NR_REGIONS * TS_PAGES_2M)
 #define DEFAULT_SEED 20261122ULL
 #define DEFAULT_STEPS 6000
 #define HISTORY 12
 
 static const tdp_gfn_t region_base[NR_REGIONS] = {
 	0,
-	TH_PAGES_2M,
-	2 * TH_PAGES_2M,
-	TH_PAGES_1G - TH_PAGES_2M,
-	TH_PAGES_1G,
-	512 * TH_PAGES_1G + 37 * TH_PAGES_2M,
-	100 * TH_PAGES_1G + 5 * TH_PAGES_2M,
-	TH_GFN_LIMIT - TH_PAGES_2M,
+	TS_PAGES_2M,
+	2 * TS_PAGES_2M,
+	TS_PAGES_1G - TS_PAGES_2M,
+	TS_PAGES_1G,
+	512 * TS_PAGES_1G + 37 * TS_PAGES_2M,
+	100 * TS_PAGES_1G + 5 * TS_PAGES_2M,
+	TS_PLAIN_GFN_LIMIT - TS_PAGES_2M,
 };
 
 /* What the reference says one GFN maps. */
@@ -59,7 +59,7 @@ struct ref_region {
 };
 
 struct model {
-	struct th_env env;
+	struct ts_env env;
 	uint64_t seed, rng;
 	int step;
 	struct ref_gfn ref[WINDOW];
@@ -88,15 +88,15 @@ static const unsigned int prots[] = {
 
 static tdp_gfn_t gfn_of(int idx)
 {
-	return region_base[idx / TH_PAGES_2M] + (tdp_gfn_t)(idx % TH_PAGES_2M);
+	return region_base[idx / TS_PAGES_2M] + (tdp_gfn_t)(idx % TS_PAGES_2M);
 }
 
 /* Window index of @gfn, or -1. */
 static int idx_of(tdp_gfn_t gfn)
 {
 	for (int r = 0; r < NR_REGIONS; r++)
-		if (gfn >= region_base[r] && gfn < region_base[r] + TH_PAGES_2M)
-			return r * (int)TH_PAGES_2M +
+		if (gfn >= region_base[r] && gfn < region_base[r] + TS_PAGES_2M)
+			return r * (int)TS_PAGES_2M +
 			       (int)(gfn - region_base[r]);
 	return -1;
 }
@@ -137,7 +137,7 @@ static void model_fail(struct model *m, const char *fmt, ...)
 
 static uint64_t rnd(struct model *m, uint64_t n)
 {
-	return th_rand_below(&m->rng, n);
+	return ts_rand_below(&m->rng, n);
 }
 
 static bool chance(struct model *m, unsigned int percent)
@@ -158,13 +158,13 @@ static tdp_pfn_t fresh_pfn(struct model *m, uint64_t pages)
 static void back_region(struct model *m, int r)
 {
 	if (chance(m, 60)) {
-		tdp_pfn_t base = fresh_pfn(m, TH_PAGES_2M);
+		tdp_pfn_t base = fresh_pfn(m, TS_PAGES_2M);
 
-		for (uint64_t i = 0; i < TH_PAGES_2M; i++)
-			m->backing[r * TH_PAGES_2M + i] = base + i;
+		for (uint64_t i = 0; i < TS_PAGES_2M; i++)
+			m->backing[r * TS_PAGES_2M + i] = base + i;
 	} else {
-		for (uint64_t i = 0; i < TH_PAGES_2M; i++)
-			m->backing[r * TH_PAGES_2M + i] =
+		for (uint64_t i = 0; i < TS_PAGES_2M; i++)
+			m->backing[r * TS_PAGES_2M + i] =
 				fresh_pfn(m, 1) + rnd(m, 3);
 	}
 }
@@ -180,16 +180,16 @@ static void add_slot(tdp_gfn_t *slots, int *nr, tdp_gfn_t slot)
 /* A mapping now exists in region @r: its upper tables exist too. */
 static void touch_upper_tables(struct model *m, int r)
 {
-	add_slot(m->l2_slots, &m->nr_l2, region_base[r] / TH_PAGES_1G);
-	add_slot(m->l3_slots, &m->nr_l3, region_base[r] / (512 * TH_PAGES_1G));
+	add_slot(m->l2_slots, &m->nr_l2, region_base[r] / TS_PAGES_1G);
+	add_slot(m->l3_slots, &m->nr_l3, region_base[r] / (512 * TS_PAGES_1G));
 }
 
 static bool region_has_4k(const struct model *m, int r)
 {
 	if (m->region[r].huge)
 		return false;
-	for (uint64_t i = 0; i < TH_PAGES_2M; i++)
-		if (m->ref[r * TH_PAGES_2M + i].mapped)
+	for (uint64_t i = 0; i < TS_PAGES_2M; i++)
+		if (m->ref[r * TS_PAGES_2M + i].mapped)
 			return true;
 	return false;
 }
@@ -202,8 +202,8 @@ static uint64_t model_clear(struct model *m)
 	for (int r = 0; r < NR_REGIONS; r++) {
 		if (m->region[r].huge)
 			leaves++;
-		for (uint64_t i = 0; i < TH_PAGES_2M; i++) {
-			struct ref_gfn *g = &m->ref[r * TH_PAGES_2M + i];
+		for (uint64_t i = 0; i < TS_PAGES_2M; i++) {
+			struct ref_gfn *g = &m->ref[r * TS_PAGES_2M + i];
 
 			if (g->mapped && g->level == 1)
 				leaves++;
@@ -240,19 +240,19 @@ static uint64_t model_zap(struct model *m, tdp_gfn_t start, tdp_gfn_t end)
 	for (int r = 0; r < NR_REGIONS; r++) {
 		tdp_gfn_t base = region_base[r];
 
-		if (base >= end || base + TH_PAGES_2M <= start)
+		if (base >= end || base + TS_PAGES_2M <= start)
 			continue;
 		if (m->region[r].huge) {
 			/* A huge leaf overlapping the range goes whole. */
 			m->region[r].huge = false;
-			for (uint64_t i = 0; i < TH_PAGES_2M; i++)
-				m->ref[r * TH_PAGES_2M + i] =
+			for (uint64_t i = 0; i < TS_PAGES_2M; i++)
+				m->ref[r * TS_PAGES_2M + i] =
 					(struct ref_gfn){ 0 };
 			leaves++;
 			continue;
 		}
-		for (uint64_t i = 0; i < TH_PAGES_2M; i++) {
-			struct ref_gfn *g = &m->ref[r * TH_PAGES_2M + i];
+		for (uint64_t i = 0; i < TS_PAGES_2M; i++) {
+			struct ref_gfn *g = &m->ref[r * TS_PAGES_2M + i];
 
 			if (g->mapped && base + i >= start && base + i < end) {
 				*g = (struct ref_gfn){ 0 };
@@ -261,10 +261,10 @@ static uint64_t model_zap(struct model *m, tdp_gfn_t start, tdp_gfn_t end)
 		}
 	}
 	for (int r = 0; r < NR_REGIONS; r++)
-		if (region_base[r] >= start && region_base[r] + TH_PAGES_2M <= end)
+		if (region_base[r] >= start && region_base[r] + TS_PAGES_2M <= end)
 			m->region[r].table = false;
-	drop_covered_slots(m->l2_slots, &m->nr_l2, TH_PAGES_1G, start, end);
-	drop_covered_slots(m->l3_slots, &m->nr_l3, 512 * TH_PAGES_1G, start,
+	drop_covered_slots(m->l2_slots, &m->nr_l2, TS_PAGES_1G, start, end);
+	drop_covered_slots(m->l3_slots, &m->nr_l3, 512 * TS_PAGES_1G, start,
 			   end);
 	return leaves;
 }
@@ -310,20 +310,21 @@ static void model_map(struct model *m, int idx, tdp_pfn_t pfn,
 		      unsigned int prot, int max_level, uint64_t seq,
 		      bool must_retry)
 {
-	int r = idx / (int)TH_PAGES_2M;
+	int r = idx / (int)TS_PAGES_2M;
 	tdp_gfn_t gfn = gfn_of(idx);
 	struct ref_gfn *g = &m->ref[idx];
 	struct ref_region *reg = &m->region[r];
-	bool eligible = max_level >= 2 && !((gfn ^ pfn) & (TH_PAGES_2M - 1));
+	bool eligible = max_level >= 2 && !((gfn ^ pfn) & (TS_PAGES_2M - 1));
 	int res;
 
 	note(m, "map gfn=%#" PRIx64 " pfn=%#" PRIx64 " prot=%u max_level=%d%s",
 	     gfn, pfn, prot, max_level, must_retry ? " (stale)" : "");
-	res = th_map_seq(m->env.vcpu, gfn, pfn, prot, max_level, seq);
+	res = ts_map_seq(m->env.vcpu, gfn, TDP_ALIAS_SHARED, pfn, prot,
+			 max_level, seq);
 	/* The first fault after a root invalidation may retry once. */
 	if (res == TDP_FAULT_RETRY && m->stale_root && !must_retry) {
 		m->retried++;
-		res = th_map(m->env.mmu, m->env.vcpu, gfn, pfn, prot,
+		res = ts_map(m->env.vcpu, gfn, TDP_ALIAS_SHARED, pfn, prot,
 			     max_level);
 	}
 	m->stale_root = false;
@@ -338,7 +339,7 @@ static void model_map(struct model *m, int idx, tdp_pfn_t pfn,
 		return;
 	}
 
-	struct th_leaf l = th_lookup(m->env.mmu, gfn);
+	struct ts_leaf l = ts_lookup(m->env.mmu, gfn, TDP_ALIAS_SHARED);
 
 	if (reg->huge || g->mapped) {
 		tdp_pfn_t have_pfn = g->pfn;
@@ -383,12 +384,12 @@ static void model_map(struct model *m, int idx, tdp_pfn_t pfn,
 			m->nr_splits++;
 			reg->huge = false;
 			reg->table = true;
-			for (uint64_t i = 0; i < TH_PAGES_2M; i++)
-				m->ref[r * TH_PAGES_2M + i].level = 1;
+			for (uint64_t i = 0; i < TS_PAGES_2M; i++)
+				m->ref[r * TS_PAGES_2M + i].level = 1;
 			g->prot = l.prot;
 		} else if (g->level == 2) {
-			for (uint64_t i = 0; i < TH_PAGES_2M; i++)
-				m->ref[r * TH_PAGES_2M + i].prot = l.prot;
+			for (uint64_t i = 0; i < TS_PAGES_2M; i++)
+				m->ref[r * TS_PAGES_2M + i].prot = l.prot;
 		} else {
 			g->prot = l.prot;
 		}
@@ -426,8 +427,8 @@ static void model_map(struct model *m, int idx, tdp_pfn_t pfn,
 		m->nr_huge++;
 		reg->huge = true;
 		reg->table = false;
-		for (uint64_t i = 0; i < TH_PAGES_2M; i++)
-			m->ref[r * TH_PAGES_2M + i] = (struct ref_gfn){
+		for (uint64_t i = 0; i < TS_PAGES_2M; i++)
+			m->ref[r * TS_PAGES_2M + i] = (struct ref_gfn){
 				.mapped = true,
 				.pfn = base + i,
 				.prot = prot,
@@ -449,7 +450,7 @@ static void op_map_burst(struct model *m)
 	int max_level = chance(m, 50) ? 2 : 1;
 	unsigned int prot = prots[rnd(m, 4)];
 
-	for (int i = 0; i < n && (i == 0 || (idx + i) % (int)TH_PAGES_2M); i++)
+	for (int i = 0; i < n && (i == 0 || (idx + i) % (int)TS_PAGES_2M); i++)
 		model_map(m, idx + i, m->backing[idx + i], prot, max_level,
 			  tdp_mmu_seq(m->env.mmu), false);
 }
@@ -461,7 +462,7 @@ static void op_map(struct model *m)
 	tdp_pfn_t pfn;
 
 	if (chance(m, 30))
-		idx -= idx % (int)TH_PAGES_2M;
+		idx -= idx % (int)TS_PAGES_2M;
 	pfn = chance(m, 85) ? m->backing[idx] : fresh_pfn(m, 1) + rnd(m, 1024);
 	model_map(m, idx, pfn, prots[rnd(m, 4)], chance(m, 60) ? 2 : 1,
 		  tdp_mmu_seq(m->env.mmu), false);
@@ -475,19 +476,19 @@ static void random_range(struct model *m, tdp_gfn_t *start, tdp_gfn_t *end)
 
 	switch (rnd(m, 8)) {
 	case 0: /* a whole region */
-		s -= s % TH_PAGES_2M;
-		len = TH_PAGES_2M;
+		s -= s % TS_PAGES_2M;
+		len = TS_PAGES_2M;
 		break;
 	case 1: /* up to a region and a half, maybe past the window */
 	case 2:
-		len = 1 + rnd(m, 3 * TH_PAGES_2M / 2);
+		len = 1 + rnd(m, 3 * TS_PAGES_2M / 2);
 		break;
 	default: /* a few pages */
 		len = 1 + rnd(m, 16);
 		break;
 	}
-	if (s + len > TH_GFN_LIMIT)
-		len = TH_GFN_LIMIT - s;
+	if (s + len > TS_PLAIN_GFN_LIMIT)
+		len = TS_PLAIN_GFN_LIMIT - s;
 	*start = s;
 	*end = s + len;
 }
@@ -511,11 +512,11 @@ static void op_zap_range(struct model *m)
 	switch (rnd(m, 10)) {
 	case 0:
 		start = 0;
-		end = TH_GFN_LIMIT;
+		end = TS_PLAIN_GFN_LIMIT;
 		break;
 	case 1:
-		start = region_base[3] + rnd(m, TH_PAGES_2M);
-		end = region_base[5] + rnd(m, TH_PAGES_2M);
+		start = region_base[3] + rnd(m, TS_PAGES_2M);
+		end = region_base[5] + rnd(m, TS_PAGES_2M);
 		break;
 	default:
 		random_range(m, &start, &end);
@@ -588,8 +589,8 @@ static void op_invalidate(struct model *m)
 	for (int r = 0; r < NR_REGIONS; r++) {
 		tdp_gfn_t b = region_base[r];
 
-		if ((b < e1 && b + TH_PAGES_2M > s1) ||
-		    (b < e2 && b + TH_PAGES_2M > s2))
+		if ((b < e1 && b + TS_PAGES_2M > s1) ||
+		    (b < e2 && b + TS_PAGES_2M > s2))
 			back_region(m, r);
 	}
 
@@ -630,8 +631,9 @@ static void op_invalidate_roots(struct model *m)
 	if ((ret = tdp_mmu_invalidate_roots(m->env.mmu, TDP_ALIAS_SHARED)))
 		model_fail(m, "invalidate_roots returned %d", ret);
 	/* Range zaps also walk invalidated roots not yet freed. */
-	if (zap_between && (ret = tdp_zap_range(m->env.mmu, 0, TH_GFN_LIMIT / 2,
-						TDP_ALIAS_SHARED)))
+	if (zap_between &&
+	    (ret = tdp_zap_range(m->env.mmu, 0, TS_PLAIN_GFN_LIMIT / 2,
+				 TDP_ALIAS_SHARED)))
 		model_fail(m, "zap_range returned %d", ret);
 	if ((ret = tdp_mmu_zap_invalidated_roots(m->env.mmu)))
 		model_fail(m, "zap_invalidated_roots returned %d", ret);
@@ -649,7 +651,7 @@ static void model_check(struct model *m)
 	for (int i = 0; i < (int)WINDOW; i++) {
 		const struct ref_gfn *g = &m->ref[i];
 		tdp_gfn_t gfn = gfn_of(i);
-		struct th_leaf l = th_lookup(m->env.mmu, gfn);
+		struct ts_leaf l = ts_lookup(m->env.mmu, gfn, TDP_ALIAS_SHARED);
 
 		if (l.ret)
 			model_fail(m, "lookup of %#" PRIx64 " returned %d", gfn,
@@ -683,13 +685,13 @@ static void model_check(struct model *m)
 	st = th_stats(m->env.mmu);
 	if (st.leaves[TDP_ROOT_DIRECT][1] != want4k ||
 	    st.leaves[TDP_ROOT_DIRECT][2] != want2m ||
-	    th_leaves(&st) != want4k + want2m)
+	    ts_stat_leaves(&st, -1) != want4k + want2m)
 		model_fail(m,
 			   "leaves: 4K %" PRIu64 " 2M %" PRIu64 " all %" PRIu64
 			   "; want 4K %" PRIu64 " 2M %" PRIu64,
 			   st.leaves[TDP_ROOT_DIRECT][1],
-			   st.leaves[TDP_ROOT_DIRECT][2], th_leaves(&st),
-			   want4k, want2m);
+			   st.leaves[TDP_ROOT_DIRECT][2],
+			   ts_stat_leaves(&st, -1), want4k, want2m);
 	if (st.tables[TDP_ROOT_DIRECT][1] != tables1 ||
 	    st.tables[TDP_ROOT_DIRECT][2] != (uint64_t)m->nr_l2 ||
 	    st.tables[TDP_ROOT_DIRECT][3] != (uint64_t)m->nr_l3 ||
@@ -730,7 +732,8 @@ static void run_model(uint64_t seed, int steps, unsigned int flags)
 	m->seed = seed;
 	m->rng = seed;
 	m->next_pfn = 0x100000;
-	th_env_init(&m->env, flags, true);
+	ts_env_init_ok(&m->env,
+		       &(struct ts_env_opts){ .flags = flags, .record = true });
 	for (int r = 0; r < NR_REGIONS; r++)
 		back_region(m, r);
 	print_message("model: seed=%llu steps=%d%s\n", (unsigned long long)seed,
@@ -761,7 +764,7 @@ static void run_model(uint64_t seed, int steps, unsigned int flags)
 		"at most %" PRIu64 " leaves\n",
 		m->fixed, m->spurious, m->retried, m->nr_einval, m->nr_upgrades,
 		m->nr_huge, m->nr_splits, m->zapped, m->max_leaves);
-	th_env_fini(&m->env);
+	ts_env_destroy(&m->env);
 	free(m);
 }
 
@@ -787,10 +790,6 @@ int main(void)
 		cmocka_unit_test(test_model_random),
 		cmocka_unit_test(test_model_random_forced_yield),
 	};
-	int failed;
 
-	tdp_thread_register();
-	failed = cmocka_run_group_tests_name("model", tests, NULL, NULL);
-	tdp_thread_unregister();
-	return failed;
+	return TS_RUN_GROUP("model", tests);
 }

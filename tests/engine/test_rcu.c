@@ -18,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include "ts_cmocka.h"
+
 #include "internal.h"
 
 #define NR_OBJECTS 1000
@@ -162,10 +164,6 @@ int main(void)
 		cmocka_unit_test(test_reader_holds_callbacks),
 		cmocka_unit_test(test_call_rcu_inside_section),
 	};
-	int ret;
 
-	tdp_thread_register();
-	ret = cmocka_run_group_tests(tests, NULL, NULL);
-	tdp_thread_unregister();
-	return ret;
+	return TS_RUN_GROUP("tests", tests);
 }

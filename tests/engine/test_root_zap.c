@@ -182,9 +182,9 @@ static const struct {
 	{ 0, 0x1000, TDP_LEVEL_4K },
 	{ 1, 0x1001, TDP_LEVEL_4K },
 	{ 511, 0x11ff, TDP_LEVEL_4K },
-	{ 7 * TH_PAGES_2M + 3, 0x2003, TDP_LEVEL_4K },
-	{ 2 * TH_PAGES_2M, 40 * TH_PAGES_2M, TDP_LEVEL_2M },
-	{ 2 * TH_PAGES_1G, 3 * TH_PAGES_1G, TDP_LEVEL_1G },
+	{ 7 * TS_PAGES_2M + 3, 0x2003, TDP_LEVEL_4K },
+	{ 2 * TS_PAGES_2M, 40 * TS_PAGES_2M, TDP_LEVEL_2M },
+	{ 2 * TS_PAGES_1G, 3 * TS_PAGES_1G, TDP_LEVEL_1G },
 	{ (1ULL << 30) + 5, 0x3005, TDP_LEVEL_4K },
 };
 #define NR_LEAVES (sizeof(leaves) / sizeof(leaves[0]))
@@ -192,7 +192,8 @@ static const struct {
 static void check_zap_flushes_stale_vcpu(unsigned int flags, bool aliased)
 {
 	struct stale_vcpu v = { .lock = PTHREAD_MUTEX_INITIALIZER };
-	struct tdp_mmu_config cfg = th_config(NULL, flags);
+	struct tdp_mmu_config cfg =
+		ts_config(NULL, &(struct ts_env_opts){ .flags = flags }, NULL);
 	tdp_gfn_t bits = aliased ? SHARED_BIT : 0;
 	struct tdp_mmu *mmu;
 	struct tdp_vcpu *vcpu;
@@ -216,10 +217,8 @@ static void check_zap_flushes_stale_vcpu(unsigned int flags, bool aliased)
 					    &v.root_level),
 			 0);
 	for (size_t i = 0; i < NR_LEAVES; i++)
-		assert_int_equal(th_map(mmu, vcpu, leaves[i].gfn | bits,
-					leaves[i].pfn, TDP_PROT_RWX,
-					leaves[i].level),
-				 TDP_FAULT_FIXED);
+		TS_MAP_FIXED(vcpu, leaves[i].gfn | bits, leaves[i].pfn,
+			     TDP_PROT_RWX, leaves[i].level);
 	/* ...and caches every translation it uses. */
 	for (size_t i = 0; i < NR_LEAVES; i++)
 		stale_vcpu_access(&v, leaves[i].gfn | bits);
@@ -374,7 +373,9 @@ static bool wait_for_first_flush(struct slow_host *h)
 static void test_teardown_waits_for_root_zap(void **state)
 {
 	struct slow_host host = { 0 };
-	struct tdp_mmu_config cfg = th_config(NULL, TDP_MMU_FORCE_YIELD);
+	struct tdp_mmu_config cfg = ts_config(
+		NULL, &(struct ts_env_opts){ .flags = TDP_MMU_FORCE_YIELD },
+		NULL);
 	struct zapper z = { 0 };
 	struct tdp_vcpu *vcpu;
 	struct tdp_stats st;
@@ -388,9 +389,7 @@ static void test_teardown_waits_for_root_zap(void **state)
 	assert_int_equal(tdp_mmu_create(&cfg, &z.mmu), 0);
 	assert_int_equal(tdp_vcpu_create(z.mmu, &vcpu), 0);
 	for (tdp_gfn_t g = 0; g < NR_SLOW_LEAVES; g++)
-		assert_int_equal(th_map(z.mmu, vcpu, g, 0x10000 + g,
-					TDP_PROT_READ, TDP_LEVEL_4K),
-				 TDP_FAULT_FIXED);
+		TS_MAP_FIXED(vcpu, g, 0x10000 + g, TDP_PROT_READ, TDP_LEVEL_4K);
 	assert_int_equal(tdp_mmu_invalidate_roots(z.mmu, TDP_ALIAS_SHARED), 0);
 	tdp_vcpu_destroy(vcpu);
 
@@ -405,18 +404,20 @@ static void test_teardown_waits_for_root_zap(void **state)
 	ret = tdp_mmu_teardown(z.mmu);
 	__atomic_store_n(&host.teardown_returned, true, __ATOMIC_RELEASE);
 	st = th_stats(z.mmu);
-	zap_outlived_teardown = st.pages_in_use != 0 ||
-				th_tables(&st, TDP_ROOT_DIRECT) != 0 ||
-				st.roots_freed != st.roots_allocated;
+	zap_outlived_teardown =
+		st.pages_in_use != 0 ||
+		ts_stat_tables(&st, TDP_ROOT_DIRECT, TDP_MAX_LEVEL + 1) != 0 ||
+		st.roots_freed != st.roots_allocated;
 
 	if (zap_outlived_teardown) {
-		print_error("teardown returned %d while the zap still ran: "
-			    "%" PRIu64 " pages in use, %" PRIu64
-			    " direct tables, %" PRIu64 " of %" PRIu64
-			    " roots freed, %" PRIu64 " leaves zapped\n",
-			    ret, st.pages_in_use,
-			    th_tables(&st, TDP_ROOT_DIRECT), st.roots_freed,
-			    st.roots_allocated, st.zapped_leaves);
+		print_error(
+			"teardown returned %d while the zap still ran: "
+			"%" PRIu64 " pages in use, %" PRIu64
+			" direct tables, %" PRIu64 " of %" PRIu64
+			" roots freed, %" PRIu64 " leaves zapped\n",
+			ret, st.pages_in_use,
+			ts_stat_tables(&st, TDP_ROOT_DIRECT, TDP_MAX_LEVEL + 1),
+			st.roots_freed, st.roots_allocated, st.zapped_leaves);
 		/*
 		 * Let the zap finish so the MMU's fate is only what
 		 * teardown left behind: the root it put last is freed
@@ -451,10 +452,6 @@ int main(void)
 		cmocka_unit_test(test_zap_invalidated_flushes_aliased_yielding),
 		cmocka_unit_test(test_teardown_waits_for_root_zap),
 	};
-	int ret;
 
-	tdp_thread_register();
-	ret = cmocka_run_group_tests(tests, NULL, NULL);
-	tdp_thread_unregister();
-	return ret;
+	return TS_RUN_GROUP("tests", tests);
 }

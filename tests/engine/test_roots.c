@@ -23,27 +23,9 @@
 
 #define NR_GETTERS 16
 
-static int setup(void **state)
-{
-	struct th_env *env = calloc(1, sizeof(*env));
-
-	th_env_init(env, 0, true);
-	*state = env;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct th_env *env = *state;
-
-	th_env_fini(env);
-	free(env);
-	return 0;
-}
-
 static void test_root_get_shares_root(void **state)
 {
-	struct th_env *env = *state;
+	struct ts_env *env = *state;
 	struct tdp_root *a = NULL, *b = NULL;
 	struct tdp_stats st;
 
@@ -72,11 +54,10 @@ static void test_root_get_shares_root(void **state)
 /* A vCPU holds a reference to the root it loaded until it is destroyed. */
 static void test_vcpu_holds_root(void **state)
 {
-	struct th_env *env = *state;
+	struct ts_env *env = *state;
 	struct tdp_root *r;
 
-	assert_int_equal(th_map(env->mmu, env->vcpu, 1, 1, TDP_PROT_READ, 1),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, 1, 1, TDP_PROT_READ, 1);
 	assert_int_equal(tdp_root_get(env->mmu, TDP_ROOT_DIRECT, &r), 0);
 	assert_int_equal(tdp_root_refcount(r), 3);
 	tdp_vcpu_destroy(env->vcpu);
@@ -87,7 +68,7 @@ static void test_vcpu_holds_root(void **state)
 
 static void test_invalidate_gives_new_root(void **state)
 {
-	struct th_env *env = *state;
+	struct ts_env *env = *state;
 	struct tdp_root *old, *fresh;
 	struct tdp_stats st;
 
@@ -127,40 +108,38 @@ static void test_invalidate_gives_new_root(void **state)
 /* Invalidated roots are zapped exactly once, whoever calls the zap. */
 static void test_zap_invalidated_exactly_once(void **state)
 {
-	struct th_env *env = *state;
+	struct ts_env *env = *state;
 	struct tdp_mmu *mmu = env->mmu;
 	struct tdp_stats before, first, second;
 	uint64_t flushes;
 
 	for (tdp_gfn_t g = 0; g < 100; g++)
-		assert_int_equal(
-			th_map(mmu, env->vcpu, g, 0x100 + g, TDP_PROT_READ, 1),
-			TDP_FAULT_FIXED);
-	assert_int_equal(
-		th_map(mmu, env->vcpu, TH_PAGES_1G, 0x40000, TDP_PROT_READ, 2),
-		TDP_FAULT_FIXED);
+		TS_MAP_FIXED(env->vcpu, g, 0x100 + g, TDP_PROT_READ, 1);
+	TS_MAP_FIXED(env->vcpu, TS_PAGES_1G, 0x40000, TDP_PROT_READ, 2);
 	before = th_stats(mmu);
-	assert_int_equal(th_leaves(&before), 101);
+	assert_int_equal(ts_stat_leaves(&before, -1), 101);
 
 	assert_int_equal(tdp_mmu_invalidate_roots(mmu, TDP_ALIAS_SHARED), 0);
 	/* Invalidation alone zaps nothing. */
 	assert_int_equal(th_stats(mmu).zapped_leaves, 0);
 
-	th_flush_log_reset(&env->log);
+	ts_flush_reset(&env->log);
 	assert_int_equal(tdp_mmu_zap_invalidated_roots(mmu), 0);
 	first = th_stats(mmu);
 	assert_int_equal(first.zapped_leaves, 101);
-	assert_int_equal(th_leaves(&first), 0);
+	assert_int_equal(ts_stat_leaves(&first, -1), 0);
 	/* Every table below the root: 1 + 1 at levels 3 and 2, 1 at level 1. */
-	assert_int_equal(first.zapped_tables,
-			 th_tables(&before, TDP_ROOT_DIRECT) - 1);
+	assert_int_equal(
+		first.zapped_tables,
+		ts_stat_tables(&before, TDP_ROOT_DIRECT, TDP_MAX_LEVEL + 1) -
+			1);
 	/*
 	 * A vCPU may still run on the invalid root: everything cleared was
 	 * flushed (test_root_zap.c checks the order against such a vCPU).
 	 */
 	for (tdp_gfn_t g = 0; g < 100; g++)
-		assert_true(th_flush_covers(&env->log, g));
-	assert_true(th_flush_covers(&env->log, TH_PAGES_1G + 3));
+		assert_true(ts_flush_covers(&env->log, g));
+	assert_true(ts_flush_covers(&env->log, TS_PAGES_1G + 3));
 	flushes = env->log.nr_range + env->log.nr_all;
 
 	assert_int_equal(tdp_mmu_zap_invalidated_roots(mmu), 0);
@@ -174,14 +153,14 @@ static void test_zap_invalidated_exactly_once(void **state)
 
 	/* Nothing maps through the valid root of the shared alias. */
 	for (tdp_gfn_t g = 0; g < 100; g++)
-		assert_false(th_lookup(mmu, g).present);
-	assert_false(th_lookup(mmu, TH_PAGES_1G + 3).present);
+		assert_false(ts_lookup(mmu, g, TDP_ALIAS_SHARED).present);
+	assert_false(ts_lookup(mmu, TS_PAGES_1G + 3, TDP_ALIAS_SHARED).present);
 
 	/* The vCPU moves to a fresh root at its next fault. */
-	assert_int_equal(
-		th_map_retry(mmu, env->vcpu, 5, 0x105, TDP_PROT_READ, 1),
-		TDP_FAULT_FIXED);
-	assert_true(th_lookup(mmu, 5).present);
+	assert_int_equal(ts_map_retry(env->vcpu, 5, TDP_ALIAS_SHARED, 0x105,
+				      TDP_PROT_READ, 1, 16, 0, NULL),
+			 TDP_FAULT_FIXED);
+	assert_true(ts_lookup(mmu, 5, TDP_ALIAS_SHARED).present);
 	assert_int_equal(th_stats(mmu).roots_allocated, 2);
 	/* ... and its reference to the old root was the last one. */
 	tdp_rcu_barrier();
@@ -230,7 +209,7 @@ static void run_getters(struct tdp_mmu *mmu, struct getter *g)
 
 static void test_concurrent_root_get(void **state)
 {
-	struct th_env *env = *state;
+	struct ts_env *env = *state;
 	struct getter g[NR_GETTERS];
 	struct tdp_root *old;
 	struct tdp_stats st;
@@ -259,31 +238,30 @@ static void test_concurrent_root_get(void **state)
 	st = th_stats(env->mmu);
 	assert_int_equal(st.roots_freed, 1);
 	/* The losers' tables went back: one root, and nothing else. */
-	assert_int_equal(th_tables(&st, TDP_ROOT_DIRECT), 1);
+	assert_int_equal(
+		ts_stat_tables(&st, TDP_ROOT_DIRECT, TDP_MAX_LEVEL + 1), 1);
 }
 
 static void test_teardown_refused_with_vcpu(void **state)
 {
-	struct th_env *env = *state;
+	struct ts_env *env = *state;
 	struct tdp_stats before, after;
 
-	assert_int_equal(th_map(env->mmu, env->vcpu, 3, 0x33, TDP_PROT_READ, 1),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, 3, 0x33, TDP_PROT_READ, 1);
 	tdp_rcu_barrier();
 	before = th_stats(env->mmu);
 	assert_int_equal(tdp_mmu_teardown(env->mmu), -EINVAL);
 	after = th_stats(env->mmu);
 	assert_memory_equal(&before, &after, sizeof(before));
-	assert_true(th_lookup(env->mmu, 3).present);
+	assert_true(ts_lookup(env->mmu, 3, TDP_ALIAS_SHARED).present);
 	/* Still fully usable. */
-	assert_int_equal(th_map(env->mmu, env->vcpu, 4, 0x44, TDP_PROT_READ, 1),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, 4, 0x44, TDP_PROT_READ, 1);
 	assert_int_equal(tdp_mmu_teardown(NULL), -EINVAL);
 }
 
 static void test_teardown(void **state)
 {
-	struct th_env *env = *state;
+	struct ts_env *env = *state;
 	struct tdp_mmu *mmu = env->mmu;
 	struct tdp_root *r, *held;
 	struct tdp_vcpu *v;
@@ -292,23 +270,17 @@ static void test_teardown(void **state)
 	int level;
 
 	for (tdp_gfn_t g = 0; g < 600; g++)
-		assert_int_equal(th_map(mmu, env->vcpu, g * 3, 0x1000 + g,
-					TDP_PROT_READ, 1),
-				 TDP_FAULT_FIXED);
-	assert_int_equal(
-		th_map(mmu, env->vcpu, 4 * TH_PAGES_1G, 0, TDP_PROT_READ, 2),
-		TDP_FAULT_FIXED);
-	assert_int_equal(
-		th_map(mmu, env->vcpu, TH_GFN_LIMIT - 1, 7, TDP_PROT_READ, 1),
-		TDP_FAULT_FIXED);
+		TS_MAP_FIXED(env->vcpu, g * 3, 0x1000 + g, TDP_PROT_READ, 1);
+	TS_MAP_FIXED(env->vcpu, 4 * TS_PAGES_1G, 0, TDP_PROT_READ, 2);
+	TS_MAP_FIXED(env->vcpu, TS_PLAIN_GFN_LIMIT - 1, 7, TDP_PROT_READ, 1);
 	/* An invalidated root no one zapped yet, still referenced... */
 	assert_int_equal(tdp_root_get(mmu, TDP_ROOT_DIRECT, &held), 0);
 	assert_int_equal(tdp_mmu_invalidate_roots(mmu, TDP_ALIAS_SHARED), 0);
 	tdp_root_put(mmu, held);
 	/* ...and a fresh root with leaves of its own. */
-	assert_int_equal(
-		th_map_retry(mmu, env->vcpu, 9, 0x99, TDP_PROT_READ, 1),
-		TDP_FAULT_FIXED);
+	assert_int_equal(ts_map_retry(env->vcpu, 9, TDP_ALIAS_SHARED, 0x99,
+				      TDP_PROT_READ, 1, 16, 0, NULL),
+			 TDP_FAULT_FIXED);
 	tdp_vcpu_destroy(env->vcpu);
 	env->vcpu = NULL;
 
@@ -358,7 +330,7 @@ static void test_teardown(void **state)
  */
 static void test_teardown_twice(void **state)
 {
-	struct th_env *env = *state;
+	struct ts_env *env = *state;
 	struct tdp_stats before, after;
 
 	tdp_vcpu_destroy(env->vcpu);
@@ -373,16 +345,16 @@ static void test_teardown_twice(void **state)
 /* Destroy without teardown frees everything (the sanitizers check). */
 static void test_destroy_without_teardown(void **state)
 {
-	struct th_env *env = *state;
+	struct ts_env *env = *state;
 
 	for (tdp_gfn_t g = 0; g < 2000; g += 7)
-		assert_true(th_map(env->mmu, env->vcpu, g, g, TDP_PROT_RWX,
-				   2) >= 0);
+		assert_true(ts_map(env->vcpu, g, TDP_ALIAS_SHARED, g,
+				   TDP_PROT_RWX, 2) >= 0);
 	assert_int_equal(tdp_mmu_invalidate_roots(env->mmu, TDP_ALIAS_SHARED),
 			 0);
-	assert_int_equal(
-		th_map_retry(env->mmu, env->vcpu, 1, 1, TDP_PROT_READ, 1) >= 0,
-		1);
+	assert_int_equal(ts_map_retry(env->vcpu, 1, TDP_ALIAS_SHARED, 1,
+				      TDP_PROT_READ, 1, 16, 0, NULL) >= 0,
+			 1);
 	tdp_vcpu_destroy(env->vcpu);
 	env->vcpu = NULL;
 	tdp_mmu_destroy(env->mmu);
@@ -394,28 +366,16 @@ static void test_destroy_without_teardown(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_root_get_shares_root,
-						setup, teardown),
-		cmocka_unit_test_setup_teardown(test_vcpu_holds_root, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_invalidate_gives_new_root,
-						setup, teardown),
-		cmocka_unit_test_setup_teardown(
-			test_zap_invalidated_exactly_once, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_concurrent_root_get, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_teardown_refused_with_vcpu,
-						setup, teardown),
-		cmocka_unit_test_setup_teardown(test_teardown, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_teardown_twice, setup,
-						teardown),
-		cmocka_unit_test_setup_teardown(test_destroy_without_teardown,
-						setup, teardown),
+		TS_CMOCKA_TEST(test_root_get_shares_root),
+		TS_CMOCKA_TEST(test_vcpu_holds_root),
+		TS_CMOCKA_TEST(test_invalidate_gives_new_root),
+		TS_CMOCKA_TEST(test_zap_invalidated_exactly_once),
+		TS_CMOCKA_TEST(test_concurrent_root_get),
+		TS_CMOCKA_TEST(test_teardown_refused_with_vcpu),
+		TS_CMOCKA_TEST(test_teardown),
+		TS_CMOCKA_TEST(test_teardown_twice),
+		TS_CMOCKA_TEST(test_destroy_without_teardown),
 	};
-	int failed;
 
-	tdp_thread_register();
-	failed = cmocka_run_group_tests_name("roots", tests, NULL, NULL);
-	tdp_thread_unregister();
-	return failed;
+	return TS_RUN_GROUP("roots", tests);
 }

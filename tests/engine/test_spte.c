@@ -12,6 +12,8 @@
 
 #include <cmocka.h>
 
+#include "ts_cmocka.h"
+
 #include <tdp/tdp.h>
 
 #define BIT(n) (1ULL << (n))
@@ -359,10 +361,5 @@ int main(void)
 		cmocka_unit_test(test_is_mmio_classification),
 	};
 
-	int failed;
-
-	tdp_thread_register();
-	failed = cmocka_run_group_tests_name("spte", tests, NULL, NULL);
-	tdp_thread_unregister();
-	return failed;
+	return TS_RUN_GROUP("spte", tests);
 }

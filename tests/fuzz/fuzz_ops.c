@@ -40,8 +40,8 @@
 #include <string.h>
 
 #include "fuzz_model.h"
-#include "recorder.h"
-#include "recount.h"
+#include "ts_env.h"
+#include "ts_recount.h"
 
 #include "internal.h"
 
@@ -87,7 +87,7 @@ static uint64_t u64(struct input *in)
 
 struct fuzz {
 	struct model m;
-	struct recorder *rec;
+	struct ts_backend *rec;
 	struct tdp_mmu *mmu;
 	struct tdp_vcpu *vcpu;
 	const struct tdp_spte_format *fmt;
@@ -317,7 +317,7 @@ static void compare_state(struct fuzz *z, bool full)
 		return;
 	compare_roots(z, full);
 	/* The live counts against a walk of the trees, not only the model. */
-	if (!recount_matches_stats(z->mmu, why, sizeof(why)))
+	if (!ts_recount_matches_stats(z->mmu, why, sizeof(why)))
 		fail("recount: %s", why);
 	if (tdp_mmu_get_stats(z->mmu, &st))
 		fail("tdp_mmu_get_stats");
@@ -362,16 +362,16 @@ static void compare_state(struct fuzz *z, bool full)
 				  "vCPU root");
 	}
 	if (z->rec) {
-		EXPECT_EQ(rec_violations(z->rec), 0, "backend violations");
-		EXPECT_EQ(rec_nr_tables(z->rec), rec_tables, "backend tables");
-		EXPECT_EQ(rec_nr_leaves(z->rec), rec_leaves, "backend leaves");
+		EXPECT_EQ(ts_violations(z->rec), 0, "backend violations");
+		EXPECT_EQ(ts_nr_tables(z->rec), rec_tables, "backend tables");
+		EXPECT_EQ(ts_nr_leaves(z->rec), rec_leaves, "backend leaves");
 	}
 }
 
 static void compare_backend(struct fuzz *z)
 {
 	if (z->rec && !z->m.dead)
-		EXPECT_EQ(rec_compare(z->rec, z->mmu, 0, z->m.gfn_limit), 0,
+		EXPECT_EQ(ts_compare(z->rec, z->mmu, 0, z->m.gfn_limit), 0,
 			  "mirror != backend mismatches");
 }
 
@@ -933,18 +933,17 @@ static void do_op(struct fuzz *z, struct input *in, enum op op)
 		b = u8(in);
 		if (b & 1) {
 			z->m.fail_link = b & 2 ? -ENOSPC : -EBUSY;
-			rec_fail_next_map(z->rec, REC_LINK_TABLE,
-					  z->m.fail_link);
+			ts_fail_next_map(z->rec, TS_LINK_TABLE, z->m.fail_link);
 		} else {
 			z->m.fail_set = b & 2 ? -ENOSPC : -EBUSY;
-			rec_fail_next_map(z->rec, REC_SET_LEAF, z->m.fail_set);
+			ts_fail_next_map(z->rec, TS_SET_LEAF, z->m.fail_set);
 		}
 		break;
 	case OP_FAIL_REMOVE:
 		if (!z->rec || !z->may_die || z->m.fail_remove)
 			break;
 		z->m.fail_remove = true;
-		rec_fail_next_remove(z->rec);
+		ts_fail_next_remove(z->rec);
 		break;
 	default:
 		do_bad(z, in);
@@ -956,18 +955,6 @@ static void do_op(struct fuzz *z, struct input *in, enum op op)
 }
 
 /* ---- one input ------------------------------------------------------------------- */
-
-static void noop_flush_range(void *ctx, tdp_gfn_t gfn, uint64_t n)
-{
-	(void)ctx;
-	(void)gfn;
-	(void)n;
-}
-
-static void noop_flush_all(void *ctx)
-{
-	(void)ctx;
-}
 
 /* Configuration byte: removals may fail (only with a backend). */
 static bool cfg_may_die(uint8_t cfg_byte)
@@ -985,27 +972,26 @@ static void setup(struct fuzz *z, uint8_t cfg_byte)
 	struct tdp_mmu_config cfg = {
 		.root_level = root_level,
 		.direct_bits = direct_bits,
-		.host = { .flush_range = noop_flush_range,
-			  .flush_all = noop_flush_all },
+		.host = ts_flush_host(NULL, false),
 		.flags = cfg_byte & 4 ? TDP_MMU_FORCE_YIELD : 0,
 	};
 
 	z->may_die = cfg_may_die(cfg_byte);
 	model_init(&z->m, root_level, direct_bits, backend, ext_size);
 	if (backend) {
-		z->rec = rec_create(root_level, direct_bits, ext_size);
+		z->rec = ts_backend_create(root_level, direct_bits, ext_size);
 		if (!z->rec)
 			abort();
 		/* Bit 5: the backend demotes (faults too) and promotes. */
 		z->m.resizes = cfg_byte & 32;
-		rec_set_demote(z->rec, z->m.resizes, true);
-		rec_set_promote(z->rec, z->m.resizes);
-		cfg.backend = rec_backend(z->rec);
+		ts_set_demote(z->rec, z->m.resizes, true);
+		ts_set_promote(z->rec, z->m.resizes);
+		cfg.backend = ts_backend_ops(z->rec);
 	}
 	if (tdp_mmu_create(&cfg, &z->mmu))
 		fail("tdp_mmu_create");
 	if (z->rec)
-		rec_set_mmu(z->rec, z->mmu);
+		ts_backend_set_mmu(z->rec, z->mmu);
 	z->fmt = tdp_mmu_format(z->mmu);
 	EXPECT_EQ(tdp_vcpu_create(z->mmu, &z->vcpu), model_vcpu_create(&z->m),
 		  "tdp_vcpu_create");
@@ -1053,17 +1039,17 @@ static void finish(struct fuzz *z)
 		EXPECT_EQ(st.roots_freed, st.roots_allocated,
 			  "roots freed after teardown");
 		if (z->rec) {
-			EXPECT_EQ(rec_nr_tables(z->rec), 0,
+			EXPECT_EQ(ts_nr_tables(z->rec), 0,
 				  "backend tables after teardown");
-			EXPECT_EQ(rec_nr_leaves(z->rec), 0,
+			EXPECT_EQ(ts_nr_leaves(z->rec), 0,
 				  "backend leaves after teardown");
 		}
 	}
 	EXPECT_EQ(tdp_mmu_teardown(z->mmu), -ESHUTDOWN, "second teardown");
 	if (z->rec)
-		EXPECT_EQ(rec_violations(z->rec), 0, "backend violations");
+		EXPECT_EQ(ts_violations(z->rec), 0, "backend violations");
 	tdp_mmu_destroy(z->mmu);
-	rec_destroy(z->rec);
+	ts_backend_destroy(z->rec);
 	model_fini(&z->m);
 }
 
@@ -1105,7 +1091,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				z.m.ctr.faults_retried, z.m.ctr.zapped_leaves,
 				z.m.dead ? " dead" : "");
 		if (z.m.dead && z.rec)
-			rec_forbid_calls(z.rec, true);
+			ts_forbid_calls(z.rec, true);
 		full = z.op % COMPARE_EVERY == COMPARE_EVERY - 1;
 		compare_state(&z, full);
 		if (full)

@@ -17,21 +17,20 @@
 
 #include "helpers.h"
 
-#define P2M HH_PAGES_2M
-#define P1G HH_PAGES_1G
-static void map(struct hh_env *env, tdp_gfn_t gfn, unsigned int prot,
+#define P2M TS_PAGES_2M
+#define P1G TS_PAGES_1G
+static void map(struct ts_env *env, tdp_gfn_t gfn, unsigned int prot,
 		int max_level)
 {
-	assert_int_equal(hh_map(env->vcpu, gfn, hh_pfn_of(gfn), prot, max_level),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env->vcpu, gfn, ts_pfn_shared(gfn), prot, max_level);
 }
 
-/* The present leaf's SPTE for @gfn (asserting it maps hh_pfn_of(gfn)). */
+/* The present leaf's SPTE for @gfn (asserting it maps ts_pfn_shared(gfn)). */
 static tdp_spte_t spte_of(struct tdp_mmu *mmu, tdp_gfn_t gfn)
 {
-	struct hh_leaf l = hh_lookup(mmu, gfn);
+	struct ts_leaf l = ts_lookup(mmu, gfn, TDP_ALIAS_SHARED);
 
-	if (!l.present || l.pfn != hh_pfn_of(gfn))
+	if (!l.present || l.pfn != ts_pfn_shared(gfn))
 		fail_msg("gfn %#llx: present %d pfn %#llx",
 			 (unsigned long long)gfn, l.present,
 			 (unsigned long long)l.pfn);
@@ -52,7 +51,7 @@ static uint64_t leaves(struct tdp_mmu *mmu)
 
 static void test_wrprot(void **state)
 {
-	struct hh_env *env = *state;
+	struct ts_env *env = *state;
 	struct tdp_mmu *mmu = env->mmu;
 	const struct tdp_spte_format *fmt = tdp_mmu_format(mmu);
 	const tdp_gfn_t a = hh_blk(1, 0), big = hh_blk(1, 1), big_ro = hh_blk(1, 2);
@@ -69,7 +68,7 @@ static void test_wrprot(void **state)
 		before[i] = spte_of(mmu, a + i);
 	before[0] = spte_of(mmu, big);
 	nr_leaves = leaves(mmu);
-	hh_log_reset(&env->log);
+	ts_flush_reset(&env->log);
 
 	/* Only leaves with W change; MMU-writable and host-writable stay. */
 	assert_int_equal(tdp_wrprot_range(mmu, a, hh_blk(1, 3), TDP_ALIAS_SHARED),
@@ -82,34 +81,35 @@ static void test_wrprot(void **state)
 	assert_true(spte_of(mmu, a + 1) & fmt->mmu_writable);
 	assert_true(spte_of(mmu, a + 1) & fmt->host_writable);
 	assert_true(spte_of(mmu, big) & fmt->mmu_writable);
-	assert_true(hh_log_flushes(&env->log) >= 1);
-	assert_true(hh_log_covers_range(&env->log, a + 1, a + 3));
-	assert_true(hh_log_covers_range(&env->log, big, big + P2M));
+	assert_true(ts_flush_count(&env->log) >= 1);
+	assert_true(ts_flush_covers_range(&env->log, a + 1, a + 3));
+	assert_true(ts_flush_covers_range(&env->log, big, big + P2M));
 	assert_int_equal(leaves(mmu), nr_leaves);
 
 	/* Nothing left to change: returns 0 and still flushes the range. */
-	hh_log_reset(&env->log);
+	ts_flush_reset(&env->log);
 	assert_int_equal(tdp_wrprot_range(mmu, a, hh_blk(1, 3), TDP_ALIAS_SHARED),
 			 0);
-	assert_true(hh_log_flushes(&env->log) >= 1);
-	assert_true(hh_log_covers_range(&env->log, a, hh_blk(1, 3)));
+	assert_true(ts_flush_count(&env->log) >= 1);
+	assert_true(ts_flush_covers_range(&env->log, a, hh_blk(1, 3)));
 
 	/* Nothing mapped at all: also flushes. */
-	hh_log_reset(&env->log);
+	ts_flush_reset(&env->log);
 	assert_int_equal(
 		tdp_wrprot_range(mmu, hh_gig(5), hh_gig(5) + 100, TDP_ALIAS_SHARED),
 		0);
-	assert_true(hh_log_flushes(&env->log) >= 1);
-	assert_true(hh_log_covers_range(&env->log, hh_gig(5), hh_gig(5) + 100));
+	assert_true(ts_flush_count(&env->log) >= 1);
+	assert_true(
+		ts_flush_covers_range(&env->log, hh_gig(5), hh_gig(5) + 100));
 
 	/* A range inside a huge leaf write-protects the whole leaf. */
 	assert_int_equal(tdp_fast_fix(mmu, big, HH_PROT_RW), 1);
-	hh_log_reset(&env->log);
+	ts_flush_reset(&env->log);
 	assert_int_equal(
 		tdp_wrprot_range(mmu, big + 5, big + 6, TDP_ALIAS_SHARED), 1);
 	assert_int_equal(spte_of(mmu, big + P2M - 1),
 			 before[0] & ~fmt->writable);
-	assert_true(hh_log_covers_range(&env->log, big, big + P2M));
+	assert_true(ts_flush_covers_range(&env->log, big, big + P2M));
 	assert_int_equal(leaves(mmu), nr_leaves);
 }
 
@@ -117,7 +117,7 @@ static void test_wrprot(void **state)
 
 static void test_fast_fix(void **state)
 {
-	struct hh_env *env = *state;
+	struct ts_env *env = *state;
 	struct tdp_mmu *mmu = env->mmu;
 	const struct tdp_spte_format *fmt = tdp_mmu_format(mmu);
 	const tdp_gfn_t a = hh_blk(1, 0), big = hh_blk(1, 1);
@@ -131,7 +131,7 @@ static void test_fast_fix(void **state)
 	big_rw = spte_of(mmu, big);
 	assert_int_equal(tdp_wrprot_range(mmu, a, hh_blk(1, 2), TDP_ALIAS_SHARED),
 			 2);
-	hh_log_reset(&env->log);
+	ts_flush_reset(&env->log);
 
 	/* A write fault on a write-protected, MMU-writable leaf. */
 	assert_int_equal(tdp_fast_fix(mmu, a, HH_PROT_RW), 1);
@@ -148,7 +148,7 @@ static void test_fast_fix(void **state)
 	assert_int_equal(spte_of(mmu, a), rw);
 	/* Write and exec on a write-protected leaf without X: not fixed. */
 	assert_int_equal(tdp_wrprot_range(mmu, a, a + 1, TDP_ALIAS_SHARED), 1);
-	hh_log_reset(&env->log);
+	ts_flush_reset(&env->log);
 	assert_int_equal(tdp_fast_fix(mmu, a, TDP_PROT_RWX), 0);
 	assert_int_equal(spte_of(mmu, a), rw & ~fmt->writable);
 	assert_int_equal(tdp_fast_fix(mmu, a, HH_PROT_RW), 1);
@@ -160,7 +160,7 @@ static void test_fast_fix(void **state)
 	/* Nothing mapped: below a table, and with no table at all. */
 	assert_int_equal(tdp_fast_fix(mmu, a + 100, HH_PROT_RW), 0);
 	assert_int_equal(tdp_fast_fix(mmu, hh_gig(7) + 3, TDP_PROT_READ), 0);
-	assert_false(hh_lookup(mmu, a + 100).present);
+	assert_false(ts_lookup(mmu, a + 100, TDP_ALIAS_SHARED).present);
 
 	/* A huge leaf gets W back as a whole. */
 	assert_false(spte_of(mmu, big + 7) & fmt->writable);
@@ -168,14 +168,15 @@ static void test_fast_fix(void **state)
 	assert_int_equal(spte_of(mmu, big + P2M - 1), big_rw);
 
 	/* Lockless: never a TLB flush (host callbacks need mmu_lock). */
-	assert_int_equal(hh_log_flushes(&env->log), 0);
+	assert_int_equal(ts_flush_count(&env->log), 0);
 
 	/* Bad inputs. */
 	assert_int_equal(tdp_fast_fix(NULL, a, HH_PROT_RW), -EINVAL);
 	assert_int_equal(tdp_fast_fix(mmu, a, 0), -EINVAL);
 	assert_int_equal(tdp_fast_fix(mmu, a, TDP_PROT_WRITE), -EINVAL);
 	assert_int_equal(tdp_fast_fix(mmu, a, TDP_PROT_RWX | 8), -EINVAL);
-	assert_int_equal(tdp_fast_fix(mmu, HH_GFN_LIMIT, HH_PROT_RW), -EINVAL);
+	assert_int_equal(tdp_fast_fix(mmu, TS_PLAIN_GFN_LIMIT, HH_PROT_RW),
+			 -EINVAL);
 	s = spte_of(mmu, a);
 	assert_int_equal(s, rw);
 }
@@ -184,7 +185,7 @@ static void test_fast_fix(void **state)
 
 static void test_clear_dirty_range(void **state)
 {
-	struct hh_env *env = *state;
+	struct ts_env *env = *state;
 	struct tdp_mmu *mmu = env->mmu;
 	const struct tdp_spte_format *fmt = tdp_mmu_format(mmu);
 	const tdp_gfn_t a = hh_blk(1, 0), big = hh_blk(1, 1);
@@ -194,18 +195,18 @@ static void test_clear_dirty_range(void **state)
 		map(env, a + i, HH_PROT_RW, 1);
 	map(env, a + 10, TDP_PROT_READ, 1);
 	map(env, big, HH_PROT_RW, 2);
-	assert_int_equal(hh_hw_access(mmu, a, true), HH_HW_WRITTEN);
-	assert_int_equal(hh_hw_access(mmu, a + 2, true), HH_HW_WRITTEN);
-	assert_int_equal(hh_hw_access(mmu, a + 1, false), HH_HW_READ);
-	assert_int_equal(hh_hw_access(mmu, a + 10, true), HH_HW_WRPROT);
-	assert_int_equal(hh_hw_access(mmu, big + 9, true), HH_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, a, true), TS_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, a + 2, true), TS_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, a + 1, false), TS_HW_READ);
+	assert_int_equal(hh_hw_access(mmu, a + 10, true), TS_HW_WRPROT);
+	assert_int_equal(hh_hw_access(mmu, big + 9, true), TS_HW_WRITTEN);
 	dirty_a = spte_of(mmu, a);
 	dirty_big = spte_of(mmu, big);
 	clean_a1 = spte_of(mmu, a + 1);
 	assert_true(dirty_a & fmt->dirty);
 	assert_false(clean_a1 & fmt->dirty);
 	assert_false(spte_of(mmu, a + 10) & fmt->dirty);
-	hh_log_reset(&env->log);
+	ts_flush_reset(&env->log);
 
 	assert_int_equal(
 		tdp_clear_dirty_range(mmu, a, hh_blk(1, 2), TDP_ALIAS_SHARED), 3);
@@ -214,26 +215,39 @@ static void test_clear_dirty_range(void **state)
 			 dirty_a & ~(fmt->dirty | fmt->pfn_mask));
 	assert_int_equal(spte_of(mmu, a + 1), clean_a1);
 	assert_int_equal(spte_of(mmu, big + 100), dirty_big & ~fmt->dirty);
-	assert_true(hh_log_covers(&env->log, a));
-	assert_true(hh_log_covers(&env->log, a + 2));
-	assert_true(hh_log_covers_range(&env->log, big, big + P2M));
+	assert_true(ts_flush_covers(&env->log, a));
+	assert_true(ts_flush_covers(&env->log, a + 2));
+	assert_true(ts_flush_covers_range(&env->log, big, big + P2M));
 
 	/* Nothing dirty any more. */
 	assert_int_equal(
 		tdp_clear_dirty_range(mmu, a, hh_blk(1, 2), TDP_ALIAS_SHARED), 0);
 
 	/* Only leaves inside the range. */
-	assert_int_equal(hh_hw_access(mmu, a, true), HH_HW_WRITTEN);
-	assert_int_equal(hh_hw_access(mmu, a + 3, true), HH_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, a, true), TS_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, a + 3, true), TS_HW_WRITTEN);
 	assert_int_equal(tdp_clear_dirty_range(mmu, a, a + 1, TDP_ALIAS_SHARED),
 			 1);
 	assert_false(spte_of(mmu, a) & fmt->dirty);
 	assert_true(spte_of(mmu, a + 3) & fmt->dirty);
 }
 
+/*
+ * tdp_clear_dirty_masked() of @mask at @base, with the flush record reset
+ * first: it changes one leaf per bit of @mask.
+ */
+static void clear_masked(struct ts_env *env, tdp_gfn_t base, uint64_t mask,
+			 bool wrprot)
+{
+	ts_flush_reset(&env->log);
+	assert_int_equal(tdp_clear_dirty_masked(env->mmu, base, mask, wrprot,
+						TDP_ALIAS_SHARED),
+			 __builtin_popcountll(mask));
+}
+
 static void test_clear_dirty_masked(void **state)
 {
-	struct hh_env *env = *state;
+	struct ts_env *env = *state;
 	struct tdp_mmu *mmu = env->mmu;
 	const struct tdp_spte_format *fmt = tdp_mmu_format(mmu);
 	const tdp_gfn_t base = hh_blk(1, 0), base2 = base + 64;
@@ -245,19 +259,16 @@ static void test_clear_dirty_masked(void **state)
 	for (int i = 0; i < 64; i++) {
 		map(env, base + i, HH_PROT_RW, 1);
 		assert_int_equal(hh_hw_access(mmu, base + i, true),
-				 HH_HW_WRITTEN);
+				 TS_HW_WRITTEN);
 	}
 	map(env, base2 + 3, HH_PROT_RW, 1);
-	assert_int_equal(hh_hw_access(mmu, base2 + 3, true), HH_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, base2 + 3, true), TS_HW_WRITTEN);
 	map(env, big, HH_PROT_RW, 2);
-	assert_int_equal(hh_hw_access(mmu, big, true), HH_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, big, true), TS_HW_WRITTEN);
 	dirty_big = spte_of(mmu, big);
-	hh_log_reset(&env->log);
 
 	/* Clear D of the masked GFNs only. */
-	assert_int_equal(tdp_clear_dirty_masked(mmu, base, mask, false,
-						TDP_ALIAS_SHARED),
-			 __builtin_popcountll(mask));
+	clear_masked(env, base, mask, false);
 	for (int i = 0; i < 64; i++) {
 		tdp_spte_t s = spte_of(mmu, base + i);
 		bool masked = (mask >> i) & 1;
@@ -265,14 +276,11 @@ static void test_clear_dirty_masked(void **state)
 		assert_int_equal(!!(s & fmt->dirty), !masked);
 		assert_true(s & fmt->writable);
 		if (masked)
-			assert_true(hh_log_covers(&env->log, base + i));
+			assert_true(ts_flush_covers(&env->log, base + i));
 	}
 
 	/* With wrprot: clear W of the masked GFNs, D untouched. */
-	hh_log_reset(&env->log);
-	assert_int_equal(tdp_clear_dirty_masked(mmu, base, mask2, true,
-						TDP_ALIAS_SHARED),
-			 __builtin_popcountll(mask2));
+	clear_masked(env, base, mask2, true);
 	for (int i = 0; i < 64; i++) {
 		tdp_spte_t s = spte_of(mmu, base + i);
 
@@ -280,7 +288,7 @@ static void test_clear_dirty_masked(void **state)
 		assert_int_equal(!!(s & fmt->dirty), !((mask >> i) & 1));
 		assert_true(s & fmt->mmu_writable);
 		if ((mask2 >> i) & 1)
-			assert_true(hh_log_covers(&env->log, base + i));
+			assert_true(ts_flush_covers(&env->log, base + i));
 	}
 	/* Again: nothing left to change. */
 	assert_int_equal(tdp_clear_dirty_masked(mmu, base, mask2, true,
@@ -315,8 +323,8 @@ static void test_clear_dirty_masked(void **state)
 	assert_int_equal(tdp_clear_dirty_masked(mmu, base + 32, 1, false,
 						TDP_ALIAS_SHARED),
 			 -EINVAL);
-	assert_int_equal(tdp_clear_dirty_masked(mmu, HH_GFN_LIMIT, 1, false,
-						TDP_ALIAS_SHARED),
+	assert_int_equal(tdp_clear_dirty_masked(mmu, TS_PLAIN_GFN_LIMIT, 1,
+						false, TDP_ALIAS_SHARED),
 			 -EINVAL);
 	assert_int_equal(
 		tdp_clear_dirty_masked(mmu, base, 1, false, (enum tdp_alias)0),
@@ -325,8 +333,8 @@ static void test_clear_dirty_masked(void **state)
 		tdp_clear_dirty_masked(mmu, base, 1, false, (enum tdp_alias)4),
 		-EINVAL);
 	/* The last window of the address space is fine. */
-	assert_int_equal(tdp_clear_dirty_masked(mmu, HH_GFN_LIMIT - 64, ~0ULL,
-						false, TDP_ALIAS_SHARED),
+	assert_int_equal(tdp_clear_dirty_masked(mmu, TS_PLAIN_GFN_LIMIT - 64,
+						~0ULL, false, TDP_ALIAS_SHARED),
 			 0);
 }
 
@@ -334,7 +342,7 @@ static void test_clear_dirty_masked(void **state)
 
 static void test_harvest(void **state)
 {
-	struct hh_env *env = *state;
+	struct ts_env *env = *state;
 	struct tdp_mmu *mmu = env->mmu;
 	const struct tdp_spte_format *fmt = tdp_mmu_format(mmu);
 	const tdp_gfn_t a = hh_blk(1, 0), big = hh_blk(1, 1), g = hh_gig(2);
@@ -346,13 +354,13 @@ static void test_harvest(void **state)
 		map(env, a + i, HH_PROT_RW, 1);
 	map(env, a + 20, TDP_PROT_READ, 1);
 	map(env, big, HH_PROT_RW, 2);
-	assert_int_equal(hh_hw_access(mmu, a + 1, true), HH_HW_WRITTEN);
-	assert_int_equal(hh_hw_access(mmu, a + 5, true), HH_HW_WRITTEN);
-	assert_int_equal(hh_hw_access(mmu, a + 6, false), HH_HW_READ);
-	assert_int_equal(hh_hw_access(mmu, big + 300, true), HH_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, a + 1, true), TS_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, a + 5, true), TS_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, a + 6, false), TS_HW_READ);
+	assert_int_equal(hh_hw_access(mmu, big + 300, true), TS_HW_WRITTEN);
 	before[0] = spte_of(mmu, a + 1);
 	before[1] = spte_of(mmu, big);
-	hh_log_reset(&env->log);
+	ts_flush_reset(&env->log);
 
 	/* Exactly the dirty GFNs; a huge leaf reports all of its GFNs. */
 	memset(bm, 0, sizeof(bm));
@@ -371,9 +379,9 @@ static void test_harvest(void **state)
 	/* D is cleared (A and W stay) and the TLB flushed. */
 	assert_int_equal(spte_of(mmu, a + 1), before[0] & ~fmt->dirty);
 	assert_int_equal(spte_of(mmu, big), before[1] & ~fmt->dirty);
-	assert_true(hh_log_covers(&env->log, a + 1));
-	assert_true(hh_log_covers(&env->log, a + 5));
-	assert_true(hh_log_covers_range(&env->log, big, big + P2M));
+	assert_true(ts_flush_covers(&env->log, a + 1));
+	assert_true(ts_flush_covers(&env->log, a + 5));
+	assert_true(ts_flush_covers_range(&env->log, big, big + P2M));
 
 	/* A second harvest reports nothing. */
 	memset(bm, 0, sizeof(bm));
@@ -383,7 +391,7 @@ static void test_harvest(void **state)
 		assert_int_equal(bm[i], 0);
 
 	/* The bitmap starts at @start: bit 0 is GFN a + 5. */
-	assert_int_equal(hh_hw_access(mmu, a + 5, true), HH_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, a + 5, true), TS_HW_WRITTEN);
 	memset(bm, 0, sizeof(bm));
 	assert_int_equal(
 		tdp_harvest_dirty(mmu, a + 5, a + 6, bm, TDP_ALIAS_SHARED), 1);
@@ -391,7 +399,7 @@ static void test_harvest(void **state)
 
 	/* A dirty 1 GiB leaf reports all of its GFNs. */
 	map(env, g, HH_PROT_RW, 3);
-	assert_int_equal(hh_hw_access(mmu, g + 12345, true), HH_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, g + 12345, true), TS_HW_WRITTEN);
 	bm1g = calloc(P1G / 64, sizeof(uint64_t));
 	assert_non_null(bm1g);
 	assert_int_equal(
@@ -411,7 +419,7 @@ static void test_harvest(void **state)
 		-EINVAL);
 	assert_int_equal(tdp_harvest_dirty(mmu, a, a, bm, TDP_ALIAS_SHARED),
 			 -EINVAL);
-	assert_int_equal(tdp_harvest_dirty(mmu, a, HH_GFN_LIMIT + 1, bm,
+	assert_int_equal(tdp_harvest_dirty(mmu, a, TS_PLAIN_GFN_LIMIT + 1, bm,
 					   TDP_ALIAS_SHARED),
 			 -EINVAL);
 	assert_int_equal(
@@ -427,14 +435,14 @@ static void test_harvest(void **state)
  */
 static void test_harvest_partial_huge_leaf(void **state)
 {
-	struct hh_env *env = *state;
+	struct ts_env *env = *state;
 	struct tdp_mmu *mmu = env->mmu;
 	const tdp_gfn_t big = hh_blk(1, 1);
 	uint64_t bm[P2M / 64];
 	int64_t first, second;
 
 	map(env, big, HH_PROT_RW, 2);
-	assert_int_equal(hh_hw_access(mmu, big + 3, true), HH_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, big + 3, true), TS_HW_WRITTEN);
 
 	memset(bm, 0, sizeof(bm));
 	first = tdp_harvest_dirty(mmu, big, big + 256, bm, TDP_ALIAS_SHARED);
@@ -453,10 +461,10 @@ static void test_harvest_partial_huge_leaf(void **state)
 /* ---- dirty bits of removed leaves (host.mark_dirty) ------------------------- */
 
 /* The recorded mark_dirty() calls, exactly: @n spans of (gfn, pages). */
-static void expect_marks(struct hh_env *env, const tdp_gfn_t *gfns,
+static void expect_marks(struct ts_env *env, const tdp_gfn_t *gfns,
 			 const uint64_t *pages, uint64_t n)
 {
-	struct hh_flush_log *log = &env->log;
+	struct ts_flush *log = &env->log;
 
 	if (log->nr_marks != n)
 		fail_msg("%llu mark_dirty calls, expected %llu",
@@ -481,7 +489,7 @@ static void expect_marks(struct hh_env *env, const tdp_gfn_t *gfns,
  */
 static void test_mark_dirty_on_zap(void **state)
 {
-	struct hh_env *env = *state;
+	struct ts_env *env = *state;
 	struct tdp_mmu *mmu = env->mmu;
 	const tdp_gfn_t a = hh_blk(1, 0), big = hh_blk(1, 1), g = hh_gig(2);
 
@@ -490,15 +498,15 @@ static void test_mark_dirty_on_zap(void **state)
 	map(env, big, HH_PROT_RW, 2);
 	map(env, hh_blk(1, 2), HH_PROT_RW, 2);
 	map(env, g, HH_PROT_RW, 3);
-	assert_int_equal(hh_hw_access(mmu, a + 1, true), HH_HW_WRITTEN);
-	assert_int_equal(hh_hw_access(mmu, a + 3, true), HH_HW_WRITTEN);
-	assert_int_equal(hh_hw_access(mmu, a + 2, false), HH_HW_READ);
-	assert_int_equal(hh_hw_access(mmu, big + 100, true), HH_HW_WRITTEN);
-	assert_int_equal(hh_hw_access(mmu, g + 5, true), HH_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, a + 1, true), TS_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, a + 3, true), TS_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, a + 2, false), TS_HW_READ);
+	assert_int_equal(hh_hw_access(mmu, big + 100, true), TS_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, g + 5, true), TS_HW_WRITTEN);
 	/* Write-protected after the write: still dirty. */
 	assert_int_equal(tdp_wrprot_range(mmu, a + 3, a + 4, TDP_ALIAS_SHARED),
 			 1);
-	hh_log_reset(&env->log);
+	ts_flush_reset(&env->log);
 
 	/* A range that cuts the 2 MiB leaf: the whole leaf goes. */
 	assert_int_equal(tdp_zap_range(mmu, a, big + 1, TDP_ALIAS_SHARED), 0);
@@ -506,16 +514,16 @@ static void test_mark_dirty_on_zap(void **state)
 		     (const uint64_t[]){ 1, 1, P2M }, 3);
 
 	/* Clean leaves: nothing. */
-	hh_log_reset(&env->log);
+	ts_flush_reset(&env->log);
 	assert_int_equal(
 		tdp_zap_range(mmu, hh_blk(1, 2), hh_blk(1, 3), TDP_ALIAS_SHARED), 0);
-	assert_int_equal(hh_log_marks(&env->log), 0);
+	assert_int_equal(ts_flush_marks(&env->log), 0);
 
 	/* Harvested first: reported once, by the harvest. */
-	hh_log_reset(&env->log);
+	ts_flush_reset(&env->log);
 	assert_int_equal(
 		tdp_clear_dirty_range(mmu, g, g + P1G, TDP_ALIAS_SHARED), 1);
-	assert_int_equal(hh_hw_access(mmu, g + 7, true), HH_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, g + 7, true), TS_HW_WRITTEN);
 	assert_int_equal(tdp_zap_all(mmu), 0);
 	expect_marks(env, (const tdp_gfn_t[]){ g }, (const uint64_t[]){ P1G },
 		     1);
@@ -524,34 +532,32 @@ static void test_mark_dirty_on_zap(void **state)
 /* Teardown reports the dirty leaves it removes. */
 static void test_mark_dirty_on_teardown(void **state)
 {
-	struct hh_env env;
+	struct ts_env env;
 	const tdp_gfn_t a = hh_blk(1, 0), big = hh_blk(1, 1);
 
 	(void)state;
-	hh_env_init(&env, 0);
+	ts_env_init_ok(&env, &(struct ts_env_opts){ .mark_dirty = true,
+						    .record = true });
 	map(&env, a, HH_PROT_RW, 1);
 	map(&env, a + 1, HH_PROT_RW, 1);
 	map(&env, big, HH_PROT_RW, 2);
-	assert_int_equal(hh_hw_access(env.mmu, a + 1, true), HH_HW_WRITTEN);
-	assert_int_equal(hh_hw_access(env.mmu, big, true), HH_HW_WRITTEN);
-	hh_log_reset(&env.log);
+	assert_int_equal(hh_hw_access(env.mmu, a + 1, true), TS_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(env.mmu, big, true), TS_HW_WRITTEN);
+	ts_flush_reset(&env.log);
 	tdp_vcpu_destroy(env.vcpu);
 	env.vcpu = NULL;
 	assert_int_equal(tdp_mmu_teardown(env.mmu), 0);
 	expect_marks(&env, (const tdp_gfn_t[]){ a + 1, big },
 		     (const uint64_t[]){ 1, P2M }, 2);
 	assert_int_equal(env.log.unlocked, 0);
-	tdp_mmu_destroy(env.mmu);
-	free(env.log.ranges);
-	free(env.log.marks);
-	pthread_mutex_destroy(&env.log.lock);
+	ts_env_destroy(&env);
 }
 
 /* ---- aging -------------------------------------------------------------------- */
 
 static void test_aging(void **state)
 {
-	struct hh_env *env = *state;
+	struct ts_env *env = *state;
 	struct tdp_mmu *mmu = env->mmu;
 	const struct tdp_spte_format *fmt = tdp_mmu_format(mmu);
 	const tdp_gfn_t a = hh_blk(1, 0), big = hh_blk(1, 1), g = hh_gig(2);
@@ -564,7 +570,7 @@ static void test_aging(void **state)
 	map(env, big, TDP_PROT_READ, 2);
 	map(env, g, HH_PROT_RW, 3);
 	before = hh_stats(mmu);
-	hh_log_reset(&env->log);
+	ts_flush_reset(&env->log);
 
 	/* Count without clearing: one per leaf, whatever its size. */
 	assert_int_equal(
@@ -591,9 +597,9 @@ static void test_aging(void **state)
 	assert_int_equal(hh_stats(mmu).zapped_leaves, before.zapped_leaves);
 
 	/* Accesses make leaves young again; D is left alone. */
-	assert_int_equal(hh_hw_access(mmu, a + 1, false), HH_HW_READ);
-	assert_int_equal(hh_hw_access(mmu, g + 5, true), HH_HW_WRITTEN);
-	assert_int_equal(hh_hw_access(mmu, big + 400, false), HH_HW_READ);
+	assert_int_equal(hh_hw_access(mmu, a + 1, false), TS_HW_READ);
+	assert_int_equal(hh_hw_access(mmu, g + 5, true), TS_HW_WRITTEN);
+	assert_int_equal(hh_hw_access(mmu, big + 400, false), TS_HW_READ);
 	/* A range inside a huge leaf counts that leaf. */
 	assert_int_equal(
 		tdp_age_range(mmu, big + 5, big + 6, false, TDP_ALIAS_SHARED),
@@ -606,14 +612,14 @@ static void test_aging(void **state)
 			 0);
 
 	/* Aging needs no TLB flush. */
-	assert_int_equal(hh_log_flushes(&env->log), 0);
+	assert_int_equal(ts_flush_count(&env->log), 0);
 
 	/* Bad inputs. */
 	assert_int_equal(tdp_age_range(NULL, a, a + 1, false, TDP_ALIAS_SHARED),
 			 -EINVAL);
 	assert_int_equal(tdp_age_range(mmu, a, a, false, TDP_ALIAS_SHARED),
 			 -EINVAL);
-	assert_int_equal(tdp_age_range(mmu, a, HH_GFN_LIMIT + 1, false,
+	assert_int_equal(tdp_age_range(mmu, a, TS_PLAIN_GFN_LIMIT + 1, false,
 				       TDP_ALIAS_SHARED),
 			 -EINVAL);
 	assert_int_equal(tdp_age_range(mmu, a, a + 1, false, (enum tdp_alias)0),
@@ -624,7 +630,7 @@ static void test_aging(void **state)
 
 static void test_bad_inputs(void **state)
 {
-	struct hh_env *env = *state;
+	struct ts_env *env = *state;
 	struct tdp_mmu *mmu = env->mmu;
 	const tdp_gfn_t a = hh_blk(1, 0);
 
@@ -633,9 +639,9 @@ static void test_bad_inputs(void **state)
 			 -EINVAL);
 	assert_int_equal(tdp_wrprot_range(mmu, a + 1, a, TDP_ALIAS_SHARED),
 			 -EINVAL);
-	assert_int_equal(
-		tdp_wrprot_range(mmu, a, HH_GFN_LIMIT + 1, TDP_ALIAS_SHARED),
-		-EINVAL);
+	assert_int_equal(tdp_wrprot_range(mmu, a, TS_PLAIN_GFN_LIMIT + 1,
+					  TDP_ALIAS_SHARED),
+			 -EINVAL);
 	assert_int_equal(tdp_wrprot_range(mmu, a, a + 1, (enum tdp_alias)0),
 			 -EINVAL);
 	assert_int_equal(tdp_wrprot_range(mmu, a, a + 1, (enum tdp_alias)12),
@@ -645,7 +651,7 @@ static void test_bad_inputs(void **state)
 		-EINVAL);
 	assert_int_equal(tdp_clear_dirty_range(mmu, a, a, TDP_ALIAS_SHARED),
 			 -EINVAL);
-	assert_int_equal(tdp_clear_dirty_range(mmu, a, HH_GFN_LIMIT + 1,
+	assert_int_equal(tdp_clear_dirty_range(mmu, a, TS_PLAIN_GFN_LIMIT + 1,
 					       TDP_ALIAS_SHARED),
 			 -EINVAL);
 	assert_int_equal(
@@ -653,7 +659,7 @@ static void test_bad_inputs(void **state)
 		-EINVAL);
 	/* Nothing changed, no flush. */
 	assert_true(spte_of(mmu, a) & tdp_mmu_format(mmu)->writable);
-	assert_int_equal(hh_log_flushes(&env->log), 0);
+	assert_int_equal(ts_flush_count(&env->log), 0);
 
 	/* The private alias of a VM without backend selects nothing. */
 	assert_int_equal(tdp_wrprot_range(mmu, a, a + 1, TDP_ALIAS_PRIVATE), 0);
@@ -669,12 +675,14 @@ static void test_bad_inputs(void **state)
 
 static void test_backend(void **state)
 {
-	struct hh_env env;
-	const tdp_gfn_t a = hh_blk(1, 0), shared = a | HH_SHARED_BIT;
+	struct ts_env env;
+	const tdp_gfn_t a = hh_blk(1, 0), shared = a | TS_SHARED_BIT;
 	uint64_t bm[1] = { 0 };
 
 	(void)state;
-	hh_env_init_backend(&env);
+	ts_env_init_ok(&env, &(struct ts_env_opts){ .backend = true,
+						    .mark_dirty = true,
+						    .record = true });
 
 	/* The private alias is refused. */
 	for (int i = 0; i < 2; i++) {
@@ -702,39 +710,38 @@ static void test_backend(void **state)
 
 	/* The shared alias works, and flushes name the shared GFN. */
 	assert_int_equal(tdp_fast_fix(env.mmu, shared, HH_PROT_RW), 0);
-	assert_int_equal(hh_map(env.vcpu, shared, hh_pfn_of(a), HH_PROT_RW, 1),
-			 TDP_FAULT_FIXED);
-	hh_log_reset(&env.log);
+	TS_MAP_FIXED(env.vcpu, shared, ts_pfn_shared(a), HH_PROT_RW, 1);
+	ts_flush_reset(&env.log);
 	assert_int_equal(tdp_wrprot_range(env.mmu, a, a + 64, TDP_ALIAS_SHARED),
 			 1);
-	assert_true(hh_log_covers(&env.log, shared));
-	assert_int_equal(hh_hw_access(env.mmu, a, true), HH_HW_WRPROT);
+	assert_true(ts_flush_covers(&env.log, shared));
+	assert_int_equal(hh_hw_access(env.mmu, a, true), TS_HW_WRPROT);
 	assert_int_equal(tdp_fast_fix(env.mmu, shared, HH_PROT_RW), 1);
-	assert_int_equal(hh_hw_access(env.mmu, a, true), HH_HW_WRITTEN);
-	hh_log_reset(&env.log);
+	assert_int_equal(hh_hw_access(env.mmu, a, true), TS_HW_WRITTEN);
+	ts_flush_reset(&env.log);
 	assert_int_equal(
 		tdp_harvest_dirty(env.mmu, a, a + 64, bm, TDP_ALIAS_SHARED), 1);
 	assert_int_equal(bm[0], 1);
-	assert_true(hh_log_covers(&env.log, shared));
+	assert_true(ts_flush_covers(&env.log, shared));
 	assert_int_equal(
 		tdp_age_range(env.mmu, a, a + 64, true, TDP_ALIAS_SHARED), 1);
 	assert_int_equal(
 		tdp_clear_dirty_masked(env.mmu, a, 1, true, TDP_ALIAS_SHARED),
 		1);
 	assert_int_equal(hh_stats_match_tree(env.mmu), 0);
-	hh_env_fini(&env);
+	ts_env_fini_ok(&env);
 }
 
 /* ---- host callbacks run under mmu_lock -------------------------------------- */
 
-static void expect_locked_flushes(struct hh_env *env, const char *op)
+static void expect_locked_flushes(struct ts_env *env, const char *op)
 {
 	uint64_t unlocked;
 
-	pthread_mutex_lock(&env->log.lock);
+	tdp_spin_lock(&env->log.lock);
 	unlocked = env->log.unlocked;
 	env->log.unlocked = 0;
-	pthread_mutex_unlock(&env->log.lock);
+	tdp_spin_unlock(&env->log.lock);
 	if (unlocked)
 		fail_msg(
 			"%s: %llu host flush callback(s) without mmu_lock held "
@@ -750,7 +757,7 @@ static void expect_locked_flushes(struct hh_env *env, const char *op)
  */
 static void test_flushes_under_mmu_lock(void **state)
 {
-	struct hh_env *env = *state;
+	struct ts_env *env = *state;
 	struct tdp_mmu *mmu = env->mmu;
 	const tdp_gfn_t a = hh_blk(1, 0), big = hh_blk(1, 1);
 	uint64_t bm[P2M * 2 / 64];
@@ -761,7 +768,7 @@ static void test_flushes_under_mmu_lock(void **state)
 	for (int i = 0; i < 64; i++)
 		map(env, a + i, HH_PROT_RW, 1);
 	map(env, big, HH_PROT_RW, 2);
-	hh_log_reset(&env->log);
+	ts_flush_reset(&env->log);
 
 	for (int i = 0; i < 64; i++)
 		hh_hw_access(mmu, a + i, true);
@@ -787,7 +794,7 @@ static void test_flushes_under_mmu_lock(void **state)
 	hh_hw_access(mmu, a + 61, true);
 	assert_int_equal(tdp_zap_range(mmu, a + 60, a + 64, TDP_ALIAS_SHARED),
 			 0);
-	assert_true(hh_log_marked(&env->log, a + 61));
+	assert_true(ts_flush_marked(&env->log, a + 61));
 	expect_locked_flushes(env, "tdp_zap_range (flush and mark_dirty)");
 	assert_int_equal(tdp_wrprot_range(mmu, a, a + 64, TDP_ALIAS_SHARED),
 			 60);
@@ -799,30 +806,19 @@ static void test_flushes_under_mmu_lock(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_wrprot, hh_cmocka_setup, hh_cmocka_teardown),
-		cmocka_unit_test_setup_teardown(test_fast_fix, hh_cmocka_setup, hh_cmocka_teardown),
-		cmocka_unit_test_setup_teardown(test_clear_dirty_range, hh_cmocka_setup,
-						hh_cmocka_teardown),
-		cmocka_unit_test_setup_teardown(test_clear_dirty_masked, hh_cmocka_setup,
-						hh_cmocka_teardown),
-		cmocka_unit_test_setup_teardown(test_harvest, hh_cmocka_setup, hh_cmocka_teardown),
-		cmocka_unit_test_setup_teardown(test_harvest_partial_huge_leaf,
-						hh_cmocka_setup, hh_cmocka_teardown),
-		cmocka_unit_test_setup_teardown(test_mark_dirty_on_zap, hh_cmocka_setup,
-						hh_cmocka_teardown),
+		HH_TEST(test_wrprot),
+		HH_TEST(test_fast_fix),
+		HH_TEST(test_clear_dirty_range),
+		HH_TEST(test_clear_dirty_masked),
+		HH_TEST(test_harvest),
+		HH_TEST(test_harvest_partial_huge_leaf),
+		HH_TEST(test_mark_dirty_on_zap),
 		cmocka_unit_test(test_mark_dirty_on_teardown),
-		cmocka_unit_test_setup_teardown(test_aging, hh_cmocka_setup, hh_cmocka_teardown),
-		cmocka_unit_test_setup_teardown(test_bad_inputs, hh_cmocka_setup,
-						hh_cmocka_teardown),
+		HH_TEST(test_aging),
+		HH_TEST(test_bad_inputs),
 		cmocka_unit_test(test_backend),
-		cmocka_unit_test_setup_teardown(test_flushes_under_mmu_lock,
-						hh_cmocka_setup, hh_cmocka_teardown),
+		HH_TEST(test_flushes_under_mmu_lock),
 	};
-	int ret;
 
-	hh_apply_test_filter();
-	tdp_thread_register();
-	ret = cmocka_run_group_tests(tests, NULL, NULL);
-	tdp_thread_unregister();
-	return ret;
+	return TS_RUN_GROUP("tests", tests);
 }

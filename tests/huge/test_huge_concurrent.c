@@ -17,17 +17,11 @@
 
 #include "helpers.h"
 
-#define P2M HH_PAGES_2M
-#define P1G HH_PAGES_1G
-#define PFN_OFFSET (1ULL << 28)
+#define P2M TS_PAGES_2M
+#define P1G TS_PAGES_1G
 
 #define NR_FAULTERS 2
 #define NR_CHANGERS 2
-
-static tdp_pfn_t pfn_of(tdp_gfn_t gfn)
-{
-	return gfn + PFN_OFFSET;
-}
 
 struct shared {
 	struct tdp_mmu *mmu;
@@ -50,7 +44,9 @@ struct worker {
 	uint64_t seed;
 	int role;
 	struct tdp_vcpu *vcpu;
-	uint64_t fixed, spurious, retries, ops, made;
+	uint64_t fixed, spurious, ops, made;
+	unsigned long retries;
+	void (*step)(struct worker *w); /* one operation of its role */
 };
 
 static bool stopping(struct shared *sh)
@@ -62,13 +58,10 @@ static bool stopping(struct shared *sh)
 static void fault(struct worker *w, tdp_gfn_t gfn, unsigned int prot,
 		  int max_level)
 {
-	int ret;
+	int ret =
+		ts_map_retry(w->vcpu, gfn, TDP_ALIAS_SHARED, ts_pfn_shared(gfn),
+			     prot, max_level, 0, 0, &w->retries);
 
-	while ((ret = hh_map(w->vcpu, gfn, pfn_of(gfn), prot, max_level)) ==
-	       TDP_FAULT_RETRY) {
-		w->retries++;
-		sched_yield();
-	}
 	HH_CHECK(ret == TDP_FAULT_FIXED || ret == TDP_FAULT_SPURIOUS,
 		 "fault at gfn %#llx (prot %u, max level %d) returned %d",
 		 (unsigned long long)gfn, prot, max_level, ret);
@@ -76,12 +69,30 @@ static void fault(struct worker *w, tdp_gfn_t gfn, unsigned int prot,
 	w->spurious += ret == TDP_FAULT_SPURIOUS;
 }
 
+/* Read-only one time in @n, else read and write. */
+static unsigned int rand_prot(struct worker *w, uint64_t n)
+{
+	return ts_rand_below(&w->seed, n) ? HH_PROT_RW : TDP_PROT_READ;
+}
+
+/* A worker thread: @w->step until the run stops. */
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+
+	tdp_thread_register();
+	while (!stopping(w->sh))
+		w->step(w);
+	tdp_thread_unregister();
+	return NULL;
+}
+
 /* Whatever maps @gfn maps its own PFN. */
 static void check_gfn(struct shared *sh, tdp_gfn_t gfn)
 {
-	struct hh_leaf l = hh_lookup(sh->mmu, gfn);
+	struct ts_leaf l = ts_lookup(sh->mmu, gfn, TDP_ALIAS_SHARED);
 
-	HH_CHECK(!l.present || l.pfn == pfn_of(gfn),
+	HH_CHECK(!l.present || l.pfn == ts_pfn_shared(gfn),
 		 "gfn %#llx maps pfn %#llx (level %d)", (unsigned long long)gfn,
 		 (unsigned long long)l.pfn, l.level);
 }
@@ -91,9 +102,9 @@ static tdp_gfn_t pick_gfn(struct shared *sh, uint64_t *seed)
 {
 	uint64_t pages = sh->end - sh->start;
 
-	if (pages > 8 * P2M && hh_rand_below(seed, 2))
+	if (pages > 8 * P2M && ts_rand_below(seed, 2))
 		pages = 8 * P2M;
-	return sh->start + hh_rand_below(seed, pages);
+	return sh->start + ts_rand_below(seed, pages);
 }
 
 /* ---- (a) 4 KiB faults under a huge leaf that is being split ------------------ */
@@ -132,51 +143,41 @@ static void remap_huge(struct worker *w)
 	HH_CHECK(ret == 0, "tdp_zap_all: %d", ret);
 	/* The splitter may still get in first: then it maps 4 KiB. */
 	fault(w, sh->start, HH_PROT_RW, sh->huge_level);
-	w->made += hh_lookup(sh->mmu, sh->start).level == sh->huge_level;
+	w->made += ts_lookup(sh->mmu, sh->start, TDP_ALIAS_SHARED).level ==
+		   sh->huge_level;
 	__atomic_store_n(&sh->hold, 0, __ATOMIC_SEQ_CST);
 }
 
-static void *split_worker(void *arg)
+static void split_step(struct worker *w)
 {
-	struct worker *w = arg;
 	struct shared *sh = w->sh;
+	tdp_gfn_t gfn;
+	int ret;
 
-	tdp_thread_register();
-	while (!stopping(sh)) {
-		tdp_gfn_t gfn;
-		int ret;
-
-		switch (w->role) {
-		case FAULT_4K:
-			if (!enter_fault(sh))
-				break;
-			gfn = pick_gfn(sh, &w->seed);
-			fault(w, gfn,
-			      hh_rand_below(&w->seed, 2) ? HH_PROT_RW
-							 : TDP_PROT_READ,
-			      TDP_LEVEL_4K);
-			check_gfn(sh, gfn);
-			__atomic_sub_fetch(&sh->busy, 1, __ATOMIC_SEQ_CST);
+	switch (w->role) {
+	case FAULT_4K:
+		if (!enter_fault(sh))
 			break;
-		case SPLIT_AND_REMAP:
-			if (w->ops % 8 == 7) {
-				remap_huge(w);
-				w->ops++;
-				break;
-			}
-			/* fall through */
-		default:
-			ret = tdp_split_huge_range(
-				sh->mmu, sh->start, sh->end,
-				1 + (int)hh_rand_below(&w->seed, 2),
-				TDP_ALIAS_SHARED);
-			HH_CHECK(ret == 0, "tdp_split_huge_range: %d", ret);
+		gfn = pick_gfn(sh, &w->seed);
+		fault(w, gfn, rand_prot(w, 2), TDP_LEVEL_4K);
+		check_gfn(sh, gfn);
+		__atomic_sub_fetch(&sh->busy, 1, __ATOMIC_SEQ_CST);
+		break;
+	case SPLIT_AND_REMAP:
+		if (w->ops % 8 == 7) {
+			remap_huge(w);
 			w->ops++;
 			break;
 		}
+		/* fall through */
+	default:
+		ret = tdp_split_huge_range(sh->mmu, sh->start, sh->end,
+					   1 + (int)ts_rand_below(&w->seed, 2),
+					   TDP_ALIAS_SHARED);
+		HH_CHECK(ret == 0, "tdp_split_huge_range: %d", ret);
+		w->ops++;
+		break;
 	}
-	tdp_thread_unregister();
-	return NULL;
 }
 
 /* ---- (b) recovery while faults fill and upgrade the tables ------------------- */
@@ -186,54 +187,41 @@ enum recover_role {
 	RECOVER,    /* tdp_recover_huge_pages over the region */
 };
 
-static void *recover_worker(void *arg)
+static void recover_step(struct worker *w)
 {
-	struct worker *w = arg;
 	struct shared *sh = w->sh;
+	tdp_gfn_t gfn;
+	int ret;
 
-	tdp_thread_register();
-	while (!stopping(sh)) {
-		tdp_gfn_t gfn;
-		int ret;
-
-		if (w->role == FAULT_FILL) {
-			gfn = sh->start +
-			      hh_rand_below(&w->seed, sh->end - sh->start);
-			fault(w, gfn,
-			      hh_rand_below(&w->seed, 5) ? HH_PROT_RW
-							 : TDP_PROT_READ,
-			      hh_rand_below(&w->seed, 4) ? TDP_LEVEL_4K
-							 : TDP_LEVEL_2M);
-			check_gfn(sh, gfn);
-			continue;
-		}
-		/* Mostly the region; now and then its whole 1 GiB. */
-		if (hh_rand_below(&w->seed, 8))
-			ret = tdp_recover_huge_pages(sh->mmu, sh->start,
-						     sh->end, TDP_LEVEL_2M,
-						     TDP_ALIAS_SHARED);
-		else
-			ret = tdp_recover_huge_pages(
-				sh->mmu, sh->start & ~(P1G - 1),
-				(sh->start & ~(P1G - 1)) + P1G, TDP_LEVEL_1G,
-				TDP_ALIAS_SHARED);
-		HH_CHECK(ret >= 0, "tdp_recover_huge_pages: %d", ret);
-		w->made += ret > 0 ? (uint64_t)ret : 0;
-		w->ops++;
+	if (w->role == FAULT_FILL) {
+		gfn = sh->start + ts_rand_below(&w->seed, sh->end - sh->start);
+		fault(w, gfn, rand_prot(w, 5),
+		      ts_rand_below(&w->seed, 4) ? TDP_LEVEL_4K : TDP_LEVEL_2M);
+		check_gfn(sh, gfn);
+		return;
 	}
-	tdp_thread_unregister();
-	return NULL;
+	/* Mostly the region; now and then its whole 1 GiB. */
+	if (ts_rand_below(&w->seed, 8))
+		ret = tdp_recover_huge_pages(sh->mmu, sh->start, sh->end,
+					     TDP_LEVEL_2M, TDP_ALIAS_SHARED);
+	else
+		ret = tdp_recover_huge_pages(sh->mmu, sh->start & ~(P1G - 1),
+					     (sh->start & ~(P1G - 1)) + P1G,
+					     TDP_LEVEL_1G, TDP_ALIAS_SHARED);
+	HH_CHECK(ret >= 0, "tdp_recover_huge_pages: %d", ret);
+	w->made += ret > 0 ? (uint64_t)ret : 0;
+	w->ops++;
 }
 
 /* ---- the driver --------------------------------------------------------------- */
 
 static unsigned int run_ms(void)
 {
-	return hh_quick() ? 300 : 1500;
+	return ts_quick() ? 300 : 1500;
 }
 
 static void run_workers(struct shared *sh, struct worker *w, int n,
-			const int *roles, void *(*fn)(void *))
+			const int *roles, void (*step)(struct worker *w))
 {
 	uint64_t faults = 0, retries = 0, ops = 0, made = 0;
 
@@ -242,12 +230,14 @@ static void run_workers(struct shared *sh, struct worker *w, int n,
 			.sh = sh,
 			.seed = 0x1234 + (uint64_t)i * 977,
 			.role = roles[i],
+			.step = step,
 		};
 		assert_int_equal(tdp_vcpu_create(sh->mmu, &w[i].vcpu), 0);
 	}
 	for (int i = 0; i < n; i++)
-		assert_int_equal(pthread_create(&w[i].tid, NULL, fn, &w[i]), 0);
-	hh_sleep_ms(run_ms());
+		assert_int_equal(
+			pthread_create(&w[i].tid, NULL, worker_main, &w[i]), 0);
+	tdp_udelay(run_ms() * 1000);
 	__atomic_store_n(&sh->stop, true, __ATOMIC_RELEASE);
 	for (int i = 0; i < n; i++) {
 		assert_int_equal(pthread_join(w[i].tid, NULL), 0);
@@ -266,21 +256,22 @@ static void run_workers(struct shared *sh, struct worker *w, int n,
 }
 
 /* Fault every GFN of the region at 4 KiB, then check each maps its PFN. */
-static void finish_4k(struct hh_env *env, struct shared *sh)
+static void finish_4k(struct ts_env *env, struct shared *sh)
 {
 	for (tdp_gfn_t g = sh->start; g < sh->end; g++) {
-		int ret = hh_map_retry(env->vcpu, g, pfn_of(g), HH_PROT_RW,
-				       TDP_LEVEL_4K);
+		int ret = ts_map_retry(env->vcpu, g, TDP_ALIAS_SHARED,
+				       ts_pfn_shared(g), HH_PROT_RW,
+				       TDP_LEVEL_4K, 0, 0, NULL);
 
 		if (ret != TDP_FAULT_FIXED && ret != TDP_FAULT_SPURIOUS)
 			fail_msg("final fault at gfn %#llx: %d",
 				 (unsigned long long)g, ret);
 	}
 	for (tdp_gfn_t g = sh->start; g < sh->end; g++) {
-		struct hh_leaf l = hh_lookup(env->mmu, g);
+		struct ts_leaf l = ts_lookup(env->mmu, g, TDP_ALIAS_SHARED);
 
 		if (!l.present || l.level != TDP_LEVEL_4K ||
-		    l.pfn != pfn_of(g) ||
+		    l.pfn != ts_pfn_shared(g) ||
 		    !(l.spte & tdp_mmu_format(env->mmu)->writable))
 			fail_msg("gfn %#llx: present %d level %d pfn %#llx",
 				 (unsigned long long)g, l.present, l.level,
@@ -294,24 +285,22 @@ static void split_test(tdp_gfn_t start, int huge_level)
 	static const int roles[] = { FAULT_4K, FAULT_4K, SPLIT_ONLY,
 				     SPLIT_AND_REMAP };
 	struct worker w[NR_FAULTERS + NR_CHANGERS];
-	struct hh_env env;
+	struct ts_env env;
 	struct shared sh;
 
-	hh_env_init(&env, 0);
-	env.log.record = false;
+	ts_env_init_ok(&env, &(struct ts_env_opts){ .mark_dirty = true });
 	sh = (struct shared){
 		.mmu = env.mmu,
 		.start = start,
 		.end = start + tdp_level_pages(huge_level),
 		.huge_level = huge_level,
 	};
-	assert_int_equal(
-		hh_map(env.vcpu, start, pfn_of(start), HH_PROT_RW, huge_level),
-		TDP_FAULT_FIXED);
-	run_workers(&sh, w, NR_FAULTERS + NR_CHANGERS, roles, split_worker);
+	TS_MAP_FIXED(env.vcpu, start, ts_pfn_shared(start), HH_PROT_RW,
+		     huge_level);
+	run_workers(&sh, w, NR_FAULTERS + NR_CHANGERS, roles, split_step);
 	assert_int_equal(hh_stats_match_tree(env.mmu), 0);
 	finish_4k(&env, &sh);
-	hh_env_fini(&env);
+	ts_env_fini_ok(&env);
 }
 
 /* (a) 2 MiB: 4 KiB faults under a 2 MiB leaf being split. */
@@ -334,38 +323,38 @@ static void test_recover_vs_faults(void **state)
 	static const int roles[] = { FAULT_FILL, FAULT_FILL, RECOVER, RECOVER };
 	const tdp_gfn_t start = P1G + 16 * P2M;
 	struct worker w[NR_FAULTERS + NR_CHANGERS];
-	struct hh_env env;
+	struct ts_env env;
 	struct shared sh;
 	uint64_t tables = 0;
 	int made;
 
 	(void)state;
-	hh_env_init(&env, 0);
-	env.log.record = false;
+	ts_env_init_ok(&env, &(struct ts_env_opts){ .mark_dirty = true });
 	sh = (struct shared){
 		.mmu = env.mmu,
 		.start = start,
 		.end = start + 8 * P2M,
 	};
-	run_workers(&sh, w, NR_FAULTERS + NR_CHANGERS, roles, recover_worker);
+	run_workers(&sh, w, NR_FAULTERS + NR_CHANGERS, roles, recover_step);
 	assert_int_equal(hh_stats_match_tree(env.mmu), 0);
 
 	/* Fill every table, then recovery collapses each one. */
 	finish_4k(&env, &sh);
 	for (tdp_gfn_t b = sh.start; b < sh.end; b += P2M)
-		tables += hh_lookup(env.mmu, b).level == TDP_LEVEL_4K;
+		tables += ts_lookup(env.mmu, b, TDP_ALIAS_SHARED).level ==
+			  TDP_LEVEL_4K;
 	made = tdp_recover_huge_pages(env.mmu, sh.start, sh.end, TDP_LEVEL_2M,
 				      TDP_ALIAS_SHARED);
 	assert_int_equal(made, tables);
 	for (tdp_gfn_t b = sh.start; b < sh.end; b += P2M) {
-		struct hh_leaf l = hh_lookup(env.mmu, b + 17);
+		struct ts_leaf l = ts_lookup(env.mmu, b + 17, TDP_ALIAS_SHARED);
 
 		assert_true(l.present);
 		assert_int_equal(l.level, TDP_LEVEL_2M);
-		assert_int_equal(l.pfn, pfn_of(b + 17));
+		assert_int_equal(l.pfn, ts_pfn_shared(b + 17));
 	}
 	assert_int_equal(hh_stats_match_tree(env.mmu), 0);
-	hh_env_fini(&env);
+	ts_env_fini_ok(&env);
 }
 
 int main(void)
@@ -375,11 +364,6 @@ int main(void)
 		cmocka_unit_test(test_split_vs_4k_faults_1g),
 		cmocka_unit_test(test_recover_vs_faults),
 	};
-	int ret;
 
-	hh_apply_test_filter();
-	tdp_thread_register();
-	ret = cmocka_run_group_tests(tests, NULL, NULL);
-	tdp_thread_unregister();
-	return ret;
+	return TS_RUN_GROUP("tests", tests);
 }

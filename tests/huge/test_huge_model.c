@@ -25,8 +25,8 @@
 
 #include "helpers.h"
 
-#define P2M HH_PAGES_2M
-#define P1G HH_PAGES_1G
+#define P2M TS_PAGES_2M
+#define P1G TS_PAGES_1G
 
 /* The window: two 1 GiB regions. */
 #define NB1 2
@@ -59,7 +59,7 @@ struct span {
 #define TRACE_LEN 24
 
 struct model {
-	struct hh_env env;
+	struct ts_env env;
 	struct tdp_mmu *mmu;
 	const struct tdp_spte_format *fmt;
 	uint64_t seed, rng;
@@ -624,8 +624,9 @@ static void verify(struct model *m)
 	}
 	/* The lockless lookup agrees. */
 	for (int k = 0; k < 8; k++) {
-		uint64_t i = hh_rand_below(&m->rng, NW);
-		struct hh_leaf l = hh_lookup(m->mmu, gfn_at(i));
+		uint64_t i = ts_rand_below(&m->rng, NW);
+		struct ts_leaf l =
+			ts_lookup(m->mmu, gfn_at(i), TDP_ALIAS_SHARED);
 		int level = mlevel(m, i);
 
 		if (l.present != (level != 0) ||
@@ -648,8 +649,8 @@ static void check_flushes(struct model *m, const char *what)
 	for (size_t k = 0; k < m->nr_need; k++) {
 		struct span *sp = &m->need[k];
 
-		if (!hh_log_covers_range(&m->env.log, gfn_at(sp->start),
-					 gfn_at(sp->start + sp->n)))
+		if (!ts_flush_covers_range(&m->env.log, gfn_at(sp->start),
+					   gfn_at(sp->start + sp->n)))
 			model_fail(
 				m, "%s: no TLB flush covers gfn %#llx..%#llx",
 				what, (unsigned long long)gfn_at(sp->start),
@@ -667,10 +668,10 @@ static void check_flushes(struct model *m, const char *what)
  */
 static void check_marks(struct model *m)
 {
-	struct hh_flush_log *log = &m->env.log;
+	struct ts_flush *log = &m->env.log;
 
 	for (uint64_t k = 0; k < log->nr_marks; k++) {
-		const struct hh_flush_range *r = &log->marks[k];
+		const struct ts_flush_range *r = &log->marks[k];
 
 		for (tdp_gfn_t g = r->gfn; g < r->gfn + r->nr_pages; g++) {
 			uint64_t i = g - WB;
@@ -707,7 +708,7 @@ static void check_marks(struct model *m)
 
 static void expect_no_flush(struct model *m, const char *what)
 {
-	if (hh_log_flushes(&m->env.log))
+	if (ts_flush_count(&m->env.log))
 		model_fail(m, "%s flushed the TLB", what);
 }
 
@@ -715,7 +716,7 @@ static void expect_no_flush(struct model *m, const char *what)
 
 static uint64_t rnd(struct model *m, uint64_t n)
 {
-	return hh_rand_below(&m->rng, n);
+	return ts_rand_below(&m->rng, n);
 }
 
 /* A window index, favouring a few 2 MiB blocks at each 1 GiB's ends. */
@@ -784,7 +785,8 @@ static void do_map(struct model *m, uint64_t i, tdp_pfn_t pfn,
 	want = model_map(m, i, pfn, prot, max_level);
 	m->seen.spurious += want == TDP_FAULT_SPURIOUS;
 	m->seen.einval += want == -EINVAL;
-	got = hh_map(m->env.vcpu, gfn_at(i), pfn, prot, max_level);
+	got = ts_map(m->env.vcpu, gfn_at(i), TDP_ALIAS_SHARED, pfn, prot,
+		     max_level);
 	EXPECT_EQ(m, got, want, "tdp_map");
 }
 
@@ -909,7 +911,7 @@ static void op_wrprot(struct model *m)
 		  tdp_wrprot_range(m->mmu, gfn_at(s), gfn_at(e),
 				   TDP_ALIAS_SHARED),
 		  c.count, "tdp_wrprot_range");
-	if (!hh_log_flushes(&m->env.log))
+	if (!ts_flush_count(&m->env.log))
 		model_fail(m, "tdp_wrprot_range did not flush");
 	check_flushes(m, "tdp_wrprot_range");
 }
@@ -961,7 +963,7 @@ static void op_clear_dirty(struct model *m)
 static void op_clear_masked(struct model *m)
 {
 	uint64_t base = pick_mapped_index(m) & ~63ULL;
-	uint64_t mask = rnd(m, 4) ? hh_rand(&m->rng) : ~0ULL;
+	uint64_t mask = rnd(m, 4) ? ts_rand(&m->rng) : ~0ULL;
 	bool wrprot = rnd(m, 2);
 	uint8_t bit = wrprot ? M_W : M_D;
 	int want = 0;
@@ -1055,21 +1057,21 @@ static void op_hw(struct model *m)
 		uint64_t i = pick_mapped_index(m);
 		bool write = rnd(m, 4) != 0;
 		int level = mlevel(m, i);
-		enum hh_hw_result want;
+		enum ts_hw_result want;
 
 		trace(m, "cpu %s gfn %#llx", write ? "write" : "read",
 		      (unsigned long long)gfn_at(i));
 		if (!level) {
-			want = HH_HW_NOT_PRESENT;
+			want = TS_HW_NOT_PRESENT;
 		} else {
 			uint64_t lb = i & ~(pages(level) - 1);
 
 			if (write && !(m->attr[lb] & M_W)) {
-				want = HH_HW_WRPROT;
+				want = TS_HW_WRPROT;
 			} else {
 				change_leaf(m, lb, level, 0,
 					    write ? M_A | M_D : M_A);
-				want = write ? HH_HW_WRITTEN : HH_HW_READ;
+				want = write ? TS_HW_WRITTEN : TS_HW_READ;
 				m->seen.written += write;
 			}
 		}
@@ -1108,7 +1110,9 @@ static void run_model(uint64_t seed, unsigned int flags, unsigned long nr_ops)
 	m->marked = calloc(NW / 64, sizeof(uint64_t));
 	assert_true(m->attr && m->pfn && m->bm && m->expect_bm &&
 		    m->mark_must && m->mark_may && m->marked);
-	hh_env_init(&m->env, flags);
+	ts_env_init_ok(&m->env, &(struct ts_env_opts){ .flags = flags,
+						       .mark_dirty = true,
+						       .record = true });
 	m->mmu = m->env.mmu;
 	m->fmt = tdp_mmu_format(m->mmu);
 
@@ -1121,7 +1125,7 @@ static void run_model(uint64_t seed, unsigned int flags, unsigned long nr_ops)
 		while (r >= ops[k].weight)
 			r -= ops[k++].weight;
 		m->nr_need = 0;
-		hh_log_reset(&m->env.log);
+		ts_flush_reset(&m->env.log);
 		memset(m->mark_must, 0, NW / 8);
 		memset(m->mark_may, 0, NW / 8);
 		memset(m->marked, 0, NW / 8);
@@ -1151,7 +1155,7 @@ static void run_model(uint64_t seed, unsigned int flags, unsigned long nr_ops)
 		(unsigned long long)m->seen.written,
 		(unsigned long long)m->seen.marked);
 
-	hh_env_fini(&m->env);
+	ts_env_fini_ok(&m->env);
 	free(m->attr);
 	free(m->pfn);
 	free(m->bm);
@@ -1172,7 +1176,7 @@ static uint64_t base_seed(void)
 
 static void test_model(void **state)
 {
-	unsigned long nr_ops = hh_quick() ? 400 : 2500;
+	unsigned long nr_ops = ts_quick() ? 400 : 2500;
 	uint64_t seed = base_seed();
 
 	(void)state;
@@ -1187,7 +1191,7 @@ static void test_model(void **state)
 /* Every long walk yields at every step: the restart rules. */
 static void test_model_force_yield(void **state)
 {
-	unsigned long nr_ops = hh_quick() ? 150 : 800;
+	unsigned long nr_ops = ts_quick() ? 150 : 800;
 	uint64_t seed = base_seed();
 
 	(void)state;
@@ -1200,11 +1204,6 @@ int main(void)
 		cmocka_unit_test(test_model),
 		cmocka_unit_test(test_model_force_yield),
 	};
-	int ret;
 
-	hh_apply_test_filter();
-	tdp_thread_register();
-	ret = cmocka_run_group_tests(tests, NULL, NULL);
-	tdp_thread_unregister();
-	return ret;
+	return TS_RUN_GROUP("tests", tests);
 }

@@ -37,17 +37,11 @@
 
 #include "helpers.h"
 
-#define P2M HH_PAGES_2M
-#define P1G HH_PAGES_1G
-#define PFN_OFFSET (1ULL << 28)
+#define P2M TS_PAGES_2M
+#define P1G TS_PAGES_1G
 
 #define NR_CPUS 2
 #define NR_MUTATORS 2
-
-static tdp_pfn_t pfn_of(tdp_gfn_t gfn)
-{
-	return gfn + PFN_OFFSET;
-}
 
 struct hw_run {
 	struct tdp_mmu *mmu;
@@ -109,16 +103,17 @@ static uint64_t dirty_pages(const struct hw_run *run)
 /* A GFN of [start, end) in @run's dirty region, favouring the hot part. */
 static tdp_gfn_t pick_dirty_gfn(struct hw_run *run, uint64_t *seed)
 {
-	if (hh_rand_below(seed, 2))
+	if (ts_rand_below(seed, 2))
 		return run->hot_start +
-		       hh_rand_below(seed, run->hot_end - run->hot_start);
-	return run->dirty_start + hh_rand_below(seed, dirty_pages(run));
+		       ts_rand_below(seed, run->hot_end - run->hot_start);
+	return run->dirty_start + ts_rand_below(seed, dirty_pages(run));
 }
 
 /* The fault a vCPU takes after an EPT violation; never fails. */
 static void vcpu_fault(struct tdp_vcpu *vcpu, tdp_gfn_t gfn, int max_level)
 {
-	int ret = hh_map(vcpu, gfn, pfn_of(gfn), HH_PROT_RW, max_level);
+	int ret = ts_map(vcpu, gfn, TDP_ALIAS_SHARED, ts_pfn_shared(gfn),
+			 HH_PROT_RW, max_level);
 
 	HH_CHECK(ret == TDP_FAULT_FIXED || ret == TDP_FAULT_SPURIOUS ||
 			 ret == TDP_FAULT_RETRY,
@@ -137,26 +132,26 @@ static void *cpu_main(void *arg)
 
 	tdp_thread_register();
 	while (!stopping(run)) {
-		bool in_zap = zap_pages && hh_rand_below(&t->seed, 8) == 0;
+		bool in_zap = zap_pages && ts_rand_below(&t->seed, 8) == 0;
 		tdp_gfn_t gfn =
 			in_zap ? run->zap_start +
-					 hh_rand_below(&t->seed, zap_pages)
+					 ts_rand_below(&t->seed, zap_pages)
 			       : pick_dirty_gfn(run, &t->seed);
 		bool write = gfn >= run->dirty_start && gfn < run->dirty_end &&
-			     hh_rand_below(&t->seed, 4) != 0;
+			     ts_rand_below(&t->seed, 4) != 0;
 		uint64_t e =
 			__atomic_load_n(&run->harvests_done, __ATOMIC_SEQ_CST);
 		int ret;
 
 		switch (hh_hw_access(mmu, gfn, write)) {
-		case HH_HW_WRITTEN:
+		case TS_HW_WRITTEN:
 			t->need[gfn - run->dirty_start] = e + 1;
 			t->writes++;
 			break;
-		case HH_HW_READ:
+		case TS_HW_READ:
 			t->reads++;
 			break;
-		case HH_HW_WRPROT:
+		case TS_HW_WRPROT:
 			/* A write fault: the lockless fix, else the full path. */
 			t->wrprot_faults++;
 			ret = tdp_fast_fix(mmu, gfn, HH_PROT_RW);
@@ -164,14 +159,14 @@ static void *cpu_main(void *arg)
 			if (ret == 0)
 				vcpu_fault(
 					t->vcpu, gfn,
-					1 + (int)hh_rand_below(&t->seed,
+					1 + (int)ts_rand_below(&t->seed,
 							       run->max_level));
 			break;
-		case HH_HW_NOT_PRESENT:
+		case TS_HW_NOT_PRESENT:
 			/* Zapped, or a table being replaced under us. */
 			t->missing_faults++;
 			vcpu_fault(t->vcpu, gfn,
-				   1 + (int)hh_rand_below(&t->seed,
+				   1 + (int)ts_rand_below(&t->seed,
 							  run->max_level));
 			break;
 		}
@@ -223,18 +218,18 @@ static void pick_range(struct hw_run *run, uint64_t *seed, tdp_gfn_t *start,
 		run->zap_end > run->dirty_end ? run->zap_end : run->dirty_end;
 	uint64_t blocks = (hi - lo) / P2M;
 
-	switch (hh_rand_below(seed, 4)) {
+	switch (ts_rand_below(seed, 4)) {
 	case 0:
 		*start = lo;
 		*end = hi;
 		return;
 	case 1:
-		*start = lo + hh_rand_below(seed, hi - lo);
-		*end = *start + 1 + hh_rand_below(seed, 64);
+		*start = lo + ts_rand_below(seed, hi - lo);
+		*end = *start + 1 + ts_rand_below(seed, 64);
 		break;
 	default:
-		*start = lo + hh_rand_below(seed, blocks) * P2M;
-		*end = *start + (1 + hh_rand_below(seed, 4)) * P2M;
+		*start = lo + ts_rand_below(seed, blocks) * P2M;
+		*end = *start + (1 + ts_rand_below(seed, 4)) * P2M;
 		break;
 	}
 	if (*end > hi)
@@ -255,7 +250,7 @@ static void logger_step(struct mutator *m)
 	tdp_gfn_t start, end, gfn;
 	int ret;
 
-	switch (hh_rand_below(&m->seed, 8)) {
+	switch (ts_rand_below(&m->seed, 8)) {
 	case 0:
 		pick_range(run, &m->seed, &start, &end);
 		ret = tdp_wrprot_range(run->mmu, start, end, TDP_ALIAS_SHARED);
@@ -273,7 +268,7 @@ static void logger_step(struct mutator *m)
 		break;
 	case 3:
 		gfn = pick_dirty_gfn(run, &m->seed) & ~63ULL;
-		ret = tdp_clear_dirty_masked(run->mmu, gfn, hh_rand(&m->seed),
+		ret = tdp_clear_dirty_masked(run->mmu, gfn, ts_rand(&m->seed),
 					     true, TDP_ALIAS_SHARED);
 		HH_CHECK(ret >= 0, "tdp_clear_dirty_masked: %d", ret);
 		break;
@@ -293,11 +288,11 @@ static void logger_step(struct mutator *m)
 	default:
 		start = run->dirty_start;
 		end = run->dirty_end;
-		if (run->partial_harvest && hh_rand_below(&m->seed, 2)) {
+		if (run->partial_harvest && ts_rand_below(&m->seed, 2)) {
 			uint64_t blocks = dirty_pages(run) / P2M;
 
-			start += hh_rand_below(&m->seed, blocks) * P2M;
-			end = start + (1 + hh_rand_below(&m->seed, 3)) * P2M;
+			start += ts_rand_below(&m->seed, blocks) * P2M;
+			end = start + (1 + ts_rand_below(&m->seed, 3)) * P2M;
 			if (end > run->dirty_end)
 				end = run->dirty_end;
 		}
@@ -314,19 +309,19 @@ static void huge_step(struct mutator *m)
 	tdp_gfn_t start, end;
 	int ret;
 
-	switch (hh_rand_below(&m->seed, 8)) {
+	switch (ts_rand_below(&m->seed, 8)) {
 	case 0:
 	case 1:
 		pick_range(run, &m->seed, &start, &end);
 		ret = tdp_split_huge_range(run->mmu, start, end,
-					   1 + (int)hh_rand_below(&m->seed, 2),
+					   1 + (int)ts_rand_below(&m->seed, 2),
 					   TDP_ALIAS_SHARED);
 		HH_CHECK(ret == 0, "tdp_split_huge_range: %d", ret);
 		m->splits++;
 		break;
 	case 2:
 	case 3: {
-		int level = run->max_level > 2 && hh_rand_below(&m->seed, 2)
+		int level = run->max_level > 2 && ts_rand_below(&m->seed, 2)
 				    ? TDP_LEVEL_1G
 				    : TDP_LEVEL_2M;
 
@@ -337,7 +332,8 @@ static void huge_step(struct mutator *m)
 		HH_CHECK(ret >= 0, "tdp_recover_huge_pages: %d", ret);
 		m->recovered += ret > 0 ? (uint64_t)ret : 0;
 		if (ret > 0 && level == TDP_LEVEL_1G &&
-		    hh_lookup(run->mmu, run->dirty_start).level == TDP_LEVEL_1G)
+		    ts_lookup(run->mmu, run->dirty_start, TDP_ALIAS_SHARED)
+				    .level == TDP_LEVEL_1G)
 			m->recovered_1g++;
 		break;
 	}
@@ -346,10 +342,10 @@ static void huge_step(struct mutator *m)
 		if (run->zap_end > run->zap_start) {
 			uint64_t blocks = (run->zap_end - run->zap_start) / P2M;
 			tdp_gfn_t b = run->zap_start +
-				      hh_rand_below(&m->seed, blocks) * P2M;
+				      ts_rand_below(&m->seed, blocks) * P2M;
 
-			start = b + hh_rand_below(&m->seed, P2M);
-			end = start + 1 + hh_rand_below(&m->seed, 16);
+			start = b + ts_rand_below(&m->seed, P2M);
+			end = start + 1 + ts_rand_below(&m->seed, 16);
 			if (end > b + P2M)
 				end = b + P2M;
 			ret = tdp_zap_range(run->mmu, start, end,
@@ -358,7 +354,7 @@ static void huge_step(struct mutator *m)
 			m->zaps++;
 			for (tdp_gfn_t g = start; g < end; g++)
 				vcpu_fault(m->vcpu, g,
-					   1 + (int)hh_rand_below(&m->seed, 2));
+					   1 + (int)ts_rand_below(&m->seed, 2));
 			break;
 		}
 		/* No zap region: split the hot part to 4 KiB instead. */
@@ -391,7 +387,8 @@ static void collapse_step(struct mutator *m)
 	HH_CHECK(ret >= 0, "tdp_recover_huge_pages: %d", ret);
 	m->recovered += ret > 0 ? (uint64_t)ret : 0;
 	if (ret > 0 &&
-	    hh_lookup(run->mmu, run->dirty_start).level == TDP_LEVEL_1G)
+	    ts_lookup(run->mmu, run->dirty_start, TDP_ALIAS_SHARED).level ==
+		    TDP_LEVEL_1G)
 		m->recovered_1g++;
 	if (m->splits % 16 == 0) {
 		harvest(run, m->reported, run->dirty_start, run->dirty_end);
@@ -407,7 +404,7 @@ static void split_fault_step(struct mutator *m)
 	vcpu_fault(
 		m->vcpu,
 		run->hot_start +
-			hh_rand_below(&m->seed, run->hot_end - run->hot_start),
+			ts_rand_below(&m->seed, run->hot_end - run->hot_start),
 		TDP_LEVEL_4K);
 	m->fixes++;
 }
@@ -598,20 +595,22 @@ static void stop_and_check(struct hw_run *run, struct cpu_thread *cpus,
 			 (unsigned long long)lost, (unsigned long long)dirtied);
 }
 
-/* Every GFN of [start, end) maps pfn_of(gfn) (faulting in what is not). */
-static void expect_all_mapped(struct hh_env *env, tdp_gfn_t start,
+/* Every GFN of [start, end) maps ts_pfn_shared(gfn) (faulting in what is not). */
+static void expect_all_mapped(struct ts_env *env, tdp_gfn_t start,
 			      tdp_gfn_t end, bool fault_missing)
 {
 	for (tdp_gfn_t g = start; g < end;) {
-		struct hh_leaf l = hh_lookup(env->mmu, g);
+		struct ts_leaf l = ts_lookup(env->mmu, g, TDP_ALIAS_SHARED);
 
 		if (!l.present && fault_missing) {
-			assert_int_equal(hh_map_retry(env->vcpu, g, pfn_of(g),
-						      HH_PROT_RW, 1),
-					 TDP_FAULT_FIXED);
+			assert_int_equal(
+				ts_map_retry(env->vcpu, g, TDP_ALIAS_SHARED,
+					     ts_pfn_shared(g), HH_PROT_RW, 1, 0,
+					     0, NULL),
+				TDP_FAULT_FIXED);
 			continue;
 		}
-		if (!l.present || l.pfn != pfn_of(g))
+		if (!l.present || l.pfn != ts_pfn_shared(g))
 			fail_msg("gfn %#llx: present %d pfn %#llx",
 				 (unsigned long long)g, l.present,
 				 (unsigned long long)l.pfn);
@@ -621,7 +620,7 @@ static void expect_all_mapped(struct hh_env *env, tdp_gfn_t start,
 
 static unsigned int run_ms(void)
 {
-	return hh_quick() ? 500 : 2000;
+	return ts_quick() ? 500 : 2000;
 }
 
 static uint64_t test_seed(void)
@@ -643,14 +642,10 @@ static void mixed_test(bool mark_dirty, uint64_t seed)
 	const tdp_gfn_t base = P1G;
 	struct cpu_thread cpus[NR_CPUS];
 	struct mutator muts[NR_MUTATORS];
-	struct hh_env env;
+	struct ts_env env;
 	struct hw_run run;
 
-	if (mark_dirty)
-		hh_env_init(&env, 0);
-	else
-		hh_env_init_no_mark_dirty(&env, 0);
-	env.log.record = false;
+	ts_env_init_ok(&env, &(struct ts_env_opts){ .mark_dirty = mark_dirty });
 	run = (struct hw_run){
 		.mmu = env.mmu,
 		.dirty_start = base,
@@ -673,29 +668,27 @@ static void mixed_test(bool mark_dirty, uint64_t seed)
 		tdp_gfn_t g = base + b * P2M;
 
 		if (b % 2 == 0 || b >= 16) {
-			assert_int_equal(
-				hh_map(env.vcpu, g, pfn_of(g), HH_PROT_RW, 2),
-				TDP_FAULT_FIXED);
+			TS_MAP_FIXED(env.vcpu, g, ts_pfn_shared(g), HH_PROT_RW,
+				     2);
 			continue;
 		}
 		for (tdp_gfn_t x = g; x < g + P2M; x++)
-			assert_int_equal(
-				hh_map(env.vcpu, x, pfn_of(x), HH_PROT_RW, 1),
-				TDP_FAULT_FIXED);
+			TS_MAP_FIXED(env.vcpu, x, ts_pfn_shared(x), HH_PROT_RW,
+				     1);
 	}
 
 	start_threads(&run, cpus, muts, (const int[]){ ROLE_LOGGER, ROLE_HUGE },
 		      seed);
-	hh_sleep_ms(run_ms());
+	tdp_udelay(run_ms() * 1000);
 	stop_and_check(&run, cpus, muts);
 	if (mark_dirty)
-		assert_true(hh_log_marks(&env.log) > 0);
+		assert_true(ts_flush_marks(&env.log) > 0);
 
 	expect_all_mapped(&env, base, base + 16 * P2M, false);
 	expect_all_mapped(&env, run.zap_start, run.zap_end, true);
 	assert_int_equal(hh_stats_match_tree(env.mmu), 0);
 	env.log.mark_hook = NULL;
-	hh_env_fini(&env);
+	ts_env_fini_ok(&env);
 	free(run.marked);
 	pthread_mutex_destroy(&run.mark_lock);
 }
@@ -714,40 +707,47 @@ static void test_hw_dirty_mixed_zap_reported(void **state)
 }
 
 /*
- * A 1 GiB leaf: split to 2 MiB and 4 KiB (eagerly and by 4 KiB faults)
- * and recovered to 2 MiB and 1 GiB while the CPUs write it.  Harvests
+ * The 1 GiB leaf at @base written by the CPUs while the mutators of
+ * @roles change it, hot in its first @hot_blocks 2 MiB blocks; harvests
  * always cover the whole 1 GiB.
  */
-static void test_hw_dirty_1g(void **state)
+static void run_1g(tdp_gfn_t base, unsigned int hot_blocks, const int *roles,
+		   uint64_t seed)
 {
-	const tdp_gfn_t base = 2 * P1G;
 	struct cpu_thread cpus[NR_CPUS];
 	struct mutator muts[NR_MUTATORS];
-	struct hh_env env;
+	struct ts_env env;
 	struct hw_run run;
 
-	(void)state;
-	hh_env_init_no_mark_dirty(&env, 0);
-	env.log.record = false;
+	ts_env_init_ok(&env, NULL);
 	run = (struct hw_run){
 		.mmu = env.mmu,
 		.dirty_start = base,
 		.dirty_end = base + P1G,
 		.hot_start = base,
-		.hot_end = base + 8 * P2M,
+		.hot_end = base + hot_blocks * P2M,
 		.max_level = TDP_LEVEL_1G,
 	};
-	assert_int_equal(hh_map(env.vcpu, base, pfn_of(base), HH_PROT_RW, 3),
-			 TDP_FAULT_FIXED);
+	TS_MAP_FIXED(env.vcpu, base, ts_pfn_shared(base), HH_PROT_RW, 3);
 
-	start_threads(&run, cpus, muts, (const int[]){ ROLE_LOGGER, ROLE_HUGE },
-		      test_seed() + 1);
-	hh_sleep_ms(run_ms());
+	start_threads(&run, cpus, muts, roles, seed);
+	tdp_udelay(run_ms() * 1000);
 	stop_and_check(&run, cpus, muts);
 
 	expect_all_mapped(&env, run.dirty_start, run.dirty_end, false);
 	assert_int_equal(hh_stats_match_tree(env.mmu), 0);
-	hh_env_fini(&env);
+	ts_env_fini_ok(&env);
+}
+
+/*
+ * A 1 GiB leaf: split to 2 MiB and 4 KiB (eagerly and by 4 KiB faults)
+ * and recovered to 2 MiB and 1 GiB while the CPUs write it.
+ */
+static void test_hw_dirty_1g(void **state)
+{
+	(void)state;
+	run_1g(2 * P1G, 8, (const int[]){ ROLE_LOGGER, ROLE_HUGE },
+	       test_seed() + 1);
 }
 
 /*
@@ -758,35 +758,9 @@ static void test_hw_dirty_1g(void **state)
  */
 static void test_hw_dirty_recover_1g_vs_split(void **state)
 {
-	const tdp_gfn_t base = 3 * P1G;
-	struct cpu_thread cpus[NR_CPUS];
-	struct mutator muts[NR_MUTATORS];
-	struct hh_env env;
-	struct hw_run run;
-
 	(void)state;
-	hh_env_init_no_mark_dirty(&env, 0);
-	env.log.record = false;
-	run = (struct hw_run){
-		.mmu = env.mmu,
-		.dirty_start = base,
-		.dirty_end = base + P1G,
-		.hot_start = base,
-		.hot_end = base + 4 * P2M,
-		.max_level = TDP_LEVEL_1G,
-	};
-	assert_int_equal(hh_map(env.vcpu, base, pfn_of(base), HH_PROT_RW, 3),
-			 TDP_FAULT_FIXED);
-
-	start_threads(&run, cpus, muts,
-		      (const int[]){ ROLE_COLLAPSE, ROLE_SPLIT_FAULT },
-		      test_seed() + 2);
-	hh_sleep_ms(run_ms());
-	stop_and_check(&run, cpus, muts);
-
-	expect_all_mapped(&env, run.dirty_start, run.dirty_end, false);
-	assert_int_equal(hh_stats_match_tree(env.mmu), 0);
-	hh_env_fini(&env);
+	run_1g(3 * P1G, 4, (const int[]){ ROLE_COLLAPSE, ROLE_SPLIT_FAULT },
+	       test_seed() + 2);
 }
 
 /* ---- controlled interleavings of the lockless fast fix ---------------------
@@ -812,6 +786,27 @@ static void test_hw_dirty_recover_1g_vs_split(void **state)
 #define HH_TSAN 1
 #endif
 #endif
+
+/*
+ * The start of a trapped race (skipped in TSan builds): a plain MMU with
+ * one write-protected leaf of @level at @base.  Returns the SPTE format,
+ * a copy that outlives the MMU.
+ */
+static struct tdp_spte_format wrprot_leaf_env(struct ts_env *env,
+					      tdp_gfn_t base, int level)
+{
+#ifdef HH_TSAN
+	skip();
+#endif
+	ts_env_init_ok(env, &(struct ts_env_opts){ .mark_dirty = true,
+						   .record = true });
+	TS_MAP_FIXED(env->vcpu, base, ts_pfn_shared(base), HH_PROT_RW, level);
+	assert_int_equal(tdp_wrprot_range(env->mmu, base,
+					  base + tdp_level_pages(level),
+					  TDP_ALIAS_SHARED),
+			 1);
+	return *tdp_mmu_format(env->mmu);
+}
 
 enum { TRAP_ZAPPER, TRAP_FIXER, NR_TRAP_ROLES };
 
@@ -848,7 +843,7 @@ static void wait_flag(const int *flag, const char *what)
 			fprintf(stderr, "timed out waiting for %s\n", what);
 			abort();
 		}
-		hh_sleep_ms(1);
+		tdp_udelay(1000);
 	}
 }
 
@@ -880,7 +875,7 @@ static void trap_disarm(const struct sigaction *old_sa)
 }
 
 struct trapped_call {
-	struct hh_env *env;
+	struct ts_env *env;
 	tdp_gfn_t gfn;
 	struct tdp_vcpu *vcpu;
 	int ret, ret2;
@@ -912,8 +907,8 @@ static void *zapper_main(void *arg)
 	trap_role = TRAP_ZAPPER;
 	c->ret = tdp_zap_range(c->env->mmu, c->gfn, c->gfn + 1,
 			       TDP_ALIAS_SHARED);
-	c->ret2 = hh_map(c->vcpu, c->gfn, pfn_of(c->gfn), TDP_PROT_READ,
-			 TDP_LEVEL_4K);
+	c->ret2 = ts_map(c->vcpu, c->gfn, TDP_ALIAS_SHARED,
+			 ts_pfn_shared(c->gfn), TDP_PROT_READ, TDP_LEVEL_4K);
 	__atomic_store_n(&c->done, 1, __ATOMIC_SEQ_CST);
 	tdp_thread_unregister();
 	return NULL;
@@ -934,19 +929,11 @@ static void test_fast_fix_vs_zap_remap(void **state)
 	struct tdp_spte_format fmt;
 	struct trapped_call zapper, fixer;
 	struct sigaction old_sa;
-	struct hh_env env;
-	struct hh_leaf l;
+	struct ts_env env;
+	struct ts_leaf l;
 
 	(void)state;
-#ifdef HH_TSAN
-	skip();
-#endif
-	hh_env_init(&env, 0);
-	fmt = *tdp_mmu_format(env.mmu); /* outlives the MMU */
-	assert_int_equal(hh_map(env.vcpu, gfn, pfn_of(gfn), HH_PROT_RW, 1),
-			 TDP_FAULT_FIXED);
-	assert_int_equal(
-		tdp_wrprot_range(env.mmu, gfn, gfn + 1, TDP_ALIAS_SHARED), 1);
+	fmt = wrprot_leaf_env(&env, gfn, TDP_LEVEL_4K);
 	zapper = (struct trapped_call){ .env = &env, .gfn = gfn };
 	fixer = (struct trapped_call){ .env = &env, .gfn = gfn };
 	assert_int_equal(tdp_vcpu_create(env.mmu, &zapper.vcpu), 0);
@@ -974,8 +961,8 @@ static void test_fast_fix_vs_zap_remap(void **state)
 	trap_disarm(&old_sa);
 	tdp_vcpu_destroy(zapper.vcpu);
 
-	l = hh_lookup(env.mmu, gfn);
-	hh_env_fini(&env);
+	l = ts_lookup(env.mmu, gfn, TDP_ALIAS_SHARED);
+	ts_env_fini_ok(&env);
 	assert_true(l.present);
 	assert_false(l.spte & fmt.mmu_writable);
 	if (l.spte & fmt.writable)
@@ -1002,19 +989,11 @@ static void test_fast_fix_vs_split(void **state)
 	struct tdp_spte_format fmt;
 	struct trapped_call fixer;
 	struct sigaction old_sa;
-	struct hh_env env;
-	struct hh_leaf l;
+	struct ts_env env;
+	struct ts_leaf l;
 
 	(void)state;
-#ifdef HH_TSAN
-	skip();
-#endif
-	hh_env_init(&env, 0);
-	fmt = *tdp_mmu_format(env.mmu); /* outlives the MMU */
-	assert_int_equal(hh_map(env.vcpu, big, pfn_of(big), HH_PROT_RW, 2),
-			 TDP_FAULT_FIXED);
-	assert_int_equal(
-		tdp_wrprot_range(env.mmu, big, big + P2M, TDP_ALIAS_SHARED), 1);
+	fmt = wrprot_leaf_env(&env, big, TDP_LEVEL_2M);
 	fixer = (struct trapped_call){ .env = &env, .gfn = gfn };
 
 	trap_arm(env.mmu, gfn, &old_sa);
@@ -1030,8 +1009,8 @@ static void test_fast_fix_vs_split(void **state)
 	assert_int_equal(pthread_join(fixer.tid, NULL), 0);
 	trap_disarm(&old_sa);
 
-	l = hh_lookup(env.mmu, gfn);
-	hh_env_fini(&env);
+	l = ts_lookup(env.mmu, gfn, TDP_ALIAS_SHARED);
+	ts_env_fini_ok(&env);
 	assert_true(l.present);
 	assert_int_equal(l.level, TDP_LEVEL_4K);
 	if (fixer.ret == 1 && !(l.spte & fmt.writable))
@@ -1055,11 +1034,6 @@ int main(void)
 		cmocka_unit_test(test_fast_fix_vs_zap_remap),
 		cmocka_unit_test(test_fast_fix_vs_split),
 	};
-	int ret;
 
-	hh_apply_test_filter();
-	tdp_thread_register();
-	ret = cmocka_run_group_tests(tests, NULL, NULL);
-	tdp_thread_unregister();
-	return ret;
+	return TS_RUN_GROUP("tests", tests);
 }

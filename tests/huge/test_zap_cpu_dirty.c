@@ -28,8 +28,8 @@
 #include "helpers.h"
 
 #define NR_TABLES 8
-#define NR_PAGES (NR_TABLES * HH_PAGES_2M)
-#define BASE (3 * HH_PAGES_1G + 4 * HH_PAGES_2M) /* 2 MiB aligned */
+#define NR_PAGES (NR_TABLES * TS_PAGES_2M)
+#define BASE (3 * TS_PAGES_1G + 4 * TS_PAGES_2M) /* 2 MiB aligned */
 #define ROUNDS 200
 
 struct cpu {
@@ -116,13 +116,13 @@ static void *cpu_main(void *p)
 	tdp_walk_begin();
 	for (int t = 0; t < NR_TABLES; t++) {
 		cache[t] = walk_to_leaf_table(c, a->root_pfn, a->root_level,
-					      BASE + (uint64_t)t * HH_PAGES_2M);
+					      BASE + (uint64_t)t * TS_PAGES_2M);
 		HH_CHECK(cache[t], "table %d not mapped before the zap", t);
 	}
 	__atomic_store_n(&c->started, 1, __ATOMIC_RELEASE);
 	while (!__atomic_load_n(&c->shootdown, __ATOMIC_ACQUIRE)) {
-		uint64_t i = hh_rand_below(&rng, NR_PAGES);
-		tdp_spte_t *sptep = &cache[i / HH_PAGES_2M][i % HH_PAGES_2M];
+		uint64_t i = ts_rand_below(&rng, NR_PAGES);
+		tdp_spte_t *sptep = &cache[i / TS_PAGES_2M][i % TS_PAGES_2M];
 		tdp_spte_t old = __atomic_load_n(sptep, __ATOMIC_ACQUIRE);
 		bool zapping = __atomic_load_n(&c->zapping, __ATOMIC_ACQUIRE);
 
@@ -167,12 +167,14 @@ static void one_round(struct cpu *c, uint64_t seed, uint64_t *racing)
 	c->write_bits = tdp_mmu_format(c->mmu)->accessed |
 			tdp_mmu_format(c->mmu)->dirty;
 	for (uint64_t i = 0; i < NR_PAGES; i++)
-		assert_int_equal(hh_map(vcpu, BASE + i, 0x100000 + BASE + i,
-					HH_PROT_RW, TDP_LEVEL_4K),
+		assert_int_equal(ts_map(vcpu, BASE + i, TDP_ALIAS_SHARED,
+					0x100000 + BASE + i,
+					TDP_PROT_READ | TDP_PROT_WRITE,
+					TDP_LEVEL_4K),
 				 TDP_FAULT_FIXED);
 	/* Faults map clean leaves: only the CPU's writes make them dirty. */
 	for (uint64_t i = 0; i < NR_PAGES; i++)
-		assert_false(hh_lookup(c->mmu, BASE + i).spte &
+		assert_false(ts_lookup(c->mmu, BASE + i, TDP_ALIAS_SHARED).spte &
 			     tdp_mmu_format(c->mmu)->dirty);
 	assert_int_equal(tdp_vcpu_load_root(vcpu, TDP_ALIAS_SHARED, &a.root_pfn,
 					    &a.root_level),
@@ -214,7 +216,7 @@ static void test_zap_sees_every_dirty_bit(void **state)
 {
 	static struct cpu c;
 	uint64_t racing = 0;
-	int rounds = hh_quick() ? ROUNDS / 4 : ROUNDS;
+	int rounds = ts_quick() ? ROUNDS / 4 : ROUNDS;
 
 	(void)state;
 	for (int r = 0; r < rounds; r++)
@@ -229,11 +231,5 @@ int main(void)
 		cmocka_unit_test(test_zap_sees_every_dirty_bit),
 	};
 
-	int ret;
-
-	hh_apply_test_filter();
-	tdp_thread_register();
-	ret = cmocka_run_group_tests(tests, NULL, NULL);
-	tdp_thread_unregister();
-	return ret;
+	return TS_RUN_GROUP("tests", tests);
 }

@@ -45,7 +45,7 @@ static const tdp_gfn_t watch[NR_WATCH] = {
 };
 
 struct ctx {
-	struct st_env e;
+	struct ts_env e;
 	struct tdp_vcpu *vcpu;	/* the test's long-lived vCPU */
 	struct tdp_vcpu *fresh; /* created by prepare, empty cache */
 	struct tdp_root *root;	/* taken by an operation */
@@ -56,18 +56,6 @@ struct ctx {
 };
 
 static struct ctx *C;
-
-static void noop_flush_range(void *ctx, tdp_gfn_t gfn, uint64_t n)
-{
-	(void)ctx;
-	(void)gfn;
-	(void)n;
-}
-
-static void noop_flush_all(void *ctx)
-{
-	(void)ctx;
-}
 
 /*
  * How many allocations succeed before the armed failure fires; called
@@ -105,7 +93,7 @@ static void snap(struct snapshot *s)
 	memset(s, 0, sizeof(*s));
 	for (int a = 0; a < 2; a++)
 		for (int i = 0; i < NR_WATCH; i++)
-			s->mapped[a][i] = st_lookup_leaf(&C->e, watch[i], a,
+			s->mapped[a][i] = sx_lookup_leaf(&C->e, watch[i], a,
 							 NULL, &s->pfn[a][i]);
 	assert_int_equal(tdp_mmu_get_stats(C->e.mmu, &st), 0);
 	for (int t = 0; t < TDP_NR_ROOT_TYPES; t++)
@@ -119,7 +107,7 @@ static void same_translations(const struct snapshot *a,
 {
 	for (int x = 0; x < 2; x++) {
 		for (int i = 0; i < NR_WATCH; i++) {
-			ST_CHECK(a->mapped[x][i] == b->mapped[x][i] &&
+			SX_CHECK(a->mapped[x][i] == b->mapped[x][i] &&
 					 a->pfn[x][i] == b->pfn[x][i],
 				 "%s failing at allocation %d changed the "
 				 "translation of %s GFN %#" PRIx64,
@@ -127,7 +115,7 @@ static void same_translations(const struct snapshot *a,
 		}
 	}
 	for (int t = 0; t < TDP_NR_ROOT_TYPES; t++)
-		ST_CHECK(a->leaves[t] == b->leaves[t],
+		SX_CHECK(a->leaves[t] == b->leaves[t],
 			 "%s failing at allocation %d changed the frames "
 			 "mapped by root type %d: %" PRIu64 " -> %" PRIu64,
 			 op, n, t, a->leaves[t], b->leaves[t]);
@@ -168,10 +156,9 @@ static int run_mmu_create(void)
 {
 	struct tdp_mmu_config cfg = {
 		.root_level = 4,
-		.direct_bits = ST_SHARED_BIT,
-		.host = { .flush_range = noop_flush_range,
-			  .flush_all = noop_flush_all },
-		.backend = rec_backend(C->e.rec),
+		.direct_bits = TS_SHARED_BIT,
+		.host = ts_flush_host(NULL, false),
+		.backend = ts_backend_ops(C->e.be),
 	};
 
 	return tdp_mmu_create(&cfg, &C->made);
@@ -196,9 +183,9 @@ static int run_topup(void)
 /* A private 4 KiB fault in a 1 GiB region no other operation uses. */
 static int run_map_private(void)
 {
-	return st_map_once(&C->e, C->fresh, 0x1000000 + 7, true,
-			   st_pfn(0x1000000 + 7, true), TDP_PROT_RWX,
-			   TDP_LEVEL_4K, tdp_mmu_seq(C->e.mmu));
+	return ts_map_seq(C->fresh, 0x1000000 + 7, ts_alias(true),
+			  ts_pfn(0x1000000 + 7, ts_alias(true)), TDP_PROT_RWX,
+			  TDP_LEVEL_4K, tdp_mmu_seq(C->e.mmu));
 }
 
 static void undo_map_private(void)
@@ -211,9 +198,9 @@ static void undo_map_private(void)
 
 static int run_map_shared_new_root(void)
 {
-	return st_map_once(&C->e, C->fresh, 0x2000000 + 9, false,
-			   st_pfn(0x2000000 + 9, false), TDP_PROT_RWX,
-			   TDP_LEVEL_4K, tdp_mmu_seq(C->e.mmu));
+	return ts_map_seq(C->fresh, 0x2000000 + 9, ts_alias(false),
+			  ts_pfn(0x2000000 + 9, ts_alias(false)), TDP_PROT_RWX,
+			  TDP_LEVEL_4K, tdp_mmu_seq(C->e.mmu));
 }
 
 static void undo_map_shared(void)
@@ -259,7 +246,7 @@ static void undo_invalidate_begin(void)
 
 static void prep_huge_leaf(void)
 {
-	int ret = st_fault(&C->e, C->vcpu, SPLIT_GFN, false, TDP_PROT_RWX,
+	int ret = sx_fault(&C->e, C->vcpu, SPLIT_GFN, false, TDP_PROT_RWX,
 			   TDP_LEVEL_1G, 10.0, NULL);
 
 	assert_true(ret == TDP_FAULT_FIXED || ret == TDP_FAULT_SPURIOUS);
@@ -267,8 +254,8 @@ static void prep_huge_leaf(void)
 
 static int run_split(void)
 {
-	return tdp_split_huge_range(C->e.mmu, SPLIT_GFN + 3 * ST_PAGES_2M,
-				    SPLIT_GFN + 6 * ST_PAGES_2M, TDP_LEVEL_4K,
+	return tdp_split_huge_range(C->e.mmu, SPLIT_GFN + 3 * TS_PAGES_2M,
+				    SPLIT_GFN + 6 * TS_PAGES_2M, TDP_LEVEL_4K,
 				    TDP_ALIAS_SHARED);
 }
 
@@ -300,13 +287,13 @@ static void still_usable(const char *op, int n)
 {
 	for (int a = 0; a < 2; a++) {
 		tdp_gfn_t g = 0x5000000 + (tdp_gfn_t)a * 3;
-		int ret = st_fault(&C->e, C->vcpu, g, a, TDP_PROT_RWX,
+		int ret = sx_fault(&C->e, C->vcpu, g, a, TDP_PROT_RWX,
 				   TDP_LEVEL_4K, 10.0, NULL);
 
-		ST_CHECK(ret == TDP_FAULT_FIXED,
+		SX_CHECK(ret == TDP_FAULT_FIXED,
 			 "after %s failed at allocation %d a fault returned %d",
 			 op, n, ret);
-		ST_CHECK(tdp_zap_range(C->e.mmu, g, g + 1, st_alias(a)) == 0,
+		SX_CHECK(tdp_zap_range(C->e.mmu, g, g + 1, ts_alias(a)) == 0,
 			 "after %s failed: zap", op);
 	}
 }
@@ -327,38 +314,38 @@ static void every_site(const struct alloc_op *op)
 		left = probe_countdown();
 		if (ret == -ENOMEM) {
 			/* The failure fired inside the operation. */
-			ST_CHECK(left == NR_PROBES,
+			SX_CHECK(left == NR_PROBES,
 				 "%s returned -ENOMEM at allocation %d but the "
 				 "injected failure is still pending",
 				 op->name, n);
 			snap(&after);
 			same_translations(&before, &after, op->name, n);
-			st_check_quiesced(&C->e);
+			sx_check_quiesced(&C->e);
 			still_usable(op->name, n);
 			/* The same operation now succeeds. */
 			ret = op->run();
-			ST_CHECK(ret >= 0,
+			SX_CHECK(ret >= 0,
 				 "%s after a failure at allocation %d: %d",
 				 op->name, n, ret);
 			op->undo();
 			continue;
 		}
-		ST_CHECK(ret >= 0, "%s with allocation %d failing: %d",
+		SX_CHECK(ret >= 0, "%s with allocation %d failing: %d",
 			 op->name, n, ret);
-		ST_CHECK(left < NR_PROBES,
+		SX_CHECK(left < NR_PROBES,
 			 "%s succeeded although allocation %d failed (the "
 			 "failure was swallowed)",
 			 op->name, n);
-		ST_CHECK(left == 0,
+		SX_CHECK(left == 0,
 			 "%s made %d allocations but did not fail at "
 			 "allocation %d",
 			 op->name, n - left, n);
 		sites = n - left;
 		op->undo();
 	}
-	ST_CHECK(sites >= 1, "%s: no allocation site found within %d", op->name,
+	SX_CHECK(sites >= 1, "%s: no allocation site found within %d", op->name,
 		 MAX_SITES);
-	st_check_quiesced(&C->e);
+	sx_check_quiesced(&C->e);
 	printf("inject: %-26s %2d allocation sites, each -ENOMEM with the MMU "
 	       "unchanged and usable\n",
 	       op->name, sites);
@@ -370,13 +357,12 @@ static int setup(void **state)
 {
 	struct tdp_mmu_config cfg = {
 		.root_level = 4,
-		.host = { .flush_range = noop_flush_range,
-			  .flush_all = noop_flush_all },
+		.host = ts_flush_host(NULL, false),
 	};
 
 	(void)state;
 	C = calloc(1, sizeof(*C));
-	if (!C || !st_env_init(&C->e, 0, true, 4096))
+	if (!C || !sx_env_init(&C->e, 0, true, 4096))
 		return -1;
 	if (tdp_vcpu_create(C->e.mmu, &C->vcpu) ||
 	    tdp_mmu_create(&cfg, &C->probe_mmu))
@@ -384,7 +370,7 @@ static int setup(void **state)
 	/* Something mapped in both aliases whose translations must stay. */
 	for (int a = 0; a < 2; a++)
 		for (int i = 0; i < NR_WATCH; i += 2)
-			if (st_fault(&C->e, C->vcpu, watch[i], a, TDP_PROT_RWX,
+			if (sx_fault(&C->e, C->vcpu, watch[i], a, TDP_PROT_RWX,
 				     TDP_LEVEL_4K, 10.0,
 				     NULL) != TDP_FAULT_FIXED)
 				return -1;
@@ -395,20 +381,20 @@ static int teardown(void **state)
 {
 	(void)state;
 	tdp_vcpu_destroy(C->vcpu);
-	st_env_fini(&C->e);
+	sx_env_fini(&C->e);
 	tdp_mmu_destroy(C->probe_mmu);
 	free(C);
-	return st_failures() ? -1 : 0;
+	return sx_failures() ? -1 : 0;
 }
 
 static void test_every_site(void **state)
 {
-	long before = st_failures();
+	long before = sx_failures();
 
 	(void)state;
 	for (size_t i = 0; i < NR_ALLOC_OPS; i++)
 		every_site(&alloc_ops[i]);
-	assert_int_equal(st_failures() - before, 0);
+	assert_int_equal(sx_failures() - before, 0);
 }
 
 /* Operations that must not allocate: armed at the next allocation, they
@@ -423,13 +409,13 @@ static int no_alloc_op(int i)
 	switch (i) {
 	case 0:
 		/* A fault whose cache is full and whose root is loaded. */
-		return st_map_once(&C->e, C->vcpu, 0x6000000 + 1, true,
-				   st_pfn(0x6000000 + 1, true), TDP_PROT_RWX,
-				   TDP_LEVEL_4K, tdp_mmu_seq(mmu));
+		return ts_map_seq(C->vcpu, 0x6000000 + 1, ts_alias(true),
+				  ts_pfn(0x6000000 + 1, ts_alias(true)),
+				  TDP_PROT_RWX, TDP_LEVEL_4K, tdp_mmu_seq(mmu));
 	case 1:
-		return st_map_once(&C->e, C->vcpu, 0x6000000 + 2, false,
-				   st_pfn(0x6000000 + 2, false), TDP_PROT_RWX,
-				   TDP_LEVEL_4K, tdp_mmu_seq(mmu));
+		return ts_map_seq(C->vcpu, 0x6000000 + 2, ts_alias(false),
+				  ts_pfn(0x6000000 + 2, ts_alias(false)),
+				  TDP_PROT_RWX, TDP_LEVEL_4K, tdp_mmu_seq(mmu));
 	case 2:
 		return tdp_wrprot_range(mmu, 0x6000000, 0x6000200,
 					TDP_ALIAS_SHARED);
@@ -446,7 +432,7 @@ static int no_alloc_op(int i)
 		return (int)tdp_age_range(mmu, 0x6000000, 0x6000200, true,
 					  TDP_ALIAS_SHARED);
 	case 7:
-		return tdp_fast_fix(mmu, (0x6000000 + 2) | ST_SHARED_BIT,
+		return tdp_fast_fix(mmu, (0x6000000 + 2) | TS_SHARED_BIT,
 				    TDP_PROT_READ | TDP_PROT_WRITE);
 	case 8:
 		return tdp_lookup(mmu, 0x6000000 + 1, TDP_ALIAS_PRIVATE, &spte,
@@ -473,7 +459,7 @@ static int no_alloc_op(int i)
 
 static void test_no_alloc_under_lock(void **state)
 {
-	long before = st_failures();
+	long before = sx_failures();
 
 	(void)state;
 	for (int i = 0; i < NR_NO_ALLOC; i++) {
@@ -490,7 +476,7 @@ static void test_no_alloc_under_lock(void **state)
 							    &pfn, &level),
 					 0);
 			/* The private root: one fault loads it. */
-			assert_true(st_fault(&C->e, C->vcpu, 0x6000000 + 5,
+			assert_true(sx_fault(&C->e, C->vcpu, 0x6000000 + 5,
 					     true, TDP_PROT_RWX, TDP_LEVEL_4K,
 					     10.0, NULL) >= 0);
 			assert_int_equal(tdp_vcpu_topup(C->vcpu), 0);
@@ -498,18 +484,18 @@ static void test_no_alloc_under_lock(void **state)
 		tdp_port_fail_alloc_after(0);
 		ret = no_alloc_op(i) >= 0;
 		left = probe_countdown();
-		ST_CHECK(ret,
+		SX_CHECK(ret,
 			 "operation %d failed with an allocation armed to "
 			 "fail",
 			 i);
-		ST_CHECK(left == 0,
+		SX_CHECK(left == 0,
 			 "operation %d allocated (%d probes before the "
 			 "failure)",
 			 i, left);
 	}
-	st_check_quiesced(&C->e);
+	sx_check_quiesced(&C->e);
 	printf("inject: %d operations made no allocation\n", NR_NO_ALLOC);
-	assert_int_equal(st_failures() - before, 0);
+	assert_int_equal(sx_failures() - before, 0);
 }
 
 int main(int argc, char **argv)
@@ -518,14 +504,14 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_every_site),
 		cmocka_unit_test(test_no_alloc_under_lock),
 	};
-	struct st_opts opts;
+	struct sx_opts opts;
 	int ret;
 
-	if (st_parse_opts(argc, argv, &opts, 1.0, 1.0, 1))
+	if (sx_parse_opts(argc, argv, &opts, 1.0, 1.0, 1))
 		return 2;
 	tdp_thread_register();
 	ret = cmocka_run_group_tests(tests, setup, teardown);
 	tdp_thread_unregister();
-	st_summary("test-inject-alloc");
+	sx_summary("test-inject-alloc");
 	return ret;
 }

@@ -34,14 +34,14 @@
 
 #define NR_THREADS 4
 #define BLOCKS 4
-#define GFNS (BLOCKS * ST_PAGES_2M)
+#define GFNS (BLOCKS * TS_PAGES_2M)
 #define OWNED (GFNS / 2)
 
-static struct st_opts opts;
+static struct sx_opts opts;
 
 struct inject_run {
-	struct st_env e;
-	struct st_budget b;
+	struct ts_env e;
+	struct sx_budget b;
 	tdp_gfn_t base;
 	/* Owned half: what the owner left, per alias. */
 	bool *owned[2];
@@ -62,16 +62,16 @@ struct inject_thread {
 /* GFN i of the window: blocks in two 1 GiB regions. */
 static tdp_gfn_t window_gfn(const struct inject_run *r, uint64_t i)
 {
-	uint64_t block = i / ST_PAGES_2M;
+	uint64_t block = i / TS_PAGES_2M;
 
-	return r->base + (block % 2) * ST_PAGES_1G +
-	       (block / 2) * 5 * ST_PAGES_2M + i % ST_PAGES_2M;
+	return r->base + (block % 2) * TS_PAGES_1G +
+	       (block / 2) * 5 * TS_PAGES_2M + i % TS_PAGES_2M;
 }
 
 static int fault(struct inject_run *r, struct tdp_vcpu *v, tdp_gfn_t g,
 		 bool private, int level)
 {
-	return st_fault(&r->e, v, g, private, TDP_PROT_RWX, level, 30.0, NULL);
+	return sx_fault(&r->e, v, g, private, TDP_PROT_RWX, level, 30.0, NULL);
 }
 
 static void *inject_vcpu(void *arg)
@@ -79,25 +79,26 @@ static void *inject_vcpu(void *arg)
 	struct inject_thread *t = arg;
 	struct inject_run *r = t->run;
 	struct tdp_vcpu *v = NULL;
-	uint64_t rng = st_seed_for(opts.seed, (uint64_t)t->id);
+	uint64_t rng = sx_seed_for(opts.seed, (uint64_t)t->id);
 	long faults = 0;
 
-	if (!ST_CHECK(tdp_vcpu_create(r->e.mmu, &v) == 0, "vcpu"))
+	if (!SX_CHECK(tdp_vcpu_create(r->e.mmu, &v) == 0, "vcpu"))
 		return NULL;
-	while (st_budget_next(&r->b)) {
-		bool private = st_below(&rng, 3) != 0;
+	while (sx_budget_next(&r->b)) {
+		bool private = ts_rand_below(&rng, 3) != 0;
 		uint64_t i;
 		tdp_gfn_t g;
 		int ret, level;
 
-		if (st_below(&rng, 2)) {
-			i = st_below(&rng, OWNED / NR_THREADS) * NR_THREADS +
+		if (ts_rand_below(&rng, 2)) {
+			i = ts_rand_below(&rng, OWNED / NR_THREADS) *
+				    NR_THREADS +
 			    (uint64_t)t->id;
 			g = window_gfn(r, i);
-			if (st_below(&rng, 4) == 0) {
+			if (ts_rand_below(&rng, 4) == 0) {
 				ret = tdp_zap_range(r->e.mmu, g, g + 1,
-						    st_alias(private));
-				ST_CHECK(ret == 0, "zap: %d", ret);
+						    ts_alias(private));
+				SX_CHECK(ret == 0, "zap: %d", ret);
 				r->owned[private][i] = false;
 				continue;
 			}
@@ -109,13 +110,13 @@ static void *inject_vcpu(void *arg)
 				__atomic_add_fetch(&r->hard_errors, 1,
 						   __ATOMIC_RELAXED);
 			else
-				ST_CHECK(false, "fault of %#" PRIx64 ": %d", g,
+				SX_CHECK(false, "fault of %#" PRIx64 ": %d", g,
 					 ret);
 			continue;
 		}
-		i = OWNED + st_below(&rng, GFNS - OWNED);
+		i = OWNED + ts_rand_below(&rng, GFNS - OWNED);
 		g = window_gfn(r, i);
-		level = st_below(&rng, 4) ? TDP_LEVEL_4K : TDP_LEVEL_2M;
+		level = ts_rand_below(&rng, 4) ? TDP_LEVEL_4K : TDP_LEVEL_2M;
 		ret = fault(r, v, g, private, level);
 		faults++;
 		if (ret == TDP_FAULT_FIXED || ret == TDP_FAULT_SPURIOUS) {
@@ -123,13 +124,13 @@ static void *inject_vcpu(void *arg)
 					 __ATOMIC_RELAXED);
 			if (level == TDP_LEVEL_2M)
 				__atomic_store_n(
-					&r->huge[private][i / ST_PAGES_2M],
+					&r->huge[private][i / TS_PAGES_2M],
 					true, __ATOMIC_RELAXED);
 		} else if (ret == -ENOSPC && private)
 			__atomic_add_fetch(&r->hard_errors, 1,
 					   __ATOMIC_RELAXED);
 		else
-			ST_CHECK(false, "fault of %#" PRIx64 ": %d", g, ret);
+			SX_CHECK(false, "fault of %#" PRIx64 ": %d", g, ret);
 	}
 	__atomic_add_fetch(&r->faults, faults, __ATOMIC_RELAXED);
 	tdp_vcpu_destroy(v);
@@ -138,7 +139,7 @@ static void *inject_vcpu(void *arg)
 
 static bool leaf_at(struct inject_run *r, tdp_gfn_t g, bool private, int *level)
 {
-	return st_lookup_leaf(&r->e, g, private, level, NULL);
+	return sx_lookup_leaf(&r->e, g, private, level, NULL);
 }
 
 /* Run the threads with @busy and @hard per-mille failure rates. */
@@ -146,33 +147,33 @@ static void run_rates(unsigned int busy, unsigned int hard)
 {
 	struct inject_run r = { .e = { 0 } };
 	struct inject_thread th[NR_THREADS];
-	struct st_threads g = { .n = 0 };
+	struct sx_threads g = { .n = 0 };
 	struct tdp_stats st;
-	struct rec_counts c;
-	long before = st_failures();
+	struct ts_counts c;
+	long before = sx_failures();
 
-	assert_true(st_env_init(&r.e, 0, true, 4096));
-	r.base = (1 + busy / 100 + hard) * ST_PAGES_512G;
+	assert_true(sx_env_init(&r.e, 0, true, 4096));
+	r.base = (1 + busy / 100 + hard) * TS_PAGES_512G;
 	for (int a = 0; a < 2; a++) {
 		r.owned[a] = calloc(OWNED, sizeof(bool));
 		r.mapped[a] = calloc(GFNS - OWNED, sizeof(bool));
 		assert_non_null(r.owned[a]);
 		assert_non_null(r.mapped[a]);
 	}
-	rec_set_link_sleep(r.e.rec, 10);
-	rec_set_injection(r.e.rec, busy, hard, opts.seed + busy + hard);
-	st_budget_start(&r.b, opts.quick ? 0.25 : opts.seconds, opts.max_ops);
+	ts_set_link_delay(r.e.be, 10);
+	ts_set_injection(r.e.be, busy, hard, opts.seed + busy + hard);
+	sx_budget_start(&r.b, opts.quick ? 0.25 : opts.seconds, opts.max_ops);
 	for (int i = 0; i < NR_THREADS; i++) {
 		th[i] = (struct inject_thread){ .run = &r, .id = i };
-		st_spawn(&g, inject_vcpu, &th[i]);
+		sx_spawn(&g, inject_vcpu, &th[i]);
 	}
-	st_join(&g);
-	rec_set_injection(r.e.rec, 0, 0, 0);
+	sx_join(&g);
+	ts_set_injection(r.e.be, 0, 0, 0);
 
 	/* No lost mapping, no mapping where every fault failed. */
 	for (uint64_t i = 0; i < OWNED; i++)
 		for (int a = 0; a < 2; a++)
-			ST_CHECK(leaf_at(&r, window_gfn(&r, i), a, NULL) ==
+			SX_CHECK(leaf_at(&r, window_gfn(&r, i), a, NULL) ==
 					 r.owned[a][i],
 				 "owned %s GFN %#" PRIx64 " is %smapped, its "
 				 "owner left it %smapped",
@@ -186,7 +187,7 @@ static void run_rates(unsigned int busy, unsigned int hard)
 			bool have = leaf_at(&r, gfn, a, &level);
 
 			if (r.mapped[a][i - OWNED])
-				ST_CHECK(have,
+				SX_CHECK(have,
 					 "%s GFN %#" PRIx64 " was mapped "
 					 "by a fault and is lost",
 					 a ? "private" : "shared", gfn);
@@ -194,16 +195,16 @@ static void run_rates(unsigned int busy, unsigned int hard)
 				/* Only a 2 MiB leaf another GFN's fault made
 				 * (perhaps split since) may cover a GFN no
 				 * fault mapped. */
-				ST_CHECK(!have || level > TDP_LEVEL_4K ||
-						 r.huge[a][i / ST_PAGES_2M],
+				SX_CHECK(!have || level > TDP_LEVEL_4K ||
+						 r.huge[a][i / TS_PAGES_2M],
 					 "%s GFN %#" PRIx64 " is mapped though "
 					 "no fault of it succeeded",
 					 a ? "private" : "shared", gfn);
 		}
 	}
-	st_check_quiesced(&r.e);
+	sx_check_quiesced(&r.e);
 	tdp_mmu_get_stats(r.e.mmu, &st);
-	c = rec_counts(r.e.rec);
+	c = ts_counts(r.e.be);
 	printf("inject: busy %u.%u%% hard %u.%u%%: %ld faults, backend busy "
 	       "%" PRIu64 ", hard errors %" PRIu64 " (%ld reported), %" PRIu64
 	       " retries\n",
@@ -211,15 +212,15 @@ static void run_rates(unsigned int busy, unsigned int hard)
 	       c.injected_busy, c.injected_errors, r.hard_errors,
 	       st.faults_retried);
 	if (busy && r.faults > 100)
-		ST_CHECK(c.injected_busy > 0, "no busy result injected");
+		SX_CHECK(c.injected_busy > 0, "no busy result injected");
 	if (hard && r.faults > 1000)
-		ST_CHECK(c.injected_errors > 0, "no hard error injected");
-	st_env_fini(&r.e);
+		SX_CHECK(c.injected_errors > 0, "no hard error injected");
+	sx_env_fini(&r.e);
 	for (int a = 0; a < 2; a++) {
 		free(r.owned[a]);
 		free(r.mapped[a]);
 	}
-	assert_int_equal(st_failures() - before, 0);
+	assert_int_equal(sx_failures() - before, 0);
 }
 
 static void test_busy_0(void **state)
@@ -278,12 +279,12 @@ int main(int argc, char **argv)
 	};
 	int ret;
 
-	if (st_parse_opts(argc, argv, &opts, 0.25, 2.0, NR_THREADS))
+	if (sx_parse_opts(argc, argv, &opts, 0.25, 2.0, NR_THREADS))
 		return 2;
 	printf("inject: seed=%" PRIu64 "\n", opts.seed);
 	tdp_thread_register();
 	ret = cmocka_run_group_tests(tests, NULL, NULL);
 	tdp_thread_unregister();
-	st_summary("test-inject-backend");
+	sx_summary("test-inject-backend");
 	return ret;
 }

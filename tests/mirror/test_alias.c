@@ -32,30 +32,31 @@ static tdp_pfn_t pfn_of(enum tdp_alias alias, tdp_gfn_t g)
 	return alias == TDP_ALIAS_PRIVATE ? PFN_PRIVATE(g) : PFN_SHARED(g);
 }
 
-static void map_both_aliases(struct menv *e)
+static void map_both_aliases(struct ts_env *e)
 {
 	static const enum tdp_alias aliases[] = { TDP_ALIAS_PRIVATE,
 						  TDP_ALIAS_SHARED };
 
 	for (int a = 0; a < 2; a++) {
 		for (tdp_gfn_t g = MAP_START; g < MAP_END; g++)
-			assert_int_equal(menv_map_retry(e->mmu, e->vcpu, g,
-							aliases[a],
-							pfn_of(aliases[a], g),
-							TDP_LEVEL_4K, NULL),
-					 TDP_FAULT_FIXED);
+			assert_int_equal(
+				ts_map_retry(e->vcpu, g, aliases[a],
+					     pfn_of(aliases[a], g),
+					     TDP_PROT_RWX, TDP_LEVEL_4K,
+					     MENV_MAX_RETRIES, 0, NULL),
+				TDP_FAULT_FIXED);
 		assert_int_equal(
-			menv_map_retry(e->mmu, e->vcpu, HUGE_REGION + 3,
-				       aliases[a],
-				       pfn_of(aliases[a], HUGE_REGION + 3),
-				       TDP_LEVEL_2M, NULL),
+			ts_map_retry(e->vcpu, HUGE_REGION + 3, aliases[a],
+				     pfn_of(aliases[a], HUGE_REGION + 3),
+				     TDP_PROT_RWX, TDP_LEVEL_2M,
+				     MENV_MAX_RETRIES, 0, NULL),
 			TDP_FAULT_FIXED);
 	}
 }
 
 /* Every GFN of [start, end) is mapped in @alias (or not) as expected. */
-static void assert_alias(struct menv *e, enum tdp_alias alias, tdp_gfn_t start,
-			 tdp_gfn_t end, bool mapped)
+static void assert_alias(struct ts_env *e, enum tdp_alias alias,
+			 tdp_gfn_t start, tdp_gfn_t end, bool mapped)
 {
 	for (tdp_gfn_t g = start; g < end; g++) {
 		int level = 0;
@@ -71,15 +72,15 @@ static void assert_alias(struct menv *e, enum tdp_alias alias, tdp_gfn_t start,
 				 mapped ? "mapped" : "not mapped");
 		if (present)
 			assert_int_equal(
-				pfn, pfn_of(alias, menv_round_down(g, level)));
+				pfn, pfn_of(alias, ts_round_down(g, level)));
 		if (alias == TDP_ALIAS_PRIVATE)
-			assert_int_equal(rec_leaf_at(e->rec, g, NULL, NULL),
+			assert_int_equal(ts_leaf_at(e->be, g, NULL, NULL),
 					 mapped);
 	}
 }
 
 /* The 4 KiB range and the 2 MiB leaf of @alias, zapped or not. */
-static void assert_alias_state(struct menv *e, enum tdp_alias alias,
+static void assert_alias_state(struct ts_env *e, enum tdp_alias alias,
 			       bool zapped)
 {
 	assert_alias(e, alias, MAP_START, ZAP_START, true);
@@ -89,15 +90,15 @@ static void assert_alias_state(struct menv *e, enum tdp_alias alias,
 }
 
 /* The backend saw exactly the private leaves of the range go. */
-static void assert_private_removals(struct menv *e, bool zapped)
+static void assert_private_removals(struct ts_env *e, bool zapped)
 {
-	size_t n = rec_log_count(e->rec);
+	size_t n = ts_log_count(e->be);
 	size_t small = 0, huge = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		struct rec_event ev = rec_log_get(e->rec, i);
+		struct ts_event ev = ts_log_get(e->be, i);
 
-		assert_int_equal(ev.call, REC_REMOVE_LEAF);
+		assert_int_equal(ev.call, TS_REMOVE_LEAF);
 		assert_int_equal(ev.ret, 0);
 		if (ev.level == TDP_LEVEL_4K) {
 			assert_in_range(ev.gfn, ZAP_START, ZAP_END - 1);
@@ -118,14 +119,14 @@ typedef int (*zap_fn)(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end);
 
 static void run_alias_row(zap_fn zap, bool private_zapped, bool shared_zapped)
 {
-	struct menv e;
+	struct ts_env e;
 
 	menv_init(&e, 4096, 0);
 	map_both_aliases(&e);
 	assert_alias_state(&e, TDP_ALIAS_PRIVATE, false);
 	assert_alias_state(&e, TDP_ALIAS_SHARED, false);
 
-	rec_log_enable(e.rec, true);
+	ts_log_enable(e.be, true);
 	/* The range covers the first GFN of the 2 MiB leaves, not all. */
 	assert_int_equal(zap(e.mmu, ZAP_START, ZAP_END), 0);
 	assert_int_equal(zap(e.mmu, HUGE_REGION + 8, HUGE_REGION + 9), 0);
@@ -135,13 +136,12 @@ static void run_alias_row(zap_fn zap, bool private_zapped, bool shared_zapped)
 	assert_private_removals(&e, private_zapped);
 
 	/* Zapping again finds nothing more to tell the backend. */
-	rec_log_clear(e.rec);
+	ts_log_clear(e.be);
 	assert_int_equal(zap(e.mmu, ZAP_START, ZAP_END), 0);
-	assert_int_equal(rec_log_count(e.rec), 0);
+	assert_int_equal(ts_log_count(e.be), 0);
 
-	assert_int_equal(rec_compare(e.rec, e.mmu, 0, MENV_GFN_LIMIT), 0);
-	assert_int_equal(rec_violations(e.rec), 0);
-	menv_fini(&e);
+	menv_assert_mirror(&e);
+	ts_env_destroy(&e);
 }
 
 static void test_slot_deleted_zaps_both(void **state)
@@ -182,11 +182,11 @@ static void test_zap_range_filters(void **state)
 
 	(void)state;
 	for (unsigned int i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
-		struct menv e;
+		struct ts_env e;
 
 		menv_init(&e, 0, 0);
 		map_both_aliases(&e);
-		rec_log_enable(e.rec, true);
+		ts_log_enable(e.be, true);
 		assert_int_equal(
 			tdp_zap_range(e.mmu, ZAP_START, ZAP_END, rows[i].alias),
 			0);
@@ -197,22 +197,21 @@ static void test_zap_range_filters(void **state)
 				   rows[i].private_zapped);
 		assert_alias_state(&e, TDP_ALIAS_SHARED, rows[i].shared_zapped);
 		assert_private_removals(&e, rows[i].private_zapped);
-		assert_int_equal(rec_compare(e.rec, e.mmu, 0, MENV_GFN_LIMIT),
-				 0);
-		assert_int_equal(rec_violations(e.rec), 0);
-		menv_fini(&e);
+		assert_int_equal(ts_compare(e.be, e.mmu, 0, TS_GFN_LIMIT), 0);
+		assert_int_equal(ts_violations(e.be), 0);
+		ts_env_destroy(&e);
 	}
 }
 
 /* tdp_zap_all is the "host address space goes away" event: shared only. */
 static void test_zap_all_leaves_private_alone(void **state)
 {
-	struct menv e;
+	struct ts_env e;
 
 	(void)state;
 	menv_init(&e, 0, 0);
 	map_both_aliases(&e);
-	rec_log_enable(e.rec, true);
+	ts_log_enable(e.be, true);
 	assert_int_equal(tdp_zap_all(e.mmu), 0);
 	assert_alias(&e, TDP_ALIAS_SHARED, MAP_START, MAP_END, false);
 	assert_alias(&e, TDP_ALIAS_SHARED, HUGE_REGION, HUGE_REGION + 512,
@@ -220,33 +219,34 @@ static void test_zap_all_leaves_private_alone(void **state)
 	assert_alias(&e, TDP_ALIAS_PRIVATE, MAP_START, MAP_END, true);
 	assert_alias(&e, TDP_ALIAS_PRIVATE, HUGE_REGION, HUGE_REGION + 512,
 		     true);
-	assert_int_equal(rec_log_count(e.rec), 0);
-	assert_int_equal(rec_compare(e.rec, e.mmu, 0, MENV_GFN_LIMIT), 0);
-	assert_int_equal(rec_violations(e.rec), 0);
-	menv_fini(&e);
+	assert_int_equal(ts_log_count(e.be), 0);
+	menv_assert_mirror(&e);
+	ts_env_destroy(&e);
 }
 
 /* A conversion round trip: private -> shared -> private, same GFNs. */
 static void test_conversion_round_trip(void **state)
 {
-	struct menv e;
+	struct ts_env e;
 
 	(void)state;
 	menv_init(&e, 4096, 0);
 	for (tdp_gfn_t g = ZAP_START; g < ZAP_END; g++)
-		assert_int_equal(
-			menv_map_retry(e.mmu, e.vcpu, g, TDP_ALIAS_PRIVATE,
-				       PFN_PRIVATE(g), TDP_LEVEL_4K, NULL),
-			TDP_FAULT_FIXED);
+		assert_int_equal(ts_map_retry(e.vcpu, g, TDP_ALIAS_PRIVATE,
+					      PFN_PRIVATE(g), TDP_PROT_RWX,
+					      TDP_LEVEL_4K, MENV_MAX_RETRIES, 0,
+					      NULL),
+				 TDP_FAULT_FIXED);
 
 	/* To shared: the private leaves go, the guest faults shared. */
 	assert_int_equal(tdp_zap_convert_to_shared(e.mmu, ZAP_START, ZAP_END),
 			 0);
 	assert_alias(&e, TDP_ALIAS_PRIVATE, ZAP_START, ZAP_END, false);
 	for (tdp_gfn_t g = ZAP_START; g < ZAP_END; g++)
-		assert_int_equal(menv_map_retry(e.mmu, e.vcpu, g,
-						TDP_ALIAS_SHARED, PFN_SHARED(g),
-						TDP_LEVEL_4K, NULL),
+		assert_int_equal(ts_map_retry(e.vcpu, g, TDP_ALIAS_SHARED,
+					      PFN_SHARED(g), TDP_PROT_RWX,
+					      TDP_LEVEL_4K, MENV_MAX_RETRIES, 0,
+					      NULL),
 				 TDP_FAULT_FIXED);
 	assert_alias(&e, TDP_ALIAS_SHARED, ZAP_START, ZAP_END, true);
 
@@ -256,15 +256,15 @@ static void test_conversion_round_trip(void **state)
 	assert_alias(&e, TDP_ALIAS_SHARED, ZAP_START, ZAP_END, false);
 	assert_alias(&e, TDP_ALIAS_PRIVATE, ZAP_START, ZAP_END, false);
 	for (tdp_gfn_t g = ZAP_START; g < ZAP_END; g++)
-		assert_int_equal(
-			menv_map_retry(e.mmu, e.vcpu, g, TDP_ALIAS_PRIVATE,
-				       PFN_PRIVATE(g), TDP_LEVEL_4K, NULL),
-			TDP_FAULT_FIXED);
+		assert_int_equal(ts_map_retry(e.vcpu, g, TDP_ALIAS_PRIVATE,
+					      PFN_PRIVATE(g), TDP_PROT_RWX,
+					      TDP_LEVEL_4K, MENV_MAX_RETRIES, 0,
+					      NULL),
+				 TDP_FAULT_FIXED);
 	assert_alias(&e, TDP_ALIAS_PRIVATE, ZAP_START, ZAP_END, true);
 
-	assert_int_equal(rec_compare(e.rec, e.mmu, 0, MENV_GFN_LIMIT), 0);
-	assert_int_equal(rec_violations(e.rec), 0);
-	menv_fini(&e);
+	menv_assert_mirror(&e);
+	ts_env_destroy(&e);
 }
 
 int main(void)
@@ -279,5 +279,5 @@ int main(void)
 		cmocka_unit_test(test_conversion_round_trip),
 	};
 
-	return cmocka_run_group_tests(tests, menv_group_setup, menv_group_teardown);
+	return TS_RUN_GROUP("tests", tests);
 }

@@ -28,7 +28,7 @@
 /* Private frame of GFN g: congruent to g modulo 1 GiB, so huge leaves fit. */
 #define PFN_PRIVATE(g) ((g) + (1ULL << 36))
 
-static struct tdp_stats stats_of(struct menv *e)
+static struct tdp_stats stats_of(struct ts_env *e)
 {
 	struct tdp_stats st;
 
@@ -37,14 +37,14 @@ static struct tdp_stats stats_of(struct menv *e)
 }
 
 /* Map a private leaf of @level at @base; assert it is one. */
-static void map_huge(struct menv *e, tdp_gfn_t base, int level)
+static void map_huge(struct ts_env *e, tdp_gfn_t base, int level)
 {
 	int got = 0;
 	tdp_pfn_t pfn = 0;
 
-	assert_int_equal(menv_map_retry(e->mmu, e->vcpu, base,
-					TDP_ALIAS_PRIVATE, PFN_PRIVATE(base),
-					level, NULL),
+	assert_int_equal(ts_map_retry(e->vcpu, base, TDP_ALIAS_PRIVATE,
+				      PFN_PRIVATE(base), TDP_PROT_RWX, level,
+				      MENV_MAX_RETRIES, 0, NULL),
 			 TDP_FAULT_FIXED);
 	assert_true(
 		menv_lookup_leaf(e->mmu, base, TDP_ALIAS_PRIVATE, &got, &pfn));
@@ -53,17 +53,16 @@ static void map_huge(struct menv *e, tdp_gfn_t base, int level)
 }
 
 /* The mirror equals the recorder over everything, and nothing broke. */
-static void assert_in_step(struct menv *e)
+static void assert_in_step(struct ts_env *e)
 {
-	assert_int_equal(rec_compare(e->rec, e->mmu, 0, MENV_GFN_LIMIT), 0);
-	assert_int_equal(rec_violations(e->rec), 0);
+	menv_assert_mirror(e);
 }
 
 /*
  * Every GFN of [first, last) is unmapped if it lies in [start, end),
  * else mapped by a leaf of level @level to its own private frame.
  */
-static void assert_pages(struct menv *e, tdp_gfn_t first, tdp_gfn_t last,
+static void assert_pages(struct ts_env *e, tdp_gfn_t first, tdp_gfn_t last,
 			 tdp_gfn_t start, tdp_gfn_t end, int level)
 {
 	for (tdp_gfn_t g = first; g < last; g++) {
@@ -83,7 +82,7 @@ static void assert_pages(struct menv *e, tdp_gfn_t first, tdp_gfn_t last,
 			fail_msg("gfn %#llx outside the zap lost its mapping",
 				 (unsigned long long)g);
 		if (got != level ||
-		    pfn + (g - menv_round_down(g, got)) != PFN_PRIVATE(g))
+		    pfn + (g - ts_round_down(g, got)) != PFN_PRIVATE(g))
 			fail_msg("gfn %#llx: level %d pfn %#llx, expected "
 				 "level %d, frame %#llx",
 				 (unsigned long long)g, got,
@@ -98,16 +97,16 @@ struct snapshot {
 	size_t tables, leaves;
 };
 
-static struct snapshot snap(struct menv *e)
+static struct snapshot snap(struct ts_env *e)
 {
 	return (struct snapshot){
 		.st = stats_of(e),
-		.tables = rec_nr_tables(e->rec),
-		.leaves = rec_nr_leaves(e->rec),
+		.tables = ts_nr_tables(e->be),
+		.leaves = ts_nr_leaves(e->be),
 	};
 }
 
-static void assert_same_tree(struct menv *e, const struct snapshot *before)
+static void assert_same_tree(struct ts_env *e, const struct snapshot *before)
 {
 	struct snapshot now = snap(e);
 
@@ -134,28 +133,28 @@ static void run_partial(unsigned int from, unsigned int to)
 	const tdp_gfn_t base = R2M_A;
 	tdp_gfn_t start = base + from, end = base + to;
 	struct tdp_stats st;
-	struct rec_event ev;
-	struct menv e;
+	struct ts_event ev;
+	struct ts_env e;
 
 	menv_init_backend(&e, 4096, 0, true);
 	map_huge(&e, base, TDP_LEVEL_2M);
-	rec_log_enable(e.rec, true);
+	ts_log_enable(e.be, true);
 
 	assert_int_equal(tdp_zap_convert_to_shared(e.mmu, start, end), 0);
 
-	assert_int_equal(rec_log_count(e.rec), 1 + (to - from));
-	ev = rec_log_get(e.rec, 0);
-	assert_int_equal(ev.call, REC_DEMOTE_LEAF);
+	assert_int_equal(ts_log_count(e.be), 1 + (to - from));
+	ev = ts_log_get(e.be, 0);
+	assert_int_equal(ev.call, TS_DEMOTE_LEAF);
 	assert_int_equal(ev.gfn, base);
 	assert_int_equal(ev.level, TDP_LEVEL_2M);
 	assert_int_equal(ev.pfn, PFN_PRIVATE(base));
 	assert_non_null(ev.ext);
 	assert_int_equal(ev.ret, 0);
-	assert_true(rec_ext_intact(e.rec, ev.ext));
-	assert_ptr_equal(rec_table_ext(e.rec, base, TDP_LEVEL_2M), ev.ext);
+	assert_true(ts_ext_intact(e.be, ev.ext));
+	assert_ptr_equal(ts_table_ext(e.be, base, TDP_LEVEL_2M), ev.ext);
 	for (unsigned int i = 0; i < to - from; i++) {
-		ev = rec_log_get(e.rec, 1 + i);
-		assert_int_equal(ev.call, REC_REMOVE_LEAF);
+		ev = ts_log_get(e.be, 1 + i);
+		assert_int_equal(ev.call, TS_REMOVE_LEAF);
 		assert_int_equal(ev.gfn, start + i);
 		assert_int_equal(ev.level, TDP_LEVEL_4K);
 		assert_int_equal(ev.pfn, PFN_PRIVATE(start + i));
@@ -177,13 +176,13 @@ static void run_partial(unsigned int from, unsigned int to)
 	tdp_vcpu_destroy(e.vcpu);
 	e.vcpu = NULL;
 	assert_int_equal(tdp_mmu_teardown(e.mmu), 0);
-	assert_int_equal(rec_nr_tables(e.rec), 0);
-	assert_int_equal(rec_nr_leaves(e.rec), 0);
-	assert_int_equal(rec_counts(e.rec).ok[REC_FREE_TABLE],
-			 rec_counts(e.rec).ok[REC_LINK_TABLE] + 1);
+	assert_int_equal(ts_nr_tables(e.be), 0);
+	assert_int_equal(ts_nr_leaves(e.be), 0);
+	assert_int_equal(ts_counts(e.be).ok[TS_FREE_TABLE],
+			 ts_counts(e.be).ok[TS_LINK_TABLE] + 1);
 	assert_int_equal(stats_of(&e).pages_in_use, 0);
-	assert_int_equal(rec_violations(e.rec), 0);
-	menv_fini(&e);
+	assert_int_equal(ts_violations(e.be), 0);
+	ts_env_destroy(&e);
 }
 
 static void test_partial_middle(void **state)
@@ -220,30 +219,30 @@ static void run_two_leaves(bool slot_deleted)
 {
 	const tdp_gfn_t start = R2M_A + 300, end = R2M_B + 100;
 	size_t n;
-	struct menv e;
+	struct ts_env e;
 
 	menv_init_backend(&e, 4096, 0, true);
 	map_huge(&e, R2M_A, TDP_LEVEL_2M);
 	map_huge(&e, R2M_B, TDP_LEVEL_2M);
-	rec_log_enable(e.rec, true);
+	ts_log_enable(e.be, true);
 
 	if (slot_deleted)
 		assert_int_equal(tdp_zap_slot_deleted(e.mmu, start, end), 0);
 	else
 		assert_int_equal(tdp_zap_convert_to_shared(e.mmu, start, end),
 				 0);
-	n = rec_log_count(e.rec);
+	n = ts_log_count(e.be);
 	assert_int_equal(n, 2 + (end - start));
-	assert_int_equal(rec_log_get(e.rec, 0).call, REC_DEMOTE_LEAF);
-	assert_int_equal(rec_log_get(e.rec, 1).call, REC_DEMOTE_LEAF);
-	assert_int_equal(rec_log_get(e.rec, 0).gfn, R2M_A);
-	assert_int_equal(rec_log_get(e.rec, 1).gfn, R2M_B);
+	assert_int_equal(ts_log_get(e.be, 0).call, TS_DEMOTE_LEAF);
+	assert_int_equal(ts_log_get(e.be, 1).call, TS_DEMOTE_LEAF);
+	assert_int_equal(ts_log_get(e.be, 0).gfn, R2M_A);
+	assert_int_equal(ts_log_get(e.be, 1).gfn, R2M_B);
 	for (size_t i = 2; i < n; i++)
-		assert_int_equal(rec_log_get(e.rec, i).call, REC_REMOVE_LEAF);
+		assert_int_equal(ts_log_get(e.be, i).call, TS_REMOVE_LEAF);
 	assert_pages(&e, R2M_A, R2M_B + 512, start, end, TDP_LEVEL_4K);
 	assert_in_step(&e);
 	assert_int_equal(stats_of(&e).demotes, 2);
-	menv_fini(&e);
+	ts_env_destroy(&e);
 }
 
 static void test_partial_two_leaves(void **state)
@@ -261,26 +260,26 @@ static void test_partial_two_leaves(void **state)
 static void test_partial_1g(void **state)
 {
 	const tdp_gfn_t page = R1G + (77ULL << 9) + 5;
-	const tdp_gfn_t r2m = menv_round_down(page, TDP_LEVEL_2M);
+	const tdp_gfn_t r2m = ts_round_down(page, TDP_LEVEL_2M);
 	struct tdp_stats st;
-	struct menv e;
+	struct ts_env e;
 
 	(void)state;
 	menv_init_backend(&e, 4096, 0, true);
 	map_huge(&e, R1G, TDP_LEVEL_1G);
-	rec_log_enable(e.rec, true);
+	ts_log_enable(e.be, true);
 
 	assert_int_equal(tdp_zap_convert_to_shared(e.mmu, page, page + 1), 0);
-	assert_int_equal(rec_log_count(e.rec), 3);
-	assert_int_equal(rec_log_get(e.rec, 0).call, REC_DEMOTE_LEAF);
-	assert_int_equal(rec_log_get(e.rec, 0).gfn, R1G);
-	assert_int_equal(rec_log_get(e.rec, 0).level, TDP_LEVEL_1G);
-	assert_int_equal(rec_log_get(e.rec, 1).call, REC_DEMOTE_LEAF);
-	assert_int_equal(rec_log_get(e.rec, 1).gfn, r2m);
-	assert_int_equal(rec_log_get(e.rec, 1).level, TDP_LEVEL_2M);
-	assert_int_equal(rec_log_get(e.rec, 1).pfn, PFN_PRIVATE(r2m));
-	assert_int_equal(rec_log_get(e.rec, 2).call, REC_REMOVE_LEAF);
-	assert_int_equal(rec_log_get(e.rec, 2).gfn, page);
+	assert_int_equal(ts_log_count(e.be), 3);
+	assert_int_equal(ts_log_get(e.be, 0).call, TS_DEMOTE_LEAF);
+	assert_int_equal(ts_log_get(e.be, 0).gfn, R1G);
+	assert_int_equal(ts_log_get(e.be, 0).level, TDP_LEVEL_1G);
+	assert_int_equal(ts_log_get(e.be, 1).call, TS_DEMOTE_LEAF);
+	assert_int_equal(ts_log_get(e.be, 1).gfn, r2m);
+	assert_int_equal(ts_log_get(e.be, 1).level, TDP_LEVEL_2M);
+	assert_int_equal(ts_log_get(e.be, 1).pfn, PFN_PRIVATE(r2m));
+	assert_int_equal(ts_log_get(e.be, 2).call, TS_REMOVE_LEAF);
+	assert_int_equal(ts_log_get(e.be, 2).gfn, page);
 
 	assert_pages(&e, r2m, r2m + 512, page, page + 1, TDP_LEVEL_4K);
 	assert_pages(&e, R1G, r2m, 0, 0, TDP_LEVEL_2M);
@@ -291,7 +290,7 @@ static void test_partial_1g(void **state)
 	assert_int_equal(st.leaves[TDP_ROOT_MIRROR][TDP_LEVEL_1G], 0);
 	assert_int_equal(st.leaves[TDP_ROOT_MIRROR][TDP_LEVEL_2M], 511);
 	assert_int_equal(st.leaves[TDP_ROOT_MIRROR][TDP_LEVEL_4K], 511);
-	menv_fini(&e);
+	ts_env_destroy(&e);
 }
 
 /* ---- whole leaves and backends without demote ------------------------- */
@@ -299,42 +298,42 @@ static void test_partial_1g(void **state)
 /* A zap covering the whole leaf (exactly, or more) removes it whole. */
 static void test_whole_leaf_no_demote(void **state)
 {
-	struct menv e;
-	struct rec_event ev;
+	struct ts_env e;
+	struct ts_event ev;
 
 	(void)state;
 	menv_init_backend(&e, 4096, 0, true);
 	map_huge(&e, R2M_A, TDP_LEVEL_2M);
 	map_huge(&e, R2M_B, TDP_LEVEL_2M);
-	rec_log_enable(e.rec, true);
+	ts_log_enable(e.be, true);
 
 	assert_int_equal(tdp_zap_convert_to_shared(e.mmu, R2M_A, R2M_A + 512),
 			 0);
-	assert_int_equal(rec_log_count(e.rec), 1);
-	ev = rec_log_get(e.rec, 0);
-	assert_int_equal(ev.call, REC_REMOVE_LEAF);
+	assert_int_equal(ts_log_count(e.be), 1);
+	ev = ts_log_get(e.be, 0);
+	assert_int_equal(ev.call, TS_REMOVE_LEAF);
 	assert_int_equal(ev.level, TDP_LEVEL_2M);
 	assert_int_equal(ev.gfn, R2M_A);
 	assert_in_step(&e);
 
-	rec_log_clear(e.rec);
+	ts_log_clear(e.be);
 	assert_int_equal(
 		tdp_zap_convert_to_shared(e.mmu, R2M_A - 7, R2M_B + 512 + 9),
 		0);
-	assert_int_equal(rec_log_count(e.rec), 1);
-	ev = rec_log_get(e.rec, 0);
-	assert_int_equal(ev.call, REC_REMOVE_LEAF);
+	assert_int_equal(ts_log_count(e.be), 1);
+	ev = ts_log_get(e.be, 0);
+	assert_int_equal(ev.call, TS_REMOVE_LEAF);
 	assert_int_equal(ev.gfn, R2M_B);
 	assert_int_equal(stats_of(&e).demotes, 0);
-	assert_int_equal(rec_counts(e.rec).calls[REC_DEMOTE_LEAF], 0);
+	assert_int_equal(ts_counts(e.be).calls[TS_DEMOTE_LEAF], 0);
 	assert_in_step(&e);
-	menv_fini(&e);
+	ts_env_destroy(&e);
 }
 
 /* Without demote_leaf a partial zap removes the whole leaf, as before. */
 static void test_no_demote_callback_zaps_whole(void **state)
 {
-	struct menv e;
+	struct ts_env e;
 
 	(void)state;
 	menv_init(&e, 4096, 0);
@@ -344,7 +343,7 @@ static void test_no_demote_callback_zaps_whole(void **state)
 	assert_pages(&e, R2M_A, R2M_A + 512, R2M_A, R2M_A + 512, 0);
 	assert_int_equal(stats_of(&e).demotes, 0);
 	assert_in_step(&e);
-	menv_fini(&e);
+	ts_env_destroy(&e);
 }
 
 /* ---- failures: nothing changes ---------------------------------------- */
@@ -359,34 +358,34 @@ static void test_demote_busy(void **state)
 	const tdp_gfn_t start = R2M_A + 40, end = R2M_A + 50;
 	struct snapshot before;
 	struct tdp_stats st;
-	struct menv e;
+	struct ts_env e;
 
 	(void)state;
 	menv_init_backend(&e, 4096, 0, true);
 	map_huge(&e, R2M_A, TDP_LEVEL_2M);
-	rec_log_enable(e.rec, true);
+	ts_log_enable(e.be, true);
 
 	/* A few busy answers: retried inside the zap. */
-	rec_fail_next_demotes(e.rec, -EBUSY, TDP_DEMOTE_BUSY_TRIES - 1);
+	ts_fail_next_demotes(e.be, -EBUSY, TDP_DEMOTE_BUSY_TRIES - 1);
 	assert_int_equal(tdp_zap_convert_to_shared(e.mmu, start, end), 0);
 	for (int i = 0; i < TDP_DEMOTE_BUSY_TRIES - 1; i++) {
-		assert_int_equal(rec_log_get(e.rec, i).call, REC_DEMOTE_LEAF);
-		assert_int_equal(rec_log_get(e.rec, i).ret, -EBUSY);
+		assert_int_equal(ts_log_get(e.be, i).call, TS_DEMOTE_LEAF);
+		assert_int_equal(ts_log_get(e.be, i).ret, -EBUSY);
 	}
-	assert_int_equal(rec_log_get(e.rec, TDP_DEMOTE_BUSY_TRIES - 1).ret, 0);
+	assert_int_equal(ts_log_get(e.be, TDP_DEMOTE_BUSY_TRIES - 1).ret, 0);
 	assert_pages(&e, R2M_A, R2M_A + 512, start, end, TDP_LEVEL_4K);
 	assert_in_step(&e);
 	st = stats_of(&e);
 	assert_int_equal(st.demotes, 1);
 	assert_int_equal(st.demote_busy, TDP_DEMOTE_BUSY_TRIES - 1);
 	assert_int_equal(st.backend_busy, 0);
-	menv_fini(&e);
+	ts_env_destroy(&e);
 
 	/* Busy every time: -EBUSY, nothing changed; then it goes through. */
 	menv_init_backend(&e, 4096, 0, true);
 	map_huge(&e, R2M_A, TDP_LEVEL_2M);
 	before = snap(&e);
-	rec_fail_next_demotes(e.rec, -EBUSY, TDP_DEMOTE_BUSY_TRIES);
+	ts_fail_next_demotes(e.be, -EBUSY, TDP_DEMOTE_BUSY_TRIES);
 	assert_int_equal(tdp_zap_convert_to_shared(e.mmu, start, end), -EBUSY);
 	assert_same_tree(&e, &before);
 	assert_pages(&e, R2M_A, R2M_A + 512, 0, 0, TDP_LEVEL_2M);
@@ -394,13 +393,13 @@ static void test_demote_busy(void **state)
 	st = stats_of(&e);
 	assert_int_equal(st.demotes, 0);
 	assert_int_equal(st.demote_busy, TDP_DEMOTE_BUSY_TRIES);
-	assert_int_equal(rec_counts(e.rec).calls[REC_DEMOTE_LEAF],
+	assert_int_equal(ts_counts(e.be).calls[TS_DEMOTE_LEAF],
 			 TDP_DEMOTE_BUSY_TRIES);
 
 	assert_int_equal(tdp_zap_convert_to_shared(e.mmu, start, end), 0);
 	assert_pages(&e, R2M_A, R2M_A + 512, start, end, TDP_LEVEL_4K);
 	assert_in_step(&e);
-	menv_fini(&e);
+	ts_env_destroy(&e);
 }
 
 /*
@@ -413,25 +412,26 @@ static void test_demote_hard_error(void **state)
 	const tdp_gfn_t start = R2M_A + 300, end = R2M_B + 100;
 	struct snapshot before;
 	struct tdp_stats st;
-	struct menv e;
+	struct ts_env e;
 
 	(void)state;
 	menv_init_backend(&e, 4096, 0, true);
 	/* 4 KiB leaves in the first region, a 2 MiB leaf in the second. */
 	for (tdp_gfn_t g = start; g < start + 20; g++)
-		assert_int_equal(
-			menv_map_retry(e.mmu, e.vcpu, g, TDP_ALIAS_PRIVATE,
-				       PFN_PRIVATE(g), TDP_LEVEL_4K, NULL),
-			TDP_FAULT_FIXED);
+		assert_int_equal(ts_map_retry(e.vcpu, g, TDP_ALIAS_PRIVATE,
+					      PFN_PRIVATE(g), TDP_PROT_RWX,
+					      TDP_LEVEL_4K, MENV_MAX_RETRIES, 0,
+					      NULL),
+				 TDP_FAULT_FIXED);
 	map_huge(&e, R2M_B, TDP_LEVEL_2M);
 	before = snap(&e);
-	rec_log_enable(e.rec, true);
+	ts_log_enable(e.be, true);
 
-	rec_fail_next_demotes(e.rec, -ENOSPC, 1);
+	ts_fail_next_demotes(e.be, -ENOSPC, 1);
 	assert_int_equal(tdp_zap_convert_to_shared(e.mmu, start, end), -ENOSPC);
-	assert_int_equal(rec_log_count(e.rec), 1);
-	assert_int_equal(rec_log_get(e.rec, 0).call, REC_DEMOTE_LEAF);
-	assert_int_equal(rec_log_get(e.rec, 0).ret, -ENOSPC);
+	assert_int_equal(ts_log_count(e.be), 1);
+	assert_int_equal(ts_log_get(e.be, 0).call, TS_DEMOTE_LEAF);
+	assert_int_equal(ts_log_get(e.be, 0).ret, -ENOSPC);
 	assert_same_tree(&e, &before);
 	assert_pages(&e, start, start + 20, 0, 0, TDP_LEVEL_4K);
 	assert_pages(&e, R2M_B, R2M_B + 512, 0, 0, TDP_LEVEL_2M);
@@ -447,7 +447,7 @@ static void test_demote_hard_error(void **state)
 	assert_pages(&e, R2M_B, R2M_B + 512, start, end, TDP_LEVEL_4K);
 	assert_pages(&e, start, start + 20, start, end, 0);
 	assert_in_step(&e);
-	menv_fini(&e);
+	ts_env_destroy(&e);
 }
 
 /*
@@ -460,12 +460,12 @@ static void test_demote_enomem(void **state)
 	const tdp_gfn_t start = R2M_A + 7, end = R2M_A + 9;
 	unsigned int failed = 0;
 	bool done = false;
-	struct menv e;
+	struct ts_env e;
 
 	(void)state;
 	menv_init_backend(&e, 4096, 0, true);
 	map_huge(&e, R2M_A, TDP_LEVEL_2M);
-	rec_log_enable(e.rec, true);
+	ts_log_enable(e.be, true);
 	for (long n = 0; n < 16 && !done; n++) {
 		struct snapshot before = snap(&e);
 		int ret;
@@ -475,7 +475,7 @@ static void test_demote_enomem(void **state)
 		tdp_port_fail_alloc_after(-1);
 		if (ret == -ENOMEM) {
 			failed++;
-			assert_int_equal(rec_log_count(e.rec), 0);
+			assert_int_equal(ts_log_count(e.be), 0);
 			assert_same_tree(&e, &before);
 			assert_pages(&e, R2M_A, R2M_A + 512, 0, 0,
 				     TDP_LEVEL_2M);
@@ -490,7 +490,7 @@ static void test_demote_enomem(void **state)
 	assert_pages(&e, R2M_A, R2M_A + 512, start, end, TDP_LEVEL_4K);
 	assert_in_step(&e);
 	assert_int_equal(stats_of(&e).demotes, 1);
-	menv_fini(&e);
+	ts_env_destroy(&e);
 }
 
 /*
@@ -499,7 +499,7 @@ static void test_demote_enomem(void **state)
  */
 static void test_repeated_partial_zaps(void **state)
 {
-	struct menv e;
+	struct ts_env e;
 
 	(void)state;
 	menv_init_backend(&e, 4096, 0, true);
@@ -522,22 +522,22 @@ static void test_repeated_partial_zaps(void **state)
 	assert_int_equal(stats_of(&e).demotes, 1);
 	assert_int_equal(tdp_zap_convert_to_shared(e.mmu, R2M_A, R2M_A + 512),
 			 0);
-	assert_int_equal(rec_nr_leaves(e.rec), 0);
+	assert_int_equal(ts_nr_leaves(e.be), 0);
 	assert_in_step(&e);
-	menv_fini(&e);
+	ts_env_destroy(&e);
 }
 
 /* ---- a huge leaf mapped across an end while the zap yields ------------ */
 
 struct late_fault {
-	struct menv *e;
+	struct ts_env *e;
 	struct tdp_vcpu *vcpu; /* the faulting thread's own context */
 	int go;		       /* atomic: the zap removed its first leaf */
 	int ret;	       /* the fault's result, read after the join */
 };
 
 /* First removal of the zap: let the faulting thread run and queue. */
-static void start_late_fault(void *arg, enum rec_call call, tdp_gfn_t gfn,
+static void start_late_fault(void *arg, enum ts_call call, tdp_gfn_t gfn,
 			     int level)
 {
 	struct late_fault *lf = arg;
@@ -558,9 +558,9 @@ static void *late_fault_thread(void *arg)
 	tdp_thread_register();
 	while (!__atomic_load_n(&lf->go, __ATOMIC_ACQUIRE))
 		sched_yield();
-	lf->ret = menv_map_retry(lf->e->mmu, lf->vcpu, R2M_B,
-				 TDP_ALIAS_PRIVATE, PFN_PRIVATE(R2M_B),
-				 TDP_LEVEL_2M, NULL);
+	lf->ret = ts_map_retry(lf->vcpu, R2M_B, TDP_ALIAS_PRIVATE,
+			       PFN_PRIVATE(R2M_B), TDP_PROT_RWX, TDP_LEVEL_2M,
+			       MENV_MAX_RETRIES, 0, NULL);
 	tdp_thread_unregister();
 	return NULL;
 }
@@ -584,18 +584,19 @@ static void test_leaf_mapped_while_zap_yields(void **state)
 		struct late_fault lf = { 0 };
 		struct tdp_stats st;
 		pthread_t thread;
-		struct menv e;
+		struct ts_env e;
 
 		menv_init_backend(&e, 4096, TDP_MMU_FORCE_YIELD, true);
 		for (tdp_gfn_t g = start; g < R2M_B; g++)
-			assert_int_equal(menv_map_retry(e.mmu, e.vcpu, g,
-							TDP_ALIAS_PRIVATE,
-							PFN_PRIVATE(g),
-							TDP_LEVEL_4K, NULL),
-					 TDP_FAULT_FIXED);
+			assert_int_equal(
+				ts_map_retry(e.vcpu, g, TDP_ALIAS_PRIVATE,
+					     PFN_PRIVATE(g), TDP_PROT_RWX,
+					     TDP_LEVEL_4K, MENV_MAX_RETRIES, 0,
+					     NULL),
+				TDP_FAULT_FIXED);
 		lf.e = &e;
 		assert_int_equal(tdp_vcpu_create(e.mmu, &lf.vcpu), 0);
-		rec_set_remove_hook(e.rec, start_late_fault, &lf);
+		ts_set_remove_hook(e.be, start_late_fault, &lf);
 		assert_int_equal(pthread_create(&thread, NULL,
 						late_fault_thread, &lf),
 				 0);
@@ -603,7 +604,7 @@ static void test_leaf_mapped_while_zap_yields(void **state)
 		assert_int_equal(tdp_zap_convert_to_shared(e.mmu, start, end),
 				 0);
 		assert_int_equal(pthread_join(thread, NULL), 0);
-		rec_set_remove_hook(e.rec, NULL, NULL);
+		ts_set_remove_hook(e.be, NULL, NULL);
 		assert_int_equal(lf.ret, TDP_FAULT_FIXED);
 
 		assert_pages(&e, start, R2M_B, start, end, 0);
@@ -623,7 +624,7 @@ static void test_leaf_mapped_while_zap_yields(void **state)
 		fprintf(stderr, "attempt %d: the zap %s the late 2 MiB leaf\n",
 			attempt, st.demotes ? "met and demoted" : "missed");
 		tdp_vcpu_destroy(lf.vcpu);
-		menv_fini(&e);
+		ts_env_destroy(&e);
 	}
 	assert_true(met);
 }
@@ -641,20 +642,20 @@ static void test_fault_demotes(void **state)
 	const tdp_gfn_t g = R2M_A + 77;
 	uint64_t locks;
 	struct tdp_stats st;
-	struct rec_event ev;
-	struct menv e;
+	struct ts_event ev;
+	struct ts_env e;
 
 	(void)state;
 	menv_init_backend(&e, 4096, 0, MENV_DEMOTE_IN_FAULTS);
 	map_huge(&e, R2M_A, TDP_LEVEL_2M);
-	rec_log_enable(e.rec, true);
+	ts_log_enable(e.be, true);
 
-	assert_int_equal(menv_map(e.mmu, e.vcpu, g, TDP_ALIAS_PRIVATE,
-				  PFN_PRIVATE(g), TDP_LEVEL_4K),
+	assert_int_equal(ts_map(e.vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g),
+				TDP_PROT_RWX, TDP_LEVEL_4K),
 			 TDP_FAULT_SPURIOUS);
-	assert_int_equal(rec_log_count(e.rec), 1);
-	ev = rec_log_get(e.rec, 0);
-	assert_int_equal(ev.call, REC_DEMOTE_LEAF);
+	assert_int_equal(ts_log_count(e.be), 1);
+	ev = ts_log_get(e.be, 0);
+	assert_int_equal(ev.call, TS_DEMOTE_LEAF);
 	assert_int_equal(ev.gfn, R2M_A);
 	assert_int_equal(ev.level, TDP_LEVEL_2M);
 	assert_int_equal(ev.pfn, PFN_PRIVATE(R2M_A));
@@ -671,8 +672,8 @@ static void test_fault_demotes(void **state)
 	assert_int_equal(st.zapped_leaves, 0);
 
 	/* A second 4 KiB fault there finds its leaf: no second demote. */
-	assert_int_equal(menv_map(e.mmu, e.vcpu, g + 1, TDP_ALIAS_PRIVATE,
-				  PFN_PRIVATE(g + 1), TDP_LEVEL_4K),
+	assert_int_equal(ts_map(e.vcpu, g + 1, TDP_ALIAS_PRIVATE,
+				PFN_PRIVATE(g + 1), TDP_PROT_RWX, TDP_LEVEL_4K),
 			 TDP_FAULT_SPURIOUS);
 	assert_int_equal(stats_of(&e).demotes, 1);
 
@@ -689,7 +690,7 @@ static void test_fault_demotes(void **state)
 	assert_pages(&e, R2M_A, R2M_A + 512, g, g + 1, TDP_LEVEL_4K);
 	assert_int_equal(stats_of(&e).demotes, 1);
 	assert_in_step(&e);
-	menv_fini(&e);
+	ts_env_destroy(&e);
 }
 
 /*
@@ -702,7 +703,7 @@ static void test_fault_demote_errors(void **state)
 	const tdp_gfn_t g = R2M_A + 300;
 	struct snapshot before;
 	struct tdp_stats st;
-	struct menv e;
+	struct ts_env e;
 
 	(void)state;
 	menv_init_backend(&e, 4096, 0, MENV_DEMOTE_IN_FAULTS);
@@ -711,17 +712,17 @@ static void test_fault_demote_errors(void **state)
 	assert_int_equal(tdp_vcpu_topup(e.vcpu), 0);
 	before = snap(&e);
 
-	rec_fail_next_demotes(e.rec, -EBUSY, 1);
-	assert_int_equal(menv_map(e.mmu, e.vcpu, g, TDP_ALIAS_PRIVATE,
-				  PFN_PRIVATE(g), TDP_LEVEL_4K),
+	ts_fail_next_demotes(e.be, -EBUSY, 1);
+	assert_int_equal(ts_map(e.vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g),
+				TDP_PROT_RWX, TDP_LEVEL_4K),
 			 TDP_FAULT_RETRY);
 	assert_same_tree(&e, &before);
 	assert_pages(&e, R2M_A, R2M_A + 512, 0, 0, TDP_LEVEL_2M);
 	assert_in_step(&e);
 
-	rec_fail_next_demotes(e.rec, -ENOSPC, 1);
-	assert_int_equal(menv_map(e.mmu, e.vcpu, g, TDP_ALIAS_PRIVATE,
-				  PFN_PRIVATE(g), TDP_LEVEL_4K),
+	ts_fail_next_demotes(e.be, -ENOSPC, 1);
+	assert_int_equal(ts_map(e.vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g),
+				TDP_PROT_RWX, TDP_LEVEL_4K),
 			 -ENOSPC);
 	assert_same_tree(&e, &before);
 	assert_pages(&e, R2M_A, R2M_A + 512, 0, 0, TDP_LEVEL_2M);
@@ -734,28 +735,28 @@ static void test_fault_demote_errors(void **state)
 	assert_int_equal(st.backend_errors, 0);
 
 	/* The vCPU's cache got its table back: the next try goes through. */
-	assert_int_equal(menv_map_retry(e.mmu, e.vcpu, g, TDP_ALIAS_PRIVATE,
-					PFN_PRIVATE(g), TDP_LEVEL_4K, NULL),
+	assert_int_equal(ts_map_retry(e.vcpu, g, TDP_ALIAS_PRIVATE,
+				      PFN_PRIVATE(g), TDP_PROT_RWX,
+				      TDP_LEVEL_4K, MENV_MAX_RETRIES, 0, NULL),
 			 TDP_FAULT_SPURIOUS);
 	assert_pages(&e, R2M_A, R2M_A + 512, 0, 0, TDP_LEVEL_4K);
 	assert_in_step(&e);
 	assert_int_equal(stats_of(&e).fault_demotes, 1);
-	menv_fini(&e);
+	ts_env_destroy(&e);
 
 	/* 1 GiB: two demotes, down to the 4 KiB page. */
 	menv_init_backend(&e, 4096, 0, MENV_DEMOTE_IN_FAULTS);
 	map_huge(&e, R1G, TDP_LEVEL_1G);
-	assert_int_equal(menv_map_retry(e.mmu, e.vcpu, R1G + 5000,
-					TDP_ALIAS_PRIVATE,
-					PFN_PRIVATE(R1G + 5000),
-					TDP_LEVEL_4K, NULL),
+	assert_int_equal(ts_map_retry(e.vcpu, R1G + 5000, TDP_ALIAS_PRIVATE,
+				      PFN_PRIVATE(R1G + 5000), TDP_PROT_RWX,
+				      TDP_LEVEL_4K, MENV_MAX_RETRIES, 0, NULL),
 			 TDP_FAULT_SPURIOUS);
 	st = stats_of(&e);
 	assert_int_equal(st.fault_demotes, 2);
 	assert_int_equal(st.leaves[TDP_ROOT_MIRROR][TDP_LEVEL_2M], 511);
 	assert_int_equal(st.leaves[TDP_ROOT_MIRROR][TDP_LEVEL_4K], 512);
 	assert_in_step(&e);
-	menv_fini(&e);
+	ts_env_destroy(&e);
 }
 
 /*
@@ -769,34 +770,35 @@ static void test_fault_no_demote_callback(void **state)
 	struct tdp_private_backend be;
 	struct tdp_mmu_config cfg;
 	struct tdp_mmu *mmu = NULL;
-	struct menv e;
+	struct ts_env e;
 
 	(void)state;
 	for (unsigned int demote = 0; demote <= MENV_DEMOTE; demote++) {
 		menv_init_backend(&e, 4096, 0, demote);
 		map_huge(&e, R2M_A, TDP_LEVEL_2M);
-		rec_log_enable(e.rec, true);
-		assert_int_equal(menv_map(e.mmu, e.vcpu, g, TDP_ALIAS_PRIVATE,
-					  PFN_PRIVATE(g), TDP_LEVEL_4K),
+		ts_log_enable(e.be, true);
+		assert_int_equal(ts_map(e.vcpu, g, TDP_ALIAS_PRIVATE,
+					PFN_PRIVATE(g), TDP_PROT_RWX,
+					TDP_LEVEL_4K),
 				 TDP_FAULT_SPURIOUS);
-		assert_int_equal(rec_log_count(e.rec), 0);
+		assert_int_equal(ts_log_count(e.be), 0);
 		assert_pages(&e, R2M_A, R2M_A + 512, 0, 0, TDP_LEVEL_2M);
 		assert_int_equal(stats_of(&e).demotes, 0);
-		menv_fini(&e);
+		ts_env_destroy(&e);
 	}
 
 	menv_init_backend(&e, 4096, 0, 0);
-	be = *rec_backend(e.rec);
+	be = *ts_backend_ops(e.be);
 	be.demote_in_faults = true;
 	cfg = (struct tdp_mmu_config){
-		.root_level = MENV_ROOT_LEVEL,
-		.direct_bits = MENV_SHARED_BIT,
+		.root_level = TS_ROOT_LEVEL,
+		.direct_bits = TS_SHARED_BIT,
 		.host = e.mmu->cfg.host,
 		.backend = &be,
 	};
 	assert_int_equal(tdp_mmu_create(&cfg, &mmu), -EINVAL);
 	assert_null(mmu);
-	menv_fini(&e);
+	ts_env_destroy(&e);
 }
 
 /*
@@ -809,7 +811,7 @@ static void test_fault_no_demote_callback(void **state)
 #define RACE_THREADS 4
 
 struct fault_racer {
-	struct menv *e;
+	struct ts_env *e;
 	struct tdp_vcpu *vcpu;
 	tdp_gfn_t base;
 	int index;
@@ -824,8 +826,9 @@ static void *fault_racer_thread(void *arg)
 
 	tdp_thread_register();
 	pthread_barrier_wait(fr->go);
-	fr->ret = menv_map_retry(fr->e->mmu, fr->vcpu, g, TDP_ALIAS_PRIVATE,
-				 PFN_PRIVATE(g), TDP_LEVEL_4K, NULL);
+	fr->ret = ts_map_retry(fr->vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g),
+			       TDP_PROT_RWX, TDP_LEVEL_4K, MENV_MAX_RETRIES, 0,
+			       NULL);
 	tdp_thread_unregister();
 	return NULL;
 }
@@ -837,7 +840,7 @@ static void test_race_fault_demotes(void **state)
 	pthread_t threads[RACE_THREADS];
 	pthread_barrier_t go;
 	struct tdp_stats st;
-	struct menv e;
+	struct ts_env e;
 
 	(void)state;
 	menv_init_backend(&e, 4096, 0, MENV_DEMOTE_IN_FAULTS);
@@ -850,7 +853,7 @@ static void test_race_fault_demotes(void **state)
 
 		map_huge(&e, base, TDP_LEVEL_2M);
 		if (round % 3 == 1)
-			rec_fail_next_demotes(e.rec, -EBUSY, 2);
+			ts_fail_next_demotes(e.be, -EBUSY, 2);
 		assert_int_equal(pthread_barrier_init(&go, NULL, RACE_THREADS),
 				 0);
 		for (int i = 0; i < RACE_THREADS; i++) {
@@ -877,7 +880,7 @@ static void test_race_fault_demotes(void **state)
 	}
 	for (int i = 0; i < RACE_THREADS; i++)
 		tdp_vcpu_destroy(fr[i].vcpu);
-	menv_fini(&e);
+	ts_env_destroy(&e);
 }
 
 /*
@@ -890,7 +893,7 @@ static void test_race_fault_demotes(void **state)
  * other page keeps its frame, and the recorder is in step.
  */
 struct zap_racer {
-	struct menv *e;
+	struct ts_env *e;
 	struct tdp_vcpu *vcpu;
 	/* atomic: the leaf of this round (a new value starts a round), 1
 	 * to stop */
@@ -915,10 +918,10 @@ static void *zap_racer_thread(void *arg)
 		if (base == 1)
 			break;
 		last = base;
-		ret = menv_map_retry(zr->e->mmu, zr->vcpu, base + zr->offset,
-				     TDP_ALIAS_PRIVATE,
-				     PFN_PRIVATE(base + zr->offset),
-				     TDP_LEVEL_4K, NULL);
+		ret = ts_map_retry(zr->vcpu, base + zr->offset,
+				   TDP_ALIAS_PRIVATE,
+				   PFN_PRIVATE(base + zr->offset), TDP_PROT_RWX,
+				   TDP_LEVEL_4K, MENV_MAX_RETRIES, 0, NULL);
 		assert_true(ret == TDP_FAULT_SPURIOUS);
 		__atomic_add_fetch(&zr->round, 1, __ATOMIC_RELEASE);
 	}
@@ -932,7 +935,7 @@ static void test_race_fault_demote_vs_zap(void **state)
 	struct zap_racer zr[2];
 	pthread_t threads[2];
 	struct tdp_stats st;
-	struct menv e;
+	struct ts_env e;
 
 	(void)state;
 	menv_init_backend(&e, 4096, 0, MENV_DEMOTE_IN_FAULTS);
@@ -972,7 +975,7 @@ static void test_race_fault_demote_vs_zap(void **state)
 		(unsigned long long)st.demotes,
 		(unsigned long long)st.fault_demotes);
 	assert_int_equal(st.fault_write_locks, 0);
-	menv_fini(&e);
+	ts_env_destroy(&e);
 }
 
 int main(void)
@@ -998,5 +1001,5 @@ int main(void)
 		cmocka_unit_test(test_race_fault_demote_vs_zap),
 	};
 
-	return cmocka_run_group_tests(tests, menv_group_setup, menv_group_teardown);
+	return TS_RUN_GROUP("tests", tests);
 }

@@ -39,7 +39,7 @@ static tdp_gfn_t fresh_region(unsigned int i)
 /* ---- parent before child -------------------------------------------------- */
 
 struct region_thread {
-	struct menv *e;
+	struct ts_env *e;
 	pthread_barrier_t *barrier;
 	int id;
 	unsigned long retries, not_fixed, vcpu_errors;
@@ -64,9 +64,10 @@ static void *region_worker(void *arg)
 		for (int j = 0; j < FAULTS_PER_THREAD; j++) {
 			tdp_gfn_t g = base + (tdp_gfn_t)t->id * 128 +
 				      (tdp_gfn_t)j * 13;
-			int ret = menv_map_retry(
-				t->e->mmu, vcpu, g, TDP_ALIAS_PRIVATE,
-				PFN_PRIVATE(g), TDP_LEVEL_4K, &t->retries);
+			int ret = ts_map_retry(vcpu, g, TDP_ALIAS_PRIVATE,
+					       PFN_PRIVATE(g), TDP_PROT_RWX,
+					       TDP_LEVEL_4K, MENV_MAX_RETRIES,
+					       0, &t->retries);
 
 			if (ret != TDP_FAULT_FIXED) {
 				fprintf(stderr,
@@ -84,15 +85,15 @@ static void *region_worker(void *arg)
 
 static void test_concurrent_faults_link_parent_first(void **state)
 {
-	struct menv e;
+	struct ts_env e;
 	struct region_thread th[NR_THREADS];
 	pthread_barrier_t barrier;
 	unsigned long retries = 0;
-	struct rec_counts c;
+	struct ts_counts c;
 
 	(void)state;
 	menv_init(&e, 4096, 0);
-	rec_set_link_sleep(e.rec, LINK_SLEEP_US);
+	ts_set_link_delay(e.be, LINK_SLEEP_US);
 	assert_int_equal(pthread_barrier_init(&barrier, NULL, NR_THREADS), 0);
 	for (int i = 0; i < NR_THREADS; i++) {
 		th[i] = (struct region_thread){ .e = &e,
@@ -112,13 +113,13 @@ static void test_concurrent_faults_link_parent_first(void **state)
 
 	/* The threads did meet each other's frozen entries. */
 	assert_true(retries > 0);
-	c = rec_counts(e.rec);
-	assert_int_equal(c.ok[REC_SET_LEAF],
+	c = ts_counts(e.be);
+	assert_int_equal(c.ok[TS_SET_LEAF],
 			 NR_REGIONS * NR_THREADS * FAULTS_PER_THREAD);
-	assert_int_equal(c.calls[REC_LINK_TABLE], c.ok[REC_LINK_TABLE]);
-	assert_int_equal(rec_compare(e.rec, e.mmu, 0, 5ULL << 27), 0);
-	assert_int_equal(rec_violations(e.rec), 0);
-	menv_fini(&e);
+	assert_int_equal(c.calls[TS_LINK_TABLE], c.ok[TS_LINK_TABLE]);
+	assert_int_equal(ts_compare(e.be, e.mmu, 0, 5ULL << 27), 0);
+	assert_int_equal(ts_violations(e.be), 0);
+	ts_env_destroy(&e);
 }
 
 /* ---- faults racing zaps ------------------------------------------------------ */
@@ -128,7 +129,7 @@ static void test_concurrent_faults_link_parent_first(void **state)
 #define RACE_ZAPPERS 2
 
 struct race {
-	struct menv *e;
+	struct ts_env *e;
 	int faulters_left; /* atomic */
 };
 
@@ -152,17 +153,17 @@ static void *race_faulter(void *arg)
 		goto out;
 	}
 	for (int i = 0; i < RACE_FAULTS; i++) {
-		uint64_t x = menv_rand(&rng);
+		uint64_t x = ts_rand(&rng);
 		tdp_gfn_t g = fresh_region((unsigned int)(x % RACE_REGIONS)) +
 			      ((x >> 8) % 512);
 		enum tdp_alias alias =
 			(x >> 20) % 3 ? TDP_ALIAS_PRIVATE : TDP_ALIAS_SHARED;
 		int max_level = (x >> 24) % 8 ? TDP_LEVEL_4K : TDP_LEVEL_2M;
-		int ret = menv_map_retry(mmu, vcpu, g, alias,
-					 alias == TDP_ALIAS_PRIVATE
-						 ? PFN_PRIVATE(g)
-						 : PFN_SHARED(g),
-					 max_level, NULL);
+		int ret = ts_map_retry(
+			vcpu, g, alias,
+			alias == TDP_ALIAS_PRIVATE ? PFN_PRIVATE(g)
+						   : PFN_SHARED(g),
+			TDP_PROT_RWX, max_level, MENV_MAX_RETRIES, 0, NULL);
 
 		if (ret == -ENOSPC && alias == TDP_ALIAS_PRIVATE)
 			continue; /* injected hard error */
@@ -187,7 +188,7 @@ static void *race_zapper(void *arg)
 
 	tdp_thread_register();
 	while (__atomic_load_n(&t->race->faulters_left, __ATOMIC_ACQUIRE)) {
-		uint64_t x = menv_rand(&rng);
+		uint64_t x = ts_rand(&rng);
 		tdp_gfn_t base = fresh_region((unsigned int)(x % RACE_REGIONS));
 		tdp_gfn_t start = base + ((x >> 8) % 512);
 		tdp_gfn_t end = start + 1 + ((x >> 20) % 64);
@@ -204,11 +205,7 @@ static void *race_zapper(void *arg)
 			ret = tdp_zap_slot_deleted(mmu, start, end);
 			break;
 		default:
-			ret = tdp_invalidate_begin(mmu, start, end);
-			if (!ret)
-				ret = tdp_zap_host_unmap(mmu, start, end);
-			if (!ret)
-				ret = tdp_invalidate_end(mmu, start, end);
+			ret = ts_host_unmap(mmu, start, end);
 			break;
 		}
 		if (ret) {
@@ -225,15 +222,15 @@ static void *race_zapper(void *arg)
 
 static void run_faults_race_zaps(unsigned int mmu_flags, uint64_t seed)
 {
-	struct menv e;
+	struct ts_env e;
 	struct race race;
 	struct race_thread f[NR_THREADS], z[RACE_ZAPPERS];
-	struct rec_counts c;
+	struct ts_counts c;
 	unsigned long zaps = 0;
 
 	menv_init(&e, 4096, mmu_flags);
-	rec_set_link_sleep(e.rec, 200);
-	rec_set_injection(e.rec, 100, 20, seed);
+	ts_set_link_delay(e.be, 200);
+	ts_set_injection(e.be, 100, 20, seed);
 	race = (struct race){ .e = &e, .faulters_left = NR_THREADS };
 	for (int i = 0; i < NR_THREADS; i++) {
 		f[i] = (struct race_thread){ .race = &race, .seed = seed + i };
@@ -256,36 +253,36 @@ static void run_faults_race_zaps(unsigned int mmu_flags, uint64_t seed)
 		assert_int_equal(z[i].bad, 0);
 		zaps += z[i].zaps;
 	}
-	rec_set_injection(e.rec, 0, 0, 0);
+	ts_set_injection(e.be, 0, 0, 0);
 
 	assert_true(zaps > 0);
-	c = rec_counts(e.rec);
-	assert_true(c.ok[REC_REMOVE_LEAF] > 0);
-	assert_int_equal(rec_compare(e.rec, e.mmu, 0, 5ULL << 27), 0);
-	assert_int_equal(rec_violations(e.rec), 0);
+	c = ts_counts(e.be);
+	assert_true(c.ok[TS_REMOVE_LEAF] > 0);
+	assert_int_equal(ts_compare(e.be, e.mmu, 0, 5ULL << 27), 0);
+	assert_int_equal(ts_violations(e.be), 0);
 
 	/* Teardown hands every table back, children first. */
 	tdp_vcpu_destroy(e.vcpu);
 	e.vcpu = NULL;
 	assert_int_equal(tdp_mmu_teardown(e.mmu), 0);
-	c = rec_counts(e.rec);
-	assert_int_equal(c.ok[REC_FREE_TABLE], c.ok[REC_LINK_TABLE]);
-	assert_int_equal(rec_nr_tables(e.rec), 0);
-	assert_int_equal(rec_nr_leaves(e.rec), 0);
-	assert_int_equal(rec_violations(e.rec), 0);
-	menv_fini(&e);
+	c = ts_counts(e.be);
+	assert_int_equal(c.ok[TS_FREE_TABLE], c.ok[TS_LINK_TABLE]);
+	assert_int_equal(ts_nr_tables(e.be), 0);
+	assert_int_equal(ts_nr_leaves(e.be), 0);
+	assert_int_equal(ts_violations(e.be), 0);
+	ts_env_destroy(&e);
 }
 
 static void test_faults_race_zaps(void **state)
 {
 	(void)state;
-	run_faults_race_zaps(0, menv_seed(0xfa017));
+	run_faults_race_zaps(0, ts_seed(0xfa017));
 }
 
 static void test_faults_race_zaps_forced_yield(void **state)
 {
 	(void)state;
-	run_faults_race_zaps(TDP_MMU_FORCE_YIELD, menv_seed(0xfa018));
+	run_faults_race_zaps(TDP_MMU_FORCE_YIELD, ts_seed(0xfa018));
 }
 
 int main(void)
@@ -296,5 +293,5 @@ int main(void)
 		cmocka_unit_test(test_faults_race_zaps_forced_yield),
 	};
 
-	return cmocka_run_group_tests(tests, menv_group_setup, menv_group_teardown);
+	return TS_RUN_GROUP("tests", tests);
 }

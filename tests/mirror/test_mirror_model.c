@@ -65,7 +65,7 @@ static const tdp_gfn_t region_base[NREG] = {
 enum { PRIV = 0, SHRD = 1 };
 
 struct model {
-	struct menv e;
+	struct ts_env e;
 	uint8_t lvl[2][WINDOW];
 	uint64_t rng;
 	uint64_t seed;
@@ -115,7 +115,7 @@ static int window_of(tdp_gfn_t g)
 
 static uint64_t rnd(struct model *m, uint64_t n)
 {
-	return menv_rand(&m->rng) % n;
+	return ts_rand(&m->rng) % n;
 }
 
 /* ---- checks ------------------------------------------------------------------ */
@@ -140,22 +140,21 @@ static void check_all(struct model *m)
 					present ? "a leaf at" : "nothing,",
 					level, want);
 			if (present &&
-			    pfn != pfn_of(a, menv_round_down(g, level)))
-				MODEL_FAIL(
-					m,
-					"%s gfn %#llx: pfn %#llx, expected "
-					"%#llx",
-					alias_name(a), (unsigned long long)g,
-					(unsigned long long)pfn,
-					(unsigned long long)pfn_of(
-						a, menv_round_down(g, level)));
+			    pfn != pfn_of(a, ts_round_down(g, level)))
+				MODEL_FAIL(m,
+					   "%s gfn %#llx: pfn %#llx, expected "
+					   "%#llx",
+					   alias_name(a), (unsigned long long)g,
+					   (unsigned long long)pfn,
+					   (unsigned long long)pfn_of(
+						   a, ts_round_down(g, level)));
 		}
 	}
-	if (rec_compare(m->e.rec, m->e.mmu, 0, SPAN_END))
+	if (ts_compare(m->e.be, m->e.mmu, 0, SPAN_END))
 		MODEL_FAIL(m, "mirror != recorder");
-	if (rec_violations(m->e.rec))
+	if (ts_violations(m->e.be))
 		MODEL_FAIL(m, "recorder saw %llu contract violations",
-			   (unsigned long long)rec_violations(m->e.rec));
+			   (unsigned long long)ts_violations(m->e.be));
 }
 
 /* ---- steps --------------------------------------------------------------------- */
@@ -190,8 +189,8 @@ static void step_map(struct model *m, int a, int w, int max_level)
 			either = true; /* an empty level-1 table is there */
 	}
 
-	ret = menv_map_retry(m->e.mmu, m->e.vcpu, g, alias_of(a), pfn_of(a, g),
-			     max_level, NULL);
+	ret = ts_map_retry(m->e.vcpu, g, alias_of(a), pfn_of(a, g),
+			   TDP_PROT_RWX, max_level, MENV_MAX_RETRIES, 0, NULL);
 	m->maps++;
 	if (m->trace) {
 		int lvl = 0;
@@ -286,8 +285,9 @@ static void model_zap(struct model *m, int a, tdp_gfn_t start, tdp_gfn_t end)
 static void maybe_busy_demotes(struct model *m)
 {
 	if (m->demote && rnd(m, 4) == 0)
-		rec_fail_next_demotes(m->e.rec, -EBUSY,
-				      1 + (int)rnd(m, TDP_DEMOTE_BUSY_TRIES - 1));
+		ts_fail_next_demotes(
+			m->e.be, -EBUSY,
+			1 + (int)rnd(m, TDP_DEMOTE_BUSY_TRIES - 1));
 }
 
 /* A random range: mostly inside one region, sometimes past its end. */
@@ -346,7 +346,7 @@ static void step_host_unmap(struct model *m, tdp_gfn_t start, tdp_gfn_t end)
 	tdp_gfn_t g = start + rnd(m, end - start);
 	int w = window_of(g);
 	struct tdp_fault f = {
-		.fault_gfn = g | MENV_SHARED_BIT,
+		.fault_gfn = g | TS_SHARED_BIT,
 		.pfn = pfn_of(SHRD, g),
 		.prot = TDP_PROT_RWX,
 		.max_level = TDP_LEVEL_4K,
@@ -450,7 +450,7 @@ static void run_model(uint64_t seed, unsigned int mmu_flags, bool demote)
 {
 	struct model *m = calloc(1, sizeof(*m));
 	struct tdp_stats st;
-	struct rec_counts c;
+	struct ts_counts c;
 
 	assert_non_null(m);
 	m->seed = seed;
@@ -460,7 +460,7 @@ static void run_model(uint64_t seed, unsigned int mmu_flags, bool demote)
 		(unsigned long long)seed, (unsigned long long)seed);
 	m->demote = demote;
 	menv_init_backend(&m->e, 4096, mmu_flags, demote);
-	rec_set_injection(m->e.rec, 100, 20, seed ^ 0x5eed);
+	ts_set_injection(m->e.be, 100, 20, seed ^ 0x5eed);
 
 	for (m->step = 0; m->step < STEPS; m->step++) {
 		one_step(m);
@@ -471,7 +471,7 @@ static void run_model(uint64_t seed, unsigned int mmu_flags, bool demote)
 
 	/* Teardown returns every mirror table once; nothing stays. */
 	snprintf(m->op, sizeof(m->op), "teardown");
-	c = rec_counts(m->e.rec);
+	c = ts_counts(m->e.be);
 	if (m->demote) {
 		struct tdp_stats mid;
 
@@ -499,28 +499,28 @@ static void run_model(uint64_t seed, unsigned int mmu_flags, bool demote)
 	m->e.vcpu = NULL;
 	if (tdp_mmu_teardown(m->e.mmu))
 		MODEL_FAIL(m, "teardown failed");
-	c = rec_counts(m->e.rec);
-	assert_int_equal(rec_nr_tables(m->e.rec), 0);
-	assert_int_equal(rec_nr_leaves(m->e.rec), 0);
-	assert_int_equal(c.ok[REC_FREE_TABLE],
-			 c.ok[REC_LINK_TABLE] + c.ok[REC_DEMOTE_LEAF]);
-	assert_int_equal(c.ok[REC_DEMOTE_LEAF], m->demotes);
+	c = ts_counts(m->e.be);
+	assert_int_equal(ts_nr_tables(m->e.be), 0);
+	assert_int_equal(ts_nr_leaves(m->e.be), 0);
+	assert_int_equal(c.ok[TS_FREE_TABLE],
+			 c.ok[TS_LINK_TABLE] + c.ok[TS_DEMOTE_LEAF]);
+	assert_int_equal(c.ok[TS_DEMOTE_LEAF], m->demotes);
 	assert_int_equal(tdp_mmu_get_stats(m->e.mmu, &st), 0);
 	assert_int_equal(st.pages_in_use, 0);
-	assert_int_equal(rec_violations(m->e.rec), 0);
+	assert_int_equal(ts_violations(m->e.be), 0);
 	fprintf(stderr,
 		"model: %lu maps (%lu spurious, %lu hard errors, %lu "
 		"huge, %lu splits), %lu zaps, %lu demotes\n",
 		m->maps, m->spurious, m->hard_errors, m->huge, m->splits,
 		m->zaps, m->demotes);
-	menv_fini(&m->e);
+	ts_env_destroy(&m->e);
 	free(m);
 }
 
 static void test_model_seed_a(void **state)
 {
 	(void)state;
-	run_model(menv_seed(0x6d6f64656c01ULL), 0, false);
+	run_model(ts_seed(0x6d6f64656c01ULL), 0, false);
 }
 
 static void test_model_seed_b(void **state)
@@ -544,7 +544,7 @@ static void test_model_forced_yield(void **state)
 static void test_model_demote(void **state)
 {
 	(void)state;
-	run_model(menv_seed(0x6d6f64656c04ULL), 0, true);
+	run_model(ts_seed(0x6d6f64656c04ULL), 0, true);
 }
 
 /* Demotes with yields (and busy relocks) at every step of every walk. */
@@ -566,5 +566,5 @@ int main(void)
 		cmocka_unit_test(test_model_demote_forced_yield),
 	};
 
-	return cmocka_run_group_tests(tests, menv_group_setup, menv_group_teardown);
+	return TS_RUN_GROUP("tests", tests);
 }

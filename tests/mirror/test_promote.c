@@ -24,7 +24,7 @@
 #define R2M ((3ULL << 27) | (4ULL << 18) | (6ULL << 9))
 #define PFN_PRIVATE(g) ((g) + (1ULL << 36))
 
-static struct tdp_stats stats_of(struct menv *e)
+static struct tdp_stats stats_of(struct ts_env *e)
 {
 	struct tdp_stats st;
 
@@ -32,15 +32,14 @@ static struct tdp_stats stats_of(struct menv *e)
 	return st;
 }
 
-static void assert_in_step(struct menv *e)
+static void assert_in_step(struct ts_env *e)
 {
-	assert_int_equal(rec_compare(e->rec, e->mmu, 0, MENV_GFN_LIMIT), 0);
-	assert_int_equal(rec_violations(e->rec), 0);
+	menv_assert_mirror(e);
 }
 
 /* Every page of the 2 MiB region at @base is mapped at @level to its own
  * private frame. */
-static void assert_region(struct menv *e, tdp_gfn_t base, int level)
+static void assert_region(struct ts_env *e, tdp_gfn_t base, int level)
 {
 	for (tdp_gfn_t g = base; g < base + 512; g++) {
 		int got = 0;
@@ -50,7 +49,7 @@ static void assert_region(struct menv *e, tdp_gfn_t base, int level)
 			fail_msg("gfn %#llx lost its mapping",
 				 (unsigned long long)g);
 		if (got != level ||
-		    pfn + (g - menv_round_down(g, got)) != PFN_PRIVATE(g))
+		    pfn + (g - ts_round_down(g, got)) != PFN_PRIVATE(g))
 			fail_msg("gfn %#llx: level %d pfn %#llx, expected "
 				 "level %d", (unsigned long long)g, got,
 				 (unsigned long long)pfn, level);
@@ -58,20 +57,20 @@ static void assert_region(struct menv *e, tdp_gfn_t base, int level)
 }
 
 /* A private 2 MiB leaf at @base, demoted by a 4 KiB fault. */
-static void map_demoted(struct menv *e, tdp_gfn_t base)
+static void map_demoted(struct ts_env *e, tdp_gfn_t base)
 {
-	assert_int_equal(menv_map_retry(e->mmu, e->vcpu, base,
-					TDP_ALIAS_PRIVATE, PFN_PRIVATE(base),
-					TDP_LEVEL_2M, NULL),
+	assert_int_equal(ts_map_retry(e->vcpu, base, TDP_ALIAS_PRIVATE,
+				      PFN_PRIVATE(base), TDP_PROT_RWX,
+				      TDP_LEVEL_2M, MENV_MAX_RETRIES, 0, NULL),
 			 TDP_FAULT_FIXED);
-	assert_int_equal(menv_map_retry(e->mmu, e->vcpu, base + 3,
-					TDP_ALIAS_PRIVATE, PFN_PRIVATE(base + 3),
-					TDP_LEVEL_4K, NULL),
+	assert_int_equal(ts_map_retry(e->vcpu, base + 3, TDP_ALIAS_PRIVATE,
+				      PFN_PRIVATE(base + 3), TDP_PROT_RWX,
+				      TDP_LEVEL_4K, MENV_MAX_RETRIES, 0, NULL),
 			 TDP_FAULT_SPURIOUS);
 	assert_region(e, base, TDP_LEVEL_4K);
 }
 
-static void init(struct menv *e)
+static void init(struct ts_env *e)
 {
 	menv_init_backend(e, 4096, 0, MENV_DEMOTE_IN_FAULTS | MENV_PROMOTE);
 }
@@ -85,20 +84,20 @@ static void test_promote_demoted(void **state)
 {
 	struct tdp_ext_table *ext;
 	struct tdp_stats st;
-	struct rec_event ev;
-	struct menv e;
+	struct ts_event ev;
+	struct ts_env e;
 
 	(void)state;
 	init(&e);
 	map_demoted(&e, R2M);
-	ext = rec_table_ext(e.rec, R2M, TDP_LEVEL_2M);
+	ext = ts_table_ext(e.be, R2M, TDP_LEVEL_2M);
 	assert_non_null(ext);
-	rec_log_enable(e.rec, true);
+	ts_log_enable(e.be, true);
 
 	assert_int_equal(tdp_promote_private(e.mmu, R2M, R2M + 512), 1);
-	assert_int_equal(rec_log_count(e.rec), 1);
-	ev = rec_log_get(e.rec, 0);
-	assert_int_equal(ev.call, REC_PROMOTE_LEAF);
+	assert_int_equal(ts_log_count(e.be), 1);
+	ev = ts_log_get(e.be, 0);
+	assert_int_equal(ev.call, TS_PROMOTE_LEAF);
 	assert_int_equal(ev.gfn, R2M);
 	assert_int_equal(ev.level, TDP_LEVEL_2M);
 	assert_int_equal(ev.pfn, PFN_PRIVATE(R2M));
@@ -115,10 +114,9 @@ static void test_promote_demoted(void **state)
 
 	/* Nothing left to promote; a fault splits it again. */
 	assert_int_equal(tdp_promote_private(e.mmu, R2M, R2M + 512), 0);
-	assert_int_equal(menv_map_retry(e.mmu, e.vcpu, R2M + 100,
-					TDP_ALIAS_PRIVATE,
-					PFN_PRIVATE(R2M + 100), TDP_LEVEL_4K,
-					NULL),
+	assert_int_equal(ts_map_retry(e.vcpu, R2M + 100, TDP_ALIAS_PRIVATE,
+				      PFN_PRIVATE(R2M + 100), TDP_PROT_RWX,
+				      TDP_LEVEL_4K, MENV_MAX_RETRIES, 0, NULL),
 			 TDP_FAULT_SPURIOUS);
 	assert_region(&e, R2M, TDP_LEVEL_4K);
 	assert_int_equal(stats_of(&e).fault_demotes, 2);
@@ -128,30 +126,30 @@ static void test_promote_demoted(void **state)
 	tdp_vcpu_destroy(e.vcpu);
 	e.vcpu = NULL;
 	assert_int_equal(tdp_mmu_teardown(e.mmu), 0);
-	assert_int_equal(rec_nr_tables(e.rec), 0);
-	assert_int_equal(rec_nr_leaves(e.rec), 0);
+	assert_int_equal(ts_nr_tables(e.be), 0);
+	assert_int_equal(ts_nr_leaves(e.be), 0);
 	assert_int_equal(stats_of(&e).pages_in_use, 0);
-	assert_int_equal(rec_violations(e.rec), 0);
-	menv_fini(&e);
+	assert_int_equal(ts_violations(e.be), 0);
+	ts_env_destroy(&e);
 }
 
 /* 512 pages mapped one by one, in order, collapse too. */
 static void test_promote_mapped_pages(void **state)
 {
-	struct menv e;
+	struct ts_env e;
 
 	(void)state;
 	init(&e);
 	for (tdp_gfn_t g = R2M; g < R2M + 512; g++)
-		assert_int_equal(menv_map_retry(e.mmu, e.vcpu, g,
-						TDP_ALIAS_PRIVATE,
-						PFN_PRIVATE(g), TDP_LEVEL_4K,
-						NULL),
+		assert_int_equal(ts_map_retry(e.vcpu, g, TDP_ALIAS_PRIVATE,
+					      PFN_PRIVATE(g), TDP_PROT_RWX,
+					      TDP_LEVEL_4K, MENV_MAX_RETRIES, 0,
+					      NULL),
 				 TDP_FAULT_FIXED);
 	assert_int_equal(tdp_promote_private(e.mmu, R2M, R2M + 512), 1);
 	assert_region(&e, R2M, TDP_LEVEL_2M);
 	assert_in_step(&e);
-	menv_fini(&e);
+	ts_env_destroy(&e);
 }
 
 /*
@@ -162,49 +160,50 @@ static void test_promote_mapped_pages(void **state)
 static void test_promote_not_uniform(void **state)
 {
 	const tdp_gfn_t a = R2M, b = R2M + 512, c = R2M + 1024;
-	struct menv e;
+	struct ts_env e;
 
 	(void)state;
 	init(&e);
 	map_demoted(&e, a);
 	assert_int_equal(tdp_zap_convert_to_shared(e.mmu, a + 7, a + 8), 0);
 	for (tdp_gfn_t g = b; g < b + 512; g++)
-		assert_int_equal(menv_map_retry(e.mmu, e.vcpu, g,
-						TDP_ALIAS_PRIVATE,
-						PFN_PRIVATE(g) +
-							(g == b + 300 ? 1 << 20
-								      : 0),
-						TDP_LEVEL_4K, NULL),
-				 TDP_FAULT_FIXED);
+		assert_int_equal(
+			ts_map_retry(e.vcpu, g, TDP_ALIAS_PRIVATE,
+				     PFN_PRIVATE(g) +
+					     (g == b + 300 ? 1 << 20 : 0),
+				     TDP_PROT_RWX, TDP_LEVEL_4K,
+				     MENV_MAX_RETRIES, 0, NULL),
+			TDP_FAULT_FIXED);
 	for (tdp_gfn_t g = c; g < c + 512; g++)
-		assert_int_equal(menv_map_retry(e.mmu, e.vcpu, g,
-						TDP_ALIAS_PRIVATE,
-						PFN_PRIVATE(g) + 1,
-						TDP_LEVEL_4K, NULL),
+		assert_int_equal(ts_map_retry(e.vcpu, g, TDP_ALIAS_PRIVATE,
+					      PFN_PRIVATE(g) + 1, TDP_PROT_RWX,
+					      TDP_LEVEL_4K, MENV_MAX_RETRIES, 0,
+					      NULL),
 				 TDP_FAULT_FIXED);
-	rec_log_enable(e.rec, true);
+	ts_log_enable(e.be, true);
 	assert_int_equal(tdp_promote_private(e.mmu, a, c + 512), 0);
-	assert_int_equal(rec_log_count(e.rec), 0);
+	assert_int_equal(ts_log_count(e.be), 0);
 	assert_int_equal(stats_of(&e).promotes, 0);
 
 	/* Fill the hole: then a collapses, but only with its whole range. */
-	assert_int_equal(menv_map_retry(e.mmu, e.vcpu, a + 7, TDP_ALIAS_PRIVATE,
-					PFN_PRIVATE(a + 7), TDP_LEVEL_4K, NULL),
+	assert_int_equal(ts_map_retry(e.vcpu, a + 7, TDP_ALIAS_PRIVATE,
+				      PFN_PRIVATE(a + 7), TDP_PROT_RWX,
+				      TDP_LEVEL_4K, MENV_MAX_RETRIES, 0, NULL),
 			 TDP_FAULT_FIXED);
-	rec_log_clear(e.rec);
+	ts_log_clear(e.be);
 	assert_int_equal(tdp_recover_huge_pages(e.mmu, a, a + 512,
 						TDP_LEVEL_2M,
 						TDP_ALIAS_SHARED),
 			 0);
-	assert_int_equal(rec_log_count(e.rec), 0);
+	assert_int_equal(ts_log_count(e.be), 0);
 	assert_int_equal(tdp_recover_huge_pages(e.mmu, a, c + 512,
 						TDP_LEVEL_2M,
 						TDP_ALIAS_PRIVATE),
 			 1);
-	assert_int_equal(rec_log_count(e.rec), 1);
+	assert_int_equal(ts_log_count(e.be), 1);
 	assert_region(&e, a, TDP_LEVEL_2M);
 	assert_in_step(&e);
-	menv_fini(&e);
+	ts_env_destroy(&e);
 }
 
 /*
@@ -214,16 +213,16 @@ static void test_promote_not_uniform(void **state)
 static void test_promote_busy_and_refused(void **state)
 {
 	struct tdp_stats before, st;
-	struct menv e;
+	struct ts_env e;
 
 	(void)state;
 	init(&e);
 	map_demoted(&e, R2M);
 	before = stats_of(&e);
 
-	rec_fail_next_promotes(e.rec, -EBUSY, 1);
+	ts_fail_next_promotes(e.be, -EBUSY, 1);
 	assert_int_equal(tdp_promote_private(e.mmu, R2M, R2M + 512), 0);
-	rec_fail_next_promotes(e.rec, -EINVAL, 1);
+	ts_fail_next_promotes(e.be, -EINVAL, 1);
 	assert_int_equal(tdp_promote_private(e.mmu, R2M, R2M + 512), 0);
 	st = stats_of(&e);
 	assert_memory_equal(st.leaves, before.leaves, sizeof(st.leaves));
@@ -238,13 +237,13 @@ static void test_promote_busy_and_refused(void **state)
 	assert_int_equal(tdp_promote_private(e.mmu, R2M, R2M + 512), 1);
 	assert_region(&e, R2M, TDP_LEVEL_2M);
 	assert_in_step(&e);
-	menv_fini(&e);
+	ts_env_destroy(&e);
 }
 
 /* Bad arguments, and backends that cannot promote. */
 static void test_promote_bad_input(void **state)
 {
-	struct menv e;
+	struct ts_env e;
 
 	(void)state;
 	init(&e);
@@ -254,7 +253,7 @@ static void test_promote_bad_input(void **state)
 			 -EINVAL);
 	assert_int_equal(tdp_promote_private(e.mmu, R2M, R2M + 511), -EINVAL);
 	assert_int_equal(tdp_promote_private(e.mmu, R2M, R2M), -EINVAL);
-	assert_int_equal(tdp_promote_private(e.mmu, 0, MENV_GFN_LIMIT + 512),
+	assert_int_equal(tdp_promote_private(e.mmu, 0, TS_GFN_LIMIT + 512),
 			 -EINVAL);
 	assert_int_equal(tdp_recover_huge_pages(e.mmu, R2M, R2M + 512,
 						TDP_LEVEL_2M,
@@ -266,7 +265,7 @@ static void test_promote_bad_input(void **state)
 			 -EINVAL);
 	assert_int_equal(stats_of(&e).promotes, 0);
 	assert_region(&e, R2M, TDP_LEVEL_4K);
-	menv_fini(&e);
+	ts_env_destroy(&e);
 
 	/* Without promote_leaf: not supported, as before. */
 	menv_init_backend(&e, 4096, 0, MENV_DEMOTE_IN_FAULTS);
@@ -278,7 +277,7 @@ static void test_promote_bad_input(void **state)
 						TDP_ALIAS_PRIVATE),
 			 -EOPNOTSUPP);
 	assert_region(&e, R2M, TDP_LEVEL_4K);
-	menv_fini(&e);
+	ts_env_destroy(&e);
 }
 
 /*
@@ -290,7 +289,7 @@ static void test_promote_bad_input(void **state)
  * recorder must be in step at the end.
  */
 struct race {
-	struct menv *e;
+	struct ts_env *e;
 	int stop;    /* atomic */
 	uint64_t seed;
 };
@@ -316,9 +315,10 @@ static void *faulter(void *arg)
 	tdp_thread_register();
 	assert_int_equal(tdp_vcpu_create(r->e->mmu, &vcpu), 0);
 	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
-		tdp_gfn_t g = R2M + menv_rand(&rng) % 2048;
-		int ret = menv_map_retry(r->e->mmu, vcpu, g, TDP_ALIAS_PRIVATE,
-					 PFN_PRIVATE(g), TDP_LEVEL_4K, NULL);
+		tdp_gfn_t g = R2M + ts_rand(&rng) % 2048;
+		int ret = ts_map_retry(vcpu, g, TDP_ALIAS_PRIVATE,
+				       PFN_PRIVATE(g), TDP_PROT_RWX,
+				       TDP_LEVEL_4K, MENV_MAX_RETRIES, 0, NULL);
 
 		assert_true(ret == TDP_FAULT_FIXED ||
 			    ret == TDP_FAULT_SPURIOUS);
@@ -334,26 +334,26 @@ static void test_race_promote(void **state)
 	 * few times (or the cap: the assertions below then fail). */
 	const int rounds = getenv("TDP_TEST_QUICK") ? 300 : 2000;
 	const int cap = 1000000;
-	struct race r = { .seed = menv_seed(11) };
+	struct race r = { .seed = ts_seed(11) };
 	pthread_t threads[3];
 	uint64_t rng = r.seed;
 	struct tdp_stats st;
-	struct menv e;
+	struct ts_env e;
 
 	(void)state;
 	init(&e);
 	r.e = &e;
 	for (tdp_gfn_t base = R2M; base < R2M + 2048; base += 512)
-		assert_int_equal(menv_map_retry(e.mmu, e.vcpu, base,
-						TDP_ALIAS_PRIVATE,
-						PFN_PRIVATE(base),
-						TDP_LEVEL_2M, NULL),
+		assert_int_equal(ts_map_retry(e.vcpu, base, TDP_ALIAS_PRIVATE,
+					      PFN_PRIVATE(base), TDP_PROT_RWX,
+					      TDP_LEVEL_2M, MENV_MAX_RETRIES, 0,
+					      NULL),
 				 TDP_FAULT_FIXED);
 	assert_int_equal(pthread_create(&threads[0], NULL, promoter, &r), 0);
 	assert_int_equal(pthread_create(&threads[1], NULL, faulter, &r), 0);
 	assert_int_equal(pthread_create(&threads[2], NULL, faulter, &r), 0);
 	for (int i = 0; i < cap; i++) {
-		tdp_gfn_t g = R2M + menv_rand(&rng) % 2048;
+		tdp_gfn_t g = R2M + ts_rand(&rng) % 2048;
 		int ret;
 
 		if (i >= rounds && i % 100 == 0) {
@@ -363,8 +363,9 @@ static void test_race_promote(void **state)
 		}
 		assert_int_equal(tdp_zap_convert_to_shared(e.mmu, g, g + 1), 0);
 		/* A faulter may map it back first. */
-		ret = menv_map_retry(e.mmu, e.vcpu, g, TDP_ALIAS_PRIVATE,
-				     PFN_PRIVATE(g), TDP_LEVEL_4K, NULL);
+		ret = ts_map_retry(e.vcpu, g, TDP_ALIAS_PRIVATE, PFN_PRIVATE(g),
+				   TDP_PROT_RWX, TDP_LEVEL_4K, MENV_MAX_RETRIES,
+				   0, NULL);
 		assert_true(ret == TDP_FAULT_FIXED || ret == TDP_FAULT_SPURIOUS);
 	}
 	__atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);
@@ -390,7 +391,7 @@ static void test_race_promote(void **state)
 		(unsigned long long)st.fault_demotes);
 	assert_true(st.promotes >= 5);
 	assert_true(st.fault_demotes >= 5);
-	menv_fini(&e);
+	ts_env_destroy(&e);
 }
 
 int main(void)
@@ -404,6 +405,5 @@ int main(void)
 		cmocka_unit_test(test_race_promote),
 	};
 
-	return cmocka_run_group_tests(tests, menv_group_setup,
-				      menv_group_teardown);
+	return TS_RUN_GROUP("tests", tests);
 }
