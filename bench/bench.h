@@ -79,6 +79,14 @@ int bench_populate(struct bench_vm *vm, struct tdp_vcpu *vcpu, tdp_gfn_t start,
 /* Page-table bytes per mapped 4 KiB page of @tree. */
 double bench_table_bytes_per_page(struct tdp_mmu *mmu, int root_type);
 
+/*
+ * The end of a faulting thread's run, after bench_wall_end(): count its
+ * @items, report (thread 0) the page-table bytes per mapped page of the
+ * tree the VM faults in, and destroy @vcpu.
+ */
+void bench_fault_run_end(tdpb_state *st, struct bench_vm *vm,
+			 struct tdp_vcpu *vcpu, int64_t items);
+
 /* The live leaves of root type @type at @level (tdp_mmu_get_stats). */
 uint64_t bench_leaves(struct tdp_mmu *mmu, int type, int level);
 

@@ -180,6 +180,21 @@ bool bench_check(tdpb_state *st, bool ok, const char *what)
 	return ok;
 }
 
+void bench_fault_run_end(tdpb_state *st, struct bench_vm *vm,
+			 struct tdp_vcpu *vcpu, int64_t items)
+{
+	bench_vm_add_items(vm, items);
+	tdpb_set_items_processed(st, items);
+	if (tdpb_thread_index(st) == 0)
+		tdpb_counter(st, "pt_bytes_per_4k_page",
+			     bench_table_bytes_per_page(
+				     vm->mmu, vm->tree == BENCH_DIRECT
+						      ? TDP_ROOT_DIRECT
+						      : TDP_ROOT_MIRROR),
+			     false);
+	tdp_vcpu_destroy(vcpu);
+}
+
 double bench_table_bytes_per_page(struct tdp_mmu *mmu, int root_type)
 {
 	struct tdp_stats s;

@@ -74,15 +74,7 @@ static void populate(tdpb_state *st, void *argp)
 		items += BATCH;
 	}
 	bench_wall_end(st, vm);
-	bench_vm_add_items(vm, items);
-	tdpb_set_items_processed(st, items);
-	if (t == 0)
-		tdpb_counter(st, "pt_bytes_per_4k_page",
-			     bench_table_bytes_per_page(vm->mmu, a->tree == BENCH_DIRECT
-								   ? TDP_ROOT_DIRECT
-								   : TDP_ROOT_MIRROR),
-			     false);
-	tdp_vcpu_destroy(vcpu);
+	bench_fault_run_end(st, vm, vcpu, items);
 out:
 	bench_vm_finish(st, vm);
 }

@@ -133,15 +133,7 @@ static void replay(tdpb_state *st, void *argp)
 	__atomic_fetch_add(&vm->fixed, fixed, __ATOMIC_RELAXED);
 	if (failed)
 		tdpb_skip_with_error(st, "a fault failed");
-	bench_vm_add_items(vm, items);
-	tdpb_set_items_processed(st, items);
-	if (t == 0)
-		tdpb_counter(st, "pt_bytes_per_4k_page",
-			     bench_table_bytes_per_page(vm->mmu, a->tree == BENCH_DIRECT
-								   ? TDP_ROOT_DIRECT
-								   : TDP_ROOT_MIRROR),
-			     false);
-	tdp_vcpu_destroy(vcpu);
+	bench_fault_run_end(st, vm, vcpu, items);
 	bench_vm_finish(st, vm);
 }
 

@@ -59,34 +59,10 @@ fail() {
 packages=(linux-headers-amd64 linux-image-amd64 qemu-system-x86
 	busybox-static cpio make gcc)
 
-installed() {
-	[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]
-}
-
-missing=()
-for p in "${packages[@]}"; do
-	installed "$p" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-	command -v apt-get >/dev/null 2>&1 ||
-		fail "apt-get not found; install: ${missing[*]}"
-	apt=(env DEBIAN_FRONTEND=noninteractive apt-get -q)
-	if [ "$(id -u)" -ne 0 ]; then
-		command -v sudo >/dev/null 2>&1 ||
-			fail "run as root to install: ${missing[*]}"
-		apt=(sudo "${apt[@]}")
-	fi
-	mkdir -p "$out"
-	say "installing ${missing[*]}"
-	start=$SECONDS
-	if ! { timeout 1200 "${apt[@]}" update &&
-	       timeout 1200 "${apt[@]}" install -y --no-install-recommends \
-			"${missing[@]}"; } >"$out/apt.log" 2>&1; then
-		tail -n 30 "$out/apt.log" >&2
-		fail "apt-get failed (log: $out/apt.log)"
-	fi
-	say "installed in $((SECONDS - start))s"
-fi
+start=$SECONDS
+bash "$here/../scripts/deps.sh" "${packages[@]}" ||
+	fail "could not install ${packages[*]}"
+[ $((SECONDS - start)) -gt 2 ] && say "packages ready in $((SECONDS - start))s"
 
 # The newest kernel with both headers and an image installed.
 version=

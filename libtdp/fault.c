@@ -400,12 +400,7 @@ static int map_fault(struct tdp_vcpu *vcpu, const struct tdp_fault *f)
 	if (ret)
 		return ret;
 
-	op = (struct tdp_op){
-		.mmu = mmu,
-		.root = vcpu->root[type],
-		.shared = true,
-		.ctr = { .set = &vcpu->ctr, .owner_only = true },
-	};
+	op = tdp_op_on(mmu, vcpu->root[type], true, &vcpu->ctr);
 	tdp_read_lock(&mmu->mmu_lock);
 	tdp_rcu_read_lock();
 	ret = tdp_mmu_usable(mmu);

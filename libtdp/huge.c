@@ -87,12 +87,7 @@ int tdp_split_huge_range(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end,
 	tdp_read_lock(&mmu->mmu_lock);
 	ret = tdp_mmu_usable(mmu);
 	tdp_for_each_root(mmu, root, direct, true, ret) {
-		struct tdp_op op = {
-			.mmu = mmu,
-			.root = root,
-			.shared = true,
-			.ctr = { .set = &local, .owner_only = true },
-		};
+		struct tdp_op op = tdp_op_on(mmu, root, true, &local);
 
 		ret = split_root(&op, tdp_direct_gfn(mmu, start),
 				 tdp_direct_gfn(mmu, end), target_level, &spare);
@@ -243,11 +238,7 @@ static int promote_private_range(struct tdp_mmu *mmu, tdp_gfn_t start,
 	/* Only the valid root: an invalidated one is being zapped. */
 	root = ret ? NULL : tdp_root_first(mmu, mirror, true);
 	if (root) {
-		struct tdp_op op = {
-			.mmu = mmu,
-			.root = root,
-			.ctr = { .set = &local, .owner_only = true },
-		};
+		struct tdp_op op = tdp_op_on(mmu, root, false, &local);
 
 		made = promote_root(&op, start, end);
 		tdp_root_put(mmu, root);
@@ -302,12 +293,7 @@ int tdp_recover_huge_pages(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end,
 	tdp_read_lock(&mmu->mmu_lock);
 	ret = tdp_mmu_usable(mmu);
 	tdp_for_each_root(mmu, root, direct, true, ret) {
-		struct tdp_op op = {
-			.mmu = mmu,
-			.root = root,
-			.shared = true,
-			.ctr = { .set = &local, .owner_only = true },
-		};
+		struct tdp_op op = tdp_op_on(mmu, root, true, &local);
 
 		/*
 		 * Smallest first, so 2 MiB leaves made here can form 1 GiB.

@@ -226,6 +226,23 @@ struct tdp_op {
 };
 
 /*
+ * An operation on @root, with mmu_lock held for read if @shared, counting
+ * into @set, a counter set only this thread writes (a vCPU's own, or one
+ * local to the operation and folded into the MMU's when it ends).
+ */
+static inline struct tdp_op tdp_op_on(struct tdp_mmu *mmu,
+				      struct tdp_root *root, bool shared,
+				      struct tdp_counters *set)
+{
+	return (struct tdp_op){
+		.mmu = mmu,
+		.root = root,
+		.shared = shared,
+		.ctr = { .set = set, .owner_only = true },
+	};
+}
+
+/*
  * Take mmu_lock for write, counted in stats.write_locks.  Every write lock
  * the engine takes goes through here; faults (tdp_map) take none.
  */

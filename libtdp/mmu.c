@@ -115,11 +115,7 @@ static void teardown_roots_locked(struct tdp_mmu *mmu)
 
 	tdp_roots_invalidate_locked(mmu, all);
 	tdp_for_each_root(mmu, root, all, false, false) {
-		struct tdp_op op = {
-			.mmu = mmu,
-			.root = root,
-			.ctr = { .set = &local, .owner_only = true },
-		};
+		struct tdp_op op = tdp_op_on(mmu, root, false, &local);
 
 		if (!tdp_atomic_xchg(&root->scheduled_zap, 0))
 			continue;

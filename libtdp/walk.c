@@ -60,12 +60,7 @@ int64_t tdp_walk_direct_leaves(struct tdp_mmu *mmu, tdp_gfn_t start,
 	ret = tdp_mmu_usable(mmu);
 	tdp_for_each_root(mmu, root, direct, true,
 			  ret || !(alias & TDP_ALIAS_SHARED)) {
-		struct tdp_op op = {
-			.mmu = mmu,
-			.root = root,
-			.shared = shared,
-			.ctr = { .set = &local, .owner_only = true },
-		};
+		struct tdp_op op = tdp_op_on(mmu, root, shared, &local);
 		struct tdp_iter it;
 
 		tdp_rcu_read_lock();

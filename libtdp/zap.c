@@ -231,11 +231,7 @@ static int demote_range_ends(struct tdp_mmu *mmu, unsigned int types,
 	if (!(types & mirror) || !mmu->backend.demote_leaf)
 		return 0;
 	tdp_for_each_root(mmu, root, mirror, false, false) {
-		struct tdp_op op = {
-			.mmu = mmu,
-			.root = root,
-			.ctr = { .set = local, .owner_only = true },
-		};
+		struct tdp_op op = tdp_op_on(mmu, root, false, local);
 
 		ret = demote_range_end(&op, zd->start, zd);
 		if (!ret)
@@ -266,11 +262,7 @@ static int zap_range_roots(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end,
 	ret = demote_range_ends(mmu, types, &local, &zd);
 	tdp_for_each_root(mmu, root, types, false, ret) {
 		tdp_gfn_t bits = tdp_root_gfn_bits(mmu, root->type);
-		struct tdp_op op = {
-			.mmu = mmu,
-			.root = root,
-			.ctr = { .set = &local, .owner_only = true },
-		};
+		struct tdp_op op = tdp_op_on(mmu, root, false, &local);
 
 		ret = zap_leafs_locked(&op, start + bits, end + bits, &zd);
 		if (ret) {
@@ -317,11 +309,7 @@ int tdp_zap_all(struct tdp_mmu *mmu)
 	tdp_mmu_write_lock(mmu);
 	ret = tdp_mmu_usable(mmu);
 	tdp_for_each_root(mmu, root, direct, false, ret) {
-		struct tdp_op op = {
-			.mmu = mmu,
-			.root = root,
-			.ctr = { .set = &local, .owner_only = true },
-		};
+		struct tdp_op op = tdp_op_on(mmu, root, false, &local);
 
 		tdp_zap_root_locked(&op);
 	}
@@ -362,12 +350,8 @@ int tdp_zap_convert_to_private(struct tdp_mmu *mmu, tdp_gfn_t start,
 static int zap_claimed_root(struct tdp_mmu *mmu, struct tdp_root *root)
 {
 	struct tdp_counters local = { 0 };
-	struct tdp_op op = {
-		.mmu = mmu,
-		.root = root,
-		.shared = !tdp_root_is_mirror(root),
-		.ctr = { .set = &local, .owner_only = true },
-	};
+	struct tdp_op op = tdp_op_on(mmu, root, !tdp_root_is_mirror(root),
+				     &local);
 	int ret;
 
 	if (op.shared)

@@ -2,7 +2,9 @@
 # Install the Debian 12 packages libtdp builds and tests with, only those
 # that are missing.  Prints nothing when everything is already installed.
 #
-# Usage: bash scripts/deps.sh      (as root, or as a user with sudo)
+# Usage: bash scripts/deps.sh          (as root, or as a user with sudo)
+#        bash scripts/deps.sh PKG...   those packages instead (the kernel
+#                                      port's boot test names its own)
 set -euo pipefail
 
 # libc6-dev is named because recommends are not installed and gcc only
@@ -19,6 +21,7 @@ packages=(
 	gnuplot-nox spin abigail-tools scdoc
 	debhelper dh-dkms dkms dpkg-dev fakeroot lintian man-db gcovr
 )
+[ $# -gt 0 ] && packages=("$@")
 
 installed() {
 	[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]
@@ -47,8 +50,9 @@ fi
 echo "deps: installing ${missing[*]}" >&2
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-if ! { "${apt[@]}" update &&
-       "${apt[@]}" install -y --no-install-recommends "${missing[@]}"; } \
+if ! { timeout 1200 "${apt[@]}" update &&
+       timeout 1200 "${apt[@]}" install -y --no-install-recommends \
+		"${missing[@]}"; } \
 	>"$log" 2>&1; then
 	cat "$log" >&2
 	echo "deps: apt-get failed" >&2
