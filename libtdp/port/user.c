@@ -91,15 +91,38 @@ static struct tdp_port_thread *all_threads; /* atomic head */
 static bool have_membarrier;
 static pthread_once_t membarrier_once = PTHREAD_ONCE_INIT;
 
+/*
+ * Threads registered now (atomic) and CPUs online (set once): when there
+ * are more threads than CPUs, a thread that spins waiting for the lock
+ * may be keeping its holder off a CPU, so spinning threads give the CPU
+ * away between polls (spin_pause()).
+ */
+static int nr_registered;
+static int nr_cpus = 1;
+
 static void membarrier_setup(void)
 {
 	const char *off = getenv("TDP_PORT_NO_MEMBARRIER");
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+	nr_cpus = cpus > 0 ? (int)cpus : 1;
 
 	if (off && *off && strcmp(off, "0"))
 		return;
 	have_membarrier =
 		syscall(__NR_membarrier,
 			MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+}
+
+/*
+ * Between two batches of polls while waiting for the lock: with more
+ * registered threads than CPUs, give the CPU to another thread (perhaps
+ * the one the wait is for); otherwise keep spinning.
+ */
+static void spin_pause(void)
+{
+	if (__atomic_load_n(&nr_registered, __ATOMIC_RELAXED) > nr_cpus)
+		sched_yield();
 }
 
 static inline int64_t clock_ns(clockid_t clock)
@@ -172,6 +195,7 @@ void tdp_port_thread_register(void)
 	}
 	t->registered = 1;
 	tdp_port_self = t;
+	__atomic_add_fetch(&nr_registered, 1, __ATOMIC_RELAXED);
 }
 
 void tdp_port_thread_unregister(void)
@@ -187,6 +211,7 @@ void tdp_port_thread_unregister(void)
 		tdp_port_lock_misuse("tdp_thread_unregister() while holding an "
 				     "mmu_lock or inside tdp_walk_begin()");
 	tdp_port_self = NULL;
+	__atomic_sub_fetch(&nr_registered, 1, __ATOMIC_RELAXED);
 	__atomic_store_n(&t->in_use, false, __ATOMIC_RELEASE);
 }
 
@@ -349,6 +374,8 @@ static void wait_locked(tdp_mmu_lock_t *l, wait_cond_fn ready, unsigned int arg,
 							  __ATOMIC_ACQUIRE) != seen;
 				cpu_relax();
 			}
+			if (!changed)
+				spin_pause();
 		} while (!changed && clock_ns(CLOCK_MONOTONIC) < deadline);
 		pthread_mutex_lock(&l->wait_lock);
 	} while (!ready(l, arg));
@@ -410,6 +437,7 @@ static bool spin_while_blocked(tdp_mmu_lock_t *l)
 				return true;
 			cpu_relax();
 		}
+		spin_pause();
 	} while (clock_ns(CLOCK_MONOTONIC) < deadline);
 	return false;
 }
@@ -495,6 +523,7 @@ static void wait_for_reader(tdp_mmu_lock_t *l, struct tdp_port_thread *t)
 				return;
 			cpu_relax();
 		}
+		spin_pause();
 	} while (clock_ns(CLOCK_MONOTONIC) < deadline);
 
 	/* Without membarrier readers do not look at @drain_waiting safely:
