@@ -249,16 +249,19 @@ uint64_t sim_check_quiesced(struct sim *s)
 /* The engine saw exactly the faults and backend busy/errors we did. */
 static void check_engine_counts(struct sim *s, const struct tdp_stats *st)
 {
-	const struct sim_stats *c = &s->stats;
-	uint64_t fixed = c->c[SIM_C_FAULT_PRIVATE_FIXED] +
-			 c->c[SIM_C_FAULT_SHARED_FIXED];
-	uint64_t spurious = c->c[SIM_C_FAULT_PRIVATE_SPURIOUS] +
-			    c->c[SIM_C_FAULT_SHARED_SPURIOUS];
-	uint64_t retried = c->c[SIM_C_FAULT_PRIVATE_RETRY] +
-			   c->c[SIM_C_FAULT_SHARED_RETRY];
+	struct sim_stats snap;
+	const struct sim_stats *c = &snap;
+	uint64_t fixed;
+	uint64_t spurious, retried;
 	uint64_t busy = 0, errors = 0;
 	const enum sim_seamcall maps[] = { SIM_SC_SEPT_ADD, SIM_SC_PAGE_AUG_4K,
 					   SIM_SC_PAGE_AUG_2M };
+
+	sim_stats_snapshot(&s->stats, &snap);
+	fixed = c->c[SIM_C_FAULT_PRIVATE_FIXED] + c->c[SIM_C_FAULT_SHARED_FIXED];
+	spurious = c->c[SIM_C_FAULT_PRIVATE_SPURIOUS] +
+		   c->c[SIM_C_FAULT_SHARED_SPURIOUS];
+	retried = c->c[SIM_C_FAULT_PRIVATE_RETRY] + c->c[SIM_C_FAULT_SHARED_RETRY];
 
 	for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
 		busy += c->seamcall[maps[i]][SIM_OUT_BUSY] +

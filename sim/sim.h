@@ -104,7 +104,7 @@ struct sim {
 	struct sim_layout layout;
 	uint64_t nr_gfns;
 	uint64_t nr_regions;
-	struct sim_stats stats;
+	struct sim_counters stats;
 	struct sim_report report;
 	struct host_mem mem;
 	struct tdx_module *module;

@@ -58,12 +58,30 @@ const char *sim_outcome_key(enum sim_outcome out)
 	return outcome_keys[out];
 }
 
-void sim_stats_snapshot(const struct sim_stats *st, struct sim_stats *out)
+unsigned int sim_stat_shard(void)
 {
-	for (int i = 0; i < SIM_NR_COUNTERS; i++)
-		out->c[i] = __atomic_load_n(&st->c[i], __ATOMIC_RELAXED);
-	for (int op = 0; op < SIM_NR_SEAMCALLS; op++)
-		for (int o = 0; o < SIM_NR_OUTCOMES; o++)
-			out->seamcall[op][o] = __atomic_load_n(
-				&st->seamcall[op][o], __ATOMIC_RELAXED);
+	static unsigned int next;
+	static __thread unsigned int mine; /* shard + 1; 0: not assigned */
+
+	if (!mine)
+		mine = __atomic_fetch_add(&next, 1, __ATOMIC_RELAXED) %
+			       SIM_STAT_SHARDS +
+		       1;
+	return mine - 1;
+}
+
+void sim_stats_snapshot(const struct sim_counters *st, struct sim_stats *out)
+{
+	*out = (struct sim_stats){ 0 };
+	for (int s = 0; s < SIM_STAT_SHARDS; s++) {
+		const struct sim_stats *sh = &st->shard[s].s;
+
+		for (int i = 0; i < SIM_NR_COUNTERS; i++)
+			out->c[i] += __atomic_load_n(&sh->c[i],
+						     __ATOMIC_RELAXED);
+		for (int op = 0; op < SIM_NR_SEAMCALLS; op++)
+			for (int o = 0; o < SIM_NR_OUTCOMES; o++)
+				out->seamcall[op][o] += __atomic_load_n(
+					&sh->seamcall[op][o], __ATOMIC_RELAXED);
+	}
 }

@@ -202,31 +202,67 @@ enum sim_outcome {
 	SIM_NR_OUTCOMES
 };
 
+/* One set of counts: a snapshot (sim_stats_snapshot()) or one shard. */
 struct sim_stats {
 	uint64_t c[SIM_NR_COUNTERS];
 	uint64_t seamcall[SIM_NR_SEAMCALLS][SIM_NR_OUTCOMES];
 };
 
-static inline void sim_count(struct sim_stats *st, enum sim_counter id,
+/*
+ * The live counters, one shard per thread (threads beyond
+ * SIM_STAT_SHARDS share shards), so that vCPU threads counting every
+ * access do not pass one cache line between them.  Each shard is
+ * written with atomic adds by the threads that map to it; readers sum
+ * the shards (sim_counter_read(), sim_stats_snapshot()).
+ */
+#define SIM_STAT_SHARDS 16
+
+struct sim_counters {
+	struct {
+		struct sim_stats s;
+	} __attribute__((aligned(64))) shard[SIM_STAT_SHARDS];
+};
+
+/* The calling thread's shard (assigned on its first count). */
+unsigned int sim_stat_shard(void);
+
+static inline void sim_count(struct sim_counters *st, enum sim_counter id,
 			     uint64_t n)
 {
 	if (st)
-		__atomic_add_fetch(&st->c[id], n, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&st->shard[sim_stat_shard()].s.c[id], n,
+				   __ATOMIC_RELAXED);
 }
 
-static inline uint64_t sim_counter_read(const struct sim_stats *st,
+static inline uint64_t sim_counter_read(const struct sim_counters *st,
 					enum sim_counter id)
 {
-	return __atomic_load_n(&st->c[id], __ATOMIC_RELAXED);
+	uint64_t n = 0;
+
+	for (int i = 0; i < SIM_STAT_SHARDS; i++)
+		n += __atomic_load_n(&st->shard[i].s.c[id], __ATOMIC_RELAXED);
+	return n;
 }
 
-static inline void sim_count_seamcall(struct sim_stats *st,
+static inline uint64_t sim_seamcall_read(const struct sim_counters *st,
+					 enum sim_seamcall op,
+					 enum sim_outcome out)
+{
+	uint64_t n = 0;
+
+	for (int i = 0; i < SIM_STAT_SHARDS; i++)
+		n += __atomic_load_n(&st->shard[i].s.seamcall[op][out],
+				     __ATOMIC_RELAXED);
+	return n;
+}
+
+static inline void sim_count_seamcall(struct sim_counters *st,
 				      enum sim_seamcall op,
 				      enum sim_outcome out)
 {
 	if (st)
-		__atomic_add_fetch(&st->seamcall[op][out], 1,
-				   __ATOMIC_RELAXED);
+		__atomic_add_fetch(&st->shard[sim_stat_shard()].s.seamcall[op][out],
+				   1, __ATOMIC_RELAXED);
 }
 
 /* tdp_map() calls the host made: every fault outcome of both aliases. */
@@ -248,7 +284,8 @@ const char *sim_seamcall_name(enum sim_seamcall op);
 const char *sim_seamcall_key(enum sim_seamcall op);
 const char *sim_outcome_key(enum sim_outcome out);
 
-/* A consistent-enough copy for printing. */
-void sim_stats_snapshot(const struct sim_stats *st, struct sim_stats *out);
+/* The sums of the shards: a consistent-enough copy for printing, exact
+ * when no thread counts (at a quiesce point or after the run). */
+void sim_stats_snapshot(const struct sim_counters *st, struct sim_stats *out);
 
 #endif /* SIM_STATS_H */

@@ -52,7 +52,7 @@
 
 struct host_mem;
 struct sim_report;
-struct sim_stats;
+struct sim_counters;
 
 struct tdx_module_config {
 	struct host_mem *mem;    /* TDX-usable ranges are read once here */
@@ -62,7 +62,7 @@ struct tdx_module_config {
 	uint32_t busy_ppm;       /* injected OPERAND_BUSY per SEAMCALL */
 	uint32_t fail_ppm;       /* injected failures of SEPT.ADD/PAGE.AUG */
 	struct sim_report *report; /* host protocol errors are reported here */
-	struct sim_stats *stats;
+	struct sim_counters *stats;
 };
 
 struct tdx_module;

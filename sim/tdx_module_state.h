@@ -39,7 +39,7 @@ struct tdx_module {
 	tdp_gfn_t shared_bit;
 	unsigned int nr_vcpus;
 	struct sim_report *report;
-	struct sim_stats *stats;
+	struct sim_counters *stats;
 	tdp_pfn_t tdr_pfn;
 	tdp_pfn_t tdcs_pfn[4];
 	tdp_pfn_t root_pfn; /* the S-EPT root: a TDCS page */

@@ -25,7 +25,7 @@
 struct fixture {
 	struct host_mem mem;
 	struct sim_report report;
-	struct sim_stats stats;
+	struct sim_counters stats;
 	struct tdx_module *mod;
 };
 

@@ -90,15 +90,15 @@ static void run_partial_conversion(uint32_t busy_ppm, unsigned int from,
 	st = engine_stats(s);
 	assert_int_equal(st.demotes, 1);
 	assert_int_equal(st.demote_errors, 0);
-	assert_int_equal(s->stats.c[SIM_C_DEMOTE_PRIVATE], 1);
+	assert_int_equal(sim_counter_read(&s->stats, SIM_C_DEMOTE_PRIVATE), 1);
 	fprintf(stderr, "busy ppm %u: demote_busy %llu, zaps repeated %llu, "
 		"removal SEAMCALLs retried %llu\n", busy_ppm,
 		(unsigned long long)st.demote_busy,
-		(unsigned long long)s->stats.c[SIM_C_RETRY_ZAP_BUSY],
-		(unsigned long long)s->stats.c[SIM_C_RETRY_REMOVE_BUSY]);
+		(unsigned long long)sim_counter_read(&s->stats, SIM_C_RETRY_ZAP_BUSY),
+		(unsigned long long)sim_counter_read(&s->stats, SIM_C_RETRY_REMOVE_BUSY));
 	if (busy_ppm)
 		assert_true(st.demote_busy > 0 &&
-			    s->stats.c[SIM_C_RETRY_REMOVE_BUSY] > 0);
+			    sim_counter_read(&s->stats, SIM_C_RETRY_REMOVE_BUSY) > 0);
 	for (unsigned int i = 0; i < SIM_REGION_PAGES; i++) {
 		bool in_run = i >= from && i < to;
 
@@ -177,7 +177,7 @@ static void test_fault_demote_then_promote(void **state)
 	st = engine_stats(s);
 	assert_int_equal(st.fault_demotes, 1);
 	assert_int_equal(st.fault_write_locks, 0);
-	assert_int_equal(s->stats.c[SIM_C_DEMOTE_PRIVATE_FAULT], 1);
+	assert_int_equal(sim_counter_read(&s->stats, SIM_C_DEMOTE_PRIVATE_FAULT), 1);
 	for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++)
 		assert_int_equal(sim_step_access(s, i % 2, base + probes[i],
 						 false),
@@ -186,7 +186,7 @@ static void test_fault_demote_then_promote(void **state)
 	sim_step_recover(s, base, SIM_REGION_PAGES);
 	assert_int_equal(private_leaf_level(s, base), TDP_LEVEL_2M);
 	assert_int_equal(engine_stats(s).promotes, 1);
-	assert_int_equal(s->stats.c[SIM_C_PROMOTE_PRIVATE], 1);
+	assert_int_equal(sim_counter_read(&s->stats, SIM_C_PROMOTE_PRIVATE), 1);
 	for (size_t i = 0; i < sizeof(probes) / sizeof(probes[0]); i++)
 		assert_int_equal(sim_step_access(s, i % 2, base + probes[i],
 						 true),

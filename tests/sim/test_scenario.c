@@ -27,6 +27,7 @@ static void run(bool huge)
 	struct sim_config cfg;
 	struct sim *s;
 	const struct sim_stats *st;
+	struct sim_stats snap;
 
 	sim_config_default(&cfg);
 	cfg.nr_vcpus = 3;
@@ -40,7 +41,8 @@ static void run(bool huge)
 	cfg.seed = huge ? 11 : 12;
 	assert_int_equal(sim_create(&cfg, &s), 0);
 	assert_int_equal(sim_run(s), 0);
-	st = &s->stats;
+	sim_stats_snapshot(&s->stats, &snap);
+	st = &snap;
 
 	assert_int_equal(sim_report_total(&s->report), 0);
 	assert_false(s->engine_dead);

@@ -182,7 +182,7 @@ static void test_demote_operands(void **state)
 	assert_true(fx_reported(f, TDX_EPT_ENTRY_STATE_INCORRECT));
 	assert_int_equal(tdx_pamt_get(f->mod, p).type, PAMT_NDA);
 	assert_int_equal(tdx_sept_pages(f->mod), 2);
-	assert_int_equal(f->stats.seamcall[SIM_SC_PAGE_DEMOTE][SIM_OUT_ERROR],
+	assert_int_equal(sim_seamcall_read(&f->stats, SIM_SC_PAGE_DEMOTE, SIM_OUT_ERROR),
 			 6);
 }
 
@@ -453,7 +453,7 @@ static void test_promote_child_missing(void **state)
 	assert_int_equal(err.level, 1);
 	assert_int_equal(err.state, SEPT_FREE);
 	assert_true(fx_reported(f, TDX_EPT_INVALID_PROMOTE_CONDITIONS));
-	assert_int_equal(f->stats.seamcall[SIM_SC_PAGE_PROMOTE][SIM_OUT_ERROR],
+	assert_int_equal(sim_seamcall_read(&f->stats, SIM_SC_PAGE_PROMOTE, SIM_OUT_ERROR),
 			 1);
 	/* Nothing changed: the entry and children are as before. */
 	e = entry_at(f, GFN, 2);
@@ -716,7 +716,7 @@ static void test_busy(void **state)
 	st = tdx_page_demote(f->mod, GFN, 2, p, NULL);
 	assert_true(tdx_status_is_busy(st));
 	assert_int_equal(st & 0xFFFFFFFF, TDX_OPERAND_ID_RCX);
-	assert_int_equal(f->stats.seamcall[SIM_SC_PAGE_DEMOTE][SIM_OUT_BUSY],
+	assert_int_equal(sim_seamcall_read(&f->stats, SIM_SC_PAGE_DEMOTE, SIM_OUT_BUSY),
 			 1);
 	tdx_debug_release_entry(f->mod, GFN, 2);
 	/* Injected: busy at the busy rate, never a failure. */
@@ -748,12 +748,12 @@ static void test_busy(void **state)
 	assert_int_equal(released, p);
 
 	assert_int_equal(
-		f->stats.seamcall[SIM_SC_PAGE_DEMOTE][SIM_OUT_BUSY_INJECTED],
+		sim_seamcall_read(&f->stats, SIM_SC_PAGE_DEMOTE, SIM_OUT_BUSY_INJECTED),
 		1);
 	assert_int_equal(
-		f->stats.seamcall[SIM_SC_PAGE_PROMOTE][SIM_OUT_BUSY_INJECTED],
+		sim_seamcall_read(&f->stats, SIM_SC_PAGE_PROMOTE, SIM_OUT_BUSY_INJECTED),
 		1);
-	assert_int_equal(f->stats.seamcall[SIM_SC_PAGE_PROMOTE][SIM_OUT_BUSY],
+	assert_int_equal(sim_seamcall_read(&f->stats, SIM_SC_PAGE_PROMOTE, SIM_OUT_BUSY),
 			 1);
 	/* Busy is not a protocol error. */
 	assert_int_equal(sim_report_total(&f->report), 0);

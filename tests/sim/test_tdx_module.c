@@ -257,7 +257,6 @@ static void test_accept(void **state)
 static void test_injection(void **state)
 {
 	struct fixture *f = *state;
-	const uint64_t *sept_add;
 	bool flush;
 
 	tdx_module_set_injection(f->mod, 1000000, 0);
@@ -273,9 +272,12 @@ static void test_injection(void **state)
 	/* Injected statuses are neither changes nor violations. */
 	assert_int_equal(tdx_td_child_count(f->mod), 0);
 	assert_int_equal(sim_report_total(&f->report), 0);
-	sept_add = f->stats.seamcall[SIM_SC_SEPT_ADD];
-	assert_int_equal(sept_add[SIM_OUT_BUSY_INJECTED], 1);
-	assert_int_equal(sept_add[SIM_OUT_FAIL_INJECTED], 1);
+	assert_int_equal(sim_seamcall_read(&f->stats, SIM_SC_SEPT_ADD,
+					   SIM_OUT_BUSY_INJECTED),
+			 1);
+	assert_int_equal(sim_seamcall_read(&f->stats, SIM_SC_SEPT_ADD,
+					   SIM_OUT_FAIL_INJECTED),
+			 1);
 }
 
 static void test_teardown_with_pages(void **state)

@@ -262,13 +262,13 @@ static void replay(enum sim_placement placement, bool huge,
 		for (int level = 1; level <= 3; level++)
 			assert_int_equal(res->regions[a][level],
 					 rc.regions[a][level]);
-	assert_int_equal(s->stats.c[SIM_C_REPLAY_PRIVATE] +
-				 s->stats.c[SIM_C_REPLAY_SHARED],
+	assert_int_equal(sim_counter_read(&s->stats, SIM_C_REPLAY_PRIVATE) +
+				 sim_counter_read(&s->stats, SIM_C_REPLAY_SHARED),
 			 trace->accesses);
 	if (huge)
-		assert_true(s->stats.seamcall[SIM_SC_PAGE_AUG_2M][SIM_OUT_OK]);
+		assert_true(sim_seamcall_read(&s->stats, SIM_SC_PAGE_AUG_2M, SIM_OUT_OK));
 	else
-		assert_int_equal(s->stats.c[SIM_C_ACCEPT_4K], rc.pages[0]);
+		assert_int_equal(sim_counter_read(&s->stats, SIM_C_ACCEPT_4K), rc.pages[0]);
 	free(pages);
 
 	sim_finish(s);
