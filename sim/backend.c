@@ -299,7 +299,19 @@ static int be_set_leaf(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn)
 	map_begin(s, "set_leaf", gfn);
 	/* Every page of the leaf is the host's private page of its GFN. */
 	check_host_private_pages(s, "set_leaf", "maps", gfn, level, pfn);
-	ret = status_to_errno(tdx_page_aug(s->module, gfn, level, pfn, NULL));
+	if (s->backend.page_add_src && level != TDP_LEVEL_4K) {
+		sim_violation(&s->report, SIM_V_CONTRACT, 0, gfn, SIM_NO_VCPU,
+			      "set_leaf(level %d) of an image page: PAGE.ADD "
+			      "maps 4 KiB only", level);
+		ret = SIM_ERR_TDX;
+	} else if (s->backend.page_add_src)
+		/* TD build: the image page, copied in and measured. */
+		ret = status_to_errno(tdx_page_add(s->module, gfn, pfn,
+						   s->backend.page_add_src,
+						   NULL));
+	else
+		ret = status_to_errno(tdx_page_aug(s->module, gfn, level, pfn,
+						   NULL));
 	map_end(s);
 	return ret;
 }

@@ -257,7 +257,8 @@ static void check_engine_counts(struct sim *s, const struct tdp_stats *st)
 	uint64_t retried = c->c[SIM_C_FAULT_PRIVATE_RETRY] +
 			   c->c[SIM_C_FAULT_SHARED_RETRY];
 	uint64_t busy = 0, errors = 0;
-	const enum sim_seamcall maps[] = { SIM_SC_SEPT_ADD, SIM_SC_PAGE_AUG_4K,
+	const enum sim_seamcall maps[] = { SIM_SC_SEPT_ADD, SIM_SC_PAGE_ADD,
+					   SIM_SC_PAGE_AUG_4K,
 					   SIM_SC_PAGE_AUG_2M };
 
 	for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {

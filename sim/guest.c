@@ -89,6 +89,57 @@ static void boot_layout_trace(struct sim *s, uint32_t private_ppm)
 	}
 }
 
+/*
+ * The initial image: private pages the host PAGE.ADDs before the TD runs
+ * (host.h, sim_host_build_td()), accepted from the start and holding
+ * the image's content.
+ */
+static void boot_image(struct sim *s)
+{
+	struct sim_guest *g = &s->guest;
+
+	for (uint64_t page = 0; page < s->cfg.image_pages; page++) {
+		tdp_gfn_t gfn = sim_layout_gfn(&s->layout, page);
+
+		g->state[page] = GUEST_PRIVATE_ACCEPTED;
+		g->version[page] =
+			(uint32_t)SIM_TAG_VERSION(sim_image_tag(s->cfg.seed,
+								gfn));
+		g->image_untouched[page] = 1;
+		sim_host_set_initial_attr(s, gfn, SIM_ATTR_PRIVATE);
+	}
+}
+
+int sim_guest_check_measurement(struct sim_vcpu *v)
+{
+	struct sim *s = v->sim;
+	uint64_t want = TDX_MR_INITIAL, got = 0;
+	tdx_status_t st;
+
+	for (uint64_t page = 0; page < s->cfg.image_pages; page++) {
+		tdp_gfn_t gfn = sim_layout_gfn(&s->layout, page);
+		uint64_t tag = sim_image_tag(s->cfg.seed, gfn);
+
+		want = tdx_mr_page_add(want, gfn);
+		for (unsigned int c = 0; c < TDX_MR_CHUNKS_PER_PAGE; c++)
+			want = tdx_mr_extend_record(want, gfn, c, tag);
+	}
+	if (!sim_vcpu_enter(v))
+		return -EIO;
+	st = tdx_mr_report(s->module, v->id, &got);
+	sim_count(&s->stats, SIM_C_CHECK_MEASUREMENT, 1);
+	if (st != TDX_SUCCESS || got != want) {
+		sim_violation(&s->report, SIM_V_MEASUREMENT, st, SIM_NO_GFN,
+			      (int)v->id,
+			      "the TD reports measurement %#" PRIx64 " (%s) "
+			      "but its image of %u pages gives %#" PRIx64,
+			      got, tdx_status_name(st), s->cfg.image_pages,
+			      want);
+		return -EIO;
+	}
+	return 0;
+}
+
 int sim_guest_init(struct sim *s)
 {
 	struct sim_guest *g = &s->guest;
@@ -102,7 +153,9 @@ int sim_guest_init(struct sim *s)
 	g->version = calloc(s->nr_gfns, sizeof(*g->version));
 	g->region_huge = calloc(s->nr_regions, sizeof(*g->region_huge));
 	g->region_lock = calloc(s->nr_regions, sizeof(*g->region_lock));
-	if (!g->state || !g->version || !g->region_huge || !g->region_lock)
+	g->image_untouched = calloc(s->nr_gfns, 1);
+	if (!g->state || !g->version || !g->region_huge || !g->region_lock ||
+	    !g->image_untouched)
 		return -ENOMEM;
 	g->convert_ppm = sim_pct_to_ppm(s->cfg.convert_pct);
 	g->split_ppm = sim_pct_to_ppm(s->cfg.split_pct);
@@ -122,6 +175,7 @@ int sim_guest_init(struct sim *s)
 		boot_layout_trace(s, private_ppm);
 	else
 		boot_layout_random(s, private_ppm);
+	boot_image(s);
 	return 0;
 }
 
@@ -139,6 +193,7 @@ void sim_guest_fini(struct sim *s)
 	free(g->version);
 	free(g->region_huge);
 	free(g->region_lock);
+	free(g->image_untouched);
 	/* Nothing left to destroy or free a second time. */
 	memset(g, 0, sizeof(*g));
 }
@@ -533,6 +588,11 @@ int sim_guest_access(struct sim_vcpu *v, tdp_gfn_t gfn, bool write)
 	if (access_locked(v, gfn, state == GUEST_PRIVATE_ACCEPTED, &acc)) {
 		check_access(v, gfn, state == GUEST_PRIVATE_ACCEPTED, &acc,
 			     expected);
+		if (g->image_untouched[page]) {
+			/* check_access() compared it with the image. */
+			g->image_untouched[page] = 0;
+			sim_count(&v->sim->stats, SIM_C_CHECK_IMAGE, 1);
+		}
 		if (write)
 			g->version[page] =
 				(expected + 1) & SIM_TAG_VERSION_MASK;
@@ -569,6 +629,7 @@ static int convert_locked(struct sim_vcpu *v, tdp_gfn_t gfn, uint64_t n,
 		g->state[page + i] = to_private ? GUEST_PRIVATE_UNACCEPTED
 						: GUEST_SHARED;
 		g->version[page + i] = 0;
+		g->image_untouched[page + i] = 0;
 	}
 	/* Shared to private is complete only once the guest accepted. */
 	return to_private ? accept_range(v, gfn, n) : 0;
@@ -672,6 +733,7 @@ void sim_guest_online(struct sim *s, uint64_t first, uint64_t nr)
 			g->state[r * SIM_REGION_PAGES + i] =
 				GUEST_PRIVATE_UNACCEPTED;
 			g->version[r * SIM_REGION_PAGES + i] = 0;
+			g->image_untouched[r * SIM_REGION_PAGES + i] = 0;
 		}
 		pthread_rwlock_unlock(&g->region_lock[r]);
 	}

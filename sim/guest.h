@@ -57,6 +57,13 @@ struct sim_guest {
 	const struct sim_layout *layout; /* immutable */
 	uint8_t *state;       /* enum guest_page_state; region lock */
 	uint32_t *version;    /* expected version; see the lock rule above */
+	/*
+	 * Pages of the initial image not touched yet (TD build): their
+	 * first access is counted as the image check.  Cleared under the
+	 * region lock for write, or under the GFN's stripe lock with the
+	 * region lock for read.
+	 */
+	uint8_t *image_untouched;
 	bool *region_huge;    /* immutable */
 	pthread_rwlock_t *region_lock;
 	pthread_mutex_t stripe[GUEST_STRIPES];
@@ -70,6 +77,14 @@ struct sim_guest {
 /* Lay out the guest's memory and the host's matching attributes. */
 int sim_guest_init(struct sim *s);
 void sim_guest_fini(struct sim *s);
+
+/*
+ * The guest's check of its measurement (TDG.MR.REPORT) against the one it
+ * computes itself from its image: every image page PAGE.ADDed in order,
+ * each followed by its 16 MR.EXTEND records.  A mismatch is a
+ * SIM_V_MEASUREMENT violation.  Enters guest mode; returns 0 or -EIO.
+ */
+int sim_guest_check_measurement(struct sim_vcpu *v);
 
 /* One random guest operation on vCPU @v (which is in guest mode). */
 void sim_guest_step(struct sim_vcpu *v);

@@ -530,3 +530,88 @@ void sim_host_release_all(struct sim *s)
 		pthread_mutex_unlock(&s->host.backing_lock[region]);
 	}
 }
+
+/* ---- TD build ------------------------------------------------------------ */
+
+/* Tries of one image fault or MR.EXTEND before the build gives up. */
+#define BUILD_MAX_TRIES 10000
+
+uint64_t sim_image_tag(uint64_t seed, tdp_gfn_t gfn)
+{
+	uint64_t x = tdx_mr_mix(seed, gfn);
+
+	return SIM_TAG(gfn, 1 + x % (SIM_TAG_VERSION_MASK - 1));
+}
+
+/* Map image page @gfn from a source page holding @tag (PAGE.ADD). */
+static int build_add_page(struct sim *s, tdp_gfn_t gfn, uint64_t tag)
+{
+	tdp_pfn_t src = host_mem_alloc(&s->mem, HOST_POOL_ANY,
+				       HOST_PAGE_SHARED, gfn);
+	int ret = -ENOMEM;
+
+	if (!src)
+		return ret;
+	host_page_set_tag(host_mem_page(&s->mem, src), tag);
+	if (s->cfg.break_build != SIM_BUILD_AUG)
+		s->backend.page_add_src = src;
+	for (int tries = 0; tries < BUILD_MAX_TRIES; tries++) {
+		ret = sim_host_fault(s, s->host.ctx, SIM_NO_VCPU, gfn, true,
+				     TDP_LEVEL_4K);
+		if (ret != TDP_FAULT_RETRY && ret != SIM_ERR_INJECTED)
+			break;
+		sim_count(&s->stats, SIM_C_BUILD_RETRIES, 1);
+	}
+	s->backend.page_add_src = 0;
+	host_mem_free(&s->mem, src);
+	if (ret == TDP_FAULT_FIXED)
+		sim_count(&s->stats, SIM_C_BUILD_IMAGE_PAGES, 1);
+	return ret == TDP_FAULT_FIXED ? 0 : -EIO;
+}
+
+/* Retry a build SEAMCALL while it is busy. */
+static tdx_status_t build_call(struct sim *s, tdp_gfn_t gfn, unsigned int chunk,
+			       bool finalize)
+{
+	tdx_status_t st = TDX_OPERAND_BUSY;
+
+	for (int tries = 0; tdx_status_is_busy(st) && tries < BUILD_MAX_TRIES;
+	     tries++) {
+		if (tries)
+			sim_count(&s->stats, SIM_C_BUILD_RETRIES, 1);
+		st = finalize ? tdx_mr_finalize(s->module)
+			      : tdx_mr_extend(s->module, gfn, chunk, NULL);
+	}
+	return st;
+}
+
+int sim_host_build_td(struct sim *s)
+{
+	unsigned int n = s->cfg.image_pages;
+	int brk = s->cfg.break_build;
+	bool finalized = false;
+
+	for (unsigned int i = 0; i < n; i++) {
+		tdp_gfn_t gfn = sim_layout_gfn(&s->layout, i);
+		uint64_t tag = sim_image_tag(s->cfg.seed, gfn);
+
+		if (brk == SIM_BUILD_ADD_AFTER_FINALIZE && i == n - 1) {
+			if (build_call(s, 0, 0, true) != TDX_SUCCESS)
+				return -EIO;
+			finalized = true;
+		}
+		if (brk == SIM_BUILD_WRONG_SOURCE && i == 0)
+			tag = SIM_TAG(gfn, SIM_TAG_VERSION(tag) + 1);
+		if (build_add_page(s, gfn, tag))
+			return -EIO;
+		if (brk == SIM_BUILD_SKIP_EXTEND && i == 0)
+			continue;
+		for (unsigned int c = 0; c < TDX_MR_CHUNKS_PER_PAGE && !finalized;
+		     c++)
+			if (build_call(s, gfn, c, false) != TDX_SUCCESS)
+				return -EIO;
+	}
+	if (!finalized && build_call(s, 0, 0, true) != TDX_SUCCESS)
+		return -EIO;
+	return 0;
+}

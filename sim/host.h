@@ -128,6 +128,27 @@ void sim_host_recover(struct sim *s, tdp_gfn_t gfn, uint64_t n);
  */
 void sim_host_prefault(struct sim *s, tdp_gfn_t gfn, uint64_t n, int level);
 
+/*
+ * TD build, before any vCPU runs: every page of the initial image
+ * (cfg.image_pages pages from the start of guest memory) is mapped
+ * through the engine's mirror root at 4 KiB with a source page the host
+ * filled with the image (set_leaf then does PAGE.ADD), measured with 16
+ * MR.EXTENDs, and the TD is finalized.  Image page i holds
+ * sim_image_tag(seed, gfn).  Returns 0, or -EIO when a step failed
+ * (reported by the module or the engine).
+ */
+enum sim_build_break {
+	SIM_BUILD_OK,
+	SIM_BUILD_AUG,                /* no source page: set_leaf AUGs */
+	SIM_BUILD_ADD_AFTER_FINALIZE, /* the last page added after FINALIZE */
+	SIM_BUILD_SKIP_EXTEND,        /* the first page is not measured */
+	SIM_BUILD_WRONG_SOURCE,       /* the first source page is wrong */
+};
+int sim_host_build_td(struct sim *s);
+
+/* The content of image page @gfn: (gfn, a non-zero version). */
+uint64_t sim_image_tag(uint64_t seed, tdp_gfn_t gfn);
+
 /* After TD teardown: discard every backing page (checked). */
 void sim_host_release_all(struct sim *s);
 

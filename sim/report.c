@@ -24,6 +24,7 @@ static const struct {
 	[SIM_V_ACCEPT]            = { "accept", "accept" },
 	[SIM_V_INCONSISTENT]      = { "inconsistent state", "inconsistent" },
 	[SIM_V_LIVELOCK]          = { "livelock", "livelock" },
+	[SIM_V_MEASUREMENT]       = { "measurement", "measurement" },
 };
 
 void sim_report_init(struct sim_report *r, unsigned int print_limit)

@@ -34,6 +34,8 @@ enum sim_violation_kind {
 	SIM_V_INCONSISTENT,
 	/* An operation did not complete in bounded time. */
 	SIM_V_LIVELOCK,
+	/* The TD's measurement is not the one its image gives. */
+	SIM_V_MEASUREMENT,
 	SIM_NR_VIOLATION_KINDS
 };
 

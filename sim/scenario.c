@@ -76,6 +76,9 @@ static void *vcpu_main(void *arg)
 
 	tdp_thread_register();
 	sim_vcpu_attach(v);
+	/* The guest's first act: check what it was built from. */
+	if (v->id == 0)
+		sim_guest_check_measurement(v);
 	while (!sim_stop_requested(&s->run)) {
 		tdp_gfn_t gfn = 0;
 		enum vcpu_turn turn;
@@ -317,6 +320,15 @@ int sim_step_convert(struct sim *s, unsigned int vcpu, tdp_gfn_t gfn,
 {
 	struct sim_vcpu *v = step_vcpu(s, vcpu);
 	int ret = sim_guest_convert(v, gfn, n, to_private);
+
+	step_done(s, v);
+	return ret;
+}
+
+int sim_step_check_measurement(struct sim *s, unsigned int vcpu)
+{
+	struct sim_vcpu *v = step_vcpu(s, vcpu);
+	int ret = sim_guest_check_measurement(v);
 
 	step_done(s, v);
 	return ret;

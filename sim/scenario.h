@@ -38,6 +38,9 @@ int sim_step_access(struct sim *s, unsigned int vcpu, tdp_gfn_t gfn,
 int sim_step_convert(struct sim *s, unsigned int vcpu, tdp_gfn_t gfn,
 		     uint64_t n, bool to_private);
 
+/* The guest's measurement check on vCPU @vcpu (see guest.h). */
+int sim_step_check_measurement(struct sim *s, unsigned int vcpu);
+
 /* Host events (see host.h); slot deletion offlines the regions itself. */
 void sim_step_host_unmap(struct sim *s, tdp_gfn_t gfn, uint64_t n);
 void sim_step_slot_delete(struct sim *s, tdp_gfn_t gfn, uint64_t n);

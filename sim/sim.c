@@ -25,6 +25,7 @@ void sim_config_default(struct sim_config *cfg)
 		.seed           = 1,
 		.check_interval = 2,
 		.progress       = true,
+		.image_pages    = 64,
 		.print_limit    = 20,
 	};
 }
@@ -46,7 +47,7 @@ static int check_config(const struct sim_config *cfg)
 			    SIM_SHARED_BIT)
 			return -EINVAL;
 	} else if (!cfg->guest_bytes || cfg->guest_bytes % (2ULL << 20) ||
-		   gfns > SIM_SHARED_BIT) {
+		   gfns > SIM_SHARED_BIT || cfg->image_pages > gfns) {
 		return -EINVAL;
 	}
 	if (cfg->private_pct < 0 || cfg->private_pct > 100 ||
@@ -73,6 +74,8 @@ int sim_create(const struct sim_config *cfg, struct sim **out)
 		return -ENOMEM;
 	s->cfg = *cfg;
 	if (cfg->trace) {
+		/* A replay is the trace alone: no initial image. */
+		s->cfg.image_pages = 0;
 		sim_layout_init_sparse(&s->layout, cfg->trace->region_gfn,
 				       cfg->trace->nr_regions);
 		s->cfg.guest_bytes = s->layout.nr_pages << TDP_PAGE_SHIFT;
@@ -138,6 +141,9 @@ int sim_create(const struct sim_config *cfg, struct sim **out)
 		ret = sim_replay_create(s, &s->replay);
 	if (ret)
 		goto err;
+	/* Before any vCPU runs; a failed step is reported, and the guest's
+	 * checks then fail too. */
+	sim_host_build_td(s);
 	*out = s;
 	return 0;
 err:

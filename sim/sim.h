@@ -72,6 +72,12 @@ struct sim_config {
 	double check_interval;  /* seconds between quiesce checks; 0: none */
 	bool progress;          /* progress line on stderr */
 	/*
+	 * Pages of the TD's initial image (TD build, host.h): the first
+	 * image_pages pages of guest memory, PAGE.ADDed and measured before
+	 * MR.FINALIZE.  0: none (always so for a trace replay).
+	 */
+	unsigned int image_pages;
+	/*
 	 * Trace replay (trace_replay.h): the guest's memory is the regions the
 	 * trace touches and its workload is the trace, split across the
 	 * vCPUs; the run ends when the trace does.  guest_bytes,
@@ -92,6 +98,8 @@ struct sim_config {
 	void *wrap_arg;
 	/* The host backs private memory from non-TDX memory. */
 	bool break_private_outside_tdx;
+	/* The host breaks one step of the TD build (enum sim_build_break). */
+	int break_build;
 };
 
 /* The defaults of the tdpsim command. */

@@ -31,6 +31,10 @@
 	  "shared faults that failed with an error")                           \
 	X(FAULT_INJECTED_SURVIVED, "faults", "injected_failures_survived",     \
 	  "faults failed by an injected SEAMCALL failure, then retried")       \
+	X(BUILD_IMAGE_PAGES, "td_build", "image_pages",                        \
+	  "pages PAGE.ADDed into the initial image through the mirror root")   \
+	X(BUILD_RETRIES, "td_build", "add_retries",                            \
+	  "image faults and MR.EXTENDs retried (busy or injected)")            \
 	X(RETRY_BLOCKED_HUGE, "retries", "blocked_huge_reentries",             \
 	  "private accesses that met a huge leaf blocked for a demote")        \
 	X(RETRY_REENTRY, "retries", "fault_reentries",                         \
@@ -120,6 +124,10 @@
 	  "stop-the-world consistency checks")                                 \
 	X(CHECK_QUIESCE_PAGES, "checks", "quiesce_pages",                      \
 	  "GFNs compared across guest, host, mirror and S-EPT")                \
+	X(CHECK_IMAGE, "checks", "image_first_touches",                        \
+	  "first touches of initial-image pages (content checked)")            \
+	X(CHECK_MEASUREMENT, "checks", "measurement_checks",                   \
+	  "guest checks of the reported measurement against its image")        \
 	X(CHECK_FINAL, "checks", "final_checks",                               \
 	  "checks after TD teardown")                                          \
 	X(CHECK_REPLAY_PAGES, "checks", "replay_pages",                        \
@@ -161,6 +169,9 @@ enum sim_counter {
  * X(id, name, key)
  */
 #define SIM_SEAMCALLS(X)                                                       \
+	X(PAGE_ADD, "PAGE.ADD", "page_add")                                    \
+	X(MR_EXTEND, "MR.EXTEND", "mr_extend")                                 \
+	X(MR_FINALIZE, "MR.FINALIZE", "mr_finalize")                           \
 	X(SEPT_ADD, "SEPT.ADD", "sept_add")                                    \
 	X(PAGE_AUG_4K, "PAGE.AUG 4K", "page_aug_4k")                           \
 	X(PAGE_AUG_2M, "PAGE.AUG 2M", "page_aug_2m")                           \

@@ -52,6 +52,9 @@ static void usage(FILE *f, const char *prog)
 "                           clock); always printed\n"
 "  -k, --check-interval=SEC seconds between stop-the-world checks\n"
 "                           (default %.0f; 0: only at the end)\n"
+"  -I, --image=N            pages of the TD's initial image, added with\n"
+"                           PAGE.ADD and measured before the TD runs\n"
+"                           (default %u; 0: none)\n"
 "  -j, --json=FILE          also write the summary to FILE as JSON\n"
 "  -q, --quiet              no progress line on stderr\n"
 "  -h, --help               this text\n"
@@ -82,7 +85,7 @@ static void usage(FILE *f, const char *prog)
 		d.private_pct, d.convert_pct, d.split_pct, d.event_rate,
 		d.busy_pct,
 		d.fail_pct, d.huge ? "on" : "off", d.duration,
-		d.check_interval);
+		d.check_interval, d.image_pages);
 }
 
 static int parse_size(const char *arg, uint64_t *out)
@@ -161,7 +164,7 @@ static int apply_option(int opt, const char *arg, struct sim_config *cfg,
 	char *end;
 	int ret = 0;
 
-	if (strchr("mcSed", opt))
+	if (strchr("mcSedI", opt))
 		cl->scenario_only = opt;
 	if (strchr("PL", opt))
 		cl->replay_only = opt;
@@ -212,6 +215,15 @@ static int apply_option(int opt, const char *arg, struct sim_config *cfg,
 	case 'j':
 		cl->json = arg;
 		return 0;
+	case 'I': {
+		double pages;
+
+		ret = parse_double(arg, 0, 1 << 20, &pages);
+		if (ret || pages != (unsigned int)pages)
+			return -EINVAL;
+		cfg->image_pages = (unsigned int)pages;
+		return 0;
+	}
 	case 't':
 		cl->trace = arg;
 		return 0;
@@ -249,7 +261,8 @@ static int apply_option(int opt, const char *arg, struct sim_config *cfg,
 	X("help", no_argument, 'h')                                            \
 	X("trace", required_argument, 't')                                     \
 	X("placement", required_argument, 'P')                                 \
-	X("trace-limit", required_argument, 'L')
+	X("trace-limit", required_argument, 'L')                               \
+	X("image", required_argument, 'I')
 
 static enum parse_result parse_options(int argc, char **argv,
 				       struct sim_config *cfg,
@@ -305,6 +318,7 @@ static enum parse_result parse_options(int argc, char **argv,
 		 * unless huge pages are asked for. */
 		cfg->convert_pct = 0;
 		cfg->event_rate = 0;
+		cfg->image_pages = 0;
 		if (!cl->huge_given)
 			cfg->huge = false;
 	}

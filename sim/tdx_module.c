@@ -36,6 +36,12 @@ uint64_t tdx_td_epoch(const struct tdx_module *mod)
 	return __atomic_load_n(&mod->td_epoch, __ATOMIC_ACQUIRE);
 }
 
+enum tdx_td_op_state tdx_td_op_state(const struct tdx_module *mod)
+{
+	return (enum tdx_td_op_state)__atomic_load_n(&mod->op_state,
+						     __ATOMIC_ACQUIRE);
+}
+
 uint64_t tdx_vp_entered_epoch(const struct tdx_module *mod, unsigned int vp)
 {
 	return __atomic_load_n(&mod->vp[vp].entered_epoch, __ATOMIC_RELAXED);
@@ -91,6 +97,8 @@ int tdx_module_create(const struct tdx_module_config *cfg,
 	mod->busy_ppm = cfg->busy_ppm;
 	mod->fail_ppm = cfg->fail_ppm;
 	mod->td_epoch = 1;
+	mod->op_state = TDX_TD_INITIALIZED;
+	mod->mrtd = TDX_MR_INITIAL;
 	n = cfg->mem->nr_pages;
 	mod->pamt = calloc(n, sizeof(*mod->pamt));
 	mod->tables = calloc(n, sizeof(*mod->tables));

@@ -68,8 +68,57 @@ struct tdx_module_config {
 struct tdx_module;
 
 /*
+ * TD operation state: a TD is built (PAGE.ADD, MR.EXTEND) while
+ * INITIALIZED and runs (VP.ENTER, PAGE.AUG, the guest's TDCALLs) once
+ * MR.FINALIZE made it RUNNABLE.  A call in the wrong state fails with
+ * TDX_OP_STATE_INCORRECT.
+ */
+enum tdx_td_op_state {
+	TDX_TD_INITIALIZED = 0,
+	TDX_TD_RUNNABLE = 1,
+};
+
+/*
+ * The measurement (MRTD).  The real module keeps a SHA-384 over a
+ * 128-byte record per PAGE.ADD (the GPA) and per MR.EXTEND (the GPA and
+ * 256 bytes of content); here each record is folded into 64 bits by a
+ * mixing function, and a 256-byte chunk's content is the page's tag (the
+ * only content a simulated page has) and the chunk's offset.  Pure
+ * functions, so a guest can compute the value it expects from its image
+ * independently of the module.
+ */
+#define TDX_MR_CHUNK_BYTES 256
+#define TDX_MR_CHUNKS_PER_PAGE (4096 / TDX_MR_CHUNK_BYTES)
+#define TDX_MR_INITIAL 0x4d5254445f53494dULL /* "MRTD_SIM" */
+
+static inline uint64_t tdx_mr_mix(uint64_t mr, uint64_t v)
+{
+	uint64_t z = mr ^ (v + 0x9e3779b97f4a7c15ULL + (mr << 6) + (mr >> 2));
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+/* The record of TDH.MEM.PAGE.ADD of private @gfn. */
+static inline uint64_t tdx_mr_page_add(uint64_t mr, tdp_gfn_t gfn)
+{
+	return tdx_mr_mix(tdx_mr_mix(mr, 0x414444 /* "ADD" */), gfn << 12);
+}
+
+/* The record of TDH.MR.EXTEND of chunk @chunk of @gfn holding @tag. */
+static inline uint64_t tdx_mr_extend_record(uint64_t mr, tdp_gfn_t gfn,
+					    unsigned int chunk, uint64_t tag)
+{
+	mr = tdx_mr_mix(mr, 0x455854 /* "EXT" */);
+	mr = tdx_mr_mix(mr, (gfn << 12) + chunk * TDX_MR_CHUNK_BYTES);
+	return tdx_mr_mix(mr, tag);
+}
+
+/*
  * tdx_module_create() - configure the module with the host's TDX-usable
- * ranges (immutable afterwards), create one TD in the RUNNABLE state and
+ * ranges (immutable afterwards), create one TD in the INITIALIZED state
+ * (the host builds its image, then TDH.MR.FINALIZE, tdx_seamcall.h) and
  * allocate its control pages (TDR, TDCS with the S-EPT root, one TDVPR
  * per vCPU) from TDX-usable host memory.  Returns 0, -EINVAL or -ENOMEM.
  */
@@ -97,6 +146,7 @@ void tdx_module_set_injection(struct tdx_module *mod, uint32_t busy_ppm,
 struct tdx_pamt_info tdx_pamt_get(const struct tdx_module *mod, tdp_pfn_t pfn);
 
 uint64_t tdx_td_epoch(const struct tdx_module *mod);
+enum tdx_td_op_state tdx_td_op_state(const struct tdx_module *mod);
 /* Epoch TDVP @vp entered in last (its private TLB belongs to it). */
 uint64_t tdx_vp_entered_epoch(const struct tdx_module *mod, unsigned int vp);
 /* Pages associated with the TD (private pages and S-EPT pages). */

@@ -62,6 +62,16 @@ struct tdx_module {
 	uint64_t td_epoch;  /* atomic; written under epoch_lock exclusive */
 	int64_t epoch_refs[2]; /* vCPUs in guest mode, by epoch parity */
 
+	/*
+	 * TD build: op_state (enum tdx_td_op_state, atomic) is INITIALIZED
+	 * until MR.FINALIZE makes it RUNNABLE.  mrtd, the measurement, is
+	 * written by PAGE.ADD and MR.EXTEND with the tree lock held
+	 * exclusive, and read by MR.FINALIZE (also exclusive) and, once the
+	 * TD is RUNNABLE and it never changes again, by the guest's report.
+	 */
+	uint32_t op_state;
+	uint64_t mrtd;
+
 	int64_t child_count; /* atomic: private pages + S-EPT pages */
 	int64_t sept_pages;  /* atomic: S-EPT pages, root excluded */
 	bool torn_down;

@@ -9,7 +9,8 @@
 #include "tdx_module.h"
 
 /*
- * TDH.VP.ENTER for TDVP @vp: counts the vCPU in the current epoch.  Sets
+ * TDH.VP.ENTER for TDVP @vp: counts the vCPU in the current epoch.
+ * TDX_OP_STATE_INCORRECT before MR.FINALIZE.  Sets
  * *@flush_private_tlb when the epoch moved since the vCPU's last entry
  * (the CPU flushes the vCPU's private translations).  Returns TDX_SUCCESS
  * or TDX_OPERAND_BUSY (epoch lock held by TRACK, or injected).
@@ -36,5 +37,12 @@ void tdx_vp_exit(struct tdx_module *mod, unsigned int vp);
 tdx_status_t tdx_page_accept(struct tdx_module *mod, unsigned int vp,
 			     tdp_gfn_t gfn, int level,
 			     struct tdx_err_info *err);
+
+/*
+ * TDG.MR.REPORT (reduced to its MRTD field) from the guest on TDVP @vp:
+ * the measurement MR.FINALIZE froze.  TDX_OP_STATE_INCORRECT before.
+ */
+tdx_status_t tdx_mr_report(struct tdx_module *mod, unsigned int vp,
+			   uint64_t *mrtd);
 
 #endif /* SIM_TDX_VP_H */

@@ -217,6 +217,15 @@ bool sim_vcpu_enter(struct sim_vcpu *v)
 			continue;
 		}
 		st = tdx_vp_enter(s->module, v->id, &flush);
+		if (st != TDX_SUCCESS && !tdx_status_is_busy(st)) {
+			pthread_mutex_unlock(&v->state_lock);
+			sim_violation(&s->report, SIM_V_TDX_ERROR, st,
+				      SIM_NO_GFN, (int)v->id,
+				      "VP.ENTER failed: %s",
+				      tdx_status_name(st));
+			sim_stop_request(&s->run);
+			return false;
+		}
 		if (st != TDX_SUCCESS) {
 			pthread_mutex_unlock(&v->state_lock);
 			sim_count(&s->stats, SIM_C_RETRY_VP_ENTER_BUSY, 1);

@@ -12,6 +12,16 @@
 
 int fx_setup(void **state, uint64_t tdx_pages)
 {
+	struct fixture *f;
+
+	fx_setup_building(state, tdx_pages);
+	f = *state;
+	assert_int_equal(tdx_mr_finalize(f->mod), TDX_SUCCESS);
+	return 0;
+}
+
+int fx_setup_building(void **state, uint64_t tdx_pages)
+{
 	struct fixture *f = calloc(1, sizeof(*f));
 	struct tdx_module_config cfg;
 
