@@ -294,6 +294,10 @@ void sim_check_after_teardown(struct sim *s, const struct tdp_stats *st)
 				FV(s, SIM_V_INCONSISTENT,
 				   "engine still counts tables or leaves "
 				   "(root type %d, level %d)", type, level);
+	/* Invalidated roots too: each freed once its last user let go. */
+	if (st->roots_freed != st->roots_allocated)
+		FV(s, SIM_V_INCONSISTENT, "%" PRIu64 " roots allocated, %"
+		   PRIu64 " freed", st->roots_allocated, st->roots_freed);
 	if (tdx_td_child_count(s->module) || tdx_sept_pages(s->module))
 		FV(s, SIM_V_TDX_ERROR, "the TD still owns %" PRId64
 		   " pages (%" PRId64 " S-EPT pages): the engine did not "

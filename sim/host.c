@@ -531,6 +531,36 @@ void sim_host_release_all(struct sim *s)
 	}
 }
 
+/* ---- root invalidation --------------------------------------------------- */
+
+void sim_host_invalidate_root(struct sim *s)
+{
+	tdp_pfn_t old = 0;
+	tdp_gfn_t gfn = 0;
+	int level, holder;
+
+	sim_count(&s->stats, SIM_C_EVENT_ROOT_INVALIDATE, 1);
+	/* The host's own context holds the current root until its next
+	 * fault: the old root's frame stays the old root's. */
+	if (!engine_ok(s, tdp_vcpu_load_root(s->host.ctx, TDP_ALIAS_SHARED,
+					     &old, &level),
+		       "tdp_vcpu_load_root", SIM_NO_GFN) ||
+	    !engine_ok(s, tdp_mmu_invalidate_roots(s->mmu, TDP_ALIAS_SHARED),
+		       "tdp_mmu_invalidate_roots", SIM_NO_GFN) ||
+	    !engine_ok(s, tdp_mmu_zap_invalidated_roots(s->mmu),
+		       "tdp_mmu_zap_invalidated_roots", SIM_NO_GFN))
+		return;
+	sim_count(&s->stats, SIM_C_CHECK_ROOT_ZAP, 1);
+	holder = sim_tlb_find_by_root(s, old, &gfn);
+	if (holder >= 0)
+		sim_violation(&s->report, SIM_V_STALE_TRANSLATION, 0,
+			      gfn & ~SIM_SHARED_BIT, holder,
+			      "the vCPU's TLB still translates shared gfn %#"
+			      PRIx64 " through the invalidated root %#" PRIx64
+			      " after tdp_mmu_zap_invalidated_roots()",
+			      gfn & ~SIM_SHARED_BIT, old);
+}
+
 /* ---- TD build ------------------------------------------------------------ */
 
 /* Tries of one image fault or MR.EXTEND before the build gives up. */

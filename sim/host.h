@@ -149,6 +149,17 @@ int sim_host_build_td(struct sim *s);
 /* The content of image page @gfn: (gfn, a non-zero version). */
 uint64_t sim_image_tag(uint64_t seed, tdp_gfn_t gfn);
 
+/*
+ * Root invalidation while the VM runs (a memory-slot flag change):
+ * tdp_mmu_invalidate_roots() of the direct root, then
+ * tdp_mmu_zap_invalidated_roots().  vCPUs load the new root at their
+ * next entry (or when a fault retries).  When the zap returns, no vCPU
+ * TLB may hold a translation walked through the old root (checked; the
+ * host keeps a reference to the old root across the check, so its frame
+ * cannot be reused meanwhile).
+ */
+void sim_host_invalidate_root(struct sim *s);
+
 /* After TD teardown: discard every backing page (checked). */
 void sim_host_release_all(struct sim *s);
 

@@ -114,11 +114,13 @@ static void run_host_event(struct sim *s, struct sim_rng *rng)
 	tdp_gfn_t end = sim_layout_run_end(&s->layout, gfn);
 	uint64_t n;
 
-	if (kind < 50) {
+	if (kind < 45) {
 		n = 1 + sim_rng_below(rng, 64);
 		if (gfn + n > end)
 			n = end - gfn;
 		sim_host_unmap_shared(s, gfn, n);
+	} else if (kind < 50) {
+		sim_host_invalidate_root(s);
 	} else if (kind < 60) {
 		/* A recovery pass over all guest memory, region by region. */
 		for (uint64_t r = 0; r < s->nr_regions && !sim_stop_requested(&s->run); r++)
@@ -356,6 +358,11 @@ void sim_step_slot_delete(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 void sim_step_prefault(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 {
 	sim_host_prefault(s, gfn, n, TDP_LEVEL_4K);
+}
+
+void sim_step_invalidate_root(struct sim *s)
+{
+	sim_host_invalidate_root(s);
 }
 
 void sim_step_recover(struct sim *s, tdp_gfn_t gfn, uint64_t n)

@@ -46,6 +46,7 @@ void sim_step_host_unmap(struct sim *s, tdp_gfn_t gfn, uint64_t n);
 void sim_step_slot_delete(struct sim *s, tdp_gfn_t gfn, uint64_t n);
 void sim_step_prefault(struct sim *s, tdp_gfn_t gfn, uint64_t n);
 void sim_step_recover(struct sim *s, tdp_gfn_t gfn, uint64_t n);
+void sim_step_invalidate_root(struct sim *s);
 
 /* The guest's current view of @gfn. */
 enum guest_page_state sim_step_guest_state(struct sim *s, tdp_gfn_t gfn);

@@ -128,6 +128,8 @@
 	  "first touches of initial-image pages (content checked)")            \
 	X(CHECK_MEASUREMENT, "checks", "measurement_checks",                   \
 	  "guest checks of the reported measurement against its image")        \
+	X(CHECK_ROOT_ZAP, "checks", "root_zap_checks",                         \
+	  "TLBs checked for translations through a zapped root")               \
 	X(CHECK_FINAL, "checks", "final_checks",                               \
 	  "checks after TD teardown")                                          \
 	X(CHECK_REPLAY_PAGES, "checks", "replay_pages",                        \
@@ -146,6 +148,8 @@
 	X(EVENT_PREFAULT, "events", "prefaults",                               \
 	  "host pre-faults of private memory")                                 \
 	X(EVENT_TEARDOWN, "events", "td_teardowns", "TD teardowns")            \
+	X(EVENT_ROOT_INVALIDATE, "events", "root_invalidations",               \
+	  "direct roots invalidated and zapped while the VM runs")             \
 	X(HOST_ALLOC_2M, "host_memory", "chunks_2m",                           \
 	  "2 MiB backing chunks allocated")                                    \
 	X(HOST_ALLOC_2M_FAILED, "host_memory", "chunks_2m_unavailable",        \

@@ -154,6 +154,29 @@ int sim_tlb_find_live(struct sim *s, uint64_t start, uint64_t nr,
 	return found;
 }
 
+int sim_tlb_find_by_root(struct sim *s, tdp_pfn_t root_pfn,
+			 tdp_gfn_t *gfn_out)
+{
+	int found = -1;
+
+	for (unsigned int i = 0; i < s->vcpus.nr && found < 0; i++) {
+		struct sim_vcpu *v = &s->vcpus.v[i];
+
+		pthread_mutex_lock(&v->tlb_lock);
+		for (int j = 0; j < SIM_TLB_ENTRIES; j++) {
+			const struct sim_tlb_entry *e = &v->tlb[j];
+
+			if (e->valid && !e->private && e->root_pfn == root_pfn) {
+				found = (int)i;
+				*gfn_out = e->gfn;
+				break;
+			}
+		}
+		pthread_mutex_unlock(&v->tlb_lock);
+	}
+	return found;
+}
+
 /* ---- guest mode ---------------------------------------------------------- */
 
 static void wait_while_held_out(struct sim_vcpus *vs)
@@ -425,6 +448,7 @@ enum sim_access_result sim_vcpu_access(struct sim_vcpu *v, tdp_gfn_t gpa_gfn,
 		*e = (struct sim_tlb_entry){
 			.gfn      = gpa_gfn,
 			.pfn      = acc->pfn,
+			.root_pfn = private ? 0 : v->root_pfn,
 			.level    = (uint8_t)acc->level,
 			.valid    = true,
 			.writable = writable,

@@ -42,6 +42,8 @@ struct sim;
 struct sim_tlb_entry {
 	tdp_gfn_t gfn; /* as issued: the shared bit set for the shared alias */
 	tdp_pfn_t pfn;
+	/* Shared entries: the root (EPT pointer) the walk started from. */
+	tdp_pfn_t root_pfn;
 	uint8_t level; /* level of the leaf the entry came from */
 	bool valid;
 	bool writable;
@@ -163,5 +165,12 @@ void sim_tlb_shoot_down(struct sim *s, tdp_gfn_t gpa_gfn, uint64_t nr_pages,
  */
 int sim_tlb_find_live(struct sim *s, uint64_t start, uint64_t nr,
 		      bool by_gfn, tdp_gfn_t *gfn_out);
+
+/*
+ * A shared TLB entry some vCPU got by walking the root whose table is
+ * @root_pfn.  Returns the vCPU id and stores the entry's GFN, or -1.
+ */
+int sim_tlb_find_by_root(struct sim *s, tdp_pfn_t root_pfn,
+			 tdp_gfn_t *gfn_out);
 
 #endif /* SIM_VCPU_H */
