@@ -188,7 +188,10 @@ uint64_t sim_check_quiesced(struct sim *s)
 		check_shared_gfn(s, gfn, &t);
 		check_backing(s, gfn, &t);
 	}
-	sim_count(&s->stats, SIM_C_CHECK_QUIESCE_PAGES, s->nr_gfns);
+	sim_mmio_check_quiesced(s, &t.leaves[TDP_ROOT_DIRECT][TDP_LEVEL_4K],
+				&t.shared_backing);
+	sim_count(&s->stats, SIM_C_CHECK_QUIESCE_PAGES,
+		  s->nr_gfns + s->mmio.nr);
 
 	/* Counts: engine statistics, module and host memory agree. */
 	tdp_mmu_get_stats(s->mmu, &st);

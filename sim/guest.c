@@ -235,6 +235,16 @@ static void stripe_lock(struct sim_vcpu *v, tdp_gfn_t gfn)
 	pthread_mutex_lock(m);
 }
 
+void sim_guest_stripe_lock(struct sim_vcpu *v, tdp_gfn_t gfn)
+{
+	stripe_lock(v, gfn);
+}
+
+void sim_guest_stripe_unlock(struct sim_vcpu *v, tdp_gfn_t gfn)
+{
+	pthread_mutex_unlock(stripe_of(guest_of(v), gfn));
+}
+
 /* ---- ACCEPT -------------------------------------------------------------- */
 
 /*
@@ -518,6 +528,13 @@ static bool access_locked(struct sim_vcpu *v, tdp_gfn_t gfn, bool private,
 				      private ? "private" : "shared", acc->pfn);
 			return false;
 		}
+		if (res == SIM_ACCESS_MMIO) {
+			sim_violation(&s->report, SIM_V_INCONSISTENT, 0, gfn,
+				      (int)v->id,
+				      "an MMIO SPTE (%#" PRIx64 ") maps guest RAM",
+				      acc->stop_entry);
+			return false;
+		}
 		if (private && acc->level > TDP_LEVEL_4K &&
 		    (sept_entry_state(acc->stop_entry) == SEPT_BLOCKED ||
 		     sept_entry_state(acc->stop_entry) == SEPT_NL_BLOCKED)) {
@@ -711,6 +728,12 @@ void sim_guest_step(struct sim_vcpu *v)
 
 	if (sim_rng_ppm(&v->rng, g->convert_ppm)) {
 		convert_random(v, region_of(g, gfn));
+		return;
+	}
+	/* One operation in 64 touches a page of the MMIO window. */
+	if (v->sim->mmio.nr && (gfn & 63) == 63) {
+		sim_mmio_access(v, (unsigned int)(gfn / 64 % v->sim->mmio.nr),
+				sim_rng_below(&v->rng, 100) < 40);
 		return;
 	}
 	sim_guest_access(v, gfn, sim_rng_below(&v->rng, 100) < 40);

@@ -86,6 +86,13 @@ void sim_guest_fini(struct sim *s);
  */
 int sim_guest_check_measurement(struct sim_vcpu *v);
 
+/*
+ * The lock of @gfn's version stripe, taken as a vCPU takes guest locks
+ * (try first; leave guest mode before blocking).
+ */
+void sim_guest_stripe_lock(struct sim_vcpu *v, tdp_gfn_t gfn);
+void sim_guest_stripe_unlock(struct sim_vcpu *v, tdp_gfn_t gfn);
+
 /* One random guest operation on vCPU @v (which is in guest mode). */
 void sim_guest_step(struct sim_vcpu *v);
 

@@ -239,8 +239,8 @@ out:
  * still owns is kept (leaked): handing it out again would hide the bug.
  * The caller holds the region's backing lock.
  */
-static void free_backing_page(struct sim *s, tdp_gfn_t gfn, bool private,
-			      tdp_pfn_t pfn)
+void sim_host_free_page(struct sim *s, tdp_gfn_t gfn, bool private,
+			tdp_pfn_t pfn)
 {
 	const struct tdp_spte_format *fmt = tdp_mmu_format(s->mmu);
 	struct tdx_pamt_info pamt = tdx_pamt_get(s->module, pfn);
@@ -295,12 +295,12 @@ static void discard_backing(struct sim *s, tdp_gfn_t gfn, bool private)
 	if (!pfn)
 		return;
 	backing_write(s, gfn, private, 0);
-	free_backing_page(s, gfn, private, pfn);
+	sim_host_free_page(s, gfn, private, pfn);
 }
 
 /* ---- faults -------------------------------------------------------------- */
 
-static void count_fault(struct sim *s, bool private, int ret)
+void sim_host_count_fault(struct sim *s, bool private, int ret)
 {
 	static const enum sim_counter by_outcome[2][4] = {
 		{ SIM_C_FAULT_SHARED_FIXED, SIM_C_FAULT_SHARED_SPURIOUS,
@@ -347,7 +347,7 @@ int sim_host_fault(struct sim *s, struct tdp_vcpu *ctx, int vcpu,
 	sim_host_in_fault = true;
 	ret = tdp_map(ctx, &f);
 	sim_host_in_fault = false;
-	count_fault(s, private, ret);
+	sim_host_count_fault(s, private, ret);
 	if (ret < 0 && ret != SIM_ERR_INJECTED && ret != SIM_ERR_TDX) {
 		sim_violation(&s->report, SIM_V_ENGINE_ERROR, 0, gfn, vcpu,
 			      "tdp_map(%s gfn, pfn %#" PRIx64 ", max level %d)"
@@ -457,7 +457,7 @@ void sim_host_unmap_shared(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 					  host_page_tag(host_mem_page(&s->mem,
 								      old)));
 			backing_write(s, g, false, new_pfn);
-			free_backing_page(s, g, false, old);
+			sim_host_free_page(s, g, false, old);
 			sim_count(&s->stats, SIM_C_EVENT_PAGES_MIGRATED, 1);
 		}
 	}

@@ -94,6 +94,17 @@ extern __thread bool sim_host_in_fault;
 int sim_host_fault(struct sim *s, struct tdp_vcpu *ctx, int vcpu,
 		   tdp_gfn_t fault_gfn, bool write, int accept_level);
 
+/* Count one tdp_map() result of the host's (by alias and outcome). */
+void sim_host_count_fault(struct sim *s, bool private, int ret);
+
+/*
+ * Free host page @pfn that backed @gfn's alias, after checking nobody can
+ * still reach it: no live TLB entry, not the TD's in the PAMT, no tree
+ * maps it (each a violation; a page the TD owns is kept).
+ */
+void sim_host_free_page(struct sim *s, tdp_gfn_t gfn, bool private,
+			tdp_pfn_t pfn);
+
 /*
  * sim_host_map_gpa() - the guest's MapGPA of [gfn, gfn + n) (unaliased):
  * attribute change, zap of the alias that goes away, discard of its

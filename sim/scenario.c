@@ -119,8 +119,12 @@ static void run_host_event(struct sim *s, struct sim_rng *rng)
 		if (gfn + n > end)
 			n = end - gfn;
 		sim_host_unmap_shared(s, gfn, n);
-	} else if (kind < 50) {
+	} else if (kind < 48) {
 		sim_host_invalidate_root(s);
+	} else if (kind < 50) {
+		if (s->mmio.nr)
+			sim_mmio_flip(s, (unsigned int)sim_rng_below(
+						 rng, s->mmio.nr));
 	} else if (kind < 60) {
 		/* A recovery pass over all guest memory, region by region. */
 		for (uint64_t r = 0; r < s->nr_regions && !sim_stop_requested(&s->run); r++)
@@ -358,6 +362,21 @@ void sim_step_slot_delete(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 void sim_step_prefault(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 {
 	sim_host_prefault(s, gfn, n, TDP_LEVEL_4K);
+}
+
+int sim_step_mmio_access(struct sim *s, unsigned int vcpu, unsigned int k,
+			 bool write)
+{
+	struct sim_vcpu *v = step_vcpu(s, vcpu);
+	int ret = sim_mmio_access(v, k, write);
+
+	step_done(s, v);
+	return ret;
+}
+
+void sim_step_mmio_flip(struct sim *s, unsigned int k)
+{
+	sim_mmio_flip(s, k);
 }
 
 void sim_step_invalidate_root(struct sim *s)

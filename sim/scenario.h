@@ -48,6 +48,12 @@ void sim_step_prefault(struct sim *s, tdp_gfn_t gfn, uint64_t n);
 void sim_step_recover(struct sim *s, tdp_gfn_t gfn, uint64_t n);
 void sim_step_invalidate_root(struct sim *s);
 
+/* Guest access to MMIO window page @k on vCPU @vcpu; a layout change of
+ * page @k (mmio.h). */
+int sim_step_mmio_access(struct sim *s, unsigned int vcpu, unsigned int k,
+			 bool write);
+void sim_step_mmio_flip(struct sim *s, unsigned int k);
+
 /* The guest's current view of @gfn. */
 enum guest_page_state sim_step_guest_state(struct sim *s, tdp_gfn_t gfn);
 

@@ -26,6 +26,7 @@ void sim_config_default(struct sim_config *cfg)
 		.check_interval = 2,
 		.progress       = true,
 		.image_pages    = 64,
+		.mmio_pages     = 16,
 		.print_limit    = 20,
 	};
 }
@@ -47,7 +48,8 @@ static int check_config(const struct sim_config *cfg)
 			    SIM_SHARED_BIT)
 			return -EINVAL;
 	} else if (!cfg->guest_bytes || cfg->guest_bytes % (2ULL << 20) ||
-		   gfns > SIM_SHARED_BIT || cfg->image_pages > gfns) {
+		   gfns + cfg->mmio_pages > SIM_SHARED_BIT ||
+		   cfg->image_pages > gfns || cfg->mmio_pages > 4096) {
 		return -EINVAL;
 	}
 	if (cfg->private_pct < 0 || cfg->private_pct > 100 ||
@@ -74,8 +76,9 @@ int sim_create(const struct sim_config *cfg, struct sim **out)
 		return -ENOMEM;
 	s->cfg = *cfg;
 	if (cfg->trace) {
-		/* A replay is the trace alone: no initial image. */
+		/* A replay is the trace alone: no initial image, no MMIO. */
 		s->cfg.image_pages = 0;
+		s->cfg.mmio_pages = 0;
 		sim_layout_init_sparse(&s->layout, cfg->trace->region_gfn,
 				       cfg->trace->nr_regions);
 		s->cfg.guest_bytes = s->layout.nr_pages << TDP_PAGE_SHIFT;
@@ -136,6 +139,8 @@ int sim_create(const struct sim_config *cfg, struct sim **out)
 	if (!ret)
 		ret = sim_guest_init(s);
 	if (!ret)
+		ret = sim_mmio_init(s);
+	if (!ret)
 		ret = sim_vcpus_init(s, cfg->nr_vcpus);
 	if (!ret && cfg->trace)
 		ret = sim_replay_create(s, &s->replay);
@@ -183,6 +188,7 @@ void sim_finish(struct sim *s)
 		return;
 	sim_check_after_teardown(s, &s->engine_stats);
 	sim_host_release_all(s);
+	sim_mmio_release(s);
 	if (tdx_module_teardown(s->module) == TDX_SUCCESS)
 		sim_check_host_memory_free(s);
 }
@@ -197,6 +203,7 @@ void sim_destroy(struct sim *s)
 	sim_vcpus_fini(s);
 	sim_host_fini(s);
 	sim_guest_fini(s);
+	sim_mmio_fini(s);
 	tdp_mmu_destroy(s->mmu);
 	tdx_module_destroy(s->module);
 	host_mem_destroy(&s->mem);

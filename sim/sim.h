@@ -43,6 +43,7 @@
 #include "host.h"
 #include "host_mem.h"
 #include "layout.h"
+#include "mmio.h"
 #include "report.h"
 #include "rng.h"
 #include "run_state.h"
@@ -77,6 +78,9 @@ struct sim_config {
 	 * MR.FINALIZE.  0: none (always so for a trace replay).
 	 */
 	unsigned int image_pages;
+	/* Pages of the MMIO window above guest memory (mmio.h); 0: none
+	 * (always so for a trace replay). */
+	unsigned int mmio_pages;
 	/*
 	 * Trace replay (trace_replay.h): the guest's memory is the regions the
 	 * trace touches and its workload is the trace, split across the
@@ -100,6 +104,9 @@ struct sim_config {
 	bool break_private_outside_tdx;
 	/* The host breaks one step of the TD build (enum sim_build_break). */
 	int break_build;
+	/* The host changes the MMIO window's layout without bumping the
+	 * MMIO generation. */
+	bool break_mmio_no_bump;
 };
 
 /* The defaults of the tdpsim command. */
@@ -123,6 +130,7 @@ struct sim {
 	struct tdp_mmu *mmu;
 	struct sim_host host;
 	struct sim_guest guest;
+	struct sim_mmio mmio;
 	struct sim_vcpus vcpus;
 
 	/* Generators of the creating thread and of the host-event thread. */

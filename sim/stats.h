@@ -114,6 +114,20 @@
 	  "hardware walks of the direct tree")                                 \
 	X(EPT_VIOLATION, "accesses", "ept_violations",                         \
 	  "accesses that exited with an EPT violation")                        \
+	X(MMIO_READS, "mmio", "reads", "MMIO reads the host emulated")         \
+	X(MMIO_WRITES, "mmio", "writes", "MMIO writes the host emulated")      \
+	X(MMIO_RAM_ACCESSES, "mmio", "ram_accesses",                           \
+	  "accesses to window pages a memory slot made RAM")                   \
+	X(MMIO_MISCONFIG, "mmio", "misconfig_exits",                           \
+	  "EPT misconfigurations (walks that met an MMIO SPTE)")               \
+	X(MMIO_FAULTS, "mmio", "sptes_installed",                              \
+	  "MMIO SPTEs tdp_map() installed")                                    \
+	X(MMIO_STALE, "mmio", "stale_refaults",                                \
+	  "misconfigurations through an older generation, faulted again")      \
+	X(MMIO_FLIPS, "mmio", "layout_changes",                                \
+	  "memory slots added over or removed from window pages")              \
+	X(MMIO_GEN_BUMPS, "mmio", "generation_bumps",                          \
+	  "MMIO generation changes (tdp_mmu_set_mmio_generation)")             \
 	X(CHECK_ACCESS, "checks", "access_checks",                             \
 	  "page owner and (gfn, version) checks on guest accesses")            \
 	X(CHECK_FREE, "checks", "page_free_checks",                            \

@@ -55,6 +55,8 @@ static void usage(FILE *f, const char *prog)
 "  -I, --image=N            pages of the TD's initial image, added with\n"
 "                           PAGE.ADD and measured before the TD runs\n"
 "                           (default %u; 0: none)\n"
+"  -M, --mmio=N             pages of the guest's MMIO window above its\n"
+"                           memory, 0..4096 (default %u; 0: none)\n"
 "  -j, --json=FILE          also write the summary to FILE as JSON\n"
 "  -q, --quiet              no progress line on stderr\n"
 "  -h, --help               this text\n"
@@ -85,7 +87,7 @@ static void usage(FILE *f, const char *prog)
 		d.private_pct, d.convert_pct, d.split_pct, d.event_rate,
 		d.busy_pct,
 		d.fail_pct, d.huge ? "on" : "off", d.duration,
-		d.check_interval, d.image_pages);
+		d.check_interval, d.image_pages, d.mmio_pages);
 }
 
 static int parse_size(const char *arg, uint64_t *out)
@@ -164,7 +166,7 @@ static int apply_option(int opt, const char *arg, struct sim_config *cfg,
 	char *end;
 	int ret = 0;
 
-	if (strchr("mcSedI", opt))
+	if (strchr("mcSedIM", opt))
 		cl->scenario_only = opt;
 	if (strchr("PL", opt))
 		cl->replay_only = opt;
@@ -215,13 +217,15 @@ static int apply_option(int opt, const char *arg, struct sim_config *cfg,
 	case 'j':
 		cl->json = arg;
 		return 0;
-	case 'I': {
+	case 'I':
+	case 'M': {
 		double pages;
 
-		ret = parse_double(arg, 0, 1 << 20, &pages);
+		ret = parse_double(arg, 0, opt == 'I' ? 1 << 20 : 4096, &pages);
 		if (ret || pages != (unsigned int)pages)
 			return -EINVAL;
-		cfg->image_pages = (unsigned int)pages;
+		*(opt == 'I' ? &cfg->image_pages : &cfg->mmio_pages) =
+			(unsigned int)pages;
 		return 0;
 	}
 	case 't':
@@ -262,7 +266,8 @@ static int apply_option(int opt, const char *arg, struct sim_config *cfg,
 	X("trace", required_argument, 't')                                     \
 	X("placement", required_argument, 'P')                                 \
 	X("trace-limit", required_argument, 'L')                               \
-	X("image", required_argument, 'I')
+	X("image", required_argument, 'I')                                     \
+	X("mmio", required_argument, 'M')
 
 static enum parse_result parse_options(int argc, char **argv,
 				       struct sim_config *cfg,
@@ -319,6 +324,7 @@ static enum parse_result parse_options(int argc, char **argv,
 		cfg->convert_pct = 0;
 		cfg->event_rate = 0;
 		cfg->image_pages = 0;
+		cfg->mmio_pages = 0;
 		if (!cl->huge_given)
 			cfg->huge = false;
 	}

@@ -367,6 +367,12 @@ static enum sim_access_result walk_shared(struct sim_vcpu *v, tdp_gfn_t gfn,
 
 		acc->level = level;
 		acc->stop_entry = spte;
+		/* The misconfiguration pattern: the CPU exits, it does not
+		 * translate (and caches nothing). */
+		if (tdp_spte_is_mmio(fmt, spte)) {
+			res = SIM_ACCESS_MMIO;
+			break;
+		}
 		if (!(spte & rwx))
 			break;
 		if (level == TDP_LEVEL_4K || (spte & fmt->leaf_size)) {
@@ -443,6 +449,8 @@ enum sim_access_result sim_vcpu_access(struct sim_vcpu *v, tdp_gfn_t gpa_gfn,
 			pthread_mutex_unlock(&v->tlb_lock);
 			if (res == SIM_ACCESS_EPT_VIOLATION)
 				sim_count(&s->stats, SIM_C_EPT_VIOLATION, 1);
+			else if (res == SIM_ACCESS_MMIO)
+				sim_count(&s->stats, SIM_C_MMIO_MISCONFIG, 1);
 			return res;
 		}
 		*e = (struct sim_tlb_entry){

@@ -120,6 +120,8 @@ enum sim_access_result {
 	SIM_ACCESS_EPT_VIOLATION, /* the walk found no usable leaf */
 	SIM_ACCESS_BAD_FRAME,     /* a translation to a frame that is not
 				     host memory or not an S-EPT table */
+	SIM_ACCESS_MMIO,          /* an EPT misconfiguration: the walk
+				     met an MMIO SPTE (in stop_entry) */
 };
 
 struct sim_access {

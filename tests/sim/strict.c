@@ -26,9 +26,10 @@ void base_config(struct sim_config *cfg)
 	cfg->progress = false;
 	cfg->print_limit = 0;
 	cfg->seed = 7;
-	/* No initial image: the tests place their pages themselves
-	 * (test_td_build.c adds one). */
+	/* No initial image and no MMIO window: the tests place their pages
+	 * themselves (test_td_build.c and test_mmio.c add them). */
 	cfg->image_pages = 0;
+	cfg->mmio_pages = 0;
 	cfg->wrap_arg = &brk;
 	memset(&brk, 0, sizeof(brk));
 }
