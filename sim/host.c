@@ -115,13 +115,39 @@ static void host_flush_all(void *ctx)
 	sim_tlb_shoot_down(s, 0, 0, true);
 }
 
+/* A zap removed a direct leaf whose dirty bit was set. */
+static void host_mark_dirty(void *ctx, tdp_gfn_t gfn, uint64_t nr_pages)
+{
+	struct sim *s = ctx;
+
+	sim_migrate_mark(s, gfn & ~SIM_SHARED_BIT, nr_pages);
+}
+
 void sim_host_ops_init(struct sim *s, struct tdp_host_ops *ops)
 {
 	*ops = (struct tdp_host_ops){
 		.flush_range = host_flush_range,
 		.flush_all   = host_flush_all,
+		.mark_dirty  = host_mark_dirty,
 		.ctx         = s,
 	};
+}
+
+bool sim_host_read_shared(struct sim *s, tdp_gfn_t gfn, uint64_t *tag)
+{
+	uint64_t region = region_of(s, gfn);
+	bool shared;
+
+	pthread_mutex_lock(&s->host.backing_lock[region]);
+	shared = sim_host_attr(&s->host, gfn) == SIM_ATTR_SHARED;
+	if (shared) {
+		tdp_pfn_t pfn = backing_read(s, gfn, false);
+
+		*tag = pfn ? host_page_tag(host_mem_page(&s->mem, pfn))
+			   : SIM_TAG(gfn, 0);
+	}
+	pthread_mutex_unlock(&s->host.backing_lock[region]);
+	return shared;
 }
 
 /* ---- backing ------------------------------------------------------------- */
@@ -407,6 +433,8 @@ int sim_host_map_gpa(struct sim *s, tdp_gfn_t gfn, uint64_t n,
 	for (tdp_gfn_t g = gfn; g < end; g++)
 		attr_write(s, g, to_private ? SIM_ATTR_PRIVATE
 					    : SIM_ATTR_SHARED);
+	/* The shared content changes without a write the log can see. */
+	sim_migrate_mark(s, gfn, n);
 	if (to_private) {
 		ret = tdp_zap_convert_to_private(s->mmu, gfn, end);
 		sim_count(&s->stats, SIM_C_ZAP_TO_PRIVATE, 1);
@@ -486,6 +514,7 @@ void sim_host_slot_delete(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 			/* The re-created slot starts private, as at boot. */
 			attr_write(s, g, SIM_ATTR_PRIVATE);
 		}
+		sim_migrate_mark(s, gfn, n);
 	}
 	backing_unlock_range(s, gfn, end);
 	engine_ok(s, tdp_invalidate_end(s->mmu, gfn, end),

@@ -94,6 +94,13 @@ extern __thread bool sim_host_in_fault;
 int sim_host_fault(struct sim *s, struct tdp_vcpu *ctx, int vcpu,
 		   tdp_gfn_t fault_gfn, bool write, int accept_level);
 
+/*
+ * The content of @gfn's shared page (a fresh page's (gfn, 0) if none is
+ * allocated yet) in *@tag, read under the region's backing lock; false
+ * if the GFN is private.
+ */
+bool sim_host_read_shared(struct sim *s, tdp_gfn_t gfn, uint64_t *tag);
+
 /* Count one tdp_map() result of the host's (by alias and outcome). */
 void sim_host_count_fault(struct sim *s, bool private, int ret);
 

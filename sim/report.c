@@ -25,6 +25,7 @@ static const struct {
 	[SIM_V_INCONSISTENT]      = { "inconsistent state", "inconsistent" },
 	[SIM_V_LIVELOCK]          = { "livelock", "livelock" },
 	[SIM_V_MEASUREMENT]       = { "measurement", "measurement" },
+	[SIM_V_DIRTY_LOG]         = { "dirty log", "dirty_log" },
 };
 
 void sim_report_init(struct sim_report *r, unsigned int print_limit)

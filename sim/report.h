@@ -36,6 +36,9 @@ enum sim_violation_kind {
 	SIM_V_LIVELOCK,
 	/* The TD's measurement is not the one its image gives. */
 	SIM_V_MEASUREMENT,
+	/* Migration: a page written after its last copy was never found
+	 * dirty. */
+	SIM_V_DIRTY_LOG,
 	SIM_NR_VIOLATION_KINDS
 };
 

@@ -229,7 +229,8 @@ uint64_t sim_run_workload(struct sim *s)
 	s->start_time = sim_now();
 	/* A replay lasts as long as the trace. */
 	deadline = s->replay ? INFINITY : s->start_time + s->cfg.duration;
-	sim_workers_set_running(&s->run, s->vcpus.nr + (s->cfg.event_rate > 0));
+	sim_workers_set_running(&s->run, s->vcpus.nr + (s->cfg.event_rate > 0) +
+					 s->migration.enabled);
 	for (unsigned int i = 0; i < s->vcpus.nr; i++) {
 		if (pthread_create(&s->vcpus.v[i].thread, NULL, vcpu_main,
 				   &s->vcpus.v[i]))
@@ -239,7 +240,10 @@ uint64_t sim_run_workload(struct sim *s)
 	if (s->cfg.event_rate > 0 &&
 	    !pthread_create(&s->event_thread, NULL, event_main, s))
 		s->event_thread_started = true;
-	sim_workers_set_running(&s->run, started + s->event_thread_started);
+	if (sim_migrate_start(s))
+		sim_stop_request(&s->run);
+	sim_workers_set_running(&s->run, started + s->event_thread_started +
+					 s->migration.thread_started);
 	if (started < s->vcpus.nr ||
 	    (s->replay && sim_replay_start(s->replay)))
 		sim_stop_request(&s->run);
@@ -271,12 +275,15 @@ uint64_t sim_run_workload(struct sim *s)
 		pthread_join(s->vcpus.v[i].thread, NULL);
 	if (s->event_thread_started)
 		pthread_join(s->event_thread, NULL);
+	sim_migrate_join(s);
 	if (s->replay)
 		sim_replay_join(s->replay);
 	s->elapsed = sim_now() - s->start_time;
 	if (s->cfg.progress)
 		print_progress(s, true);
 	if (!s->engine_dead && !tdp_mmu_is_dead(s->mmu)) {
+		/* Stop and copy, then the destination must be the source. */
+		sim_migrate_finish(s);
 		sim_check_quiesced(s);
 		snapshot_tables(s);
 		/* Only a replay that ran to its end maps every touched page. */
@@ -377,6 +384,16 @@ int sim_step_mmio_access(struct sim *s, unsigned int vcpu, unsigned int k,
 void sim_step_mmio_flip(struct sim *s, unsigned int k)
 {
 	sim_mmio_flip(s, k);
+}
+
+bool sim_step_migrate_round(struct sim *s)
+{
+	return sim_migrate_round(s);
+}
+
+uint64_t sim_step_migrate_finish(struct sim *s)
+{
+	return sim_migrate_finish(s);
 }
 
 void sim_step_invalidate_root(struct sim *s)

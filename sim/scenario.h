@@ -48,6 +48,10 @@ void sim_step_prefault(struct sim *s, tdp_gfn_t gfn, uint64_t n);
 void sim_step_recover(struct sim *s, tdp_gfn_t gfn, uint64_t n);
 void sim_step_invalidate_root(struct sim *s);
 
+/* A migration round, and the final round with its check (migrate.h). */
+bool sim_step_migrate_round(struct sim *s);
+uint64_t sim_step_migrate_finish(struct sim *s);
+
 /* Guest access to MMIO window page @k on vCPU @vcpu; a layout change of
  * page @k (mmio.h). */
 int sim_step_mmio_access(struct sim *s, unsigned int vcpu, unsigned int k,

@@ -44,6 +44,7 @@ static int check_config(const struct sim_config *cfg)
 		/* A replay is the trace alone, in memory below the shared
 		 * bit. */
 		if (!t->nr_regions || cfg->convert_pct || cfg->event_rate ||
+		    cfg->migrate ||
 		    t->region_gfn[t->nr_regions - 1] + SIM_REGION_PAGES >
 			    SIM_SHARED_BIT)
 			return -EINVAL;
@@ -141,6 +142,8 @@ int sim_create(const struct sim_config *cfg, struct sim **out)
 	if (!ret)
 		ret = sim_mmio_init(s);
 	if (!ret)
+		ret = sim_migrate_init(s);
+	if (!ret)
 		ret = sim_vcpus_init(s, cfg->nr_vcpus);
 	if (!ret && cfg->trace)
 		ret = sim_replay_create(s, &s->replay);
@@ -204,6 +207,7 @@ void sim_destroy(struct sim *s)
 	sim_host_fini(s);
 	sim_guest_fini(s);
 	sim_mmio_fini(s);
+	sim_migrate_fini(s);
 	tdp_mmu_destroy(s->mmu);
 	tdx_module_destroy(s->module);
 	host_mem_destroy(&s->mem);

@@ -43,6 +43,7 @@
 #include "host.h"
 #include "host_mem.h"
 #include "layout.h"
+#include "migrate.h"
 #include "mmio.h"
 #include "report.h"
 #include "rng.h"
@@ -81,6 +82,9 @@ struct sim_config {
 	/* Pages of the MMIO window above guest memory (mmio.h); 0: none
 	 * (always so for a trace replay). */
 	unsigned int mmio_pages;
+	/* Live migration of shared memory alongside the workload
+	 * (migrate.h); not with a trace. */
+	bool migrate;
 	/*
 	 * Trace replay (trace_replay.h): the guest's memory is the regions the
 	 * trace touches and its workload is the trace, split across the
@@ -107,6 +111,8 @@ struct sim_config {
 	/* The host changes the MMIO window's layout without bumping the
 	 * MMIO generation. */
 	bool break_mmio_no_bump;
+	/* The simulated CPU does not set dirty bits in the direct tree. */
+	bool break_no_dirty_bit;
 };
 
 /* The defaults of the tdpsim command. */
@@ -131,6 +137,7 @@ struct sim {
 	struct sim_host host;
 	struct sim_guest guest;
 	struct sim_mmio mmio;
+	struct sim_migration migration;
 	struct sim_vcpus vcpus;
 
 	/* Generators of the creating thread and of the host-event thread. */

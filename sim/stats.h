@@ -114,6 +114,16 @@
 	  "hardware walks of the direct tree")                                 \
 	X(EPT_VIOLATION, "accesses", "ept_violations",                         \
 	  "accesses that exited with an EPT violation")                        \
+	X(DIRTY_BITS_SET, "accesses", "dirty_bits_set",                        \
+	  "direct-tree leaves whose dirty bit a write set (the CPU)")          \
+	X(MIGRATE_ROUNDS, "migration", "rounds",                               \
+	  "dirty-logging rounds, the final stop-and-copy included")            \
+	X(MIGRATE_HARVESTED, "migration", "harvested",                         \
+	  "dirty GFNs tdp_harvest_dirty() reported")                           \
+	X(MIGRATE_COPIED, "migration", "copied",                               \
+	  "shared pages copied to the destination")                            \
+	X(MIGRATE_FINAL_CHECKED, "migration", "final_checked",                 \
+	  "shared pages compared with their copy at the end")                  \
 	X(MMIO_READS, "mmio", "reads", "MMIO reads the host emulated")         \
 	X(MMIO_WRITES, "mmio", "writes", "MMIO writes the host emulated")      \
 	X(MMIO_RAM_ACCESSES, "mmio", "ram_accesses",                           \

@@ -13,9 +13,12 @@
 
 #include "summary.h"
 
-/* The "replay" section is printed for a trace replay only. */
+/* The "replay" section is printed for a trace replay only, the
+ * "migration" one with --migrate only. */
 static bool section_shown(const struct sim *s, const char *section)
 {
+	if (!strcmp(section, "migration"))
+		return s->cfg.migrate;
 	return s->cfg.trace || strcmp(section, "replay");
 }
 
@@ -261,6 +264,27 @@ static void print_page_tables(FILE *f, const struct sim *s)
 			"page-table bytes per page the trace touched");
 }
 
+/* One line per migration round (migrate.h). */
+static void print_migration_rounds(FILE *f, const struct sim *s)
+{
+	const struct sim_migration *m = &s->migration;
+
+	if (!m->enabled)
+		return;
+	fprintf(f, "migration rounds (the last one stops and copies)\n  round");
+#define SIM_ROUND_HEAD(name) fprintf(f, " %11s", #name);
+	SIM_MIGRATE_ROUND_FIELDS(SIM_ROUND_HEAD)
+#undef SIM_ROUND_HEAD
+	fprintf(f, "\n");
+	for (unsigned int i = 0; i < m->nr_rounds; i++) {
+		fprintf(f, "  %5u", i);
+#define SIM_ROUND_VALUE(name) fprintf(f, " %11" PRIu64, m->rounds[i].name);
+		SIM_MIGRATE_ROUND_FIELDS(SIM_ROUND_VALUE)
+#undef SIM_ROUND_VALUE
+		fprintf(f, "\n");
+	}
+}
+
 static void print_performance(FILE *f, const struct sim *s,
 			      const struct sim_stats *st)
 {
@@ -291,6 +315,7 @@ void sim_print_summary(struct sim *s, FILE *f)
 		if (generic_section_starts_at(c) &&
 		    section_shown(s, sim_counter_section(c)))
 			print_section(f, &st, sim_counter_section(c));
+	print_migration_rounds(f, s);
 	print_page_tables(f, s);
 	print_performance(f, s, &st);
 	print_engine(f, &s->engine_stats);
@@ -342,6 +367,10 @@ static struct json_object *config_json(const struct sim *s)
 	json_object_object_add(o, "duration_s",
 			       json_object_new_double(s->cfg.duration));
 	add_u64(o, "seed", s->cfg.seed);
+	add_u64(o, "image_pages", s->cfg.image_pages);
+	add_u64(o, "mmio_pages", s->cfg.mmio_pages);
+	json_object_object_add(o, "migrate",
+			       json_object_new_boolean(s->cfg.migrate));
 	return o;
 }
 
@@ -443,6 +472,21 @@ static struct json_object *engine_json(const struct tdp_stats *e)
 	return o;
 }
 
+static struct json_object *migration_rounds_json(const struct sim *s)
+{
+	struct json_object *a = json_object_new_array();
+
+	for (unsigned int i = 0; i < s->migration.nr_rounds; i++) {
+		struct json_object *o = json_object_new_object();
+
+#define SIM_ROUND_JSON(name) add_u64(o, #name, s->migration.rounds[i].name);
+		SIM_MIGRATE_ROUND_FIELDS(SIM_ROUND_JSON)
+#undef SIM_ROUND_JSON
+		json_object_array_add(a, o);
+	}
+	return a;
+}
+
 int sim_write_json(struct sim *s, const char *path)
 {
 	struct json_object *root = json_object_new_object();
@@ -469,6 +513,9 @@ int sim_write_json(struct sim *s, const char *path)
 			add_u64(o, sim_outcome_key(out), st.seamcall[op][out]);
 		json_object_object_add(calls, sim_seamcall_key(op), o);
 	}
+	if (s->migration.enabled)
+		json_object_object_add(section_object(root, "migration"),
+				       "rounds", migration_rounds_json(s));
 	json_object_object_add(root, "seamcalls", calls);
 	json_object_object_add(root, "page_tables", page_tables_json(s));
 	json_object_object_add(root, "performance", performance_json(s, &st));

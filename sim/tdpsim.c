@@ -55,6 +55,10 @@ static void usage(FILE *f, const char *prog)
 "  -I, --image=N            pages of the TD's initial image, added with\n"
 "                           PAGE.ADD and measured before the TD runs\n"
 "                           (default %u; 0: none)\n"
+"  -g, --migrate            live-migrate the shared memory alongside the\n"
+"                           workload: dirty-logging rounds, then stop and\n"
+"                           copy; every page written after its last copy\n"
+"                           must have been found dirty\n"
 "  -M, --mmio=N             pages of the guest's MMIO window above its\n"
 "                           memory, 0..4096 (default %u; 0: none)\n"
 "  -j, --json=FILE          also write the summary to FILE as JSON\n"
@@ -267,7 +271,8 @@ static int apply_option(int opt, const char *arg, struct sim_config *cfg,
 	X("placement", required_argument, 'P')                                 \
 	X("trace-limit", required_argument, 'L')                               \
 	X("image", required_argument, 'I')                                     \
-	X("mmio", required_argument, 'M')
+	X("mmio", required_argument, 'M')                                      \
+	X("migrate", no_argument, 'g')
 
 static enum parse_result parse_options(int argc, char **argv,
 				       struct sim_config *cfg,
@@ -296,6 +301,11 @@ static enum parse_result parse_options(int argc, char **argv,
 			return PARSE_HELP;
 		if (opt == 'q') {
 			cfg->progress = false;
+			continue;
+		}
+		if (opt == 'g') {
+			cfg->migrate = true;
+			cl->scenario_only = opt;
 			continue;
 		}
 		if (opt == '?')

@@ -344,6 +344,43 @@ void sim_vcpus_hold_out_end(struct sim *s)
 /* ---- hardware walks ------------------------------------------------------ */
 
 /*
+ * The CPU's update of the leaf @slot it read as @spte at @level: the
+ * accessed bit, and for a write through a writable leaf the dirty bit,
+ * set with a compare-exchange as long as the entry is still a present
+ * leaf of the same frame (the table is the engine's: tdp_pfn_to_table()
+ * gives a read-only view of the memory hardware also writes).  Returns
+ * false when the entry changed under the walk: the access then takes an
+ * EPT violation, as it would on hardware after the engine's flush.
+ */
+static bool set_accessed_dirty(struct sim_vcpu *v, tdp_spte_t *slot,
+			       tdp_spte_t spte, int level, bool write)
+{
+	const struct tdp_spte_format *fmt = tdp_mmu_format(v->sim->mmu);
+	const uint64_t rwx = fmt->readable | fmt->writable | fmt->executable;
+	tdp_spte_t seen = spte;
+	tdp_spte_t bits = fmt->accessed;
+
+	if (write && (spte & fmt->writable) && !v->sim->cfg.break_no_dirty_bit)
+		bits |= fmt->dirty;
+	while ((seen & bits) != bits) {
+		if (__atomic_compare_exchange_n(slot, &seen, seen | bits, false,
+						__ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE)) {
+			if (bits & fmt->dirty)
+				sim_count(&v->sim->stats, SIM_C_DIRTY_BITS_SET,
+					  1);
+			return true;
+		}
+		if (!(seen & rwx) || tdp_spte_pfn(fmt, seen) !=
+					     tdp_spte_pfn(fmt, spte) ||
+		    (level > TDP_LEVEL_4K && !(seen & fmt->leaf_size)) ||
+		    ((bits & fmt->dirty) && !(seen & fmt->writable)))
+			return false;
+	}
+	return true;
+}
+
+/*
  * Walk libtdp's direct tree from the loaded root as the CPU walks EPT.
  * Returns SIM_ACCESS_OK with the frame and writability of the leaf.
  */
@@ -376,6 +413,9 @@ static enum sim_access_result walk_shared(struct sim_vcpu *v, tdp_gfn_t gfn,
 		if (!(spte & rwx))
 			break;
 		if (level == TDP_LEVEL_4K || (spte & fmt->leaf_size)) {
+			if (!set_accessed_dirty(v, (tdp_spte_t *)&table[idx],
+						spte, level, acc->write))
+				break;
 			acc->pfn = tdp_spte_pfn(fmt, spte) +
 				   (gfn & (tdp_level_pages(level) - 1));
 			*writable = (spte & fmt->writable) != 0;
@@ -433,7 +473,8 @@ enum sim_access_result sim_vcpu_access(struct sim_vcpu *v, tdp_gfn_t gpa_gfn,
 		v->slice--;
 	pthread_mutex_lock(&v->tlb_lock);
 	acc->tlb_hit = e->valid && e->gfn == gpa_gfn &&
-		       (!acc->write || e->writable);
+		       (!acc->write ||
+			(e->writable && (e->private || e->dirty)));
 	if (acc->tlb_hit) {
 		acc->pfn = e->pfn;
 		acc->level = e->level;
@@ -460,6 +501,7 @@ enum sim_access_result sim_vcpu_access(struct sim_vcpu *v, tdp_gfn_t gpa_gfn,
 			.level    = (uint8_t)acc->level,
 			.valid    = true,
 			.writable = writable,
+			.dirty    = !private && acc->write && writable,
 			.private  = private,
 		};
 	}

@@ -11,6 +11,12 @@
  * one with the page-size bit.  A miss (or a write through a read-only
  * leaf) is an EPT violation that the caller takes to the host.
  *
+ * Accessed and dirty bits: a walk of the direct tree sets the leaf's
+ * accessed bit, and for a write its dirty bit, with a compare-exchange
+ * (the engine clears them with atomic operations); a write through a
+ * TLB entry made by a read walks again to set the dirty bit, as the CPU
+ * does.
+ *
  * TLB: SIM_TLB_ENTRIES direct-mapped 4 KiB entries.  The vCPU holds its
  * TLB lock across translate + access, so a host flush callback (which
  * takes every TLB lock) is a synchronous shootdown: once it returns, no
@@ -47,6 +53,9 @@ struct sim_tlb_entry {
 	uint8_t level; /* level of the leaf the entry came from */
 	bool valid;
 	bool writable;
+	/* Shared entries: the walk set the leaf's dirty bit, so writes
+	 * may use the entry without another walk. */
+	bool dirty;
 	bool private;
 };
 

@@ -68,3 +68,32 @@ const struct sim_violation *find(struct sim *s, enum sim_violation_kind kind,
 {
 	return sim_report_find(&s->report, kind, st, gfn, vcpu);
 }
+
+/* ---- host flush wrappers that drop flushes while armed ------------------ */
+
+static void flush_range_dropping(void *ctx, tdp_gfn_t gfn, uint64_t n)
+{
+	if (brk.drop_flushes) {
+		brk.dropped++;
+		return;
+	}
+	brk.orig_host.flush_range(ctx, gfn, n);
+}
+
+static void flush_all_dropping(void *ctx)
+{
+	if (brk.drop_flushes) {
+		brk.dropped++;
+		return;
+	}
+	brk.orig_host.flush_all(ctx);
+}
+
+void wrap_drop_flush(struct tdp_host_ops *ops, void *arg)
+{
+	struct breakage *b = arg;
+
+	b->orig_host = *ops;
+	ops->flush_range = flush_range_dropping;
+	ops->flush_all = flush_all_dropping;
+}

@@ -96,33 +96,6 @@ static void test_child_before_parent(void **state)
 
 /* ---- dropping a TLB flush on a shared zap -------------------------------- */
 
-static void flush_range_dropping(void *ctx, tdp_gfn_t gfn, uint64_t n)
-{
-	if (brk.drop_flushes) {
-		brk.dropped++;
-		return;
-	}
-	brk.orig_host.flush_range(ctx, gfn, n);
-}
-
-static void flush_all_dropping(void *ctx)
-{
-	if (brk.drop_flushes) {
-		brk.dropped++;
-		return;
-	}
-	brk.orig_host.flush_all(ctx);
-}
-
-static void wrap_drop_flush(struct tdp_host_ops *ops, void *arg)
-{
-	struct breakage *b = arg;
-
-	b->orig_host = *ops;
-	ops->flush_range = flush_range_dropping;
-	ops->flush_all = flush_all_dropping;
-}
-
 /*
  * A simulation whose host drops its TLB flushes while brk.drop_flushes is
  * set, and in it a shared page at @offset of a small region that vCPU 0
