@@ -39,6 +39,8 @@ static void boot_page(struct sim *s, uint64_t r, uint64_t i, bool shared)
 
 	s->guest.state[r * SIM_REGION_PAGES + i] =
 		shared ? GUEST_SHARED : GUEST_PRIVATE_UNACCEPTED;
+	s->guest.pte[r * SIM_REGION_PAGES + i] =
+		shared ? GUEST_PTE_SHARED : GUEST_PTE_NOT_PRESENT;
 	sim_host_set_initial_attr(s, gfn,
 				  shared ? SIM_ATTR_SHARED : SIM_ATTR_PRIVATE);
 }
@@ -106,6 +108,7 @@ static void boot_image(struct sim *s)
 			(uint32_t)SIM_TAG_VERSION(sim_image_tag(s->cfg.seed,
 								gfn));
 		g->image_untouched[page] = 1;
+		g->pte[page] = GUEST_PTE_PRIVATE;
 		sim_host_set_initial_attr(s, gfn, SIM_ATTR_PRIVATE);
 	}
 }
@@ -154,8 +157,9 @@ int sim_guest_init(struct sim *s)
 	g->region_huge = calloc(s->nr_regions, sizeof(*g->region_huge));
 	g->region_lock = calloc(s->nr_regions, sizeof(*g->region_lock));
 	g->image_untouched = calloc(s->nr_gfns, 1);
+	g->pte = calloc(s->nr_gfns, 1);
 	if (!g->state || !g->version || !g->region_huge || !g->region_lock ||
-	    !g->image_untouched)
+	    !g->image_untouched || !g->pte)
 		return -ENOMEM;
 	g->convert_ppm = sim_pct_to_ppm(s->cfg.convert_pct);
 	g->split_ppm = sim_pct_to_ppm(s->cfg.split_pct);
@@ -194,6 +198,7 @@ void sim_guest_fini(struct sim *s)
 	free(g->region_huge);
 	free(g->region_lock);
 	free(g->image_untouched);
+	free(g->pte);
 	/* Nothing left to destroy or free a second time. */
 	memset(g, 0, sizeof(*g));
 }
@@ -265,6 +270,24 @@ static void report_fault_error(struct sim_vcpu *v, tdp_gfn_t gfn, int ret,
 }
 
 /*
+ * The ACCEPT operand from its named parts: the GPA and the page-size
+ * code of @level (tdx_vp.h), not the GPA alone.  cfg.break_accept_operand
+ * puts the level number where the code goes, as a guest that confuses
+ * the two would.
+ */
+static uint64_t accept_operand(const struct sim *s, tdp_gfn_t gfn, int level)
+{
+	uint64_t gpa = gfn << TDP_PAGE_SHIFT;
+	uint64_t size_code = level == TDP_LEVEL_4K ? TDX_ACCEPT_SIZE_4K
+			     : level == TDP_LEVEL_2M ? TDX_ACCEPT_SIZE_2M
+						     : TDX_ACCEPT_SIZE_1G;
+
+	if (s->cfg.break_accept_operand)
+		size_code = (uint64_t)level;
+	return gpa | size_code;
+}
+
+/*
  * One TDG.MEM.PAGE.ACCEPT at @level, retried until it completes: an
  * OPERAND_BUSY is retried, an EPT-violation exit goes to the host's
  * fault handler (with the ACCEPT level, so the host maps at that size)
@@ -283,7 +306,8 @@ static int accept_page(struct sim_vcpu *v, tdp_gfn_t gfn, int level)
 
 		if (sim_stop_requested(&s->run) || !sim_vcpu_enter(v))
 			return -ESHUTDOWN;
-		st = tdx_page_accept(s->module, v->id, gfn, level, &err);
+		st = tdx_page_accept_rcx(s->module, v->id,
+					 accept_operand(s, gfn, level), &err);
 		switch (tdx_status_class(st)) {
 		case TDX_SUCCESS:
 			sim_count(&s->stats, level == TDP_LEVEL_2M
@@ -311,6 +335,9 @@ static int accept_page(struct sim_vcpu *v, tdp_gfn_t gfn, int level)
 		case TDX_SIM_TD_EXIT_EPT_VIOLATION:
 			break;
 		default:
+			sim_violation(&s->report, SIM_V_ACCEPT, st, gfn,
+				      (int)v->id, "level %d ACCEPT failed: %s",
+				      level, tdx_status_name(st));
 			return -EINVAL;
 		}
 
@@ -362,6 +389,9 @@ static int try_accept_one(struct sim_vcpu *v, tdp_gfn_t *gfn, tdp_gfn_t end,
 	for (uint64_t i = 0; i < pages; i++) {
 		g->state[page + i] = GUEST_PRIVATE_ACCEPTED;
 		g->version[page + i] = 0;
+		/* Mapped only now that the page is accepted. */
+		__atomic_store_n(&g->pte[page + i], GUEST_PTE_PRIVATE,
+				 __ATOMIC_RELEASE);
 	}
 	*gfn += pages;
 	return 0;
@@ -622,6 +652,29 @@ int sim_guest_access(struct sim_vcpu *v, tdp_gfn_t gfn, bool write)
 
 /* ---- conversions --------------------------------------------------------- */
 
+/*
+ * Set the guest's page-table entries of [gfn, gfn + n) (one region) to
+ * @pte, with the guest's TLB shootdown after unmapping; @skip leaves
+ * them alone (a guest that does not close its mapping).
+ */
+static void set_ptes(struct sim_vcpu *v, tdp_gfn_t gfn, uint64_t n,
+		     enum guest_pte pte, bool skip)
+{
+	struct sim_guest *g = guest_of(v);
+	uint64_t page = page_of(g, gfn);
+
+	if (skip)
+		return;
+	for (uint64_t i = 0; i < n; i++)
+		__atomic_store_n(&g->pte[page + i], (uint8_t)pte,
+				 __ATOMIC_RELEASE);
+	if (pte == GUEST_PTE_NOT_PRESENT) {
+		/* Other vCPUs' accesses in flight end first. */
+		sim_vcpu_exit(v);
+		sim_vcpus_guest_tlb_barrier(v->sim);
+	}
+}
+
 /* MapGPA of [gfn, gfn + n) with the region's lock held for write. */
 static int convert_locked(struct sim_vcpu *v, tdp_gfn_t gfn, uint64_t n,
 			  bool to_private)
@@ -631,11 +684,20 @@ static int convert_locked(struct sim_vcpu *v, tdp_gfn_t gfn, uint64_t n,
 	uint64_t page;
 	int ret;
 
+	/* The window opens: the page leaves the guest's page table (and
+	 * every vCPU's TLB) before it changes alias. */
+	set_ptes(v, gfn, n, GUEST_PTE_NOT_PRESENT,
+		 s->cfg.break_conversion_window && !to_private);
 	/* TDVMCALL<MapGPA>: a TD exit; the host converts and zaps. */
 	sim_vcpu_exit(v);
 	ret = sim_host_map_gpa(s, gfn, n, to_private);
 	if (ret)
 		return ret;
+	if (s->cfg.break_conversion_window && to_private)
+		/* Mapped private before the ACCEPT. */
+		set_ptes(v, gfn, n, GUEST_PTE_PRIVATE, false);
+	if (s->cfg.window_hook)
+		s->cfg.window_hook(s, gfn, n, to_private, s->cfg.wrap_arg);
 	sim_count(&s->stats, to_private ? SIM_C_CONV_TO_PRIVATE
 					: SIM_C_CONV_TO_SHARED, 1);
 	sim_count(&s->stats, to_private ? SIM_C_CONV_TO_PRIVATE_PAGES
@@ -648,7 +710,10 @@ static int convert_locked(struct sim_vcpu *v, tdp_gfn_t gfn, uint64_t n,
 		g->version[page + i] = 0;
 		g->image_untouched[page + i] = 0;
 	}
-	/* Shared to private is complete only once the guest accepted. */
+	/* The window closes: shared pages are mapped at once, private ones
+	 * as they are accepted. */
+	if (!to_private)
+		set_ptes(v, gfn, n, GUEST_PTE_SHARED, false);
 	return to_private ? accept_range(v, gfn, n) : 0;
 }
 
@@ -700,6 +765,65 @@ static void convert_random(struct sim_vcpu *v, uint64_t region)
 	region_unlock(v, region);
 }
 
+/* ---- stray reads (load_unaligned_zeropad) -------------------------------- */
+
+enum sim_access_result sim_guest_stray_read(struct sim_vcpu *v, tdp_gfn_t gfn)
+{
+	struct sim *s = v->sim;
+	struct sim_guest *g = guest_of(v);
+	struct sim_access acc = { .guest_pte = &g->pte[page_of(g, gfn)] };
+	enum sim_access_result res;
+	const char *alias;
+	int state;
+
+	if (!sim_vcpu_enter(v))
+		return SIM_ACCESS_GUEST_PF;
+	res = sim_vcpu_access(v, gfn, &acc);
+	sim_count(&s->stats, SIM_C_STRAY_READS, 1);
+	alias = acc.pte_seen == GUEST_PTE_SHARED ? "shared" : "private";
+	switch (res) {
+	case SIM_ACCESS_GUEST_PF:
+		/* The #PF fixup zero-pads the read: clean. */
+		sim_count(&s->stats, SIM_C_STRAY_NOT_PRESENT, 1);
+		break;
+	case SIM_ACCESS_OK:
+		if (acc.page_use != (acc.pte_seen == GUEST_PTE_SHARED
+					     ? HOST_PAGE_SHARED
+					     : HOST_PAGE_PRIVATE) ||
+		    acc.page_gfn != gfn)
+			sim_violation(&s->report, SIM_V_CONVERSION, 0, gfn,
+				      (int)v->id,
+				      "stray read through the %s alias reached "
+				      "a %s page (gfn %#" PRIx64 "): the wrong "
+				      "alias", alias,
+				      host_page_use_name(acc.page_use),
+				      acc.page_gfn);
+		break;
+	case SIM_ACCESS_EPT_VIOLATION:
+		state = sept_entry_state(acc.stop_entry);
+		sim_count(&s->stats, SIM_C_STRAY_FAULTED, 1);
+		/* Shared: the host maps it.  Private: a blocked entry is a
+		 * demote or promote in flight; anything else means the guest
+		 * maps a page that is not (or no longer) accepted. */
+		if (acc.pte_seen == GUEST_PTE_PRIVATE &&
+		    state != SEPT_BLOCKED && state != SEPT_NL_BLOCKED &&
+		    state != SEPT_PENDING_BLOCKED)
+			sim_violation(&s->report, SIM_V_CONVERSION, 0, gfn,
+				      (int)v->id,
+				      "stray read through the private alias "
+				      "touched an unaccepted page (S-EPT level "
+				      "%d %s)", acc.level,
+				      sept_state_name(state));
+		break;
+	default:
+		sim_violation(&s->report, SIM_V_CONVERSION, 0, gfn, (int)v->id,
+			      "stray read through the %s alias: access "
+			      "result %d", alias, (int)res);
+		break;
+	}
+	return res;
+}
+
 /* ---- the guest's workload ------------------------------------------------ */
 
 static tdp_gfn_t pick_gfn(struct sim_vcpu *v)
@@ -730,6 +854,11 @@ void sim_guest_step(struct sim_vcpu *v)
 		convert_random(v, region_of(g, gfn));
 		return;
 	}
+	/* One in 128 is a stray read into the next page. */
+	if ((gfn & 127) == 126 && sim_layout_contains(g->layout, gfn + 1)) {
+		sim_guest_stray_read(v, gfn + 1);
+		return;
+	}
 	/* One operation in 64 touches a page of the MMIO window. */
 	if (v->sim->mmio.nr && (gfn & 63) == 63) {
 		sim_mmio_access(v, (unsigned int)(gfn / 64 % v->sim->mmio.nr),
@@ -743,8 +872,14 @@ void sim_guest_step(struct sim_vcpu *v)
 
 void sim_guest_offline(struct sim *s, uint64_t first, uint64_t nr)
 {
-	for (uint64_t r = first; r < first + nr; r++)
+	for (uint64_t r = first; r < first + nr; r++) {
 		pthread_rwlock_wrlock(&s->guest.region_lock[r]);
+		for (uint64_t i = 0; i < SIM_REGION_PAGES; i++)
+			__atomic_store_n(&s->guest.pte[r * SIM_REGION_PAGES + i],
+					 GUEST_PTE_NOT_PRESENT,
+					 __ATOMIC_RELEASE);
+	}
+	sim_vcpus_guest_tlb_barrier(s);
 }
 
 void sim_guest_online(struct sim *s, uint64_t first, uint64_t nr)

@@ -49,6 +49,17 @@ enum guest_page_state {
 	GUEST_SHARED,
 };
 
+/*
+ * The guest's own mapping of a page (its direct map): not present while
+ * the page is unaccepted or converting, else through the private or the
+ * shared alias.
+ */
+enum guest_pte {
+	GUEST_PTE_NOT_PRESENT = 0,
+	GUEST_PTE_PRIVATE = 1,
+	GUEST_PTE_SHARED = 2,
+};
+
 #define GUEST_STRIPES 1024
 
 /* Per-page arrays are indexed by dense page number, per-region arrays by
@@ -64,6 +75,13 @@ struct sim_guest {
 	 * region lock for read.
 	 */
 	uint8_t *image_untouched;
+	/*
+	 * Per page, enum guest_pte, atomic: written with the region lock
+	 * held for write; a store of NOT_PRESENT is followed by
+	 * sim_vcpus_guest_tlb_barrier() before the page changes alias.
+	 * Read locklessly by stray reads, under the reader's TLB lock.
+	 */
+	uint8_t *pte;
 	bool *region_huge;    /* immutable */
 	pthread_rwlock_t *region_lock;
 	pthread_mutex_t stripe[GUEST_STRIPES];
@@ -92,6 +110,17 @@ int sim_guest_check_measurement(struct sim_vcpu *v);
  */
 void sim_guest_stripe_lock(struct sim_vcpu *v, tdp_gfn_t gfn);
 void sim_guest_stripe_unlock(struct sim_vcpu *v, tdp_gfn_t gfn);
+
+/*
+ * A stray read of @gfn from vCPU @v, as load_unaligned_zeropad() makes
+ * one across a page boundary: no guest lock, through whatever the
+ * guest's page table says.  A not-present entry is a #PF the guest
+ * fixes up (the clean outcome inside a conversion window); a present
+ * one must read through the alias the page is in, and a private one
+ * must reach an accepted page, else a conversion violation.  Enters
+ * guest mode.  Returns the access result.
+ */
+enum sim_access_result sim_guest_stray_read(struct sim_vcpu *v, tdp_gfn_t gfn);
 
 /* One random guest operation on vCPU @v (which is in guest mode). */
 void sim_guest_step(struct sim_vcpu *v);

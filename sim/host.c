@@ -133,6 +133,23 @@ void sim_host_ops_init(struct sim *s, struct tdp_host_ops *ops)
 	};
 }
 
+uint64_t sim_host_read_page(struct sim *s, tdp_pfn_t pfn)
+{
+	struct tdx_pamt_info pamt = tdx_pamt_get(s->module, pfn);
+
+	if (pamt.type == PAMT_CTL || pamt.type == PAMT_EPT ||
+	    pamt.type == PAMT_REG) {
+		sim_violation(&s->report, SIM_V_PAGE_OWNERSHIP, 0, SIM_NO_GFN,
+			      SIM_NO_VCPU, "the host reads page %#" PRIx64
+			      ", a %s page of the TD", pfn,
+			      pamt.type == PAMT_CTL   ? "control"
+			      : pamt.type == PAMT_EPT ? "S-EPT"
+						      : "private");
+		return SIM_TAG_POISON;
+	}
+	return host_page_tag(host_mem_page(&s->mem, pfn));
+}
+
 bool sim_host_read_shared(struct sim *s, tdp_gfn_t gfn, uint64_t *tag)
 {
 	uint64_t region = region_of(s, gfn);
@@ -143,8 +160,7 @@ bool sim_host_read_shared(struct sim *s, tdp_gfn_t gfn, uint64_t *tag)
 	if (shared) {
 		tdp_pfn_t pfn = backing_read(s, gfn, false);
 
-		*tag = pfn ? host_page_tag(host_mem_page(&s->mem, pfn))
-			   : SIM_TAG(gfn, 0);
+		*tag = pfn ? sim_host_read_page(s, pfn) : SIM_TAG(gfn, 0);
 	}
 	pthread_mutex_unlock(&s->host.backing_lock[region]);
 	return shared;
@@ -200,6 +216,14 @@ static bool region_backing_is(struct sim *s, uint64_t region, bool private,
 	return true;
 }
 
+static bool in_hotplug(struct sim *s, tdp_pfn_t pfn)
+{
+	tdp_pfn_t start, end;
+
+	host_mem_hotplug_range(&s->mem, &start, &end);
+	return pfn >= start && pfn < end;
+}
+
 /*
  * Find or allocate the frame backing @gfn's alias, with the region's
  * backing lock held.  Returns 0 with the frame and the largest level the
@@ -216,6 +240,8 @@ static int resolve_backing(struct sim *s, tdp_gfn_t gfn, bool private,
 	enum host_pool pool = !private ? HOST_POOL_ANY
 			      : s->cfg.break_private_outside_tdx
 				      ? HOST_POOL_NON_TDX
+			      : s->cfg.break_private_hotplug
+				      ? HOST_POOL_HOTPLUG
 				      : HOST_POOL_TDX;
 	bool huge_ok;
 	int ret = 0;
@@ -249,6 +275,8 @@ static int resolve_backing(struct sim *s, tdp_gfn_t gfn, bool private,
 			goto out;
 		}
 		backing_write(s, gfn, private, p);
+		if (!private && in_hotplug(s, p))
+			sim_count(&s->stats, SIM_C_HOTADD_SHARED_PAGES, 1);
 	}
 	*pfn = backing_read(s, gfn, private);
 	*max_level = huge_ok && region_backing_is(s, region, private, true)
@@ -482,8 +510,7 @@ void sim_host_unmap_shared(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 			if (!new_pfn)
 				continue;
 			host_page_set_tag(host_mem_page(&s->mem, new_pfn),
-					  host_page_tag(host_mem_page(&s->mem,
-								      old)));
+					  sim_host_read_page(s, old));
 			backing_write(s, g, false, new_pfn);
 			sim_host_free_page(s, g, false, old);
 			sim_count(&s->stats, SIM_C_EVENT_PAGES_MIGRATED, 1);
@@ -558,6 +585,37 @@ void sim_host_release_all(struct sim *s)
 		discard_backing(s, g, false);
 		pthread_mutex_unlock(&s->host.backing_lock[region]);
 	}
+}
+
+/* ---- memory hot-add ------------------------------------------------------ */
+
+int sim_host_online_hook(struct sim *s, tdp_pfn_t start, tdp_pfn_t end,
+			 bool private_use)
+{
+	if (private_use && !host_mem_tdx_usable(&s->mem, start, end - start)) {
+		sim_count(&s->stats, SIM_C_HOTADD_REFUSED, 1);
+		return -EPERM;
+	}
+	return 0;
+}
+
+void sim_host_hot_add(struct sim *s)
+{
+	tdp_pfn_t start, end;
+
+	host_mem_hotplug_range(&s->mem, &start, &end);
+	if (start == end || s->mem.hotplug_online)
+		return;
+	/* Asked first for private use: refused, it is not in the list of
+	 * TDX-usable memory the module was configured with. */
+	if (!sim_host_online_hook(s, start, end, true))
+		sim_violation(&s->report, SIM_V_PAGE_OWNERSHIP, 0, SIM_NO_GFN,
+			      SIM_NO_VCPU, "the onlining hook accepted "
+			      "hot-added memory [%#" PRIx64 ", %#" PRIx64
+			      ") for private use", start, end);
+	if (!sim_host_online_hook(s, start, end, false) &&
+	    host_mem_online_hotplug(&s->mem, &start, &end))
+		sim_count(&s->stats, SIM_C_HOTADD_ONLINED, end - start);
 }
 
 /* ---- root invalidation --------------------------------------------------- */

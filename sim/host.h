@@ -95,6 +95,13 @@ int sim_host_fault(struct sim *s, struct tdp_vcpu *ctx, int vcpu,
 		   tdp_gfn_t fault_gfn, bool write, int accept_level);
 
 /*
+ * The host reads the content of host page @pfn (to copy it).  A page the
+ * PAMT gives to a TD (control, S-EPT or private page) is never read by
+ * the host: doing so is a page_ownership violation (and reads nothing).
+ */
+uint64_t sim_host_read_page(struct sim *s, tdp_pfn_t pfn);
+
+/*
  * The content of @gfn's shared page (a fresh page's (gfn, 0) if none is
  * allocated yet) in *@tag, read under the region's backing lock; false
  * if the GFN is private.
@@ -166,6 +173,20 @@ int sim_host_build_td(struct sim *s);
 
 /* The content of image page @gfn: (gfn, a non-zero version). */
 uint64_t sim_image_tag(uint64_t seed, tdp_gfn_t gfn);
+
+/*
+ * Memory hot-add (seed 001): the list of TDX-usable memory is fixed when
+ * the module is initialized.  sim_host_online_hook() is the host
+ * kernel's memory-onlining notifier: it refuses (-EPERM) to online
+ * memory outside that list for private use and lets it online for
+ * ordinary use.  sim_host_hot_add() onlines the hot-added range through
+ * it: refused for private use, then online for shared backing.  Private
+ * backing never comes from it (the module would refuse it with
+ * TDX_OPERAND_ADDR_RANGE_ERROR).
+ */
+int sim_host_online_hook(struct sim *s, tdp_pfn_t start, tdp_pfn_t end,
+			 bool private_use);
+void sim_host_hot_add(struct sim *s);
 
 /*
  * Root invalidation while the VM runs (a memory-slot flag change):

@@ -35,20 +35,22 @@ static void add_range(struct host_mem *m, uint64_t *next, uint64_t pages,
 }
 
 int host_mem_init(struct host_mem *m, uint64_t tdx_pages,
-		  uint64_t non_tdx_pages)
+		  uint64_t non_tdx_pages, uint64_t hotplug_pages)
 {
 	uint64_t low, high, next = 0, chunks;
 
 	memset(m, 0, sizeof(*m));
 	tdx_pages = round_chunk(tdx_pages);
 	non_tdx_pages = round_chunk(non_tdx_pages);
+	hotplug_pages = round_chunk(hotplug_pages);
 	/* Two TDX-usable ranges around a one-chunk firmware hole. */
 	low = round_chunk(tdx_pages / 2);
 	high = tdx_pages - low;
 	if (!high)
 		high = HOST_CHUNK_PAGES;
 	m->base = HOST_MEM_BASE_PFN;
-	m->nr_pages = low + HOST_CHUNK_PAGES + high + non_tdx_pages;
+	m->nr_pages = low + HOST_CHUNK_PAGES + high + non_tdx_pages +
+		      hotplug_pages;
 	chunks = m->nr_pages / HOST_CHUNK_PAGES;
 
 	m->pages = calloc(m->nr_pages, sizeof(*m->pages));
@@ -66,10 +68,15 @@ int host_mem_init(struct host_mem *m, uint64_t tdx_pages,
 	add_range(m, &next, high, HOST_RANGE_TDX);
 	if (non_tdx_pages)
 		add_range(m, &next, non_tdx_pages, HOST_RANGE_NON_TDX);
+	if (hotplug_pages)
+		add_range(m, &next, hotplug_pages, HOST_RANGE_HOTPLUG);
 
 	for (uint64_t i = 0; i < m->nr_pages; i++) {
+		/* Offline hot-added memory is not free yet either. */
 		bool reserved = m->chunk_kind[i / HOST_CHUNK_PAGES] ==
-				HOST_RANGE_RESERVED;
+					HOST_RANGE_RESERVED ||
+				m->chunk_kind[i / HOST_CHUNK_PAGES] ==
+					HOST_RANGE_HOTPLUG;
 
 		m->pages[i].use = reserved ? HOST_PAGE_RESERVED
 					   : HOST_PAGE_FREE;
@@ -124,7 +131,9 @@ static bool chunk_in_pool(const struct host_mem *m, uint64_t chunk,
 	case HOST_POOL_TDX:
 		return kind == HOST_RANGE_TDX;
 	case HOST_POOL_NON_TDX:
-		return kind == HOST_RANGE_NON_TDX;
+		return kind == HOST_RANGE_NON_TDX || kind == HOST_RANGE_HOTPLUG;
+	case HOST_POOL_HOTPLUG:
+		return kind == HOST_RANGE_HOTPLUG;
 	case HOST_POOL_ANY:
 		return kind != HOST_RANGE_RESERVED;
 	}
@@ -192,7 +201,13 @@ tdp_pfn_t host_mem_alloc(struct host_mem *m, enum host_pool pool,
 
 	pthread_mutex_lock(&m->lock);
 	if (pool == HOST_POOL_ANY) {
-		pfn = alloc_one_locked(m, HOST_POOL_NON_TDX, use, gfn);
+		/* Hot-added memory first once it is online: it is there
+		 * for ordinary use. */
+		pfn = m->hotplug_online
+			      ? alloc_one_locked(m, HOST_POOL_HOTPLUG, use, gfn)
+			      : 0;
+		if (!pfn)
+			pfn = alloc_one_locked(m, HOST_POOL_NON_TDX, use, gfn);
 		if (!pfn)
 			pfn = alloc_one_locked(m, HOST_POOL_TDX, use, gfn);
 	} else {
@@ -293,6 +308,43 @@ const char *host_range_kind_name(enum host_range_kind kind)
 		return "non-TDX";
 	case HOST_RANGE_RESERVED:
 		return "reserved";
+	case HOST_RANGE_HOTPLUG:
+		return "hot-added";
 	}
 	return "?";
+}
+
+void host_mem_hotplug_range(const struct host_mem *m, tdp_pfn_t *start,
+			    tdp_pfn_t *end)
+{
+	*start = *end = 0;
+	for (int i = 0; i < m->nr_ranges; i++) {
+		if (m->ranges[i].kind == HOST_RANGE_HOTPLUG) {
+			*start = m->ranges[i].start;
+			*end = m->ranges[i].end;
+		}
+	}
+}
+
+bool host_mem_online_hotplug(struct host_mem *m, tdp_pfn_t *start,
+			     tdp_pfn_t *end)
+{
+	bool done = false;
+
+	host_mem_hotplug_range(m, start, end);
+	pthread_mutex_lock(&m->lock);
+	if (*start != *end && !m->hotplug_online) {
+		for (tdp_pfn_t pfn = *start; pfn < *end; pfn++) {
+			uint64_t i = pfn - m->base;
+
+			__atomic_store_n(&m->pages[i].use, HOST_PAGE_FREE,
+					 __ATOMIC_RELEASE);
+			m->free_bits[i / 64] |= 1ULL << (i % 64);
+			m->chunk_free[i / HOST_CHUNK_PAGES]++;
+		}
+		m->hotplug_online = true;
+		done = true;
+	}
+	pthread_mutex_unlock(&m->lock);
+	return done;
 }

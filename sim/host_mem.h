@@ -39,14 +39,19 @@ enum host_page_use {
 enum host_range_kind {
 	HOST_RANGE_TDX,      /* TDX-usable */
 	HOST_RANGE_NON_TDX,  /* ordinary memory the TDX module does not know */
+	HOST_RANGE_HOTPLUG,  /* memory hot-added after the module was
+				initialized: offline until host_mem_online(),
+				then like non-TDX memory */
 	HOST_RANGE_RESERVED, /* firmware hole */
 };
 
 /* Where an allocation may come from. */
 enum host_pool {
 	HOST_POOL_TDX,     /* TDX-usable ranges only */
-	HOST_POOL_ANY,     /* non-TDX first, then TDX-usable */
+	HOST_POOL_ANY,     /* hot-added (once online) first, then non-TDX,
+			      then TDX-usable */
 	HOST_POOL_NON_TDX, /* non-TDX only (for deliberately broken hosts) */
+	HOST_POOL_HOTPLUG, /* the hot-added range only (broken hosts) */
 };
 
 /*
@@ -75,7 +80,7 @@ struct host_range {
 	enum host_range_kind kind;
 };
 
-#define HOST_MAX_RANGES 4
+#define HOST_MAX_RANGES 6
 #define HOST_CHUNK_PAGES 512 /* 2 MiB */
 
 struct host_mem {
@@ -94,15 +99,30 @@ struct host_mem {
 	uint64_t cursor;       /* next chunk to look at */
 
 	uint64_t in_use[HOST_PAGE_NR_USES]; /* atomic */
+	bool hotplug_online; /* protected by lock */
 };
 
 /*
  * host_mem_init() - lay out @tdx_pages of TDX-usable memory (split in two
  * ranges around a firmware hole) followed by @non_tdx_pages of non-TDX
- * memory, all rounded up to 2 MiB.  Returns 0 or -ENOMEM.
+ * memory and @hotplug_pages of memory that is hot-added later (offline
+ * until host_mem_online_hotplug()), all rounded up to 2 MiB.  Returns 0
+ * or -ENOMEM.
  */
 int host_mem_init(struct host_mem *m, uint64_t tdx_pages,
-		  uint64_t non_tdx_pages);
+		  uint64_t non_tdx_pages, uint64_t hotplug_pages);
+
+/*
+ * Bring the hot-added range online: its pages become free memory of the
+ * non-TDX pool.  Returns its first and last + 1 PFN in *@start, *@end
+ * (both 0 without one).  Once; false if already online or none.
+ */
+bool host_mem_online_hotplug(struct host_mem *m, tdp_pfn_t *start,
+			     tdp_pfn_t *end);
+
+/* The hot-added range, online or not ([0, 0) without one). */
+void host_mem_hotplug_range(const struct host_mem *m, tdp_pfn_t *start,
+			    tdp_pfn_t *end);
 void host_mem_destroy(struct host_mem *m);
 
 /* The page of @pfn, or NULL if @pfn is not host memory. */

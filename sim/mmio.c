@@ -144,7 +144,7 @@ void sim_mmio_flip(struct sim *s, unsigned int k)
 			sim_violation(&s->report, SIM_V_ENGINE_ERROR, 0, gfn,
 				      SIM_NO_VCPU,
 				      "tdp_zap_host_unmap failed: %d", ret);
-		m->reg[k] = host_page_tag(host_mem_page(&s->mem, pfn));
+		m->reg[k] = sim_host_read_page(s, pfn);
 		m->ram_pfn[k] = 0;
 		sim_host_free_page(s, gfn, false, pfn);
 	} else {
@@ -237,6 +237,7 @@ static bool mmio_try(struct sim_vcpu *v, unsigned int k, bool write,
 	case SIM_ACCESS_EPT_VIOLATION:
 		sim_vcpu_exit(v);
 		break;
+	case SIM_ACCESS_GUEST_PF: /* no guest page table is consulted */
 	case SIM_ACCESS_BAD_FRAME:
 		sim_violation(&s->report, SIM_V_STALE_TRANSLATION, 0, gfn,
 			      (int)v->id, "MMIO window gfn translated to frame "

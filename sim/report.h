@@ -39,6 +39,9 @@ enum sim_violation_kind {
 	/* Migration: a page written after its last copy was never found
 	 * dirty. */
 	SIM_V_DIRTY_LOG,
+	/* A read inside a conversion window went through the wrong alias
+	 * or reached an unaccepted private page. */
+	SIM_V_CONVERSION,
 	SIM_NR_VIOLATION_KINDS
 };
 

@@ -173,6 +173,8 @@ static void *event_main(void *arg)
 			s->cfg.event_rate;
 		if (next < now - 1.0)
 			next = now;
+		/* The first event hot-adds memory; then at random. */
+		sim_host_hot_add(s);
 		run_host_event(s, &s->event_rng);
 	}
 	sim_worker_done(&s->run);

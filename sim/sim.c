@@ -102,7 +102,8 @@ int sim_create(const struct sim_config *cfg, struct sim **out)
 	 * shared pages prefer the non-TDX range. */
 	ret = host_mem_init(&s->mem,
 			    s->nr_gfns + s->nr_gfns / 4 + 16 * HOST_CHUNK_PAGES,
-			    s->nr_gfns / 2 + 8 * HOST_CHUNK_PAGES);
+			    s->nr_gfns / 2 + 8 * HOST_CHUNK_PAGES,
+			    SIM_HOTPLUG_PAGES);
 	if (ret)
 		goto err;
 

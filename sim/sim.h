@@ -56,6 +56,8 @@
 #include "vcpu.h"
 
 #define SIM_MAX_VCPUS 64
+/* Host memory hot-added during the run (after the module's init). */
+#define SIM_HOTPLUG_PAGES (4 * HOST_CHUNK_PAGES)
 
 struct sim_config {
 	unsigned int nr_vcpus;  /* 1..SIM_MAX_VCPUS */
@@ -106,11 +108,26 @@ struct sim_config {
 	void *wrap_arg;
 	/* The host backs private memory from non-TDX memory. */
 	bool break_private_outside_tdx;
+	/* The host backs private memory from hot-added memory, bypassing
+	 * its onlining hook. */
+	bool break_private_hotplug;
 	/* The host breaks one step of the TD build (enum sim_build_break). */
 	int break_build;
 	/* The host changes the MMIO window's layout without bumping the
 	 * MMIO generation. */
 	bool break_mmio_no_bump;
+	/*
+	 * The guest does not keep a converting page out of its page table:
+	 * to shared, the private mapping stays during MapGPA; to private,
+	 * the page is mapped private before its ACCEPT.
+	 */
+	bool break_conversion_window;
+	/* Called by the converting vCPU inside the conversion window, after
+	 * MapGPA and before the new mapping (tests make stray reads). */
+	void (*window_hook)(struct sim *s, tdp_gfn_t gfn, uint64_t n,
+			    bool to_private, void *arg);
+	/* The guest puts the level where ACCEPT's page-size code goes. */
+	bool break_accept_operand;
 	/* The simulated CPU does not set dirty bits in the direct tree. */
 	bool break_no_dirty_bit;
 };

@@ -97,6 +97,12 @@
 	X(CONV_TO_PRIVATE, "conversions", "to_private", "MapGPA to private")   \
 	X(CONV_TO_PRIVATE_PAGES, "conversions", "to_private_pages",            \
 	  "pages converted to private")                                        \
+	X(STRAY_READS, "conversions", "stray_reads",                           \
+	  "stray reads into the next page (load_unaligned_zeropad)")           \
+	X(STRAY_NOT_PRESENT, "conversions", "stray_not_present",               \
+	  "stray reads the guest's page table refused (#PF, fixed up)")        \
+	X(STRAY_FAULTED, "conversions", "stray_faulted",                       \
+	  "stray reads that took an EPT violation")                            \
 	X(ACCEPT_2M, "accepts", "accepted_2m", "2 MiB ACCEPTs that succeeded") \
 	X(ACCEPT_4K, "accepts", "accepted_4k", "4 KiB ACCEPTs that succeeded") \
 	X(ACCEPT_SIZE_MISMATCH, "accepts", "size_mismatch",                    \
@@ -178,6 +184,12 @@
 	  "2 MiB backing chunks allocated")                                    \
 	X(HOST_ALLOC_2M_FAILED, "host_memory", "chunks_2m_unavailable",        \
 	  "2 MiB chunks wanted but fragmented (4 KiB used)")                   \
+	X(HOTADD_ONLINED, "host_memory", "hotadd_onlined_pages",               \
+	  "hot-added pages the onlining hook let online for shared use")       \
+	X(HOTADD_REFUSED, "host_memory", "hotadd_private_refused",             \
+	  "onlining hook refusals of hot-added memory for private use")        \
+	X(HOTADD_SHARED_PAGES, "host_memory", "hotadd_shared_pages",           \
+	  "shared backing pages allocated from hot-added memory")              \
 	X(HOST_PAGES_FREED, "host_memory", "pages_freed",                      \
 	  "backing pages returned to the host")                                \
 	X(REPLAY_PRIVATE, "replay", "private_accesses",                        \

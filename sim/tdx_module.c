@@ -47,6 +47,21 @@ uint64_t tdx_vp_entered_epoch(const struct tdx_module *mod, unsigned int vp)
 	return __atomic_load_n(&mod->vp[vp].entered_epoch, __ATOMIC_RELAXED);
 }
 
+tdp_pfn_t tdx_tdr_pfn(const struct tdx_module *mod)
+{
+	return mod->tdr_pfn;
+}
+
+tdp_pfn_t tdx_tdcs_pfn(const struct tdx_module *mod, int i)
+{
+	return mod->tdcs_pfn[i];
+}
+
+tdp_pfn_t tdx_last_reclaimed(const struct tdx_module *mod)
+{
+	return mod->last_reclaimed;
+}
+
 int64_t tdx_td_child_count(const struct tdx_module *mod)
 {
 	return __atomic_load_n(&mod->child_count, __ATOMIC_RELAXED);
@@ -142,6 +157,7 @@ static void reclaim_control_page(struct tdx_module *mod, tdp_pfn_t *pfn)
 		return;
 	pamt_set(pamt_of(mod, *pfn), PAMT_NDA, 0, 0);
 	host_mem_free(mod->mem, *pfn);
+	mod->last_reclaimed = *pfn;
 	tdx_count_outcome(mod, SIM_SC_PAGE_RECLAIM, TDX_SUCCESS);
 	*pfn = 0;
 }

@@ -149,6 +149,17 @@ uint64_t tdx_td_epoch(const struct tdx_module *mod);
 enum tdx_td_op_state tdx_td_op_state(const struct tdx_module *mod);
 /* Epoch TDVP @vp entered in last (its private TLB belongs to it). */
 uint64_t tdx_vp_entered_epoch(const struct tdx_module *mod, unsigned int vp);
+/*
+ * The TD's control pages (seed 003): typed pages (PAMT_CTL) the host
+ * hands to the module and never reads or writes itself; teardown
+ * reclaims them after every other page of the TD, the TDR last.  The TDR
+ * and TDCS page @i (0..3; 0 while torn down), and the page teardown
+ * reclaimed last.
+ */
+tdp_pfn_t tdx_tdr_pfn(const struct tdx_module *mod);
+tdp_pfn_t tdx_tdcs_pfn(const struct tdx_module *mod, int i);
+tdp_pfn_t tdx_last_reclaimed(const struct tdx_module *mod);
+
 /* Pages associated with the TD (private pages and S-EPT pages). */
 int64_t tdx_td_child_count(const struct tdx_module *mod);
 /* S-EPT pages in use, the root excluded. */

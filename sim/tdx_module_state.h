@@ -75,6 +75,9 @@ struct tdx_module {
 	int64_t child_count; /* atomic: private pages + S-EPT pages */
 	int64_t sept_pages;  /* atomic: S-EPT pages, root excluded */
 	bool torn_down;
+	/* The control page teardown reclaimed last (the TDR); teardown
+	 * only, single-threaded. */
+	tdp_pfn_t last_reclaimed;
 };
 
 /* ---- S-EPT entries ------------------------------------------------------- */

@@ -135,6 +135,20 @@ tdx_status_t tdx_page_accept(struct tdx_module *mod, unsigned int vp,
 	return st;
 }
 
+tdx_status_t tdx_page_accept_rcx(struct tdx_module *mod, unsigned int vp,
+				 uint64_t rcx, struct tdx_err_info *err)
+{
+	uint64_t size = rcx & TDX_ACCEPT_SIZE_MASK;
+
+	if ((rcx & TDX_ACCEPT_RESERVED_MASK) || size > TDX_ACCEPT_SIZE_1G) {
+		tdx_count_outcome(mod, SIM_SC_PAGE_ACCEPT, TDX_OPERAND_INVALID);
+		return TDX_OPERAND_INVALID | TDX_OPERAND_ID_RCX;
+	}
+	/* libtdp's level numbers are one above the ABI's size codes; a
+	 * 1 GiB request reaches the level check and is refused there. */
+	return tdx_page_accept(mod, vp, rcx >> 12, (int)size + 1, err);
+}
+
 /* ---- TDG.MR.REPORT ------------------------------------------------------- */
 
 tdx_status_t tdx_mr_report(struct tdx_module *mod, unsigned int vp,

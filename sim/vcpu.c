@@ -289,6 +289,14 @@ bool sim_vcpu_should_exit(struct sim_vcpu *v)
 	       (__atomic_load_n(&v->kick, __ATOMIC_RELAXED) || v->slice == 0);
 }
 
+void sim_vcpus_guest_tlb_barrier(struct sim *s)
+{
+	for (unsigned int i = 0; i < s->vcpus.nr; i++) {
+		pthread_mutex_lock(&s->vcpus.v[i].tlb_lock);
+		pthread_mutex_unlock(&s->vcpus.v[i].tlb_lock);
+	}
+}
+
 void sim_vcpus_kick_all(struct sim *s)
 {
 	struct sim_vcpu *self = sim_vcpu_current;
@@ -463,8 +471,8 @@ enum sim_access_result sim_vcpu_access(struct sim_vcpu *v, tdp_gfn_t gpa_gfn,
 				       struct sim_access *acc)
 {
 	struct sim *s = v->sim;
-	bool private = !(gpa_gfn & SIM_SHARED_BIT);
-	struct sim_tlb_entry *e = &v->tlb[tlb_index(gpa_gfn)];
+	bool private;
+	struct sim_tlb_entry *e;
 	enum sim_access_result res;
 	struct host_page *page;
 	bool writable = false;
@@ -472,6 +480,21 @@ enum sim_access_result sim_vcpu_access(struct sim_vcpu *v, tdp_gfn_t gpa_gfn,
 	if (v->slice)
 		v->slice--;
 	pthread_mutex_lock(&v->tlb_lock);
+	if (acc->guest_pte) {
+		/* The guest's page table first (the walk of its own
+		 * mapping): not present is a #PF in the guest. */
+		acc->pte_seen = __atomic_load_n(acc->guest_pte,
+						__ATOMIC_ACQUIRE);
+		if (acc->pte_seen == GUEST_PTE_NOT_PRESENT) {
+			pthread_mutex_unlock(&v->tlb_lock);
+			return SIM_ACCESS_GUEST_PF;
+		}
+		gpa_gfn = acc->pte_seen == GUEST_PTE_SHARED
+				  ? gpa_gfn | SIM_SHARED_BIT
+				  : gpa_gfn & ~SIM_SHARED_BIT;
+	}
+	private = !(gpa_gfn & SIM_SHARED_BIT);
+	e = &v->tlb[tlb_index(gpa_gfn)];
 	acc->tlb_hit = e->valid && e->gfn == gpa_gfn &&
 		       (!acc->write ||
 			(e->writable && (e->private || e->dirty)));

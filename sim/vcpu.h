@@ -131,13 +131,23 @@ enum sim_access_result {
 				     host memory or not an S-EPT table */
 	SIM_ACCESS_MMIO,          /* an EPT misconfiguration: the walk
 				     met an MMIO SPTE (in stop_entry) */
+	SIM_ACCESS_GUEST_PF,      /* the guest's own page table does not
+				     map the page (acc->guest_pte) */
 };
 
 struct sim_access {
 	/* Input. */
 	bool write;
 	uint64_t new_tag; /* stored on a write */
+	/*
+	 * If set, the guest's own page-table entry of the page (enum
+	 * guest_pte): read under the TLB lock, it decides the alias (the
+	 * shared bit of the GFN passed is ignored), and a not-present one
+	 * ends the access with SIM_ACCESS_GUEST_PF before any translation.
+	 */
+	const uint8_t *guest_pte;
 	/* Output. */
+	uint8_t pte_seen;   /* *guest_pte as read */
 	tdp_pfn_t pfn;
 	int level;          /* leaf level, or where the walk stopped */
 	uint64_t stop_entry;/* the entry where the walk stopped */
@@ -156,6 +166,13 @@ struct sim_access {
  */
 enum sim_access_result sim_vcpu_access(struct sim_vcpu *v, tdp_gfn_t gpa_gfn,
 				       struct sim_access *acc);
+
+/*
+ * The guest's TLB shootdown after it cleared its own page-table entries:
+ * every vCPU's TLB lock taken once, so no access that read an entry
+ * before the change is still in flight.
+ */
+void sim_vcpus_guest_tlb_barrier(struct sim *s);
 
 /* Kick every vCPU out of guest mode and wait until each left once. */
 void sim_vcpus_kick_all(struct sim *s);

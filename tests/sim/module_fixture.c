@@ -26,7 +26,7 @@ int fx_setup_building(void **state, uint64_t tdx_pages)
 	struct tdx_module_config cfg;
 
 	assert_non_null(f);
-	assert_int_equal(host_mem_init(&f->mem, tdx_pages, 2 * 512), 0);
+	assert_int_equal(host_mem_init(&f->mem, tdx_pages, 2 * 512, 512), 0);
 	sim_report_init(&f->report, 0);
 	cfg = (struct tdx_module_config){
 		.mem        = &f->mem,
