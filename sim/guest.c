@@ -485,6 +485,14 @@ static bool check_access(struct sim_vcpu *v, tdp_gfn_t gfn, bool private,
 			      acc->pfn, host_page_use_name(acc->page_use),
 			      acc->page_gfn);
 		ok = false;
+	} else if (acc->page_owner != s->owner ||
+		   (private && acc->pamt.owner != s->owner)) {
+		sim_violation(&s->report, SIM_V_PAGE_OWNERSHIP, 0, gfn,
+			      (int)v->id,
+			      "%s access of TD %u reached pfn %#" PRIx64
+			      ", a page of %s", alias, s->td, acc->pfn,
+			      acc->page_owner ? "another TD" : "nobody");
+		ok = false;
 	} else if (private &&
 		   (acc->pamt.type != PAMT_REG || acc->pamt.gfn != gfn)) {
 		sim_violation(&s->report, SIM_V_STALE_TRANSLATION, 0, gfn,

@@ -147,7 +147,7 @@ uint64_t sim_host_read_page(struct sim *s, tdp_pfn_t pfn)
 						      : "private");
 		return SIM_TAG_POISON;
 	}
-	return host_page_tag(host_mem_page(&s->mem, pfn));
+	return host_page_tag(host_mem_page(s->mem, pfn));
 }
 
 bool sim_host_read_shared(struct sim *s, tdp_gfn_t gfn, uint64_t *tag)
@@ -220,7 +220,7 @@ static bool in_hotplug(struct sim *s, tdp_pfn_t pfn)
 {
 	tdp_pfn_t start, end;
 
-	host_mem_hotplug_range(&s->mem, &start, &end);
+	host_mem_hotplug_range(s->mem, &start, &end);
 	return pfn >= start && pfn < end;
 }
 
@@ -255,7 +255,7 @@ static int resolve_backing(struct sim *s, tdp_gfn_t gfn, bool private,
 		  region_attr_uniform(s, region, a);
 	if (!backing_read(s, gfn, private) && huge_ok &&
 	    region_backing_is(s, region, private, false)) {
-		tdp_pfn_t chunk = host_mem_alloc_2m(&s->mem, pool, use, base);
+		tdp_pfn_t chunk = host_mem_alloc_2m(s->mem, s->owner, pool, use, base);
 
 		if (chunk) {
 			for (uint64_t i = 0; i < SIM_REGION_PAGES; i++)
@@ -266,7 +266,7 @@ static int resolve_backing(struct sim *s, tdp_gfn_t gfn, bool private,
 		}
 	}
 	if (!backing_read(s, gfn, private)) {
-		tdp_pfn_t p = host_mem_alloc(&s->mem, pool, use, gfn);
+		tdp_pfn_t p = host_mem_alloc(s->mem, s->owner, pool, use, gfn);
 
 		if (!p) {
 			sim_violation(&s->report, SIM_V_INCONSISTENT, 0, gfn,
@@ -335,7 +335,7 @@ void sim_host_free_page(struct sim *s, tdp_gfn_t gfn, bool private,
 			      "host page %#" PRIx64 " freed while the %s "
 			      "tree still maps gfn %#" PRIx64 " to it",
 			      pfn, private ? "mirror" : "direct", gfn);
-	if (!host_mem_free(&s->mem, pfn))
+	if (!host_mem_free(s->mem, pfn))
 		sim_violation(&s->report, SIM_V_PAGE_OWNERSHIP, 0, gfn,
 			      SIM_NO_VCPU, "host page %#" PRIx64
 			      " freed twice", pfn);
@@ -505,11 +505,11 @@ void sim_host_unmap_shared(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 
 			if (!old)
 				continue;
-			new_pfn = host_mem_alloc(&s->mem, HOST_POOL_ANY,
+			new_pfn = host_mem_alloc(s->mem, s->owner, HOST_POOL_ANY,
 						 HOST_PAGE_SHARED, g);
 			if (!new_pfn)
 				continue;
-			host_page_set_tag(host_mem_page(&s->mem, new_pfn),
+			host_page_set_tag(host_mem_page(s->mem, new_pfn),
 					  sim_host_read_page(s, old));
 			backing_write(s, g, false, new_pfn);
 			sim_host_free_page(s, g, false, old);
@@ -592,7 +592,7 @@ void sim_host_release_all(struct sim *s)
 int sim_host_online_hook(struct sim *s, tdp_pfn_t start, tdp_pfn_t end,
 			 bool private_use)
 {
-	if (private_use && !host_mem_tdx_usable(&s->mem, start, end - start)) {
+	if (private_use && !host_mem_tdx_usable(s->mem, start, end - start)) {
 		sim_count(&s->stats, SIM_C_HOTADD_REFUSED, 1);
 		return -EPERM;
 	}
@@ -603,9 +603,10 @@ void sim_host_hot_add(struct sim *s)
 {
 	tdp_pfn_t start, end;
 
-	host_mem_hotplug_range(&s->mem, &start, &end);
-	if (start == end || s->mem.hotplug_online)
+	host_mem_hotplug_range(s->mem, &start, &end);
+	if (start == end || s->host.hot_added)
 		return;
+	s->host.hot_added = true;
 	/* Asked first for private use: refused, it is not in the list of
 	 * TDX-usable memory the module was configured with. */
 	if (!sim_host_online_hook(s, start, end, true))
@@ -614,7 +615,7 @@ void sim_host_hot_add(struct sim *s)
 			      "hot-added memory [%#" PRIx64 ", %#" PRIx64
 			      ") for private use", start, end);
 	if (!sim_host_online_hook(s, start, end, false) &&
-	    host_mem_online_hotplug(&s->mem, &start, &end))
+	    host_mem_online_hotplug(s->mem, &start, &end))
 		sim_count(&s->stats, SIM_C_HOTADD_ONLINED, end - start);
 }
 
@@ -663,13 +664,13 @@ uint64_t sim_image_tag(uint64_t seed, tdp_gfn_t gfn)
 /* Map image page @gfn from a source page holding @tag (PAGE.ADD). */
 static int build_add_page(struct sim *s, tdp_gfn_t gfn, uint64_t tag)
 {
-	tdp_pfn_t src = host_mem_alloc(&s->mem, HOST_POOL_ANY,
+	tdp_pfn_t src = host_mem_alloc(s->mem, s->owner, HOST_POOL_ANY,
 				       HOST_PAGE_SHARED, gfn);
 	int ret = -ENOMEM;
 
 	if (!src)
 		return ret;
-	host_page_set_tag(host_mem_page(&s->mem, src), tag);
+	host_page_set_tag(host_mem_page(s->mem, src), tag);
 	if (s->cfg.break_build != SIM_BUILD_AUG)
 		s->backend.page_add_src = src;
 	for (int tries = 0; tries < BUILD_MAX_TRIES; tries++) {
@@ -680,7 +681,7 @@ static int build_add_page(struct sim *s, tdp_gfn_t gfn, uint64_t tag)
 		sim_count(&s->stats, SIM_C_BUILD_RETRIES, 1);
 	}
 	s->backend.page_add_src = 0;
-	host_mem_free(&s->mem, src);
+	host_mem_free(s->mem, src);
 	if (ret == TDP_FAULT_FIXED)
 		sim_count(&s->stats, SIM_C_BUILD_IMAGE_PAGES, 1);
 	return ret == TDP_FAULT_FIXED ? 0 : -EIO;

@@ -54,6 +54,8 @@ struct sim_host {
 	pthread_mutex_t *backing_lock; /* one per region (dense number) */
 	/* Engine context of the host-event thread (pre-faults). */
 	struct tdp_vcpu *ctx;
+	/* sim_host_hot_add() ran (the event thread, or a test's). */
+	bool hot_added;
 };
 
 int sim_host_init(struct sim *s);
@@ -186,7 +188,7 @@ uint64_t sim_image_tag(uint64_t seed, tdp_gfn_t gfn);
  */
 int sim_host_online_hook(struct sim *s, tdp_pfn_t start, tdp_pfn_t end,
 			 bool private_use);
-void sim_host_hot_add(struct sim *s);
+void sim_host_hot_add(struct sim *s); /* once per TD; the first onlines */
 
 /*
  * Root invalidation while the VM runs (a memory-slot flag change):

@@ -71,6 +71,9 @@ enum host_pool {
 
 struct host_page {
 	uint32_t use;  /* enum host_page_use; atomic */
+	/* Who allocated it: a TD's host (its number + 1), or 0 while free;
+	 * atomic.  With several TDs a page is one TD's at a time. */
+	uint32_t owner;
 	tdp_gfn_t gfn; /* GFN backed (SHARED, PRIVATE); atomic */
 	uint64_t tag;  /* contents, see SIM_TAG; atomic */
 };
@@ -132,20 +135,23 @@ struct host_page *host_mem_page(struct host_mem *m, tdp_pfn_t pfn);
 bool host_mem_tdx_usable(const struct host_mem *m, tdp_pfn_t pfn, uint64_t n);
 
 /*
- * host_mem_alloc() - allocate one page from @pool for @use, backing @gfn
+ * host_mem_alloc() - allocate one page from @pool for @use by @owner
+ * (a TD's number + 1), backing @gfn
  * (SIM_NO_GFN-like values are fine for table pages).  The tag is set to
  * SIM_TAG(gfn, 0).  Returns the PFN, or 0 when the pool is exhausted.
  */
-tdp_pfn_t host_mem_alloc(struct host_mem *m, enum host_pool pool,
-			 enum host_page_use use, tdp_gfn_t gfn);
+tdp_pfn_t host_mem_alloc(struct host_mem *m, uint32_t owner,
+			 enum host_pool pool, enum host_page_use use,
+			 tdp_gfn_t gfn);
 
 /*
  * host_mem_alloc_2m() - allocate a free, 2 MiB-aligned run of 512 pages
  * from @pool backing @gfn .. @gfn + 511.  Returns the first PFN, or 0 if no
  * whole chunk is free.
  */
-tdp_pfn_t host_mem_alloc_2m(struct host_mem *m, enum host_pool pool,
-			    enum host_page_use use, tdp_gfn_t gfn);
+tdp_pfn_t host_mem_alloc_2m(struct host_mem *m, uint32_t owner,
+			    enum host_pool pool, enum host_page_use use,
+			    tdp_gfn_t gfn);
 
 /*
  * host_mem_free() - return an allocated page; its tag becomes
@@ -175,6 +181,14 @@ static inline void host_page_set_tag(struct host_page *p, uint64_t tag)
 }
 
 uint64_t host_mem_in_use(const struct host_mem *m, enum host_page_use use);
+/* Pages of @use that @owner holds (a scan: for checks). */
+uint64_t host_mem_in_use_by(const struct host_mem *m, enum host_page_use use,
+			    uint32_t owner);
+
+static inline uint32_t host_page_owner(const struct host_page *p)
+{
+	return __atomic_load_n(&p->owner, __ATOMIC_ACQUIRE);
+}
 const char *host_page_use_name(uint32_t use);
 const char *host_range_kind_name(enum host_range_kind kind);
 

@@ -150,11 +150,11 @@ void sim_mmio_flip(struct sim *s, unsigned int k)
 	} else {
 		/* A slot over the register: RAM with its content.  Its MMIO
 		 * SPTE goes stale with the generation, no zap. */
-		tdp_pfn_t pfn = host_mem_alloc(&s->mem, HOST_POOL_ANY,
+		tdp_pfn_t pfn = host_mem_alloc(s->mem, s->owner, HOST_POOL_ANY,
 					       HOST_PAGE_SHARED, gfn);
 
 		if (pfn) {
-			host_page_set_tag(host_mem_page(&s->mem, pfn),
+			host_page_set_tag(host_mem_page(s->mem, pfn),
 					  m->reg[k]);
 			m->ram_pfn[k] = pfn;
 		}
@@ -318,7 +318,7 @@ void sim_mmio_check_quiesced(struct sim *s, uint64_t *leaves_4k,
 					      tdp_spte_pfn(fmt, spte), level);
 			(*leaves_4k)++;
 		}
-		tag = pfn ? host_page_tag(host_mem_page(&s->mem, pfn))
+		tag = pfn ? host_page_tag(host_mem_page(s->mem, pfn))
 			  : m->reg[k];
 		if (tag != SIM_TAG(gfn, m->version[k]))
 			sim_violation(&s->report, SIM_V_CORRUPTION, 0, gfn,

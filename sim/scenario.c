@@ -296,6 +296,42 @@ uint64_t sim_run_workload(struct sim *s)
 	return sim_report_total(&s->report);
 }
 
+static void *td_main(void *arg)
+{
+	struct sim *s = arg;
+
+	tdp_thread_register();
+	sim_run_workload(s);
+	tdp_thread_unregister();
+	return NULL;
+}
+
+uint64_t sim_run_tds(struct sim **tds, unsigned int n)
+{
+	pthread_t th[SIM_MAX_TDS];
+	unsigned int started = 0;
+	uint64_t total = 0;
+
+	/* Every TD's vCPUs, host events and checks at once. */
+	for (unsigned int i = 0; i < n; i++) {
+		if (pthread_create(&th[i], NULL, td_main, tds[i]))
+			break;
+		started++;
+	}
+	for (unsigned int i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+	/* Then each TD torn down on its own, the others still there. */
+	for (unsigned int i = 0; i < n; i++) {
+		if (i >= started)
+			sim_violation(&tds[i]->report, SIM_V_ENGINE_ERROR, 0,
+				      SIM_NO_GFN, SIM_NO_VCPU,
+				      "TD %u never ran", i);
+		sim_finish(tds[i]);
+		total += sim_report_total(&tds[i]->report);
+	}
+	return total;
+}
+
 uint64_t sim_run(struct sim *s)
 {
 	sim_run_workload(s);

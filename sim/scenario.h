@@ -22,6 +22,13 @@
 uint64_t sim_run(struct sim *s);
 
 /*
+ * sim_run_tds() - several TDs (sim_create_tds()): every TD's workload on
+ * its own thread at once, then each TD torn down in order (sim_finish())
+ * while the later ones still exist.  Returns the violations of all.
+ */
+uint64_t sim_run_tds(struct sim **tds, unsigned int n);
+
+/*
  * sim_run_workload() - run the workload and stop with everything still
  * mapped: vCPU threads and a host-event thread for cfg.duration seconds,
  * or the vCPUs replaying cfg.trace until it ends, with quiesce checks;

@@ -56,11 +56,19 @@
 #include "vcpu.h"
 
 #define SIM_MAX_VCPUS 64
+#define SIM_MAX_TDS 8
 /* Host memory hot-added during the run (after the module's init). */
 #define SIM_HOTPLUG_PAGES (4 * HOST_CHUNK_PAGES)
 
 struct sim_config {
-	unsigned int nr_vcpus;  /* 1..SIM_MAX_VCPUS */
+	unsigned int nr_vcpus;  /* 1..SIM_MAX_VCPUS, per TD */
+	/*
+	 * TDs on the one simulated module (1..SIM_MAX_TDS), each a struct
+	 * sim of this configuration with its own engine MMU, host, guest
+	 * and vCPUs, sharing host memory and the module's PAMT
+	 * (sim_create_tds()).  Host memory is sized for all of them.
+	 */
+	unsigned int nr_tds;
 	uint64_t guest_bytes;   /* guest memory, a multiple of 2 MiB */
 	double private_pct;     /* share of guest memory private at start */
 	double convert_pct;     /* share of guest operations that convert */
@@ -132,6 +140,15 @@ struct sim_config {
 	bool break_no_dirty_bit;
 };
 
+/*
+ * sim_create_tds() - the first TD (sim_create()) and cfg.nr_tds - 1 more
+ * on the same module and host memory, with seeds cfg.seed + i.  Stores
+ * them in @out[0..nr_tds).  Destroy with sim_destroy_tds().
+ */
+int sim_create_tds(const struct sim_config *cfg, struct sim **out);
+/* sim_finish() of each TD in order, then sim_destroy() in reverse. */
+void sim_destroy_tds(struct sim **tds, unsigned int n);
+
 /* The defaults of the tdpsim command. */
 void sim_config_default(struct sim_config *cfg);
 
@@ -144,7 +161,16 @@ struct sim {
 	uint64_t nr_regions;
 	struct sim_stats stats;
 	struct sim_report report;
-	struct host_mem mem;
+	/*
+	 * This TD's number on the module and its owner tag (number + 1) in
+	 * the PAMT and on host pages.  Immutable.
+	 */
+	unsigned int td;
+	uint32_t owner;
+	/* Host memory: mem_own for the first TD, the first TD's for the
+	 * others.  The pointer is immutable. */
+	struct host_mem *mem;
+	struct host_mem mem_own;
 	struct tdx_module *module;
 	struct sim_backend backend;
 	/* The callbacks the engine was created with (maybe wrapped). */

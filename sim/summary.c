@@ -94,9 +94,14 @@ static void print_header(FILE *f, const struct sim *s)
 	const struct sim_trace *t = s->cfg.trace;
 
 	if (!t) {
-		fprintf(f, "\ntdpsim summary: seed %" PRIu64 ", %u vCPUs, %"
+		char td[32] = "";
+
+		if (s->cfg.nr_tds > 1)
+			snprintf(td, sizeof(td), " (TD %u of %u)", s->td,
+				 s->cfg.nr_tds);
+		fprintf(f, "\ntdpsim summary%s: seed %" PRIu64 ", %u vCPUs, %"
 			PRIu64 " MiB guest (%.0f%% private at boot), huge "
-			"pages %s, %.1f s\n\n", s->cfg.seed, s->cfg.nr_vcpus,
+			"pages %s, %.1f s\n\n", td, s->cfg.seed, s->cfg.nr_vcpus,
 			s->cfg.guest_bytes >> 20, s->cfg.private_pct,
 			s->cfg.huge ? "on" : "off", s->elapsed);
 		return;
@@ -367,6 +372,8 @@ static struct json_object *config_json(const struct sim *s)
 	json_object_object_add(o, "duration_s",
 			       json_object_new_double(s->cfg.duration));
 	add_u64(o, "seed", s->cfg.seed);
+	add_u64(o, "tds", s->cfg.nr_tds);
+	add_u64(o, "td", s->td);
 	add_u64(o, "image_pages", s->cfg.image_pages);
 	add_u64(o, "mmio_pages", s->cfg.mmio_pages);
 	json_object_object_add(o, "migrate",
@@ -487,14 +494,13 @@ static struct json_object *migration_rounds_json(const struct sim *s)
 	return a;
 }
 
-int sim_write_json(struct sim *s, const char *path)
+static struct json_object *summary_json(struct sim *s)
 {
 	struct json_object *root = json_object_new_object();
 	struct json_object *calls = json_object_new_object();
 	struct json_object *viol = json_object_new_object();
 	uint64_t total = sim_report_total(&s->report);
 	struct sim_stats st;
-	int ret;
 
 	sim_stats_snapshot(&s->stats, &st);
 	json_object_object_add(root, "config", config_json(s));
@@ -526,7 +532,35 @@ int sim_write_json(struct sim *s, const char *path)
 			sim_report_count(&s->report, k));
 	json_object_object_add(root, "violations", viol);
 	json_object_object_add(root, "passed", json_object_new_boolean(!total));
-	ret = json_object_to_file_ext(path, root, JSON_C_TO_STRING_PRETTY);
+	return root;
+}
+
+static int write_json(struct json_object *root, const char *path)
+{
+	int ret = json_object_to_file_ext(path, root, JSON_C_TO_STRING_PRETTY);
+
 	json_object_put(root);
 	return ret ? -EIO : 0;
+}
+
+int sim_write_json(struct sim *s, const char *path)
+{
+	return write_json(summary_json(s), path);
+}
+
+int sim_write_json_tds(struct sim **tds, unsigned int n, const char *path)
+{
+	struct json_object *root = json_object_new_object();
+	struct json_object *each = json_object_new_array();
+	uint64_t total = 0;
+
+	for (unsigned int i = 0; i < n; i++) {
+		json_object_array_add(each, summary_json(tds[i]));
+		total += sim_report_total(&tds[i]->report);
+	}
+	add_u64(root, "tds", n);
+	json_object_object_add(root, "td", each);
+	add_u64(root, "violations", total);
+	json_object_object_add(root, "passed", json_object_new_boolean(!total));
+	return write_json(root, path);
 }

@@ -59,6 +59,10 @@ static void usage(FILE *f, const char *prog)
 "                           workload: dirty-logging rounds, then stop and\n"
 "                           copy; every page written after its last copy\n"
 "                           must have been found dirty\n"
+"  -T, --tds=N              TDs on the one simulated module, 1..%d (default\n"
+"                           %u): each with its own engine MMU, host,\n"
+"                           guest and vCPUs, all running at once, sharing\n"
+"                           host memory and the PAMT\n"
 "  -M, --mmio=N             pages of the guest's MMIO window above its\n"
 "                           memory, 0..4096 (default %u; 0: none)\n"
 "  -j, --json=FILE          also write the summary to FILE as JSON\n"
@@ -91,7 +95,8 @@ static void usage(FILE *f, const char *prog)
 		d.private_pct, d.convert_pct, d.split_pct, d.event_rate,
 		d.busy_pct,
 		d.fail_pct, d.huge ? "on" : "off", d.duration,
-		d.check_interval, d.image_pages, d.mmio_pages);
+		d.check_interval, SIM_MAX_TDS, d.nr_tds, d.image_pages,
+		d.mmio_pages);
 }
 
 static int parse_size(const char *arg, uint64_t *out)
@@ -170,7 +175,7 @@ static int apply_option(int opt, const char *arg, struct sim_config *cfg,
 	char *end;
 	int ret = 0;
 
-	if (strchr("mcSedIM", opt))
+	if (strchr("mcSedIMT", opt))
 		cl->scenario_only = opt;
 	if (strchr("PL", opt))
 		cl->replay_only = opt;
@@ -221,6 +226,15 @@ static int apply_option(int opt, const char *arg, struct sim_config *cfg,
 	case 'j':
 		cl->json = arg;
 		return 0;
+	case 'T': {
+		double tds;
+
+		ret = parse_double(arg, 1, SIM_MAX_TDS, &tds);
+		if (ret || tds != (unsigned int)tds)
+			return -EINVAL;
+		cfg->nr_tds = (unsigned int)tds;
+		return 0;
+	}
 	case 'I':
 	case 'M': {
 		double pages;
@@ -272,7 +286,8 @@ static int apply_option(int opt, const char *arg, struct sim_config *cfg,
 	X("trace-limit", required_argument, 'L')                               \
 	X("image", required_argument, 'I')                                     \
 	X("mmio", required_argument, 'M')                                      \
-	X("migrate", no_argument, 'g')
+	X("migrate", no_argument, 'g')                                        \
+	X("tds", required_argument, 'T')
 
 static enum parse_result parse_options(int argc, char **argv,
 				       struct sim_config *cfg,
@@ -364,6 +379,34 @@ static int scan_trace(const struct cmdline *cl, struct sim_config *cfg,
 	return 0;
 }
 
+/* --tds N: the TDs on one module, all at once; a summary per TD. */
+static int run_tds(const struct sim_config *cfg, const char *json)
+{
+	struct sim *tds[SIM_MAX_TDS];
+	uint64_t violations;
+	int ret = sim_create_tds(cfg, tds);
+
+	if (ret) {
+		fprintf(stderr, "tdpsim: cannot set up the simulation: %s\n",
+			strerror(-ret));
+		return 2;
+	}
+	violations = sim_run_tds(tds, cfg->nr_tds);
+	for (unsigned int i = 0; i < cfg->nr_tds; i++)
+		sim_print_summary(tds[i], stdout);
+	if (json && sim_write_json_tds(tds, cfg->nr_tds, json)) {
+		fprintf(stderr, "tdpsim: cannot write %s\n", json);
+		ret = 2;
+	}
+	sim_destroy_tds(tds, cfg->nr_tds);
+	printf("tdpsim: seed %" PRIu64 ", %u TDs, %" PRIu64 " violation%s\n",
+	       cfg->seed, cfg->nr_tds, violations,
+	       violations == 1 ? "" : "s");
+	if (ret)
+		return ret;
+	return violations ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct cmdline cl = { 0 };
@@ -390,6 +433,8 @@ int main(int argc, char **argv)
 	printf("tdpsim: seed %" PRIu64 " (rerun with --seed %" PRIu64 ")\n",
 	       cfg.seed, cfg.seed);
 	fflush(stdout);
+	if (cfg.nr_tds > 1)
+		return run_tds(&cfg, cl.json);
 	ret = sim_create(&cfg, &s);
 	if (ret) {
 		fprintf(stderr, "tdpsim: cannot set up the simulation: %s\n",

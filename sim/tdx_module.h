@@ -63,6 +63,15 @@ struct tdx_module_config {
 	uint32_t fail_ppm;       /* injected failures of SEPT.ADD/PAGE.AUG */
 	struct sim_report *report; /* host protocol errors are reported here */
 	struct sim_stats *stats;
+	/*
+	 * Several TDs on one module: NULL for the first TD, whose creation
+	 * configures the module (the PAMT over @mem's TDX-usable ranges);
+	 * each later TD shares that TD's PAMT and S-EPT storage, and must
+	 * be destroyed before it.  @owner tags the PAMT entries (and host
+	 * pages) of this TD: its number + 1.
+	 */
+	struct tdx_module *share_pamt_with;
+	uint32_t owner;
 };
 
 struct tdx_module;
@@ -129,12 +138,18 @@ int tdx_module_create(const struct tdx_module_config *cfg,
  * tdx_module_teardown() - TD teardown: every private page and S-EPT page
  * must have been removed (the host's job, through the engine); reclaims
  * the control pages, the TDR last, and returns them to host memory.
+ * With several TDs on the module, the PAMT is checked around it: this
+ * TD holds nothing afterwards and every other TD exactly what it held
+ * before (else a TDX_TD_ASSOCIATED_PAGES_EXIST or tdx_error report).
  * Returns TDX_SUCCESS, or TDX_TD_ASSOCIATED_PAGES_EXIST (reported) when
  * pages are still associated with the TD, in which case nothing is
  * reclaimed.
  */
 tdx_status_t tdx_module_teardown(struct tdx_module *mod);
 void tdx_module_destroy(struct tdx_module *mod);
+
+/* Test hook: teardown also reclaims @pfn (another TD's page). */
+void tdx_module_break_reclaim(struct tdx_module *mod, tdp_pfn_t pfn);
 
 /* Change the injection rates (for tests); takes effect at once. */
 void tdx_module_set_injection(struct tdx_module *mod, uint32_t busy_ppm,
@@ -159,6 +174,9 @@ uint64_t tdx_vp_entered_epoch(const struct tdx_module *mod, unsigned int vp);
 tdp_pfn_t tdx_tdr_pfn(const struct tdx_module *mod);
 tdp_pfn_t tdx_tdcs_pfn(const struct tdx_module *mod, int i);
 tdp_pfn_t tdx_last_reclaimed(const struct tdx_module *mod);
+
+/* PAMT entries (pages assigned to a TD) that TD @owner holds. */
+uint64_t tdx_pamt_pages_of(const struct tdx_module *mod, uint32_t owner);
 
 /* Pages associated with the TD (private pages and S-EPT pages). */
 int64_t tdx_td_child_count(const struct tdx_module *mod);

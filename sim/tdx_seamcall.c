@@ -271,7 +271,7 @@ tdx_status_t tdx_sept_add(struct tdx_module *mod, tdp_gfn_t gfn, int level,
 		__atomic_store_n(&table[i], make_entry(SEPT_FREE, 0, level - 1),
 				 __ATOMIC_RELAXED);
 	__atomic_store_n(&pamt->bepoch, 0, __ATOMIC_RELAXED);
-	pamt_set(pamt, PAMT_EPT, 0, gfn);
+	pamt_set(mod, pamt, PAMT_EPT, 0, gfn);
 	__atomic_add_fetch(&mod->child_count, 1, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&mod->sept_pages, 1, __ATOMIC_RELAXED);
 	return map_commit(&sc, SEPT_NL_MAPPED);
@@ -300,7 +300,7 @@ tdx_status_t tdx_page_aug(struct tdx_module *mod, tdp_gfn_t gfn, int level,
 		struct pamt_entry *p = pamt_of(mod, pfn + i);
 
 		__atomic_store_n(&p->bepoch, 0, __ATOMIC_RELAXED);
-		pamt_set(p, PAMT_REG, level, gfn + i);
+		pamt_set(mod, p, PAMT_REG, level, gfn + i);
 	}
 	__atomic_add_fetch(&mod->child_count, (int64_t)pages,
 			   __ATOMIC_RELAXED);
@@ -337,7 +337,7 @@ tdx_status_t tdx_page_add(struct tdx_module *mod, tdp_gfn_t gfn, tdp_pfn_t pfn,
 	 * (MAPPED), the guest does not accept it. */
 	host_page_set_tag(host_mem_page(mod->mem, pfn), host_page_tag(src));
 	__atomic_store_n(&p->bepoch, 0, __ATOMIC_RELAXED);
-	pamt_set(p, PAMT_REG, TDP_LEVEL_4K, gfn);
+	pamt_set(mod, p, PAMT_REG, TDP_LEVEL_4K, gfn);
 	__atomic_add_fetch(&mod->child_count, 1, __ATOMIC_RELAXED);
 	/* Tree lock exclusive: the measurement has one writer. */
 	mod->mrtd = tdx_mr_page_add(mod->mrtd, gfn);
@@ -540,7 +540,7 @@ tdx_status_t tdx_page_remove(struct tdx_module *mod, tdp_gfn_t gfn,
 		}
 	}
 	for (uint64_t i = 0; i < pages; i++)
-		pamt_set(pamt_of(mod, pfn + i), PAMT_NDA, 0, 0);
+		pamt_set(mod, pamt_of(mod, pfn + i), PAMT_NDA, 0, 0);
 	__atomic_sub_fetch(&mod->child_count, (int64_t)pages,
 			   __ATOMIC_RELAXED);
 	if (removed)
@@ -585,7 +585,7 @@ tdx_status_t tdx_sept_remove(struct tdx_module *mod, tdp_gfn_t gfn,
 	pamt = pamt_of(mod, child);
 	if (!pamt_trylock(pamt))
 		return seamcall_exit(&sc, TDX_OPERAND_BUSY | TDX_OPERAND_ID_R8);
-	pamt_set(pamt, PAMT_NDA, 0, 0);
+	pamt_set(mod, pamt, PAMT_NDA, 0, 0);
 	pamt_unlock(pamt);
 	__atomic_sub_fetch(&mod->child_count, 1, __ATOMIC_RELAXED);
 	__atomic_sub_fetch(&mod->sept_pages, 1, __ATOMIC_RELAXED);
@@ -649,9 +649,9 @@ tdx_status_t tdx_page_demote(struct tdx_module *mod, tdp_gfn_t gfn,
 			make_entry(child_state, pfn + i * step, child_level),
 			__ATOMIC_RELAXED);
 	for (uint64_t i = 0; i < pages; i++)
-		pamt_set(pamt_of(mod, pfn + i), PAMT_REG, child_level, gfn + i);
+		pamt_set(mod, pamt_of(mod, pfn + i), PAMT_REG, child_level, gfn + i);
 	__atomic_store_n(&pamt->bepoch, 0, __ATOMIC_RELAXED);
-	pamt_set(pamt, PAMT_EPT, 0, gfn);
+	pamt_set(mod, pamt, PAMT_EPT, 0, gfn);
 	__atomic_add_fetch(&mod->child_count, 1, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&mod->sept_pages, 1, __ATOMIC_RELAXED);
 	pamt_unlock_range(mod, pfn, pages);
@@ -759,9 +759,9 @@ tdx_status_t tdx_page_promote(struct tdx_module *mod, tdp_gfn_t gfn,
 	}
 
 	for (uint64_t i = 0; i < pages; i++)
-		pamt_set(pamt_of(mod, pfn + i), PAMT_REG, level, gfn + i);
+		pamt_set(mod, pamt_of(mod, pfn + i), PAMT_REG, level, gfn + i);
 	pamt_unlock_range(mod, pfn, pages);
-	pamt_set(pamt, PAMT_NDA, 0, 0);
+	pamt_set(mod, pamt, PAMT_NDA, 0, 0);
 	pamt_unlock(pamt);
 	__atomic_sub_fetch(&mod->child_count, 1, __ATOMIC_RELAXED);
 	__atomic_sub_fetch(&mod->sept_pages, 1, __ATOMIC_RELAXED);

@@ -528,13 +528,14 @@ enum sim_access_result sim_vcpu_access(struct sim_vcpu *v, tdp_gfn_t gpa_gfn,
 			.private  = private,
 		};
 	}
-	page = host_mem_page(&s->mem, acc->pfn);
+	page = host_mem_page(s->mem, acc->pfn);
 	if (!page) {
 		pthread_mutex_unlock(&v->tlb_lock);
 		return SIM_ACCESS_BAD_FRAME;
 	}
 	acc->page_use = host_page_use(page);
 	acc->page_gfn = host_page_gfn(page);
+	acc->page_owner = host_page_owner(page);
 	acc->old_tag = host_page_tag(page);
 	if (private)
 		acc->pamt = tdx_pamt_get(s->module, acc->pfn);

@@ -155,6 +155,7 @@ struct sim_access {
 	uint64_t old_tag;   /* the page's tag before the access */
 	uint32_t page_use;  /* enum host_page_use at access time */
 	tdp_gfn_t page_gfn; /* GFN the host page backs */
+	uint32_t page_owner; /* the host page's owner tag */
 	struct tdx_pamt_info pamt; /* private accesses: PAMT of the page */
 };
 

@@ -54,7 +54,7 @@ int fx_teardown(void **state)
 
 tdp_pfn_t fx_page(struct fixture *f, enum host_page_use use)
 {
-	tdp_pfn_t pfn = host_mem_alloc(&f->mem, HOST_POOL_TDX, use, 0);
+	tdp_pfn_t pfn = host_mem_alloc(&f->mem, 1, HOST_POOL_TDX, use, 0);
 
 	assert_int_not_equal(pfn, 0);
 	return pfn;

@@ -43,7 +43,7 @@ static void test_accept_operand(void **state)
 	bool flush;
 
 	fx_link_down_to(f, 0, 2);
-	chunk = host_mem_alloc_2m(&f->mem, HOST_POOL_TDX, HOST_PAGE_PRIVATE, 0);
+	chunk = host_mem_alloc_2m(&f->mem, 1, HOST_POOL_TDX, HOST_PAGE_PRIVATE, 0);
 	assert_int_not_equal(chunk, 0);
 	assert_int_equal(tdx_page_aug(f->mod, 0, 2, chunk, NULL), TDX_SUCCESS);
 	assert_int_equal(tdx_vp_enter(f->mod, 0, &flush), TDX_SUCCESS);
@@ -101,7 +101,7 @@ static void test_hotplug_seamcall(void **state)
 	/* Hot-added after the module was configured. */
 	assert_true(host_mem_online_hotplug(&f->mem, &start, &end));
 	assert_int_equal(end - start, 512);
-	p = host_mem_alloc(&f->mem, HOST_POOL_HOTPLUG, HOST_PAGE_PRIVATE, 0);
+	p = host_mem_alloc(&f->mem, 1, HOST_POOL_HOTPLUG, HOST_PAGE_PRIVATE, 0);
 	assert_true(p >= start && p < end);
 	assert_int_equal(tdx_pamt_get(f->mod, p).type, PAMT_RSVD);
 	fx_link_down_to(f, 0, 1);
@@ -123,7 +123,7 @@ static void test_hotplug_host(void **state)
 	base_config(&cfg);
 	s = create(&cfg);
 	g = small_region_gfn(s, 100);
-	host_mem_hotplug_range(&s->mem, &start, &end);
+	host_mem_hotplug_range(s->mem, &start, &end);
 	assert_int_not_equal(start, end);
 	/* The onlining hook: never for private use, fine otherwise. */
 	assert_int_equal(sim_host_online_hook(s, start, end, true), -EPERM);
@@ -154,7 +154,7 @@ static void test_hotplug_private_broken(void **state)
 	base_config(&cfg);
 	cfg.break_private_hotplug = true;
 	s = create(&cfg);
-	assert_true(host_mem_online_hotplug(&s->mem, &start, &end));
+	assert_true(host_mem_online_hotplug(s->mem, &start, &end));
 	g = small_region_gfn(s, 32);
 	assert_int_not_equal(sim_step_access(s, 0, g, true), 0);
 	assert_non_null(find(s, SIM_V_TDX_ERROR, TDX_OPERAND_ADDR_RANGE_ERROR,

@@ -33,7 +33,7 @@ static int teardown(void **state)
 /* A host page outside every TD holding @tag: a PAGE.ADD source. */
 static tdp_pfn_t source_page(struct fixture *f, uint64_t tag)
 {
-	tdp_pfn_t src = host_mem_alloc(&f->mem, HOST_POOL_NON_TDX,
+	tdp_pfn_t src = host_mem_alloc(&f->mem, 1, HOST_POOL_NON_TDX,
 				       HOST_PAGE_SHARED, 0);
 
 	assert_int_not_equal(src, 0);

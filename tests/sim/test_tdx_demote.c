@@ -34,7 +34,7 @@ static int teardown(void **state)
 
 static tdp_pfn_t chunk_2m(struct fixture *f)
 {
-	tdp_pfn_t pfn = host_mem_alloc_2m(&f->mem, HOST_POOL_TDX,
+	tdp_pfn_t pfn = host_mem_alloc_2m(&f->mem, 1, HOST_POOL_TDX,
 					  HOST_PAGE_PRIVATE, GFN);
 
 	assert_int_not_equal(pfn, 0);
@@ -253,7 +253,7 @@ static void test_demote_needs_tracking(void **state)
 static void test_demote_new_page(void **state)
 {
 	struct fixture *f = *state;
-	tdp_pfn_t outside = host_mem_alloc(&f->mem, HOST_POOL_NON_TDX,
+	tdp_pfn_t outside = host_mem_alloc(&f->mem, 1, HOST_POOL_NON_TDX,
 					   HOST_PAGE_SEPT, 0);
 	tdp_pfn_t table = fx_page(f, HOST_PAGE_SEPT);
 	tdp_pfn_t p = fx_page(f, HOST_PAGE_SEPT);
