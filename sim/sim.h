@@ -12,7 +12,10 @@
  *   host.c        the VMM: memory attributes, backing, fault handling,
  *                 MapGPA, host events, TLB shootdown callbacks
  *   vcpu.c        vCPUs: guest mode, TLB, hardware walks, kicks
- *   guest.c       the guest: page states, ACCEPT, conversions, accesses
+ *   guest.c       the guest: page states, its own page table, ACCEPT,
+ *                 conversions, accesses, stray reads
+ *   mmio.c        the MMIO window: MMIO SPTEs, their generation, layout
+ *   migrate.c     live migration of shared memory: dirty-log rounds
  *   layout.h      guest memory as 2 MiB regions at any GFN, the shared bit
  *   trace.c       streaming reader of page-touch traces
  *   trace_scan.c  a trace scanned and placed in guest memory, the alias rule
@@ -24,8 +27,10 @@
  *   summary.c     summary table and JSON
  *
  * Lock order (outer first): guest region lock, guest GFN stripe lock,
- * host backing lock, mmu_lock (inside libtdp), vCPU state lock, vCPU TLB
- * lock.  A vCPU in guest mode never blocks on anything but a TLB lock.
+ * MMIO window lock, host backing lock, mmu_lock (inside libtdp), vCPU
+ * state lock, vCPU TLB lock.  Several TDs (sim_create_tds()) share host
+ * memory (its allocator lock is innermost) and the module's PAMT (its
+ * try-locks never wait); nothing else is shared between them.  A vCPU in guest mode never blocks on anything but a TLB lock.
  * The replay queues (trace_replay.c) take no lock.
  */
 #ifndef SIM_SIM_H
