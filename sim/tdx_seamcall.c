@@ -705,6 +705,29 @@ static int promote_breaker(const uint64_t *child, int child_level)
 	return -1;
 }
 
+/*
+ * The only thing that breaks the promote conditions at child @breaker is
+ * the accept state: it is MAPPED where child 0 is PENDING or the reverse,
+ * on the right page, and so are all the others.
+ */
+static bool promote_only_mixed(const uint64_t *child, int child_level,
+			       int breaker)
+{
+	const uint64_t step = tdp_level_pages(child_level);
+	tdp_pfn_t pfn = sept_entry_pfn(child[0]);
+
+	if (breaker == 0)
+		return false;
+	for (int i = 0; i < TDP_SPTES_PER_TABLE; i++) {
+		int state = sept_entry_state(child[i]);
+
+		if ((state != SEPT_MAPPED && state != SEPT_PENDING) ||
+		    child[i] != make_entry(state, pfn + i * step, child_level))
+			return false;
+	}
+	return true;
+}
+
 tdx_status_t tdx_page_promote(struct tdx_module *mod, tdp_gfn_t gfn,
 			      int level, tdp_pfn_t *released,
 			      struct tdx_err_info *err)
@@ -737,11 +760,18 @@ tdx_status_t tdx_page_promote(struct tdx_module *mod, tdp_gfn_t gfn,
 				     TDX_OPERAND_BUSY | TDX_OPERAND_ID_RCX);
 	breaker = promote_breaker(child, child_level);
 	if (breaker >= 0) {
+		st = TDX_EPT_INVALID_PROMOTE_CONDITIONS | TDX_OPERAND_ID_RCX;
 		sc.err->level = child_level;
 		sc.err->state = sept_entry_state(child[breaker]);
 		children_unlock(table, child);
-		return seamcall_exit(&sc, TDX_EPT_INVALID_PROMOTE_CONDITIONS |
-						  TDX_OPERAND_ID_RCX);
+		if (!promote_only_mixed(child, child_level, breaker))
+			return seamcall_exit(&sc, st);
+		/* Pages the guest accepted next to pages it did not: the
+		 * host cannot know, so this refusal is no protocol error. */
+		entry_unlock(sc.entry, sc.old);
+		tree_unlock(&sc);
+		tdx_count_outcome(mod, sc.op, st);
+		return st;
 	}
 	state = sept_entry_state(child[0]);
 	pfn = sept_entry_pfn(child[0]);

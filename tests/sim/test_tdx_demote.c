@@ -512,6 +512,11 @@ static void test_promote_children_differ(void **state)
 	assert_status(tdx_page_promote(f->mod, GFN, 2, &released, &err),
 		      TDX_EPT_INVALID_PROMOTE_CONDITIONS);
 	assert_int_equal(err.state, SEPT_MAPPED);
+	/* Mixed accept states: refused, counted, but no protocol error (the
+	 * host cannot know which pages the guest accepted). */
+	assert_false(fx_reported(f, TDX_EPT_INVALID_PROMOTE_CONDITIONS));
+	assert_int_equal(f->stats.seamcall[SIM_SC_PAGE_PROMOTE][SIM_OUT_ERROR],
+			 1);
 	/* Child 0 blocked: not MAPPED or PENDING. */
 	assert_int_equal(tdx_range_unblock(f->mod, GFN, 2, NULL), TDX_SUCCESS);
 	assert_int_equal(tdx_page_accept(f->mod, 0, GFN, 1, NULL),
