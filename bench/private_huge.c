@@ -185,6 +185,10 @@ static void sim_bench(tdpb_state *st, void *argp)
 	cfg.progress = false;
 	cfg.print_limit = 5;
 	cfg.seed = 1;
+	/* No initial image (4 KiB PAGE.ADDs) and no MMIO window in the
+	 * region the benchmark splits and merges. */
+	cfg.image_pages = 0;
+	cfg.mmio_pages = 0;
 	if (sim_create(&cfg, &s)) {
 		tdpb_skip_with_error(st, "cannot create the simulator");
 		return;

@@ -240,7 +240,7 @@ static void release_table_page(struct sim *s, struct sim_ext_record *rec,
 			      "%s returned page %#" PRIx64
 			      " but link_table added %#" PRIx64,
 			      seamcall, released, rec->sept_pfn);
-	if (!host_mem_free(&s->mem, released))
+	if (!host_mem_free(s->mem, released))
 		sim_violation(&s->report, SIM_V_PAGE_OWNERSHIP, 0, gfn,
 			      SIM_NO_VCPU, "S-EPT page %#" PRIx64
 			      " was not allocated", released);
@@ -267,7 +267,7 @@ static int be_link_table(void *ctx, tdp_gfn_t gfn, int level,
 		map_end(s);
 		return SIM_ERR_TDX;
 	}
-	pfn = host_mem_alloc(&s->mem, HOST_POOL_TDX, HOST_PAGE_SEPT, 0);
+	pfn = host_mem_alloc(s->mem, s->owner, HOST_POOL_TDX, HOST_PAGE_SEPT, 0);
 	if (!pfn) {
 		sim_violation(&s->report, SIM_V_INCONSISTENT, 0, gfn,
 			      SIM_NO_VCPU, "host memory exhausted: no page "
@@ -278,7 +278,7 @@ static int be_link_table(void *ctx, tdp_gfn_t gfn, int level,
 	st = tdx_sept_add(s->module, gfn, level, pfn, NULL);
 	ret = status_to_errno(st);
 	if (ret) {
-		host_mem_free(&s->mem, pfn);
+		host_mem_free(s->mem, pfn);
 	} else {
 		*rec = (struct sim_ext_record){
 			.magic    = SIM_EXT_MAGIC,
@@ -299,7 +299,19 @@ static int be_set_leaf(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn)
 	map_begin(s, "set_leaf", gfn);
 	/* Every page of the leaf is the host's private page of its GFN. */
 	check_host_private_pages(s, "set_leaf", "maps", gfn, level, pfn);
-	ret = status_to_errno(tdx_page_aug(s->module, gfn, level, pfn, NULL));
+	if (s->backend.page_add_src && level != TDP_LEVEL_4K) {
+		sim_violation(&s->report, SIM_V_CONTRACT, 0, gfn, SIM_NO_VCPU,
+			      "set_leaf(level %d) of an image page: PAGE.ADD "
+			      "maps 4 KiB only", level);
+		ret = SIM_ERR_TDX;
+	} else if (s->backend.page_add_src)
+		/* TD build: the image page, copied in and measured. */
+		ret = status_to_errno(tdx_page_add(s->module, gfn, pfn,
+						   s->backend.page_add_src,
+						   NULL));
+	else
+		ret = status_to_errno(tdx_page_aug(s->module, gfn, level, pfn,
+						   NULL));
 	map_end(s);
 	return ret;
 }
@@ -416,7 +428,7 @@ static int be_demote_leaf(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn,
 		ret = status_to_errno(st);
 		goto out;
 	}
-	sept_pfn = host_mem_alloc(&s->mem, HOST_POOL_TDX, HOST_PAGE_SEPT, 0);
+	sept_pfn = host_mem_alloc(s->mem, s->owner, HOST_POOL_TDX, HOST_PAGE_SEPT, 0);
 	st = sim_backend_track(s);
 	if (st == TDX_SUCCESS && sept_pfn) {
 		demote.sept_pfn = sept_pfn;
@@ -430,7 +442,7 @@ static int be_demote_leaf(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn,
 				      SIM_NO_VCPU, "host memory exhausted: no "
 				      "page for a demoted S-EPT table");
 		else
-			host_mem_free(&s->mem, sept_pfn);
+			host_mem_free(s->mem, sept_pfn);
 		removal_call(s, &unblock);
 		ret = sept_pfn ? SIM_ERR_TDX : -ENOMEM;
 		goto out;

@@ -7,7 +7,8 @@
  *   link_table  -> SEPT.ADD with a fresh 4 KiB page from TDX-usable host
  *                  memory; the engine's backend page (ext_table) only
  *                  records which S-EPT page backs the mirror table
- *   set_leaf    -> PAGE.AUG (4 KiB or 2 MiB)
+ *   set_leaf    -> PAGE.AUG (4 KiB or 2 MiB); while the TD is built,
+ *                  PAGE.ADD of the host's source page (4 KiB)
  *   remove_leaf -> RANGE.BLOCK, TRACK, kick every vCPU, PAGE.REMOVE
  *   free_table  -> RANGE.BLOCK, TRACK, kick, SEPT.REMOVE, and the S-EPT
  *                  page goes back to host memory
@@ -56,6 +57,14 @@ struct sim_ext_record {
 
 struct sim_backend {
 	struct sim *sim;
+	/*
+	 * While the host builds the TD (host.h, sim_host_build_td()): the
+	 * source page of the image page being mapped; set_leaf then adds
+	 * it with PAGE.ADD instead of PAGE.AUG, as KVM's TDX code does with
+	 * its page_add_src.  0 otherwise.  Written only by the thread that
+	 * builds the TD, before any vCPU thread exists; read by set_leaf.
+	 */
+	tdp_pfn_t page_add_src;
 	int64_t maps_in_flight;     /* atomic: link_table/set_leaf running */
 	int64_t removals_in_flight; /* atomic: remove_leaf/free_table/
 				     * demote_leaf running */

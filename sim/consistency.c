@@ -64,7 +64,7 @@ static void check_private_gfn(struct sim *s, tdp_gfn_t gfn,
 	case GUEST_PRIVATE_ACCEPTED: {
 		tdp_pfn_t pfn = sept_entry_pfn(entry) +
 				(gfn & (tdp_level_pages(slevel) - 1));
-		struct host_page *p = host_mem_page(&s->mem, pfn);
+		struct host_page *p = host_mem_page(s->mem, pfn);
 		uint64_t want = SIM_TAG(gfn, sim_guest_version(&s->guest, gfn));
 
 		if (state != SEPT_MAPPED) {
@@ -127,7 +127,7 @@ static void check_shared_gfn(struct sim *s, tdp_gfn_t gfn,
 	if (gs == GUEST_SHARED) {
 		uint32_t version = sim_guest_version(&s->guest, gfn);
 		uint64_t want = SIM_TAG(gfn, version);
-		struct host_page *p = host_mem_page(&s->mem, backing);
+		struct host_page *p = host_mem_page(s->mem, backing);
 
 		if (backing ? host_page_tag(p) != want : version != 0)
 			QV(s, SIM_V_CORRUPTION, gfn,
@@ -144,7 +144,7 @@ static void check_backing(struct sim *s, tdp_gfn_t gfn,
 	for (int private = 0; private < 2; private++) {
 		tdp_pfn_t pfn = private ? sim_host_private_pfn(s, gfn)
 					: sim_host_shared_pfn(s, gfn);
-		struct host_page *p = host_mem_page(&s->mem, pfn);
+		struct host_page *p = host_mem_page(s->mem, pfn);
 		uint32_t want = private ? HOST_PAGE_PRIVATE : HOST_PAGE_SHARED;
 
 		if (!pfn)
@@ -159,8 +159,19 @@ static void check_backing(struct sim *s, tdp_gfn_t gfn,
 			   PRIx64, private ? "private" : "shared", pfn,
 			   p ? host_page_use_name(host_page_use(p)) : "no",
 			   p ? host_page_gfn(p) : 0);
-		if (private && tdx_pamt_get(s->module, pfn).type == PAMT_REG)
+		/* One TD's at a time: never another TD's, never free. */
+		if (p && host_page_owner(p) != s->owner)
+			QV(s, SIM_V_PAGE_OWNERSHIP, gfn,
+			   "%s backing %#" PRIx64 " of TD %u is held by %s",
+			   private ? "private" : "shared", pfn, s->td,
+			   host_page_owner(p) ? "another TD" : "nobody");
+		if (private && tdx_pamt_get(s->module, pfn).type == PAMT_REG) {
 			t->reg_pages++;
+			if (tdx_pamt_get(s->module, pfn).owner != s->owner)
+				QV(s, SIM_V_PAGE_OWNERSHIP, gfn,
+				   "the PAMT gives private page %#" PRIx64
+				   " of TD %u to another TD", pfn, s->td);
+		}
 	}
 }
 
@@ -168,6 +179,7 @@ uint64_t sim_check_quiesced(struct sim *s)
 {
 	uint64_t before = sim_report_total(&s->report);
 	struct quiesce_tally t = { 0 };
+	uint64_t in_use_private, in_use_shared, in_use_sept;
 	struct tdp_stats st;
 	uint64_t sept_tables = 0;
 
@@ -188,7 +200,10 @@ uint64_t sim_check_quiesced(struct sim *s)
 		check_shared_gfn(s, gfn, &t);
 		check_backing(s, gfn, &t);
 	}
-	sim_count(&s->stats, SIM_C_CHECK_QUIESCE_PAGES, s->nr_gfns);
+	sim_mmio_check_quiesced(s, &t.leaves[TDP_ROOT_DIRECT][TDP_LEVEL_4K],
+				&t.shared_backing);
+	sim_count(&s->stats, SIM_C_CHECK_QUIESCE_PAGES,
+		  s->nr_gfns + s->mmio.nr);
 
 	/* Counts: engine statistics, module and host memory agree. */
 	tdp_mmu_get_stats(s->mmu, &st);
@@ -225,17 +240,18 @@ uint64_t sim_check_quiesced(struct sim *s)
 		   "the TD owns %" PRId64 " pages, %" PRIu64 " private pages "
 		   "and %" PRIu64 " S-EPT pages are accounted for",
 		   tdx_td_child_count(s->module), t.reg_pages, sept_tables);
-	if (host_mem_in_use(&s->mem, HOST_PAGE_PRIVATE) != t.private_backing ||
-	    host_mem_in_use(&s->mem, HOST_PAGE_SHARED) != t.shared_backing ||
-	    (int64_t)host_mem_in_use(&s->mem, HOST_PAGE_SEPT) !=
-		    tdx_sept_pages(s->module))
+	/* This TD's pages only: other TDs may run meanwhile. */
+	in_use_private = host_mem_in_use_by(s->mem, HOST_PAGE_PRIVATE, s->owner);
+	in_use_shared = host_mem_in_use_by(s->mem, HOST_PAGE_SHARED, s->owner);
+	in_use_sept = host_mem_in_use_by(s->mem, HOST_PAGE_SEPT, s->owner);
+	if (in_use_private != t.private_backing ||
+	    in_use_shared != t.shared_backing ||
+	    (int64_t)in_use_sept != tdx_sept_pages(s->module))
 		QV(s, SIM_V_PAGE_OWNERSHIP, SIM_NO_GFN,
 		   "host memory in use (private %" PRIu64 ", shared %" PRIu64
 		   ", S-EPT %" PRIu64 ") differs from the backing (%" PRIu64
 		   ", %" PRIu64 ") and the S-EPT (%" PRId64 "): pages leaked",
-		   host_mem_in_use(&s->mem, HOST_PAGE_PRIVATE),
-		   host_mem_in_use(&s->mem, HOST_PAGE_SHARED),
-		   host_mem_in_use(&s->mem, HOST_PAGE_SEPT), t.private_backing,
+		   in_use_private, in_use_shared, in_use_sept, t.private_backing,
 		   t.shared_backing, tdx_sept_pages(s->module));
 	return sim_report_total(&s->report) - before;
 }
@@ -254,7 +270,8 @@ static void check_engine_counts(struct sim *s, const struct tdp_stats *st)
 	uint64_t fixed;
 	uint64_t spurious, retried;
 	uint64_t busy = 0, errors = 0;
-	const enum sim_seamcall maps[] = { SIM_SC_SEPT_ADD, SIM_SC_PAGE_AUG_4K,
+	const enum sim_seamcall maps[] = { SIM_SC_SEPT_ADD, SIM_SC_PAGE_ADD,
+					   SIM_SC_PAGE_AUG_4K,
 					   SIM_SC_PAGE_AUG_2M };
 
 	sim_stats_snapshot(&s->stats, &snap);
@@ -296,6 +313,10 @@ void sim_check_after_teardown(struct sim *s, const struct tdp_stats *st)
 				FV(s, SIM_V_INCONSISTENT,
 				   "engine still counts tables or leaves "
 				   "(root type %d, level %d)", type, level);
+	/* Invalidated roots too: each freed once its last user let go. */
+	if (st->roots_freed != st->roots_allocated)
+		FV(s, SIM_V_INCONSISTENT, "%" PRIu64 " roots allocated, %"
+		   PRIu64 " freed", st->roots_allocated, st->roots_freed);
 	if (tdx_td_child_count(s->module) || tdx_sept_pages(s->module))
 		FV(s, SIM_V_TDX_ERROR, "the TD still owns %" PRId64
 		   " pages (%" PRId64 " S-EPT pages): the engine did not "
@@ -307,10 +328,13 @@ void sim_check_after_teardown(struct sim *s, const struct tdp_stats *st)
 void sim_check_host_memory_free(struct sim *s)
 {
 	sim_count(&s->stats, SIM_C_CHECK_FINAL, 1);
-	for (int use = HOST_PAGE_SHARED; use < HOST_PAGE_RESERVED; use++)
-		if (host_mem_in_use(&s->mem, use))
+	/* This TD's pages: other TDs are torn down on their own. */
+	for (int use = HOST_PAGE_SHARED; use < HOST_PAGE_RESERVED; use++) {
+		uint64_t n = host_mem_in_use_by(s->mem, use, s->owner);
+
+		if (n)
 			FV(s, SIM_V_PAGE_OWNERSHIP,
-			   "%" PRIu64 " host pages still in use as %s",
-			   host_mem_in_use(&s->mem, use),
-			   host_page_use_name((uint32_t)use));
+			   "%" PRIu64 " host pages of TD %u still in use as %s",
+			   n, s->td, host_page_use_name((uint32_t)use));
+	}
 }

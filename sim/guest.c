@@ -39,6 +39,8 @@ static void boot_page(struct sim *s, uint64_t r, uint64_t i, bool shared)
 
 	s->guest.state[r * SIM_REGION_PAGES + i] =
 		shared ? GUEST_SHARED : GUEST_PRIVATE_UNACCEPTED;
+	s->guest.pte[r * SIM_REGION_PAGES + i] =
+		shared ? GUEST_PTE_SHARED : GUEST_PTE_NOT_PRESENT;
 	sim_host_set_initial_attr(s, gfn,
 				  shared ? SIM_ATTR_SHARED : SIM_ATTR_PRIVATE);
 }
@@ -89,6 +91,58 @@ static void boot_layout_trace(struct sim *s, uint32_t private_ppm)
 	}
 }
 
+/*
+ * The initial image: private pages the host PAGE.ADDs before the TD runs
+ * (host.h, sim_host_build_td()), accepted from the start and holding
+ * the image's content.
+ */
+static void boot_image(struct sim *s)
+{
+	struct sim_guest *g = &s->guest;
+
+	for (uint64_t page = 0; page < s->cfg.image_pages; page++) {
+		tdp_gfn_t gfn = sim_layout_gfn(&s->layout, page);
+
+		g->state[page] = GUEST_PRIVATE_ACCEPTED;
+		g->version[page] =
+			(uint32_t)SIM_TAG_VERSION(sim_image_tag(s->cfg.seed,
+								gfn));
+		g->image_untouched[page] = 1;
+		g->pte[page] = GUEST_PTE_PRIVATE;
+		sim_host_set_initial_attr(s, gfn, SIM_ATTR_PRIVATE);
+	}
+}
+
+int sim_guest_check_measurement(struct sim_vcpu *v)
+{
+	struct sim *s = v->sim;
+	uint64_t want = TDX_MR_INITIAL, got = 0;
+	tdx_status_t st;
+
+	for (uint64_t page = 0; page < s->cfg.image_pages; page++) {
+		tdp_gfn_t gfn = sim_layout_gfn(&s->layout, page);
+		uint64_t tag = sim_image_tag(s->cfg.seed, gfn);
+
+		want = tdx_mr_page_add(want, gfn);
+		for (unsigned int c = 0; c < TDX_MR_CHUNKS_PER_PAGE; c++)
+			want = tdx_mr_extend_record(want, gfn, c, tag);
+	}
+	if (!sim_vcpu_enter(v))
+		return -EIO;
+	st = tdx_mr_report(s->module, v->id, &got);
+	sim_count(&s->stats, SIM_C_CHECK_MEASUREMENT, 1);
+	if (st != TDX_SUCCESS || got != want) {
+		sim_violation(&s->report, SIM_V_MEASUREMENT, st, SIM_NO_GFN,
+			      (int)v->id,
+			      "the TD reports measurement %#" PRIx64 " (%s) "
+			      "but its image of %u pages gives %#" PRIx64,
+			      got, tdx_status_name(st), s->cfg.image_pages,
+			      want);
+		return -EIO;
+	}
+	return 0;
+}
+
 int sim_guest_init(struct sim *s)
 {
 	struct sim_guest *g = &s->guest;
@@ -102,7 +156,10 @@ int sim_guest_init(struct sim *s)
 	g->version = calloc(s->nr_gfns, sizeof(*g->version));
 	g->region_huge = calloc(s->nr_regions, sizeof(*g->region_huge));
 	g->region_lock = calloc(s->nr_regions, sizeof(*g->region_lock));
-	if (!g->state || !g->version || !g->region_huge || !g->region_lock)
+	g->image_untouched = calloc(s->nr_gfns, 1);
+	g->pte = calloc(s->nr_gfns, 1);
+	if (!g->state || !g->version || !g->region_huge || !g->region_lock ||
+	    !g->image_untouched || !g->pte)
 		return -ENOMEM;
 	g->convert_ppm = sim_pct_to_ppm(s->cfg.convert_pct);
 	g->split_ppm = sim_pct_to_ppm(s->cfg.split_pct);
@@ -122,6 +179,7 @@ int sim_guest_init(struct sim *s)
 		boot_layout_trace(s, private_ppm);
 	else
 		boot_layout_random(s, private_ppm);
+	boot_image(s);
 	return 0;
 }
 
@@ -139,6 +197,8 @@ void sim_guest_fini(struct sim *s)
 	free(g->version);
 	free(g->region_huge);
 	free(g->region_lock);
+	free(g->image_untouched);
+	free(g->pte);
 	/* Nothing left to destroy or free a second time. */
 	memset(g, 0, sizeof(*g));
 }
@@ -180,6 +240,16 @@ static void stripe_lock(struct sim_vcpu *v, tdp_gfn_t gfn)
 	pthread_mutex_lock(m);
 }
 
+void sim_guest_stripe_lock(struct sim_vcpu *v, tdp_gfn_t gfn)
+{
+	stripe_lock(v, gfn);
+}
+
+void sim_guest_stripe_unlock(struct sim_vcpu *v, tdp_gfn_t gfn)
+{
+	pthread_mutex_unlock(stripe_of(guest_of(v), gfn));
+}
+
 /* ---- ACCEPT -------------------------------------------------------------- */
 
 /*
@@ -197,6 +267,24 @@ static void report_fault_error(struct sim_vcpu *v, tdp_gfn_t gfn, int ret,
 			      "%s: the host's attribute of the GFN is not %s",
 			      during,
 			      (gfn & SIM_SHARED_BIT) ? "shared" : "private");
+}
+
+/*
+ * The ACCEPT operand from its named parts: the GPA and the page-size
+ * code of @level (tdx_vp.h), not the GPA alone.  cfg.break_accept_operand
+ * puts the level number where the code goes, as a guest that confuses
+ * the two would.
+ */
+static uint64_t accept_operand(const struct sim *s, tdp_gfn_t gfn, int level)
+{
+	uint64_t gpa = gfn << TDP_PAGE_SHIFT;
+	uint64_t size_code = level == TDP_LEVEL_4K ? TDX_ACCEPT_SIZE_4K
+			     : level == TDP_LEVEL_2M ? TDX_ACCEPT_SIZE_2M
+						     : TDX_ACCEPT_SIZE_1G;
+
+	if (s->cfg.break_accept_operand)
+		size_code = (uint64_t)level;
+	return gpa | size_code;
 }
 
 /*
@@ -218,7 +306,8 @@ static int accept_page(struct sim_vcpu *v, tdp_gfn_t gfn, int level)
 
 		if (sim_stop_requested(&s->run) || !sim_vcpu_enter(v))
 			return -ESHUTDOWN;
-		st = tdx_page_accept(s->module, v->id, gfn, level, &err);
+		st = tdx_page_accept_rcx(s->module, v->id,
+					 accept_operand(s, gfn, level), &err);
 		switch (tdx_status_class(st)) {
 		case TDX_SUCCESS:
 			sim_count(&s->stats, level == TDP_LEVEL_2M
@@ -246,6 +335,9 @@ static int accept_page(struct sim_vcpu *v, tdp_gfn_t gfn, int level)
 		case TDX_SIM_TD_EXIT_EPT_VIOLATION:
 			break;
 		default:
+			sim_violation(&s->report, SIM_V_ACCEPT, st, gfn,
+				      (int)v->id, "level %d ACCEPT failed: %s",
+				      level, tdx_status_name(st));
 			return -EINVAL;
 		}
 
@@ -297,6 +389,9 @@ static int try_accept_one(struct sim_vcpu *v, tdp_gfn_t *gfn, tdp_gfn_t end,
 	for (uint64_t i = 0; i < pages; i++) {
 		g->state[page + i] = GUEST_PRIVATE_ACCEPTED;
 		g->version[page + i] = 0;
+		/* Mapped only now that the page is accepted. */
+		__atomic_store_n(&g->pte[page + i], GUEST_PTE_PRIVATE,
+				 __ATOMIC_RELEASE);
 	}
 	*gfn += pages;
 	return 0;
@@ -390,6 +485,14 @@ static bool check_access(struct sim_vcpu *v, tdp_gfn_t gfn, bool private,
 			      acc->pfn, host_page_use_name(acc->page_use),
 			      acc->page_gfn);
 		ok = false;
+	} else if (acc->page_owner != s->owner ||
+		   (private && acc->pamt.owner != s->owner)) {
+		sim_violation(&s->report, SIM_V_PAGE_OWNERSHIP, 0, gfn,
+			      (int)v->id,
+			      "%s access of TD %u reached pfn %#" PRIx64
+			      ", a page of %s", alias, s->td, acc->pfn,
+			      acc->page_owner ? "another TD" : "nobody");
+		ok = false;
 	} else if (private &&
 		   (acc->pamt.type != PAMT_REG || acc->pamt.gfn != gfn)) {
 		sim_violation(&s->report, SIM_V_STALE_TRANSLATION, 0, gfn,
@@ -463,6 +566,13 @@ static bool access_locked(struct sim_vcpu *v, tdp_gfn_t gfn, bool private,
 				      private ? "private" : "shared", acc->pfn);
 			return false;
 		}
+		if (res == SIM_ACCESS_MMIO) {
+			sim_violation(&s->report, SIM_V_INCONSISTENT, 0, gfn,
+				      (int)v->id,
+				      "an MMIO SPTE (%#" PRIx64 ") maps guest RAM",
+				      acc->stop_entry);
+			return false;
+		}
 		if (private && acc->level > TDP_LEVEL_4K &&
 		    (sept_entry_state(acc->stop_entry) == SEPT_BLOCKED ||
 		     sept_entry_state(acc->stop_entry) == SEPT_NL_BLOCKED)) {
@@ -533,6 +643,11 @@ int sim_guest_access(struct sim_vcpu *v, tdp_gfn_t gfn, bool write)
 	if (access_locked(v, gfn, state == GUEST_PRIVATE_ACCEPTED, &acc)) {
 		check_access(v, gfn, state == GUEST_PRIVATE_ACCEPTED, &acc,
 			     expected);
+		if (g->image_untouched[page]) {
+			/* check_access() compared it with the image. */
+			g->image_untouched[page] = 0;
+			sim_count(&v->sim->stats, SIM_C_CHECK_IMAGE, 1);
+		}
 		if (write)
 			g->version[page] =
 				(expected + 1) & SIM_TAG_VERSION_MASK;
@@ -545,6 +660,29 @@ int sim_guest_access(struct sim_vcpu *v, tdp_gfn_t gfn, bool write)
 
 /* ---- conversions --------------------------------------------------------- */
 
+/*
+ * Set the guest's page-table entries of [gfn, gfn + n) (one region) to
+ * @pte, with the guest's TLB shootdown after unmapping; @skip leaves
+ * them alone (a guest that does not close its mapping).
+ */
+static void set_ptes(struct sim_vcpu *v, tdp_gfn_t gfn, uint64_t n,
+		     enum guest_pte pte, bool skip)
+{
+	struct sim_guest *g = guest_of(v);
+	uint64_t page = page_of(g, gfn);
+
+	if (skip)
+		return;
+	for (uint64_t i = 0; i < n; i++)
+		__atomic_store_n(&g->pte[page + i], (uint8_t)pte,
+				 __ATOMIC_RELEASE);
+	if (pte == GUEST_PTE_NOT_PRESENT) {
+		/* Other vCPUs' accesses in flight end first. */
+		sim_vcpu_exit(v);
+		sim_vcpus_guest_tlb_barrier(v->sim);
+	}
+}
+
 /* MapGPA of [gfn, gfn + n) with the region's lock held for write. */
 static int convert_locked(struct sim_vcpu *v, tdp_gfn_t gfn, uint64_t n,
 			  bool to_private)
@@ -554,11 +692,20 @@ static int convert_locked(struct sim_vcpu *v, tdp_gfn_t gfn, uint64_t n,
 	uint64_t page;
 	int ret;
 
+	/* The window opens: the page leaves the guest's page table (and
+	 * every vCPU's TLB) before it changes alias. */
+	set_ptes(v, gfn, n, GUEST_PTE_NOT_PRESENT,
+		 s->cfg.break_conversion_window && !to_private);
 	/* TDVMCALL<MapGPA>: a TD exit; the host converts and zaps. */
 	sim_vcpu_exit(v);
 	ret = sim_host_map_gpa(s, gfn, n, to_private);
 	if (ret)
 		return ret;
+	if (s->cfg.break_conversion_window && to_private)
+		/* Mapped private before the ACCEPT. */
+		set_ptes(v, gfn, n, GUEST_PTE_PRIVATE, false);
+	if (s->cfg.window_hook)
+		s->cfg.window_hook(s, gfn, n, to_private, s->cfg.wrap_arg);
 	sim_count(&s->stats, to_private ? SIM_C_CONV_TO_PRIVATE
 					: SIM_C_CONV_TO_SHARED, 1);
 	sim_count(&s->stats, to_private ? SIM_C_CONV_TO_PRIVATE_PAGES
@@ -569,8 +716,12 @@ static int convert_locked(struct sim_vcpu *v, tdp_gfn_t gfn, uint64_t n,
 		g->state[page + i] = to_private ? GUEST_PRIVATE_UNACCEPTED
 						: GUEST_SHARED;
 		g->version[page + i] = 0;
+		g->image_untouched[page + i] = 0;
 	}
-	/* Shared to private is complete only once the guest accepted. */
+	/* The window closes: shared pages are mapped at once, private ones
+	 * as they are accepted. */
+	if (!to_private)
+		set_ptes(v, gfn, n, GUEST_PTE_SHARED, false);
 	return to_private ? accept_range(v, gfn, n) : 0;
 }
 
@@ -622,6 +773,65 @@ static void convert_random(struct sim_vcpu *v, uint64_t region)
 	region_unlock(v, region);
 }
 
+/* ---- stray reads (load_unaligned_zeropad) -------------------------------- */
+
+enum sim_access_result sim_guest_stray_read(struct sim_vcpu *v, tdp_gfn_t gfn)
+{
+	struct sim *s = v->sim;
+	struct sim_guest *g = guest_of(v);
+	struct sim_access acc = { .guest_pte = &g->pte[page_of(g, gfn)] };
+	enum sim_access_result res;
+	const char *alias;
+	int state;
+
+	if (!sim_vcpu_enter(v))
+		return SIM_ACCESS_GUEST_PF;
+	res = sim_vcpu_access(v, gfn, &acc);
+	sim_count(&s->stats, SIM_C_STRAY_READS, 1);
+	alias = acc.pte_seen == GUEST_PTE_SHARED ? "shared" : "private";
+	switch (res) {
+	case SIM_ACCESS_GUEST_PF:
+		/* The #PF fixup zero-pads the read: clean. */
+		sim_count(&s->stats, SIM_C_STRAY_NOT_PRESENT, 1);
+		break;
+	case SIM_ACCESS_OK:
+		if (acc.page_use != (acc.pte_seen == GUEST_PTE_SHARED
+					     ? HOST_PAGE_SHARED
+					     : HOST_PAGE_PRIVATE) ||
+		    acc.page_gfn != gfn)
+			sim_violation(&s->report, SIM_V_CONVERSION, 0, gfn,
+				      (int)v->id,
+				      "stray read through the %s alias reached "
+				      "a %s page (gfn %#" PRIx64 "): the wrong "
+				      "alias", alias,
+				      host_page_use_name(acc.page_use),
+				      acc.page_gfn);
+		break;
+	case SIM_ACCESS_EPT_VIOLATION:
+		state = sept_entry_state(acc.stop_entry);
+		sim_count(&s->stats, SIM_C_STRAY_FAULTED, 1);
+		/* Shared: the host maps it.  Private: a blocked entry is a
+		 * demote or promote in flight; anything else means the guest
+		 * maps a page that is not (or no longer) accepted. */
+		if (acc.pte_seen == GUEST_PTE_PRIVATE &&
+		    state != SEPT_BLOCKED && state != SEPT_NL_BLOCKED &&
+		    state != SEPT_PENDING_BLOCKED)
+			sim_violation(&s->report, SIM_V_CONVERSION, 0, gfn,
+				      (int)v->id,
+				      "stray read through the private alias "
+				      "touched an unaccepted page (S-EPT level "
+				      "%d %s)", acc.level,
+				      sept_state_name(state));
+		break;
+	default:
+		sim_violation(&s->report, SIM_V_CONVERSION, 0, gfn, (int)v->id,
+			      "stray read through the %s alias: access "
+			      "result %d", alias, (int)res);
+		break;
+	}
+	return res;
+}
+
 /* ---- the guest's workload ------------------------------------------------ */
 
 static tdp_gfn_t pick_gfn(struct sim_vcpu *v)
@@ -652,6 +862,17 @@ void sim_guest_step(struct sim_vcpu *v)
 		convert_random(v, region_of(g, gfn));
 		return;
 	}
+	/* One in 128 is a stray read into the next page. */
+	if ((gfn & 127) == 126 && sim_layout_contains(g->layout, gfn + 1)) {
+		sim_guest_stray_read(v, gfn + 1);
+		return;
+	}
+	/* One operation in 64 touches a page of the MMIO window. */
+	if (v->sim->mmio.nr && (gfn & 63) == 63) {
+		sim_mmio_access(v, (unsigned int)(gfn / 64 % v->sim->mmio.nr),
+				sim_rng_below(&v->rng, 100) < 40);
+		return;
+	}
 	sim_guest_access(v, gfn, sim_rng_below(&v->rng, 100) < 40);
 }
 
@@ -659,8 +880,14 @@ void sim_guest_step(struct sim_vcpu *v)
 
 void sim_guest_offline(struct sim *s, uint64_t first, uint64_t nr)
 {
-	for (uint64_t r = first; r < first + nr; r++)
+	for (uint64_t r = first; r < first + nr; r++) {
 		pthread_rwlock_wrlock(&s->guest.region_lock[r]);
+		for (uint64_t i = 0; i < SIM_REGION_PAGES; i++)
+			__atomic_store_n(&s->guest.pte[r * SIM_REGION_PAGES + i],
+					 GUEST_PTE_NOT_PRESENT,
+					 __ATOMIC_RELEASE);
+	}
+	sim_vcpus_guest_tlb_barrier(s);
 }
 
 void sim_guest_online(struct sim *s, uint64_t first, uint64_t nr)
@@ -672,6 +899,7 @@ void sim_guest_online(struct sim *s, uint64_t first, uint64_t nr)
 			g->state[r * SIM_REGION_PAGES + i] =
 				GUEST_PRIVATE_UNACCEPTED;
 			g->version[r * SIM_REGION_PAGES + i] = 0;
+			g->image_untouched[r * SIM_REGION_PAGES + i] = 0;
 		}
 		pthread_rwlock_unlock(&g->region_lock[r]);
 	}

@@ -49,6 +49,17 @@ enum guest_page_state {
 	GUEST_SHARED,
 };
 
+/*
+ * The guest's own mapping of a page (its direct map): not present while
+ * the page is unaccepted or converting, else through the private or the
+ * shared alias.
+ */
+enum guest_pte {
+	GUEST_PTE_NOT_PRESENT = 0,
+	GUEST_PTE_PRIVATE = 1,
+	GUEST_PTE_SHARED = 2,
+};
+
 #define GUEST_STRIPES 1024
 
 /* Per-page arrays are indexed by dense page number, per-region arrays by
@@ -57,6 +68,20 @@ struct sim_guest {
 	const struct sim_layout *layout; /* immutable */
 	uint8_t *state;       /* enum guest_page_state; region lock */
 	uint32_t *version;    /* expected version; see the lock rule above */
+	/*
+	 * Pages of the initial image not touched yet (TD build): their
+	 * first access is counted as the image check.  Cleared under the
+	 * region lock for write, or under the GFN's stripe lock with the
+	 * region lock for read.
+	 */
+	uint8_t *image_untouched;
+	/*
+	 * Per page, enum guest_pte, atomic: written with the region lock
+	 * held for write; a store of NOT_PRESENT is followed by
+	 * sim_vcpus_guest_tlb_barrier() before the page changes alias.
+	 * Read locklessly by stray reads, under the reader's TLB lock.
+	 */
+	uint8_t *pte;
 	bool *region_huge;    /* immutable */
 	pthread_rwlock_t *region_lock;
 	pthread_mutex_t stripe[GUEST_STRIPES];
@@ -70,6 +95,32 @@ struct sim_guest {
 /* Lay out the guest's memory and the host's matching attributes. */
 int sim_guest_init(struct sim *s);
 void sim_guest_fini(struct sim *s);
+
+/*
+ * The guest's check of its measurement (TDG.MR.REPORT) against the one it
+ * computes itself from its image: every image page PAGE.ADDed in order,
+ * each followed by its 16 MR.EXTEND records.  A mismatch is a
+ * SIM_V_MEASUREMENT violation.  Enters guest mode; returns 0 or -EIO.
+ */
+int sim_guest_check_measurement(struct sim_vcpu *v);
+
+/*
+ * The lock of @gfn's version stripe, taken as a vCPU takes guest locks
+ * (try first; leave guest mode before blocking).
+ */
+void sim_guest_stripe_lock(struct sim_vcpu *v, tdp_gfn_t gfn);
+void sim_guest_stripe_unlock(struct sim_vcpu *v, tdp_gfn_t gfn);
+
+/*
+ * A stray read of @gfn from vCPU @v, as load_unaligned_zeropad() makes
+ * one across a page boundary: no guest lock, through whatever the
+ * guest's page table says.  A not-present entry is a #PF the guest
+ * fixes up (the clean outcome inside a conversion window); a present
+ * one must read through the alias the page is in, and a private one
+ * must reach an accepted page, else a conversion violation.  Enters
+ * guest mode.  Returns the access result.
+ */
+enum sim_access_result sim_guest_stray_read(struct sim_vcpu *v, tdp_gfn_t gfn);
 
 /* One random guest operation on vCPU @v (which is in guest mode). */
 void sim_guest_step(struct sim_vcpu *v);

@@ -115,13 +115,55 @@ static void host_flush_all(void *ctx)
 	sim_tlb_shoot_down(s, 0, 0, true);
 }
 
+/* A zap removed a direct leaf whose dirty bit was set. */
+static void host_mark_dirty(void *ctx, tdp_gfn_t gfn, uint64_t nr_pages)
+{
+	struct sim *s = ctx;
+
+	sim_migrate_mark(s, gfn & ~SIM_SHARED_BIT, nr_pages);
+}
+
 void sim_host_ops_init(struct sim *s, struct tdp_host_ops *ops)
 {
 	*ops = (struct tdp_host_ops){
 		.flush_range = host_flush_range,
 		.flush_all   = host_flush_all,
+		.mark_dirty  = host_mark_dirty,
 		.ctx         = s,
 	};
+}
+
+uint64_t sim_host_read_page(struct sim *s, tdp_pfn_t pfn)
+{
+	struct tdx_pamt_info pamt = tdx_pamt_get(s->module, pfn);
+
+	if (pamt.type == PAMT_CTL || pamt.type == PAMT_EPT ||
+	    pamt.type == PAMT_REG) {
+		sim_violation(&s->report, SIM_V_PAGE_OWNERSHIP, 0, SIM_NO_GFN,
+			      SIM_NO_VCPU, "the host reads page %#" PRIx64
+			      ", a %s page of the TD", pfn,
+			      pamt.type == PAMT_CTL   ? "control"
+			      : pamt.type == PAMT_EPT ? "S-EPT"
+						      : "private");
+		return SIM_TAG_POISON;
+	}
+	return host_page_tag(host_mem_page(s->mem, pfn));
+}
+
+bool sim_host_read_shared(struct sim *s, tdp_gfn_t gfn, uint64_t *tag)
+{
+	uint64_t region = region_of(s, gfn);
+	bool shared;
+
+	pthread_mutex_lock(&s->host.backing_lock[region]);
+	shared = sim_host_attr(&s->host, gfn) == SIM_ATTR_SHARED;
+	if (shared) {
+		tdp_pfn_t pfn = backing_read(s, gfn, false);
+
+		*tag = pfn ? sim_host_read_page(s, pfn) : SIM_TAG(gfn, 0);
+	}
+	pthread_mutex_unlock(&s->host.backing_lock[region]);
+	return shared;
 }
 
 /* ---- backing ------------------------------------------------------------- */
@@ -174,6 +216,14 @@ static bool region_backing_is(struct sim *s, uint64_t region, bool private,
 	return true;
 }
 
+static bool in_hotplug(struct sim *s, tdp_pfn_t pfn)
+{
+	tdp_pfn_t start, end;
+
+	host_mem_hotplug_range(s->mem, &start, &end);
+	return pfn >= start && pfn < end;
+}
+
 /*
  * Find or allocate the frame backing @gfn's alias, with the region's
  * backing lock held.  Returns 0 with the frame and the largest level the
@@ -190,6 +240,8 @@ static int resolve_backing(struct sim *s, tdp_gfn_t gfn, bool private,
 	enum host_pool pool = !private ? HOST_POOL_ANY
 			      : s->cfg.break_private_outside_tdx
 				      ? HOST_POOL_NON_TDX
+			      : s->cfg.break_private_hotplug
+				      ? HOST_POOL_HOTPLUG
 				      : HOST_POOL_TDX;
 	bool huge_ok;
 	int ret = 0;
@@ -203,7 +255,7 @@ static int resolve_backing(struct sim *s, tdp_gfn_t gfn, bool private,
 		  region_attr_uniform(s, region, a);
 	if (!backing_read(s, gfn, private) && huge_ok &&
 	    region_backing_is(s, region, private, false)) {
-		tdp_pfn_t chunk = host_mem_alloc_2m(&s->mem, pool, use, base);
+		tdp_pfn_t chunk = host_mem_alloc_2m(s->mem, s->owner, pool, use, base);
 
 		if (chunk) {
 			for (uint64_t i = 0; i < SIM_REGION_PAGES; i++)
@@ -214,7 +266,7 @@ static int resolve_backing(struct sim *s, tdp_gfn_t gfn, bool private,
 		}
 	}
 	if (!backing_read(s, gfn, private)) {
-		tdp_pfn_t p = host_mem_alloc(&s->mem, pool, use, gfn);
+		tdp_pfn_t p = host_mem_alloc(s->mem, s->owner, pool, use, gfn);
 
 		if (!p) {
 			sim_violation(&s->report, SIM_V_INCONSISTENT, 0, gfn,
@@ -223,6 +275,8 @@ static int resolve_backing(struct sim *s, tdp_gfn_t gfn, bool private,
 			goto out;
 		}
 		backing_write(s, gfn, private, p);
+		if (!private && in_hotplug(s, p))
+			sim_count(&s->stats, SIM_C_HOTADD_SHARED_PAGES, 1);
 	}
 	*pfn = backing_read(s, gfn, private);
 	*max_level = huge_ok && region_backing_is(s, region, private, true)
@@ -239,8 +293,8 @@ out:
  * still owns is kept (leaked): handing it out again would hide the bug.
  * The caller holds the region's backing lock.
  */
-static void free_backing_page(struct sim *s, tdp_gfn_t gfn, bool private,
-			      tdp_pfn_t pfn)
+void sim_host_free_page(struct sim *s, tdp_gfn_t gfn, bool private,
+			tdp_pfn_t pfn)
 {
 	const struct tdp_spte_format *fmt = tdp_mmu_format(s->mmu);
 	struct tdx_pamt_info pamt = tdx_pamt_get(s->module, pfn);
@@ -281,7 +335,7 @@ static void free_backing_page(struct sim *s, tdp_gfn_t gfn, bool private,
 			      "host page %#" PRIx64 " freed while the %s "
 			      "tree still maps gfn %#" PRIx64 " to it",
 			      pfn, private ? "mirror" : "direct", gfn);
-	if (!host_mem_free(&s->mem, pfn))
+	if (!host_mem_free(s->mem, pfn))
 		sim_violation(&s->report, SIM_V_PAGE_OWNERSHIP, 0, gfn,
 			      SIM_NO_VCPU, "host page %#" PRIx64
 			      " freed twice", pfn);
@@ -295,12 +349,12 @@ static void discard_backing(struct sim *s, tdp_gfn_t gfn, bool private)
 	if (!pfn)
 		return;
 	backing_write(s, gfn, private, 0);
-	free_backing_page(s, gfn, private, pfn);
+	sim_host_free_page(s, gfn, private, pfn);
 }
 
 /* ---- faults -------------------------------------------------------------- */
 
-static void count_fault(struct sim *s, bool private, int ret)
+void sim_host_count_fault(struct sim *s, bool private, int ret)
 {
 	static const enum sim_counter by_outcome[2][4] = {
 		{ SIM_C_FAULT_SHARED_FIXED, SIM_C_FAULT_SHARED_SPURIOUS,
@@ -347,7 +401,7 @@ int sim_host_fault(struct sim *s, struct tdp_vcpu *ctx, int vcpu,
 	sim_host_in_fault = true;
 	ret = tdp_map(ctx, &f);
 	sim_host_in_fault = false;
-	count_fault(s, private, ret);
+	sim_host_count_fault(s, private, ret);
 	if (ret < 0 && ret != SIM_ERR_INJECTED && ret != SIM_ERR_TDX) {
 		sim_violation(&s->report, SIM_V_ENGINE_ERROR, 0, gfn, vcpu,
 			      "tdp_map(%s gfn, pfn %#" PRIx64 ", max level %d)"
@@ -407,6 +461,8 @@ int sim_host_map_gpa(struct sim *s, tdp_gfn_t gfn, uint64_t n,
 	for (tdp_gfn_t g = gfn; g < end; g++)
 		attr_write(s, g, to_private ? SIM_ATTR_PRIVATE
 					    : SIM_ATTR_SHARED);
+	/* The shared content changes without a write the log can see. */
+	sim_migrate_mark(s, gfn, n);
 	if (to_private) {
 		ret = tdp_zap_convert_to_private(s->mmu, gfn, end);
 		sim_count(&s->stats, SIM_C_ZAP_TO_PRIVATE, 1);
@@ -449,15 +505,14 @@ void sim_host_unmap_shared(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 
 			if (!old)
 				continue;
-			new_pfn = host_mem_alloc(&s->mem, HOST_POOL_ANY,
+			new_pfn = host_mem_alloc(s->mem, s->owner, HOST_POOL_ANY,
 						 HOST_PAGE_SHARED, g);
 			if (!new_pfn)
 				continue;
-			host_page_set_tag(host_mem_page(&s->mem, new_pfn),
-					  host_page_tag(host_mem_page(&s->mem,
-								      old)));
+			host_page_set_tag(host_mem_page(s->mem, new_pfn),
+					  sim_host_read_page(s, old));
 			backing_write(s, g, false, new_pfn);
-			free_backing_page(s, g, false, old);
+			sim_host_free_page(s, g, false, old);
 			sim_count(&s->stats, SIM_C_EVENT_PAGES_MIGRATED, 1);
 		}
 	}
@@ -486,6 +541,7 @@ void sim_host_slot_delete(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 			/* The re-created slot starts private, as at boot. */
 			attr_write(s, g, SIM_ATTR_PRIVATE);
 		}
+		sim_migrate_mark(s, gfn, n);
 	}
 	backing_unlock_range(s, gfn, end);
 	engine_ok(s, tdp_invalidate_end(s->mmu, gfn, end),
@@ -529,4 +585,151 @@ void sim_host_release_all(struct sim *s)
 		discard_backing(s, g, false);
 		pthread_mutex_unlock(&s->host.backing_lock[region]);
 	}
+}
+
+/* ---- memory hot-add ------------------------------------------------------ */
+
+int sim_host_online_hook(struct sim *s, tdp_pfn_t start, tdp_pfn_t end,
+			 bool private_use)
+{
+	if (private_use && !host_mem_tdx_usable(s->mem, start, end - start)) {
+		sim_count(&s->stats, SIM_C_HOTADD_REFUSED, 1);
+		return -EPERM;
+	}
+	return 0;
+}
+
+void sim_host_hot_add(struct sim *s)
+{
+	tdp_pfn_t start, end;
+
+	host_mem_hotplug_range(s->mem, &start, &end);
+	if (start == end || s->host.hot_added)
+		return;
+	s->host.hot_added = true;
+	/* Asked first for private use: refused, it is not in the list of
+	 * TDX-usable memory the module was configured with. */
+	if (!sim_host_online_hook(s, start, end, true))
+		sim_violation(&s->report, SIM_V_PAGE_OWNERSHIP, 0, SIM_NO_GFN,
+			      SIM_NO_VCPU, "the onlining hook accepted "
+			      "hot-added memory [%#" PRIx64 ", %#" PRIx64
+			      ") for private use", start, end);
+	if (!sim_host_online_hook(s, start, end, false) &&
+	    host_mem_online_hotplug(s->mem, &start, &end))
+		sim_count(&s->stats, SIM_C_HOTADD_ONLINED, end - start);
+}
+
+/* ---- root invalidation --------------------------------------------------- */
+
+void sim_host_invalidate_root(struct sim *s)
+{
+	tdp_pfn_t old = 0;
+	tdp_gfn_t gfn = 0;
+	int level, holder;
+
+	sim_count(&s->stats, SIM_C_EVENT_ROOT_INVALIDATE, 1);
+	/* The host's own context holds the current root until its next
+	 * fault: the old root's frame stays the old root's. */
+	if (!engine_ok(s, tdp_vcpu_load_root(s->host.ctx, TDP_ALIAS_SHARED,
+					     &old, &level),
+		       "tdp_vcpu_load_root", SIM_NO_GFN) ||
+	    !engine_ok(s, tdp_mmu_invalidate_roots(s->mmu, TDP_ALIAS_SHARED),
+		       "tdp_mmu_invalidate_roots", SIM_NO_GFN) ||
+	    !engine_ok(s, tdp_mmu_zap_invalidated_roots(s->mmu),
+		       "tdp_mmu_zap_invalidated_roots", SIM_NO_GFN))
+		return;
+	sim_count(&s->stats, SIM_C_CHECK_ROOT_ZAP, 1);
+	holder = sim_tlb_find_by_root(s, old, &gfn);
+	if (holder >= 0)
+		sim_violation(&s->report, SIM_V_STALE_TRANSLATION, 0,
+			      gfn & ~SIM_SHARED_BIT, holder,
+			      "the vCPU's TLB still translates shared gfn %#"
+			      PRIx64 " through the invalidated root %#" PRIx64
+			      " after tdp_mmu_zap_invalidated_roots()",
+			      gfn & ~SIM_SHARED_BIT, old);
+}
+
+/* ---- TD build ------------------------------------------------------------ */
+
+/* Tries of one image fault or MR.EXTEND before the build gives up. */
+#define BUILD_MAX_TRIES 10000
+
+uint64_t sim_image_tag(uint64_t seed, tdp_gfn_t gfn)
+{
+	uint64_t x = tdx_mr_mix(seed, gfn);
+
+	return SIM_TAG(gfn, 1 + x % (SIM_TAG_VERSION_MASK - 1));
+}
+
+/* Map image page @gfn from a source page holding @tag (PAGE.ADD). */
+static int build_add_page(struct sim *s, tdp_gfn_t gfn, uint64_t tag)
+{
+	tdp_pfn_t src = host_mem_alloc(s->mem, s->owner, HOST_POOL_ANY,
+				       HOST_PAGE_SHARED, gfn);
+	int ret = -ENOMEM;
+
+	if (!src)
+		return ret;
+	host_page_set_tag(host_mem_page(s->mem, src), tag);
+	if (s->cfg.break_build != SIM_BUILD_AUG)
+		s->backend.page_add_src = src;
+	for (int tries = 0; tries < BUILD_MAX_TRIES; tries++) {
+		ret = sim_host_fault(s, s->host.ctx, SIM_NO_VCPU, gfn, true,
+				     TDP_LEVEL_4K);
+		if (ret != TDP_FAULT_RETRY && ret != SIM_ERR_INJECTED)
+			break;
+		sim_count(&s->stats, SIM_C_BUILD_RETRIES, 1);
+	}
+	s->backend.page_add_src = 0;
+	host_mem_free(s->mem, src);
+	if (ret == TDP_FAULT_FIXED)
+		sim_count(&s->stats, SIM_C_BUILD_IMAGE_PAGES, 1);
+	return ret == TDP_FAULT_FIXED ? 0 : -EIO;
+}
+
+/* Retry a build SEAMCALL while it is busy. */
+static tdx_status_t build_call(struct sim *s, tdp_gfn_t gfn, unsigned int chunk,
+			       bool finalize)
+{
+	tdx_status_t st = TDX_OPERAND_BUSY;
+
+	for (int tries = 0; tdx_status_is_busy(st) && tries < BUILD_MAX_TRIES;
+	     tries++) {
+		if (tries)
+			sim_count(&s->stats, SIM_C_BUILD_RETRIES, 1);
+		st = finalize ? tdx_mr_finalize(s->module)
+			      : tdx_mr_extend(s->module, gfn, chunk, NULL);
+	}
+	return st;
+}
+
+int sim_host_build_td(struct sim *s)
+{
+	unsigned int n = s->cfg.image_pages;
+	int brk = s->cfg.break_build;
+	bool finalized = false;
+
+	for (unsigned int i = 0; i < n; i++) {
+		tdp_gfn_t gfn = sim_layout_gfn(&s->layout, i);
+		uint64_t tag = sim_image_tag(s->cfg.seed, gfn);
+
+		if (brk == SIM_BUILD_ADD_AFTER_FINALIZE && i == n - 1) {
+			if (build_call(s, 0, 0, true) != TDX_SUCCESS)
+				return -EIO;
+			finalized = true;
+		}
+		if (brk == SIM_BUILD_WRONG_SOURCE && i == 0)
+			tag = SIM_TAG(gfn, SIM_TAG_VERSION(tag) + 1);
+		if (build_add_page(s, gfn, tag))
+			return -EIO;
+		if (brk == SIM_BUILD_SKIP_EXTEND && i == 0)
+			continue;
+		for (unsigned int c = 0; c < TDX_MR_CHUNKS_PER_PAGE && !finalized;
+		     c++)
+			if (build_call(s, gfn, c, false) != TDX_SUCCESS)
+				return -EIO;
+	}
+	if (!finalized && build_call(s, 0, 0, true) != TDX_SUCCESS)
+		return -EIO;
+	return 0;
 }

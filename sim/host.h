@@ -54,6 +54,8 @@ struct sim_host {
 	pthread_mutex_t *backing_lock; /* one per region (dense number) */
 	/* Engine context of the host-event thread (pre-faults). */
 	struct tdp_vcpu *ctx;
+	/* sim_host_hot_add() ran (the event thread, or a test's). */
+	bool hot_added;
 };
 
 int sim_host_init(struct sim *s);
@@ -95,6 +97,31 @@ int sim_host_fault(struct sim *s, struct tdp_vcpu *ctx, int vcpu,
 		   tdp_gfn_t fault_gfn, bool write, int accept_level);
 
 /*
+ * The host reads the content of host page @pfn (to copy it).  A page the
+ * PAMT gives to a TD (control, S-EPT or private page) is never read by
+ * the host: doing so is a page_ownership violation (and reads nothing).
+ */
+uint64_t sim_host_read_page(struct sim *s, tdp_pfn_t pfn);
+
+/*
+ * The content of @gfn's shared page (a fresh page's (gfn, 0) if none is
+ * allocated yet) in *@tag, read under the region's backing lock; false
+ * if the GFN is private.
+ */
+bool sim_host_read_shared(struct sim *s, tdp_gfn_t gfn, uint64_t *tag);
+
+/* Count one tdp_map() result of the host's (by alias and outcome). */
+void sim_host_count_fault(struct sim *s, bool private, int ret);
+
+/*
+ * Free host page @pfn that backed @gfn's alias, after checking nobody can
+ * still reach it: no live TLB entry, not the TD's in the PAMT, no tree
+ * maps it (each a violation; a page the TD owns is kept).
+ */
+void sim_host_free_page(struct sim *s, tdp_gfn_t gfn, bool private,
+			tdp_pfn_t pfn);
+
+/*
  * sim_host_map_gpa() - the guest's MapGPA of [gfn, gfn + n) (unaliased):
  * attribute change, zap of the alias that goes away, discard of its
  * backing.  The caller is outside guest mode.  Returns 0 or an engine
@@ -127,6 +154,52 @@ void sim_host_recover(struct sim *s, tdp_gfn_t gfn, uint64_t n);
  * the guest's 4 KiB ACCEPTs must have demoted.
  */
 void sim_host_prefault(struct sim *s, tdp_gfn_t gfn, uint64_t n, int level);
+
+/*
+ * TD build, before any vCPU runs: every page of the initial image
+ * (cfg.image_pages pages from the start of guest memory) is mapped
+ * through the engine's mirror root at 4 KiB with a source page the host
+ * filled with the image (set_leaf then does PAGE.ADD), measured with 16
+ * MR.EXTENDs, and the TD is finalized.  Image page i holds
+ * sim_image_tag(seed, gfn).  Returns 0, or -EIO when a step failed
+ * (reported by the module or the engine).
+ */
+enum sim_build_break {
+	SIM_BUILD_OK,
+	SIM_BUILD_AUG,                /* no source page: set_leaf AUGs */
+	SIM_BUILD_ADD_AFTER_FINALIZE, /* the last page added after FINALIZE */
+	SIM_BUILD_SKIP_EXTEND,        /* the first page is not measured */
+	SIM_BUILD_WRONG_SOURCE,       /* the first source page is wrong */
+};
+int sim_host_build_td(struct sim *s);
+
+/* The content of image page @gfn: (gfn, a non-zero version). */
+uint64_t sim_image_tag(uint64_t seed, tdp_gfn_t gfn);
+
+/*
+ * Memory hot-add (seed 001): the list of TDX-usable memory is fixed when
+ * the module is initialized.  sim_host_online_hook() is the host
+ * kernel's memory-onlining notifier: it refuses (-EPERM) to online
+ * memory outside that list for private use and lets it online for
+ * ordinary use.  sim_host_hot_add() onlines the hot-added range through
+ * it: refused for private use, then online for shared backing.  Private
+ * backing never comes from it (the module would refuse it with
+ * TDX_OPERAND_ADDR_RANGE_ERROR).
+ */
+int sim_host_online_hook(struct sim *s, tdp_pfn_t start, tdp_pfn_t end,
+			 bool private_use);
+void sim_host_hot_add(struct sim *s); /* once per TD; the first onlines */
+
+/*
+ * Root invalidation while the VM runs (a memory-slot flag change):
+ * tdp_mmu_invalidate_roots() of the direct root, then
+ * tdp_mmu_zap_invalidated_roots().  vCPUs load the new root at their
+ * next entry (or when a fault retries).  When the zap returns, no vCPU
+ * TLB may hold a translation walked through the old root (checked; the
+ * host keeps a reference to the old root across the check, so its frame
+ * cannot be reused meanwhile).
+ */
+void sim_host_invalidate_root(struct sim *s);
 
 /* After TD teardown: discard every backing page (checked). */
 void sim_host_release_all(struct sim *s);

@@ -35,20 +35,22 @@ static void add_range(struct host_mem *m, uint64_t *next, uint64_t pages,
 }
 
 int host_mem_init(struct host_mem *m, uint64_t tdx_pages,
-		  uint64_t non_tdx_pages)
+		  uint64_t non_tdx_pages, uint64_t hotplug_pages)
 {
 	uint64_t low, high, next = 0, chunks;
 
 	memset(m, 0, sizeof(*m));
 	tdx_pages = round_chunk(tdx_pages);
 	non_tdx_pages = round_chunk(non_tdx_pages);
+	hotplug_pages = round_chunk(hotplug_pages);
 	/* Two TDX-usable ranges around a one-chunk firmware hole. */
 	low = round_chunk(tdx_pages / 2);
 	high = tdx_pages - low;
 	if (!high)
 		high = HOST_CHUNK_PAGES;
 	m->base = HOST_MEM_BASE_PFN;
-	m->nr_pages = low + HOST_CHUNK_PAGES + high + non_tdx_pages;
+	m->nr_pages = low + HOST_CHUNK_PAGES + high + non_tdx_pages +
+		      hotplug_pages;
 	chunks = m->nr_pages / HOST_CHUNK_PAGES;
 
 	m->pages = calloc(m->nr_pages, sizeof(*m->pages));
@@ -66,10 +68,15 @@ int host_mem_init(struct host_mem *m, uint64_t tdx_pages,
 	add_range(m, &next, high, HOST_RANGE_TDX);
 	if (non_tdx_pages)
 		add_range(m, &next, non_tdx_pages, HOST_RANGE_NON_TDX);
+	if (hotplug_pages)
+		add_range(m, &next, hotplug_pages, HOST_RANGE_HOTPLUG);
 
 	for (uint64_t i = 0; i < m->nr_pages; i++) {
+		/* Offline hot-added memory is not free yet either. */
 		bool reserved = m->chunk_kind[i / HOST_CHUNK_PAGES] ==
-				HOST_RANGE_RESERVED;
+					HOST_RANGE_RESERVED ||
+				m->chunk_kind[i / HOST_CHUNK_PAGES] ==
+					HOST_RANGE_HOTPLUG;
 
 		m->pages[i].use = reserved ? HOST_PAGE_RESERVED
 					   : HOST_PAGE_FREE;
@@ -124,14 +131,16 @@ static bool chunk_in_pool(const struct host_mem *m, uint64_t chunk,
 	case HOST_POOL_TDX:
 		return kind == HOST_RANGE_TDX;
 	case HOST_POOL_NON_TDX:
-		return kind == HOST_RANGE_NON_TDX;
+		return kind == HOST_RANGE_NON_TDX || kind == HOST_RANGE_HOTPLUG;
+	case HOST_POOL_HOTPLUG:
+		return kind == HOST_RANGE_HOTPLUG;
 	case HOST_POOL_ANY:
 		return kind != HOST_RANGE_RESERVED;
 	}
 	return false;
 }
 
-static void claim_page(struct host_mem *m, uint64_t idx,
+static void claim_page(struct host_mem *m, uint64_t idx, uint32_t owner,
 		       enum host_page_use use, tdp_gfn_t gfn)
 {
 	struct host_page *p = &m->pages[idx];
@@ -139,6 +148,7 @@ static void claim_page(struct host_mem *m, uint64_t idx,
 	m->free_bits[idx / 64] &= ~(1ULL << (idx % 64));
 	m->chunk_free[idx / HOST_CHUNK_PAGES]--;
 	__atomic_store_n(&p->gfn, gfn, __ATOMIC_RELAXED);
+	__atomic_store_n(&p->owner, owner, __ATOMIC_RELAXED);
 	host_page_set_tag(p, SIM_TAG(gfn, 0));
 	__atomic_store_n(&p->use, (uint32_t)use, __ATOMIC_RELEASE);
 }
@@ -165,7 +175,8 @@ static int64_t find_chunk_locked(struct host_mem *m, enum host_pool pool)
 	return any;
 }
 
-static tdp_pfn_t alloc_one_locked(struct host_mem *m, enum host_pool pool,
+static tdp_pfn_t alloc_one_locked(struct host_mem *m, uint32_t owner,
+				 enum host_pool pool,
 				  enum host_page_use use, tdp_gfn_t gfn)
 {
 	int64_t c = find_chunk_locked(m, pool);
@@ -179,24 +190,31 @@ static tdp_pfn_t alloc_one_locked(struct host_mem *m, enum host_pool pool,
 		if (!m->free_bits[w])
 			continue;
 		idx = w * 64 + (uint64_t)__builtin_ctzll(m->free_bits[w]);
-		claim_page(m, idx, use, gfn);
+		claim_page(m, idx, owner, use, gfn);
 		return m->base + idx;
 	}
 	return 0;
 }
 
-tdp_pfn_t host_mem_alloc(struct host_mem *m, enum host_pool pool,
-			 enum host_page_use use, tdp_gfn_t gfn)
+tdp_pfn_t host_mem_alloc(struct host_mem *m, uint32_t owner,
+			 enum host_pool pool, enum host_page_use use,
+			 tdp_gfn_t gfn)
 {
 	tdp_pfn_t pfn;
 
 	pthread_mutex_lock(&m->lock);
 	if (pool == HOST_POOL_ANY) {
-		pfn = alloc_one_locked(m, HOST_POOL_NON_TDX, use, gfn);
+		/* Hot-added memory first once it is online: it is there
+		 * for ordinary use. */
+		pfn = m->hotplug_online
+			      ? alloc_one_locked(m, owner, HOST_POOL_HOTPLUG, use, gfn)
+			      : 0;
 		if (!pfn)
-			pfn = alloc_one_locked(m, HOST_POOL_TDX, use, gfn);
+			pfn = alloc_one_locked(m, owner, HOST_POOL_NON_TDX, use, gfn);
+		if (!pfn)
+			pfn = alloc_one_locked(m, owner, HOST_POOL_TDX, use, gfn);
 	} else {
-		pfn = alloc_one_locked(m, pool, use, gfn);
+		pfn = alloc_one_locked(m, owner, pool, use, gfn);
 	}
 	pthread_mutex_unlock(&m->lock);
 	if (pfn)
@@ -204,7 +222,8 @@ tdp_pfn_t host_mem_alloc(struct host_mem *m, enum host_pool pool,
 	return pfn;
 }
 
-static tdp_pfn_t alloc_2m_locked(struct host_mem *m, enum host_pool pool,
+static tdp_pfn_t alloc_2m_locked(struct host_mem *m, uint32_t owner,
+				 enum host_pool pool,
 				 enum host_page_use use, tdp_gfn_t gfn)
 {
 	uint64_t chunks = m->nr_pages / HOST_CHUNK_PAGES;
@@ -214,24 +233,26 @@ static tdp_pfn_t alloc_2m_locked(struct host_mem *m, enum host_pool pool,
 		    !chunk_in_pool(m, c, pool))
 			continue;
 		for (uint64_t i = 0; i < HOST_CHUNK_PAGES; i++)
-			claim_page(m, c * HOST_CHUNK_PAGES + i, use, gfn + i);
+			claim_page(m, c * HOST_CHUNK_PAGES + i, owner, use,
+				   gfn + i);
 		return m->base + c * HOST_CHUNK_PAGES;
 	}
 	return 0;
 }
 
-tdp_pfn_t host_mem_alloc_2m(struct host_mem *m, enum host_pool pool,
-			    enum host_page_use use, tdp_gfn_t gfn)
+tdp_pfn_t host_mem_alloc_2m(struct host_mem *m, uint32_t owner,
+			    enum host_pool pool, enum host_page_use use,
+			    tdp_gfn_t gfn)
 {
 	tdp_pfn_t pfn;
 
 	pthread_mutex_lock(&m->lock);
 	if (pool == HOST_POOL_ANY) {
-		pfn = alloc_2m_locked(m, HOST_POOL_NON_TDX, use, gfn);
+		pfn = alloc_2m_locked(m, owner, HOST_POOL_NON_TDX, use, gfn);
 		if (!pfn)
-			pfn = alloc_2m_locked(m, HOST_POOL_TDX, use, gfn);
+			pfn = alloc_2m_locked(m, owner, HOST_POOL_TDX, use, gfn);
 	} else {
-		pfn = alloc_2m_locked(m, pool, use, gfn);
+		pfn = alloc_2m_locked(m, owner, pool, use, gfn);
 	}
 	pthread_mutex_unlock(&m->lock);
 	if (pfn)
@@ -257,6 +278,7 @@ bool host_mem_free(struct host_mem *m, tdp_pfn_t pfn)
 		return false;
 	}
 	__atomic_store_n(&p->use, (uint32_t)HOST_PAGE_FREE, __ATOMIC_RELEASE);
+	__atomic_store_n(&p->owner, 0, __ATOMIC_RELAXED);
 	host_page_set_tag(p, SIM_TAG_POISON);
 	m->free_bits[idx / 64] |= 1ULL << (idx % 64);
 	m->chunk_free[idx / HOST_CHUNK_PAGES]++;
@@ -268,6 +290,17 @@ bool host_mem_free(struct host_mem *m, tdp_pfn_t pfn)
 uint64_t host_mem_in_use(const struct host_mem *m, enum host_page_use use)
 {
 	return __atomic_load_n(&m->in_use[use], __ATOMIC_RELAXED);
+}
+
+uint64_t host_mem_in_use_by(const struct host_mem *m, enum host_page_use use,
+			    uint32_t owner)
+{
+	uint64_t n = 0;
+
+	for (uint64_t i = 0; i < m->nr_pages; i++)
+		n += host_page_use(&m->pages[i]) == (uint32_t)use &&
+		     host_page_owner(&m->pages[i]) == owner;
+	return n;
 }
 
 const char *host_page_use_name(uint32_t use)
@@ -293,6 +326,43 @@ const char *host_range_kind_name(enum host_range_kind kind)
 		return "non-TDX";
 	case HOST_RANGE_RESERVED:
 		return "reserved";
+	case HOST_RANGE_HOTPLUG:
+		return "hot-added";
 	}
 	return "?";
+}
+
+void host_mem_hotplug_range(const struct host_mem *m, tdp_pfn_t *start,
+			    tdp_pfn_t *end)
+{
+	*start = *end = 0;
+	for (int i = 0; i < m->nr_ranges; i++) {
+		if (m->ranges[i].kind == HOST_RANGE_HOTPLUG) {
+			*start = m->ranges[i].start;
+			*end = m->ranges[i].end;
+		}
+	}
+}
+
+bool host_mem_online_hotplug(struct host_mem *m, tdp_pfn_t *start,
+			     tdp_pfn_t *end)
+{
+	bool done = false;
+
+	host_mem_hotplug_range(m, start, end);
+	pthread_mutex_lock(&m->lock);
+	if (*start != *end && !m->hotplug_online) {
+		for (tdp_pfn_t pfn = *start; pfn < *end; pfn++) {
+			uint64_t i = pfn - m->base;
+
+			__atomic_store_n(&m->pages[i].use, HOST_PAGE_FREE,
+					 __ATOMIC_RELEASE);
+			m->free_bits[i / 64] |= 1ULL << (i % 64);
+			m->chunk_free[i / HOST_CHUNK_PAGES]++;
+		}
+		m->hotplug_online = true;
+		done = true;
+	}
+	pthread_mutex_unlock(&m->lock);
+	return done;
 }

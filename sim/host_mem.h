@@ -39,14 +39,19 @@ enum host_page_use {
 enum host_range_kind {
 	HOST_RANGE_TDX,      /* TDX-usable */
 	HOST_RANGE_NON_TDX,  /* ordinary memory the TDX module does not know */
+	HOST_RANGE_HOTPLUG,  /* memory hot-added after the module was
+				initialized: offline until host_mem_online(),
+				then like non-TDX memory */
 	HOST_RANGE_RESERVED, /* firmware hole */
 };
 
 /* Where an allocation may come from. */
 enum host_pool {
 	HOST_POOL_TDX,     /* TDX-usable ranges only */
-	HOST_POOL_ANY,     /* non-TDX first, then TDX-usable */
+	HOST_POOL_ANY,     /* hot-added (once online) first, then non-TDX,
+			      then TDX-usable */
 	HOST_POOL_NON_TDX, /* non-TDX only (for deliberately broken hosts) */
+	HOST_POOL_HOTPLUG, /* the hot-added range only (broken hosts) */
 };
 
 /*
@@ -66,6 +71,9 @@ enum host_pool {
 
 struct host_page {
 	uint32_t use;  /* enum host_page_use; atomic */
+	/* Who allocated it: a TD's host (its number + 1), or 0 while free;
+	 * atomic.  With several TDs a page is one TD's at a time. */
+	uint32_t owner;
 	tdp_gfn_t gfn; /* GFN backed (SHARED, PRIVATE); atomic */
 	uint64_t tag;  /* contents, see SIM_TAG; atomic */
 };
@@ -75,7 +83,7 @@ struct host_range {
 	enum host_range_kind kind;
 };
 
-#define HOST_MAX_RANGES 4
+#define HOST_MAX_RANGES 6
 #define HOST_CHUNK_PAGES 512 /* 2 MiB */
 
 struct host_mem {
@@ -94,15 +102,30 @@ struct host_mem {
 	uint64_t cursor;       /* next chunk to look at */
 
 	uint64_t in_use[HOST_PAGE_NR_USES]; /* atomic */
+	bool hotplug_online; /* protected by lock */
 };
 
 /*
  * host_mem_init() - lay out @tdx_pages of TDX-usable memory (split in two
  * ranges around a firmware hole) followed by @non_tdx_pages of non-TDX
- * memory, all rounded up to 2 MiB.  Returns 0 or -ENOMEM.
+ * memory and @hotplug_pages of memory that is hot-added later (offline
+ * until host_mem_online_hotplug()), all rounded up to 2 MiB.  Returns 0
+ * or -ENOMEM.
  */
 int host_mem_init(struct host_mem *m, uint64_t tdx_pages,
-		  uint64_t non_tdx_pages);
+		  uint64_t non_tdx_pages, uint64_t hotplug_pages);
+
+/*
+ * Bring the hot-added range online: its pages become free memory of the
+ * non-TDX pool.  Returns its first and last + 1 PFN in *@start, *@end
+ * (both 0 without one).  Once; false if already online or none.
+ */
+bool host_mem_online_hotplug(struct host_mem *m, tdp_pfn_t *start,
+			     tdp_pfn_t *end);
+
+/* The hot-added range, online or not ([0, 0) without one). */
+void host_mem_hotplug_range(const struct host_mem *m, tdp_pfn_t *start,
+			    tdp_pfn_t *end);
 void host_mem_destroy(struct host_mem *m);
 
 /* The page of @pfn, or NULL if @pfn is not host memory. */
@@ -112,20 +135,23 @@ struct host_page *host_mem_page(struct host_mem *m, tdp_pfn_t pfn);
 bool host_mem_tdx_usable(const struct host_mem *m, tdp_pfn_t pfn, uint64_t n);
 
 /*
- * host_mem_alloc() - allocate one page from @pool for @use, backing @gfn
+ * host_mem_alloc() - allocate one page from @pool for @use by @owner
+ * (a TD's number + 1), backing @gfn
  * (SIM_NO_GFN-like values are fine for table pages).  The tag is set to
  * SIM_TAG(gfn, 0).  Returns the PFN, or 0 when the pool is exhausted.
  */
-tdp_pfn_t host_mem_alloc(struct host_mem *m, enum host_pool pool,
-			 enum host_page_use use, tdp_gfn_t gfn);
+tdp_pfn_t host_mem_alloc(struct host_mem *m, uint32_t owner,
+			 enum host_pool pool, enum host_page_use use,
+			 tdp_gfn_t gfn);
 
 /*
  * host_mem_alloc_2m() - allocate a free, 2 MiB-aligned run of 512 pages
  * from @pool backing @gfn .. @gfn + 511.  Returns the first PFN, or 0 if no
  * whole chunk is free.
  */
-tdp_pfn_t host_mem_alloc_2m(struct host_mem *m, enum host_pool pool,
-			    enum host_page_use use, tdp_gfn_t gfn);
+tdp_pfn_t host_mem_alloc_2m(struct host_mem *m, uint32_t owner,
+			    enum host_pool pool, enum host_page_use use,
+			    tdp_gfn_t gfn);
 
 /*
  * host_mem_free() - return an allocated page; its tag becomes
@@ -155,6 +181,14 @@ static inline void host_page_set_tag(struct host_page *p, uint64_t tag)
 }
 
 uint64_t host_mem_in_use(const struct host_mem *m, enum host_page_use use);
+/* Pages of @use that @owner holds (a scan: for checks). */
+uint64_t host_mem_in_use_by(const struct host_mem *m, enum host_page_use use,
+			    uint32_t owner);
+
+static inline uint32_t host_page_owner(const struct host_page *p)
+{
+	return __atomic_load_n(&p->owner, __ATOMIC_ACQUIRE);
+}
 const char *host_page_use_name(uint32_t use);
 const char *host_range_kind_name(enum host_range_kind kind);
 

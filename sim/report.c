@@ -24,6 +24,9 @@ static const struct {
 	[SIM_V_ACCEPT]            = { "accept", "accept" },
 	[SIM_V_INCONSISTENT]      = { "inconsistent state", "inconsistent" },
 	[SIM_V_LIVELOCK]          = { "livelock", "livelock" },
+	[SIM_V_MEASUREMENT]       = { "measurement", "measurement" },
+	[SIM_V_DIRTY_LOG]         = { "dirty log", "dirty_log" },
+	[SIM_V_CONVERSION]        = { "conversion window", "conversion" },
 };
 
 void sim_report_init(struct sim_report *r, unsigned int print_limit)

@@ -34,6 +34,14 @@ enum sim_violation_kind {
 	SIM_V_INCONSISTENT,
 	/* An operation did not complete in bounded time. */
 	SIM_V_LIVELOCK,
+	/* The TD's measurement is not the one its image gives. */
+	SIM_V_MEASUREMENT,
+	/* Migration: a page written after its last copy was never found
+	 * dirty. */
+	SIM_V_DIRTY_LOG,
+	/* A read inside a conversion window went through the wrong alias
+	 * or reached an unaccepted private page. */
+	SIM_V_CONVERSION,
 	SIM_NR_VIOLATION_KINDS
 };
 

@@ -76,6 +76,9 @@ static void *vcpu_main(void *arg)
 
 	tdp_thread_register();
 	sim_vcpu_attach(v);
+	/* The guest's first act: check what it was built from. */
+	if (v->id == 0)
+		sim_guest_check_measurement(v);
 	while (!sim_stop_requested(&s->run)) {
 		tdp_gfn_t gfn = 0;
 		enum vcpu_turn turn;
@@ -111,11 +114,17 @@ static void run_host_event(struct sim *s, struct sim_rng *rng)
 	tdp_gfn_t end = sim_layout_run_end(&s->layout, gfn);
 	uint64_t n;
 
-	if (kind < 50) {
+	if (kind < 45) {
 		n = 1 + sim_rng_below(rng, 64);
 		if (gfn + n > end)
 			n = end - gfn;
 		sim_host_unmap_shared(s, gfn, n);
+	} else if (kind < 48) {
+		sim_host_invalidate_root(s);
+	} else if (kind < 50) {
+		if (s->mmio.nr)
+			sim_mmio_flip(s, (unsigned int)sim_rng_below(
+						 rng, s->mmio.nr));
 	} else if (kind < 60) {
 		/* A recovery pass over all guest memory, region by region. */
 		for (uint64_t r = 0; r < s->nr_regions && !sim_stop_requested(&s->run); r++)
@@ -164,6 +173,8 @@ static void *event_main(void *arg)
 			s->cfg.event_rate;
 		if (next < now - 1.0)
 			next = now;
+		/* The first event hot-adds memory; then at random. */
+		sim_host_hot_add(s);
 		run_host_event(s, &s->event_rng);
 	}
 	sim_worker_done(&s->run);
@@ -220,7 +231,8 @@ uint64_t sim_run_workload(struct sim *s)
 	s->start_time = sim_now();
 	/* A replay lasts as long as the trace. */
 	deadline = s->replay ? INFINITY : s->start_time + s->cfg.duration;
-	sim_workers_set_running(&s->run, s->vcpus.nr + (s->cfg.event_rate > 0));
+	sim_workers_set_running(&s->run, s->vcpus.nr + (s->cfg.event_rate > 0) +
+					 s->migration.enabled);
 	for (unsigned int i = 0; i < s->vcpus.nr; i++) {
 		if (pthread_create(&s->vcpus.v[i].thread, NULL, vcpu_main,
 				   &s->vcpus.v[i]))
@@ -230,7 +242,10 @@ uint64_t sim_run_workload(struct sim *s)
 	if (s->cfg.event_rate > 0 &&
 	    !pthread_create(&s->event_thread, NULL, event_main, s))
 		s->event_thread_started = true;
-	sim_workers_set_running(&s->run, started + s->event_thread_started);
+	if (sim_migrate_start(s))
+		sim_stop_request(&s->run);
+	sim_workers_set_running(&s->run, started + s->event_thread_started +
+					 s->migration.thread_started);
 	if (started < s->vcpus.nr ||
 	    (s->replay && sim_replay_start(s->replay)))
 		sim_stop_request(&s->run);
@@ -262,12 +277,15 @@ uint64_t sim_run_workload(struct sim *s)
 		pthread_join(s->vcpus.v[i].thread, NULL);
 	if (s->event_thread_started)
 		pthread_join(s->event_thread, NULL);
+	sim_migrate_join(s);
 	if (s->replay)
 		sim_replay_join(s->replay);
 	s->elapsed = sim_now() - s->start_time;
 	if (s->cfg.progress)
 		print_progress(s, true);
 	if (!s->engine_dead && !tdp_mmu_is_dead(s->mmu)) {
+		/* Stop and copy, then the destination must be the source. */
+		sim_migrate_finish(s);
 		sim_check_quiesced(s);
 		snapshot_tables(s);
 		/* Only a replay that ran to its end maps every touched page. */
@@ -276,6 +294,42 @@ uint64_t sim_run_workload(struct sim *s)
 			sim_replay_check(s);
 	}
 	return sim_report_total(&s->report);
+}
+
+static void *td_main(void *arg)
+{
+	struct sim *s = arg;
+
+	tdp_thread_register();
+	sim_run_workload(s);
+	tdp_thread_unregister();
+	return NULL;
+}
+
+uint64_t sim_run_tds(struct sim **tds, unsigned int n)
+{
+	pthread_t th[SIM_MAX_TDS];
+	unsigned int started = 0;
+	uint64_t total = 0;
+
+	/* Every TD's vCPUs, host events and checks at once. */
+	for (unsigned int i = 0; i < n; i++) {
+		if (pthread_create(&th[i], NULL, td_main, tds[i]))
+			break;
+		started++;
+	}
+	for (unsigned int i = 0; i < started; i++)
+		pthread_join(th[i], NULL);
+	/* Then each TD torn down on its own, the others still there. */
+	for (unsigned int i = 0; i < n; i++) {
+		if (i >= started)
+			sim_violation(&tds[i]->report, SIM_V_ENGINE_ERROR, 0,
+				      SIM_NO_GFN, SIM_NO_VCPU,
+				      "TD %u never ran", i);
+		sim_finish(tds[i]);
+		total += sim_report_total(&tds[i]->report);
+	}
+	return total;
 }
 
 uint64_t sim_run(struct sim *s)
@@ -322,6 +376,15 @@ int sim_step_convert(struct sim *s, unsigned int vcpu, tdp_gfn_t gfn,
 	return ret;
 }
 
+int sim_step_check_measurement(struct sim *s, unsigned int vcpu)
+{
+	struct sim_vcpu *v = step_vcpu(s, vcpu);
+	int ret = sim_guest_check_measurement(v);
+
+	step_done(s, v);
+	return ret;
+}
+
 void sim_step_host_unmap(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 {
 	sim_host_unmap_shared(s, gfn, n);
@@ -344,6 +407,36 @@ void sim_step_slot_delete(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 void sim_step_prefault(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 {
 	sim_host_prefault(s, gfn, n, TDP_LEVEL_4K);
+}
+
+int sim_step_mmio_access(struct sim *s, unsigned int vcpu, unsigned int k,
+			 bool write)
+{
+	struct sim_vcpu *v = step_vcpu(s, vcpu);
+	int ret = sim_mmio_access(v, k, write);
+
+	step_done(s, v);
+	return ret;
+}
+
+void sim_step_mmio_flip(struct sim *s, unsigned int k)
+{
+	sim_mmio_flip(s, k);
+}
+
+bool sim_step_migrate_round(struct sim *s)
+{
+	return sim_migrate_round(s);
+}
+
+uint64_t sim_step_migrate_finish(struct sim *s)
+{
+	return sim_migrate_finish(s);
+}
+
+void sim_step_invalidate_root(struct sim *s)
+{
+	sim_host_invalidate_root(s);
 }
 
 void sim_step_recover(struct sim *s, tdp_gfn_t gfn, uint64_t n)

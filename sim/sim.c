@@ -13,6 +13,7 @@ void sim_config_default(struct sim_config *cfg)
 {
 	*cfg = (struct sim_config){
 		.nr_vcpus       = 4,
+		.nr_tds         = 1,
 		.guest_bytes    = 128ULL << 20,
 		.private_pct    = 75,
 		.convert_pct    = 0.2,
@@ -25,6 +26,8 @@ void sim_config_default(struct sim_config *cfg)
 		.seed           = 1,
 		.check_interval = 2,
 		.progress       = true,
+		.image_pages    = 64,
+		.mmio_pages     = 16,
 		.print_limit    = 20,
 	};
 }
@@ -36,17 +39,20 @@ static int check_config(const struct sim_config *cfg)
 	uint64_t gfns = cfg->guest_bytes >> TDP_PAGE_SHIFT;
 	const struct sim_trace *t = cfg->trace;
 
-	if (cfg->nr_vcpus < 1 || cfg->nr_vcpus > SIM_MAX_VCPUS)
+	if (cfg->nr_vcpus < 1 || cfg->nr_vcpus > SIM_MAX_VCPUS ||
+	    cfg->nr_tds < 1 || cfg->nr_tds > SIM_MAX_TDS)
 		return -EINVAL;
 	if (t) {
 		/* A replay is the trace alone, in memory below the shared
 		 * bit. */
 		if (!t->nr_regions || cfg->convert_pct || cfg->event_rate ||
+		    cfg->migrate ||
 		    t->region_gfn[t->nr_regions - 1] + SIM_REGION_PAGES >
 			    SIM_SHARED_BIT)
 			return -EINVAL;
 	} else if (!cfg->guest_bytes || cfg->guest_bytes % (2ULL << 20) ||
-		   gfns > SIM_SHARED_BIT) {
+		   gfns + cfg->mmio_pages > SIM_SHARED_BIT ||
+		   cfg->image_pages > gfns || cfg->mmio_pages > 4096) {
 		return -EINVAL;
 	}
 	if (cfg->private_pct < 0 || cfg->private_pct > 100 ||
@@ -58,7 +64,12 @@ static int check_config(const struct sim_config *cfg)
 	return 0;
 }
 
-int sim_create(const struct sim_config *cfg, struct sim **out)
+/*
+ * TD @td of the module; @first is TD 0 (NULL when creating it), whose
+ * host memory and PAMT the TD shares.
+ */
+static int create_td(const struct sim_config *cfg, struct sim *first,
+		     unsigned int td, struct sim **out)
 {
 	struct tdx_module_config mcfg;
 	struct tdp_mmu_config ecfg;
@@ -72,7 +83,15 @@ int sim_create(const struct sim_config *cfg, struct sim **out)
 	if (!s)
 		return -ENOMEM;
 	s->cfg = *cfg;
+	s->cfg.seed = cfg->seed + td;
+	s->td = td;
+	s->owner = td + 1;
+	/* One progress line: the first TD's. */
+	s->cfg.progress = cfg->progress && !td;
 	if (cfg->trace) {
+		/* A replay is the trace alone: no initial image, no MMIO. */
+		s->cfg.image_pages = 0;
+		s->cfg.mmio_pages = 0;
 		sim_layout_init_sparse(&s->layout, cfg->trace->region_gfn,
 				       cfg->trace->nr_regions);
 		s->cfg.guest_bytes = s->layout.nr_pages << TDP_PAGE_SHIFT;
@@ -86,21 +105,31 @@ int sim_create(const struct sim_config *cfg, struct sim **out)
 	s->nr_regions = s->layout.nr_regions;
 	sim_report_init(&s->report, cfg->print_limit);
 	sim_run_state_init(&s->run);
-	sim_rng_seed(&s->main_rng, cfg->seed, 0);
-	sim_rng_seed(&s->event_rng, cfg->seed, 2);
+	sim_rng_seed(&s->main_rng, s->cfg.seed, 0);
+	sim_rng_seed(&s->event_rng, s->cfg.seed, 2);
 	sim_rng_current = &s->main_rng;
 	tdp_thread_register();
 
 	/* Room for every GFN's private page, S-EPT pages and migrations;
 	 * shared pages prefer the non-TDX range. */
-	ret = host_mem_init(&s->mem,
-			    s->nr_gfns + s->nr_gfns / 4 + 16 * HOST_CHUNK_PAGES,
-			    s->nr_gfns / 2 + 8 * HOST_CHUNK_PAGES);
-	if (ret)
-		goto err;
+	if (first) {
+		s->mem = first->mem;
+	} else {
+		uint64_t tds = cfg->nr_tds;
+
+		s->mem = &s->mem_own;
+		ret = host_mem_init(s->mem,
+				    tds * (s->nr_gfns + s->nr_gfns / 4 +
+					   16 * HOST_CHUNK_PAGES),
+				    tds * (s->nr_gfns / 2 +
+					   8 * HOST_CHUNK_PAGES),
+				    SIM_HOTPLUG_PAGES);
+		if (ret)
+			goto err;
+	}
 
 	mcfg = (struct tdx_module_config){
-		.mem        = &s->mem,
+		.mem        = s->mem,
 		.root_level = SIM_ROOT_LEVEL,
 		.shared_bit = SIM_SHARED_BIT,
 		.nr_vcpus   = cfg->nr_vcpus,
@@ -108,6 +137,8 @@ int sim_create(const struct sim_config *cfg, struct sim **out)
 		.fail_ppm   = sim_pct_to_ppm(cfg->fail_pct),
 		.report     = &s->report,
 		.stats      = &s->stats,
+		.share_pamt_with = first ? first->module : NULL,
+		.owner      = s->owner,
 	};
 	ret = tdx_module_create(&mcfg, &s->module);
 	if (ret)
@@ -133,16 +164,49 @@ int sim_create(const struct sim_config *cfg, struct sim **out)
 	if (!ret)
 		ret = sim_guest_init(s);
 	if (!ret)
+		ret = sim_mmio_init(s);
+	if (!ret)
+		ret = sim_migrate_init(s);
+	if (!ret)
 		ret = sim_vcpus_init(s, cfg->nr_vcpus);
 	if (!ret && cfg->trace)
 		ret = sim_replay_create(s, &s->replay);
 	if (ret)
 		goto err;
+	/* Before any vCPU runs; a failed step is reported, and the guest's
+	 * checks then fail too. */
+	sim_host_build_td(s);
 	*out = s;
 	return 0;
 err:
 	sim_destroy(s);
 	return ret;
+}
+
+int sim_create(const struct sim_config *cfg, struct sim **out)
+{
+	return create_td(cfg, NULL, 0, out);
+}
+
+int sim_create_tds(const struct sim_config *cfg, struct sim **out)
+{
+	int ret = create_td(cfg, NULL, 0, &out[0]);
+
+	for (unsigned int i = 1; !ret && i < cfg->nr_tds; i++) {
+		ret = create_td(cfg, out[0], i, &out[i]);
+		if (ret)
+			sim_destroy_tds(out, i);
+	}
+	return ret;
+}
+
+void sim_destroy_tds(struct sim **tds, unsigned int n)
+{
+	for (unsigned int i = 0; i < n; i++)
+		sim_finish(tds[i]);
+	/* TD 0 holds the memory and the PAMT: last. */
+	while (n--)
+		sim_destroy(tds[n]);
 }
 
 /* ---- TD teardown --------------------------------------------------------- */
@@ -177,6 +241,7 @@ void sim_finish(struct sim *s)
 		return;
 	sim_check_after_teardown(s, &s->engine_stats);
 	sim_host_release_all(s);
+	sim_mmio_release(s);
 	if (tdx_module_teardown(s->module) == TDX_SUCCESS)
 		sim_check_host_memory_free(s);
 }
@@ -191,9 +256,12 @@ void sim_destroy(struct sim *s)
 	sim_vcpus_fini(s);
 	sim_host_fini(s);
 	sim_guest_fini(s);
+	sim_mmio_fini(s);
+	sim_migrate_fini(s);
 	tdp_mmu_destroy(s->mmu);
 	tdx_module_destroy(s->module);
-	host_mem_destroy(&s->mem);
+	if (s->mem == &s->mem_own)
+		host_mem_destroy(s->mem);
 	sim_run_state_destroy(&s->run);
 	sim_report_destroy(&s->report);
 	if (sim_rng_current == &s->main_rng)

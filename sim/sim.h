@@ -12,7 +12,10 @@
  *   host.c        the VMM: memory attributes, backing, fault handling,
  *                 MapGPA, host events, TLB shootdown callbacks
  *   vcpu.c        vCPUs: guest mode, TLB, hardware walks, kicks
- *   guest.c       the guest: page states, ACCEPT, conversions, accesses
+ *   guest.c       the guest: page states, its own page table, ACCEPT,
+ *                 conversions, accesses, stray reads
+ *   mmio.c        the MMIO window: MMIO SPTEs, their generation, layout
+ *   migrate.c     live migration of shared memory: dirty-log rounds
  *   layout.h      guest memory as 2 MiB regions at any GFN, the shared bit
  *   trace.c       streaming reader of page-touch traces
  *   trace_scan.c  a trace scanned and placed in guest memory, the alias rule
@@ -24,8 +27,10 @@
  *   summary.c     summary table and JSON
  *
  * Lock order (outer first): guest region lock, guest GFN stripe lock,
- * host backing lock, mmu_lock (inside libtdp), vCPU state lock, vCPU TLB
- * lock.  A vCPU in guest mode never blocks on anything but a TLB lock.
+ * MMIO window lock, host backing lock, mmu_lock (inside libtdp), vCPU
+ * state lock, vCPU TLB lock.  Several TDs (sim_create_tds()) share host
+ * memory (its allocator lock is innermost) and the module's PAMT (its
+ * try-locks never wait); nothing else is shared between them.  A vCPU in guest mode never blocks on anything but a TLB lock.
  * The replay queues (trace_replay.c) take no lock.
  */
 #ifndef SIM_SIM_H
@@ -43,6 +48,8 @@
 #include "host.h"
 #include "host_mem.h"
 #include "layout.h"
+#include "migrate.h"
+#include "mmio.h"
 #include "report.h"
 #include "rng.h"
 #include "run_state.h"
@@ -54,9 +61,19 @@
 #include "vcpu.h"
 
 #define SIM_MAX_VCPUS 64
+#define SIM_MAX_TDS 8
+/* Host memory hot-added during the run (after the module's init). */
+#define SIM_HOTPLUG_PAGES (4 * HOST_CHUNK_PAGES)
 
 struct sim_config {
-	unsigned int nr_vcpus;  /* 1..SIM_MAX_VCPUS */
+	unsigned int nr_vcpus;  /* 1..SIM_MAX_VCPUS, per TD */
+	/*
+	 * TDs on the one simulated module (1..SIM_MAX_TDS), each a struct
+	 * sim of this configuration with its own engine MMU, host, guest
+	 * and vCPUs, sharing host memory and the module's PAMT
+	 * (sim_create_tds()).  Host memory is sized for all of them.
+	 */
+	unsigned int nr_tds;
 	uint64_t guest_bytes;   /* guest memory, a multiple of 2 MiB */
 	double private_pct;     /* share of guest memory private at start */
 	double convert_pct;     /* share of guest operations that convert */
@@ -71,6 +88,18 @@ struct sim_config {
 	uint64_t seed;
 	double check_interval;  /* seconds between quiesce checks; 0: none */
 	bool progress;          /* progress line on stderr */
+	/*
+	 * Pages of the TD's initial image (TD build, host.h): the first
+	 * image_pages pages of guest memory, PAGE.ADDed and measured before
+	 * MR.FINALIZE.  0: none (always so for a trace replay).
+	 */
+	unsigned int image_pages;
+	/* Pages of the MMIO window above guest memory (mmio.h); 0: none
+	 * (always so for a trace replay). */
+	unsigned int mmio_pages;
+	/* Live migration of shared memory alongside the workload
+	 * (migrate.h); not with a trace. */
+	bool migrate;
 	/*
 	 * Trace replay (trace_replay.h): the guest's memory is the regions the
 	 * trace touches and its workload is the trace, split across the
@@ -92,7 +121,38 @@ struct sim_config {
 	void *wrap_arg;
 	/* The host backs private memory from non-TDX memory. */
 	bool break_private_outside_tdx;
+	/* The host backs private memory from hot-added memory, bypassing
+	 * its onlining hook. */
+	bool break_private_hotplug;
+	/* The host breaks one step of the TD build (enum sim_build_break). */
+	int break_build;
+	/* The host changes the MMIO window's layout without bumping the
+	 * MMIO generation. */
+	bool break_mmio_no_bump;
+	/*
+	 * The guest does not keep a converting page out of its page table:
+	 * to shared, the private mapping stays during MapGPA; to private,
+	 * the page is mapped private before its ACCEPT.
+	 */
+	bool break_conversion_window;
+	/* Called by the converting vCPU inside the conversion window, after
+	 * MapGPA and before the new mapping (tests make stray reads). */
+	void (*window_hook)(struct sim *s, tdp_gfn_t gfn, uint64_t n,
+			    bool to_private, void *arg);
+	/* The guest puts the level where ACCEPT's page-size code goes. */
+	bool break_accept_operand;
+	/* The simulated CPU does not set dirty bits in the direct tree. */
+	bool break_no_dirty_bit;
 };
+
+/*
+ * sim_create_tds() - the first TD (sim_create()) and cfg.nr_tds - 1 more
+ * on the same module and host memory, with seeds cfg.seed + i.  Stores
+ * them in @out[0..nr_tds).  Destroy with sim_destroy_tds().
+ */
+int sim_create_tds(const struct sim_config *cfg, struct sim **out);
+/* sim_finish() of each TD in order, then sim_destroy() in reverse. */
+void sim_destroy_tds(struct sim **tds, unsigned int n);
 
 /* The defaults of the tdpsim command. */
 void sim_config_default(struct sim_config *cfg);
@@ -106,7 +166,16 @@ struct sim {
 	uint64_t nr_regions;
 	struct sim_counters stats;
 	struct sim_report report;
-	struct host_mem mem;
+	/*
+	 * This TD's number on the module and its owner tag (number + 1) in
+	 * the PAMT and on host pages.  Immutable.
+	 */
+	unsigned int td;
+	uint32_t owner;
+	/* Host memory: mem_own for the first TD, the first TD's for the
+	 * others.  The pointer is immutable. */
+	struct host_mem *mem;
+	struct host_mem mem_own;
 	struct tdx_module *module;
 	struct sim_backend backend;
 	/* The callbacks the engine was created with (maybe wrapped). */
@@ -115,6 +184,8 @@ struct sim {
 	struct tdp_mmu *mmu;
 	struct sim_host host;
 	struct sim_guest guest;
+	struct sim_mmio mmio;
+	struct sim_migration migration;
 	struct sim_vcpus vcpus;
 
 	/* Generators of the creating thread and of the host-event thread. */

@@ -31,6 +31,10 @@
 	  "shared faults that failed with an error")                           \
 	X(FAULT_INJECTED_SURVIVED, "faults", "injected_failures_survived",     \
 	  "faults failed by an injected SEAMCALL failure, then retried")       \
+	X(BUILD_IMAGE_PAGES, "td_build", "image_pages",                        \
+	  "pages PAGE.ADDed into the initial image through the mirror root")   \
+	X(BUILD_RETRIES, "td_build", "add_retries",                            \
+	  "image faults and MR.EXTENDs retried (busy or injected)")            \
 	X(RETRY_BLOCKED_HUGE, "retries", "blocked_huge_reentries",             \
 	  "private accesses that met a huge leaf blocked for a demote")        \
 	X(RETRY_REENTRY, "retries", "fault_reentries",                         \
@@ -93,6 +97,12 @@
 	X(CONV_TO_PRIVATE, "conversions", "to_private", "MapGPA to private")   \
 	X(CONV_TO_PRIVATE_PAGES, "conversions", "to_private_pages",            \
 	  "pages converted to private")                                        \
+	X(STRAY_READS, "conversions", "stray_reads",                           \
+	  "stray reads into the next page (load_unaligned_zeropad)")           \
+	X(STRAY_NOT_PRESENT, "conversions", "stray_not_present",               \
+	  "stray reads the guest's page table refused (#PF, fixed up)")        \
+	X(STRAY_FAULTED, "conversions", "stray_faulted",                       \
+	  "stray reads that took an EPT violation")                            \
 	X(ACCEPT_2M, "accepts", "accepted_2m", "2 MiB ACCEPTs that succeeded") \
 	X(ACCEPT_4K, "accepts", "accepted_4k", "4 KiB ACCEPTs that succeeded") \
 	X(ACCEPT_SIZE_MISMATCH, "accepts", "size_mismatch",                    \
@@ -110,6 +120,30 @@
 	  "hardware walks of the direct tree")                                 \
 	X(EPT_VIOLATION, "accesses", "ept_violations",                         \
 	  "accesses that exited with an EPT violation")                        \
+	X(DIRTY_BITS_SET, "accesses", "dirty_bits_set",                        \
+	  "direct-tree leaves whose dirty bit a write set (the CPU)")          \
+	X(MIGRATE_ROUNDS, "migration", "rounds",                               \
+	  "dirty-logging rounds, the final stop-and-copy included")            \
+	X(MIGRATE_HARVESTED, "migration", "harvested",                         \
+	  "dirty GFNs tdp_harvest_dirty() reported")                           \
+	X(MIGRATE_COPIED, "migration", "copied",                               \
+	  "shared pages copied to the destination")                            \
+	X(MIGRATE_FINAL_CHECKED, "migration", "final_checked",                 \
+	  "shared pages compared with their copy at the end")                  \
+	X(MMIO_READS, "mmio", "reads", "MMIO reads the host emulated")         \
+	X(MMIO_WRITES, "mmio", "writes", "MMIO writes the host emulated")      \
+	X(MMIO_RAM_ACCESSES, "mmio", "ram_accesses",                           \
+	  "accesses to window pages a memory slot made RAM")                   \
+	X(MMIO_MISCONFIG, "mmio", "misconfig_exits",                           \
+	  "EPT misconfigurations (walks that met an MMIO SPTE)")               \
+	X(MMIO_FAULTS, "mmio", "sptes_installed",                              \
+	  "MMIO SPTEs tdp_map() installed")                                    \
+	X(MMIO_STALE, "mmio", "stale_refaults",                                \
+	  "misconfigurations through an older generation, faulted again")      \
+	X(MMIO_FLIPS, "mmio", "layout_changes",                                \
+	  "memory slots added over or removed from window pages")              \
+	X(MMIO_GEN_BUMPS, "mmio", "generation_bumps",                          \
+	  "MMIO generation changes (tdp_mmu_set_mmio_generation)")             \
 	X(CHECK_ACCESS, "checks", "access_checks",                             \
 	  "page owner and (gfn, version) checks on guest accesses")            \
 	X(CHECK_FREE, "checks", "page_free_checks",                            \
@@ -120,6 +154,12 @@
 	  "stop-the-world consistency checks")                                 \
 	X(CHECK_QUIESCE_PAGES, "checks", "quiesce_pages",                      \
 	  "GFNs compared across guest, host, mirror and S-EPT")                \
+	X(CHECK_IMAGE, "checks", "image_first_touches",                        \
+	  "first touches of initial-image pages (content checked)")            \
+	X(CHECK_MEASUREMENT, "checks", "measurement_checks",                   \
+	  "guest checks of the reported measurement against its image")        \
+	X(CHECK_ROOT_ZAP, "checks", "root_zap_checks",                         \
+	  "TLBs checked for translations through a zapped root")               \
 	X(CHECK_FINAL, "checks", "final_checks",                               \
 	  "checks after TD teardown")                                          \
 	X(CHECK_REPLAY_PAGES, "checks", "replay_pages",                        \
@@ -138,10 +178,18 @@
 	X(EVENT_PREFAULT, "events", "prefaults",                               \
 	  "host pre-faults of private memory")                                 \
 	X(EVENT_TEARDOWN, "events", "td_teardowns", "TD teardowns")            \
+	X(EVENT_ROOT_INVALIDATE, "events", "root_invalidations",               \
+	  "direct roots invalidated and zapped while the VM runs")             \
 	X(HOST_ALLOC_2M, "host_memory", "chunks_2m",                           \
 	  "2 MiB backing chunks allocated")                                    \
 	X(HOST_ALLOC_2M_FAILED, "host_memory", "chunks_2m_unavailable",        \
 	  "2 MiB chunks wanted but fragmented (4 KiB used)")                   \
+	X(HOTADD_ONLINED, "host_memory", "hotadd_onlined_pages",               \
+	  "hot-added pages the onlining hook let online for shared use")       \
+	X(HOTADD_REFUSED, "host_memory", "hotadd_private_refused",             \
+	  "onlining hook refusals of hot-added memory for private use")        \
+	X(HOTADD_SHARED_PAGES, "host_memory", "hotadd_shared_pages",           \
+	  "shared backing pages allocated from hot-added memory")              \
 	X(HOST_PAGES_FREED, "host_memory", "pages_freed",                      \
 	  "backing pages returned to the host")                                \
 	X(REPLAY_PRIVATE, "replay", "private_accesses",                        \
@@ -161,6 +209,9 @@ enum sim_counter {
  * X(id, name, key)
  */
 #define SIM_SEAMCALLS(X)                                                       \
+	X(PAGE_ADD, "PAGE.ADD", "page_add")                                    \
+	X(MR_EXTEND, "MR.EXTEND", "mr_extend")                                 \
+	X(MR_FINALIZE, "MR.FINALIZE", "mr_finalize")                           \
 	X(SEPT_ADD, "SEPT.ADD", "sept_add")                                    \
 	X(PAGE_AUG_4K, "PAGE.AUG 4K", "page_aug_4k")                           \
 	X(PAGE_AUG_2M, "PAGE.AUG 2M", "page_aug_2m")                           \

@@ -13,9 +13,12 @@
 
 #include "summary.h"
 
-/* The "replay" section is printed for a trace replay only. */
+/* The "replay" section is printed for a trace replay only, the
+ * "migration" one with --migrate only. */
 static bool section_shown(const struct sim *s, const char *section)
 {
+	if (!strcmp(section, "migration"))
+		return s->cfg.migrate;
 	return s->cfg.trace || strcmp(section, "replay");
 }
 
@@ -91,9 +94,14 @@ static void print_header(FILE *f, const struct sim *s)
 	const struct sim_trace *t = s->cfg.trace;
 
 	if (!t) {
-		fprintf(f, "\ntdpsim summary: seed %" PRIu64 ", %u vCPUs, %"
+		char td[32] = "";
+
+		if (s->cfg.nr_tds > 1)
+			snprintf(td, sizeof(td), " (TD %u of %u)", s->td,
+				 s->cfg.nr_tds);
+		fprintf(f, "\ntdpsim summary%s: seed %" PRIu64 ", %u vCPUs, %"
 			PRIu64 " MiB guest (%.0f%% private at boot), huge "
-			"pages %s, %.1f s\n\n", s->cfg.seed, s->cfg.nr_vcpus,
+			"pages %s, %.1f s\n\n", td, s->cfg.seed, s->cfg.nr_vcpus,
 			s->cfg.guest_bytes >> 20, s->cfg.private_pct,
 			s->cfg.huge ? "on" : "off", s->elapsed);
 		return;
@@ -261,6 +269,27 @@ static void print_page_tables(FILE *f, const struct sim *s)
 			"page-table bytes per page the trace touched");
 }
 
+/* One line per migration round (migrate.h). */
+static void print_migration_rounds(FILE *f, const struct sim *s)
+{
+	const struct sim_migration *m = &s->migration;
+
+	if (!m->enabled)
+		return;
+	fprintf(f, "migration rounds (the last one stops and copies)\n  round");
+#define SIM_ROUND_HEAD(name) fprintf(f, " %11s", #name);
+	SIM_MIGRATE_ROUND_FIELDS(SIM_ROUND_HEAD)
+#undef SIM_ROUND_HEAD
+	fprintf(f, "\n");
+	for (unsigned int i = 0; i < m->nr_rounds; i++) {
+		fprintf(f, "  %5u", i);
+#define SIM_ROUND_VALUE(name) fprintf(f, " %11" PRIu64, m->rounds[i].name);
+		SIM_MIGRATE_ROUND_FIELDS(SIM_ROUND_VALUE)
+#undef SIM_ROUND_VALUE
+		fprintf(f, "\n");
+	}
+}
+
 static void print_performance(FILE *f, const struct sim *s,
 			      const struct sim_stats *st)
 {
@@ -291,6 +320,7 @@ void sim_print_summary(struct sim *s, FILE *f)
 		if (generic_section_starts_at(c) &&
 		    section_shown(s, sim_counter_section(c)))
 			print_section(f, &st, sim_counter_section(c));
+	print_migration_rounds(f, s);
 	print_page_tables(f, s);
 	print_performance(f, s, &st);
 	print_engine(f, &s->engine_stats);
@@ -342,6 +372,12 @@ static struct json_object *config_json(const struct sim *s)
 	json_object_object_add(o, "duration_s",
 			       json_object_new_double(s->cfg.duration));
 	add_u64(o, "seed", s->cfg.seed);
+	add_u64(o, "tds", s->cfg.nr_tds);
+	add_u64(o, "td", s->td);
+	add_u64(o, "image_pages", s->cfg.image_pages);
+	add_u64(o, "mmio_pages", s->cfg.mmio_pages);
+	json_object_object_add(o, "migrate",
+			       json_object_new_boolean(s->cfg.migrate));
 	return o;
 }
 
@@ -443,14 +479,28 @@ static struct json_object *engine_json(const struct tdp_stats *e)
 	return o;
 }
 
-int sim_write_json(struct sim *s, const char *path)
+static struct json_object *migration_rounds_json(const struct sim *s)
+{
+	struct json_object *a = json_object_new_array();
+
+	for (unsigned int i = 0; i < s->migration.nr_rounds; i++) {
+		struct json_object *o = json_object_new_object();
+
+#define SIM_ROUND_JSON(name) add_u64(o, #name, s->migration.rounds[i].name);
+		SIM_MIGRATE_ROUND_FIELDS(SIM_ROUND_JSON)
+#undef SIM_ROUND_JSON
+		json_object_array_add(a, o);
+	}
+	return a;
+}
+
+static struct json_object *summary_json(struct sim *s)
 {
 	struct json_object *root = json_object_new_object();
 	struct json_object *calls = json_object_new_object();
 	struct json_object *viol = json_object_new_object();
 	uint64_t total = sim_report_total(&s->report);
 	struct sim_stats st;
-	int ret;
 
 	sim_stats_snapshot(&s->stats, &st);
 	json_object_object_add(root, "config", config_json(s));
@@ -469,6 +519,9 @@ int sim_write_json(struct sim *s, const char *path)
 			add_u64(o, sim_outcome_key(out), st.seamcall[op][out]);
 		json_object_object_add(calls, sim_seamcall_key(op), o);
 	}
+	if (s->migration.enabled)
+		json_object_object_add(section_object(root, "migration"),
+				       "rounds", migration_rounds_json(s));
 	json_object_object_add(root, "seamcalls", calls);
 	json_object_object_add(root, "page_tables", page_tables_json(s));
 	json_object_object_add(root, "performance", performance_json(s, &st));
@@ -479,7 +532,35 @@ int sim_write_json(struct sim *s, const char *path)
 			sim_report_count(&s->report, k));
 	json_object_object_add(root, "violations", viol);
 	json_object_object_add(root, "passed", json_object_new_boolean(!total));
-	ret = json_object_to_file_ext(path, root, JSON_C_TO_STRING_PRETTY);
+	return root;
+}
+
+static int write_json(struct json_object *root, const char *path)
+{
+	int ret = json_object_to_file_ext(path, root, JSON_C_TO_STRING_PRETTY);
+
 	json_object_put(root);
 	return ret ? -EIO : 0;
+}
+
+int sim_write_json(struct sim *s, const char *path)
+{
+	return write_json(summary_json(s), path);
+}
+
+int sim_write_json_tds(struct sim **tds, unsigned int n, const char *path)
+{
+	struct json_object *root = json_object_new_object();
+	struct json_object *each = json_object_new_array();
+	uint64_t total = 0;
+
+	for (unsigned int i = 0; i < n; i++) {
+		json_object_array_add(each, summary_json(tds[i]));
+		total += sim_report_total(&tds[i]->report);
+	}
+	add_u64(root, "tds", n);
+	json_object_object_add(root, "td", each);
+	add_u64(root, "violations", total);
+	json_object_object_add(root, "passed", json_object_new_boolean(!total));
+	return write_json(root, path);
 }

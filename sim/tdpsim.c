@@ -52,6 +52,19 @@ static void usage(FILE *f, const char *prog)
 "                           clock); always printed\n"
 "  -k, --check-interval=SEC seconds between stop-the-world checks\n"
 "                           (default %.0f; 0: only at the end)\n"
+"  -I, --image=N            pages of the TD's initial image, added with\n"
+"                           PAGE.ADD and measured before the TD runs\n"
+"                           (default %u; 0: none)\n"
+"  -g, --migrate            live-migrate the shared memory alongside the\n"
+"                           workload: dirty-logging rounds, then stop and\n"
+"                           copy; every page written after its last copy\n"
+"                           must have been found dirty\n"
+"  -T, --tds=N              TDs on the one simulated module, 1..%d (default\n"
+"                           %u): each with its own engine MMU, host,\n"
+"                           guest and vCPUs, all running at once, sharing\n"
+"                           host memory and the PAMT\n"
+"  -M, --mmio=N             pages of the guest's MMIO window above its\n"
+"                           memory, 0..4096 (default %u; 0: none)\n"
 "  -j, --json=FILE          also write the summary to FILE as JSON\n"
 "  -q, --quiet              no progress line on stderr\n"
 "  -h, --help               this text\n"
@@ -82,7 +95,8 @@ static void usage(FILE *f, const char *prog)
 		d.private_pct, d.convert_pct, d.split_pct, d.event_rate,
 		d.busy_pct,
 		d.fail_pct, d.huge ? "on" : "off", d.duration,
-		d.check_interval);
+		d.check_interval, SIM_MAX_TDS, d.nr_tds, d.image_pages,
+		d.mmio_pages);
 }
 
 static int parse_size(const char *arg, uint64_t *out)
@@ -161,7 +175,7 @@ static int apply_option(int opt, const char *arg, struct sim_config *cfg,
 	char *end;
 	int ret = 0;
 
-	if (strchr("mcSed", opt))
+	if (strchr("mcSedIMT", opt))
 		cl->scenario_only = opt;
 	if (strchr("PL", opt))
 		cl->replay_only = opt;
@@ -212,6 +226,26 @@ static int apply_option(int opt, const char *arg, struct sim_config *cfg,
 	case 'j':
 		cl->json = arg;
 		return 0;
+	case 'T': {
+		double tds;
+
+		ret = parse_double(arg, 1, SIM_MAX_TDS, &tds);
+		if (ret || tds != (unsigned int)tds)
+			return -EINVAL;
+		cfg->nr_tds = (unsigned int)tds;
+		return 0;
+	}
+	case 'I':
+	case 'M': {
+		double pages;
+
+		ret = parse_double(arg, 0, opt == 'I' ? 1 << 20 : 4096, &pages);
+		if (ret || pages != (unsigned int)pages)
+			return -EINVAL;
+		*(opt == 'I' ? &cfg->image_pages : &cfg->mmio_pages) =
+			(unsigned int)pages;
+		return 0;
+	}
 	case 't':
 		cl->trace = arg;
 		return 0;
@@ -249,7 +283,11 @@ static int apply_option(int opt, const char *arg, struct sim_config *cfg,
 	X("help", no_argument, 'h')                                            \
 	X("trace", required_argument, 't')                                     \
 	X("placement", required_argument, 'P')                                 \
-	X("trace-limit", required_argument, 'L')
+	X("trace-limit", required_argument, 'L')                               \
+	X("image", required_argument, 'I')                                     \
+	X("mmio", required_argument, 'M')                                      \
+	X("migrate", no_argument, 'g')                                        \
+	X("tds", required_argument, 'T')
 
 static enum parse_result parse_options(int argc, char **argv,
 				       struct sim_config *cfg,
@@ -280,6 +318,11 @@ static enum parse_result parse_options(int argc, char **argv,
 			cfg->progress = false;
 			continue;
 		}
+		if (opt == 'g') {
+			cfg->migrate = true;
+			cl->scenario_only = opt;
+			continue;
+		}
 		if (opt == '?')
 			return PARSE_BAD;
 		if (apply_option(opt, optarg, cfg, cl)) {
@@ -305,6 +348,8 @@ static enum parse_result parse_options(int argc, char **argv,
 		 * unless huge pages are asked for. */
 		cfg->convert_pct = 0;
 		cfg->event_rate = 0;
+		cfg->image_pages = 0;
+		cfg->mmio_pages = 0;
 		if (!cl->huge_given)
 			cfg->huge = false;
 	}
@@ -334,6 +379,34 @@ static int scan_trace(const struct cmdline *cl, struct sim_config *cfg,
 	return 0;
 }
 
+/* --tds N: the TDs on one module, all at once; a summary per TD. */
+static int run_tds(const struct sim_config *cfg, const char *json)
+{
+	struct sim *tds[SIM_MAX_TDS];
+	uint64_t violations;
+	int ret = sim_create_tds(cfg, tds);
+
+	if (ret) {
+		fprintf(stderr, "tdpsim: cannot set up the simulation: %s\n",
+			strerror(-ret));
+		return 2;
+	}
+	violations = sim_run_tds(tds, cfg->nr_tds);
+	for (unsigned int i = 0; i < cfg->nr_tds; i++)
+		sim_print_summary(tds[i], stdout);
+	if (json && sim_write_json_tds(tds, cfg->nr_tds, json)) {
+		fprintf(stderr, "tdpsim: cannot write %s\n", json);
+		ret = 2;
+	}
+	sim_destroy_tds(tds, cfg->nr_tds);
+	printf("tdpsim: seed %" PRIu64 ", %u TDs, %" PRIu64 " violation%s\n",
+	       cfg->seed, cfg->nr_tds, violations,
+	       violations == 1 ? "" : "s");
+	if (ret)
+		return ret;
+	return violations ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct cmdline cl = { 0 };
@@ -360,6 +433,8 @@ int main(int argc, char **argv)
 	printf("tdpsim: seed %" PRIu64 " (rerun with --seed %" PRIu64 ")\n",
 	       cfg.seed, cfg.seed);
 	fflush(stdout);
+	if (cfg.nr_tds > 1)
+		return run_tds(&cfg, cl.json);
 	ret = sim_create(&cfg, &s);
 	if (ret) {
 		fprintf(stderr, "tdpsim: cannot set up the simulation: %s\n",

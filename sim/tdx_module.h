@@ -63,13 +63,71 @@ struct tdx_module_config {
 	uint32_t fail_ppm;       /* injected failures of SEPT.ADD/PAGE.AUG */
 	struct sim_report *report; /* host protocol errors are reported here */
 	struct sim_counters *stats;
+	/*
+	 * Several TDs on one module: NULL for the first TD, whose creation
+	 * configures the module (the PAMT over @mem's TDX-usable ranges);
+	 * each later TD shares that TD's PAMT and S-EPT storage, and must
+	 * be destroyed before it.  @owner tags the PAMT entries (and host
+	 * pages) of this TD: its number + 1.
+	 */
+	struct tdx_module *share_pamt_with;
+	uint32_t owner;
 };
 
 struct tdx_module;
 
 /*
+ * TD operation state: a TD is built (PAGE.ADD, MR.EXTEND) while
+ * INITIALIZED and runs (VP.ENTER, PAGE.AUG, the guest's TDCALLs) once
+ * MR.FINALIZE made it RUNNABLE.  A call in the wrong state fails with
+ * TDX_OP_STATE_INCORRECT.
+ */
+enum tdx_td_op_state {
+	TDX_TD_INITIALIZED = 0,
+	TDX_TD_RUNNABLE = 1,
+};
+
+/*
+ * The measurement (MRTD).  The real module keeps a SHA-384 over a
+ * 128-byte record per PAGE.ADD (the GPA) and per MR.EXTEND (the GPA and
+ * 256 bytes of content); here each record is folded into 64 bits by a
+ * mixing function, and a 256-byte chunk's content is the page's tag (the
+ * only content a simulated page has) and the chunk's offset.  Pure
+ * functions, so a guest can compute the value it expects from its image
+ * independently of the module.
+ */
+#define TDX_MR_CHUNK_BYTES 256
+#define TDX_MR_CHUNKS_PER_PAGE (4096 / TDX_MR_CHUNK_BYTES)
+#define TDX_MR_INITIAL 0x4d5254445f53494dULL /* "MRTD_SIM" */
+
+static inline uint64_t tdx_mr_mix(uint64_t mr, uint64_t v)
+{
+	uint64_t z = mr ^ (v + 0x9e3779b97f4a7c15ULL + (mr << 6) + (mr >> 2));
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+/* The record of TDH.MEM.PAGE.ADD of private @gfn. */
+static inline uint64_t tdx_mr_page_add(uint64_t mr, tdp_gfn_t gfn)
+{
+	return tdx_mr_mix(tdx_mr_mix(mr, 0x414444 /* "ADD" */), gfn << 12);
+}
+
+/* The record of TDH.MR.EXTEND of chunk @chunk of @gfn holding @tag. */
+static inline uint64_t tdx_mr_extend_record(uint64_t mr, tdp_gfn_t gfn,
+					    unsigned int chunk, uint64_t tag)
+{
+	mr = tdx_mr_mix(mr, 0x455854 /* "EXT" */);
+	mr = tdx_mr_mix(mr, (gfn << 12) + chunk * TDX_MR_CHUNK_BYTES);
+	return tdx_mr_mix(mr, tag);
+}
+
+/*
  * tdx_module_create() - configure the module with the host's TDX-usable
- * ranges (immutable afterwards), create one TD in the RUNNABLE state and
+ * ranges (immutable afterwards), create one TD in the INITIALIZED state
+ * (the host builds its image, then TDH.MR.FINALIZE, tdx_seamcall.h) and
  * allocate its control pages (TDR, TDCS with the S-EPT root, one TDVPR
  * per vCPU) from TDX-usable host memory.  Returns 0, -EINVAL or -ENOMEM.
  */
@@ -80,12 +138,18 @@ int tdx_module_create(const struct tdx_module_config *cfg,
  * tdx_module_teardown() - TD teardown: every private page and S-EPT page
  * must have been removed (the host's job, through the engine); reclaims
  * the control pages, the TDR last, and returns them to host memory.
+ * With several TDs on the module, the PAMT is checked around it: this
+ * TD holds nothing afterwards and every other TD exactly what it held
+ * before (else a TDX_TD_ASSOCIATED_PAGES_EXIST or tdx_error report).
  * Returns TDX_SUCCESS, or TDX_TD_ASSOCIATED_PAGES_EXIST (reported) when
  * pages are still associated with the TD, in which case nothing is
  * reclaimed.
  */
 tdx_status_t tdx_module_teardown(struct tdx_module *mod);
 void tdx_module_destroy(struct tdx_module *mod);
+
+/* Test hook: teardown also reclaims @pfn (another TD's page). */
+void tdx_module_break_reclaim(struct tdx_module *mod, tdp_pfn_t pfn);
 
 /* Change the injection rates (for tests); takes effect at once. */
 void tdx_module_set_injection(struct tdx_module *mod, uint32_t busy_ppm,
@@ -97,8 +161,23 @@ void tdx_module_set_injection(struct tdx_module *mod, uint32_t busy_ppm,
 struct tdx_pamt_info tdx_pamt_get(const struct tdx_module *mod, tdp_pfn_t pfn);
 
 uint64_t tdx_td_epoch(const struct tdx_module *mod);
+enum tdx_td_op_state tdx_td_op_state(const struct tdx_module *mod);
 /* Epoch TDVP @vp entered in last (its private TLB belongs to it). */
 uint64_t tdx_vp_entered_epoch(const struct tdx_module *mod, unsigned int vp);
+/*
+ * The TD's control pages (seed 003): typed pages (PAMT_CTL) the host
+ * hands to the module and never reads or writes itself; teardown
+ * reclaims them after every other page of the TD, the TDR last.  The TDR
+ * and TDCS page @i (0..3; 0 while torn down), and the page teardown
+ * reclaimed last.
+ */
+tdp_pfn_t tdx_tdr_pfn(const struct tdx_module *mod);
+tdp_pfn_t tdx_tdcs_pfn(const struct tdx_module *mod, int i);
+tdp_pfn_t tdx_last_reclaimed(const struct tdx_module *mod);
+
+/* PAMT entries (pages assigned to a TD) that TD @owner holds. */
+uint64_t tdx_pamt_pages_of(const struct tdx_module *mod, uint32_t owner);
+
 /* Pages associated with the TD (private pages and S-EPT pages). */
 int64_t tdx_td_child_count(const struct tdx_module *mod);
 /* S-EPT pages in use, the root excluded. */

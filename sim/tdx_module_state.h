@@ -22,6 +22,7 @@
 
 struct pamt_entry {
 	uint32_t type;       /* enum pamt_type; atomic */
+	uint32_t owner;      /* TD owner tag, 0 for NDA/RSVD; atomic */
 	uint32_t size_level; /* atomic */
 	uint32_t lock;       /* try-lock: 0 free, 1 held */
 	uint64_t bepoch;     /* atomic */
@@ -45,7 +46,9 @@ struct tdx_module {
 	tdp_pfn_t root_pfn; /* the S-EPT root: a TDCS page */
 	tdp_pfn_t *tdvpr_pfn;
 	struct tdx_vp *vp;
-	struct pamt_entry *pamt; /* one per host page */
+	struct pamt_entry *pamt; /* one per host page; shared by the TDs */
+	uint32_t owner;          /* this TD's tag in the PAMT */
+	bool owns_pamt;          /* the first TD: frees pamt and tables */
 
 	/*
 	 * Table storage by host page: allocated the first time a page
@@ -62,9 +65,24 @@ struct tdx_module {
 	uint64_t td_epoch;  /* atomic; written under epoch_lock exclusive */
 	int64_t epoch_refs[2]; /* vCPUs in guest mode, by epoch parity */
 
+	/*
+	 * TD build: op_state (enum tdx_td_op_state, atomic) is INITIALIZED
+	 * until MR.FINALIZE makes it RUNNABLE.  mrtd, the measurement, is
+	 * written by PAGE.ADD and MR.EXTEND with the tree lock held
+	 * exclusive, and read by MR.FINALIZE (also exclusive) and, once the
+	 * TD is RUNNABLE and it never changes again, by the guest's report.
+	 */
+	uint32_t op_state;
+	uint64_t mrtd;
+
 	int64_t child_count; /* atomic: private pages + S-EPT pages */
 	int64_t sept_pages;  /* atomic: S-EPT pages, root excluded */
 	bool torn_down;
+	/* The control page teardown reclaimed last (the TDR); teardown
+	 * only, single-threaded. */
+	tdp_pfn_t last_reclaimed;
+	/* Test hook: a page teardown reclaims on top of its own. */
+	tdp_pfn_t break_reclaim_extra;
 };
 
 /* ---- S-EPT entries ------------------------------------------------------- */
@@ -195,9 +213,12 @@ static inline enum pamt_type pamt_type(const struct pamt_entry *p)
 	return (enum pamt_type)__atomic_load_n(&p->type, __ATOMIC_ACQUIRE);
 }
 
-static inline void pamt_set(struct pamt_entry *p, enum pamt_type type, int size,
-			    tdp_gfn_t gfn)
+/* Set the entry as TD @mod's (no owner for NDA). */
+static inline void pamt_set(const struct tdx_module *mod, struct pamt_entry *p,
+			    enum pamt_type type, int size, tdp_gfn_t gfn)
 {
+	__atomic_store_n(&p->owner, type == PAMT_NDA ? 0 : mod->owner,
+			 __ATOMIC_RELAXED);
 	__atomic_store_n(&p->gfn, gfn, __ATOMIC_RELAXED);
 	__atomic_store_n(&p->size_level, (uint32_t)size, __ATOMIC_RELAXED);
 	__atomic_store_n(&p->type, (uint32_t)type, __ATOMIC_RELEASE);

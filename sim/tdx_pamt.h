@@ -26,6 +26,7 @@ struct tdx_pamt_info {
 	int size_level;
 	tdp_gfn_t gfn;   /* PAMT_REG: the GFN the page is mapped at */
 	uint64_t bepoch; /* epoch stamped by the last RANGE.BLOCK */
+	uint32_t owner;  /* the TD's owner tag (tdx_module_config), or 0 */
 };
 
 #endif /* SIM_TDX_PAMT_H */

@@ -52,6 +52,12 @@ struct seamcall {
 	tdp_pfn_t pfn;
 	uint64_t pages;
 	bool may_fail; /* the failure rate applies (SEPT.ADD, PAGE.AUG) */
+	/*
+	 * The TD operation state the call needs: build (PAGE.ADD,
+	 * MR.EXTEND: INITIALIZED only), run (PAGE.AUG: RUNNABLE only), or
+	 * either (every other call).
+	 */
+	enum { IN_ANY_STATE, IN_BUILD, IN_RUN } needs;
 	struct tdx_err_info *err; /* may be NULL: then &local_err */
 
 	/* Set by seamcall_enter(). */
@@ -111,6 +117,10 @@ static tdx_status_t seamcall_enter(struct seamcall *sc)
 	if (page_operand && !host_mem_tdx_usable(mod->mem, sc->pfn, sc->pages))
 		return seamcall_refuse(sc, TDX_OPERAND_ADDR_RANGE_ERROR |
 						   TDX_OPERAND_ID_R8);
+	if (sc->needs != IN_ANY_STATE &&
+	    tdx_td_op_state(mod) != (sc->needs == IN_BUILD ? TDX_TD_INITIALIZED
+							   : TDX_TD_RUNNABLE))
+		return seamcall_refuse(sc, TDX_OP_STATE_INCORRECT);
 	st = tdx_inject(mod, sc->op, sc->may_fail);
 	if (st)
 		return st;
@@ -261,7 +271,7 @@ tdx_status_t tdx_sept_add(struct tdx_module *mod, tdp_gfn_t gfn, int level,
 		__atomic_store_n(&table[i], make_entry(SEPT_FREE, 0, level - 1),
 				 __ATOMIC_RELAXED);
 	__atomic_store_n(&pamt->bepoch, 0, __ATOMIC_RELAXED);
-	pamt_set(pamt, PAMT_EPT, 0, gfn);
+	pamt_set(mod, pamt, PAMT_EPT, 0, gfn);
 	__atomic_add_fetch(&mod->child_count, 1, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&mod->sept_pages, 1, __ATOMIC_RELAXED);
 	return map_commit(&sc, SEPT_NL_MAPPED);
@@ -279,6 +289,7 @@ tdx_status_t tdx_page_aug(struct tdx_module *mod, tdp_gfn_t gfn, int level,
 		.mod = mod, .gfn = gfn, .level = level, .err = err,
 		.op = op, .pfn = pfn, .pages = pages, .may_fail = true,
 		.min_level = TDP_LEVEL_4K, .max_level = TDP_LEVEL_2M,
+		.needs = IN_RUN,
 	};
 	tdx_status_t st;
 
@@ -289,12 +300,92 @@ tdx_status_t tdx_page_aug(struct tdx_module *mod, tdp_gfn_t gfn, int level,
 		struct pamt_entry *p = pamt_of(mod, pfn + i);
 
 		__atomic_store_n(&p->bepoch, 0, __ATOMIC_RELAXED);
-		pamt_set(p, PAMT_REG, level, gfn + i);
+		pamt_set(mod, p, PAMT_REG, level, gfn + i);
 	}
 	__atomic_add_fetch(&mod->child_count, (int64_t)pages,
 			   __ATOMIC_RELAXED);
 	/* Content is left alone: the guest's ACCEPT zeroes it. */
 	return map_commit(&sc, SEPT_PENDING);
+}
+
+/* ---- TD build: PAGE.ADD, MR.EXTEND, MR.FINALIZE --------------------------- */
+
+tdx_status_t tdx_page_add(struct tdx_module *mod, tdp_gfn_t gfn, tdp_pfn_t pfn,
+			  tdp_pfn_t src_pfn, struct tdx_err_info *err)
+{
+	struct seamcall sc = {
+		.mod = mod, .gfn = gfn, .level = TDP_LEVEL_4K, .err = err,
+		.op = SIM_SC_PAGE_ADD, .pfn = pfn, .pages = 1,
+		.min_level = TDP_LEVEL_4K, .max_level = TDP_LEVEL_4K,
+		.tree_exclusive = true, .needs = IN_BUILD,
+	};
+	struct host_page *src = host_mem_page(mod->mem, src_pfn);
+	struct pamt_entry *src_pamt = pamt_of(mod, src_pfn);
+	struct pamt_entry *p;
+	tdx_status_t st;
+
+	/* The source is ordinary host memory, never a page of a TD. */
+	if (!src || (src_pamt && pamt_type(src_pamt) != PAMT_NDA &&
+		     pamt_type(src_pamt) != PAMT_RSVD))
+		return seamcall_refuse(&sc, TDX_OPERAND_INVALID |
+						    TDX_OPERAND_ID_R9);
+	st = map_enter(&sc);
+	if (st)
+		return st;
+	p = pamt_of(mod, pfn);
+	/* Copy the source in with the TD's key; the page is usable at once
+	 * (MAPPED), the guest does not accept it. */
+	host_page_set_tag(host_mem_page(mod->mem, pfn), host_page_tag(src));
+	__atomic_store_n(&p->bepoch, 0, __ATOMIC_RELAXED);
+	pamt_set(mod, p, PAMT_REG, TDP_LEVEL_4K, gfn);
+	__atomic_add_fetch(&mod->child_count, 1, __ATOMIC_RELAXED);
+	/* Tree lock exclusive: the measurement has one writer. */
+	mod->mrtd = tdx_mr_page_add(mod->mrtd, gfn);
+	return map_commit(&sc, SEPT_MAPPED);
+}
+
+tdx_status_t tdx_mr_extend(struct tdx_module *mod, tdp_gfn_t gfn,
+			   unsigned int chunk, struct tdx_err_info *err)
+{
+	struct seamcall sc = {
+		.mod = mod, .gfn = gfn, .level = TDP_LEVEL_4K, .err = err,
+		.op = SIM_SC_MR_EXTEND,
+		.min_level = TDP_LEVEL_4K, .max_level = TDP_LEVEL_4K,
+		.tree_exclusive = true, .needs = IN_BUILD,
+	};
+	tdx_status_t st;
+
+	if (chunk >= TDX_MR_CHUNKS_PER_PAGE)
+		return seamcall_refuse(&sc, TDX_OPERAND_INVALID |
+						    TDX_OPERAND_ID_RCX);
+	st = seamcall_enter(&sc);
+	if (st)
+		return st;
+	if (record_entry_state(&sc) != SEPT_MAPPED)
+		return seamcall_exit(&sc, TDX_EPT_ENTRY_STATE_INCORRECT |
+						  TDX_OPERAND_ID_RCX);
+	mod->mrtd = tdx_mr_extend_record(
+		mod->mrtd, gfn, chunk,
+		host_page_tag(host_mem_page(mod->mem, sept_entry_pfn(sc.old))));
+	return seamcall_exit(&sc, TDX_SUCCESS);
+}
+
+tdx_status_t tdx_mr_finalize(struct tdx_module *mod)
+{
+	tdx_status_t st = TDX_SUCCESS;
+
+	if (!sharex_try_exclusive(&mod->tree_lock)) {
+		st = TDX_OPERAND_BUSY | TDX_OPERAND_ID_SEPT_TREE;
+	} else {
+		if (tdx_td_op_state(mod) != TDX_TD_INITIALIZED)
+			st = TDX_OP_STATE_INCORRECT;
+		else
+			__atomic_store_n(&mod->op_state, TDX_TD_RUNNABLE,
+					 __ATOMIC_RELEASE);
+		sharex_release_exclusive(&mod->tree_lock);
+	}
+	return tdx_host_call_done(mod, SIM_SC_MR_FINALIZE, st, SIM_NO_GFN, 0,
+				  NULL);
 }
 
 /* ---- RANGE.BLOCK / RANGE.UNBLOCK ----------------------------------------- */
@@ -449,7 +540,7 @@ tdx_status_t tdx_page_remove(struct tdx_module *mod, tdp_gfn_t gfn,
 		}
 	}
 	for (uint64_t i = 0; i < pages; i++)
-		pamt_set(pamt_of(mod, pfn + i), PAMT_NDA, 0, 0);
+		pamt_set(mod, pamt_of(mod, pfn + i), PAMT_NDA, 0, 0);
 	__atomic_sub_fetch(&mod->child_count, (int64_t)pages,
 			   __ATOMIC_RELAXED);
 	if (removed)
@@ -494,7 +585,7 @@ tdx_status_t tdx_sept_remove(struct tdx_module *mod, tdp_gfn_t gfn,
 	pamt = pamt_of(mod, child);
 	if (!pamt_trylock(pamt))
 		return seamcall_exit(&sc, TDX_OPERAND_BUSY | TDX_OPERAND_ID_R8);
-	pamt_set(pamt, PAMT_NDA, 0, 0);
+	pamt_set(mod, pamt, PAMT_NDA, 0, 0);
 	pamt_unlock(pamt);
 	__atomic_sub_fetch(&mod->child_count, 1, __ATOMIC_RELAXED);
 	__atomic_sub_fetch(&mod->sept_pages, 1, __ATOMIC_RELAXED);
@@ -558,9 +649,9 @@ tdx_status_t tdx_page_demote(struct tdx_module *mod, tdp_gfn_t gfn,
 			make_entry(child_state, pfn + i * step, child_level),
 			__ATOMIC_RELAXED);
 	for (uint64_t i = 0; i < pages; i++)
-		pamt_set(pamt_of(mod, pfn + i), PAMT_REG, child_level, gfn + i);
+		pamt_set(mod, pamt_of(mod, pfn + i), PAMT_REG, child_level, gfn + i);
 	__atomic_store_n(&pamt->bepoch, 0, __ATOMIC_RELAXED);
-	pamt_set(pamt, PAMT_EPT, 0, gfn);
+	pamt_set(mod, pamt, PAMT_EPT, 0, gfn);
 	__atomic_add_fetch(&mod->child_count, 1, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&mod->sept_pages, 1, __ATOMIC_RELAXED);
 	pamt_unlock_range(mod, pfn, pages);
@@ -614,6 +705,29 @@ static int promote_breaker(const uint64_t *child, int child_level)
 	return -1;
 }
 
+/*
+ * The only thing that breaks the promote conditions at child @breaker is
+ * the accept state: it is MAPPED where child 0 is PENDING or the reverse,
+ * on the right page, and so are all the others.
+ */
+static bool promote_only_mixed(const uint64_t *child, int child_level,
+			       int breaker)
+{
+	const uint64_t step = tdp_level_pages(child_level);
+	tdp_pfn_t pfn = sept_entry_pfn(child[0]);
+
+	if (breaker == 0)
+		return false;
+	for (int i = 0; i < TDP_SPTES_PER_TABLE; i++) {
+		int state = sept_entry_state(child[i]);
+
+		if ((state != SEPT_MAPPED && state != SEPT_PENDING) ||
+		    child[i] != make_entry(state, pfn + i * step, child_level))
+			return false;
+	}
+	return true;
+}
+
 tdx_status_t tdx_page_promote(struct tdx_module *mod, tdp_gfn_t gfn,
 			      int level, tdp_pfn_t *released,
 			      struct tdx_err_info *err)
@@ -646,11 +760,18 @@ tdx_status_t tdx_page_promote(struct tdx_module *mod, tdp_gfn_t gfn,
 				     TDX_OPERAND_BUSY | TDX_OPERAND_ID_RCX);
 	breaker = promote_breaker(child, child_level);
 	if (breaker >= 0) {
+		st = TDX_EPT_INVALID_PROMOTE_CONDITIONS | TDX_OPERAND_ID_RCX;
 		sc.err->level = child_level;
 		sc.err->state = sept_entry_state(child[breaker]);
 		children_unlock(table, child);
-		return seamcall_exit(&sc, TDX_EPT_INVALID_PROMOTE_CONDITIONS |
-						  TDX_OPERAND_ID_RCX);
+		if (!promote_only_mixed(child, child_level, breaker))
+			return seamcall_exit(&sc, st);
+		/* Pages the guest accepted next to pages it did not: the
+		 * host cannot know, so this refusal is no protocol error. */
+		entry_unlock(sc.entry, sc.old);
+		tree_unlock(&sc);
+		tdx_count_outcome(mod, sc.op, st);
+		return st;
 	}
 	state = sept_entry_state(child[0]);
 	pfn = sept_entry_pfn(child[0]);
@@ -668,9 +789,9 @@ tdx_status_t tdx_page_promote(struct tdx_module *mod, tdp_gfn_t gfn,
 	}
 
 	for (uint64_t i = 0; i < pages; i++)
-		pamt_set(pamt_of(mod, pfn + i), PAMT_REG, level, gfn + i);
+		pamt_set(mod, pamt_of(mod, pfn + i), PAMT_REG, level, gfn + i);
 	pamt_unlock_range(mod, pfn, pages);
-	pamt_set(pamt, PAMT_NDA, 0, 0);
+	pamt_set(mod, pamt, PAMT_NDA, 0, 0);
 	pamt_unlock(pamt);
 	__atomic_sub_fetch(&mod->child_count, 1, __ATOMIC_RELAXED);
 	__atomic_sub_fetch(&mod->sept_pages, 1, __ATOMIC_RELAXED);

@@ -26,6 +26,38 @@ tdx_status_t tdx_sept_add(struct tdx_module *mod, tdp_gfn_t gfn, int level,
 tdx_status_t tdx_page_aug(struct tdx_module *mod, tdp_gfn_t gfn, int level,
 			  tdp_pfn_t pfn, struct tdx_err_info *err);
 
+/*
+ * TDH.MEM.PAGE.ADD: while the TD is being built (INITIALIZED, else
+ * OP_STATE_INCORRECT), copy the host page @src_pfn into the TDX-usable
+ * page @pfn and map it at 4 KiB at @gfn as MAPPED (the guest does not
+ * accept it); the measurement records the GPA.  Tree lock exclusive.
+ * Preconditions, in order: @src_pfn host memory that belongs to no TD
+ * (OPERAND_INVALID, R9); @gfn private, aligned (OPERAND_INVALID); @pfn
+ * TDX-usable (OPERAND_ADDR_RANGE_ERROR); the op state; the tree lock
+ * (OPERAND_BUSY); the walk (EPT_WALK_FAILED); the entry FREE
+ * (EPT_ENTRY_STATE_INCORRECT); @pfn free in the PAMT
+ * (PAGE_METADATA_INCORRECT).  Busy is injected; failures are not.
+ */
+tdx_status_t tdx_page_add(struct tdx_module *mod, tdp_gfn_t gfn, tdp_pfn_t pfn,
+			  tdp_pfn_t src_pfn, struct tdx_err_info *err);
+
+/*
+ * TDH.MR.EXTEND: while the TD is being built, extend the measurement
+ * with 256-byte chunk @chunk (0..15) of the page PAGE.ADD mapped at @gfn
+ * (its content: the page's tag; see tdx_mr_extend_record()).  Tree lock
+ * exclusive.  OPERAND_INVALID for a bad chunk or GPA, OP_STATE_INCORRECT,
+ * EPT_WALK_FAILED, EPT_ENTRY_STATE_INCORRECT for an entry not MAPPED.
+ */
+tdx_status_t tdx_mr_extend(struct tdx_module *mod, tdp_gfn_t gfn,
+			   unsigned int chunk, struct tdx_err_info *err);
+
+/*
+ * TDH.MR.FINALIZE: the measurement is final and the TD becomes RUNNABLE
+ * (vCPUs may enter, PAGE.AUG is allowed, PAGE.ADD and MR.EXTEND are
+ * not).  OP_STATE_INCORRECT if it already is; OPERAND_BUSY (tree lock).
+ */
+tdx_status_t tdx_mr_finalize(struct tdx_module *mod);
+
 /* TDH.MEM.RANGE.BLOCK: block a leaf or non-leaf entry; stamps the epoch. */
 tdx_status_t tdx_range_block(struct tdx_module *mod, tdp_gfn_t gfn,
 			     int level, struct tdx_err_info *err);

@@ -23,6 +23,7 @@ typedef uint64_t tdx_status_t;
 #define TDX_PREVIOUS_TLB_EPOCH_BUSY   TDX_STATUS(0x80000201)
 #define TDX_PAGE_METADATA_INCORRECT   TDX_STATUS(0xC0000300)
 #define TDX_TD_ASSOCIATED_PAGES_EXIST TDX_STATUS(0xC0000400)
+#define TDX_OP_STATE_INCORRECT        TDX_STATUS(0xC0000608)
 #define TDX_EPT_WALK_FAILED           TDX_STATUS(0xC0000B00)
 #define TDX_GPA_RANGE_NOT_BLOCKED     TDX_STATUS(0xC0000B06)
 #define TDX_GPA_RANGE_ALREADY_BLOCKED TDX_STATUS(0x00000B07)
@@ -47,6 +48,7 @@ typedef uint64_t tdx_status_t;
 /* Operand ids in the low half of a status. */
 #define TDX_OPERAND_ID_RCX       0x01u
 #define TDX_OPERAND_ID_R8        0x08u
+#define TDX_OPERAND_ID_R9        0x09u
 #define TDX_OPERAND_ID_SEPT_TREE 0x92u
 #define TDX_OPERAND_ID_TD_EPOCH  0xA9u
 
@@ -74,6 +76,7 @@ static inline bool tdx_status_is_busy(tdx_status_t st)
 	X(TDX_PREVIOUS_TLB_EPOCH_BUSY)                                         \
 	X(TDX_PAGE_METADATA_INCORRECT)                                         \
 	X(TDX_TD_ASSOCIATED_PAGES_EXIST)                                       \
+	X(TDX_OP_STATE_INCORRECT)                                              \
 	X(TDX_EPT_WALK_FAILED)                                                 \
 	X(TDX_GPA_RANGE_NOT_BLOCKED)                                           \
 	X(TDX_GPA_RANGE_ALREADY_BLOCKED)                                       \

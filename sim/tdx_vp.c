@@ -16,6 +16,10 @@ tdx_status_t tdx_vp_enter(struct tdx_module *mod, unsigned int vp,
 	tdx_status_t st;
 
 	*flush_private_tlb = false;
+	if (tdx_td_op_state(mod) != TDX_TD_RUNNABLE) {
+		tdx_count_outcome(mod, op, TDX_OP_STATE_INCORRECT);
+		return TDX_OP_STATE_INCORRECT;
+	}
 	st = tdx_inject(mod, op, false);
 	if (st)
 		return st;
@@ -69,6 +73,10 @@ tdx_status_t tdx_page_accept(struct tdx_module *mod, unsigned int vp,
 
 	(void)vp;
 	err = err ? err : &local;
+	if (tdx_td_op_state(mod) != TDX_TD_RUNNABLE) {
+		tdx_count_outcome(mod, op, TDX_OP_STATE_INCORRECT);
+		return TDX_OP_STATE_INCORRECT;
+	}
 	if (!tdx_gpa_operand_ok(mod, gfn, level, TDP_LEVEL_4K, TDP_LEVEL_2M)) {
 		tdx_count_outcome(mod, op, TDX_OPERAND_INVALID);
 		return TDX_OPERAND_INVALID | TDX_OPERAND_ID_RCX;
@@ -125,4 +133,32 @@ tdx_status_t tdx_page_accept(struct tdx_module *mod, unsigned int vp,
 	entry_unlock(e, old);
 	tdx_count_outcome(mod, op, st);
 	return st;
+}
+
+tdx_status_t tdx_page_accept_rcx(struct tdx_module *mod, unsigned int vp,
+				 uint64_t rcx, struct tdx_err_info *err)
+{
+	uint64_t size = rcx & TDX_ACCEPT_SIZE_MASK;
+
+	if ((rcx & TDX_ACCEPT_RESERVED_MASK) || size > TDX_ACCEPT_SIZE_1G) {
+		tdx_count_outcome(mod, SIM_SC_PAGE_ACCEPT, TDX_OPERAND_INVALID);
+		return TDX_OPERAND_INVALID | TDX_OPERAND_ID_RCX;
+	}
+	/* libtdp's level numbers are one above the ABI's size codes; a
+	 * 1 GiB request reaches the level check and is refused there. */
+	return tdx_page_accept(mod, vp, rcx >> 12, (int)size + 1, err);
+}
+
+/* ---- TDG.MR.REPORT ------------------------------------------------------- */
+
+tdx_status_t tdx_mr_report(struct tdx_module *mod, unsigned int vp,
+			   uint64_t *mrtd)
+{
+	(void)vp;
+	if (tdx_td_op_state(mod) != TDX_TD_RUNNABLE)
+		return TDX_OP_STATE_INCORRECT;
+	/* Final since MR.FINALIZE, whose release store the op state's
+	 * acquire load paired with. */
+	*mrtd = mod->mrtd;
+	return TDX_SUCCESS;
 }

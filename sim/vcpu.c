@@ -154,6 +154,29 @@ int sim_tlb_find_live(struct sim *s, uint64_t start, uint64_t nr,
 	return found;
 }
 
+int sim_tlb_find_by_root(struct sim *s, tdp_pfn_t root_pfn,
+			 tdp_gfn_t *gfn_out)
+{
+	int found = -1;
+
+	for (unsigned int i = 0; i < s->vcpus.nr && found < 0; i++) {
+		struct sim_vcpu *v = &s->vcpus.v[i];
+
+		pthread_mutex_lock(&v->tlb_lock);
+		for (int j = 0; j < SIM_TLB_ENTRIES; j++) {
+			const struct sim_tlb_entry *e = &v->tlb[j];
+
+			if (e->valid && !e->private && e->root_pfn == root_pfn) {
+				found = (int)i;
+				*gfn_out = e->gfn;
+				break;
+			}
+		}
+		pthread_mutex_unlock(&v->tlb_lock);
+	}
+	return found;
+}
+
 /* ---- guest mode ---------------------------------------------------------- */
 
 static void wait_while_held_out(struct sim_vcpus *vs)
@@ -217,6 +240,15 @@ bool sim_vcpu_enter(struct sim_vcpu *v)
 			continue;
 		}
 		st = tdx_vp_enter(s->module, v->id, &flush);
+		if (st != TDX_SUCCESS && !tdx_status_is_busy(st)) {
+			pthread_mutex_unlock(&v->state_lock);
+			sim_violation(&s->report, SIM_V_TDX_ERROR, st,
+				      SIM_NO_GFN, (int)v->id,
+				      "VP.ENTER failed: %s",
+				      tdx_status_name(st));
+			sim_stop_request(&s->run);
+			return false;
+		}
 		if (st != TDX_SUCCESS) {
 			pthread_mutex_unlock(&v->state_lock);
 			sim_count(&s->stats, SIM_C_RETRY_VP_ENTER_BUSY, 1);
@@ -255,6 +287,14 @@ bool sim_vcpu_should_exit(struct sim_vcpu *v)
 {
 	return v->in_guest &&
 	       (__atomic_load_n(&v->kick, __ATOMIC_RELAXED) || v->slice == 0);
+}
+
+void sim_vcpus_guest_tlb_barrier(struct sim *s)
+{
+	for (unsigned int i = 0; i < s->vcpus.nr; i++) {
+		pthread_mutex_lock(&s->vcpus.v[i].tlb_lock);
+		pthread_mutex_unlock(&s->vcpus.v[i].tlb_lock);
+	}
 }
 
 void sim_vcpus_kick_all(struct sim *s)
@@ -312,6 +352,43 @@ void sim_vcpus_hold_out_end(struct sim *s)
 /* ---- hardware walks ------------------------------------------------------ */
 
 /*
+ * The CPU's update of the leaf @slot it read as @spte at @level: the
+ * accessed bit, and for a write through a writable leaf the dirty bit,
+ * set with a compare-exchange as long as the entry is still a present
+ * leaf of the same frame (the table is the engine's: tdp_pfn_to_table()
+ * gives a read-only view of the memory hardware also writes).  Returns
+ * false when the entry changed under the walk: the access then takes an
+ * EPT violation, as it would on hardware after the engine's flush.
+ */
+static bool set_accessed_dirty(struct sim_vcpu *v, tdp_spte_t *slot,
+			       tdp_spte_t spte, int level, bool write)
+{
+	const struct tdp_spte_format *fmt = tdp_mmu_format(v->sim->mmu);
+	const uint64_t rwx = fmt->readable | fmt->writable | fmt->executable;
+	tdp_spte_t seen = spte;
+	tdp_spte_t bits = fmt->accessed;
+
+	if (write && (spte & fmt->writable) && !v->sim->cfg.break_no_dirty_bit)
+		bits |= fmt->dirty;
+	while ((seen & bits) != bits) {
+		if (__atomic_compare_exchange_n(slot, &seen, seen | bits, false,
+						__ATOMIC_ACQ_REL,
+						__ATOMIC_ACQUIRE)) {
+			if (bits & fmt->dirty)
+				sim_count(&v->sim->stats, SIM_C_DIRTY_BITS_SET,
+					  1);
+			return true;
+		}
+		if (!(seen & rwx) || tdp_spte_pfn(fmt, seen) !=
+					     tdp_spte_pfn(fmt, spte) ||
+		    (level > TDP_LEVEL_4K && !(seen & fmt->leaf_size)) ||
+		    ((bits & fmt->dirty) && !(seen & fmt->writable)))
+			return false;
+	}
+	return true;
+}
+
+/*
  * Walk libtdp's direct tree from the loaded root as the CPU walks EPT.
  * Returns SIM_ACCESS_OK with the frame and writability of the leaf.
  */
@@ -335,9 +412,18 @@ static enum sim_access_result walk_shared(struct sim_vcpu *v, tdp_gfn_t gfn,
 
 		acc->level = level;
 		acc->stop_entry = spte;
+		/* The misconfiguration pattern: the CPU exits, it does not
+		 * translate (and caches nothing). */
+		if (tdp_spte_is_mmio(fmt, spte)) {
+			res = SIM_ACCESS_MMIO;
+			break;
+		}
 		if (!(spte & rwx))
 			break;
 		if (level == TDP_LEVEL_4K || (spte & fmt->leaf_size)) {
+			if (!set_accessed_dirty(v, (tdp_spte_t *)&table[idx],
+						spte, level, acc->write))
+				break;
 			acc->pfn = tdp_spte_pfn(fmt, spte) +
 				   (gfn & (tdp_level_pages(level) - 1));
 			*writable = (spte & fmt->writable) != 0;
@@ -385,8 +471,8 @@ enum sim_access_result sim_vcpu_access(struct sim_vcpu *v, tdp_gfn_t gpa_gfn,
 				       struct sim_access *acc)
 {
 	struct sim *s = v->sim;
-	bool private = !(gpa_gfn & SIM_SHARED_BIT);
-	struct sim_tlb_entry *e = &v->tlb[tlb_index(gpa_gfn)];
+	bool private;
+	struct sim_tlb_entry *e;
 	enum sim_access_result res;
 	struct host_page *page;
 	bool writable = false;
@@ -394,8 +480,24 @@ enum sim_access_result sim_vcpu_access(struct sim_vcpu *v, tdp_gfn_t gpa_gfn,
 	if (v->slice)
 		v->slice--;
 	pthread_mutex_lock(&v->tlb_lock);
+	if (acc->guest_pte) {
+		/* The guest's page table first (the walk of its own
+		 * mapping): not present is a #PF in the guest. */
+		acc->pte_seen = __atomic_load_n(acc->guest_pte,
+						__ATOMIC_ACQUIRE);
+		if (acc->pte_seen == GUEST_PTE_NOT_PRESENT) {
+			pthread_mutex_unlock(&v->tlb_lock);
+			return SIM_ACCESS_GUEST_PF;
+		}
+		gpa_gfn = acc->pte_seen == GUEST_PTE_SHARED
+				  ? gpa_gfn | SIM_SHARED_BIT
+				  : gpa_gfn & ~SIM_SHARED_BIT;
+	}
+	private = !(gpa_gfn & SIM_SHARED_BIT);
+	e = &v->tlb[tlb_index(gpa_gfn)];
 	acc->tlb_hit = e->valid && e->gfn == gpa_gfn &&
-		       (!acc->write || e->writable);
+		       (!acc->write ||
+			(e->writable && (e->private || e->dirty)));
 	if (acc->tlb_hit) {
 		acc->pfn = e->pfn;
 		acc->level = e->level;
@@ -411,24 +513,29 @@ enum sim_access_result sim_vcpu_access(struct sim_vcpu *v, tdp_gfn_t gpa_gfn,
 			pthread_mutex_unlock(&v->tlb_lock);
 			if (res == SIM_ACCESS_EPT_VIOLATION)
 				sim_count(&s->stats, SIM_C_EPT_VIOLATION, 1);
+			else if (res == SIM_ACCESS_MMIO)
+				sim_count(&s->stats, SIM_C_MMIO_MISCONFIG, 1);
 			return res;
 		}
 		*e = (struct sim_tlb_entry){
 			.gfn      = gpa_gfn,
 			.pfn      = acc->pfn,
+			.root_pfn = private ? 0 : v->root_pfn,
 			.level    = (uint8_t)acc->level,
 			.valid    = true,
 			.writable = writable,
+			.dirty    = !private && acc->write && writable,
 			.private  = private,
 		};
 	}
-	page = host_mem_page(&s->mem, acc->pfn);
+	page = host_mem_page(s->mem, acc->pfn);
 	if (!page) {
 		pthread_mutex_unlock(&v->tlb_lock);
 		return SIM_ACCESS_BAD_FRAME;
 	}
 	acc->page_use = host_page_use(page);
 	acc->page_gfn = host_page_gfn(page);
+	acc->page_owner = host_page_owner(page);
 	acc->old_tag = host_page_tag(page);
 	if (private)
 		acc->pamt = tdx_pamt_get(s->module, acc->pfn);

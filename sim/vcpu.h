@@ -11,6 +11,12 @@
  * one with the page-size bit.  A miss (or a write through a read-only
  * leaf) is an EPT violation that the caller takes to the host.
  *
+ * Accessed and dirty bits: a walk of the direct tree sets the leaf's
+ * accessed bit, and for a write its dirty bit, with a compare-exchange
+ * (the engine clears them with atomic operations); a write through a
+ * TLB entry made by a read walks again to set the dirty bit, as the CPU
+ * does.
+ *
  * TLB: SIM_TLB_ENTRIES direct-mapped 4 KiB entries.  The vCPU holds its
  * TLB lock across translate + access, so a host flush callback (which
  * takes every TLB lock) is a synchronous shootdown: once it returns, no
@@ -42,9 +48,14 @@ struct sim;
 struct sim_tlb_entry {
 	tdp_gfn_t gfn; /* as issued: the shared bit set for the shared alias */
 	tdp_pfn_t pfn;
+	/* Shared entries: the root (EPT pointer) the walk started from. */
+	tdp_pfn_t root_pfn;
 	uint8_t level; /* level of the leaf the entry came from */
 	bool valid;
 	bool writable;
+	/* Shared entries: the walk set the leaf's dirty bit, so writes
+	 * may use the entry without another walk. */
+	bool dirty;
 	bool private;
 };
 
@@ -118,13 +129,25 @@ enum sim_access_result {
 	SIM_ACCESS_EPT_VIOLATION, /* the walk found no usable leaf */
 	SIM_ACCESS_BAD_FRAME,     /* a translation to a frame that is not
 				     host memory or not an S-EPT table */
+	SIM_ACCESS_MMIO,          /* an EPT misconfiguration: the walk
+				     met an MMIO SPTE (in stop_entry) */
+	SIM_ACCESS_GUEST_PF,      /* the guest's own page table does not
+				     map the page (acc->guest_pte) */
 };
 
 struct sim_access {
 	/* Input. */
 	bool write;
 	uint64_t new_tag; /* stored on a write */
+	/*
+	 * If set, the guest's own page-table entry of the page (enum
+	 * guest_pte): read under the TLB lock, it decides the alias (the
+	 * shared bit of the GFN passed is ignored), and a not-present one
+	 * ends the access with SIM_ACCESS_GUEST_PF before any translation.
+	 */
+	const uint8_t *guest_pte;
 	/* Output. */
+	uint8_t pte_seen;   /* *guest_pte as read */
 	tdp_pfn_t pfn;
 	int level;          /* leaf level, or where the walk stopped */
 	uint64_t stop_entry;/* the entry where the walk stopped */
@@ -132,6 +155,7 @@ struct sim_access {
 	uint64_t old_tag;   /* the page's tag before the access */
 	uint32_t page_use;  /* enum host_page_use at access time */
 	tdp_gfn_t page_gfn; /* GFN the host page backs */
+	uint32_t page_owner; /* the host page's owner tag */
 	struct tdx_pamt_info pamt; /* private accesses: PAMT of the page */
 };
 
@@ -143,6 +167,13 @@ struct sim_access {
  */
 enum sim_access_result sim_vcpu_access(struct sim_vcpu *v, tdp_gfn_t gpa_gfn,
 				       struct sim_access *acc);
+
+/*
+ * The guest's TLB shootdown after it cleared its own page-table entries:
+ * every vCPU's TLB lock taken once, so no access that read an entry
+ * before the change is still in flight.
+ */
+void sim_vcpus_guest_tlb_barrier(struct sim *s);
 
 /* Kick every vCPU out of guest mode and wait until each left once. */
 void sim_vcpus_kick_all(struct sim *s);
@@ -163,5 +194,12 @@ void sim_tlb_shoot_down(struct sim *s, tdp_gfn_t gpa_gfn, uint64_t nr_pages,
  */
 int sim_tlb_find_live(struct sim *s, uint64_t start, uint64_t nr,
 		      bool by_gfn, tdp_gfn_t *gfn_out);
+
+/*
+ * A shared TLB entry some vCPU got by walking the root whose table is
+ * @root_pfn.  Returns the vCPU id and stores the entry's GFN, or -1.
+ */
+int sim_tlb_find_by_root(struct sim *s, tdp_pfn_t root_pfn,
+			 tdp_gfn_t *gfn_out);
 
 #endif /* SIM_VCPU_H */

@@ -12,11 +12,21 @@
 
 int fx_setup(void **state, uint64_t tdx_pages)
 {
+	struct fixture *f;
+
+	fx_setup_building(state, tdx_pages);
+	f = *state;
+	assert_int_equal(tdx_mr_finalize(f->mod), TDX_SUCCESS);
+	return 0;
+}
+
+int fx_setup_building(void **state, uint64_t tdx_pages)
+{
 	struct fixture *f = calloc(1, sizeof(*f));
 	struct tdx_module_config cfg;
 
 	assert_non_null(f);
-	assert_int_equal(host_mem_init(&f->mem, tdx_pages, 2 * 512), 0);
+	assert_int_equal(host_mem_init(&f->mem, tdx_pages, 2 * 512, 512), 0);
 	sim_report_init(&f->report, 0);
 	cfg = (struct tdx_module_config){
 		.mem        = &f->mem,
@@ -44,7 +54,7 @@ int fx_teardown(void **state)
 
 tdp_pfn_t fx_page(struct fixture *f, enum host_page_use use)
 {
-	tdp_pfn_t pfn = host_mem_alloc(&f->mem, HOST_POOL_TDX, use, 0);
+	tdp_pfn_t pfn = host_mem_alloc(&f->mem, 1, HOST_POOL_TDX, use, 0);
 
 	assert_int_not_equal(pfn, 0);
 	return pfn;

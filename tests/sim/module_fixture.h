@@ -30,8 +30,10 @@ struct fixture {
 };
 
 /* cmocka setup: a module over @tdx_pages TDX-usable host pages (and 1024
- * others); *state becomes the fixture. */
+ * others, and 512 hot-added later, offline) whose TD is finalized (RUNNABLE); *state becomes the fixture. */
 int fx_setup(void **state, uint64_t tdx_pages);
+/* The same with the TD still being built (INITIALIZED). */
+int fx_setup_building(void **state, uint64_t tdx_pages);
 /* cmocka teardown of fx_setup(). */
 int fx_teardown(void **state);
 

@@ -26,6 +26,10 @@ void base_config(struct sim_config *cfg)
 	cfg->progress = false;
 	cfg->print_limit = 0;
 	cfg->seed = 7;
+	/* No initial image and no MMIO window: the tests place their pages
+	 * themselves (test_td_build.c and test_mmio.c add them). */
+	cfg->image_pages = 0;
+	cfg->mmio_pages = 0;
 	cfg->wrap_arg = &brk;
 	memset(&brk, 0, sizeof(brk));
 }
@@ -63,4 +67,33 @@ const struct sim_violation *find(struct sim *s, enum sim_violation_kind kind,
 				 tdx_status_t st, tdp_gfn_t gfn, int vcpu)
 {
 	return sim_report_find(&s->report, kind, st, gfn, vcpu);
+}
+
+/* ---- host flush wrappers that drop flushes while armed ------------------ */
+
+static void flush_range_dropping(void *ctx, tdp_gfn_t gfn, uint64_t n)
+{
+	if (brk.drop_flushes) {
+		brk.dropped++;
+		return;
+	}
+	brk.orig_host.flush_range(ctx, gfn, n);
+}
+
+static void flush_all_dropping(void *ctx)
+{
+	if (brk.drop_flushes) {
+		brk.dropped++;
+		return;
+	}
+	brk.orig_host.flush_all(ctx);
+}
+
+void wrap_drop_flush(struct tdp_host_ops *ops, void *arg)
+{
+	struct breakage *b = arg;
+
+	b->orig_host = *ops;
+	ops->flush_range = flush_range_dropping;
+	ops->flush_all = flush_all_dropping;
 }

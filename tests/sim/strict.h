@@ -37,6 +37,9 @@ struct sim *create(const struct sim_config *cfg);
 struct sim *create_wrapped(void (*wrap_backend)(struct tdp_private_backend *,
 						void *),
 			   void (*wrap_host_ops)(struct tdp_host_ops *, void *));
+/* Host flush callbacks that drop every flush while brk.drop_flushes is
+ * set (counted in brk.dropped). */
+void wrap_drop_flush(struct tdp_host_ops *ops, void *arg);
 /* A GFN at @offset in the first region the guest converts 4 KiB-wise. */
 tdp_gfn_t small_region_gfn(struct sim *s, uint64_t offset);
 const struct sim_violation *find(struct sim *s, enum sim_violation_kind kind,

@@ -96,33 +96,6 @@ static void test_child_before_parent(void **state)
 
 /* ---- dropping a TLB flush on a shared zap -------------------------------- */
 
-static void flush_range_dropping(void *ctx, tdp_gfn_t gfn, uint64_t n)
-{
-	if (brk.drop_flushes) {
-		brk.dropped++;
-		return;
-	}
-	brk.orig_host.flush_range(ctx, gfn, n);
-}
-
-static void flush_all_dropping(void *ctx)
-{
-	if (brk.drop_flushes) {
-		brk.dropped++;
-		return;
-	}
-	brk.orig_host.flush_all(ctx);
-}
-
-static void wrap_drop_flush(struct tdp_host_ops *ops, void *arg)
-{
-	struct breakage *b = arg;
-
-	b->orig_host = *ops;
-	ops->flush_range = flush_range_dropping;
-	ops->flush_all = flush_all_dropping;
-}
-
 /*
  * A simulation whose host drops its TLB flushes while brk.drop_flushes is
  * set, and in it a shared page at @offset of a small region that vCPU 0
@@ -175,6 +148,50 @@ static void test_drop_flush_on_convert(void **state)
 	sim_destroy(s);
 }
 
+/* ---- root invalidation --------------------------------------------------- */
+
+static void test_root_invalidation(void **state)
+{
+	tdp_gfn_t g;
+	struct sim *s = create_with_shared_page_in_tlb(90, &g);
+	uint64_t switches = sim_counter_read(&s->stats, SIM_C_FLUSH_ROOT_SWITCH);
+	tdp_pfn_t old_root = s->vcpus.v[0].root_pfn;
+	struct tdp_stats st;
+
+	(void)state;
+	sim_step_invalidate_root(s);
+	assert_int_equal(sim_counter_read(&s->stats, SIM_C_CHECK_ROOT_ZAP), 1);
+	assert_int_equal(sim_report_total(&s->report), 0);
+	/* vCPU 0 switches to the new root (vCPU 1 loads its first), the
+	 * data is there. */
+	assert_int_equal(sim_step_access(s, 0, g, false), 0);
+	assert_int_equal(sim_step_access(s, 1, g, true), 0);
+	assert_int_equal(sim_counter_read(&s->stats, SIM_C_FLUSH_ROOT_SWITCH), switches + 1);
+	assert_int_not_equal(s->vcpus.v[0].root_pfn, old_root);
+	assert_int_equal(s->vcpus.v[1].root_pfn, s->vcpus.v[0].root_pfn);
+	assert_int_equal(tdp_mmu_get_stats(s->mmu, &st), 0);
+	assert_true(st.roots_allocated >= 3);
+	assert_int_equal(sim_check_quiesced(s), 0);
+	sim_finish(s);
+	assert_int_equal(sim_report_total(&s->report), 0);
+	sim_destroy(s);
+}
+
+/* The zap of the invalidated root does not reach the TLBs. */
+static void test_drop_flush_on_root_zap(void **state)
+{
+	tdp_gfn_t g;
+	struct sim *s = create_with_shared_page_in_tlb(91, &g);
+
+	(void)state;
+	brk.drop_flushes = true;
+	sim_step_invalidate_root(s);
+	brk.drop_flushes = false;
+	assert_true(brk.dropped >= 1);
+	assert_non_null(find(s, SIM_V_STALE_TRANSLATION, 0, g, 0));
+	sim_destroy(s);
+}
+
 /* ---- private memory outside the TDX-usable ranges ------------------------ */
 
 static void test_private_outside_tdx_memory(void **state)
@@ -220,6 +237,8 @@ int main(void)
 		cmocka_unit_test(test_child_before_parent),
 		cmocka_unit_test(test_drop_flush_on_host_unmap),
 		cmocka_unit_test(test_drop_flush_on_convert),
+		cmocka_unit_test(test_root_invalidation),
+		cmocka_unit_test(test_drop_flush_on_root_zap),
 		cmocka_unit_test(test_private_outside_tdx_memory),
 		cmocka_unit_test(test_lost_private_mapping),
 	};

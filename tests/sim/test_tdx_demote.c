@@ -34,7 +34,7 @@ static int teardown(void **state)
 
 static tdp_pfn_t chunk_2m(struct fixture *f)
 {
-	tdp_pfn_t pfn = host_mem_alloc_2m(&f->mem, HOST_POOL_TDX,
+	tdp_pfn_t pfn = host_mem_alloc_2m(&f->mem, 1, HOST_POOL_TDX,
 					  HOST_PAGE_PRIVATE, GFN);
 
 	assert_int_not_equal(pfn, 0);
@@ -253,7 +253,7 @@ static void test_demote_needs_tracking(void **state)
 static void test_demote_new_page(void **state)
 {
 	struct fixture *f = *state;
-	tdp_pfn_t outside = host_mem_alloc(&f->mem, HOST_POOL_NON_TDX,
+	tdp_pfn_t outside = host_mem_alloc(&f->mem, 1, HOST_POOL_NON_TDX,
 					   HOST_PAGE_SEPT, 0);
 	tdp_pfn_t table = fx_page(f, HOST_PAGE_SEPT);
 	tdp_pfn_t p = fx_page(f, HOST_PAGE_SEPT);
@@ -512,6 +512,11 @@ static void test_promote_children_differ(void **state)
 	assert_status(tdx_page_promote(f->mod, GFN, 2, &released, &err),
 		      TDX_EPT_INVALID_PROMOTE_CONDITIONS);
 	assert_int_equal(err.state, SEPT_MAPPED);
+	/* Mixed accept states: refused, counted, but no protocol error (the
+	 * host cannot know which pages the guest accepted). */
+	assert_false(fx_reported(f, TDX_EPT_INVALID_PROMOTE_CONDITIONS));
+	assert_int_equal(sim_seamcall_read(&f->stats, SIM_SC_PAGE_PROMOTE, SIM_OUT_ERROR),
+			 1);
 	/* Child 0 blocked: not MAPPED or PENDING. */
 	assert_int_equal(tdx_range_unblock(f->mod, GFN, 2, NULL), TDX_SUCCESS);
 	assert_int_equal(tdx_page_accept(f->mod, 0, GFN, 1, NULL),

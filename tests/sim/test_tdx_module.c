@@ -32,7 +32,7 @@ static void test_sept_add_preconditions(void **state)
 	struct fixture *f = *state;
 	struct tdx_err_info err;
 	tdp_pfn_t p = fx_page(f, HOST_PAGE_SEPT);
-	tdp_pfn_t outside = host_mem_alloc(&f->mem, HOST_POOL_NON_TDX,
+	tdp_pfn_t outside = host_mem_alloc(&f->mem, 1, HOST_POOL_NON_TDX,
 					   HOST_PAGE_SEPT, 0);
 
 	/* Child before parent: the walk stops at the FREE root entry. */
@@ -66,7 +66,7 @@ static void test_aug_preconditions(void **state)
 {
 	struct fixture *f = *state;
 	tdp_pfn_t p = fx_page(f, HOST_PAGE_PRIVATE);
-	tdp_pfn_t outside = host_mem_alloc(&f->mem, HOST_POOL_NON_TDX,
+	tdp_pfn_t outside = host_mem_alloc(&f->mem, 1, HOST_POOL_NON_TDX,
 					   HOST_PAGE_PRIVATE, 0);
 	tdp_pfn_t chunk;
 
@@ -86,7 +86,7 @@ static void test_aug_preconditions(void **state)
 	assert_status(tdx_page_aug(f->mod, 1, 1, p, NULL),
 		      TDX_PAGE_METADATA_INCORRECT);
 	/* 2 MiB where a table exists: the entry is NL_MAPPED. */
-	chunk = host_mem_alloc_2m(&f->mem, HOST_POOL_TDX, HOST_PAGE_PRIVATE, 0);
+	chunk = host_mem_alloc_2m(&f->mem, 1, HOST_POOL_TDX, HOST_PAGE_PRIVATE, 0);
 	assert_int_not_equal(chunk, 0);
 	assert_status(tdx_page_aug(f->mod, 0, 2, chunk, NULL),
 		      TDX_EPT_ENTRY_STATE_INCORRECT);
@@ -231,7 +231,7 @@ static void test_accept(void **state)
 		      TDX_OPERAND_INVALID);
 
 	/* A 2 MiB PENDING leaf: 4 KiB inside exits, 2 MiB zeroes all. */
-	chunk = host_mem_alloc_2m(&f->mem, HOST_POOL_TDX, HOST_PAGE_PRIVATE,
+	chunk = host_mem_alloc_2m(&f->mem, 1, HOST_POOL_TDX, HOST_PAGE_PRIVATE,
 				  512);
 	hp = host_mem_page(&f->mem, chunk + 5);
 	host_page_set_tag(hp, SIM_TAG(1234, 99));

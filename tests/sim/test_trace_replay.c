@@ -181,7 +181,7 @@ static void check_pages(struct sim *s, struct touched *pages, size_t n,
 				     private ? TDP_ALIAS_SHARED
 					     : TDP_ALIAS_PRIVATE,
 				     &other));
-		p = host_mem_page(&s->mem, pfn);
+		p = host_mem_page(s->mem, pfn);
 		assert_non_null(p);
 		assert_int_equal(host_page_tag(p),
 				 SIM_TAG(gfn, pages[i].touches));
