@@ -45,8 +45,13 @@ TDP_API void tdp_walk_end(void);
 
 /*
  * tdp_pfn_to_table() - the host view of the page table whose frame a
- * non-leaf SPTE (or tdp_vcpu_load_root()) names: what hardware reads.
+ * non-leaf SPTE (or tdp_vcpu_load_root()) names: what hardware walks.
  * Read entries with atomic loads.  Only valid inside tdp_walk_begin/end.
+ * The view is const for software; a walker that models the CPU may set
+ * the accessed and dirty bits of a present direct leaf as hardware does,
+ * with an atomic compare-exchange on the entry (a cast of this pointer)
+ * and nothing else: the engine reads those bits with atomic operations
+ * (tdp/dirty.h, tdp/age.h) or after the flush that ends such walks.
  */
 TDP_API const tdp_spte_t *tdp_pfn_to_table(tdp_pfn_t pfn);
 
