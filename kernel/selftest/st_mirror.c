@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 /*
  * The mirror root and its freeze protocol, against the strict test
- * backend (st_backend.c), and the alias-targeted zaps of a confidential
- * VM: the order of backend calls, busy and hard errors, allocation
+ * backend (tests/support/ts_backend.c), and the alias-targeted zaps of a
+ * confidential VM: the order of backend calls, busy and hard errors, allocation
  * failures before any call, removal failures that kill the MMU, teardown,
  * configuration checks, what the private alias refuses, and concurrent
  * faults against a slow backend and against zaps.
