@@ -79,6 +79,47 @@ static unsigned int tlb_index(tdp_gfn_t gfn)
 	return (unsigned int)((gfn ^ (gfn >> 35) * 17) % SIM_TLB_ENTRIES);
 }
 
+/* Buckets of the liveness filter: [0] private GFNs, [1] PFNs. */
+static unsigned int live_bucket(uint64_t key)
+{
+	return (unsigned int)(key >> 9) & 63;
+}
+
+/* Count @e, valid, in (@delta 1) or out of (-1) the filter; tlb_lock. */
+static void live_account(struct sim_vcpu *v, const struct sim_tlb_entry *e,
+			 int delta)
+{
+	for (int k = 0; k < 2; k++) {
+		unsigned int b;
+
+		if (k == 0 && !e->private)
+			continue;
+		b = live_bucket(k == 0 ? e->gfn : e->pfn);
+		v->live_count[k][b] = (uint16_t)(v->live_count[k][b] + delta);
+		if (v->live_count[k][b] == (delta > 0 ? 1 : 0))
+			__atomic_store_n(&v->live_mask[k],
+					 v->live_mask[k] ^ (1ULL << b),
+					 __ATOMIC_RELEASE);
+	}
+}
+
+/* Invalidate the valid entry @e; tlb_lock held. */
+static void tlb_invalidate_locked(struct sim_vcpu *v, struct sim_tlb_entry *e)
+{
+	live_account(v, e, -1);
+	e->valid = false;
+}
+
+/* Replace entry @e with @new_entry (valid); tlb_lock held. */
+static void tlb_fill_locked(struct sim_vcpu *v, struct sim_tlb_entry *e,
+			    const struct sim_tlb_entry *new_entry)
+{
+	if (e->valid)
+		live_account(v, e, -1);
+	*e = *new_entry;
+	live_account(v, e, 1);
+}
+
 /* Drop the entries of one alias; tlb_lock held.  Returns how many. */
 static unsigned int tlb_drop_alias_locked(struct sim_vcpu *v, bool private)
 {
@@ -88,7 +129,7 @@ static unsigned int tlb_drop_alias_locked(struct sim_vcpu *v, bool private)
 		struct sim_tlb_entry *e = &v->tlb[i];
 
 		if (e->valid && e->private == private) {
-			e->valid = false;
+			tlb_invalidate_locked(v, e);
 			n++;
 		}
 	}
@@ -111,7 +152,7 @@ void sim_tlb_shoot_down(struct sim *s, tdp_gfn_t gpa_gfn, uint64_t nr_pages,
 				continue;
 			if (all || (e->gfn >= gpa_gfn &&
 				    e->gfn - gpa_gfn < nr_pages)) {
-				e->valid = false;
+				tlb_invalidate_locked(v, e);
 				dropped++;
 			}
 		}
@@ -120,15 +161,41 @@ void sim_tlb_shoot_down(struct sim *s, tdp_gfn_t gpa_gfn, uint64_t nr_pages,
 	sim_count(&s->stats, SIM_C_FLUSH_TLB_ENTRIES, dropped);
 }
 
+/* The filter buckets keys [start, start + nr) fall in. */
+static uint64_t live_buckets(uint64_t start, uint64_t nr)
+{
+	uint64_t first = start >> 9, last = (start + nr - 1) >> 9, mask = 0;
+
+	if (last - first >= 63)
+		return ~0ULL;
+	for (uint64_t g = first; g <= last; g++)
+		mask |= 1ULL << (g & 63);
+	return mask;
+}
+
 int sim_tlb_find_live(struct sim *s, uint64_t start, uint64_t nr,
 		      bool by_gfn, tdp_gfn_t *gfn_out)
 {
 	uint64_t epoch = tdx_td_epoch(s->module);
+	uint64_t buckets = live_buckets(start, nr);
 	int found = -1;
+
+	/* Orders the caller's change of the tables before the reads of
+	 * tlb_busy (see tlb_access_lock()). */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 
 	for (unsigned int i = 0; i < s->vcpus.nr && found < 0; i++) {
 		struct sim_vcpu *v = &s->vcpus.v[i];
 		bool private_live;
+
+		/* Busy first, then the mask: see struct sim_vcpu. */
+		if (!__atomic_load_n(&v->tlb_busy, __ATOMIC_ACQUIRE) &&
+		    !(__atomic_load_n(&v->live_mask[by_gfn ? 0 : 1],
+				      __ATOMIC_ACQUIRE) &
+		      buckets)) {
+			sim_count(&s->stats, SIM_C_CHECK_LIVE_FILTERED, 1);
+			continue;
+		}
 
 		pthread_mutex_lock(&v->state_lock);
 		pthread_mutex_lock(&v->tlb_lock);
@@ -467,6 +534,25 @@ static enum sim_access_result walk_private(struct sim_vcpu *v, tdp_gfn_t gfn,
 	return SIM_ACCESS_EPT_VIOLATION;
 }
 
+/*
+ * An access takes tlb_lock and marks the TLB busy for the liveness
+ * filter.  The busy store is sequentially consistent, so a checker that
+ * changed the tables and then finds the TLB not busy (after a full
+ * fence, sim_tlb_find_live()) knows this access will walk the changed
+ * tables, as with the lock.
+ */
+static void tlb_access_lock(struct sim_vcpu *v)
+{
+	pthread_mutex_lock(&v->tlb_lock);
+	__atomic_store_n(&v->tlb_busy, true, __ATOMIC_SEQ_CST);
+}
+
+static void tlb_access_unlock(struct sim_vcpu *v)
+{
+	__atomic_store_n(&v->tlb_busy, false, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&v->tlb_lock);
+}
+
 enum sim_access_result sim_vcpu_access(struct sim_vcpu *v, tdp_gfn_t gpa_gfn,
 				       struct sim_access *acc)
 {
@@ -479,14 +565,14 @@ enum sim_access_result sim_vcpu_access(struct sim_vcpu *v, tdp_gfn_t gpa_gfn,
 
 	if (v->slice)
 		v->slice--;
-	pthread_mutex_lock(&v->tlb_lock);
+	tlb_access_lock(v);
 	if (acc->guest_pte) {
 		/* The guest's page table first (the walk of its own
 		 * mapping): not present is a #PF in the guest. */
 		acc->pte_seen = __atomic_load_n(acc->guest_pte,
 						__ATOMIC_ACQUIRE);
 		if (acc->pte_seen == GUEST_PTE_NOT_PRESENT) {
-			pthread_mutex_unlock(&v->tlb_lock);
+			tlb_access_unlock(v);
 			return SIM_ACCESS_GUEST_PF;
 		}
 		gpa_gfn = acc->pte_seen == GUEST_PTE_SHARED
@@ -510,27 +596,29 @@ enum sim_access_result sim_vcpu_access(struct sim_vcpu *v, tdp_gfn_t gpa_gfn,
 		if (res == SIM_ACCESS_OK && acc->write && !writable)
 			res = SIM_ACCESS_EPT_VIOLATION;
 		if (res != SIM_ACCESS_OK) {
-			pthread_mutex_unlock(&v->tlb_lock);
+			tlb_access_unlock(v);
 			if (res == SIM_ACCESS_EPT_VIOLATION)
 				sim_count(&s->stats, SIM_C_EPT_VIOLATION, 1);
 			else if (res == SIM_ACCESS_MMIO)
 				sim_count(&s->stats, SIM_C_MMIO_MISCONFIG, 1);
 			return res;
 		}
-		*e = (struct sim_tlb_entry){
-			.gfn      = gpa_gfn,
-			.pfn      = acc->pfn,
-			.root_pfn = private ? 0 : v->root_pfn,
-			.level    = (uint8_t)acc->level,
-			.valid    = true,
-			.writable = writable,
-			.dirty    = !private && acc->write && writable,
-			.private  = private,
-		};
+		tlb_fill_locked(v, e,
+				&(struct sim_tlb_entry){
+					.gfn = gpa_gfn,
+					.pfn = acc->pfn,
+					.root_pfn = private ? 0 : v->root_pfn,
+					.level = (uint8_t)acc->level,
+					.valid = true,
+					.writable = writable,
+					.dirty = !private && acc->write &&
+						 writable,
+					.private = private,
+				});
 	}
 	page = host_mem_page(s->mem, acc->pfn);
 	if (!page) {
-		pthread_mutex_unlock(&v->tlb_lock);
+		tlb_access_unlock(v);
 		return SIM_ACCESS_BAD_FRAME;
 	}
 	acc->page_use = host_page_use(page);
@@ -542,7 +630,7 @@ enum sim_access_result sim_vcpu_access(struct sim_vcpu *v, tdp_gfn_t gpa_gfn,
 	/* The CPU stores whatever the translation says, right or wrong. */
 	if (acc->write)
 		host_page_set_tag(page, acc->new_tag);
-	pthread_mutex_unlock(&v->tlb_lock);
+	tlb_access_unlock(v);
 	sim_count(&s->stats, acc->write ? SIM_C_ACCESS_WRITE
 					: SIM_C_ACCESS_READ, 1);
 	return SIM_ACCESS_OK;

@@ -77,6 +77,20 @@ struct sim_vcpu {
 	/* The TLB: every entry is protected by tlb_lock. */
 	pthread_mutex_t tlb_lock;
 	struct sim_tlb_entry tlb[SIM_TLB_ENTRIES];
+	/*
+	 * A filter over the valid entries, for the liveness checks
+	 * (sim_tlb_find_live()) that must not take every vCPU's locks on
+	 * every page free and PAGE.REMOVE: per 2 MiB bucket of keys (the
+	 * GFN of private entries; the PFN of all entries), how many valid
+	 * entries fall in it (written under tlb_lock), and a mask of the
+	 * non-empty buckets (atomic; updated under tlb_lock).  tlb_busy is
+	 * set (atomic) while an access holds tlb_lock and may insert: a
+	 * checker that sees it clear and the bucket empty knows that no
+	 * entry exists and none is being made, as if it had taken the lock.
+	 */
+	uint16_t live_count[2][64];
+	uint64_t live_mask[2];
+	bool tlb_busy;
 
 	/*
 	 * Guest mode: in_guest and exits are written by the owner with
