@@ -99,11 +99,66 @@ tdp_pfn_t sim_host_shared_pfn(struct sim *s, tdp_gfn_t gfn)
 
 /* ---- TLB callbacks ------------------------------------------------------- */
 
+/*
+ * The zap of the shared alias this thread is inside, if any: [start, end)
+ * unaliased.  The engine calls the flush callbacks on the zapping thread,
+ * so each range flush of it can be checked against the tree: a flush is
+ * for translations the zap already cleared, never for ones it has yet
+ * to clear (the kind of bug where hardware re-fills the TLB from an
+ * entry the flush was meant to retire).  Flushes of everything are not
+ * checked: the zap may not have reached the end of its range yet.
+ */
+static __thread struct {
+	struct sim *s;
+	tdp_gfn_t start, end;
+} zap_ctx;
+
+static void zap_ctx_enter(struct sim *s, tdp_gfn_t start, tdp_gfn_t end)
+{
+	zap_ctx.s = s;
+	zap_ctx.start = start;
+	zap_ctx.end = end;
+}
+
+static void zap_ctx_exit(void)
+{
+	zap_ctx.s = NULL;
+}
+
+/* Every shared leaf of [gfn, gfn + nr) inside the zap is gone already. */
+static void check_flush_order(struct sim *s, tdp_gfn_t gfn, uint64_t nr)
+{
+	tdp_gfn_t lo = gfn & ~SIM_SHARED_BIT, hi = lo + nr;
+
+	if (zap_ctx.s != s || !(gfn & SIM_SHARED_BIT))
+		return;
+	lo = lo > zap_ctx.start ? lo : zap_ctx.start;
+	hi = hi < zap_ctx.end ? hi : zap_ctx.end;
+	for (tdp_gfn_t g = lo; g < hi; g++) {
+		tdp_spte_t spte;
+		int level;
+
+		if (tdp_lookup(s->mmu, g, TDP_ALIAS_SHARED, &spte, &level))
+			continue;
+		sim_count(&s->stats, SIM_C_CHECK_FLUSH_ORDER, 1);
+		if (tdp_spte_is_present(tdp_mmu_format(s->mmu), spte)) {
+			sim_violation(&s->report, SIM_V_FLUSH_ORDER, 0, g,
+				      SIM_NO_VCPU,
+				      "the zap of [%#" PRIx64 ", %#" PRIx64
+				      ") flushed gfn %#" PRIx64 " while its "
+				      "level-%d leaf was still present",
+				      zap_ctx.start, zap_ctx.end, g, level);
+			return;
+		}
+	}
+}
+
 static void host_flush_range(void *ctx, tdp_gfn_t gfn, uint64_t nr_pages)
 {
 	struct sim *s = ctx;
 
 	sim_count(&s->stats, SIM_C_FLUSH_RANGE, 1);
+	check_flush_order(s, gfn, nr_pages);
 	sim_tlb_shoot_down(s, gfn, nr_pages, false);
 }
 
@@ -464,7 +519,9 @@ int sim_host_map_gpa(struct sim *s, tdp_gfn_t gfn, uint64_t n,
 	/* The shared content changes without a write the log can see. */
 	sim_migrate_mark(s, gfn, n);
 	if (to_private) {
+		zap_ctx_enter(s, gfn, end);
 		ret = tdp_zap_convert_to_private(s->mmu, gfn, end);
+		zap_ctx_exit();
 		sim_count(&s->stats, SIM_C_ZAP_TO_PRIVATE, 1);
 		sim_count(&s->stats, SIM_C_ZAP_TO_PRIVATE_PAGES, n);
 	} else {
@@ -493,7 +550,9 @@ void sim_host_unmap_shared(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 		       "tdp_invalidate_begin", gfn))
 		return;
 	backing_lock_range(s, gfn, end);
+	zap_ctx_enter(s, gfn, end);
 	ret = tdp_zap_host_unmap(s->mmu, gfn, end);
+	zap_ctx_exit();
 	sim_count(&s->stats, SIM_C_ZAP_HOST_UNMAP, 1);
 	sim_count(&s->stats, SIM_C_ZAP_HOST_UNMAP_PAGES, n);
 	if (engine_ok(s, ret, "tdp_zap_host_unmap", gfn)) {
@@ -531,7 +590,9 @@ void sim_host_slot_delete(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 		       "tdp_invalidate_begin", gfn))
 		return;
 	backing_lock_range(s, gfn, end);
+	zap_ctx_enter(s, gfn, end);
 	ret = zap_until_done(s, tdp_zap_slot_deleted, gfn, end);
+	zap_ctx_exit();
 	sim_count(&s->stats, SIM_C_ZAP_SLOT_DELETED, 1);
 	sim_count(&s->stats, SIM_C_ZAP_SLOT_DELETED_PAGES, n);
 	if (engine_ok(s, ret, "tdp_zap_slot_deleted", gfn)) {

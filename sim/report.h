@@ -42,6 +42,8 @@ enum sim_violation_kind {
 	/* A read inside a conversion window went through the wrong alias
 	 * or reached an unaccepted private page. */
 	SIM_V_CONVERSION,
+	/* The engine flushed a range whose zap had not cleared it yet. */
+	SIM_V_FLUSH_ORDER,
 	SIM_NR_VIOLATION_KINDS
 };
 

@@ -150,6 +150,8 @@
 	  "host page frees checked against TLBs and the PAMT")                 \
 	X(CHECK_REMOVE, "checks", "remove_checks",                             \
 	  "PAGE.REMOVEs checked against live vCPU TLB entries")                \
+	X(CHECK_FLUSH_ORDER, "checks", "flush_order_checks",                   \
+	  "GFNs of a zap's range flushes checked already cleared in the tree") \
 	X(CHECK_LIVE_FILTERED, "checks", "tlb_checks_filtered",                \
 	  "vCPU TLBs a liveness check cleared by their filter, unlocked")      \
 	X(CHECK_QUIESCE, "checks", "quiesce_checks",                           \
