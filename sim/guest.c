@@ -240,14 +240,15 @@ static void stripe_lock(struct sim_vcpu *v, tdp_gfn_t gfn)
 	pthread_mutex_lock(m);
 }
 
-void sim_guest_stripe_lock(struct sim_vcpu *v, tdp_gfn_t gfn)
+int sim_guest_mmio_access(struct sim_vcpu *v, unsigned int k, bool write)
 {
-	stripe_lock(v, gfn);
-}
+	tdp_gfn_t gfn = v->sim->mmio.base + k;
+	int ret;
 
-void sim_guest_stripe_unlock(struct sim_vcpu *v, tdp_gfn_t gfn)
-{
+	stripe_lock(v, gfn);
+	ret = sim_mmio_access(v, k, write);
 	pthread_mutex_unlock(stripe_of(guest_of(v), gfn));
+	return ret;
 }
 
 /* ---- ACCEPT -------------------------------------------------------------- */
@@ -869,8 +870,8 @@ void sim_guest_step(struct sim_vcpu *v)
 	}
 	/* One operation in 64 touches a page of the MMIO window. */
 	if (v->sim->mmio.nr && (gfn & 63) == 63) {
-		sim_mmio_access(v, (unsigned int)(gfn / 64 % v->sim->mmio.nr),
-				sim_rng_below(&v->rng, 100) < 40);
+		sim_guest_mmio_access(v, (unsigned int)(gfn / 64 % v->sim->mmio.nr),
+				      sim_rng_below(&v->rng, 100) < 40);
 		return;
 	}
 	sim_guest_access(v, gfn, sim_rng_below(&v->rng, 100) < 40);

@@ -105,11 +105,11 @@ void sim_guest_fini(struct sim *s);
 int sim_guest_check_measurement(struct sim_vcpu *v);
 
 /*
- * The lock of @gfn's version stripe, taken as a vCPU takes guest locks
+ * A guest access to MMIO window page @k (sim_mmio_access()) with the
+ * guest's stripe lock of its GFN held, taken as a vCPU takes guest locks
  * (try first; leave guest mode before blocking).
  */
-void sim_guest_stripe_lock(struct sim_vcpu *v, tdp_gfn_t gfn);
-void sim_guest_stripe_unlock(struct sim_vcpu *v, tdp_gfn_t gfn);
+int sim_guest_mmio_access(struct sim_vcpu *v, unsigned int k, bool write);
 
 /*
  * A stray read of @gfn from vCPU @v, as load_unaligned_zeropad() makes

@@ -170,12 +170,19 @@ static void host_flush_all(void *ctx)
 	sim_tlb_shoot_down(s, 0, 0, true);
 }
 
+/* Tell the listener, if any, of pages changed behind the dirty log. */
+static void pages_changed(struct sim *s, tdp_gfn_t gfn, uint64_t n)
+{
+	if (s->host.pages_changed)
+		s->host.pages_changed(s, gfn, n);
+}
+
 /* A zap removed a direct leaf whose dirty bit was set. */
 static void host_mark_dirty(void *ctx, tdp_gfn_t gfn, uint64_t nr_pages)
 {
 	struct sim *s = ctx;
 
-	sim_migrate_mark(s, gfn & ~SIM_SHARED_BIT, nr_pages);
+	pages_changed(s, gfn & ~SIM_SHARED_BIT, nr_pages);
 }
 
 void sim_host_ops_init(struct sim *s, struct tdp_host_ops *ops)
@@ -517,7 +524,7 @@ int sim_host_map_gpa(struct sim *s, tdp_gfn_t gfn, uint64_t n,
 		attr_write(s, g, to_private ? SIM_ATTR_PRIVATE
 					    : SIM_ATTR_SHARED);
 	/* The shared content changes without a write the log can see. */
-	sim_migrate_mark(s, gfn, n);
+	pages_changed(s, gfn, n);
 	if (to_private) {
 		zap_ctx_enter(s, gfn, end);
 		ret = tdp_zap_convert_to_private(s->mmu, gfn, end);
@@ -602,7 +609,7 @@ void sim_host_slot_delete(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 			/* The re-created slot starts private, as at boot. */
 			attr_write(s, g, SIM_ATTR_PRIVATE);
 		}
-		sim_migrate_mark(s, gfn, n);
+		pages_changed(s, gfn, n);
 	}
 	backing_unlock_range(s, gfn, end);
 	engine_ok(s, tdp_invalidate_end(s->mmu, gfn, end),

@@ -56,6 +56,13 @@ struct sim_host {
 	struct tdp_vcpu *ctx;
 	/* sim_host_hot_add() ran (the event thread, or a test's). */
 	bool hot_added;
+	/*
+	 * Told of shared pages whose content changed without a guest write
+	 * a dirty log sees (a dirty leaf zapped, a conversion, a slot
+	 * deletion); NULL: nobody listens.  Set before the run (the
+	 * migration, sim_migrate_init()); immutable while it runs.
+	 */
+	void (*pages_changed)(struct sim *s, tdp_gfn_t gfn, uint64_t n);
 };
 
 int sim_host_init(struct sim *s);

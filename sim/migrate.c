@@ -17,6 +17,7 @@ int sim_migrate_init(struct sim *s)
 	m->enabled = s->cfg.migrate;
 	if (!m->enabled)
 		return 0;
+	s->host.pages_changed = sim_migrate_mark;
 	m->nr_words = (s->nr_gfns + 63) / 64;
 	m->marked = calloc(m->nr_words, sizeof(*m->marked));
 	m->harvest = calloc(m->nr_words, sizeof(*m->harvest));

@@ -260,7 +260,6 @@ int sim_mmio_access(struct sim_vcpu *v, unsigned int k, bool write)
 	uint32_t expected;
 	int ret = -EIO;
 
-	sim_guest_stripe_lock(v, gfn);
 	expected = m->version[k];
 	for (long tries = 0; tries < MMIO_MAX_TRIES && !done; tries++) {
 		if (sim_stop_requested(&s->run) || !sim_vcpu_enter(v)) {
@@ -279,7 +278,6 @@ int sim_mmio_access(struct sim_vcpu *v, unsigned int k, bool write)
 	}
 	if (!ret && write)
 		m->version[k] = (expected + 1) & SIM_TAG_VERSION_MASK;
-	sim_guest_stripe_unlock(v, gfn);
 	return ret;
 }
 

@@ -56,7 +56,9 @@ void sim_mmio_fini(struct sim *s);
  * guest mode): a walk of the direct tree; an EPT violation goes to the
  * host's fault handler (MMIO SPTE or RAM leaf, by the layout), an EPT
  * misconfiguration to its MMIO handler (emulated, or refaulted when the
- * SPTE's generation is stale).  Returns 0 or a negative errno.
+ * SPTE's generation is stale).  The caller (the guest) holds its stripe
+ * lock of the page's GFN, which protects version[k].  Returns 0 or a
+ * negative errno.
  */
 int sim_mmio_access(struct sim_vcpu *v, unsigned int k, bool write);
 

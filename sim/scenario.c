@@ -413,7 +413,7 @@ int sim_step_mmio_access(struct sim *s, unsigned int vcpu, unsigned int k,
 			 bool write)
 {
 	struct sim_vcpu *v = step_vcpu(s, vcpu);
-	int ret = sim_mmio_access(v, k, write);
+	int ret = sim_guest_mmio_access(v, k, write);
 
 	step_done(s, v);
 	return ret;
