@@ -14,6 +14,9 @@ import re
 import subprocess
 import sys
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+from port_names import set_differences  # noqa: E402
+
 
 def tracked_folders(root):
     files = subprocess.run(['git', '-C', str(root), 'ls-files'],
@@ -43,13 +46,8 @@ def main(argv):
         print('layout_check: not a git checkout, skipped')
         return 77  # meson's "skipped"
     folders, rows = tracked_folders(root), table_rows(root)
-    bad = 0
-    for f in sorted(folders - rows):
-        print(f'README layout: no row for {f}/')
-        bad += 1
-    for r in sorted(rows - folders):
-        print(f'README layout: row {r}/ names no tracked folder')
-        bad += 1
+    bad = set_differences(folders, rows, 'README layout: no row for {}/',
+                          'README layout: row {}/ names no tracked folder')
     print(f'layout_check: {len(folders)} folders, {len(rows)} rows, '
           f'{bad} problems')
     return 1 if bad else 0

@@ -62,16 +62,22 @@ def engine_uses(root):
     return {n for n in used if n in port and n not in own and n not in public}
 
 
+def set_differences(want, have, missing, extra):
+    """Print each name of @want missing from @have (format @missing) and
+    each of @have not in @want (format @extra); return how many."""
+    for n in sorted(want - have):
+        print(missing.format(n))
+    for n in sorted(have - want):
+        print(extra.format(n))
+    return len(want ^ have)
+
+
 def check(root):
     want = engine_uses(root)
     have = listed(root)
-    bad = 0
-    for n in sorted(want - have):
-        print(f'port.h does not list {n}, which the engine uses')
-        bad += 1
-    for n in sorted(have - want):
-        print(f'port.h lists {n}, which the engine does not use')
-        bad += 1
+    bad = set_differences(want, have,
+                          'port.h does not list {}, which the engine uses',
+                          'port.h lists {}, which the engine does not use')
     print(f'port_names: {len(have)} names listed, {len(want)} used, '
           f'{bad} differences')
     return 1 if bad else 0

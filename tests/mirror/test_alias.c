@@ -144,29 +144,28 @@ static void run_alias_row(zap_fn zap, bool private_zapped, bool shared_zapped)
 	ts_env_destroy(&e);
 }
 
-static void test_slot_deleted_zaps_both(void **state)
+/* One row of the alias table: a helper and the trees it must zap. */
+struct alias_row {
+	zap_fn zap;
+	bool private_zapped, shared_zapped;
+};
+
+static void test_alias_row(void **state)
 {
-	(void)state;
-	run_alias_row(tdp_zap_slot_deleted, true, true);
+	const struct alias_row *row = *state;
+
+	run_alias_row(row->zap, row->private_zapped, row->shared_zapped);
 }
 
-static void test_host_unmap_zaps_shared_only(void **state)
-{
-	(void)state;
-	run_alias_row(tdp_zap_host_unmap, false, true);
-}
+static const struct alias_row slot_deleted = { tdp_zap_slot_deleted, true, true };
+static const struct alias_row host_unmap = { tdp_zap_host_unmap, false, true };
+static const struct alias_row to_shared = { tdp_zap_convert_to_shared, true,
+					    false };
+static const struct alias_row to_private = { tdp_zap_convert_to_private, false,
+					     true };
 
-static void test_convert_to_shared_zaps_private_only(void **state)
-{
-	(void)state;
-	run_alias_row(tdp_zap_convert_to_shared, true, false);
-}
-
-static void test_convert_to_private_zaps_shared_only(void **state)
-{
-	(void)state;
-	run_alias_row(tdp_zap_convert_to_private, false, true);
-}
+#define ALIAS_ROW_TEST(name, row) \
+	{ name, test_alias_row, NULL, NULL, (void *)&(row) }
 
 /* tdp_zap_range with each filter selects the same roots as the helpers. */
 static void test_zap_range_filters(void **state)
@@ -270,10 +269,12 @@ static void test_conversion_round_trip(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_slot_deleted_zaps_both),
-		cmocka_unit_test(test_host_unmap_zaps_shared_only),
-		cmocka_unit_test(test_convert_to_shared_zaps_private_only),
-		cmocka_unit_test(test_convert_to_private_zaps_shared_only),
+		ALIAS_ROW_TEST("test_slot_deleted_zaps_both", slot_deleted),
+		ALIAS_ROW_TEST("test_host_unmap_zaps_shared_only", host_unmap),
+		ALIAS_ROW_TEST("test_convert_to_shared_zaps_private_only",
+			       to_shared),
+		ALIAS_ROW_TEST("test_convert_to_private_zaps_shared_only",
+			       to_private),
 		cmocka_unit_test(test_zap_range_filters),
 		cmocka_unit_test(test_zap_all_leaves_private_alone),
 		cmocka_unit_test(test_conversion_round_trip),
