@@ -223,6 +223,20 @@ static void test_zap_all_leaves_private_alone(void **state)
 	ts_env_destroy(&e);
 }
 
+/* The guest faults [ZAP_START, ZAP_END) back in, in @alias, at 4 KiB. */
+static void fault_in_range(struct ts_env *e, enum tdp_alias alias)
+{
+	for (tdp_gfn_t g = ZAP_START; g < ZAP_END; g++)
+		assert_int_equal(ts_map_retry(e->vcpu, g, alias,
+					      alias == TDP_ALIAS_SHARED
+						      ? PFN_SHARED(g)
+						      : PFN_PRIVATE(g),
+					      TDP_PROT_RWX, TDP_LEVEL_4K,
+					      MENV_MAX_RETRIES, 0, NULL),
+				 TDP_FAULT_FIXED);
+	assert_alias(e, alias, ZAP_START, ZAP_END, true);
+}
+
 /* A conversion round trip: private -> shared -> private, same GFNs. */
 static void test_conversion_round_trip(void **state)
 {
@@ -241,26 +255,14 @@ static void test_conversion_round_trip(void **state)
 	assert_int_equal(tdp_zap_convert_to_shared(e.mmu, ZAP_START, ZAP_END),
 			 0);
 	assert_alias(&e, TDP_ALIAS_PRIVATE, ZAP_START, ZAP_END, false);
-	for (tdp_gfn_t g = ZAP_START; g < ZAP_END; g++)
-		assert_int_equal(ts_map_retry(e.vcpu, g, TDP_ALIAS_SHARED,
-					      PFN_SHARED(g), TDP_PROT_RWX,
-					      TDP_LEVEL_4K, MENV_MAX_RETRIES, 0,
-					      NULL),
-				 TDP_FAULT_FIXED);
-	assert_alias(&e, TDP_ALIAS_SHARED, ZAP_START, ZAP_END, true);
+	fault_in_range(&e, TDP_ALIAS_SHARED);
 
 	/* Back to private: the shared leaves go, private is mapped anew. */
 	assert_int_equal(tdp_zap_convert_to_private(e.mmu, ZAP_START, ZAP_END),
 			 0);
 	assert_alias(&e, TDP_ALIAS_SHARED, ZAP_START, ZAP_END, false);
 	assert_alias(&e, TDP_ALIAS_PRIVATE, ZAP_START, ZAP_END, false);
-	for (tdp_gfn_t g = ZAP_START; g < ZAP_END; g++)
-		assert_int_equal(ts_map_retry(e.vcpu, g, TDP_ALIAS_PRIVATE,
-					      PFN_PRIVATE(g), TDP_PROT_RWX,
-					      TDP_LEVEL_4K, MENV_MAX_RETRIES, 0,
-					      NULL),
-				 TDP_FAULT_FIXED);
-	assert_alias(&e, TDP_ALIAS_PRIVATE, ZAP_START, ZAP_END, true);
+	fault_in_range(&e, TDP_ALIAS_PRIVATE);
 
 	menv_assert_mirror(&e);
 	ts_env_destroy(&e);

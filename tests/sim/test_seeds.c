@@ -73,17 +73,27 @@ static void test_accept_operand(void **state)
 	tdx_vp_exit(f->mod, 0);
 }
 
+/* A simulator with one rule broken: the bool config field @field set. */
+static struct sim *create_broken_at(size_t field)
+{
+	struct sim_config cfg;
+
+	base_config(&cfg);
+	*(bool *)((char *)&cfg + field) = true;
+	return create(&cfg);
+}
+
+#define CREATE_BROKEN(field) \
+	create_broken_at(offsetof(struct sim_config, field))
+
 /* A guest that puts the level number where the size code goes. */
 static void test_accept_operand_broken(void **state)
 {
-	struct sim_config cfg;
 	struct sim *s;
 	tdp_gfn_t g;
 
 	(void)state;
-	base_config(&cfg);
-	cfg.break_accept_operand = true;
-	s = create(&cfg);
+	s = CREATE_BROKEN(break_accept_operand);
 	g = small_region_gfn(s, 16);
 	assert_int_not_equal(sim_step_access(s, 0, g, true), 0);
 	/* 4 KiB sent as code 1 (2 MiB) at an unaligned GPA. */
@@ -145,15 +155,12 @@ static void test_hotplug_host(void **state)
 /* A host that backs private memory from hot-added memory. */
 static void test_hotplug_private_broken(void **state)
 {
-	struct sim_config cfg;
 	tdp_pfn_t start, end;
 	struct sim *s;
 	tdp_gfn_t g;
 
 	(void)state;
-	base_config(&cfg);
-	cfg.break_private_hotplug = true;
-	s = create(&cfg);
+	s = CREATE_BROKEN(break_private_hotplug);
 	assert_true(host_mem_online_hotplug(s->mem, &start, &end));
 	g = small_region_gfn(s, 32);
 	assert_int_not_equal(sim_step_access(s, 0, g, true), 0);
