@@ -246,6 +246,7 @@ run_tests() { # @1: log prefix
 
 now_s() { date -u +%s; }
 errors=0
+n_expect=0
 failed_expect=()
 
 if [ $baseline -eq 1 ]; then
@@ -306,6 +307,8 @@ for n in "${names[@]}"; do
 	printf 'mutate.sh: %-28s sim: %s; tests: %s (%d s)\n' "$n" "$s" "$t" \
 		$(($(now_s) - t0))
 	if [ "$subset" = quick ]; then
+		[ "${expect_sim[$n]}" = killed ] && n_expect=$((n_expect + 1))
+		[ "${expect_tests[$n]}" = killed ] && n_expect=$((n_expect + 1))
 		[ "${expect_sim[$n]}" = killed ] && [ "${s%% *}" != yes ] &&
 			failed_expect+=("$n survived the simulator")
 		[ "${expect_tests[$n]}" = killed ] && [ "${t%% *}" != yes ] &&
@@ -344,6 +347,12 @@ table
 for e in "${failed_expect[@]}"; do
 	echo "mutate.sh: EXPECTATION FAILED: $e" >&2
 done
+# The quick subset's last line, for scripts/test.sh: each expected kill
+# seen is a pass, each missed one or harness error a failure.
+if [ "$subset" = quick ]; then
+	echo "mutants: $((n_expect - ${#failed_expect[@]})) passed," \
+		"$((${#failed_expect[@]} + errors)) failed"
+fi
 [ $errors -gt 0 ] && exit 2
 [ ${#failed_expect[@]} -gt 0 ] && exit 1
 exit 0
