@@ -17,6 +17,8 @@
 #               and with clang compiles, warnings as errors (compile only)
 #   package     scripts/package.sh: the Debian packages built, checked by
 #               lintian, installed and used, then purged
+#   mutants     scripts/mutate.sh --subset quick: a few engine mutants,
+#               each of which the simulator and the tests must still kill
 #
 # The builds above are configured with -Dwerror=true; the project's
 # meson.build does not force it on anyone else.
@@ -32,8 +34,8 @@
 #
 # Environment: TDP_TEST_QUICK=1 is passed through to every test; the
 # stress programs then run shorter.  Each stage is stopped after a fixed
-# limit (below), so the whole script ends within about 55 minutes on 2
-# cores even if something hangs; a normal run takes 11 to 13 minutes (a
+# limit (below), so the whole script ends within about 85 minutes on 2
+# cores even if something hangs; a normal run takes 14 to 17 minutes (a
 # first run also downloads the kernel packages).
 #
 # Usage: bash scripts/test.sh
@@ -171,6 +173,12 @@ run_build build-tsan clang clang++ tsan 360 -Dwerror=true \
 suite=fuzz targets="tests/fuzz/fuzz_ops tests/fuzz/fuzz_ops_fast tests/fuzz/fuzz_replay" \
 	run_build build-fuzz clang clang++ asan 180 -Dwerror=true \
 	-Db_sanitize=address,undefined -Db_lundef=false
+# The mutation harness's quick subset: five engine mutants built in a
+# scratch tree, each run through the simulator and the fast test suites;
+# a check that stopped killing its mutant fails the stage (about 2
+# minutes; the whole set: bash scripts/mutate.sh --all).
+echo "== mutants: the quick subset of scripts/mutants/"
+run_stage mutants 900 "mutants: " bash scripts/mutate.sh --subset quick
 # The kernel port: build the modules against Debian's kernel headers (any
 # warning fails) and boot the self-test under qemu.  kernel/boot-test.sh
 # installs what it needs; with --ci it only builds where qemu cannot start.
