@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Compile libtdp, the simulator, the examples, the tests, the stress
 # programs and the benchmarks with every meson buildtype (plain, debug,
-# debugoptimized, release, minsize) and both compilers (gcc, clang), with
+# debugoptimized, release, minsize, and debugoptimized with
+# -Dmmu_lock=rwlock) and both compilers (gcc, clang), with
 # warnings as errors.  Compile only: scripts/test.sh runs the tests in
 # three of these configurations.
 #
@@ -21,12 +22,17 @@ for cc in gcc clang; do
 	gcc) cxx=g++ ;;
 	clang) cxx=clang++ ;;
 	esac
-	for bt in plain debug debugoptimized release minsize; do
+	# debugoptimized twice: the second with -Dmmu_lock=rwlock, the
+	# benchmarks' comparison build (its code paths differ).
+	for bt in plain debug debugoptimized release minsize rwlock; do
 		dir=build-matrix/$cc-$bt
 		log=build-matrix/$cc-$bt.log
+		opts=(--buildtype=$bt)
+		[ "$bt" = rwlock ] &&
+			opts=(--buildtype=debugoptimized -Dmmu_lock=rwlock)
 		start=$SECONDS
 		rm -rf "$dir"
-		if env CC=$cc CXX=$cxx meson setup "$dir" --buildtype=$bt \
+		if env CC=$cc CXX=$cxx meson setup "$dir" "${opts[@]}" \
 			-Dwerror=true >"$log" 2>&1 &&
 		   ninja -C "$dir" >>"$log" 2>&1; then
 			printf 'ok   %-6s %-15s %3ds\n' "$cc" "$bt" $((SECONDS - start))

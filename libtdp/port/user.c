@@ -114,17 +114,6 @@ static void membarrier_setup(void)
 			MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
 }
 
-/*
- * Between two batches of polls while waiting for the lock: with more
- * registered threads than CPUs, give the CPU to another thread (perhaps
- * the one the wait is for); otherwise keep spinning.
- */
-static void spin_pause(void)
-{
-	if (__atomic_load_n(&nr_registered, __ATOMIC_RELAXED) > nr_cpus)
-		sched_yield();
-}
-
 static inline int64_t clock_ns(clockid_t clock)
 {
 	struct timespec ts;
@@ -330,6 +319,17 @@ bool tdp_write_needbreak_slow(tdp_mmu_lock_t *l)
 }
 
 #else /* the per-MMU lock */
+
+/*
+ * Between two batches of polls while waiting for the lock: with more
+ * registered threads than CPUs, give the CPU to another thread (perhaps
+ * the one the wait is for); otherwise keep spinning.
+ */
+static void spin_pause(void)
+{
+	if (__atomic_load_n(&nr_registered, __ATOMIC_RELAXED) > nr_cpus)
+		sched_yield();
+}
 
 /*
  * Waiting.  A thread whose condition is false spins (unlocked, polling
