@@ -114,22 +114,6 @@ static void membarrier_setup(void)
 			MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
 }
 
-static inline int64_t clock_ns(clockid_t clock)
-{
-	struct timespec ts;
-
-	clock_gettime(clock, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-	__builtin_ia32_pause();
-#else
-	__atomic_signal_fence(__ATOMIC_SEQ_CST);
-#endif
-}
 
 void tdp_port_lock_misuse(const char *rule)
 {
@@ -319,6 +303,23 @@ bool tdp_write_needbreak_slow(tdp_mmu_lock_t *l)
 }
 
 #else /* the per-MMU lock */
+
+static inline int64_t clock_ns(clockid_t clock)
+{
+	struct timespec ts;
+
+	clock_gettime(clock, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#else
+	__atomic_signal_fence(__ATOMIC_SEQ_CST);
+#endif
+}
 
 /*
  * Between two batches of polls while waiting for the lock: with more
