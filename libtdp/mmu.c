@@ -201,6 +201,25 @@ void tdp_mmu_destroy(struct tdp_mmu *mmu)
 	tdp_free(mmu);
 }
 
+int tdp_mmu_exclusive(struct tdp_mmu *mmu, int (*fn)(void *arg), void *arg)
+{
+	int ret;
+
+	if (!mmu || !fn)
+		return -EINVAL;
+	tdp_mmu_write_lock(mmu);
+	/* Teardown sets the flag under the write lock: stable here. */
+	if (tdp_flag_read(&mmu->torn_down)) {
+		tdp_write_unlock(&mmu->mmu_lock);
+		return -ESHUTDOWN;
+	}
+	tdp_rcu_read_lock();
+	ret = fn(arg);
+	tdp_rcu_read_unlock();
+	tdp_write_unlock(&mmu->mmu_lock);
+	return ret;
+}
+
 bool tdp_mmu_is_dead(const struct tdp_mmu *mmu)
 {
 	return mmu && tdp_mmu_dead(mmu);

@@ -130,6 +130,31 @@ TDP_API int tdp_mmu_teardown(struct tdp_mmu *mmu);
 TDP_API void tdp_mmu_destroy(struct tdp_mmu *mmu);
 
 /*
+ * tdp_mmu_exclusive() - call @fn(@arg) with mmu_lock held for write, for
+ * an embedder that must see the tables at rest: a checker comparing its
+ * TLB model with the tree, a snapshot, a debug dump.  While @fn runs no
+ * libtdp operation on this MMU is in flight: each one has either not
+ * started, returned, or is parked in a yield of mmu_lock, and an
+ * operation only yields after issuing the flushes of what it changed so
+ * far.  So every translation a CPU may still hold that the tree does not
+ * back is a missing flush.  Lockless readers (tdp_lookup(), aging,
+ * hardware) and tdp_mmu_get_stats() still run.
+ *
+ * @fn runs inside a walk section: it may read tables through
+ * tdp_pfn_to_table() from the roots without tdp_walk_begin().  It may
+ * call the lockless readers (tdp_lookup(), tdp_mmu_seq(), statistics)
+ * but nothing that takes mmu_lock (that aborts: locks never nest), and
+ * must not wait for a thread that needs this MMU's mmu_lock or for an
+ * RCU grace period.  Every writer and fault of the MMU waits for it.
+ * Lock: takes mmu_lock for write; must not be called with it held, inside
+ * tdp_walk_begin(), or from a host or backend callback.
+ * Returns what @fn returned; -EINVAL for a NULL @mmu or @fn, -ESHUTDOWN
+ * after teardown (then @fn is not called).
+ */
+TDP_API int tdp_mmu_exclusive(struct tdp_mmu *mmu, int (*fn)(void *arg),
+			      void *arg);
+
+/*
  * tdp_mmu_is_dead() - true once a no-fail backend callback failed.
  * Lock: none.
  */

@@ -261,6 +261,84 @@ static void test_register_cycles(void **state)
 	ts_env_destroy(&env);
 }
 
+/* ---- tdp_mmu_exclusive() ------------------------------------------------- */
+
+struct excl_arg {
+	struct tdp_mmu *mmu;
+	int calls;
+	bool held_write;
+	int lookup_ret, lookup_level;
+	tdp_spte_t spte;
+};
+
+static int excl_fn(void *p)
+{
+	struct excl_arg *a = p;
+
+	a->calls++;
+	a->held_write = tdp_port_lock_held_write(&a->mmu->mmu_lock);
+	/* A lockless reader is allowed inside. */
+	a->lookup_ret = tdp_lookup(a->mmu, 5, TDP_ALIAS_SHARED,
+				   &a->spte, &a->lookup_level);
+	return 42;
+}
+
+static int excl_zap(void *p)
+{
+	struct excl_arg *a = p;
+
+	return tdp_zap_range(a->mmu, 0, 512, TDP_ALIAS_SHARED);
+}
+
+static void misuse_exclusive_calls_zap(void)
+{
+	struct excl_arg a = { .mmu = child_mmu() };
+
+	tdp_mmu_exclusive(a.mmu, excl_zap, &a);
+}
+
+/*
+ * The callback runs once with mmu_lock held for write and sees the tree;
+ * bad arguments change nothing; after teardown the callback is not run;
+ * a callback that takes mmu_lock again is caught.
+ */
+static void test_exclusive(void **state)
+{
+	struct ts_env env;
+	struct excl_arg a;
+	int level;
+	tdp_pfn_t pfn;
+
+	(void)state;
+	ts_env_init_ok(&env, &(struct ts_env_opts){ .record = true });
+	a = (struct excl_arg){ .mmu = env.mmu };
+	assert_int_equal(ts_map(env.vcpu, 5, TDP_ALIAS_SHARED, ts_pfn_shared(5),
+				TDP_PROT_READ | TDP_PROT_WRITE, TDP_LEVEL_4K),
+			 TDP_FAULT_FIXED);
+
+	assert_int_equal(tdp_mmu_exclusive(NULL, excl_fn, &a), -EINVAL);
+	assert_int_equal(tdp_mmu_exclusive(env.mmu, NULL, &a), -EINVAL);
+	assert_int_equal(a.calls, 0);
+
+	assert_int_equal(tdp_mmu_exclusive(env.mmu, excl_fn, &a), 42);
+	assert_int_equal(a.calls, 1);
+	assert_true(a.held_write);
+	assert_int_equal(a.lookup_ret, 0);
+	assert_int_equal(a.lookup_level, TDP_LEVEL_4K);
+	assert_int_equal(tdp_spte_pfn(env.fmt, a.spte), ts_pfn_shared(5));
+	/* Released: a writer gets the lock again. */
+	assert_false(tdp_port_lock_held_write(&env.mmu->mmu_lock));
+	assert_int_equal(tdp_zap_range(env.mmu, 0, 512, TDP_ALIAS_SHARED), 0);
+	assert_false(ts_lookup_leaf(env.mmu, 5, TDP_ALIAS_SHARED, &level, &pfn));
+
+	assert_int_equal(ts_env_teardown(&env, 0), 0);
+	assert_int_equal(tdp_mmu_exclusive(env.mmu, excl_fn, &a), -ESHUTDOWN);
+	assert_int_equal(a.calls, 1);
+	ts_env_destroy(&env);
+
+	expect_abort(misuse_exclusive_calls_zap, "locks never nest");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -270,6 +348,7 @@ int main(void)
 		cmocka_unit_test(test_unlock_unheld),
 		cmocka_unit_test(test_held_is_exact),
 		cmocka_unit_test(test_register_cycles),
+		cmocka_unit_test(test_exclusive),
 	};
 
 	return TS_RUN_GROUP("engine-lock", tests);
