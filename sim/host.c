@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sim.h"
 
@@ -629,16 +630,28 @@ static int race_partial_begin(struct sim *s, struct sim_rng *rng,
 }
 
 /*
- * The vCPU faulted @gfn in at 4 KiB: its leaf-table cache holds the
- * region's table.  Unmap the whole region now (the table is unlinked);
- * the vCPU's access refaults in the region at once, and that fault must
- * not install its leaf in the unlinked table (check_fault_map()).
+ * Long enough for a table the engine unlinked to be freed: the user
+ * port frees in batches, 10 ms after the first free of a batch and one
+ * grace period later.
  */
-static void race_table(struct sim *s, tdp_gfn_t gfn)
+#define RACE_TABLE_WAIT_US 25000
+
+/*
+ * The vCPU faulted @gfn in at 4 KiB: its leaf-table cache holds the
+ * region's table.  Unmap the whole region now (the table is unlinked,
+ * frozen and, after a grace period, freed); the vCPU's access refaults
+ * in the region right after, and that fault must not install its leaf
+ * in the old table (check_fault_map()).  One in four waits for the old
+ * table to be freed first, as when the vCPU comes back to the region
+ * later: the refault then meets a cache that points at freed memory.
+ */
+static void race_table(struct sim *s, struct sim_rng *rng, tdp_gfn_t gfn)
 {
 	sim_count(&s->stats, SIM_C_RACE_TABLE, 1);
 	sim_host_unmap_shared(s, gfn & ~(SIM_REGION_PAGES - 1),
 			      SIM_REGION_PAGES);
+	if (!sim_rng_below(rng, 4))
+		usleep(RACE_TABLE_WAIT_US);
 }
 
 /*
@@ -714,7 +727,7 @@ int sim_host_fault(struct sim *s, struct tdp_vcpu *ctx, int vcpu,
 	if (ret == TDP_FAULT_FIXED &&
 	    check_fault_map(s, vcpu, gfn, private, snap) == TDP_LEVEL_4K &&
 	    race == RACE_TABLE)
-		race_table(s, gfn);
+		race_table(s, &s->vcpus.v[vcpu].rng, gfn);
 	if (ret < 0 && ret != SIM_ERR_INJECTED && ret != SIM_ERR_TDX) {
 		sim_violation(&s->report, SIM_V_ENGINE_ERROR, 0, gfn, vcpu,
 			      "tdp_map(%s gfn, pfn %#" PRIx64 ", max level %d)"

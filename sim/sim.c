@@ -30,7 +30,7 @@ void sim_config_default(struct sim_config *cfg)
 		.mmio_pages     = 16,
 		.print_limit    = 20,
 		.fault_delay_us = 20,
-		.race_pct       = 0.1,
+		.race_pct       = 0.05,
 	};
 }
 
