@@ -588,15 +588,17 @@ static enum fault_race fault_race_pick(struct sim *s, int vcpu, bool private,
 static void race_whole(struct sim *s, struct sim_rng *rng, tdp_gfn_t gfn)
 {
 	tdp_gfn_t base = gfn & ~(SIM_REGION_PAGES - 1);
-	tdp_gfn_t start = gfn - sim_rng_below(rng, 8);
-	tdp_gfn_t end = gfn + 1 + sim_rng_below(rng, 8);
+	uint64_t below = sim_rng_below(rng, 8), above = sim_rng_below(rng, 8);
+	tdp_gfn_t start, end;
 
+	/* Up to 7 pages on each side, inside the region (GFN 0 included). */
+	start = gfn - base < below ? base : gfn - below;
+	end = gfn + 1 + above;
+	end = end > base + SIM_REGION_PAGES ? base + SIM_REGION_PAGES : end;
 	if (!sim_rng_below(rng, 8)) {
 		start = base;
 		end = base + SIM_REGION_PAGES;
 	}
-	start = start < base ? base : start;
-	end = end > base + SIM_REGION_PAGES ? base + SIM_REGION_PAGES : end;
 	sim_count(&s->stats, SIM_C_RACE_WHOLE, 1);
 	sim_host_unmap_shared(s, start, end - start);
 }
