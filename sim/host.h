@@ -66,7 +66,9 @@ struct sim_host {
 	/*
 	 * Bookkeeping for the check after a fault (sim_host_fault()),
 	 * atomics.  zap_gen: + 1 by every range event (MapGPA, unmap, slot
-	 * deletion) with the range's backing locks held, before its zap.
+	 * deletion) with the range's backing locks held, before its zap
+	 * (the MMIO window's layout changes zap no guest memory).  Any new
+	 * zap of guest memory must bump it too.
 	 * root_seq: + 1 before a root invalidation and + 1 after its zap of
 	 * the old root, so odd while one runs.  A fault that saw both
 	 * unchanged (root_seq even) across its tdp_map() cannot have lost
