@@ -6,6 +6,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sim.h"
 
@@ -433,6 +434,254 @@ void sim_host_count_fault(struct sim *s, bool private, int ret)
 
 __thread bool sim_host_in_fault;
 
+/* The halves of a host unmap (events below), for the forced races. */
+static int unmap_begin(struct sim *s, tdp_gfn_t gfn, tdp_gfn_t end);
+static void unmap_finish(struct sim *s, tdp_gfn_t gfn, tdp_gfn_t end,
+			 int ret);
+
+/* What the host's own events had done when a fault called tdp_map(). */
+struct fault_snap {
+	uint64_t zap_gen, root_seq;
+};
+
+static struct fault_snap fault_snap_take(struct sim *s)
+{
+	return (struct fault_snap){
+		.zap_gen = __atomic_load_n(&s->host.zap_gen, __ATOMIC_SEQ_CST),
+		.root_seq = __atomic_load_n(&s->host.root_seq,
+					    __ATOMIC_SEQ_CST),
+	};
+}
+
+/*
+ * No range event zapped and no root invalidation ran since @snap, nor
+ * was one running then.  Read after the tree walk: a walk that met the
+ * new root of an invalidation comes with its first root_seq step.
+ */
+static bool fault_snap_holds(struct sim *s, struct fault_snap snap)
+{
+	struct fault_snap now = fault_snap_take(s);
+
+	return !(snap.root_seq & 1) && now.root_seq == snap.root_seq &&
+	       now.zap_gen == snap.zap_gen;
+}
+
+/*
+ * Right after tdp_map() fixed @gfn's alias, look at the tree the way a
+ * walk from the root does (tdp_lookup(): the current root, lockless).
+ * With the region's backing lock held no event is between its zap and
+ * its backing change, so a present leaf must map the GFN's current
+ * backing page: another page is one the fault resolved before the host
+ * revoked it (a broken invalidation-sequence check).  A shared GFN must
+ * also still be mapped, unless the host zapped or invalidated the root
+ * since the snapshot @snap taken before tdp_map(): a leaf that no walk
+ * finds went into a table that is no longer in the tree (the vCPU's
+ * leaf-table cache kept an unlinked table).  Private GFNs get only the
+ * first check: a demote or promote of another thread freezes their
+ * entries for a while without any host event.  Returns the level of the
+ * leaf, 0 if none was found.
+ */
+static int check_fault_map(struct sim *s, int vcpu, tdp_gfn_t gfn,
+			   bool private, struct fault_snap snap)
+{
+	const struct tdp_spte_format *fmt = tdp_mmu_format(s->mmu);
+	uint64_t region = region_of(s, gfn);
+	tdp_spte_t spte;
+	tdp_pfn_t want, pfn;
+	int level;
+
+	pthread_mutex_lock(&s->host.backing_lock[region]);
+	want = backing_read(s, gfn, private);
+	if (tdp_lookup(s->mmu, gfn, private ? TDP_ALIAS_PRIVATE
+					     : TDP_ALIAS_SHARED,
+		       &spte, &level)) {
+		/* A dead MMU: reported where it died. */
+		level = 0;
+		goto out;
+	}
+	sim_count(&s->stats, SIM_C_CHECK_FAULT_MAP, 1);
+	if (tdp_spte_is_present(fmt, spte) &&
+	    tdp_spte_is_leaf(fmt, spte, level)) {
+		pfn = tdp_spte_pfn(fmt, spte) +
+		      (gfn & (tdp_level_pages(level) - 1));
+		if (pfn != want)
+			sim_violation(&s->report, SIM_V_STALE_TRANSLATION, 0,
+				      gfn, vcpu,
+				      "tdp_map() fixed %s gfn %#" PRIx64
+				      " but the %s tree maps it to page %#"
+				      PRIx64 " (level %d), not its backing "
+				      "%#" PRIx64 ": the fault mapped a page "
+				      "the host had revoked",
+				      private ? "private" : "shared", gfn,
+				      private ? "mirror" : "direct", pfn,
+				      level, want);
+		goto out;
+	}
+	if (!private && !tdp_spte_is_frozen(fmt, spte) &&
+	    fault_snap_holds(s, snap))
+		sim_violation(&s->report, SIM_V_LOST_MAPPING, 0, gfn, vcpu,
+			      "tdp_map() fixed shared gfn %#" PRIx64 " but "
+			      "a walk from the root stops at level %d with "
+			      "nothing mapped, and the host zapped nothing "
+			      "since: the leaf went into a table that is no "
+			      "longer in the tree", gfn, level);
+	level = 0;
+out:
+	pthread_mutex_unlock(&s->host.backing_lock[region]);
+	return level;
+}
+
+/* The forced interleavings of a fault (cfg.race_pct). */
+enum fault_race {
+	RACE_NONE,
+	RACE_WHOLE,   /* an unmap of pages around the GFN, begin to end */
+	RACE_PARTIAL, /* an unmap of other pages of the region, across */
+	RACE_TABLE,   /* an unmap of the whole region after a 4 KiB fault */
+};
+
+/*
+ * A fault that may map 2 MiB is raced this many times as often as
+ * others (at most one in two): only the first touch of a region backed
+ * by one 2 MiB chunk is such a fault, a few per second.
+ */
+#define RACE_HUGE_BOOST 200
+
+/*
+ * Whether and how the host races this fault.  Only shared vCPU faults:
+ * their backing changes through an event the host runs on its own (page
+ * migration), where a private page changes only on the guest's MapGPA
+ * or a slot deletion, which need the guest (its region locks, which the
+ * faulting vCPU may hold).  Not in a replay, not without host events.
+ */
+static enum fault_race fault_race_pick(struct sim *s, int vcpu, bool private,
+				       int max_level)
+{
+	struct sim_rng *rng;
+	uint32_t ppm;
+
+	if (vcpu < 0 || private || s->cfg.trace || s->cfg.event_rate <= 0 ||
+	    s->cfg.race_pct <= 0)
+		return RACE_NONE;
+	rng = &s->vcpus.v[vcpu].rng;
+	ppm = sim_pct_to_ppm(s->cfg.race_pct);
+	if (max_level >= TDP_LEVEL_2M) {
+		uint64_t boosted = (uint64_t)ppm * RACE_HUGE_BOOST;
+
+		ppm = boosted > 500000 ? 500000 : (uint32_t)boosted;
+		/* Half of them see the whole variant, on the faulting GFN. */
+		if (!sim_rng_ppm(rng, ppm))
+			return RACE_NONE;
+		return sim_rng_below(rng, 2) ? RACE_PARTIAL : RACE_WHOLE;
+	}
+	if (!sim_rng_ppm(rng, ppm))
+		return RACE_NONE;
+	return sim_rng_below(rng, 4) ? RACE_WHOLE : RACE_TABLE;
+}
+
+/*
+ * A whole host unmap (invalidate_begin, zap, migration, invalidate_end)
+ * of a run of pages around @gfn inside its region, after the fault
+ * resolved @gfn's page and before tdp_map(): the page the fault holds is
+ * freed, so tdp_map() must answer TDP_FAULT_RETRY.  One in eight covers
+ * the whole region, which unlinks its table of 4 KiB leaves.
+ */
+static void race_whole(struct sim *s, struct sim_rng *rng, tdp_gfn_t gfn)
+{
+	tdp_gfn_t base = gfn & ~(SIM_REGION_PAGES - 1);
+	uint64_t below = sim_rng_below(rng, 8), above = sim_rng_below(rng, 8);
+	tdp_gfn_t start, end;
+
+	/* Up to 7 pages on each side, inside the region (GFN 0 included). */
+	start = gfn - base < below ? base : gfn - below;
+	end = gfn + 1 + above;
+	end = end > base + SIM_REGION_PAGES ? base + SIM_REGION_PAGES : end;
+	if (!sim_rng_below(rng, 8)) {
+		start = base;
+		end = base + SIM_REGION_PAGES;
+	}
+	sim_count(&s->stats, SIM_C_RACE_WHOLE, 1);
+	sim_host_unmap_shared(s, start, end - start);
+}
+
+/*
+ * The first half of an unmap of 1..64 pages of @gfn's region that do not
+ * include @gfn: it has begun and zapped when tdp_map() runs and finishes
+ * (migration, invalidate_end) after it, so a fault that may map the
+ * whole region at 2 MiB must answer TDP_FAULT_RETRY.  Returns
+ * unmap_begin()'s result and the range in *@start, *@end.
+ */
+static int race_partial_begin(struct sim *s, struct sim_rng *rng,
+			      tdp_gfn_t gfn, tdp_gfn_t *start, tdp_gfn_t *end)
+{
+	tdp_gfn_t base = gfn & ~(SIM_REGION_PAGES - 1);
+	uint64_t off = gfn - base, lo, hi, n;
+
+	/* The side below the GFN, or above it. */
+	if (off == SIM_REGION_PAGES - 1 || (off && sim_rng_below(rng, 2))) {
+		lo = 0;
+		hi = off;
+	} else {
+		lo = off + 1;
+		hi = SIM_REGION_PAGES;
+	}
+	n = 1 + sim_rng_below(rng, hi - lo < 64 ? hi - lo : 64);
+	*start = base + lo + sim_rng_below(rng, hi - lo - n + 1);
+	*end = *start + n;
+	sim_count(&s->stats, SIM_C_RACE_PARTIAL, 1);
+	return unmap_begin(s, *start, *end);
+}
+
+/*
+ * Long enough for a table the engine unlinked to be freed: the user
+ * port frees in batches, 10 ms after the first free of a batch and one
+ * grace period later.
+ */
+#define RACE_TABLE_WAIT_US 25000
+
+/*
+ * The vCPU faulted @gfn in at 4 KiB: its leaf-table cache holds the
+ * region's table.  Unmap the whole region now (the table is unlinked,
+ * frozen and, after a grace period, freed); the vCPU's access refaults
+ * in the region right after, and that fault must not install its leaf
+ * in the old table (check_fault_map()).  One in four waits for the old
+ * table to be freed first, as when the vCPU comes back to the region
+ * later: the refault then meets a cache that points at freed memory.
+ */
+static void race_table(struct sim *s, struct sim_rng *rng, tdp_gfn_t gfn)
+{
+	sim_count(&s->stats, SIM_C_RACE_TABLE, 1);
+	sim_host_unmap_shared(s, gfn & ~(SIM_REGION_PAGES - 1),
+			      SIM_REGION_PAGES);
+	if (!sim_rng_below(rng, 4))
+		usleep(RACE_TABLE_WAIT_US);
+}
+
+/*
+ * Host latency between resolving the page and tdp_map() (a page-cache
+ * lookup, a lock, a preemption): one vCPU fault in
+ * SIM_FAULT_DELAY_ONE_IN waits 0..cfg.fault_delay_us microseconds,
+ * giving the CPU away meanwhile, so that events of other threads land
+ * in the window.
+ */
+static void fault_delay(struct sim *s, int vcpu)
+{
+	struct sim_rng *rng;
+	double until;
+
+	if (vcpu < 0 || !s->cfg.fault_delay_us || s->cfg.trace ||
+	    s->cfg.event_rate <= 0)
+		return;
+	rng = &s->vcpus.v[vcpu].rng;
+	if (sim_rng_below(rng, SIM_FAULT_DELAY_ONE_IN))
+		return;
+	sim_count(&s->stats, SIM_C_FAULT_DELAYS, 1);
+	until = sim_now() +
+		(double)sim_rng_below(rng, s->cfg.fault_delay_us + 1) / 1e6;
+	do
+		sched_yield();
+	while (sim_now() < until);
+}
+
 int sim_host_fault(struct sim *s, struct tdp_vcpu *ctx, int vcpu,
 		   tdp_gfn_t fault_gfn, bool write, int accept_level)
 {
@@ -441,7 +690,10 @@ int sim_host_fault(struct sim *s, struct tdp_vcpu *ctx, int vcpu,
 	/* Read before the attribute and the frame: a conversion or unmap
 	 * that ends after this makes tdp_map() refuse the stale frame. */
 	uint64_t seq = tdp_mmu_seq(s->mmu);
-	int want = TDP_LEVEL_4K, max_level;
+	int want = TDP_LEVEL_4K, max_level, part = 1;
+	tdp_gfn_t part_start = 0, part_end = 0;
+	enum fault_race race;
+	struct fault_snap snap;
 	struct tdp_fault f;
 	tdp_pfn_t pfn;
 	int ret;
@@ -452,6 +704,13 @@ int sim_host_fault(struct sim *s, struct tdp_vcpu *ctx, int vcpu,
 	ret = resolve_backing(s, gfn, private, want, &pfn, &max_level);
 	if (ret)
 		return ret;
+	fault_delay(s, vcpu);
+	race = fault_race_pick(s, vcpu, private, max_level);
+	if (race == RACE_WHOLE)
+		race_whole(s, &s->vcpus.v[vcpu].rng, gfn);
+	else if (race == RACE_PARTIAL)
+		part = race_partial_begin(s, &s->vcpus.v[vcpu].rng, gfn,
+					  &part_start, &part_end);
 	f = (struct tdp_fault){
 		.fault_gfn = fault_gfn,
 		.pfn       = pfn,
@@ -460,10 +719,17 @@ int sim_host_fault(struct sim *s, struct tdp_vcpu *ctx, int vcpu,
 		.max_level = max_level,
 		.mmu_seq   = seq,
 	};
+	snap = fault_snap_take(s);
 	sim_host_in_fault = true;
 	ret = tdp_map(ctx, &f);
 	sim_host_in_fault = false;
+	if (part != 1)
+		unmap_finish(s, part_start, part_end, part);
 	sim_host_count_fault(s, private, ret);
+	if (ret == TDP_FAULT_FIXED &&
+	    check_fault_map(s, vcpu, gfn, private, snap) == TDP_LEVEL_4K &&
+	    race == RACE_TABLE)
+		race_table(s, &s->vcpus.v[vcpu].rng, gfn);
 	if (ret < 0 && ret != SIM_ERR_INJECTED && ret != SIM_ERR_TDX) {
 		sim_violation(&s->report, SIM_V_ENGINE_ERROR, 0, gfn, vcpu,
 			      "tdp_map(%s gfn, pfn %#" PRIx64 ", max level %d)"
@@ -486,6 +752,13 @@ static bool engine_ok(struct sim *s, int ret, const char *what, tdp_gfn_t gfn)
 	if (ret == -EIO || ret == -ESHUTDOWN)
 		sim_stop_request(&s->run);
 	return false;
+}
+
+/* A range event is about to zap: its backing locks are held (the check
+ * after a fault, sim_host_fault()). */
+static void zap_gen_bump(struct sim *s)
+{
+	__atomic_add_fetch(&s->host.zap_gen, 1, __ATOMIC_SEQ_CST);
 }
 
 /* Zaps repeated after -EBUSY before the host gives up (and reports). */
@@ -520,6 +793,7 @@ int sim_host_map_gpa(struct sim *s, tdp_gfn_t gfn, uint64_t n,
 	if (!engine_ok(s, ret, "tdp_invalidate_begin", gfn))
 		return ret;
 	backing_lock_range(s, gfn, end);
+	zap_gen_bump(s);
 	for (tdp_gfn_t g = gfn; g < end; g++)
 		attr_write(s, g, to_private ? SIM_ATTR_PRIVATE
 					    : SIM_ATTR_SHARED);
@@ -547,21 +821,34 @@ int sim_host_map_gpa(struct sim *s, tdp_gfn_t gfn, uint64_t n,
 	return ret;
 }
 
-void sim_host_unmap_shared(struct sim *s, tdp_gfn_t gfn, uint64_t n)
+/*
+ * The first half of a host unmap of [gfn, end): the invalidation begins,
+ * the backing locks are taken and the shared alias is zapped.  Returns
+ * the zap's result, or 1 when the invalidation did not begin (reported;
+ * nothing to finish).
+ */
+static int unmap_begin(struct sim *s, tdp_gfn_t gfn, tdp_gfn_t end)
 {
-	tdp_gfn_t end = gfn + n;
 	int ret;
 
 	sim_count(&s->stats, SIM_C_EVENT_UNMAP, 1);
 	if (!engine_ok(s, tdp_invalidate_begin(s->mmu, gfn, end),
 		       "tdp_invalidate_begin", gfn))
-		return;
+		return 1;
 	backing_lock_range(s, gfn, end);
+	zap_gen_bump(s);
 	zap_ctx_enter(s, gfn, end);
 	ret = tdp_zap_host_unmap(s->mmu, gfn, end);
 	zap_ctx_exit();
 	sim_count(&s->stats, SIM_C_ZAP_HOST_UNMAP, 1);
-	sim_count(&s->stats, SIM_C_ZAP_HOST_UNMAP_PAGES, n);
+	sim_count(&s->stats, SIM_C_ZAP_HOST_UNMAP_PAGES, end - gfn);
+	return ret;
+}
+
+/* The second half: migrate the pages if the zap (@ret) succeeded, drop
+ * the backing locks, end the invalidation. */
+static void unmap_finish(struct sim *s, tdp_gfn_t gfn, tdp_gfn_t end, int ret)
+{
 	if (engine_ok(s, ret, "tdp_zap_host_unmap", gfn)) {
 		/* Migrate: copy each page, switch the backing, free the old
 		 * page.  No vCPU can reach the old page any more. */
@@ -587,6 +874,14 @@ void sim_host_unmap_shared(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 		  "tdp_invalidate_end", gfn);
 }
 
+void sim_host_unmap_shared(struct sim *s, tdp_gfn_t gfn, uint64_t n)
+{
+	int ret = unmap_begin(s, gfn, gfn + n);
+
+	if (ret != 1)
+		unmap_finish(s, gfn, gfn + n, ret);
+}
+
 void sim_host_slot_delete(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 {
 	tdp_gfn_t end = gfn + n;
@@ -597,6 +892,7 @@ void sim_host_slot_delete(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 		       "tdp_invalidate_begin", gfn))
 		return;
 	backing_lock_range(s, gfn, end);
+	zap_gen_bump(s);
 	zap_ctx_enter(s, gfn, end);
 	ret = zap_until_done(s, tdp_zap_slot_deleted, gfn, end);
 	zap_ctx_exit();
@@ -694,17 +990,24 @@ void sim_host_invalidate_root(struct sim *s)
 	tdp_pfn_t old = 0;
 	tdp_gfn_t gfn = 0;
 	int level, holder;
+	bool ok;
 
 	sim_count(&s->stats, SIM_C_EVENT_ROOT_INVALIDATE, 1);
 	/* The host's own context holds the current root until its next
 	 * fault: the old root's frame stays the old root's. */
 	if (!engine_ok(s, tdp_vcpu_load_root(s->host.ctx, TDP_ALIAS_SHARED,
 					     &old, &level),
-		       "tdp_vcpu_load_root", SIM_NO_GFN) ||
-	    !engine_ok(s, tdp_mmu_invalidate_roots(s->mmu, TDP_ALIAS_SHARED),
-		       "tdp_mmu_invalidate_roots", SIM_NO_GFN) ||
-	    !engine_ok(s, tdp_mmu_zap_invalidated_roots(s->mmu),
-		       "tdp_mmu_zap_invalidated_roots", SIM_NO_GFN))
+		       "tdp_vcpu_load_root", SIM_NO_GFN))
+		return;
+	/* Odd from before the new root until the old one is zapped (the
+	 * check after a fault, sim_host_fault()). */
+	__atomic_add_fetch(&s->host.root_seq, 1, __ATOMIC_SEQ_CST);
+	ok = engine_ok(s, tdp_mmu_invalidate_roots(s->mmu, TDP_ALIAS_SHARED),
+		       "tdp_mmu_invalidate_roots", SIM_NO_GFN) &&
+	     engine_ok(s, tdp_mmu_zap_invalidated_roots(s->mmu),
+		       "tdp_mmu_zap_invalidated_roots", SIM_NO_GFN);
+	__atomic_add_fetch(&s->host.root_seq, 1, __ATOMIC_SEQ_CST);
+	if (!ok)
 		return;
 	sim_count(&s->stats, SIM_C_CHECK_ROOT_ZAP, 1);
 	holder = sim_tlb_find_by_root(s, old, &gfn);

@@ -63,6 +63,19 @@ struct sim_host {
 	 * migration, sim_migrate_init()); immutable while it runs.
 	 */
 	void (*pages_changed)(struct sim *s, tdp_gfn_t gfn, uint64_t n);
+	/*
+	 * Bookkeeping for the check after a fault (sim_host_fault()),
+	 * atomics.  zap_gen: + 1 by every range event (MapGPA, unmap, slot
+	 * deletion) with the range's backing locks held, before its zap
+	 * (the MMIO window's layout changes zap no guest memory).  Any new
+	 * zap of guest memory must bump it too.
+	 * root_seq: + 1 before a root invalidation and + 1 after its zap of
+	 * the old root, so odd while one runs.  A fault that saw both
+	 * unchanged (root_seq even) across its tdp_map() cannot have lost
+	 * its new leaf to the host.
+	 */
+	uint64_t zap_gen;
+	uint64_t root_seq;
 };
 
 int sim_host_init(struct sim *s);
@@ -90,6 +103,9 @@ tdp_pfn_t sim_host_shared_pfn(struct sim *s, tdp_gfn_t gfn);
  * demote_leaf from a fault, not from a zap).
  */
 extern __thread bool sim_host_in_fault;
+
+/* One vCPU fault in this many is delayed by up to cfg.fault_delay_us. */
+#define SIM_FAULT_DELAY_ONE_IN 64
 
 /*
  * sim_host_fault() - handle an EPT violation on @fault_gfn (shared bit

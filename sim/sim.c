@@ -29,6 +29,8 @@ void sim_config_default(struct sim_config *cfg)
 		.image_pages    = 64,
 		.mmio_pages     = 16,
 		.print_limit    = 20,
+		.fault_delay_us = 20,
+		.race_pct       = 0.05,
 	};
 }
 

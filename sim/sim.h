@@ -101,6 +101,16 @@ struct sim_config {
 	 * (migrate.h); not with a trace. */
 	bool migrate;
 	/*
+	 * Host timing in the fault handler (host.c): one vCPU fault in
+	 * SIM_FAULT_DELAY_ONE_IN waits a random 0..fault_delay_us
+	 * microseconds between resolving its backing and tdp_map(); 0: never.
+	 * race_pct: share of shared vCPU faults that the host races with
+	 * an event of its own at that point (forced interleavings); 0:
+	 * none.  Neither applies to a trace replay or with event_rate 0.
+	 */
+	unsigned int fault_delay_us;
+	double race_pct;
+	/*
 	 * Trace replay (trace_replay.h): the guest's memory is the regions the
 	 * trace touches and its workload is the trace, split across the
 	 * vCPUs; the run ends when the trace does.  guest_bytes,

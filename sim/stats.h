@@ -164,6 +164,8 @@
 	  "guest checks of the reported measurement against its image")        \
 	X(CHECK_ROOT_ZAP, "checks", "root_zap_checks",                         \
 	  "TLBs checked for translations through a zapped root")               \
+	X(CHECK_FAULT_MAP, "checks", "fault_map_checks",                       \
+	  "fixed faults whose leaf was checked in the tree right after")       \
 	X(CHECK_FINAL, "checks", "final_checks",                               \
 	  "checks after TD teardown")                                          \
 	X(CHECK_REPLAY_PAGES, "checks", "replay_pages",                        \
@@ -184,6 +186,14 @@
 	X(EVENT_TEARDOWN, "events", "td_teardowns", "TD teardowns")            \
 	X(EVENT_ROOT_INVALIDATE, "events", "root_invalidations",               \
 	  "direct roots invalidated and zapped while the VM runs")             \
+	X(RACE_WHOLE, "events", "race_unmaps",                                 \
+	  "unmaps run by a fault's host after it resolved the page")           \
+	X(RACE_PARTIAL, "events", "race_partial_unmaps",                       \
+	  "unmaps of the rest of a 2 MiB region running across its tdp_map()") \
+	X(RACE_TABLE, "events", "race_table_unlinks",                          \
+	  "unmaps of a whole region right after a 4 KiB fault in it")          \
+	X(FAULT_DELAYS, "events", "fault_delays",                              \
+	  "faults delayed between resolving the page and tdp_map()")           \
 	X(HOST_ALLOC_2M, "host_memory", "chunks_2m",                           \
 	  "2 MiB backing chunks allocated")                                    \
 	X(HOST_ALLOC_2M_FAILED, "host_memory", "chunks_2m_unavailable",        \

@@ -65,6 +65,13 @@ static void usage(FILE *f, const char *prog)
 "                           host memory and the PAMT\n"
 "  -M, --mmio=N             pages of the guest's MMIO window above its\n"
 "                           memory, 0..4096 (default %u; 0: none)\n"
+"  -D, --fault-delay=US     one vCPU fault in %d waits a random 0..US\n"
+"                           microseconds between resolving its page and\n"
+"                           tdp_map() (default %u; 0: never)\n"
+"  -R, --race-rate=PCT      percent of shared vCPU faults the host races\n"
+"                           with an unmap of its own at that point, 200\n"
+"                           times as many of those that may map 2 MiB\n"
+"                           (default %.2g; 0: none)\n"
 "  -j, --json=FILE          also write the summary to FILE as JSON\n"
 "  -q, --quiet              no progress line on stderr\n"
 "  -h, --help               this text\n"
@@ -95,8 +102,9 @@ static void usage(FILE *f, const char *prog)
 		d.private_pct, d.convert_pct, d.split_pct, d.event_rate,
 		d.busy_pct,
 		d.fail_pct, d.huge ? "on" : "off", d.duration,
-		d.check_interval, SIM_MAX_TDS, d.nr_tds, d.image_pages,
-		d.mmio_pages);
+		d.check_interval, d.image_pages, SIM_MAX_TDS, d.nr_tds,
+		d.mmio_pages, SIM_FAULT_DELAY_ONE_IN, d.fault_delay_us,
+		d.race_pct);
 }
 
 static int parse_size(const char *arg, uint64_t *out)
@@ -175,7 +183,7 @@ static int apply_option(int opt, const char *arg, struct sim_config *cfg,
 	char *end;
 	int ret = 0;
 
-	if (strchr("mcSedIMT", opt))
+	if (strchr("mcSedIMTDR", opt))
 		cl->scenario_only = opt;
 	if (strchr("PL", opt))
 		cl->replay_only = opt;
@@ -246,6 +254,17 @@ static int apply_option(int opt, const char *arg, struct sim_config *cfg,
 			(unsigned int)pages;
 		return 0;
 	}
+	case 'D': {
+		double us;
+
+		ret = parse_double(arg, 0, 1e6, &us);
+		if (ret || us != (unsigned int)us)
+			return -EINVAL;
+		cfg->fault_delay_us = (unsigned int)us;
+		return 0;
+	}
+	case 'R':
+		return parse_double(arg, 0, 100, &cfg->race_pct);
 	case 't':
 		cl->trace = arg;
 		return 0;
@@ -287,7 +306,9 @@ static int apply_option(int opt, const char *arg, struct sim_config *cfg,
 	X("image", required_argument, 'I')                                     \
 	X("mmio", required_argument, 'M')                                      \
 	X("migrate", no_argument, 'g')                                        \
-	X("tds", required_argument, 'T')
+	X("tds", required_argument, 'T')                                       \
+	X("fault-delay", required_argument, 'D')                               \
+	X("race-rate", required_argument, 'R')
 
 static enum parse_result parse_options(int argc, char **argv,
 				       struct sim_config *cfg,
