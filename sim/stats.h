@@ -150,6 +150,9 @@
 	  "host page frees checked against TLBs and the PAMT")                 \
 	X(CHECK_REMOVE, "checks", "remove_checks",                             \
 	  "PAGE.REMOVEs checked against live vCPU TLB entries")                \
+	X(CHECK_FROZEN, "checks", "frozen_checks",                             \
+	  "backend callbacks whose mirror entry was checked FROZEN (or "       \
+	  "unlinked)")                                                         \
 	X(CHECK_FLUSH_ORDER, "checks", "flush_order_checks",                   \
 	  "GFNs of a zap's range flushes checked already cleared in the tree") \
 	X(CHECK_LIVE_FILTERED, "checks", "tlb_checks_filtered",                \
