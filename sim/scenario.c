@@ -16,6 +16,9 @@
 
 #include "consistency.h"
 
+/* Rounds of a burst on a shared-hot region (hot_region_burst()). */
+#define HOT_BURST_ROUNDS 32
+
 /* ---- threads ------------------------------------------------------------- */
 
 /*
@@ -105,6 +108,115 @@ static void *vcpu_main(void *arg)
 	return NULL;
 }
 
+/*
+ * A burst on one shared-hot region (guest.h): rounds that each move the
+ * region one step along its 2 MiB life cycle, by what the private alias
+ * maps at its first page (a lockless lookup; the guest and the other
+ * host events change it meanwhile, which is the point):
+ *   nothing mapped  -> a 2 MiB pre-fault (AUG of the whole region);
+ *   a 2 MiB leaf    -> a 4 KiB pre-fault of a random page, which the
+ *                      engine answers with a demote from the fault path,
+ *                      under mmu_lock held for read;
+ *   a 4 KiB table   -> a recovery, which merges the 512 leaves back into
+ *                      one 2 MiB leaf where their state allows it; where
+ *                      it does not (the guest accepted 4 KiB pages, which
+ *                      the host backed one by one), once per burst the
+ *                      slot is deleted and added again, so the region
+ *                      starts over unmapped.
+ * The vCPUs access, accept and convert the same region meanwhile and
+ * fault everywhere else: a demote's RANGE.BLOCK meets their SEAMCALLs
+ * and TDCALLs on the module's locks, and a demote that fails must leave
+ * the 2 MiB leaf as it was.
+ */
+/*
+ * The private frames backing the region at @base are not one aligned
+ * 2 MiB run (pages backed one by one, after a 4 KiB fault came first):
+ * its leaves can never merge.  Unbacked pages do not count.
+ */
+static bool hot_backing_fragmented(struct sim *s, tdp_gfn_t base)
+{
+	tdp_pfn_t first = 0;
+
+	for (uint64_t i = 0; i < SIM_REGION_PAGES; i++) {
+		tdp_pfn_t pfn = sim_host_private_pfn(s, base + i);
+
+		if (!pfn)
+			continue;
+		if (!first)
+			first = pfn - i;
+		if (pfn != first + i || (first & (SIM_REGION_PAGES - 1)))
+			return true;
+	}
+	return false;
+}
+
+/* Delete and re-add the memory slot of dense region @region. */
+static void hot_region_reset(struct sim *s, uint64_t region)
+{
+	sim_count(&s->stats, SIM_C_HOT_RESETS, 1);
+	sim_guest_offline(s, region, 1);
+	sim_host_slot_delete(s, sim_layout_region_gfn(&s->layout, region),
+			     SIM_REGION_PAGES);
+	sim_guest_online(s, region, 1);
+}
+
+/*
+ * A burst on one shared-hot region (guest.h): rounds that each move the
+ * region one step along its 2 MiB life cycle, by what the private alias
+ * maps at its first page (a lockless lookup; the guest and the other
+ * host events change it meanwhile, which is the point):
+ *   a 2 MiB leaf    -> a 4 KiB pre-fault of a random page, which the
+ *                      engine answers with a demote from the fault path,
+ *                      under mmu_lock held for read;
+ *   nothing         -> a 2 MiB pre-fault: the host backs the region with
+ *                      one 2 MiB run and the engine maps it whole, or,
+ *                      below a table the mirror kept after a zap, maps
+ *                      the first page;
+ *   a 4 KiB leaf    -> a recovery, which merges the table's 512 leaves
+ *                      into one 2 MiB leaf once the guest accepted them
+ *                      all.  Leaves that can never merge (frames backed
+ *                      one by one) make the host delete the slot and add
+ *                      it again, once per burst, as another host event
+ *                      does: the region starts over unbacked.
+ * The vCPUs access, accept and convert the same region meanwhile and
+ * fault everywhere else: a demote's RANGE.BLOCK meets their SEAMCALLs
+ * and TDCALLs on the module's locks, and a demote that fails must leave
+ * the 2 MiB leaf as it was.
+ */
+static void hot_region_burst(struct sim *s, struct sim_rng *rng)
+{
+	const struct sim_guest *g = &s->guest;
+	const struct tdp_spte_format *fmt = tdp_mmu_format(s->mmu);
+	uint64_t region = g->hot_region[sim_rng_below(rng, g->nr_hot)];
+	tdp_gfn_t base = sim_layout_region_gfn(&s->layout, region);
+	bool reset = false;
+
+	sim_count(&s->stats, SIM_C_EVENT_HOT_BURST, 1);
+	for (int i = 0; i < HOT_BURST_ROUNDS && !sim_stop_requested(&s->run);
+	     i++) {
+		tdp_spte_t spte;
+		int level;
+
+		if (tdp_lookup(s->mmu, base, TDP_ALIAS_PRIVATE, &spte, &level))
+			return;
+		if (tdp_spte_is_present(fmt, spte) && level == TDP_LEVEL_2M) {
+			sim_count(&s->stats, SIM_C_HOT_DEMOTE_TRIES, 1);
+			sim_host_prefault(s, base + 1 + sim_rng_below(
+						rng, SIM_REGION_PAGES - 1),
+					  1, TDP_LEVEL_4K);
+		} else if (!tdp_spte_is_present(fmt, spte)) {
+			/* Shared now: the pre-fault does nothing. */
+			sim_host_prefault(s, base, 1, 0);
+		} else {
+			sim_host_recover(s, base, SIM_REGION_PAGES);
+			if (!reset && hot_backing_fragmented(s, base)) {
+				hot_region_reset(s, region);
+				reset = true;
+			}
+		}
+	}
+}
+
 /* One random host event; ranges stay inside guest memory. */
 static void run_host_event(struct sim *s, struct sim_rng *rng)
 {
@@ -130,6 +242,8 @@ static void run_host_event(struct sim *s, struct sim_rng *rng)
 		for (uint64_t r = 0; r < s->nr_regions && !sim_stop_requested(&s->run); r++)
 			sim_host_recover(s, sim_layout_region_gfn(&s->layout, r),
 					 SIM_REGION_PAGES);
+	} else if (kind < 70 && s->guest.nr_hot) {
+		hot_region_burst(s, rng);
 	} else if (kind < 85) {
 		n = 1 + sim_rng_below(rng, 16);
 		if (gfn + n > end)

@@ -176,6 +176,15 @@
 	  "regions")                                                           \
 	X(EVENT_UNMAP, "events", "host_unmaps",                                \
 	  "host unmaps (shared pages migrated)")                               \
+	X(EVENT_HOT_BURST, "events", "hot_bursts",                             \
+	  "host bursts of 2 MiB pre-faults, recoveries and demoting 4 KiB "    \
+	  "pre-faults on a shared-hot region")                                 \
+	X(HOT_DEMOTE_TRIES, "events", "hot_demote_faults",                     \
+	  "4 KiB pre-faults of a shared-hot region mapped 2 MiB (each makes "  \
+	  "the engine demote)")                                                \
+	X(HOT_RESETS, "events", "hot_slot_resets",                             \
+	  "slot deletions of a shared-hot region whose 4 KiB leaves could "    \
+	  "not merge")                                                         \
 	X(EVENT_PAGES_MIGRATED, "events", "pages_migrated",                    \
 	  "shared pages copied to a new host page")                            \
 	X(EVENT_SLOT_DELETE, "events", "slot_deletions",                       \
