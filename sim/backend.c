@@ -3,12 +3,15 @@
 #include "backend.h"
 
 #include <inttypes.h>
+#include <sched.h>
 #include <string.h>
 
 #include "sim.h"
 
 /* Retries of a busy removal SEAMCALL with vCPUs held out before giving up. */
 #define REMOVAL_MAX_TRIES 100000
+/* Busy retries of one removal SEAMCALL between two yields of the CPU. */
+#define REMOVAL_YIELD_EVERY 64
 
 static int status_to_errno(tdx_status_t st)
 {
@@ -159,6 +162,20 @@ struct removal_call {
 	tdp_pfn_t sept_pfn; /* input of PAGE.DEMOTE: the new S-EPT page */
 };
 
+static const char *removal_op_name(enum removal_op op)
+{
+	static const char *const names[] = {
+		[REMOVAL_BLOCK] = "RANGE.BLOCK",
+		[REMOVAL_PAGE_REMOVE] = "PAGE.REMOVE",
+		[REMOVAL_SEPT_REMOVE] = "SEPT.REMOVE",
+		[REMOVAL_PAGE_DEMOTE] = "PAGE.DEMOTE",
+		[REMOVAL_PAGE_PROMOTE] = "PAGE.PROMOTE",
+		[REMOVAL_UNBLOCK] = "RANGE.UNBLOCK",
+	};
+
+	return names[op];
+}
+
 static tdx_status_t removal_try_once(struct sim *s, struct removal_call *c)
 {
 	switch (c->op) {
@@ -185,7 +202,10 @@ static tdx_status_t removal_try_once(struct sim *s, struct removal_call *c)
 /*
  * One removal SEAMCALL that must succeed: on OPERAND_BUSY, hold every
  * vCPU out of guest mode (no TDCALL or VM entry can contend then) and
- * retry until it goes through.
+ * retry until it goes through.  Under mmu_lock held for read (a fault's
+ * demote) other host threads' SEAMCALLs still contend, and one of them
+ * may hold a module lock while the machine runs something else: the
+ * loop yields now and then so that it can finish.
  */
 static tdx_status_t removal_call(struct sim *s, struct removal_call *c)
 {
@@ -197,14 +217,17 @@ static tdx_status_t removal_call(struct sim *s, struct removal_call *c)
 	for (int tries = 0; tdx_status_is_busy(st) && tries < REMOVAL_MAX_TRIES;
 	     tries++) {
 		sim_count(&s->stats, SIM_C_RETRY_REMOVE_BUSY, 1);
+		if (tries % REMOVAL_YIELD_EVERY == REMOVAL_YIELD_EVERY - 1)
+			sched_yield();
 		st = removal_try_once(s, c);
 	}
 	sim_vcpus_hold_out_end(s);
 	if (tdx_status_is_busy(st))
 		sim_violation(&s->report, SIM_V_LIVELOCK, st, c->gfn,
 			      SIM_NO_VCPU,
-			      "removal SEAMCALL still busy after %d tries with "
-			      "vCPUs held out", REMOVAL_MAX_TRIES);
+			      "removal SEAMCALL (%s) still busy after %d tries "
+			      "with vCPUs held out", removal_op_name(c->op),
+			      REMOVAL_MAX_TRIES);
 	return st;
 }
 
