@@ -251,6 +251,11 @@ tdx_status_t sim_backend_track(struct sim *s)
 				sim_vcpus_hold_out_begin(s);
 				held_out = true;
 			}
+			/* Another host thread's TRACK (a fault's demote)
+			 * may hold the epoch lock, and may be preempted. */
+			if (tries % REMOVAL_YIELD_EVERY ==
+			    REMOVAL_YIELD_EVERY - 1)
+				sched_yield();
 		} else {
 			break;
 		}
