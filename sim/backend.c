@@ -3,12 +3,15 @@
 #include "backend.h"
 
 #include <inttypes.h>
+#include <sched.h>
 #include <string.h>
 
 #include "sim.h"
 
 /* Retries of a busy removal SEAMCALL with vCPUs held out before giving up. */
 #define REMOVAL_MAX_TRIES 100000
+/* Busy retries of one removal SEAMCALL between two yields of the CPU. */
+#define REMOVAL_YIELD_EVERY 64
 
 static int status_to_errno(tdx_status_t st)
 {
@@ -78,6 +81,68 @@ static void check_host_private_pages(struct sim *s, const char *what,
 	}
 }
 
+/*
+ * The freeze protocol seen from the backend: while a callback works on the
+ * mirror entry (@gfn, @level), the engine holds that entry FROZEN, so no
+ * lockless reader takes it for a usable mapping and no other fault
+ * installs anything there (backend.h).  tdp_lookup() (RCU only, no
+ * mmu_lock) reports a frozen entry as the non-present SPTE where its walk
+ * stopped, with that level.
+ *
+ * A walk that stops above @level at a non-present entry is left alone:
+ * teardown clears the root, and remove_leaf of a leaf inside a table the
+ * engine unlinked and tears down (its entry frozen too) is unreachable by
+ * design.  A walk that stops above @level at a present
+ * leaf, at @level at anything but FROZEN, or goes below @level (a table
+ * is linked there) is a breach: the callback runs on an entry another
+ * thread can read, or write, as a usable one.
+ */
+static void check_frozen(struct sim *s, const char *what, tdp_gfn_t gfn,
+			 int level)
+{
+	const struct tdp_spte_format *fmt;
+	tdp_spte_t spte;
+	int lvl;
+
+	/* Before sim_create() stored the MMU, and once lookups fail. */
+	if (!s->mmu || tdp_lookup(s->mmu, gfn, TDP_ALIAS_PRIVATE, &spte, &lvl))
+		return;
+	fmt = tdp_mmu_format(s->mmu);
+	sim_count(&s->stats, SIM_C_CHECK_FROZEN, 1);
+	if (lvl > level && !tdp_spte_is_present(fmt, spte))
+		return;
+	if (lvl == level && tdp_spte_is_frozen(fmt, spte))
+		return;
+	sim_violation(&s->report, SIM_V_CONTRACT, 0, gfn, SIM_NO_VCPU,
+		      "%s(level %d): the mirror entry is not FROZEN while the "
+		      "backend works (lockless lookup stops at level %d, "
+		      "spte %#" PRIx64 ")", what, level, lvl, spte);
+}
+
+/*
+ * free_table(@gfn, @level): the table's entry at @level was cleared (or,
+ * below a table being torn down, frozen) before the call, so a lockless
+ * walk toward @gfn must stop at @level or above at a non-present entry; a
+ * walk that goes below @level still finds the table linked.
+ */
+static void check_table_unlinked(struct sim *s, tdp_gfn_t gfn, int level)
+{
+	const struct tdp_spte_format *fmt;
+	tdp_spte_t spte;
+	int lvl;
+
+	if (!s->mmu || tdp_lookup(s->mmu, gfn, TDP_ALIAS_PRIVATE, &spte, &lvl))
+		return;
+	fmt = tdp_mmu_format(s->mmu);
+	sim_count(&s->stats, SIM_C_CHECK_FROZEN, 1);
+	if (lvl >= level && !tdp_spte_is_present(fmt, spte))
+		return;
+	sim_violation(&s->report, SIM_V_CONTRACT, 0, gfn, SIM_NO_VCPU,
+		      "free_table(level %d): the table is still reachable in "
+		      "the mirror (lockless lookup stops at level %d, spte %#"
+		      PRIx64 ")", level, lvl, spte);
+}
+
 /* ---- removal-path SEAMCALLs ---------------------------------------------- */
 
 enum removal_op {
@@ -96,6 +161,20 @@ struct removal_call {
 	tdp_pfn_t removed;  /* output of the REMOVE calls and PROMOTE */
 	tdp_pfn_t sept_pfn; /* input of PAGE.DEMOTE: the new S-EPT page */
 };
+
+static const char *removal_op_name(enum removal_op op)
+{
+	static const char *const names[] = {
+		[REMOVAL_BLOCK] = "RANGE.BLOCK",
+		[REMOVAL_PAGE_REMOVE] = "PAGE.REMOVE",
+		[REMOVAL_SEPT_REMOVE] = "SEPT.REMOVE",
+		[REMOVAL_PAGE_DEMOTE] = "PAGE.DEMOTE",
+		[REMOVAL_PAGE_PROMOTE] = "PAGE.PROMOTE",
+		[REMOVAL_UNBLOCK] = "RANGE.UNBLOCK",
+	};
+
+	return names[op];
+}
 
 static tdx_status_t removal_try_once(struct sim *s, struct removal_call *c)
 {
@@ -123,7 +202,10 @@ static tdx_status_t removal_try_once(struct sim *s, struct removal_call *c)
 /*
  * One removal SEAMCALL that must succeed: on OPERAND_BUSY, hold every
  * vCPU out of guest mode (no TDCALL or VM entry can contend then) and
- * retry until it goes through.
+ * retry until it goes through.  Under mmu_lock held for read (a fault's
+ * demote) other host threads' SEAMCALLs still contend, and one of them
+ * may hold a module lock while the machine runs something else: the
+ * loop yields now and then so that it can finish.
  */
 static tdx_status_t removal_call(struct sim *s, struct removal_call *c)
 {
@@ -135,14 +217,17 @@ static tdx_status_t removal_call(struct sim *s, struct removal_call *c)
 	for (int tries = 0; tdx_status_is_busy(st) && tries < REMOVAL_MAX_TRIES;
 	     tries++) {
 		sim_count(&s->stats, SIM_C_RETRY_REMOVE_BUSY, 1);
+		if (tries % REMOVAL_YIELD_EVERY == REMOVAL_YIELD_EVERY - 1)
+			sched_yield();
 		st = removal_try_once(s, c);
 	}
 	sim_vcpus_hold_out_end(s);
 	if (tdx_status_is_busy(st))
 		sim_violation(&s->report, SIM_V_LIVELOCK, st, c->gfn,
 			      SIM_NO_VCPU,
-			      "removal SEAMCALL still busy after %d tries with "
-			      "vCPUs held out", REMOVAL_MAX_TRIES);
+			      "removal SEAMCALL (%s) still busy after %d tries "
+			      "with vCPUs held out", removal_op_name(c->op),
+			      REMOVAL_MAX_TRIES);
 	return st;
 }
 
@@ -166,6 +251,11 @@ tdx_status_t sim_backend_track(struct sim *s)
 				sim_vcpus_hold_out_begin(s);
 				held_out = true;
 			}
+			/* Another host thread's TRACK (a fault's demote)
+			 * may hold the epoch lock, and may be preempted. */
+			if (tries % REMOVAL_YIELD_EVERY ==
+			    REMOVAL_YIELD_EVERY - 1)
+				sched_yield();
 		} else {
 			break;
 		}
@@ -259,6 +349,7 @@ static int be_link_table(void *ctx, tdp_gfn_t gfn, int level,
 	int ret;
 
 	map_begin(s, "link_table", gfn);
+	check_frozen(s, "link_table", gfn, level);
 	if (rec->magic) {
 		sim_violation(&s->report, SIM_V_CONTRACT, 0, gfn, SIM_NO_VCPU,
 			      "link_table(level %d) got a backend page still "
@@ -297,6 +388,7 @@ static int be_set_leaf(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn)
 	int ret;
 
 	map_begin(s, "set_leaf", gfn);
+	check_frozen(s, "set_leaf", gfn, level);
 	/* Every page of the leaf is the host's private page of its GFN. */
 	check_host_private_pages(s, "set_leaf", "maps", gfn, level, pfn);
 	if (s->backend.page_add_src && level != TDP_LEVEL_4K) {
@@ -326,6 +418,7 @@ static int be_remove_leaf(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn)
 	int holder;
 
 	removal_begin(s, "remove_leaf", gfn);
+	check_frozen(s, "remove_leaf", gfn, level);
 	if (block_track_remove(s, &remove) != TDX_SUCCESS) {
 		removal_end(s);
 		return -EIO;
@@ -360,6 +453,7 @@ static int be_free_table(void *ctx, tdp_gfn_t gfn, int level,
 
 	removal_begin(s, "free_table", gfn);
 	check_table_record(s, "free_table", rec, gfn, level);
+	check_table_unlinked(s, gfn, level);
 	if (block_track_remove(s, &remove) != TDX_SUCCESS) {
 		removal_end(s);
 		return -EIO;
@@ -408,6 +502,7 @@ static int be_demote_leaf(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn,
 		map_begin(s, "demote_leaf", gfn);
 	else
 		removal_begin(s, "demote_leaf", gfn);
+	check_frozen(s, "demote_leaf", gfn, level);
 	if (rec->magic) {
 		sim_violation(&s->report, SIM_V_CONTRACT, 0, gfn, SIM_NO_VCPU,
 			      "demote_leaf(level %d) got a backend page still "
@@ -488,6 +583,7 @@ static int be_promote_leaf(void *ctx, tdp_gfn_t gfn, int level, tdp_pfn_t pfn,
 
 	removal_begin(s, "promote_leaf", gfn);
 	check_table_record(s, "promote_leaf", rec, gfn, level);
+	check_frozen(s, "promote_leaf", gfn, level);
 	check_host_private_pages(s, "promote_leaf", "names", gfn, level, pfn);
 
 	st = tdx_range_block(s->module, gfn, level, NULL);

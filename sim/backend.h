@@ -28,7 +28,9 @@
  * Besides the module's own checks the adapter checks the engine's side of
  * the contract: no map callback runs during a removal, set_leaf maps the
  * frame the host resolved, free_table names a table link_table created,
- * and no vCPU keeps a live private translation after PAGE.REMOVE.
+ * no vCPU keeps a live private translation after PAGE.REMOVE, and the
+ * mirror entry every callback works on reads FROZEN to a lockless
+ * tdp_lookup() while it runs (free_table: the table is unreachable).
  */
 #ifndef SIM_BACKEND_H
 #define SIM_BACKEND_H

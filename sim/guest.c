@@ -15,6 +15,9 @@
 #define ACCEPT_MAX_SPURIOUS 64
 /* Attempts of one access or ACCEPT before it counts as a livelock. */
 #define OP_MAX_TRIES 1000000
+/* A private shared-hot region converts to shared once where another
+ * one would 16 times. */
+#define HOT_CONVERT_EVERY 16
 
 static struct sim_guest *guest_of(struct sim_vcpu *v)
 {
@@ -113,6 +116,34 @@ static void boot_image(struct sim *s)
 	}
 }
 
+/*
+ * Choose the shared-hot regions: huge regions, all private and not yet
+ * accepted after boot (no image page), from a place the seed picks.
+ */
+static void choose_hot_regions(struct sim *s)
+{
+	struct sim_guest *g = &s->guest;
+	struct sim_rng rng;
+	uint64_t first;
+
+	g->nr_hot = 0;
+	if (!s->cfg.huge || !s->nr_regions)
+		return;
+	sim_rng_seed(&rng, s->cfg.seed, 3);
+	first = sim_rng_below(&rng, s->nr_regions);
+	for (uint64_t k = 0; k < s->nr_regions &&
+			     g->nr_hot < SIM_GUEST_HOT_REGIONS; k++) {
+		uint64_t r = (first + k) % s->nr_regions;
+		bool all_private = g->region_huge[r];
+
+		for (uint64_t i = 0; all_private && i < SIM_REGION_PAGES; i++)
+			all_private = g->state[r * SIM_REGION_PAGES + i] ==
+				      GUEST_PRIVATE_UNACCEPTED;
+		if (all_private)
+			g->hot_region[g->nr_hot++] = r;
+	}
+}
+
 int sim_guest_check_measurement(struct sim_vcpu *v)
 {
 	struct sim *s = v->sim;
@@ -180,6 +211,8 @@ int sim_guest_init(struct sim *s)
 	else
 		boot_layout_random(s, private_ppm);
 	boot_image(s);
+	if (!s->cfg.trace)
+		choose_hot_regions(s);
 	return 0;
 }
 
@@ -424,6 +457,30 @@ static int accept_range(struct sim_vcpu *v, tdp_gfn_t start, uint64_t n)
 	return 0;
 }
 
+/* @region is one of the shared-hot regions (guest.h). */
+static bool region_is_hot(const struct sim_guest *g, uint64_t region)
+{
+	for (unsigned int i = 0; i < g->nr_hot; i++)
+		if (g->hot_region[i] == region)
+			return true;
+	return false;
+}
+
+/*
+ * The guest converts or accepts huge region @region whole this time:
+ * always a shared-hot one, so that it stays backed and mapped by 2 MiB
+ * pages the host's bursts can demote and merge again; another one unless
+ * split_pct says a run.
+ */
+static bool region_whole(struct sim_vcpu *v, uint64_t region)
+{
+	struct sim_guest *g = guest_of(v);
+
+	if (!g->region_huge[region])
+		return false;
+	return region_is_hot(g, region) || !sim_rng_ppm(&v->rng, g->split_ppm);
+}
+
 /* Accept, before first use, the unit of memory @gfn belongs to. */
 static int accept_lazily(struct sim_vcpu *v, tdp_gfn_t gfn)
 {
@@ -436,7 +493,7 @@ static int accept_lazily(struct sim_vcpu *v, tdp_gfn_t gfn)
 	/* A huge region is accepted whole (2 MiB ACCEPTs) unless split_pct
 	 * says a run: its 4 KiB ACCEPTs then meet any 2 MiB PENDING page
 	 * the host pre-faulted, and exit until the host demoted it. */
-	if (g->region_huge[region] && !sim_rng_ppm(&v->rng, g->split_ppm)) {
+	if (region_whole(v, region)) {
 		start = gfn & ~(SIM_REGION_PAGES - 1);
 		end = start + SIM_REGION_PAGES;
 	} else {
@@ -753,7 +810,7 @@ static void convert_random(struct sim_vcpu *v, uint64_t region)
 	/* Huge regions convert whole unless split_pct says a run; runs of
 	 * 1..SMALL_RUN pages at any offset split a 2 MiB private page (the
 	 * zap demotes it). */
-	if (g->region_huge[region] && !sim_rng_ppm(&v->rng, g->split_ppm)) {
+	if (region_whole(v, region)) {
 		start = base;
 		end = base + SIM_REGION_PAGES;
 	} else {
@@ -846,6 +903,11 @@ static tdp_gfn_t pick_gfn(struct sim_vcpu *v)
 		v->home_region = sim_rng_below(&v->rng, s->nr_regions);
 	region = (x >> 8) % 5 ? v->home_region
 			      : sim_rng_below(&v->rng, s->nr_regions);
+	/* Every vCPU visits the shared-hot regions too: its accesses,
+	 * ACCEPTs and conversions there race the other vCPUs' and the
+	 * host's bursts on the same 2 MiB entries. */
+	if (s->guest.nr_hot && (x >> 40) % SIM_GUEST_HOT_EVERY == 0)
+		region = s->guest.hot_region[(x >> 48) % s->guest.nr_hot];
 	base = sim_layout_region_gfn(&s->layout, region);
 	/* Half the accesses stay in a small window so the TLB hits. */
 	if ((x >> 16) & 1)
@@ -859,7 +921,14 @@ void sim_guest_step(struct sim_vcpu *v)
 	struct sim_guest *g = guest_of(v);
 	tdp_gfn_t gfn = pick_gfn(v);
 
-	if (sim_rng_ppm(&v->rng, g->convert_ppm)) {
+	/* A private shared-hot region converts to shared a 16th as
+	 * often, and back at the usual rate: it stays private and mapped
+	 * 2 MiB most of the time, for the host's bursts to demote and
+	 * merge again. */
+	if (sim_rng_ppm(&v->rng, g->convert_ppm) &&
+	    (!region_is_hot(g, region_of(g, gfn)) ||
+	     g->state[page_of(g, gfn)] == GUEST_SHARED ||
+	     sim_rng_below(&v->rng, HOT_CONVERT_EVERY) == 0)) {
 		convert_random(v, region_of(g, gfn));
 		return;
 	}

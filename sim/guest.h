@@ -62,6 +62,11 @@ enum guest_pte {
 
 #define GUEST_STRIPES 1024
 
+/* Shared-hot private huge regions at most (see struct sim_guest). */
+#define SIM_GUEST_HOT_REGIONS 2
+/* One guest access in SIM_GUEST_HOT_EVERY goes to a shared-hot region. */
+#define SIM_GUEST_HOT_EVERY 8
+
 /* Per-page arrays are indexed by dense page number, per-region arrays by
  * dense region number (layout.h). */
 struct sim_guest {
@@ -89,7 +94,17 @@ struct sim_guest {
 	uint32_t split_ppm;   /* immutable: cfg.split_pct */
 	/* Pages a small region accepts at once before first use, a power
 	 * of two: 16, or 1 when replaying a trace.  Immutable. */
-	uint64_t accept_run;
+	uint64_t accept_run;	/*
+	 * The shared-hot regions (dense numbers): huge regions, private at
+	 * boot, that every vCPU's accesses visit besides its own home
+	 * region and that the host pre-faults, demotes and recovers in
+	 * bursts (scenario.c), so that faults, demotes, promotes and
+	 * ACCEPTs of different threads meet on the same 2 MiB S-EPT
+	 * entries and the module answers OPERAND_BUSY for real.  None
+	 * when replaying a trace or with huge pages off.  Immutable.
+	 */
+	uint64_t hot_region[SIM_GUEST_HOT_REGIONS];
+	unsigned int nr_hot;
 };
 
 /* Lay out the guest's memory and the host's matching attributes. */

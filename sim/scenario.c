@@ -10,11 +10,21 @@
 #include <assert.h>
 #include <inttypes.h>
 #include <math.h>
+#include <sched.h>
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "consistency.h"
+
+/* Rounds of a burst on a shared-hot region (hot_region_burst()). */
+#define HOT_BURST_ROUNDS 32
+/* Rounds of each burst of the pre-fault thread, and its pause after
+ * one (microseconds). */
+#define HOT_THREAD_ROUNDS 8
+#define HOT_THREAD_PAUSE_US 500
+/* Tries of one pre-fault the engine answers with retry. */
+#define HOT_PREFAULT_TRIES 64
 
 /* ---- threads ------------------------------------------------------------- */
 
@@ -105,6 +115,132 @@ static void *vcpu_main(void *arg)
 	return NULL;
 }
 
+/*
+ * A burst on one shared-hot region (guest.h): rounds that each move the
+ * region one step along its 2 MiB life cycle, by what the private alias
+ * maps at its first page (a lockless lookup; the guest and the other
+ * host events change it meanwhile, which is the point):
+ *   nothing mapped  -> a 2 MiB pre-fault (AUG of the whole region);
+ *   a 2 MiB leaf    -> a 4 KiB pre-fault of a random page, which the
+ *                      engine answers with a demote from the fault path,
+ *                      under mmu_lock held for read;
+ *   a 4 KiB table   -> a recovery, which merges the 512 leaves back into
+ *                      one 2 MiB leaf where their state allows it; where
+ *                      it does not (the guest accepted 4 KiB pages, which
+ *                      the host backed one by one), once per burst the
+ *                      slot is deleted and added again, so the region
+ *                      starts over unmapped.
+ * The vCPUs access, accept and convert the same region meanwhile and
+ * fault everywhere else: a demote's RANGE.BLOCK meets their SEAMCALLs
+ * and TDCALLs on the module's locks, and a demote that fails must leave
+ * the 2 MiB leaf as it was.
+ */
+/*
+ * The private frames backing the region at @base are not one aligned
+ * 2 MiB run (pages backed one by one, after a 4 KiB fault came first):
+ * its leaves can never merge.  Unbacked pages do not count.
+ */
+static bool hot_backing_fragmented(struct sim *s, tdp_gfn_t base)
+{
+	tdp_pfn_t first = 0;
+
+	for (uint64_t i = 0; i < SIM_REGION_PAGES; i++) {
+		tdp_pfn_t pfn = sim_host_private_pfn(s, base + i);
+
+		if (!pfn)
+			continue;
+		if (!first)
+			first = pfn - i;
+		if (pfn != first + i || (first & (SIM_REGION_PAGES - 1)))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * A host pre-fault of @gfn at @level (0: as large as the backing allows)
+ * through the engine vCPU context @ctx of the calling thread, repeated
+ * while the engine answers retry, as sim_host_prefault() does.
+ */
+static void hot_prefault(struct sim *s, struct tdp_vcpu *ctx, tdp_gfn_t gfn,
+			 int level)
+{
+	for (int tries = 0; tries < HOT_PREFAULT_TRIES; tries++) {
+		int ret = sim_host_fault(s, ctx, SIM_NO_VCPU, gfn, true, level);
+
+		if (ret != TDP_FAULT_RETRY && ret != SIM_ERR_INJECTED)
+			break;
+		sched_yield();
+	}
+}
+
+/* Delete and re-add the memory slot of dense region @region. */
+static void hot_region_reset(struct sim *s, uint64_t region)
+{
+	sim_count(&s->stats, SIM_C_HOT_RESETS, 1);
+	sim_guest_offline(s, region, 1);
+	sim_host_slot_delete(s, sim_layout_region_gfn(&s->layout, region),
+			     SIM_REGION_PAGES);
+	sim_guest_online(s, region, 1);
+}
+
+/*
+ * A burst on one shared-hot region (guest.h): rounds that each move the
+ * region one step along its 2 MiB life cycle, by what the private alias
+ * maps at its first page (a lockless lookup; the guest and the other
+ * host events change it meanwhile, which is the point):
+ *   a 2 MiB leaf    -> a 4 KiB pre-fault of a random page, which the
+ *                      engine answers with a demote from the fault path,
+ *                      under mmu_lock held for read;
+ *   nothing         -> a 2 MiB pre-fault: the host backs the region with
+ *                      one 2 MiB run and the engine maps it whole, or,
+ *                      below a table the mirror kept after a zap, maps
+ *                      the first page;
+ *   a 4 KiB leaf    -> a recovery, which merges the table's 512 leaves
+ *                      into one 2 MiB leaf once the guest accepted them
+ *                      all.  Leaves that can never merge (frames backed
+ *                      one by one) make the host delete the slot and add
+ *                      it again, once per burst, as another host event
+ *                      does: the region starts over unbacked.
+ * The vCPUs access, accept and convert the same region meanwhile and
+ * fault everywhere else: a demote's RANGE.BLOCK meets their SEAMCALLs
+ * and TDCALLs on the module's locks, and a demote that fails must leave
+ * the 2 MiB leaf as it was.
+ */
+static void hot_region_burst(struct sim *s, struct tdp_vcpu *ctx,
+			     struct sim_rng *rng, int rounds, bool may_reset)
+{
+	const struct sim_guest *g = &s->guest;
+	const struct tdp_spte_format *fmt = tdp_mmu_format(s->mmu);
+	uint64_t region = g->hot_region[sim_rng_below(rng, g->nr_hot)];
+	tdp_gfn_t base = sim_layout_region_gfn(&s->layout, region);
+	bool reset = !may_reset;
+
+	sim_count(&s->stats, SIM_C_EVENT_HOT_BURST, 1);
+	for (int i = 0; i < rounds && !sim_stop_requested(&s->run); i++) {
+		tdp_spte_t spte;
+		int level;
+
+		if (tdp_lookup(s->mmu, base, TDP_ALIAS_PRIVATE, &spte, &level))
+			return;
+		if (tdp_spte_is_present(fmt, spte) && level == TDP_LEVEL_2M) {
+			sim_count(&s->stats, SIM_C_HOT_DEMOTE_TRIES, 1);
+			hot_prefault(s, ctx, base + 1 + sim_rng_below(
+						rng, SIM_REGION_PAGES - 1),
+				     TDP_LEVEL_4K);
+		} else if (!tdp_spte_is_present(fmt, spte)) {
+			/* Shared now: the pre-fault does nothing. */
+			hot_prefault(s, ctx, base, 0);
+		} else {
+			sim_host_recover(s, base, SIM_REGION_PAGES);
+			if (!reset && hot_backing_fragmented(s, base)) {
+				hot_region_reset(s, region);
+				reset = true;
+			}
+		}
+	}
+}
+
 /* One random host event; ranges stay inside guest memory. */
 static void run_host_event(struct sim *s, struct sim_rng *rng)
 {
@@ -130,6 +266,8 @@ static void run_host_event(struct sim *s, struct sim_rng *rng)
 		for (uint64_t r = 0; r < s->nr_regions && !sim_stop_requested(&s->run); r++)
 			sim_host_recover(s, sim_layout_region_gfn(&s->layout, r),
 					 SIM_REGION_PAGES);
+	} else if (kind < 70 && s->guest.nr_hot) {
+		hot_region_burst(s, s->host.ctx, rng, HOT_BURST_ROUNDS, true);
 	} else if (kind < 85) {
 		n = 1 + sim_rng_below(rng, 16);
 		if (gfn + n > end)
@@ -177,6 +315,38 @@ static void *event_main(void *arg)
 		sim_host_hot_add(s);
 		run_host_event(s, &s->event_rng);
 	}
+	sim_worker_done(&s->run);
+	tdp_thread_unregister();
+	return NULL;
+}
+
+/*
+ * The host's pre-fault thread (KVM_PRE_FAULT_MEMORY from a VMM thread of
+ * its own): short bursts on the shared-hot regions with its own engine
+ * vCPU context, concurrently with the vCPUs' faults and the event
+ * thread's bursts, so that two hosts threads' demotes, AUGs and
+ * recoveries meet on the same 2 MiB regions and the module's S-EPT
+ * locks.  No slot resets: those are the event thread's.
+ */
+static void *hot_main(void *arg)
+{
+	struct sim *s = arg;
+	struct tdp_vcpu *ctx = NULL;
+
+	tdp_thread_register();
+	sim_rng_current = &s->hot_rng;
+	if (tdp_vcpu_create(s->mmu, &ctx)) {
+		sim_violation(&s->report, SIM_V_ENGINE_ERROR, 0, SIM_NO_GFN,
+			      SIM_NO_VCPU, "tdp_vcpu_create for the pre-fault "
+			      "thread failed");
+		ctx = NULL;
+	}
+	while (ctx && !sim_stop_requested(&s->run)) {
+		sim_pause_point(&s->run);
+		hot_region_burst(s, ctx, &s->hot_rng, HOT_THREAD_ROUNDS, false);
+		usleep(HOT_THREAD_PAUSE_US);
+	}
+	tdp_vcpu_destroy(ctx);
 	sim_worker_done(&s->run);
 	tdp_thread_unregister();
 	return NULL;
@@ -231,8 +401,10 @@ uint64_t sim_run_workload(struct sim *s)
 	s->start_time = sim_now();
 	/* A replay lasts as long as the trace. */
 	deadline = s->replay ? INFINITY : s->start_time + s->cfg.duration;
+	bool hot = s->cfg.event_rate > 0 && s->guest.nr_hot && !s->replay;
+
 	sim_workers_set_running(&s->run, s->vcpus.nr + (s->cfg.event_rate > 0) +
-					 s->migration.enabled);
+					 hot + s->migration.enabled);
 	for (unsigned int i = 0; i < s->vcpus.nr; i++) {
 		if (pthread_create(&s->vcpus.v[i].thread, NULL, vcpu_main,
 				   &s->vcpus.v[i]))
@@ -242,9 +414,12 @@ uint64_t sim_run_workload(struct sim *s)
 	if (s->cfg.event_rate > 0 &&
 	    !pthread_create(&s->event_thread, NULL, event_main, s))
 		s->event_thread_started = true;
+	if (hot && !pthread_create(&s->hot_thread, NULL, hot_main, s))
+		s->hot_thread_started = true;
 	if (sim_migrate_start(s))
 		sim_stop_request(&s->run);
 	sim_workers_set_running(&s->run, started + s->event_thread_started +
+					 s->hot_thread_started +
 					 s->migration.thread_started);
 	if (started < s->vcpus.nr ||
 	    (s->replay && sim_replay_start(s->replay)))
@@ -277,6 +452,8 @@ uint64_t sim_run_workload(struct sim *s)
 		pthread_join(s->vcpus.v[i].thread, NULL);
 	if (s->event_thread_started)
 		pthread_join(s->event_thread, NULL);
+	if (s->hot_thread_started)
+		pthread_join(s->hot_thread, NULL);
 	sim_migrate_join(s);
 	if (s->replay)
 		sim_replay_join(s->replay);

@@ -109,6 +109,7 @@ static int create_td(const struct sim_config *cfg, struct sim *first,
 	sim_run_state_init(&s->run);
 	sim_rng_seed(&s->main_rng, s->cfg.seed, 0);
 	sim_rng_seed(&s->event_rng, s->cfg.seed, 2);
+	sim_rng_seed(&s->hot_rng, s->cfg.seed, 4);
 	sim_rng_current = &s->main_rng;
 	tdp_thread_register();
 

@@ -206,6 +206,13 @@ struct sim {
 	struct sim_run_state run;
 	pthread_t event_thread;
 	bool event_thread_started;
+	/*
+	 * The host's pre-fault thread on the shared-hot regions
+	 * (scenario.c): its generator, used by that thread only.
+	 */
+	struct sim_rng hot_rng;
+	pthread_t hot_thread;
+	bool hot_thread_started;
 	double start_time;        /* owner thread only, as below */
 	double elapsed;
 	uint64_t quiesce_runs;

@@ -150,6 +150,9 @@
 	  "host page frees checked against TLBs and the PAMT")                 \
 	X(CHECK_REMOVE, "checks", "remove_checks",                             \
 	  "PAGE.REMOVEs checked against live vCPU TLB entries")                \
+	X(CHECK_FROZEN, "checks", "frozen_checks",                             \
+	  "backend callbacks whose mirror entry was checked FROZEN (or "       \
+	  "unlinked)")                                                         \
 	X(CHECK_FLUSH_ORDER, "checks", "flush_order_checks",                   \
 	  "GFNs of a zap's range flushes checked already cleared in the tree") \
 	X(CHECK_LIVE_FILTERED, "checks", "tlb_checks_filtered",                \
@@ -175,6 +178,15 @@
 	  "regions")                                                           \
 	X(EVENT_UNMAP, "events", "host_unmaps",                                \
 	  "host unmaps (shared pages migrated)")                               \
+	X(EVENT_HOT_BURST, "events", "hot_bursts",                             \
+	  "host bursts of 2 MiB pre-faults, recoveries and demoting 4 KiB "    \
+	  "pre-faults on a shared-hot region")                                 \
+	X(HOT_DEMOTE_TRIES, "events", "hot_demote_faults",                     \
+	  "4 KiB pre-faults of a shared-hot region mapped 2 MiB (each makes "  \
+	  "the engine demote)")                                                \
+	X(HOT_RESETS, "events", "hot_slot_resets",                             \
+	  "slot deletions of a shared-hot region whose 4 KiB leaves could "    \
+	  "not merge")                                                         \
 	X(EVENT_PAGES_MIGRATED, "events", "pages_migrated",                    \
 	  "shared pages copied to a new host page")                            \
 	X(EVENT_SLOT_DELETE, "events", "slot_deletions",                       \
