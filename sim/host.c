@@ -111,6 +111,14 @@ tdp_pfn_t sim_host_shared_pfn(struct sim *s, tdp_gfn_t gfn)
 static __thread struct {
 	struct sim *s;
 	tdp_gfn_t start, end;
+	/*
+	 * The zap of an invalidated direct root (sim_host_invalidate_root()):
+	 * its table's frame and levels, 0 for a range zap.  That zap clears
+	 * a root no lookup reaches any more, so its flushes are checked
+	 * against a walk of that root, which the host keeps a reference to.
+	 */
+	tdp_pfn_t root_pfn;
+	int root_level;
 } zap_ctx;
 
 static void zap_ctx_enter(struct sim *s, tdp_gfn_t start, tdp_gfn_t end)
@@ -123,6 +131,79 @@ static void zap_ctx_enter(struct sim *s, tdp_gfn_t start, tdp_gfn_t end)
 static void zap_ctx_exit(void)
 {
 	zap_ctx.s = NULL;
+	zap_ctx.root_pfn = 0;
+}
+
+/* The zap of the invalidated direct root @root_pfn, every shared GFN. */
+static void zap_ctx_enter_root(struct sim *s, tdp_pfn_t root_pfn, int level)
+{
+	zap_ctx_enter(s, 0, SIM_SHARED_BIT);
+	zap_ctx.root_pfn = root_pfn;
+	zap_ctx.root_level = level;
+}
+
+/*
+ * The first present leaf of the table @table at @level (its first tree
+ * GFN @base) that translates a GFN of [lo, hi), or false.  Non-present
+ * entries are skipped whole, so a range the zap already cleared costs
+ * one read per remaining entry.  Inside tdp_walk_begin/end.
+ */
+static bool root_range_present(const struct tdp_spte_format *fmt,
+			       const tdp_spte_t *table, int level,
+			       tdp_gfn_t base, tdp_gfn_t lo, tdp_gfn_t hi,
+			       tdp_gfn_t *gfn, int *leaf_level)
+{
+	uint64_t step = tdp_level_pages(level);
+	tdp_gfn_t first = lo > base ? lo : base;
+
+	for (uint64_t i = (first - base) / step;
+	     i < TDP_SPTES_PER_TABLE && base + i * step < hi; i++) {
+		tdp_gfn_t g = base + i * step;
+		tdp_spte_t spte = __atomic_load_n(&table[i], __ATOMIC_ACQUIRE);
+
+		if (!tdp_spte_is_present(fmt, spte))
+			continue;
+		if (tdp_spte_is_leaf(fmt, spte, level)) {
+			*gfn = g > lo ? g : lo;
+			*leaf_level = level;
+			return true;
+		}
+		if (root_range_present(fmt,
+				       tdp_pfn_to_table(tdp_spte_pfn(fmt, spte)),
+				       level - 1, g, lo, hi, gfn, leaf_level))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * A range flush inside the zap of an invalidated root: every leaf of the
+ * old root in [lo, hi) (tree GFNs) must be non-present already.  A flush
+ * issued before the clear lets a vCPU still running on the old root
+ * refill its TLB in between, and nothing flushes it afterwards.
+ */
+static void check_root_flush_order(struct sim *s, tdp_gfn_t lo, tdp_gfn_t hi)
+{
+	const struct tdp_spte_format *fmt = tdp_mmu_format(s->mmu);
+	tdp_gfn_t gfn = 0;
+	int level = 0;
+	bool present;
+
+	sim_count(&s->stats, SIM_C_CHECK_ROOT_FLUSH_ORDER, 1);
+	tdp_walk_begin();
+	present = root_range_present(fmt, tdp_pfn_to_table(zap_ctx.root_pfn),
+				     zap_ctx.root_level, 0, lo, hi, &gfn,
+				     &level);
+	tdp_walk_end();
+	if (present)
+		sim_violation(&s->report, SIM_V_FLUSH_ORDER, 0,
+			      gfn & ~SIM_SHARED_BIT, SIM_NO_VCPU,
+			      "the zap of the invalidated root %#" PRIx64
+			      " flushed [%#" PRIx64 ", %#" PRIx64 ") while "
+			      "its level-%d leaf of shared gfn %#" PRIx64
+			      " was still present", zap_ctx.root_pfn,
+			      lo & ~SIM_SHARED_BIT, hi & ~SIM_SHARED_BIT,
+			      level, gfn & ~SIM_SHARED_BIT);
 }
 
 /* Every shared leaf of [gfn, gfn + nr) inside the zap is gone already. */
@@ -132,6 +213,10 @@ static void check_flush_order(struct sim *s, tdp_gfn_t gfn, uint64_t nr)
 
 	if (zap_ctx.s != s || !(gfn & SIM_SHARED_BIT))
 		return;
+	if (zap_ctx.root_pfn) {
+		check_root_flush_order(s, gfn, gfn + nr);
+		return;
+	}
 	lo = lo > zap_ctx.start ? lo : zap_ctx.start;
 	hi = hi < zap_ctx.end ? hi : zap_ctx.end;
 	for (tdp_gfn_t g = lo; g < hi; g++) {
@@ -693,7 +778,7 @@ void sim_host_invalidate_root(struct sim *s)
 {
 	tdp_pfn_t old = 0;
 	tdp_gfn_t gfn = 0;
-	int level, holder;
+	int level, holder, ret;
 
 	sim_count(&s->stats, SIM_C_EVENT_ROOT_INVALIDATE, 1);
 	/* The host's own context holds the current root until its next
@@ -702,9 +787,13 @@ void sim_host_invalidate_root(struct sim *s)
 					     &old, &level),
 		       "tdp_vcpu_load_root", SIM_NO_GFN) ||
 	    !engine_ok(s, tdp_mmu_invalidate_roots(s->mmu, TDP_ALIAS_SHARED),
-		       "tdp_mmu_invalidate_roots", SIM_NO_GFN) ||
-	    !engine_ok(s, tdp_mmu_zap_invalidated_roots(s->mmu),
-		       "tdp_mmu_zap_invalidated_roots", SIM_NO_GFN))
+		       "tdp_mmu_invalidate_roots", SIM_NO_GFN))
+		return;
+	/* Only this thread invalidates roots: the zap is of the old root. */
+	zap_ctx_enter_root(s, old, level);
+	ret = tdp_mmu_zap_invalidated_roots(s->mmu);
+	zap_ctx_exit();
+	if (!engine_ok(s, ret, "tdp_mmu_zap_invalidated_roots", SIM_NO_GFN))
 		return;
 	sim_count(&s->stats, SIM_C_CHECK_ROOT_ZAP, 1);
 	holder = sim_tlb_find_by_root(s, old, &gfn);

@@ -152,6 +152,8 @@
 	  "PAGE.REMOVEs checked against live vCPU TLB entries")                \
 	X(CHECK_FLUSH_ORDER, "checks", "flush_order_checks",                   \
 	  "GFNs of a zap's range flushes checked already cleared in the tree") \
+	X(CHECK_ROOT_FLUSH_ORDER, "checks", "root_flush_order_checks",        \
+	  "range flushes of a root zap checked against the old root's leaves") \
 	X(CHECK_LIVE_FILTERED, "checks", "tlb_checks_filtered",                \
 	  "vCPU TLBs a liveness check cleared by their filter, unlocked")      \
 	X(CHECK_QUIESCE, "checks", "quiesce_checks",                           \
