@@ -710,6 +710,20 @@ void sim_host_recover(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 	engine_ok(s, ret < 0 ? ret : 0, "tdp_recover_huge_pages", gfn);
 }
 
+void sim_host_split_huge(struct sim *s, tdp_gfn_t gfn, uint64_t n)
+{
+	sim_count(&s->stats, SIM_C_EVENT_SPLIT, 1);
+	engine_ok(s, tdp_split_huge_range(s->mmu, gfn, gfn + n, TDP_LEVEL_4K,
+					  TDP_ALIAS_SHARED),
+		  "tdp_split_huge_range", gfn);
+}
+
+void sim_host_zap_all(struct sim *s)
+{
+	sim_count(&s->stats, SIM_C_EVENT_ZAP_ALL, 1);
+	engine_ok(s, tdp_zap_all(s->mmu), "tdp_zap_all", SIM_NO_GFN);
+}
+
 void sim_host_prefault(struct sim *s, tdp_gfn_t gfn, uint64_t n, int level)
 {
 	sim_count(&s->stats, SIM_C_EVENT_PREFAULT, 1);

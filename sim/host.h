@@ -155,6 +155,20 @@ void sim_host_slot_delete(struct sim *s, tdp_gfn_t gfn, uint64_t n);
 void sim_host_recover(struct sim *s, tdp_gfn_t gfn, uint64_t n);
 
 /*
+ * Eager split of the shared huge leaves of [gfn, gfn + n) down to 4 KiB
+ * (as before dirty logging): each becomes a table of 512 contiguous
+ * leaves, which a recovery of the shared alias may collapse again.
+ */
+void sim_host_split_huge(struct sim *s, tdp_gfn_t gfn, uint64_t n);
+
+/*
+ * The host's address space goes away: tdp_zap_all() zaps every shared
+ * mapping and unlinks every direct table (the mirror stays); the guest
+ * faults its shared memory in again.
+ */
+void sim_host_zap_all(struct sim *s);
+
+/*
  * Pre-fault private GFNs of [gfn, gfn + n) (KVM_PRE_FAULT_MEMORY), at most
  * at @level (0: as large as the backing allows).  A 4 KiB pre-fault below
  * a 2 MiB private page demotes it; a 2 MiB one leaves PENDING pages that

@@ -105,6 +105,29 @@ static void *vcpu_main(void *arg)
 	return NULL;
 }
 
+/*
+ * The rarer events that unlink direct tables whole or make tables of
+ * 4 KiB leaves for recoveries to collapse, for the parked walker
+ * (walker.h): an eager split of one region's shared huge leaves (2 in
+ * 100 events) or a zap of every shared mapping (1 in 100).  True if one
+ * ran.
+ */
+static bool run_unlink_event(struct sim *s, struct sim_rng *rng)
+{
+	uint64_t kind = sim_rng_below(rng, 100);
+
+	if (kind < 2)
+		sim_host_split_huge(s, sim_layout_region_gfn(
+					       &s->layout,
+					       sim_rng_below(rng, s->nr_regions)),
+				    SIM_REGION_PAGES);
+	else if (kind < 3)
+		sim_host_zap_all(s);
+	else
+		return false;
+	return true;
+}
+
 /* One random host event; ranges stay inside guest memory. */
 static void run_host_event(struct sim *s, struct sim_rng *rng)
 {
@@ -114,6 +137,8 @@ static void run_host_event(struct sim *s, struct sim_rng *rng)
 	tdp_gfn_t end = sim_layout_run_end(&s->layout, gfn);
 	uint64_t n;
 
+	if (run_unlink_event(s, rng))
+		return;
 	if (kind < 45) {
 		n = 1 + sim_rng_below(rng, 64);
 		if (gfn + n > end)
@@ -137,7 +162,8 @@ static void run_host_event(struct sim *s, struct sim_rng *rng)
 		sim_host_prefault(s, gfn, n,
 				  sim_rng_below(rng, 2) ? TDP_LEVEL_4K : 0);
 	} else {
-		uint64_t region = sim_layout_region(&s->layout, gfn);
+		/* Chosen ahead: the parked walker waits in it. */
+		uint64_t region = sim_walker_take_slot_region(s, rng);
 
 		sim_guest_offline(s, region, 1);
 		sim_host_slot_delete(s, sim_layout_region_gfn(&s->layout,
@@ -232,7 +258,8 @@ uint64_t sim_run_workload(struct sim *s)
 	/* A replay lasts as long as the trace. */
 	deadline = s->replay ? INFINITY : s->start_time + s->cfg.duration;
 	sim_workers_set_running(&s->run, s->vcpus.nr + (s->cfg.event_rate > 0) +
-					 s->migration.enabled);
+					 s->migration.enabled +
+					 (!s->replay && s->cfg.event_rate > 0));
 	for (unsigned int i = 0; i < s->vcpus.nr; i++) {
 		if (pthread_create(&s->vcpus.v[i].thread, NULL, vcpu_main,
 				   &s->vcpus.v[i]))
@@ -244,8 +271,10 @@ uint64_t sim_run_workload(struct sim *s)
 		s->event_thread_started = true;
 	if (sim_migrate_start(s))
 		sim_stop_request(&s->run);
+	sim_walker_start(s);
 	sim_workers_set_running(&s->run, started + s->event_thread_started +
-					 s->migration.thread_started);
+					 s->migration.thread_started +
+					 s->walker.started);
 	if (started < s->vcpus.nr ||
 	    (s->replay && sim_replay_start(s->replay)))
 		sim_stop_request(&s->run);
@@ -278,6 +307,7 @@ uint64_t sim_run_workload(struct sim *s)
 	if (s->event_thread_started)
 		pthread_join(s->event_thread, NULL);
 	sim_migrate_join(s);
+	sim_walker_join(s);
 	if (s->replay)
 		sim_replay_join(s->replay);
 	s->elapsed = sim_now() - s->start_time;

@@ -59,6 +59,7 @@
 #include "tdx_vp.h"
 #include "trace_replay.h"
 #include "vcpu.h"
+#include "walker.h"
 
 #define SIM_MAX_VCPUS 64
 #define SIM_MAX_TDS 8
@@ -196,6 +197,7 @@ struct sim {
 	struct sim_run_state run;
 	pthread_t event_thread;
 	bool event_thread_started;
+	struct sim_walker walker; /* the parked walker (walker.h) */
 	double start_time;        /* owner thread only, as below */
 	double elapsed;
 	uint64_t quiesce_runs;

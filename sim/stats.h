@@ -186,6 +186,19 @@
 	X(EVENT_TEARDOWN, "events", "td_teardowns", "TD teardowns")            \
 	X(EVENT_ROOT_INVALIDATE, "events", "root_invalidations",               \
 	  "direct roots invalidated and zapped while the VM runs")             \
+	X(EVENT_SPLIT, "events", "eager_splits",                               \
+	  "eager splits of the shared huge leaves of a region "                \
+	  "(tdp_split_huge_range)")                                            \
+	X(EVENT_ZAP_ALL, "events", "zap_alls",                                 \
+	  "zaps of every shared mapping and direct table (tdp_zap_all)")       \
+	X(WALKER_PARKS, "walker", "parks",                                     \
+	  "walks parked in a direct table of 4 KiB leaves")                    \
+	X(WALKER_MISSES, "walker", "misses",                                   \
+	  "parks given up: the chosen GFNs had no table of 4 KiB leaves")      \
+	X(WALKER_UNLINKS, "walker", "unlinks_seen",                            \
+	  "tables unlinked while the walker was parked in them")               \
+	X(WALKER_FROZEN_CHECKS, "walker", "frozen_checks",                     \
+	  "unlinked tables seen with all 512 entries FROZEN")                  \
 	X(HOST_ALLOC_2M, "host_memory", "chunks_2m",                           \
 	  "2 MiB backing chunks allocated")                                    \
 	X(HOST_ALLOC_2M_FAILED, "host_memory", "chunks_2m_unavailable",        \
