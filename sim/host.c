@@ -718,6 +718,28 @@ void sim_host_split_huge(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 		  "tdp_split_huge_range", gfn);
 }
 
+/* The private alias of @base's region is one 2 MiB leaf. */
+static bool private_huge_leaf(struct sim *s, tdp_gfn_t base)
+{
+	tdp_spte_t spte;
+	int level;
+
+	return !tdp_lookup(s->mmu, base, TDP_ALIAS_PRIVATE, &spte, &level) &&
+	       level == TDP_LEVEL_2M &&
+	       tdp_spte_is_present(tdp_mmu_format(s->mmu), spte);
+}
+
+bool sim_host_demote_private(struct sim *s, tdp_gfn_t gfn)
+{
+	tdp_gfn_t base = gfn & ~(tdp_gfn_t)(SIM_REGION_PAGES - 1);
+
+	if (!private_huge_leaf(s, base))
+		return false;
+	sim_count(&s->stats, SIM_C_EVENT_DEMOTE_IN_PLACE, 1);
+	sim_host_prefault(s, gfn, 1, TDP_LEVEL_4K);
+	return true;
+}
+
 void sim_host_zap_all(struct sim *s)
 {
 	sim_count(&s->stats, SIM_C_EVENT_ZAP_ALL, 1);

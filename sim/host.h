@@ -162,6 +162,15 @@ void sim_host_recover(struct sim *s, tdp_gfn_t gfn, uint64_t n);
 void sim_host_split_huge(struct sim *s, tdp_gfn_t gfn, uint64_t n);
 
 /*
+ * If @gfn's 2 MiB region is mapped by a private 2 MiB leaf, pre-fault
+ * @gfn at 4 KiB: the fault demotes the leaf in place into a table of 512
+ * leaves of the same frames and state, which a recovery promotes back
+ * (unless the guest accepts or converts part of it first).  Returns
+ * whether it found such a leaf.
+ */
+bool sim_host_demote_private(struct sim *s, tdp_gfn_t gfn);
+
+/*
  * The host's address space goes away: tdp_zap_all() zaps every shared
  * mapping and unlinks every direct table (the mirror stays); the guest
  * faults its shared memory in again.

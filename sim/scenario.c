@@ -109,7 +109,8 @@ static void *vcpu_main(void *arg)
  * The rarer events that unlink direct tables whole or make tables of
  * 4 KiB leaves for recoveries to collapse, for the parked walker
  * (walker.h): an eager split of one region's shared huge leaves (2 in
- * 100 events) or a zap of every shared mapping (1 in 100).  True if one
+ * 100 events), a zap of every shared mapping (1 in 100), or a region
+ * prepared and promoted with the walker inside (5 in 100).  True if one
  * ran.
  */
 static bool run_unlink_event(struct sim *s, struct sim_rng *rng)
@@ -123,6 +124,8 @@ static bool run_unlink_event(struct sim *s, struct sim_rng *rng)
 				    SIM_REGION_PAGES);
 	else if (kind < 3)
 		sim_host_zap_all(s);
+	else if (kind < 8)
+		sim_walker_promote_event(s, rng);
 	else
 		return false;
 	return true;

@@ -189,10 +189,17 @@
 	X(EVENT_SPLIT, "events", "eager_splits",                               \
 	  "eager splits of the shared huge leaves of a region "                \
 	  "(tdp_split_huge_range)")                                            \
+	X(EVENT_PROMOTE_PREP, "events", "promote_preparations",               \
+	  "regions pre-faulted or demoted in place, then recovered at once")   \
+	X(EVENT_DEMOTE_IN_PLACE, "events", "demotes_in_place",                 \
+	  "private 2 MiB leaves demoted by a 4 KiB pre-fault, for a promote")  \
 	X(EVENT_ZAP_ALL, "events", "zap_alls",                                 \
 	  "zaps of every shared mapping and direct table (tdp_zap_all)")       \
 	X(WALKER_PARKS, "walker", "parks",                                     \
 	  "walks parked in a direct table of 4 KiB leaves")                    \
+	X(WALKER_MIRROR_PARKS, "walker", "mirror_parks",                       \
+	  "walks parked in a mirror table a private 2 MiB leaf was demoted "   \
+	  "into")                                                              \
 	X(WALKER_MISSES, "walker", "misses",                                   \
 	  "parks given up: the chosen GFNs had no table of 4 KiB leaves")      \
 	X(WALKER_UNLINKS, "walker", "unlinks_seen",                            \

@@ -13,6 +13,7 @@ struct park {
 	const tdp_spte_t *table; /* the table's 512 entries */
 	tdp_pfn_t table_pfn;
 	tdp_gfn_t gfn; /* the table's first GFN, unaliased */
+	bool mirror;   /* in the mirror tree, else the direct tree */
 };
 
 static tdp_spte_t load(const tdp_spte_t *p)
@@ -30,15 +31,16 @@ static bool links(const struct tdp_spte_format *fmt, tdp_spte_t spte,
 }
 
 /*
- * Walk the direct tree from the root at @root_pfn down to the table of
- * 4 KiB leaves of shared GFN @gfn (unaliased), as hardware does; false if
- * the walk ends above it.  Inside tdp_walk_begin/end.
+ * Walk the direct tree (or with @mirror the mirror tree) from the root at
+ * @root_pfn down to the table of 4 KiB leaves of GFN @gfn (unaliased), as
+ * hardware does; false if the walk ends above it.  Inside
+ * tdp_walk_begin/end.
  */
 static bool find_leaf_table(const struct tdp_spte_format *fmt,
 			    tdp_pfn_t root_pfn, int root_level, tdp_gfn_t gfn,
-			    struct park *p)
+			    bool mirror, struct park *p)
 {
-	tdp_gfn_t tree_gfn = gfn | SIM_SHARED_BIT;
+	tdp_gfn_t tree_gfn = mirror ? gfn : gfn | SIM_SHARED_BIT;
 	const tdp_spte_t *table = tdp_pfn_to_table(root_pfn);
 
 	for (int level = root_level; level > TDP_LEVEL_4K; level--) {
@@ -55,6 +57,7 @@ static bool find_leaf_table(const struct tdp_spte_format *fmt,
 			p->table_pfn = tdp_spte_pfn(fmt, spte);
 			p->table = tdp_pfn_to_table(p->table_pfn);
 			p->gfn = gfn & ~(tdp_gfn_t)(SIM_REGION_PAGES - 1);
+			p->mirror = mirror;
 			return true;
 		}
 		table = tdp_pfn_to_table(tdp_spte_pfn(fmt, spte));
@@ -105,19 +108,21 @@ static bool choose_park(struct sim *s, struct sim_walker *w, tdp_pfn_t root,
 	uint64_t next = __atomic_load_n(&w->next_slot_region, __ATOMIC_ACQUIRE);
 
 	if (next && sim_rng_below(&w->rng, 2) &&
-	    find_leaf_table(fmt, root, level, region_gfn(s, next - 1), p))
+	    find_leaf_table(fmt, root, level, region_gfn(s, next - 1),
+			    false, p))
 		return true;
 	for (int tries = 0; tries < 8; tries++) {
 		uint64_t r = sim_rng_below(&w->rng, s->nr_regions);
 
-		if (find_leaf_table(fmt, root, level, region_gfn(s, r), p) &&
+		if (find_leaf_table(fmt, root, level, region_gfn(s, r), false,
+				    p) &&
 		    table_collapses(fmt, p->table))
 			return true;
 	}
 	return find_leaf_table(fmt, root, level,
 			       region_gfn(s, sim_rng_below(&w->rng,
 							   s->nr_regions)),
-			       p);
+			       false, p);
 }
 
 /*
@@ -150,17 +155,56 @@ static void check_frozen(struct sim *s, const struct park *p,
 		if (sim_now() - start > SIM_WALKER_FREEZE_BOUND) {
 			sim_violation(&s->report, SIM_V_NOT_FROZEN, 0,
 				      p->gfn + bad, SIM_NO_VCPU,
-				      "the direct table %#" PRIx64 " of shared "
+				      "the %s table %#" PRIx64 " of %s "
 				      "gfn %#" PRIx64 " was unlinked (parent "
 				      "entry now %#" PRIx64 ") with a walker "
 				      "inside, but entry %u still reads %#"
 				      PRIx64 ", not FROZEN, %.1f s later",
-				      p->table_pfn, p->gfn, parent, bad, spte,
+				      p->mirror ? "mirror" : "direct",
+				      p->table_pfn,
+				      p->mirror ? "private" : "shared", p->gfn,
+				      parent, bad, spte,
 				      SIM_WALKER_FREEZE_BOUND);
 			return;
 		}
 		usleep(100);
 	}
+}
+
+/*
+ * The mirror root (a reference, and its table's frame and level) when
+ * this park goes to the region demoted for a promote, while there is
+ * one.  NULL otherwise.
+ */
+static struct tdp_root *mirror_root_for_park(struct sim *s,
+					     struct sim_walker *w,
+					     uint64_t *region, tdp_pfn_t *pfn,
+					     int *level)
+{
+	uint64_t next = __atomic_load_n(&w->promote_region, __ATOMIC_ACQUIRE);
+	struct tdp_root *root;
+
+	if (!next || tdp_root_get(s->mmu, TDP_ROOT_MIRROR, &root))
+		return NULL;
+	if (tdp_root_table_pfn(root, pfn, level)) {
+		tdp_root_put(s->mmu, root);
+		return NULL;
+	}
+	*region = next - 1;
+	return root;
+}
+
+/*
+ * The parent entry no longer links the table.  In the mirror tree a
+ * FROZEN parent is an update in flight (a promote's backend call, which
+ * stores the old entry back if the module refuses): not yet unlinked.
+ */
+static bool unlinked(const struct tdp_spte_format *fmt, const struct park *p,
+		     tdp_spte_t parent)
+{
+	if (p->mirror && tdp_spte_is_frozen(fmt, parent))
+		return false;
+	return !links(fmt, parent, TDP_LEVEL_2M, p->table_pfn);
 }
 
 /* One park: walk in, wait for an unlink or the end of the park, leave. */
@@ -171,32 +215,56 @@ static void park_once(struct sim *s, struct sim_walker *w, tdp_pfn_t root,
 	double until = sim_now() + SIM_WALKER_PARK_MAX *
 					   (double)(1 + sim_rng_below(&w->rng, 4)) /
 					   4;
+	uint64_t region = 0;
+	tdp_pfn_t mirror_pfn = 0;
+	int mirror_level = 0;
+	struct tdp_root *mirror = mirror_root_for_park(s, w, &region,
+						       &mirror_pfn,
+						       &mirror_level);
 	struct park p;
 	tdp_spte_t parent;
+	bool found;
 
 	tdp_walk_begin();
-	if (!choose_park(s, w, root, level, &p)) {
+	found = mirror ? find_leaf_table(fmt, mirror_pfn, mirror_level,
+					 region_gfn(s, region), true, &p)
+		       : choose_park(s, w, root, level, &p);
+	if (!found) {
 		tdp_walk_end();
+		tdp_root_put(s->mmu, mirror);
 		sim_count(&s->stats, SIM_C_WALKER_MISSES, 1);
 		usleep(500);
 		return;
 	}
-	sim_count(&s->stats, SIM_C_WALKER_PARKS, 1);
+	sim_count(&s->stats, mirror ? SIM_C_WALKER_MIRROR_PARKS
+				    : SIM_C_WALKER_PARKS, 1);
+	if (mirror)
+		__atomic_store_n(&w->mirror_parked, region + 1,
+				 __ATOMIC_RELEASE);
 	for (;;) {
 		parent = load(p.slot);
-		if (!links(fmt, parent, TDP_LEVEL_2M, p.table_pfn))
+		if (unlinked(fmt, &p, parent))
 			break;
-		/* A pause (quiesce check) or the end: leave the table. */
+		/*
+		 * A pause (quiesce check), the end, or a table just demoted
+		 * for a promote to wait in instead: leave the table.
+		 */
 		if (sim_now() >= until || sim_stop_requested(&s->run) ||
-		    sim_pause_requested(&s->run)) {
-			tdp_walk_end();
-			return;
+		    sim_pause_requested(&s->run) ||
+		    (!mirror && __atomic_load_n(&w->promote_region,
+						__ATOMIC_ACQUIRE))) {
+			p.slot = NULL;
+			break;
 		}
 		usleep(200);
 	}
-	sim_count(&s->stats, SIM_C_WALKER_UNLINKS, 1);
-	check_frozen(s, &p, parent);
+	if (p.slot) {
+		sim_count(&s->stats, SIM_C_WALKER_UNLINKS, 1);
+		check_frozen(s, &p, parent);
+	}
 	tdp_walk_end();
+	__atomic_store_n(&w->mirror_parked, 0, __ATOMIC_RELEASE);
+	tdp_root_put(s->mmu, mirror);
 }
 
 static void *walker_main(void *arg)
@@ -258,6 +326,43 @@ void sim_walker_join(struct sim *s)
 	tdp_vcpu_destroy(w->ctx);
 	w->ctx = NULL;
 	w->started = false;
+}
+
+void sim_walker_promote_event(struct sim *s, struct sim_rng *rng)
+{
+	struct sim_walker *w = &s->walker;
+	uint64_t r = sim_rng_below(rng, s->nr_regions);
+	tdp_gfn_t base = sim_layout_region_gfn(&s->layout, r);
+	double until;
+
+	sim_count(&s->stats, SIM_C_EVENT_PROMOTE_PREP, 1);
+	/*
+	 * With the region offline, so that no guest ACCEPT or conversion
+	 * mixes states in it: the slot deletion leaves it private,
+	 * unbacked, with an empty mirror table (range zaps keep mirror
+	 * tables), and pre-faulting every page (as large as the backing
+	 * allows) fills that table with 512 PENDING leaves of one 2 MiB
+	 * chunk.  A region that had no table gets a 2 MiB leaf instead,
+	 * demoted in place by a 4 KiB pre-fault.
+	 */
+	sim_guest_offline(s, r, 1);
+	sim_host_slot_delete(s, base, SIM_REGION_PAGES);
+	sim_host_prefault(s, base, SIM_REGION_PAGES, 0);
+	sim_host_demote_private(s, base + sim_rng_below(rng, SIM_REGION_PAGES));
+	/*
+	 * Point the walker at the table and give it a moment to walk in
+	 * (it leaves its current park when the hint changes), then recover
+	 * the region: the promote unlinks the table with the walker inside.
+	 */
+	__atomic_store_n(&w->promote_region, r + 1, __ATOMIC_RELEASE);
+	until = sim_now() + SIM_WALKER_HANDOFF;
+	while (w->started &&
+	       __atomic_load_n(&w->mirror_parked, __ATOMIC_ACQUIRE) != r + 1 &&
+	       sim_now() < until && !sim_stop_requested(&s->run))
+		usleep(100);
+	sim_host_recover(s, base, SIM_REGION_PAGES);
+	__atomic_store_n(&w->promote_region, 0, __ATOMIC_RELEASE);
+	sim_guest_online(s, r, 1);
 }
 
 uint64_t sim_walker_take_slot_region(struct sim *s, struct sim_rng *rng)

@@ -34,6 +34,8 @@ struct sim;
 /* Longest park in one table (seconds), and the bound on the freeze. */
 #define SIM_WALKER_PARK_MAX 0.2
 #define SIM_WALKER_FREEZE_BOUND 2.0
+/* How long a demote for a promote waits for the walker to walk in. */
+#define SIM_WALKER_HANDOFF 0.05
 
 struct sim_walker {
 	/* The thread runs (started with the vCPUs); owner: the run. */
@@ -48,6 +50,15 @@ struct sim_walker {
 	 * read by the walker (atomics).
 	 */
 	uint64_t next_slot_region;
+	/*
+	 * Dense number of the region whose private 2 MiB leaf the host
+	 * demoted last for a recovery to promote, + 1 (0: none).  Written
+	 * by the event thread, read by the walker (atomics).
+	 */
+	uint64_t promote_region;
+	/* That region + 1 while the walker is parked in its mirror table
+	 * (0: not); written by the walker, read by the event thread. */
+	uint64_t mirror_parked;
 };
 
 /*
@@ -62,5 +73,15 @@ void sim_walker_join(struct sim *s);
  * so that the walker can park in it first.  Event thread only.
  */
 uint64_t sim_walker_take_slot_region(struct sim *s, struct sim_rng *rng);
+
+/*
+ * A promote with the walker inside: a random region is deleted and
+ * re-added while the guest has it offline, pre-faulted whole (512
+ * PENDING leaves of one 2 MiB chunk in its mirror table, or a 2 MiB leaf
+ * demoted in place), the walker is pointed at the table and, once it is
+ * parked inside (or after SIM_WALKER_HANDOFF), the region is recovered:
+ * the promote unlinks the table.  Event thread only.
+ */
+void sim_walker_promote_event(struct sim *s, struct sim_rng *rng);
 
 #endif /* SIM_WALKER_H */
