@@ -206,6 +206,86 @@ static void check_root_flush_order(struct sim *s, tdp_gfn_t lo, tdp_gfn_t hi)
 			      level, gfn & ~SIM_SHARED_BIT);
 }
 
+/*
+ * The leaf that translates tree GFN @gfn in the tree of the root table
+ * @root_pfn, with its level, or 0.  Inside tdp_walk_begin/end.
+ */
+static tdp_spte_t root_leaf(const struct tdp_spte_format *fmt,
+			    tdp_pfn_t root_pfn, tdp_gfn_t gfn, int *level)
+{
+	const tdp_spte_t *table = tdp_pfn_to_table(root_pfn);
+
+	for (int l = SIM_ROOT_LEVEL; l >= TDP_LEVEL_4K; l--) {
+		unsigned int idx = (unsigned int)(gfn >> ((l - 1) *
+							  TDP_LEVEL_BITS)) &
+				   (TDP_SPTES_PER_TABLE - 1);
+		tdp_spte_t spte = __atomic_load_n(&table[idx], __ATOMIC_ACQUIRE);
+
+		if (!tdp_spte_is_present(fmt, spte))
+			return 0;
+		if (tdp_spte_is_leaf(fmt, spte, l)) {
+			*level = l;
+			return spte;
+		}
+		table = tdp_pfn_to_table(tdp_spte_pfn(fmt, spte));
+	}
+	return 0;
+}
+
+/*
+ * A range flush of a host range zap, which holds mmu_lock for write: no
+ * other operation is inside the tree, and each one issued the flush of
+ * what it cleared before it let the lock go, also before every yield.
+ * So every shared TLB entry outside [lo, hi) (the zap's own pending
+ * flush, tree GFNs) must still be backed by the root it was walked from:
+ * a present leaf that translates its GFN to its frame, writable if the
+ * entry is.  An entry that is not was left behind by an operation that
+ * dropped the lock with a flush pending.
+ */
+static void check_tlbs_backed(struct sim *s, tdp_gfn_t lo, tdp_gfn_t hi)
+{
+	const struct tdp_spte_format *fmt = tdp_mmu_format(s->mmu);
+
+	sim_count(&s->stats, SIM_C_CHECK_TLB_BACKED, 1);
+	tdp_walk_begin();
+	for (unsigned int i = 0; i < s->vcpus.nr; i++) {
+		struct sim_vcpu *v = &s->vcpus.v[i];
+		bool bad = false;
+
+		pthread_mutex_lock(&v->tlb_lock);
+		for (int j = 0; j < SIM_TLB_ENTRIES && !bad; j++) {
+			const struct sim_tlb_entry *e = &v->tlb[j];
+			tdp_spte_t spte;
+			int level = 0;
+
+			if (!e->valid || e->private ||
+			    (e->gfn >= lo && e->gfn < hi))
+				continue;
+			spte = root_leaf(fmt, e->root_pfn, e->gfn, &level);
+			bad = !spte ||
+			      tdp_spte_pfn(fmt, spte) +
+					      (e->gfn & (tdp_level_pages(level) - 1)) !=
+				      e->pfn ||
+			      (e->writable && !(spte & fmt->writable));
+			if (bad)
+				sim_violation(&s->report,
+					      SIM_V_STALE_TRANSLATION, 0,
+					      e->gfn & ~SIM_SHARED_BIT, (int)i,
+					      "the TLB translates shared gfn %#"
+					      PRIx64 " to %#" PRIx64 "%s while "
+					      "its root maps %#" PRIx64 ", seen "
+					      "by a zap holding mmu_lock for "
+					      "write: an operation dropped the "
+					      "lock with its flush pending",
+					      e->gfn & ~SIM_SHARED_BIT, e->pfn,
+					      e->writable ? " (writable)" : "",
+					      spte);
+		}
+		pthread_mutex_unlock(&v->tlb_lock);
+	}
+	tdp_walk_end();
+}
+
 /* Every shared leaf of [gfn, gfn + nr) inside the zap is gone already. */
 static void check_flush_order(struct sim *s, tdp_gfn_t gfn, uint64_t nr)
 {
@@ -217,6 +297,7 @@ static void check_flush_order(struct sim *s, tdp_gfn_t gfn, uint64_t nr)
 		check_root_flush_order(s, gfn, gfn + nr);
 		return;
 	}
+	check_tlbs_backed(s, gfn, gfn + nr);
 	lo = lo > zap_ctx.start ? lo : zap_ctx.start;
 	hi = hi < zap_ctx.end ? hi : zap_ctx.end;
 	for (tdp_gfn_t g = lo; g < hi; g++) {

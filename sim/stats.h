@@ -154,6 +154,8 @@
 	  "GFNs of a zap's range flushes checked already cleared in the tree") \
 	X(CHECK_ROOT_FLUSH_ORDER, "checks", "root_flush_order_checks",        \
 	  "range flushes of a root zap checked against the old root's leaves") \
+	X(CHECK_TLB_BACKED, "checks", "tlb_backed_checks",                    \
+	  "write-locked zap flushes that checked every TLB entry backed")      \
 	X(CHECK_LIVE_FILTERED, "checks", "tlb_checks_filtered",                \
 	  "vCPU TLBs a liveness check cleared by their filter, unlocked")      \
 	X(CHECK_QUIESCE, "checks", "quiesce_checks",                           \
