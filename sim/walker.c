@@ -312,7 +312,8 @@ bool sim_walker_start(struct sim *s)
 		w->ctx = NULL;
 		return false;
 	}
-	w->started = true;
+	/* The event thread, already running, reads it. */
+	__atomic_store_n(&w->started, true, __ATOMIC_RELEASE);
 	return true;
 }
 
@@ -356,7 +357,7 @@ void sim_walker_promote_event(struct sim *s, struct sim_rng *rng)
 	 */
 	__atomic_store_n(&w->promote_region, r + 1, __ATOMIC_RELEASE);
 	until = sim_now() + SIM_WALKER_HANDOFF;
-	while (w->started &&
+	while (__atomic_load_n(&w->started, __ATOMIC_ACQUIRE) &&
 	       __atomic_load_n(&w->mirror_parked, __ATOMIC_ACQUIRE) != r + 1 &&
 	       sim_now() < until && !sim_stop_requested(&s->run))
 		usleep(100);

@@ -38,7 +38,8 @@ struct sim;
 #define SIM_WALKER_HANDOFF 0.05
 
 struct sim_walker {
-	/* The thread runs (started with the vCPUs); owner: the run. */
+	/* The thread runs (started with the vCPUs): written by the run's
+	 * thread, read by the event thread (atomics). */
 	bool started;
 	pthread_t thread;
 	/* Engine context to load the direct root; the walker thread's. */
