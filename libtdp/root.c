@@ -222,6 +222,17 @@ int tdp_root_refcount(const struct tdp_root *root)
 	return tdp_atomic_read(&root->refcount);
 }
 
+int tdp_root_table_pfn(const struct tdp_root *root, tdp_pfn_t *pfn,
+		       int *level)
+{
+	if (!root || !pfn || !level)
+		return -EINVAL;
+	/* The table is immutable for the root's life. */
+	*pfn = tdp_virt_to_pfn(root->table->spt);
+	*level = root->table->level;
+	return 0;
+}
+
 /*
  * Mark the valid roots of @types invalid and schedule each for one zap.
  * mmu_lock held for write, so no fault is inside them.

@@ -112,6 +112,14 @@ tdp_pfn_t sim_host_shared_pfn(struct sim *s, tdp_gfn_t gfn)
 static __thread struct {
 	struct sim *s;
 	tdp_gfn_t start, end;
+	/*
+	 * The zap of an invalidated direct root (sim_host_invalidate_root()):
+	 * its table's frame and levels, 0 for a range zap.  That zap clears
+	 * a root no lookup reaches any more, so its flushes are checked
+	 * against a walk of that root, which the host keeps a reference to.
+	 */
+	tdp_pfn_t root_pfn;
+	int root_level;
 } zap_ctx;
 
 static void zap_ctx_enter(struct sim *s, tdp_gfn_t start, tdp_gfn_t end)
@@ -124,6 +132,159 @@ static void zap_ctx_enter(struct sim *s, tdp_gfn_t start, tdp_gfn_t end)
 static void zap_ctx_exit(void)
 {
 	zap_ctx.s = NULL;
+	zap_ctx.root_pfn = 0;
+}
+
+/* The zap of the invalidated direct root @root_pfn, every shared GFN. */
+static void zap_ctx_enter_root(struct sim *s, tdp_pfn_t root_pfn, int level)
+{
+	zap_ctx_enter(s, 0, SIM_SHARED_BIT);
+	zap_ctx.root_pfn = root_pfn;
+	zap_ctx.root_level = level;
+}
+
+/*
+ * The first present leaf of the table @table at @level (its first tree
+ * GFN @base) that translates a GFN of [lo, hi), or false.  Non-present
+ * entries are skipped whole, so a range the zap already cleared costs
+ * one read per remaining entry.  Inside tdp_walk_begin/end.
+ */
+static bool root_range_present(const struct tdp_spte_format *fmt,
+			       const tdp_spte_t *table, int level,
+			       tdp_gfn_t base, tdp_gfn_t lo, tdp_gfn_t hi,
+			       tdp_gfn_t *gfn, int *leaf_level)
+{
+	uint64_t step = tdp_level_pages(level);
+	tdp_gfn_t first = lo > base ? lo : base;
+
+	for (uint64_t i = (first - base) / step;
+	     i < TDP_SPTES_PER_TABLE && base + i * step < hi; i++) {
+		tdp_gfn_t g = base + i * step;
+		tdp_spte_t spte = __atomic_load_n(&table[i], __ATOMIC_ACQUIRE);
+
+		if (!tdp_spte_is_present(fmt, spte))
+			continue;
+		if (tdp_spte_is_leaf(fmt, spte, level)) {
+			*gfn = g > lo ? g : lo;
+			*leaf_level = level;
+			return true;
+		}
+		if (root_range_present(fmt,
+				       tdp_pfn_to_table(tdp_spte_pfn(fmt, spte)),
+				       level - 1, g, lo, hi, gfn, leaf_level))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * A range flush inside the zap of an invalidated root: every leaf of the
+ * old root in [lo, hi) (tree GFNs) must be non-present already.  A flush
+ * issued before the clear lets a vCPU still running on the old root
+ * refill its TLB in between, and nothing flushes it afterwards.
+ */
+static void check_root_flush_order(struct sim *s, tdp_gfn_t lo, tdp_gfn_t hi)
+{
+	const struct tdp_spte_format *fmt = tdp_mmu_format(s->mmu);
+	tdp_gfn_t gfn = 0;
+	int level = 0;
+	bool present;
+
+	sim_count(&s->stats, SIM_C_CHECK_ROOT_FLUSH_ORDER, 1);
+	tdp_walk_begin();
+	present = root_range_present(fmt, tdp_pfn_to_table(zap_ctx.root_pfn),
+				     zap_ctx.root_level, 0, lo, hi, &gfn,
+				     &level);
+	tdp_walk_end();
+	if (present)
+		sim_violation(&s->report, SIM_V_FLUSH_ORDER, 0,
+			      gfn & ~SIM_SHARED_BIT, SIM_NO_VCPU,
+			      "the zap of the invalidated root %#" PRIx64
+			      " flushed [%#" PRIx64 ", %#" PRIx64 ") while "
+			      "its level-%d leaf of shared gfn %#" PRIx64
+			      " was still present", zap_ctx.root_pfn,
+			      lo & ~SIM_SHARED_BIT, hi & ~SIM_SHARED_BIT,
+			      level, gfn & ~SIM_SHARED_BIT);
+}
+
+/*
+ * The leaf that translates tree GFN @gfn in the tree of the root table
+ * @root_pfn, with its level, or 0.  Inside tdp_walk_begin/end.
+ */
+static tdp_spte_t root_leaf(const struct tdp_spte_format *fmt,
+			    tdp_pfn_t root_pfn, tdp_gfn_t gfn, int *level)
+{
+	const tdp_spte_t *table = tdp_pfn_to_table(root_pfn);
+
+	for (int l = SIM_ROOT_LEVEL; l >= TDP_LEVEL_4K; l--) {
+		unsigned int idx = (unsigned int)(gfn >> ((l - 1) *
+							  TDP_LEVEL_BITS)) &
+				   (TDP_SPTES_PER_TABLE - 1);
+		tdp_spte_t spte = __atomic_load_n(&table[idx], __ATOMIC_ACQUIRE);
+
+		if (!tdp_spte_is_present(fmt, spte))
+			return 0;
+		if (tdp_spte_is_leaf(fmt, spte, l)) {
+			*level = l;
+			return spte;
+		}
+		table = tdp_pfn_to_table(tdp_spte_pfn(fmt, spte));
+	}
+	return 0;
+}
+
+/*
+ * A range flush of a host range zap, which holds mmu_lock for write: no
+ * other operation is inside the tree, and each one issued the flush of
+ * what it cleared before it let the lock go, also before every yield.
+ * So every shared TLB entry outside [lo, hi) (the zap's own pending
+ * flush, tree GFNs) must still be backed by the root it was walked from:
+ * a present leaf that translates its GFN to its frame, writable if the
+ * entry is.  An entry that is not was left behind by an operation that
+ * dropped the lock with a flush pending.
+ */
+static void check_tlbs_backed(struct sim *s, tdp_gfn_t lo, tdp_gfn_t hi)
+{
+	const struct tdp_spte_format *fmt = tdp_mmu_format(s->mmu);
+
+	sim_count(&s->stats, SIM_C_CHECK_TLB_BACKED, 1);
+	tdp_walk_begin();
+	for (unsigned int i = 0; i < s->vcpus.nr; i++) {
+		struct sim_vcpu *v = &s->vcpus.v[i];
+		bool bad = false;
+
+		pthread_mutex_lock(&v->tlb_lock);
+		for (int j = 0; j < SIM_TLB_ENTRIES && !bad; j++) {
+			const struct sim_tlb_entry *e = &v->tlb[j];
+			tdp_spte_t spte;
+			int level = 0;
+
+			if (!e->valid || e->private ||
+			    (e->gfn >= lo && e->gfn < hi))
+				continue;
+			spte = root_leaf(fmt, e->root_pfn, e->gfn, &level);
+			bad = !spte ||
+			      tdp_spte_pfn(fmt, spte) +
+					      (e->gfn & (tdp_level_pages(level) - 1)) !=
+				      e->pfn ||
+			      (e->writable && !(spte & fmt->writable));
+			if (bad)
+				sim_violation(&s->report,
+					      SIM_V_STALE_TRANSLATION, 0,
+					      e->gfn & ~SIM_SHARED_BIT, (int)i,
+					      "the TLB translates shared gfn %#"
+					      PRIx64 " to %#" PRIx64 "%s while "
+					      "its root maps %#" PRIx64 ", seen "
+					      "by a zap holding mmu_lock for "
+					      "write: an operation dropped the "
+					      "lock with its flush pending",
+					      e->gfn & ~SIM_SHARED_BIT, e->pfn,
+					      e->writable ? " (writable)" : "",
+					      spte);
+		}
+		pthread_mutex_unlock(&v->tlb_lock);
+	}
+	tdp_walk_end();
 }
 
 /* Every shared leaf of [gfn, gfn + nr) inside the zap is gone already. */
@@ -133,6 +294,11 @@ static void check_flush_order(struct sim *s, tdp_gfn_t gfn, uint64_t nr)
 
 	if (zap_ctx.s != s || !(gfn & SIM_SHARED_BIT))
 		return;
+	if (zap_ctx.root_pfn) {
+		check_root_flush_order(s, gfn, gfn + nr);
+		return;
+	}
+	check_tlbs_backed(s, gfn, gfn + nr);
 	lo = lo > zap_ctx.start ? lo : zap_ctx.start;
 	hi = hi < zap_ctx.end ? hi : zap_ctx.end;
 	for (tdp_gfn_t g = lo; g < hi; g++) {
@@ -921,6 +1087,46 @@ void sim_host_recover(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 	engine_ok(s, ret < 0 ? ret : 0, "tdp_recover_huge_pages", gfn);
 }
 
+void sim_host_split_huge(struct sim *s, tdp_gfn_t gfn, uint64_t n)
+{
+	sim_count(&s->stats, SIM_C_EVENT_SPLIT, 1);
+	engine_ok(s, tdp_split_huge_range(s->mmu, gfn, gfn + n, TDP_LEVEL_4K,
+					  TDP_ALIAS_SHARED),
+		  "tdp_split_huge_range", gfn);
+}
+
+/* The private alias of @base's region is one 2 MiB leaf. */
+static bool private_huge_leaf(struct sim *s, tdp_gfn_t base)
+{
+	tdp_spte_t spte;
+	int level;
+
+	return !tdp_lookup(s->mmu, base, TDP_ALIAS_PRIVATE, &spte, &level) &&
+	       level == TDP_LEVEL_2M &&
+	       tdp_spte_is_present(tdp_mmu_format(s->mmu), spte);
+}
+
+bool sim_host_demote_private(struct sim *s, tdp_gfn_t gfn)
+{
+	tdp_gfn_t base = gfn & ~(tdp_gfn_t)(SIM_REGION_PAGES - 1);
+
+	if (!private_huge_leaf(s, base))
+		return false;
+	sim_count(&s->stats, SIM_C_EVENT_DEMOTE_IN_PLACE, 1);
+	sim_host_prefault(s, gfn, 1, TDP_LEVEL_4K);
+	return true;
+}
+
+void sim_host_zap_all(struct sim *s)
+{
+	sim_count(&s->stats, SIM_C_EVENT_ZAP_ALL, 1);
+	/* Zaps guest memory without backing locks: odd root_seq while it
+	 * runs, as a root invalidation (the check after a fault). */
+	__atomic_add_fetch(&s->host.root_seq, 1, __ATOMIC_SEQ_CST);
+	engine_ok(s, tdp_zap_all(s->mmu), "tdp_zap_all", SIM_NO_GFN);
+	__atomic_add_fetch(&s->host.root_seq, 1, __ATOMIC_SEQ_CST);
+}
+
 void sim_host_prefault(struct sim *s, tdp_gfn_t gfn, uint64_t n, int level)
 {
 	sim_count(&s->stats, SIM_C_EVENT_PREFAULT, 1);
@@ -1003,9 +1209,15 @@ void sim_host_invalidate_root(struct sim *s)
 	 * check after a fault, sim_host_fault()). */
 	__atomic_add_fetch(&s->host.root_seq, 1, __ATOMIC_SEQ_CST);
 	ok = engine_ok(s, tdp_mmu_invalidate_roots(s->mmu, TDP_ALIAS_SHARED),
-		       "tdp_mmu_invalidate_roots", SIM_NO_GFN) &&
-	     engine_ok(s, tdp_mmu_zap_invalidated_roots(s->mmu),
-		       "tdp_mmu_zap_invalidated_roots", SIM_NO_GFN);
+		       "tdp_mmu_invalidate_roots", SIM_NO_GFN);
+	if (ok) {
+		/* Only this thread invalidates roots: the zap is of the old
+		 * root. */
+		zap_ctx_enter_root(s, old, level);
+		ok = engine_ok(s, tdp_mmu_zap_invalidated_roots(s->mmu),
+			       "tdp_mmu_zap_invalidated_roots", SIM_NO_GFN);
+		zap_ctx_exit();
+	}
 	__atomic_add_fetch(&s->host.root_seq, 1, __ATOMIC_SEQ_CST);
 	if (!ok)
 		return;

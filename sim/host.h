@@ -69,8 +69,9 @@ struct sim_host {
 	 * deletion) with the range's backing locks held, before its zap
 	 * (the MMIO window's layout changes zap no guest memory).  Any new
 	 * zap of guest memory must bump it too.
-	 * root_seq: + 1 before a root invalidation and + 1 after its zap of
-	 * the old root, so odd while one runs.  A fault that saw both
+	 * root_seq: + 1 before a root invalidation (or a tdp_zap_all(),
+	 * which takes no backing lock) and + 1 after its zap, so odd while
+	 * one runs; only the event thread runs either.  A fault that saw both
 	 * unchanged (root_seq even) across its tdp_map() cannot have lost
 	 * its new leaf to the host.
 	 */
@@ -169,6 +170,29 @@ void sim_host_slot_delete(struct sim *s, tdp_gfn_t gfn, uint64_t n);
  * it stops splitting a range (dirty logging off, a conversion undone).
  */
 void sim_host_recover(struct sim *s, tdp_gfn_t gfn, uint64_t n);
+
+/*
+ * Eager split of the shared huge leaves of [gfn, gfn + n) down to 4 KiB
+ * (as before dirty logging): each becomes a table of 512 contiguous
+ * leaves, which a recovery of the shared alias may collapse again.
+ */
+void sim_host_split_huge(struct sim *s, tdp_gfn_t gfn, uint64_t n);
+
+/*
+ * If @gfn's 2 MiB region is mapped by a private 2 MiB leaf, pre-fault
+ * @gfn at 4 KiB: the fault demotes the leaf in place into a table of 512
+ * leaves of the same frames and state, which a recovery promotes back
+ * (unless the guest accepts or converts part of it first).  Returns
+ * whether it found such a leaf.
+ */
+bool sim_host_demote_private(struct sim *s, tdp_gfn_t gfn);
+
+/*
+ * The host's address space goes away: tdp_zap_all() zaps every shared
+ * mapping and unlinks every direct table (the mirror stays); the guest
+ * faults its shared memory in again.
+ */
+void sim_host_zap_all(struct sim *s);
 
 /*
  * Pre-fault private GFNs of [gfn, gfn + n) (KVM_PRE_FAULT_MEMORY), at most

@@ -28,6 +28,8 @@ static const struct {
 	[SIM_V_DIRTY_LOG]         = { "dirty log", "dirty_log" },
 	[SIM_V_CONVERSION]        = { "conversion window", "conversion" },
 	[SIM_V_FLUSH_ORDER]       = { "flush before clear", "flush_order" },
+	[SIM_V_NOT_FROZEN]        = { "unlinked table not frozen",
+				      "not_frozen" },
 };
 
 void sim_report_init(struct sim_report *r, unsigned int print_limit)

@@ -44,6 +44,9 @@ enum sim_violation_kind {
 	SIM_V_CONVERSION,
 	/* The engine flushed a range whose zap had not cleared it yet. */
 	SIM_V_FLUSH_ORDER,
+	/* A table was unlinked with a walker inside and its entries did
+	 * not all become FROZEN. */
+	SIM_V_NOT_FROZEN,
 	SIM_NR_VIOLATION_KINDS
 };
 

@@ -116,26 +116,6 @@ static void *vcpu_main(void *arg)
 }
 
 /*
- * A burst on one shared-hot region (guest.h): rounds that each move the
- * region one step along its 2 MiB life cycle, by what the private alias
- * maps at its first page (a lockless lookup; the guest and the other
- * host events change it meanwhile, which is the point):
- *   nothing mapped  -> a 2 MiB pre-fault (AUG of the whole region);
- *   a 2 MiB leaf    -> a 4 KiB pre-fault of a random page, which the
- *                      engine answers with a demote from the fault path,
- *                      under mmu_lock held for read;
- *   a 4 KiB table   -> a recovery, which merges the 512 leaves back into
- *                      one 2 MiB leaf where their state allows it; where
- *                      it does not (the guest accepted 4 KiB pages, which
- *                      the host backed one by one), once per burst the
- *                      slot is deleted and added again, so the region
- *                      starts over unmapped.
- * The vCPUs access, accept and convert the same region meanwhile and
- * fault everywhere else: a demote's RANGE.BLOCK meets their SEAMCALLs
- * and TDCALLs on the module's locks, and a demote that fails must leave
- * the 2 MiB leaf as it was.
- */
-/*
  * The private frames backing the region at @base are not one aligned
  * 2 MiB run (pages backed one by one, after a 4 KiB fault came first):
  * its leaves can never merge.  Unbacked pages do not count.
@@ -241,6 +221,32 @@ static void hot_region_burst(struct sim *s, struct tdp_vcpu *ctx,
 	}
 }
 
+/*
+ * The rarer events that unlink direct tables whole or make tables of
+ * 4 KiB leaves for recoveries to collapse, for the parked walker
+ * (walker.h): an eager split of one region's shared huge leaves (2 in
+ * 100 events), a zap of every shared mapping (1 in 100), or a region
+ * prepared and promoted with the walker inside (5 in 100).  True if one
+ * ran.
+ */
+static bool run_unlink_event(struct sim *s, struct sim_rng *rng)
+{
+	uint64_t kind = sim_rng_below(rng, 100);
+
+	if (kind < 2)
+		sim_host_split_huge(s, sim_layout_region_gfn(
+					       &s->layout,
+					       sim_rng_below(rng, s->nr_regions)),
+				    SIM_REGION_PAGES);
+	else if (kind < 3)
+		sim_host_zap_all(s);
+	else if (kind < 8)
+		sim_walker_promote_event(s, rng);
+	else
+		return false;
+	return true;
+}
+
 /* One random host event; ranges stay inside guest memory. */
 static void run_host_event(struct sim *s, struct sim_rng *rng)
 {
@@ -250,6 +256,8 @@ static void run_host_event(struct sim *s, struct sim_rng *rng)
 	tdp_gfn_t end = sim_layout_run_end(&s->layout, gfn);
 	uint64_t n;
 
+	if (run_unlink_event(s, rng))
+		return;
 	if (kind < 45) {
 		n = 1 + sim_rng_below(rng, 64);
 		if (gfn + n > end)
@@ -275,7 +283,8 @@ static void run_host_event(struct sim *s, struct sim_rng *rng)
 		sim_host_prefault(s, gfn, n,
 				  sim_rng_below(rng, 2) ? TDP_LEVEL_4K : 0);
 	} else {
-		uint64_t region = sim_layout_region(&s->layout, gfn);
+		/* Chosen ahead: the parked walker waits in it. */
+		uint64_t region = sim_walker_take_slot_region(s, rng);
 
 		sim_guest_offline(s, region, 1);
 		sim_host_slot_delete(s, sim_layout_region_gfn(&s->layout,
@@ -404,7 +413,8 @@ uint64_t sim_run_workload(struct sim *s)
 	bool hot = s->cfg.event_rate > 0 && s->guest.nr_hot && !s->replay;
 
 	sim_workers_set_running(&s->run, s->vcpus.nr + (s->cfg.event_rate > 0) +
-					 hot + s->migration.enabled);
+					 hot + s->migration.enabled +
+					 (!s->replay && s->cfg.event_rate > 0));
 	for (unsigned int i = 0; i < s->vcpus.nr; i++) {
 		if (pthread_create(&s->vcpus.v[i].thread, NULL, vcpu_main,
 				   &s->vcpus.v[i]))
@@ -418,9 +428,11 @@ uint64_t sim_run_workload(struct sim *s)
 		s->hot_thread_started = true;
 	if (sim_migrate_start(s))
 		sim_stop_request(&s->run);
+	sim_walker_start(s);
 	sim_workers_set_running(&s->run, started + s->event_thread_started +
 					 s->hot_thread_started +
-					 s->migration.thread_started);
+					 s->migration.thread_started +
+					 s->walker.started);
 	if (started < s->vcpus.nr ||
 	    (s->replay && sim_replay_start(s->replay)))
 		sim_stop_request(&s->run);
@@ -455,6 +467,7 @@ uint64_t sim_run_workload(struct sim *s)
 	if (s->hot_thread_started)
 		pthread_join(s->hot_thread, NULL);
 	sim_migrate_join(s);
+	sim_walker_join(s);
 	if (s->replay)
 		sim_replay_join(s->replay);
 	s->elapsed = sim_now() - s->start_time;

@@ -59,6 +59,7 @@
 #include "tdx_vp.h"
 #include "trace_replay.h"
 #include "vcpu.h"
+#include "walker.h"
 
 #define SIM_MAX_VCPUS 64
 #define SIM_MAX_TDS 8
@@ -213,6 +214,7 @@ struct sim {
 	struct sim_rng hot_rng;
 	pthread_t hot_thread;
 	bool hot_thread_started;
+	struct sim_walker walker; /* the parked walker (walker.h) */
 	double start_time;        /* owner thread only, as below */
 	double elapsed;
 	uint64_t quiesce_runs;

@@ -155,6 +155,10 @@
 	  "unlinked)")                                                         \
 	X(CHECK_FLUSH_ORDER, "checks", "flush_order_checks",                   \
 	  "GFNs of a zap's range flushes checked already cleared in the tree") \
+	X(CHECK_ROOT_FLUSH_ORDER, "checks", "root_flush_order_checks",        \
+	  "range flushes of a root zap checked against the old root's leaves") \
+	X(CHECK_TLB_BACKED, "checks", "tlb_backed_checks",                    \
+	  "write-locked zap flushes that checked every TLB entry backed")      \
 	X(CHECK_LIVE_FILTERED, "checks", "tlb_checks_filtered",                \
 	  "vCPU TLBs a liveness check cleared by their filter, unlocked")      \
 	X(CHECK_QUIESCE, "checks", "quiesce_checks",                           \
@@ -206,6 +210,26 @@
 	  "unmaps of a whole region right after a 4 KiB fault in it")          \
 	X(FAULT_DELAYS, "events", "fault_delays",                              \
 	  "faults delayed between resolving the page and tdp_map()")           \
+	X(EVENT_SPLIT, "events", "eager_splits",                               \
+	  "eager splits of the shared huge leaves of a region "                \
+	  "(tdp_split_huge_range)")                                            \
+	X(EVENT_PROMOTE_PREP, "events", "promote_preparations",               \
+	  "regions pre-faulted or demoted in place, then recovered at once")   \
+	X(EVENT_DEMOTE_IN_PLACE, "events", "demotes_in_place",                 \
+	  "private 2 MiB leaves demoted by a 4 KiB pre-fault, for a promote")  \
+	X(EVENT_ZAP_ALL, "events", "zap_alls",                                 \
+	  "zaps of every shared mapping and direct table (tdp_zap_all)")       \
+	X(WALKER_PARKS, "walker", "parks",                                     \
+	  "walks parked in a direct table of 4 KiB leaves")                    \
+	X(WALKER_MIRROR_PARKS, "walker", "mirror_parks",                       \
+	  "walks parked in a mirror table a private 2 MiB leaf was demoted "   \
+	  "into")                                                              \
+	X(WALKER_MISSES, "walker", "misses",                                   \
+	  "parks given up: the chosen GFNs had no table of 4 KiB leaves")      \
+	X(WALKER_UNLINKS, "walker", "unlinks_seen",                            \
+	  "tables unlinked while the walker was parked in them")               \
+	X(WALKER_FROZEN_CHECKS, "walker", "frozen_checks",                     \
+	  "unlinked tables seen with all 512 entries FROZEN")                  \
 	X(HOST_ALLOC_2M, "host_memory", "chunks_2m",                           \
 	  "2 MiB backing chunks allocated")                                    \
 	X(HOST_ALLOC_2M_FAILED, "host_memory", "chunks_2m_unavailable",        \

@@ -51,6 +51,18 @@ TDP_API bool tdp_root_is_valid(const struct tdp_root *root);
 TDP_API int tdp_root_refcount(const struct tdp_root *root);
 
 /*
+ * tdp_root_table_pfn() - the frame of @root's top-level table and its
+ * level, for a walk outside the library (tdp_walk_begin(),
+ * tdp_pfn_to_table()): a debugger or a simulator that inspects the
+ * mirror tree, which tdp_vcpu_load_root() does not hand out because no
+ * hardware walks it.  The caller holds a reference to @root
+ * (tdp_root_get()), which keeps the table allocated.
+ * Lock: none.  Returns 0; -EINVAL for NULL arguments.
+ */
+TDP_API int tdp_root_table_pfn(const struct tdp_root *root, tdp_pfn_t *pfn,
+			       int *level);
+
+/*
  * tdp_mmu_invalidate_roots() - mark the valid roots selected by @alias
  * invalid and schedule each to be zapped once.  Nothing is zapped or
  * flushed here.  A vCPU keeps the root it loaded, and hardware may keep
