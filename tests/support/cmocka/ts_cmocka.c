@@ -22,6 +22,8 @@ int ts_cmocka_setup(void **state)
 	static const struct ts_env_opts plain = {
 		.mark_dirty = true,
 		.record = true,
+		/* Checked in the zap wrappers and the teardown only. */
+		.check_zap_flushes = true,
 	};
 	struct ts_env *env = calloc(1, sizeof(*env));
 

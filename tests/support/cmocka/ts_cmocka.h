@@ -32,8 +32,9 @@ void ts_env_fini_ok(struct ts_env *e);
 
 /*
  * Per-test fixtures: a plain 4-level VM with one vCPU, recording flush
- * ranges and dirty marks, in *state; the teardown destroys it (a test may
- * have torn it down itself).
+ * ranges and dirty marks and checking the order of the flushes of its
+ * zap wrappers and teardown (check_zap_flushes), in *state; the teardown
+ * destroys it (a test may have torn it down itself).
  */
 int ts_cmocka_setup(void **state);
 int ts_cmocka_teardown(void **state);
