@@ -314,6 +314,18 @@ bool ts_flush_marked(struct ts_flush *f, tdp_gfn_t gfn)
 	return found;
 }
 
+uint64_t ts_flush_marks_of(struct ts_flush *f, tdp_gfn_t gfn)
+{
+	uint64_t n = 0;
+
+	tdp_spin_lock(&f->lock);
+	for (uint64_t i = 0; i < f->nr_marks && f->record; i++)
+		n += f->marks[i].gfn <= gfn &&
+		     gfn < f->marks[i].gfn + f->marks[i].nr_pages;
+	tdp_spin_unlock(&f->lock);
+	return n;
+}
+
 /* ---- an MMU and a vCPU --------------------------------------------------- */
 
 static const struct ts_env_opts plain_vm;

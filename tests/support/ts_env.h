@@ -157,6 +157,8 @@ bool ts_flush_covers_range(struct ts_flush *f, tdp_gfn_t start, tdp_gfn_t end);
 bool ts_flush_covers(struct ts_flush *f, tdp_gfn_t gfn);
 /* True when a recorded dirty mark covers @gfn. */
 bool ts_flush_marked(struct ts_flush *f, tdp_gfn_t gfn);
+/* How many recorded dirty marks cover @gfn. */
+uint64_t ts_flush_marks_of(struct ts_flush *f, tdp_gfn_t gfn);
 
 /*
  * The flush-order check.  A flush issued for a zap must come after the
