@@ -13,6 +13,9 @@
  * miss).  The test models that vCPU: a TLB filled by walking the old root
  * the way hardware does, refilled after every flush the engine issues.
  *
+ * The recorder's flush-order check (tests/support/ts_env.h) looks at each
+ * flush as it is issued: no leaf of its range may still be mapped.
+ *
  * A zap of an invalidated root also races tdp_mmu_teardown(), which skips
  * a root whose zap another thread claimed: teardown must not return while
  * that zap still runs, so that tdp_mmu_destroy() may follow it at once.
@@ -311,12 +314,10 @@ static void test_zap_invalidated_flushes_aliased_yielding(void **state)
  * an early flush of a leaf.  The recorder's flush-order check
  * (ts_flush_zap_begin()) looks at the moment of each flush instead: none
  * may arrive while a leaf of its range is still mapped in any root, the
- * invalidated one included.  Leaves of every level in several tables, a
- * plain and an aliased MMU, with and without forced yields; then the
- * same for a range zap of the fresh root (ts_host_unmap()) and for the
- * teardown (ts_env_teardown()).
- */
-/*
+ * invalidated one included.  A plain and an aliased MMU, with and
+ * without forced yields; then the same for a range zap of the fresh root
+ * (ts_host_unmap()) and for the teardown (ts_env_teardown()).
+ *
  * Leaves of every level, contiguous so that each pass of the zap flushes
  * one range (disjoint spans would degrade to a flush of everything, which
  * carries no range to check): 4 KiB leaves over [0, ORDER_SMALL), a

@@ -21,7 +21,9 @@
  * zap region either way.
  *
  * The last part drives the lockless fast fix through exact interleavings
- * with zaps and splits (see "controlled interleavings" below).
+ * with zaps and splits (see "controlled interleavings" below), and the
+ * CPU's dirty bit through the compare-exchanges of the zap of an
+ * invalidated root and of recovery.
  */
 #include <setjmp.h>
 #include <signal.h>
