@@ -646,6 +646,22 @@ static struct ts_flush *zap_checker(struct tdp_mmu *mmu)
 	return f && f->check_zaps ? f : NULL;
 }
 
+void ts_zap_check_begin(struct tdp_mmu *mmu)
+{
+	struct ts_flush *f = zap_checker(mmu);
+
+	if (f)
+		ts_flush_zap_begin(f);
+}
+
+void ts_zap_check_end(struct tdp_mmu *mmu)
+{
+	struct ts_flush *f = zap_checker(mmu);
+
+	if (f)
+		ts_flush_zap_end(f);
+}
+
 int ts_host_unmap(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end)
 {
 	struct ts_flush *f = zap_checker(mmu);

@@ -203,6 +203,13 @@ uint64_t ts_mapped_leaves(struct tdp_mmu *mmu, tdp_gfn_t gfn,
  * ts_flush_host()'s. */
 struct ts_flush *ts_flush_of(struct tdp_mmu *mmu);
 
+/*
+ * ts_flush_zap_begin()/_end() on the recorder of @mmu, if it has one made
+ * with check_zap_flushes (ts_env_opts); nothing otherwise.
+ */
+void ts_zap_check_begin(struct tdp_mmu *mmu);
+void ts_zap_check_end(struct tdp_mmu *mmu);
+
 /* ---- an MMU and a vCPU --------------------------------------------------- */
 
 struct ts_env_opts {

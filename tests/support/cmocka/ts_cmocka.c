@@ -37,6 +37,8 @@ int ts_cmocka_teardown(void **state)
 {
 	struct ts_env *env = *state;
 
+	/* Also when the test tore the MMU down itself. */
+	assert_int_equal(ts_flush_order_violations(&env->log), 0);
 	ts_env_destroy(env);
 	free(env);
 	return 0;
