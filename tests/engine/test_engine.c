@@ -185,7 +185,9 @@ static void test_zap_range_exact(void **state)
 	for (tdp_gfn_t g = 0; g < 1024; g++)
 		TS_MAP_FIXED(env->vcpu, g, 0x10000 + g, RW, 1);
 	ts_flush_reset(&env->log);
-	assert_int_equal(tdp_zap_range(mmu, 100, 600, TDP_ALIAS_SHARED), 0);
+	assert_int_equal(TS_CHECKED_ZAP(mmu, tdp_zap_range(mmu, 100, 600,
+							   TDP_ALIAS_SHARED)),
+			 0);
 
 	for (tdp_gfn_t g = 0; g < 1024; g++) {
 		if (g >= 100 && g < 600) {
@@ -206,7 +208,9 @@ static void test_zap_range_exact(void **state)
 	assert_int_equal(st.zapped_tables, 0);
 
 	/* Zapping again finds nothing; refaulting works. */
-	assert_int_equal(tdp_zap_range(mmu, 100, 600, TDP_ALIAS_SHARED), 0);
+	assert_int_equal(TS_CHECKED_ZAP(mmu, tdp_zap_range(mmu, 100, 600,
+							   TDP_ALIAS_SHARED)),
+			 0);
 	assert_int_equal(th_stats(mmu).zapped_leaves, 500);
 	TS_MAP_FIXED(env->vcpu, 300, 0x10000 + 300, RW, 1);
 	expect_leaf(mmu, 300, 0x10000 + 300, TDP_LEVEL_4K, RW);
@@ -222,16 +226,24 @@ static void test_zap_alias_helpers(void **state)
 		TS_MAP_FIXED(env->vcpu, g, 0x300 + g, R, 1);
 
 	/* Private only: a VM without backend has no private mapping. */
-	assert_int_equal(tdp_zap_convert_to_shared(mmu, 0, 8), 0);
-	assert_int_equal(tdp_zap_range(mmu, 0, 8, TDP_ALIAS_PRIVATE), 0);
+	assert_int_equal(
+		TS_CHECKED_ZAP(mmu, tdp_zap_convert_to_shared(mmu, 0, 8)), 0);
+	assert_int_equal(TS_CHECKED_ZAP(mmu, tdp_zap_range(mmu, 0, 8,
+							   TDP_ALIAS_PRIVATE)),
+			 0);
 	for (tdp_gfn_t g = 0; g < 8; g++)
 		expect_leaf(mmu, g, 0x300 + g, TDP_LEVEL_4K, R);
 	assert_int_equal(th_stats(mmu).zapped_leaves, 0);
 
-	assert_int_equal(tdp_zap_convert_to_private(mmu, 0, 8), 0);
-	assert_int_equal(tdp_zap_host_unmap(mmu, 8, 16), 0);
-	assert_int_equal(tdp_zap_slot_deleted(mmu, 16, 24), 0);
-	assert_int_equal(tdp_zap_range(mmu, 24, 32, TDP_ALIAS_BOTH), 0);
+	assert_int_equal(
+		TS_CHECKED_ZAP(mmu, tdp_zap_convert_to_private(mmu, 0, 8)), 0);
+	assert_int_equal(TS_CHECKED_ZAP(mmu, tdp_zap_host_unmap(mmu, 8, 16)),
+			 0);
+	assert_int_equal(TS_CHECKED_ZAP(mmu, tdp_zap_slot_deleted(mmu, 16, 24)),
+			 0);
+	assert_int_equal(
+		TS_CHECKED_ZAP(mmu, tdp_zap_range(mmu, 24, 32, TDP_ALIAS_BOTH)),
+		0);
 	for (tdp_gfn_t g = 0; g < 64; g++) {
 		if (g < 32)
 			expect_unmapped(mmu, g);
@@ -349,7 +361,8 @@ static void test_split_huge_on_4k_fault(void **state)
 
 	/* Every piece of the split is a 4K leaf of its own now. */
 	assert_int_equal(
-		tdp_zap_range(mmu, base + 100, base + 101, TDP_ALIAS_SHARED),
+		TS_CHECKED_ZAP(mmu, tdp_zap_range(mmu, base + 100, base + 101,
+						  TDP_ALIAS_SHARED)),
 		0);
 	expect_unmapped(mmu, base + 100);
 	expect_leaf(mmu, base + 99, 0x40000 + 99, TDP_LEVEL_4K, RX);
@@ -402,7 +415,9 @@ static void test_zap_partial_huge_zaps_whole(void **state)
 	TS_MAP_FIXED(env->vcpu, base + TS_PAGES_2M, 0x1234, RW, 1);
 	ts_flush_reset(&env->log);
 	assert_int_equal(
-		tdp_zap_range(mmu, base + 5, base + 6, TDP_ALIAS_SHARED), 0);
+		TS_CHECKED_ZAP(mmu, tdp_zap_range(mmu, base + 5, base + 6,
+						  TDP_ALIAS_SHARED)),
+		0);
 	for (tdp_gfn_t i = 0; i < TS_PAGES_2M; i++) {
 		expect_unmapped(mmu, base + i);
 		assert_true(ts_flush_covers(&env->log, base + i));
@@ -471,7 +486,9 @@ static void test_invalidate_huge_overlap(void **state)
 	TS_MAP_FIXED(env->vcpu, 5 * TS_PAGES_2M, 0x80000, R, 2);
 	expect_leaf(mmu, 5 * TS_PAGES_2M + 100, 0x80000 + 100, TDP_LEVEL_2M, R);
 
-	assert_int_equal(tdp_zap_host_unmap(mmu, x + 100, x + 101), 0);
+	assert_int_equal(
+		TS_CHECKED_ZAP(mmu, tdp_zap_host_unmap(mmu, x + 100, x + 101)),
+		0);
 	r = ts_map_seq(env->vcpu, x, TDP_ALIAS_SHARED, 0x40000, R, 2, seq);
 	assert_int_equal(tdp_invalidate_end(mmu, x + 100, x + 101), 0);
 
@@ -576,7 +593,8 @@ static void test_invalidate_zap_bracket(void **state)
 	assert_int_equal(th_stats(mmu).leaves[TDP_ROOT_DIRECT][2], 4);
 
 	assert_int_equal(tdp_invalidate_begin(mmu, 512, 1024), 0);
-	assert_int_equal(tdp_zap_host_unmap(mmu, 512, 1024), 0);
+	assert_int_equal(
+		TS_CHECKED_ZAP(mmu, tdp_zap_host_unmap(mmu, 512, 1024)), 0);
 	assert_int_equal(
 		ts_map(env->vcpu, 700, TDP_ALIAS_SHARED, 0x200000 + 700, RW, 1),
 		TDP_FAULT_RETRY);
@@ -658,7 +676,7 @@ static void test_mmio_not_counted_as_leaf(void **state)
 			(unsigned long long)st.leaves[TDP_ROOT_DIRECT][1]);
 	assert_int_equal(ts_stat_leaves(&st, -1), 2);
 
-	assert_int_equal(tdp_zap_all(mmu), 0);
+	assert_int_equal(TS_CHECKED_ZAP(mmu, tdp_zap_all(mmu)), 0);
 	st = th_stats(mmu);
 	assert_int_equal(ts_stat_leaves(&st, -1), 0);
 	tdp_vcpu_destroy(env->vcpu);
@@ -694,7 +712,7 @@ static void test_zap_all(void **state)
 	tables_before = ts_stat_tables(&st, TDP_ROOT_DIRECT, TDP_MAX_LEVEL + 1);
 
 	ts_flush_reset(&env->log);
-	assert_int_equal(tdp_zap_all(mmu), 0);
+	assert_int_equal(TS_CHECKED_ZAP(mmu, tdp_zap_all(mmu)), 0);
 	st = th_stats(mmu);
 	assert_int_equal(ts_stat_leaves(&st, -1), 0);
 	assert_int_equal(st.zapped_leaves, mapped);
@@ -735,7 +753,9 @@ static void test_flush_covers_zapped(void **state)
 	ts_flush_reset(&env->log);
 	st0 = th_stats(mmu);
 	assert_int_equal(
-		tdp_zap_range(mmu, 0, TS_PLAIN_GFN_LIMIT, TDP_ALIAS_SHARED), 0);
+		TS_CHECKED_ZAP(mmu, tdp_zap_range(mmu, 0, TS_PLAIN_GFN_LIMIT,
+						  TDP_ALIAS_SHARED)),
+		0);
 	for (int i = 0; i < 64; i++) {
 		expect_unmapped(mmu, gfns[i]);
 		if (!ts_flush_covers(&env->log, gfns[i]))
@@ -817,7 +837,8 @@ static void test_five_level_tree(void **state)
 	assert_int_equal(st.tables[TDP_ROOT_DIRECT][5], 1);
 	assert_int_equal(st.tables[TDP_ROOT_DIRECT][4], 2);
 	assert_int_equal(st.tables[TDP_ROOT_DIRECT][1], 2);
-	assert_int_equal(tdp_zap_range(mmu, 0, 1ULL << 45, TDP_ALIAS_SHARED),
+	assert_int_equal(TS_CHECKED_ZAP(mmu, tdp_zap_range(mmu, 0, 1ULL << 45,
+							   TDP_ALIAS_SHARED)),
 			 0);
 	expect_unmapped(mmu, top);
 	expect_unmapped(mmu, 0);

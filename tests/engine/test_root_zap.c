@@ -13,6 +13,9 @@
  * miss).  The test models that vCPU: a TLB filled by walking the old root
  * the way hardware does, refilled after every flush the engine issues.
  *
+ * The recorder's flush-order check (tests/support/ts_env.h) looks at each
+ * flush as it is issued: no leaf of its range may still be mapped.
+ *
  * A zap of an invalidated root also races tdp_mmu_teardown(), which skips
  * a root whose zap another thread claimed: teardown must not return while
  * that zap still runs, so that tdp_mmu_destroy() may follow it at once.
@@ -302,6 +305,102 @@ static void test_zap_invalidated_flushes_aliased_yielding(void **state)
 	check_zap_flushes_stale_vcpu(TDP_MMU_FORCE_YIELD, true);
 }
 
+/* ---- every flush comes after the clear it flushes ----------------------- */
+
+/*
+ * The test above sees a flush issued before its clear only when no later
+ * flush covers the GFN again; a zap of an invalidated root flushes each
+ * table's span once more when it removes the emptied tables, which hides
+ * an early flush of a leaf.  The recorder's flush-order check
+ * (ts_flush_zap_begin()) looks at the moment of each flush instead: none
+ * may arrive while a leaf of its range is still mapped in any root, the
+ * invalidated one included.  A plain and an aliased MMU, with and
+ * without forced yields; then the same for a range zap of the fresh root
+ * (ts_host_unmap()) and for the teardown (ts_env_teardown()).
+ *
+ * Leaves of every level, contiguous so that each pass of the zap flushes
+ * one range (disjoint spans would degrade to a flush of everything, which
+ * carries no range to check): 4 KiB leaves over [0, ORDER_SMALL), a
+ * 2 MiB leaf right after their second table, a 1 GiB leaf right after
+ * the first 1 GiB.
+ */
+#define ORDER_SMALL 700
+#define ORDER_2M (2 * TS_PAGES_2M)
+#define ORDER_1G TS_PAGES_1G
+
+static void map_order_leaves(struct ts_env *e)
+{
+	for (tdp_gfn_t g = 0; g < ORDER_SMALL; g++)
+		assert_int_equal(ts_map(e->vcpu, g, TDP_ALIAS_SHARED,
+					0x100000 + g, TDP_PROT_RWX,
+					TDP_LEVEL_4K),
+				 TDP_FAULT_FIXED);
+	assert_int_equal(ts_map(e->vcpu, ORDER_2M, TDP_ALIAS_SHARED,
+				64 * TS_PAGES_2M, TDP_PROT_RWX, TDP_LEVEL_2M),
+			 TDP_FAULT_FIXED);
+	assert_int_equal(ts_map(e->vcpu, ORDER_1G, TDP_ALIAS_SHARED,
+				8 * TS_PAGES_1G, TDP_PROT_RWX, TDP_LEVEL_1G),
+			 TDP_FAULT_FIXED);
+}
+
+static void check_zap_flush_order(unsigned int flags, bool aliased)
+{
+	const struct ts_env_opts o = {
+		.flags = flags,
+		.backend = aliased,
+		.record = true,
+		.check_zap_flushes = true,
+	};
+	const enum tdp_alias alias = TDP_ALIAS_SHARED;
+	struct ts_env e;
+	uint64_t checked;
+
+	ts_env_init_ok(&e, &o);
+	map_order_leaves(&e);
+	assert_int_equal(ts_zap_roots(e.mmu, alias), 0);
+	checked = ts_flush_order_checked(&e.log);
+	assert_int_equal(ts_flush_order_violations(&e.log), 0);
+	/* The zap flushed by ranges, each of them checked. */
+	assert_true(checked > 0);
+	assert_true(ts_flush_covers_range(&e.log, e.direct_bits,
+					  e.direct_bits + ORDER_SMALL));
+	assert_false(ts_lookup(e.mmu, 0, alias).present);
+	assert_false(ts_lookup(e.mmu, ORDER_1G, alias).present);
+
+	/* The fresh root, zapped by range and then by the teardown. */
+	map_order_leaves(&e);
+	assert_int_equal(ts_host_unmap(e.mmu, 0, ORDER_2M + TS_PAGES_2M), 0);
+	assert_true(ts_flush_order_checked(&e.log) > checked);
+	assert_int_equal(ts_flush_order_violations(&e.log), 0);
+	assert_false(ts_lookup(e.mmu, ORDER_2M, alias).present);
+	assert_true(ts_lookup(e.mmu, ORDER_1G, alias).present);
+	ts_env_fini_ok(&e);
+}
+
+static void test_zap_flush_order(void **state)
+{
+	(void)state;
+	check_zap_flush_order(0, false);
+}
+
+static void test_zap_flush_order_yielding(void **state)
+{
+	(void)state;
+	check_zap_flush_order(TDP_MMU_FORCE_YIELD, false);
+}
+
+static void test_zap_flush_order_aliased(void **state)
+{
+	(void)state;
+	check_zap_flush_order(0, true);
+}
+
+static void test_zap_flush_order_aliased_yielding(void **state)
+{
+	(void)state;
+	check_zap_flush_order(TDP_MMU_FORCE_YIELD, true);
+}
+
 /* ---- teardown against a running zap of an invalidated root -------------- */
 
 /* 4 KiB leaves in the root being zapped: eight full leaf tables. */
@@ -450,6 +549,10 @@ int main(void)
 		cmocka_unit_test(test_zap_invalidated_flushes_yielding),
 		cmocka_unit_test(test_zap_invalidated_flushes_aliased),
 		cmocka_unit_test(test_zap_invalidated_flushes_aliased_yielding),
+		cmocka_unit_test(test_zap_flush_order),
+		cmocka_unit_test(test_zap_flush_order_yielding),
+		cmocka_unit_test(test_zap_flush_order_aliased),
+		cmocka_unit_test(test_zap_flush_order_aliased_yielding),
 		cmocka_unit_test(test_teardown_waits_for_root_zap),
 	};
 

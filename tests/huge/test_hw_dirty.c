@@ -21,7 +21,9 @@
  * zap region either way.
  *
  * The last part drives the lockless fast fix through exact interleavings
- * with zaps and splits (see "controlled interleavings" below).
+ * with zaps and splits (see "controlled interleavings" below), and the
+ * CPU's dirty bit through the compare-exchanges of the zap of an
+ * invalidated root and of recovery.
  */
 #include <setjmp.h>
 #include <signal.h>
@@ -808,7 +810,7 @@ static struct tdp_spte_format wrprot_leaf_env(struct ts_env *env,
 	return *tdp_mmu_format(env->mmu);
 }
 
-enum { TRAP_ZAPPER, TRAP_FIXER, NR_TRAP_ROLES };
+enum { TRAP_ZAPPER, TRAP_FIXER, TRAP_RECOVERER, NR_TRAP_ROLES };
 
 struct trap {
 	uintptr_t page;
@@ -847,13 +849,11 @@ static void wait_flag(const int *flag, const char *what)
 	}
 }
 
-static void trap_arm(struct tdp_mmu *mmu, tdp_gfn_t gfn,
-		     struct sigaction *old_sa)
+/* Trap the first write to the table page that holds @sptep. */
+static void trap_arm_at(const tdp_spte_t *sptep, struct sigaction *old_sa)
 {
 	struct sigaction sa = { .sa_sigaction = trap_handler,
 				.sa_flags = SA_SIGINFO };
-	int level;
-	tdp_spte_t *sptep = hh_sptep(mmu, gfn, &level);
 
 	assert_non_null(sptep);
 	memset(&trap, 0, sizeof(trap));
@@ -861,6 +861,15 @@ static void trap_arm(struct tdp_mmu *mmu, tdp_gfn_t gfn,
 	sigemptyset(&sa.sa_mask);
 	assert_int_equal(sigaction(SIGSEGV, &sa, old_sa), 0);
 	assert_int_equal(mprotect((void *)trap.page, 4096, PROT_READ), 0);
+}
+
+/* Trap the first write to the leaf table of @gfn (valid direct root). */
+static void trap_arm(struct tdp_mmu *mmu, tdp_gfn_t gfn,
+		     struct sigaction *old_sa)
+{
+	int level;
+
+	trap_arm_at(hh_sptep(mmu, gfn, &level), old_sa);
 }
 
 static void trap_open_page(void)
@@ -1024,6 +1033,219 @@ static void test_fast_fix_vs_split(void **state)
 	assert_true(fixer.ret == 0 || fixer.ret == 1);
 }
 
+/*
+ * The zap of an invalidated root runs under the read lock and clears each
+ * leaf with a compare-exchange, while a vCPU that loaded the root before
+ * the invalidation keeps writing through it: the CPU sets the dirty bit
+ * of a leaf between the zap's read of the leaf and its compare-exchange.
+ * The zap must take the value it lost to and try again (not retry for
+ * ever with its stale copy), and report the dirty bit to the host
+ * exactly once.
+ */
+struct root_zapper {
+	struct ts_env *env;
+	int ret;
+	int done; /* atomic */
+	pthread_t tid;
+};
+
+static void *root_zapper_main(void *arg)
+{
+	struct root_zapper *z = arg;
+
+	tdp_thread_register();
+	trap_role = TRAP_ZAPPER;
+	ts_flush_zap_begin(&z->env->log);
+	z->ret = tdp_mmu_zap_invalidated_roots(z->env->mmu);
+	ts_flush_zap_end(&z->env->log);
+	__atomic_store_n(&z->done, 1, __ATOMIC_SEQ_CST);
+	tdp_thread_unregister();
+	return NULL;
+}
+
+static void test_root_zap_vs_cpu_dirty(void **state)
+{
+	/* The first leaf of its table: the zap's first write to the page. */
+	const tdp_gfn_t gfn = P1G + 5 * P2M;
+	struct root_zapper z = { 0 };
+	struct sigaction old_sa;
+	struct ts_env env;
+	tdp_pfn_t root_pfn;
+	int root_level;
+	enum ts_hw_result res;
+	bool dirtied = false;
+
+	(void)state;
+#ifdef HH_TSAN
+	skip();
+#endif
+	ts_env_init_ok(&env, &(struct ts_env_opts){ .mark_dirty = true,
+						    .record = true });
+	z.env = &env;
+	TS_MAP_FIXED(env.vcpu, gfn, ts_pfn_shared(gfn), HH_PROT_RW,
+		     TDP_LEVEL_4K);
+	TS_MAP_FIXED(env.vcpu, gfn + 1, ts_pfn_shared(gfn + 1), HH_PROT_RW,
+		     TDP_LEVEL_4K);
+	/* The vCPU enters the guest on this root and keeps it. */
+	assert_int_equal(tdp_vcpu_load_root(env.vcpu, TDP_ALIAS_SHARED,
+					    &root_pfn, &root_level),
+			 0);
+	assert_false(ts_lookup(env.mmu, gfn, TDP_ALIAS_SHARED).spte &
+		     env.fmt->dirty);
+
+	trap_arm(env.mmu, gfn, &old_sa);
+	assert_int_equal(tdp_mmu_invalidate_roots(env.mmu, TDP_ALIAS_SHARED),
+			 0);
+	assert_int_equal(
+		pthread_create(&z.tid, NULL, root_zapper_main, &z), 0);
+	/* The zap read the clean leaf; parked at its compare-exchange. */
+	wait_flag(&trap.parked[TRAP_ZAPPER], "the zap of the invalidated root");
+	trap_open_page();
+	/* The guest writes the page through the old root. */
+	tdp_walk_begin();
+	res = ts_hw_access(env.fmt, root_pfn, root_level, gfn, true, &dirtied,
+			   NULL);
+	tdp_walk_end();
+	assert_int_equal(res, TS_HW_WRITTEN);
+	assert_true(dirtied);
+	__atomic_store_n(&trap.go[TRAP_ZAPPER], 1, __ATOMIC_SEQ_CST);
+	/* A zap that retries with its stale copy never gets here. */
+	wait_flag(&z.done, "the zap of the invalidated root to finish after "
+			   "losing its compare-exchange to the CPU's dirty "
+			   "bit (a retry with a stale copy of the leaf spins "
+			   "for ever)");
+	assert_int_equal(pthread_join(z.tid, NULL), 0);
+	trap_disarm(&old_sa);
+	assert_int_equal(z.ret, 0);
+
+	/* Reported once, and only the page the CPU wrote. */
+	if (ts_flush_marks_of(&env.log, gfn) != 1)
+		fail_msg("gfn %#llx: dirtied by the CPU during the zap, "
+			 "reported %llu times by mark_dirty",
+			 (unsigned long long)gfn,
+			 (unsigned long long)ts_flush_marks_of(&env.log, gfn));
+	assert_int_equal(ts_flush_marks_of(&env.log, gfn + 1), 0);
+	assert_int_equal(ts_flush_order_violations(&env.log), 0);
+	assert_true(ts_flush_covers(&env.log, gfn));
+	assert_false(ts_lookup(env.mmu, gfn, TDP_ALIAS_SHARED).present);
+	ts_env_fini_ok(&env);
+}
+
+/*
+ * Recovery reads the 512 small leaves (the collapse check), then replaces
+ * the table by a huge leaf with a compare-exchange on the parent entry.
+ * A CPU still walking the table may set a dirty bit on a small leaf in
+ * between; the huge leaf must carry it (tdp/huge.h: "The huge leaf is
+ * dirty if any small leaf was"), or the next harvest misses the write.
+ * No mark_dirty callback: the huge leaf is the only record.
+ */
+struct recoverer {
+	struct tdp_mmu *mmu;
+	tdp_gfn_t base;
+	int ret;
+	int done; /* atomic */
+	pthread_t tid;
+};
+
+static void *recoverer_main(void *arg)
+{
+	struct recoverer *r = arg;
+
+	tdp_thread_register();
+	trap_role = TRAP_RECOVERER;
+	r->ret = tdp_recover_huge_pages(r->mmu, r->base, r->base + P2M,
+					TDP_LEVEL_2M, TDP_ALIAS_SHARED);
+	__atomic_store_n(&r->done, 1, __ATOMIC_SEQ_CST);
+	tdp_thread_unregister();
+	return NULL;
+}
+
+/* The entry of the table at 2 MiB that maps tree GFN @gfn (a table). */
+static const tdp_spte_t *entry_2m(const struct tdp_spte_format *fmt,
+				  tdp_pfn_t root_pfn, int root_level,
+				  tdp_gfn_t gfn)
+{
+	const tdp_spte_t *t = tdp_pfn_to_table(root_pfn);
+
+	for (int level = root_level;; level--) {
+		const tdp_spte_t *e =
+			&t[(gfn >> ((level - 1) * TDP_LEVEL_BITS)) &
+			   (TDP_SPTES_PER_TABLE - 1)];
+		tdp_spte_t s = tdp_spte_read_acquire(e);
+
+		if (level == TDP_LEVEL_2M)
+			return e;
+		assert_true(tdp_spte_is_present(fmt, s) &&
+			    !tdp_spte_is_leaf(fmt, s, level));
+		t = tdp_pfn_to_table(tdp_spte_pfn(fmt, s));
+	}
+}
+
+static void test_recover_vs_cpu_dirty(void **state)
+{
+	const tdp_gfn_t base = P1G + 9 * P2M, gfn = base + 7;
+	const tdp_spte_t *parent;
+	struct recoverer r = { .base = base };
+	struct sigaction old_sa;
+	struct ts_env env;
+	struct ts_leaf l;
+	tdp_pfn_t root_pfn;
+	int root_level;
+	enum ts_hw_result res;
+	bool dirtied = false;
+	uint64_t bitmap[P2M / 64] = { 0 };
+
+	(void)state;
+#ifdef HH_TSAN
+	skip();
+#endif
+	ts_env_init_ok(&env, &(struct ts_env_opts){ .record = true });
+	r.mmu = env.mmu;
+	/* 512 clean small leaves of one aligned frame range: collapsible. */
+	for (tdp_gfn_t g = base; g < base + P2M; g++)
+		TS_MAP_FIXED(env.vcpu, g, ts_pfn_shared(g), HH_PROT_RW,
+			     TDP_LEVEL_4K);
+	assert_int_equal(tdp_vcpu_load_root(env.vcpu, TDP_ALIAS_SHARED,
+					    &root_pfn, &root_level),
+			 0);
+	tdp_walk_begin();
+	parent = entry_2m(env.fmt, root_pfn, root_level, base);
+	tdp_walk_end();
+
+	/* The recovery checked the leaves; parked before the replacement. */
+	trap_arm_at(parent, &old_sa);
+	assert_int_equal(pthread_create(&r.tid, NULL, recoverer_main, &r), 0);
+	wait_flag(&trap.parked[TRAP_RECOVERER], "the recovery");
+	trap_open_page();
+	/* The guest writes one small page through the table. */
+	tdp_walk_begin();
+	res = ts_hw_access(env.fmt, root_pfn, root_level, gfn, true, &dirtied,
+			   NULL);
+	tdp_walk_end();
+	assert_int_equal(res, TS_HW_WRITTEN);
+	assert_true(dirtied);
+	__atomic_store_n(&trap.go[TRAP_RECOVERER], 1, __ATOMIC_SEQ_CST);
+	wait_flag(&r.done, "the recovery to finish");
+	assert_int_equal(pthread_join(r.tid, NULL), 0);
+	trap_disarm(&old_sa);
+	assert_int_equal(r.ret, 1);
+
+	l = ts_lookup(env.mmu, gfn, TDP_ALIAS_SHARED);
+	assert_true(l.present);
+	assert_int_equal(l.level, TDP_LEVEL_2M);
+	if (!(l.spte & env.fmt->dirty))
+		fail_msg("gfn %#llx: the CPU dirtied its 4 KiB leaf after the "
+			 "collapse check, and the 2 MiB leaf that replaced the "
+			 "table is clean (spte %#llx): the write is lost to "
+			 "dirty logging",
+			 (unsigned long long)gfn, (unsigned long long)l.spte);
+	/* What dirty logging sees: the harvest reports the write. */
+	assert_true(tdp_harvest_dirty(env.mmu, base, base + P2M, bitmap,
+				      TDP_ALIAS_SHARED) > 0);
+	assert_true(hh_bit_test(bitmap, gfn - base));
+	ts_env_fini_ok(&env);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1033,6 +1255,8 @@ int main(void)
 		cmocka_unit_test(test_hw_dirty_recover_1g_vs_split),
 		cmocka_unit_test(test_fast_fix_vs_zap_remap),
 		cmocka_unit_test(test_fast_fix_vs_split),
+		cmocka_unit_test(test_root_zap_vs_cpu_dirty),
+		cmocka_unit_test(test_recover_vs_cpu_dirty),
 	};
 
 	return TS_RUN_GROUP("tests", tests);

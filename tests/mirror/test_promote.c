@@ -281,6 +281,111 @@ static void test_promote_bad_input(void **state)
 }
 
 /*
+ * A walker inside the table a promote merges.  A lockless reader (a
+ * tdp_lookup(), or a walk like this one) that reached the 4 KiB mirror
+ * table before the promote keeps reading it until its RCU read-side
+ * section ends: the table is freed only after that.  Once the promote
+ * returned, every entry of the old table must read FROZEN, so such a
+ * reader sees no stale 4 KiB leaf (the backend merged them into the
+ * 2 MiB leaf) and a fault that walked in installs nothing there.
+ *
+ * The walker holds no mmu_lock: the promote's write lock does not wait
+ * for it (only for readers of the lock), and the table's free is queued
+ * after a grace period, so the promote returns while the walker is still
+ * inside.
+ */
+struct parked_walker {
+	struct tdp_mmu *mmu;
+	tdp_gfn_t gfn;
+	int inside, release; /* atomics */
+	bool reached;	     /* the walk found the 4 KiB table */
+	int not_frozen;	     /* entries that did not read FROZEN */
+	int first_bad;	     /* the first of them, and its value */
+	tdp_spte_t first_bad_spte;
+};
+
+static void *parked_walker_main(void *arg)
+{
+	struct parked_walker *w = arg;
+	const struct tdp_spte_format *fmt = tdp_mmu_format(w->mmu);
+	const tdp_spte_t *t;
+	struct tdp_root *root;
+
+	tdp_thread_register();
+	tdp_walk_begin();
+	root = __atomic_load_n(&w->mmu->valid_root[TDP_ROOT_MIRROR],
+			       __ATOMIC_ACQUIRE);
+	t = root ? root->table->spt : NULL;
+	/* Down to the table of 4 KiB entries that maps @gfn. */
+	for (int level = root ? root->table->level : 0;
+	     t && level > TDP_LEVEL_4K; level--) {
+		unsigned int i = (w->gfn >> ((level - 1) * TDP_LEVEL_BITS)) &
+				 (TDP_SPTES_PER_TABLE - 1);
+		tdp_spte_t s = tdp_spte_read_acquire(&t[i]);
+
+		if (!tdp_spte_is_present(fmt, s) ||
+		    tdp_spte_is_leaf(fmt, s, level))
+			t = NULL;
+		else
+			t = tdp_pfn_to_table(tdp_spte_pfn(fmt, s));
+	}
+	w->reached = t != NULL;
+	__atomic_store_n(&w->inside, 1, __ATOMIC_SEQ_CST);
+	while (!__atomic_load_n(&w->release, __ATOMIC_SEQ_CST))
+		tdp_udelay(100);
+	/* Still inside the read-side section: the table is not freed. */
+	for (int i = 0; t && i < TDP_SPTES_PER_TABLE; i++) {
+		tdp_spte_t s = tdp_spte_read_acquire(&t[i]);
+
+		if (tdp_spte_is_frozen(fmt, s))
+			continue;
+		if (!w->not_frozen++) {
+			w->first_bad = i;
+			w->first_bad_spte = s;
+		}
+	}
+	tdp_walk_end();
+	tdp_thread_unregister();
+	return NULL;
+}
+
+static void test_promote_freezes_old_table(void **state)
+{
+	struct parked_walker w = { .gfn = R2M + 5 };
+	pthread_t tid;
+	struct ts_env e;
+
+	(void)state;
+	init(&e);
+	map_demoted(&e, R2M);
+	w.mmu = e.mmu;
+	assert_int_equal(pthread_create(&tid, NULL, parked_walker_main, &w),
+			 0);
+	for (int ms = 0; !__atomic_load_n(&w.inside, __ATOMIC_SEQ_CST); ms++) {
+		if (ms > 10000) {
+			fprintf(stderr, "the walker never reached the table\n");
+			abort();
+		}
+		tdp_udelay(1000);
+	}
+	/* Returns with the walker still inside the old table. */
+	assert_int_equal(tdp_promote_private(e.mmu, R2M, R2M + 512), 1);
+	__atomic_store_n(&w.release, 1, __ATOMIC_SEQ_CST);
+	assert_int_equal(pthread_join(tid, NULL), 0);
+
+	assert_true(w.reached);
+	if (w.not_frozen)
+		fail_msg("after the promote of [%#llx, +512), %d of the 512 "
+			 "entries of the merged 4 KiB table still read other "
+			 "than FROZEN by a walker inside it (entry %d: %#llx)",
+			 (unsigned long long)R2M, w.not_frozen, w.first_bad,
+			 (unsigned long long)w.first_bad_spte);
+	assert_region(&e, R2M, TDP_LEVEL_2M);
+	assert_in_step(&e);
+	ts_env_destroy(&e);
+}
+
+/*
  * Race class: a promote racing faults and conversions.  One thread
  * promotes the four regions over and over; two vCPU threads fault 4 KiB
  * pages in them (demoting what was promoted); one thread converts single
@@ -402,6 +507,7 @@ int main(void)
 		cmocka_unit_test(test_promote_not_uniform),
 		cmocka_unit_test(test_promote_busy_and_refused),
 		cmocka_unit_test(test_promote_bad_input),
+		cmocka_unit_test(test_promote_freezes_old_table),
 		cmocka_unit_test(test_race_promote),
 	};
 

@@ -67,12 +67,127 @@ static void record_call(struct ts_flush *f, struct ts_flush_range **arr,
 	tdp_spin_unlock(&f->lock);
 }
 
+/* ---- the flush-order check ----------------------------------------------- */
+
+/* What a walk of the trees for ts_mapped_leaves() found. */
+struct mapped_scan {
+	tdp_gfn_t start, end; /* the range, in tree GFNs */
+	uint64_t found;
+	tdp_gfn_t first_gfn; /* first GFN of the first leaf found */
+	int first_level;
+	tdp_spte_t first_spte;
+	bool first_valid_root;
+};
+
+/*
+ * Count the present leaves below table @spt (entries at @level, the first
+ * at tree GFN @base) that overlap the scan's range.  RCU read lock held:
+ * the tables may be unlinked meanwhile, not freed.
+ */
+static void scan_table(struct tdp_mmu *mmu, const tdp_spte_t *spt, int level,
+		       tdp_gfn_t base, bool valid_root, struct mapped_scan *sc)
+{
+	const struct tdp_spte_format *fmt = &mmu->fmt;
+	uint64_t step = tdp_level_pages(level);
+	unsigned int i = sc->start > base ? (sc->start - base) / step : 0;
+
+	for (; i < TDP_SPTES_PER_TABLE && base + i * step < sc->end; i++) {
+		tdp_gfn_t gfn = base + i * step;
+		tdp_spte_t s = tdp_spte_read_acquire(&spt[i]);
+
+		if (!tdp_spte_is_present(fmt, s))
+			continue;
+		if (!tdp_spte_is_leaf(fmt, s, level)) {
+			scan_table(mmu, tdp_spte_child(mmu, s)->spt, level - 1,
+				   gfn, valid_root, sc);
+			continue;
+		}
+		if (!sc->found++) {
+			sc->first_gfn = gfn;
+			sc->first_level = level;
+			sc->first_spte = s;
+			sc->first_valid_root = valid_root;
+		}
+	}
+}
+
+uint64_t ts_mapped_leaves(struct tdp_mmu *mmu, tdp_gfn_t gfn,
+			  uint64_t nr_pages, const char *what)
+{
+	struct mapped_scan sc = { .start = gfn, .end = gfn + nr_pages };
+
+	tdp_mutex_lock(&mmu->roots_mutex);
+	tdp_rcu_read_lock();
+	for (struct tdp_root *r = mmu->roots; r; r = r->next) {
+		if (r->type != TDP_ROOT_DIRECT)
+			continue;
+		scan_table(mmu, r->table->spt, r->table->level, 0,
+			   !tdp_flag_read(&r->invalid), &sc);
+	}
+	tdp_rcu_read_unlock();
+	tdp_mutex_unlock(&mmu->roots_mutex);
+	if (sc.found && what)
+		tdp_log_err("%s [%#llx, +%llu): %llu leaves still mapped, the "
+			    "first at gfn %#llx level %d (spte %#llx) in %s "
+			    "root",
+			    what, (unsigned long long)gfn,
+			    (unsigned long long)nr_pages,
+			    (unsigned long long)sc.found,
+			    (unsigned long long)sc.first_gfn, sc.first_level,
+			    (unsigned long long)sc.first_spte,
+			    sc.first_valid_root ? "the valid" : "an invalidated");
+	return sc.found;
+}
+
+/* The flush-order check of one flush_range() call, if a zap is bracketed. */
+static void check_flush_order(struct ts_flush *f, tdp_gfn_t gfn,
+			      uint64_t nr_pages)
+{
+	uint64_t mapped;
+	bool quiet;
+
+	if (!f->mmu || !tdp_atomic_read(&f->zap_scope))
+		return;
+	/* The first few are logged: one broken zap flushes many times. */
+	quiet = TS_LOCKED(&f->lock, f->order_bad) >= 3;
+	mapped = ts_mapped_leaves(f->mmu, gfn, nr_pages,
+				  quiet ? NULL
+					: "flush issued before the zap cleared");
+	tdp_spin_lock(&f->lock);
+	f->order_checked++;
+	f->order_bad += mapped != 0;
+	tdp_spin_unlock(&f->lock);
+}
+
+void ts_flush_zap_begin(struct ts_flush *f)
+{
+	tdp_atomic_add(&f->zap_scope, 1);
+}
+
+void ts_flush_zap_end(struct ts_flush *f)
+{
+	tdp_atomic_add(&f->zap_scope, -1);
+}
+
+uint64_t ts_flush_order_checked(struct ts_flush *f)
+{
+	return TS_LOCKED(&f->lock, f->order_checked);
+}
+
+uint64_t ts_flush_order_violations(struct ts_flush *f)
+{
+	return TS_LOCKED(&f->lock, f->order_bad);
+}
+
+/* ---- the host callbacks --------------------------------------------------- */
+
 static void rec_flush_range(void *ctx, tdp_gfn_t gfn, uint64_t nr_pages)
 {
 	struct ts_flush *f = ctx;
 
 	if (!f)
 		return;
+	check_flush_order(f, gfn, nr_pages);
 	record_call(f, &f->ranges, &f->nr_range, &f->cap, gfn, nr_pages);
 	if (f->on_range)
 		f->on_range(f->hook_arg, gfn, nr_pages);
@@ -129,6 +244,13 @@ void ts_flush_reset(struct ts_flush *f)
 	f->span_start = 0;
 	f->span_end = 0;
 	tdp_spin_unlock(&f->lock);
+}
+
+struct ts_flush *ts_flush_of(struct tdp_mmu *mmu)
+{
+	if (!mmu || mmu->cfg.host.flush_range != rec_flush_range)
+		return NULL;
+	return mmu->cfg.host.ctx;
 }
 
 struct tdp_host_ops ts_flush_host(struct ts_flush *f, bool mark_dirty)
@@ -192,6 +314,18 @@ bool ts_flush_marked(struct ts_flush *f, tdp_gfn_t gfn)
 	return found;
 }
 
+uint64_t ts_flush_marks_of(struct ts_flush *f, tdp_gfn_t gfn)
+{
+	uint64_t n = 0;
+
+	tdp_spin_lock(&f->lock);
+	for (uint64_t i = 0; i < f->nr_marks && f->record; i++)
+		n += f->marks[i].gfn <= gfn &&
+		     gfn < f->marks[i].gfn + f->marks[i].nr_pages;
+	tdp_spin_unlock(&f->lock);
+	return n;
+}
+
 /* ---- an MMU and a vCPU --------------------------------------------------- */
 
 static const struct ts_env_opts plain_vm;
@@ -244,6 +378,7 @@ int ts_env_init(struct ts_env *e, const struct ts_env_opts *o)
 		goto err;
 	}
 	e->log.mmu = e->mmu;
+	e->log.check_zaps = o->check_zap_flushes;
 	e->fmt = tdp_mmu_format(e->mmu);
 	if (e->be)
 		ts_backend_set_mmu(e->be, e->mmu);
@@ -282,7 +417,11 @@ unsigned long ts_env_teardown(struct ts_env *e, int expect)
 		return 0;
 	tdp_vcpu_destroy(e->vcpu);
 	e->vcpu = NULL;
+	if (e->log.check_zaps)
+		ts_flush_zap_begin(&e->log);
 	ret = tdp_mmu_teardown(e->mmu);
+	if (e->log.check_zaps)
+		ts_flush_zap_end(&e->log);
 	teardown_check(&bad, ret == expect, "tdp_mmu_teardown()", ret, expect);
 	ret = tdp_mmu_get_stats(e->mmu, &s);
 	teardown_check(&bad, ret == 0, "tdp_mmu_get_stats()", ret, 0);
@@ -305,6 +444,9 @@ unsigned long ts_env_teardown(struct ts_env *e, int expect)
 			       "roots freed", (long long)s.roots_freed,
 			       (long long)s.roots_allocated);
 	}
+	teardown_check(&bad, ts_flush_order_violations(&e->log) == 0,
+		       "flushes issued before the zap cleared the range",
+		       (long long)ts_flush_order_violations(&e->log), 0);
 	if (e->be) {
 		if (!expect) {
 			teardown_check(&bad, ts_nr_tables(e->be) == 0,
@@ -496,12 +638,42 @@ enum ts_hw_result ts_hw_access(const struct tdp_spte_format *fmt,
 
 /* ---- host events --------------------------------------------------------- */
 
+/* The recorder of @mmu if its zaps are to be checked (check_zap_flushes). */
+static struct ts_flush *zap_checker(struct tdp_mmu *mmu)
+{
+	struct ts_flush *f = ts_flush_of(mmu);
+
+	return f && f->check_zaps ? f : NULL;
+}
+
+void ts_zap_check_begin(struct tdp_mmu *mmu)
+{
+	struct ts_flush *f = zap_checker(mmu);
+
+	if (f)
+		ts_flush_zap_begin(f);
+}
+
+void ts_zap_check_end(struct tdp_mmu *mmu)
+{
+	struct ts_flush *f = zap_checker(mmu);
+
+	if (f)
+		ts_flush_zap_end(f);
+}
+
 int ts_host_unmap(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end)
 {
+	struct ts_flush *f = zap_checker(mmu);
 	int ret = tdp_invalidate_begin(mmu, start, end);
 
-	if (!ret)
+	if (!ret) {
+		if (f)
+			ts_flush_zap_begin(f);
 		ret = tdp_zap_host_unmap(mmu, start, end);
+		if (f)
+			ts_flush_zap_end(f);
+	}
 	if (!ret)
 		ret = tdp_invalidate_end(mmu, start, end);
 	return ret;
@@ -509,10 +681,16 @@ int ts_host_unmap(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end)
 
 int ts_zap_roots(struct tdp_mmu *mmu, enum tdp_alias alias)
 {
+	struct ts_flush *f = zap_checker(mmu);
 	int ret = tdp_mmu_invalidate_roots(mmu, alias);
 
-	if (!ret)
+	if (!ret) {
+		if (f)
+			ts_flush_zap_begin(f);
 		ret = tdp_mmu_zap_invalidated_roots(mmu);
+		if (f)
+			ts_flush_zap_end(f);
+	}
 	return ret;
 }
 

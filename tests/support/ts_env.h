@@ -120,6 +120,17 @@ struct ts_flush {
 	uint64_t cap;
 	struct ts_flush_range *marks; /* nr_marks entries while recording */
 	uint64_t cap_marks;
+	/*
+	 * The flush-order check (ts_flush_zap_begin()): while @zap_scope
+	 * (atomic) is above zero, each flush_range() call is checked with
+	 * ts_mapped_leaves(); @order_checked and @order_bad count the
+	 * checked calls and those that found a leaf still mapped.  Both
+	 * under @lock.
+	 */
+	int zap_scope;
+	bool check_zaps; /* set before use: the zap wrappers bracket */
+	uint64_t order_checked;
+	uint64_t order_bad;
 	void (*on_range)(void *arg, tdp_gfn_t gfn, uint64_t nr_pages);
 	void (*on_all)(void *arg);
 	void (*mark_hook)(void *arg, tdp_gfn_t gfn, uint64_t nr_pages);
@@ -129,7 +140,8 @@ struct ts_flush {
 
 void ts_flush_init(struct ts_flush *f, bool record);
 void ts_flush_fini(struct ts_flush *f);
-/* Forget every call so far (counts, span, ranges, marks). */
+/* Forget every call so far (counts, span, ranges, marks); the counts of
+ * the flush-order check are kept. */
 void ts_flush_reset(struct ts_flush *f);
 /*
  * The host callbacks recording into @f (mark_dirty too if @mark_dirty);
@@ -145,6 +157,58 @@ bool ts_flush_covers_range(struct ts_flush *f, tdp_gfn_t start, tdp_gfn_t end);
 bool ts_flush_covers(struct ts_flush *f, tdp_gfn_t gfn);
 /* True when a recorded dirty mark covers @gfn. */
 bool ts_flush_marked(struct ts_flush *f, tdp_gfn_t gfn);
+/* How many recorded dirty marks cover @gfn. */
+uint64_t ts_flush_marks_of(struct ts_flush *f, tdp_gfn_t gfn);
+
+/*
+ * The flush-order check.  A flush issued for a zap must come after the
+ * zap cleared what it flushes: a vCPU still running on the tree (a root
+ * invalidated but not yet reloaded, or any root before the flush) may
+ * walk it between the flush and the clear and cache the translation
+ * again, and nothing flushes it afterwards.  The check runs inside the
+ * flush callback, when the flush is issued: no direct root on the MMU's
+ * list (valid or invalidated, being zapped or not) may still hold a
+ * present leaf overlapping the flushed range.  Only direct roots: host
+ * flushes are for the trees hardware walks; private translations are
+ * flushed by the backend.
+ *
+ * ts_flush_zap_begin()/ts_flush_zap_end() bracket the zaps to check
+ * (they nest; @f->mmu must be set, as ts_env_init() does).  Only valid
+ * while every flush_range() in the bracket comes from a zap, and no
+ * other thread maps a GFN of the zapped range meanwhile: a write-protect,
+ * a split, a recovery or aging flushes leaves that stay present, and a
+ * fault outside an invalidation may map a GFN again right after the zap
+ * cleared it.  flush_all() calls are not checked (they carry no range).
+ * User space only: takes roots_mutex (a mutex) in the flush callback,
+ * with mmu_lock held.
+ */
+void ts_flush_zap_begin(struct ts_flush *f);
+void ts_flush_zap_end(struct ts_flush *f);
+/* flush_range() calls checked so far; those that found a leaf mapped. */
+uint64_t ts_flush_order_checked(struct ts_flush *f);
+uint64_t ts_flush_order_violations(struct ts_flush *f);
+
+/*
+ * ts_mapped_leaves() - the present leaves overlapping tree GFNs
+ * [gfn, gfn + nr_pages) in every direct root on @mmu's list, valid or
+ * invalidated; the first one found is logged, prefixed with @what (if
+ * not NULL).
+ * Walks the tables inside an RCU read-side section; takes roots_mutex,
+ * so the caller may hold mmu_lock but not roots_mutex.
+ */
+uint64_t ts_mapped_leaves(struct tdp_mmu *mmu, tdp_gfn_t gfn,
+			  uint64_t nr_pages, const char *what);
+
+/* The recorder @mmu's host callbacks write to; NULL if they are not
+ * ts_flush_host()'s. */
+struct ts_flush *ts_flush_of(struct tdp_mmu *mmu);
+
+/*
+ * ts_flush_zap_begin()/_end() on the recorder of @mmu, if it has one made
+ * with check_zap_flushes (ts_env_opts); nothing otherwise.
+ */
+void ts_zap_check_begin(struct tdp_mmu *mmu);
+void ts_zap_check_end(struct tdp_mmu *mmu);
 
 /* ---- an MMU and a vCPU --------------------------------------------------- */
 
@@ -158,6 +222,8 @@ struct ts_env_opts {
 	bool promote;	       /* offer promote_leaf */
 	bool mark_dirty;       /* record host.mark_dirty calls */
 	bool record;	       /* record flush ranges and marks */
+	bool check_zap_flushes; /* flush-order check in ts_host_unmap(),
+				 * ts_zap_roots() and the teardown */
 	bool no_vcpu;	       /* no vCPU context */
 };
 
@@ -195,7 +261,8 @@ int ts_env_init(struct ts_env *e, const struct ts_env_opts *o);
  * return @expect (0, or -EIO when the test killed the MMU on purpose).
  * With 0, check that nothing is left: no table, leaf or page in the
  * statistics, every root freed, no backend entry.  Always: no backend
- * violation.  Returns the number of problems, each logged.
+ * violation, no flush issued before its zap (ts_flush_zap_begin()).
+ * Returns the number of problems, each logged.
  */
 unsigned long ts_env_teardown(struct ts_env *e, int expect);
 
@@ -292,7 +359,9 @@ enum ts_hw_result ts_hw_access(const struct tdp_spte_format *fmt,
 
 /*
  * The host unmaps [start, end) (an MMU-notifier invalidation): begin, zap,
- * end.  Returns 0 or the first error.
+ * end.  Returns 0 or the first error.  This and ts_zap_roots() check the
+ * order of their flushes (ts_flush_zap_begin()) when the MMU's recorder
+ * was made with check_zap_flushes.
  */
 int ts_host_unmap(struct tdp_mmu *mmu, tdp_gfn_t start, tdp_gfn_t end);
 

@@ -22,6 +22,8 @@ int ts_cmocka_setup(void **state)
 	static const struct ts_env_opts plain = {
 		.mark_dirty = true,
 		.record = true,
+		/* Checked in the zap wrappers and the teardown only. */
+		.check_zap_flushes = true,
 	};
 	struct ts_env *env = calloc(1, sizeof(*env));
 
@@ -35,6 +37,8 @@ int ts_cmocka_teardown(void **state)
 {
 	struct ts_env *env = *state;
 
+	/* Also when the test tore the MMU down itself. */
+	assert_int_equal(ts_flush_order_violations(&env->log), 0);
 	ts_env_destroy(env);
 	free(env);
 	return 0;

@@ -32,11 +32,27 @@ void ts_env_fini_ok(struct ts_env *e);
 
 /*
  * Per-test fixtures: a plain 4-level VM with one vCPU, recording flush
- * ranges and dirty marks, in *state; the teardown destroys it (a test may
- * have torn it down itself).
+ * ranges and dirty marks and checking the order of the flushes of its
+ * zap wrappers and teardown (check_zap_flushes), in *state; the teardown
+ * destroys it (a test may have torn it down itself).
  */
 int ts_cmocka_setup(void **state);
 int ts_cmocka_teardown(void **state);
+/*
+ * @call, a zap of @mmu returning an int, with the flush-order check of
+ * @mmu's recorder on (ts_zap_check_begin()); evaluates to its result.
+ */
+#define TS_CHECKED_ZAP(mmu, call)                 \
+	({                                        \
+		struct tdp_mmu *ts_zap_mmu_ = (mmu); \
+		int ts_zap_ret_;                  \
+                                                  \
+		ts_zap_check_begin(ts_zap_mmu_);  \
+		ts_zap_ret_ = (call);             \
+		ts_zap_check_end(ts_zap_mmu_);    \
+		ts_zap_ret_;                      \
+	})
+
 #define TS_CMOCKA_TEST(fn) \
 	cmocka_unit_test_setup_teardown(fn, ts_cmocka_setup, ts_cmocka_teardown)
 
