@@ -243,11 +243,11 @@ static tdp_spte_t root_leaf(const struct tdp_spte_format *fmt,
  * entry is.  An entry that is not was left behind by an operation that
  * dropped the lock with a flush pending.
  */
-static void check_tlbs_backed(struct sim *s, tdp_gfn_t lo, tdp_gfn_t hi)
+static void check_tlbs_backed(struct sim *s, tdp_gfn_t lo, tdp_gfn_t hi,
+			      const char *seen_by)
 {
 	const struct tdp_spte_format *fmt = tdp_mmu_format(s->mmu);
 
-	sim_count(&s->stats, SIM_C_CHECK_TLB_BACKED, 1);
 	tdp_walk_begin();
 	for (unsigned int i = 0; i < s->vcpus.nr; i++) {
 		struct sim_vcpu *v = &s->vcpus.v[i];
@@ -275,16 +275,20 @@ static void check_tlbs_backed(struct sim *s, tdp_gfn_t lo, tdp_gfn_t hi)
 					      "the TLB translates shared gfn %#"
 					      PRIx64 " to %#" PRIx64 "%s while "
 					      "its root maps %#" PRIx64 ", seen "
-					      "by a zap holding mmu_lock for "
-					      "write: an operation dropped the "
-					      "lock with its flush pending",
+					      "%s: an operation dropped "
+					      "mmu_lock with its flush pending",
 					      e->gfn & ~SIM_SHARED_BIT, e->pfn,
 					      e->writable ? " (writable)" : "",
-					      spte);
+					      spte, seen_by);
 		}
 		pthread_mutex_unlock(&v->tlb_lock);
 	}
 	tdp_walk_end();
+}
+
+void sim_host_check_tlbs_backed(struct sim *s)
+{
+	check_tlbs_backed(s, 0, 0, "with mmu_lock held by tdp_mmu_exclusive()");
 }
 
 /* Every shared leaf of [gfn, gfn + nr) inside the zap is gone already. */
@@ -298,7 +302,9 @@ static void check_flush_order(struct sim *s, tdp_gfn_t gfn, uint64_t nr)
 		check_root_flush_order(s, gfn, gfn + nr);
 		return;
 	}
-	check_tlbs_backed(s, gfn, gfn + nr);
+	sim_count(&s->stats, SIM_C_CHECK_TLB_BACKED, 1);
+	check_tlbs_backed(s, gfn, gfn + nr,
+			  "by a zap holding mmu_lock for write");
 	lo = lo > zap_ctx.start ? lo : zap_ctx.start;
 	hi = hi < zap_ctx.end ? hi : zap_ctx.end;
 	for (tdp_gfn_t g = lo; g < hi; g++) {

@@ -195,6 +195,14 @@ bool sim_host_demote_private(struct sim *s, tdp_gfn_t gfn);
 void sim_host_zap_all(struct sim *s);
 
 /*
+ * Every shared TLB entry of every vCPU is backed by the root it was
+ * walked from (a present leaf with its frame, writable if the entry is),
+ * else a stale_translation.  Only valid while no operation is inside
+ * the tree: with mmu_lock held for write through tdp_mmu_exclusive().
+ */
+void sim_host_check_tlbs_backed(struct sim *s);
+
+/*
  * Pre-fault private GFNs of [gfn, gfn + n) (KVM_PRE_FAULT_MEMORY), at most
  * at @level (0: as large as the backing allows).  A 4 KiB pre-fault below
  * a 2 MiB private page demotes it; a 2 MiB one leaves PENDING pages that

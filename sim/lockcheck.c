@@ -10,7 +10,7 @@
  * it yielded.  So every live translation a simulated vCPU holds (TLB entry
  * or paging-structure-cache entry) must be backed by the tree at that
  * moment; one that is not is a flush the engine still owes while it lets
- * others run (sim_vcpus_check_backed() reports it).
+ * others run (sim_host_check_tlbs_backed() reports it).
  *
  * Asking for the lock is also what makes a long zap yield: its iterator
  * gives the lock up when a writer waits.  So the thread both creates the
@@ -20,14 +20,14 @@
 
 #include <unistd.h>
 
+#include "host.h"
 #include "sim.h"
-#include "vcpu.h"
 
 static int check_locked(void *arg)
 {
 	struct sim *s = arg;
 
-	sim_vcpus_check_backed(s);
+	sim_host_check_tlbs_backed(s);
 	return 0;
 }
 

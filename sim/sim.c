@@ -31,6 +31,7 @@ void sim_config_default(struct sim_config *cfg)
 		.print_limit    = 20,
 		.fault_delay_us = 20,
 		.race_pct       = 0.05,
+		.lock_check_us  = 1000,
 	};
 }
 

@@ -112,6 +112,12 @@ struct sim_config {
 	unsigned int fault_delay_us;
 	double race_pct;
 	/*
+	 * The lock-free check (lockcheck.h): microseconds between two
+	 * takes of mmu_lock for write to check every vCPU's translations
+	 * against the tree; 0: off.  Not in a trace replay.
+	 */
+	unsigned int lock_check_us;
+	/*
 	 * Trace replay (trace_replay.h): the guest's memory is the regions the
 	 * trace touches and its workload is the trace, split across the
 	 * vCPUs; the run ends when the trace does.  guest_bytes,
@@ -215,6 +221,9 @@ struct sim {
 	pthread_t hot_thread;
 	bool hot_thread_started;
 	struct sim_walker walker; /* the parked walker (walker.h) */
+	/* The lock-free check's thread (lockcheck.h); run thread only. */
+	pthread_t lockcheck_thread;
+	bool lockcheck_started;
 	double start_time;        /* owner thread only, as below */
 	double elapsed;
 	uint64_t quiesce_runs;

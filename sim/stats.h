@@ -159,6 +159,8 @@
 	  "range flushes of a root zap checked against the old root's leaves") \
 	X(CHECK_TLB_BACKED, "checks", "tlb_backed_checks",                    \
 	  "write-locked zap flushes that checked every TLB entry backed")      \
+	X(CHECK_LOCK_FREE, "checks", "lock_free_checks",                       \
+	  "takes of mmu_lock for write that checked every TLB entry backed")   \
 	X(CHECK_LIVE_FILTERED, "checks", "tlb_checks_filtered",                \
 	  "vCPU TLBs a liveness check cleared by their filter, unlocked")      \
 	X(CHECK_QUIESCE, "checks", "quiesce_checks",                           \

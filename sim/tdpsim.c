@@ -72,6 +72,10 @@ static void usage(FILE *f, const char *prog)
 "                           with an unmap of its own at that point, 200\n"
 "                           times as many of those that may map 2 MiB\n"
 "                           (default %.2g; 0: none)\n"
+"  -C, --lock-check=US      every US microseconds take mmu_lock for write\n"
+"                           (tdp_mmu_exclusive()) and check that every\n"
+"                           vCPU's shared TLB entries are backed by the\n"
+"                           tree (default %u; 0: never)\n"
 "  -j, --json=FILE          also write the summary to FILE as JSON\n"
 "  -q, --quiet              no progress line on stderr\n"
 "  -h, --help               this text\n"
@@ -104,7 +108,7 @@ static void usage(FILE *f, const char *prog)
 		d.fail_pct, d.huge ? "on" : "off", d.duration,
 		d.check_interval, d.image_pages, SIM_MAX_TDS, d.nr_tds,
 		d.mmio_pages, SIM_FAULT_DELAY_ONE_IN, d.fault_delay_us,
-		d.race_pct);
+		d.race_pct, d.lock_check_us);
 }
 
 static int parse_size(const char *arg, uint64_t *out)
@@ -183,7 +187,7 @@ static int apply_option(int opt, const char *arg, struct sim_config *cfg,
 	char *end;
 	int ret = 0;
 
-	if (strchr("mcSedIMTDR", opt))
+	if (strchr("mcSedIMTDRC", opt))
 		cl->scenario_only = opt;
 	if (strchr("PL", opt))
 		cl->replay_only = opt;
@@ -254,13 +258,15 @@ static int apply_option(int opt, const char *arg, struct sim_config *cfg,
 			(unsigned int)pages;
 		return 0;
 	}
-	case 'D': {
+	case 'D':
+	case 'C': {
 		double us;
 
 		ret = parse_double(arg, 0, 1e6, &us);
 		if (ret || us != (unsigned int)us)
 			return -EINVAL;
-		cfg->fault_delay_us = (unsigned int)us;
+		*(opt == 'D' ? &cfg->fault_delay_us : &cfg->lock_check_us) =
+			(unsigned int)us;
 		return 0;
 	}
 	case 'R':
@@ -308,7 +314,8 @@ static int apply_option(int opt, const char *arg, struct sim_config *cfg,
 	X("migrate", no_argument, 'g')                                        \
 	X("tds", required_argument, 'T')                                       \
 	X("fault-delay", required_argument, 'D')                               \
-	X("race-rate", required_argument, 'R')
+	X("race-rate", required_argument, 'R')                                 \
+	X("lock-check", required_argument, 'C')
 
 static enum parse_result parse_options(int argc, char **argv,
 				       struct sim_config *cfg,
