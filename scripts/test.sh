@@ -173,7 +173,7 @@ run_build build-tsan clang clang++ tsan 360 -Dwerror=true \
 suite=fuzz targets="tests/fuzz/fuzz_ops tests/fuzz/fuzz_ops_fast tests/fuzz/fuzz_replay" \
 	run_build build-fuzz clang clang++ asan 180 -Dwerror=true \
 	-Db_sanitize=address,undefined -Db_lundef=false
-# The mutation harness's quick subset: five engine mutants built in a
+# The mutation harness's quick subset: eight engine mutants built in a
 # scratch tree, each run through the simulator and the fast test suites;
 # a check that stopped killing its mutant fails the stage (about 2
 # minutes; the whole set: bash scripts/mutate.sh --all).
