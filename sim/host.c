@@ -182,6 +182,7 @@ static void host_mark_dirty(void *ctx, tdp_gfn_t gfn, uint64_t nr_pages)
 {
 	struct sim *s = ctx;
 
+	sim_ledger_reported(s, gfn, nr_pages);
 	pages_changed(s, gfn & ~SIM_SHARED_BIT, nr_pages);
 }
 
@@ -397,6 +398,10 @@ void sim_host_free_page(struct sim *s, tdp_gfn_t gfn, bool private,
 			      "host page %#" PRIx64 " freed while the %s "
 			      "tree still maps gfn %#" PRIx64 " to it",
 			      pfn, private ? "mirror" : "direct", gfn);
+	/* A dirty bit set on the way out must have been reported (not at
+	 * teardown: the host does not look at the log any more). */
+	if (!private && !s->finished)
+		sim_ledger_check_freed(s, gfn);
 	if (!host_mem_free(s->mem, pfn))
 		sim_violation(&s->report, SIM_V_PAGE_OWNERSHIP, 0, gfn,
 			      SIM_NO_VCPU, "host page %#" PRIx64

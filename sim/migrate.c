@@ -14,6 +14,13 @@ int sim_migrate_init(struct sim *s)
 {
 	struct sim_migration *m = &s->migration;
 
+	/* The ledger is always on: the default scenario logs dirty pages
+	 * too (sim_dirty_log_event()). */
+	m->ledger_words = (s->nr_gfns + 63) / 64;
+	m->ledger = calloc(m->ledger_words, sizeof(*m->ledger));
+	if (!m->ledger)
+		return -ENOMEM;
+	pthread_mutex_init(&m->log_lock, NULL);
 	m->enabled = s->cfg.migrate;
 	if (!m->enabled)
 		return 0;
@@ -32,6 +39,9 @@ void sim_migrate_fini(struct sim *s)
 {
 	struct sim_migration *m = &s->migration;
 
+	if (m->ledger)
+		pthread_mutex_destroy(&m->log_lock);
+	free(m->ledger);
 	free(m->marked);
 	free(m->harvest);
 	free(m->dest);
@@ -76,6 +86,188 @@ static bool engine_ok(struct sim *s, int64_t ret, const char *what)
 	return false;
 }
 
+/* ---- the dirty-bit ledger ------------------------------------------------ */
+
+/* The dense page of @gfn (shared bit allowed), or false outside memory. */
+static bool ledger_page(struct sim *s, tdp_gfn_t gfn, uint64_t *page)
+{
+	gfn &= ~SIM_SHARED_BIT;
+	if (!sim_layout_contains(&s->layout, gfn))
+		return false;
+	*page = sim_layout_page(&s->layout, gfn);
+	return true;
+}
+
+static void ledger_clear_page(struct sim_migration *m, uint64_t page)
+{
+	__atomic_fetch_and(&m->ledger[page / 64], ~(1ULL << (page % 64)),
+			   __ATOMIC_ACQ_REL);
+}
+
+/* Forget the bits of [gfn, gfn + n): reported, or dropped on purpose. */
+static void ledger_drop(struct sim *s, tdp_gfn_t gfn, uint64_t n)
+{
+	for (tdp_gfn_t g = gfn; g < gfn + n; g++) {
+		uint64_t page;
+
+		if (ledger_page(s, g, &page))
+			ledger_clear_page(&s->migration, page);
+	}
+}
+
+/* Forget the bits a harvest of [start, start + n) reported in @bitmap. */
+static void ledger_harvested(struct sim *s, tdp_gfn_t start,
+			     const uint64_t *bitmap, uint64_t n)
+{
+	for (uint64_t w = 0; w < (n + 63) / 64; w++)
+		for (uint64_t b = bitmap[w]; b; b &= b - 1) {
+			uint64_t i = w * 64 + (uint64_t)__builtin_ctzll(b);
+
+			if (i < n)
+				ledger_drop(s, start + i, 1);
+		}
+}
+
+void sim_ledger_cpu_dirtied(struct sim *s, tdp_gfn_t gfn)
+{
+	uint64_t page;
+
+	if (!s->migration.ledger || !ledger_page(s, gfn, &page))
+		return;
+	__atomic_fetch_or(&s->migration.ledger[page / 64], 1ULL << (page % 64),
+			  __ATOMIC_ACQ_REL);
+}
+
+void sim_ledger_reported(struct sim *s, tdp_gfn_t gfn, uint64_t n)
+{
+	/*
+	 * A vCPU records its dirty bit after the compare-exchange, with its
+	 * TLB lock held: taking every TLB lock once first makes sure a bit
+	 * the engine read is recorded before it is forgotten here.
+	 */
+	sim_vcpus_guest_tlb_barrier(s);
+	ledger_drop(s, gfn, n);
+}
+
+bool sim_ledger_test(struct sim *s, tdp_gfn_t gfn)
+{
+	uint64_t page;
+
+	if (!s->migration.ledger || !ledger_page(s, gfn, &page))
+		return false;
+	return __atomic_load_n(&s->migration.ledger[page / 64],
+			       __ATOMIC_ACQUIRE) &
+	       (1ULL << (page % 64));
+}
+
+void sim_ledger_check_freed(struct sim *s, tdp_gfn_t gfn)
+{
+	struct sim_migration *m = &s->migration;
+	uint64_t page;
+	bool set;
+
+	if (!m->ledger || !ledger_page(s, gfn, &page))
+		return;
+	sim_count(&s->stats, SIM_C_CHECK_LEDGER, 1);
+	/* A clear-dirty or harvest in flight finishes its update first. */
+	pthread_mutex_lock(&m->log_lock);
+	set = sim_ledger_test(s, gfn);
+	ledger_clear_page(m, page);
+	pthread_mutex_unlock(&m->log_lock);
+	if (set)
+		sim_violation(&s->report, SIM_V_DIRTY_LOG, 0, gfn, SIM_NO_VCPU,
+			      "the host frees the shared page of gfn %#" PRIx64
+			      " after the zap returned, but the dirty bit a "
+			      "vCPU set in its leaf was never reported "
+			      "(mark_dirty) nor harvested", gfn);
+}
+
+/* ---- dirty logging in the default scenario ------------------------------- */
+
+/* Regions of dirty-logging and recovery events, at most. */
+#define LOG_EVENT_REGIONS 4
+
+void sim_dirty_log_event(struct sim *s, struct sim_rng *rng, tdp_gfn_t gfn)
+{
+	struct sim_migration *m = &s->migration;
+	tdp_gfn_t start = gfn & ~(SIM_REGION_PAGES - 1);
+	tdp_gfn_t run_end = sim_layout_run_end(&s->layout, start);
+	uint64_t bitmap[LOG_EVENT_REGIONS * SIM_REGION_PAGES / 64];
+	uint64_t n = SIM_REGION_PAGES *
+		     (1 + sim_rng_below(rng, LOG_EVENT_REGIONS));
+	uint64_t kind = sim_rng_below(rng, 100);
+	int64_t ret;
+
+	if (start + n > run_end)
+		n = run_end - start;
+	sim_count(&s->stats, SIM_C_EVENT_DIRTY_LOG, 1);
+	if (kind < 15) {
+		/* Eager split, as before logging starts: later writes then
+		 * dirty 4 KiB leaves, and recovery has tables to collapse. */
+		ret = tdp_split_huge_range(s->mmu, start, start + n,
+					   TDP_LEVEL_4K, TDP_ALIAS_SHARED);
+		if (ret != -ENOMEM)
+			engine_ok(s, ret, "tdp_split_huge_range");
+		return;
+	}
+	if (kind < 40) {
+		/* Dirty bits stay: nothing for the ledger. */
+		ret = tdp_wrprot_range(s->mmu, start, start + n,
+				       TDP_ALIAS_SHARED);
+		engine_ok(s, ret, "tdp_wrprot_range");
+		return;
+	}
+	pthread_mutex_lock(&m->log_lock);
+	if (kind < 50) {
+		ret = tdp_clear_dirty_range(s->mmu, start, start + n,
+					    TDP_ALIAS_SHARED);
+		if (ret >= 0)
+			ledger_drop(s, start, n);
+	} else if (kind < 65) {
+		/* A 64-GFN window of the harvest, as KVM's
+		 * CLEAR_DIRTY_LOG: write-protect or clear-dirty. */
+		tdp_gfn_t base = (gfn & ~63ULL);
+		uint64_t mask = sim_rng_next(rng);
+		bool wrprot = sim_rng_below(rng, 2);
+
+		ret = tdp_clear_dirty_masked(s->mmu, base, mask, wrprot,
+					     TDP_ALIAS_SHARED);
+		if (ret >= 0 && !wrprot)
+			for (int i = 0; i < 64; i++)
+				if (mask & (1ULL << i))
+					ledger_drop(s, base + (uint64_t)i, 1);
+	} else {
+		memset(bitmap, 0, sizeof(bitmap));
+		ret = tdp_harvest_dirty(s->mmu, start, start + n, bitmap,
+					TDP_ALIAS_SHARED);
+		if (ret >= 0)
+			ledger_harvested(s, start, bitmap, n);
+	}
+	pthread_mutex_unlock(&m->log_lock);
+	engine_ok(s, ret, "dirty logging");
+}
+
+void sim_recover_shared_event(struct sim *s, struct sim_rng *rng,
+			      tdp_gfn_t gfn)
+{
+	tdp_gfn_t start = gfn & ~(SIM_REGION_PAGES - 1);
+	int64_t ret;
+
+	sim_count(&s->stats, SIM_C_EVENT_RECOVER_SHARED, 1);
+	if (sim_rng_below(rng, 2)) {
+		ret = tdp_split_huge_range(s->mmu, start,
+					   start + SIM_REGION_PAGES,
+					   TDP_LEVEL_4K, TDP_ALIAS_SHARED);
+		if (ret != -ENOMEM && !engine_ok(s, ret,
+						 "tdp_split_huge_range"))
+			return;
+	}
+	ret = tdp_recover_huge_pages(s->mmu, start, start + SIM_REGION_PAGES,
+				     TDP_LEVEL_2M, TDP_ALIAS_SHARED);
+	if (engine_ok(s, ret, "tdp_recover_huge_pages"))
+		sim_count(&s->stats, SIM_C_RECOVERED_SHARED, (uint64_t)ret);
+}
+
 bool sim_migrate_round(struct sim *s)
 {
 	struct sim_migration *m = &s->migration;
@@ -90,8 +282,12 @@ bool sim_migrate_round(struct sim *s)
 	sim_count(&s->stats, SIM_C_MIGRATE_ROUNDS, 1);
 	if (round == 0) {
 		/* Logging on: dirty bits from now on mean "written since". */
+		pthread_mutex_lock(&m->log_lock);
 		ret = tdp_clear_dirty_range(s->mmu, 0, s->nr_gfns,
 					    TDP_ALIAS_SHARED);
+		if (ret >= 0)
+			ledger_drop(s, 0, s->nr_gfns);
+		pthread_mutex_unlock(&m->log_lock);
 		if (!engine_ok(s, ret, "tdp_clear_dirty_range"))
 			return false;
 		/* Everything is copied now: older marks are moot. */
@@ -104,8 +300,12 @@ bool sim_migrate_round(struct sim *s)
 	}
 
 	memset(m->harvest, 0, m->nr_words * sizeof(*m->harvest));
+	pthread_mutex_lock(&m->log_lock);
 	ret = tdp_harvest_dirty(s->mmu, 0, s->nr_gfns, m->harvest,
 				TDP_ALIAS_SHARED);
+	if (ret >= 0)
+		ledger_harvested(s, 0, m->harvest, s->nr_gfns);
+	pthread_mutex_unlock(&m->log_lock);
 	if (!engine_ok(s, ret, "tdp_harvest_dirty"))
 		return false;
 	r->harvested = (uint64_t)ret;

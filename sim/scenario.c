@@ -114,6 +114,10 @@ static void run_host_event(struct sim *s, struct sim_rng *rng)
 	tdp_gfn_t end = sim_layout_run_end(&s->layout, gfn);
 	uint64_t n;
 
+	/* Dirty logging and recovery aim where a vCPU translated. */
+	if (kind >= 60 && kind < 75)
+		sim_vcpus_pick_shared_gfn(s, rng, &gfn);
+
 	if (kind < 45) {
 		n = 1 + sim_rng_below(rng, 64);
 		if (gfn + n > end)
@@ -130,6 +134,13 @@ static void run_host_event(struct sim *s, struct sim_rng *rng)
 		for (uint64_t r = 0; r < s->nr_regions && !sim_stop_requested(&s->run); r++)
 			sim_host_recover(s, sim_layout_region_gfn(&s->layout, r),
 					 SIM_REGION_PAGES);
+	} else if (kind < 75) {
+		/* Dirty logging and recovery of the shared memory the vCPUs
+		 * are using, racing with their dirty bits. */
+		if (kind < 62)
+			sim_recover_shared_event(s, rng, gfn);
+		else
+			sim_dirty_log_event(s, rng, gfn);
 	} else if (kind < 85) {
 		n = 1 + sim_rng_below(rng, 16);
 		if (gfn + n > end)

@@ -136,6 +136,25 @@ static unsigned int tlb_drop_alias_locked(struct sim_vcpu *v, bool private)
 	return n;
 }
 
+/*
+ * Drop the paging-structure cache entries of the 2 MiB regions that
+ * [gpa_gfn, gpa_gfn + nr) touches, or all of them; tlb_lock held.  A
+ * flush of any part of a region ends the walks through its cached table:
+ * the engine may have unlinked it and frees it after the flush.
+ */
+static void psc_drop_locked(struct sim_vcpu *v, tdp_gfn_t gpa_gfn,
+			    uint64_t nr, bool all)
+{
+	for (int i = 0; i < SIM_PSC_ENTRIES; i++) {
+		struct sim_psc_entry *p = &v->psc[i];
+		tdp_gfn_t lo = p->region * SIM_REGION_PAGES;
+
+		if (p->valid && (all || (lo < gpa_gfn + nr &&
+					 gpa_gfn < lo + SIM_REGION_PAGES)))
+			p->valid = false;
+	}
+}
+
 void sim_tlb_shoot_down(struct sim *s, tdp_gfn_t gpa_gfn, uint64_t nr_pages,
 			bool all)
 {
@@ -156,6 +175,7 @@ void sim_tlb_shoot_down(struct sim *s, tdp_gfn_t gpa_gfn, uint64_t nr_pages,
 				dropped++;
 			}
 		}
+		psc_drop_locked(v, gpa_gfn, nr_pages, all);
 		pthread_mutex_unlock(&v->tlb_lock);
 	}
 	sim_count(&s->stats, SIM_C_FLUSH_TLB_ENTRIES, dropped);
@@ -271,14 +291,19 @@ static bool load_shared_root(struct sim_vcpu *v)
 		return false;
 	}
 	if (root != v->root_pfn) {
-		if (v->root_pfn) {
-			/* A new EPTP: translations tagged with the old
-			 * one are never used again. */
-			pthread_mutex_lock(&v->tlb_lock);
+		bool had = v->root_pfn != 0;
+
+		/* A new EPTP: translations and cached tables tagged with
+		 * the old one are never used again. */
+		pthread_mutex_lock(&v->tlb_lock);
+		if (had)
 			tlb_drop_alias_locked(v, false);
-			pthread_mutex_unlock(&v->tlb_lock);
+		psc_drop_locked(v, 0, 0, true);
+		v->tlb_root = root;
+		v->tlb_root_level = level;
+		pthread_mutex_unlock(&v->tlb_lock);
+		if (had)
 			sim_count(&s->stats, SIM_C_FLUSH_ROOT_SWITCH, 1);
-		}
 		v->root_pfn = root;
 		v->root_level = level;
 	}
@@ -428,7 +453,8 @@ void sim_vcpus_hold_out_end(struct sim *s)
  * EPT violation, as it would on hardware after the engine's flush.
  */
 static bool set_accessed_dirty(struct sim_vcpu *v, tdp_spte_t *slot,
-			       tdp_spte_t spte, int level, bool write)
+			       tdp_spte_t spte, int level, bool write,
+			       tdp_gfn_t gfn)
 {
 	const struct tdp_spte_format *fmt = tdp_mmu_format(v->sim->mmu);
 	const uint64_t rwx = fmt->readable | fmt->writable | fmt->executable;
@@ -441,9 +467,14 @@ static bool set_accessed_dirty(struct sim_vcpu *v, tdp_spte_t *slot,
 		if (__atomic_compare_exchange_n(slot, &seen, seen | bits, false,
 						__ATOMIC_ACQ_REL,
 						__ATOMIC_ACQUIRE)) {
-			if (bits & fmt->dirty)
+			/* The ledger learns of every dirty bit this
+			 * CPU set, still under the TLB lock (see
+			 * sim_ledger_reported()). */
+			if ((bits & fmt->dirty) && !(seen & fmt->dirty)) {
 				sim_count(&v->sim->stats, SIM_C_DIRTY_BITS_SET,
 					  1);
+				sim_ledger_cpu_dirtied(v->sim, gfn);
+			}
 			return true;
 		}
 		if (!(seen & rwx) || tdp_spte_pfn(fmt, seen) !=
@@ -456,7 +487,62 @@ static bool set_accessed_dirty(struct sim_vcpu *v, tdp_spte_t *slot,
 }
 
 /*
- * Walk libtdp's direct tree from the loaded root as the CPU walks EPT.
+ * The leaf @spte at @level, read from @table[@idx] for @gfn: set its
+ * A/D bits and translate.  False if it does not translate (not present,
+ * or changed under the compare-exchange).
+ */
+static bool translate_leaf(struct sim_vcpu *v, const tdp_spte_t *table,
+			   unsigned int idx, tdp_spte_t spte, int level,
+			   tdp_gfn_t gfn, struct sim_access *acc,
+			   bool *writable)
+{
+	const struct tdp_spte_format *fmt = tdp_mmu_format(v->sim->mmu);
+
+	if (!set_accessed_dirty(v, (tdp_spte_t *)&table[idx], spte, level,
+				acc->write, gfn))
+		return false;
+	acc->pfn = tdp_spte_pfn(fmt, spte) + (gfn & (tdp_level_pages(level) - 1));
+	acc->level = level;
+	*writable = (spte & fmt->writable) != 0;
+	return true;
+}
+
+/* The cached leaf table of @gfn's region, walked from the loaded root. */
+static struct sim_psc_entry *psc_lookup(struct sim_vcpu *v, tdp_gfn_t gfn)
+{
+	for (int i = 0; i < SIM_PSC_ENTRIES; i++) {
+		struct sim_psc_entry *p = &v->psc[i];
+
+		if (p->valid && p->region == gfn / SIM_REGION_PAGES &&
+		    p->root_pfn == v->root_pfn)
+			return p;
+	}
+	return NULL;
+}
+
+static void psc_fill(struct sim_vcpu *v, tdp_gfn_t gfn, tdp_pfn_t table_pfn)
+{
+	struct sim_psc_entry *p = psc_lookup(v, gfn);
+
+	if (!p) {
+		p = &v->psc[v->psc_next];
+		v->psc_next = (v->psc_next + 1) % SIM_PSC_ENTRIES;
+	}
+	*p = (struct sim_psc_entry){
+		.region = gfn / SIM_REGION_PAGES,
+		.root_pfn = v->root_pfn,
+		.table_pfn = table_pfn,
+		.valid = true,
+	};
+}
+
+/*
+ * Walk libtdp's direct tree from the loaded root as the CPU walks EPT,
+ * starting from the paging-structure cache when it holds the region's
+ * leaf table (hardware skips the upper levels then, and keeps setting
+ * A/D bits in that table until a flush drops the entry, even if the
+ * engine unlinked it meanwhile).  A cached table whose entry does not
+ * translate is dropped and the walk starts again from the root.
  * Returns SIM_ACCESS_OK with the frame and writability of the leaf.
  */
 static enum sim_access_result walk_shared(struct sim_vcpu *v, tdp_gfn_t gfn,
@@ -466,9 +552,28 @@ static enum sim_access_result walk_shared(struct sim_vcpu *v, tdp_gfn_t gfn,
 	const struct tdp_spte_format *fmt = tdp_mmu_format(v->sim->mmu);
 	const uint64_t rwx = fmt->readable | fmt->writable | fmt->executable;
 	enum sim_access_result res = SIM_ACCESS_EPT_VIOLATION;
+	unsigned int idx4k = (unsigned int)gfn & (TDP_SPTES_PER_TABLE - 1);
+	struct sim_psc_entry *cached;
 	const tdp_spte_t *table;
 
 	tdp_walk_begin();
+	cached = psc_lookup(v, gfn);
+	if (cached) {
+		tdp_spte_t spte;
+
+		table = tdp_pfn_to_table(cached->table_pfn);
+		spte = __atomic_load_n(&table[idx4k], __ATOMIC_ACQUIRE);
+		if ((spte & rwx) && !tdp_spte_is_mmio(fmt, spte) &&
+		    translate_leaf(v, table, idx4k, spte, TDP_LEVEL_4K, gfn,
+				   acc, writable)) {
+			acc->stop_entry = spte;
+			sim_count(&v->sim->stats, SIM_C_PSC_HIT, 1);
+			tdp_walk_end();
+			return SIM_ACCESS_OK;
+		}
+		cached->valid = false;
+		sim_count(&v->sim->stats, SIM_C_PSC_STALE, 1);
+	}
 	table = tdp_pfn_to_table(v->root_pfn);
 	for (int level = v->root_level; level >= TDP_LEVEL_4K; level--) {
 		unsigned int idx = (unsigned int)(gfn >> ((level - 1) *
@@ -488,15 +593,13 @@ static enum sim_access_result walk_shared(struct sim_vcpu *v, tdp_gfn_t gfn,
 		if (!(spte & rwx))
 			break;
 		if (level == TDP_LEVEL_4K || (spte & fmt->leaf_size)) {
-			if (!set_accessed_dirty(v, (tdp_spte_t *)&table[idx],
-						spte, level, acc->write))
-				break;
-			acc->pfn = tdp_spte_pfn(fmt, spte) +
-				   (gfn & (tdp_level_pages(level) - 1));
-			*writable = (spte & fmt->writable) != 0;
-			res = SIM_ACCESS_OK;
+			if (translate_leaf(v, table, idx, spte, level, gfn, acc,
+					   writable))
+				res = SIM_ACCESS_OK;
 			break;
 		}
+		if (level == TDP_LEVEL_2M)
+			psc_fill(v, gfn, tdp_spte_pfn(fmt, spte));
 		table = tdp_pfn_to_table(tdp_spte_pfn(fmt, spte));
 	}
 	tdp_walk_end();
@@ -634,4 +737,153 @@ enum sim_access_result sim_vcpu_access(struct sim_vcpu *v, tdp_gfn_t gpa_gfn,
 	sim_count(&s->stats, acc->write ? SIM_C_ACCESS_WRITE
 					: SIM_C_ACCESS_READ, 1);
 	return SIM_ACCESS_OK;
+}
+
+/* ---- checks of the cached translations ----------------------------------- */
+
+/*
+ * Walk the direct tree from @root for @gfn (as issued) like the CPU,
+ * without touching A/D bits: the leaf (or where the walk stopped) and
+ * its level, and the leaf table the walk went through (0 if none).
+ * Inside tdp_walk_begin/end.
+ */
+static tdp_spte_t tree_walk(struct sim *s, tdp_pfn_t root, int root_level,
+			    tdp_gfn_t gfn, int *level_out,
+			    tdp_pfn_t *leaf_table)
+{
+	const struct tdp_spte_format *fmt = tdp_mmu_format(s->mmu);
+	const uint64_t rwx = fmt->readable | fmt->writable | fmt->executable;
+	const tdp_spte_t *table = tdp_pfn_to_table(root);
+	tdp_spte_t spte = 0;
+
+	*leaf_table = 0;
+	for (int level = root_level; level >= TDP_LEVEL_4K; level--) {
+		unsigned int idx = (unsigned int)(gfn >> ((level - 1) *
+							 TDP_LEVEL_BITS)) &
+				   (TDP_SPTES_PER_TABLE - 1);
+
+		spte = __atomic_load_n(&table[idx], __ATOMIC_ACQUIRE);
+		*level_out = level;
+		if (!(spte & rwx) || tdp_spte_is_mmio(fmt, spte) ||
+		    level == TDP_LEVEL_4K || (spte & fmt->leaf_size))
+			break;
+		if (level == TDP_LEVEL_2M)
+			*leaf_table = tdp_spte_pfn(fmt, spte);
+		table = tdp_pfn_to_table(tdp_spte_pfn(fmt, spte));
+	}
+	return spte;
+}
+
+#define BV(s, v, gfn, ...)                                                     \
+	sim_violation(&(s)->report, SIM_V_STALE_TRANSLATION, 0,                \
+		      (gfn) & ~SIM_SHARED_BIT, (int)(v)->id, __VA_ARGS__)
+
+/* One TLB entry of @v (valid, shared); tlb_lock held, walk begun. */
+static void check_tlb_entry_backed(struct sim *s, struct sim_vcpu *v,
+				   const struct sim_tlb_entry *e)
+{
+	const struct tdp_spte_format *fmt = tdp_mmu_format(s->mmu);
+	const uint64_t rwx = fmt->readable | fmt->writable | fmt->executable;
+	tdp_pfn_t leaf_table;
+	tdp_spte_t spte;
+	int level;
+
+	if (e->root_pfn != v->tlb_root) {
+		BV(s, v, e->gfn, "the TLB translates shared gfn %#" PRIx64
+		   " through root %#" PRIx64 ", not the loaded root %#" PRIx64,
+		   e->gfn & ~SIM_SHARED_BIT, e->root_pfn, v->tlb_root);
+		return;
+	}
+	spte = tree_walk(s, v->tlb_root, v->tlb_root_level, e->gfn, &level,
+			 &leaf_table);
+	if (!(spte & rwx) || tdp_spte_is_mmio(fmt, spte) ||
+	    tdp_spte_pfn(fmt, spte) + (e->gfn & (tdp_level_pages(level) - 1)) !=
+		    e->pfn) {
+		BV(s, v, e->gfn, "the TLB translates shared gfn %#" PRIx64
+		   " to pfn %#" PRIx64 " but the tree's level-%d entry is %#"
+		   PRIx64 ": a change that was never flushed",
+		   e->gfn & ~SIM_SHARED_BIT, e->pfn, level, spte);
+		return;
+	}
+	if ((e->writable && !(spte & fmt->writable)) ||
+	    (e->dirty && !(spte & fmt->dirty)))
+		BV(s, v, e->gfn, "the TLB holds a %s translation of shared "
+		   "gfn %#" PRIx64 " but its level-%d leaf %#" PRIx64 " is %s",
+		   e->dirty ? "dirty writable" : "writable",
+		   e->gfn & ~SIM_SHARED_BIT, level, spte,
+		   !(spte & fmt->writable) ? "write-protected" : "clean");
+}
+
+/* One paging-structure cache entry of @v; tlb_lock held, walk begun. */
+static void check_psc_entry_backed(struct sim *s, struct sim_vcpu *v,
+				   const struct sim_psc_entry *p)
+{
+	tdp_gfn_t gfn = p->region * SIM_REGION_PAGES;
+	tdp_pfn_t leaf_table;
+	int level;
+
+	if (p->root_pfn != v->tlb_root) {
+		BV(s, v, gfn, "the paging-structure cache holds shared gfn %#"
+		   PRIx64 " of root %#" PRIx64 ", not the loaded root %#"
+		   PRIx64, gfn & ~SIM_SHARED_BIT, p->root_pfn, v->tlb_root);
+		return;
+	}
+	tree_walk(s, v->tlb_root, v->tlb_root_level, gfn, &level, &leaf_table);
+	if (leaf_table != p->table_pfn)
+		BV(s, v, gfn, "the paging-structure cache walks shared gfn %#"
+		   PRIx64 " through leaf table %#" PRIx64 " but the tree "
+		   "links %#" PRIx64 " there: the table was unlinked and "
+		   "never flushed", gfn & ~SIM_SHARED_BIT, p->table_pfn,
+		   leaf_table);
+}
+
+void sim_vcpus_check_backed(struct sim *s)
+{
+	for (unsigned int i = 0; i < s->vcpus.nr; i++) {
+		struct sim_vcpu *v = &s->vcpus.v[i];
+
+		pthread_mutex_lock(&v->tlb_lock);
+		tdp_walk_begin();
+		for (int j = 0; j < SIM_TLB_ENTRIES; j++) {
+			const struct sim_tlb_entry *e = &v->tlb[j];
+
+			if (!e->valid || e->private)
+				continue;
+			sim_count(&s->stats, SIM_C_CHECK_BACKED, 1);
+			check_tlb_entry_backed(s, v, e);
+		}
+		for (int j = 0; j < SIM_PSC_ENTRIES; j++) {
+			if (!v->psc[j].valid)
+				continue;
+			sim_count(&s->stats, SIM_C_CHECK_BACKED, 1);
+			check_psc_entry_backed(s, v, &v->psc[j]);
+		}
+		tdp_walk_end();
+		pthread_mutex_unlock(&v->tlb_lock);
+	}
+}
+
+bool sim_vcpus_pick_shared_gfn(struct sim *s, struct sim_rng *rng,
+			       tdp_gfn_t *gfn)
+{
+	struct sim_vcpu *v;
+	unsigned int start;
+	bool found = false;
+
+	if (!s->vcpus.nr)
+		return false;
+	v = &s->vcpus.v[sim_rng_below(rng, s->vcpus.nr)];
+	start = (unsigned int)sim_rng_below(rng, SIM_TLB_ENTRIES);
+	pthread_mutex_lock(&v->tlb_lock);
+	for (unsigned int j = 0; j < SIM_TLB_ENTRIES && !found; j++) {
+		const struct sim_tlb_entry *e =
+			&v->tlb[(start + j) % SIM_TLB_ENTRIES];
+
+		if (e->valid && !e->private) {
+			*gfn = e->gfn & ~SIM_SHARED_BIT;
+			found = sim_layout_contains(&s->layout, *gfn);
+		}
+	}
+	pthread_mutex_unlock(&v->tlb_lock);
+	return found;
 }

@@ -59,6 +59,20 @@ struct sim_tlb_entry {
 	bool private;
 };
 
+/*
+ * One entry of the paging-structure cache: like Intel's PDE cache, the
+ * 4 KiB leaf table a walk from @root_pfn went through for the 2 MiB
+ * region @region (the GFN as issued, shared bit included, >> 9).
+ */
+#define SIM_PSC_ENTRIES 4
+
+struct sim_psc_entry {
+	tdp_gfn_t region;
+	tdp_pfn_t root_pfn;
+	tdp_pfn_t table_pfn;
+	bool valid;
+};
+
 struct sim_vcpu {
 	struct sim *sim;
 	unsigned int id;
@@ -91,6 +105,16 @@ struct sim_vcpu {
 	uint16_t live_count[2][64];
 	uint64_t live_mask[2];
 	bool tlb_busy;
+	/*
+	 * The paging-structure cache of the shared alias, and the root
+	 * its entries and the TLB's shared entries were walked from (a
+	 * copy of root_pfn/root_level for other threads' checks): all
+	 * protected by tlb_lock.
+	 */
+	struct sim_psc_entry psc[SIM_PSC_ENTRIES];
+	unsigned int psc_next;
+	tdp_pfn_t tlb_root;
+	int tlb_root_level;
 
 	/*
 	 * Guest mode: in_guest and exits are written by the owner with
@@ -215,5 +239,25 @@ int sim_tlb_find_live(struct sim *s, uint64_t start, uint64_t nr,
  */
 int sim_tlb_find_by_root(struct sim *s, tdp_pfn_t root_pfn,
 			 tdp_gfn_t *gfn_out);
+
+/*
+ * Every valid shared TLB entry and paging-structure cache entry of every
+ * vCPU is backed by the direct tree: walked from the entry's root (the
+ * vCPU's loaded root), the tree still reaches the cached leaf table, or
+ * a present leaf of the same frame with at least the entry's rights
+ * (writable, and dirty for an entry that writes without a walk).  Each
+ * miss is a SIM_V_STALE_TRANSLATION.  Takes each vCPU's TLB lock in
+ * turn; the caller keeps the tree still: every worker paused, or
+ * mmu_lock held for write (the CPU's A/D bits may still change).
+ */
+void sim_vcpus_check_backed(struct sim *s);
+
+/*
+ * A GFN (unaliased) of guest memory some vCPU translated through the
+ * direct tree lately (from a random vCPU's TLB), or false if none has a
+ * shared entry: where host events race best with the CPU.
+ */
+bool sim_vcpus_pick_shared_gfn(struct sim *s, struct sim_rng *rng,
+			       tdp_gfn_t *gfn);
 
 #endif /* SIM_VCPU_H */
