@@ -247,22 +247,60 @@ void sim_dirty_log_event(struct sim *s, struct sim_rng *rng, tdp_gfn_t gfn)
 	engine_ok(s, ret, "dirty logging");
 }
 
+/* Every page of the 2 MiB region at @base (guest memory) is shared. */
+static bool region_all_shared(struct sim *s, tdp_gfn_t base)
+{
+	for (uint64_t i = 0; i < SIM_REGION_PAGES; i++)
+		if (sim_host_attr(&s->host, base + i) != SIM_ATTR_SHARED)
+			return false;
+	return true;
+}
+
+/*
+ * Recovery needs tables whose 512 leaves map one aligned run of host
+ * pages with the same rights: a shared region with huge backing, mapped
+ * by a 2 MiB leaf and split.  The guest converts often, so a region stays
+ * all shared briefly: one event takes it through every step.  It faults
+ * the region in for write (a 2 MiB leaf where the backing allows, else
+ * 4 KiB leaves), splits a 2 MiB leaf as an eager split would, gives the
+ * vCPUs a moment to write through the new leaf table (and cache it in
+ * their paging-structure caches), then recovers the region.
+ */
 void sim_recover_shared_event(struct sim *s, struct sim_rng *rng,
 			      tdp_gfn_t gfn)
 {
-	tdp_gfn_t start = gfn & ~(SIM_REGION_PAGES - 1);
+	const struct tdp_spte_format *fmt = tdp_mmu_format(s->mmu);
+	tdp_gfn_t base = gfn & ~(SIM_REGION_PAGES - 1);
+	uint64_t first = sim_rng_below(rng, s->nr_regions);
+	tdp_spte_t spte;
 	int64_t ret;
+	int level;
 
 	sim_count(&s->stats, SIM_C_EVENT_RECOVER_SHARED, 1);
-	if (sim_rng_below(rng, 2)) {
-		ret = tdp_split_huge_range(s->mmu, start,
-					   start + SIM_REGION_PAGES,
+	/* The region the vCPU uses, or else the next one all shared. */
+	for (uint64_t i = 0; !region_all_shared(s, base); i++) {
+		if (i == s->nr_regions)
+			return;
+		base = sim_layout_region_gfn(&s->layout,
+					     (first + i) % s->nr_regions);
+	}
+	for (tdp_gfn_t g = base; g < base + SIM_REGION_PAGES &&
+				 !sim_stop_requested(&s->run); g++)
+		if (sim_host_fault(s, s->host.ctx, SIM_NO_VCPU,
+				   g | SIM_SHARED_BIT, true, 0) < 0)
+			break;
+	if (!tdp_lookup(s->mmu, base, TDP_ALIAS_SHARED, &spte, &level) &&
+	    tdp_spte_is_present(fmt, spte) && level == TDP_LEVEL_2M &&
+	    tdp_spte_is_leaf(fmt, spte, level)) {
+		ret = tdp_split_huge_range(s->mmu, base,
+					   base + SIM_REGION_PAGES,
 					   TDP_LEVEL_4K, TDP_ALIAS_SHARED);
 		if (ret != -ENOMEM && !engine_ok(s, ret,
 						 "tdp_split_huge_range"))
 			return;
+		usleep(500);
 	}
-	ret = tdp_recover_huge_pages(s->mmu, start, start + SIM_REGION_PAGES,
+	ret = tdp_recover_huge_pages(s->mmu, base, base + SIM_REGION_PAGES,
 				     TDP_LEVEL_2M, TDP_ALIAS_SHARED);
 	if (engine_ok(s, ret, "tdp_recover_huge_pages"))
 		sim_count(&s->stats, SIM_C_RECOVERED_SHARED, (uint64_t)ret);

@@ -137,7 +137,7 @@ static void run_host_event(struct sim *s, struct sim_rng *rng)
 	} else if (kind < 75) {
 		/* Dirty logging and recovery of the shared memory the vCPUs
 		 * are using, racing with their dirty bits. */
-		if (kind < 62)
+		if (kind < 67)
 			sim_recover_shared_event(s, rng, gfn);
 		else
 			sim_dirty_log_event(s, rng, gfn);

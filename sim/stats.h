@@ -192,8 +192,8 @@
 	  "split, write-protect, clear-dirty and harvest events (no "          \
 	  "--migrate needed)")                                                 \
 	X(EVENT_RECOVER_SHARED, "events", "recoveries_shared",                 \
-	  "host recoveries of shared 2 MiB regions (split first half the "     \
-	  "time)")                                                             \
+	  "host recoveries of shared 2 MiB regions (faulted in and split "    \
+	  "first)")                                                            \
 	X(RECOVERED_SHARED, "events", "recovered_shared",                      \
 	  "shared 2 MiB leaves recovery made")                                 \
 	X(EVENT_PREFAULT, "events", "prefaults",                               \
