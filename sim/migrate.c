@@ -184,66 +184,79 @@ void sim_ledger_check_freed(struct sim *s, tdp_gfn_t gfn)
 
 /* ---- dirty logging in the default scenario ------------------------------- */
 
-/* Regions of dirty-logging and recovery events, at most. */
-#define LOG_EVENT_REGIONS 4
+/* Operations of one dirty-logging burst. */
+#define LOG_BURST 64
 
-void sim_dirty_log_event(struct sim *s, struct sim_rng *rng, tdp_gfn_t gfn)
+/*
+ * One operation of dirty logging on [start, start + 64), the window of a
+ * 64-GFN word of the harvest bitmap, as KVM's GET/CLEAR_DIRTY_LOG work
+ * on: write-protect, clear-dirty of the range, clear-dirty or
+ * write-protect of the GFNs of a mask, or a harvest.  The calls that
+ * clear dirty bits, and the ledger update after each, hold log_lock.
+ */
+static int64_t dirty_log_op(struct sim *s, struct sim_rng *rng,
+			    tdp_gfn_t start)
 {
 	struct sim_migration *m = &s->migration;
-	tdp_gfn_t start = gfn & ~(SIM_REGION_PAGES - 1);
-	tdp_gfn_t run_end = sim_layout_run_end(&s->layout, start);
-	uint64_t bitmap[LOG_EVENT_REGIONS * SIM_REGION_PAGES / 64];
-	uint64_t n = SIM_REGION_PAGES *
-		     (1 + sim_rng_below(rng, LOG_EVENT_REGIONS));
-	uint64_t kind = sim_rng_below(rng, 100);
+	uint64_t kind = sim_rng_below(rng, 4);
+	uint64_t bitmap[1] = { 0 };
 	int64_t ret;
 
-	if (start + n > run_end)
-		n = run_end - start;
-	sim_count(&s->stats, SIM_C_EVENT_DIRTY_LOG, 1);
-	if (kind < 15) {
-		/* Eager split, as before logging starts: later writes then
-		 * dirty 4 KiB leaves, and recovery has tables to collapse. */
-		ret = tdp_split_huge_range(s->mmu, start, start + n,
-					   TDP_LEVEL_4K, TDP_ALIAS_SHARED);
-		if (ret != -ENOMEM)
-			engine_ok(s, ret, "tdp_split_huge_range");
-		return;
-	}
-	if (kind < 40) {
-		/* Dirty bits stay: nothing for the ledger. */
-		ret = tdp_wrprot_range(s->mmu, start, start + n,
-				       TDP_ALIAS_SHARED);
-		engine_ok(s, ret, "tdp_wrprot_range");
-		return;
-	}
+	/* Dirty bits stay: nothing for the ledger. */
+	if (kind == 0)
+		return tdp_wrprot_range(s->mmu, start, start + 64,
+					TDP_ALIAS_SHARED);
 	pthread_mutex_lock(&m->log_lock);
-	if (kind < 50) {
-		ret = tdp_clear_dirty_range(s->mmu, start, start + n,
+	if (kind == 1) {
+		ret = tdp_clear_dirty_range(s->mmu, start, start + 64,
 					    TDP_ALIAS_SHARED);
 		if (ret >= 0)
-			ledger_drop(s, start, n);
-	} else if (kind < 65) {
-		/* A 64-GFN window of the harvest, as KVM's
-		 * CLEAR_DIRTY_LOG: write-protect or clear-dirty. */
-		tdp_gfn_t base = (gfn & ~63ULL);
+			ledger_drop(s, start, 64);
+	} else if (kind == 2) {
 		uint64_t mask = sim_rng_next(rng);
 		bool wrprot = sim_rng_below(rng, 2);
 
-		ret = tdp_clear_dirty_masked(s->mmu, base, mask, wrprot,
+		ret = tdp_clear_dirty_masked(s->mmu, start, mask, wrprot,
 					     TDP_ALIAS_SHARED);
 		if (ret >= 0 && !wrprot)
 			for (int i = 0; i < 64; i++)
 				if (mask & (1ULL << i))
-					ledger_drop(s, base + (uint64_t)i, 1);
+					ledger_drop(s, start + (uint64_t)i, 1);
 	} else {
-		memset(bitmap, 0, sizeof(bitmap));
-		ret = tdp_harvest_dirty(s->mmu, start, start + n, bitmap,
+		ret = tdp_harvest_dirty(s->mmu, start, start + 64, bitmap,
 					TDP_ALIAS_SHARED);
 		if (ret >= 0)
-			ledger_harvested(s, start, bitmap, n);
+			ledger_harvested(s, start, bitmap, 64);
 	}
 	pthread_mutex_unlock(&m->log_lock);
+	return ret;
+}
+
+/*
+ * The event: the 2 MiB region of @gfn split to 4 KiB leaves first (as
+ * before logging starts) half of the time, then a burst of operations on
+ * the 64 GFNs around @gfn.  Each one that removes a write permission or
+ * a dirty bit flushes, so the vCPUs writing there walk again and set
+ * dirty bits while the next operation reads and updates the same
+ * leaves: the race of the engine's compare-exchange loops with the CPU.
+ */
+void sim_dirty_log_event(struct sim *s, struct sim_rng *rng, tdp_gfn_t gfn)
+{
+	tdp_gfn_t region = gfn & ~(SIM_REGION_PAGES - 1);
+	tdp_gfn_t start = gfn & ~63ULL;
+	int64_t ret = 0;
+
+	sim_count(&s->stats, SIM_C_EVENT_DIRTY_LOG, 1);
+	if (sim_rng_below(rng, 2)) {
+		ret = tdp_split_huge_range(s->mmu, region,
+					   region + SIM_REGION_PAGES,
+					   TDP_LEVEL_4K, TDP_ALIAS_SHARED);
+		if (ret == -ENOMEM)
+			ret = 0;
+	}
+	for (int i = 0; i < LOG_BURST && ret >= 0 &&
+			!sim_stop_requested(&s->run); i++)
+		ret = dirty_log_op(s, rng, start);
 	engine_ok(s, ret, "dirty logging");
 }
 
@@ -257,6 +270,8 @@ static bool region_all_shared(struct sim *s, tdp_gfn_t base)
 }
 
 /*
+ * Half of the events unmap the region of @gfn whole instead (below).
+ *
  * Recovery needs tables whose 512 leaves map one aligned run of host
  * pages with the same rights: a shared region with huge backing, mapped
  * by a 2 MiB leaf and split.  The guest converts often, so a region stays
@@ -276,6 +291,17 @@ void sim_recover_shared_event(struct sim *s, struct sim_rng *rng,
 	int64_t ret;
 	int level;
 
+	if (sim_rng_below(rng, 2)) {
+		/*
+		 * Or the region the vCPU writes is unmapped whole (a
+		 * THP migrated): its leaf table is unlinked and torn down
+		 * while the vCPUs may still walk it through their
+		 * paging-structure caches, until the flush.
+		 */
+		sim_count(&s->stats, SIM_C_EVENT_UNMAP_REGION, 1);
+		sim_host_unmap_shared(s, base, SIM_REGION_PAGES);
+		return;
+	}
 	sim_count(&s->stats, SIM_C_EVENT_RECOVER_SHARED, 1);
 	/* The region the vCPU uses, or else the next one all shared. */
 	for (uint64_t i = 0; !region_all_shared(s, base); i++) {
@@ -300,6 +326,18 @@ void sim_recover_shared_event(struct sim *s, struct sim_rng *rng,
 			return;
 		usleep(500);
 	}
+	/*
+	 * Clean leaves: the vCPUs' next writes walk and set dirty bits
+	 * while recovery checks and tears the table down.
+	 */
+	pthread_mutex_lock(&s->migration.log_lock);
+	ret = tdp_clear_dirty_range(s->mmu, base, base + SIM_REGION_PAGES,
+				    TDP_ALIAS_SHARED);
+	if (ret >= 0)
+		ledger_drop(s, base, SIM_REGION_PAGES);
+	pthread_mutex_unlock(&s->migration.log_lock);
+	if (!engine_ok(s, ret, "tdp_clear_dirty_range"))
+		return;
 	ret = tdp_recover_huge_pages(s->mmu, base, base + SIM_REGION_PAGES,
 				     TDP_LEVEL_2M, TDP_ALIAS_SHARED);
 	if (engine_ok(s, ret, "tdp_recover_huge_pages"))

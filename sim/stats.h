@@ -196,6 +196,9 @@
 	  "first)")                                                            \
 	X(RECOVERED_SHARED, "events", "recovered_shared",                      \
 	  "shared 2 MiB leaves recovery made")                                 \
+	X(EVENT_UNMAP_REGION, "events", "region_unmaps",                       \
+	  "host unmaps of a whole 2 MiB region a vCPU uses (a THP "            \
+	  "migrated)")                                                         \
 	X(EVENT_PREFAULT, "events", "prefaults",                               \
 	  "host pre-faults of private memory")                                 \
 	X(EVENT_TEARDOWN, "events", "td_teardowns", "TD teardowns")            \
