@@ -138,8 +138,19 @@ void sim_ledger_cpu_dirtied(struct sim *s, tdp_gfn_t gfn)
 			  __ATOMIC_ACQ_REL);
 }
 
+/*
+ * Set while this thread runs a recovery of the shared alias.  Recovery
+ * tears the replaced table down like a zap, and reports its dirty leaves
+ * through mark_dirty, but its contract is stronger: the huge leaf is
+ * dirty if any small leaf was (tdp/huge.h).  So those reports leave the
+ * ledger alone, and the dirty bit must be found in the huge leaf.
+ */
+static __thread bool in_shared_recovery;
+
 void sim_ledger_reported(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 {
+	if (in_shared_recovery)
+		return;
 	/*
 	 * A vCPU records its dirty bit after the compare-exchange, with its
 	 * TLB lock held: taking every TLB lock once first makes sure a bit
@@ -184,21 +195,22 @@ void sim_ledger_check_freed(struct sim *s, tdp_gfn_t gfn)
 
 /* ---- dirty logging in the default scenario ------------------------------- */
 
-/* Operations of one dirty-logging burst. */
-#define LOG_BURST 64
+/* How long one dirty-logging burst lasts, in seconds. */
+#define LOG_BURST_S 0.002
 
 /*
  * One operation of dirty logging on [start, start + 64), the window of a
  * 64-GFN word of the harvest bitmap, as KVM's GET/CLEAR_DIRTY_LOG work
  * on: write-protect, clear-dirty of the range, clear-dirty or
- * write-protect of the GFNs of a mask, or a harvest.  The calls that
+ * write-protect of the GFNs of a mask, a harvest, or aging
+ * (tdp_age_range() clearing accessed bits).  The calls that
  * clear dirty bits, and the ledger update after each, hold log_lock.
  */
 static int64_t dirty_log_op(struct sim *s, struct sim_rng *rng,
 			    tdp_gfn_t start)
 {
 	struct sim_migration *m = &s->migration;
-	uint64_t kind = sim_rng_below(rng, 4);
+	uint64_t kind = sim_rng_below(rng, 5);
 	uint64_t bitmap[1] = { 0 };
 	int64_t ret;
 
@@ -206,6 +218,11 @@ static int64_t dirty_log_op(struct sim *s, struct sim_rng *rng,
 	if (kind == 0)
 		return tdp_wrprot_range(s->mmu, start, start + 64,
 					TDP_ALIAS_SHARED);
+	/* Aging clears accessed bits (no flush): every walk that follows
+	 * sets them again, racing with the next operation. */
+	if (kind == 4)
+		return tdp_age_range(s->mmu, start, start + 64, true,
+				     TDP_ALIAS_SHARED);
 	pthread_mutex_lock(&m->log_lock);
 	if (kind == 1) {
 		ret = tdp_clear_dirty_range(s->mmu, start, start + 64,
@@ -234,16 +251,20 @@ static int64_t dirty_log_op(struct sim *s, struct sim_rng *rng,
 
 /*
  * The event: the 2 MiB region of @gfn split to 4 KiB leaves first (as
- * before logging starts) half of the time, then a burst of operations on
- * the 64 GFNs around @gfn.  Each one that removes a write permission or
- * a dirty bit flushes, so the vCPUs writing there walk again and set
- * dirty bits while the next operation reads and updates the same
- * leaves: the race of the engine's compare-exchange loops with the CPU.
+ * before logging starts) half of the time, then 2 ms of operations back to
+ * back on the 64 GFNs around @gfn (aging among them).  Each one that
+ * removes a write permission or a dirty bit flushes, and aging clears
+ * accessed bits, so the vCPUs writing there walk again and set A/D bits
+ * while the next operation reads and updates the same leaves: the race
+ * of the engine's compare-exchange loops with the CPU.  The race needs
+ * a vCPU and the event thread on two cores at once, so it is a matter of
+ * chance on a loaded machine.
  */
 void sim_dirty_log_event(struct sim *s, struct sim_rng *rng, tdp_gfn_t gfn)
 {
 	tdp_gfn_t region = gfn & ~(SIM_REGION_PAGES - 1);
 	tdp_gfn_t start = gfn & ~63ULL;
+	double until;
 	int64_t ret = 0;
 
 	sim_count(&s->stats, SIM_C_EVENT_DIRTY_LOG, 1);
@@ -254,8 +275,11 @@ void sim_dirty_log_event(struct sim *s, struct sim_rng *rng, tdp_gfn_t gfn)
 		if (ret == -ENOMEM)
 			ret = 0;
 	}
-	for (int i = 0; i < LOG_BURST && ret >= 0 &&
-			!sim_stop_requested(&s->run); i++)
+	/* Back to back: the vCPUs walk again right after each flush. */
+	until = sim_now() + LOG_BURST_S;
+	for (unsigned int i = 0; ret >= 0 && !sim_stop_requested(&s->run) &&
+				 ((i & 15) || sim_now() < until);
+	     i++)
 		ret = dirty_log_op(s, rng, start);
 	engine_ok(s, ret, "dirty logging");
 }
@@ -267,6 +291,52 @@ static bool region_all_shared(struct sim *s, tdp_gfn_t base)
 		if (sim_host_attr(&s->host, base + i) != SIM_ATTR_SHARED)
 			return false;
 	return true;
+}
+
+/*
+ * Recover the region at @base (shared alias) and check the flush: a
+ * paging-structure cache entry filled before the recovery that still
+ * holds the leaf table it replaced, once it returned, is a walk hardware
+ * can still make through a table the engine frees.
+ */
+static void recover_region(struct sim *s, tdp_gfn_t base)
+{
+	tdp_gfn_t aliased = base | SIM_SHARED_BIT, gfn = 0;
+	tdp_pfn_t root = 0, old_table = 0;
+	int root_level = 0, holder;
+	uint64_t before;
+	int64_t ret;
+
+	/* The host's context holds the root while it looks. */
+	if (!tdp_vcpu_load_root(s->host.ctx, TDP_ALIAS_SHARED, &root,
+				&root_level))
+		old_table = sim_tree_leaf_table(s, root, root_level, aliased);
+	before = sim_vcpus_psc_seq(s);
+	in_shared_recovery = true;
+	ret = tdp_recover_huge_pages(s->mmu, base, base + SIM_REGION_PAGES,
+				     TDP_LEVEL_2M, TDP_ALIAS_SHARED);
+	in_shared_recovery = false;
+	if (!engine_ok(s, ret, "tdp_recover_huge_pages"))
+		return;
+	sim_count(&s->stats, SIM_C_RECOVERED_SHARED, (uint64_t)ret);
+	/*
+	 * Only recovery (this thread) and zaps unlink direct tables, and a
+	 * zap flushes before it lets mmu_lock go: if the table is gone
+	 * after a recovery that made a huge leaf, recovery replaced it, or
+	 * a zap that already flushed did.
+	 */
+	if (ret <= 0 || !old_table ||
+	    sim_tree_leaf_table(s, root, root_level, aliased) == old_table)
+		return;
+	sim_count(&s->stats, SIM_C_CHECK_BACKED, 1);
+	holder = sim_vcpus_find_cached_table(s, old_table, before, &gfn);
+	if (holder >= 0)
+		sim_violation(&s->report, SIM_V_STALE_TRANSLATION, 0, gfn,
+			      holder, "the vCPU's paging-structure cache "
+			      "still walks shared gfn %#" PRIx64 " through "
+			      "leaf table %#" PRIx64 " after "
+			      "tdp_recover_huge_pages() replaced it and "
+			      "returned: not flushed", gfn, old_table);
 }
 
 /*
@@ -303,7 +373,21 @@ void sim_recover_shared_event(struct sim *s, struct sim_rng *rng,
 		return;
 	}
 	sim_count(&s->stats, SIM_C_EVENT_RECOVER_SHARED, 1);
-	/* The region the vCPU uses, or else the next one all shared. */
+	/*
+	 * The region the vCPU uses, or else one the vCPUs' walks cache that
+	 * is all shared, or else the next one all shared.
+	 */
+	if (!region_all_shared(s, base)) {
+		tdp_gfn_t cached[64];
+		unsigned int n = sim_vcpus_cached_regions(s, cached, 64);
+
+		for (unsigned int i = 0; i < n; i++)
+			if (sim_layout_contains(&s->layout, cached[i]) &&
+			    region_all_shared(s, cached[i])) {
+				base = cached[i];
+				break;
+			}
+	}
 	for (uint64_t i = 0; !region_all_shared(s, base); i++) {
 		if (i == s->nr_regions)
 			return;
@@ -338,10 +422,7 @@ void sim_recover_shared_event(struct sim *s, struct sim_rng *rng,
 	pthread_mutex_unlock(&s->migration.log_lock);
 	if (!engine_ok(s, ret, "tdp_clear_dirty_range"))
 		return;
-	ret = tdp_recover_huge_pages(s->mmu, base, base + SIM_REGION_PAGES,
-				     TDP_LEVEL_2M, TDP_ALIAS_SHARED);
-	if (engine_ok(s, ret, "tdp_recover_huge_pages"))
-		sim_count(&s->stats, SIM_C_RECOVERED_SHARED, (uint64_t)ret);
+	recover_region(s, base);
 }
 
 bool sim_migrate_round(struct sim *s)

@@ -532,6 +532,8 @@ static void psc_fill(struct sim_vcpu *v, tdp_gfn_t gfn, tdp_pfn_t table_pfn)
 		.region = gfn / SIM_REGION_PAGES,
 		.root_pfn = v->root_pfn,
 		.table_pfn = table_pfn,
+		.fill_seq = __atomic_fetch_add(&v->sim->vcpus.psc_seq, 1,
+					       __ATOMIC_ACQ_REL),
 		.valid = true,
 	};
 }
@@ -733,6 +735,9 @@ enum sim_access_result sim_vcpu_access(struct sim_vcpu *v, tdp_gfn_t gpa_gfn,
 	/* The CPU stores whatever the translation says, right or wrong. */
 	if (acc->write)
 		host_page_set_tag(page, acc->new_tag);
+	if (acc->write && !private)
+		__atomic_store_n(&v->last_shared_write, gpa_gfn,
+				 __ATOMIC_RELAXED);
 	tlb_access_unlock(v);
 	sim_count(&s->stats, acc->write ? SIM_C_ACCESS_WRITE
 					: SIM_C_ACCESS_READ, 1);
@@ -868,22 +873,98 @@ bool sim_vcpus_pick_shared_gfn(struct sim *s, struct sim_rng *rng,
 {
 	struct sim_vcpu *v;
 	unsigned int start;
+	tdp_gfn_t g;
 	bool found = false;
 
 	if (!s->vcpus.nr)
 		return false;
 	v = &s->vcpus.v[sim_rng_below(rng, s->vcpus.nr)];
-	start = (unsigned int)sim_rng_below(rng, SIM_TLB_ENTRIES);
-	pthread_mutex_lock(&v->tlb_lock);
-	for (unsigned int j = 0; j < SIM_TLB_ENTRIES && !found; j++) {
-		const struct sim_tlb_entry *e =
-			&v->tlb[(start + j) % SIM_TLB_ENTRIES];
-
-		if (e->valid && !e->private) {
-			*gfn = e->gfn & ~SIM_SHARED_BIT;
-			found = sim_layout_contains(&s->layout, *gfn);
+	/* Where it wrote last, most of the time: its hot pages. */
+	if (sim_rng_below(rng, 4)) {
+		g = __atomic_load_n(&v->last_shared_write, __ATOMIC_RELAXED) &
+		    ~SIM_SHARED_BIT;
+		if (g && sim_layout_contains(&s->layout, g)) {
+			*gfn = g;
+			return true;
 		}
 	}
+	start = (unsigned int)sim_rng_below(rng, SIM_TLB_ENTRIES);
+	pthread_mutex_lock(&v->tlb_lock);
+	/* An entry a write made dirty first: those pages are written. */
+	for (int pass = 0; pass < 2 && !found; pass++)
+		for (unsigned int j = 0; j < SIM_TLB_ENTRIES && !found; j++) {
+			const struct sim_tlb_entry *e =
+				&v->tlb[(start + j) % SIM_TLB_ENTRIES];
+
+			g = e->gfn & ~SIM_SHARED_BIT;
+			/* MMIO pages are not guest memory. */
+			if (e->valid && !e->private && (pass || e->dirty) &&
+			    sim_layout_contains(&s->layout, g)) {
+				*gfn = g;
+				found = true;
+			}
+		}
 	pthread_mutex_unlock(&v->tlb_lock);
 	return found;
+}
+
+uint64_t sim_vcpus_psc_seq(struct sim *s)
+{
+	return __atomic_load_n(&s->vcpus.psc_seq, __ATOMIC_ACQUIRE);
+}
+
+int sim_vcpus_find_cached_table(struct sim *s, tdp_pfn_t table_pfn,
+				uint64_t before, tdp_gfn_t *gfn_out)
+{
+	int found = -1;
+
+	for (unsigned int i = 0; i < s->vcpus.nr && found < 0; i++) {
+		struct sim_vcpu *v = &s->vcpus.v[i];
+
+		pthread_mutex_lock(&v->tlb_lock);
+		for (int j = 0; j < SIM_PSC_ENTRIES; j++) {
+			const struct sim_psc_entry *p = &v->psc[j];
+
+			if (p->valid && p->table_pfn == table_pfn &&
+			    p->fill_seq < before) {
+				found = (int)i;
+				*gfn_out = (p->region * SIM_REGION_PAGES) &
+					   ~SIM_SHARED_BIT;
+				break;
+			}
+		}
+		pthread_mutex_unlock(&v->tlb_lock);
+	}
+	return found;
+}
+
+tdp_pfn_t sim_tree_leaf_table(struct sim *s, tdp_pfn_t root, int root_level,
+			      tdp_gfn_t gfn)
+{
+	tdp_pfn_t leaf_table;
+	int level;
+
+	tdp_walk_begin();
+	tree_walk(s, root, root_level, gfn, &level, &leaf_table);
+	tdp_walk_end();
+	return leaf_table;
+}
+
+unsigned int sim_vcpus_cached_regions(struct sim *s, tdp_gfn_t *out,
+				      unsigned int max)
+{
+	unsigned int n = 0;
+
+	for (unsigned int i = 0; i < s->vcpus.nr && n < max; i++) {
+		struct sim_vcpu *v = &s->vcpus.v[i];
+
+		pthread_mutex_lock(&v->tlb_lock);
+		for (int j = 0; j < SIM_PSC_ENTRIES && n < max; j++)
+			if (v->psc[j].valid)
+				out[n++] = (v->psc[j].region *
+					    SIM_REGION_PAGES) &
+					   ~SIM_SHARED_BIT;
+		pthread_mutex_unlock(&v->tlb_lock);
+	}
+	return n;
 }

@@ -64,12 +64,13 @@ struct sim_tlb_entry {
  * 4 KiB leaf table a walk from @root_pfn went through for the 2 MiB
  * region @region (the GFN as issued, shared bit included, >> 9).
  */
-#define SIM_PSC_ENTRIES 4
+#define SIM_PSC_ENTRIES 16
 
 struct sim_psc_entry {
 	tdp_gfn_t region;
 	tdp_pfn_t root_pfn;
 	tdp_pfn_t table_pfn;
+	uint64_t fill_seq; /* sim_vcpus.psc_seq when it was filled */
 	bool valid;
 };
 
@@ -113,6 +114,8 @@ struct sim_vcpu {
 	 */
 	struct sim_psc_entry psc[SIM_PSC_ENTRIES];
 	unsigned int psc_next;
+	/* The last shared GFN the guest wrote (as issued); atomic. */
+	tdp_gfn_t last_shared_write;
 	tdp_pfn_t tlb_root;
 	int tlb_root_level;
 
@@ -137,6 +140,8 @@ struct sim_vcpus {
 	unsigned int hold_out;
 	pthread_mutex_t hold_lock;
 	pthread_cond_t hold_cond;
+	/* Fills of paging-structure cache entries so far; atomic. */
+	uint64_t psc_seq;
 };
 
 /* The vCPU the calling thread runs, or NULL (host threads). */
@@ -252,10 +257,37 @@ int sim_tlb_find_by_root(struct sim *s, tdp_pfn_t root_pfn,
  */
 void sim_vcpus_check_backed(struct sim *s);
 
+/* The fill count of the paging-structure caches (an order, see below). */
+uint64_t sim_vcpus_psc_seq(struct sim *s);
+
 /*
- * A GFN (unaliased) of guest memory some vCPU translated through the
- * direct tree lately (from a random vCPU's TLB), or false if none has a
- * shared entry: where host events race best with the CPU.
+ * A paging-structure cache entry of leaf table @table_pfn filled before
+ * fill count @before (sim_vcpus_psc_seq() then): returns the vCPU id and
+ * stores the entry's GFN (unaliased), or returns -1.
+ */
+int sim_vcpus_find_cached_table(struct sim *s, tdp_pfn_t table_pfn,
+				uint64_t before, tdp_gfn_t *gfn_out);
+
+/*
+ * The leaf table the direct tree links for @gfn (as issued), walked from
+ * @root (a root the caller holds): 0 if the walk does not reach one.
+ */
+tdp_pfn_t sim_tree_leaf_table(struct sim *s, tdp_pfn_t root, int root_level,
+			      tdp_gfn_t gfn);
+
+/*
+ * The 2 MiB regions (base GFNs, unaliased) the vCPUs' paging-structure
+ * caches hold, at most @max of them, in @out; returns how many.
+ */
+unsigned int sim_vcpus_cached_regions(struct sim *s, tdp_gfn_t *out,
+				      unsigned int max);
+
+/*
+ * A GFN (unaliased) of guest memory a random vCPU wrote or translated
+ * through the direct tree lately: most of the time the last shared page
+ * it wrote, else a shared entry of its TLB (a dirty one first).  Returns
+ * false, with *@gfn untouched, if it has none: where host events race
+ * best with the CPU.
  */
 bool sim_vcpus_pick_shared_gfn(struct sim *s, struct sim_rng *rng,
 			       tdp_gfn_t *gfn);
