@@ -348,7 +348,7 @@ static void recover_region(struct sim *s, tdp_gfn_t base)
  * all shared briefly: one event takes it through every step.  It faults
  * the region in for write (a 2 MiB leaf where the backing allows, else
  * 4 KiB leaves), splits a 2 MiB leaf as an eager split would, gives the
- * vCPUs a moment to write through the new leaf table (and cache it in
+ * vCPUs 5 ms to write through the new leaf table (and cache it in
  * their paging-structure caches), then recovers the region.
  */
 void sim_recover_shared_event(struct sim *s, struct sim_rng *rng,
@@ -408,7 +408,7 @@ void sim_recover_shared_event(struct sim *s, struct sim_rng *rng,
 		if (ret != -ENOMEM && !engine_ok(s, ret,
 						 "tdp_split_huge_range"))
 			return;
-		usleep(500);
+		usleep(5000);
 	}
 	/*
 	 * Clean leaves: the vCPUs' next writes walk and set dirty bits

@@ -189,8 +189,8 @@
 	X(EVENT_RECOVER, "events", "recoveries",                               \
 	  "host recoveries of private 2 MiB pages (tdp_recover_huge_pages)")   \
 	X(EVENT_DIRTY_LOG, "events", "dirty_log_events",                       \
-	  "split, write-protect, clear-dirty and harvest events (no "          \
-	  "--migrate needed)")                                                 \
+	  "dirty-logging bursts: split, write-protect, clear-dirty, harvest, " \
+	  "aging (no --migrate needed)")                                       \
 	X(EVENT_RECOVER_SHARED, "events", "recoveries_shared",                 \
 	  "host recoveries of shared 2 MiB regions (faulted in and split "    \
 	  "first)")                                                            \
