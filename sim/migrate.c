@@ -104,6 +104,16 @@ static void ledger_clear_page(struct sim_migration *m, uint64_t page)
 			   __ATOMIC_ACQ_REL);
 }
 
+/*
+ * The host dropped the dirty bits of [gfn, gfn + n) or collected them
+ * outside a migration round: with --migrate those pages must be copied
+ * again, as if the host had written them (the log has one reader).
+ */
+static void pages_logged_elsewhere(struct sim *s, tdp_gfn_t gfn, uint64_t n)
+{
+	sim_migrate_mark(s, gfn, n);
+}
+
 /* Forget the bits of [gfn, gfn + n): reported, or dropped on purpose. */
 static void ledger_drop(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 {
@@ -227,8 +237,10 @@ static int64_t dirty_log_op(struct sim *s, struct sim_rng *rng,
 	if (kind == 1) {
 		ret = tdp_clear_dirty_range(s->mmu, start, start + 64,
 					    TDP_ALIAS_SHARED);
-		if (ret >= 0)
+		if (ret >= 0) {
 			ledger_drop(s, start, 64);
+			pages_logged_elsewhere(s, start, 64);
+		}
 	} else if (kind == 2) {
 		uint64_t mask = sim_rng_next(rng);
 		bool wrprot = sim_rng_below(rng, 2);
@@ -237,13 +249,21 @@ static int64_t dirty_log_op(struct sim *s, struct sim_rng *rng,
 					     TDP_ALIAS_SHARED);
 		if (ret >= 0 && !wrprot)
 			for (int i = 0; i < 64; i++)
-				if (mask & (1ULL << i))
+				if (mask & (1ULL << i)) {
 					ledger_drop(s, start + (uint64_t)i, 1);
+					pages_logged_elsewhere(
+						s, start + (uint64_t)i, 1);
+				}
 	} else {
 		ret = tdp_harvest_dirty(s->mmu, start, start + 64, bitmap,
 					TDP_ALIAS_SHARED);
-		if (ret >= 0)
+		if (ret >= 0) {
 			ledger_harvested(s, start, bitmap, 64);
+			for (int i = 0; i < 64; i++)
+				if (bitmap[0] & (1ULL << i))
+					pages_logged_elsewhere(
+						s, start + (uint64_t)i, 1);
+		}
 	}
 	pthread_mutex_unlock(&m->log_lock);
 	return ret;
@@ -417,8 +437,10 @@ void sim_recover_shared_event(struct sim *s, struct sim_rng *rng,
 	pthread_mutex_lock(&s->migration.log_lock);
 	ret = tdp_clear_dirty_range(s->mmu, base, base + SIM_REGION_PAGES,
 				    TDP_ALIAS_SHARED);
-	if (ret >= 0)
+	if (ret >= 0) {
 		ledger_drop(s, base, SIM_REGION_PAGES);
+		pages_logged_elsewhere(s, base, SIM_REGION_PAGES);
+	}
 	pthread_mutex_unlock(&s->migration.log_lock);
 	if (!engine_ok(s, ret, "tdp_clear_dirty_range"))
 		return;
