@@ -177,11 +177,40 @@ static void pages_changed(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 		s->host.pages_changed(s, gfn, n);
 }
 
+/*
+ * Inside a host zap of the shared alias (mmu_lock held for write by this
+ * thread): a table the zap unlinked is emptied after the flush, so when
+ * it reports a dirty leaf no vCPU may still reach an unlinked leaf table
+ * of that region through its paging-structure cache.  (Read-locked
+ * teardowns, recovery and the zap of invalidated roots, exchange each
+ * entry and may flush after; they run outside zap_ctx.)
+ */
+static void check_reclaim_flushed(struct sim *s, tdp_gfn_t gfn)
+{
+	tdp_pfn_t table = 0;
+	int holder;
+
+	if (zap_ctx.s != s || !(gfn & SIM_SHARED_BIT))
+		return;
+	holder = sim_vcpus_find_unlinked_cached(s, gfn, &table);
+	if (holder >= 0)
+		sim_violation(&s->report, SIM_V_STALE_TRANSLATION, 0,
+			      gfn & ~SIM_SHARED_BIT, holder,
+			      "the zap of [%#" PRIx64 ", %#" PRIx64 ") reports "
+			      "dirty gfn %#" PRIx64 " while the vCPU's "
+			      "paging-structure cache still reaches leaf table "
+			      "%#" PRIx64 ", which the tree no longer links: "
+			      "an unlinked table read before the flush",
+			      zap_ctx.start, zap_ctx.end, gfn & ~SIM_SHARED_BIT,
+			      table);
+}
+
 /* A zap removed a direct leaf whose dirty bit was set. */
 static void host_mark_dirty(void *ctx, tdp_gfn_t gfn, uint64_t nr_pages)
 {
 	struct sim *s = ctx;
 
+	check_reclaim_flushed(s, gfn);
 	sim_ledger_reported(s, gfn, nr_pages);
 	pages_changed(s, gfn & ~SIM_SHARED_BIT, nr_pages);
 }

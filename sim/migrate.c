@@ -14,13 +14,6 @@ int sim_migrate_init(struct sim *s)
 {
 	struct sim_migration *m = &s->migration;
 
-	/* The ledger is always on: the default scenario logs dirty pages
-	 * too (sim_dirty_log_event()). */
-	m->ledger_words = (s->nr_gfns + 63) / 64;
-	m->ledger = calloc(m->ledger_words, sizeof(*m->ledger));
-	if (!m->ledger)
-		return -ENOMEM;
-	pthread_mutex_init(&m->log_lock, NULL);
 	m->enabled = s->cfg.migrate;
 	if (!m->enabled)
 		return 0;
@@ -39,9 +32,6 @@ void sim_migrate_fini(struct sim *s)
 {
 	struct sim_migration *m = &s->migration;
 
-	if (m->ledger)
-		pthread_mutex_destroy(&m->log_lock);
-	free(m->ledger);
 	free(m->marked);
 	free(m->harvest);
 	free(m->dest);
@@ -86,23 +76,7 @@ static bool engine_ok(struct sim *s, int64_t ret, const char *what)
 	return false;
 }
 
-/* ---- the dirty-bit ledger ------------------------------------------------ */
-
-/* The dense page of @gfn (shared bit allowed), or false outside memory. */
-static bool ledger_page(struct sim *s, tdp_gfn_t gfn, uint64_t *page)
-{
-	gfn &= ~SIM_SHARED_BIT;
-	if (!sim_layout_contains(&s->layout, gfn))
-		return false;
-	*page = sim_layout_page(&s->layout, gfn);
-	return true;
-}
-
-static void ledger_clear_page(struct sim_migration *m, uint64_t page)
-{
-	__atomic_fetch_and(&m->ledger[page / 64], ~(1ULL << (page % 64)),
-			   __ATOMIC_ACQ_REL);
-}
+/* ---- the dirty-bit ledger's side of dirty logging ------------------------ */
 
 /*
  * The host dropped the dirty bits of [gfn, gfn + n) or collected them
@@ -114,17 +88,6 @@ static void pages_logged_elsewhere(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 	sim_migrate_mark(s, gfn, n);
 }
 
-/* Forget the bits of [gfn, gfn + n): reported, or dropped on purpose. */
-static void ledger_drop(struct sim *s, tdp_gfn_t gfn, uint64_t n)
-{
-	for (tdp_gfn_t g = gfn; g < gfn + n; g++) {
-		uint64_t page;
-
-		if (ledger_page(s, g, &page))
-			ledger_clear_page(&s->migration, page);
-	}
-}
-
 /* Forget the bits a harvest of [start, start + n) reported in @bitmap. */
 static void ledger_harvested(struct sim *s, tdp_gfn_t start,
 			     const uint64_t *bitmap, uint64_t n)
@@ -134,73 +97,8 @@ static void ledger_harvested(struct sim *s, tdp_gfn_t start,
 			uint64_t i = w * 64 + (uint64_t)__builtin_ctzll(b);
 
 			if (i < n)
-				ledger_drop(s, start + i, 1);
+				sim_ledger_drop(s, start + i, 1);
 		}
-}
-
-void sim_ledger_cpu_dirtied(struct sim *s, tdp_gfn_t gfn)
-{
-	uint64_t page;
-
-	if (!s->migration.ledger || !ledger_page(s, gfn, &page))
-		return;
-	__atomic_fetch_or(&s->migration.ledger[page / 64], 1ULL << (page % 64),
-			  __ATOMIC_ACQ_REL);
-}
-
-/*
- * Set while this thread runs a recovery of the shared alias.  Recovery
- * tears the replaced table down like a zap, and reports its dirty leaves
- * through mark_dirty, but its contract is stronger: the huge leaf is
- * dirty if any small leaf was (tdp/huge.h).  So those reports leave the
- * ledger alone, and the dirty bit must be found in the huge leaf.
- */
-static __thread bool in_shared_recovery;
-
-void sim_ledger_reported(struct sim *s, tdp_gfn_t gfn, uint64_t n)
-{
-	if (in_shared_recovery)
-		return;
-	/*
-	 * A vCPU records its dirty bit after the compare-exchange, with its
-	 * TLB lock held: taking every TLB lock once first makes sure a bit
-	 * the engine read is recorded before it is forgotten here.
-	 */
-	sim_vcpus_guest_tlb_barrier(s);
-	ledger_drop(s, gfn, n);
-}
-
-bool sim_ledger_test(struct sim *s, tdp_gfn_t gfn)
-{
-	uint64_t page;
-
-	if (!s->migration.ledger || !ledger_page(s, gfn, &page))
-		return false;
-	return __atomic_load_n(&s->migration.ledger[page / 64],
-			       __ATOMIC_ACQUIRE) &
-	       (1ULL << (page % 64));
-}
-
-void sim_ledger_check_freed(struct sim *s, tdp_gfn_t gfn)
-{
-	struct sim_migration *m = &s->migration;
-	uint64_t page;
-	bool set;
-
-	if (!m->ledger || !ledger_page(s, gfn, &page))
-		return;
-	sim_count(&s->stats, SIM_C_CHECK_LEDGER, 1);
-	/* A clear-dirty or harvest in flight finishes its update first. */
-	pthread_mutex_lock(&m->log_lock);
-	set = sim_ledger_test(s, gfn);
-	ledger_clear_page(m, page);
-	pthread_mutex_unlock(&m->log_lock);
-	if (set)
-		sim_violation(&s->report, SIM_V_DIRTY_LOG, 0, gfn, SIM_NO_VCPU,
-			      "the host frees the shared page of gfn %#" PRIx64
-			      " after the zap returned, but the dirty bit a "
-			      "vCPU set in its leaf was never reported "
-			      "(mark_dirty) nor harvested", gfn);
 }
 
 /* ---- dirty logging in the default scenario ------------------------------- */
@@ -213,13 +111,12 @@ void sim_ledger_check_freed(struct sim *s, tdp_gfn_t gfn)
  * 64-GFN word of the harvest bitmap, as KVM's GET/CLEAR_DIRTY_LOG work
  * on: write-protect, clear-dirty of the range, clear-dirty or
  * write-protect of the GFNs of a mask, a harvest, or aging
- * (tdp_age_range() clearing accessed bits).  The calls that
- * clear dirty bits, and the ledger update after each, hold log_lock.
+ * (tdp_age_range() clearing accessed bits).  The calls that clear dirty
+ * bits, and the ledger update after each, hold the ledger lock.
  */
 static int64_t dirty_log_op(struct sim *s, struct sim_rng *rng,
 			    tdp_gfn_t start)
 {
-	struct sim_migration *m = &s->migration;
 	uint64_t kind = sim_rng_below(rng, 5);
 	uint64_t bitmap[1] = { 0 };
 	int64_t ret;
@@ -233,12 +130,12 @@ static int64_t dirty_log_op(struct sim *s, struct sim_rng *rng,
 	if (kind == 4)
 		return tdp_age_range(s->mmu, start, start + 64, true,
 				     TDP_ALIAS_SHARED);
-	pthread_mutex_lock(&m->log_lock);
+	sim_ledger_lock(s);
 	if (kind == 1) {
 		ret = tdp_clear_dirty_range(s->mmu, start, start + 64,
 					    TDP_ALIAS_SHARED);
 		if (ret >= 0) {
-			ledger_drop(s, start, 64);
+			sim_ledger_drop(s, start, 64);
 			pages_logged_elsewhere(s, start, 64);
 		}
 	} else if (kind == 2) {
@@ -250,7 +147,7 @@ static int64_t dirty_log_op(struct sim *s, struct sim_rng *rng,
 		if (ret >= 0 && !wrprot)
 			for (int i = 0; i < 64; i++)
 				if (mask & (1ULL << i)) {
-					ledger_drop(s, start + (uint64_t)i, 1);
+					sim_ledger_drop(s, start + (uint64_t)i, 1);
 					pages_logged_elsewhere(
 						s, start + (uint64_t)i, 1);
 				}
@@ -265,7 +162,7 @@ static int64_t dirty_log_op(struct sim *s, struct sim_rng *rng,
 						s, start + (uint64_t)i, 1);
 		}
 	}
-	pthread_mutex_unlock(&m->log_lock);
+	sim_ledger_unlock(s);
 	return ret;
 }
 
@@ -332,10 +229,10 @@ static void recover_region(struct sim *s, tdp_gfn_t base)
 				&root_level))
 		old_table = sim_tree_leaf_table(s, root, root_level, aliased);
 	before = sim_vcpus_psc_seq(s);
-	in_shared_recovery = true;
+	sim_ledger_hold_reports(true);
 	ret = tdp_recover_huge_pages(s->mmu, base, base + SIM_REGION_PAGES,
 				     TDP_LEVEL_2M, TDP_ALIAS_SHARED);
-	in_shared_recovery = false;
+	sim_ledger_hold_reports(false);
 	if (!engine_ok(s, ret, "tdp_recover_huge_pages"))
 		return;
 	sim_count(&s->stats, SIM_C_RECOVERED_SHARED, (uint64_t)ret);
@@ -434,14 +331,14 @@ void sim_recover_shared_event(struct sim *s, struct sim_rng *rng,
 	 * Clean leaves: the vCPUs' next writes walk and set dirty bits
 	 * while recovery checks and tears the table down.
 	 */
-	pthread_mutex_lock(&s->migration.log_lock);
+	sim_ledger_lock(s);
 	ret = tdp_clear_dirty_range(s->mmu, base, base + SIM_REGION_PAGES,
 				    TDP_ALIAS_SHARED);
 	if (ret >= 0) {
-		ledger_drop(s, base, SIM_REGION_PAGES);
+		sim_ledger_drop(s, base, SIM_REGION_PAGES);
 		pages_logged_elsewhere(s, base, SIM_REGION_PAGES);
 	}
-	pthread_mutex_unlock(&s->migration.log_lock);
+	sim_ledger_unlock(s);
 	if (!engine_ok(s, ret, "tdp_clear_dirty_range"))
 		return;
 	recover_region(s, base);
@@ -461,12 +358,12 @@ bool sim_migrate_round(struct sim *s)
 	sim_count(&s->stats, SIM_C_MIGRATE_ROUNDS, 1);
 	if (round == 0) {
 		/* Logging on: dirty bits from now on mean "written since". */
-		pthread_mutex_lock(&m->log_lock);
+		sim_ledger_lock(s);
 		ret = tdp_clear_dirty_range(s->mmu, 0, s->nr_gfns,
 					    TDP_ALIAS_SHARED);
 		if (ret >= 0)
-			ledger_drop(s, 0, s->nr_gfns);
-		pthread_mutex_unlock(&m->log_lock);
+			sim_ledger_drop(s, 0, s->nr_gfns);
+		sim_ledger_unlock(s);
 		if (!engine_ok(s, ret, "tdp_clear_dirty_range"))
 			return false;
 		/* Everything is copied now: older marks are moot. */
@@ -479,12 +376,12 @@ bool sim_migrate_round(struct sim *s)
 	}
 
 	memset(m->harvest, 0, m->nr_words * sizeof(*m->harvest));
-	pthread_mutex_lock(&m->log_lock);
+	sim_ledger_lock(s);
 	ret = tdp_harvest_dirty(s->mmu, 0, s->nr_gfns, m->harvest,
 				TDP_ALIAS_SHARED);
 	if (ret >= 0)
 		ledger_harvested(s, 0, m->harvest, s->nr_gfns);
-	pthread_mutex_unlock(&m->log_lock);
+	sim_ledger_unlock(s);
 	if (!engine_ok(s, ret, "tdp_harvest_dirty"))
 		return false;
 	r->harvested = (uint64_t)ret;

@@ -71,27 +71,6 @@ struct sim_migration {
 	uint64_t final_checked; /* shared pages compared at the end */
 	pthread_t thread;
 	bool thread_started;
-
-	/*
-	 * The dirty-bit ledger, always on (migration or not): one bit per
-	 * page of guest memory (dense numbers, layout.h), set by a vCPU
-	 * whose walk set the dirty bit of the leaf mapping the page (under
-	 * its TLB lock, after the compare-exchange), cleared when the
-	 * engine reports the bit (host.mark_dirty, after every TLB lock was
-	 * taken once, or a harvest) or the host drops it on purpose
-	 * (tdp_clear_dirty_*).  A bit still set is a dirty bit the engine
-	 * has neither reported nor left in the tree.  Atomic ORs and ANDs.
-	 */
-	uint64_t *ledger;
-	uint64_t ledger_words; /* immutable */
-	/*
-	 * Held across each engine call that clears dirty bits on purpose
-	 * (clear-dirty, harvest) and the ledger update that follows it, and
-	 * by the ledger checks: a check never sees a bit the engine already
-	 * cleared on the host's behalf but the host has not yet dropped.
-	 * Never held while taking a backing lock or mmu_lock for write.
-	 */
-	pthread_mutex_t log_lock;
 };
 
 int sim_migrate_init(struct sim *s);
@@ -114,22 +93,7 @@ void sim_migrate_join(struct sim *s);
  */
 uint64_t sim_migrate_finish(struct sim *s);
 
-/* ---- the dirty-bit ledger and dirty logging in the default scenario ---- */
-
-/* A vCPU set the dirty bit of the leaf that maps @gfn (shared bit
- * allowed); its TLB lock is held.  GFNs outside guest memory are
- * ignored. */
-void sim_ledger_cpu_dirtied(struct sim *s, tdp_gfn_t gfn);
-/* The engine reported pages [gfn, gfn + n) dirty (shared bit allowed). */
-void sim_ledger_reported(struct sim *s, tdp_gfn_t gfn, uint64_t n);
-/*
- * The host frees the shared page of @gfn (unaliased) after the zap that
- * unmapped it returned: a ledger bit still set is a dirty bit the engine
- * lost (SIM_V_DIRTY_LOG).  The bit is dropped either way.
- */
-void sim_ledger_check_freed(struct sim *s, tdp_gfn_t gfn);
-/* Whether the ledger bit of @gfn (guest memory, unaliased) is set. */
-bool sim_ledger_test(struct sim *s, tdp_gfn_t gfn);
+/* ---- dirty logging in the default scenario ------------------------------ */
 
 /*
  * A dirty-logging host event over the shared alias of the guest memory

@@ -167,8 +167,8 @@
 	X(CHECK_MEASUREMENT, "checks", "measurement_checks",                   \
 	  "guest checks of the reported measurement against its image")        \
 	X(CHECK_LEDGER, "checks", "dirty_ledger_checks",                       \
-	  "freed shared pages and quiesced GFNs checked against the dirty "    \
-	  "ledger")                                                            \
+	  "freed shared pages checked against the dirty ledger, quiesced "    \
+	  "GFNs with a ledger bit against the tree")                          \
 	X(CHECK_BACKED, "checks", "tlb_backed_checks",                         \
 	  "TLB and paging-structure cache entries checked against the tree")  \
 	X(CHECK_ROOT_ZAP, "checks", "root_zap_checks",                         \

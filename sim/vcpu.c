@@ -15,6 +15,11 @@ int sim_vcpus_init(struct sim *s, unsigned int nr)
 {
 	struct sim_vcpus *vs = &s->vcpus;
 
+	/* The ledger first: its lock exists whenever the array does. */
+	vs->ledger = calloc((s->nr_gfns + 63) / 64, sizeof(*vs->ledger));
+	if (!vs->ledger)
+		return -ENOMEM;
+	pthread_mutex_init(&vs->ledger_lock, NULL);
 	vs->v = calloc(nr, sizeof(*vs->v));
 	if (!vs->v)
 		return -ENOMEM;
@@ -51,6 +56,10 @@ void sim_vcpus_fini(struct sim *s)
 {
 	struct sim_vcpus *vs = &s->vcpus;
 
+	if (vs->ledger)
+		pthread_mutex_destroy(&vs->ledger_lock);
+	free(vs->ledger);
+	vs->ledger = NULL;
 	if (!vs->v)
 		return;
 	sim_vcpus_destroy_contexts(s);
@@ -439,6 +448,106 @@ void sim_vcpus_hold_out_end(struct sim *s)
 	if (!vs->hold_out)
 		pthread_cond_broadcast(&vs->hold_cond);
 	pthread_mutex_unlock(&vs->hold_lock);
+}
+
+/* ---- the dirty-bit ledger ------------------------------------------------ */
+
+/* The dense page of @gfn (shared bit allowed), or false outside memory. */
+static bool ledger_page(struct sim *s, tdp_gfn_t gfn, uint64_t *page)
+{
+	gfn &= ~SIM_SHARED_BIT;
+	if (!s->vcpus.ledger || !sim_layout_contains(&s->layout, gfn))
+		return false;
+	*page = sim_layout_page(&s->layout, gfn);
+	return true;
+}
+
+static void ledger_clear_page(struct sim *s, uint64_t page)
+{
+	__atomic_fetch_and(&s->vcpus.ledger[page / 64], ~(1ULL << (page % 64)),
+			   __ATOMIC_ACQ_REL);
+}
+
+void sim_ledger_cpu_dirtied(struct sim *s, tdp_gfn_t gfn)
+{
+	uint64_t page;
+
+	if (ledger_page(s, gfn, &page))
+		__atomic_fetch_or(&s->vcpus.ledger[page / 64],
+				  1ULL << (page % 64), __ATOMIC_ACQ_REL);
+}
+
+void sim_ledger_drop(struct sim *s, tdp_gfn_t gfn, uint64_t n)
+{
+	for (tdp_gfn_t g = gfn; g < gfn + n; g++) {
+		uint64_t page;
+
+		if (ledger_page(s, g, &page))
+			ledger_clear_page(s, page);
+	}
+}
+
+/* Set while this thread runs an engine call whose reports must not
+ * clear the ledger (sim_ledger_hold_reports()). */
+static __thread bool ledger_reports_held;
+
+void sim_ledger_hold_reports(bool on)
+{
+	ledger_reports_held = on;
+}
+
+void sim_ledger_reported(struct sim *s, tdp_gfn_t gfn, uint64_t n)
+{
+	if (ledger_reports_held)
+		return;
+	/*
+	 * A vCPU records its dirty bit after the compare-exchange, with its
+	 * TLB lock held: taking every TLB lock once first makes sure a bit
+	 * the engine read is recorded before it is forgotten here.
+	 */
+	sim_vcpus_guest_tlb_barrier(s);
+	sim_ledger_drop(s, gfn, n);
+}
+
+void sim_ledger_lock(struct sim *s)
+{
+	pthread_mutex_lock(&s->vcpus.ledger_lock);
+}
+
+void sim_ledger_unlock(struct sim *s)
+{
+	pthread_mutex_unlock(&s->vcpus.ledger_lock);
+}
+
+bool sim_ledger_test(struct sim *s, tdp_gfn_t gfn)
+{
+	uint64_t page;
+
+	if (!ledger_page(s, gfn, &page))
+		return false;
+	return __atomic_load_n(&s->vcpus.ledger[page / 64], __ATOMIC_ACQUIRE) &
+	       (1ULL << (page % 64));
+}
+
+void sim_ledger_check_freed(struct sim *s, tdp_gfn_t gfn)
+{
+	uint64_t page;
+	bool set;
+
+	if (!ledger_page(s, gfn, &page))
+		return;
+	sim_count(&s->stats, SIM_C_CHECK_LEDGER, 1);
+	/* A clear-dirty or harvest in flight finishes its update first. */
+	sim_ledger_lock(s);
+	set = sim_ledger_test(s, gfn);
+	ledger_clear_page(s, page);
+	sim_ledger_unlock(s);
+	if (set)
+		sim_violation(&s->report, SIM_V_DIRTY_LOG, 0, gfn, SIM_NO_VCPU,
+			      "the host frees the shared page of gfn %#" PRIx64
+			      " after the zap returned, but the dirty bit a "
+			      "vCPU set in its leaf was never reported "
+			      "(mark_dirty) nor harvested", gfn);
 }
 
 /* ---- hardware walks ------------------------------------------------------ */
@@ -967,4 +1076,36 @@ unsigned int sim_vcpus_cached_regions(struct sim *s, tdp_gfn_t *out,
 		pthread_mutex_unlock(&v->tlb_lock);
 	}
 	return n;
+}
+
+int sim_vcpus_find_unlinked_cached(struct sim *s, tdp_gfn_t gpa_gfn,
+				   tdp_pfn_t *table_out)
+{
+	int found = -1;
+
+	for (unsigned int i = 0; i < s->vcpus.nr && found < 0; i++) {
+		struct sim_vcpu *v = &s->vcpus.v[i];
+
+		pthread_mutex_lock(&v->tlb_lock);
+		tdp_walk_begin();
+		for (int j = 0; j < SIM_PSC_ENTRIES; j++) {
+			const struct sim_psc_entry *p = &v->psc[j];
+			tdp_pfn_t linked;
+			int level;
+
+			if (!p->valid || p->region != gpa_gfn / SIM_REGION_PAGES ||
+			    p->root_pfn != v->tlb_root)
+				continue;
+			tree_walk(s, v->tlb_root, v->tlb_root_level, gpa_gfn,
+				  &level, &linked);
+			if (linked != p->table_pfn) {
+				found = (int)i;
+				*table_out = p->table_pfn;
+				break;
+			}
+		}
+		tdp_walk_end();
+		pthread_mutex_unlock(&v->tlb_lock);
+	}
+	return found;
 }
