@@ -257,7 +257,51 @@ static void recover_region(struct sim *s, tdp_gfn_t base)
 }
 
 /*
- * Half of the events unmap the region of @gfn whole instead (below).
+ * One all-shared region at @base through fault-in, split and recovery
+ * (see sim_recover_shared_event()).
+ */
+static void recover_shared_region(struct sim *s, tdp_gfn_t base)
+{
+	const struct tdp_spte_format *fmt = tdp_mmu_format(s->mmu);
+	tdp_spte_t spte;
+	int64_t ret;
+	int level;
+
+	for (tdp_gfn_t g = base; g < base + SIM_REGION_PAGES &&
+				 !sim_stop_requested(&s->run); g++)
+		if (sim_host_fault(s, s->host.ctx, SIM_NO_VCPU,
+				   g | SIM_SHARED_BIT, true, 0) < 0)
+			break;
+	if (!tdp_lookup(s->mmu, base, TDP_ALIAS_SHARED, &spte, &level) &&
+	    tdp_spte_is_present(fmt, spte) && level == TDP_LEVEL_2M &&
+	    tdp_spte_is_leaf(fmt, spte, level)) {
+		ret = tdp_split_huge_range(s->mmu, base,
+					   base + SIM_REGION_PAGES,
+					   TDP_LEVEL_4K, TDP_ALIAS_SHARED);
+		if (ret != -ENOMEM && !engine_ok(s, ret,
+						 "tdp_split_huge_range"))
+			return;
+		usleep(5000);
+	}
+	/*
+	 * Clean leaves: the vCPUs' next writes walk and set dirty bits
+	 * while recovery checks and tears the table down.
+	 */
+	sim_ledger_lock(s);
+	ret = tdp_clear_dirty_range(s->mmu, base, base + SIM_REGION_PAGES,
+				    TDP_ALIAS_SHARED);
+	if (ret >= 0) {
+		sim_ledger_drop(s, base, SIM_REGION_PAGES);
+		pages_logged_elsewhere(s, base, SIM_REGION_PAGES);
+	}
+	sim_ledger_unlock(s);
+	if (!engine_ok(s, ret, "tdp_clear_dirty_range"))
+		return;
+	recover_region(s, base);
+}
+
+/*
+ * A third of the events unmap the region of @gfn whole instead (below).
  *
  * Recovery needs tables whose 512 leaves map one aligned run of host
  * pages with the same rights: a shared region with huge backing, mapped
@@ -271,14 +315,10 @@ static void recover_region(struct sim *s, tdp_gfn_t base)
 void sim_recover_shared_event(struct sim *s, struct sim_rng *rng,
 			      tdp_gfn_t gfn)
 {
-	const struct tdp_spte_format *fmt = tdp_mmu_format(s->mmu);
 	tdp_gfn_t base = gfn & ~(SIM_REGION_PAGES - 1);
 	uint64_t first = sim_rng_below(rng, s->nr_regions);
-	tdp_spte_t spte;
-	int64_t ret;
-	int level;
 
-	if (sim_rng_below(rng, 2)) {
+	if (sim_rng_below(rng, 3) == 0) {
 		/*
 		 * Or the region the vCPU writes is unmapped whole (a
 		 * THP migrated): its leaf table is unlinked and torn down
@@ -311,37 +351,7 @@ void sim_recover_shared_event(struct sim *s, struct sim_rng *rng,
 		base = sim_layout_region_gfn(&s->layout,
 					     (first + i) % s->nr_regions);
 	}
-	for (tdp_gfn_t g = base; g < base + SIM_REGION_PAGES &&
-				 !sim_stop_requested(&s->run); g++)
-		if (sim_host_fault(s, s->host.ctx, SIM_NO_VCPU,
-				   g | SIM_SHARED_BIT, true, 0) < 0)
-			break;
-	if (!tdp_lookup(s->mmu, base, TDP_ALIAS_SHARED, &spte, &level) &&
-	    tdp_spte_is_present(fmt, spte) && level == TDP_LEVEL_2M &&
-	    tdp_spte_is_leaf(fmt, spte, level)) {
-		ret = tdp_split_huge_range(s->mmu, base,
-					   base + SIM_REGION_PAGES,
-					   TDP_LEVEL_4K, TDP_ALIAS_SHARED);
-		if (ret != -ENOMEM && !engine_ok(s, ret,
-						 "tdp_split_huge_range"))
-			return;
-		usleep(5000);
-	}
-	/*
-	 * Clean leaves: the vCPUs' next writes walk and set dirty bits
-	 * while recovery checks and tears the table down.
-	 */
-	sim_ledger_lock(s);
-	ret = tdp_clear_dirty_range(s->mmu, base, base + SIM_REGION_PAGES,
-				    TDP_ALIAS_SHARED);
-	if (ret >= 0) {
-		sim_ledger_drop(s, base, SIM_REGION_PAGES);
-		pages_logged_elsewhere(s, base, SIM_REGION_PAGES);
-	}
-	sim_ledger_unlock(s);
-	if (!engine_ok(s, ret, "tdp_clear_dirty_range"))
-		return;
-	recover_region(s, base);
+	recover_shared_region(s, base);
 }
 
 bool sim_migrate_round(struct sim *s)
@@ -483,4 +493,18 @@ void sim_migrate_join(struct sim *s)
 	if (s->migration.thread_started)
 		pthread_join(s->migration.thread, NULL);
 	s->migration.thread_started = false;
+}
+
+void sim_recover_shared_boot(struct sim *s)
+{
+	s->migration.boot_recovered = true;
+	for (uint64_t r = 0; r < s->nr_regions && !sim_stop_requested(&s->run);
+	     r++) {
+		tdp_gfn_t base = sim_layout_region_gfn(&s->layout, r);
+
+		if (region_all_shared(s, base)) {
+			sim_count(&s->stats, SIM_C_EVENT_RECOVER_SHARED, 1);
+			recover_shared_region(s, base);
+		}
+	}
 }

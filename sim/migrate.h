@@ -71,6 +71,8 @@ struct sim_migration {
 	uint64_t final_checked; /* shared pages compared at the end */
 	pthread_t thread;
 	bool thread_started;
+	/* sim_recover_shared_boot() ran; the host-event thread's. */
+	bool boot_recovered;
 };
 
 int sim_migrate_init(struct sim *s);
@@ -108,5 +110,12 @@ void sim_dirty_log_event(struct sim *s, struct sim_rng *rng, tdp_gfn_t gfn);
  */
 void sim_recover_shared_event(struct sim *s, struct sim_rng *rng,
 			      tdp_gfn_t gfn);
+
+/*
+ * Every region all shared now through the same steps, once (a khugepaged
+ * pass after boot): the guest's conversions soon leave few regions all
+ * shared, and recovery needs one.
+ */
+void sim_recover_shared_boot(struct sim *s);
 
 #endif /* SIM_MIGRATE_H */

@@ -137,7 +137,7 @@ static void run_host_event(struct sim *s, struct sim_rng *rng)
 	} else if (kind < 75) {
 		/* Dirty logging and recovery of the shared memory the vCPUs
 		 * are using, racing with their dirty bits. */
-		if (kind < 67)
+		if (kind < 69)
 			sim_recover_shared_event(s, rng, gfn);
 		else
 			sim_dirty_log_event(s, rng, gfn);
@@ -184,7 +184,10 @@ static void *event_main(void *arg)
 			s->cfg.event_rate;
 		if (next < now - 1.0)
 			next = now;
-		/* The first event hot-adds memory; then at random. */
+		/* The first event hot-adds memory and recovers the shared
+		 * regions of the boot layout; then at random. */
+		if (!s->migration.boot_recovered)
+			sim_recover_shared_boot(s);
 		sim_host_hot_add(s);
 		run_host_event(s, &s->event_rng);
 	}
