@@ -167,10 +167,10 @@
 	X(CHECK_MEASUREMENT, "checks", "measurement_checks",                   \
 	  "guest checks of the reported measurement against its image")        \
 	X(CHECK_LEDGER, "checks", "dirty_ledger_checks",                       \
-	  "freed shared pages checked against the dirty ledger, quiesced "    \
-	  "GFNs with a ledger bit against the tree")                          \
+	  "freed shared pages checked against the dirty ledger, quiesced "     \
+	  "GFNs with a ledger bit against the tree")                           \
 	X(CHECK_BACKED, "checks", "tlb_backed_checks",                         \
-	  "TLB and paging-structure cache entries checked against the tree")  \
+	  "TLB and paging-structure cache entries checked against the tree")   \
 	X(CHECK_ROOT_ZAP, "checks", "root_zap_checks",                         \
 	  "TLBs checked for translations through a zapped root")               \
 	X(CHECK_FINAL, "checks", "final_checks",                               \
@@ -192,7 +192,7 @@
 	  "dirty-logging bursts: split, write-protect, clear-dirty, harvest, " \
 	  "aging (no --migrate needed)")                                       \
 	X(EVENT_RECOVER_SHARED, "events", "recoveries_shared",                 \
-	  "host recoveries of shared 2 MiB regions (faulted in and split "    \
+	  "host recoveries of shared 2 MiB regions (faulted in and split "     \
 	  "first)")                                                            \
 	X(RECOVERED_SHARED, "events", "recovered_shared",                      \
 	  "shared 2 MiB leaves recovery made")                                 \
