@@ -109,7 +109,7 @@ static void ledger_harvested(struct sim *s, tdp_gfn_t start,
 /*
  * One operation of dirty logging on [start, start + 64), the window of a
  * 64-GFN word of the harvest bitmap, as KVM's GET/CLEAR_DIRTY_LOG work
- * on: write-protect, clear-dirty of the range, clear-dirty or
+ * on: write-protect, clear-dirty (of the whole region), clear-dirty or
  * write-protect of the GFNs of a mask, a harvest, or aging
  * (tdp_age_range() clearing accessed bits).  The calls that clear dirty
  * bits, and the ledger update after each, hold the ledger lock.
@@ -132,11 +132,19 @@ static int64_t dirty_log_op(struct sim *s, struct sim_rng *rng,
 				     TDP_ALIAS_SHARED);
 	sim_ledger_lock(s);
 	if (kind == 1) {
-		ret = tdp_clear_dirty_range(s->mmu, start, start + 64,
+		/*
+		 * Over the whole 2 MiB region: the dirty bit of a huge leaf
+		 * that overlaps the range is cleared for all its pages, so a
+		 * 64-GFN range would drop bits outside it.
+		 */
+		tdp_gfn_t region = start & ~(SIM_REGION_PAGES - 1);
+
+		ret = tdp_clear_dirty_range(s->mmu, region,
+					    region + SIM_REGION_PAGES,
 					    TDP_ALIAS_SHARED);
 		if (ret >= 0) {
-			sim_ledger_drop(s, start, 64);
-			pages_logged_elsewhere(s, start, 64);
+			sim_ledger_drop(s, region, SIM_REGION_PAGES);
+			pages_logged_elsewhere(s, region, SIM_REGION_PAGES);
 		}
 	} else if (kind == 2) {
 		uint64_t mask = sim_rng_next(rng);
