@@ -104,7 +104,7 @@ static void ledger_harvested(struct sim *s, tdp_gfn_t start,
 /* ---- dirty logging in the default scenario ------------------------------- */
 
 /* How long one dirty-logging burst lasts, in seconds. */
-#define LOG_BURST_S 0.002
+#define LOG_BURST_S 0.010
 
 /*
  * One operation of dirty logging on [start, start + 64), the window of a
@@ -176,7 +176,7 @@ static int64_t dirty_log_op(struct sim *s, struct sim_rng *rng,
 
 /*
  * The event: the 2 MiB region of @gfn split to 4 KiB leaves first (as
- * before logging starts) half of the time, then 2 ms of operations back to
+ * before logging starts) half of the time, then 10 ms of operations back to
  * back on the 64 GFNs around @gfn (aging among them).  Each one that
  * removes a write permission or a dirty bit flushes, and aging clears
  * accessed bits, so the vCPUs writing there walk again and set A/D bits
