@@ -289,11 +289,11 @@ static void recover_shared_region(struct sim *s, tdp_gfn_t base)
 		if (ret != -ENOMEM && !engine_ok(s, ret,
 						 "tdp_split_huge_range"))
 			return;
-		usleep(5000);
 	}
 	/*
-	 * Clean leaves: the vCPUs' next writes walk and set dirty bits
-	 * while recovery checks and tears the table down.
+	 * Clean leaves, and a flush: the vCPUs' next accesses walk the leaf
+	 * table again, cache it and set dirty bits, until recovery checks
+	 * and tears the table down.  The caches must still hold it then.
 	 */
 	sim_ledger_lock(s);
 	ret = tdp_clear_dirty_range(s->mmu, base, base + SIM_REGION_PAGES,
@@ -305,6 +305,7 @@ static void recover_shared_region(struct sim *s, tdp_gfn_t base)
 	sim_ledger_unlock(s);
 	if (!engine_ok(s, ret, "tdp_clear_dirty_range"))
 		return;
+	usleep(5000);
 	recover_region(s, base);
 }
 
@@ -316,9 +317,10 @@ static void recover_shared_region(struct sim *s, tdp_gfn_t base)
  * by a 2 MiB leaf and split.  The guest converts often, so a region stays
  * all shared briefly: one event takes it through every step.  It faults
  * the region in for write (a 2 MiB leaf where the backing allows, else
- * 4 KiB leaves), splits a 2 MiB leaf as an eager split would, gives the
- * vCPUs 5 ms to write through the new leaf table (and cache it in
- * their paging-structure caches), then recovers the region.
+ * 4 KiB leaves), splits a 2 MiB leaf as an eager split would, clears
+ * the dirty bits (and so flushes), gives the vCPUs 5 ms to write through
+ * the leaf table (and cache it in their paging-structure caches), then
+ * recovers the region.
  */
 void sim_recover_shared_event(struct sim *s, struct sim_rng *rng,
 			      tdp_gfn_t gfn)
