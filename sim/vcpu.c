@@ -290,6 +290,15 @@ static bool load_shared_root(struct sim_vcpu *v)
 	tdp_pfn_t root;
 	int level, ret;
 
+	/*
+	 * The engine may drop the old root (and free it) inside
+	 * tdp_vcpu_load_root(): other threads walk from tlb_root
+	 * (sim_vcpus_check_backed(), the zap's dirty-report check), so it
+	 * names no root until the new one is known.
+	 */
+	pthread_mutex_lock(&v->tlb_lock);
+	v->tlb_root = 0;
+	pthread_mutex_unlock(&v->tlb_lock);
 	ret = tdp_vcpu_load_root(v->tdp, TDP_ALIAS_SHARED, &root, &level);
 	if (ret) {
 		if (!sim_stop_requested(&s->run))
@@ -308,14 +317,16 @@ static bool load_shared_root(struct sim_vcpu *v)
 		if (had)
 			tlb_drop_alias_locked(v, false);
 		psc_drop_locked(v, 0, 0, true);
-		v->tlb_root = root;
-		v->tlb_root_level = level;
 		pthread_mutex_unlock(&v->tlb_lock);
 		if (had)
 			sim_count(&s->stats, SIM_C_FLUSH_ROOT_SWITCH, 1);
 		v->root_pfn = root;
 		v->root_level = level;
 	}
+	pthread_mutex_lock(&v->tlb_lock);
+	v->tlb_root = root;
+	v->tlb_root_level = level;
+	pthread_mutex_unlock(&v->tlb_lock);
 	return true;
 }
 
@@ -957,6 +968,11 @@ void sim_vcpus_check_backed(struct sim *s)
 		struct sim_vcpu *v = &s->vcpus.v[i];
 
 		pthread_mutex_lock(&v->tlb_lock);
+		/* Loading a root: its old entries are about to go. */
+		if (!v->tlb_root) {
+			pthread_mutex_unlock(&v->tlb_lock);
+			continue;
+		}
 		tdp_walk_begin();
 		for (int j = 0; j < SIM_TLB_ENTRIES; j++) {
 			const struct sim_tlb_entry *e = &v->tlb[j];
@@ -1094,7 +1110,7 @@ int sim_vcpus_find_unlinked_cached(struct sim *s, tdp_gfn_t gpa_gfn,
 			int level;
 
 			if (!p->valid || p->region != gpa_gfn / SIM_REGION_PAGES ||
-			    p->root_pfn != v->tlb_root)
+			    !v->tlb_root || p->root_pfn != v->tlb_root)
 				continue;
 			tree_walk(s, v->tlb_root, v->tlb_root_level, gpa_gfn,
 				  &level, &linked);

@@ -109,7 +109,8 @@ struct sim_vcpu {
 	/*
 	 * The paging-structure cache of the shared alias, and the root
 	 * its entries and the TLB's shared entries were walked from (a
-	 * copy of root_pfn/root_level for other threads' checks): all
+	 * copy of root_pfn/root_level for other threads' checks; 0 while
+	 * the vCPU loads a root, which may free the old one): all
 	 * protected by tlb_lock.
 	 */
 	struct sim_psc_entry psc[SIM_PSC_ENTRIES];
