@@ -137,6 +137,40 @@ static void check_shared_gfn(struct sim *s, tdp_gfn_t gfn,
 	}
 }
 
+/*
+ * The dirty-bit ledger at a quiesce point: a dirty bit a vCPU set and the
+ * engine neither reported nor left in the tree was lost.  The engine's
+ * contract (tdp/dirty.h, tdp/zap.h, tdp/huge.h): a leaf's dirty bit is
+ * only ever cleared by tdp_clear_dirty_*() and tdp_harvest_dirty() (the
+ * host drops or collects those bits itself), reported through
+ * host.mark_dirty when a zap or a teardown removes the leaf, carried into
+ * the huge leaf by recovery and into the smaller leaves by a split, and
+ * kept by write-protect and aging.  So a GFN whose bit is still in the
+ * ledger must be mapped by a present leaf with its dirty bit set.
+ */
+static void check_ledger_gfn(struct sim *s, tdp_gfn_t gfn)
+{
+	const struct tdp_spte_format *fmt = tdp_mmu_format(s->mmu);
+	tdp_spte_t spte;
+	int level;
+
+	if (!sim_ledger_test(s, gfn))
+		return;
+	sim_count(&s->stats, SIM_C_CHECK_LEDGER, 1);
+	if (tdp_lookup(s->mmu, gfn, TDP_ALIAS_SHARED, &spte, &level))
+		return;
+	if (!tdp_spte_is_present(fmt, spte) ||
+	    !tdp_spte_is_leaf(fmt, spte, level))
+		QV(s, SIM_V_DIRTY_LOG, gfn, "a vCPU set the dirty bit of the "
+		   "leaf of shared gfn %#" PRIx64 ", which is gone without "
+		   "the bit being reported (mark_dirty) or harvested", gfn);
+	else if (!(spte & fmt->dirty))
+		QV(s, SIM_V_DIRTY_LOG, gfn, "a vCPU set the dirty bit of the "
+		   "leaf of shared gfn %#" PRIx64 "; the level-%d leaf %#"
+		   PRIx64 " lost it without a clear-dirty or a harvest",
+		   gfn, level, spte);
+}
+
 /* The backing of @gfn belongs to it. */
 static void check_backing(struct sim *s, tdp_gfn_t gfn,
 			  struct quiesce_tally *t)
@@ -199,7 +233,9 @@ uint64_t sim_check_quiesced(struct sim *s)
 		check_private_gfn(s, gfn, &t);
 		check_shared_gfn(s, gfn, &t);
 		check_backing(s, gfn, &t);
+		check_ledger_gfn(s, gfn);
 	}
+	sim_vcpus_check_backed(s);
 	sim_mmio_check_quiesced(s, &t.leaves[TDP_ROOT_DIRECT][TDP_LEVEL_4K],
 				&t.shared_backing);
 	sim_count(&s->stats, SIM_C_CHECK_QUIESCE_PAGES,

@@ -350,11 +350,41 @@ static void pages_changed(struct sim *s, tdp_gfn_t gfn, uint64_t n)
 		s->host.pages_changed(s, gfn, n);
 }
 
+/*
+ * Inside a host zap of the shared alias (mmu_lock held for write by this
+ * thread): a table the zap unlinked is emptied after the flush, so when
+ * it reports a dirty leaf no vCPU may still reach an unlinked leaf table
+ * of that region through its paging-structure cache.  (Read-locked
+ * teardowns, recovery and the zap of invalidated roots, exchange each
+ * entry and may flush after; they run outside zap_ctx.)
+ */
+static void check_reclaim_flushed(struct sim *s, tdp_gfn_t gfn)
+{
+	tdp_pfn_t table = 0;
+	int holder;
+
+	if (zap_ctx.s != s || !(gfn & SIM_SHARED_BIT))
+		return;
+	holder = sim_vcpus_find_unlinked_cached(s, gfn, &table);
+	if (holder >= 0)
+		sim_violation(&s->report, SIM_V_STALE_TRANSLATION, 0,
+			      gfn & ~SIM_SHARED_BIT, holder,
+			      "the zap of [%#" PRIx64 ", %#" PRIx64 ") reports "
+			      "dirty gfn %#" PRIx64 " while the vCPU's "
+			      "paging-structure cache still reaches leaf table "
+			      "%#" PRIx64 ", which the tree no longer links: "
+			      "an unlinked table read before the flush",
+			      zap_ctx.start, zap_ctx.end, gfn & ~SIM_SHARED_BIT,
+			      table);
+}
+
 /* A zap removed a direct leaf whose dirty bit was set. */
 static void host_mark_dirty(void *ctx, tdp_gfn_t gfn, uint64_t nr_pages)
 {
 	struct sim *s = ctx;
 
+	check_reclaim_flushed(s, gfn);
+	sim_ledger_reported(s, gfn, nr_pages);
 	pages_changed(s, gfn & ~SIM_SHARED_BIT, nr_pages);
 }
 
@@ -570,6 +600,10 @@ void sim_host_free_page(struct sim *s, tdp_gfn_t gfn, bool private,
 			      "host page %#" PRIx64 " freed while the %s "
 			      "tree still maps gfn %#" PRIx64 " to it",
 			      pfn, private ? "mirror" : "direct", gfn);
+	/* A dirty bit set on the way out must have been reported (not at
+	 * teardown: the host does not look at the log any more). */
+	if (!private && !s->finished)
+		sim_ledger_check_freed(s, gfn);
 	if (!host_mem_free(s->mem, pfn))
 		sim_violation(&s->report, SIM_V_PAGE_OWNERSHIP, 0, gfn,
 			      SIM_NO_VCPU, "host page %#" PRIx64

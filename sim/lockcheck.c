@@ -10,7 +10,9 @@
  * it yielded.  So every live translation a simulated vCPU holds (TLB entry
  * or paging-structure-cache entry) must be backed by the tree at that
  * moment; one that is not is a flush the engine still owes while it lets
- * others run (sim_host_check_tlbs_backed() reports it).
+ * others run.  Two checks look: sim_host_check_tlbs_backed() walks each
+ * TLB entry's own root, sim_vcpus_check_backed() the loaded root for the
+ * TLB and the paging-structure caches.
  *
  * Asking for the lock is also what makes a long zap yield: its iterator
  * gives the lock up when a writer waits.  So the thread both creates the
@@ -22,12 +24,14 @@
 
 #include "host.h"
 #include "sim.h"
+#include "vcpu.h"
 
 static int check_locked(void *arg)
 {
 	struct sim *s = arg;
 
 	sim_host_check_tlbs_backed(s);
+	sim_vcpus_check_backed(s);
 	return 0;
 }
 

@@ -37,6 +37,8 @@
 
 #include <tdp/types.h>
 
+#include "rng.h"
+
 struct sim;
 
 #define SIM_MIGRATE_MAX_ROUNDS 64
@@ -69,6 +71,8 @@ struct sim_migration {
 	uint64_t final_checked; /* shared pages compared at the end */
 	pthread_t thread;
 	bool thread_started;
+	/* sim_recover_shared_boot() ran; the host-event thread's. */
+	bool boot_recovered;
 };
 
 int sim_migrate_init(struct sim *s);
@@ -90,5 +94,28 @@ void sim_migrate_join(struct sim *s);
  * number of pages found missed.
  */
 uint64_t sim_migrate_finish(struct sim *s);
+
+/* ---- dirty logging in the default scenario ------------------------------ */
+
+/*
+ * A dirty-logging host event over the shared alias of the guest memory
+ * around @gfn (unaliased), the one the vCPUs are writing: eager split,
+ * write-protect, clear-dirty (range or masked) or a harvest, at random,
+ * racing with the CPU's dirty bits.
+ */
+void sim_dirty_log_event(struct sim *s, struct sim_rng *rng, tdp_gfn_t gfn);
+/*
+ * Huge-page recovery of the shared alias of the 2 MiB region of @gfn
+ * (unaliased), after an eager split of it half of the time.
+ */
+void sim_recover_shared_event(struct sim *s, struct sim_rng *rng,
+			      tdp_gfn_t gfn);
+
+/*
+ * Every region all shared now through the same steps, once (a khugepaged
+ * pass after boot): the guest's conversions soon leave few regions all
+ * shared, and recovery needs one.
+ */
+void sim_recover_shared_boot(struct sim *s);
 
 #endif /* SIM_MIGRATE_H */

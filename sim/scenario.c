@@ -259,24 +259,35 @@ static void run_host_event(struct sim *s, struct sim_rng *rng)
 
 	if (run_unlink_event(s, rng))
 		return;
-	if (kind < 45) {
+	/* Dirty logging and recovery aim where a vCPU translated. */
+	if (kind >= 65 && kind < 80)
+		sim_vcpus_pick_shared_gfn(s, rng, &gfn);
+
+	if (kind < 40) {
 		n = 1 + sim_rng_below(rng, 64);
 		if (gfn + n > end)
 			n = end - gfn;
 		sim_host_unmap_shared(s, gfn, n);
-	} else if (kind < 48) {
+	} else if (kind < 43) {
 		sim_host_invalidate_root(s);
-	} else if (kind < 50) {
+	} else if (kind < 45) {
 		if (s->mmio.nr)
 			sim_mmio_flip(s, (unsigned int)sim_rng_below(
 						 rng, s->mmio.nr));
-	} else if (kind < 60) {
+	} else if (kind < 55) {
 		/* A recovery pass over all guest memory, region by region. */
 		for (uint64_t r = 0; r < s->nr_regions && !sim_stop_requested(&s->run); r++)
 			sim_host_recover(s, sim_layout_region_gfn(&s->layout, r),
 					 SIM_REGION_PAGES);
-	} else if (kind < 70 && s->guest.nr_hot) {
+	} else if (kind < 65 && s->guest.nr_hot) {
 		hot_region_burst(s, s->host.ctx, rng, HOT_BURST_ROUNDS, true);
+	} else if (kind < 80) {
+		/* Dirty logging and recovery of the shared memory the vCPUs
+		 * are using, racing with their dirty bits. */
+		if (kind < 74)
+			sim_recover_shared_event(s, rng, gfn);
+		else
+			sim_dirty_log_event(s, rng, gfn);
 	} else if (kind < 85) {
 		n = 1 + sim_rng_below(rng, 16);
 		if (gfn + n > end)
@@ -321,7 +332,10 @@ static void *event_main(void *arg)
 			s->cfg.event_rate;
 		if (next < now - 1.0)
 			next = now;
-		/* The first event hot-adds memory; then at random. */
+		/* The first event hot-adds memory and recovers the shared
+		 * regions of the boot layout; then at random. */
+		if (!s->migration.boot_recovered)
+			sim_recover_shared_boot(s);
 		sim_host_hot_add(s);
 		run_host_event(s, &s->event_rng);
 	}

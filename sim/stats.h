@@ -122,6 +122,10 @@
 	  "accesses that exited with an EPT violation")                        \
 	X(DIRTY_BITS_SET, "accesses", "dirty_bits_set",                        \
 	  "direct-tree leaves whose dirty bit a write set (the CPU)")          \
+	X(PSC_HIT, "accesses", "psc_hits",                                     \
+	  "shared walks that started from the paging-structure cache")         \
+	X(PSC_STALE, "accesses", "psc_stale",                                  \
+	  "paging-structure cache hits whose 4 KiB entry did not translate")   \
 	X(MIGRATE_ROUNDS, "migration", "rounds",                               \
 	  "dirty-logging rounds, the final stop-and-copy included")            \
 	X(MIGRATE_HARVESTED, "migration", "harvested",                         \
@@ -171,6 +175,11 @@
 	  "first touches of initial-image pages (content checked)")            \
 	X(CHECK_MEASUREMENT, "checks", "measurement_checks",                   \
 	  "guest checks of the reported measurement against its image")        \
+	X(CHECK_LEDGER, "checks", "dirty_ledger_checks",                       \
+	  "freed shared pages checked against the dirty ledger, quiesced "     \
+	  "GFNs with a ledger bit against the tree")                           \
+	X(CHECK_BACKED, "checks", "cache_backed_checks",                         \
+	  "TLB and paging-structure cache entries checked against the tree")   \
 	X(CHECK_ROOT_ZAP, "checks", "root_zap_checks",                         \
 	  "TLBs checked for translations through a zapped root")               \
 	X(CHECK_FAULT_MAP, "checks", "fault_map_checks",                       \
@@ -199,6 +208,17 @@
 	  "memory slots deleted and re-added")                                 \
 	X(EVENT_RECOVER, "events", "recoveries",                               \
 	  "host recoveries of private 2 MiB pages (tdp_recover_huge_pages)")   \
+	X(EVENT_DIRTY_LOG, "events", "dirty_log_events",                       \
+	  "dirty-logging bursts: split, write-protect, clear-dirty, harvest, " \
+	  "aging (no --migrate needed)")                                       \
+	X(EVENT_RECOVER_SHARED, "events", "recoveries_shared",                 \
+	  "host recoveries of shared 2 MiB regions (faulted in and split "     \
+	  "first)")                                                            \
+	X(RECOVERED_SHARED, "events", "recovered_shared",                      \
+	  "shared 2 MiB leaves recovery made")                                 \
+	X(EVENT_UNMAP_REGION, "events", "region_unmaps",                       \
+	  "host unmaps of a whole 2 MiB region a vCPU uses (a THP "            \
+	  "migrated)")                                                         \
 	X(EVENT_PREFAULT, "events", "prefaults",                               \
 	  "host pre-faults of private memory")                                 \
 	X(EVENT_TEARDOWN, "events", "td_teardowns", "TD teardowns")            \

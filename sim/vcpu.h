@@ -59,6 +59,21 @@ struct sim_tlb_entry {
 	bool private;
 };
 
+/*
+ * One entry of the paging-structure cache: like Intel's PDE cache, the
+ * 4 KiB leaf table a walk from @root_pfn went through for the 2 MiB
+ * region @region (the GFN as issued, shared bit included, >> 9).
+ */
+#define SIM_PSC_ENTRIES 16
+
+struct sim_psc_entry {
+	tdp_gfn_t region;
+	tdp_pfn_t root_pfn;
+	tdp_pfn_t table_pfn;
+	uint64_t fill_seq; /* sim_vcpus.psc_seq when it was filled */
+	bool valid;
+};
+
 struct sim_vcpu {
 	struct sim *sim;
 	unsigned int id;
@@ -91,6 +106,19 @@ struct sim_vcpu {
 	uint16_t live_count[2][64];
 	uint64_t live_mask[2];
 	bool tlb_busy;
+	/*
+	 * The paging-structure cache of the shared alias, and the root
+	 * its entries and the TLB's shared entries were walked from (a
+	 * copy of root_pfn/root_level for other threads' checks; 0 while
+	 * the vCPU loads a root, which may free the old one): all
+	 * protected by tlb_lock.
+	 */
+	struct sim_psc_entry psc[SIM_PSC_ENTRIES];
+	unsigned int psc_next;
+	/* The last shared GFN the guest wrote (as issued); atomic. */
+	tdp_gfn_t last_shared_write;
+	tdp_pfn_t tlb_root;
+	int tlb_root_level;
 
 	/*
 	 * Guest mode: in_guest and exits are written by the owner with
@@ -113,6 +141,28 @@ struct sim_vcpus {
 	unsigned int hold_out;
 	pthread_mutex_t hold_lock;
 	pthread_cond_t hold_cond;
+	/* Fills of paging-structure cache entries so far; atomic. */
+	uint64_t psc_seq;
+
+	/*
+	 * The dirty-bit ledger: one bit per page of guest memory (dense
+	 * numbers, layout.h), set by a vCPU whose walk set the dirty bit
+	 * of the leaf mapping the page (under its TLB lock, after the
+	 * compare-exchange), cleared when the engine reports the bit
+	 * (host.mark_dirty, after every TLB lock was taken once, or a
+	 * harvest) or the host drops it on purpose (tdp_clear_dirty_*).  A
+	 * bit still set is a dirty bit the engine has neither reported nor
+	 * left in the tree.  Atomic ORs and ANDs; the array is immutable.
+	 */
+	uint64_t *ledger;
+	/*
+	 * Held across each engine call that clears dirty bits on purpose
+	 * (clear-dirty, harvest) and the ledger update after it, and by the
+	 * check of a freed page: that check never sees a bit the engine
+	 * already cleared on the host's behalf but the host has not yet
+	 * dropped.  Never held while taking a backing lock.
+	 */
+	pthread_mutex_t ledger_lock;
 };
 
 /* The vCPU the calling thread runs, or NULL (host threads). */
@@ -215,5 +265,93 @@ int sim_tlb_find_live(struct sim *s, uint64_t start, uint64_t nr,
  */
 int sim_tlb_find_by_root(struct sim *s, tdp_pfn_t root_pfn,
 			 tdp_gfn_t *gfn_out);
+
+/* ---- the dirty-bit ledger (see struct sim_vcpus) ---- */
+
+/* A vCPU set the dirty bit of the leaf that maps @gfn (shared bit
+ * allowed); its TLB lock is held.  GFNs outside guest memory are
+ * ignored. */
+void sim_ledger_cpu_dirtied(struct sim *s, tdp_gfn_t gfn);
+/*
+ * The engine reported pages [gfn, gfn + n) dirty through mark_dirty
+ * (shared bit allowed): takes every TLB lock once, then forgets them;
+ * nothing while this thread holds reports (sim_ledger_hold_reports()).
+ */
+void sim_ledger_reported(struct sim *s, tdp_gfn_t gfn, uint64_t n);
+/*
+ * While on, mark_dirty reports made on this thread leave the ledger
+ * alone: for an engine call whose contract keeps the dirty bit in the
+ * tree although it reports the leaves it removes (recovery).
+ */
+void sim_ledger_hold_reports(bool on);
+/* Forget the bits of [gfn, gfn + n) (harvested, or dropped on purpose);
+ * the caller holds ledger_lock. */
+void sim_ledger_drop(struct sim *s, tdp_gfn_t gfn, uint64_t n);
+void sim_ledger_lock(struct sim *s);
+void sim_ledger_unlock(struct sim *s);
+/* Whether the ledger bit of @gfn (unaliased) is set. */
+bool sim_ledger_test(struct sim *s, tdp_gfn_t gfn);
+/*
+ * The host frees the shared page of @gfn (unaliased) after the zap that
+ * unmapped it returned: a ledger bit still set is a dirty bit the engine
+ * lost (SIM_V_DIRTY_LOG).  The bit is dropped either way.
+ */
+void sim_ledger_check_freed(struct sim *s, tdp_gfn_t gfn);
+
+/*
+ * Every valid shared TLB entry and paging-structure cache entry of every
+ * vCPU is backed by the direct tree: walked from the entry's root (the
+ * vCPU's loaded root), the tree still reaches the cached leaf table, or
+ * a present leaf of the same frame with at least the entry's rights
+ * (writable, and dirty for an entry that writes without a walk).  Each
+ * miss is a SIM_V_STALE_TRANSLATION.  Takes each vCPU's TLB lock in
+ * turn; the caller keeps the tree still: every worker paused, or
+ * mmu_lock held for write (the CPU's A/D bits may still change).
+ */
+void sim_vcpus_check_backed(struct sim *s);
+
+/* The fill count of the paging-structure caches (an order, see below). */
+uint64_t sim_vcpus_psc_seq(struct sim *s);
+
+/*
+ * A paging-structure cache entry of leaf table @table_pfn filled before
+ * fill count @before (sim_vcpus_psc_seq() then): returns the vCPU id and
+ * stores the entry's GFN (unaliased), or returns -1.
+ */
+int sim_vcpus_find_cached_table(struct sim *s, tdp_pfn_t table_pfn,
+				uint64_t before, tdp_gfn_t *gfn_out);
+
+/*
+ * The leaf table the direct tree links for @gfn (as issued), walked from
+ * @root (a root the caller holds): 0 if the walk does not reach one.
+ */
+tdp_pfn_t sim_tree_leaf_table(struct sim *s, tdp_pfn_t root, int root_level,
+			      tdp_gfn_t gfn);
+
+/*
+ * A paging-structure cache entry for the 2 MiB region of @gpa_gfn (as
+ * issued) whose leaf table the tree, walked from the entry's root (the
+ * vCPU's loaded root), no longer links: a table the engine unlinked and
+ * has not flushed yet.  Returns the vCPU id and stores the table, or -1.
+ */
+int sim_vcpus_find_unlinked_cached(struct sim *s, tdp_gfn_t gpa_gfn,
+				   tdp_pfn_t *table_out);
+
+/*
+ * The 2 MiB regions (base GFNs, unaliased) the vCPUs' paging-structure
+ * caches hold, at most @max of them, in @out; returns how many.
+ */
+unsigned int sim_vcpus_cached_regions(struct sim *s, tdp_gfn_t *out,
+				      unsigned int max);
+
+/*
+ * A GFN (unaliased) of guest memory a random vCPU wrote or translated
+ * through the direct tree lately: most of the time the last shared page
+ * it wrote, else a shared entry of its TLB (a dirty one first).  Returns
+ * false, with *@gfn untouched, if it has none: where host events race
+ * best with the CPU.
+ */
+bool sim_vcpus_pick_shared_gfn(struct sim *s, struct sim_rng *rng,
+			       tdp_gfn_t *gfn);
 
 #endif /* SIM_VCPU_H */
