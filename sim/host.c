@@ -1245,6 +1245,18 @@ void sim_host_invalidate_root(struct sim *s)
 					     &old, &level),
 		       "tdp_vcpu_load_root", SIM_NO_GFN))
 		return;
+	/*
+	 * Aging first (accessed bits cleared, no flush): the racing CPU,
+	 * aimed at the zap's front, sets them again on the very leaves the
+	 * zap is reading, as a vCPU that has not loaded the new root yet
+	 * would, so the zap's compare-exchange meets hardware (racer.h).
+	 */
+	for (uint64_t r = 0; r < s->nr_regions; r++) {
+		tdp_gfn_t base = sim_layout_region_gfn(&s->layout, r);
+
+		tdp_age_range(s->mmu, base, base + SIM_REGION_PAGES, true,
+			      TDP_ALIAS_SHARED);
+	}
 	/* Odd from before the new root until the old one is zapped (the
 	 * check after a fault, sim_host_fault()). */
 	__atomic_add_fetch(&s->host.root_seq, 1, __ATOMIC_SEQ_CST);
@@ -1254,8 +1266,11 @@ void sim_host_invalidate_root(struct sim *s)
 		/* Only this thread invalidates roots: the zap is of the old
 		 * root. */
 		zap_ctx_enter_root(s, old, level);
+		sim_racer_aim(s, old, level, 0, tdp_level_pages(level + 1),
+			      true);
 		ok = engine_ok(s, tdp_mmu_zap_invalidated_roots(s->mmu),
 			       "tdp_mmu_zap_invalidated_roots", SIM_NO_GFN);
+		sim_racer_disarm(s);
 		zap_ctx_exit();
 	}
 	__atomic_add_fetch(&s->host.root_seq, 1, __ATOMIC_SEQ_CST);

@@ -114,6 +114,48 @@ static void ledger_harvested(struct sim *s, tdp_gfn_t start,
  * (tdp_age_range() clearing accessed bits).  The calls that clear dirty
  * bits, and the ledger update after each, hold the ledger lock.
  */
+/*
+ * Right after a write-protect of the GFNs of @mask in [start, start + 64)
+ * returned: write-protect removes the writable bit and must keep the
+ * dirty bit, so every such GFN whose dirty bit a CPU set and nobody
+ * reported yet (a ledger bit) must still be mapped dirty.  A leaf that is
+ * present and clean lost the bit (a write-protect that stored a stale
+ * copy over a dirty bit hardware had just set).  The region's backing
+ * lock keeps zaps out (a zap's report and the ledger update after it
+ * happen under it) and the ledger lock every clear-dirty and harvest.
+ */
+static void check_wrprot_kept_dirty(struct sim *s, tdp_gfn_t start,
+				    uint64_t mask)
+{
+	const struct tdp_spte_format *fmt = tdp_mmu_format(s->mmu);
+	pthread_mutex_t *backing =
+		&s->host.backing_lock[sim_layout_region(&s->layout, start)];
+
+	pthread_mutex_lock(backing);
+	sim_ledger_lock(s);
+	for (int i = 0; i < 64; i++) {
+		tdp_gfn_t gfn = start + (uint64_t)i;
+		tdp_spte_t spte;
+		int level;
+
+		if (!(mask & (1ULL << i)) || !sim_ledger_test(s, gfn))
+			continue;
+		sim_count(&s->stats, SIM_C_CHECK_WRPROT_DIRTY, 1);
+		if (tdp_lookup(s->mmu, gfn, TDP_ALIAS_SHARED, &spte, &level) ||
+		    !tdp_spte_is_present(fmt, spte) ||
+		    !tdp_spte_is_leaf(fmt, spte, level) ||
+		    (spte & fmt->dirty))
+			continue;
+		sim_violation(&s->report, SIM_V_DIRTY_LOG, 0, gfn, SIM_NO_VCPU,
+			      "a CPU set the dirty bit of shared gfn %#" PRIx64
+			      " and nobody reported it, but right after "
+			      "write-protect its leaf %#" PRIx64 " is clean: "
+			      "the write-protect lost it", gfn, spte);
+	}
+	sim_ledger_unlock(s);
+	pthread_mutex_unlock(backing);
+}
+
 static int64_t dirty_log_op(struct sim *s, struct sim_rng *rng,
 			    tdp_gfn_t start)
 {
@@ -121,10 +163,14 @@ static int64_t dirty_log_op(struct sim *s, struct sim_rng *rng,
 	uint64_t bitmap[1] = { 0 };
 	int64_t ret;
 
-	/* Dirty bits stay: nothing for the ledger. */
-	if (kind == 0)
-		return tdp_wrprot_range(s->mmu, start, start + 64,
-					TDP_ALIAS_SHARED);
+	/* Dirty bits stay: nothing for the ledger, but they must stay. */
+	if (kind == 0) {
+		ret = tdp_wrprot_range(s->mmu, start, start + 64,
+				       TDP_ALIAS_SHARED);
+		if (ret >= 0)
+			check_wrprot_kept_dirty(s, start, ~0ULL);
+		return ret;
+	}
 	/* Aging clears accessed bits (no flush): every walk that follows
 	 * sets them again, racing with the next operation. */
 	if (kind == 4)
@@ -150,6 +196,15 @@ static int64_t dirty_log_op(struct sim *s, struct sim_rng *rng,
 		uint64_t mask = sim_rng_next(rng);
 		bool wrprot = sim_rng_below(rng, 2);
 
+		if (wrprot) {
+			/* The check takes the locks in its own order. */
+			sim_ledger_unlock(s);
+			ret = tdp_clear_dirty_masked(s->mmu, start, mask, true,
+						     TDP_ALIAS_SHARED);
+			if (ret >= 0)
+				check_wrprot_kept_dirty(s, start, mask);
+			return ret;
+		}
 		ret = tdp_clear_dirty_masked(s->mmu, start, mask, wrprot,
 					     TDP_ALIAS_SHARED);
 		if (ret >= 0 && !wrprot)
@@ -189,8 +244,11 @@ void sim_dirty_log_event(struct sim *s, struct sim_rng *rng, tdp_gfn_t gfn)
 {
 	tdp_gfn_t region = gfn & ~(SIM_REGION_PAGES - 1);
 	tdp_gfn_t start = gfn & ~63ULL;
+	tdp_pfn_t root = 0;
+	int root_level = 0;
 	double until;
 	int64_t ret = 0;
+	bool quiet;
 
 	sim_count(&s->stats, SIM_C_EVENT_DIRTY_LOG, 1);
 	if (sim_rng_below(rng, 2)) {
@@ -200,12 +258,30 @@ void sim_dirty_log_event(struct sim *s, struct sim_rng *rng, tdp_gfn_t gfn)
 		if (ret == -ENOMEM)
 			ret = 0;
 	}
+	/*
+	 * The racing CPU writes the 64 pages all along (racer.h); the
+	 * host's context holds the root meanwhile.  Half of the bursts keep
+	 * the vCPUs out of guest mode: then the racer and this thread have
+	 * the cores to themselves and really run at the same time, which
+	 * the race needs (on two cores shared with the vCPUs they seldom
+	 * do).
+	 */
+	quiet = sim_rng_below(rng, 2);
+	if (quiet)
+		sim_vcpus_hold_out_begin(s);
+	if (!tdp_vcpu_load_root(s->host.ctx, TDP_ALIAS_SHARED, &root,
+				&root_level))
+		sim_racer_aim(s, root, root_level, start | SIM_SHARED_BIT, 64,
+			      false);
 	/* Back to back: the vCPUs walk again right after each flush. */
 	until = sim_now() + LOG_BURST_S;
 	for (unsigned int i = 0; ret >= 0 && !sim_stop_requested(&s->run) &&
 				 ((i & 15) || sim_now() < until);
 	     i++)
 		ret = dirty_log_op(s, rng, start);
+	sim_racer_disarm(s);
+	if (quiet)
+		sim_vcpus_hold_out_end(s);
 	engine_ok(s, ret, "dirty logging");
 }
 

@@ -17,6 +17,7 @@
 
 #include "consistency.h"
 #include "lockcheck.h"
+#include "racer.h"
 
 /* Rounds of a burst on a shared-hot region (hot_region_burst()). */
 #define HOT_BURST_ROUNDS 32
@@ -430,7 +431,8 @@ uint64_t sim_run_workload(struct sim *s)
 	sim_workers_set_running(&s->run, s->vcpus.nr + (s->cfg.event_rate > 0) +
 					 hot + s->migration.enabled +
 					 (!s->replay && s->cfg.event_rate > 0) +
-					 (!s->replay && s->cfg.lock_check_us > 0));
+					 (!s->replay && s->cfg.lock_check_us > 0) +
+					 (!s->replay && s->cfg.event_rate > 0));
 	for (unsigned int i = 0; i < s->vcpus.nr; i++) {
 		if (pthread_create(&s->vcpus.v[i].thread, NULL, vcpu_main,
 				   &s->vcpus.v[i]))
@@ -446,10 +448,12 @@ uint64_t sim_run_workload(struct sim *s)
 		sim_stop_request(&s->run);
 	sim_walker_start(s);
 	sim_lockcheck_start(s);
+	sim_racer_start(s);
 	sim_workers_set_running(&s->run, started + s->event_thread_started +
 					 s->hot_thread_started +
 					 s->migration.thread_started +
-					 s->walker.started + s->lockcheck_started);
+					 s->walker.started + s->lockcheck_started +
+					 s->racer.started);
 	if (started < s->vcpus.nr ||
 	    (s->replay && sim_replay_start(s->replay)))
 		sim_stop_request(&s->run);
@@ -486,6 +490,7 @@ uint64_t sim_run_workload(struct sim *s)
 	sim_migrate_join(s);
 	sim_walker_join(s);
 	sim_lockcheck_join(s);
+	sim_racer_join(s);
 	if (s->replay)
 		sim_replay_join(s->replay);
 	s->elapsed = sim_now() - s->start_time;

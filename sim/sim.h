@@ -50,6 +50,7 @@
 #include "layout.h"
 #include "migrate.h"
 #include "mmio.h"
+#include "racer.h"
 #include "report.h"
 #include "rng.h"
 #include "run_state.h"
@@ -221,6 +222,7 @@ struct sim {
 	pthread_t hot_thread;
 	bool hot_thread_started;
 	struct sim_walker walker; /* the parked walker (walker.h) */
+	struct sim_racer racer; /* the racing CPU (racer.h) */
 	/* The lock-free check's thread (lockcheck.h); run thread only. */
 	pthread_t lockcheck_thread;
 	bool lockcheck_started;

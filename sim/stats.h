@@ -163,6 +163,10 @@
 	  "range flushes of a root zap checked against the old root's leaves") \
 	X(CHECK_TLB_BACKED, "checks", "tlb_backed_checks",                    \
 	  "write-locked zap flushes that checked every TLB entry backed")      \
+	X(RACER_BITS, "events", "racer_bits_set",                             \
+	  "accessed/dirty bits the racing CPU set while aimed")                \
+	X(CHECK_WRPROT_DIRTY, "checks", "wrprot_dirty_checks",                 \
+	  "ledger GFNs checked still dirty right after a write-protect")       \
 	X(CHECK_LOCK_FREE, "checks", "lock_free_checks",                       \
 	  "takes of mmu_lock for write that checked every TLB entry backed")   \
 	X(CHECK_LIVE_FILTERED, "checks", "tlb_checks_filtered",                \
