@@ -82,6 +82,19 @@ static void check_host_private_pages(struct sim *s, const char *what,
 }
 
 /*
+ * A lockless lookup of the mirror entry toward @gfn, counted as a check;
+ * false before sim_create() stored the MMU, and once lookups fail.
+ */
+static bool mirror_lookup(struct sim *s, tdp_gfn_t gfn, tdp_spte_t *spte,
+			  int *lvl)
+{
+	if (!s->mmu || tdp_lookup(s->mmu, gfn, TDP_ALIAS_PRIVATE, spte, lvl))
+		return false;
+	sim_count(&s->stats, SIM_C_CHECK_FROZEN, 1);
+	return true;
+}
+
+/*
  * The freeze protocol seen from the backend: while a callback works on the
  * mirror entry (@gfn, @level), the engine holds that entry FROZEN, so no
  * lockless reader takes it for a usable mapping and no other fault
@@ -104,11 +117,9 @@ static void check_frozen(struct sim *s, const char *what, tdp_gfn_t gfn,
 	tdp_spte_t spte;
 	int lvl;
 
-	/* Before sim_create() stored the MMU, and once lookups fail. */
-	if (!s->mmu || tdp_lookup(s->mmu, gfn, TDP_ALIAS_PRIVATE, &spte, &lvl))
+	if (!mirror_lookup(s, gfn, &spte, &lvl))
 		return;
 	fmt = tdp_mmu_format(s->mmu);
-	sim_count(&s->stats, SIM_C_CHECK_FROZEN, 1);
 	if (lvl > level && !tdp_spte_is_present(fmt, spte))
 		return;
 	if (lvl == level && tdp_spte_is_frozen(fmt, spte))
@@ -131,10 +142,9 @@ static void check_table_unlinked(struct sim *s, tdp_gfn_t gfn, int level)
 	tdp_spte_t spte;
 	int lvl;
 
-	if (!s->mmu || tdp_lookup(s->mmu, gfn, TDP_ALIAS_PRIVATE, &spte, &lvl))
+	if (!mirror_lookup(s, gfn, &spte, &lvl))
 		return;
 	fmt = tdp_mmu_format(s->mmu);
-	sim_count(&s->stats, SIM_C_CHECK_FROZEN, 1);
 	if (lvl >= level && !tdp_spte_is_present(fmt, spte))
 		return;
 	sim_violation(&s->report, SIM_V_CONTRACT, 0, gfn, SIM_NO_VCPU,

@@ -148,6 +148,31 @@ static void *cpu_main(void *p)
 	return NULL;
 }
 
+/* Every dirty bit the CPU set reached mark_dirty exactly once, and no
+ * other page was reported. */
+static void assert_marks_match(const struct cpu *c)
+{
+	assert_int_equal(c->stray_marks, 0);
+	for (uint64_t i = 0; i < NR_PAGES; i++) {
+		if (c->marked[i] != c->dirtied[i])
+			fail_msg("gfn %#llx: the CPU %s it, mark_dirty reported "
+				 "it %u times",
+				 (unsigned long long)(BASE + i),
+				 c->dirtied[i] ? "dirtied" : "did not dirty",
+				 c->marked[i]);
+	}
+}
+
+/* Add the round's racing count and tear the round's MMU down. */
+static void finish_round(struct cpu *c, struct tdp_vcpu *vcpu,
+			 uint64_t *racing)
+{
+	*racing += c->racing;
+	tdp_vcpu_destroy(vcpu);
+	assert_int_equal(tdp_mmu_teardown(c->mmu), 0);
+	tdp_mmu_destroy(c->mmu);
+}
+
 static void one_round(struct cpu *c, uint64_t seed, uint64_t *racing)
 {
 	struct tdp_mmu_config cfg = {
@@ -195,25 +220,13 @@ static void one_round(struct cpu *c, uint64_t seed, uint64_t *racing)
 	pthread_join(thread, NULL);
 
 	assert_true(c->flushes >= 1);
-	assert_int_equal(c->stray_marks, 0);
-	for (uint64_t i = 0; i < NR_PAGES; i++) {
-		if (c->marked[i] != c->dirtied[i])
-			fail_msg("gfn %#llx: the CPU %s it, mark_dirty reported "
-				 "it %u times",
-				 (unsigned long long)(BASE + i),
-				 c->dirtied[i] ? "dirtied" : "did not dirty",
-				 c->marked[i]);
-	}
+	assert_marks_match(c);
 	/* The zap covered the leaf tables whole: it unlinked them. */
 	assert_int_equal(tdp_mmu_get_stats(c->mmu, &st), 0);
 	assert_int_equal(st.zapped_tables, NR_TABLES);
 	assert_int_equal(st.zapped_leaves, NR_PAGES);
 	assert_int_equal(st.leaves[TDP_ROOT_DIRECT][TDP_LEVEL_4K], 0);
-	*racing += c->racing;
-
-	tdp_vcpu_destroy(vcpu);
-	assert_int_equal(tdp_mmu_teardown(c->mmu), 0);
-	tdp_mmu_destroy(c->mmu);
+	finish_round(c, vcpu, racing);
 }
 
 static void test_zap_sees_every_dirty_bit(void **state)
@@ -376,23 +389,11 @@ static void one_root_round(struct cpu *c, uint64_t seed, uint64_t *racing)
 	assert_int_equal(z.ret, 0);
 	assert_int_equal(hh_failures(), 0);
 
-	assert_int_equal(c->stray_marks, 0);
-	for (uint64_t i = 0; i < NR_PAGES; i++) {
-		if (c->marked[i] != c->dirtied[i])
-			fail_msg("gfn %#llx: the CPU %s it, mark_dirty reported "
-				 "it %u times",
-				 (unsigned long long)(BASE + i),
-				 c->dirtied[i] ? "dirtied" : "did not dirty",
-				 c->marked[i]);
-	}
+	assert_marks_match(c);
 	assert_int_equal(tdp_mmu_get_stats(c->mmu, &st), 0);
 	assert_int_equal(st.zapped_leaves, NR_PAGES);
 	assert_int_equal(st.leaves[TDP_ROOT_DIRECT][TDP_LEVEL_4K], 0);
-	*racing += c->racing;
-
-	tdp_vcpu_destroy(vcpu);
-	assert_int_equal(tdp_mmu_teardown(c->mmu), 0);
-	tdp_mmu_destroy(c->mmu);
+	finish_round(c, vcpu, racing);
 }
 
 static void test_root_zap_sees_every_dirty_bit(void **state)
